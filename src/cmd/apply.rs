@@ -1,0 +1,12 @@
+//! `sipform apply` (not yet written).
+
+use std::process::ExitCode;
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`sipform apply` is not implemented yet")
+}

@@ -1,0 +1,12 @@
+//! `sipform doctor` (not yet written).
+
+use std::process::ExitCode;
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`sipform doctor` is not implemented yet")
+}

@@ -1,0 +1,82 @@
+//! The `sipform` binary: parses arguments and hands over to the library. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "sipform", version, about = "sip-agent-server's phone agents as code: validate, plan, apply.")]
+struct Cli {
+    /// The project folder (holding sipform.yaml).
+    #[arg(short = 'C', long = "project", global = true, default_value = ".")]
+    project: PathBuf,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). Secrets are never logged.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every file and every rendered agent, offline. Exit 1 on any error.
+    Validate(cmd::validate::Args),
+    /// Print the rendered agent specs.
+    Render(cmd::render::Args),
+    /// Write (or --check) the JSON Schemas under schema/.
+    Schema(cmd::schema::Args),
+    /// Show what apply would change on the server.
+    Plan(cmd::plan::Args),
+    /// Make the server match the files (a saved plan, or plan-and-apply).
+    Apply(cmd::apply::Args),
+    /// Take objects that already exist on the server into state.
+    Import(cmd::import::Args),
+    /// Inspect or edit state.
+    State(cmd::state::Args),
+    /// Check the server, the credentials and the state backend.
+    Doctor(cmd::doctor::Args),
+    /// Run the sip-agent-server emulator.
+    Emulator(cmd::emulator::Args),
+    /// One command that shows it all: start an emulator, apply the bundled project, plan again.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging(cli.verbose);
+    let global = cmd::Global {
+        project: cli.project,
+        verbose: cli.verbose,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Validate(a) => cmd::validate::run(&global, a).await,
+            Command::Render(a) => cmd::render::run(&global, a).await,
+            Command::Schema(a) => cmd::schema::run(&global, a).await,
+            Command::Plan(a) => cmd::plan::run(&global, a).await,
+            Command::Apply(a) => cmd::apply::run(&global, a).await,
+            Command::Import(a) => cmd::import::run(&global, a).await,
+            Command::State(a) => cmd::state::run(&global, a).await,
+            Command::Doctor(a) => cmd::doctor::run(&global, a).await,
+            Command::Emulator(a) => cmd::emulator::run(&global, a).await,
+            Command::Demo(a) => cmd::demo::run(&global, a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

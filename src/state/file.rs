@@ -1,0 +1,1 @@
+//! The JSON file state backend (not yet written).
