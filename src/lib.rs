@@ -26,6 +26,7 @@ pub mod plan;
 pub mod refresh;
 pub mod state;
 
+pub mod db;
 pub mod emulator;
 
 /// The `tracing` target of every log line: the platform's log filters look for this word.

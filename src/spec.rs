@@ -505,11 +505,9 @@ impl Default for InventoryConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Desired {
     pub account: AccountSpec,
-    /// In inventory order; ids unique.
+    /// In inventory order; ids unique. Every restaurant of the inventory, including those that
+    /// need no agent (see [`DesiredRestaurant::create_if_missing`]).
     pub restaurants: Vec<DesiredRestaurant>,
-    /// Restaurants the inventory knows but that need no agent (neither SIP nor chat): an agent
-    /// they still have is planned inactive, not deleted.
-    pub dormant: Vec<RestaurantId>,
 }
 
 /// One restaurant's objects: its final customer, its agent and the agent's tools.
@@ -520,6 +518,10 @@ pub struct DesiredRestaurant {
     pub agent: AgentSpec,
     /// Sorted by sortOrder.
     pub tools: Vec<ToolSpec>,
+    /// False for a restaurant with neither SIP nor chat enabled: its objects are not created,
+    /// but an agent it already has is updated to the rendered spec (which is inactive), never
+    /// deleted.
+    pub create_if_missing: bool,
 }
 
 #[cfg(test)]

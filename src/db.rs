@@ -1,0 +1,1 @@
+//! The platform database: the restaurants table and the ids written back (not yet written).
