@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 #[derive(Parser)]
-#[command(name = "sipform", version, about = "sip-agent-server's phone agents as code: validate, plan, apply.")]
+#[command(
+    name = "sipform",
+    version,
+    about = "sip-agent-server's phone agents as code: validate, plan, apply."
+)]
 struct Cli {
     /// The project folder (holding sipform.yaml).
     #[arg(short = 'C', long = "project", global = true, default_value = ".")]
@@ -51,7 +55,10 @@ fn main() -> ExitCode {
         project: cli.project,
         verbose: cli.verbose,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
