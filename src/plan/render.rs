@@ -1,0 +1,1 @@
+//! Plan rendering: human text, JSON, Markdown (not yet written).
