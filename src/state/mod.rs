@@ -468,6 +468,27 @@ impl StateWriter {
         }
     }
 
+    /// Looks at the state as last recorded, without copying it.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        match self.current.lock() {
+            Ok(s) => f(&s),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
+    /// Whether state assigns `id` (agent, final customer or tool) to any restaurant.
+    pub fn assigns(&self, id: &str) -> bool {
+        self.read(|s| {
+            s.restaurants.values().any(|r| {
+                r.agent_id.as_ref().is_some_and(|a| a.as_str() == id)
+                    || r.final_customer_id
+                        .as_ref()
+                        .is_some_and(|f| f.as_str() == id)
+                    || r.tools.values().any(|t| t.as_str() == id)
+            })
+        })
+    }
+
     /// The state as last recorded (in memory; what is durable is at least this old).
     pub fn snapshot(&self) -> State {
         match self.current.lock() {
