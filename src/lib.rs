@@ -22,6 +22,7 @@ pub mod settings;
 
 pub mod apply;
 pub mod diff;
+pub mod pipeline;
 pub mod plan;
 pub mod refresh;
 pub mod state;

@@ -1,12 +1,80 @@
-//! `sipform import` (not yet written).
+//! `sipform import`: take objects that already exist on the server into state, and nothing else.
 
 use std::process::ExitCode;
 
-use super::Global;
+use sipform::apply::{self, Silent};
+use sipform::plan::{Op, Summary};
+use sipform::state::StateWriter;
+
+use super::{Global, RunArgs};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Restaurant ids to import.
+    #[arg(
+        value_name = "RESTAURANT_ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub restaurants: Vec<String>,
+    /// Import every restaurant of the inventory.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`sipform import` is not implemented yet")
+pub async fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
+    args.run.targets.extend(args.restaurants.iter().cloned());
+    let ws = super::workspace(global, &args.run)?;
+    let client = ws.client()?;
+    let _lock = ws.lock("import", args.run.lock_timeout).await?;
+    let state = ws.state().await?;
+    let (mut plan, _) = ws
+        .plan(&client, &state, false, &args.run.target_set())
+        .await?;
+    if plan.account.op != Op::Adopt {
+        plan.account.op = Op::NoOp;
+    }
+    if plan.account.remote_id.is_none() {
+        anyhow::bail!(
+            "account {:?} does not exist on the server: nothing to import",
+            plan.account.name
+        );
+    }
+    for r in &mut plan.restaurants {
+        r.actions.retain(|a| a.op == Op::Adopt);
+        r.notes.clear();
+    }
+    plan.restaurants.retain(|r| !r.actions.is_empty());
+    plan.summary = Summary::of(plan.actions());
+    if !plan.has_changes() {
+        println!("Nothing to import: every existing object is already in state.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &plan.restaurants {
+        for a in &r.actions {
+            println!(
+                "import {:?} {} ({}) for restaurant {}: {}",
+                a.resource,
+                a.name,
+                a.remote_id.as_deref().unwrap_or("?"),
+                r.restaurant_id,
+                a.reason.as_deref().unwrap_or("found")
+            );
+        }
+    }
+    let writer = StateWriter::new(
+        ws.backend.clone(),
+        state,
+        ws.project.state.store_tokens(),
+        None,
+    );
+    let report = apply::apply(&plan, &client, &writer, &Silent).await;
+    print!("{}", report.render());
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

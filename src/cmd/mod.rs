@@ -16,7 +16,6 @@ pub mod validate;
 /// Options every command shares.
 pub struct Global {
     pub project: PathBuf,
-    pub verbose: u8,
 }
 
 /// Logs go to stderr under the `sip-provisioning` target; data goes to stdout.
@@ -34,4 +33,47 @@ pub fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(true)
         .try_init();
+}
+
+/// Options shared by the commands that read the server.
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// Limit to this restaurant id (repeatable).
+    #[arg(long = "target", value_name = "RESTAURANT_ID")]
+    pub targets: Vec<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = sipform::settings::DEFAULT_PARALLELISM, value_parser = clap::value_parser!(usize))]
+    pub parallelism: usize,
+    /// Delete the agents and final customers of restaurants gone from the inventory.
+    #[arg(long)]
+    pub allow_destroy: bool,
+    /// How long to wait for another run's state lock (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = sipform::pipeline::parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+impl RunArgs {
+    pub fn target_set(&self) -> std::collections::BTreeSet<sipform::ids::RestaurantId> {
+        self.targets
+            .iter()
+            .map(|t| sipform::ids::RestaurantId::new(t.as_str()))
+            .collect()
+    }
+}
+
+/// Loads the project and applies the flags that override settings.
+pub fn workspace(global: &Global, run: &RunArgs) -> anyhow::Result<sipform::pipeline::Workspace> {
+    let mut ws = sipform::pipeline::Workspace::open(&global.project)?;
+    ws.settings.parallelism = run.parallelism.max(1);
+    for w in ws.settings.warnings() {
+        tracing::warn!(target: sipform::LOG_TARGET, "{w}");
+        eprintln!("warning: {w}");
+    }
+    Ok(ws)
+}
+
+/// Whether to color stdout.
+pub fn color_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
 }

@@ -1,0 +1,224 @@
+//! The stages strung together for the commands, as cargo's `ops` are for its commands:
+//! load and validate the files, open state, refresh, diff. Each command picks what it needs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client::{Client, ClientError};
+use crate::diagnostics::Diagnostics;
+use crate::diff::{self, PlanOptions};
+use crate::ids::RestaurantId;
+use crate::plan::{Plan, PLAN_FORMAT_VERSION};
+use crate::refresh::{self, Actual};
+use crate::render::RenderEnv;
+use crate::settings::Settings;
+use crate::spec::{Desired, Project};
+use crate::state::{self, LockGuard, LockInfo, State, StateBackend, StateError};
+use crate::validate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Invalid(#[from] Diagnostics),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("sip-agent-server at {url}: {source}")]
+    Server {
+        url: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("saved plan {path}: {message}")]
+    PlanFile { path: String, message: String },
+    #[error("the saved plan is stale: {0}. Run `sipform plan` again")]
+    Stale(String),
+}
+
+/// A loaded, validated project with its settings and state backend.
+pub struct Workspace {
+    pub root: PathBuf,
+    pub project: Project,
+    pub desired: Desired,
+    pub settings: Settings,
+    pub backend: Arc<dyn StateBackend>,
+}
+
+impl Workspace {
+    /// Loads and validates everything offline; opens (but does not read) the state backend.
+    pub fn open(root: &Path) -> Result<Workspace, PipelineError> {
+        let project = crate::load::load_project_file(root)?;
+        let env = RenderEnv::from_env(&project);
+        let validated = validate::desired(root, &env)?;
+        Self::from_validated(root, validated.project, validated.desired)
+    }
+
+    pub fn from_validated(
+        root: &Path,
+        project: Project,
+        desired: Desired,
+    ) -> Result<Workspace, PipelineError> {
+        let settings = Settings::resolve(&project);
+        let backend = state::open(&project.state, root)?;
+        Ok(Workspace {
+            root: root.to_path_buf(),
+            project,
+            desired,
+            settings,
+            backend,
+        })
+    }
+
+    pub fn client(&self) -> Result<Client, PipelineError> {
+        Client::new(&self.settings).map_err(|source| self.server_error(source))
+    }
+
+    fn server_error(&self, source: ClientError) -> PipelineError {
+        PipelineError::Server {
+            url: self.settings.server_url.clone(),
+            source,
+        }
+    }
+
+    /// Takes the state lock for `operation`.
+    pub async fn lock(
+        &self,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<Box<dyn LockGuard>, PipelineError> {
+        let who = LockInfo::for_this_process(operation);
+        Ok(self.backend.lock(&who, timeout).await?)
+    }
+
+    /// Current state, or a fresh history when there is none yet.
+    pub async fn state(&self) -> Result<State, PipelineError> {
+        Ok(self.backend.load().await?.unwrap_or_default())
+    }
+
+    /// Reads the server and diffs: the plan, and what it was computed from.
+    pub async fn plan(
+        &self,
+        client: &Client,
+        state: &State,
+        allow_destroy: bool,
+        targets: &BTreeSet<RestaurantId>,
+    ) -> Result<(Plan, Actual), PipelineError> {
+        let scope = (!targets.is_empty()).then_some(targets);
+        let actual = refresh::refresh(
+            client,
+            &self.project.account.name,
+            &self.desired,
+            state,
+            scope,
+        )
+        .await
+        .map_err(|e| self.server_error(e))?;
+        let opts = PlanOptions {
+            server_url: self.settings.server_url.clone(),
+            allow_destroy,
+            targets: targets.clone(),
+        };
+        let plan = diff::plan(&self.desired, &actual, state, &opts);
+        Ok((plan, actual))
+    }
+
+    /// Checks that a saved plan still describes what apply would do: same lineage, same state
+    /// serial, same remote objects.
+    pub async fn check_fresh(
+        &self,
+        client: &Client,
+        saved: &Plan,
+        state: &State,
+        state_exists: bool,
+    ) -> Result<(), PipelineError> {
+        if state_exists && saved.lineage != state.lineage {
+            return Err(PipelineError::Stale(format!(
+                "it was made for state lineage {}, but state is lineage {}",
+                saved.lineage, state.lineage
+            )));
+        }
+        if saved.state_serial != state.serial {
+            return Err(PipelineError::Stale(format!(
+                "state has moved from serial {} to {} since",
+                saved.state_serial, state.serial
+            )));
+        }
+        let targets: BTreeSet<RestaurantId> = saved.targets.iter().cloned().collect();
+        let (now, _) = self
+            .plan(client, state, saved.allow_destroy, &targets)
+            .await?;
+        if now.remote_fingerprint != saved.remote_fingerprint {
+            return Err(PipelineError::Stale(
+                "the objects on the server changed since".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a plan saved with `plan --out`, refusing another format version.
+pub fn read_plan(path: &Path) -> Result<Plan, PipelineError> {
+    let err = |message: String| PipelineError::PlanFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+    match value.get("formatVersion").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(PLAN_FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(err(format!(
+                "format version {v}; this sipform reads version {PLAN_FORMAT_VERSION}"
+            )))
+        }
+        None => return Err(err("missing \"formatVersion\": not a sipform plan".into())),
+    }
+    serde_json::from_value(value).map_err(|e| err(e.to_string()))
+}
+
+/// Writes a plan for `apply FILE`, owner-readable only (it names ids, never secrets).
+pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), PipelineError> {
+    let mut bytes = serde_json::to_vec_pretty(plan).map_err(|e| PipelineError::PlanFile {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    state::file::write_atomic(path, &bytes).map_err(|e| PipelineError::PlanFile {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Parses `30s`, `2m`, `500ms`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 500ms"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}
