@@ -1,0 +1,86 @@
+//! A killed apply loses nothing; two applies never run at once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+fn latency(ms: u64) -> sipform::emulator::Faults {
+    serde_json::from_value(json!({"latency": {"fixedMs": ms, "jitterMs": 0}})).expect("faults")
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_the_middle_of_an_apply_of_50_restaurants_loses_nothing() {
+    let emu = emulator_with(latency(20), 1).await;
+    let dir = project_copy();
+    generate_restaurants(dir.path(), 50);
+    let mut child = command(dir.path(), &emu.base_url(), &["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("tool creates under way", || count(&emu, "POST /api/agents/:id/tools") >= 200).await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let made = agents(&emu).len();
+    assert!(made > 0 && tool_count(&emu) < 600, "the kill must land mid-apply ({made} agents, {} tools)", tool_count(&emu));
+
+    emu.set_faults(Default::default());
+    let (d, url) = (dir.path().to_path_buf(), emu.base_url());
+    let out = tokio::task::spawn_blocking(move || sipform(&d, &url, &["apply", "--auto-approve"]))
+        .await
+        .expect("join");
+    expect_code(&out, 0);
+    assert_eq!(agents(&emu).len(), 50);
+    assert_eq!(final_customers(&emu).len(), 50);
+    assert_eq!(tool_count(&emu), 600);
+    assert_state_matches_server(dir.path(), &emu);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_apply_waits_for_the_lock_or_names_its_holder() {
+    let emu = emulator_with(latency(30), 2).await;
+    let dir = project_copy();
+    generate_restaurants(dir.path(), 20);
+    let first = command(dir.path(), &emu.base_url(), &["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("the first apply to start writing", || count(&emu, "POST /api/accounts") >= 1).await;
+
+    let (d, url) = (dir.path().to_path_buf(), emu.base_url());
+    let impatient = tokio::task::spawn_blocking(move || {
+        sipform(&d, &url, &["apply", "--auto-approve", "--lock-timeout", "200ms"])
+    })
+    .await
+    .expect("join");
+    expect_code(&impatient, 1);
+    let msg = stderr(&impatient);
+    assert!(msg.contains("locked") && msg.contains("apply by pid"), "{msg}");
+
+    let (d, url) = (dir.path().to_path_buf(), emu.base_url());
+    let patient = tokio::task::spawn_blocking(move || {
+        sipform(&d, &url, &["apply", "--auto-approve", "--lock-timeout", "120s"])
+    });
+    let first = tokio::task::spawn_blocking(move || first.wait_with_output())
+        .await
+        .expect("join")
+        .expect("first apply");
+    expect_code(&first, 0);
+    let patient = patient.await.expect("join");
+    expect_code(&patient, 0);
+    assert!(stdout(&patient).contains("No changes"), "{}", stdout(&patient));
+    assert_eq!(agents(&emu).len(), 20);
+    assert_state_matches_server(dir.path(), &emu);
+}
