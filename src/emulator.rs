@@ -1,1 +1,0 @@
-//! (stage not yet written)

@@ -1,0 +1,86 @@
+//! `--data FILE`: the snapshot writer.
+//!
+//! One background task writes snapshots; a write request waits until a snapshot holding its
+//! change is on disk before answering. Writes arriving during a flush are coalesced into the
+//! next one, so a burst of N writes costs far fewer than N snapshots.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::{watch, Notify};
+
+use super::App;
+use crate::LOG_TARGET;
+
+pub(crate) struct Persister {
+    pub path: PathBuf,
+    wake: Notify,
+    done: watch::Sender<u64>,
+}
+
+impl Persister {
+    pub fn new(path: PathBuf, version: u64) -> Self {
+        Persister {
+            path,
+            wake: Notify::new(),
+            done: watch::Sender::new(version),
+        }
+    }
+
+    /// Returns once a snapshot at `version` or later is on disk.
+    pub async fn flushed(&self, version: u64) {
+        let mut rx = self.done.subscribe();
+        self.wake.notify_one();
+        let _ = rx.wait_for(|v| *v >= version).await;
+    }
+
+    /// Asks for a snapshot without waiting for it.
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The writer loop: runs until the emulator shuts down.
+pub(crate) async fn writer(app: Arc<App>) {
+    let Some(p) = app.persist.as_ref() else {
+        return;
+    };
+    loop {
+        p.wake.notified().await;
+        let (version, text) = {
+            let s = app.store.read().unwrap_or_else(|e| e.into_inner());
+            if s.version <= *p.done.borrow() {
+                continue;
+            }
+            (s.version, s.state_text())
+        };
+        let path = p.path.clone();
+        match tokio::task::spawn_blocking(move || write_atomic(&path, text.as_bytes())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(target: LOG_TARGET, path = %p.path.display(), "cannot write the emulator snapshot: {e}"),
+            Err(e) => tracing::error!(target: LOG_TARGET, "the snapshot writer failed: {e}"),
+        }
+        p.done.send_replace(version);
+    }
+}
+
+/// Temp file in the same folder, fsync, rename: a crash leaves the old or the new snapshot.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

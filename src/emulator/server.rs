@@ -1,0 +1,211 @@
+//! The HTTP side: accept loop, one hyper connection per task, and the request pipeline
+//! (count → faults → auth → store → snapshot → commit-then-fail).
+//!
+//! The accept loop is ours rather than `axum::serve` because a "reset" fault must drop the
+//! TCP connection without an answer, which needs a handle on the connection task.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinSet;
+
+use super::faults::{CommitFailMode, Faults};
+use super::routes;
+use super::App;
+use crate::LOG_TARGET;
+
+/// How long a "hang" fault holds a connection: far past any client timeout.
+const HANG_FOR: Duration = Duration::from_secs(600);
+
+/// Per-connection context: the shared app and the switch that drops this connection.
+#[derive(Clone)]
+struct Ctx {
+    app: Arc<App>,
+    kill: Arc<Notify>,
+}
+
+pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: oneshot::Receiver<()>) {
+    let router: Router<Ctx> = Router::new()
+        .fallback(handle)
+        .layer(DefaultBodyLimit::max(64 << 20));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let kill = Arc::new(Notify::new());
+                    let svc = router.clone().with_state(Ctx { app: app.clone(), kill: kill.clone() });
+                    conns.spawn(connection(stream, svc, kill));
+                }
+                Err(e) => {
+                    tracing::warn!(target: LOG_TARGET, "emulator accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    conns.shutdown().await;
+}
+
+async fn connection(stream: TcpStream, svc: Router, kill: Arc<Notify>) {
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+    tokio::select! {
+        _ = conn => {}
+        // Dropping the connection closes the socket with no answer written.
+        _ = kill.notified() => {}
+    }
+}
+
+fn json(status: u16, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status != 204 {
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    r
+}
+
+fn error(status: u16, message: &str) -> Response {
+    json(status, serde_json::json!({ "error": message }).to_string())
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(admin) = uri.path().strip_prefix("/__emulator/") {
+        return admin_route(&ctx.app, &method, admin, &body);
+    }
+    api(ctx, method, uri, headers, body).await
+}
+
+/// Counts the request and writes its debug line (method, route, path, status: no headers,
+/// no body, so no key, token or password can leak).
+fn finish(app: &App, method: &str, route: &str, path: &str, status: u16) {
+    app.intro
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .record(method, route, path, status);
+    tracing::debug!(target: LOG_TARGET, method, route, path, status, "emulator request");
+}
+
+async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let app = &ctx.app;
+    let method = method.as_str();
+    let path = uri.path();
+    let matched = routes::match_path(path);
+    let route = matched.as_ref().map_or(path, |m| m.template);
+    let n = app.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    let _guard = InFlight(&app.in_flight);
+    let d = app
+        .faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .decide(method, route, n);
+
+    if let Some((status, retry_after)) = d.reject {
+        finish(app, method, route, path, status);
+        let mut r = error(status, if status == 429 { "rate limited" } else { "too many requests in flight" });
+        if let Some(secs) = retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        return r;
+    }
+    if d.reset {
+        finish(app, method, route, path, 0);
+        ctx.kill.notify_one();
+        return std::future::pending().await;
+    }
+    if !d.delay.is_zero() {
+        tokio::time::sleep(d.delay).await;
+    }
+    if let Some(status) = d.error {
+        finish(app, method, route, path, status);
+        return error(status, "injected fault");
+    }
+    if let Some(key) = &app.api_key {
+        let sent = headers.get("x-api-key").map(HeaderValue::as_bytes);
+        if sent != Some(key.expose().as_bytes()) {
+            finish(app, method, route, path, 401);
+            return error(401, "missing or wrong X-API-Key");
+        }
+    }
+    let Some(m) = matched else {
+        finish(app, method, route, path, 404);
+        return error(404, &format!("no route for {method} {path}"));
+    };
+    let query = Query::<HashMap<String, String>>::try_from_uri(&uri).ok();
+    let account = query.as_ref().and_then(|q| q.get("accountId")).map(String::as_str);
+    let (status, text) = match routes::dispatch(&app.store, method, &m, account, &body) {
+        Ok(ok) => ok,
+        Err(e) => (e.status, serde_json::json!({ "error": e.message }).to_string()),
+    };
+    let stored = status < 300 && routes::is_write(method);
+    if stored {
+        if let Some(p) = &app.persist {
+            let version = app.store.read().unwrap_or_else(|e| e.into_inner()).version;
+            p.flushed(version).await;
+        }
+        match d.commit_then_fail {
+            Some(CommitFailMode::Error) => {
+                finish(app, method, route, path, 500);
+                return error(500, "injected fault after commit");
+            }
+            Some(CommitFailMode::Hang) => {
+                finish(app, method, route, path, 0);
+                tokio::time::sleep(HANG_FOR).await;
+                ctx.kill.notify_one();
+                return std::future::pending().await;
+            }
+            None => {}
+        }
+    }
+    finish(app, method, route, path, status);
+    json(status, text)
+}
+
+/// `/__emulator/*`: faults, requests, state, reset.
+fn admin_route(app: &App, method: &Method, route: &str, body: &[u8]) -> Response {
+    match (method.as_str(), route) {
+        ("GET", "faults") => json(200, serde_json::to_string(&app.current_faults()).unwrap_or_default()),
+        ("POST", "faults") => {
+            let faults: Faults = match serde_json::from_slice(body) {
+                Ok(f) => f,
+                Err(e) => return error(400, &format!("invalid fault set: {e}")),
+            };
+            if let Err(e) = faults.validate() {
+                return error(400, &format!("invalid fault set: {e}"));
+            }
+            app.set_faults(faults.clone());
+            json(200, serde_json::to_string(&faults).unwrap_or_default())
+        }
+        ("GET", "requests") => json(200, app.requests_json().to_string()),
+        ("GET", "state") => json(200, app.state_text()),
+        ("POST", "reset") => {
+            app.reset();
+            json(204, String::new())
+        }
+        _ => error(404, &format!("no admin route {method} /__emulator/{route}")),
+    }
+}
