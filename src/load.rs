@@ -93,17 +93,11 @@ pub fn parse_document(path: &Path, text: &str) -> Result<Document, Diagnostic> {
     })
 }
 
-/// Checks `doc` against the `kind` schema (every error), then deserializes it.
-pub fn typed<T: DeserializeOwned>(doc: &Document, kind: Kind) -> Result<T, Diagnostics> {
-    let validator = schema::validator(kind).map_err(|e| {
-        Diagnostics::from(Diagnostic::new(
-            Origin::file_start(&doc.path),
-            "",
-            e.to_string(),
-        ))
-    })?;
-    let mut diags = Diagnostics::default();
-    for err in validator.iter_errors(&doc.value) {
+/// Every schema error of `value`, as (JSON pointer, message). An unknown key points at itself.
+pub fn schema_errors(value: &Value, kind: Kind) -> Result<Vec<(String, String)>, schema::SchemaError> {
+    let validator = schema::validator(kind)?;
+    let mut out = Vec::new();
+    for err in validator.iter_errors(value) {
         let mut pointer = err.instance_path().to_string();
         let mut message = err.to_string();
         if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
@@ -114,17 +108,35 @@ pub fn typed<T: DeserializeOwned>(doc: &Document, kind: Kind) -> Result<T, Diagn
                 message = format!("unknown key `{key}`");
             }
         }
-        diags.push(doc.diag(&pointer, message));
+        out.push((pointer, message));
     }
-    if !diags.is_empty() {
-        return Err(diags);
+    Ok(out)
+}
+
+/// Deserializes a schema-valid value; on error, the (JSON pointer, message) of the field.
+pub fn deserialize<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        (field_to_pointer(&field), e.inner().to_string())
+    })
+}
+
+/// Checks `doc` against the `kind` schema (every error), then deserializes it.
+pub fn typed<T: DeserializeOwned>(doc: &Document, kind: Kind) -> Result<T, Diagnostics> {
+    let errors = schema_errors(&doc.value, kind).map_err(|e| {
+        Diagnostics::from(Diagnostic::new(
+            Origin::file_start(&doc.path),
+            "",
+            e.to_string(),
+        ))
+    })?;
+    if !errors.is_empty() {
+        return Err(Diagnostics(
+            errors.iter().map(|(p, m)| doc.diag(p, m.clone())).collect(),
+        ));
     }
     // The schema passed; a serde error here means the schema is looser than the type.
-    serde_path_to_error::deserialize(&doc.value).map_err(|e| {
-        let field = e.path().to_string();
-        let pointer = field_to_pointer(&field);
-        Diagnostics::from(doc.diag(&pointer, e.inner().to_string()))
-    })
+    deserialize(&doc.value).map_err(|(p, m)| Diagnostics::from(doc.diag(&p, m)))
 }
 
 /// `a.b[0].c` (serde_path_to_error's path) → `/a/b/0/c`.
