@@ -74,3 +74,66 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+impl Origin {
+    /// A position in a file (1-based line and column).
+    pub fn file(path: impl Into<PathBuf>, line: usize, column: usize) -> Self {
+        Origin::File {
+            path: path.into(),
+            line,
+            column,
+        }
+    }
+
+    /// The file as a whole: its first line.
+    pub fn file_start(path: impl Into<PathBuf>) -> Self {
+        Origin::file(path, 1, 1)
+    }
+}
+
+impl Diagnostic {
+    pub fn new(origin: Origin, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            origin,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+
+    /// `Ok(value)` when nothing was found, else every diagnostic.
+    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Diagnostics(vec![d])
+    }
+}

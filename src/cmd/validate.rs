@@ -1,12 +1,66 @@
-//! `sipform validate` (not yet written).
+//! `sipform validate [DIR]`: every file and every rendered agent, offline.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use sipform::diagnostics::Diagnostics;
+use sipform::load;
+use sipform::render::RenderEnv;
+use sipform::validate;
 
 use super::Global;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The project folder (default: -C, else the current folder).
+    pub dir: Option<PathBuf>,
+}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`sipform validate` is not implemented yet")
+/// Prints each diagnostic on its own line to stderr.
+pub fn report(diags: &Diagnostics) {
+    for d in diags.iter() {
+        eprintln!("{d}");
+    }
+    eprintln!(
+        "error: {} problem{} found",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" }
+    );
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let root = args.dir.unwrap_or_else(|| global.project.clone());
+    let project = match load::load_project_file(&root) {
+        Ok(p) => p,
+        Err(d) => {
+            report(&d);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let env = RenderEnv::from_env(&project);
+    match validate::check(&root, &env) {
+        Ok(r) => {
+            if global.verbose > 0 {
+                for one in &r.validated.desired.restaurants {
+                    eprintln!(
+                        "rendered {} ({}): {} tools",
+                        one.id,
+                        one.agent.name,
+                        one.tools.len()
+                    );
+                }
+            }
+            println!(
+                "ok: {} tools, {} restaurants, {} agents rendered",
+                r.tools,
+                r.validated.desired.restaurants.len(),
+                r.agents
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(d) => {
+            report(&d);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -1,0 +1,77 @@
+//! The 12 tool files must equal the platform's facts, field by field (descriptions aside).
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+const FACTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/reference/platform-tools-facts.json"
+);
+
+/// Absent means null (or false for the flags); `isEnabled` defaults to true.
+fn normalise(mut m: Map<String, Value>) -> Map<String, Value> {
+    m.remove("description");
+    for k in ["http", "contextUpdates", "condition", "extraCostResponseField"] {
+        m.entry(k).or_insert(Value::Null);
+    }
+    for k in [
+        "triggersHangup",
+        "triggersTransfer",
+        "mutesClientAudio",
+        "skipResponseCreate",
+    ] {
+        m.entry(k).or_insert(Value::Bool(false));
+    }
+    m.entry("isEnabled").or_insert(Value::Bool(true));
+    m
+}
+
+#[test]
+fn tools_match_the_platform_facts() {
+    let facts: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(FACTS).expect("facts file")).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools");
+    let tools = sipform::load::load_tools(&dir).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(tools.len(), 12, "twelve tool files");
+    assert_eq!(facts.len(), 12);
+    for fact in facts {
+        let fact = normalise(fact.as_object().unwrap().clone());
+        let name = fact["name"].as_str().unwrap();
+        let tool = tools
+            .iter()
+            .find(|t| t.spec.name == name)
+            .unwrap_or_else(|| panic!("no tools/{name}.yaml"));
+        assert!(
+            tool.spec.description.chars().count() > 40,
+            "{name}: write a real description"
+        );
+        let ours = match serde_json::to_value(&tool.spec).unwrap() {
+            Value::Object(m) => normalise(m),
+            _ => unreachable!(),
+        };
+        let keys: std::collections::BTreeSet<&String> = fact.keys().chain(ours.keys()).collect();
+        for k in keys {
+            assert_eq!(
+                ours.get(k).unwrap_or(&Value::Null),
+                fact.get(k).unwrap_or(&Value::Null),
+                "tool {name}, field {k}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_tool_file_names_its_schema() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools");
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some("# yaml-language-server: $schema=../schema/tool.schema.json"),
+            "{}",
+            p.display()
+        );
+    }
+}
