@@ -42,24 +42,26 @@ pub const NO_CHANGES: &str = "No changes. The server matches the configuration."
 /// The plan as a person reads it on a terminal. `color` adds ANSI colors (callers pass whether
 /// stdout is a terminal and `NO_COLOR` is unset).
 pub fn human(plan: &Plan, color: bool) -> String {
-    let p = Painter { color };
     let mut out = String::new();
     let _ = writeln!(out, "sipform plan for {}", plan.server_url);
     if !plan.targets.is_empty() {
         let targets: Vec<&str> = plan.targets.iter().map(|t| t.as_str()).collect();
         let _ = writeln!(out, "Targets: {}", targets.join(", "));
     }
+    let mut blocks = Vec::new();
     if plan.account.op != Op::NoOp {
-        out.push('\n');
-        for line in account_lines(&plan.account, p) {
-            out.push_str(&line);
-            out.push('\n');
-        }
+        blocks.push(account_lines(&plan.account));
     }
-    for r in plan.restaurants.iter().filter(|r| is_listed(r)) {
+    blocks.extend(
+        plan.restaurants
+            .iter()
+            .filter(|r| is_listed(r))
+            .map(restaurant_lines),
+    );
+    for block in blocks {
         out.push('\n');
-        for line in restaurant_lines(r, p) {
-            out.push_str(&line);
+        for line in block {
+            out.push_str(&line.human(color));
             out.push('\n');
         }
     }
@@ -92,34 +94,119 @@ fn is_listed(r: &RestaurantPlan) -> bool {
     !r.notes.is_empty() || r.actions.iter().any(|a| a.op != Op::NoOp)
 }
 
-fn account_lines(account: &Action, p: Painter) -> Vec<String> {
+/// One line of a plan, kept structured until the end because the human form puts the symbol
+/// after the indent and the Markdown form puts it first (GitHub colors a `diff` block by a
+/// line's first character), and only the symbol decides the color.
+#[derive(Debug, Clone, PartialEq)]
+struct Line {
+    indent: usize,
+    /// `+ ~ - <= !`, `" "` for an unchanged line of a text diff, empty for a heading.
+    sym: &'static str,
+    color: Option<Color>,
+    /// Color the text too, not just the symbol (the lines of a text diff).
+    color_text: bool,
+    text: String,
+}
+
+impl Line {
+    fn heading(text: String) -> Line {
+        Line {
+            indent: 0,
+            sym: "",
+            color: None,
+            color_text: false,
+            text,
+        }
+    }
+
+    fn op(indent: usize, op: Op, text: String) -> Line {
+        Line {
+            indent,
+            sym: op.symbol(),
+            color: op_color(op),
+            color_text: false,
+            text,
+        }
+    }
+
+    fn human(&self, color: bool) -> String {
+        let pad = " ".repeat(self.indent);
+        let line = if self.sym.is_empty() {
+            let text = if color {
+                format!("\x1b[1m{}\x1b[0m", self.text)
+            } else {
+                self.text.clone()
+            };
+            format!("{pad}{text}")
+        } else {
+            match (color, self.color) {
+                (true, Some(c)) if self.color_text => {
+                    format!("{pad}{}", c.paint(&format!("{} {}", self.sym, self.text)))
+                }
+                (true, Some(c)) => format!("{pad}{} {}", c.paint(self.sym), self.text),
+                _ => format!("{pad}{} {}", self.sym, self.text),
+            }
+        };
+        line.trim_end().to_string()
+    }
+
+    fn markdown(&self) -> String {
+        let line = if self.sym.is_empty() {
+            format!("{}{}", " ".repeat(self.indent), self.text)
+        } else {
+            format!("{}{} {}", self.sym, " ".repeat(self.indent), self.text)
+        };
+        line.trim_end().to_string()
+    }
+}
+
+fn op_color(op: Op) -> Option<Color> {
+    match op {
+        Op::Create => Some(Color::Green),
+        Op::Update => Some(Color::Yellow),
+        Op::Delete => Some(Color::Red),
+        Op::Adopt => Some(Color::Cyan),
+        Op::NoOp => None,
+    }
+}
+
+fn account_lines(account: &Action) -> Vec<Line> {
     let mut lines = Vec::new();
-    action_lines(account, p, &mut lines);
+    action_lines(account, &mut lines);
     lines
 }
 
-fn restaurant_lines(r: &RestaurantPlan, p: Painter) -> Vec<String> {
-    let mut lines = vec![p.bold(&format!("restaurant {} ({})", r.name, r.restaurant_id))];
+fn restaurant_lines(r: &RestaurantPlan) -> Vec<Line> {
+    let mut lines = vec![Line::heading(format!(
+        "restaurant {} ({})",
+        r.name, r.restaurant_id
+    ))];
     for a in r.actions.iter().filter(|a| a.op != Op::NoOp) {
-        action_lines(a, p, &mut lines);
+        action_lines(a, &mut lines);
     }
     for note in &r.notes {
-        lines.push(format!("  {} {}", p.paint("!", Color::Yellow), note));
+        lines.push(Line {
+            indent: 2,
+            sym: "!",
+            color: Some(Color::Yellow),
+            color_text: false,
+            text: note.clone(),
+        });
     }
     lines
 }
 
-fn action_lines(a: &Action, p: Painter, lines: &mut Vec<String>) {
-    let mut head = format!("  {} {}", p.op(a.op), describe(a));
+fn action_lines(a: &Action, lines: &mut Vec<Line>) {
+    let mut head = describe(a);
     if let Some(id) = &a.remote_id {
         let _ = write!(head, " ({id})");
     }
     if let Some(reason) = &a.reason {
         let _ = write!(head, " ({reason})");
     }
-    lines.push(head);
+    lines.push(Line::op(2, a.op, head));
     for change in &a.changes {
-        field_lines(change, p, lines);
+        field_lines(change, lines);
     }
 }
 
@@ -143,16 +230,21 @@ pub fn is_sensitive(change: &FieldChange) -> bool {
     }
 }
 
-fn field_lines(c: &FieldChange, p: Painter, lines: &mut Vec<String>) {
-    const INDENT: &str = "      ";
+const FIELD_INDENT: usize = 6;
+const DIFF_INDENT: usize = 10;
+
+fn field_lines(c: &FieldChange, lines: &mut Vec<Line>) {
     let op = match (&c.before, &c.after) {
         (None, Some(_)) => Op::Create,
         (Some(_), None) => Op::Delete,
         _ => Op::Update,
     };
-    let sym = p.op(op);
     if is_sensitive(c) {
-        lines.push(format!("{INDENT}{sym} {}: {REDACTED}", c.path));
+        lines.push(Line::op(
+            FIELD_INDENT,
+            op,
+            format!("{}: {REDACTED}", c.path),
+        ));
         return;
     }
     let long = [&c.before, &c.after]
@@ -160,18 +252,18 @@ fn field_lines(c: &FieldChange, p: Painter, lines: &mut Vec<String>) {
         .flatten()
         .any(|v| is_long(v));
     if long {
-        lines.push(format!("{INDENT}{sym} {}:", c.path));
+        lines.push(Line::op(FIELD_INDENT, op, format!("{}:", c.path)));
         let before = c.before.as_ref().map(block_text).unwrap_or_default();
         let after = c.after.as_ref().map(block_text).unwrap_or_default();
-        text_diff_lines(&before, &after, "          ", p, lines);
+        text_diff_lines(&before, &after, lines);
         return;
     }
-    let line = match (&c.before, &c.after) {
-        (Some(b), Some(a)) => format!("{INDENT}{sym} {}: {b} → {a}", c.path),
-        (None, Some(v)) | (Some(v), None) => format!("{INDENT}{sym} {}: {v}", c.path),
-        (None, None) => format!("{INDENT}{sym} {}", c.path),
+    let text = match (&c.before, &c.after) {
+        (Some(b), Some(a)) => format!("{}: {b} → {a}", c.path),
+        (None, Some(v)) | (Some(v), None) => format!("{}: {v}", c.path),
+        (None, None) => c.path.clone(),
     };
-    lines.push(line);
+    lines.push(Line::op(FIELD_INDENT, op, text));
 }
 
 /// Too long or too tall to read inline: multi-line or long strings, large objects.
@@ -191,7 +283,7 @@ fn block_text(v: &Value) -> String {
 }
 
 /// A unified line diff, `-`/`+`/` ` prefixed, unchanged stretches folded into a count.
-fn text_diff_lines(old: &str, new: &str, indent: &str, p: Painter, lines: &mut Vec<String>) {
+fn text_diff_lines(old: &str, new: &str, lines: &mut Vec<Line>) {
     let diff = TextDiff::from_lines(old, new);
     let total_old = diff.old_slices().len();
     let mut shown_to = 0;
@@ -201,32 +293,44 @@ fn text_diff_lines(old: &str, new: &str, indent: &str, p: Painter, lines: &mut V
         };
         let start = first.old_range().start;
         if start > shown_to {
-            lines.push(hidden_line(indent, start - shown_to));
+            lines.push(hidden_line(start - shown_to));
         }
         for op in &group {
             for change in diff.iter_changes(op) {
-                let text = change.value().trim_end_matches(['\n', '\r']);
-                let line = match change.tag() {
-                    ChangeTag::Equal => format!("{indent}  {text}"),
-                    ChangeTag::Delete => p.paint(&format!("{indent}- {text}"), Color::Red),
-                    ChangeTag::Insert => p.paint(&format!("{indent}+ {text}"), Color::Green),
+                let (sym, color) = match change.tag() {
+                    ChangeTag::Equal => (" ", None),
+                    ChangeTag::Delete => ("-", Some(Color::Red)),
+                    ChangeTag::Insert => ("+", Some(Color::Green)),
                 };
-                lines.push(line.trim_end().to_string());
+                lines.push(Line {
+                    indent: DIFF_INDENT,
+                    sym,
+                    color,
+                    color_text: true,
+                    text: change.value().trim_end_matches(['\n', '\r']).to_string(),
+                });
             }
         }
         shown_to = last.old_range().end;
     }
     if total_old > shown_to && shown_to > 0 {
-        lines.push(hidden_line(indent, total_old - shown_to));
+        lines.push(hidden_line(total_old - shown_to));
     }
 }
 
-fn hidden_line(indent: &str, n: usize) -> String {
+fn hidden_line(n: usize) -> Line {
     let s = if n == 1 { "" } else { "s" };
-    format!("{indent}  # ({n} unchanged line{s} hidden)")
+    Line {
+        indent: DIFF_INDENT,
+        sym: " ",
+        color: None,
+        color_text: false,
+        text: format!("# ({n} unchanged line{s} hidden)"),
+    }
 }
 
-#[derive(Clone, Copy)]
+/// ANSI colors; a handful of escape codes does not need a crate.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Color {
     Red,
     Green,
@@ -234,43 +338,15 @@ enum Color {
     Cyan,
 }
 
-/// ANSI colors or none; a handful of escape codes does not need a crate.
-#[derive(Clone, Copy)]
-struct Painter {
-    color: bool,
-}
-
-impl Painter {
-    fn paint(self, s: &str, c: Color) -> String {
-        if !self.color {
-            return s.to_string();
-        }
-        let code = match c {
+impl Color {
+    fn paint(self, s: &str) -> String {
+        let code = match self {
             Color::Red => "31",
             Color::Green => "32",
             Color::Yellow => "33",
             Color::Cyan => "36",
         };
         format!("\x1b[{code}m{s}\x1b[0m")
-    }
-
-    fn bold(self, s: &str) -> String {
-        if self.color {
-            format!("\x1b[1m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    }
-
-    fn op(self, op: Op) -> String {
-        let color = match op {
-            Op::Create => Color::Green,
-            Op::Update => Color::Yellow,
-            Op::Delete => Color::Red,
-            Op::Adopt => Color::Cyan,
-            Op::NoOp => return op.symbol().to_string(),
-        };
-        self.paint(op.symbol(), color)
     }
 }
 
@@ -309,6 +385,7 @@ pub fn markdown(plan: &Plan) -> String {
         out.push_str("\n| restaurant | id | add | change | delete | adopt |\n");
         out.push_str("|:--|:--|--:|--:|--:|--:|\n");
         let mut table = String::new();
+        let mut table_chars = 0;
         let mut rows = 0;
         for r in &listed {
             let s = Summary::of(&r.actions);
@@ -321,7 +398,8 @@ pub fn markdown(plan: &Plan) -> String {
                 s.delete,
                 s.adopt
             );
-            if table.chars().count() + row.chars().count() > MARKDOWN_TABLE_MAX_CHARS {
+            table_chars += row.chars().count();
+            if table_chars > MARKDOWN_TABLE_MAX_CHARS {
                 break;
             }
             table.push_str(&row);
@@ -341,23 +419,19 @@ pub fn markdown(plan: &Plan) -> String {
     if plan.account.op != Op::NoOp {
         let title = format!(
             "account {}: {}",
-            md_escape(&plan.account.name),
+            html_escape(&plan.account.name),
             counts_phrase(account)
         );
-        sections.push(details(
-            &title,
-            &account_lines(&plan.account, Painter { color: false }),
-        ));
+        sections.push(details(&title, &account_lines(&plan.account)));
     }
     for r in &listed {
         let title = format!(
             "{} ({}): {}",
-            md_escape(&r.name),
-            md_escape(r.restaurant_id.as_str()),
+            html_escape(&r.name),
+            html_escape(r.restaurant_id.as_str()),
             counts_phrase(Summary::of(&r.actions))
         );
-        let lines = restaurant_lines(r, Painter { color: false });
-        sections.push(details(&title, &lines));
+        sections.push(details(&title, &restaurant_lines(r)));
     }
 
     let budget = MARKDOWN_MAX_CHARS - MARKDOWN_RESERVE;
@@ -421,29 +495,14 @@ fn counts_phrase(s: Summary) -> String {
     }
 }
 
-/// One collapsed section holding the human lines as a `diff` block. The symbol moves to
-/// column 0 (`+   tool x`) because GitHub colors diff lines by their first character.
-fn details(title: &str, lines: &[String]) -> String {
-    let body: Vec<String> = lines.iter().map(|l| symbol_first(l)).collect();
+/// One collapsed section holding the plan lines as a `diff` block, symbols in column 0
+/// (`+   tool x`) because GitHub colors a diff line by its first character. The fence is
+/// longer than any run of backticks inside, so no name can close it.
+fn details(title: &str, lines: &[Line]) -> String {
+    let body: Vec<String> = lines.iter().map(Line::markdown).collect();
     let body = body.join("\n");
     let fence = "`".repeat(longest_backtick_run(&body).max(2) + 1);
     format!("<details><summary>{title}</summary>\n\n{fence}diff\n{body}\n{fence}\n\n</details>\n")
-}
-
-fn symbol_first(line: &str) -> String {
-    let rest = line.trim_start_matches(' ');
-    let indent = line.len() - rest.len();
-    if indent == 0 {
-        return line.to_string();
-    }
-    for sym in ["<=", "+", "-", "~", "!"] {
-        if let Some(after) = rest.strip_prefix(sym) {
-            if after.is_empty() || after.starts_with(' ') {
-                return format!("{sym}{}{after}", " ".repeat(indent));
-            }
-        }
-    }
-    line.to_string()
 }
 
 fn longest_backtick_run(s: &str) -> usize {
@@ -454,6 +513,22 @@ fn longest_backtick_run(s: &str) -> usize {
         best = best.max(run);
     }
     best
+}
+
+/// For text inside HTML (`<summary>`), where Markdown's backslash escapes do not apply.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' => out.push_str("&#124;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Names come from the inventory: keep them from breaking a table cell or opening HTML.
@@ -512,6 +587,12 @@ mod tests {
         }
     }
 
+    fn rendered(c: &FieldChange) -> Vec<String> {
+        let mut lines = Vec::new();
+        field_lines(c, &mut lines);
+        lines.iter().map(|l| l.human(false)).collect()
+    }
+
     #[test]
     fn credential_names_are_redacted_without_the_flag() {
         for path in [
@@ -521,9 +602,7 @@ mod tests {
             "x.apiKey",
         ] {
             let c = change(path, Some(json!("old-secret")), Some(json!("new-secret")));
-            let mut lines = Vec::new();
-            field_lines(&c, Painter { color: false }, &mut lines);
-            let text = lines.join("\n");
+            let text = rendered(&c).join("\n");
             assert!(text.contains(REDACTED), "{path}: {text}");
             assert!(!text.contains("secret"), "{path}: {text}");
         }
@@ -532,9 +611,9 @@ mod tests {
     #[test]
     fn short_values_are_inline_compact_json() {
         let c = change("aiVoice", Some(json!("sage")), Some(json!("alloy")));
-        let mut lines = Vec::new();
-        field_lines(&c, Painter { color: false }, &mut lines);
-        assert_eq!(lines, vec![r#"      ~ aiVoice: "sage" → "alloy""#]);
+        assert_eq!(rendered(&c), vec![r#"      ~ aiVoice: "sage" → "alloy""#]);
+        let c = change("config", None, Some(json!({"a": [1, 2]})));
+        assert_eq!(rendered(&c), vec![r#"      + config: {"a":[1,2]}"#]);
     }
 
     #[test]
@@ -544,10 +623,8 @@ mod tests {
             Some(json!("a\nb\nc")),
             Some(json!("a\nB\nc")),
         );
-        let mut lines = Vec::new();
-        field_lines(&c, Painter { color: false }, &mut lines);
         assert_eq!(
-            lines,
+            rendered(&c),
             vec![
                 "      ~ description:",
                 "            a",
@@ -559,15 +636,49 @@ mod tests {
     }
 
     #[test]
-    fn symbols_move_to_column_zero_for_github() {
-        assert_eq!(symbol_first("  + tool x"), "+   tool x");
-        assert_eq!(symbol_first("  <= agent \"a\""), "<=   agent \"a\"");
-        assert_eq!(symbol_first("restaurant a (1)"), "restaurant a (1)");
-        assert_eq!(symbol_first("            a"), "            a");
+    fn unchanged_lines_far_from_a_change_are_counted() {
+        let old: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+        let mut new = old.clone();
+        new[10] = "changed".into();
+        let c = change(
+            "d",
+            Some(json!(old.join("\n"))),
+            Some(json!(new.join("\n"))),
+        );
+        let lines = rendered(&c);
+        assert_eq!(lines[1], "            # (7 unchanged lines hidden)");
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("            # (6 unchanged lines hidden)")
+        );
+    }
+
+    /// A description line that starts with `- ` must stay an unchanged line in Markdown.
+    #[test]
+    fn markdown_moves_only_real_symbols() {
+        let c = change(
+            "d",
+            Some(json!("- a\n- b\n- c")),
+            Some(json!("- a\n- B\n- c")),
+        );
+        let mut lines = Vec::new();
+        field_lines(&c, &mut lines);
+        let md: Vec<String> = lines.iter().map(Line::markdown).collect();
+        assert_eq!(
+            md,
+            vec![
+                "~       d:",
+                "            - a",
+                "-           - b",
+                "+           - B",
+                "            - c",
+            ]
+        );
     }
 
     #[test]
-    fn markdown_escapes_table_breakers() {
+    fn escapes() {
         assert_eq!(md_escape("a|b<c>"), "a\\|b&lt;c&gt;");
+        assert_eq!(html_escape("a|b<c>&"), "a&#124;b&lt;c&gt;&amp;");
     }
 }
