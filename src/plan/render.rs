@@ -247,10 +247,7 @@ fn field_lines(c: &FieldChange, lines: &mut Vec<Line>) {
         ));
         return;
     }
-    let long = [&c.before, &c.after]
-        .into_iter()
-        .flatten()
-        .any(|v| is_long(v));
+    let long = [&c.before, &c.after].into_iter().flatten().any(is_long);
     if long {
         lines.push(Line::op(FIELD_INDENT, op, format!("{}:", c.path)));
         let before = c.before.as_ref().map(block_text).unwrap_or_default();
