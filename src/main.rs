@@ -53,6 +53,7 @@ fn main() -> ExitCode {
     cmd::init_logging(cli.verbose);
     let global = cmd::Global {
         project: cli.project,
+        verbose: cli.verbose,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,6 +16,8 @@ pub mod validate;
 /// Options every command shares.
 pub struct Global {
     pub project: PathBuf,
+    /// -v count: commands may print more detail.
+    pub verbose: u8,
 }
 
 /// Logs go to stderr under the `sip-provisioning` target; data goes to stdout.
