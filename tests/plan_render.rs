@@ -454,6 +454,10 @@ fn markdown_fits_a_github_comment() {
     // The totals stay whole; the details are cut and the cut is said.
     assert!(md.contains("| **total** | **14001** | **0** | **0** | **0** |"));
     assert!(md.contains("| Restaurant 0 | r-0000 |"));
+    assert!(
+        md.contains(" more restaurants | | | | | |"),
+        "table not capped"
+    );
     let shown = md.matches("<details>").count();
     assert!(shown > 1 && shown < 1001, "{shown} sections");
     let left = 1001 - shown;

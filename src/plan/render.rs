@@ -44,10 +44,10 @@ pub const NO_CHANGES: &str = "No changes. The server matches the configuration."
 /// stdout is a terminal and `NO_COLOR` is unset).
 pub fn human(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "sipform plan for {}", plan.server_url);
+    let _ = writeln!(out, "sipform plan for {}", printable(&plan.server_url));
     if !plan.targets.is_empty() {
         let targets: Vec<&str> = plan.targets.iter().map(|t| t.as_str()).collect();
-        let _ = writeln!(out, "Targets: {}", targets.join(", "));
+        let _ = writeln!(out, "Targets: {}", printable(&targets.join(", ")));
     }
     let mut blocks = Vec::new();
     if plan.account.op != Op::NoOp {
@@ -137,47 +137,64 @@ impl Line {
 
     fn human(&self, color: bool) -> String {
         let pad = " ".repeat(self.indent);
+        let text = printable(&self.text);
         let line = if self.sym.is_empty() {
-            let text = if color {
-                format!("\x1b[1m{}\x1b[0m", self.text)
+            if color {
+                format!("{pad}\x1b[1m{text}\x1b[0m")
             } else {
-                self.text.clone()
-            };
-            format!("{pad}{text}")
+                format!("{pad}{text}")
+            }
         } else {
             match (color, self.color) {
                 (true, Some(c)) if self.color_text => {
                     let text = if self.words.is_empty() {
-                        self.text.clone()
+                        text
                     } else {
                         self.words
                             .iter()
                             .map(|(changed, w)| {
+                                let w = printable(w);
                                 if *changed && !w.trim().is_empty() {
                                     format!("\x1b[4m{w}\x1b[24m")
                                 } else {
-                                    w.clone()
+                                    w
                                 }
                             })
                             .collect()
                     };
                     format!("{pad}{}", c.paint(&format!("{} {text}", self.sym)))
                 }
-                (true, Some(c)) => format!("{pad}{} {}", c.paint(self.sym), self.text),
-                _ => format!("{pad}{} {}", self.sym, self.text),
+                (true, Some(c)) => format!("{pad}{} {text}", c.paint(self.sym)),
+                _ => format!("{pad}{} {text}", self.sym),
             }
         };
         line.trim_end().to_string()
     }
 
     fn markdown(&self) -> String {
+        let text = printable(&self.text);
+        let pad = " ".repeat(self.indent);
         let line = if self.sym.is_empty() {
-            format!("{}{}", " ".repeat(self.indent), self.text)
+            format!("{pad}{text}")
         } else {
-            format!("{}{} {}", self.sym, " ".repeat(self.indent), self.text)
+            format!("{}{pad} {text}", self.sym)
         };
         line.trim_end().to_string()
     }
+}
+
+/// Free text (names, notes, descriptions) shown with its control characters replaced, so an
+/// escape sequence in a restaurant name cannot repaint or clear the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn op_color(op: Op) -> Option<Color> {
@@ -760,6 +777,19 @@ mod tests {
             "          \x1b[32m+ one \x1b[4mTWO\x1b[24m three\x1b[0m"
         );
         assert_eq!(lines[1].human(false), "          - one two three");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let line = Line::heading("evil\x1b[2Jname".into());
+        assert_eq!(line.human(false), "evil\u{FFFD}[2Jname");
+        assert_eq!(line.markdown(), "evil\u{FFFD}[2Jname");
+    }
+
+    #[test]
+    fn a_fence_outlasts_backticks_inside() {
+        let section = details("t", &[Line::heading("a ``` b".into())]);
+        assert!(section.contains("\n````diff\na ``` b\n````\n"), "{section}");
     }
 
     #[test]
