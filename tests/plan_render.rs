@@ -462,7 +462,7 @@ fn markdown_fits_a_github_comment() {
     assert!(shown > 1 && shown < 1001, "{shown} sections");
     let left = 1001 - shown;
     assert!(
-        md.contains(&format!("{left} more sections left out")),
+        md.contains(&format!("{left} more restaurants left out of the details")),
         "no truncation notice"
     );
     assert_eq!(

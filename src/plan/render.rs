@@ -530,12 +530,17 @@ pub fn markdown(plan: &Plan) -> String {
         shown += 1;
     }
     if shown < sections.len() {
+        // The account section is first and small, so what is left out is restaurants.
         let left = sections.len() - shown;
-        let what = if left == 1 { "section" } else { "sections" };
+        let what = if left == 1 {
+            "restaurant"
+        } else {
+            "restaurants"
+        };
         let _ = write!(
             out,
-            "\n> [!NOTE]\n> {left} more {what} left out to fit GitHub's comment size limit; \
-             run `sipform plan` to see the whole plan.\n"
+            "\n> [!NOTE]\n> {left} more {what} left out of the details to fit GitHub's comment \
+             size limit (the tables above count them); run `sipform plan` to see the whole plan.\n"
         );
     }
     out
