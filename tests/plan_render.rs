@@ -454,11 +454,15 @@ fn markdown_fits_a_github_comment() {
     // The totals stay whole; the details are cut and the cut is said.
     assert!(md.contains("| **total** | **14001** | **0** | **0** | **0** |"));
     assert!(md.contains("| Restaurant 0 | r-0000 |"));
+    assert!(
+        md.contains(" more restaurants | | | | | |"),
+        "table not capped"
+    );
     let shown = md.matches("<details>").count();
     assert!(shown > 1 && shown < 1001, "{shown} sections");
     let left = 1001 - shown;
     assert!(
-        md.contains(&format!("{left} more sections left out")),
+        md.contains(&format!("{left} more restaurants left out of the details")),
         "no truncation notice"
     );
     assert_eq!(

@@ -7,9 +7,10 @@
 //! cannot leak one into a terminal or a PR comment.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde_json::Value;
-use similar::{ChangeTag, TextDiff};
+use similar::{ChangeTag, DiffTag, TextDiff};
 
 use super::{Action, FieldChange, Op, Plan, Resource, RestaurantPlan, Summary};
 use crate::secret::REDACTED;
@@ -43,10 +44,10 @@ pub const NO_CHANGES: &str = "No changes. The server matches the configuration."
 /// stdout is a terminal and `NO_COLOR` is unset).
 pub fn human(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "sipform plan for {}", plan.server_url);
+    let _ = writeln!(out, "sipform plan for {}", printable(&plan.server_url));
     if !plan.targets.is_empty() {
         let targets: Vec<&str> = plan.targets.iter().map(|t| t.as_str()).collect();
-        let _ = writeln!(out, "Targets: {}", targets.join(", "));
+        let _ = writeln!(out, "Targets: {}", printable(&targets.join(", ")));
     }
     let mut blocks = Vec::new();
     if plan.account.op != Op::NoOp {
@@ -106,6 +107,9 @@ struct Line {
     /// Color the text too, not just the symbol (the lines of a text diff).
     color_text: bool,
     text: String,
+    /// The text again, split into words a word diff marks as changed (`true`) or not: with
+    /// color, the changed words of a replaced line are underlined. Empty when not a pair.
+    words: Vec<(bool, String)>,
 }
 
 impl Line {
@@ -116,6 +120,7 @@ impl Line {
             color: None,
             color_text: false,
             text,
+            words: Vec::new(),
         }
     }
 
@@ -126,38 +131,70 @@ impl Line {
             color: op_color(op),
             color_text: false,
             text,
+            words: Vec::new(),
         }
     }
 
     fn human(&self, color: bool) -> String {
         let pad = " ".repeat(self.indent);
+        let text = printable(&self.text);
         let line = if self.sym.is_empty() {
-            let text = if color {
-                format!("\x1b[1m{}\x1b[0m", self.text)
+            if color {
+                format!("{pad}\x1b[1m{text}\x1b[0m")
             } else {
-                self.text.clone()
-            };
-            format!("{pad}{text}")
+                format!("{pad}{text}")
+            }
         } else {
             match (color, self.color) {
                 (true, Some(c)) if self.color_text => {
-                    format!("{pad}{}", c.paint(&format!("{} {}", self.sym, self.text)))
+                    let text = if self.words.is_empty() {
+                        text
+                    } else {
+                        self.words
+                            .iter()
+                            .map(|(changed, w)| {
+                                let w = printable(w);
+                                if *changed && !w.trim().is_empty() {
+                                    format!("\x1b[4m{w}\x1b[24m")
+                                } else {
+                                    w
+                                }
+                            })
+                            .collect()
+                    };
+                    format!("{pad}{}", c.paint(&format!("{} {text}", self.sym)))
                 }
-                (true, Some(c)) => format!("{pad}{} {}", c.paint(self.sym), self.text),
-                _ => format!("{pad}{} {}", self.sym, self.text),
+                (true, Some(c)) => format!("{pad}{} {text}", c.paint(self.sym)),
+                _ => format!("{pad}{} {text}", self.sym),
             }
         };
         line.trim_end().to_string()
     }
 
     fn markdown(&self) -> String {
+        let text = printable(&self.text);
+        let pad = " ".repeat(self.indent);
         let line = if self.sym.is_empty() {
-            format!("{}{}", " ".repeat(self.indent), self.text)
+            format!("{pad}{text}")
         } else {
-            format!("{}{} {}", self.sym, " ".repeat(self.indent), self.text)
+            format!("{}{pad} {text}", self.sym)
         };
         line.trim_end().to_string()
     }
+}
+
+/// Free text (names, notes, descriptions) shown with its control characters replaced, so an
+/// escape sequence in a restaurant name cannot repaint or clear the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn op_color(op: Op) -> Option<Color> {
@@ -191,6 +228,7 @@ fn restaurant_lines(r: &RestaurantPlan) -> Vec<Line> {
             color: Some(Color::Yellow),
             color_text: false,
             text: note.clone(),
+            words: Vec::new(),
         });
     }
     lines
@@ -280,9 +318,12 @@ fn block_text(v: &Value) -> String {
 }
 
 /// A unified line diff, `-`/`+`/` ` prefixed, unchanged stretches folded into a count.
+/// Replaced lines are paired and word-diffed, so color can point at the words that changed.
 fn text_diff_lines(old: &str, new: &str, lines: &mut Vec<Line>) {
-    let diff = TextDiff::from_lines(old, new);
-    let total_old = diff.old_slices().len();
+    let diff = TextDiff::configure()
+        .timeout(DIFF_TIMEOUT)
+        .diff_lines(old, new);
+    let (old_lines, new_lines) = (diff.old_slices(), diff.new_slices());
     let mut shown_to = 0;
     for group in diff.grouped_ops(DIFF_CONTEXT) {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
@@ -293,26 +334,69 @@ fn text_diff_lines(old: &str, new: &str, lines: &mut Vec<Line>) {
             lines.push(hidden_line(start - shown_to));
         }
         for op in &group {
-            for change in diff.iter_changes(op) {
-                let (sym, color) = match change.tag() {
-                    ChangeTag::Equal => (" ", None),
-                    ChangeTag::Delete => ("-", Some(Color::Red)),
-                    ChangeTag::Insert => ("+", Some(Color::Green)),
-                };
-                lines.push(Line {
-                    indent: DIFF_INDENT,
-                    sym,
-                    color,
-                    color_text: true,
-                    text: change.value().trim_end_matches(['\n', '\r']).to_string(),
-                });
+            let (tag, old_range, new_range) = op.as_tag_tuple();
+            let olds = old_lines.get(old_range).unwrap_or_default();
+            let news = new_lines.get(new_range).unwrap_or_default();
+            match tag {
+                DiffTag::Equal => lines.extend(olds.iter().map(|l| diff_line(" ", l))),
+                DiffTag::Delete => lines.extend(olds.iter().map(|l| diff_line("-", l))),
+                DiffTag::Insert => lines.extend(news.iter().map(|l| diff_line("+", l))),
+                DiffTag::Replace => {
+                    let mut removed: Vec<Line> = olds.iter().map(|l| diff_line("-", l)).collect();
+                    let mut added: Vec<Line> = news.iter().map(|l| diff_line("+", l)).collect();
+                    for (r, a) in removed.iter_mut().zip(added.iter_mut()) {
+                        (r.words, a.words) = word_diff(&r.text, &a.text);
+                    }
+                    lines.extend(removed);
+                    lines.extend(added);
+                }
             }
         }
         shown_to = last.old_range().end;
     }
-    if total_old > shown_to && shown_to > 0 {
-        lines.push(hidden_line(total_old - shown_to));
+    if old_lines.len() > shown_to && shown_to > 0 {
+        lines.push(hidden_line(old_lines.len() - shown_to));
     }
+}
+
+/// A line diff gives up on minimality after this long, so a huge value cannot hang a plan.
+const DIFF_TIMEOUT: Duration = Duration::from_millis(500);
+
+fn diff_line(sym: &'static str, text: &str) -> Line {
+    Line {
+        indent: DIFF_INDENT,
+        sym,
+        color: match sym {
+            "-" => Some(Color::Red),
+            "+" => Some(Color::Green),
+            _ => None,
+        },
+        color_text: true,
+        text: text.trim_end().to_string(),
+        words: Vec::new(),
+    }
+}
+
+/// The old and new line split into words, each marked changed or not.
+type Words = Vec<(bool, String)>;
+
+fn word_diff(old: &str, new: &str) -> (Words, Words) {
+    let diff = TextDiff::configure()
+        .timeout(DIFF_TIMEOUT)
+        .diff_words(old, new);
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    for change in diff.iter_all_changes() {
+        let word = change.value().to_string();
+        match change.tag() {
+            ChangeTag::Equal => {
+                removed.push((false, word.clone()));
+                added.push((false, word));
+            }
+            ChangeTag::Delete => removed.push((true, word)),
+            ChangeTag::Insert => added.push((true, word)),
+        }
+    }
+    (removed, added)
 }
 
 fn hidden_line(n: usize) -> Line {
@@ -323,6 +407,7 @@ fn hidden_line(n: usize) -> Line {
         color: None,
         color_text: false,
         text: format!("# ({n} unchanged line{s} hidden)"),
+        words: Vec::new(),
     }
 }
 
@@ -445,12 +530,17 @@ pub fn markdown(plan: &Plan) -> String {
         shown += 1;
     }
     if shown < sections.len() {
+        // The account section is first and small, so what is left out is restaurants.
         let left = sections.len() - shown;
-        let what = if left == 1 { "section" } else { "sections" };
+        let what = if left == 1 {
+            "restaurant"
+        } else {
+            "restaurants"
+        };
         let _ = write!(
             out,
-            "\n> [!NOTE]\n> {left} more {what} left out to fit GitHub's comment size limit; \
-             run `sipform plan` to see the whole plan.\n"
+            "\n> [!NOTE]\n> {left} more {what} left out of the details to fit GitHub's comment \
+             size limit (the tables above count them); run `sipform plan` to see the whole plan.\n"
         );
     }
     out
@@ -671,6 +761,40 @@ mod tests {
                 "            - c",
             ]
         );
+    }
+
+    #[test]
+    fn color_underlines_the_changed_words() {
+        let c = change(
+            "d",
+            Some(json!("one two three\nfour")),
+            Some(json!("one TWO three\nfour")),
+        );
+        let mut lines = Vec::new();
+        field_lines(&c, &mut lines);
+        let colored: Vec<String> = lines.iter().map(|l| l.human(true)).collect();
+        assert_eq!(
+            colored[1],
+            "          \x1b[31m- one \x1b[4mtwo\x1b[24m three\x1b[0m"
+        );
+        assert_eq!(
+            colored[2],
+            "          \x1b[32m+ one \x1b[4mTWO\x1b[24m three\x1b[0m"
+        );
+        assert_eq!(lines[1].human(false), "          - one two three");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let line = Line::heading("evil\x1b[2Jname".into());
+        assert_eq!(line.human(false), "evil\u{FFFD}[2Jname");
+        assert_eq!(line.markdown(), "evil\u{FFFD}[2Jname");
+    }
+
+    #[test]
+    fn a_fence_outlasts_backticks_inside() {
+        let section = details("t", &[Line::heading("a ``` b".into())]);
+        assert!(section.contains("\n````diff\na ``` b\n````\n"), "{section}");
     }
 
     #[test]
