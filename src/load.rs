@@ -44,9 +44,8 @@ impl Document {
 /// Reads and parses one file. Non-UTF-8 bytes, syntax errors, duplicate keys and an empty file
 /// are diagnostics with the line.
 pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::new(Origin::file(path, 0, 0), "", format!("cannot read: {e}"))
-    })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::new(Origin::file(path, 0, 0), "", format!("cannot read: {e}")))?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -56,7 +55,10 @@ pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
                 .iter()
                 .rposition(|b| *b == b'\n')
                 .map_or(0, |i| i + 1);
-            let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
             return Err(Diagnostic::new(
                 Origin::file(path, line, column),
                 "",
@@ -94,7 +96,10 @@ pub fn parse_document(path: &Path, text: &str) -> Result<Document, Diagnostic> {
 }
 
 /// Every schema error of `value`, as (JSON pointer, message). An unknown key points at itself.
-pub fn schema_errors(value: &Value, kind: Kind) -> Result<Vec<(String, String)>, schema::SchemaError> {
+pub fn schema_errors(
+    value: &Value,
+    kind: Kind,
+) -> Result<Vec<(String, String)>, schema::SchemaError> {
     let validator = schema::validator(kind)?;
     let mut out = Vec::new();
     for err in validator.iter_errors(value) {
@@ -235,7 +240,10 @@ mod tests {
 
     #[test]
     fn serde_paths_become_pointers() {
-        assert_eq!(field_to_pointer("http.bodyTemplate.x"), "/http/bodyTemplate/x");
+        assert_eq!(
+            field_to_pointer("http.bodyTemplate.x"),
+            "/http/bodyTemplate/x"
+        );
         assert_eq!(field_to_pointer("items[2].id"), "/items/2/id");
         assert_eq!(field_to_pointer("."), "");
     }
@@ -260,7 +268,10 @@ mod tests {
         )
         .unwrap();
         let s = typed::<ToolSpec>(&doc, Kind::Tool).unwrap_err().to_string();
-        assert!(s.contains("t.yaml:5:3: parameters.propertes: unknown key"), "{s}");
+        assert!(
+            s.contains("t.yaml:5:3: parameters.propertes: unknown key"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ fn latency(ms: u64) -> sipform::emulator::Faults {
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -29,11 +32,18 @@ async fn sigkill_in_the_middle_of_an_apply_of_50_restaurants_loses_nothing() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    wait_for("tool creates under way", || count(&emu, "POST /api/agents/:id/tools") >= 200).await;
+    wait_for("tool creates under way", || {
+        count(&emu, "POST /api/agents/:id/tools") >= 200
+    })
+    .await;
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     let made = agents(&emu).len();
-    assert!(made > 0 && tool_count(&emu) < 600, "the kill must land mid-apply ({made} agents, {} tools)", tool_count(&emu));
+    assert!(
+        made > 0 && tool_count(&emu) < 600,
+        "the kill must land mid-apply ({made} agents, {} tools)",
+        tool_count(&emu)
+    );
 
     emu.set_faults(Default::default());
     let (d, url) = (dir.path().to_path_buf(), emu.base_url());
@@ -52,35 +62,57 @@ async fn a_second_apply_waits_for_the_lock_or_names_its_holder() {
     let emu = emulator_with(latency(30), 2).await;
     let dir = project_copy();
     generate_restaurants(dir.path(), 20);
-    let first = command(dir.path(), &emu.base_url(), &["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    // Nobody reads its output while it runs: discard it, so a full pipe cannot stall it.
+    let mut first = command(dir.path(), &emu.base_url(), &["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    wait_for("the first apply to start writing", || count(&emu, "POST /api/accounts") >= 1).await;
+    wait_for("the first apply to start writing", || {
+        if let Ok(Some(status)) = first.try_wait() {
+            panic!("the first apply ended early: {status}");
+        }
+        count(&emu, "POST /api/accounts") >= 1
+    })
+    .await;
 
     let (d, url) = (dir.path().to_path_buf(), emu.base_url());
     let impatient = tokio::task::spawn_blocking(move || {
-        sipform(&d, &url, &["apply", "--auto-approve", "--lock-timeout", "200ms"])
+        sipform(
+            &d,
+            &url,
+            &["apply", "--auto-approve", "--lock-timeout", "200ms"],
+        )
     })
     .await
     .expect("join");
     expect_code(&impatient, 1);
     let msg = stderr(&impatient);
-    assert!(msg.contains("locked") && msg.contains("apply by pid"), "{msg}");
+    assert!(
+        msg.contains("locked") && msg.contains("apply by pid"),
+        "{msg}"
+    );
 
     let (d, url) = (dir.path().to_path_buf(), emu.base_url());
     let patient = tokio::task::spawn_blocking(move || {
-        sipform(&d, &url, &["apply", "--auto-approve", "--lock-timeout", "120s"])
+        sipform(
+            &d,
+            &url,
+            &["apply", "--auto-approve", "--lock-timeout", "120s"],
+        )
     });
-    let first = tokio::task::spawn_blocking(move || first.wait_with_output())
+    let first = tokio::task::spawn_blocking(move || first.wait())
         .await
         .expect("join")
         .expect("first apply");
-    expect_code(&first, 0);
+    assert_eq!(first.code(), Some(0), "the first apply must succeed");
     let patient = patient.await.expect("join");
     expect_code(&patient, 0);
-    assert!(stdout(&patient).contains("No changes"), "{}", stdout(&patient));
+    assert!(
+        stdout(&patient).contains("No changes"),
+        "{}",
+        stdout(&patient)
+    );
     assert_eq!(agents(&emu).len(), 20);
     assert_state_matches_server(dir.path(), &emu);
 }

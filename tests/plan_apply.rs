@@ -43,9 +43,18 @@ async fn fresh_apply_creates_exactly_the_objects_then_plan_is_empty() {
     let n = restaurant_files(dir.path()).len();
     assert!(n >= 3);
 
-    let out = run(dir.path(), &emu.base_url(), &["plan", "--detailed-exitcode"]).await;
+    let out = run(
+        dir.path(),
+        &emu.base_url(),
+        &["plan", "--detailed-exitcode"],
+    )
+    .await;
     expect_code(&out, 2);
-    assert!(stdout(&out).contains(&format!("Plan: {} to add", 1 + n * 14)), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("Plan: {} to add", 1 + n * 14)),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(writes(&emu).values().sum::<u64>(), 0, "plan must not write");
 
     let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
@@ -64,7 +73,12 @@ async fn fresh_apply_creates_exactly_the_objects_then_plan_is_empty() {
     assert_eq!(tool_count(&emu), 12 * n);
     assert_state_matches_server(dir.path(), &emu);
 
-    let out = run(dir.path(), &emu.base_url(), &["plan", "--detailed-exitcode"]).await;
+    let out = run(
+        dir.path(),
+        &emu.base_url(),
+        &["plan", "--detailed-exitcode"],
+    )
+    .await;
     expect_code(&out, 0);
     assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
 
@@ -89,7 +103,10 @@ async fn editing_a_tool_updates_it_on_every_agent_and_nothing_else() {
     let emu = emulator().await;
     let dir = project_copy();
     let n = restaurant_files(dir.path()).len() as u64;
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
     let mark = writes(&emu);
 
     edit_yaml(&dir.path().join("tools/end_call.yaml"), |v| {
@@ -97,15 +114,35 @@ async fn editing_a_tool_updates_it_on_every_agent_and_nothing_else() {
     });
     let out = run(dir.path(), &emu.base_url(), &["plan"]).await;
     expect_code(&out, 0);
-    assert!(stdout(&out).contains(&format!("Plan: 0 to add, {n} to change, 0 to delete")), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("Plan: 0 to add, {n} to change, 0 to delete")),
+        "{}",
+        stdout(&out)
+    );
 
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
     let w = writes_since(&emu, &mark);
-    assert_eq!(w.get("PUT /api/agents/:id/tools/:toolId"), Some(&n), "{w:?}");
+    assert_eq!(
+        w.get("PUT /api/agents/:id/tools/:toolId"),
+        Some(&n),
+        "{w:?}"
+    );
     assert_eq!(w.values().sum::<u64>(), n, "only the tool PUTs: {w:?}");
     for a in agents(&emu) {
-        let t = a["tools"].as_array().expect("tools").iter().find(|t| t["name"] == "end_call").cloned().expect("end_call");
-        assert!(t["description"].as_str().unwrap_or("").contains("Nouvelle consigne"));
+        let t = a["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .find(|t| t["name"] == "end_call")
+            .cloned()
+            .expect("end_call");
+        assert!(t["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Nouvelle consigne"));
     }
 }
 
@@ -113,27 +150,39 @@ async fn editing_a_tool_updates_it_on_every_agent_and_nothing_else() {
 async fn changing_a_voice_updates_one_agent() {
     let emu = emulator().await;
     let dir = project_copy();
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
     let mark = writes(&emu);
     let file = restaurant_files(dir.path())[0].clone();
     let mut rid = String::new();
     edit_yaml(&file, |v| {
-        v["ai_voice"] = json!("alloy");
+        v["ai_voice"] = json!("verse");
         rid = v["id"].as_str().unwrap_or_default().to_string();
     });
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
     let w = writes_since(&emu, &mark);
     assert_eq!(w.get("PUT /api/agents/:id"), Some(&1), "{w:?}");
     assert_eq!(w.values().sum::<u64>(), 1, "{w:?}");
-    let agent = agents(&emu).into_iter().find(|a| a["config"]["restaurantId"] == rid.as_str()).expect("agent");
-    assert_eq!(agent["aiVoice"], "alloy");
+    let agent = agents(&emu)
+        .into_iter()
+        .find(|a| a["config"]["restaurantId"] == rid.as_str())
+        .expect("agent");
+    assert_eq!(agent["aiVoice"], "verse");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_made_by_hand_is_deleted() {
     let emu = emulator().await;
     let dir = project_copy();
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
     let agent_id = agents(&emu)[0]["id"].as_str().expect("id").to_string();
     let http = reqwest::Client::new();
     let r = http
@@ -147,10 +196,23 @@ async fn a_tool_made_by_hand_is_deleted() {
 
     let out = run(dir.path(), &emu.base_url(), &["plan"]).await;
     assert!(stdout(&out).contains("rogue_tool"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("Plan: 0 to add, 0 to change, 1 to delete"), "{}", stdout(&out));
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
-    assert_eq!(writes_since(&emu, &mark).get("DELETE /api/agents/:id/tools/:toolId"), Some(&1));
-    assert!(!agents(&emu).iter().flat_map(|a| a["tools"].as_array().cloned().unwrap_or_default()).any(|t| t["name"] == "rogue_tool"));
+    assert!(
+        stdout(&out).contains("Plan: 0 to add, 0 to change, 1 to delete"),
+        "{}",
+        stdout(&out)
+    );
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
+    assert_eq!(
+        writes_since(&emu, &mark).get("DELETE /api/agents/:id/tools/:toolId"),
+        Some(&1)
+    );
+    assert!(!agents(&emu)
+        .iter()
+        .flat_map(|a| a["tools"].as_array().cloned().unwrap_or_default())
+        .any(|t| t["name"] == "rogue_tool"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,12 +221,22 @@ async fn an_agent_made_by_the_old_script_is_adopted_not_duplicated() {
     let dir = project_copy();
     let n = restaurant_files(dir.path()).len();
     let mut rid = String::new();
-    edit_yaml(&restaurant_files(dir.path())[0], |v| rid = v["id"].as_str().unwrap_or_default().to_string());
+    edit_yaml(&restaurant_files(dir.path())[0], |v| {
+        rid = v["id"].as_str().unwrap_or_default().to_string()
+    });
 
     // What the platform's script does: account, final customer, agent, 2 of the 12 tools.
     let http = reqwest::Client::new();
     let base = emu.base_url();
-    let acc: Value = http.post(format!("{base}/api/accounts")).json(&json!({"name": "AlloResto", "email": "tech@alloresto.fr", "isActive": true})).send().await.expect("acc").json().await.expect("json");
+    let acc: Value = http
+        .post(format!("{base}/api/accounts"))
+        .json(&json!({"name": "AlloResto", "email": "tech@alloresto.fr", "isActive": true}))
+        .send()
+        .await
+        .expect("acc")
+        .json()
+        .await
+        .expect("json");
     let fc: Value = http.post(format!("{base}/api/final-customers")).json(&json!({"accountId": acc["id"], "name": "old", "currency": "EUR", "costMarginPct": 30, "isActive": true})).send().await.expect("fc").json().await.expect("json");
     let agent: Value = http.post(format!("{base}/api/agents")).json(&json!({"accountId": acc["id"], "finalCustomerId": fc["id"], "name": "old name", "aiVoice": "sage", "config": {"restaurantId": rid}, "isActive": true})).send().await.expect("agent").json().await.expect("json");
     let agent_id = agent["id"].as_str().expect("id").to_string();
@@ -178,10 +250,21 @@ async fn an_agent_made_by_the_old_script_is_adopted_not_duplicated() {
     let w = writes_since(&emu, &mark);
     assert_eq!(w.get("POST /api/accounts"), None, "{w:?}");
     assert_eq!(w.get("POST /api/agents"), Some(&((n - 1) as u64)), "{w:?}");
-    assert_eq!(w.get("POST /api/final-customers"), Some(&((n - 1) as u64)), "{w:?}");
-    assert_eq!(w.get("POST /api/agents/:id/tools"), Some(&((12 * n - 2) as u64)), "{w:?}");
+    assert_eq!(
+        w.get("POST /api/final-customers"),
+        Some(&((n - 1) as u64)),
+        "{w:?}"
+    );
+    assert_eq!(
+        w.get("POST /api/agents/:id/tools"),
+        Some(&((12 * n - 2) as u64)),
+        "{w:?}"
+    );
     assert_eq!(agents(&emu).len(), n);
-    assert_eq!(read_state(dir.path())["restaurants"][&rid]["agentId"], agent_id.as_str());
+    assert_eq!(
+        read_state(dir.path())["restaurants"][&rid]["agentId"],
+        agent_id.as_str()
+    );
     assert_state_matches_server(dir.path(), &emu);
     let out = run(dir.path(), &base, &["plan", "--detailed-exitcode"]).await;
     expect_code(&out, 0);
@@ -203,15 +286,45 @@ async fn commit_then_fail_on_creates_converges_without_duplicates() {
     let first = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
     if first.status.code() != Some(0) {
         // A restaurant may exhaust its retries; the second run must finish the job.
-        expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+        expect_code(
+            &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+            0,
+        );
     }
-    assert!(count(&emu, "POST /api/agents/:id/tools") > 12 * n as u64, "faults must have fired");
+    let log: Value = reqwest::get(format!("{}/__emulator/requests", emu.base_url()))
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json");
+    let failed_posts = log["log"]
+        .as_array()
+        .expect("log array")
+        .iter()
+        .filter(|e| e["method"] == "POST" && e["status"].as_u64().unwrap_or(0) >= 500)
+        .count();
+    assert!(
+        failed_posts >= 3,
+        "faults must have fired: {failed_posts} failed POSTs"
+    );
+    // Every failed create had been stored: re-reading found it, so nothing was posted twice.
+    assert_eq!(count(&emu, "POST /api/agents"), n as u64);
+    assert_eq!(count(&emu, "POST /api/final-customers"), n as u64);
+    assert_eq!(count(&emu, "POST /api/agents/:id/tools"), 12 * n as u64);
     assert_eq!(agents(&emu).len(), n);
     assert_eq!(final_customers(&emu).len(), n);
     assert_eq!(tool_count(&emu), 12 * n);
     assert_state_matches_server(dir.path(), &emu);
     emu.set_faults(Default::default());
-    expect_code(&run(dir.path(), &emu.base_url(), &["plan", "--detailed-exitcode"]).await, 0);
+    expect_code(
+        &run(
+            dir.path(),
+            &emu.base_url(),
+            &["plan", "--detailed-exitcode"],
+        )
+        .await,
+        0,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,15 +342,29 @@ async fn a_saved_plan_is_applied_exactly_and_refused_once_stale() {
     assert!(stderr(&out).contains("stale"), "{}", stderr(&out));
 
     // A plan made, then the server changed behind it.
-    edit_yaml(&restaurant_files(dir.path())[0], |v| v["ai_voice"] = json!("alloy"));
-    expect_code(&run(dir.path(), &emu.base_url(), &["plan", "--out", "q.json"]).await, 0);
+    edit_yaml(&restaurant_files(dir.path())[0], |v| {
+        v["ai_voice"] = json!("verse")
+    });
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["plan", "--out", "q.json"]).await,
+        0,
+    );
     let agent_id = agents(&emu)[1]["id"].as_str().expect("id").to_string();
-    reqwest::Client::new().put(format!("{}/api/agents/{agent_id}", emu.base_url())).json(&json!({"temperature": 0.9})).send().await.expect("put");
+    reqwest::Client::new()
+        .put(format!("{}/api/agents/{agent_id}", emu.base_url()))
+        .json(&json!({"temperature": 0.9}))
+        .send()
+        .await
+        .expect("put");
     let mark = writes(&emu);
     let out = run(dir.path(), &emu.base_url(), &["apply", "q.json"]).await;
     expect_code(&out, 1);
     assert!(stderr(&out).contains("server changed"), "{}", stderr(&out));
-    assert_eq!(writes_since(&emu, &mark).values().sum::<u64>(), 0, "a stale plan writes nothing");
+    assert_eq!(
+        writes_since(&emu, &mark).values().sum::<u64>(),
+        0,
+        "a stale plan writes nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,8 +372,15 @@ async fn target_limits_plan_and_apply_to_one_restaurant() {
     let emu = emulator().await;
     let dir = project_copy();
     let mut rid = String::new();
-    edit_yaml(&restaurant_files(dir.path())[1], |v| rid = v["id"].as_str().unwrap_or_default().to_string());
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve", "--target", &rid]).await;
+    edit_yaml(&restaurant_files(dir.path())[1], |v| {
+        rid = v["id"].as_str().unwrap_or_default().to_string()
+    });
+    let out = run(
+        dir.path(),
+        &emu.base_url(),
+        &["apply", "--auto-approve", "--target", &rid],
+    )
+    .await;
     expect_code(&out, 0);
     let a = agents(&emu);
     assert_eq!(a.len(), 1);
@@ -258,7 +392,10 @@ async fn a_restaurant_gone_from_the_inventory_is_deleted_only_with_allow_destroy
     let emu = emulator().await;
     let dir = project_copy();
     let n = restaurant_files(dir.path()).len();
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
     let gone = restaurant_files(dir.path())[0].clone();
     std::fs::remove_file(&gone).expect("rm");
 
@@ -267,7 +404,12 @@ async fn a_restaurant_gone_from_the_inventory_is_deleted_only_with_allow_destroy
     assert!(stdout(&out).contains("--allow-destroy"), "{}", stdout(&out));
     assert_eq!(agents(&emu).len(), n);
 
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve", "--allow-destroy"]).await;
+    let out = run(
+        dir.path(),
+        &emu.base_url(),
+        &["apply", "--auto-approve", "--allow-destroy"],
+    )
+    .await;
     expect_code(&out, 0);
     assert_eq!(agents(&emu).len(), n - 1);
     assert_eq!(final_customers(&emu).len(), n - 1);
@@ -279,19 +421,27 @@ async fn disabling_sip_deactivates_the_agent_instead_of_deleting_it() {
     let emu = emulator().await;
     let dir = project_copy();
     let n = restaurant_files(dir.path()).len();
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
     let mut rid = String::new();
     edit_yaml(&restaurant_files(dir.path())[0], |v| {
         v["sip_enabled"] = json!(false);
         v["chat_enabled"] = json!(false);
         rid = v["id"].as_str().unwrap_or_default().to_string();
     });
-    let mark = writes(&emu);
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
     assert_eq!(count(&emu, "DELETE /api/agents/:id"), 0);
     let a = agents(&emu);
     assert_eq!(a.len(), n);
-    let agent = a.iter().find(|x| x["config"]["restaurantId"] == rid.as_str()).expect("agent");
+    let agent = a
+        .iter()
+        .find(|x| x["config"]["restaurantId"] == rid.as_str())
+        .expect("agent");
     assert_eq!(agent["isActive"], false);
 }
 
@@ -299,7 +449,10 @@ async fn disabling_sip_deactivates_the_agent_instead_of_deleting_it() {
 async fn import_adopts_existing_objects_without_writing() {
     let emu = emulator().await;
     let dir = project_copy();
-    expect_code(&run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await, 0);
+    expect_code(
+        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
+        0,
+    );
     let before = read_state(dir.path());
     std::fs::remove_file(dir.path().join("sipform.state.json")).expect("rm state");
     let mark = writes(&emu);
@@ -309,5 +462,13 @@ async fn import_adopts_existing_objects_without_writing() {
     assert_eq!(writes_since(&emu, &mark).values().sum::<u64>(), 0);
     let after = read_state(dir.path());
     assert_eq!(before["restaurants"], after["restaurants"]);
-    expect_code(&run(dir.path(), &emu.base_url(), &["plan", "--detailed-exitcode"]).await, 0);
+    expect_code(
+        &run(
+            dir.path(),
+            &emu.base_url(),
+            &["plan", "--detailed-exitcode"],
+        )
+        .await,
+        0,
+    );
 }

@@ -29,7 +29,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         store_tokens: false,
     };
     ws.backend = state::open(&ws.project.state, scratch.path())?;
-    println!("Emulator listening on {} (in-process, in memory)\n", emulator.base_url());
+    println!(
+        "Emulator listening on {} (in-process, in memory)\n",
+        emulator.base_url()
+    );
 
     let client = ws.client()?;
     let targets = args.run.target_set();

@@ -46,8 +46,10 @@ pub struct Args {
 fn faults(args: &Args) -> anyhow::Result<Faults> {
     let mut faults = match &args.faults {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{} is not a fault set", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a fault set", path.display()))?
         }
         None => Faults::default(),
     };
@@ -65,7 +67,9 @@ fn faults(args: &Args) -> anyhow::Result<Faults> {
             statuses: vec![500, 502, 503],
         });
     }
-    faults.validate().map_err(|e| anyhow::anyhow!("invalid fault set: {e}"))?;
+    faults
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid fault set: {e}"))?;
     Ok(faults)
 }
 
@@ -73,7 +77,11 @@ pub async fn run(_global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let config = EmulatorConfig {
         bind: args.bind,
         port: args.port,
-        api_key: args.api_key.clone().filter(|k| !k.is_empty()).map(Secret::new),
+        api_key: args
+            .api_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .map(Secret::new),
         data: args.data.clone(),
         seed: args.seed,
         faults: faults(&args)?,
@@ -85,7 +93,9 @@ pub async fn run(_global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     tracing::info!(target: sipform::LOG_TARGET, addr = %handle.addr(), "emulator started");
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     handle.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -68,7 +68,6 @@ pub fn workspace(global: &Global, run: &RunArgs) -> anyhow::Result<sipform::pipe
     let mut ws = sipform::pipeline::Workspace::open(&global.project)?;
     ws.settings.parallelism = run.parallelism.max(1);
     for w in ws.settings.warnings() {
-        tracing::warn!(target: sipform::LOG_TARGET, "{w}");
         eprintln!("warning: {w}");
     }
     Ok(ws)

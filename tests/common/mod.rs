@@ -132,7 +132,10 @@ pub fn count(h: &EmulatorHandle, key: &str) -> u64 {
 }
 
 pub fn agents(h: &EmulatorHandle) -> Vec<Value> {
-    h.snapshot()["agents"].as_array().cloned().unwrap_or_default()
+    h.snapshot()["agents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 pub fn final_customers(h: &EmulatorHandle) -> Vec<Value> {
@@ -161,8 +164,14 @@ pub fn assert_state_matches_server(dir: &Path, h: &EmulatorHandle) {
     let state = read_state(dir);
     let snap = h.snapshot();
     let server_agents = snap["agents"].as_array().cloned().unwrap_or_default();
-    let server_fcs = snap["finalCustomers"].as_array().cloned().unwrap_or_default();
-    let restaurants = state["restaurants"].as_object().cloned().unwrap_or_default();
+    let server_fcs = snap["finalCustomers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let restaurants = state["restaurants"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let mut state_agents = std::collections::BTreeSet::new();
     let mut state_fcs = std::collections::BTreeSet::new();
     let mut state_tools = std::collections::BTreeSet::new();
@@ -185,19 +194,35 @@ pub fn assert_state_matches_server(dir: &Path, h: &EmulatorHandle) {
     let mut seen_restaurants = std::collections::BTreeSet::new();
     for a in &server_agents {
         let id = a["id"].as_str().unwrap_or_default();
-        assert!(state_agents.contains(id), "server agent {id} is not in state");
+        assert!(
+            state_agents.contains(id),
+            "server agent {id} is not in state"
+        );
         let rid = a["config"]["restaurantId"].as_str().unwrap_or_default();
-        assert!(seen_restaurants.insert(rid.to_string()), "two agents for restaurant {rid}");
+        assert!(
+            seen_restaurants.insert(rid.to_string()),
+            "two agents for restaurant {rid}"
+        );
         let mut names = std::collections::BTreeSet::new();
         for t in a["tools"].as_array().cloned().unwrap_or_default() {
             let tid = t["id"].as_str().unwrap_or_default();
-            assert!(state_tools.contains(tid), "server tool {tid} is not in state");
-            assert!(names.insert(t["name"].as_str().unwrap_or_default().to_string()), "duplicate tool {} on agent {id}", t["name"]);
+            assert!(
+                state_tools.contains(tid),
+                "server tool {tid} is not in state"
+            );
+            assert!(
+                names.insert(t["name"].as_str().unwrap_or_default().to_string()),
+                "duplicate tool {} on agent {id}",
+                t["name"]
+            );
         }
     }
     for f in &server_fcs {
         let id = f["id"].as_str().unwrap_or_default();
-        assert!(state_fcs.contains(id), "server final customer {id} is not in state");
+        assert!(
+            state_fcs.contains(id),
+            "server final customer {id} is not in state"
+        );
     }
     assert_eq!(state_fcs.len(), server_fcs.len());
 }
