@@ -483,16 +483,46 @@ impl Client {
 
     // --- probes (doctor) -----------------------------------------------------------------
 
-    /// Status of a GET without retries, for `doctor`'s endpoint probes.
-    pub async fn probe(&self, path: &str) -> Result<u16, ClientError> {
-        match self.once(&Method::GET, path, path, None).await {
-            Ok(_) => Ok(200),
-            Err(a) => match a.error {
-                ClientError::Status { status, .. } => Ok(status),
-                e => Err(e),
-            },
+    /// One request without retries or body, for `doctor`: the status, whether the answer was
+    /// the API's JSON (a route the server implements answers JSON, even for an unknown id), and
+    /// the server's `Date` header.
+    pub async fn probe(&self, method: Method, path: &str) -> Result<Probe, ClientError> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path));
+        if let Some(key) = &self.api_key {
+            req = req.header("X-API-Key", key.expose());
         }
+        if method == Method::PUT || method == Method::POST {
+            req = req.json(&serde_json::json!({}));
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            method: method.clone(),
+            route: path.to_string(),
+            message: redact(&e),
+            maybe_applied: false,
+        })?;
+        let status = resp.status().as_u16();
+        let date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("json"));
+        Ok(Probe { status, json, date })
     }
+}
+
+/// What `doctor` learns from one request.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub status: u16,
+    pub json: bool,
+    pub date: Option<String>,
 }
 
 /// Ids go into paths: percent-encode everything but unreserved characters.
