@@ -215,10 +215,16 @@ mod tests {
     #[test]
     fn base_url_substitution() {
         assert_eq!(
-            substitute_base_url("={{BASE_URL}}/api/x?r={{config.restaurantId}}", "https://a.b")
-                .unwrap(),
+            substitute_base_url(
+                "={{BASE_URL}}/api/x?r={{config.restaurantId}}",
+                "https://a.b"
+            )
+            .unwrap(),
             "https://a.b/api/x?r={{config.restaurantId}}"
         );
-        assert_eq!(substitute_base_url("/api/x", "https://a.b").unwrap(), "/api/x");
+        assert_eq!(
+            substitute_base_url("/api/x", "https://a.b").unwrap(),
+            "/api/x"
+        );
     }
 }

@@ -44,9 +44,8 @@ impl Document {
 /// Reads and parses one file. Non-UTF-8 bytes, syntax errors, duplicate keys and an empty file
 /// are diagnostics with the line.
 pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::new(Origin::file(path, 0, 0), "", format!("cannot read: {e}"))
-    })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::new(Origin::file(path, 0, 0), "", format!("cannot read: {e}")))?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -56,7 +55,10 @@ pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
                 .iter()
                 .rposition(|b| *b == b'\n')
                 .map_or(0, |i| i + 1);
-            let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
             return Err(Diagnostic::new(
                 Origin::file(path, line, column),
                 "",
@@ -125,8 +127,7 @@ fn push_error(err: &jsonschema::ValidationError<'_>, out: &mut Vec<(String, Stri
             // Option): the remaining one says what is wrong inside.
             let meant = context.iter().find(|branch| {
                 !branch.iter().all(|e| {
-                    matches!(e.kind(), K::Type { .. })
-                        && e.instance_path().to_string() == pointer
+                    matches!(e.kind(), K::Type { .. }) && e.instance_path().to_string() == pointer
                 })
             });
             match meant {
@@ -260,7 +261,10 @@ mod tests {
 
     #[test]
     fn serde_paths_become_pointers() {
-        assert_eq!(field_to_pointer("http.bodyTemplate.x"), "/http/bodyTemplate/x");
+        assert_eq!(
+            field_to_pointer("http.bodyTemplate.x"),
+            "/http/bodyTemplate/x"
+        );
         assert_eq!(field_to_pointer("items[2].id"), "/items/2/id");
         assert_eq!(field_to_pointer("."), "");
     }
@@ -285,7 +289,10 @@ mod tests {
         )
         .unwrap();
         let s = typed::<ToolSpec>(&doc, Kind::Tool).unwrap_err().to_string();
-        assert!(s.contains("t.yaml:5:3: parameters.propertes: unknown key"), "{s}");
+        assert!(
+            s.contains("t.yaml:5:3: parameters.propertes: unknown key"),
+            "{s}"
+        );
     }
 
     #[test]

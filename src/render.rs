@@ -64,7 +64,9 @@ pub struct Renderer {
 
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Renderer").field("path", &self.path).finish()
+        f.debug_struct("Renderer")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -231,8 +233,8 @@ mod tests {
 
     #[test]
     fn undefined_variable_names_the_line() {
-        let r = Renderer::new(Path::new("t.j2"), "a: 1\nb: [[ restaurant.nope ]]\n".into())
-            .unwrap();
+        let r =
+            Renderer::new(Path::new("t.j2"), "a: 1\nb: [[ restaurant.nope ]]\n".into()).unwrap();
         let env = RenderEnv {
             app_url: "http://x".into(),
         };
@@ -242,8 +244,11 @@ mod tests {
 
     #[test]
     fn expressions_pass_through() {
-        let r = Renderer::new(Path::new("t.j2"), "x: \"={{BASE_URL}}/[[ app_url ]]\"\n".into())
-            .unwrap();
+        let r = Renderer::new(
+            Path::new("t.j2"),
+            "x: \"={{BASE_URL}}/[[ app_url ]]\"\n".into(),
+        )
+        .unwrap();
         let env = RenderEnv {
             app_url: "u".into(),
         };

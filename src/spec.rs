@@ -30,7 +30,10 @@ fn is_false(b: &bool) -> bool {
 /// One ToolConfig, as in `tools/<name>.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(title = "sipform tool", description = "One sip-agent-server ToolConfig.")]
+#[schemars(
+    title = "sipform tool",
+    description = "One sip-agent-server ToolConfig."
+)]
 pub struct ToolSpec {
     /// The function name the model calls; unique per agent.
     #[schemars(regex(pattern = r"^[a-z][a-z0-9_]{0,63}$"))]
@@ -255,7 +258,10 @@ pub struct AgentConfig {
 /// names are the platform's; a NULL column is an absent key, and the template picks the default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "sipform restaurant", description = "One restaurant of the inventory.")]
+#[schemars(
+    title = "sipform restaurant",
+    description = "One restaurant of the inventory."
+)]
 pub struct Restaurant {
     #[schemars(length(min = 1, max = 36))]
     pub id: RestaurantId,
@@ -319,7 +325,10 @@ impl Restaurant {
 /// Environment variables and flags override it (see `settings`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "sipform project", description = "sipform.yaml: project settings.")]
+#[schemars(
+    title = "sipform project",
+    description = "sipform.yaml: project settings."
+)]
 pub struct Project {
     #[serde(default)]
     pub server: ServerConfig,

@@ -17,8 +17,7 @@ use crate::load::{self, LoadedTool};
 use crate::render::{RenderEnv, Renderer};
 use crate::schema::Kind;
 use crate::spec::{
-    Desired, DesiredRestaurant, InventoryConfig, Project, RenderedAgent, Restaurant,
-    ToolSpec,
+    Desired, DesiredRestaurant, InventoryConfig, Project, RenderedAgent, Restaurant, ToolSpec,
 };
 use crate::yaml;
 
@@ -126,7 +125,11 @@ fn build(
         Ok(r) => Some(r),
         Err(e) => {
             diags.push(Diagnostic::new(
-                Origin::file(&template_path, e.line.unwrap_or(0), usize::from(e.line.is_some())),
+                Origin::file(
+                    &template_path,
+                    e.line.unwrap_or(0),
+                    usize::from(e.line.is_some()),
+                ),
                 "",
                 e.message,
             ));
@@ -269,9 +272,8 @@ fn render_one(
             ),
         ))
     })?;
-    let errors = load::schema_errors(&value, Kind::Agent).map_err(|e| {
-        Diagnostics::from(Diagnostic::new(r.origin.clone(), "", e.to_string()))
-    })?;
+    let errors = load::schema_errors(&value, Kind::Agent)
+        .map_err(|e| Diagnostics::from(Diagnostic::new(r.origin.clone(), "", e.to_string())))?;
     if !errors.is_empty() {
         return Err(Diagnostics(
             errors
@@ -397,7 +399,10 @@ fn check_tools(tools: &[LoadedTool], rendered: &[RenderedOne], diags: &mut Diagn
         if stem != s.name {
             diags.push(d.diag(
                 "/name",
-                format!("the tool `{}` must be in a file named `{}.yaml`", s.name, s.name),
+                format!(
+                    "the tool `{}` must be in a file named `{}.yaml`",
+                    s.name, s.name
+                ),
             ));
         }
         if s.http.is_none() && !s.triggers_hangup && !s.triggers_transfer {

@@ -28,23 +28,37 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         name: "yaml syntax",
-        edits: &[Write("tools/end_call.yaml", b"name: end_call\nparameters: {type: object\nsortOrder: 12\n")],
+        edits: &[Write(
+            "tools/end_call.yaml",
+            b"name: end_call\nparameters: {type: object\nsortOrder: 12\n",
+        )],
         expect: &["tools/end_call.yaml:3:", "invalid YAML"],
     },
     Case {
         name: "wrong type",
-        edits: &[Replace("tools/end_call.yaml", "sortOrder: 12", "sortOrder: twelve")],
+        edits: &[Replace(
+            "tools/end_call.yaml",
+            "sortOrder: 12",
+            "sortOrder: twelve",
+        )],
         expect: &["tools/end_call.yaml:14:1: sortOrder:", "integer"],
     },
     Case {
         name: "unknown key in a tool",
-        edits: &[Replace("tools/end_call.yaml", "sortOrder: 12", "sortOrder: 12\nsortOrdre: 3")],
+        edits: &[Replace(
+            "tools/end_call.yaml",
+            "sortOrder: 12",
+            "sortOrder: 12\nsortOrdre: 3",
+        )],
         expect: &["tools/end_call.yaml:15:1: sortOrdre: unknown key `sortOrdre`"],
     },
     Case {
         name: "missing required field",
         edits: &[Replace("tools/end_call.yaml", "sortOrder: 12\n", "")],
-        expect: &["tools/end_call.yaml:2:1:", "\"sortOrder\" is a required property"],
+        expect: &[
+            "tools/end_call.yaml:2:1:",
+            "\"sortOrder\" is a required property",
+        ],
     },
     Case {
         name: "duplicate tool name",
@@ -56,73 +70,144 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "duplicate sortOrder",
-        edits: &[Replace("tools/end_call.yaml", "sortOrder: 12", "sortOrder: 11")],
+        edits: &[Replace(
+            "tools/end_call.yaml",
+            "sortOrder: 12",
+            "sortOrder: 11",
+        )],
         expect: &["tools/", ":21:1: sortOrder: duplicate sortOrder 11"],
     },
     Case {
         name: "$ai.x not a parameter",
-        edits: &[Replace("tools/cancel_order.yaml", "={{$ai.order_number}}", "={{$ai.order_id}}")],
-        expect: &["tools/cancel_order.yaml:17:5: http.bodyTemplate.order_number:", "`order_id` is not a parameter"],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "={{$ai.order_number}}",
+            "={{$ai.order_id}}",
+        )],
+        expect: &[
+            "tools/cancel_order.yaml:17:5: http.bodyTemplate.order_number:",
+            "`order_id` is not a parameter",
+        ],
     },
     Case {
         name: "unknown root",
-        edits: &[Replace("tools/cancel_order.yaml", "={{ctx.caller_phone}}", "={{session.caller_phone}}")],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "={{ctx.caller_phone}}",
+            "={{session.caller_phone}}",
+        )],
         expect: &["tools/cancel_order.yaml:16:5:", "unknown root `session`"],
     },
     Case {
         name: "unclosed {{",
-        edits: &[Replace("tools/cancel_order.yaml", "={{ctx.caller_phone}}", "={{ctx.caller_phone")],
-        expect: &["tools/cancel_order.yaml:16:5:", "never closed", "at character 2"],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "={{ctx.caller_phone}}",
+            "={{ctx.caller_phone",
+        )],
+        expect: &[
+            "tools/cancel_order.yaml:16:5:",
+            "never closed",
+            "at character 2",
+        ],
     },
     Case {
         name: "empty path",
-        edits: &[Replace("tools/cancel_order.yaml", "={{ctx.caller_phone}}", "=x{{ }}")],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "={{ctx.caller_phone}}",
+            "=x{{ }}",
+        )],
         expect: &["tools/cancel_order.yaml:16:5:", "empty path"],
     },
     Case {
         name: "$res in a request body",
-        edits: &[Replace("tools/cancel_order.yaml", "={{$ai.order_number}}", "={{$res.id}}")],
-        expect: &["tools/cancel_order.yaml:17:5:", "`$res` cannot be used here"],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "={{$ai.order_number}}",
+            "={{$res.id}}",
+        )],
+        expect: &[
+            "tools/cancel_order.yaml:17:5:",
+            "`$res` cannot be used here",
+        ],
     },
     Case {
         name: "ctx key without producer",
-        edits: &[Replace("tools/cancel_order.yaml", "={{ctx.caller_phone}}", "={{ctx.loyalty_points}}")],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "={{ctx.caller_phone}}",
+            "={{ctx.loyalty_points}}",
+        )],
         expect: &["tools/cancel_order.yaml:16:5:", "`ctx.loyalty_points`"],
     },
     Case {
         name: "config key missing from the agent config",
-        edits: &[Replace("tools/cancel_order.yaml", "={{config.restaurantId}}", "={{config.shopId}}")],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "={{config.restaurantId}}",
+            "={{config.shopId}}",
+        )],
         expect: &["tools/cancel_order.yaml:18:5:", "`config.shopId`"],
     },
     Case {
         name: "required names an undeclared parameter",
-        edits: &[Replace("tools/cancel_order.yaml", "  - order_number", "  - order_id")],
-        expect: &["tools/cancel_order.yaml:12:5: parameters.required[0]:", "`order_id`"],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "  - order_number",
+            "  - order_id",
+        )],
+        expect: &[
+            "tools/cancel_order.yaml:12:5: parameters.required[0]:",
+            "`order_id`",
+        ],
     },
     Case {
         name: "condition on a missing config key",
-        edits: &[Replace("tools/transfer_call.yaml", "configKey: transferEnabled", "configKey: transferAllowed")],
-        expect: &["tools/transfer_call.yaml:17:3: condition.configKey:", "`transferAllowed`"],
+        edits: &[Replace(
+            "tools/transfer_call.yaml",
+            "configKey: transferEnabled",
+            "configKey: transferAllowed",
+        )],
+        expect: &[
+            "tools/transfer_call.yaml:17:3: condition.configKey:",
+            "`transferAllowed`",
+        ],
     },
     Case {
         name: "eq condition without value",
-        edits: &[Replace("tools/transfer_call.yaml", "operator: truthy", "operator: eq")],
+        edits: &[Replace(
+            "tools/transfer_call.yaml",
+            "operator: truthy",
+            "operator: eq",
+        )],
         expect: &["tools/transfer_call.yaml:18:3:", "needs a `value`"],
     },
     Case {
         name: "invalid enum",
-        edits: &[Replace("tools/cancel_order.yaml", "method: POST", "method: FETCH")],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "method: POST",
+            "method: FETCH",
+        )],
         expect: &["tools/cancel_order.yaml:19:3: http.method:", "FETCH"],
     },
     Case {
         name: "relative url",
-        edits: &[Replace("tools/cancel_order.yaml", "url: ={{BASE_URL}}/api", "url: /api")],
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "url: ={{BASE_URL}}/api",
+            "url: /api",
+        )],
         expect: &["tools/cancel_order.yaml:20:3: http.url:", "not an absolute"],
     },
     Case {
         name: "built-in tool without a trigger",
         edits: &[Replace("tools/end_call.yaml", "triggersHangup: true\n", "")],
-        expect: &["tools/end_call.yaml:10:1: http:", "triggersHangup or triggersTransfer"],
+        expect: &[
+            "tools/end_call.yaml:10:1: http:",
+            "triggersHangup or triggersTransfer",
+        ],
     },
     Case {
         name: "non-UTF-8 file",
@@ -141,22 +226,40 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "duplicate key",
-        edits: &[Replace("restaurants/pizzeria-napoli.yaml", "sip_enabled: true", "sip_enabled: true\nname: Again")],
+        edits: &[Replace(
+            "restaurants/pizzeria-napoli.yaml",
+            "sip_enabled: true",
+            "sip_enabled: true\nname: Again",
+        )],
         expect: &["restaurants/pizzeria-napoli.yaml:9:", "duplicate"],
     },
     Case {
         name: "duplicate restaurant id",
-        edits: &[Copy("restaurants/pizzeria-napoli.yaml", "restaurants/zz-copy.yaml")],
+        edits: &[Copy(
+            "restaurants/pizzeria-napoli.yaml",
+            "restaurants/zz-copy.yaml",
+        )],
         expect: &["restaurants/zz-copy.yaml:3:1: id: duplicate restaurant id"],
     },
     Case {
         name: "restaurant wrong type",
-        edits: &[Replace("restaurants/pizzeria-napoli.yaml", "delivery_enabled: true", "delivery_enabled: sometimes")],
-        expect: &["restaurants/pizzeria-napoli.yaml:7:1: delivery_enabled:", "boolean"],
+        edits: &[Replace(
+            "restaurants/pizzeria-napoli.yaml",
+            "delivery_enabled: true",
+            "delivery_enabled: sometimes",
+        )],
+        expect: &[
+            "restaurants/pizzeria-napoli.yaml:7:1: delivery_enabled:",
+            "boolean",
+        ],
     },
     Case {
         name: "restaurant unknown key",
-        edits: &[Replace("restaurants/pizzeria-napoli.yaml", "sip_enabled: true", "sip_enable: true")],
+        edits: &[Replace(
+            "restaurants/pizzeria-napoli.yaml",
+            "sip_enabled: true",
+            "sip_enable: true",
+        )],
         expect: &["restaurants/pizzeria-napoli.yaml:8:1: sip_enable: unknown key"],
     },
     Case {
@@ -166,23 +269,46 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "undefined template variable",
-        edits: &[Replace("templates/agent.yaml.j2", "restaurant.ai_voice or", "restaurant.voice or")],
+        edits: &[Replace(
+            "templates/agent.yaml.j2",
+            "restaurant.ai_voice or",
+            "restaurant.voice or",
+        )],
         expect: &["templates/agent.yaml.j2:18:", "undefined", "restaurants/"],
     },
     Case {
         name: "template syntax error",
-        edits: &[Replace("templates/agent.yaml.j2", "[[ app_url | tojson ]]", "[[ app_url | tojson")],
+        edits: &[Replace(
+            "templates/agent.yaml.j2",
+            "[[ app_url | tojson ]]",
+            "[[ app_url | tojson",
+        )],
         expect: &["templates/agent.yaml.j2:", "syntax error"],
     },
     Case {
         name: "rendered spec fails the agent schema",
-        edits: &[Replace("templates/agent.yaml.j2", "temperature: 0.7", "temperature: 7")],
-        expect: &["templates/agent.yaml.j2:22:3: agent.temperature:", "restaurant ", "restaurants/"],
+        edits: &[Replace(
+            "templates/agent.yaml.j2",
+            "temperature: 0.7",
+            "temperature: 7",
+        )],
+        expect: &[
+            "templates/agent.yaml.j2:22:3: agent.temperature:",
+            "restaurant ",
+            "restaurants/",
+        ],
     },
     Case {
         name: "invalid enum in a restaurant",
-        edits: &[Replace("restaurants/le-bistrot-du-port.yaml", "chat_mode: text", "chat_mode: video")],
-        expect: &["restaurants/le-bistrot-du-port.yaml:12:1: chat_mode:", "video"],
+        edits: &[Replace(
+            "restaurants/le-bistrot-du-port.yaml",
+            "chat_mode: text",
+            "chat_mode: video",
+        )],
+        expect: &[
+            "restaurants/le-bistrot-du-port.yaml:12:1: chat_mode:",
+            "video",
+        ],
     },
 ];
 

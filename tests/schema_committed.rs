@@ -25,7 +25,11 @@ fn schema_check_command_agrees() {
         .args(["-C", root, "schema", "--check"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("tool.schema.json"), "{}\n").unwrap();

@@ -12,7 +12,12 @@ const FACTS: &str = concat!(
 /// Absent means null (or false for the flags); `isEnabled` defaults to true.
 fn normalise(mut m: Map<String, Value>) -> Map<String, Value> {
     m.remove("description");
-    for k in ["http", "contextUpdates", "condition", "extraCostResponseField"] {
+    for k in [
+        "http",
+        "contextUpdates",
+        "condition",
+        "extraCostResponseField",
+    ] {
         m.entry(k).or_insert(Value::Null);
     }
     for k in [

@@ -40,7 +40,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         .desired
         .restaurants
         .iter()
-        .filter(|r| args.restaurant.as_deref().is_none_or(|id| r.id.as_str() == id))
+        .filter(|r| {
+            args.restaurant
+                .as_deref()
+                .is_none_or(|id| r.id.as_str() == id)
+        })
         .map(|r| {
             json!({
                 "restaurantId": r.id,

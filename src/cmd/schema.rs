@@ -44,7 +44,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         for p in &stale {
-            eprintln!("{}: differs from the types; run `sipform schema`", p.display());
+            eprintln!(
+                "{}: differs from the types; run `sipform schema`",
+                p.display()
+            );
         }
         Ok(ExitCode::FAILURE)
     }
