@@ -25,11 +25,11 @@ fn restaurant(i: usize) -> String {
          contact_email: r{i}@example.fr\ndelivery_enabled: {}\nreservation_enabled: {}\n\
          order_status_enabled: {}\ntransfer_enabled: {}\ntransfer_phone_number: \"+3399{i:07}\"\n\
          chat_enabled: {}\nsip_enabled: true\n",
-        i % 2 == 0,
-        i % 3 == 0,
-        i % 5 == 0,
-        i % 7 == 0,
-        i % 4 == 0,
+        i.is_multiple_of(2),
+        i.is_multiple_of(3),
+        i.is_multiple_of(5),
+        i.is_multiple_of(7),
+        i.is_multiple_of(4),
     )
 }
 
