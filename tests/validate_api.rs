@@ -45,7 +45,10 @@ fn desired_holds_every_restaurant_with_sorted_tools() {
     assert_eq!(v.desired.restaurants.len(), 3);
     for r in &v.desired.restaurants {
         assert_eq!(r.tools.len(), 12);
-        assert!(r.tools.windows(2).all(|w| w[0].sort_order < w[1].sort_order));
+        assert!(r
+            .tools
+            .windows(2)
+            .all(|w| w[0].sort_order < w[1].sort_order));
         assert_eq!(r.agent.api_base_url, "https://app.alloresto.example");
         assert_eq!(r.agent.config.restaurant_id, r.id);
     }
@@ -53,9 +56,18 @@ fn desired_holds_every_restaurant_with_sorted_tools() {
 
 #[test]
 fn desired_with_rows_keeps_order_and_create_flag() {
-    let rows = vec![row("b", true, false), row("a", false, false), row("c", false, true)];
+    let rows = vec![
+        row("b", true, false),
+        row("a", false, false),
+        row("c", false, true),
+    ];
     let v = validate::desired_with(root(), &env(), rows).unwrap_or_else(|d| panic!("{d}"));
-    let ids: Vec<_> = v.desired.restaurants.iter().map(|r| r.id.to_string()).collect();
+    let ids: Vec<_> = v
+        .desired
+        .restaurants
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
     assert_eq!(ids, ["b", "a", "c"]);
     let create: Vec<_> = v
         .desired
@@ -72,5 +84,8 @@ fn duplicate_row_ids_name_the_row() {
     let rows = vec![row("a", true, false), row("a", true, false)];
     let d = validate::desired_with(root(), &env(), rows).unwrap_err();
     let s = d.to_string();
-    assert!(s.contains("table restaurants, row id=a: id: duplicate restaurant id"), "{s}");
+    assert!(
+        s.contains("table restaurants, row id=a: id: duplicate restaurant id"),
+        "{s}"
+    );
 }
