@@ -299,6 +299,40 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "ctx in an agent field",
+        edits: &[Replace(
+            "templates/agent.yaml.j2",
+            "={{BASE_URL}}/api/calls",
+            "={{BASE_URL}}/api/calls?c={{ctx.call_id}}",
+        )],
+        expect: &[
+            "templates/agent.yaml.j2:27:3: agent.onCallEndWebhook:",
+            "`ctx` cannot be used here",
+            "and 2 more restaurants",
+        ],
+    },
+    Case {
+        name: "data in a tool url",
+        edits: &[Replace(
+            "tools/cancel_order.yaml",
+            "url: ={{BASE_URL}}/api",
+            "url: ={{BASE_URL}}/{{data.x}}/api",
+        )],
+        expect: &[
+            "tools/cancel_order.yaml:20:3: http.url:",
+            "`data` cannot be used here",
+        ],
+    },
+    Case {
+        name: "two documents in one file",
+        edits: &[Replace(
+            "tools/end_call.yaml",
+            "sortOrder: 12",
+            "sortOrder: 12\n---\nname: x",
+        )],
+        expect: &["tools/end_call.yaml:15:", "more than one YAML document"],
+    },
+    Case {
         name: "invalid enum in a restaurant",
         edits: &[Replace(
             "restaurants/le-bistrot-du-port.yaml",
