@@ -95,7 +95,9 @@ pub fn parse_document(path: &Path, text: &str) -> Result<Document, Diagnostic> {
     })
 }
 
-/// Every schema error of `value`, as (JSON pointer, message). An unknown key points at itself.
+/// Every schema error of `value`, as (JSON pointer, message). An unknown key points at itself;
+/// an `anyOf` error (how schemars writes `Option<T>`) is replaced by the errors of the branch
+/// the value was meant for, so the message names the real field.
 pub fn schema_errors(
     value: &Value,
     kind: Kind,
@@ -103,19 +105,38 @@ pub fn schema_errors(
     let validator = schema::validator(kind)?;
     let mut out = Vec::new();
     for err in validator.iter_errors(value) {
-        let mut pointer = err.instance_path().to_string();
-        let mut message = err.to_string();
-        if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
-            err.kind()
-        {
-            if let Some(key) = unexpected.first() {
-                pointer = format!("{pointer}/{}", yaml::escape_token(key));
-                message = format!("unknown key `{key}`");
-            }
-        }
-        out.push((pointer, message));
+        push_error(&err, &mut out);
     }
     Ok(out)
+}
+
+fn push_error(err: &jsonschema::ValidationError<'_>, out: &mut Vec<(String, String)>) {
+    use jsonschema::error::ValidationErrorKind as K;
+    let pointer = err.instance_path().to_string();
+    match err.kind() {
+        K::AdditionalProperties { unexpected } if !unexpected.is_empty() => {
+            for key in unexpected {
+                out.push((
+                    format!("{pointer}/{}", yaml::escape_token(key)),
+                    format!("unknown key `{key}`"),
+                ));
+            }
+        }
+        K::AnyOf { context } | K::OneOfNotValid { context } => {
+            // Skip the branches that fail only on the value's type (e.g. the `null` of an
+            // Option): the remaining one says what is wrong inside.
+            let meant = context.iter().find(|branch| {
+                !branch.iter().all(|e| {
+                    matches!(e.kind(), K::Type { .. }) && e.instance_path().to_string() == pointer
+                })
+            });
+            match meant {
+                Some(branch) => branch.iter().for_each(|e| push_error(e, out)),
+                None => out.push((pointer, err.to_string())),
+            }
+        }
+        _ => out.push((pointer, err.to_string())),
+    }
 }
 
 /// Deserializes a schema-valid value; on error, the (JSON pointer, message) of the field.

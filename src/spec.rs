@@ -263,7 +263,8 @@ pub struct AgentConfig {
     description = "One restaurant of the inventory."
 )]
 pub struct Restaurant {
-    #[schemars(length(min = 1, max = 36))]
+    /// The platform's uuid; at most 36 characters (its columns are `varchar(36)`).
+    #[schemars(with = "String", length(min = 1, max = 36))]
     pub id: RestaurantId,
     #[schemars(length(min = 1, max = 255))]
     pub name: String,

@@ -140,6 +140,7 @@ fn build(
     let mut seen: HashMap<String, Origin> = HashMap::new();
     let mut rendered: Vec<RenderedOne> = Vec::new();
     let restaurant_count = restaurants.len();
+    let mut render_diags = Diagnostics::default();
     for r in restaurants {
         if let Some(first) = seen.get(r.value.id.as_str()) {
             diags.push(Diagnostic::new(
@@ -164,15 +165,18 @@ fn build(
                     config_keys,
                 });
             }
-            Err(d) => diags.extend(d),
+            Err(d) => render_diags.extend(d),
         }
     }
+    diags.extend(fold_repeats(render_diags));
 
     check_tools(&tools, &rendered, &mut diags);
     if let Some(renderer) = &renderer {
+        let mut agent_diags = Diagnostics::default();
         for one in &rendered {
-            check_agent(renderer, one, &mut diags);
+            check_agent(renderer, one, &mut agent_diags);
         }
+        diags.extend(fold_repeats(agent_diags));
     }
     if !diags.is_empty() {
         return Err(diags);
@@ -203,6 +207,41 @@ fn build(
         tools: tools.len(),
         agents,
     })
+}
+
+/// A template mistake fails every restaurant the same way: report it once, with a count, instead
+/// of a thousand identical lines.
+fn fold_repeats(diags: Diagnostics) -> Diagnostics {
+    let mut out: Vec<(Diagnostic, String, usize)> = Vec::new();
+    for d in diags.0 {
+        let base = d
+            .message
+            .split(" (rendering restaurant ")
+            .next()
+            .and_then(|m| m.split(" (restaurant ").next())
+            .unwrap_or(&d.message)
+            .to_string();
+        match out
+            .iter_mut()
+            .find(|(o, b, _)| o.origin == d.origin && o.field == d.field && *b == base)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => out.push((d, base, 0)),
+        }
+    }
+    Diagnostics(
+        out.into_iter()
+            .map(|(mut d, _, n)| {
+                if n > 0 {
+                    d.message.push_str(&format!(
+                        " (and {n} more restaurant{})",
+                        if n == 1 { "" } else { "s" }
+                    ));
+                }
+                d
+            })
+            .collect(),
+    )
 }
 
 /// A diagnostic about a rendered field: it points at the template line that writes the field,
@@ -587,6 +626,23 @@ pub fn restaurants_dir(root: &Path, project: &Project) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_template_errors_fold() {
+        let d = |id: &str| {
+            Diagnostic::new(
+                Origin::file("t.j2", 3, 1),
+                "",
+                format!("undefined (rendering restaurant {id} from r/{id}.yaml:1:1)"),
+            )
+        };
+        let folded = fold_repeats(Diagnostics(vec![d("a"), d("b"), d("c")]));
+        assert_eq!(folded.len(), 1);
+        assert!(
+            folded.0[0].message.ends_with("(and 2 more restaurants)"),
+            "{folded}"
+        );
+    }
 
     #[test]
     fn absolute_urls() {

@@ -149,8 +149,7 @@ fn index_positions(text: &str) -> Result<PositionIndex, YamlError> {
                 if let Some(Frame::Map { key, .. }) = stack.last_mut() {
                     if key.is_none() {
                         *key = Some(s.into_owned());
-                        let p = child_pointer(&stack, pos.0, pos.1, &mut index);
-                        let _ = p;
+                        record_key(&stack, pos, &mut index);
                         continue;
                     }
                 }
@@ -183,22 +182,15 @@ fn index_positions(text: &str) -> Result<PositionIndex, YamlError> {
 }
 
 /// Records the position of a mapping key as the position of its entry.
-fn child_pointer(
-    stack: &[Frame],
-    line: usize,
-    column: usize,
-    index: &mut PositionIndex,
-) -> Option<String> {
+fn record_key(stack: &[Frame], pos: (usize, usize), index: &mut PositionIndex) {
     if let Some(Frame::Map {
         pointer,
         key: Some(k),
     }) = stack.last()
     {
         let p = format!("{pointer}/{}", escape_token(k));
-        index.map.entry(p.clone()).or_insert((line, column));
-        return Some(p);
+        index.map.entry(p).or_insert(pos);
     }
-    None
 }
 
 /// A value node: computes its pointer from the enclosing frame and advances that frame.
@@ -254,6 +246,12 @@ mod tests {
         let e = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(e.line, 3, "{e:?}");
         assert!(e.message.to_lowercase().contains("duplicate"), "{e:?}");
+    }
+
+    #[test]
+    fn two_documents_are_refused() {
+        let e = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e:?}");
     }
 
     #[test]
