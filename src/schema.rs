@@ -35,6 +35,11 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
         file_name: "project.schema.json",
         generate: || schemars::schema_for!(Project),
     },
+    // Not a validator (index past `Kind`): the saved-plan format, for readers of `plan --json`.
+    SchemaFile {
+        file_name: "plan.schema.json",
+        generate: crate::plan::render::plan_schema,
+    },
 ];
 
 /// The text written to disk: pretty JSON and a trailing newline.
