@@ -31,12 +31,20 @@ impl Drop for Kill {
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn tools() -> Vec<Value> {
-    let path = std::env::var("EMU_BENCH_TOOLS")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/platform-tools-facts.json").into());
+    let path = std::env::var("EMU_BENCH_TOOLS").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/reference/platform-tools-facts.json"
+        )
+        .into()
+    });
     let description = "Outil utilise par l'agent pendant l'appel : verifie les informations donnees par le \
                        client, appelle le service du restaurant et lit la reponse avant de poursuivre."
         .repeat(2);
@@ -56,7 +64,8 @@ fn tools() -> Vec<Value> {
     }
     for t in &mut tools {
         if let Some(o) = t.as_object_mut() {
-            o.entry("description").or_insert_with(|| Value::from(description.clone()));
+            o.entry("description")
+                .or_insert_with(|| Value::from(description.clone()));
         }
     }
     tools
@@ -72,7 +81,12 @@ fn rss(pid: u32) -> String {
         .join(", ")
 }
 
-async fn hammer(client: &reqwest::Client, url: String, secs: u64, concurrency: usize) -> (f64, u64) {
+async fn hammer(
+    client: &reqwest::Client,
+    url: String,
+    secs: u64,
+    concurrency: usize,
+) -> (f64, u64) {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -98,14 +112,19 @@ async fn hammer(client: &reqwest::Client, url: String, secs: u64, concurrency: u
         let _ = t.await;
     }
     let n = ok.load(Ordering::Relaxed);
-    (n as f64 / start.elapsed().as_secs_f64(), failed.load(Ordering::Relaxed))
+    (
+        n as f64 / start.elapsed().as_secs_f64(),
+        failed.load(Ordering::Relaxed),
+    )
 }
 
 async fn run(base: String, pid: u32) -> Result<(), Error> {
     let secs = env_or("EMU_BENCH_SECS", 5u64);
     let concurrency = env_or("EMU_BENCH_CONCURRENCY", 32usize);
     let agents = env_or("EMU_BENCH_AGENTS", 10_000usize);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
 
     let (rps, failed) = hammer(&client, format!("{base}/api/accounts"), secs, concurrency).await;
     println!("GET /api/accounts (empty): {rps:.0} req/s over {secs}s, {concurrency} connections, {failed} failed");
@@ -130,7 +149,8 @@ async fn run(base: String, pid: u32) -> Result<(), Error> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let (client, base, tools, next) = (client.clone(), base.clone(), tools.clone(), next.clone());
+        let (client, base, tools, next) =
+            (client.clone(), base.clone(), tools.clone(), next.clone());
         let (acc, fc) = (acc["id"].clone(), fc["id"].clone());
         tasks.push(tokio::spawn(async move {
             let mut last = None;
@@ -173,9 +193,23 @@ async fn run(base: String, pid: u32) -> Result<(), Error> {
         rss(pid)
     );
     if let Some(id) = some_agent {
-        let (rps, failed) = hammer(&client, format!("{base}/api/agents/{id}/tools"), secs, concurrency).await;
-        println!("GET /api/agents/:id/tools (12 tools, full store): {rps:.0} req/s, {failed} failed");
-        let (rps, failed) = hammer(&client, format!("{base}/api/agents/{id}"), secs, concurrency).await;
+        let (rps, failed) = hammer(
+            &client,
+            format!("{base}/api/agents/{id}/tools"),
+            secs,
+            concurrency,
+        )
+        .await;
+        println!(
+            "GET /api/agents/:id/tools (12 tools, full store): {rps:.0} req/s, {failed} failed"
+        );
+        let (rps, failed) = hammer(
+            &client,
+            format!("{base}/api/agents/{id}"),
+            secs,
+            concurrency,
+        )
+        .await;
         println!("GET /api/agents/:id (full store): {rps:.0} req/s, {failed} failed");
     }
     println!("memory at end: {}", rss(pid));
@@ -194,8 +228,14 @@ fn main() -> Result<(), Error> {
     let stdout = child.0.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let base = line.trim().strip_prefix("listening on ").ok_or("no listening line")?.to_string();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or("no listening line")?
+        .to_string();
     println!("emulator {bin} at {base}");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(base, child.0.id()))
 }

@@ -43,7 +43,11 @@ fn emulator_binary_prints_its_address_and_serves() {
             .expect("the emulator answers");
         let status = ok.status().as_u16();
         let body = ok.text().await.unwrap();
-        let no_key = client.get(format!("{base}/api/accounts")).send().await.unwrap();
+        let no_key = client
+            .get(format!("{base}/api/accounts"))
+            .send()
+            .await
+            .unwrap();
         (status, body, no_key.status().as_u16())
     });
     assert_eq!(status, 200);
@@ -52,8 +56,14 @@ fn emulator_binary_prints_its_address_and_serves() {
 
     let _ = child.0.kill();
     let out = child.0.wait_with_output_stderr();
-    assert!(out.contains("emulator request"), "one debug line per request: {out}");
-    assert!(!out.contains("acc_cli"), "the api key never reaches the logs");
+    assert!(
+        out.contains("emulator request"),
+        "one debug line per request: {out}"
+    );
+    assert!(
+        !out.contains("acc_cli"),
+        "the api key never reaches the logs"
+    );
 }
 
 trait StderrAfterKill {

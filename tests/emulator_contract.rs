@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sipform::emulator::{
-    CommitFailMode, CommitThenFail, Emulator, EmulatorConfig, EmulatorHandle, ErrorRule, Faults, Latency, RateLimit,
-    ResetRule,
+    CommitFailMode, CommitThenFail, Emulator, EmulatorConfig, EmulatorHandle, ErrorRule, Faults,
+    Latency, RateLimit, ResetRule,
 };
 use sipform::secret::Secret;
 
@@ -25,8 +25,15 @@ impl Api {
         }
     }
 
-    async fn try_call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Result<(u16, Value)> {
-        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+    async fn try_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Result<(u16, Value)> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(k) = &self.key {
             req = req.header("X-API-Key", k);
         }
@@ -45,7 +52,9 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.try_call(method, path, body).await.expect("request failed")
+        self.try_call(method, path, body)
+            .await
+            .expect("request failed")
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -79,7 +88,9 @@ impl Api {
 }
 
 async fn start() -> EmulatorHandle {
-    Emulator::start(EmulatorConfig::default()).await.expect("emulator starts")
+    Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator starts")
 }
 
 fn id(v: &Value) -> String {
@@ -100,10 +111,20 @@ fn agent_body(account: &str, fc: &str) -> Value {
 
 /// Account, final customer and agent: `(account, finalCustomer, agent)`.
 async fn seed(api: &Api) -> (String, String, Value) {
-    let (s, acc) = api.post("/api/accounts", json!({"name": "AlloResto", "email": "a@b.c", "isActive": true})).await;
+    let (s, acc) = api
+        .post(
+            "/api/accounts",
+            json!({"name": "AlloResto", "email": "a@b.c", "isActive": true}),
+        )
+        .await;
     assert_eq!(s, 201);
     let acc = id(&acc);
-    let (s, fc) = api.post("/api/final-customers", json!({"accountId": acc, "name": "Chez Paul"})).await;
+    let (s, fc) = api
+        .post(
+            "/api/final-customers",
+            json!({"accountId": acc, "name": "Chez Paul"}),
+        )
+        .await;
     assert_eq!(s, 201);
     let fc = id(&fc);
     let (s, agent) = api.post("/api/agents", agent_body(&acc, &fc)).await;
@@ -122,7 +143,9 @@ async fn accounts_and_plans() {
     let emu = start().await;
     let api = Api::new(&emu);
     assert_eq!(api.get("/api/accounts").await, (200, json!([])));
-    let (s, acc) = api.post("/api/accounts", json!({"name": "AlloResto"})).await;
+    let (s, acc) = api
+        .post("/api/accounts", json!({"name": "AlloResto"}))
+        .await;
     assert_eq!(s, 201);
     assert_eq!(id(&acc).len(), 36);
     assert_eq!(acc["isActive"], true);
@@ -138,7 +161,10 @@ async fn accounts_and_plans() {
         .find(|p| p["isActive"] == true && p["isOption"] == false)
         .expect("a default plan");
     assert_eq!(default["accountId"], acc["id"]);
-    assert_eq!(api.get("/api/plans?accountId=other").await, (200, json!([])));
+    assert_eq!(
+        api.get("/api/plans?accountId=other").await,
+        (200, json!([]))
+    );
 }
 
 #[tokio::test]
@@ -155,17 +181,30 @@ async fn final_customers_and_subscriptions() {
     assert_eq!(got["isActive"], true);
     // PUT merges top-level keys; id in the body is ignored.
     let (s, put) = api
-        .put(&format!("/api/final-customers/{fc}"), json!({"email": "p@x.fr", "id": "nope"}))
+        .put(
+            &format!("/api/final-customers/{fc}"),
+            json!({"email": "p@x.fr", "id": "nope"}),
+        )
         .await;
     assert_eq!(s, 200);
     assert_eq!(put["email"], "p@x.fr");
     assert_eq!(put["name"], "Chez Paul");
     assert_eq!(put["id"], fc.as_str());
-    let (_, list) = api.get(&format!("/api/final-customers?accountId={acc}")).await;
+    let (_, list) = api
+        .get(&format!("/api/final-customers?accountId={acc}"))
+        .await;
     assert_eq!(list.as_array().unwrap().len(), 1);
-    assert_eq!(api.get("/api/final-customers?accountId=zzz").await.1, json!([]));
+    assert_eq!(
+        api.get("/api/final-customers?accountId=zzz").await.1,
+        json!([])
+    );
     // Unknown account → 400.
-    let (s, err) = api.post("/api/final-customers", json!({"accountId": "nope", "name": "x"})).await;
+    let (s, err) = api
+        .post(
+            "/api/final-customers",
+            json!({"accountId": "nope", "name": "x"}),
+        )
+        .await;
     assert_eq!(s, 400);
     assert!(err["error"].is_string());
     // Subscriptions.
@@ -177,15 +216,39 @@ async fn final_customers_and_subscriptions() {
     assert_eq!(sub["planId"], plan.as_str());
     assert_eq!(api.get(&subs).await.1.as_array().unwrap().len(), 1);
     assert_eq!(api.post(&subs, json!({"planId": "nope"})).await.0, 400);
-    assert_eq!(api.delete(&format!("/api/subscriptions/{}", id(&sub))).await.0, 204);
-    assert_eq!(api.delete(&format!("/api/subscriptions/{}", id(&sub))).await.0, 404);
+    assert_eq!(
+        api.delete(&format!("/api/subscriptions/{}", id(&sub)))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        api.delete(&format!("/api/subscriptions/{}", id(&sub)))
+            .await
+            .0,
+        404
+    );
     assert_eq!(api.get(&subs).await.1, json!([]));
-    assert_eq!(api.get("/api/final-customers/nope/subscriptions").await.0, 404);
+    assert_eq!(
+        api.get("/api/final-customers/nope/subscriptions").await.0,
+        404
+    );
     // Delete.
-    assert_eq!(api.delete(&format!("/api/final-customers/{fc}")).await.0, 204);
+    assert_eq!(
+        api.delete(&format!("/api/final-customers/{fc}")).await.0,
+        204
+    );
     assert_eq!(api.get(&format!("/api/final-customers/{fc}")).await.0, 404);
-    assert_eq!(api.put(&format!("/api/final-customers/{fc}"), json!({})).await.0, 404);
-    assert_eq!(api.delete(&format!("/api/final-customers/{fc}")).await.0, 404);
+    assert_eq!(
+        api.put(&format!("/api/final-customers/{fc}"), json!({}))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        api.delete(&format!("/api/final-customers/{fc}")).await.0,
+        404
+    );
 }
 
 #[tokio::test]
@@ -213,7 +276,10 @@ async fn agent_create_read_and_list() {
     let (_, list) = api.get("/api/agents").await;
     assert_eq!(list, json!([agent]));
     assert_eq!(list[0]["apiToken"], agent["apiToken"]);
-    assert_eq!(api.get(&format!("/api/agents?accountId={acc}")).await.1, json!([agent]));
+    assert_eq!(
+        api.get(&format!("/api/agents?accountId={acc}")).await.1,
+        json!([agent])
+    );
     assert_eq!(api.get("/api/agents?accountId=other").await.1, json!([]));
     // Unknown account or final customer → 400.
     let (s, e) = api.post("/api/agents", agent_body("nope", "nope")).await;
@@ -237,7 +303,11 @@ async fn agent_put_merges_and_replaces_config_whole() {
         .await;
     assert_eq!(s, 200);
     assert_eq!(put["aiVoice"], "alloy");
-    assert_eq!(put["config"], json!({"restaurantId": "r1"}), "config is replaced whole");
+    assert_eq!(
+        put["config"],
+        json!({"restaurantId": "r1"}),
+        "config is replaced whole"
+    );
     assert_eq!(put["name"], "Chez Paul", "keys not sent stay");
     assert_eq!(put["temperature"], json!(0.7));
     assert_eq!(put["id"], aid.as_str());
@@ -259,7 +329,12 @@ async fn tools_crud_order_and_duplicates() {
     assert_eq!(t2["contextUpdates"], Value::Null);
     assert_eq!(t2["condition"], Value::Null);
     assert_eq!(t2["extraCostResponseField"], Value::Null);
-    for flag in ["triggersHangup", "triggersTransfer", "mutesClientAudio", "skipResponseCreate"] {
+    for flag in [
+        "triggersHangup",
+        "triggersTransfer",
+        "mutesClientAudio",
+        "skipResponseCreate",
+    ] {
         assert_eq!(t2[flag], false, "{flag}");
     }
     assert_eq!(t2["isEnabled"], true);
@@ -271,7 +346,11 @@ async fn tools_crud_order_and_duplicates() {
     assert_eq!(bare["http"], Value::Null);
     let (_, list) = api.get(&tools).await;
     let names: Vec<String> = list.as_array().unwrap().iter().map(id).collect();
-    assert_eq!(names, vec![id(&bare), id(&t1), id(&dup), id(&t2)], "by sortOrder, then creation");
+    assert_eq!(
+        names,
+        vec![id(&bare), id(&t1), id(&dup), id(&t2)],
+        "by sortOrder, then creation"
+    );
     // PUT replaces the tool's fields: http not sent → null.
     let one = format!("{tools}/{}", id(&t2));
     let (s, put) = api.put(&one, json!({"name": "b2", "sortOrder": 0})).await;
@@ -285,7 +364,10 @@ async fn tools_crud_order_and_duplicates() {
     assert_eq!(api.put(&one, tool("x", 1)).await.0, 404);
     assert_eq!(api.get(&tools).await.1.as_array().unwrap().len(), 3);
     assert_eq!(api.get("/api/agents/nope/tools").await.0, 404);
-    assert_eq!(api.post("/api/agents/nope/tools", tool("x", 1)).await.0, 404);
+    assert_eq!(
+        api.post("/api/agents/nope/tools", tool("x", 1)).await.0,
+        404
+    );
 }
 
 #[tokio::test]
@@ -310,10 +392,34 @@ async fn brain_replaces_prompt_and_tool_set() {
         assert_ne!(t["id"], kept["id"], "new tools get new ids");
         assert_eq!(t["isEnabled"], true);
     }
-    assert_eq!(api.get(&format!("/api/agents/{aid}")).await.1["basePrompt"], "new prompt");
-    assert_eq!(api.put(&format!("{tools}/{}", id(&old)), tool("x", 1)).await.0, 404);
-    assert_eq!(api.put(&format!("/api/agents/{aid}/brain"), json!({"prompt": 1, "tools": []})).await.0, 400);
-    assert_eq!(api.put("/api/agents/nope/brain", json!({"prompt": "p", "tools": []})).await.0, 404);
+    assert_eq!(
+        api.get(&format!("/api/agents/{aid}")).await.1["basePrompt"],
+        "new prompt"
+    );
+    assert_eq!(
+        api.put(&format!("{tools}/{}", id(&old)), tool("x", 1))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        api.put(
+            &format!("/api/agents/{aid}/brain"),
+            json!({"prompt": 1, "tools": []})
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        api.put(
+            "/api/agents/nope/brain",
+            json!({"prompt": "p", "tools": []})
+        )
+        .await
+        .0,
+        404
+    );
 }
 
 #[tokio::test]
@@ -324,8 +430,11 @@ async fn phone_lines_hide_the_sip_password() {
     let aid = id(&agent);
     let lines = format!("/api/agents/{aid}/phone-lines");
     let (s, line) = api
-        .post(&lines, json!({"phoneNumber": "+33100000000", "provider": "sip", "sipTransport": "udp",
-                              "sipUsername": "u", "sipPassword": "hunter2"}))
+        .post(
+            &lines,
+            json!({"phoneNumber": "+33100000000", "provider": "sip", "sipTransport": "udp",
+                              "sipUsername": "u", "sipPassword": "hunter2"}),
+        )
         .await;
     assert_eq!(s, 201);
     assert!(line.get("sipPassword").is_none());
@@ -337,14 +446,25 @@ async fn phone_lines_hide_the_sip_password() {
     let (_, got) = api.get(&format!("/api/agents/{aid}")).await;
     assert_eq!(got["phoneLines"], json!([line]));
     let state = emu.snapshot();
-    assert_eq!(state["agents"][0]["phoneLines"][0]["sipPassword"], "hunter2");
+    assert_eq!(
+        state["agents"][0]["phoneLines"][0]["sipPassword"],
+        "hunter2"
+    );
     let one = format!("{lines}/{}", id(&line));
-    let (s, put) = api.put(&one, json!({"sipDomain": "sip.example", "sipPassword": "new"})).await;
+    let (s, put) = api
+        .put(
+            &one,
+            json!({"sipDomain": "sip.example", "sipPassword": "new"}),
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(put["sipDomain"], "sip.example");
     assert_eq!(put["sipUsername"], "u", "PUT merges");
     assert!(put.get("sipPassword").is_none());
-    assert_eq!(emu.snapshot()["agents"][0]["phoneLines"][0]["sipPassword"], "new");
+    assert_eq!(
+        emu.snapshot()["agents"][0]["phoneLines"][0]["sipPassword"],
+        "new"
+    );
     assert_eq!(api.delete(&one).await.0, 204);
     assert_eq!(api.delete(&one).await.0, 404);
     assert_eq!(api.get(&lines).await.1, json!([]));
@@ -356,12 +476,20 @@ async fn deleting_an_agent_cascades() {
     let api = Api::new(&emu);
     let (_, _, agent) = seed(&api).await;
     let aid = id(&agent);
-    api.post(&format!("/api/agents/{aid}/tools"), tool("a", 1)).await;
-    api.post(&format!("/api/agents/{aid}/phone-lines"), json!({"phoneNumber": "+331"})).await;
+    api.post(&format!("/api/agents/{aid}/tools"), tool("a", 1))
+        .await;
+    api.post(
+        &format!("/api/agents/{aid}/phone-lines"),
+        json!({"phoneNumber": "+331"}),
+    )
+    .await;
     assert_eq!(api.delete(&format!("/api/agents/{aid}")).await.0, 204);
     assert_eq!(api.get(&format!("/api/agents/{aid}")).await.0, 404);
     assert_eq!(api.get(&format!("/api/agents/{aid}/tools")).await.0, 404);
-    assert_eq!(api.get(&format!("/api/agents/{aid}/phone-lines")).await.0, 404);
+    assert_eq!(
+        api.get(&format!("/api/agents/{aid}/phone-lines")).await.0,
+        404
+    );
     assert_eq!(api.delete(&format!("/api/agents/{aid}")).await.0, 404);
     assert_eq!(emu.snapshot()["agents"], json!([]));
 }
@@ -377,13 +505,37 @@ async fn bad_requests_answer_400_with_an_error() {
     assert!(e["error"].as_str().unwrap().contains("JSON"));
     let (s, _) = api.raw(Method::POST, "/api/accounts", "[1]").await;
     assert_eq!(s, 400);
-    let (s, e) = api.post(&format!("/api/agents/{aid}/tools"), json!({"name": 5})).await;
+    let (s, e) = api
+        .post(&format!("/api/agents/{aid}/tools"), json!({"name": 5}))
+        .await;
     assert_eq!(s, 400);
     assert!(e["error"].as_str().unwrap().contains("name"));
-    assert_eq!(api.post(&format!("/api/agents/{aid}/tools"), json!({"name": "x", "sortOrder": "x"})).await.0, 400);
-    assert_eq!(api.put(&format!("/api/agents/{aid}"), json!({"config": []})).await.0, 400);
-    assert_eq!(api.put(&format!("/api/agents/{aid}"), json!({"isActive": "yes"})).await.0, 400);
-    assert_eq!(api.post("/api/accounts", json!({"email": "x"})).await.0, 400, "name is required");
+    assert_eq!(
+        api.post(
+            &format!("/api/agents/{aid}/tools"),
+            json!({"name": "x", "sortOrder": "x"})
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        api.put(&format!("/api/agents/{aid}"), json!({"config": []}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        api.put(&format!("/api/agents/{aid}"), json!({"isActive": "yes"}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        api.post("/api/accounts", json!({"email": "x"})).await.0,
+        400,
+        "name is required"
+    );
     // Nothing was changed by the refused calls.
     assert_eq!(api.get(&format!("/api/agents/{aid}")).await.1, agent);
     assert_eq!(api.get("/api/nowhere").await.0, 404);
@@ -409,7 +561,11 @@ async fn api_key_is_enforced_on_management_calls_only() {
     api.key = Some("acc_test".into());
     assert_eq!(api.get("/api/accounts").await, (200, json!([])));
     api.key = None;
-    assert_eq!(api.get("/__emulator/state").await.0, 200, "admin routes need no key");
+    assert_eq!(
+        api.get("/__emulator/state").await.0,
+        200,
+        "admin routes need no key"
+    );
 }
 
 #[tokio::test]
@@ -431,14 +587,23 @@ async fn introspection_counts_logs_and_resets() {
     assert_eq!(req["counts"]["GET /api/agents/:id"], 2);
     let log = req["log"].as_array().unwrap();
     assert_eq!(log.len(), 5);
-    assert_eq!(log[0], json!({"seq": 1, "method": "POST", "route": "/api/accounts", "path": "/api/accounts", "status": 201}));
+    assert_eq!(
+        log[0],
+        json!({"seq": 1, "method": "POST", "route": "/api/accounts", "path": "/api/accounts", "status": 201})
+    );
     assert_eq!(log[4]["status"], 404);
     assert_eq!(log[4]["path"], "/api/agents/nope");
     let (_, state) = api.get("/__emulator/state").await;
     assert_eq!(state, emu.snapshot());
     assert_eq!(state["agents"][0]["apiToken"], agent["apiToken"]);
     assert_eq!(state["agents"][0]["tools"], json!([]));
-    for key in ["accounts", "finalCustomers", "agents", "plans", "subscriptions"] {
+    for key in [
+        "accounts",
+        "finalCustomers",
+        "agents",
+        "plans",
+        "subscriptions",
+    ] {
         assert!(state[key].is_array(), "{key}");
     }
     // Reset clears objects and counters but keeps the fault set.
@@ -467,10 +632,32 @@ async fn faults_admin_route_round_trips_and_validates() {
     let (_, got) = api.get("/__emulator/faults").await;
     assert_eq!(got, body);
     assert_eq!(emu.faults().max_in_flight, Some(64));
-    assert_eq!(api.post("/__emulator/faults", json!({"errors": [{"rate": 2.0}]})).await.0, 400);
-    assert_eq!(api.post("/__emulator/faults", json!({"errros": []})).await.0, 400);
-    assert_eq!(api.post("/__emulator/faults", json!({"resets": [{"route": "/api/nope", "rate": 1}]})).await.0, 400);
-    assert_eq!(api.get("/__emulator/faults").await.1, body, "a refused set changes nothing");
+    assert_eq!(
+        api.post("/__emulator/faults", json!({"errors": [{"rate": 2.0}]}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        api.post("/__emulator/faults", json!({"errros": []}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        api.post(
+            "/__emulator/faults",
+            json!({"resets": [{"route": "/api/nope", "rate": 1}]})
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        api.get("/__emulator/faults").await.1,
+        body,
+        "a refused set changes nothing"
+    );
     assert_eq!(api.post("/__emulator/faults", json!({})).await.0, 200);
     assert_eq!(emu.faults(), Faults::default());
 }
@@ -496,9 +683,15 @@ async fn error_faults_hit_only_their_route() {
         assert!(e["error"].is_string());
     }
     assert_eq!(api.get(&format!("/api/agents/{aid}")).await.0, 200);
-    let (s, _) = api.post(&format!("/api/agents/{aid}/tools"), tool("x", 1)).await;
+    let (s, _) = api
+        .post(&format!("/api/agents/{aid}/tools"), tool("x", 1))
+        .await;
     assert!(s >= 500);
-    assert_eq!(emu.snapshot()["agents"][0]["tools"], json!([]), "an injected error stores nothing");
+    assert_eq!(
+        emu.snapshot()["agents"][0]["tools"],
+        json!([]),
+        "an injected error stores nothing"
+    );
     assert_eq!(emu.request_counts()["GET /api/agents/:id/tools"], 5);
 }
 
@@ -518,10 +711,22 @@ async fn commit_then_fail_error_stores_the_object() {
     });
     let (s, _) = api.post("/api/agents", agent_body(&acc, &fc)).await;
     assert_eq!(s, 500);
-    assert_eq!(api.get("/api/agents").await.1.as_array().unwrap().len(), 2, "the write was stored");
+    assert_eq!(
+        api.get("/api/agents").await.1.as_array().unwrap().len(),
+        2,
+        "the write was stored"
+    );
     let (_, req) = api.get("/__emulator/requests").await;
-    assert_eq!(req["log"].as_array().unwrap().last().unwrap()["status"], 200);
-    let statuses: Vec<&Value> = req["log"].as_array().unwrap().iter().map(|e| &e["status"]).collect();
+    assert_eq!(
+        req["log"].as_array().unwrap().last().unwrap()["status"],
+        200
+    );
+    let statuses: Vec<&Value> = req["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["status"])
+        .collect();
     assert!(statuses.contains(&&json!(500)));
 }
 
@@ -539,12 +744,23 @@ async fn commit_then_fail_hang_times_the_client_out() {
         }],
         ..Faults::default()
     });
-    api.client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    api.client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let r = api
-        .try_call(Method::POST, "/api/final-customers", Some(json!({"accountId": acc, "name": "Two"})))
+        .try_call(
+            Method::POST,
+            "/api/final-customers",
+            Some(json!({"accountId": acc, "name": "Two"})),
+        )
         .await;
     assert!(r.unwrap_err().is_timeout());
-    assert_eq!(emu.snapshot()["finalCustomers"].as_array().unwrap().len(), 2, "stored anyway");
+    assert_eq!(
+        emu.snapshot()["finalCustomers"].as_array().unwrap().len(),
+        2,
+        "stored anyway"
+    );
     // GET on the same route is not a write: it answers.
     assert_eq!(api.get("/api/final-customers").await.0, 200);
 }
@@ -566,7 +782,11 @@ async fn reset_fault_closes_the_connection_without_an_answer() {
         .await;
     let e = r.unwrap_err();
     assert!(!e.is_timeout() && e.status().is_none(), "{e:?}");
-    assert_eq!(emu.snapshot()["accounts"], json!([]), "reset happens before handling");
+    assert_eq!(
+        emu.snapshot()["accounts"],
+        json!([]),
+        "reset happens before handling"
+    );
     assert_eq!(api.get("/api/accounts").await.0, 200);
     let (_, req) = api.get("/__emulator/requests").await;
     assert_eq!(req["log"][0]["status"], 0);
@@ -588,10 +808,16 @@ async fn rate_limit_answers_429_with_retry_after() {
     for _ in 0..3 {
         assert_eq!(api.get("/api/accounts").await.0, 200);
     }
-    let resp = reqwest::get(format!("{}/api/accounts", emu.base_url())).await.unwrap();
+    let resp = reqwest::get(format!("{}/api/accounts", emu.base_url()))
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
-    assert_eq!(api.get("/__emulator/state").await.0, 200, "admin routes are never limited");
+    assert_eq!(
+        api.get("/__emulator/state").await.0,
+        200,
+        "admin routes are never limited"
+    );
 }
 
 #[tokio::test]
@@ -628,10 +854,17 @@ async fn latency_is_added() {
     });
     let t = Instant::now();
     assert_eq!(api.get("/api/accounts").await.0, 200);
-    assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
     let t = Instant::now();
     api.get("/__emulator/state").await;
-    assert!(t.elapsed() < Duration::from_millis(150), "admin routes have no latency");
+    assert!(
+        t.elapsed() < Duration::from_millis(150),
+        "admin routes have no latency"
+    );
 }
 
 async fn fault_sequence(seed: u64) -> Vec<u16> {
@@ -658,7 +891,11 @@ async fn fault_sequence(seed: u64) -> Vec<u16> {
     // A reset reseeds: the same sequence again.
     emu.reset();
     for (i, expected) in out.clone().into_iter().enumerate() {
-        assert_eq!(api.get("/api/accounts").await.0, expected, "request {i} after reset");
+        assert_eq!(
+            api.get("/api/accounts").await.0,
+            expected,
+            "request {i} after reset"
+        );
     }
     emu.shutdown().await;
     out
@@ -686,10 +923,15 @@ async fn data_file_survives_a_restart() {
     let api = Api::new(&emu);
     let (_, fc, agent) = seed(&api).await;
     let aid = id(&agent);
-    api.post(&format!("/api/agents/{aid}/tools"), tool("b", 2)).await;
-    api.post(&format!("/api/agents/{aid}/tools"), tool("a", 1)).await;
-    api.post(&format!("/api/agents/{aid}/phone-lines"), json!({"phoneNumber": "+331", "sipPassword": "pw"}))
+    api.post(&format!("/api/agents/{aid}/tools"), tool("b", 2))
         .await;
+    api.post(&format!("/api/agents/{aid}/tools"), tool("a", 1))
+        .await;
+    api.post(
+        &format!("/api/agents/{aid}/phone-lines"),
+        json!({"phoneNumber": "+331", "sipPassword": "pw"}),
+    )
+    .await;
     let before = emu.snapshot();
     assert!(data.exists(), "written after each write, before the answer");
     let on_disk: Value = serde_json::from_slice(&std::fs::read(&data).unwrap()).unwrap();
@@ -699,7 +941,10 @@ async fn data_file_survives_a_restart() {
     let emu = Emulator::start(config).await.unwrap();
     assert_eq!(emu.snapshot(), before);
     let api = Api::new(&emu);
-    assert_eq!(api.get(&format!("/api/agents/{aid}")).await.1["apiToken"], agent["apiToken"]);
+    assert_eq!(
+        api.get(&format!("/api/agents/{aid}")).await.1["apiToken"],
+        agent["apiToken"]
+    );
     assert_eq!(api.get(&format!("/api/final-customers/{fc}")).await.0, 200);
     let (_, tools) = api.get(&format!("/api/agents/{aid}/tools")).await;
     assert_eq!(tools[0]["name"], "a");

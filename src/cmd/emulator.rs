@@ -46,8 +46,10 @@ pub struct Args {
 fn faults(args: &Args) -> anyhow::Result<Faults> {
     let mut faults = match &args.faults {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{} is not a fault set", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a fault set", path.display()))?
         }
         None => Faults::default(),
     };
@@ -65,19 +67,29 @@ fn faults(args: &Args) -> anyhow::Result<Faults> {
             statuses: vec![500, 502, 503],
         });
     }
-    faults.validate().map_err(|e| anyhow::anyhow!("invalid fault set: {e}"))?;
+    faults
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid fault set: {e}"))?;
     Ok(faults)
 }
 
-pub async fn run(_global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let config = EmulatorConfig {
         bind: args.bind,
         port: args.port,
-        api_key: args.api_key.clone().filter(|k| !k.is_empty()).map(Secret::new),
+        api_key: args
+            .api_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .map(Secret::new),
         data: args.data.clone(),
         seed: args.seed,
         faults: faults(&args)?,
     };
+    // The emulator needs no project: say so when asked for detail, so `-C` is not a mystery.
+    if global.verbose > 0 {
+        tracing::info!(target: sipform::LOG_TARGET, project = %global.project.display(), "the emulator ignores the project folder");
+    }
     let handle = Emulator::start(config).await?;
     {
         let mut out = std::io::stdout().lock();
@@ -85,7 +97,9 @@ pub async fn run(_global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     tracing::info!(target: sipform::LOG_TARGET, addr = %handle.addr(), "emulator started");
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     handle.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

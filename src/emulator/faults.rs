@@ -118,10 +118,17 @@ impl Faults {
     pub fn validate(&self) -> Result<(), String> {
         fn rule(kind: &str, i: usize, method: &str, route: &str, rate: f64) -> Result<(), String> {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!("{kind}[{i}].rate must be between 0 and 1, got {rate}"));
+                return Err(format!(
+                    "{kind}[{i}].rate must be between 0 and 1, got {rate}"
+                ));
             }
-            if !["*", "GET", "POST", "PUT", "DELETE"].iter().any(|m| m.eq_ignore_ascii_case(method)) {
-                return Err(format!("{kind}[{i}].method must be GET, POST, PUT, DELETE or *, got {method}"));
+            if !["*", "GET", "POST", "PUT", "DELETE"]
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
+            {
+                return Err(format!(
+                    "{kind}[{i}].method must be GET, POST, PUT, DELETE or *, got {method}"
+                ));
             }
             if route != "*" && !TEMPLATES.iter().any(|(_, t)| *t == route) {
                 return Err(format!(
@@ -133,7 +140,9 @@ impl Faults {
         for (i, r) in self.errors.iter().enumerate() {
             rule("errors", i, &r.method, &r.route, r.rate)?;
             if let Some(s) = r.statuses.iter().find(|s| !(100..=599).contains(*s)) {
-                return Err(format!("errors[{i}].statuses holds {s}, not an HTTP status"));
+                return Err(format!(
+                    "errors[{i}].statuses holds {s}, not an HTTP status"
+                ));
             }
         }
         for (i, r) in self.commit_then_fail.iter().enumerate() {
@@ -143,7 +152,7 @@ impl Faults {
             rule("resets", i, &r.method, &r.route, r.rate)?;
         }
         if let Some(rl) = &self.rate_limit {
-            if rl.burst == 0 || !(rl.per_second > 0.0) {
+            if rl.burst == 0 || rl.per_second.is_nan() || rl.per_second <= 0.0 {
                 return Err("rateLimit needs burst >= 1 and perSecond > 0".into());
             }
         }
@@ -152,7 +161,8 @@ impl Faults {
 }
 
 fn matches(rule_method: &str, rule_route: &str, method: &str, route: &str) -> bool {
-    (rule_method == "*" || rule_method.eq_ignore_ascii_case(method)) && (rule_route == "*" || rule_route == route)
+    (rule_method == "*" || rule_method.eq_ignore_ascii_case(method))
+        && (rule_route == "*" || rule_route == route)
 }
 
 /// What the fault set decided for one request.
@@ -178,7 +188,10 @@ pub(crate) struct FaultState {
 
 impl FaultState {
     pub fn new(faults: Faults, seed: u64) -> Self {
-        let tokens = faults.rate_limit.as_ref().map_or(0.0, |r| f64::from(r.burst));
+        let tokens = faults
+            .rate_limit
+            .as_ref()
+            .map_or(0.0, |r| f64::from(r.burst));
         FaultState {
             faults,
             rng: SmallRng::seed_from_u64(seed),
@@ -190,7 +203,10 @@ impl FaultState {
 
     /// New fault set: the bucket starts full; the RNG keeps going.
     pub fn set(&mut self, faults: Faults) {
-        self.tokens = faults.rate_limit.as_ref().map_or(0.0, |r| f64::from(r.burst));
+        self.tokens = faults
+            .rate_limit
+            .as_ref()
+            .map_or(0.0, |r| f64::from(r.burst));
         self.last = Instant::now();
         self.faults = faults;
     }
@@ -307,7 +323,8 @@ mod tests {
     #[test]
     fn typos_are_refused() {
         assert!(serde_json::from_str::<Faults>(r#"{"eror": []}"#).is_err());
-        let f: Faults = serde_json::from_str(r#"{"errors": [{"route": "/api/agent", "rate": 0.5}]}"#).unwrap();
+        let f: Faults =
+            serde_json::from_str(r#"{"errors": [{"route": "/api/agent", "rate": 0.5}]}"#).unwrap();
         assert!(f.validate().is_err());
         let f: Faults = serde_json::from_str(r#"{"errors": [{"rate": 1.5}]}"#).unwrap();
         assert!(f.validate().is_err());

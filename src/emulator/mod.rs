@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use faults::{CommitFailMode, CommitThenFail, ErrorRule, Faults, Latency, RateLimit, ResetRule};
+pub use faults::{
+    CommitFailMode, CommitThenFail, ErrorRule, Faults, Latency, RateLimit, ResetRule,
+};
 
 use crate::secret::Secret;
 use faults::FaultState;
@@ -60,10 +62,18 @@ impl Default for EmulatorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
     #[error("cannot listen on {addr}: {source} (is the port taken? try --port 0)")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot read the emulator data file {path}: {source}")]
-    ReadData { path: PathBuf, source: std::io::Error },
-    #[error("the emulator data file {path} is not a snapshot: {message} (move it away to start empty)")]
+    ReadData {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the emulator data file {path} is not a snapshot: {message} (move it away to start empty)"
+    )]
     BadData { path: PathBuf, message: String },
     #[error("invalid fault set: {0}")]
     Faults(String),
@@ -127,11 +137,18 @@ impl App {
     }
 
     pub(crate) fn state_text(&self) -> String {
-        self.store.read().unwrap_or_else(|e| e.into_inner()).state_text()
+        self.store
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .state_text()
     }
 
     pub(crate) fn current_faults(&self) -> Faults {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).faults.clone()
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .faults
+            .clone()
     }
 
     pub(crate) fn set_faults(&self, f: Faults) {
@@ -140,9 +157,15 @@ impl App {
 
     /// Objects and counters go; the fault set stays; the RNG is reseeded.
     pub(crate) fn reset(&self) {
-        self.store.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.store
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         *self.intro.lock().unwrap_or_else(|e| e.into_inner()) = Intro::default();
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).reseed();
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reseed();
         if let Some(p) = &self.persist {
             p.nudge();
         }
@@ -187,11 +210,20 @@ impl Emulator {
         let wanted = SocketAddr::new(config.bind, config.port);
         let listener = tokio::net::TcpListener::bind(wanted)
             .await
-            .map_err(|source| EmulatorError::Bind { addr: wanted, source })?;
+            .map_err(|source| EmulatorError::Bind {
+                addr: wanted,
+                source,
+            })?;
         let addr = listener
             .local_addr()
-            .map_err(|source| EmulatorError::Bind { addr: wanted, source })?;
-        let writer = app.persist.as_ref().map(|_| tokio::spawn(persist::writer(app.clone())));
+            .map_err(|source| EmulatorError::Bind {
+                addr: wanted,
+                source,
+            })?;
+        let writer = app
+            .persist
+            .as_ref()
+            .map(|_| tokio::spawn(persist::writer(app.clone())));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, app.clone(), stopped));
         Ok(EmulatorHandle {
@@ -257,7 +289,12 @@ impl EmulatorHandle {
             let _ = task.await;
         }
         if let Some(p) = &self.app.persist {
-            let version = self.app.store.read().unwrap_or_else(|e| e.into_inner()).version;
+            let version = self
+                .app
+                .store
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .version;
             p.flushed(version).await;
         }
         if let Some(w) = self.writer.take() {

@@ -58,7 +58,9 @@ pub(crate) async fn writer(app: Arc<App>) {
         let path = p.path.clone();
         match tokio::task::spawn_blocking(move || write_atomic(&path, text.as_bytes())).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(target: LOG_TARGET, path = %p.path.display(), "cannot write the emulator snapshot: {e}"),
+            Ok(Err(e)) => {
+                tracing::error!(target: LOG_TARGET, path = %p.path.display(), "cannot write the emulator snapshot: {e}")
+            }
             Err(e) => tracing::error!(target: LOG_TARGET, "the snapshot writer failed: {e}"),
         }
         p.done.send_replace(version);
@@ -71,7 +73,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp)?;

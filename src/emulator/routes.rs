@@ -67,7 +67,9 @@ fn needs_body(method: &str) -> bool {
 
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad("the request body is empty: a JSON object is expected"));
+        return Err(ApiError::bad(
+            "the request body is empty: a JSON object is expected",
+        ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("malformed JSON: {e}")))
 }
@@ -91,7 +93,11 @@ pub(crate) fn dispatch(
             message: format!("{method} is not allowed on {}", m.template),
         });
     }
-    let body = if needs_body(method) { parse_body(body)? } else { Value::Null };
+    let body = if needs_body(method) {
+        parse_body(body)?
+    } else {
+        Value::Null
+    };
     let id = |i: usize| m.ids.get(i).copied().unwrap_or_default();
     if !is_write(method) {
         let s = store.read().unwrap_or_else(|e| e.into_inner());
@@ -139,7 +145,10 @@ mod tests {
         let m = match_path("/api/agents/a1/tools/t9").unwrap();
         assert_eq!(m.template, "/api/agents/:id/tools/:toolId");
         assert_eq!(m.ids, vec!["a1", "t9"]);
-        assert_eq!(match_path("/api/accounts").unwrap().template, "/api/accounts");
+        assert_eq!(
+            match_path("/api/accounts").unwrap().template,
+            "/api/accounts"
+        );
         assert!(match_path("/api/nope").is_none());
         assert!(match_path("/api/agents//tools").is_none());
     }

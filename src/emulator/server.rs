@@ -35,7 +35,11 @@ struct Ctx {
     kill: Arc<Notify>,
 }
 
-pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: oneshot::Receiver<()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let router: Router<Ctx> = Router::new()
         .fallback(handle)
         .layer(DefaultBodyLimit::max(64 << 20));
@@ -75,8 +79,10 @@ fn json(status: u16, body: String) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if status != 204 {
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     r
 }
@@ -93,7 +99,13 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(ctx): State<Ctx>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(admin) = uri.path().strip_prefix("/__emulator/") {
         return admin_route(&ctx.app, &method, admin, &body);
     }
@@ -126,9 +138,17 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
 
     if let Some((status, retry_after)) = d.reject {
         finish(app, method, route, path, status);
-        let mut r = error(status, if status == 429 { "rate limited" } else { "too many requests in flight" });
+        let mut r = error(
+            status,
+            if status == 429 {
+                "rate limited"
+            } else {
+                "too many requests in flight"
+            },
+        );
         if let Some(secs) = retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         return r;
     }
@@ -156,10 +176,16 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
         return error(404, &format!("no route for {method} {path}"));
     };
     let query = Query::<HashMap<String, String>>::try_from_uri(&uri).ok();
-    let account = query.as_ref().and_then(|q| q.get("accountId")).map(String::as_str);
+    let account = query
+        .as_ref()
+        .and_then(|q| q.get("accountId"))
+        .map(String::as_str);
     let (status, text) = match routes::dispatch(&app.store, method, &m, account, &body) {
         Ok(ok) => ok,
-        Err(e) => (e.status, serde_json::json!({ "error": e.message }).to_string()),
+        Err(e) => (
+            e.status,
+            serde_json::json!({ "error": e.message }).to_string(),
+        ),
     };
     let stored = status < 300 && routes::is_write(method);
     if stored {
@@ -188,7 +214,10 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
 /// `/__emulator/*`: faults, requests, state, reset.
 fn admin_route(app: &App, method: &Method, route: &str, body: &[u8]) -> Response {
     match (method.as_str(), route) {
-        ("GET", "faults") => json(200, serde_json::to_string(&app.current_faults()).unwrap_or_default()),
+        ("GET", "faults") => json(
+            200,
+            serde_json::to_string(&app.current_faults()).unwrap_or_default(),
+        ),
         ("POST", "faults") => {
             let faults: Faults = match serde_json::from_slice(body) {
                 Ok(f) => f,
