@@ -957,6 +957,17 @@ async fn data_file_survives_a_restart() {
 }
 
 #[tokio::test]
+async fn an_unwritable_data_path_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Emulator::start(EmulatorConfig {
+        data: Some(dir.path().join("missing-folder").join("emu.json")),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    assert!(r.is_err());
+}
+
+#[tokio::test]
 async fn a_corrupt_data_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("emu.json");
