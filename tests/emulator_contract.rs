@@ -763,6 +763,10 @@ async fn commit_then_fail_hang_times_the_client_out() {
     );
     // GET on the same route is not a write: it answers.
     assert_eq!(api.get("/api/final-customers").await.0, 200);
+    // A held connection does not keep shutdown waiting.
+    tokio::time::timeout(Duration::from_secs(5), emu.shutdown())
+        .await
+        .expect("shutdown despite a hung request");
 }
 
 #[tokio::test]
