@@ -624,8 +624,8 @@ async fn faults_admin_route_round_trips_and_validates() {
     let body = json!({"latency": {"fixedMs": 1, "jitterMs": 2},
         "errors": [{"method": "*", "route": "/api/agents/:id/tools", "rate": 0.1, "statuses": [500, 502, 503]}],
         "commitThenFail": [{"method": "POST", "route": "*", "rate": 0.05, "mode": "error"}],
-        "resets": [{"method": "*", "route": "*", "rate": 0.02}],
-        "rateLimit": {"burst": 50, "perSecond": 200.0, "retryAfterSec": 1},
+        "resets": [{"method": "*", "route": "*", "rate": 0.02}, {"method": "GET", "route": "/api/plans", "rate": 1}],
+        "rateLimit": {"burst": 50, "perSecond": 200, "retryAfterSec": 1},
         "maxInFlight": 64});
     let (s, _) = api.post("/__emulator/faults", body.clone()).await;
     assert_eq!(s, 200);
