@@ -11,7 +11,8 @@
 //! `EMU_BENCH_DATA=FILE` runs the emulator with `--data FILE` (the file is removed first).
 //!
 //! Run: `cargo bench --bench emulator_load` (release), or against any build with
-//! `SIPFORM_BIN=target/debug/sipform cargo bench --bench emulator_load`.
+//! `SIPFORM_BIN=target/debug/sipform cargo bench --bench emulator_load`; `cargo test --bench
+//! emulator_load` runs it on the debug build.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
