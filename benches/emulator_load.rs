@@ -8,8 +8,11 @@
 //!    prints the child's resident memory (VmRSS, VmHWM from /proc);
 //! 3. measures `GET /api/agents/:id/tools` on the full store.
 //!
+//! `EMU_BENCH_DATA=FILE` runs the emulator with `--data FILE` (the file is removed first).
+//!
 //! Run: `cargo bench --bench emulator_load` (release), or against any build with
-//! `SIPFORM_BIN=target/debug/sipform cargo bench --bench emulator_load`.
+//! `SIPFORM_BIN=target/debug/sipform cargo bench --bench emulator_load`; `cargo test --bench
+//! emulator_load` runs it on the debug build.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -218,9 +221,14 @@ async fn run(base: String, pid: u32) -> Result<(), Error> {
 
 fn main() -> Result<(), Error> {
     let bin = std::env::var("SIPFORM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sipform").into());
+    let mut args = vec!["emulator".to_string(), "--port".into(), "0".into()];
+    if let Ok(data) = std::env::var("EMU_BENCH_DATA") {
+        let _ = std::fs::remove_file(&data);
+        args.extend(["--data".into(), data]);
+    }
     let mut child = Kill(
         Command::new(&bin)
-            .args(["emulator", "--port", "0"])
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?,

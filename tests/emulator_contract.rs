@@ -624,8 +624,8 @@ async fn faults_admin_route_round_trips_and_validates() {
     let body = json!({"latency": {"fixedMs": 1, "jitterMs": 2},
         "errors": [{"method": "*", "route": "/api/agents/:id/tools", "rate": 0.1, "statuses": [500, 502, 503]}],
         "commitThenFail": [{"method": "POST", "route": "*", "rate": 0.05, "mode": "error"}],
-        "resets": [{"method": "*", "route": "*", "rate": 0.02}],
-        "rateLimit": {"burst": 50, "perSecond": 200.0, "retryAfterSec": 1},
+        "resets": [{"method": "*", "route": "*", "rate": 0.02}, {"method": "GET", "route": "/api/plans", "rate": 1}],
+        "rateLimit": {"burst": 50, "perSecond": 200, "retryAfterSec": 1},
         "maxInFlight": 64});
     let (s, _) = api.post("/__emulator/faults", body.clone()).await;
     assert_eq!(s, 200);
@@ -763,6 +763,10 @@ async fn commit_then_fail_hang_times_the_client_out() {
     );
     // GET on the same route is not a write: it answers.
     assert_eq!(api.get("/api/final-customers").await.0, 200);
+    // A held connection does not keep shutdown waiting.
+    tokio::time::timeout(Duration::from_secs(5), emu.shutdown())
+        .await
+        .expect("shutdown despite a hung request");
 }
 
 #[tokio::test]
@@ -954,6 +958,17 @@ async fn data_file_survives_a_restart() {
     let on_disk: Value = serde_json::from_slice(&std::fs::read(&data).unwrap()).unwrap();
     assert_eq!(on_disk["agents"], json!([]));
     emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unwritable_data_path_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Emulator::start(EmulatorConfig {
+        data: Some(dir.path().join("missing-folder").join("emu.json")),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    assert!(r.is_err());
 }
 
 #[tokio::test]

@@ -73,7 +73,7 @@ fn faults(args: &Args) -> anyhow::Result<Faults> {
     Ok(faults)
 }
 
-pub async fn run(_global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let config = EmulatorConfig {
         bind: args.bind,
         port: args.port,
@@ -86,6 +86,10 @@ pub async fn run(_global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         faults: faults(&args)?,
     };
+    // The emulator needs no project: say so when asked for detail, so `-C` is not a mystery.
+    if global.verbose > 0 {
+        tracing::info!(target: sipform::LOG_TARGET, project = %global.project.display(), "the emulator ignores the project folder");
+    }
     let handle = Emulator::start(config).await?;
     {
         let mut out = std::io::stdout().lock();

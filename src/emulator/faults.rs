@@ -58,6 +58,7 @@ pub struct ErrorRule {
     #[serde(default = "star")]
     pub route: String,
     /// Probability in `0..=1`.
+    #[serde(serialize_with = "whole_as_int")]
     pub rate: f64,
     /// Picked uniformly; default `[500]`.
     #[serde(default = "default_statuses")]
@@ -81,6 +82,7 @@ pub struct CommitThenFail {
     pub method: String,
     #[serde(default = "star")]
     pub route: String,
+    #[serde(serialize_with = "whole_as_int")]
     pub rate: f64,
     #[serde(default)]
     pub mode: CommitFailMode,
@@ -93,6 +95,7 @@ pub struct ResetRule {
     pub method: String,
     #[serde(default = "star")]
     pub route: String,
+    #[serde(serialize_with = "whole_as_int")]
     pub rate: f64,
 }
 
@@ -102,6 +105,7 @@ pub struct RateLimit {
     /// Bucket size: requests allowed at once after a pause.
     pub burst: u32,
     /// Refill rate.
+    #[serde(serialize_with = "whole_as_int")]
     pub per_second: f64,
     /// The `Retry-After` header value of a 429.
     #[serde(default = "one")]
@@ -110,6 +114,15 @@ pub struct RateLimit {
 
 fn one() -> u64 {
     1
+}
+
+/// `1` stays `1` (not `1.0`), so `GET /__emulator/faults` returns the JSON that was posted.
+fn whole_as_int<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
 }
 
 impl Faults {
@@ -152,7 +165,7 @@ impl Faults {
             rule("resets", i, &r.method, &r.route, r.rate)?;
         }
         if let Some(rl) = &self.rate_limit {
-            if rl.burst == 0 || !(rl.per_second > 0.0) {
+            if rl.burst == 0 || rl.per_second.is_nan() || rl.per_second <= 0.0 {
                 return Err("rateLimit needs burst >= 1 and perSecond > 0".into());
             }
         }

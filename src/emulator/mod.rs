@@ -75,6 +75,11 @@ pub enum EmulatorError {
         "the emulator data file {path} is not a snapshot: {message} (move it away to start empty)"
     )]
     BadData { path: PathBuf, message: String },
+    #[error("cannot write the emulator data file {path}: {source}")]
+    WriteData {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid fault set: {0}")]
     Faults(String),
 }
@@ -196,7 +201,19 @@ impl Emulator {
                     message,
                 })?
             }
-            _ => Store::default(),
+            Some(path) => {
+                // Write the empty snapshot now: an unwritable path fails the start, not a
+                // write an hour later.
+                let store = Store::default();
+                persist::write_atomic(path, store.state_text().as_bytes()).map_err(|source| {
+                    EmulatorError::WriteData {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                store
+            }
+            None => Store::default(),
         };
         let version = store.version;
         let app = Arc::new(App {
