@@ -28,6 +28,10 @@ pub struct Args {
     /// Seed of the RNG behind random faults: the same seed replays the same faults.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Append this to every id made: ids longer than the platform's varchar(36), for testing
+    /// that clients refuse them.
+    #[arg(long, default_value = "")]
+    id_suffix: String,
     /// Fault set as JSON (the body `POST /__emulator/faults` takes); the flags below override it.
     #[arg(long)]
     faults: Option<PathBuf>,
@@ -84,6 +88,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .map(Secret::new),
         data: args.data.clone(),
         seed: args.seed,
+        id_suffix: args.id_suffix.clone(),
         faults: faults(&args)?,
     };
     // The emulator needs no project: say so when asked for detail, so `-C` is not a mystery.

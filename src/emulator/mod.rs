@@ -44,6 +44,10 @@ pub struct EmulatorConfig {
     /// Seed of the RNG behind every random fault.
     pub seed: u64,
     pub faults: Faults,
+    /// Appended to every id the emulator makes. Empty by default (ids are 36-character UUIDs);
+    /// a suffix makes a server whose ids do not fit the platform's `varchar(36)` columns, to
+    /// prove a client refuses them instead of truncating.
+    pub id_suffix: String,
 }
 
 impl Default for EmulatorConfig {
@@ -55,6 +59,7 @@ impl Default for EmulatorConfig {
             data: None,
             seed: 0,
             faults: Faults::default(),
+            id_suffix: String::new(),
         }
     }
 }
@@ -215,6 +220,8 @@ impl Emulator {
             }
             None => Store::default(),
         };
+        let mut store = store;
+        store.id_suffix = config.id_suffix.clone();
         let version = store.version;
         let app = Arc::new(App {
             store: RwLock::new(store),

@@ -276,7 +276,7 @@ fn to_text(obj: &Map<String, Value>) -> String {
     text
 }
 
-fn new_id() -> String {
+fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -359,6 +359,8 @@ pub(crate) struct Store {
     seq: u64,
     /// Bumped by every write: what the snapshot writer compares against.
     pub version: u64,
+    /// Appended to every id made (see `EmulatorConfig::id_suffix`).
+    pub id_suffix: String,
 }
 
 fn as_object(body: Value, what: &str) -> Result<Map<String, Value>, ApiError> {
@@ -382,8 +384,14 @@ impl Store {
 
     pub fn clear(&mut self) {
         let version = self.version;
+        let suffix = std::mem::take(&mut self.id_suffix);
         *self = Store::default();
         self.version = version + 1;
+        self.id_suffix = suffix;
+    }
+
+    fn new_id(&self) -> String {
+        format!("{}{}", uuid(), self.id_suffix)
     }
 
     // ---- accounts and plans ----
@@ -394,7 +402,7 @@ impl Store {
 
     pub fn create_account(&mut self, body: Value) -> Answer {
         let body = as_object(body, "account")?;
-        let id = new_id();
+        let id = self.new_id();
         let obj = build(&id, &body, &["id"], ACCOUNT, "account")?;
         let json = to_text(&obj);
         self.accounts.insert(
@@ -406,7 +414,7 @@ impl Store {
         );
         // Every account comes with a default plan and one option, as the platform expects.
         for (name, is_option, sort) in [("Standard", false, 0), ("Extra minutes", true, 1)] {
-            let plan_id = new_id();
+            let plan_id = self.new_id();
             let plan = serde_json::json!({
                 "id": plan_id, "accountId": id, "name": name, "isOption": is_option,
                 "isActive": true, "sortOrder": sort, "currency": "EUR",
@@ -435,7 +443,7 @@ impl Store {
 
     pub fn create_final_customer(&mut self, body: Value) -> Answer {
         let body = as_object(body, "final customer")?;
-        let id = new_id();
+        let id = self.new_id();
         let obj = build(&id, &body, &["id"], FINAL_CUSTOMER, "final customer")?;
         let account = obj
             .get("accountId")
@@ -502,7 +510,7 @@ impl Store {
             return Err(ApiError::not_found("final customer", fc));
         }
         let body = as_object(body, "subscription")?;
-        let id = new_id();
+        let id = self.new_id();
         let mut obj = build(
             &id,
             &body,
@@ -573,7 +581,7 @@ impl Store {
 
     pub fn create_agent(&mut self, body: Value) -> Answer {
         let body = as_object(body, "agent")?;
-        let id = new_id();
+        let id = self.new_id();
         let mut obj = build(&id, &body, AGENT_OWNED, AGENT, "agent")?;
         let account = obj
             .get("accountId")
@@ -676,7 +684,7 @@ impl Store {
                     "brain: tools[{i}] must be an object"
                 )));
             };
-            let tid = new_id();
+            let tid = self.new_id();
             let obj = build(&tid, t, &["id"], TOOL, &format!("brain: tools[{i}]"))?;
             built.push((tid, obj));
         }
@@ -737,7 +745,7 @@ impl Store {
     pub fn create_tool(&mut self, agent: &str, body: Value) -> Answer {
         self.agent(agent)?;
         let body = as_object(body, "tool")?;
-        let id = new_id();
+        let id = self.new_id();
         let obj = build(&id, &body, &["id"], TOOL, "tool")?;
         let sort = obj.get("sortOrder").and_then(Value::as_i64).unwrap_or(0);
         let json = to_text(&obj);
@@ -819,7 +827,7 @@ impl Store {
     pub fn create_line(&mut self, agent: &str, body: Value) -> Answer {
         self.agent(agent)?;
         let body = as_object(body, "phone line")?;
-        let id = new_id();
+        let id = self.new_id();
         let mut obj = build(
             &id,
             &body,
