@@ -4,8 +4,7 @@
 //! change is on disk before answering. Writes arriving during a flush are coalesced into the
 //! next one, so a burst of N writes costs far fewer than N snapshots.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{watch, Notify};
@@ -67,25 +66,6 @@ pub(crate) async fn writer(app: Arc<App>) {
     }
 }
 
-/// Temp file in the same folder, fsync, rename: a crash leaves the old or the new snapshot.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
+/// Temp file in the same folder, fsync, rename, mode 0600 (the snapshot holds tokens): a
+/// crash leaves the old or the new snapshot. The same routine as the state file's.
+pub(crate) use crate::state::file::write_atomic;
