@@ -14,7 +14,9 @@ use sipform::ids::{AgentId, FinalCustomerId, RestaurantId};
 use sipform::secret::Secret;
 use sipform::spec::ChatMode;
 use sipform::state::file::FileState;
-use sipform::state::{AgentTokens, Change, CommitHook, RestaurantState, State, StateBackend, StateWriter};
+use sipform::state::{
+    AgentTokens, Change, CommitHook, RestaurantState, State, StateBackend, StateWriter,
+};
 
 const A: &str = "0a000000-0000-4000-8000-00000000000a";
 const B: &str = "0b000000-0000-4000-8000-00000000000b";
@@ -23,7 +25,14 @@ const D: &str = "0d000000-0000-4000-8000-00000000000d";
 const E: &str = "0e000000-0000-4000-8000-00000000000e";
 
 async fn open(db: &TestDb, tokens: bool) -> Result<PlatformTable, DbError> {
-    PlatformTable::open(&db.url, db.dir.path(), "restaurants", &IndexMap::new(), tokens).await
+    PlatformTable::open(
+        &db.url,
+        db.dir.path(),
+        "restaurants",
+        &IndexMap::new(),
+        tokens,
+    )
+    .await
 }
 
 /// A: everything set; B: NULLs everywhere nullable; C: nothing enabled, no agent; D: nothing
@@ -126,10 +135,14 @@ async fn missing_table_and_columns_are_named(engine: Engine) {
     let db = TestDb::new(engine).await;
     let e = open(&db, true).await.err().expect("no table");
     assert!(matches!(e, DbError::MissingTable { .. }), "{e}");
-    assert!(e.to_string().contains("table restaurants does not exist"), "{e}");
+    assert!(
+        e.to_string().contains("table restaurants does not exist"),
+        "{e}"
+    );
 
     db.create_restaurants("restaurants").await;
-    db.exec("ALTER TABLE restaurants DROP COLUMN chat_title").await;
+    db.exec("ALTER TABLE restaurants DROP COLUMN chat_title")
+        .await;
     let e = open(&db, true).await.err().expect("no column");
     assert!(e.to_string().contains("has no column chat_title"), "{e}");
 
@@ -141,7 +154,10 @@ async fn missing_table_and_columns_are_named(engine: Engine) {
         .err()
         .expect("renamed column missing");
     assert!(e.to_string().contains("chat_heading"), "{e}");
-    assert!(e.to_string().contains("renamed by inventory.columns"), "{e}");
+    assert!(
+        e.to_string().contains("renamed by inventory.columns"),
+        "{e}"
+    );
     db.exec("ALTER TABLE restaurants ADD COLUMN chat_heading varchar(100)")
         .await;
     db.exec(&format!(
@@ -222,9 +238,18 @@ async fn write_back_sets_clears_and_skips_deleted_rows(engine: Engine) {
         .expect("write");
     assert_eq!(n, 2);
     assert_eq!(row(&db, "agent_id", A).await.as_deref(), Some("agent-a"));
-    assert_eq!(row(&db, "final_customer_id", A).await.as_deref(), Some("fc-a"));
-    assert_eq!(row(&db, "agent_api_token", A).await.as_deref(), Some("tok_api_a"));
-    assert_eq!(row(&db, "agent_public_token", A).await.as_deref(), Some("pk_a"));
+    assert_eq!(
+        row(&db, "final_customer_id", A).await.as_deref(),
+        Some("fc-a")
+    );
+    assert_eq!(
+        row(&db, "agent_api_token", A).await.as_deref(),
+        Some("tok_api_a")
+    );
+    assert_eq!(
+        row(&db, "agent_public_token", A).await.as_deref(),
+        Some("pk_a")
+    );
     // Other rows untouched.
     assert_eq!(row(&db, "agent_id", B).await, None);
 
@@ -239,11 +264,17 @@ async fn write_back_sets_clears_and_skips_deleted_rows(engine: Engine) {
     assert_eq!(row(&db, "agent_id", A).await, None);
     assert_eq!(row(&db, "agent_api_token", A).await, None);
     assert_eq!(row(&db, "agent_public_token", A).await, None);
-    assert_eq!(row(&db, "final_customer_id", A).await.as_deref(), Some("fc-a"));
+    assert_eq!(
+        row(&db, "final_customer_id", A).await.as_deref(),
+        Some("fc-a")
+    );
 
     // A deleted row is not updated, and never inserted back.
-    db.exec(&format!("DELETE FROM restaurants WHERE id = {}", db.id_literal(B)))
-        .await;
+    db.exec(&format!(
+        "DELETE FROM restaurants WHERE id = {}",
+        db.id_literal(B)
+    ))
+    .await;
     let n = wb
         .write(&[Change::Agent {
             restaurant: RestaurantId::new(B),
@@ -254,7 +285,9 @@ async fn write_back_sets_clears_and_skips_deleted_rows(engine: Engine) {
         .expect("write to a deleted row");
     assert_eq!(n, 0);
     assert_eq!(
-        db.text("SELECT CAST(count(*) AS TEXT) FROM restaurants").await.as_deref(),
+        db.text("SELECT CAST(count(*) AS TEXT) FROM restaurants")
+            .await
+            .as_deref(),
         Some("4")
     );
     // An id that is not even of the key's type matches nothing (no error either).
@@ -359,7 +392,12 @@ async fn too_long_values_are_refused_before_writing(engine: Engine) {
         .expect("good change");
     assert_eq!(row(&db, "agent_id", A).await.as_deref(), Some("agent-a"));
     assert_eq!(
-        backend.load().await.expect("load").expect("state").restaurants[&RestaurantId::new(A)]
+        backend
+            .load()
+            .await
+            .expect("load")
+            .expect("state")
+            .restaurants[&RestaurantId::new(A)]
             .agent_id,
         Some(AgentId::new("agent-a"))
     );
@@ -409,9 +447,15 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
     let wb = t.write_back();
     assert_eq!(wb.reconcile(&state).await.expect("reconcile"), 2);
     assert_eq!(row(&db, "agent_id", A).await.as_deref(), Some("agent-a"));
-    assert_eq!(row(&db, "final_customer_id", A).await.as_deref(), Some("fc-a"));
+    assert_eq!(
+        row(&db, "final_customer_id", A).await.as_deref(),
+        Some("fc-a")
+    );
     assert_eq!(row(&db, "agent_id", D).await, None);
-    assert_eq!(row(&db, "final_customer_id", D).await.as_deref(), Some("fc-d"));
+    assert_eq!(
+        row(&db, "final_customer_id", D).await.as_deref(),
+        Some("fc-d")
+    );
     // Nothing left to heal.
     assert_eq!(wb.reconcile(&state).await.expect("reconcile"), 0);
 }

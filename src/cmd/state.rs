@@ -76,7 +76,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         Sub::Rm {
             restaurants,
             lock_timeout,
-        } => rm(&open(&configured, &global.project)?, &restaurants, lock_timeout).await,
+        } => {
+            rm(
+                &open(&configured, &global.project)?,
+                &restaurants,
+                lock_timeout,
+            )
+            .await
+        }
         Sub::Migrate {
             from,
             from_url,
@@ -273,7 +280,10 @@ async fn migrate(
     lock_timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
     if source.describe() == target.describe() {
-        bail!("--from and --to are the same backend ({})", source.describe());
+        bail!(
+            "--from and --to are the same backend ({})",
+            source.describe()
+        );
     }
     let who = LockInfo::for_this_process("state migrate");
     let _source_lock = source.lock(&who, lock_timeout).await?;
@@ -332,7 +342,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        other => Err(format!("unknown unit {other:?} in {s:?}; use ms, s, m or h")),
+        other => Err(format!(
+            "unknown unit {other:?} in {s:?}; use ms, s, m or h"
+        )),
     }
 }
 

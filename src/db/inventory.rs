@@ -70,7 +70,12 @@ impl ColumnMap {
         Ok(ColumnMap(
             PLATFORM_COLUMNS
                 .iter()
-                .map(|c| (*c, overrides.get(*c).cloned().unwrap_or_else(|| c.to_string())))
+                .map(|c| {
+                    (
+                        *c,
+                        overrides.get(*c).cloned().unwrap_or_else(|| c.to_string()),
+                    )
+                })
                 .collect(),
         ))
     }

@@ -63,7 +63,9 @@ pub enum DbError {
         len: usize,
         max: usize,
     },
-    #[error("no database URL: set {what} in sipform.yaml or the DATABASE_URL environment variable")]
+    #[error(
+        "no database URL: set {what} in sipform.yaml or the DATABASE_URL environment variable"
+    )]
     NoUrl { what: String },
 }
 
@@ -269,8 +271,9 @@ pub fn sqlite_path(url: &str, base: &Path) -> Result<PathBuf, DbError> {
     if rest.is_empty() || rest == ":memory:" {
         return Err(DbError::Url {
             url: redact(url),
-            message: "an in-memory or empty SQLite path keeps nothing between runs; give a file path"
-                .into(),
+            message:
+                "an in-memory or empty SQLite path keeps nothing between runs; give a file path"
+                    .into(),
         });
     }
     let p = PathBuf::from(rest);

@@ -50,16 +50,15 @@ impl WriteBack {
     /// Refuses a change whose values do not fit the platform's columns: an id longer than 36
     /// characters, a token longer than 128. Nothing is written by this call.
     pub fn check_change(&self, change: &Change) -> Result<(), DbError> {
-        let too_long = |restaurant: &str, what: &str, column: &str, len: usize, max: usize| {
-            DbError::TooLong {
+        let too_long =
+            |restaurant: &str, what: &str, column: &str, len: usize, max: usize| DbError::TooLong {
                 place: self.table.describe(),
                 restaurant: restaurant.to_string(),
                 what: what.to_string(),
                 column: self.table.columns.get(column).to_string(),
                 len,
                 max,
-            }
-        };
+            };
         match change {
             Change::Agent {
                 restaurant,
@@ -80,7 +79,11 @@ impl WriteBack {
                 if let (Some(t), true) = (tokens, self.table.write_back_tokens) {
                     for (what, column, value) in [
                         ("the agent's api token", "agent_api_token", &t.api_token),
-                        ("the agent's public token", "agent_public_token", &t.public_token),
+                        (
+                            "the agent's public token",
+                            "agent_public_token",
+                            &t.public_token,
+                        ),
                     ] {
                         let len = value.expose().chars().count();
                         if len > MAX_TOKEN_LEN {
@@ -204,22 +207,34 @@ impl WriteBack {
         };
         with_pool!(db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| db.err(&what, e))?;
-            let mut changed = 0;
-            for u in &updates {
-                let sql = self.update_sql(u, only_if_different);
-                let mut q = sqlx::query(&sql);
-                for (_, v) in &u.sets {
-                    q = q.bind(v.clone());
+            let result = async {
+                let mut changed = 0;
+                for u in &updates {
+                    let sql = self.update_sql(u, only_if_different);
+                    let mut q = sqlx::query(&sql);
+                    for (_, v) in &u.sets {
+                        q = q.bind(v.clone());
+                    }
+                    q = q.bind(u.restaurant.clone());
+                    changed += q
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| db.err(&format!("{what} (restaurant {})", u.restaurant), e))?
+                        .rows_affected();
                 }
-                q = q.bind(u.restaurant.clone());
-                changed += q
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| db.err(&format!("{what} (restaurant {})", u.restaurant), e))?
-                    .rows_affected();
+                Ok::<u64, DbError>(changed)
             }
-            tx.commit().await.map_err(|e| db.err(&what, e))?;
-            Ok(changed)
+            .await;
+            match result {
+                Ok(changed) => {
+                    tx.commit().await.map_err(|e| db.err(&what, e))?;
+                    Ok(changed)
+                }
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            }
         })
     }
 
@@ -261,7 +276,9 @@ impl WriteBack {
                     ),
                     (
                         "final_customer_id",
-                        rs.final_customer_id.as_ref().map(|i| i.as_str().to_string()),
+                        rs.final_customer_id
+                            .as_ref()
+                            .map(|i| i.as_str().to_string()),
                     ),
                 ],
             });
@@ -281,6 +298,9 @@ impl CommitHook for WriteBack {
     }
 
     async fn after_commit(&self, changes: &[Change]) -> Result<(), String> {
-        self.write(changes).await.map(|_| ()).map_err(|e| e.to_string())
+        self.write(changes)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }

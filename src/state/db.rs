@@ -39,9 +39,6 @@ use crate::secret::Secret;
 /// Version of sipform's own table layout.
 pub const SCHEMA_VERSION: i64 = 1;
 
-/// Held for the duration of a schema migration transaction (PostgreSQL).
-const SCHEMA_LOCK_KEY: i64 = 0x7369_7066_6f72_6d01;
-
 const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sipform_state_meta (\
         lineage TEXT PRIMARY KEY, \
@@ -160,10 +157,10 @@ impl Tables {
         let postgres = self.db.engine() == Engine::Postgres;
         with_pool!(self.db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
+            let result = async {
             if postgres {
                 // Two first runs at once must not both create the tables.
-                sqlx::query("SELECT pg_advisory_xact_lock(CAST($1 AS BIGINT))")
-                    .bind(SCHEMA_LOCK_KEY)
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sipform schema ' || current_schema()))")
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.err(what, e))?;
@@ -195,8 +192,10 @@ impl Tables {
                 .map_err(|e| self.err(what, e))?;
             }
             // Later layouts migrate here, from `found` up to SCHEMA_VERSION.
-            tx.commit().await.map_err(|e| self.err(what, e))?;
             Ok::<(), StateError>(())
+            }
+            .await;
+            finish(tx, result, |e| self.err(what, e)).await
         })
     }
 
@@ -208,6 +207,7 @@ impl Tables {
         let begin = self.begin_read();
         let (version, metas, rows) = with_pool!(self.db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
+            let result = async {
             let version: Option<i64> =
                 sqlx::query_scalar("SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version")
                     .fetch_one(&mut *tx)
@@ -251,8 +251,10 @@ impl Tables {
                 .map_err(|e| self.err(what, e))?,
                 _ => Vec::new(),
             };
-            tx.commit().await.map_err(|e| self.err(what, e))?;
-            (version, metas, rows)
+            Ok::<_, StateError>((version, metas, rows))
+            }
+            .await;
+            finish(tx, result, |e| self.err(what, e)).await?
         });
         self.check_schema_version(version)?;
         let meta = match metas.as_slice() {
@@ -290,9 +292,8 @@ impl Tables {
             restaurants: Default::default(),
         };
         for r in rows {
-            let tools = serde_json::from_str(&r.tools).map_err(|e| {
-                self.corrupt(format!("restaurant {}: tools: {e}", r.restaurant_id))
-            })?;
+            let tools = serde_json::from_str(&r.tools)
+                .map_err(|e| self.corrupt(format!("restaurant {}: tools: {e}", r.restaurant_id)))?;
             let rs = RestaurantState {
                 final_customer_id: r.final_customer_id.map(FinalCustomerId::new),
                 agent_id: r.agent_id.map(AgentId::new),
@@ -322,8 +323,13 @@ impl Tables {
         } else {
             Some(changes.iter().filter_map(Change::restaurant).collect())
         };
-        let mut upserts: Vec<(String, Option<String>, Option<String>, String, Option<String>)> =
-            Vec::new();
+        let mut upserts: Vec<(
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            Option<String>,
+        )> = Vec::new();
         let mut deletes: Vec<String> = Vec::new();
         let rows: Box<dyn Iterator<Item = &RestaurantId>> = match &touched {
             Some(t) => Box::new(t.iter().copied()),
@@ -333,7 +339,9 @@ impl Tables {
             match state.restaurants.get(rid).filter(|r| !r.is_empty()) {
                 Some(rs) => upserts.push((
                     rid.as_str().to_string(),
-                    rs.final_customer_id.as_ref().map(|i| i.as_str().to_string()),
+                    rs.final_customer_id
+                        .as_ref()
+                        .map(|i| i.as_str().to_string()),
                     rs.agent_id.as_ref().map(|i| i.as_str().to_string()),
                     serde_json::to_string(&rs.tools).map_err(|e| StateError::Backend {
                         place: self.place(),
@@ -346,7 +354,8 @@ impl Tables {
         }
         let begin = self.begin_write();
         let ph = |n| self.ph(n);
-        let upsert_meta = format!(
+        let upsert_meta =
+            format!(
             "INSERT INTO sipform_state_meta (lineage, version, serial, account_id, updated_at) \
              VALUES ({}, {}, {}, {}, {}) ON CONFLICT (lineage) DO UPDATE SET \
              version = excluded.version, serial = excluded.serial, \
@@ -359,7 +368,12 @@ impl Tables {
              VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (lineage, restaurant_id) DO UPDATE SET \
              final_customer_id = excluded.final_customer_id, agent_id = excluded.agent_id, \
              tools = excluded.tools, api_token = excluded.api_token",
-            ph(1), ph(2), ph(3), ph(4), ph(5), ph(6)
+            ph(1),
+            ph(2),
+            ph(3),
+            ph(4),
+            ph(5),
+            ph(6)
         );
         let delete_row = format!(
             "DELETE FROM sipform_state_restaurants WHERE lineage = {} AND restaurant_id = {}",
@@ -372,6 +386,7 @@ impl Tables {
         );
         with_pool!(self.db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
+            let result = async {
             let metas = sqlx::query(
                 "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT) FROM sipform_state_meta",
             )
@@ -441,9 +456,30 @@ impl Tables {
                     .await
                     .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
             }
-            tx.commit().await.map_err(|e| self.err(what, e))?;
-            Ok(())
+            Ok::<(), StateError>(())
+            }
+            .await;
+            finish(tx, result, |e| self.err(what, e)).await
         })
+    }
+}
+
+/// Commits on success; on failure rolls back now (not lazily when the connection is next used),
+/// so no lock or transaction outlives the error.
+async fn finish<'c, DB: sqlx::Database, T, E>(
+    tx: sqlx::Transaction<'c, DB>,
+    result: Result<T, E>,
+    err: impl FnOnce(sqlx::Error) -> E,
+) -> Result<T, E> {
+    match result {
+        Ok(v) => {
+            tx.commit().await.map_err(err)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
     }
 }
 
@@ -523,12 +559,7 @@ impl StateBackend for SqliteState {
     }
 
     async fn load(&self) -> Result<Option<State>, StateError> {
-        if self
-            .tables
-            .db
-            .sqlite_path()
-            .is_some_and(|p| !p.exists())
-        {
+        if self.tables.db.sqlite_path().is_some_and(|p| !p.exists()) {
             return Ok(None);
         }
         self.tables.load().await

@@ -336,9 +336,9 @@ pub fn open(
             };
             Ok(std::sync::Arc::new(file::FileState::new(path)))
         }
-        crate::spec::StateConfig::Sqlite { url, .. } => {
-            Ok(std::sync::Arc::new(db::SqliteState::open(url, project_root)?))
-        }
+        crate::spec::StateConfig::Sqlite { url, .. } => Ok(std::sync::Arc::new(
+            db::SqliteState::open(url, project_root)?,
+        )),
         crate::spec::StateConfig::Postgres { url, .. } => {
             let url = crate::db::url_or_env(url.as_deref(), "state.url")?;
             Ok(std::sync::Arc::new(db::PostgresState::open(&url)?))

@@ -59,10 +59,7 @@ impl TestDb {
                     .await
                     .expect("create schema");
                 c.close().await.ok();
-                let url = format!(
-                    "{}?options=-c%20search_path%3D{schema}",
-                    pg_base_url()
-                );
+                let url = format!("{}?options=-c%20search_path%3D{schema}", pg_base_url());
                 TestDb {
                     engine,
                     url,
@@ -82,12 +79,16 @@ impl TestDb {
         match self.engine {
             Engine::Sqlite => {
                 let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(self.sqlite_path());
-                let mut c = sqlx::SqliteConnection::connect_with(&opts).await.expect("connect");
+                let mut c = sqlx::SqliteConnection::connect_with(&opts)
+                    .await
+                    .expect("connect");
                 sqlx::raw_sql(sql).execute(&mut c).await.expect(sql);
                 c.close().await.ok();
             }
             Engine::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url).await.expect("connect");
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
                 sqlx::raw_sql(sql).execute(&mut c).await.expect(sql);
                 c.close().await.ok();
             }
@@ -99,13 +100,17 @@ impl TestDb {
         match self.engine {
             Engine::Sqlite => {
                 let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(self.sqlite_path());
-                let mut c = sqlx::SqliteConnection::connect_with(&opts).await.expect("connect");
+                let mut c = sqlx::SqliteConnection::connect_with(&opts)
+                    .await
+                    .expect("connect");
                 let v: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut c).await.expect(sql);
                 c.close().await.ok();
                 v
             }
             Engine::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url).await.expect("connect");
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
                 let v: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut c).await.expect(sql);
                 c.close().await.ok();
                 v
