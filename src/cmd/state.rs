@@ -71,7 +71,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let project = read_project(&global.project)?;
     let configured = project.map(|p| p.state).unwrap_or_default();
     match args.command {
-        Sub::List => list(&open(&configured, &global.project)?).await,
+        Sub::List => list(&open(&configured, &global.project)?, global.verbose > 0).await,
         Sub::Show { restaurant } => show(&open(&configured, &global.project)?, &restaurant).await,
         Sub::Rm {
             restaurants,
@@ -162,7 +162,7 @@ async fn load_some(backend: &dyn StateBackend) -> anyhow::Result<State> {
     }
 }
 
-async fn list(backend: &Arc<dyn StateBackend>) -> anyhow::Result<ExitCode> {
+async fn list(backend: &Arc<dyn StateBackend>, verbose: bool) -> anyhow::Result<ExitCode> {
     let Some(state) = backend.load().await? else {
         eprintln!("no state in {}", backend.describe());
         return Ok(ExitCode::SUCCESS);
@@ -198,13 +198,17 @@ async fn list(backend: &Arc<dyn StateBackend>) -> anyhow::Result<ExitCode> {
             w2 = widths[2]
         );
     }
-    eprintln!(
-        "{} restaurant(s); lineage {}, serial {} ({})",
-        state.restaurants.len(),
-        state.lineage,
-        state.serial,
-        backend.describe()
-    );
+    if verbose {
+        eprintln!(
+            "{} restaurant(s); lineage {}, serial {} ({})",
+            state.restaurants.len(),
+            state.lineage,
+            state.serial,
+            backend.describe()
+        );
+    } else {
+        eprintln!("{} restaurant(s)", state.restaurants.len());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

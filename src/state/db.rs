@@ -323,13 +323,7 @@ impl Tables {
         } else {
             Some(changes.iter().filter_map(Change::restaurant).collect())
         };
-        let mut upserts: Vec<(
-            String,
-            Option<String>,
-            Option<String>,
-            String,
-            Option<String>,
-        )> = Vec::new();
+        let mut upserts: Vec<UpsertRow> = Vec::new();
         let mut deletes: Vec<String> = Vec::new();
         let rows: Box<dyn Iterator<Item = &RestaurantId>> = match &touched {
             Some(t) => Box::new(t.iter().copied()),
@@ -337,7 +331,7 @@ impl Tables {
         };
         for rid in rows {
             match state.restaurants.get(rid).filter(|r| !r.is_empty()) {
-                Some(rs) => upserts.push((
+                Some(rs) => upserts.push(UpsertRow(
                     rid.as_str().to_string(),
                     rs.final_customer_id
                         .as_ref()
@@ -444,7 +438,7 @@ impl Tables {
                     .await
                     .map_err(|e| self.err(what, e))?;
             }
-            for (rid, fc, agent, tools, token) in &upserts {
+            for UpsertRow(rid, fc, agent, tools, token) in &upserts {
                 sqlx::query(&upsert_row)
                     .bind(lineage.clone())
                     .bind(rid.clone())
@@ -482,6 +476,15 @@ async fn finish<'c, DB: sqlx::Database, T, E>(
         }
     }
 }
+
+/// restaurant_id, final_customer_id, agent_id, tools JSON, api_token.
+struct UpsertRow(
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+);
 
 struct MetaRow {
     lineage: String,

@@ -261,67 +261,6 @@ pub trait StateBackend: Send + Sync {
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError>;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rid() -> RestaurantId {
-        RestaurantId::new("r1")
-    }
-
-    #[test]
-    fn deleting_an_agent_forgets_its_tools_and_token() {
-        let mut s = State::new();
-        let tokens = AgentTokens {
-            api_token: Secret::new("t".into()),
-            public_token: Secret::new("pk_t".into()),
-        };
-        s.apply(
-            &Change::Agent {
-                restaurant: rid(),
-                id: Some(AgentId::new("a")),
-                tokens: Some(tokens),
-            },
-            true,
-        );
-        s.apply(
-            &Change::Tool {
-                restaurant: rid(),
-                name: "end_call".into(),
-                id: Some(ToolId::new("t1")),
-            },
-            true,
-        );
-        assert!(s.restaurants[&rid()].api_token.is_some());
-        s.apply(
-            &Change::Agent {
-                restaurant: rid(),
-                id: None,
-                tokens: None,
-            },
-            true,
-        );
-        assert!(!s.restaurants.contains_key(&rid()));
-    }
-
-    #[test]
-    fn tokens_are_kept_only_when_asked() {
-        let mut s = State::new();
-        let c = Change::Agent {
-            restaurant: rid(),
-            id: Some(AgentId::new("a")),
-            tokens: Some(AgentTokens {
-                api_token: Secret::new("t".into()),
-                public_token: Secret::new("pk".into()),
-            }),
-        };
-        s.apply(&c, false);
-        assert!(s.restaurants[&rid()].api_token.is_none());
-        let json = serde_json::to_string(&s).unwrap();
-        assert!(!json.contains("\"t\""));
-    }
-}
-
 /// Opens the backend `sipform.yaml` names. Relative paths are relative to the project folder.
 pub fn open(
     config: &crate::spec::StateConfig,
@@ -478,5 +417,66 @@ impl StateWriter {
             Ok(s) => s.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rid() -> RestaurantId {
+        RestaurantId::new("r1")
+    }
+
+    #[test]
+    fn deleting_an_agent_forgets_its_tools_and_token() {
+        let mut s = State::new();
+        let tokens = AgentTokens {
+            api_token: Secret::new("t".into()),
+            public_token: Secret::new("pk_t".into()),
+        };
+        s.apply(
+            &Change::Agent {
+                restaurant: rid(),
+                id: Some(AgentId::new("a")),
+                tokens: Some(tokens),
+            },
+            true,
+        );
+        s.apply(
+            &Change::Tool {
+                restaurant: rid(),
+                name: "end_call".into(),
+                id: Some(ToolId::new("t1")),
+            },
+            true,
+        );
+        assert!(s.restaurants[&rid()].api_token.is_some());
+        s.apply(
+            &Change::Agent {
+                restaurant: rid(),
+                id: None,
+                tokens: None,
+            },
+            true,
+        );
+        assert!(!s.restaurants.contains_key(&rid()));
+    }
+
+    #[test]
+    fn tokens_are_kept_only_when_asked() {
+        let mut s = State::new();
+        let c = Change::Agent {
+            restaurant: rid(),
+            id: Some(AgentId::new("a")),
+            tokens: Some(AgentTokens {
+                api_token: Secret::new("t".into()),
+                public_token: Secret::new("pk".into()),
+            }),
+        };
+        s.apply(&c, false);
+        assert!(s.restaurants[&rid()].api_token.is_none());
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("\"t\""));
     }
 }
