@@ -164,7 +164,11 @@ impl Db {
                         .create_if_missing(true)
                         .synchronous(SqliteSynchronous::Full);
                 }
+                // No idle timeout or max lifetime: no maintenance task, so opening needs no
+                // async runtime (connections are checked before each use instead).
                 let pool = SqlitePoolOptions::new()
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_lazy_with(opts);
@@ -182,6 +186,8 @@ impl Db {
                     message: scrub(&e.to_string(), password.as_deref()),
                 })?;
                 let pool = PgPoolOptions::new()
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(15))
                     .connect_lazy_with(opts.clone());
