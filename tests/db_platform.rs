@@ -486,3 +486,42 @@ async fn bad_values_name_the_row_and_column() {
     assert!(msg.contains("column chat_mode"), "{msg}");
     assert!(msg.contains("\"voice\""), "{msg}");
 }
+
+#[tokio::test]
+async fn unreachable_database_is_named_without_its_password() {
+    let start = std::time::Instant::now();
+    let e = PlatformTable::open(
+        "postgres://app:hunter2@127.0.0.1:1/platform",
+        std::path::Path::new("."),
+        "restaurants",
+        &IndexMap::new(),
+        true,
+    )
+    .await
+    .err()
+    .expect("nothing listens on port 1");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("postgres://app:***@127.0.0.1:1/platform"),
+        "{msg}"
+    );
+    assert!(msg.contains("cannot connect"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+
+    let e = PlatformTable::open(
+        "sqlite://does/not/exist.db",
+        std::path::Path::new("/nonexistent-root"),
+        "restaurants",
+        &IndexMap::new(),
+        true,
+    )
+    .await
+    .err()
+    .expect("no such file");
+    assert!(
+        e.to_string()
+            .contains("/nonexistent-root/does/not/exist.db"),
+        "{e}"
+    );
+}

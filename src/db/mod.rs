@@ -232,7 +232,26 @@ impl Db {
     pub fn err(&self, what: &str, e: sqlx::Error) -> DbError {
         DbError::Query {
             place: self.place.clone(),
-            message: format!("{what}: {}", self.scrub(&e.to_string())),
+            message: self.describe_error(what, &e),
+        }
+    }
+
+    /// `what: why`, or `cannot connect: why` when the database could not be reached; scrubbed.
+    pub fn describe_error(&self, what: &str, e: &sqlx::Error) -> String {
+        let unreachable = matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::Configuration(_)
+        ) || e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c.starts_with("28") || c == "3D000");
+        if unreachable {
+            format!("cannot connect: {}", self.scrub(&e.to_string()))
+        } else {
+            format!("{what}: {}", self.scrub(&e.to_string()))
         }
     }
 

@@ -82,7 +82,7 @@ impl Tables {
     fn err(&self, what: &str, e: sqlx::Error) -> StateError {
         StateError::Backend {
             place: self.place(),
-            message: format!("{what}: {}", self.db.scrub(&e.to_string())),
+            message: self.db.describe_error(what, &e),
         }
     }
 
