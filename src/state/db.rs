@@ -158,41 +158,41 @@ impl Tables {
         with_pool!(self.db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
             let result = async {
-            if postgres {
-                // Two first runs at once must not both create the tables.
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sipform schema ' || current_schema()))")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(what, e))?;
-            }
-            sqlx::query("CREATE TABLE IF NOT EXISTS sipform_schema_version (version INTEGER NOT NULL)")
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(what, e))?;
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(what, e))?;
-            self.check_schema_version(found)?;
-            if found.is_none() {
-                for ddl in DDL {
-                    sqlx::query(ddl)
+                if postgres {
+                    // Two first runs at once must not both create the tables.
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sipform schema ' || current_schema()))")
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.err(what, e))?;
                 }
-                sqlx::query(&format!(
-                    "INSERT INTO sipform_schema_version (version) VALUES ({})",
-                    self.ph(1)
-                ))
-                .bind(SCHEMA_VERSION)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(what, e))?;
-            }
-            // Later layouts migrate here, from `found` up to SCHEMA_VERSION.
-            Ok::<(), StateError>(())
+                sqlx::query("CREATE TABLE IF NOT EXISTS sipform_schema_version (version INTEGER NOT NULL)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(what, e))?;
+                let found: Option<i64> =
+                    sqlx::query_scalar("SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(what, e))?;
+                self.check_schema_version(found)?;
+                if found.is_none() {
+                    for ddl in DDL {
+                        sqlx::query(ddl)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| self.err(what, e))?;
+                    }
+                    sqlx::query(&format!(
+                        "INSERT INTO sipform_schema_version (version) VALUES ({})",
+                        self.ph(1)
+                    ))
+                    .bind(SCHEMA_VERSION)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(what, e))?;
+                }
+                // Later layouts migrate here, from `found` up to SCHEMA_VERSION.
+                Ok::<(), StateError>(())
             }
             .await;
             finish(tx, result, |e| self.err(what, e)).await
@@ -208,50 +208,50 @@ impl Tables {
         let (version, metas, rows) = with_pool!(self.db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
             let result = async {
-            let version: Option<i64> =
-                sqlx::query_scalar("SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(what, e))?;
-            let metas: Vec<MetaRow> = sqlx::query(
-                "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id \
-                 FROM sipform_state_meta ORDER BY lineage",
-            )
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.err(what, e))?
-            .iter()
-            .map(|r| Ok(MetaRow {
-                lineage: r.try_get(0)?,
-                version: r.try_get(1)?,
-                serial: r.try_get(2)?,
-                account_id: r.try_get(3)?,
-            }))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| self.err(what, e))?;
-            let rows: Vec<RestaurantRow> = match metas.first() {
-                Some(m) if metas.len() == 1 => sqlx::query(&format!(
-                    "SELECT restaurant_id, final_customer_id, agent_id, tools, api_token \
-                     FROM sipform_state_restaurants WHERE lineage = {} ORDER BY restaurant_id",
-                    self.ph(1)
-                ))
-                .bind(m.lineage.clone())
+                let version: Option<i64> =
+                    sqlx::query_scalar("SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(what, e))?;
+                let metas: Vec<MetaRow> = sqlx::query(
+                    "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id \
+                     FROM sipform_state_meta ORDER BY lineage",
+                )
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(what, e))?
                 .iter()
-                .map(|r| Ok(RestaurantRow {
-                    restaurant_id: r.try_get(0)?,
-                    final_customer_id: r.try_get(1)?,
-                    agent_id: r.try_get(2)?,
-                    tools: r.try_get(3)?,
-                    api_token: r.try_get(4)?,
+                .map(|r| Ok(MetaRow {
+                    lineage: r.try_get(0)?,
+                    version: r.try_get(1)?,
+                    serial: r.try_get(2)?,
+                    account_id: r.try_get(3)?,
                 }))
                 .collect::<Result<_, sqlx::Error>>()
-                .map_err(|e| self.err(what, e))?,
-                _ => Vec::new(),
-            };
-            Ok::<_, StateError>((version, metas, rows))
+                .map_err(|e| self.err(what, e))?;
+                let rows: Vec<RestaurantRow> = match metas.first() {
+                    Some(m) if metas.len() == 1 => sqlx::query(&format!(
+                        "SELECT restaurant_id, final_customer_id, agent_id, tools, api_token \
+                         FROM sipform_state_restaurants WHERE lineage = {} ORDER BY restaurant_id",
+                        self.ph(1)
+                    ))
+                    .bind(m.lineage.clone())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(what, e))?
+                    .iter()
+                    .map(|r| Ok(RestaurantRow {
+                        restaurant_id: r.try_get(0)?,
+                        final_customer_id: r.try_get(1)?,
+                        agent_id: r.try_get(2)?,
+                        tools: r.try_get(3)?,
+                        api_token: r.try_get(4)?,
+                    }))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(|e| self.err(what, e))?,
+                    _ => Vec::new(),
+                };
+                Ok::<_, StateError>((version, metas, rows))
             }
             .await;
             finish(tx, result, |e| self.err(what, e)).await?
@@ -381,76 +381,76 @@ impl Tables {
         with_pool!(self.db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
             let result = async {
-            let metas = sqlx::query(
-                "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT) FROM sipform_state_meta",
-            )
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.err(what, e))?;
-            for m in &metas {
-                let l: String = m.try_get(0).map_err(|e| self.err(what, e))?;
-                let v: i64 = m.try_get(1).map_err(|e| self.err(what, e))?;
-                let s: i64 = m.try_get(2).map_err(|e| self.err(what, e))?;
-                if l != lineage {
-                    return Err(StateError::Lineage {
-                        place: self.place(),
-                        found: Uuid::parse_str(&l).unwrap_or_default(),
-                        expected: state.lineage,
-                    });
-                }
-                if v > i64::from(STATE_FORMAT_VERSION) {
-                    return Err(StateError::FutureVersion {
-                        place: self.place(),
-                        found: u32::try_from(v).unwrap_or(u32::MAX),
-                    });
-                }
-                if s > serial {
-                    return Err(StateError::Backend {
-                        place: self.place(),
-                        message: format!(
-                            "stored serial {s} is newer than this write's serial {serial}: \
-                             another process wrote state; run again"
-                        ),
-                    });
-                }
-            }
-            sqlx::query(&upsert_meta)
-                .bind(lineage.clone())
-                .bind(i64::from(state.version))
-                .bind(serial)
-                .bind(state.account_id.as_ref().map(|a| a.as_str().to_string()))
-                .bind(chrono::Utc::now().to_rfc3339())
-                .execute(&mut *tx)
+                let metas = sqlx::query(
+                    "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT) FROM sipform_state_meta",
+                )
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(what, e))?;
-            if touched.is_none() {
-                sqlx::query(&delete_all)
+                for m in &metas {
+                    let l: String = m.try_get(0).map_err(|e| self.err(what, e))?;
+                    let v: i64 = m.try_get(1).map_err(|e| self.err(what, e))?;
+                    let s: i64 = m.try_get(2).map_err(|e| self.err(what, e))?;
+                    if l != lineage {
+                        return Err(StateError::Lineage {
+                            place: self.place(),
+                            found: Uuid::parse_str(&l).unwrap_or_default(),
+                            expected: state.lineage,
+                        });
+                    }
+                    if v > i64::from(STATE_FORMAT_VERSION) {
+                        return Err(StateError::FutureVersion {
+                            place: self.place(),
+                            found: u32::try_from(v).unwrap_or(u32::MAX),
+                        });
+                    }
+                    if s > serial {
+                        return Err(StateError::Backend {
+                            place: self.place(),
+                            message: format!(
+                                "stored serial {s} is newer than this write's serial {serial}: \
+                                 another process wrote state; run again"
+                            ),
+                        });
+                    }
+                }
+                sqlx::query(&upsert_meta)
                     .bind(lineage.clone())
+                    .bind(i64::from(state.version))
+                    .bind(serial)
+                    .bind(state.account_id.as_ref().map(|a| a.as_str().to_string()))
+                    .bind(chrono::Utc::now().to_rfc3339())
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.err(what, e))?;
-            }
-            for rid in &deletes {
-                sqlx::query(&delete_row)
-                    .bind(lineage.clone())
-                    .bind(rid.clone())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(what, e))?;
-            }
-            for UpsertRow(rid, fc, agent, tools, token) in &upserts {
-                sqlx::query(&upsert_row)
-                    .bind(lineage.clone())
-                    .bind(rid.clone())
-                    .bind(fc.clone())
-                    .bind(agent.clone())
-                    .bind(tools.clone())
-                    .bind(token.clone())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
-            }
-            Ok::<(), StateError>(())
+                if touched.is_none() {
+                    sqlx::query(&delete_all)
+                        .bind(lineage.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(what, e))?;
+                }
+                for rid in &deletes {
+                    sqlx::query(&delete_row)
+                        .bind(lineage.clone())
+                        .bind(rid.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(what, e))?;
+                }
+                for UpsertRow(rid, fc, agent, tools, token) in &upserts {
+                    sqlx::query(&upsert_row)
+                        .bind(lineage.clone())
+                        .bind(rid.clone())
+                        .bind(fc.clone())
+                        .bind(agent.clone())
+                        .bind(tools.clone())
+                        .bind(token.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
+                }
+                Ok::<(), StateError>(())
             }
             .await;
             finish(tx, result, |e| self.err(what, e)).await
