@@ -403,3 +403,29 @@ async fn state_list_show_rm_on_a_sqlite_backend() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+#[tokio::test]
+async fn postgres_lock_is_released_when_the_holder_dies() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let holder = PostgresState::open(&db.url).expect("open");
+    let _g = holder
+        .lock(&LockInfo::for_this_process("apply"), Duration::from_secs(5))
+        .await
+        .expect("lock");
+    // The holder's session ends as if its process were killed (kill -9 closes the socket).
+    let key = holder.lock_key().await.expect("key");
+    let high = (key >> 32) & 0xffff_ffff;
+    let low = key & 0xffff_ffff;
+    let killed = db
+        .text(&format!(
+            "SELECT CAST(bool_and(pg_terminate_backend(pid)) AS TEXT) FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted \
+             AND classid::bigint = {high} AND objid::bigint = {low}"
+        ))
+        .await;
+    assert_eq!(killed.as_deref(), Some("true"));
+    let next = PostgresState::open(&db.url).expect("open");
+    next.lock(&LockInfo::for_this_process("apply"), Duration::from_secs(5))
+        .await
+        .expect("lock free once its holder is gone");
+}

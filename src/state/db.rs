@@ -603,7 +603,7 @@ impl PostgresState {
 
     /// The advisory lock key: one per schema, so projects in different schemas of one database
     /// do not wait for each other.
-    async fn lock_key(&self) -> Result<i64, StateError> {
+    pub async fn lock_key(&self) -> Result<i64, StateError> {
         let Pool::Postgres(p) = self.tables.db.pool() else {
             return Err(StateError::Backend {
                 place: self.describe(),
