@@ -372,6 +372,16 @@ async fn state_list_show_rm_on_a_sqlite_backend() {
     let (state, changes) = sample();
     b.commit(&state, &changes).await.expect("commit");
     drop(g);
+    #[cfg(unix)]
+    {
+        // It may hold tokens: owner only, like the file backend.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(project.path().join("state/sipform.db"))
+            .expect("state file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     let out = stdout_of(sipform(project.path()).args(["state", "list"]));
     let lines: Vec<&str> = out.lines().collect();

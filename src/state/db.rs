@@ -556,7 +556,8 @@ impl StateBackend for SqliteState {
             })?;
         }
         // The same OS lock as the file backend, on `<database>.lock`.
-        let guard = FileState::new(path).lock(who, timeout).await?;
+        let guard = FileState::new(path.clone()).lock(who, timeout).await?;
+        create_private(&path)?;
         self.tables.ensure().await?;
         Ok(guard)
     }
@@ -569,7 +570,40 @@ impl StateBackend for SqliteState {
     }
 
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
+        if let Some(path) = self.tables.db.sqlite_path() {
+            create_private(path)?;
+        }
         self.tables.commit(state, changes).await
+    }
+}
+
+/// Creates the database file with mode 0600 (it may hold tokens) when it does not exist yet,
+/// before SQLite creates it with the default mode. An existing file is left as it is: it may be
+/// the platform's own database.
+fn create_private(path: &Path) -> Result<(), StateError> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            place: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StateError::Io {
+            place: path.display().to_string(),
+            source,
+        }),
     }
 }
 
