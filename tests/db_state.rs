@@ -439,3 +439,18 @@ async fn postgres_lock_is_released_when_the_holder_dies() {
         .await
         .expect("lock free once its holder is gone");
 }
+
+#[tokio::test]
+async fn unreachable_postgres_state_fails_fast_naming_the_backend() {
+    let b = PostgresState::open("postgres://app:hunter2@127.0.0.1:1/platform").expect("open");
+    let start = Instant::now();
+    let e = b.load().await.expect_err("nothing listens on port 1");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("postgres://app:***@127.0.0.1:1/platform"),
+        "{msg}"
+    );
+    assert!(msg.contains("cannot connect"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

@@ -170,6 +170,7 @@ impl PlatformTable {
                 });
             }
         }
+        db.check_reachable().await?;
         let mut t = PlatformTable {
             db,
             table: TableName::parse(table),

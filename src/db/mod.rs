@@ -260,6 +260,19 @@ impl Db {
         scrub(message, self.password.as_deref())
     }
 
+    /// Connects once outside the pool, so an unreachable server or a refused login fails at
+    /// once with its own message (the pool would retry until its timeout).
+    pub async fn check_reachable(&self) -> Result<(), DbError> {
+        use sqlx::Connection;
+        if let Some(opts) = &self.pg_options {
+            let conn = sqlx::PgConnection::connect_with(opts)
+                .await
+                .map_err(|e| self.err("connecting", e))?;
+            let _ = conn.close().await;
+        }
+        Ok(())
+    }
+
     /// Closes the pool's connections.
     pub async fn close(&self) {
         match &self.pool {

@@ -71,6 +71,8 @@ impl From<DbError> for StateError {
 /// The tables, shared by both engines.
 struct Tables {
     db: Db,
+    /// The server answered once (a fast, precise error instead of the pool's retries).
+    reached: tokio::sync::OnceCell<()>,
     ready: tokio::sync::OnceCell<()>,
 }
 
@@ -111,8 +113,27 @@ impl Tables {
         }
     }
 
+    async fn reach(&self) -> Result<(), StateError> {
+        self.reached
+            .get_or_try_init(|| async {
+                self.db
+                    .check_reachable()
+                    .await
+                    .map_err(|e| StateError::Backend {
+                        place: self.place(),
+                        message: match e {
+                            DbError::Query { message, .. } => message,
+                            other => other.to_string(),
+                        },
+                    })
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// Whether sipform's tables exist yet.
     async fn exists(&self) -> Result<bool, StateError> {
+        self.reach().await?;
         let what = "looking for sipform's tables";
         let n: i64 = match self.db.pool() {
             Pool::Sqlite(p) => sqlx::query_scalar(
@@ -152,6 +173,7 @@ impl Tables {
     }
 
     async fn migrate(&self) -> Result<(), StateError> {
+        self.reach().await?;
         let what = "creating sipform's tables";
         let begin = self.begin_write();
         let postgres = self.db.engine() == Engine::Postgres;
@@ -523,6 +545,7 @@ impl SqliteState {
         Ok(SqliteState {
             tables: Tables {
                 db: Db::open_lazy(url, project_root, Purpose::State)?,
+                reached: tokio::sync::OnceCell::new(),
                 ready: tokio::sync::OnceCell::new(),
             },
         })
@@ -630,6 +653,7 @@ impl PostgresState {
         Ok(PostgresState {
             tables: Tables {
                 db: Db::open_lazy(url, Path::new("."), Purpose::State)?,
+                reached: tokio::sync::OnceCell::new(),
                 ready: tokio::sync::OnceCell::new(),
             },
         })
