@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId, ToolId};
 use crate::secret::Secret;
 
+pub mod db;
 pub mod file;
 
 /// Version of the state format this build reads and writes. A newer file is refused, never
@@ -274,10 +275,13 @@ pub fn open(
             };
             Ok(std::sync::Arc::new(file::FileState::new(path)))
         }
-        other => Err(StateError::Backend {
-            place: format!("{other:?}"),
-            message: "this state backend is not available in this build".into(),
-        }),
+        crate::spec::StateConfig::Sqlite { url, .. } => Ok(std::sync::Arc::new(
+            db::SqliteState::open(url, project_root)?,
+        )),
+        crate::spec::StateConfig::Postgres { url, .. } => {
+            let url = crate::db::url_or_env(url.as_deref(), "state.url")?;
+            Ok(std::sync::Arc::new(db::PostgresState::open(&url)?))
+        }
     }
 }
 

@@ -1,1 +1,0 @@
-//! The platform database: the restaurants table and the ids written back (not yet written).
