@@ -30,6 +30,8 @@ pub enum PipelineError {
         #[source]
         source: ClientError,
     },
+    #[error(transparent)]
+    Database(#[from] crate::db::DbError),
     #[error("saved plan {path}: {message}")]
     PlanFile { path: String, message: String },
     #[error("the saved plan is stale: {0}. Run `sipform plan` again")]
@@ -43,15 +45,48 @@ pub struct Workspace {
     pub desired: Desired,
     pub settings: Settings,
     pub backend: Arc<dyn StateBackend>,
+    /// The platform's `restaurants` table, when the inventory is the database: apply writes
+    /// the ids back to it.
+    pub inventory: Option<crate::db::PlatformTable>,
 }
 
 impl Workspace {
-    /// Loads and validates everything offline; opens (but does not read) the state backend.
-    pub fn open(root: &Path) -> Result<Workspace, PipelineError> {
+    /// Loads and validates everything; opens (but does not lock) the state backend. A files
+    /// inventory is read offline; a database inventory is read from the platform's table,
+    /// together with every row state knows (its `agent_id` may not have been written back yet).
+    pub async fn load(root: &Path) -> Result<Workspace, PipelineError> {
         let project = crate::load::load_project_file(root)?;
         let env = RenderEnv::from_env(&project);
-        let validated = validate::desired(root, &env)?;
-        Self::from_validated(root, validated.project, validated.desired)
+        match crate::db::PlatformTable::from_config(&project.inventory, root).await? {
+            None => {
+                let validated = validate::desired(root, &env)?;
+                Self::from_validated(root, validated.project, validated.desired)
+            }
+            Some(table) => {
+                let backend = state::open(&project.state, root)?;
+                let known = backend.load().await?;
+                let rows = table.read(known.as_ref()).await?;
+                let validated = validate::desired_with(root, &env, rows)?;
+                let mut ws = Self::from_validated(root, validated.project, validated.desired)?;
+                ws.inventory = Some(table);
+                Ok(ws)
+            }
+        }
+    }
+
+    /// Where every recorded change must also go: the platform's rows, in database mode.
+    pub fn commit_hook(&self) -> Option<Arc<dyn crate::state::CommitHook>> {
+        self.inventory
+            .as_ref()
+            .map(|t| Arc::new(t.write_back()) as Arc<dyn crate::state::CommitHook>)
+    }
+
+    /// Heals rows a crash left behind (state committed, row not yet updated) before applying.
+    pub async fn reconcile_inventory(&self, state: &State) -> Result<u64, PipelineError> {
+        match &self.inventory {
+            Some(t) => Ok(t.write_back().reconcile(state).await?),
+            None => Ok(0),
+        }
     }
 
     pub fn from_validated(
@@ -67,6 +102,7 @@ impl Workspace {
             desired,
             settings,
             backend,
+            inventory: None,
         })
     }
 

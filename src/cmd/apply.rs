@@ -22,12 +22,18 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let ws = super::workspace(global, &args.run)?;
+    let ws = super::workspace(global, &args.run).await?;
     let client = ws.client()?;
     let _lock = ws.lock("apply", args.run.lock_timeout).await?;
     let existing = ws.backend.load().await?;
     let state_exists = existing.is_some();
     let mut state = existing.unwrap_or_default();
+    let healed = ws.reconcile_inventory(&state).await?;
+    if healed > 0 {
+        eprintln!(
+            "Wrote back the ids of {healed} restaurant rows that a previous run left behind."
+        );
+    }
 
     let plan: Plan = match &args.plan {
         Some(path) => {
@@ -69,7 +75,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         ws.backend.clone(),
         state,
         ws.project.state.store_tokens(),
-        None,
+        ws.commit_hook(),
     );
     let total = plan
         .actions()

@@ -20,7 +20,7 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let emulator = Emulator::start(EmulatorConfig::default()).await?;
     let scratch = tempfile::tempdir()?;
-    let mut ws = sipform::pipeline::Workspace::open(&global.project)?;
+    let mut ws = sipform::pipeline::Workspace::load(&global.project).await?;
     ws.settings.server_url = emulator.base_url();
     ws.settings.api_key = None;
     ws.settings.parallelism = args.run.parallelism.max(1);

@@ -26,7 +26,7 @@ pub struct Args {
 
 pub async fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     args.run.targets.extend(args.restaurants.iter().cloned());
-    let ws = super::workspace(global, &args.run)?;
+    let ws = super::workspace(global, &args.run).await?;
     let client = ws.client()?;
     let _lock = ws.lock("import", args.run.lock_timeout).await?;
     let state = ws.state().await?;
@@ -68,7 +68,7 @@ pub async fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
         ws.backend.clone(),
         state,
         ws.project.state.store_tokens(),
-        None,
+        ws.commit_hook(),
     );
     let report = apply::apply(&plan, &client, &writer, &Silent).await;
     print!("{}", report.render());

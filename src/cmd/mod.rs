@@ -64,8 +64,11 @@ impl RunArgs {
 }
 
 /// Loads the project and applies the flags that override settings.
-pub fn workspace(global: &Global, run: &RunArgs) -> anyhow::Result<sipform::pipeline::Workspace> {
-    let mut ws = sipform::pipeline::Workspace::open(&global.project)?;
+pub async fn workspace(
+    global: &Global,
+    run: &RunArgs,
+) -> anyhow::Result<sipform::pipeline::Workspace> {
+    let mut ws = sipform::pipeline::Workspace::load(&global.project).await?;
     ws.settings.parallelism = run.parallelism.max(1);
     for w in ws.settings.warnings() {
         eprintln!("warning: {w}");

@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let ws = super::workspace(global, &args.run)?;
+    let ws = super::workspace(global, &args.run).await?;
     let client = ws.client()?;
     let state = ws.state().await?;
     let (plan, _) = ws
