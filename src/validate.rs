@@ -69,6 +69,16 @@ pub fn desired_with(
     build(root, project, env, restaurants).map(|r| r.validated)
 }
 
+/// [`check`] with restaurants read elsewhere (the platform's database).
+pub fn check_with(
+    root: &Path,
+    env: &RenderEnv,
+    restaurants: Vec<Sourced<Restaurant>>,
+) -> Result<Report, Diagnostics> {
+    let project = load::load_project_file(root)?;
+    build(root, project, env, restaurants)
+}
+
 /// [`desired`] with counts for a summary line.
 pub fn check(root: &Path, env: &RenderEnv) -> Result<Report, Diagnostics> {
     let project = load::load_project_file(root)?;

@@ -1,4 +1,5 @@
-//! `sipform validate [DIR]`: every file and every rendered agent, offline.
+//! `sipform validate [DIR]`: every file and every rendered agent, without contacting
+//! sip-agent-server (a database inventory is read from the platform's table).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +39,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let env = RenderEnv::from_env(&project);
-    match validate::check(&root, &env) {
+    // A database inventory is read from the platform's table (never from sip-agent-server).
+    let checked = match sipform::db::PlatformTable::from_config(&project.inventory, &root).await? {
+        None => validate::check(&root, &env),
+        Some(table) => validate::check_with(&root, &env, table.read_restaurants().await?),
+    };
+    match checked {
         Ok(r) => {
             if global.verbose > 0 {
                 for one in &r.validated.desired.restaurants {
