@@ -339,3 +339,22 @@ async fn two_concurrent_applies_on_one_postgres_state_never_overlap() {
     assert_eq!(agents(&emu).len(), n);
     assert_rows_match_server(&db, &emu, n).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reads_the_table_and_names_a_missing_column() {
+    let emu = emulator().await;
+    let db = platform(Engine::Sqlite, 3).await;
+    let dir = project_on(&db);
+    let out = run(dir.path(), &emu.base_url(), &["validate"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("3 restaurants"), "{}", stdout(&out));
+    db.exec("ALTER TABLE restaurants DROP COLUMN chat_title")
+        .await;
+    let out = run(dir.path(), &emu.base_url(), &["validate"]).await;
+    expect_code(&out, 1);
+    assert!(stderr(&out).contains("chat_title"), "{}", stderr(&out));
+    assert!(
+        emu.request_counts().is_empty(),
+        "validate never contacts the server"
+    );
+}
