@@ -138,7 +138,10 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
     }
 
     for k in &kills {
-        eprintln!("KILL {k:?}");
+        eprintln!(
+            "KILL after {} POSTs: landed {}, server held {:?} (agents, fcs, tools), next apply POSTed {}",
+            k.after_posts, k.landed, k.left, k.recreated_posts
+        );
     }
     let mid = kills
         .iter()

@@ -33,8 +33,8 @@ impl EmulatorProcess {
             .expect("spawn emulator");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut line).ok()?;
-        if !line.starts_with("listening on http://") {
+        let read = BufReader::new(stdout).read_line(&mut line);
+        if read.is_err() || !line.starts_with("listening on http://") {
             let _ = child.kill();
             let _ = child.wait();
             return None;
