@@ -173,6 +173,34 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
+/// A server that throttles below the client's pace (5 requests a second, `Retry-After: 1`)
+/// is waited out: 48 tool creates at once need ~10 s of the server's tokens, more than the
+/// 8 attempts any single request had before 429s got their own budget and paused the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_throttling_below_the_client_pace_is_waited_out() {
+    let faults: Faults = serde_json::from_value(json!({
+        "rateLimit": {"burst": 5, "perSecond": 5, "retryAfterSec": 1}
+    }))
+    .expect("fault set");
+    let emu = emulator_with(faults, 9).await;
+    let dir = project_copy();
+    generate_restaurants(dir.path(), 4);
+    let out = run(
+        dir.path().to_path_buf(),
+        emu.base_url(),
+        &["apply", "--auto-approve"],
+    )
+    .await;
+    expect_code(&out, 0);
+    let by_status = statuses(&emu.base_url()).await;
+    assert!(
+        by_status.get(&429).copied().unwrap_or(0) > 0,
+        "the server must have throttled: {by_status:?}"
+    );
+    emu.set_faults(Faults::default());
+    assert_converged(dir.path(), &emu.snapshot(), 4);
+}
+
 /// The five CI seeds, run at once (the apply is mostly waiting, so they overlap well); each
 /// seed's figures go to stderr (`--nocapture` shows them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
