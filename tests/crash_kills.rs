@@ -1,7 +1,8 @@
 //! Crash safety: SIGKILL an apply at 20 seeded moments, from before its first request to its
 //! last create; after each, one `apply` converges with no duplicate and no orphan, creates
 //! exactly what the killed one had not (whatever it left unrecorded is adopted, not re-created),
-//! state names exactly the server's objects, and `plan` is empty.
+//! state names exactly the server's objects, and `plan` is empty. In five of the rounds the
+//! recovering apply is killed half-way too, before the one that converges.
 
 mod common;
 
@@ -46,9 +47,54 @@ struct Kill {
     after_posts: u64,
     /// The apply was still running when killed (it had not finished on its own).
     landed: bool,
+    /// Whether the recovering apply was killed too (and that kill landed).
+    second_kill: Option<bool>,
     /// (agents, final customers, tools) on the server right after the kill.
     left: (usize, usize, usize),
     recreated_posts: u64,
+}
+
+/// Starts an apply and SIGKILLs it once the emulator has seen `k` POSTs in all. Returns
+/// whether the kill landed while it ran (false: it had already finished on its own).
+async fn apply_killed_after(
+    dir: &std::path::Path,
+    emu: &sipform::emulator::EmulatorHandle,
+    k: u64,
+    round: usize,
+) -> bool {
+    // Nobody reads the child's output while it runs: discard it, a full pipe would stall it.
+    let mut child = command(dir, &emu.base_url(), &["apply", "--auto-approve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn apply");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let killed = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "round {round}: unkilled apply failed"
+            );
+            break false;
+        }
+        if posts(emu) >= k {
+            child.kill().expect("SIGKILL");
+            break true;
+        }
+        assert!(Instant::now() < deadline, "round {round}: apply stalled");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let status = child.wait().expect("wait");
+    if killed {
+        use std::os::unix::process::ExitStatusExt;
+        // Either our SIGKILL, or the apply had just exited 0 on its own.
+        assert!(
+            status.signal() == Some(9) || status.code() == Some(0),
+            "round {round}: {status}"
+        );
+    }
+    killed && status.code().is_none()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,39 +114,16 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
         emu.reset();
         let _ = std::fs::remove_file(dir.path().join("sipform.state.json"));
 
-        // Nobody reads the child's output while it runs: discard it, a full pipe would stall it.
-        let mut child = command(dir.path(), &url, &["apply", "--auto-approve"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn apply");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let landed = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                assert_eq!(
-                    status.code(),
-                    Some(0),
-                    "round {round}: unkilled apply failed"
-                );
-                break false;
-            }
-            if posts(&emu) >= k {
-                child.kill().expect("SIGKILL");
-                break true;
-            }
-            assert!(Instant::now() < deadline, "round {round}: apply stalled");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
-        let status = child.wait().expect("wait");
-        if landed {
-            use std::os::unix::process::ExitStatusExt;
-            // Either our SIGKILL, or the apply had just exited 0 on its own.
-            assert!(
-                status.signal() == Some(9) || status.code() == Some(0),
-                "round {round}: {status}"
-            );
+        let landed = apply_killed_after(dir.path(), &emu, k, round).await;
+        // Every fourth round, the apply that recovers is itself killed half-way (it is then
+        // adopting what the first one left unrecorded), before a third one converges.
+        let mut second_kill = None;
+        if round % 4 == 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let remaining = total.saturating_sub(posts(&emu));
+            let at = posts(&emu) + remaining / 2;
+            second_kill = Some(apply_killed_after(dir.path(), &emu, at, round).await);
         }
-        let landed = landed && status.code().is_none();
         // A request the killed process had in flight may still be handled; let it settle.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let snap = emu.snapshot();
@@ -132,6 +155,7 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
         kills.push(Kill {
             after_posts: k,
             landed,
+            second_kill,
             left,
             recreated_posts,
         });
@@ -139,8 +163,8 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
 
     for k in &kills {
         eprintln!(
-            "KILL after {} POSTs: landed {}, server held {:?} (agents, fcs, tools), next apply POSTed {}",
-            k.after_posts, k.landed, k.left, k.recreated_posts
+            "KILL after {} POSTs: landed {}, recovery killed too {:?}, server held {:?} (agents, fcs, tools), next apply POSTed {}",
+            k.after_posts, k.landed, k.second_kill, k.left, k.recreated_posts
         );
     }
     let mid = kills
