@@ -4,7 +4,9 @@
 //! `Retry-After`), 5xx and connection errors, with exponential backoff and full jitter. A POST
 //! is never retried here: the server may have stored it before failing, so the caller (apply)
 //! re-reads first. Every request waits for a slot of one shared semaphore, which is what bounds
-//! parallelism across restaurants. Logs name method, route and status, never a body or header.
+//! parallelism across restaurants. A 429's `Retry-After` pauses every request of the client, not
+//! just the one that got it, and 429s have their own, larger retry budget
+//! ([`MAX_THROTTLED_ATTEMPTS`]). Logs name method, route and status, never a body or header.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
