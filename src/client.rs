@@ -4,7 +4,9 @@
 //! `Retry-After`), 5xx and connection errors, with exponential backoff and full jitter. A POST
 //! is never retried here: the server may have stored it before failing, so the caller (apply)
 //! re-reads first. Every request waits for a slot of one shared semaphore, which is what bounds
-//! parallelism across restaurants. Logs name method, route and status, never a body or header.
+//! parallelism across restaurants. A 429's `Retry-After` pauses every request of the client, not
+//! just the one that got it, and 429s have their own, larger retry budget
+//! ([`MAX_THROTTLED_ATTEMPTS`]). Logs name method, route and status, never a body or header.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,6 +109,11 @@ impl RetryPolicy {
     }
 }
 
+/// How many 429 answers one request may take before giving up. They are counted apart from
+/// `max_attempts`: a 429 says the server is fine and only asks us to slow down, and a server
+/// that throttles below the client's pace answers many of them in a row.
+pub const MAX_THROTTLED_ATTEMPTS: u32 = 40;
+
 /// Counters for the closing report.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -120,8 +127,35 @@ pub struct Client {
     base: String,
     api_key: Option<crate::secret::Secret<String>>,
     slots: Arc<Semaphore>,
+    /// After a 429 with `Retry-After`, no request of this client starts before this instant:
+    /// the whole client slows down, instead of each request finding the limit on its own.
+    throttled_until: Arc<std::sync::Mutex<Option<Instant>>>,
     pub retry: RetryPolicy,
     pub stats: Arc<Stats>,
+}
+
+/// Failed attempts of one request: 429s apart from the rest (see [`MAX_THROTTLED_ATTEMPTS`]).
+#[derive(Default)]
+struct Tries {
+    failures: u32,
+    throttled: u32,
+}
+
+impl Tries {
+    /// Counts `e`; returns the attempt number its backoff should use.
+    fn count(&mut self, e: &ClientError) -> u32 {
+        if e.status() == Some(429) {
+            self.throttled += 1;
+            self.throttled
+        } else {
+            self.failures += 1;
+            self.failures
+        }
+    }
+
+    fn exhausted(&self, p: &RetryPolicy) -> bool {
+        self.failures >= p.max_attempts || self.throttled >= MAX_THROTTLED_ATTEMPTS
+    }
 }
 
 /// A failed attempt, with what the server asked us to wait.
@@ -143,6 +177,7 @@ impl Client {
             base: settings.server_url.clone(),
             api_key: settings.api_key.clone(),
             slots: Arc::new(Semaphore::new(settings.parallelism.max(1))),
+            throttled_until: Arc::new(std::sync::Mutex::new(None)),
             retry: RetryPolicy::default(),
             stats: Arc::new(Stats::default()),
         })
@@ -164,6 +199,7 @@ impl Client {
             error: ClientError::Build("client closed".into()),
             retry_after: None,
         })?;
+        self.wait_throttle().await;
         self.stats
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -262,13 +298,13 @@ impl Client {
         route: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, ClientError> {
-        let mut attempt = 0;
+        let mut tries = Tries::default();
         loop {
             match self.once(&method, path, route, body).await {
                 Ok(v) => return Ok(v),
                 Err(a) => {
-                    attempt += 1;
-                    if !a.error.is_transient() || attempt >= self.retry.max_attempts {
+                    let attempt = tries.count(&a.error);
+                    if !a.error.is_transient() || tries.exhausted(&self.retry) {
                         return Err(a.error);
                     }
                     self.pause(attempt, a.retry_after, &a.error).await;
@@ -284,6 +320,11 @@ impl Client {
         let wait = retry_after
             .map(|d| d.min(Duration::from_secs(60)))
             .unwrap_or_else(|| self.retry.backoff(attempt));
+        if error.status() == Some(429) {
+            if let Some(d) = retry_after {
+                self.throttle_for(d.min(Duration::from_secs(60)));
+            }
+        }
         tracing::info!(target: LOG_TARGET, "retrying in {:?} after: {error}", wait);
         tokio::time::sleep(wait).await;
     }
@@ -296,7 +337,7 @@ impl Client {
         route: &str,
         body: &Value,
     ) -> Result<Object, ClientError> {
-        let mut attempt = 0;
+        let mut tries = Tries::default();
         loop {
             match self.once(&Method::POST, path, route, Some(body)).await {
                 Ok(Some(Value::Object(o))) => return Ok(o),
@@ -308,13 +349,39 @@ impl Client {
                     })
                 }
                 Err(a) => {
-                    attempt += 1;
+                    let attempt = tries.count(&a.error);
                     let certainly_not_applied = !a.error.is_ambiguous() && a.error.is_transient();
-                    if !certainly_not_applied || attempt >= self.retry.max_attempts {
+                    if !certainly_not_applied || tries.exhausted(&self.retry) {
                         return Err(a.error);
                     }
                     self.pause(attempt, a.retry_after, &a.error).await;
                 }
+            }
+        }
+    }
+
+    /// Holds every request of this client until `wait` from now (extends, never shortens).
+    fn throttle_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut t = self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if t.is_none_or(|u| u < until) {
+            *t = Some(until);
+        }
+    }
+
+    /// Waits out a pause the server asked for (see [`Client::throttle_for`]).
+    async fn wait_throttle(&self) {
+        loop {
+            let until = *self
+                .throttled_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(u) if u > Instant::now() => tokio::time::sleep_until(u.into()).await,
+                _ => return,
             }
         }
     }
@@ -603,6 +670,30 @@ mod tests {
         assert!(s(500).is_ambiguous());
         assert!(!s(429).is_ambiguous() && s(429).is_transient());
         assert!(!s(400).is_ambiguous() && !s(400).is_transient());
+    }
+
+    #[test]
+    fn throttling_does_not_spend_the_failure_budget() {
+        let p = RetryPolicy::default();
+        let s = |status| ClientError::Status {
+            method: Method::GET,
+            route: "/api/agents".into(),
+            status,
+            message: String::new(),
+        };
+        let mut t = Tries::default();
+        for i in 1..MAX_THROTTLED_ATTEMPTS {
+            assert_eq!(t.count(&s(429)), i);
+            assert!(!t.exhausted(&p), "{i} × 429 must not give up");
+        }
+        assert_eq!(t.count(&s(500)), 1, "a 5xx starts its own count");
+        t.count(&s(429));
+        assert!(t.exhausted(&p));
+        let mut t = Tries::default();
+        for _ in 0..p.max_attempts {
+            t.count(&s(503));
+        }
+        assert!(t.exhausted(&p));
     }
 
     #[test]

@@ -226,3 +226,163 @@ pub fn assert_state_matches_server(dir: &Path, h: &EmulatorHandle) {
     }
     assert_eq!(state_fcs.len(), server_fcs.len());
 }
+
+// --- reliability helpers (soak, crash kills, server restart) ------------------------------
+
+/// `GET base/__emulator/<what>` as JSON: works for an in-process or a separate emulator.
+pub async fn admin_get(base: &str, what: &str) -> Value {
+    reqwest::get(format!("{base}/__emulator/{what}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET /__emulator/{what}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET /__emulator/{what}: not JSON: {e}"))
+}
+
+/// Served requests by HTTP status from the emulator's log (0 = no answer: reset or hang).
+pub async fn statuses(base: &str) -> BTreeMap<u16, u64> {
+    let log = admin_get(base, "requests").await;
+    let mut by = BTreeMap::new();
+    for e in log["log"].as_array().cloned().unwrap_or_default() {
+        *by.entry(e["status"].as_u64().unwrap_or(0) as u16)
+            .or_insert(0) += 1;
+    }
+    by
+}
+
+/// The figures of apply's closing line `… N actions, N requests, N retries, X.Ys.`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ApplyFigures {
+    pub actions: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub seconds: f64,
+}
+
+pub fn apply_figures(out: &str) -> Option<ApplyFigures> {
+    let line = out.lines().rev().find(|l| l.starts_with("Apply "))?;
+    let num_before = |word: &str| -> Option<f64> {
+        let i = line.find(word)?;
+        line[..i].split_whitespace().last()?.parse().ok()
+    };
+    let secs = line
+        .trim_end_matches('.')
+        .rsplit(' ')
+        .next()?
+        .trim_end_matches('s')
+        .parse()
+        .ok()?;
+    Some(ApplyFigures {
+        actions: num_before(" actions")? as u64,
+        requests: num_before(" requests")? as u64,
+        retries: num_before(" retries")? as u64,
+        seconds: secs,
+    })
+}
+
+/// Sets `server.timeout_sec` in the copied sipform.yaml.
+pub fn set_timeout(dir: &Path, secs: u64) {
+    let p = dir.join("sipform.yaml");
+    let text = std::fs::read_to_string(&p).expect("sipform.yaml");
+    let text = text.replace("server:\n", &format!("server:\n  timeout_sec: {secs}\n"));
+    std::fs::write(&p, text).expect("write sipform.yaml");
+}
+
+/// A port free right now on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
+    l.local_addr().expect("addr").port()
+}
+
+/// What an emulator snapshot holds, counted: (agents, final customers, tools).
+pub fn snapshot_counts(snap: &Value) -> (usize, usize, usize) {
+    let agents = snap["agents"].as_array().cloned().unwrap_or_default();
+    let tools = agents
+        .iter()
+        .map(|a| a["tools"].as_array().map(|t| t.len()).unwrap_or(0))
+        .sum();
+    let fcs = snap["finalCustomers"].as_array().map_or(0, |f| f.len());
+    (agents.len(), fcs, tools)
+}
+
+/// [`assert_state_matches_server`] for a snapshot (`GET /__emulator/state`), e.g. of an
+/// emulator running as a separate process. Also checks every state id of every kind exists.
+pub fn assert_state_matches_snapshot(dir: &Path, snap: &Value) {
+    use std::collections::BTreeSet;
+    let state = read_state(dir);
+    let server_agents = snap["agents"].as_array().cloned().unwrap_or_default();
+    let server_fcs = snap["finalCustomers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let agent_ids: BTreeSet<String> = server_agents
+        .iter()
+        .filter_map(|a| a["id"].as_str().map(str::to_string))
+        .collect();
+    let fc_ids: BTreeSet<String> = server_fcs
+        .iter()
+        .filter_map(|f| f["id"].as_str().map(str::to_string))
+        .collect();
+    let tool_ids: BTreeSet<String> = server_agents
+        .iter()
+        .flat_map(|a| a["tools"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    let (mut sa, mut sf, mut st) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for (rid, r) in state["restaurants"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    {
+        if let Some(a) = r["agentId"].as_str() {
+            let agent = server_agents
+                .iter()
+                .find(|x| x["id"] == a)
+                .unwrap_or_else(|| panic!("state agent {a} of {rid} not on the server"));
+            assert_eq!(agent["config"]["restaurantId"], rid.as_str());
+            if let Some(f) = r["finalCustomerId"].as_str() {
+                assert_eq!(agent["finalCustomerId"], f, "agent {a} of {rid}");
+            }
+            for (name, t) in r["tools"].as_object().cloned().unwrap_or_default() {
+                let tool = agent["tools"]
+                    .as_array()
+                    .and_then(|ts| ts.iter().find(|x| x["id"] == t).cloned())
+                    .unwrap_or_else(|| panic!("state tool {name} {t} of {rid} not on agent {a}"));
+                assert_eq!(tool["name"], name.as_str());
+            }
+            sa.insert(a.to_string());
+        }
+        if let Some(f) = r["finalCustomerId"].as_str() {
+            assert!(
+                fc_ids.contains(f),
+                "state final customer {f} of {rid} not on the server"
+            );
+            sf.insert(f.to_string());
+        }
+        for (_, t) in r["tools"].as_object().cloned().unwrap_or_default() {
+            st.insert(t.as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(sa, agent_ids, "agents: state vs server");
+    assert_eq!(sf, fc_ids, "final customers: state vs server");
+    assert_eq!(st, tool_ids, "tools: state vs server");
+    let mut seen = BTreeSet::new();
+    for a in &server_agents {
+        let rid = a["config"]["restaurantId"].as_str().unwrap_or_default();
+        assert!(
+            seen.insert(rid.to_string()),
+            "two agents for restaurant {rid}"
+        );
+    }
+}
+
+/// The full invariant after convergence: exactly `n` agents, `n` final customers, `12 n`
+/// tools, one agent per restaurant, and state naming exactly the server's objects.
+pub fn assert_converged(dir: &Path, snap: &Value, n: usize) {
+    assert_eq!(
+        snapshot_counts(snap),
+        (n, n, 12 * n),
+        "(agents, final customers, tools)"
+    );
+    assert_state_matches_snapshot(dir, snap);
+}
