@@ -49,14 +49,19 @@ fn restaurants(n: usize) -> Vec<Sourced<Restaurant>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(1000);
     let latency: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let parallelism: usize = args
         .get(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(sipform::settings::DEFAULT_PARALLELISM);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let faults: Faults = serde_json::from_value(
             serde_json::json!({"latency": {"fixedMs": latency, "jitterMs": 0}}),

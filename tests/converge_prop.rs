@@ -20,39 +20,48 @@ fn restaurant(slot: usize) -> impl Strategy<Value = Restaurant> {
         "[A-Za-z][A-Za-z '&é-]{0,24}",
         any::<[bool; 9]>(),
         prop::option::of(prop::sample::select(vec!["sage", "alloy", "verse"])),
-        prop::option::of(prop::sample::select(vec!["Europe/Paris", "America/New_York", "UTC"])),
-        prop::option::of(prop::sample::select(vec![ChatMode::Text, ChatMode::SttTts, ChatMode::Realtime])),
+        prop::option::of(prop::sample::select(vec![
+            "Europe/Paris",
+            "America/New_York",
+            "UTC",
+        ])),
+        prop::option::of(prop::sample::select(vec![
+            ChatMode::Text,
+            ChatMode::SttTts,
+            ChatMode::Realtime,
+        ])),
         prop::option::of(60u32..3600),
         prop::option::of("\\+336[0-9]{8}"),
     )
-        .prop_map(move |(name, f, voice, tz, chat_mode, max, transfer)| Restaurant {
-            id: RestaurantId::new(format!("00000000-0000-4000-8000-00000000000{slot}")),
-            name,
-            phone: None,
-            contact_email: Some(format!("r{slot}@example.com")),
-            ai_voice: voice.map(str::to_string),
-            timezone: tz.map(str::to_string),
-            delivery_enabled: f[0],
-            reservation_enabled: f[1],
-            order_status_enabled: f[2],
-            transfer_enabled: f[3],
-            transfer_automatic: f[4],
-            transfer_phone_number: transfer,
-            chat_enabled: f[5],
-            chat_mode,
-            chat_title: f[6].then(|| "Commandez ici".to_string()),
-            chat_open_on_load: f[7],
-            sip_enabled: f[8],
-            is_active: true,
-            max_call_duration_sec: max,
-        })
+        .prop_map(
+            move |(name, f, voice, tz, chat_mode, max, transfer)| Restaurant {
+                id: RestaurantId::new(format!("00000000-0000-4000-8000-00000000000{slot}")),
+                name,
+                phone: None,
+                contact_email: Some(format!("r{slot}@example.com")),
+                ai_voice: voice.map(str::to_string),
+                timezone: tz.map(str::to_string),
+                delivery_enabled: f[0],
+                reservation_enabled: f[1],
+                order_status_enabled: f[2],
+                transfer_enabled: f[3],
+                transfer_automatic: f[4],
+                transfer_phone_number: transfer,
+                chat_enabled: f[5],
+                chat_mode,
+                chat_title: f[6].then(|| "Commandez ici".to_string()),
+                chat_open_on_load: f[7],
+                sip_enabled: f[8],
+                is_active: true,
+                max_call_duration_sec: max,
+            },
+        )
 }
 
 /// Up to 4 restaurants drawn from 6 fixed slots, so two inventories overlap and differ.
 fn inventory() -> impl Strategy<Value = Vec<Restaurant>> {
-    prop::sample::subsequence((0..6).collect::<Vec<usize>>(), 0..=4).prop_flat_map(|slots| {
-        slots.into_iter().map(restaurant).collect::<Vec<_>>()
-    })
+    prop::sample::subsequence((0..6).collect::<Vec<usize>>(), 0..=4)
+        .prop_flat_map(|slots| slots.into_iter().map(restaurant).collect::<Vec<_>>())
 }
 
 fn sourced(rs: &[Restaurant]) -> Vec<Sourced<Restaurant>> {
@@ -73,15 +82,29 @@ async fn converge(ws: &mut Workspace, rs: &[Restaurant]) -> Result<(), TestCaseE
     let v = sipform::validate::desired_with(&root, &env, sourced(rs))
         .map_err(|d| TestCaseError::fail(d.to_string()))?;
     ws.desired = v.desired;
-    let client = ws.client().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let client = ws
+        .client()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let none = BTreeSet::new();
-    let state = ws.state().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let (plan, _) = ws.plan(&client, &state, true, &none).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let state = ws
+        .state()
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let (plan, _) = ws
+        .plan(&client, &state, true, &none)
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let writer = StateWriter::new(ws.backend.clone(), state, false, None);
     let report = apply::apply(&plan, &client, &writer, &Silent).await;
     prop_assert!(!report.failed(), "{}", report.render());
-    let state = ws.state().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let (again, _) = ws.plan(&client, &state, true, &none).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let state = ws
+        .state()
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let (again, _) = ws
+        .plan(&client, &state, true, &none)
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert!(
         !again.has_changes(),
         "plan after apply is not empty: {}",
