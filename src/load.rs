@@ -50,10 +50,15 @@ pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
         Ok(t) => t,
         Err(e) => {
             let before = &bytes[..e.valid_up_to()];
-            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            let line_start = before
-                .iter()
-                .rposition(|b| *b == b'\n')
+            // Lines end as YAML (and the positions of every other diagnostic) say: `\r\n`,
+            // `\n`, or a lone `\r`.
+            let is_break = |i: usize| {
+                before[i] == b'\n' || (before[i] == b'\r' && before.get(i + 1) != Some(&b'\n'))
+            };
+            let line = (0..before.len()).filter(|&i| is_break(i)).count() + 1;
+            let line_start = (0..before.len())
+                .rev()
+                .find(|&i| is_break(i))
                 .map_or(0, |i| i + 1);
             let column = String::from_utf8_lossy(&before[line_start..])
                 .chars()
@@ -281,5 +286,9 @@ mod tests {
         std::fs::write(&p, b"a: 1\nb: \xff\n").unwrap();
         let d = read_document(&p).unwrap_err();
         assert_eq!(d.origin, Origin::file(&p, 2, 4));
+        // A lone CR ends a line for YAML, so it does here too (found by tests/fuzz_yaml.rs).
+        std::fs::write(&p, b"a: 1\rb: 2\r\nc: \xff\n").unwrap();
+        let d = read_document(&p).unwrap_err();
+        assert_eq!(d.origin, Origin::file(&p, 3, 4));
     }
 }

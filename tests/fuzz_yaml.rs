@@ -143,12 +143,28 @@ fn line_count(text: &str) -> usize {
     text.lines().count().max(1)
 }
 
+/// The input's lines as YAML counts them (`\r\n`, `\r` and `\n` end a line).
+fn yaml_lines(text: &str) -> Vec<usize> {
+    text.replace("\r\n", "\n")
+        .split(['\r', '\n'])
+        .map(|l| l.chars().count())
+        .collect()
+}
+
 fn assert_in_input(text: &str, line: usize, column: usize, what: &str) {
     let lines = line_count(text);
     assert!(
         line >= 1 && line <= lines + 1 && column >= 1,
         "{what}: position {line}:{column} outside the input ({lines} lines): {text:?}"
     );
+    // The column is on that line (or just past its end, where a parser stops).
+    let widths = yaml_lines(text);
+    if let Some(w) = widths.get(line - 1) {
+        assert!(
+            column <= w + 2,
+            "{what}: column {column} beyond line {line} ({w} characters): {text:?}"
+        );
+    }
 }
 
 fn assert_diag_in_input(text: &str, d: &Diagnostic) {
@@ -311,4 +327,7 @@ fn regressions() {
     ] {
         check_text(text);
     }
+    // Found by the fuzzer: a lone CR before a non-UTF-8 byte put the error on the wrong line.
+    check_bytes(b"\r\0# c\nname: x\npath: restauran\xf4s\n");
+    check_bytes(b"a: 1\rb: 2\r\nc: \xff\n");
 }
