@@ -140,7 +140,7 @@ fn mutate(seed: &str, muts: &[Mutation]) -> Vec<u8> {
 }
 
 fn line_count(text: &str) -> usize {
-    text.lines().count().max(1)
+    yaml_lines(text).len()
 }
 
 /// The input's lines as YAML counts them (`\r\n`, `\r` and `\n` end a line).
