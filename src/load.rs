@@ -108,19 +108,52 @@ pub fn schema_errors(
     let validator = schema::validator(kind)?;
     let mut out = Vec::new();
     for err in validator.iter_errors(value) {
-        let mut pointer = err.instance_path().to_string();
-        let mut message = err.to_string();
-        if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
-            err.kind()
-        {
+        push_schema_error(&err, &mut out);
+    }
+    Ok(out)
+}
+
+/// One schema error as (pointer, message). An `anyOf`/`oneOf` that failed in every branch, where
+/// only one branch has the value's type (an optional field: the object or `null`), is reported
+/// as that branch's own errors: `http.timeout: unknown key` at the key's line, rather than
+/// "`http` is not valid under any of the schemas".
+fn push_schema_error(err: &jsonschema::ValidationError<'_>, out: &mut Vec<(String, String)>) {
+    use jsonschema::error::ValidationErrorKind as K;
+    let mut pointer = err.instance_path().to_string();
+    let mut message = err.to_string();
+    match err.kind() {
+        K::AdditionalProperties { unexpected } => {
             if let Some(key) = unexpected.first() {
                 pointer = format!("{pointer}/{}", yaml::escape_token(key));
                 message = format!("unknown key `{key}`");
             }
         }
-        out.push((pointer, message));
+        K::AnyOf { context } | K::OneOfNotValid { context } => {
+            let here = err.instance_path().to_string();
+            // A branch whose only complaint is the value's type at this very place is a branch
+            // the user did not mean.
+            let meant: Vec<&Vec<jsonschema::ValidationError<'static>>> = context
+                .iter()
+                .filter(|branch| {
+                    !branch.is_empty()
+                        && !branch.iter().all(|e| {
+                            matches!(
+                                e.kind(),
+                                K::Type { .. } | K::Constant { .. } | K::Enum { .. }
+                            ) && e.instance_path().to_string() == here
+                        })
+                })
+                .collect();
+            if let [branch] = meant.as_slice() {
+                for e in branch.iter() {
+                    push_schema_error(e, out);
+                }
+                return;
+            }
+        }
+        _ => {}
     }
-    Ok(out)
+    out.push((pointer, message));
 }
 
 /// Deserializes a schema-valid value; on error, the (JSON pointer, message) of the field.
@@ -277,6 +310,19 @@ mod tests {
             s.contains("t.yaml:5:3: parameters.propertes: unknown key"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn optional_section_errors_name_the_inner_field() {
+        let doc = parse_document(
+            Path::new("t.yaml"),
+            "name: x\ndescription: d\nparameters:\n  type: object\nhttp:\n  method: FETCH\n  url: /x\n  timeout: 3\nsortOrder: 1\n",
+        )
+        .unwrap();
+        let s = typed::<ToolSpec>(&doc, Kind::Tool).unwrap_err().to_string();
+        assert!(s.contains("t.yaml:6:3: http.method:"), "{s}");
+        assert!(s.contains("t.yaml:8:3: http.timeout: unknown key"), "{s}");
+        assert!(!s.contains("anyOf"), "{s}");
     }
 
     #[test]
