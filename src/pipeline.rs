@@ -132,6 +132,13 @@ impl Workspace {
         state: &State,
         state_exists: bool,
     ) -> Result<(), PipelineError> {
+        // Everything that can be checked offline is, before the first request.
+        if saved.server_url != self.settings.server_url {
+            return Err(PipelineError::Stale(format!(
+                "it was made against {}, but this run talks to {}",
+                saved.server_url, self.settings.server_url
+            )));
+        }
         if state_exists && saved.lineage != state.lineage {
             return Err(PipelineError::Stale(format!(
                 "it was made for state lineage {}, but state is lineage {}",

@@ -9,7 +9,8 @@
 //! remove: [tools/end_call.yaml]     # optional: paths deleted from the copy
 //! mkdir: [tools]                    # optional: folders created (after remove)
 //! replace: [{file: f, from: a, to: b}]   # optional: text edits of the copy
-//! prepare: [[plan, --out, plan.json]]    # optional: commands run first, against a separate emulator
+//! prepare: [[plan, --out, plan.json]]    # optional: commands run first, against a separate
+//!                                        # emulator whose URL is then rewritten in *.json
 //! edit: [{file: plan.json, set: {/formatVersion: 99}, remove: [/lineage], truncate: 40}]
 //! ```
 //!
@@ -172,8 +173,11 @@ async fn run_case(name: &str) -> Result<(), String> {
         }
         std::fs::write(&p, text.replacen(&r.from, &r.to, 1)).map_err(|e| e.to_string())?;
     }
+    // The emulator under test: it must see no request at all.
+    let emu = common::emulator().await;
     if !case.prepare.is_empty() {
-        // Preparation (making a real saved plan or state) talks to its own emulator.
+        // Preparation (making a real saved plan or state) talks to its own emulator; what it
+        // wrote is then pointed at the emulator under test, as if it were the same server.
         let prep = common::emulator().await;
         for args in &case.prepare {
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -186,6 +190,14 @@ async fn run_case(name: &str) -> Result<(), String> {
                 ));
             }
         }
+        for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let text = std::fs::read_to_string(&p).map_err(|e| e.to_string())?;
+                let text = text.replace(&prep.base_url(), &emu.base_url());
+                std::fs::write(&p, text).map_err(|e| e.to_string())?;
+            }
+        }
         prep.shutdown().await;
     }
     overlay(&folder, dir, true);
@@ -193,7 +205,6 @@ async fn run_case(name: &str) -> Result<(), String> {
         apply_edit(dir, e);
     }
 
-    let emu = common::emulator().await;
     let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
     let mut cmd = common::command(dir, &emu.base_url(), &args);
     for (k, v) in &case.env {
