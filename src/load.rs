@@ -50,10 +50,15 @@ pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
         Ok(t) => t,
         Err(e) => {
             let before = &bytes[..e.valid_up_to()];
-            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            let line_start = before
-                .iter()
-                .rposition(|b| *b == b'\n')
+            // Lines end as YAML (and the positions of every other diagnostic) say: `\r\n`,
+            // `\n`, or a lone `\r`.
+            let is_break = |i: usize| {
+                before[i] == b'\n' || (before[i] == b'\r' && before.get(i + 1) != Some(&b'\n'))
+            };
+            let line = (0..before.len()).filter(|&i| is_break(i)).count() + 1;
+            let line_start = (0..before.len())
+                .rev()
+                .find(|&i| is_break(i))
                 .map_or(0, |i| i + 1);
             let column = String::from_utf8_lossy(&before[line_start..])
                 .chars()
@@ -296,11 +301,28 @@ mod tests {
     }
 
     #[test]
+    fn optional_section_errors_name_the_inner_field() {
+        let doc = parse_document(
+            Path::new("t.yaml"),
+            "name: x\ndescription: d\nparameters:\n  type: object\nhttp:\n  method: FETCH\n  url: /x\n  timeout: 3\nsortOrder: 1\n",
+        )
+        .unwrap();
+        let s = typed::<ToolSpec>(&doc, Kind::Tool).unwrap_err().to_string();
+        assert!(s.contains("t.yaml:6:3: http.method:"), "{s}");
+        assert!(s.contains("t.yaml:8:3: http.timeout: unknown key"), "{s}");
+        assert!(!s.contains("anyOf"), "{s}");
+    }
+
+    #[test]
     fn non_utf8_names_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.yaml");
         std::fs::write(&p, b"a: 1\nb: \xff\n").unwrap();
         let d = read_document(&p).unwrap_err();
         assert_eq!(d.origin, Origin::file(&p, 2, 4));
+        // A lone CR ends a line for YAML, so it does here too (found by tests/fuzz_yaml.rs).
+        std::fs::write(&p, b"a: 1\rb: 2\r\nc: \xff\n").unwrap();
+        let d = read_document(&p).unwrap_err();
+        assert_eq!(d.origin, Origin::file(&p, 3, 4));
     }
 }

@@ -168,6 +168,13 @@ impl Workspace {
         state: &State,
         state_exists: bool,
     ) -> Result<(), PipelineError> {
+        // Everything that can be checked offline is, before the first request.
+        if saved.server_url != self.settings.server_url {
+            return Err(PipelineError::Stale(format!(
+                "it was made against {}, but this run talks to {}",
+                saved.server_url, self.settings.server_url
+            )));
+        }
         if state_exists && saved.lineage != state.lineage {
             return Err(PipelineError::Stale(format!(
                 "it was made for state lineage {}, but state is lineage {}",
@@ -209,9 +216,12 @@ pub fn read_plan(path: &Path) -> Result<Plan, PipelineError> {
                 "format version {v}; this sipform reads version {PLAN_FORMAT_VERSION}"
             )))
         }
+        None if value.get("formatVersion").is_some() => {
+            return Err(err("\"formatVersion\" is not a whole number".into()))
+        }
         None => return Err(err("missing \"formatVersion\": not a sipform plan".into())),
     }
-    serde_json::from_value(value).map_err(|e| err(e.to_string()))
+    serde_path_to_error::deserialize(value).map_err(|e| err(crate::state::file::with_field(&e)))
 }
 
 /// Writes a plan for `apply FILE`, owner-readable only (it names ids, never secrets).

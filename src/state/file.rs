@@ -63,10 +63,21 @@ pub fn parse_state(text: &str, place: &str) -> Result<State, StateError> {
         }
         Some(_) => {}
     }
-    serde_json::from_value(value).map_err(|e| StateError::Corrupt {
+    // Name the field: a hand-edited state is fixed by someone who needs to know which one.
+    serde_path_to_error::deserialize(value).map_err(|e| StateError::Corrupt {
         place: place.to_string(),
-        message: e.to_string(),
+        message: with_field(&e),
     })
+}
+
+/// `field: message` from a serde path error (`message` alone at the root).
+pub(crate) fn with_field(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        e.inner().to_string()
+    } else {
+        format!("{path}: {}", e.inner())
+    }
 }
 
 /// Opens `path` for writing with mode 0600 (owner only) on Unix.
