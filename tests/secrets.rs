@@ -212,7 +212,7 @@ async fn no_secret_in_any_output_or_file() {
     );
     common::expect_code(o, 0);
 
-    // state list/show and doctor when they exist.
+    // state list/show and doctor.
     for (label, args) in [
         ("state list", vec!["state", "list"]),
         (
@@ -221,11 +221,9 @@ async fn no_secret_in_any_output_or_file() {
         ),
         ("doctor", vec!["doctor", "-vvv"]),
     ] {
-        // Scanned whatever they answer; a command not written yet says so and is skipped.
         let o = t.push(label, run(dir, &url, ACCOUNT_KEY, &args));
-        if not_implemented(o) {
-            eprintln!("skipped `{label}`: not implemented");
-        }
+        assert!(!not_implemented(o), "`{label}` must be implemented");
+        assert_eq!(o.status.code(), Some(0), "`{label}`: {}", common::stderr(o));
     }
 
     // A failing apply with the wrong key (401), at trace level.
