@@ -2,25 +2,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
-use serde_json::json;
-
-fn latency(ms: u64) -> sipform::emulator::Faults {
-    serde_json::from_value(json!({"latency": {"fixedMs": ms, "jitterMs": 0}})).expect("faults")
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_the_middle_of_an_apply_of_50_restaurants_loses_nothing() {

@@ -4,12 +4,8 @@
 mod common;
 mod db_support;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use common::*;
 use db_support::{Engine, TestDb};
-use serde_json::json;
 
 fn rid(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
@@ -50,17 +46,6 @@ fn project_on(db: &TestDb) -> tempfile::TempDir {
     );
     std::fs::write(dir.path().join("sipform.yaml"), yaml).expect("sipform.yaml");
     dir
-}
-
-async fn run(dir: &Path, url: &str, args: &[&str]) -> std::process::Output {
-    let (dir, url) = (dir.to_path_buf(), url.to_string());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        sipform(&dir, &url, &a)
-    })
-    .await
-    .expect("join")
 }
 
 async fn column(db: &TestDb, col: &str, i: usize) -> Option<String> {
@@ -219,21 +204,6 @@ async fn sqlite_a_37_character_id_is_refused_before_writing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_37_character_id_is_refused_before_writing() {
     long_ids_refused(Engine::Postgres).await;
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn latency(ms: u64) -> sipform::emulator::Faults {
-    serde_json::from_value(json!({"latency": {"fixedMs": ms, "jitterMs": 0}})).expect("faults")
 }
 
 async fn killed_mid_apply(engine: Engine) {

@@ -7,17 +7,6 @@ use std::path::Path;
 use common::*;
 use serde_json::{json, Value};
 
-async fn run(dir: &Path, url: &str, args: &[&str]) -> std::process::Output {
-    let (dir, url) = (dir.to_path_buf(), url.to_string());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        sipform(&dir, &url, &a)
-    })
-    .await
-    .expect("join")
-}
-
 fn restaurant_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir.join("restaurants"))
         .expect("restaurants/")

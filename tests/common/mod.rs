@@ -386,3 +386,34 @@ pub fn assert_converged(dir: &Path, snap: &Value, n: usize) {
     );
     assert_state_matches_snapshot(dir, snap);
 }
+
+/// [`sipform`] from async code: the binary runs on a blocking thread, so the in-process
+/// emulator keeps serving on the runtime's workers.
+pub async fn run(dir: &Path, url: &str, args: &[&str]) -> Output {
+    let (dir, url) = (dir.to_path_buf(), url.to_string());
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        sipform(&dir, &url, &a)
+    })
+    .await
+    .expect("join")
+}
+
+/// Polls `cond` until it holds; fails the test after a minute.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A fault set of fixed latency only.
+pub fn latency(ms: u64) -> Faults {
+    serde_json::from_value(serde_json::json!({"latency": {"fixedMs": ms, "jitterMs": 0}}))
+        .expect("faults")
+}
