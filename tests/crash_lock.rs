@@ -44,57 +44,7 @@ async fn a_second_apply_waits_for_the_lock_or_names_its_holder() {
     let emu = emulator_with(latency(30), 2).await;
     let dir = project_copy();
     generate_restaurants(dir.path(), 20);
-    // Nobody reads its output while it runs: discard it, so a full pipe cannot stall it.
-    let mut first = command(dir.path(), &emu.base_url(), &["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_for("the first apply to start writing", || {
-        if let Ok(Some(status)) = first.try_wait() {
-            panic!("the first apply ended early: {status}");
-        }
-        count(&emu, "POST /api/accounts") >= 1
-    })
-    .await;
-
-    let (d, url) = (dir.path().to_path_buf(), emu.base_url());
-    let impatient = tokio::task::spawn_blocking(move || {
-        sipform(
-            &d,
-            &url,
-            &["apply", "--auto-approve", "--lock-timeout", "200ms"],
-        )
-    })
-    .await
-    .expect("join");
-    expect_code(&impatient, 1);
-    let msg = stderr(&impatient);
-    assert!(
-        msg.contains("locked") && msg.contains("apply by pid"),
-        "{msg}"
-    );
-
-    let (d, url) = (dir.path().to_path_buf(), emu.base_url());
-    let patient = tokio::task::spawn_blocking(move || {
-        sipform(
-            &d,
-            &url,
-            &["apply", "--auto-approve", "--lock-timeout", "120s"],
-        )
-    });
-    let first = tokio::task::spawn_blocking(move || first.wait())
-        .await
-        .expect("join")
-        .expect("first apply");
-    assert_eq!(first.code(), Some(0), "the first apply must succeed");
-    let patient = patient.await.expect("join");
-    expect_code(&patient, 0);
-    assert!(
-        stdout(&patient).contains("No changes"),
-        "{}",
-        stdout(&patient)
-    );
+    assert_applies_never_overlap(dir.path(), &emu).await;
     assert_eq!(agents(&emu).len(), 20);
     assert_state_matches_server(dir.path(), &emu);
 }

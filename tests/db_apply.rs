@@ -260,52 +260,7 @@ async fn two_concurrent_applies_on_one_postgres_state_never_overlap() {
     let emu = emulator_with(latency(30), 4).await;
     let db = platform(Engine::Postgres, n).await;
     let dir = project_on(&db);
-    let mut first = command(dir.path(), &emu.base_url(), &["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_for("the first apply to start writing", || {
-        if let Ok(Some(status)) = first.try_wait() {
-            panic!("the first apply ended early: {status}");
-        }
-        count(&emu, "POST /api/accounts") >= 1
-    })
-    .await;
-
-    let impatient = run(
-        dir.path(),
-        &emu.base_url(),
-        &["apply", "--auto-approve", "--lock-timeout", "300ms"],
-    )
-    .await;
-    expect_code(&impatient, 1);
-    let msg = stderr(&impatient);
-    assert!(
-        msg.contains("locked") && msg.contains("apply by pid"),
-        "{msg}"
-    );
-
-    let (d, url) = (dir.path().to_path_buf(), emu.base_url());
-    let patient = tokio::task::spawn_blocking(move || {
-        sipform(
-            &d,
-            &url,
-            &["apply", "--auto-approve", "--lock-timeout", "120s"],
-        )
-    });
-    let status = tokio::task::spawn_blocking(move || first.wait())
-        .await
-        .expect("join")
-        .expect("first apply");
-    assert_eq!(status.code(), Some(0));
-    let patient = patient.await.expect("join");
-    expect_code(&patient, 0);
-    assert!(
-        stdout(&patient).contains("No changes"),
-        "{}",
-        stdout(&patient)
-    );
+    assert_applies_never_overlap(dir.path(), &emu).await;
     assert_eq!(agents(&emu).len(), n);
     assert_rows_match_server(&db, &emu, n).await;
 }

@@ -417,3 +417,58 @@ pub fn latency(ms: u64) -> Faults {
     serde_json::from_value(serde_json::json!({"latency": {"fixedMs": ms, "jitterMs": 0}}))
         .expect("faults")
 }
+
+/// Two applies on one state: while a first one runs, an impatient second one fails naming the
+/// holder, and a patient one waits for it, then finds nothing left to do. Both the first and
+/// the patient one must succeed.
+pub async fn assert_applies_never_overlap(dir: &Path, emu: &EmulatorHandle) {
+    // Nobody reads its output while it runs: discard it, so a full pipe cannot stall it.
+    let mut first = command(dir, &emu.base_url(), &["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("the first apply to start writing", || {
+        if let Ok(Some(status)) = first.try_wait() {
+            panic!("the first apply ended early: {status}");
+        }
+        count(emu, "POST /api/accounts") >= 1
+    })
+    .await;
+
+    let impatient = run(
+        dir,
+        &emu.base_url(),
+        &["apply", "--auto-approve", "--lock-timeout", "300ms"],
+    )
+    .await;
+    expect_code(&impatient, 1);
+    let msg = stderr(&impatient);
+    assert!(
+        msg.contains("locked") && msg.contains("apply by pid"),
+        "{msg}"
+    );
+
+    let patient = {
+        let (d, url) = (dir.to_path_buf(), emu.base_url());
+        tokio::task::spawn_blocking(move || {
+            sipform(
+                &d,
+                &url,
+                &["apply", "--auto-approve", "--lock-timeout", "120s"],
+            )
+        })
+    };
+    let status = tokio::task::spawn_blocking(move || first.wait())
+        .await
+        .expect("join")
+        .expect("first apply");
+    assert_eq!(status.code(), Some(0), "the first apply must succeed");
+    let patient = patient.await.expect("join");
+    expect_code(&patient, 0);
+    assert!(
+        stdout(&patient).contains("No changes"),
+        "{}",
+        stdout(&patient)
+    );
+}
