@@ -9,17 +9,7 @@ async fn sigkill_in_the_middle_of_an_apply_of_50_restaurants_loses_nothing() {
     let emu = emulator_with(latency(20), 1).await;
     let dir = project_copy();
     generate_restaurants(dir.path(), 50);
-    let mut child = command(dir.path(), &emu.base_url(), &["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_for("tool creates under way", || {
-        count(&emu, "POST /api/agents/:id/tools") >= 200
-    })
-    .await;
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    kill_apply_after(dir.path(), &emu, 200).await;
     let made = agents(&emu).len();
     assert!(
         made > 0 && tool_count(&emu) < 600,

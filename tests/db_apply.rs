@@ -211,17 +211,7 @@ async fn killed_mid_apply(engine: Engine) {
     let emu = emulator_with(latency(20), 3).await;
     let db = platform(engine, n).await;
     let dir = project_on(&db);
-    let mut child = command(dir.path(), &emu.base_url(), &["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_for("tool creates under way", || {
-        count(&emu, "POST /api/agents/:id/tools") >= 120
-    })
-    .await;
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    kill_apply_after(dir.path(), &emu, 120).await;
     assert!(tool_count(&emu) < 12 * n, "the kill must land mid-apply");
 
     emu.set_faults(Default::default());

@@ -604,26 +604,21 @@ fn longest_backtick_run(s: &str) -> usize {
 
 /// For text inside HTML (`<summary>`), where Markdown's backslash escapes do not apply.
 fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '|' => out.push_str("&#124;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '\n' | '\r' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+    escape(s, "&#124;")
 }
 
 /// Names come from the inventory: keep them from breaking a table cell or opening HTML.
 fn md_escape(s: &str) -> String {
+    escape(s, "\\|")
+}
+
+/// HTML-escapes `<`, `>`, `&`, flattens line breaks, and writes `|` as `pipe` (a table cell
+/// and an HTML element need different escapes for it).
+fn escape(s: &str, pipe: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '|' => out.push_str("\\|"),
+            '|' => out.push_str(pipe),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),

@@ -472,3 +472,19 @@ pub async fn assert_applies_never_overlap(dir: &Path, emu: &EmulatorHandle) {
         stdout(&patient)
     );
 }
+
+/// Starts `apply --auto-approve` (output discarded: nobody reads it while it runs) and
+/// SIGKILLs it once the emulator has seen `tool_posts` tool creates.
+pub async fn kill_apply_after(dir: &Path, emu: &EmulatorHandle, tool_posts: u64) {
+    let mut child = command(dir, &emu.base_url(), &["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("tool creates under way", || {
+        count(emu, "POST /api/agents/:id/tools") >= tool_posts
+    })
+    .await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+}
