@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sipform::apply::{self, Silent};
-use sipform::diagnostics::{Origin, Sourced};
-use sipform::emulator::{Emulator, EmulatorConfig, Faults};
-use sipform::ids::RestaurantId;
+use sipform::front::diagnostics::{Origin, Sourced};
+use sipform::front::render::RenderEnv;
+use sipform::model::ids::RestaurantId;
+use sipform::model::spec::Restaurant;
 use sipform::pipeline::Workspace;
-use sipform::render::RenderEnv;
-use sipform::spec::Restaurant;
 use sipform::state::{file::FileState, StateWriter};
+use sipform_emulator::{Emulator, EmulatorConfig, Faults};
 
 fn restaurants(n: usize) -> Vec<Sourced<Restaurant>> {
     (0..n)
@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let parallelism: usize = args
         .get(2)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(sipform::settings::DEFAULT_PARALLELISM);
+        .unwrap_or(sipform::config::DEFAULT_PARALLELISM);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -73,10 +73,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let scratch = tempfile::tempdir()?;
-        let project = sipform::load::load_project_file(&root)?;
+        let project = sipform::front::load::load_project_file(&root)?;
         let env = RenderEnv::from_env(&project);
         let t = Instant::now();
-        let v = sipform::validate::desired_with(&root, &env, restaurants(n))?;
+        let v = sipform::front::validate::desired_with(&root, &env, restaurants(n))?;
         let validate_time = t.elapsed();
         let mut ws = Workspace::from_validated(&root, v.project, v.desired)?;
         ws.settings.server_url = emu.base_url();

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use sipform::apply::{self, Silent};
-use sipform::diagnostics::{Origin, Sourced};
-use sipform::emulator::{Emulator, EmulatorConfig};
-use sipform::ids::RestaurantId;
+use sipform::front::diagnostics::{Origin, Sourced};
+use sipform::front::render::RenderEnv;
+use sipform::model::ids::RestaurantId;
+use sipform::model::spec::{ChatMode, Restaurant};
 use sipform::pipeline::Workspace;
-use sipform::render::RenderEnv;
-use sipform::spec::{ChatMode, Restaurant};
 use sipform::state::{file::FileState, StateWriter};
+use sipform_emulator::{Emulator, EmulatorConfig};
 
 fn restaurant(slot: usize) -> impl Strategy<Value = Restaurant> {
     (
@@ -79,7 +79,7 @@ fn sourced(rs: &[Restaurant]) -> Vec<Sourced<Restaurant>> {
 async fn converge(ws: &mut Workspace, rs: &[Restaurant]) -> Result<(), TestCaseError> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let env = RenderEnv::from_env(&ws.project);
-    let v = sipform::validate::desired_with(&root, &env, sourced(rs))
+    let v = sipform::front::validate::desired_with(&root, &env, sourced(rs))
         .map_err(|d| TestCaseError::fail(d.to_string()))?;
     ws.desired = v.desired;
     let client = ws
@@ -124,9 +124,9 @@ proptest! {
             let emu = Emulator::start(EmulatorConfig::default()).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
             let scratch = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let project = sipform::load::load_project_file(&root).map_err(|d| TestCaseError::fail(d.to_string()))?;
+            let project = sipform::front::load::load_project_file(&root).map_err(|d| TestCaseError::fail(d.to_string()))?;
             let env = RenderEnv::from_env(&project);
-            let v = sipform::validate::desired_with(&root, &env, vec![]).map_err(|d| TestCaseError::fail(d.to_string()))?;
+            let v = sipform::front::validate::desired_with(&root, &env, vec![]).map_err(|d| TestCaseError::fail(d.to_string()))?;
             let mut ws = Workspace::from_validated(&root, v.project, v.desired).map_err(|e| TestCaseError::fail(e.to_string()))?;
             ws.settings.server_url = emu.base_url();
             ws.settings.api_key = None;

@@ -18,7 +18,7 @@ const RESTAURANTS: usize = 30;
 const KILLS: usize = 20;
 const SEED: u64 = 6;
 
-fn posts(emu: &sipform::emulator::EmulatorHandle) -> u64 {
+fn posts(emu: &sipform_emulator::EmulatorHandle) -> u64 {
     emu.request_counts()
         .iter()
         .filter(|(k, _)| k.starts_with("POST "))
@@ -58,7 +58,7 @@ struct Kill {
 /// whether the kill landed while it ran (false: it had already finished on its own).
 async fn apply_killed_after(
     dir: &std::path::Path,
-    emu: &sipform::emulator::EmulatorHandle,
+    emu: &sipform_emulator::EmulatorHandle,
     k: u64,
     round: usize,
 ) -> bool {

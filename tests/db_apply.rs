@@ -58,7 +58,7 @@ async fn column(db: &TestDb, col: &str, i: usize) -> Option<String> {
 
 /// Every row's agent_id names an existing agent of that restaurant, and every agent on the
 /// server is named by its row.
-async fn assert_rows_match_server(db: &TestDb, emu: &sipform::emulator::EmulatorHandle, n: usize) {
+async fn assert_rows_match_server(db: &TestDb, emu: &sipform_emulator::EmulatorHandle, n: usize) {
     let agents = agents(emu);
     for i in 0..n {
         let id = column(db, "agent_id", i).await;
@@ -175,7 +175,7 @@ async fn postgres_apply_from_the_table_writes_ids_back_deactivates_and_destroys(
 }
 
 async fn long_ids_refused(engine: Engine) {
-    let emu = sipform::emulator::Emulator::start(sipform::emulator::EmulatorConfig {
+    let emu = sipform_emulator::Emulator::start(sipform_emulator::EmulatorConfig {
         id_suffix: "x".into(),
         ..Default::default()
     })

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use db_support::{Engine, TestDb};
 use indexmap::IndexMap;
-use sipform::db::{DbError, PlatformTable};
-use sipform::diagnostics::Origin;
-use sipform::ids::{AgentId, FinalCustomerId, RestaurantId};
-use sipform::secret::Secret;
-use sipform::spec::ChatMode;
+use sipform::db::DbError;
+use sipform::front::diagnostics::Origin;
+use sipform::inventory::PlatformTable;
+use sipform::model::ids::{AgentId, FinalCustomerId, RestaurantId};
+use sipform::model::secret::Secret;
+use sipform::model::spec::ChatMode;
 use sipform::state::file::FileState;
 use sipform::state::{
     AgentTokens, Change, CommitHook, RestaurantState, State, StateBackend, StateWriter,

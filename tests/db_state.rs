@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use db_support::{Engine, TestDb};
-use sipform::ids::{AgentId, FinalCustomerId, RestaurantId, ToolId};
-use sipform::secret::Secret;
-use sipform::spec::StateConfig;
+use sipform::model::ids::{AgentId, FinalCustomerId, RestaurantId, ToolId};
+use sipform::model::secret::Secret;
+use sipform::model::spec::StateConfig;
 use sipform::state::db::{PostgresState, SqliteState};
 use sipform::state::file::FileState;
 use sipform::state::{AgentTokens, Change, LockInfo, State, StateBackend, StateError, StateWriter};

@@ -5,9 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sipform::emulator::{Emulator, EmulatorConfig};
-use sipform::secret::Secret;
 use sipform::state::{file::FileState, LockInfo, StateBackend};
+use sipform_emulator::{Emulator, EmulatorConfig};
 
 async fn doctor(dir: &std::path::Path, url: &str, key: Option<&str>) -> std::process::Output {
     let mut c = command(dir, url, &["doctor"]);
@@ -22,7 +21,7 @@ async fn doctor(dir: &std::path::Path, url: &str, key: Option<&str>) -> std::pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_green_against_the_emulator_with_the_right_key() {
     let emu = Emulator::start(EmulatorConfig {
-        api_key: Some(Secret::new("acc_right".to_string())),
+        api_key: Some(sipform_emulator::ApiKey::new("acc_right")),
         ..EmulatorConfig::default()
     })
     .await

@@ -4,11 +4,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sipform::emulator::{
+use sipform_emulator::{
     CommitFailMode, CommitThenFail, Emulator, EmulatorConfig, EmulatorHandle, ErrorRule, Faults,
     Latency, RateLimit, ResetRule,
 };
-use sipform::secret::Secret;
 
 struct Api {
     client: reqwest::Client,
@@ -545,7 +544,7 @@ async fn bad_requests_answer_400_with_an_error() {
 #[tokio::test]
 async fn api_key_is_enforced_on_management_calls_only() {
     let emu = Emulator::start(EmulatorConfig {
-        api_key: Some(Secret::new("acc_test".to_string())),
+        api_key: Some(sipform_emulator::ApiKey::new("acc_test")),
         ..EmulatorConfig::default()
     })
     .await

@@ -10,7 +10,7 @@
 //! base-URL substitution succeeds exactly when parsing does.
 
 use proptest::prelude::*;
-use sipform::expr::{self, Reference};
+use sipform::front::expr::{self, Reference};
 
 fn cases(default: u32) -> u32 {
     std::env::var("SIPFORM_FUZZ_CASES")

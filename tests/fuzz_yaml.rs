@@ -12,12 +12,12 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use sipform::diagnostics::{Diagnostic, Origin};
-use sipform::load;
-use sipform::render::RenderEnv;
-use sipform::schema::Kind;
-use sipform::spec::{Project, Restaurant, ToolSpec};
-use sipform::yaml;
+use sipform::front::diagnostics::{Diagnostic, Origin};
+use sipform::front::load;
+use sipform::front::render::RenderEnv;
+use sipform::front::schema::Kind;
+use sipform::front::yaml;
+use sipform::model::spec::{Project, Restaurant, ToolSpec};
 
 fn cases(default: u32) -> u32 {
     std::env::var("SIPFORM_FUZZ_CASES")
@@ -281,7 +281,7 @@ proptest! {
         std::fs::write(&tool, &bytes).expect("write");
         let project = load::load_project_file(root).expect("project");
         let env = RenderEnv::from_env(&project);
-        if let Err(diags) = sipform::validate::check(root, &env) {
+        if let Err(diags) = sipform::front::validate::check(root, &env) {
             let lossy = String::from_utf8_lossy(&bytes);
             for d in diags.iter() {
                 if let Origin::File { path, .. } = &d.origin {

@@ -261,7 +261,7 @@ async fn an_agent_made_by_the_old_script_is_adopted_not_duplicated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_then_fail_on_creates_converges_without_duplicates() {
-    let faults: sipform::emulator::Faults = serde_json::from_value(json!({
+    let faults: sipform_emulator::Faults = serde_json::from_value(json!({
         "commitThenFail": [
             {"method": "POST", "route": "/api/agents", "rate": 0.5, "mode": "error"},
             {"method": "POST", "route": "/api/agents/:id/tools", "rate": 0.3, "mode": "error"},

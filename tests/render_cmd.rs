@@ -51,7 +51,7 @@ fn yaml_by_default_parses_back() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.matches("\n---\n").count(), 2);
     let first = text.split("\n---\n").next().unwrap();
-    let (v, _) = sipform::yaml::parse(first).unwrap();
+    let (v, _) = sipform::front::yaml::parse(first).unwrap();
     assert_eq!(v["agent"]["onCallEndWebhook"], "={{BASE_URL}}/api/calls");
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use sipform::schema::{to_text, SCHEMA_FILES};
+use sipform::front::schema::{to_text, SCHEMA_FILES};
 
 #[test]
 fn committed_schemas_equal_the_generated_ones() {

@@ -8,8 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use sipform::emulator::{Emulator, EmulatorConfig, EmulatorHandle, ErrorRule, Faults};
-use sipform::secret::Secret;
+use sipform_emulator::{Emulator, EmulatorConfig, EmulatorHandle, ErrorRule, Faults};
 
 const ACCOUNT_KEY: &str = "acc_SECRET_k3y_7f3a9c21d0e84b5a";
 const WRONG_KEY: &str = "acc_SECRET_wr0ng_55aa17c3e9d1";
@@ -17,7 +16,7 @@ const SIP_PASSWORD: &str = "sip_SECRET_pw_q8Zx41Lm";
 
 async fn keyed_emulator(faults: Faults) -> EmulatorHandle {
     Emulator::start(EmulatorConfig {
-        api_key: Some(Secret::new(ACCOUNT_KEY.to_string())),
+        api_key: Some(sipform_emulator::ApiKey::new(ACCOUNT_KEY)),
         faults,
         seed: 7,
         ..EmulatorConfig::default()

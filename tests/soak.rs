@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use common::*;
 use serde_json::json;
-use sipform::emulator::Faults;
+use sipform_emulator::Faults;
 
 /// Restaurants per seed in CI (debug build, shared 2-core runner); the bench runs 200.
 const CI_RESTAURANTS: usize = 60;

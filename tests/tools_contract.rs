@@ -37,7 +37,7 @@ fn tools_match_the_platform_facts() {
     let facts: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(FACTS).expect("facts file")).unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools");
-    let tools = sipform::load::load_tools(&dir).unwrap_or_else(|d| panic!("{d}"));
+    let tools = sipform::front::load::load_tools(&dir).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(tools.len(), 12, "twelve tool files");
     assert_eq!(facts.len(), 12);
     for fact in facts {

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use sipform::diagnostics::{Origin, Sourced};
-use sipform::render::RenderEnv;
-use sipform::spec::Restaurant;
-use sipform::validate;
+use sipform::front::diagnostics::{Origin, Sourced};
+use sipform::front::render::RenderEnv;
+use sipform::front::validate;
+use sipform::model::spec::Restaurant;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,7 +34,7 @@ fn row(id: &str, sip: bool, chat: bool) -> Sourced<Restaurant> {
 
 #[test]
 fn project_file_loads() {
-    let p = sipform::load::load_project_file(root()).unwrap();
+    let p = sipform::front::load::load_project_file(root()).unwrap();
     assert_eq!(p.account.name, "AlloResto");
 }
 

@@ -4,7 +4,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sipform::apply::{self, TerminalProgress};
+use super::progress::TerminalProgress;
+use sipform::apply;
 use sipform::plan::{render, Plan};
 use sipform::state::StateWriter;
 

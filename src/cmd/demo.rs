@@ -4,10 +4,11 @@
 
 use std::process::ExitCode;
 
-use sipform::apply::{self, TerminalProgress};
-use sipform::emulator::{Emulator, EmulatorConfig};
+use super::progress::TerminalProgress;
+use sipform::apply;
 use sipform::plan::render;
 use sipform::state::{self, StateWriter};
+use sipform_emulator::{Emulator, EmulatorConfig};
 
 use super::{Global, RunArgs};
 
@@ -24,7 +25,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     ws.settings.server_url = emulator.base_url();
     ws.settings.api_key = None;
     ws.settings.parallelism = args.run.parallelism.max(1);
-    ws.project.state = sipform::spec::StateConfig::File {
+    ws.project.state = sipform::model::spec::StateConfig::File {
         path: scratch.path().join("sipform.state.json"),
         store_tokens: false,
     };

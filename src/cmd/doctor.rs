@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use sipform::client::Client;
-use sipform::settings::Settings;
+use sipform::config::Settings;
 use sipform::state::LockInfo;
 
 use super::Global;
@@ -18,7 +18,7 @@ pub struct Args {}
 const NIL: &str = "00000000-0000-0000-0000-000000000000";
 
 pub async fn run(global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
-    let project = sipform::load::load_project_file(&global.project)?;
+    let project = sipform::front::load::load_project_file(&global.project)?;
     let settings = Settings::resolve(&project);
     let mut failed = false;
     let mut line = |ok: bool, what: &str, detail: String| {

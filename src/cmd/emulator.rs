@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sipform::emulator::{Emulator, EmulatorConfig, ErrorRule, Faults, Latency};
-use sipform::secret::Secret;
+use sipform_emulator::{Emulator, EmulatorConfig, ErrorRule, Faults, Latency};
 
 use super::Global;
 
@@ -85,7 +84,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .api_key
             .clone()
             .filter(|k| !k.is_empty())
-            .map(Secret::new),
+            .map(sipform_emulator::ApiKey::new),
         data: args.data.clone(),
         seed: args.seed,
         id_suffix: args.id_suffix.clone(),

@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod emulator;
 pub mod import;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod schema;
 pub mod state;
@@ -44,7 +45,7 @@ pub struct RunArgs {
     #[arg(long = "target", value_name = "RESTAURANT_ID")]
     pub targets: Vec<String>,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = sipform::settings::DEFAULT_PARALLELISM, value_parser = clap::value_parser!(usize))]
+    #[arg(long, default_value_t = sipform::config::DEFAULT_PARALLELISM, value_parser = clap::value_parser!(usize))]
     pub parallelism: usize,
     /// Delete the agents and final customers of restaurants gone from the inventory.
     #[arg(long)]
@@ -55,10 +56,10 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn target_set(&self) -> std::collections::BTreeSet<sipform::ids::RestaurantId> {
+    pub fn target_set(&self) -> std::collections::BTreeSet<sipform::model::ids::RestaurantId> {
         self.targets
             .iter()
-            .map(|t| sipform::ids::RestaurantId::new(t.as_str()))
+            .map(|t| sipform::model::ids::RestaurantId::new(t.as_str()))
             .collect()
     }
 }

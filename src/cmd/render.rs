@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use sipform::load;
-use sipform::render::RenderEnv;
-use sipform::validate;
+use sipform::front::load;
+use sipform::front::render::RenderEnv;
+use sipform::front::validate;
 
 use super::Global;
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sipform::schema::{to_text, SCHEMA_FILES};
+use sipform::front::schema::{to_text, SCHEMA_FILES};
 
 use super::Global;
 

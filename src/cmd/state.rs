@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sipform::ids::RestaurantId;
-use sipform::spec::{Project, StateConfig};
+use sipform::model::ids::RestaurantId;
+use sipform::model::spec::{Project, StateConfig};
 use sipform::state::{LockInfo, State, StateBackend};
 
 use super::Global;

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sipform::diagnostics::Diagnostics;
-use sipform::load;
-use sipform::render::RenderEnv;
-use sipform::validate;
+use sipform::front::diagnostics::Diagnostics;
+use sipform::front::load;
+use sipform::front::render::RenderEnv;
+use sipform::front::validate;
 
 use super::Global;
 
@@ -40,10 +40,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     let env = RenderEnv::from_env(&project);
     // A database inventory is read from the platform's table (never from sip-agent-server).
-    let checked = match sipform::db::PlatformTable::from_config(&project.inventory, &root).await? {
-        None => validate::check(&root, &env),
-        Some(table) => validate::check_with(&root, &env, table.read_restaurants().await?),
-    };
+    let checked =
+        match sipform::inventory::PlatformTable::from_config(&project.inventory, &root).await? {
+            None => validate::check(&root, &env),
+            Some(table) => validate::check_with(&root, &env, table.read_restaurants().await?),
+        };
     match checked {
         Ok(r) => {
             if global.verbose > 0 {

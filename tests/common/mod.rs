@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use sipform::emulator::{Emulator, EmulatorConfig, EmulatorHandle, Faults};
+use sipform_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Faults};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sipform");
 

@@ -1,0 +1,704 @@
+//! The typed HTTP client for sip-agent-server.
+//!
+//! Reads and idempotent writes (GET, PUT, DELETE) are retried on 429 (honouring
+//! `Retry-After`), 5xx and connection errors, with exponential backoff and full jitter. A POST
+//! is never retried here: the server may have stored it before failing, so the caller (apply)
+//! re-reads first. Every request waits for a slot of one shared semaphore, which is what bounds
+//! parallelism across restaurants. A 429's `Retry-After` pauses every request of the client, not
+//! just the one that got it, and 429s have their own, larger retry budget
+//! ([`MAX_THROTTLED_ATTEMPTS`]). Logs name method, route and status, never a body or header.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::config::Settings;
+use crate::LOG_TARGET;
+
+/// A JSON object as the server returned it.
+pub type Object = serde_json::Map<String, Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error status.
+    #[error("{method} {route}: HTTP {status}: {message}")]
+    Status {
+        method: Method,
+        route: String,
+        status: u16,
+        message: String,
+    },
+    /// No usable answer: timeout, reset, refused.
+    #[error("{method} {route}: {message}")]
+    Transport {
+        method: Method,
+        route: String,
+        message: String,
+        /// Whether the request may have reached the server (a timeout or reset after sending).
+        maybe_applied: bool,
+    },
+    #[error("{method} {route}: the answer is not the expected JSON: {message}")]
+    Decode {
+        method: Method,
+        route: String,
+        message: String,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
+impl ClientError {
+    /// Whether a POST that failed this way may nonetheless have created the object.
+    pub fn is_ambiguous(&self) -> bool {
+        match self {
+            ClientError::Status { status, .. } => *status >= 500,
+            ClientError::Transport { maybe_applied, .. } => *maybe_applied,
+            ClientError::Decode { .. } => true,
+            ClientError::Build(_) => false,
+        }
+    }
+
+    /// Whether trying again could help at all.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Status { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Transport { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Backoff policy for transient failures.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a random wait up to `min(cap, base × 2^attempt)`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
+        let ceiling = exp.min(self.cap);
+        let ms = ceiling.as_millis().max(1) as u64;
+        Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+    }
+}
+
+/// How many 429 answers one request may take before giving up. They are counted apart from
+/// `max_attempts`: a 429 says the server is fine and only asks us to slow down, and a server
+/// that throttles below the client's pace answers many of them in a row.
+pub const MAX_THROTTLED_ATTEMPTS: u32 = 40;
+
+/// Counters for the closing report.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    api_key: Option<crate::model::secret::Secret<String>>,
+    slots: Arc<Semaphore>,
+    /// After a 429 with `Retry-After`, no request of this client starts before this instant:
+    /// the whole client slows down, instead of each request finding the limit on its own.
+    throttled_until: Arc<std::sync::Mutex<Option<Instant>>>,
+    pub retry: RetryPolicy,
+    pub stats: Arc<Stats>,
+}
+
+/// Failed attempts of one request: 429s apart from the rest (see [`MAX_THROTTLED_ATTEMPTS`]).
+#[derive(Default)]
+struct Tries {
+    failures: u32,
+    throttled: u32,
+}
+
+impl Tries {
+    /// Counts `e`; returns the attempt number its backoff should use.
+    fn count(&mut self, e: &ClientError) -> u32 {
+        if e.status() == Some(429) {
+            self.throttled += 1;
+            self.throttled
+        } else {
+            self.failures += 1;
+            self.failures
+        }
+    }
+
+    fn exhausted(&self, p: &RetryPolicy) -> bool {
+        self.failures >= p.max_attempts || self.throttled >= MAX_THROTTLED_ATTEMPTS
+    }
+}
+
+/// A failed attempt, with what the server asked us to wait.
+struct Attempt {
+    error: ClientError,
+    retry_after: Option<Duration>,
+}
+
+impl Client {
+    pub fn new(settings: &Settings) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(settings.parallelism.max(1) * 2)
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(Client {
+            http,
+            base: settings.server_url.clone(),
+            api_key: settings.api_key.clone(),
+            slots: Arc::new(Semaphore::new(settings.parallelism.max(1))),
+            throttled_until: Arc::new(std::sync::Mutex::new(None)),
+            retry: RetryPolicy::default(),
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// One attempt, holding a parallelism slot for its duration.
+    async fn once(
+        &self,
+        method: &Method,
+        path: &str,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, Attempt> {
+        let _slot = self.slots.acquire().await.map_err(|_| Attempt {
+            error: ClientError::Build("client closed".into()),
+            retry_after: None,
+        })?;
+        self.wait_throttle().await;
+        self.stats
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path));
+        if let Some(key) = &self.api_key {
+            req = req.header("X-API-Key", key.expose());
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let started = Instant::now();
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                // A connect failure never reached the server; anything later may have.
+                let maybe_applied = !e.is_connect();
+                tracing::debug!(target: LOG_TARGET, %method, route, "transport error: {}", redact(&e));
+                return Err(Attempt {
+                    error: ClientError::Transport {
+                        method: method.clone(),
+                        route: route.to_string(),
+                        message: redact(&e),
+                        maybe_applied,
+                    },
+                    retry_after: None,
+                });
+            }
+        };
+        let status = resp.status();
+        tracing::debug!(
+            target: LOG_TARGET,
+            %method,
+            route,
+            status = status.as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(Attempt {
+                    error: ClientError::Transport {
+                        method: method.clone(),
+                        route: route.to_string(),
+                        message: redact(&e),
+                        maybe_applied: true,
+                    },
+                    retry_after: None,
+                })
+            }
+        };
+        if !status.is_success() {
+            // Error bodies are `{"error": "…"}`; only that message is kept, never the rest.
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+            return Err(Attempt {
+                error: ClientError::Status {
+                    method: method.clone(),
+                    route: route.to_string(),
+                    status: status.as_u16(),
+                    message: truncate(&message, 200),
+                },
+                retry_after,
+            });
+        }
+        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Attempt {
+                error: ClientError::Decode {
+                    method: method.clone(),
+                    route: route.to_string(),
+                    message: e.to_string(),
+                },
+                retry_after: None,
+            })
+    }
+
+    /// A request that is safe to repeat: retried on transient failures.
+    async fn idempotent(
+        &self,
+        method: Method,
+        path: &str,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, ClientError> {
+        let mut tries = Tries::default();
+        loop {
+            match self.once(&method, path, route, body).await {
+                Ok(v) => return Ok(v),
+                Err(a) => {
+                    let attempt = tries.count(&a.error);
+                    if !a.error.is_transient() || tries.exhausted(&self.retry) {
+                        return Err(a.error);
+                    }
+                    self.pause(attempt, a.retry_after, &a.error).await;
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, attempt: u32, retry_after: Option<Duration>, error: &ClientError) {
+        self.stats
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let wait = retry_after
+            .map(|d| d.min(Duration::from_secs(60)))
+            .unwrap_or_else(|| self.retry.backoff(attempt));
+        if error.status() == Some(429) {
+            if let Some(d) = retry_after {
+                self.throttle_for(d.min(Duration::from_secs(60)));
+            }
+        }
+        tracing::info!(target: LOG_TARGET, "retrying in {:?} after: {error}", wait);
+        tokio::time::sleep(wait).await;
+    }
+
+    /// One POST attempt, retried only when the server certainly did not act on it (429, or a
+    /// refused connection). Anything ambiguous goes back to the caller, who must re-read.
+    pub async fn create(
+        &self,
+        path: &str,
+        route: &str,
+        body: &Value,
+    ) -> Result<Object, ClientError> {
+        let mut tries = Tries::default();
+        loop {
+            match self.once(&Method::POST, path, route, Some(body)).await {
+                Ok(Some(Value::Object(o))) => return Ok(o),
+                Ok(_) => {
+                    return Err(ClientError::Decode {
+                        method: Method::POST,
+                        route: route.to_string(),
+                        message: "expected a JSON object".into(),
+                    })
+                }
+                Err(a) => {
+                    let attempt = tries.count(&a.error);
+                    let certainly_not_applied = !a.error.is_ambiguous() && a.error.is_transient();
+                    if !certainly_not_applied || tries.exhausted(&self.retry) {
+                        return Err(a.error);
+                    }
+                    self.pause(attempt, a.retry_after, &a.error).await;
+                }
+            }
+        }
+    }
+
+    /// Holds every request of this client until `wait` from now (extends, never shortens).
+    fn throttle_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut t = self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if t.is_none_or(|u| u < until) {
+            *t = Some(until);
+        }
+    }
+
+    /// Waits out a pause the server asked for (see [`Client::throttle_for`]).
+    async fn wait_throttle(&self) {
+        loop {
+            let until = *self
+                .throttled_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(u) if u > Instant::now() => tokio::time::sleep_until(u.into()).await,
+                _ => return,
+            }
+        }
+    }
+
+    pub async fn backoff_pause(&self, attempt: u32) {
+        self.stats
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(self.retry.backoff(attempt)).await;
+    }
+
+    async fn get_list(&self, path: &str, route: &str) -> Result<Vec<Object>, ClientError> {
+        match self.idempotent(Method::GET, path, route, None).await? {
+            Some(Value::Array(items)) => Ok(items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Object(o) => Some(o),
+                    _ => None,
+                })
+                .collect()),
+            _ => Err(ClientError::Decode {
+                method: Method::GET,
+                route: route.to_string(),
+                message: "expected a JSON array".into(),
+            }),
+        }
+    }
+
+    async fn get_one(&self, path: &str, route: &str) -> Result<Object, ClientError> {
+        match self.idempotent(Method::GET, path, route, None).await? {
+            Some(Value::Object(o)) => Ok(o),
+            _ => Err(ClientError::Decode {
+                method: Method::GET,
+                route: route.to_string(),
+                message: "expected a JSON object".into(),
+            }),
+        }
+    }
+
+    async fn put(&self, path: &str, route: &str, body: &Value) -> Result<(), ClientError> {
+        self.idempotent(Method::PUT, path, route, Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// DELETE; an object already gone counts as deleted (a retry after a lost answer sees 404).
+    async fn delete(&self, path: &str, route: &str) -> Result<(), ClientError> {
+        match self.idempotent(Method::DELETE, path, route, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    // --- accounts ------------------------------------------------------------------------
+
+    pub async fn list_accounts(&self) -> Result<Vec<Object>, ClientError> {
+        self.get_list("/api/accounts", "/api/accounts").await
+    }
+
+    pub async fn create_account(&self, body: &Value) -> Result<Object, ClientError> {
+        self.create("/api/accounts", "/api/accounts", body).await
+    }
+
+    // --- final customers -----------------------------------------------------------------
+
+    pub async fn list_final_customers(&self, account: &str) -> Result<Vec<Object>, ClientError> {
+        self.get_list(
+            &format!("/api/final-customers?accountId={}", enc(account)),
+            "/api/final-customers",
+        )
+        .await
+    }
+
+    pub async fn create_final_customer(&self, body: &Value) -> Result<Object, ClientError> {
+        self.create("/api/final-customers", "/api/final-customers", body)
+            .await
+    }
+
+    pub async fn update_final_customer(&self, id: &str, body: &Value) -> Result<(), ClientError> {
+        self.put(
+            &format!("/api/final-customers/{}", enc(id)),
+            "/api/final-customers/:id",
+            body,
+        )
+        .await
+    }
+
+    pub async fn delete_final_customer(&self, id: &str) -> Result<(), ClientError> {
+        self.delete(
+            &format!("/api/final-customers/{}", enc(id)),
+            "/api/final-customers/:id",
+        )
+        .await
+    }
+
+    // --- agents --------------------------------------------------------------------------
+
+    pub async fn list_agents(&self, account: &str) -> Result<Vec<Object>, ClientError> {
+        self.get_list(
+            &format!("/api/agents?accountId={}", enc(account)),
+            "/api/agents",
+        )
+        .await
+    }
+
+    pub async fn get_agent(&self, id: &str) -> Result<Object, ClientError> {
+        self.get_one(&format!("/api/agents/{}", enc(id)), "/api/agents/:id")
+            .await
+    }
+
+    pub async fn create_agent(&self, body: &Value) -> Result<Object, ClientError> {
+        self.create("/api/agents", "/api/agents", body).await
+    }
+
+    pub async fn update_agent(&self, id: &str, body: &Value) -> Result<(), ClientError> {
+        self.put(&format!("/api/agents/{}", enc(id)), "/api/agents/:id", body)
+            .await
+    }
+
+    pub async fn delete_agent(&self, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/api/agents/{}", enc(id)), "/api/agents/:id")
+            .await
+    }
+
+    // --- tools ---------------------------------------------------------------------------
+
+    pub async fn list_tools(&self, agent: &str) -> Result<Vec<Object>, ClientError> {
+        self.get_list(
+            &format!("/api/agents/{}/tools", enc(agent)),
+            "/api/agents/:id/tools",
+        )
+        .await
+    }
+
+    pub async fn create_tool(&self, agent: &str, body: &Value) -> Result<Object, ClientError> {
+        self.create(
+            &format!("/api/agents/{}/tools", enc(agent)),
+            "/api/agents/:id/tools",
+            body,
+        )
+        .await
+    }
+
+    pub async fn update_tool(
+        &self,
+        agent: &str,
+        tool: &str,
+        body: &Value,
+    ) -> Result<(), ClientError> {
+        self.put(
+            &format!("/api/agents/{}/tools/{}", enc(agent), enc(tool)),
+            "/api/agents/:id/tools/:toolId",
+            body,
+        )
+        .await
+    }
+
+    pub async fn delete_tool(&self, agent: &str, tool: &str) -> Result<(), ClientError> {
+        self.delete(
+            &format!("/api/agents/{}/tools/{}", enc(agent), enc(tool)),
+            "/api/agents/:id/tools/:toolId",
+        )
+        .await
+    }
+
+    // --- probes (doctor) -----------------------------------------------------------------
+
+    /// One request without retries or body, for `doctor`: the status, whether the answer was
+    /// the API's JSON (a route the server implements answers JSON, even for an unknown id), and
+    /// the server's `Date` header.
+    pub async fn probe(&self, method: Method, path: &str) -> Result<Probe, ClientError> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path));
+        if let Some(key) = &self.api_key {
+            req = req.header("X-API-Key", key.expose());
+        }
+        if method == Method::PUT || method == Method::POST {
+            req = req.json(&serde_json::json!({}));
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            method: method.clone(),
+            route: path.to_string(),
+            message: redact(&e),
+            maybe_applied: false,
+        })?;
+        let status = resp.status().as_u16();
+        let date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("json"));
+        Ok(Probe { status, json, date })
+    }
+}
+
+/// What `doctor` learns from one request.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub status: u16,
+    pub json: bool,
+    pub date: Option<String>,
+}
+
+/// Ids go into paths: percent-encode everything but unreserved characters.
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// reqwest errors can embed the URL (with query ids, never keys); keep the kind and the cause.
+fn redact(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_request() {
+        "request failed (connection reset or closed)"
+    } else if e.is_body() || e.is_decode() {
+        "reading the answer failed"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    if cause.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(max).collect();
+        format!("{t}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(800),
+        };
+        for _ in 0..50 {
+            let d1 = p.backoff(1);
+            assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200));
+            let d10 = p.backoff(10);
+            assert!(d10 <= Duration::from_millis(800) && d10 >= Duration::from_millis(400));
+        }
+    }
+
+    #[test]
+    fn ambiguity_of_failures() {
+        let s = |status| ClientError::Status {
+            method: Method::POST,
+            route: "/api/agents".into(),
+            status,
+            message: String::new(),
+        };
+        assert!(s(500).is_ambiguous());
+        assert!(!s(429).is_ambiguous() && s(429).is_transient());
+        assert!(!s(400).is_ambiguous() && !s(400).is_transient());
+    }
+
+    #[test]
+    fn throttling_does_not_spend_the_failure_budget() {
+        let p = RetryPolicy::default();
+        let s = |status| ClientError::Status {
+            method: Method::GET,
+            route: "/api/agents".into(),
+            status,
+            message: String::new(),
+        };
+        let mut t = Tries::default();
+        for i in 1..MAX_THROTTLED_ATTEMPTS {
+            assert_eq!(t.count(&s(429)), i);
+            assert!(!t.exhausted(&p), "{i} × 429 must not give up");
+        }
+        assert_eq!(t.count(&s(500)), 1, "a 5xx starts its own count");
+        t.count(&s(429));
+        assert!(t.exhausted(&p));
+        let mut t = Tries::default();
+        for _ in 0..p.max_attempts {
+            t.count(&s(503));
+        }
+        assert!(t.exhausted(&p));
+    }
+
+    #[test]
+    fn ids_are_path_encoded() {
+        assert_eq!(enc("a b/c"), "a%20b%2Fc");
+        assert_eq!(enc("3f2c-11"), "3f2c-11");
+    }
+}

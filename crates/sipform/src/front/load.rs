@@ -1,0 +1,328 @@
+//! Reading project files: bytes → UTF-8 → YAML with positions → schema → typed value.
+//!
+//! Each step's failure becomes a [`Diagnostic`] naming `file:line:column` and the field, so a
+//! user fixes the file without guessing. Schema errors from every file are collected.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
+use crate::front::schema::{self, Kind};
+use crate::front::yaml::{self, PositionIndex};
+use crate::model::spec::{Project, ToolSpec};
+
+/// The project settings file, at the project's root.
+pub const PROJECT_FILE: &str = "sipform.yaml";
+
+/// One parsed YAML file.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub path: PathBuf,
+    pub value: Value,
+    pub index: PositionIndex,
+}
+
+impl Document {
+    /// Where the node at `pointer` (or its nearest written ancestor) is.
+    pub fn origin(&self, pointer: &str) -> Origin {
+        let (line, column) = self.index.locate(pointer);
+        Origin::file(&self.path, line, column)
+    }
+
+    /// A diagnostic about the node at `pointer`.
+    pub fn diag(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(
+            self.origin(pointer),
+            yaml::pointer_to_field(pointer),
+            message,
+        )
+    }
+}
+
+/// Reads and parses one file. Non-UTF-8 bytes, syntax errors, duplicate keys and an empty file
+/// are diagnostics with the line.
+pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::new(Origin::file(path, 0, 0), "", format!("cannot read: {e}")))?;
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let before = &bytes[..e.valid_up_to()];
+            // Lines end as YAML (and the positions of every other diagnostic) say: `\r\n`,
+            // `\n`, or a lone `\r`.
+            let is_break = |i: usize| {
+                before[i] == b'\n' || (before[i] == b'\r' && before.get(i + 1) != Some(&b'\n'))
+            };
+            let line = (0..before.len()).filter(|&i| is_break(i)).count() + 1;
+            let line_start = (0..before.len())
+                .rev()
+                .find(|&i| is_break(i))
+                .map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
+            return Err(Diagnostic::new(
+                Origin::file(path, line, column),
+                "",
+                format!(
+                    "not valid UTF-8 (byte 0x{:02x}); save the file as UTF-8",
+                    bytes[e.valid_up_to()]
+                ),
+            ));
+        }
+    };
+    parse_document(path, text)
+}
+
+/// Parses YAML text that claims to come from `path`.
+pub fn parse_document(path: &Path, text: &str) -> Result<Document, Diagnostic> {
+    let (value, index) = yaml::parse(text).map_err(|e| {
+        Diagnostic::new(
+            Origin::file(path, e.line, e.column),
+            "",
+            format!("invalid YAML: {}", e.message),
+        )
+    })?;
+    if value.is_null() {
+        return Err(Diagnostic::new(
+            Origin::file_start(path),
+            "",
+            "the file is empty; it must hold a mapping",
+        ));
+    }
+    Ok(Document {
+        path: path.to_path_buf(),
+        value,
+        index,
+    })
+}
+
+/// Every schema error of `value`, as (JSON pointer, message). An unknown key points at itself;
+/// an `anyOf` error (how schemars writes `Option<T>`) is replaced by the errors of the branch
+/// the value was meant for, so the message names the real field.
+pub fn schema_errors(
+    value: &Value,
+    kind: Kind,
+) -> Result<Vec<(String, String)>, schema::SchemaError> {
+    let validator = schema::validator(kind)?;
+    let mut out = Vec::new();
+    for err in validator.iter_errors(value) {
+        push_error(&err, &mut out);
+    }
+    Ok(out)
+}
+
+fn push_error(err: &jsonschema::ValidationError<'_>, out: &mut Vec<(String, String)>) {
+    use jsonschema::error::ValidationErrorKind as K;
+    let pointer = err.instance_path().to_string();
+    match err.kind() {
+        K::AdditionalProperties { unexpected } if !unexpected.is_empty() => {
+            for key in unexpected {
+                out.push((
+                    format!("{pointer}/{}", yaml::escape_token(key)),
+                    format!("unknown key `{key}`"),
+                ));
+            }
+        }
+        K::AnyOf { context } | K::OneOfNotValid { context } => {
+            // Skip the branches that fail only on the value's type (e.g. the `null` of an
+            // Option): the remaining one says what is wrong inside.
+            let meant = context.iter().find(|branch| {
+                !branch.iter().all(|e| {
+                    matches!(e.kind(), K::Type { .. }) && e.instance_path().to_string() == pointer
+                })
+            });
+            match meant {
+                Some(branch) => branch.iter().for_each(|e| push_error(e, out)),
+                None => out.push((pointer, err.to_string())),
+            }
+        }
+        _ => out.push((pointer, err.to_string())),
+    }
+}
+
+/// Deserializes a schema-valid value; on error, the (JSON pointer, message) of the field.
+pub fn deserialize<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        (field_to_pointer(&field), e.inner().to_string())
+    })
+}
+
+/// Checks `doc` against the `kind` schema (every error), then deserializes it.
+pub fn typed<T: DeserializeOwned>(doc: &Document, kind: Kind) -> Result<T, Diagnostics> {
+    let errors = schema_errors(&doc.value, kind).map_err(|e| {
+        Diagnostics::from(Diagnostic::new(
+            Origin::file_start(&doc.path),
+            "",
+            e.to_string(),
+        ))
+    })?;
+    if !errors.is_empty() {
+        return Err(Diagnostics(
+            errors.iter().map(|(p, m)| doc.diag(p, m.clone())).collect(),
+        ));
+    }
+    // The schema passed; a serde error here means the schema is looser than the type.
+    deserialize(&doc.value).map_err(|(p, m)| Diagnostics::from(doc.diag(&p, m)))
+}
+
+/// `a.b[0].c` (serde_path_to_error's path) → `/a/b/0/c`.
+fn field_to_pointer(field: &str) -> String {
+    if field == "." {
+        return String::new();
+    }
+    let mut out = String::new();
+    for part in field.split('.') {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            out.push('/');
+            out.push_str(&yaml::escape_token(&rest[..i]));
+            rest = &rest[i..];
+            for idx in rest.split(['[', ']']).filter(|s| !s.is_empty()) {
+                out.push('/');
+                out.push_str(idx);
+            }
+        } else if !rest.is_empty() {
+            out.push('/');
+            out.push_str(&yaml::escape_token(rest));
+        }
+    }
+    out
+}
+
+/// `sipform.yaml` alone.
+pub fn load_project_file(root: &Path) -> Result<Project, Diagnostics> {
+    let doc = read_document(&root.join(PROJECT_FILE))?;
+    typed(&doc, Kind::Project)
+}
+
+/// A tool and the document it came from (for positions in later checks).
+#[derive(Debug, Clone)]
+pub struct LoadedTool {
+    pub spec: ToolSpec,
+    pub doc: Document,
+}
+
+/// The `*.yaml` / `*.yml` files of a folder, sorted by name.
+pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Diagnostic::new(
+            Origin::file(dir, 0, 0),
+            "",
+            format!("cannot read folder: {e}"),
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && matches!(
+                    p.extension().and_then(|x| x.to_str()),
+                    Some("yaml") | Some("yml")
+                )
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Every tool file of `dir`; all errors of all files at once. An empty folder is an error: an
+/// agent with no tools is never what a user meant.
+pub fn load_tools(dir: &Path) -> Result<Vec<LoadedTool>, Diagnostics> {
+    let files = yaml_files(dir)?;
+    if files.is_empty() {
+        return Err(Diagnostic::new(
+            Origin::file(dir, 0, 0),
+            "",
+            "no tool files (*.yaml) in this folder",
+        )
+        .into());
+    }
+    let mut diags = Diagnostics::default();
+    let mut tools = Vec::new();
+    for path in files {
+        let doc = match read_document(&path) {
+            Ok(d) => d,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        match typed::<ToolSpec>(&doc, Kind::Tool) {
+            Ok(spec) => tools.push(LoadedTool { spec, doc }),
+            Err(d) => diags.extend(d),
+        }
+    }
+    diags.into_result(tools)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_paths_become_pointers() {
+        assert_eq!(
+            field_to_pointer("http.bodyTemplate.x"),
+            "/http/bodyTemplate/x"
+        );
+        assert_eq!(field_to_pointer("items[2].id"), "/items/2/id");
+        assert_eq!(field_to_pointer("."), "");
+    }
+
+    #[test]
+    fn schema_errors_point_at_the_line() {
+        let doc = parse_document(
+            Path::new("t.yaml"),
+            "name: x\ndescription: d\nparameters:\n  type: object\nsortOrder: one\n",
+        )
+        .unwrap();
+        let e = typed::<ToolSpec>(&doc, Kind::Tool).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("t.yaml:5:1: sortOrder:"), "{s}");
+    }
+
+    #[test]
+    fn unknown_key_points_at_the_key() {
+        let doc = parse_document(
+            Path::new("t.yaml"),
+            "name: x\ndescription: d\nparameters:\n  type: object\n  propertes: {}\nsortOrder: 1\n",
+        )
+        .unwrap();
+        let s = typed::<ToolSpec>(&doc, Kind::Tool).unwrap_err().to_string();
+        assert!(
+            s.contains("t.yaml:5:3: parameters.propertes: unknown key"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn optional_section_errors_name_the_inner_field() {
+        let doc = parse_document(
+            Path::new("t.yaml"),
+            "name: x\ndescription: d\nparameters:\n  type: object\nhttp:\n  method: FETCH\n  url: /x\n  timeout: 3\nsortOrder: 1\n",
+        )
+        .unwrap();
+        let s = typed::<ToolSpec>(&doc, Kind::Tool).unwrap_err().to_string();
+        assert!(s.contains("t.yaml:6:3: http.method:"), "{s}");
+        assert!(s.contains("t.yaml:8:3: http.timeout: unknown key"), "{s}");
+        assert!(!s.contains("anyOf"), "{s}");
+    }
+
+    #[test]
+    fn non_utf8_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.yaml");
+        std::fs::write(&p, b"a: 1\nb: \xff\n").unwrap();
+        let d = read_document(&p).unwrap_err();
+        assert_eq!(d.origin, Origin::file(&p, 2, 4));
+        // A lone CR ends a line for YAML, so it does here too (found by tests/fuzz_yaml.rs).
+        std::fs::write(&p, b"a: 1\rb: 2\r\nc: \xff\n").unwrap();
+        let d = read_document(&p).unwrap_err();
+        assert_eq!(d.origin, Origin::file(&p, 3, 4));
+    }
+}

@@ -1,0 +1,260 @@
+//! Rendering `templates/agent.yaml.j2` for one restaurant.
+//!
+//! minijinja with non-default delimiters (`[[ ]]`, `[% %]`, `[# #]`) so sip-agent-server's own
+//! `={{…}}` expressions are plain text in the template, and strict undefined so a typo in a
+//! variable name is an error with the template's line instead of an empty field.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::{Map, Value};
+
+use crate::model::spec::{AccountSpec, Project, Restaurant};
+
+/// The environment a template sees besides the restaurant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderEnv {
+    /// The platform's base URL (`apiBaseUrl`, what `{{BASE_URL}}` means).
+    pub app_url: String,
+}
+
+impl RenderEnv {
+    /// `NEXT_PUBLIC_APP_URL` wins over `sipform.yaml`'s `app.url`.
+    pub fn from_env(project: &Project) -> Self {
+        let app_url = std::env::var("NEXT_PUBLIC_APP_URL")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| project.app.url.clone());
+        RenderEnv {
+            app_url: app_url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// A template problem: the template's line when minijinja knows it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RenderError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The restaurant fields that may be NULL: always present in the context (as none), so a
+/// template can write `restaurant.ai_voice or "sage"` under strict undefined.
+const NULLABLE: &[&str] = &[
+    "phone",
+    "contact_email",
+    "ai_voice",
+    "timezone",
+    "transfer_phone_number",
+    "chat_mode",
+    "chat_title",
+    "max_call_duration_sec",
+];
+
+const NAME: &str = "agent";
+
+/// A compiled template, reused for every restaurant.
+pub struct Renderer {
+    env: Environment<'static>,
+    pub path: PathBuf,
+    pub source: String,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The delimiters sipform templates use.
+pub fn syntax() -> Result<SyntaxConfig, minijinja::Error> {
+    SyntaxConfig::builder()
+        .block_delimiters("[%", "%]")
+        .variable_delimiters("[[", "]]")
+        .comment_delimiters("[#", "#]")
+        .keep_trailing_newline(true)
+        .build()
+}
+
+fn to_render_error(e: &minijinja::Error) -> RenderError {
+    let mut message = match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    if e.kind() == minijinja::ErrorKind::UndefinedError {
+        message.push_str(" (a variable or attribute the context does not have; the context is restaurant, app_url, account)");
+    }
+    RenderError {
+        line: e.line(),
+        message,
+    }
+}
+
+impl Renderer {
+    /// Compiles `source` (the text of `path`).
+    pub fn new(path: &Path, source: String) -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        env.set_syntax(syntax().map_err(|e| to_render_error(&e))?);
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_template_owned(NAME, source.clone())
+            .map_err(|e| to_render_error(&e))?;
+        Ok(Renderer {
+            env,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Reads and compiles the template file.
+    pub fn from_file(path: &Path) -> Result<Self, RenderError> {
+        let source = std::fs::read_to_string(path).map_err(|e| RenderError {
+            line: None,
+            message: format!("cannot read the template: {e}"),
+        })?;
+        Renderer::new(path, source)
+    }
+
+    /// The YAML text for one restaurant.
+    pub fn render(
+        &self,
+        restaurant: &Restaurant,
+        env: &RenderEnv,
+        account: &AccountSpec,
+    ) -> Result<String, RenderError> {
+        let ctx = context(restaurant, env, account);
+        let tmpl = self
+            .env
+            .get_template(NAME)
+            .map_err(|e| to_render_error(&e))?;
+        tmpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
+            .map_err(|e| to_render_error(&e))
+    }
+}
+
+/// The template's context: `restaurant`, `app_url`, `account`.
+pub fn context(restaurant: &Restaurant, env: &RenderEnv, account: &AccountSpec) -> Value {
+    let mut r = match serde_json::to_value(restaurant) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for k in NULLABLE {
+        r.entry(k.to_string()).or_insert(Value::Null);
+    }
+    serde_json::json!({
+        "restaurant": r,
+        "app_url": env.app_url,
+        "account": {"name": account.name, "email": account.email},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::spec::{ChatMode, RenderedAgent, TransportType};
+
+    fn restaurant() -> Restaurant {
+        serde_json::from_value(serde_json::json!({"id": "r-1", "name": "Chez \"Toto\" & fils"}))
+            .unwrap()
+    }
+
+    fn account() -> AccountSpec {
+        AccountSpec {
+            name: "AlloResto".into(),
+            email: "a@b.c".into(),
+        }
+    }
+
+    fn bundled() -> Renderer {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/agent.yaml.j2");
+        Renderer::from_file(&p).unwrap()
+    }
+
+    fn render(r: &Restaurant) -> RenderedAgent {
+        let env = RenderEnv {
+            app_url: "https://app.example".into(),
+        };
+        let text = bundled().render(r, &env, &account()).unwrap();
+        let (v, _) = crate::front::yaml::parse(&text).unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn platform_defaults() {
+        let a = render(&restaurant());
+        assert_eq!(a.agent.name, "Chez \"Toto\" & fils");
+        assert_eq!(a.agent.ai_voice, "sage");
+        assert_eq!(a.agent.timezone, "Europe/Paris");
+        assert_eq!(a.agent.ai_model, "gpt-realtime");
+        assert_eq!(a.agent.max_call_duration_sec, 600);
+        assert_eq!(a.agent.vad_threshold, 0.5);
+        assert_eq!(a.agent.vad_silence_ms, 500);
+        assert_eq!(a.agent.vad_prefix_padding_ms, 300);
+        assert_eq!(a.agent.temperature, 0.7);
+        assert_eq!(a.agent.transport_type, TransportType::SipBridge);
+        assert_eq!(a.agent.chat_mode, ChatMode::Text);
+        assert_eq!(a.agent.base_prompt, "={{data.systemPrompt}}");
+        assert_eq!(a.agent.on_call_end_webhook, "={{BASE_URL}}/api/calls");
+        assert_eq!(a.agent.api_base_url, "https://app.example");
+        assert_eq!(
+            a.agent.external_session_url,
+            "=https://app.example/api/ai?restaurantId={{config.restaurantId}}&callerPhone={{callerPhone}}"
+        );
+        assert!(a.agent.is_active);
+        assert_eq!(a.final_customer.currency, "EUR");
+        assert_eq!(a.final_customer.cost_margin_pct, 30.0);
+        assert_eq!(a.final_customer.email, None);
+        assert!(a.final_customer.is_active);
+    }
+
+    #[test]
+    fn transfer_needs_number_and_not_automatic() {
+        let mut r = restaurant();
+        r.transfer_enabled = true;
+        assert!(!render(&r).agent.config.transfer_enabled);
+        r.transfer_phone_number = Some("+33100000000".into());
+        assert!(render(&r).agent.config.transfer_enabled);
+        r.transfer_automatic = true;
+        assert!(!render(&r).agent.config.transfer_enabled);
+    }
+
+    #[test]
+    fn final_customer_active_with_chat_only() {
+        let mut r = restaurant();
+        r.sip_enabled = false;
+        let a = render(&r);
+        assert!(!a.agent.is_active && !a.final_customer.is_active);
+        r.chat_enabled = true;
+        assert!(render(&r).final_customer.is_active);
+    }
+
+    #[test]
+    fn undefined_variable_names_the_line() {
+        let r =
+            Renderer::new(Path::new("t.j2"), "a: 1\nb: [[ restaurant.nope ]]\n".into()).unwrap();
+        let env = RenderEnv {
+            app_url: "http://x".into(),
+        };
+        let e = r.render(&restaurant(), &env, &account()).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e:?}");
+    }
+
+    #[test]
+    fn expressions_pass_through() {
+        let r = Renderer::new(
+            Path::new("t.j2"),
+            "x: \"={{BASE_URL}}/[[ app_url ]]\"\n".into(),
+        )
+        .unwrap();
+        let env = RenderEnv {
+            app_url: "u".into(),
+        };
+        assert_eq!(
+            r.render(&restaurant(), &env, &account()).unwrap(),
+            "x: \"={{BASE_URL}}/u\"\n"
+        );
+    }
+}

@@ -1,0 +1,698 @@
+//! Everything sipform wants, checked: tools, template, restaurants, rendered agents.
+//!
+//! JSON Schema catches shape errors per file; the semantic checks here catch what no schema can
+//! express (names unique across files, expression roots and references, condition keys present
+//! in every agent's config, absolute URLs). Every problem is collected; nothing touches the
+//! network.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin, Sourced};
+use crate::front::expr::{self, Root};
+use crate::front::load::{self, LoadedTool};
+use crate::front::render::{RenderEnv, Renderer};
+use crate::front::schema::Kind;
+use crate::front::yaml;
+use crate::inventory;
+use crate::model::spec::{
+    Desired, DesiredRestaurant, InventoryConfig, Project, RenderedAgent, Restaurant, ToolSpec,
+};
+
+/// The context keys the session's `initialContext` provides (contract, Expressions table).
+pub const INITIAL_CONTEXT_KEYS: &[&str] = &[
+    "item_map",
+    "customer_id",
+    "customer_name",
+    "customer_delivery_lat",
+    "customer_delivery_lng",
+    "avg_prep_time_min",
+    "delivery_enabled",
+    "restaurant_id",
+    "transfer_phone",
+];
+
+/// The context keys the server sets itself.
+pub const SERVER_CONTEXT_KEYS: &[&str] = &["call_id", "caller_phone"];
+
+/// The project and everything it wants to exist.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub project: Project,
+    pub desired: Desired,
+}
+
+/// What `sipform validate` reports on success.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub validated: Validated,
+    /// Tool files loaded.
+    pub tools: usize,
+    /// Restaurants that need an agent.
+    pub agents: usize,
+}
+
+/// Loads, renders and checks the project at `root`, restaurants from its `inventory` folder.
+pub fn desired(root: &Path, env: &RenderEnv) -> Result<Validated, Diagnostics> {
+    check(root, env).map(|r| r.validated)
+}
+
+/// As [`desired`], with restaurants read elsewhere (the platform's database).
+pub fn desired_with(
+    root: &Path,
+    env: &RenderEnv,
+    restaurants: Vec<Sourced<Restaurant>>,
+) -> Result<Validated, Diagnostics> {
+    let project = load::load_project_file(root)?;
+    build(root, project, env, restaurants).map(|r| r.validated)
+}
+
+/// [`check`] with restaurants read elsewhere (the platform's database).
+pub fn check_with(
+    root: &Path,
+    env: &RenderEnv,
+    restaurants: Vec<Sourced<Restaurant>>,
+) -> Result<Report, Diagnostics> {
+    let project = load::load_project_file(root)?;
+    build(root, project, env, restaurants)
+}
+
+/// [`desired`] with counts for a summary line.
+pub fn check(root: &Path, env: &RenderEnv) -> Result<Report, Diagnostics> {
+    let project = load::load_project_file(root)?;
+    let restaurants = match &project.inventory {
+        InventoryConfig::Files { path } => {
+            let dir = root.join(path);
+            match inventory::from_files(&dir) {
+                Ok(list) => Ok(list.into_iter().map(|(r, _)| r).collect()),
+                Err(d) => Err(d),
+            }
+        }
+        InventoryConfig::Database { .. } => Err(Diagnostics::from(Diagnostic::new(
+            Origin::file_start(root.join(load::PROJECT_FILE)),
+            "inventory",
+            "restaurants come from the database here; this check reads files only",
+        ))),
+    };
+    match restaurants {
+        Ok(list) => build(root, project, env, list),
+        Err(mut diags) => {
+            // Still check tools and template, so one run shows every problem.
+            if let Err(more) = build(root, project, env, Vec::new()) {
+                diags.extend(more);
+            }
+            Err(diags)
+        }
+    }
+}
+
+/// One rendered restaurant, with what is needed to point at its problems.
+struct RenderedOne {
+    restaurant: Sourced<Restaurant>,
+    agent: RenderedAgent,
+    value: Value,
+    config_keys: HashSet<String>,
+}
+
+fn build(
+    root: &Path,
+    project: Project,
+    env: &RenderEnv,
+    restaurants: Vec<Sourced<Restaurant>>,
+) -> Result<Report, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let tools = match load::load_tools(&root.join(&project.tools_dir)) {
+        Ok(t) => t,
+        Err(d) => {
+            diags.extend(d);
+            Vec::new()
+        }
+    };
+    let template_path = root.join(&project.template);
+    let renderer = match Renderer::from_file(&template_path) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                Origin::file(
+                    &template_path,
+                    e.line.unwrap_or(0),
+                    usize::from(e.line.is_some()),
+                ),
+                "",
+                e.message,
+            ));
+            None
+        }
+    };
+
+    let mut seen: HashMap<String, Origin> = HashMap::new();
+    let mut rendered: Vec<RenderedOne> = Vec::new();
+    let restaurant_count = restaurants.len();
+    let mut render_diags = Diagnostics::default();
+    for r in restaurants {
+        if let Some(first) = seen.get(r.value.id.as_str()) {
+            diags.push(Diagnostic::new(
+                r.origin.clone(),
+                "id",
+                format!("duplicate restaurant id `{}` (also at {first})", r.value.id),
+            ));
+            continue;
+        }
+        seen.insert(r.value.id.to_string(), r.origin.clone());
+        let Some(renderer) = &renderer else { continue };
+        match render_one(renderer, &project, env, &r) {
+            Ok((agent, value)) => {
+                let config_keys = match serde_json::to_value(&agent.agent.config) {
+                    Ok(Value::Object(m)) => m.keys().cloned().collect(),
+                    _ => HashSet::new(),
+                };
+                rendered.push(RenderedOne {
+                    restaurant: r,
+                    agent,
+                    value,
+                    config_keys,
+                });
+            }
+            Err(d) => render_diags.extend(d),
+        }
+    }
+    diags.extend(fold_repeats(render_diags));
+
+    check_tools(&tools, &rendered, &mut diags);
+    if let Some(renderer) = &renderer {
+        let mut agent_diags = Diagnostics::default();
+        for one in &rendered {
+            check_agent(renderer, one, &mut agent_diags);
+        }
+        diags.extend(fold_repeats(agent_diags));
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+
+    let mut sorted: Vec<ToolSpec> = tools.iter().map(|t| t.spec.clone()).collect();
+    sorted.sort_by_key(|t| t.sort_order);
+    let agents = rendered
+        .iter()
+        .filter(|o| o.restaurant.value.needs_agent())
+        .count();
+    let desired = Desired {
+        account: project.account.clone(),
+        restaurants: rendered
+            .into_iter()
+            .map(|o| DesiredRestaurant {
+                id: o.restaurant.value.id.clone(),
+                create_if_missing: o.restaurant.value.needs_agent(),
+                final_customer: o.agent.final_customer,
+                agent: o.agent.agent,
+                tools: sorted.clone(),
+            })
+            .collect(),
+    };
+    debug_assert_eq!(desired.restaurants.len(), restaurant_count);
+    Ok(Report {
+        validated: Validated { project, desired },
+        tools: tools.len(),
+        agents,
+    })
+}
+
+/// A template mistake fails every restaurant the same way: report it once, with a count, instead
+/// of a thousand identical lines.
+fn fold_repeats(diags: Diagnostics) -> Diagnostics {
+    let mut out: Vec<(Diagnostic, String, usize)> = Vec::new();
+    for d in diags.0 {
+        let base = d
+            .message
+            .split(" (rendering restaurant ")
+            .next()
+            .and_then(|m| m.split(" (restaurant ").next())
+            .unwrap_or(&d.message)
+            .to_string();
+        match out
+            .iter_mut()
+            .find(|(o, b, _)| o.origin == d.origin && o.field == d.field && *b == base)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => out.push((d, base, 0)),
+        }
+    }
+    Diagnostics(
+        out.into_iter()
+            .map(|(mut d, _, n)| {
+                if n > 0 {
+                    d.message.push_str(&format!(
+                        " (and {n} more restaurant{})",
+                        if n == 1 { "" } else { "s" }
+                    ));
+                }
+                d
+            })
+            .collect(),
+    )
+}
+
+/// A diagnostic about a rendered field: it points at the template line that writes the field,
+/// and names the restaurant and where it came from.
+fn rendered_diag(
+    renderer: &Renderer,
+    restaurant: &Sourced<Restaurant>,
+    pointer: &str,
+    message: impl std::fmt::Display,
+) -> Diagnostic {
+    let (line, column) = template_position(&renderer.source, pointer);
+    Diagnostic::new(
+        Origin::file(&renderer.path, line, column),
+        yaml::pointer_to_field(pointer),
+        format!(
+            "{message} (restaurant {} from {})",
+            restaurant.value.id, restaurant.origin
+        ),
+    )
+}
+
+/// The template line writing the field at `pointer`: each key of the pointer is looked for,
+/// in order, as `key:` at the start of a line after the previous one.
+pub fn template_position(source: &str, pointer: &str) -> (usize, usize) {
+    let lines: Vec<&str> = source.lines().collect();
+    let mut at = (1, 1);
+    let mut from = 0;
+    for tok in pointer.split('/').skip(1) {
+        let key = format!("{}:", tok.replace("~1", "/").replace("~0", "~"));
+        if let Some(i) = (from..lines.len()).find(|i| lines[*i].trim_start().starts_with(&key)) {
+            let indent = lines[i].len() - lines[i].trim_start().len();
+            at = (i + 1, indent + 1);
+            from = i + 1;
+        } else {
+            break;
+        }
+    }
+    at
+}
+
+fn render_one(
+    renderer: &Renderer,
+    project: &Project,
+    env: &RenderEnv,
+    r: &Sourced<Restaurant>,
+) -> Result<(RenderedAgent, Value), Diagnostics> {
+    let text = renderer
+        .render(&r.value, env, &project.account)
+        .map_err(|e| {
+            let line = e.line.unwrap_or(0);
+            Diagnostics::from(Diagnostic::new(
+                Origin::file(&renderer.path, line, usize::from(line > 0)),
+                "",
+                format!(
+                    "{} (rendering restaurant {} from {})",
+                    e.message, r.value.id, r.origin
+                ),
+            ))
+        })?;
+    let (value, _index) = yaml::parse(&text).map_err(|e| {
+        Diagnostics::from(Diagnostic::new(
+            Origin::file(&renderer.path, e.line, e.column),
+            "",
+            format!(
+                "the rendered text is not valid YAML at its line {}: {} (restaurant {} from {}); quote values with `| tojson`",
+                e.line, e.message, r.value.id, r.origin
+            ),
+        ))
+    })?;
+    let errors = load::schema_errors(&value, Kind::Agent)
+        .map_err(|e| Diagnostics::from(Diagnostic::new(r.origin.clone(), "", e.to_string())))?;
+    if !errors.is_empty() {
+        return Err(Diagnostics(
+            errors
+                .iter()
+                .map(|(p, m)| rendered_diag(renderer, r, p, m))
+                .collect(),
+        ));
+    }
+    let agent = load::deserialize::<RenderedAgent>(&value)
+        .map_err(|(p, m)| Diagnostics::from(rendered_diag(renderer, r, &p, m)))?;
+    Ok((agent, value))
+}
+
+/// Where an expression sits decides which roots it may use.
+fn allowed_roots(pointer: &str) -> &'static [Root] {
+    use Root::*;
+    if pointer == "/http/url" {
+        &[BaseUrl, Config, Ai, Ctx]
+    } else if pointer.starts_with("/http/bodyTemplate") {
+        &[Config, Ai, Ctx]
+    } else if pointer.starts_with("/contextUpdates") || pointer == "/extraCostResponseField" {
+        &[Res, Config]
+    } else if pointer == "/agent/basePrompt" {
+        &[Data, Config]
+    } else if pointer == "/agent/onCallEndWebhook" {
+        &[BaseUrl, Config]
+    } else if pointer == "/agent/externalSessionUrl" {
+        &[CallerPhone, Config]
+    } else {
+        &[Config]
+    }
+}
+
+/// Every string of `value` with its JSON pointer.
+fn strings<'a>(value: &'a Value, pointer: String, out: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::String(s) => out.push((pointer, s)),
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                strings(v, format!("{pointer}/{i}"), out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, v) in m {
+                strings(v, format!("{pointer}/{}", yaml::escape_token(k)), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The restaurants (ids) whose agent config lacks `key`.
+fn missing_config(rendered: &[RenderedOne], key: &str) -> Vec<String> {
+    rendered
+        .iter()
+        .filter(|o| !o.config_keys.contains(key))
+        .map(|o| o.restaurant.value.id.to_string())
+        .collect()
+}
+
+fn list(ids: &[String]) -> String {
+    if ids.len() > 3 {
+        format!("{} and {} more", ids[..3].join(", "), ids.len() - 3)
+    } else {
+        ids.join(", ")
+    }
+}
+
+fn roots_list(roots: &[Root]) -> String {
+    roots
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_tools(tools: &[LoadedTool], rendered: &[RenderedOne], diags: &mut Diagnostics) {
+    let mut producers: BTreeSet<&str> = INITIAL_CONTEXT_KEYS
+        .iter()
+        .chain(SERVER_CONTEXT_KEYS)
+        .copied()
+        .collect();
+    for t in tools {
+        if let Some(cu) = &t.spec.context_updates {
+            producers.extend(cu.keys().map(String::as_str));
+        }
+    }
+    let mut names: HashMap<&str, Origin> = HashMap::new();
+    let mut orders: HashMap<i64, (Origin, &str)> = HashMap::new();
+    let bases: BTreeSet<&str> = if rendered.is_empty() {
+        // No restaurant: still check that a tool URL is absolute once BASE_URL is a URL.
+        BTreeSet::from(["http://localhost"])
+    } else {
+        rendered
+            .iter()
+            .map(|o| o.agent.agent.api_base_url.as_str())
+            .collect()
+    };
+
+    for t in tools {
+        let s = &t.spec;
+        let d = &t.doc;
+        if let Some(first) = names.get(s.name.as_str()) {
+            diags.push(d.diag(
+                "/name",
+                format!("duplicate tool name `{}` (also at {first})", s.name),
+            ));
+        } else {
+            names.insert(&s.name, d.origin("/name"));
+        }
+        if let Some((first, other)) = orders.get(&s.sort_order) {
+            diags.push(d.diag(
+                "/sortOrder",
+                format!(
+                    "duplicate sortOrder {} (tool `{other}` at {first} has it too)",
+                    s.sort_order
+                ),
+            ));
+        } else {
+            orders.insert(s.sort_order, (d.origin("/sortOrder"), &s.name));
+        }
+        let stem = d.path.file_stem().and_then(|x| x.to_str()).unwrap_or("");
+        if stem != s.name {
+            diags.push(d.diag(
+                "/name",
+                format!(
+                    "the tool `{}` must be in a file named `{}.yaml`",
+                    s.name, s.name
+                ),
+            ));
+        }
+        if s.http.is_none() && !s.triggers_hangup && !s.triggers_transfer {
+            diags.push(d.diag(
+                "/http",
+                "a tool without http must set triggersHangup or triggersTransfer (it would do nothing)",
+            ));
+        }
+        if let Some(c) = &s.condition {
+            if c.operator.needs_value() && c.value.is_none() {
+                diags.push(d.diag(
+                    "/condition/operator",
+                    "operator eq/neq needs a `value` to compare with",
+                ));
+            }
+            let missing = missing_config(rendered, &c.config_key);
+            if !missing.is_empty() {
+                diags.push(d.diag(
+                    "/condition/configKey",
+                    format!(
+                        "config key `{}` is not in the rendered config of restaurant {}",
+                        c.config_key,
+                        list(&missing)
+                    ),
+                ));
+            }
+        }
+        for (i, r) in s.parameters.required.iter().enumerate() {
+            if !s.parameters.properties.contains_key(r) {
+                diags.push(d.diag(
+                    &format!("/parameters/required/{i}"),
+                    format!("required parameter `{r}` is not among the properties"),
+                ));
+            }
+        }
+
+        let mut sites = Vec::new();
+        strings(&d.value, String::new(), &mut sites);
+        for (pointer, text) in sites {
+            let expression_site = pointer == "/http/url"
+                || pointer.starts_with("/http/bodyTemplate/")
+                || pointer.starts_with("/contextUpdates/")
+                || pointer == "/extraCostResponseField";
+            if !expression_site {
+                continue;
+            }
+            let refs = match expr::parse(text) {
+                Ok(Some(refs)) => refs,
+                Ok(None) => continue,
+                Err(e) => {
+                    diags.push(d.diag(&pointer, format!("expression `{text}`: {e}")));
+                    continue;
+                }
+            };
+            let allowed = allowed_roots(&pointer);
+            for r in refs {
+                if !allowed.contains(&r.root) {
+                    diags.push(d.diag(
+                        &pointer,
+                        format!(
+                            "`{}` cannot be used here (at character {}); allowed: {}",
+                            r.root,
+                            r.offset + 1,
+                            roots_list(allowed)
+                        ),
+                    ));
+                    continue;
+                }
+                let first = r.segments.first().map(String::as_str);
+                match (r.root, first) {
+                    (Root::Ai, None) => diags.push(d.diag(&pointer, "`$ai` needs a parameter name: `$ai.<parameter>`")),
+                    (Root::Ai, Some(p)) if !s.parameters.properties.contains_key(p) => {
+                        diags.push(d.diag(
+                            &pointer,
+                            format!("`$ai.{p}`: `{p}` is not a parameter of tool `{}`", s.name),
+                        ))
+                    }
+                    (Root::Ctx, None) => diags.push(d.diag(&pointer, "`ctx` needs a key: `ctx.<key>`")),
+                    (Root::Ctx, Some(k)) if !producers.contains(k) => diags.push(d.diag(
+                        &pointer,
+                        format!("`ctx.{k}`: no tool's contextUpdates, initialContext key or server key sets `{k}`"),
+                    )),
+                    (Root::Config, Some(k)) => {
+                        let missing = missing_config(rendered, k);
+                        if !missing.is_empty() {
+                            diags.push(d.diag(
+                                &pointer,
+                                format!(
+                                    "`config.{k}`: not in the rendered config of restaurant {}",
+                                    list(&missing)
+                                ),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        if let Some(http) = &s.http {
+            for base in &bases {
+                match expr::substitute_base_url(&http.url, base) {
+                    Ok(url) if !is_absolute_http(&url) => diags.push(d.diag(
+                        "/http/url",
+                        format!("`{url}` is not an absolute http(s) URL once BASE_URL is `{base}`"),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// `http://host…` or `https://host…` with a non-empty host.
+pub fn is_absolute_http(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty() && !host.contains(char::is_whitespace)
+}
+
+fn check_agent(renderer: &Renderer, one: &RenderedOne, diags: &mut Diagnostics) {
+    let Some(agent) = one.value.get("agent") else {
+        return;
+    };
+    let mut sites = Vec::new();
+    strings(agent, "/agent".to_string(), &mut sites);
+    for (pointer, text) in sites {
+        let refs = match expr::parse(text) {
+            Ok(Some(refs)) => refs,
+            Ok(None) => continue,
+            Err(e) => {
+                diags.push(rendered_diag(
+                    renderer,
+                    &one.restaurant,
+                    &pointer,
+                    format!("expression `{text}`: {e}"),
+                ));
+                continue;
+            }
+        };
+        let allowed = allowed_roots(&pointer);
+        for r in refs {
+            if !allowed.contains(&r.root) {
+                diags.push(rendered_diag(
+                    renderer,
+                    &one.restaurant,
+                    &pointer,
+                    format!(
+                        "`{}` cannot be used here (at character {}); allowed: {}",
+                        r.root,
+                        r.offset + 1,
+                        roots_list(allowed)
+                    ),
+                ));
+            } else if let (Root::Config, Some(k)) = (r.root, r.segments.first()) {
+                if !one.config_keys.contains(k) {
+                    diags.push(rendered_diag(
+                        renderer,
+                        &one.restaurant,
+                        &pointer,
+                        format!("`config.{k}`: not in this agent's config"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The folder of restaurants a project reads, when it reads files.
+pub fn restaurants_dir(root: &Path, project: &Project) -> Option<PathBuf> {
+    match &project.inventory {
+        InventoryConfig::Files { path } => Some(root.join(path)),
+        InventoryConfig::Database { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_template_errors_fold() {
+        let d = |id: &str| {
+            Diagnostic::new(
+                Origin::file("t.j2", 3, 1),
+                "",
+                format!("undefined (rendering restaurant {id} from r/{id}.yaml:1:1)"),
+            )
+        };
+        let folded = fold_repeats(Diagnostics(vec![d("a"), d("b"), d("c")]));
+        assert_eq!(folded.len(), 1);
+        assert!(
+            folded.0[0].message.ends_with("(and 2 more restaurants)"),
+            "{folded}"
+        );
+    }
+
+    #[test]
+    fn absolute_urls() {
+        assert!(is_absolute_http("http://localhost:3000/api"));
+        assert!(is_absolute_http("https://a.b?x={{config.y}}"));
+        assert!(!is_absolute_http("/api/x"));
+        assert!(!is_absolute_http("http:///x"));
+        assert!(!is_absolute_http("ftp://a"));
+    }
+
+    #[test]
+    fn template_lines_follow_the_pointer() {
+        let src = "a:\n  name: x\nagent:\n  name: y\n  config:\n    k: 1\n";
+        assert_eq!(template_position(src, "/agent/name"), (4, 3));
+        assert_eq!(template_position(src, "/agent/config/k"), (6, 5));
+        assert_eq!(template_position(src, "/agent/zzz"), (3, 1));
+    }
+
+    #[test]
+    fn roots_per_site() {
+        assert!(allowed_roots("/http/url").contains(&Root::BaseUrl));
+        assert!(!allowed_roots("/http/bodyTemplate/x").contains(&Root::Res));
+        assert!(allowed_roots("/contextUpdates/x").contains(&Root::Res));
+        assert!(!allowed_roots("/agent/name").contains(&Root::Data));
+    }
+
+    #[test]
+    fn bundled_project_is_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = root.as_path();
+        let env = RenderEnv {
+            app_url: "http://localhost:3000".into(),
+        };
+        let r = check(root, &env).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(r.tools, 12);
+        let d = &r.validated.desired;
+        assert!(d.restaurants.len() >= 3);
+        for one in &d.restaurants {
+            let orders: Vec<i64> = one.tools.iter().map(|t| t.sort_order).collect();
+            assert_eq!(orders, (1..=12).collect::<Vec<_>>());
+        }
+    }
+}

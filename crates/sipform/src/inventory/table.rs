@@ -1,0 +1,625 @@
+//! Reading restaurants from the platform's `restaurants` table.
+//!
+//! Which rows: every restaurant that needs an agent (`sip_enabled` or `chat_enabled`), and every
+//! other one that already has an agent or a final customer (`agent_id` / `final_customer_id`
+//! set, or known to state): those are planned inactive, never forgotten, so a restaurant turned
+//! off is not mistaken for one deleted.
+//!
+//! NULLs: a NULL column is an absent key, exactly as in a `restaurants/*.yaml` file, so the
+//! template picks the default. For the booleans that means `false`, except `sip_enabled` and
+//! `is_active`, whose absent value is `true` (the [`Restaurant`] type's default).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use indexmap::IndexMap;
+use sqlx::Row;
+
+use crate::db::{quote_ident, with_pool, Db, DbError, Engine, Purpose, TableName};
+use crate::front::diagnostics::{Origin, Sourced};
+use crate::model::ids::RestaurantId;
+use crate::model::spec::{ChatMode, InventoryConfig, Restaurant};
+use crate::state::State;
+
+/// Every platform column sipform reads or writes; `inventory.columns` may rename any of them.
+pub const PLATFORM_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "phone",
+    "contact_email",
+    "ai_voice",
+    "timezone",
+    "delivery_enabled",
+    "reservation_enabled",
+    "order_status_enabled",
+    "transfer_enabled",
+    "transfer_automatic",
+    "chat_enabled",
+    "chat_open_on_load",
+    "sip_enabled",
+    "is_active",
+    "transfer_phone_number",
+    "chat_mode",
+    "chat_title",
+    "max_call_duration_sec",
+    "agent_id",
+    "final_customer_id",
+    "agent_api_token",
+    "agent_public_token",
+];
+
+/// The two token columns, needed only when `write_back_tokens` is on.
+pub const TOKEN_COLUMNS: &[&str] = &["agent_api_token", "agent_public_token"];
+
+/// Platform column name → the table's actual column name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMap(IndexMap<&'static str, String>);
+
+impl ColumnMap {
+    /// The platform's names, with `overrides` (platform name → actual name) applied. A key that
+    /// is not a platform column is refused: a typo must not silently keep the default.
+    pub fn new(overrides: &IndexMap<String, String>) -> Result<ColumnMap, DbError> {
+        for key in overrides.keys() {
+            if !PLATFORM_COLUMNS.contains(&key.as_str()) {
+                return Err(DbError::UnknownColumnKey {
+                    key: key.clone(),
+                    expected: PLATFORM_COLUMNS.join(", "),
+                });
+            }
+        }
+        Ok(ColumnMap(
+            PLATFORM_COLUMNS
+                .iter()
+                .map(|c| {
+                    (
+                        *c,
+                        overrides.get(*c).cloned().unwrap_or_else(|| c.to_string()),
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// The actual name of platform column `platform` (which must be one of
+    /// [`PLATFORM_COLUMNS`]; an unknown name is returned unchanged).
+    pub fn get<'a>(&'a self, platform: &'a str) -> &'a str {
+        self.0.get(platform).map(String::as_str).unwrap_or(platform)
+    }
+
+    /// The actual name, quoted for SQL.
+    pub fn q(&self, platform: &str) -> String {
+        quote_ident(self.get(platform))
+    }
+}
+
+/// How a bound restaurant id is compared with the table's `id` column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IdMatch {
+    /// `id = $n`: a text column, or SQLite (which converts by the column's affinity).
+    Direct,
+    /// `id = CAST($n AS uuid)`; an id that is not a UUID matches no row.
+    Uuid,
+    /// `id = CAST($n AS bigint)`; an id that is not an integer matches no row.
+    Integer,
+    /// `CAST(id AS TEXT) = $n`: any other type (slow but exact).
+    AsText,
+}
+
+impl IdMatch {
+    fn for_pg_type(ty: &str) -> IdMatch {
+        let ty = ty.to_ascii_lowercase();
+        if ty == "text" || ty.starts_with("character") || ty == "name" {
+            IdMatch::Direct
+        } else if ty == "uuid" {
+            IdMatch::Uuid
+        } else if matches!(ty.as_str(), "smallint" | "integer" | "bigint") {
+            IdMatch::Integer
+        } else {
+            IdMatch::AsText
+        }
+    }
+
+    /// Whether `id` can be equal to any value of the column at all.
+    pub(crate) fn can_match(&self, id: &str) -> bool {
+        match self {
+            IdMatch::Uuid => uuid::Uuid::parse_str(id).is_ok(),
+            IdMatch::Integer => id.trim().parse::<i64>().is_ok(),
+            IdMatch::Direct | IdMatch::AsText => true,
+        }
+    }
+
+    /// The SQL condition comparing quoted column `col` with placeholder `ph`.
+    pub(crate) fn condition(&self, col: &str, ph: &str) -> String {
+        match self {
+            IdMatch::Direct => format!("{col} = {ph}"),
+            IdMatch::Uuid => format!("{col} = CAST({ph} AS uuid)"),
+            IdMatch::Integer => format!("{col} = CAST({ph} AS bigint)"),
+            IdMatch::AsText => format!("CAST({col} AS TEXT) = {ph}"),
+        }
+    }
+}
+
+/// The platform's restaurants table, checked to have every column sipform uses.
+#[derive(Clone)]
+pub struct PlatformTable {
+    pub(crate) db: Db,
+    pub(crate) table: TableName,
+    pub(crate) columns: ColumnMap,
+    pub(crate) write_back_tokens: bool,
+    pub(crate) id_match: IdMatch,
+}
+
+impl PlatformTable {
+    /// Connects to `url` (a relative SQLite path is relative to `project_root`) and checks that
+    /// `table` exists with every column sipform reads and writes back (the token columns only
+    /// when `write_back_tokens`). A missing table or column is an error naming it.
+    pub async fn open(
+        url: &str,
+        project_root: &Path,
+        table: &str,
+        columns: &IndexMap<String, String>,
+        write_back_tokens: bool,
+    ) -> Result<PlatformTable, DbError> {
+        let columns = ColumnMap::new(columns)?;
+        let db = Db::open_lazy(url, project_root, Purpose::Inventory)?;
+        if let Some(path) = db.sqlite_path() {
+            if !path.exists() {
+                return Err(DbError::Connect {
+                    place: db.describe(),
+                    message: "no such database file".into(),
+                });
+            }
+        }
+        db.check_reachable().await?;
+        let mut t = PlatformTable {
+            db,
+            table: TableName::parse(table),
+            columns,
+            write_back_tokens,
+            id_match: IdMatch::Direct,
+        };
+        t.verify().await?;
+        Ok(t)
+    }
+
+    /// [`PlatformTable::open`] from `inventory: {source: database, …}` (`DATABASE_URL` when the
+    /// url is absent). `None` for a files inventory.
+    pub async fn from_config(
+        config: &InventoryConfig,
+        project_root: &Path,
+    ) -> Result<Option<PlatformTable>, DbError> {
+        match config {
+            InventoryConfig::Files { .. } => Ok(None),
+            InventoryConfig::Database {
+                url,
+                table,
+                columns,
+                write_back_tokens,
+            } => {
+                let url = crate::db::url_or_env(url.as_deref(), "inventory.url")?;
+                PlatformTable::open(&url, project_root, table, columns, *write_back_tokens)
+                    .await
+                    .map(Some)
+            }
+        }
+    }
+
+    /// `table restaurants in postgres postgres://…` (password redacted).
+    pub fn describe(&self) -> String {
+        format!("table {} in {}", self.table, self.db.describe())
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn write_back_tokens(&self) -> bool {
+        self.write_back_tokens
+    }
+
+    /// The table's columns (name, type) from the catalog; empty when the table does not exist.
+    async fn catalog(&self) -> Result<Vec<(String, String)>, DbError> {
+        let db = &self.db;
+        match db.pool() {
+            crate::db::Pool::Sqlite(p) => {
+                let schema = self.table.schema.clone().unwrap_or_else(|| "main".into());
+                sqlx::query("SELECT name, type FROM pragma_table_info(?1, ?2)")
+                    .bind(&self.table.name)
+                    .bind(schema)
+                    .fetch_all(p)
+                    .await
+                    .map_err(|e| db.err("reading the table's columns", e))?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(|e| db.err("reading the table's columns", e))
+            }
+            crate::db::Pool::Postgres(p) => sqlx::query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+                 FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+            )
+            .bind(self.table.quoted())
+            .fetch_all(p)
+            .await
+            .map_err(|e| db.err("reading the table's columns", e))?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| db.err("reading the table's columns", e)),
+        }
+    }
+
+    async fn verify(&mut self) -> Result<(), DbError> {
+        let found = self.catalog().await?;
+        if found.is_empty() {
+            return Err(DbError::MissingTable {
+                place: self.db.describe(),
+                table: self.table.to_string(),
+            });
+        }
+        let sqlite = self.db.engine() == Engine::Sqlite;
+        let lookup = |name: &str| {
+            found.iter().find(|(n, _)| {
+                if sqlite {
+                    n.eq_ignore_ascii_case(name)
+                } else {
+                    n == name
+                }
+            })
+        };
+        for platform in PLATFORM_COLUMNS {
+            if !self.write_back_tokens && TOKEN_COLUMNS.contains(platform) {
+                continue;
+            }
+            let actual = self.columns.get(platform);
+            if lookup(actual).is_none() {
+                let hint = if actual != *platform {
+                    format!(" (the platform's column {platform}, renamed by inventory.columns)")
+                } else if TOKEN_COLUMNS.contains(platform) {
+                    " (needed to write tokens back; or set inventory.write_back_tokens: false)"
+                        .to_string()
+                } else {
+                    String::new()
+                };
+                return Err(DbError::MissingColumn {
+                    place: self.db.describe(),
+                    table: self.table.to_string(),
+                    column: actual.to_string(),
+                    hint,
+                });
+            }
+        }
+        self.id_match = match (self.db.engine(), lookup(self.columns.get("id"))) {
+            (Engine::Postgres, Some((_, ty))) => IdMatch::for_pg_type(ty),
+            _ => IdMatch::Direct,
+        };
+        Ok(())
+    }
+
+    /// The restaurants that need an agent, and those that do not but already have one.
+    pub async fn read_restaurants(&self) -> Result<Vec<Sourced<Restaurant>>, DbError> {
+        self.read(None).await
+    }
+
+    /// As [`PlatformTable::read_restaurants`], also keeping every row whose restaurant `state`
+    /// knows (its `agent_id` may have been lost by a crash before the write-back).
+    pub async fn read(&self, state: Option<&State>) -> Result<Vec<Sourced<Restaurant>>, DbError> {
+        let known: BTreeSet<&str> = state
+            .map(|s| s.restaurants.keys().map(|r| r.as_str()).collect())
+            .unwrap_or_default();
+        let sql = self.select_sql();
+        let raws: Vec<RawRow> = with_pool!(self.db, p => {
+            let rows = sqlx::query(&sql)
+                .fetch_all(p)
+                .await
+                .map_err(|e| self.db.err(&format!("reading table {}", self.table), e))?;
+            let mut raws = Vec::with_capacity(rows.len());
+            for row in &rows {
+                raws.push(RawRow::read(row).map_err(|(i, message)| self.bad_value(row_key(row), i, message))?);
+            }
+            raws
+        });
+        let mut out = Vec::new();
+        for raw in raws {
+            let Some(id) = raw.text[COL_ID].clone() else {
+                return Err(self.bad_value("NULL".into(), COL_ID, "the id is NULL".into()));
+            };
+            let sip = raw.bools[B_SIP].unwrap_or(true);
+            let chat = raw.bools[B_CHAT].unwrap_or(false);
+            let has_objects = raw.text[COL_AGENT_ID].is_some()
+                || raw.text[COL_FINAL_CUSTOMER_ID].is_some()
+                || known.contains(id.as_str());
+            if !(sip || chat || has_objects) {
+                continue;
+            }
+            let restaurant = self.to_restaurant(&id, raw)?;
+            out.push(Sourced {
+                value: restaurant,
+                origin: Origin::Row {
+                    table: self.table.to_string(),
+                    key: id,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    fn bad_value(&self, key: String, text_index: usize, message: String) -> DbError {
+        DbError::BadValue {
+            place: self.db.describe(),
+            table: self.table.to_string(),
+            key,
+            column: self.columns.get(SELECTED[text_index].0).to_string(),
+            message,
+        }
+    }
+
+    fn select_sql(&self) -> String {
+        let int_type = match self.db.engine() {
+            Engine::Sqlite => "INTEGER",
+            Engine::Postgres => "BIGINT",
+        };
+        let cols: Vec<String> = SELECTED
+            .iter()
+            .map(|(name, kind)| {
+                let c = self.columns.q(name);
+                match kind {
+                    Kind::Text => format!("CAST({c} AS TEXT)"),
+                    Kind::Bool => c,
+                    Kind::Int => format!("CAST({c} AS {int_type})"),
+                }
+            })
+            .collect();
+        format!(
+            "SELECT {} FROM {} ORDER BY 1",
+            cols.join(", "),
+            self.table.quoted()
+        )
+    }
+
+    fn to_restaurant(&self, id: &str, raw: RawRow) -> Result<Restaurant, DbError> {
+        let t = |i: usize| raw.text[i].clone();
+        let b = |i: usize| raw.bools[i].unwrap_or(false);
+        let index_of = |name: &str| SELECTED.iter().position(|(n, _)| *n == name).unwrap_or(0);
+        let name = t(index_of("name")).ok_or_else(|| {
+            self.bad_value(
+                id.into(),
+                index_of("name"),
+                "NULL, but a restaurant needs a name".into(),
+            )
+        })?;
+        let chat_mode = match t(index_of("chat_mode")) {
+            None => None,
+            Some(s) => Some(
+                serde_json::from_value::<ChatMode>(serde_json::Value::String(s.clone())).map_err(
+                    |_| {
+                        self.bad_value(
+                            id.into(),
+                            index_of("chat_mode"),
+                            format!("{s:?} is not one of text, stt_tts, realtime"),
+                        )
+                    },
+                )?,
+            ),
+        };
+        let max_call_duration_sec = match raw.int {
+            None => None,
+            Some(v) => Some(u32::try_from(v).map_err(|_| {
+                self.bad_value(
+                    id.into(),
+                    index_of("max_call_duration_sec"),
+                    format!("{v} is not a number of seconds"),
+                )
+            })?),
+        };
+        Ok(Restaurant {
+            id: RestaurantId::new(id),
+            name,
+            phone: t(index_of("phone")),
+            contact_email: t(index_of("contact_email")),
+            ai_voice: t(index_of("ai_voice")),
+            timezone: t(index_of("timezone")),
+            delivery_enabled: b(B_DELIVERY),
+            reservation_enabled: b(B_RESERVATION),
+            order_status_enabled: b(B_ORDER_STATUS),
+            transfer_enabled: b(B_TRANSFER),
+            transfer_automatic: b(B_TRANSFER_AUTO),
+            transfer_phone_number: t(index_of("transfer_phone_number")),
+            chat_enabled: b(B_CHAT),
+            chat_mode,
+            chat_title: t(index_of("chat_title")),
+            chat_open_on_load: b(B_CHAT_OPEN),
+            sip_enabled: raw.bools[B_SIP].unwrap_or(true),
+            is_active: raw.bools[B_ACTIVE].unwrap_or(true),
+            max_call_duration_sec,
+        })
+    }
+}
+
+/// Reads the restaurants of `table` at `url` (see [`PlatformTable::read_restaurants`]).
+pub async fn read_restaurants(
+    url: &str,
+    table: &str,
+    columns: &IndexMap<String, String>,
+) -> Result<Vec<Sourced<Restaurant>>, DbError> {
+    let base = std::env::current_dir().unwrap_or_default();
+    let t = PlatformTable::open(url, &base, table, columns, false).await?;
+    let out = t.read_restaurants().await;
+    t.db.close().await;
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Bool,
+    Int,
+}
+
+/// The selected columns, in order. Text columns first, then booleans, then the one integer.
+const SELECTED: &[(&str, Kind)] = &[
+    ("id", Kind::Text),
+    ("name", Kind::Text),
+    ("phone", Kind::Text),
+    ("contact_email", Kind::Text),
+    ("ai_voice", Kind::Text),
+    ("timezone", Kind::Text),
+    ("transfer_phone_number", Kind::Text),
+    ("chat_mode", Kind::Text),
+    ("chat_title", Kind::Text),
+    ("agent_id", Kind::Text),
+    ("final_customer_id", Kind::Text),
+    ("delivery_enabled", Kind::Bool),
+    ("reservation_enabled", Kind::Bool),
+    ("order_status_enabled", Kind::Bool),
+    ("transfer_enabled", Kind::Bool),
+    ("transfer_automatic", Kind::Bool),
+    ("chat_enabled", Kind::Bool),
+    ("chat_open_on_load", Kind::Bool),
+    ("sip_enabled", Kind::Bool),
+    ("is_active", Kind::Bool),
+    ("max_call_duration_sec", Kind::Int),
+];
+const N_TEXT: usize = 11;
+const N_BOOL: usize = 9;
+const COL_ID: usize = 0;
+const COL_AGENT_ID: usize = 9;
+const COL_FINAL_CUSTOMER_ID: usize = 10;
+const B_DELIVERY: usize = 0;
+const B_RESERVATION: usize = 1;
+const B_ORDER_STATUS: usize = 2;
+const B_TRANSFER: usize = 3;
+const B_TRANSFER_AUTO: usize = 4;
+const B_CHAT: usize = 5;
+const B_CHAT_OPEN: usize = 6;
+const B_SIP: usize = 7;
+const B_ACTIVE: usize = 8;
+
+/// One row, decoded by type but not yet interpreted.
+struct RawRow {
+    text: Vec<Option<String>>,
+    bools: Vec<Option<bool>>,
+    int: Option<i64>,
+}
+
+/// The row's id for an error message, however it decodes.
+fn row_key<R: Cells>(row: &R) -> String {
+    row.text(COL_ID)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "?".into())
+}
+
+impl RawRow {
+    /// Decodes one row; on failure, the index of the column and why.
+    fn read<R: Cells>(row: &R) -> Result<RawRow, (usize, String)> {
+        let mut text = Vec::with_capacity(N_TEXT);
+        for i in 0..N_TEXT {
+            text.push(row.text(i).map_err(|m| (i, m))?);
+        }
+        let mut bools = Vec::with_capacity(N_BOOL);
+        for j in 0..N_BOOL {
+            let i = N_TEXT + j;
+            bools.push(row.boolean(i).map_err(|m| (i, m))?);
+        }
+        let i = N_TEXT + N_BOOL;
+        let int = row.int(i).map_err(|m| (i, m))?;
+        Ok(RawRow { text, bools, int })
+    }
+}
+
+/// Typed cell access, per engine (SQLite stores booleans as integers, or as text).
+pub(crate) trait Cells {
+    fn text(&self, i: usize) -> Result<Option<String>, String>;
+    fn boolean(&self, i: usize) -> Result<Option<bool>, String>;
+    fn int(&self, i: usize) -> Result<Option<i64>, String>;
+}
+
+impl Cells for sqlx::postgres::PgRow {
+    fn text(&self, i: usize) -> Result<Option<String>, String> {
+        self.try_get(i).map_err(|e| e.to_string())
+    }
+    fn boolean(&self, i: usize) -> Result<Option<bool>, String> {
+        self.try_get(i)
+            .map_err(|_| "expected a boolean column".to_string())
+    }
+    fn int(&self, i: usize) -> Result<Option<i64>, String> {
+        self.try_get(i)
+            .map_err(|_| "expected an integer".to_string())
+    }
+}
+
+impl Cells for sqlx::sqlite::SqliteRow {
+    fn text(&self, i: usize) -> Result<Option<String>, String> {
+        self.try_get(i).map_err(|e| e.to_string())
+    }
+    fn boolean(&self, i: usize) -> Result<Option<bool>, String> {
+        if let Ok(v) = self.try_get::<Option<i64>, _>(i) {
+            return Ok(v.map(|n| n != 0));
+        }
+        match self.try_get::<Option<String>, _>(i) {
+            Ok(None) => Ok(None),
+            Ok(Some(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "1" | "t" | "true" | "yes" => Ok(Some(true)),
+                "0" | "f" | "false" | "no" | "" => Ok(Some(false)),
+                _ => Err(format!("{s:?} is not a boolean")),
+            },
+            Err(_) => Err("expected a boolean (0/1)".to_string()),
+        }
+    }
+    fn int(&self, i: usize) -> Result<Option<i64>, String> {
+        self.try_get(i)
+            .map_err(|_| "expected an integer".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selected_layout_matches_the_indices() {
+        assert_eq!(SELECTED.len(), N_TEXT + N_BOOL + 1);
+        assert_eq!(SELECTED[COL_AGENT_ID].0, "agent_id");
+        assert_eq!(SELECTED[COL_FINAL_CUSTOMER_ID].0, "final_customer_id");
+        assert_eq!(SELECTED[N_TEXT + B_SIP].0, "sip_enabled");
+        assert_eq!(SELECTED[N_TEXT + B_ACTIVE].0, "is_active");
+        assert_eq!(SELECTED[N_TEXT + B_CHAT].0, "chat_enabled");
+        assert_eq!(SELECTED[N_TEXT + B_CHAT_OPEN].0, "chat_open_on_load");
+        assert_eq!(SELECTED[N_TEXT + B_DELIVERY].0, "delivery_enabled");
+        assert_eq!(SELECTED[N_TEXT + B_TRANSFER_AUTO].0, "transfer_automatic");
+        for (name, _) in SELECTED {
+            assert!(PLATFORM_COLUMNS.contains(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_column_key_is_refused() {
+        let mut o = IndexMap::new();
+        o.insert("sip_enabeld".to_string(), "x".to_string());
+        let e = ColumnMap::new(&o).unwrap_err();
+        assert!(e.to_string().contains("sip_enabeld"), "{e}");
+        let mut o = IndexMap::new();
+        o.insert("agent_id".to_string(), "voice_agent_id".to_string());
+        let m = ColumnMap::new(&o).unwrap();
+        assert_eq!(m.get("agent_id"), "voice_agent_id");
+        assert_eq!(m.q("name"), "\"name\"");
+    }
+
+    #[test]
+    fn id_matching_by_type() {
+        assert_eq!(IdMatch::for_pg_type("uuid"), IdMatch::Uuid);
+        assert_eq!(
+            IdMatch::for_pg_type("character varying(36)"),
+            IdMatch::Direct
+        );
+        assert!(!IdMatch::Uuid.can_match("r1"));
+        assert!(IdMatch::Integer.can_match("42"));
+        assert_eq!(
+            IdMatch::Uuid.condition("\"id\"", "$1"),
+            "\"id\" = CAST($1 AS uuid)"
+        );
+    }
+}

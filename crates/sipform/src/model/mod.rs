@@ -1,0 +1,6 @@
+//! The typed model every stage shares: the specs read from files, the remote ids, and secrets
+//! that cannot be printed.
+
+pub mod ids;
+pub mod secret;
+pub mod spec;

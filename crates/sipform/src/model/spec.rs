@@ -1,0 +1,584 @@
+//! The typed model: what a file may say, and what sipform sends.
+//!
+//! Tool and agent specs use the server's own field names (camelCase), so a spec serializes
+//! straight into the request body and a reader of `tools/*.yaml` sees the contract's words.
+//! Restaurants use the platform's column names (snake_case); `sipform.yaml` uses snake_case
+//! like every other project file a human writes. Every struct denies unknown keys: a typo must
+//! fail validation, not vanish.
+
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::ids::RestaurantId;
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+// ---------------------------------------------------------------------------------------------
+// ToolConfig
+// ---------------------------------------------------------------------------------------------
+
+/// One ToolConfig, as in `tools/<name>.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    title = "sipform tool",
+    description = "One sip-agent-server ToolConfig."
+)]
+pub struct ToolSpec {
+    /// The function name the model calls; unique per agent.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]{0,63}$"))]
+    pub name: String,
+    /// Instructions to the phone agent: what the tool does, when to call it, when not to.
+    #[schemars(length(min = 1))]
+    pub description: String,
+    /// JSON Schema of the arguments the model passes (`$ai.*`).
+    pub parameters: Parameters,
+    /// The HTTP call the server makes; absent or null for a built-in tool.
+    #[serde(default)]
+    pub http: Option<HttpSpec>,
+    /// Context keys set from the response (`$res`), readable by later tools as `ctx.*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_updates: Option<IndexMap<String, String>>,
+    /// The tool is offered on a call only when the agent's config passes this test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    /// Expression over `$res` giving the extra cost of the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_cost_response_field: Option<String>,
+    #[serde(default)]
+    pub triggers_hangup: bool,
+    #[serde(default)]
+    pub triggers_transfer: bool,
+    #[serde(default)]
+    pub mutes_client_audio: bool,
+    #[serde(default)]
+    pub skip_response_create: bool,
+    #[serde(default = "default_true")]
+    pub is_enabled: bool,
+    /// Position in the agent's tool list; unique per agent.
+    #[schemars(range(min = 0))]
+    pub sort_order: i64,
+}
+
+/// The JSON Schema object describing a tool's arguments. Only `type: object` is allowed at the
+/// top, as the model's function-calling API requires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Parameters {
+    #[serde(rename = "type")]
+    pub kind: ObjectType,
+    #[serde(default)]
+    pub properties: IndexMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_properties: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectType {
+    Object,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSpec {
+    pub method: HttpMethod,
+    /// An expression (`={{BASE_URL}}/api/…`) or an absolute URL.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// Request body: each value an expression or a literal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_template: Option<IndexMap<String, Value>>,
+    /// Fixed answer given to the model instead of the response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_mapping: Option<IndexMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Condition {
+    /// A key of the agent's `config`.
+    #[schemars(length(min = 1))]
+    pub config_key: String,
+    pub operator: ConditionOperator,
+    /// Compared with `config[configKey]` by `eq` / `neq`; ignored by `truthy` / `falsy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConditionOperator {
+    Eq,
+    Neq,
+    Truthy,
+    Falsy,
+}
+
+impl ConditionOperator {
+    /// `eq` and `neq` compare with a value; the others look at the key alone.
+    pub fn needs_value(self) -> bool {
+        matches!(self, ConditionOperator::Eq | ConditionOperator::Neq)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent and final customer (rendered from templates/agent.yaml.j2)
+// ---------------------------------------------------------------------------------------------
+
+/// What the template renders for one restaurant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    title = "sipform rendered agent",
+    description = "One restaurant's FinalCustomer and Agent, as rendered by templates/agent.yaml.j2."
+)]
+pub struct RenderedAgent {
+    pub final_customer: FinalCustomerSpec,
+    pub agent: AgentSpec,
+}
+
+/// A FinalCustomer: the billing entity, one per restaurant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FinalCustomerSpec {
+    #[schemars(length(min = 1, max = 255))]
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// ISO 4217 code.
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    pub currency: String,
+    #[schemars(range(min = 0.0, max = 1000.0))]
+    pub cost_margin_pct: f64,
+    pub is_active: bool,
+}
+
+/// An Agent's managed fields: every field the contract lets a client set, except the two ids
+/// (`accountId`, `finalCustomerId`) that apply fills in from its dependencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSpec {
+    #[schemars(length(min = 1, max = 255))]
+    pub name: String,
+    /// Usually `={{data.systemPrompt}}`: the prompt comes from externalSessionUrl.
+    pub base_prompt: String,
+    pub ai_model: String,
+    #[schemars(length(min = 1, max = 50))]
+    pub ai_voice: String,
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub vad_threshold: f64,
+    #[schemars(range(min = 0))]
+    pub vad_silence_ms: u32,
+    #[schemars(range(min = 0))]
+    pub vad_prefix_padding_ms: u32,
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: f64,
+    pub transport_type: TransportType,
+    /// IANA time zone name.
+    #[schemars(regex(pattern = r"^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+\-]+)+)$"))]
+    pub timezone: String,
+    /// The platform's base URL: what `{{BASE_URL}}` means in tools.
+    #[schemars(regex(pattern = r"^https?://[^\s/]+"))]
+    pub api_base_url: String,
+    #[schemars(range(min = 1, max = 86400))]
+    pub max_call_duration_sec: u32,
+    pub on_call_end_webhook: String,
+    pub external_session_url: String,
+    pub chat_enabled: bool,
+    pub chat_mode: ChatMode,
+    #[serde(default)]
+    pub chat_title: Option<String>,
+    pub chat_open_on_load: bool,
+    pub config: AgentConfig,
+    pub is_active: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportType {
+    SipBridge,
+    Twilio,
+    Webrtc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatMode {
+    Text,
+    SttTts,
+    Realtime,
+}
+
+/// The agent's `config`: the keys tools' conditions and `config.*` expressions read. Open by
+/// design (a template may add keys); the five the platform uses are required.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentConfig {
+    pub restaurant_id: RestaurantId,
+    pub delivery_enabled: bool,
+    pub reservation_enabled: bool,
+    pub order_status_enabled: bool,
+    pub transfer_enabled: bool,
+    #[serde(flatten)]
+    pub extra: IndexMap<String, Value>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restaurant (the inventory)
+// ---------------------------------------------------------------------------------------------
+
+/// One row of the platform's `restaurants` table, or one `restaurants/*.yaml` file. Column
+/// names are the platform's; a NULL column is an absent key, and the template picks the default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "sipform restaurant",
+    description = "One restaurant of the inventory."
+)]
+pub struct Restaurant {
+    /// The platform's uuid; at most 36 characters (its columns are `varchar(36)`).
+    #[schemars(with = "String", length(min = 1, max = 36))]
+    pub id: RestaurantId,
+    #[schemars(length(min = 1, max = 255))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub contact_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 50))]
+    pub ai_voice: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 50))]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub delivery_enabled: bool,
+    #[serde(default)]
+    pub reservation_enabled: bool,
+    #[serde(default)]
+    pub order_status_enabled: bool,
+    #[serde(default)]
+    pub transfer_enabled: bool,
+    #[serde(default)]
+    pub transfer_automatic: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    pub transfer_phone_number: Option<String>,
+    #[serde(default)]
+    pub chat_enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_mode: Option<ChatMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub chat_title: Option<String>,
+    #[serde(default)]
+    pub chat_open_on_load: bool,
+    #[serde(default = "default_true")]
+    pub sip_enabled: bool,
+    #[serde(default = "default_true")]
+    pub is_active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub max_call_duration_sec: Option<u32>,
+}
+
+impl Restaurant {
+    /// The platform provisions an agent for a restaurant with SIP or chat enabled.
+    pub fn needs_agent(&self) -> bool {
+        self.sip_enabled || self.chat_enabled
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Project (sipform.yaml)
+// ---------------------------------------------------------------------------------------------
+
+/// `sipform.yaml`: where the server is, which account, where state and restaurants live.
+/// Environment variables and flags override it (see `settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "sipform project",
+    description = "sipform.yaml: project settings."
+)]
+pub struct Project {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub account: AccountSpec,
+    #[serde(default)]
+    pub app: AppConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub inventory: InventoryConfig,
+    /// Folder of tool files, relative to the project.
+    #[serde(default = "default_tools_dir")]
+    pub tools_dir: PathBuf,
+    /// The agent template, relative to the project.
+    #[serde(default = "default_template")]
+    pub template: PathBuf,
+}
+
+fn default_tools_dir() -> PathBuf {
+    PathBuf::from("tools")
+}
+
+fn default_template() -> PathBuf {
+    PathBuf::from("templates/agent.yaml.j2")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Overridden by `SIP_AGENT_SERVER_URL` (or `SIP_AGENT_INTERNAL_URL`).
+    #[serde(default = "default_server_url")]
+    pub url: String,
+    /// Per-request timeout, as the platform uses.
+    #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_sec: u64,
+}
+
+fn default_server_url() -> String {
+    "http://localhost:4000".to_string()
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            url: default_server_url(),
+            timeout_sec: default_timeout(),
+        }
+    }
+}
+
+/// The platform's one Account, found by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    #[schemars(length(min = 1, max = 255))]
+    pub name: String,
+    #[schemars(length(min = 3, max = 255))]
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The platform's base URL; overridden by `NEXT_PUBLIC_APP_URL`.
+    #[serde(default = "default_app_url")]
+    pub url: String,
+}
+
+fn default_app_url() -> String {
+    "http://localhost:3000".to_string()
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            url: default_app_url(),
+        }
+    }
+}
+
+/// Where remote ids are kept between runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StateConfig {
+    /// A JSON file (default `sipform.state.json`), written atomically, mode 0600.
+    File {
+        #[serde(default = "default_state_path")]
+        path: PathBuf,
+        /// Keep agents' apiTokens in state. Off by default: a token is a credential.
+        #[serde(default, skip_serializing_if = "is_false")]
+        store_tokens: bool,
+    },
+    /// A table in a SQLite database (`sqlite://path`).
+    Sqlite {
+        url: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        store_tokens: bool,
+    },
+    /// A table in PostgreSQL (`postgres://…`), guarded by an advisory lock.
+    Postgres {
+        /// Defaults to `DATABASE_URL` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        store_tokens: bool,
+    },
+}
+
+fn default_state_path() -> PathBuf {
+    PathBuf::from("sipform.state.json")
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig::File {
+            path: default_state_path(),
+            store_tokens: false,
+        }
+    }
+}
+
+impl StateConfig {
+    pub fn store_tokens(&self) -> bool {
+        match self {
+            StateConfig::File { store_tokens, .. }
+            | StateConfig::Sqlite { store_tokens, .. }
+            | StateConfig::Postgres { store_tokens, .. } => *store_tokens,
+        }
+    }
+}
+
+/// Where restaurants come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+pub enum InventoryConfig {
+    /// One YAML file per restaurant in a folder.
+    Files {
+        #[serde(default = "default_restaurants_dir")]
+        path: PathBuf,
+    },
+    /// The platform's `restaurants` table (`sqlite://…` or `postgres://…`; `DATABASE_URL` when
+    /// absent). apply writes the ids back to each row.
+    Database {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default = "default_table")]
+        table: String,
+        /// Column name overrides, platform column → actual column.
+        #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+        columns: IndexMap<String, String>,
+        /// Also write `agent_api_token` and `agent_public_token` back.
+        #[serde(default = "default_true")]
+        write_back_tokens: bool,
+    },
+}
+
+fn default_restaurants_dir() -> PathBuf {
+    PathBuf::from("restaurants")
+}
+
+fn default_table() -> String {
+    "restaurants".to_string()
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig::Files {
+            path: default_restaurants_dir(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Desired state: what validate hands to plan
+// ---------------------------------------------------------------------------------------------
+
+/// Everything sipform wants to exist, after load, render and validate. The pure input of diff.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Desired {
+    pub account: AccountSpec,
+    /// In inventory order; ids unique. Every restaurant of the inventory, including those that
+    /// need no agent (see [`DesiredRestaurant::create_if_missing`]).
+    pub restaurants: Vec<DesiredRestaurant>,
+}
+
+/// One restaurant's objects: its final customer, its agent and the agent's tools.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredRestaurant {
+    pub id: RestaurantId,
+    pub final_customer: FinalCustomerSpec,
+    pub agent: AgentSpec,
+    /// Sorted by sortOrder.
+    pub tools: Vec<ToolSpec>,
+    /// False for a restaurant with neither SIP nor chat enabled: its objects are not created,
+    /// but an agent it already has is updated to the rendered spec (which is inactive), never
+    /// deleted.
+    pub create_if_missing: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_defaults_fill_in() {
+        let t: ToolSpec = serde_json::from_value(serde_json::json!({
+            "name": "end_call",
+            "description": "Raccrocher.",
+            "parameters": {"type": "object", "properties": {}},
+            "triggersHangup": true,
+            "sortOrder": 12
+        }))
+        .unwrap();
+        assert!(t.is_enabled);
+        assert!(t.http.is_none());
+        assert!(!t.mutes_client_audio);
+    }
+
+    #[test]
+    fn unknown_tool_key_is_refused() {
+        let r: Result<ToolSpec, _> = serde_json::from_value(serde_json::json!({
+            "name": "x", "description": "d", "parameters": {"type": "object"},
+            "sortOrder": 1, "sortOrdre": 2
+        }));
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn state_config_is_tagged_by_backend() {
+        let s: StateConfig =
+            serde_json::from_value(serde_json::json!({"backend": "file"})).unwrap();
+        assert_eq!(s, StateConfig::default());
+        let bad: Result<StateConfig, _> =
+            serde_json::from_value(serde_json::json!({"backend": "file", "url": "x"}));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn agent_config_keeps_extra_keys() {
+        let c: AgentConfig = serde_json::from_value(serde_json::json!({
+            "restaurantId": "r1", "deliveryEnabled": true, "reservationEnabled": false,
+            "orderStatusEnabled": false, "transferEnabled": false, "vip": true
+        }))
+        .unwrap();
+        assert_eq!(c.extra.get("vip"), Some(&Value::Bool(true)));
+    }
+}

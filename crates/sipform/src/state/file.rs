@@ -1,0 +1,272 @@
+//! The JSON file backend: `sipform.state.json` by default.
+//!
+//! Writes are atomic (temp file in the same folder, fsync, rename, fsync of the folder) so a
+//! crash leaves either the old or the new document, never half of one. The file is created with
+//! mode 0600 because it may hold tokens. A `<file>.lock` beside it, held with an OS file lock,
+//! keeps a second apply out; it also records who holds it, for the message the other one sees.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::{Change, LockGuard, LockInfo, State, StateBackend, StateError, STATE_FORMAT_VERSION};
+
+pub struct FileState {
+    path: PathBuf,
+}
+
+impl FileState {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileState { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    fn io(&self, source: std::io::Error) -> StateError {
+        StateError::Io {
+            place: self.path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Parses a state document, refusing a newer format before looking at anything else.
+pub fn parse_state(text: &str, place: &str) -> Result<State, StateError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
+        place: place.to_string(),
+        message: e.to_string(),
+    })?;
+    let version = value.get("version").and_then(|v| v.as_u64());
+    match version {
+        None => {
+            return Err(StateError::Corrupt {
+                place: place.to_string(),
+                message: "missing or non-numeric \"version\"".into(),
+            })
+        }
+        Some(v) if v > u64::from(STATE_FORMAT_VERSION) => {
+            return Err(StateError::FutureVersion {
+                place: place.to_string(),
+                found: u32::try_from(v).unwrap_or(u32::MAX),
+            })
+        }
+        Some(_) => {}
+    }
+    // Name the field: a hand-edited state is fixed by someone who needs to know which one.
+    serde_path_to_error::deserialize(value).map_err(|e| StateError::Corrupt {
+        place: place.to_string(),
+        message: with_field(&e),
+    })
+}
+
+/// `field: message` from a serde path error (`message` alone at the root).
+pub(crate) fn with_field(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        e.inner().to_string()
+    } else {
+        format!("{path}: {}", e.inner())
+    }
+}
+
+/// Opens `path` for writing with mode 0600 (owner only) on Unix.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
+/// Writes `bytes` to `path` atomically and durably, with mode 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    {
+        let mut f = create_private(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    // The rename is durable only once the folder is.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+struct FileLock {
+    file: File,
+}
+
+impl LockGuard for FileLock {}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+#[async_trait]
+impl StateBackend for FileState {
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    async fn lock(
+        &self,
+        who: &LockInfo,
+        timeout: Duration,
+    ) -> Result<Box<dyn LockGuard>, StateError> {
+        let lock_path = self.lock_path();
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut file = opts.open(&lock_path).map_err(|e| self.io(e))?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if start.elapsed() >= timeout {
+                        let mut holder = String::new();
+                        let _ = file.read_to_string(&mut holder);
+                        let holder = serde_json::from_str::<LockInfo>(&holder)
+                            .map(|h| h.to_string())
+                            .unwrap_or_else(|_| format!("lock file {}", lock_path.display()));
+                        return Err(StateError::Locked {
+                            holder,
+                            waited: start.elapsed(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(self.io(e)),
+            }
+        }
+        let info = serde_json::to_vec(who).map_err(|e| StateError::Backend {
+            place: lock_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        file.set_len(0).map_err(|e| self.io(e))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| self.io(e))?;
+        file.write_all(&info).map_err(|e| self.io(e))?;
+        file.sync_all().map_err(|e| self.io(e))?;
+        Ok(Box::new(FileLock { file }))
+    }
+
+    async fn load(&self) -> Result<Option<State>, StateError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(e)),
+        };
+        parse_state(&text, &self.path.display().to_string()).map(Some)
+    }
+
+    async fn commit(&self, state: &State, _changes: &[Change]) -> Result<(), StateError> {
+        let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StateError::Backend {
+            place: self.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        bytes.push(b'\n');
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+            .await
+            .map_err(|e| StateError::Backend {
+                place: self.path.display().to_string(),
+                message: e.to_string(),
+            })?
+            .map_err(|e| self.io(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ids::{AgentId, RestaurantId};
+
+    #[tokio::test]
+    async fn round_trip_is_private_and_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs_state = FileState::new(dir.path().join("s.json"));
+        assert!(fs_state.load().await.unwrap().is_none());
+        let mut s = State::new();
+        let c = Change::Agent {
+            restaurant: RestaurantId::new("r"),
+            id: Some(AgentId::new("a")),
+            tokens: None,
+        };
+        s.apply(&c, false);
+        s.serial += 1;
+        fs_state.commit(&s, &[c]).await.unwrap();
+        assert_eq!(fs_state.load().await.unwrap(), Some(s));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(fs_state.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn future_version_and_garbage_are_refused() {
+        let e = parse_state(r#"{"version": 99, "lineage": "x"}"#, "p").unwrap_err();
+        assert!(matches!(e, StateError::FutureVersion { found: 99, .. }));
+        let e = parse_state(r#"{"version": 1, "lin"#, "p").unwrap_err();
+        assert!(matches!(e, StateError::Corrupt { .. }));
+    }
+
+    #[tokio::test]
+    async fn second_lock_waits_then_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = FileState::new(dir.path().join("s.json"));
+        let who = LockInfo::for_this_process("apply");
+        let _g = st.lock(&who, Duration::from_secs(1)).await.unwrap();
+        let err = match st
+            .lock(
+                &LockInfo::for_this_process("plan"),
+                Duration::from_millis(300),
+            )
+            .await
+        {
+            Err(e) => e,
+            Ok(_) => panic!("second lock must not be granted"),
+        };
+        let msg = err.to_string();
+        assert!(msg.contains("apply by pid"), "{msg}");
+        assert!(msg.contains(&std::process::id().to_string()), "{msg}");
+    }
+}
