@@ -93,6 +93,42 @@ pub struct Action {
     pub reason: Option<String>,
 }
 
+/// Read access that every consumer (outputs, ops, tests) uses, so that how an action stores its
+/// data can change without touching them.
+impl Action {
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    pub fn resource(&self) -> Resource {
+        self.resource
+    }
+
+    /// The tool name, or the account / agent / final customer name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server id acted on; `None` for a create.
+    pub fn remote_id(&self) -> Option<&str> {
+        self.remote_id.as_deref()
+    }
+
+    pub fn changes(&self) -> &[FieldChange] {
+        &self.changes
+    }
+
+    /// The request body apply sends (create and update only).
+    pub fn body(&self) -> Option<&Value> {
+        self.body.as_ref()
+    }
+
+    /// Why, when it is not obvious, as shown to the user.
+    pub fn reason(&self) -> Option<String> {
+        self.reason.clone()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Op {
