@@ -12,6 +12,7 @@ pub mod inventory;
 
 pub mod client;
 pub mod db;
+pub mod fsio;
 
 pub mod apply;
 pub mod diff;

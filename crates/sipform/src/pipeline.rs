@@ -231,7 +231,7 @@ pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), PipelineError> {
         message: e.to_string(),
     })?;
     bytes.push(b'\n');
-    state::file::write_atomic(path, &bytes).map_err(|e| PipelineError::PlanFile {
+    crate::fsio::write_atomic(path, &bytes).map_err(|e| PipelineError::PlanFile {
         path: path.display().to_string(),
         message: e.to_string(),
     })
