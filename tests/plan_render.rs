@@ -9,13 +9,13 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sipform::model::ids::RestaurantId;
+use sipform::model::ids::{ObjectId, RestaurantId};
 use sipform::model::secret::REDACTED;
 use sipform::plan::render::{
     self, human, markdown, plan_schema_json, MARKDOWN_MAX_CHARS, NO_CHANGES,
 };
 use sipform::plan::{
-    Action, FieldChange, Op, Plan, Resource, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,
+    Action, FieldChange, Plan, Reason, Resource, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,
 };
 use uuid::Uuid;
 
@@ -56,15 +56,51 @@ fn sensitive(path: &str) -> FieldChange {
     }
 }
 
-fn action(op: Op, resource: Resource, name: &str, remote_id: Option<&str>) -> Action {
-    Action {
-        op,
+fn id(s: &str) -> ObjectId {
+    ObjectId::parse(s).expect("fixture ids are valid")
+}
+
+/// A create whose body holds what its changes add.
+fn create(resource: Resource, name: &str, changes: Vec<FieldChange>) -> Action {
+    let body = Value::Object(
+        changes
+            .iter()
+            .filter_map(|c| Some((c.path.clone(), c.after.clone()?)))
+            .collect(),
+    );
+    create_with(resource, name, changes, body)
+}
+
+fn create_with(resource: Resource, name: &str, changes: Vec<FieldChange>, body: Value) -> Action {
+    Action::Create {
         resource,
         name: name.into(),
-        remote_id: remote_id.map(str::to_string),
-        changes: Vec::new(),
-        body: None,
-        reason: None,
+        changes,
+        body,
+    }
+}
+
+fn update(
+    resource: Resource,
+    name: &str,
+    remote: &str,
+    changes: Vec<FieldChange>,
+    body: Value,
+) -> Action {
+    Action::Update {
+        resource,
+        name: name.into(),
+        id: id(remote),
+        changes,
+        body,
+    }
+}
+
+fn noop(resource: Resource, name: &str, remote: &str) -> Action {
+    Action::NoOp {
+        resource,
+        name: name.into(),
+        id: id(remote),
     }
 }
 
@@ -121,38 +157,46 @@ fn config(restaurant: &str, transfer: bool) -> Value {
 /// config change, a delete with a reason, adopts, a sensitive field, a restaurant gone from
 /// the inventory, and an unchanged restaurant that must not be listed.
 fn fixture() -> Plan {
-    let mut account = action(Op::Create, Resource::Account, "Acme Restaurants", None);
-    account.changes = vec![added("name", json!("Acme Restaurants"))];
-    account.body = Some(json!({"name": "Acme Restaurants"}));
+    let account = create(
+        Resource::ACCOUNT,
+        "Acme Restaurants",
+        vec![added("name", json!("Acme Restaurants"))],
+    );
 
     // A restaurant seen for the first time: final customer, agent, 12 tools.
-    let mut customer = action(Op::Create, Resource::FinalCustomer, "Chez Marco", None);
-    customer.changes = vec![
-        added("name", json!("Chez Marco")),
-        added("currency", json!("EUR")),
-        added("costMarginPct", json!(30)),
-    ];
-    customer.body = Some(json!({"name": "Chez Marco", "currency": "EUR", "costMarginPct": 30}));
-    let mut agent = action(Op::Create, Resource::Agent, "Chez Marco", None);
-    agent.changes = vec![
-        added("name", json!("Chez Marco")),
-        added("aiModel", json!("gpt-realtime")),
-        added("aiVoice", json!("sage")),
-        added("basePrompt", json!("={{data.systemPrompt}}")),
-        added("config", config("r-001", false)),
-        added("isActive", json!(true)),
-    ];
-    agent.body =
-        Some(json!({"name": "Chez Marco", "aiVoice": "sage", "config": config("r-001", false)}));
+    let customer = create(
+        Resource::FINAL_CUSTOMER,
+        "Chez Marco",
+        vec![
+            added("name", json!("Chez Marco")),
+            added("currency", json!("EUR")),
+            added("costMarginPct", json!(30)),
+        ],
+    );
+    let agent = create_with(
+        Resource::AGENT,
+        "Chez Marco",
+        vec![
+            added("name", json!("Chez Marco")),
+            added("aiModel", json!("gpt-realtime")),
+            added("aiVoice", json!("sage")),
+            added("basePrompt", json!("={{data.systemPrompt}}")),
+            added("config", config("r-001", false)),
+            added("isActive", json!(true)),
+        ],
+        json!({"name": "Chez Marco", "aiVoice": "sage", "config": config("r-001", false)}),
+    );
     let mut fresh = vec![customer, agent];
     for (i, tool) in TOOLS.iter().enumerate() {
-        let mut a = action(Op::Create, Resource::Tool, tool, None);
-        a.changes = vec![
-            added("name", json!(tool)),
-            added("description", json!(format!("The {tool} tool."))),
-            added("sortOrder", json!(i)),
-        ];
-        fresh.push(a);
+        fresh.push(create(
+            Resource::TOOL,
+            tool,
+            vec![
+                added("name", json!(tool)),
+                added("description", json!(format!("The {tool} tool."))),
+                added("sortOrder", json!(i)),
+            ],
+        ));
     }
     let chez_marco = RestaurantPlan {
         restaurant_id: RestaurantId::new("r-001"),
@@ -163,49 +207,57 @@ fn fixture() -> Plan {
 
     // An existing restaurant: voice and config changed, one tool edited, one tool nobody
     // declares any more, one tool made by hand and adopted. Its name needs Markdown escaping.
-    let mut agent = action(
-        Op::Update,
-        Resource::Agent,
+    let agent = update(
+        Resource::AGENT,
         "Le Petit Bistro | Bar <1>",
-        Some("a-0002"),
+        "a-0002",
+        vec![
+            fc("aiVoice", Some(json!("sage")), Some(json!("alloy"))),
+            fc(
+                "config",
+                Some(config("r-002", false)),
+                Some(config("r-002", true)),
+            ),
+            sensitive("phoneLines.0.sipPassword"),
+        ],
+        json!({"aiVoice": "alloy", "config": config("r-002", true)}),
     );
-    agent.changes = vec![
-        fc("aiVoice", Some(json!("sage")), Some(json!("alloy"))),
-        fc(
-            "config",
-            Some(config("r-002", false)),
-            Some(config("r-002", true)),
-        ),
-        sensitive("phoneLines.0.sipPassword"),
-    ];
-    agent.body = Some(json!({"aiVoice": "alloy", "config": config("r-002", true)}));
-    let mut edited = action(Op::Update, Resource::Tool, "confirm_order", Some("t-0205"));
-    edited.changes = vec![
-        fc(
-            "description",
-            Some(json!(description(
-                "3. Ask whether it is for pickup or delivery."
-            ))),
-            Some(json!(description(
-                "3. Ask whether it is for pickup or delivery, and for the address if delivery."
-            ))),
-        ),
-        fc("sortOrder", Some(json!(4)), Some(json!(5))),
-    ];
-    let mut deleted = action(Op::Delete, Resource::Tool, "legacy_upsell", Some("t-0299"));
-    deleted.reason = Some("not declared in tools/".into());
-    let mut adopted = action(Op::Adopt, Resource::Tool, "leave_message", Some("t-0209"));
-    adopted.reason = Some("found by name, not in state".into());
+    let new_description = description(
+        "3. Ask whether it is for pickup or delivery, and for the address if delivery.",
+    );
+    let edited = update(
+        Resource::TOOL,
+        "confirm_order",
+        "t-0205",
+        vec![
+            fc(
+                "description",
+                Some(json!(description(
+                    "3. Ask whether it is for pickup or delivery."
+                ))),
+                Some(json!(new_description)),
+            ),
+            fc("sortOrder", Some(json!(4)), Some(json!(5))),
+        ],
+        json!({"name": "confirm_order", "description": new_description, "sortOrder": 5}),
+    );
+    let deleted = Action::Delete {
+        resource: Resource::TOOL,
+        name: "legacy_upsell".into(),
+        id: id("t-0299"),
+        reason: Reason::NotDeclared("tools/".into()),
+    };
+    let adopted = Action::Adopt {
+        resource: Resource::TOOL,
+        name: "leave_message".into(),
+        id: id("t-0209"),
+        reason: Reason::FoundByName,
+    };
     let bistro = RestaurantPlan {
         restaurant_id: RestaurantId::new("r-002"),
         name: "Le Petit Bistro | Bar <1>".into(),
         actions: vec![
-            action(
-                Op::NoOp,
-                Resource::FinalCustomer,
-                "Le Petit Bistro",
-                Some("fc-0002"),
-            ),
+            noop(Resource::FINAL_CUSTOMER, "Le Petit Bistro", "fc-0002"),
             agent,
             edited,
             deleted,
@@ -215,8 +267,12 @@ fn fixture() -> Plan {
     };
 
     // An agent the platform's old script made: taken into state, no API call.
-    let mut agent = action(Op::Adopt, Resource::Agent, "Sushi Zen", Some("a-0003"));
-    agent.reason = Some("config.restaurantId matches".into());
+    let agent = Action::Adopt {
+        resource: Resource::AGENT,
+        name: "Sushi Zen".into(),
+        id: id("a-0003"),
+        reason: Reason::FoundByRestaurantId,
+    };
     let sushi = RestaurantPlan {
         restaurant_id: RestaurantId::new("r-003"),
         name: "Sushi Zen".into(),
@@ -228,12 +284,7 @@ fn fixture() -> Plan {
     let unchanged = RestaurantPlan {
         restaurant_id: RestaurantId::new("r-004"),
         name: "Unchanged Grill".into(),
-        actions: vec![action(
-            Op::NoOp,
-            Resource::Agent,
-            "Unchanged Grill",
-            Some("a-0004"),
-        )],
+        actions: vec![noop(Resource::AGENT, "Unchanged Grill", "a-0004")],
         notes: Vec::new(),
     };
 
@@ -242,8 +293,8 @@ fn fixture() -> Plan {
         restaurant_id: RestaurantId::new("r-099"),
         name: "Old Diner".into(),
         actions: vec![
-            action(Op::NoOp, Resource::Agent, "Old Diner", Some("a-0099")),
-            action(Op::NoOp, Resource::FinalCustomer, "Old Diner", Some("fc-0099")),
+            noop(Resource::AGENT, "Old Diner", "a-0099"),
+            noop(Resource::FINAL_CUSTOMER, "Old Diner", "fc-0099"),
         ],
         notes: vec![
             "gone from the inventory: its agent and final customer are kept; pass --allow-destroy to delete them".into(),
@@ -255,12 +306,7 @@ fn fixture() -> Plan {
 
 fn empty() -> Plan {
     plan_of(
-        action(
-            Op::NoOp,
-            Resource::Account,
-            "Acme Restaurants",
-            Some("acc-1"),
-        ),
+        noop(Resource::ACCOUNT, "Acme Restaurants", "acc-1"),
         Vec::new(),
     )
 }
@@ -334,8 +380,8 @@ fn actions_and_fields_have_their_symbols() {
         "      ~ aiVoice: \"sage\" → \"alloy\"",
         "      ~ sortOrder: 4 → 5",
         "  - tool legacy_upsell (t-0299) (not declared in tools/)",
-        "  <= tool leave_message (t-0209) (found by name, not in state)",
-        "  <= agent \"Sushi Zen\" (a-0003) (config.restaurantId matches)",
+        "  <= tool leave_message (t-0209) (found by name)",
+        "  <= agent \"Sushi Zen\" (a-0003) (found by config.restaurantId)",
         "restaurant Old Diner (r-099)",
     ] {
         assert!(lines.contains(&expected), "missing {expected:?} in\n{text}");
@@ -365,7 +411,10 @@ fn sensitive_fields_show_only_the_marker() {
 fn a_leaked_secret_is_never_printed() {
     let mut plan = fixture();
     let leak = "sk_live_DO_NOT_PRINT_4242";
-    plan.restaurants[1].actions[1].changes.extend([
+    let Action::Update { changes, .. } = &mut plan.restaurants[1].actions[1] else {
+        panic!("the fixture's second action of r-002 is the agent's update");
+    };
+    changes.extend([
         fc("apiToken", Some(json!(leak)), Some(json!(leak))),
         fc("publicToken", None, Some(json!(leak))),
         fc("phoneLines.0.sipPassword", Some(json!(leak)), None),

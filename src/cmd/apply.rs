@@ -80,7 +80,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     );
     let total = plan
         .actions()
-        .filter(|a| a.op != sipform::plan::Op::NoOp)
+        .filter(|a| a.op() != sipform::plan::Op::NoOp)
         .count() as u64;
     let progress = TerminalProgress::new(total);
     let report = apply::apply(&plan, &client, &writer, &progress).await;

@@ -44,7 +44,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
 
     println!("\n$ sipform apply --auto-approve");
     let writer = StateWriter::new(ws.backend.clone(), st, false, None);
-    let total = plan.actions().filter(|a| a.op.is_change()).count() as u64;
+    let total = plan.actions().filter(|a| a.op().is_change()).count() as u64;
     let progress = TerminalProgress::new(total);
     let report = apply::apply(&plan, &client, &writer, &progress).await;
     progress.finish();

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use reqwest::Method;
-use sipform::client::Client;
 use sipform::config::Settings;
+use sipform::remote::Client;
 use sipform::state::LockInfo;
 
 use super::Global;

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use sipform::apply::{self, Silent};
-use sipform::plan::{Op, Summary};
 use sipform::state::StateWriter;
 
 use super::{Global, RunArgs};
@@ -30,24 +29,13 @@ pub async fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     let client = ws.client()?;
     let _lock = ws.lock("import", args.run.lock_timeout).await?;
     let state = ws.state().await?;
-    let (mut plan, _) = ws
+    let (plan, _) = ws
         .plan(&client, &state, false, &args.run.target_set())
         .await?;
-    if plan.account.op != Op::Adopt {
-        plan.account.op = Op::NoOp;
-    }
-    if plan.account.remote_id.is_none() {
-        anyhow::bail!(
-            "account {:?} does not exist on the server: nothing to import",
-            plan.account.name
-        );
-    }
-    for r in &mut plan.restaurants {
-        r.actions.retain(|a| a.op == Op::Adopt);
-        r.notes.clear();
-    }
-    plan.restaurants.retain(|r| !r.actions.is_empty());
-    plan.summary = Summary::of(plan.actions());
+    let account_name = plan.account.name().to_string();
+    let Some(plan) = plan.into_import() else {
+        anyhow::bail!("account {account_name:?} does not exist on the server: nothing to import");
+    };
     if !plan.has_changes() {
         println!("Nothing to import: every existing object is already in state.");
         return Ok(ExitCode::SUCCESS);
@@ -56,11 +44,11 @@ pub async fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
         for a in &r.actions {
             println!(
                 "import {:?} {} ({}) for restaurant {}: {}",
-                a.resource,
-                a.name,
-                a.remote_id.as_deref().unwrap_or("?"),
+                a.resource(),
+                a.name(),
+                a.remote_id().unwrap_or("?"),
                 r.restaurant_id,
-                a.reason.as_deref().unwrap_or("found")
+                a.reason().unwrap_or_else(|| "found".into())
             );
         }
     }

@@ -10,9 +10,10 @@ pub mod config;
 pub mod front;
 pub mod inventory;
 
-pub mod client;
 pub mod db;
 pub mod fsio;
+pub mod remote;
+pub mod resources;
 
 pub mod apply;
 pub mod diff;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{Client, ClientError};
 use crate::config::Settings;
 use crate::diff::{self, PlanOptions};
 use crate::front::diagnostics::Diagnostics;
@@ -15,7 +14,9 @@ use crate::front::validate;
 use crate::model::ids::RestaurantId;
 use crate::model::spec::{Desired, Project};
 use crate::plan::{Plan, PLAN_FORMAT_VERSION};
-use crate::refresh::{self, Actual};
+use crate::refresh;
+use crate::remote::{Client, ClientError};
+use crate::resources::Actual;
 use crate::state::{self, LockGuard, LockInfo, State, StateBackend, StateError};
 
 #[derive(Debug, thiserror::Error)]

@@ -2,5 +2,6 @@
 //! that cannot be printed.
 
 pub mod ids;
+pub mod resource;
 pub mod secret;
 pub mod spec;

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::model::ids::RestaurantId;
+use crate::model::ids::{ObjectId, RestaurantId};
+pub use crate::model::resource::Resource;
 
 pub mod render;
 
@@ -66,66 +67,203 @@ pub struct RestaurantPlan {
 
 impl RestaurantPlan {
     pub fn has_changes(&self) -> bool {
-        self.actions.iter().any(|a| a.op.is_change())
+        self.actions.iter().any(|a| a.op().is_change())
     }
 }
 
+/// One thing apply does (or, for [`Action::NoOp`], knows and leaves alone). Each variant
+/// carries exactly what it needs: a create has a body and no id, an update an id and a body,
+/// a delete or an adopt an id and a reason. The saved form is flat (see `ActionWire`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ActionWire", try_from = "ActionWire")]
+pub enum Action {
+    Create {
+        resource: Resource,
+        name: String,
+        /// Every field, for display.
+        changes: Vec<FieldChange>,
+        /// The POST body, without the ids apply learns from earlier actions (`accountId`,
+        /// `finalCustomerId`). Never holds a secret.
+        body: Value,
+    },
+    Update {
+        resource: Resource,
+        name: String,
+        id: ObjectId,
+        /// The fields that differ.
+        changes: Vec<FieldChange>,
+        /// The PUT body: the whole object, or the changed top-level keys.
+        body: Value,
+    },
+    Delete {
+        resource: Resource,
+        name: String,
+        id: ObjectId,
+        reason: Reason,
+    },
+    /// Exists on the server but not in state: taken into state, no write to the server.
+    Adopt {
+        resource: Resource,
+        name: String,
+        id: ObjectId,
+        reason: Reason,
+    },
+    /// Known and up to date.
+    NoOp {
+        resource: Resource,
+        name: String,
+        id: ObjectId,
+    },
+}
+
+impl JsonSchema for Action {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        ActionWire::schema_name()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ActionWire::json_schema(g)
+    }
+}
+
+/// One action. Which fields it has depends on `op`: a create has `body` and no `remoteId`, an
+/// update `remoteId` and `body`, a delete or an adopt `remoteId` and `reason`, a no-op
+/// `remoteId`. A plan whose actions do not fit their op is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Action {
-    pub op: Op,
-    pub resource: Resource,
+#[schemars(rename = "Action")]
+struct ActionWire {
+    op: Op,
+    resource: Resource,
     /// The tool name, or the account / agent / final customer name.
-    pub name: String,
+    name: String,
     /// The server id of the object acted on (absent for a create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_id: Option<String>,
+    remote_id: Option<ObjectId>,
     /// Field by field: every field for a create, the changed ones for an update, none
     /// otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<FieldChange>,
+    changes: Vec<FieldChange>,
     /// The request body apply sends (POST for create, PUT for update), without the ids apply
     /// learns from earlier actions (`accountId`, `finalCustomerId`). Never holds a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<Value>,
+    body: Option<Value>,
     /// Why, when it is not obvious (adopted by restaurantId, not declared in tools/, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    reason: Option<Reason>,
 }
 
-/// Read access that every consumer (outputs, ops, tests) uses, so that how an action stores its
-/// data can change without touching them.
-impl Action {
-    pub fn op(&self) -> Op {
-        self.op
+impl From<Action> for ActionWire {
+    fn from(a: Action) -> Self {
+        let op = a.op();
+        let (resource, name, id, changes, body, reason) = match a {
+            Action::Create {
+                resource,
+                name,
+                changes,
+                body,
+            } => (resource, name, None, changes, Some(body), None),
+            Action::Update {
+                resource,
+                name,
+                id,
+                changes,
+                body,
+            } => (resource, name, Some(id), changes, Some(body), None),
+            Action::Delete {
+                resource,
+                name,
+                id,
+                reason,
+            }
+            | Action::Adopt {
+                resource,
+                name,
+                id,
+                reason,
+            } => (resource, name, Some(id), Vec::new(), None, Some(reason)),
+            Action::NoOp { resource, name, id } => {
+                (resource, name, Some(id), Vec::new(), None, None)
+            }
+        };
+        ActionWire {
+            op,
+            resource,
+            name,
+            remote_id: id,
+            changes,
+            body,
+            reason,
+        }
     }
+}
 
-    pub fn resource(&self) -> Resource {
-        self.resource
-    }
+impl TryFrom<ActionWire> for Action {
+    type Error = String;
 
-    /// The tool name, or the account / agent / final customer name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The server id acted on; `None` for a create.
-    pub fn remote_id(&self) -> Option<&str> {
-        self.remote_id.as_deref()
-    }
-
-    pub fn changes(&self) -> &[FieldChange] {
-        &self.changes
-    }
-
-    /// The request body apply sends (create and update only).
-    pub fn body(&self) -> Option<&Value> {
-        self.body.as_ref()
-    }
-
-    /// Why, when it is not obvious, as shown to the user.
-    pub fn reason(&self) -> Option<String> {
-        self.reason.clone()
+    fn try_from(w: ActionWire) -> Result<Self, String> {
+        let what = format!("{} {:?}", w.resource, w.name);
+        let need = |field: &str| format!("{what}: a {:?} action needs \"{field}\"", w.op);
+        let refuse = |field: &str| format!("{what}: a {:?} action has no \"{field}\"", w.op);
+        match w.op {
+            Op::Create => {
+                if w.remote_id.is_some() {
+                    return Err(refuse("remoteId"));
+                }
+                let body = w.body.ok_or_else(|| need("body"))?;
+                Ok(Action::Create {
+                    resource: w.resource,
+                    name: w.name,
+                    changes: w.changes,
+                    body,
+                })
+            }
+            Op::Update => {
+                let id = w.remote_id.ok_or_else(|| need("remoteId"))?;
+                let body = w.body.ok_or_else(|| need("body"))?;
+                Ok(Action::Update {
+                    resource: w.resource,
+                    name: w.name,
+                    id,
+                    changes: w.changes,
+                    body,
+                })
+            }
+            Op::Delete | Op::Adopt => {
+                if w.body.is_some() {
+                    return Err(refuse("body"));
+                }
+                let id = w.remote_id.ok_or_else(|| need("remoteId"))?;
+                let reason = w.reason.ok_or_else(|| need("reason"))?;
+                let (resource, name) = (w.resource, w.name);
+                Ok(if w.op == Op::Delete {
+                    Action::Delete {
+                        resource,
+                        name,
+                        id,
+                        reason,
+                    }
+                } else {
+                    Action::Adopt {
+                        resource,
+                        name,
+                        id,
+                        reason,
+                    }
+                })
+            }
+            Op::NoOp => {
+                if w.body.is_some() {
+                    return Err(refuse("body"));
+                }
+                let id = w.remote_id.ok_or_else(|| need("remoteId"))?;
+                Ok(Action::NoOp {
+                    resource: w.resource,
+                    name: w.name,
+                    id,
+                })
+            }
+        }
     }
 }
 
@@ -157,13 +295,187 @@ impl Op {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum Resource {
-    Account,
-    FinalCustomer,
-    Agent,
-    Tool,
+/// Why an object is adopted or deleted: shown to the user, never used to decide. Saved as its
+/// text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Reason {
+    /// The account, or a tool: a server object of the desired name.
+    FoundByName,
+    /// An agent whose `config.restaurantId` is this restaurant's id.
+    FoundByRestaurantId,
+    /// The final customer the adopted agent points at.
+    AgentsFinalCustomer,
+    /// A final customer of the desired name and email that no agent points at.
+    FoundByNameAndEmail,
+    /// Under the agent, but no file declares it (`not declared in tools/`).
+    NotDeclared(String),
+    /// A second object of the same name under one parent (`duplicate of tool end_call`).
+    DuplicateOf { label: String, name: String },
+    /// The restaurant left the inventory (and `--allow-destroy` was given).
+    GoneFromInventory,
+    /// The same, for an object whose children the server deletes with it.
+    GoneWithChildren { children: String },
+    /// The same, for an object that no longer exists on the server (state is cleaned up).
+    GoneFromServerToo,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::FoundByName => f.write_str("found by name"),
+            Reason::FoundByRestaurantId => f.write_str("found by config.restaurantId"),
+            Reason::AgentsFinalCustomer => f.write_str("the agent's finalCustomerId"),
+            Reason::FoundByNameAndEmail => {
+                f.write_str("found by name and email, referenced by no agent")
+            }
+            Reason::NotDeclared(place) => write!(f, "not declared in {place}"),
+            Reason::DuplicateOf { label, name } => write!(f, "duplicate of {label} {name}"),
+            Reason::GoneFromInventory => f.write_str("restaurant gone from the inventory"),
+            Reason::GoneWithChildren { children } => write!(
+                f,
+                "restaurant gone from the inventory (its {children} go with it)"
+            ),
+            Reason::GoneFromServerToo => {
+                f.write_str("restaurant gone from the inventory; already gone from the server")
+            }
+        }
+    }
+}
+
+impl From<Reason> for String {
+    fn from(r: Reason) -> String {
+        r.to_string()
+    }
+}
+
+impl TryFrom<String> for Reason {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let fixed = [
+            Reason::FoundByName,
+            Reason::FoundByRestaurantId,
+            Reason::AgentsFinalCustomer,
+            Reason::FoundByNameAndEmail,
+            Reason::GoneFromInventory,
+            Reason::GoneFromServerToo,
+        ];
+        if let Some(r) = fixed.into_iter().find(|r| r.to_string() == s) {
+            return Ok(r);
+        }
+        if let Some(place) = s.strip_prefix("not declared in ") {
+            return Ok(Reason::NotDeclared(place.to_string()));
+        }
+        if let Some(rest) = s.strip_prefix("duplicate of ") {
+            if let Some((label, name)) = rest.rsplit_once(' ') {
+                return Ok(Reason::DuplicateOf {
+                    label: label.to_string(),
+                    name: name.to_string(),
+                });
+            }
+        }
+        if let Some(children) = s
+            .strip_prefix("restaurant gone from the inventory (its ")
+            .and_then(|r| r.strip_suffix(" go with it)"))
+        {
+            return Ok(Reason::GoneWithChildren {
+                children: children.to_string(),
+            });
+        }
+        Err(format!("unknown reason {s:?}"))
+    }
+}
+
+impl JsonSchema for Reason {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Reason".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string"})
+    }
+}
+
+/// Read access that every consumer (outputs, ops, tests) uses.
+impl Action {
+    pub fn op(&self) -> Op {
+        match self {
+            Action::Create { .. } => Op::Create,
+            Action::Update { .. } => Op::Update,
+            Action::Delete { .. } => Op::Delete,
+            Action::Adopt { .. } => Op::Adopt,
+            Action::NoOp { .. } => Op::NoOp,
+        }
+    }
+
+    pub fn resource(&self) -> Resource {
+        match self {
+            Action::Create { resource, .. }
+            | Action::Update { resource, .. }
+            | Action::Delete { resource, .. }
+            | Action::Adopt { resource, .. }
+            | Action::NoOp { resource, .. } => *resource,
+        }
+    }
+
+    /// The tool name, or the account / agent / final customer name.
+    pub fn name(&self) -> &str {
+        match self {
+            Action::Create { name, .. }
+            | Action::Update { name, .. }
+            | Action::Delete { name, .. }
+            | Action::Adopt { name, .. }
+            | Action::NoOp { name, .. } => name,
+        }
+    }
+
+    /// The server id acted on; `None` for a create.
+    pub fn id(&self) -> Option<&ObjectId> {
+        match self {
+            Action::Create { .. } => None,
+            Action::Update { id, .. }
+            | Action::Delete { id, .. }
+            | Action::Adopt { id, .. }
+            | Action::NoOp { id, .. } => Some(id),
+        }
+    }
+
+    /// The server id as text; `None` for a create.
+    pub fn remote_id(&self) -> Option<&str> {
+        self.id().map(ObjectId::as_str)
+    }
+
+    pub fn changes(&self) -> &[FieldChange] {
+        match self {
+            Action::Create { changes, .. } | Action::Update { changes, .. } => changes,
+            _ => &[],
+        }
+    }
+
+    /// The request body apply sends (create and update only).
+    pub fn body(&self) -> Option<&Value> {
+        match self {
+            Action::Create { body, .. } | Action::Update { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+
+    pub fn reason_of(&self) -> Option<&Reason> {
+        match self {
+            Action::Delete { reason, .. } | Action::Adopt { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Why, when it is not obvious, as shown to the user.
+    pub fn reason(&self) -> Option<String> {
+        self.reason_of().map(Reason::to_string)
+    }
 }
 
 /// One field's change. `before` absent on a create, `after` absent on a delete. A sensitive
@@ -194,7 +506,7 @@ impl Summary {
     pub fn of<'a>(actions: impl IntoIterator<Item = &'a Action>) -> Summary {
         let mut s = Summary::default();
         for a in actions {
-            match a.op {
+            match a.op() {
                 Op::Create => s.add += 1,
                 Op::Update => s.change += 1,
                 Op::Delete => s.delete += 1,
@@ -219,5 +531,27 @@ impl Plan {
     /// Whether apply would do anything at all (adopts write state, so they count).
     pub fn has_changes(&self) -> bool {
         !self.summary.is_empty()
+    }
+
+    /// The part of the plan `import` carries out: adopts only, no call that writes to the
+    /// server. `None` when the account does not exist yet (nothing can be imported).
+    pub fn into_import(mut self) -> Option<Plan> {
+        self.account = match self.account {
+            Action::Create { .. } => return None,
+            a @ (Action::Adopt { .. } | Action::NoOp { .. }) => a,
+            Action::Update {
+                resource, name, id, ..
+            }
+            | Action::Delete {
+                resource, name, id, ..
+            } => Action::NoOp { resource, name, id },
+        };
+        for r in &mut self.restaurants {
+            r.actions.retain(|a| a.op() == Op::Adopt);
+            r.notes.clear();
+        }
+        self.restaurants.retain(|r| !r.actions.is_empty());
+        self.summary = Summary::of(self.actions());
+        Some(self)
     }
 }

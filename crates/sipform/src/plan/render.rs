@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use similar::{ChangeTag, DiffTag, TextDiff};
 
-use super::{Action, FieldChange, Op, Plan, Resource, RestaurantPlan, Summary};
+use super::{Action, FieldChange, Op, Plan, RestaurantPlan, Summary};
 use crate::model::secret::REDACTED;
 
 /// Field names whose values are credentials wherever they appear (last path segment,
@@ -50,7 +50,7 @@ pub fn human(plan: &Plan, color: bool) -> String {
         let _ = writeln!(out, "Targets: {}", printable(&targets.join(", ")));
     }
     let mut blocks = Vec::new();
-    if plan.account.op != Op::NoOp {
+    if plan.account.op() != Op::NoOp {
         blocks.push(account_lines(&plan.account));
     }
     blocks.extend(
@@ -92,7 +92,7 @@ pub fn summary_line(plan: &Plan) -> String {
 /// A restaurant is shown when it has anything to say: an action other than no-op, or a note
 /// (adopts count, unlike [`RestaurantPlan::has_changes`], because they write state).
 fn is_listed(r: &RestaurantPlan) -> bool {
-    !r.notes.is_empty() || r.actions.iter().any(|a| a.op != Op::NoOp)
+    !r.notes.is_empty() || r.actions.iter().any(|a| a.op() != Op::NoOp)
 }
 
 /// One line of a plan, kept structured until the end because the human form puts the symbol
@@ -218,7 +218,7 @@ fn restaurant_lines(r: &RestaurantPlan) -> Vec<Line> {
         "restaurant {} ({})",
         r.name, r.restaurant_id
     ))];
-    for a in r.actions.iter().filter(|a| a.op != Op::NoOp) {
+    for a in r.actions.iter().filter(|a| a.op() != Op::NoOp) {
         action_lines(a, &mut lines);
     }
     for note in &r.notes {
@@ -236,14 +236,14 @@ fn restaurant_lines(r: &RestaurantPlan) -> Vec<Line> {
 
 fn action_lines(a: &Action, lines: &mut Vec<Line>) {
     let mut head = describe(a);
-    if let Some(id) = &a.remote_id {
+    if let Some(id) = a.remote_id() {
         let _ = write!(head, " ({id})");
     }
-    if let Some(reason) = &a.reason {
+    if let Some(reason) = a.reason() {
         let _ = write!(head, " ({reason})");
     }
-    lines.push(Line::op(2, a.op, head));
-    for change in &a.changes {
+    lines.push(Line::op(2, a.op(), head));
+    for change in a.changes() {
         field_lines(change, lines);
     }
 }
@@ -251,13 +251,7 @@ fn action_lines(a: &Action, lines: &mut Vec<Line>) {
 /// `tool check_availability`, `agent "Chez Marco"`: tool names are identifiers, the other
 /// names are free text and so quoted.
 fn describe(a: &Action) -> String {
-    let kind = match a.resource {
-        Resource::Account => "account",
-        Resource::FinalCustomer => "final customer",
-        Resource::Agent => "agent",
-        Resource::Tool => return format!("tool {}", a.name),
-    };
-    format!("{kind} {}", Value::String(a.name.clone()))
+    a.resource().describe(a.name())
 }
 
 /// Whether a field's values must not be printed: flagged by the plan, or named like a secret.
@@ -498,10 +492,10 @@ pub fn markdown(plan: &Plan) -> String {
     }
 
     let mut sections = Vec::new();
-    if plan.account.op != Op::NoOp {
+    if plan.account.op() != Op::NoOp {
         let title = format!(
             "account {}: {}",
-            html_escape(&plan.account.name),
+            html_escape(plan.account.name()),
             counts_phrase(account)
         );
         sections.push(details(&title, &account_lines(&plan.account)));

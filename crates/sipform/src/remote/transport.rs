@@ -1,4 +1,4 @@
-//! The typed HTTP client for sip-agent-server.
+//! The HTTP transport to sip-agent-server: timeouts, retries, throttling, answers decoded.
 //!
 //! Reads and idempotent writes (GET, PUT, DELETE) are retried on 429 (honouring
 //! `Retry-After`), 5xx and connection errors, with exponential backoff and full jitter. A POST
@@ -16,11 +16,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use super::objects::Object;
+use super::routes::Route;
 use crate::config::Settings;
 use crate::LOG_TARGET;
-
-/// A JSON object as the server returned it.
-pub type Object = serde_json::Map<String, Value>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -75,6 +74,16 @@ impl ClientError {
         match self {
             ClientError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// The route template of the failed call (never an id).
+    pub fn route(&self) -> Option<&str> {
+        match self {
+            ClientError::Status { route, .. }
+            | ClientError::Transport { route, .. }
+            | ClientError::Decode { route, .. } => Some(route),
+            ClientError::Build(_) => None,
         }
     }
 }
@@ -191,10 +200,10 @@ impl Client {
     async fn once(
         &self,
         method: &Method,
-        path: &str,
-        route: &str,
+        target: &Route,
         body: Option<&Value>,
     ) -> Result<Option<Value>, Attempt> {
+        let (path, route) = (target.path(), target.template());
         let _slot = self.slots.acquire().await.map_err(|_| Attempt {
             error: ClientError::Build("client closed".into()),
             retry_after: None,
@@ -294,13 +303,12 @@ impl Client {
     async fn idempotent(
         &self,
         method: Method,
-        path: &str,
-        route: &str,
+        route: &Route,
         body: Option<&Value>,
     ) -> Result<Option<Value>, ClientError> {
         let mut tries = Tries::default();
         loop {
-            match self.once(&method, path, route, body).await {
+            match self.once(&method, route, body).await {
                 Ok(v) => return Ok(v),
                 Err(a) => {
                     let attempt = tries.count(&a.error);
@@ -331,20 +339,15 @@ impl Client {
 
     /// One POST attempt, retried only when the server certainly did not act on it (429, or a
     /// refused connection). Anything ambiguous goes back to the caller, who must re-read.
-    pub async fn create(
-        &self,
-        path: &str,
-        route: &str,
-        body: &Value,
-    ) -> Result<Object, ClientError> {
+    pub async fn create(&self, route: &Route, body: &Value) -> Result<Object, ClientError> {
         let mut tries = Tries::default();
         loop {
-            match self.once(&Method::POST, path, route, Some(body)).await {
+            match self.once(&Method::POST, route, Some(body)).await {
                 Ok(Some(Value::Object(o))) => return Ok(o),
                 Ok(_) => {
                     return Err(ClientError::Decode {
                         method: Method::POST,
-                        route: route.to_string(),
+                        route: route.template().to_string(),
                         message: "expected a JSON object".into(),
                     })
                 }
@@ -393,159 +396,51 @@ impl Client {
         tokio::time::sleep(self.retry.backoff(attempt)).await;
     }
 
-    async fn get_list(&self, path: &str, route: &str) -> Result<Vec<Object>, ClientError> {
-        match self.idempotent(Method::GET, path, route, None).await? {
-            Some(Value::Array(items)) => Ok(items
+    /// GET of a list. Every entry must be an object: anything else is an error about the
+    /// server's answer, never silently skipped (a skipped entry would be created again).
+    pub async fn get_list(&self, route: &Route) -> Result<Vec<Object>, ClientError> {
+        let decode = |message: String| ClientError::Decode {
+            method: Method::GET,
+            route: route.template().to_string(),
+            message,
+        };
+        match self.idempotent(Method::GET, route, None).await? {
+            Some(Value::Array(items)) => items
                 .into_iter()
-                .filter_map(|v| match v {
-                    Value::Object(o) => Some(o),
-                    _ => None,
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::Object(o) => Ok(o),
+                    _ => Err(decode(format!("entry {i} of the list is not an object"))),
                 })
-                .collect()),
-            _ => Err(ClientError::Decode {
-                method: Method::GET,
-                route: route.to_string(),
-                message: "expected a JSON array".into(),
-            }),
+                .collect(),
+            _ => Err(decode("expected a JSON array".into())),
         }
     }
 
-    async fn get_one(&self, path: &str, route: &str) -> Result<Object, ClientError> {
-        match self.idempotent(Method::GET, path, route, None).await? {
+    pub async fn get_one(&self, route: &Route) -> Result<Object, ClientError> {
+        match self.idempotent(Method::GET, route, None).await? {
             Some(Value::Object(o)) => Ok(o),
             _ => Err(ClientError::Decode {
                 method: Method::GET,
-                route: route.to_string(),
+                route: route.template().to_string(),
                 message: "expected a JSON object".into(),
             }),
         }
     }
 
-    async fn put(&self, path: &str, route: &str, body: &Value) -> Result<(), ClientError> {
-        self.idempotent(Method::PUT, path, route, Some(body))
+    pub async fn put(&self, route: &Route, body: &Value) -> Result<(), ClientError> {
+        self.idempotent(Method::PUT, route, Some(body))
             .await
             .map(|_| ())
     }
 
     /// DELETE; an object already gone counts as deleted (a retry after a lost answer sees 404).
-    async fn delete(&self, path: &str, route: &str) -> Result<(), ClientError> {
-        match self.idempotent(Method::DELETE, path, route, None).await {
+    pub async fn delete(&self, route: &Route) -> Result<(), ClientError> {
+        match self.idempotent(Method::DELETE, route, None).await {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(404) => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    // --- accounts ------------------------------------------------------------------------
-
-    pub async fn list_accounts(&self) -> Result<Vec<Object>, ClientError> {
-        self.get_list("/api/accounts", "/api/accounts").await
-    }
-
-    pub async fn create_account(&self, body: &Value) -> Result<Object, ClientError> {
-        self.create("/api/accounts", "/api/accounts", body).await
-    }
-
-    // --- final customers -----------------------------------------------------------------
-
-    pub async fn list_final_customers(&self, account: &str) -> Result<Vec<Object>, ClientError> {
-        self.get_list(
-            &format!("/api/final-customers?accountId={}", enc(account)),
-            "/api/final-customers",
-        )
-        .await
-    }
-
-    pub async fn create_final_customer(&self, body: &Value) -> Result<Object, ClientError> {
-        self.create("/api/final-customers", "/api/final-customers", body)
-            .await
-    }
-
-    pub async fn update_final_customer(&self, id: &str, body: &Value) -> Result<(), ClientError> {
-        self.put(
-            &format!("/api/final-customers/{}", enc(id)),
-            "/api/final-customers/:id",
-            body,
-        )
-        .await
-    }
-
-    pub async fn delete_final_customer(&self, id: &str) -> Result<(), ClientError> {
-        self.delete(
-            &format!("/api/final-customers/{}", enc(id)),
-            "/api/final-customers/:id",
-        )
-        .await
-    }
-
-    // --- agents --------------------------------------------------------------------------
-
-    pub async fn list_agents(&self, account: &str) -> Result<Vec<Object>, ClientError> {
-        self.get_list(
-            &format!("/api/agents?accountId={}", enc(account)),
-            "/api/agents",
-        )
-        .await
-    }
-
-    pub async fn get_agent(&self, id: &str) -> Result<Object, ClientError> {
-        self.get_one(&format!("/api/agents/{}", enc(id)), "/api/agents/:id")
-            .await
-    }
-
-    pub async fn create_agent(&self, body: &Value) -> Result<Object, ClientError> {
-        self.create("/api/agents", "/api/agents", body).await
-    }
-
-    pub async fn update_agent(&self, id: &str, body: &Value) -> Result<(), ClientError> {
-        self.put(&format!("/api/agents/{}", enc(id)), "/api/agents/:id", body)
-            .await
-    }
-
-    pub async fn delete_agent(&self, id: &str) -> Result<(), ClientError> {
-        self.delete(&format!("/api/agents/{}", enc(id)), "/api/agents/:id")
-            .await
-    }
-
-    // --- tools ---------------------------------------------------------------------------
-
-    pub async fn list_tools(&self, agent: &str) -> Result<Vec<Object>, ClientError> {
-        self.get_list(
-            &format!("/api/agents/{}/tools", enc(agent)),
-            "/api/agents/:id/tools",
-        )
-        .await
-    }
-
-    pub async fn create_tool(&self, agent: &str, body: &Value) -> Result<Object, ClientError> {
-        self.create(
-            &format!("/api/agents/{}/tools", enc(agent)),
-            "/api/agents/:id/tools",
-            body,
-        )
-        .await
-    }
-
-    pub async fn update_tool(
-        &self,
-        agent: &str,
-        tool: &str,
-        body: &Value,
-    ) -> Result<(), ClientError> {
-        self.put(
-            &format!("/api/agents/{}/tools/{}", enc(agent), enc(tool)),
-            "/api/agents/:id/tools/:toolId",
-            body,
-        )
-        .await
-    }
-
-    pub async fn delete_tool(&self, agent: &str, tool: &str) -> Result<(), ClientError> {
-        self.delete(
-            &format!("/api/agents/{}/tools/{}", enc(agent), enc(tool)),
-            "/api/agents/:id/tools/:toolId",
-        )
-        .await
     }
 
     // --- probes (doctor) -----------------------------------------------------------------
@@ -590,19 +485,6 @@ pub struct Probe {
     pub status: u16,
     pub json: bool,
     pub date: Option<String>,
-}
-
-/// Ids go into paths: percent-encode everything but unreserved characters.
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// reqwest errors can embed the URL (with query ids, never keys); keep the kind and the cause.
@@ -694,11 +576,5 @@ mod tests {
             t.count(&s(503));
         }
         assert!(t.exhausted(&p));
-    }
-
-    #[test]
-    fn ids_are_path_encoded() {
-        assert_eq!(enc("a b/c"), "a%20b%2Fc");
-        assert_eq!(enc("3f2c-11"), "3f2c-11");
     }
 }

@@ -1,0 +1,380 @@
+use super::*;
+use serde_json::json;
+
+#[test]
+fn numbers_compare_by_value_and_null_equals_absent() {
+    assert!(same(&json!(0.5), &json!(0.5)));
+    assert!(same(&json!(600), &json!(600.0)));
+    assert!(same(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+    assert!(!same(&json!({"a": 1}), &json!({"a": 2})));
+    assert!(!same(&json!([1, 2]), &json!([2, 1])));
+}
+
+#[test]
+fn nested_changes_have_dotted_paths() {
+    let mut out = Vec::new();
+    diff_value(
+        "config",
+        &json!({"transferEnabled": true, "restaurantId": "r"}),
+        &json!({"transferEnabled": false, "restaurantId": "r", "old": 1}),
+        &mut out,
+    );
+    let paths: Vec<&str> = out.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(paths, vec!["config.old", "config.transferEnabled"]);
+    assert_eq!(out[0].after, None);
+}
+
+mod model {
+    //! A pure model of the server for plan-level tests: objects a plan creates exist with the
+    //! fields it sent, under ids this model makes, and state records them as apply would.
+
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+
+    use crate::model::ids::ObjectId;
+    use crate::model::spec::Desired;
+    use crate::plan::{Action, Plan};
+    use crate::remote::ServerObject;
+    use crate::resources::{Actual, Kinds, Shape};
+    use crate::state::{Change, State};
+
+    fn object(id: &str, body: &Value, extra: &[(&str, &str)]) -> ServerObject {
+        let mut fields = body.as_object().cloned().unwrap_or_default();
+        for (k, v) in extra {
+            fields.insert((*k).into(), Value::String((*v).into()));
+        }
+        ServerObject {
+            id: ObjectId::parse(id).expect("model ids are valid"),
+            fields,
+        }
+    }
+
+    /// What the server holds, and what state says, after `plan` is carried out on `actual`.
+    /// Only creates and updates are modelled (what the convergence properties need).
+    pub fn applied(kinds: &Kinds, plan: &Plan, actual: &Actual, state: &State) -> (Actual, State) {
+        let mut actual = actual.clone();
+        let mut state = state.clone();
+        let mut next = 0;
+        let mut fresh = |prefix: &str| {
+            next += 1;
+            format!("{prefix}-{next}")
+        };
+        let account = match &plan.account {
+            Action::Create { body, .. } => {
+                let a = object(&fresh("acc"), body, &[]);
+                actual.account = Some(a.clone());
+                a.id
+            }
+            other => other.id().cloned().expect("an existing account has an id"),
+        };
+        state.apply(&Change::Account((&account).into()), false);
+        for rp in &plan.restaurants {
+            let mut parents: BTreeMap<&str, ObjectId> = BTreeMap::new();
+            for a in &rp.actions {
+                let kind = kinds.get(a.resource()).expect("a known kind");
+                match a {
+                    Action::Create { name, body, .. } => {
+                        let id = fresh(a.resource().as_str());
+                        match kind.shape() {
+                            Shape::One => {
+                                let mut extra = vec![("accountId", account.as_str())];
+                                if let Some(fc) = parents.get("finalCustomer") {
+                                    extra.push(("finalCustomerId", fc.as_str()));
+                                }
+                                let o = object(&id, body, &extra);
+                                actual
+                                    .singles
+                                    .entry(a.resource())
+                                    .or_default()
+                                    .push(o.clone());
+                                parents.insert(a.resource().as_str(), o.id.clone());
+                                state.apply(
+                                    &kind.change(&rp.restaurant_id, name, Some(&o.id), None),
+                                    false,
+                                );
+                            }
+                            Shape::Many => {
+                                let parent = kind.parent().expect("a child has a parent");
+                                let pid = parents[parent.as_str()].clone();
+                                let o = object(&id, body, &[]);
+                                actual
+                                    .children
+                                    .entry((a.resource(), pid))
+                                    .or_default()
+                                    .push(o.clone());
+                                state.apply(
+                                    &kind.change(&rp.restaurant_id, name, Some(&o.id), None),
+                                    false,
+                                );
+                            }
+                        }
+                    }
+                    Action::Update { id, body, .. } => {
+                        for list in actual
+                            .singles
+                            .values_mut()
+                            .chain(actual.children.values_mut())
+                        {
+                            for o in list.iter_mut().filter(|o| &o.id == id) {
+                                for (k, v) in body.as_object().into_iter().flatten() {
+                                    o.fields.insert(k.clone(), v.clone());
+                                }
+                            }
+                        }
+                        parents.insert(a.resource().as_str(), id.clone());
+                    }
+                    Action::Adopt { id, name, .. } => {
+                        state.apply(&kind.change(&rp.restaurant_id, name, Some(id), None), false);
+                        parents.insert(a.resource().as_str(), id.clone());
+                    }
+                    Action::NoOp { id, .. } => {
+                        parents.insert(a.resource().as_str(), id.clone());
+                    }
+                    Action::Delete { .. } => {}
+                }
+            }
+        }
+        (actual, state)
+    }
+
+    /// The bundled project, rendered.
+    pub fn bundled() -> Desired {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let env = crate::front::render::RenderEnv {
+            app_url: "http://localhost:3000".into(),
+        };
+        crate::front::validate::desired(&root, &env)
+            .unwrap_or_else(|d| panic!("{d}"))
+            .desired
+    }
+}
+
+fn opts() -> PlanOptions {
+    PlanOptions {
+        server_url: "http://localhost:4000".into(),
+        ..PlanOptions::default()
+    }
+}
+
+#[test]
+fn a_fresh_plan_creates_everything_in_dependency_order() {
+    let desired = model::bundled();
+    let plan = plan(&desired, &Actual::default(), &State::new(), &opts());
+    assert_eq!(plan.account.op(), crate::plan::Op::Create);
+    let wanted = desired
+        .restaurants
+        .iter()
+        .filter(|r| r.create_if_missing)
+        .count();
+    assert_eq!(plan.restaurants.len(), wanted);
+    for rp in &plan.restaurants {
+        let kinds: Vec<Resource> = rp.actions.iter().map(Action::resource).collect();
+        assert_eq!(kinds[..2], [Resource::FINAL_CUSTOMER, Resource::AGENT]);
+        assert!(kinds[2..].iter().all(|k| *k == Resource::TOOL));
+        assert_eq!(kinds.len(), 14, "{} actions", kinds.len());
+        assert!(rp.actions.iter().all(|a| a.op() == crate::plan::Op::Create));
+    }
+}
+
+#[test]
+fn the_plan_of_what_applying_produced_is_empty() {
+    let kinds = Kinds::builtin();
+    let desired = model::bundled();
+    let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let (actual, state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+    let second = plan(&desired, &actual, &state, &opts());
+    assert!(!second.has_changes(), "{:#?}", second.restaurants);
+}
+
+#[test]
+fn what_state_does_not_know_is_adopted_not_created_again() {
+    let kinds = Kinds::builtin();
+    let desired = model::bundled();
+    let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let (actual, _) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+    // State lost: everything exists, nothing may be created twice.
+    let again = plan(&desired, &actual, &State::new(), &opts());
+    assert_eq!(again.summary.add, 0, "{:#?}", again.restaurants);
+    assert_eq!(again.summary.change, 0);
+    assert!(again.summary.adopt > 0);
+    let reasons: std::collections::BTreeSet<String> =
+        again.actions().filter_map(Action::reason).collect();
+    assert!(
+        reasons.contains("found by config.restaurantId"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains("the agent's finalCustomerId"),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains("found by name"), "{reasons:?}");
+}
+
+#[test]
+fn a_stray_or_duplicate_child_is_deleted_with_its_reason() {
+    let kinds = Kinds::builtin();
+    let desired = model::bundled();
+    let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let (mut actual, state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+    let (key, tools) = actual
+        .children
+        .iter_mut()
+        .next()
+        .expect("some agent has tools");
+    let agent = key.1.clone();
+    let mut dup = tools[0].clone();
+    dup.id = ObjectId::parse("t-dup").expect("valid");
+    let mut stray = tools[0].clone();
+    stray.id = ObjectId::parse("t-stray").expect("valid");
+    stray.fields.insert("name".into(), json!("legacy_upsell"));
+    tools.push(dup);
+    tools.push(stray);
+    let p = plan(&desired, &actual, &state, &opts());
+    let deletes: Vec<(String, String)> = p
+        .actions()
+        .filter(|a| a.op() == crate::plan::Op::Delete)
+        .map(|a| {
+            (
+                a.remote_id().unwrap_or("").to_string(),
+                a.reason().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let first_tool = actual.children[&(Resource::TOOL, agent)][0]
+        .name()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(
+        deletes,
+        vec![
+            (
+                "t-dup".to_string(),
+                format!("duplicate of tool {first_tool}")
+            ),
+            ("t-stray".to_string(), "not declared in tools/".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_restaurant_gone_from_the_inventory_is_only_noted_without_allow_destroy() {
+    let kinds = Kinds::builtin();
+    let mut desired = model::bundled();
+    let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let (actual, state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+    let gone = desired.restaurants.remove(0);
+    let p = plan(&desired, &actual, &state, &opts());
+    assert!(!p.has_changes());
+    let rp = p
+        .restaurants
+        .iter()
+        .find(|r| r.restaurant_id == gone.id)
+        .expect("listed");
+    assert!(
+        rp.notes[0].starts_with("gone from the inventory: agent "),
+        "{:?}",
+        rp.notes
+    );
+    let destroy = PlanOptions {
+        allow_destroy: true,
+        ..opts()
+    };
+    let p = plan(&desired, &actual, &state, &destroy);
+    let rp = p
+        .restaurants
+        .iter()
+        .find(|r| r.restaurant_id == gone.id)
+        .expect("listed");
+    let ops: Vec<(Resource, String)> = rp
+        .actions
+        .iter()
+        .map(|a| (a.resource(), a.reason().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            (
+                Resource::AGENT,
+                "restaurant gone from the inventory (its tools go with it)".to_string()
+            ),
+            (
+                Resource::FINAL_CUSTOMER,
+                "restaurant gone from the inventory".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn another_restaurants_object_is_never_adopted() {
+    let kinds = Kinds::builtin();
+    let desired = model::bundled();
+    let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let (actual, mut state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+    // Restaurant 0 lost its state; restaurant 1's state claims restaurant 0's agent.
+    let (r0, r1) = (&desired.restaurants[0].id, &desired.restaurants[1].id);
+    let taken = state.restaurants.remove(r0).expect("applied").agent_id;
+    state.restaurants.get_mut(r1).expect("applied").agent_id = taken.clone();
+    let p = plan(&desired, &actual, &state, &opts());
+    let rp = p
+        .restaurants
+        .iter()
+        .find(|r| &r.restaurant_id == r0)
+        .expect("planned");
+    let agent = rp
+        .actions
+        .iter()
+        .find(|a| a.resource() == Resource::AGENT)
+        .expect("an agent action");
+    assert_eq!(agent.op(), crate::plan::Op::Create, "{rp:#?}");
+    assert!(taken.is_some());
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// For any subset of the bundled restaurants, with any voice: applying the plan, then
+        /// planning again, finds nothing to do; and a second edit of the voices changes exactly
+        /// the agents whose voice changed, with one-key bodies.
+        #[test]
+        fn apply_then_plan_is_empty_and_edits_are_minimal(
+            keep in proptest::collection::vec(any::<bool>(), 3),
+            voices in proptest::collection::vec(0usize..3, 3),
+            edits in proptest::collection::vec(0usize..3, 3),
+        ) {
+            let names = ["sage", "alloy", "verse"];
+            let kinds = Kinds::builtin();
+            let mut desired = model::bundled();
+            let mut i = 0;
+            desired.restaurants.retain(|_| { i += 1; keep[i - 1] });
+            for (r, v) in desired.restaurants.iter_mut().zip(&voices) {
+                r.agent.ai_voice = names[*v].into();
+            }
+            let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+            let (actual, state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+            let second = plan(&desired, &actual, &state, &opts());
+            prop_assert!(!second.has_changes());
+
+            let mut edited = desired.clone();
+            let mut expected = 0;
+            for ((r, v), e) in edited.restaurants.iter_mut().zip(&voices).zip(&edits) {
+                r.agent.ai_voice = names[*e].into();
+                if v != e && r.create_if_missing {
+                    expected += 1;
+                }
+            }
+            let third = plan(&edited, &actual, &state, &opts());
+            prop_assert_eq!(third.summary.change, expected);
+            prop_assert_eq!(third.summary.add + third.summary.delete + third.summary.adopt, 0);
+            for a in third.actions().filter(|a| a.op() == crate::plan::Op::Update) {
+                prop_assert_eq!(a.resource(), Resource::AGENT);
+                prop_assert_eq!(a.body().and_then(|b| b.as_object()).map(|m| m.len()), Some(1));
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The account: one for the whole platform, found by the id state records, else by name. It is
+//! not a per-restaurant [`super::Kind`]: it comes before every restaurant and is never deleted.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::model::ids::ObjectId;
+use crate::model::spec::AccountSpec;
+use crate::plan::{Action, Reason};
+use crate::remote::{Client, ClientError, Route, ServerObject};
+
+const LIST: &str = "/api/accounts";
+
+/// The POST body.
+pub fn body(spec: &AccountSpec) -> Value {
+    json!({"name": spec.name, "email": spec.email, "isActive": true})
+}
+
+pub async fn list(client: &Client) -> Result<Vec<ServerObject>, ClientError> {
+    let route = Route::new(LIST, &[]);
+    super::many(client.get_list(&route).await?, &route)
+}
+
+/// The account this project manages: state's id first, else the first of that name.
+pub fn pick(
+    accounts: Vec<ServerObject>,
+    recorded: Option<&ObjectId>,
+    name: &str,
+) -> Option<ServerObject> {
+    let by_id = recorded.and_then(|id| accounts.iter().position(|a| &a.id == id));
+    let at = by_id.or_else(|| accounts.iter().position(|a| a.name() == Some(name)))?;
+    accounts.into_iter().nth(at)
+}
+
+/// What the plan does with the account: create it, adopt it, or nothing.
+pub fn action(
+    spec: &AccountSpec,
+    found: Option<&ServerObject>,
+    recorded: Option<&ObjectId>,
+) -> Action {
+    let name = spec.name.clone();
+    match found {
+        None => {
+            let body = body(spec);
+            Action::Create {
+                resource: crate::plan::Resource::ACCOUNT,
+                name,
+                changes: crate::diff::create_changes(&body),
+                body,
+            }
+        }
+        Some(a) if recorded == Some(&a.id) => Action::NoOp {
+            resource: crate::plan::Resource::ACCOUNT,
+            name,
+            id: a.id.clone(),
+        },
+        Some(a) => Action::Adopt {
+            resource: crate::plan::Resource::ACCOUNT,
+            name,
+            id: a.id.clone(),
+            reason: Reason::FoundByName,
+        },
+    }
+}
+
+pub async fn create(client: &Client, body: &Value) -> Result<ServerObject, ClientError> {
+    let route = Route::new(LIST, &[]);
+    let answer = client.create(&route, body).await?;
+    super::one(answer, &route, Method::POST).map(|(o, _)| o)
+}
+
+/// After an ambiguous create: the account of that name, if the lost attempt stored it.
+pub async fn find_created(
+    client: &Client,
+    name: &str,
+) -> Result<Option<ServerObject>, ClientError> {
+    Ok(list(client)
+        .await?
+        .into_iter()
+        .find(|a| a.name() == Some(name)))
+}

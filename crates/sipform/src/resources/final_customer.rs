@@ -1,0 +1,169 @@
+//! The final customer: one per restaurant, the billing entity, under the account.
+//!
+//! Adoption when state knows none: the final customer the restaurant's agent points at, else
+//! one of the desired name and email that no agent references.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{AdoptCx, Adoption, DesiredObject, Kind, Parents, Shape};
+use crate::model::ids::{FinalCustomerId, ObjectId, RestaurantId};
+use crate::model::spec::DesiredRestaurant;
+use crate::plan::{Reason, Resource};
+use crate::remote::{Client, ClientError, Route, Secrets, ServerObject};
+use crate::state::{Change, RestaurantState};
+
+const LIST: &str = "/api/final-customers";
+const ONE: &str = "/api/final-customers/:id";
+
+pub struct FinalCustomer;
+
+/// Whether a server final customer has the desired name and email (absent email = null).
+pub fn same_identity(o: &ServerObject, body: &Value) -> bool {
+    o.get("name") == body.get("name")
+        && crate::diff::same(
+            o.get("email").unwrap_or(&Value::Null),
+            body.get("email").unwrap_or(&Value::Null),
+        )
+}
+
+/// The final customer to adopt for a restaurant whose agent (if any) is `agent`.
+pub fn adopt<'a>(
+    desired: &Value,
+    agent: Option<&ServerObject>,
+    customers: &'a [ServerObject],
+    referenced: &dyn Fn(&ObjectId) -> bool,
+    free: &dyn Fn(&ObjectId) -> bool,
+) -> Option<(&'a ServerObject, Reason)> {
+    let via_agent = agent
+        .and_then(super::agent::final_customer_of)
+        .filter(|id| free(id))
+        .and_then(|id| customers.iter().find(|f| f.id == id))
+        .map(|f| (f, Reason::AgentsFinalCustomer));
+    via_agent.or_else(|| {
+        customers
+            .iter()
+            .find(|f| !referenced(&f.id) && free(&f.id) && same_identity(f, desired))
+            .map(|f| (f, Reason::FoundByNameAndEmail))
+    })
+}
+
+#[async_trait]
+impl Kind for FinalCustomer {
+    fn resource(&self) -> Resource {
+        Resource::FINAL_CUSTOMER
+    }
+
+    fn shape(&self) -> Shape {
+        Shape::One
+    }
+
+    fn parent(&self) -> Option<Resource> {
+        Some(Resource::ACCOUNT)
+    }
+
+    fn desired(&self, r: &DesiredRestaurant) -> Vec<DesiredObject> {
+        vec![DesiredObject {
+            key: r.final_customer.name.clone(),
+            body: serde_json::to_value(&r.final_customer).unwrap_or(Value::Null),
+        }]
+    }
+
+    fn update_whole(&self) -> bool {
+        false
+    }
+
+    fn adopt<'a>(&self, cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
+        let agents = cx.actual.singles(Resource::AGENT);
+        let referenced = |id: &ObjectId| {
+            agents
+                .iter()
+                .any(|a| super::agent::final_customer_of(a).as_ref() == Some(id))
+        };
+        Adoption {
+            found: adopt(
+                cx.desired,
+                cx.matched.get(&Resource::AGENT).copied(),
+                cx.actual.singles(Resource::FINAL_CUSTOMER),
+                &referenced,
+                cx.free,
+            ),
+            others: Vec::new(),
+        }
+    }
+
+    fn recorded(&self, st: &RestaurantState, _key: &str) -> Option<ObjectId> {
+        st.final_customer_id.as_ref()?.to_object_id().ok()
+    }
+
+    fn change(
+        &self,
+        restaurant: &RestaurantId,
+        _key: &str,
+        id: Option<&ObjectId>,
+        _secrets: Option<&Secrets>,
+    ) -> Change {
+        Change::FinalCustomer {
+            restaurant: restaurant.clone(),
+            id: id.map(FinalCustomerId::from),
+        }
+    }
+
+    async fn list(
+        &self,
+        client: &Client,
+        account: &ObjectId,
+    ) -> Result<Vec<ServerObject>, ClientError> {
+        let route = Route::new(LIST, &[]).query("accountId", account.as_str());
+        super::many(client.get_list(&route).await?, &route)
+    }
+
+    async fn create(
+        &self,
+        client: &Client,
+        parents: &Parents,
+        body: &Value,
+    ) -> Result<(ServerObject, Secrets), ClientError> {
+        let mut body = body.clone();
+        if let Value::Object(m) = &mut body {
+            m.insert("accountId".into(), parents.account.as_str().into());
+        }
+        let route = Route::new(LIST, &[]);
+        super::one(client.create(&route, &body).await?, &route, Method::POST)
+    }
+
+    async fn find_created(
+        &self,
+        client: &Client,
+        parents: &Parents,
+        _restaurant: &RestaurantId,
+        body: &Value,
+        taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
+    ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
+        let list = self.list(client, &parents.account).await?;
+        Ok(list
+            .into_iter()
+            .find(|o| same_identity(o, body) && !taken(&o.id))
+            .map(|o| (o, Secrets::default())))
+    }
+
+    async fn update(
+        &self,
+        client: &Client,
+        _parents: &Parents,
+        id: &ObjectId,
+        body: &Value,
+    ) -> Result<(), ClientError> {
+        client.put(&Route::new(ONE, &[id.as_str()]), body).await
+    }
+
+    async fn delete(
+        &self,
+        client: &Client,
+        _parents: &Parents,
+        id: &ObjectId,
+    ) -> Result<(), ClientError> {
+        client.delete(&Route::new(ONE, &[id.as_str()])).await
+    }
+}

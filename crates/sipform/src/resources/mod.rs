@@ -1,0 +1,315 @@
+//! Resource kinds: one file per kind of server object, each saying its desired form, the calls
+//! that create, update, delete and re-read it, and its slot in state. The dependency order is
+//! declared once, as data ([`Kinds::builtin`]): diff walks it, apply runs it (deletes in
+//! reverse), and neither has a `match` on the kind.
+//!
+//! The account is the one global object ([`account`]); every other kind exists per restaurant,
+//! either once ([`Shape::One`]: final customer, agent) or several times under a parent object,
+//! keyed by a name ([`Shape::Many`]: tools under the agent). A new kind is one file
+//! implementing [`Kind`] plus one line in [`Kinds::builtin`]; a program embedding sipform adds
+//! its own with [`Kinds::with`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::model::ids::{ObjectId, RestaurantId};
+pub use crate::model::resource::Resource;
+use crate::model::spec::DesiredRestaurant;
+use crate::remote::{Client, ClientError, Secrets, ServerObject};
+use crate::state::{Change, RestaurantState};
+pub use actual::Actual;
+
+pub mod account;
+pub mod actual;
+pub mod agent;
+pub mod final_customer;
+pub mod tool;
+
+/// How many objects of a kind a restaurant has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Exactly one (final customer, agent), found by the kind's own adoption rules.
+    One,
+    /// Several under the parent object, keyed by name (tools). Server objects under the parent
+    /// that no desired key claims are deleted.
+    Many,
+}
+
+/// The ids a restaurant's run has learned so far: the account's, and one per kind of shape
+/// [`Shape::One`]. A kind's calls read their parents' ids from here.
+#[derive(Debug, Clone)]
+pub struct Parents {
+    pub account: ObjectId,
+    ids: HashMap<Resource, ObjectId>,
+}
+
+impl Parents {
+    pub fn new(account: ObjectId) -> Self {
+        Parents {
+            account,
+            ids: HashMap::new(),
+        }
+    }
+
+    pub fn get(&self, r: Resource) -> Option<&ObjectId> {
+        self.ids.get(&r)
+    }
+
+    pub fn set(&mut self, r: Resource, id: Option<ObjectId>) {
+        match id {
+            Some(id) => self.ids.insert(r, id),
+            None => self.ids.remove(&r),
+        };
+    }
+
+    /// The parent id a call needs; a plan whose parent never came is inconsistent.
+    pub fn require(&self, r: Resource) -> Result<&ObjectId, ClientError> {
+        self.get(r)
+            .ok_or_else(|| ClientError::Build(format!("no {r} to attach to")))
+    }
+}
+
+/// What a one-per-restaurant kind sees when it looks for an object to adopt (state records
+/// none). Kinds are matched children first (the agent before its final customer), because a
+/// child names its parent.
+pub struct AdoptCx<'c, 'a> {
+    pub restaurant: &'c RestaurantId,
+    /// This kind's desired body.
+    pub desired: &'c Value,
+    pub actual: &'a Actual,
+    /// What this restaurant already matched, by kind.
+    pub matched: &'c HashMap<Resource, &'a ServerObject>,
+    /// Whether no other restaurant's state claims the id.
+    pub free: &'c dyn Fn(&ObjectId) -> bool,
+}
+
+/// The object a kind adopts, with why, and the other candidates (reported, left alone).
+#[derive(Default)]
+pub struct Adoption<'a> {
+    pub found: Option<(&'a ServerObject, crate::plan::Reason)>,
+    pub others: Vec<&'a ObjectId>,
+}
+
+/// One object a restaurant wants: its key (the name) and the body sipform sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObject {
+    pub key: String,
+    pub body: Value,
+}
+
+/// What a kind of object is and how it is handled. Implementations hold no state; one instance
+/// serves every restaurant.
+#[async_trait]
+pub trait Kind: Send + Sync {
+    fn resource(&self) -> Resource;
+
+    fn shape(&self) -> Shape;
+
+    /// The kind whose object this one belongs to (its id comes from [`Parents`]). `None`: the
+    /// account.
+    fn parent(&self) -> Option<Resource>;
+
+    /// The objects a restaurant wants of this kind, in the order they are created.
+    fn desired(&self, r: &DesiredRestaurant) -> Vec<DesiredObject>;
+
+    /// Whether an update sends the whole desired body (a tool is replaced whole) or only the
+    /// changed top-level keys (the server merges them).
+    fn update_whole(&self) -> bool;
+
+    /// Where the plan explains a deleted undeclared object: `not declared in tools/`.
+    fn undeclared_reason(&self) -> &'static str {
+        "not declared"
+    }
+
+    /// The restaurant a server object says it belongs to, when it says (an agent's
+    /// `config.restaurantId`). Refresh reads the children of such objects too.
+    fn claims<'a>(&self, _o: &'a ServerObject) -> Option<&'a str> {
+        None
+    }
+
+    /// The key of a server object (its name).
+    fn key_of<'a>(&self, o: &'a ServerObject) -> Option<&'a str> {
+        o.name()
+    }
+
+    /// For a kind of shape [`Shape::One`]: the server object to adopt when state records
+    /// none. The default adopts nothing (the object is created).
+    fn adopt<'a>(&self, _cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
+        Adoption::default()
+    }
+
+    // --- its slot in state ---------------------------------------------------------------
+
+    /// The id state records for `key`.
+    fn recorded(&self, st: &RestaurantState, key: &str) -> Option<ObjectId>;
+
+    /// The state change that records `id` for `key` (`None`: forget it).
+    fn change(
+        &self,
+        restaurant: &RestaurantId,
+        key: &str,
+        id: Option<&ObjectId>,
+        secrets: Option<&Secrets>,
+    ) -> Change;
+
+    // --- its calls -----------------------------------------------------------------------
+
+    /// Its objects under `parent` (the account for a kind whose parent is the account).
+    async fn list(
+        &self,
+        client: &Client,
+        parent: &ObjectId,
+    ) -> Result<Vec<ServerObject>, ClientError>;
+
+    /// POST once; ambiguous failures come back to apply, which re-reads before retrying.
+    async fn create(
+        &self,
+        client: &Client,
+        parents: &Parents,
+        body: &Value,
+    ) -> Result<(ServerObject, Secrets), ClientError>;
+
+    /// After an ambiguous create failure: the object the lost attempt may have stored, among
+    /// those no one else's state `taken` claims.
+    async fn find_created(
+        &self,
+        client: &Client,
+        parents: &Parents,
+        restaurant: &RestaurantId,
+        body: &Value,
+        taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
+    ) -> Result<Option<(ServerObject, Secrets)>, ClientError>;
+
+    async fn update(
+        &self,
+        client: &Client,
+        parents: &Parents,
+        id: &ObjectId,
+        body: &Value,
+    ) -> Result<(), ClientError>;
+
+    async fn delete(
+        &self,
+        client: &Client,
+        parents: &Parents,
+        id: &ObjectId,
+    ) -> Result<(), ClientError>;
+
+    /// What adopting `id` records. The default records the id; the agent also reads its
+    /// tokens (one GET, no write).
+    async fn adopted(
+        &self,
+        _client: &Client,
+        restaurant: &RestaurantId,
+        key: &str,
+        id: &ObjectId,
+    ) -> Result<Change, ClientError> {
+        Ok(self.change(restaurant, key, Some(id), None))
+    }
+}
+
+/// The kinds in dependency order: parents before children. Deletes run it in reverse.
+#[derive(Clone)]
+pub struct Kinds {
+    list: Vec<Arc<dyn Kind>>,
+}
+
+impl Kinds {
+    /// sipform's own kinds. The order list: one line per kind.
+    pub fn builtin() -> Kinds {
+        Kinds {
+            list: vec![
+                Arc::new(final_customer::FinalCustomer),
+                Arc::new(agent::Agent),
+                Arc::new(tool::Tool),
+            ],
+        }
+    }
+
+    /// Adds a kind after the others (its parent must already be in the list).
+    pub fn with(mut self, kind: Arc<dyn Kind>) -> Kinds {
+        self.list.push(kind);
+        self
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &dyn Kind> {
+        self.list.iter().map(|k| k.as_ref())
+    }
+
+    pub fn get(&self, r: Resource) -> Option<&dyn Kind> {
+        self.iter().find(|k| k.resource() == r)
+    }
+
+    /// Position in the dependency order (the account, which is not in the list, comes first).
+    pub fn rank(&self, r: Resource) -> usize {
+        self.list
+            .iter()
+            .position(|k| k.resource() == r)
+            .map_or(0, |p| p + 1)
+    }
+
+    /// The kinds of shape [`Shape::Many`] living under `parent`.
+    pub fn children_of(&self, parent: Resource) -> impl Iterator<Item = &dyn Kind> {
+        self.iter()
+            .filter(move |k| k.shape() == Shape::Many && k.parent() == Some(parent))
+    }
+
+    /// The kinds of shape [`Shape::One`], in order.
+    pub fn singletons(&self) -> impl Iterator<Item = &dyn Kind> {
+        self.iter().filter(|k| k.shape() == Shape::One)
+    }
+}
+
+impl Default for Kinds {
+    fn default() -> Self {
+        Kinds::builtin()
+    }
+}
+
+/// Parses one object a call answered with.
+pub(crate) fn one(
+    o: crate::remote::Object,
+    route: &crate::remote::Route,
+    method: reqwest::Method,
+) -> Result<(ServerObject, Secrets), ClientError> {
+    ServerObject::parse(o, || format!("the answer to {method} {}", route.template())).map_err(|e| {
+        ClientError::Decode {
+            method,
+            route: route.template().to_string(),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// Parses a list a call answered with; one bad entry fails it.
+pub(crate) fn many(
+    list: Vec<crate::remote::Object>,
+    route: &crate::remote::Route,
+) -> Result<Vec<ServerObject>, ClientError> {
+    ServerObject::parse_list(list, &format!("GET {}", route.template())).map_err(|e| {
+        ClientError::Decode {
+            method: reqwest::Method::GET,
+            route: route.template().to_string(),
+            message: e.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_puts_parents_first() {
+        let kinds = Kinds::builtin();
+        for k in kinds.iter() {
+            if let Some(p) = k.parent().filter(|p| *p != Resource::ACCOUNT) {
+                assert!(kinds.rank(p) < kinds.rank(k.resource()), "{}", k.resource());
+            }
+        }
+        assert_eq!(kinds.children_of(Resource::AGENT).count(), 1);
+    }
+}
