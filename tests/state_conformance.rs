@@ -510,8 +510,10 @@ async fn a_failed_write_poisons_the_writer_and_leaves_no_temporary_file() {
     let msg = first.to_string();
     assert!(writer.is_poisoned());
     assert!(!first.is_transient(), "{msg}");
-    assert!(msg.contains(&path.display().to_string()), "{msg}");
-    assert_eq!(msg.matches("state").count(), 2, "says it once: {msg}");
+    let place = path.display().to_string();
+    assert!(msg.contains(&place), "{msg}");
+    let said = msg.replace(&place, "<path>");
+    assert_eq!(said.matches("state").count(), 1, "says it once: {msg}");
 
     let later: Vec<_> = (0..5)
         .map(|i| {

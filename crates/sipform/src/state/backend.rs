@@ -28,6 +28,8 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
+    /// This process as the holder of `operation` (`apply`, `state rm`, …), so that whoever
+    /// waits can tell who to ask.
     pub fn for_this_process(operation: &str) -> Self {
         LockInfo {
             id: Uuid::new_v4(),
