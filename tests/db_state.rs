@@ -1,5 +1,6 @@
-//! State in SQLite and PostgreSQL: round trip, lineage and version checks, locking, and the
-//! `sipform state` commands through the real binary.
+//! State in SQLite and PostgreSQL: what only the database backends do (rows written per change,
+//! lineage and table-layout checks, advisory locks, private files), and the `sipform state`
+//! commands through the real binary. What every backend does is in `state_conformance.rs`.
 
 mod db_support;
 
@@ -11,9 +12,10 @@ use db_support::{Engine, TestDb};
 use sipform::model::ids::{AgentId, FinalCustomerId, RestaurantId, ToolId};
 use sipform::model::secret::Secret;
 use sipform::model::spec::StateConfig;
-use sipform::state::db::{PostgresState, SqliteState};
-use sipform::state::file::FileState;
-use sipform::state::{AgentTokens, Change, LockInfo, State, StateBackend, StateError, StateWriter};
+use sipform::state::{
+    AgentTokens, Change, FileState, LockInfo, PostgresState, SqliteState, State, StateBackend,
+    StateError, StateWriter,
+};
 
 fn backend(db: &TestDb) -> Arc<dyn StateBackend> {
     match db.engine {
@@ -244,35 +246,6 @@ async fn postgres_second_locker_waits_then_gets_it_or_names_the_holder() {
     assert!(msg.contains(&holder.started_at.to_rfc3339()), "{msg}");
 }
 
-#[tokio::test]
-async fn sqlite_second_locker_names_the_holder() {
-    let db = TestDb::new(Engine::Sqlite).await;
-    let first = backend(&db);
-    let _g = first
-        .lock(&LockInfo::for_this_process("apply"), Duration::from_secs(5))
-        .await
-        .expect("first lock");
-    let e = match backend(&db)
-        .lock(
-            &LockInfo::for_this_process("plan"),
-            Duration::from_millis(300),
-        )
-        .await
-    {
-        Err(e) => e,
-        Ok(_) => panic!("the lock must not be granted twice"),
-    };
-    assert!(e.to_string().contains("apply by pid"), "{e}");
-    drop(_g);
-    backend(&db)
-        .lock(
-            &LockInfo::for_this_process("plan"),
-            Duration::from_millis(300),
-        )
-        .await
-        .expect("free after release");
-}
-
 fn sipform(dir: &std::path::Path) -> Command {
     let mut c = Command::cargo_bin("sipform").expect("binary");
     c.arg("--project").arg(dir).env_remove("DATABASE_URL");
@@ -453,4 +426,70 @@ async fn unreachable_postgres_state_fails_fast_naming_the_backend() {
     assert!(msg.contains("cannot connect"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+/// Issue 14, #22: under umask 000 the folders sipform creates for a SQLite state are still
+/// owner-only (0700), and the database and its lock file 0600; nothing in them is readable by
+/// others.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_state_is_private_under_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let project = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        project.path().join("sipform.yaml"),
+        "account:\n  name: Platform\n  email: ops@example.com\nstate:\n  backend: file\n",
+    )
+    .expect("write sipform.yaml");
+    let (state, _) = sample();
+    FileState::new(project.path().join("sipform.state.json"))
+        .commit(&state, &[])
+        .await
+        .expect("file state");
+
+    // umask is per process: set it in a shell that then becomes sipform.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(assert_cmd::cargo::cargo_bin("sipform"))
+        .arg("--project")
+        .arg(project.path())
+        .args([
+            "state",
+            "migrate",
+            "--from",
+            "file",
+            "--to",
+            "sqlite",
+            "--to-url",
+            "sqlite://private/state/sipform.db",
+        ])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // In octal, as `ls -l` thinks of it.
+    let mode = |p: &std::path::Path| {
+        let m = std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode();
+        format!("{:o}", m & 0o777)
+    };
+    let outer = project.path().join("private");
+    let folder = outer.join("state");
+    assert_eq!(mode(&outer), "700", "{}", outer.display());
+    assert_eq!(mode(&folder), "700", "{}", folder.display());
+    assert_eq!(mode(&folder.join("sipform.db")), "600");
+    assert_eq!(mode(&folder.join("sipform.db.lock")), "600");
+    // Whatever else SQLite left there (a journal, -wal, -shm) is no more open than the database.
+    for entry in std::fs::read_dir(&folder).expect("read dir") {
+        let p = entry.expect("entry").path();
+        assert!(mode(&p).ends_with("00"), "{}: {}", p.display(), mode(&p));
+    }
 }

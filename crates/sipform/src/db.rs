@@ -15,14 +15,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSy
 
 /// Errors of the platform database and of the database state backends. Messages name the
 /// database (password redacted), the table, the column and the row; never a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     #[error("database URL {url}: {message}")]
     Url { url: String, message: String },
     #[error("{place}: {message}")]
     Connect { place: String, message: String },
     #[error("{place}: {message}")]
-    Query { place: String, message: String },
+    Query {
+        place: String,
+        message: String,
+        /// The cause may go away by itself (see [`is_transient`]).
+        transient: bool,
+    },
     #[error("{place}: table {table} does not exist")]
     MissingTable { place: String, table: String },
     #[error("{place}: table {table} has no column {column}{hint}")]
@@ -61,6 +66,57 @@ pub enum DbError {
         "no database URL: set {what} in sipform.yaml or the DATABASE_URL environment variable"
     )]
     NoUrl { what: String },
+}
+
+impl DbError {
+    /// Whether running again later may succeed (the database was unreachable, busy or in a
+    /// conflict), as opposed to an error someone must fix (a missing table, a bad value).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Whether a driver error may go away by itself, so a later retry can succeed: the server
+/// unreachable or restarting, the pool exhausted, a lock, deadlock or serialization conflict.
+/// A refused login, a missing database or table, a full disk or bad SQL are not: they need
+/// someone to act.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    use sqlx::error::DatabaseError as _;
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(d) => {
+            if let Some(lite) = d.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+                let code = lite.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+                matches!(code & 0xff, 5 | 6)
+            } else {
+                // PostgreSQL SQLSTATE: connection exception (08…), serialization failure,
+                // deadlock, lock not available, too many connections, statement timeout, and a
+                // server shutting down or starting up.
+                d.code().is_some_and(|c| {
+                    c.starts_with("08")
+                        || matches!(
+                            c.as_ref(),
+                            "40001"
+                                | "40P01"
+                                | "55P03"
+                                | "53300"
+                                | "57014"
+                                | "57P01"
+                                | "57P02"
+                                | "57P03"
+                        )
+                })
+            }
+        }
+        _ => false,
+    }
 }
 
 /// Which engine a URL names.
@@ -227,6 +283,7 @@ impl Db {
         DbError::Query {
             place: self.place.clone(),
             message: self.describe_error(what, &e),
+            transient: is_transient(&e),
         }
     }
 
@@ -468,6 +525,17 @@ mod tests {
         );
         assert!(sqlite_path("sqlite::memory:", base).is_err());
         assert!(Engine::of_url("mysql://x").is_err());
+    }
+
+    #[test]
+    fn transient_driver_errors_are_told_apart() {
+        let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_transient(&lost));
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+        let db = Db::open_lazy("postgres://127.0.0.1:1/x", Path::new("/"), Purpose::State).unwrap();
+        assert!(db.err("reading", lost).is_transient());
+        assert!(!db.err("reading", sqlx::Error::RowNotFound).is_transient());
     }
 
     #[test]

@@ -65,8 +65,8 @@ impl Workspace {
             }
             Some(table) => {
                 let backend = state::open(&project.state, root)?;
-                let known = backend.load().await?;
-                let rows = table.read(known.as_ref()).await?;
+                let known = backend.load().await?.map(|s| s.restaurant_ids());
+                let rows = table.read(&known.unwrap_or_default()).await?;
                 let validated = validate::desired_with(root, &env, rows)?;
                 let mut ws = Self::from_validated(root, validated.project, validated.desired)?;
                 ws.inventory = Some(table);

@@ -1,5 +1,5 @@
 //! Where restaurants come from. Here: a folder of YAML files, one restaurant each. The
-//! platform's database is another source (see `db`); both hand over `Sourced<Restaurant>`.
+//! platform's database is another source (see `table`); both hand over `Sourced<Restaurant>`.
 
 use std::path::Path;
 

@@ -2,8 +2,9 @@
 //!
 //! Which rows: every restaurant that needs an agent (`sip_enabled` or `chat_enabled`), and every
 //! other one that already has an agent or a final customer (`agent_id` / `final_customer_id`
-//! set, or known to state): those are planned inactive, never forgotten, so a restaurant turned
-//! off is not mistaken for one deleted.
+//! set, or among the `known` ids the caller passes, i.e. state's): those are planned inactive,
+//! never forgotten, so a restaurant turned off is not mistaken for one deleted. The caller
+//! passes plain ids rather than state itself, so the inventory does not depend on state.
 //!
 //! NULLs: a NULL column is an absent key, exactly as in a `restaurants/*.yaml` file, so the
 //! template picks the default. For the booleans that means `false`, except `sip_enabled` and
@@ -19,7 +20,6 @@ use crate::db::{quote_ident, with_pool, Db, DbError, Engine, Purpose, TableName}
 use crate::front::diagnostics::{Origin, Sourced};
 use crate::model::ids::RestaurantId;
 use crate::model::spec::{ChatMode, InventoryConfig, Restaurant};
-use crate::state::State;
 
 /// Every platform column sipform reads or writes; `inventory.columns` may rename any of them.
 pub const PLATFORM_COLUMNS: &[&str] = &[
@@ -300,15 +300,16 @@ impl PlatformTable {
 
     /// The restaurants that need an agent, and those that do not but already have one.
     pub async fn read_restaurants(&self) -> Result<Vec<Sourced<Restaurant>>, DbError> {
-        self.read(None).await
+        self.read(&BTreeSet::new()).await
     }
 
-    /// As [`PlatformTable::read_restaurants`], also keeping every row whose restaurant `state`
-    /// knows (its `agent_id` may have been lost by a crash before the write-back).
-    pub async fn read(&self, state: Option<&State>) -> Result<Vec<Sourced<Restaurant>>, DbError> {
-        let known: BTreeSet<&str> = state
-            .map(|s| s.restaurants.keys().map(|r| r.as_str()).collect())
-            .unwrap_or_default();
+    /// As [`PlatformTable::read_restaurants`], also keeping every row whose id is in `known`:
+    /// the restaurants state holds ids for (a row's `agent_id` may have been lost by a crash
+    /// before the write-back).
+    pub async fn read(
+        &self,
+        known: &BTreeSet<RestaurantId>,
+    ) -> Result<Vec<Sourced<Restaurant>>, DbError> {
         let sql = self.select_sql();
         let raws: Vec<RawRow> = with_pool!(self.db, p => {
             let rows = sqlx::query(&sql)
@@ -330,7 +331,7 @@ impl PlatformTable {
             let chat = raw.bools[B_CHAT].unwrap_or(false);
             let has_objects = raw.text[COL_AGENT_ID].is_some()
                 || raw.text[COL_FINAL_CUSTOMER_ID].is_some()
-                || known.contains(id.as_str());
+                || known.contains(&RestaurantId::new(id.as_str()));
             if !(sip || chat || has_objects) {
                 continue;
             }

@@ -16,7 +16,7 @@ use crate::db::{with_pool, DbError, Engine};
 use crate::inventory::PlatformTable;
 use crate::model::ids::{RemoteId, MAX_ID_LEN};
 use crate::model::secret::Secret;
-use crate::state::{Change, CommitHook, State};
+use crate::state::{Change, CommitHook, State, StateError};
 
 /// Longest token the platform's `varchar(128)` token columns hold.
 pub const MAX_TOKEN_LEN: usize = 128;
@@ -291,16 +291,22 @@ fn reveal(s: &Secret<String>) -> String {
     s.expose().clone()
 }
 
+/// The platform's message as it is (it names the table, row and column), with whether a later
+/// run may succeed.
+fn hook_error(e: DbError) -> StateError {
+    StateError::Hook {
+        transient: e.is_transient(),
+        message: e.to_string(),
+    }
+}
+
 #[async_trait]
 impl CommitHook for WriteBack {
-    fn check(&self, change: &Change) -> Result<(), String> {
-        self.check_change(change).map_err(|e| e.to_string())
+    fn check(&self, change: &Change) -> Result<(), StateError> {
+        self.check_change(change).map_err(hook_error)
     }
 
-    async fn after_commit(&self, changes: &[Change]) -> Result<(), String> {
-        self.write(changes)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    async fn after_commit(&self, changes: &[Change]) -> Result<(), StateError> {
+        self.write(changes).await.map(|_| ()).map_err(hook_error)
     }
 }

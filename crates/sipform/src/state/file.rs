@@ -4,6 +4,7 @@
 //! crash leaves either the old or the new document, never half of one. The file is created with
 //! mode 0600 because it may hold tokens. A `<file>.lock` beside it, held with an OS file lock,
 //! keeps a second apply out; it also records who holds it, for the message the other one sees.
+//! Taking the lock also removes temporary files a crashed write left behind.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -12,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::fsio::write_atomic;
-
-use super::{Change, LockGuard, LockInfo, State, StateBackend, StateError, STATE_FORMAT_VERSION};
+use super::backend::{LockGuard, LockInfo, StateBackend, StateError};
+use super::model::{Change, State, STATE_FORMAT_VERSION};
+use crate::fsio::{remove_stale_temps, write_atomic};
 
 pub struct FileState {
     path: PathBuf,
@@ -35,11 +36,8 @@ impl FileState {
         PathBuf::from(p)
     }
 
-    fn io(&self, source: std::io::Error) -> StateError {
-        StateError::Io {
-            place: self.path.display().to_string(),
-            source,
-        }
+    fn io(&self, action: &'static str, cause: std::io::Error) -> StateError {
+        StateError::io(action, &self.path, cause)
     }
 }
 
@@ -47,14 +45,14 @@ impl FileState {
 pub fn parse_state(text: &str, place: &str) -> Result<State, StateError> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
         place: place.to_string(),
-        message: e.to_string(),
+        message: format!("not valid state JSON: {e}"),
     })?;
     let version = value.get("version").and_then(|v| v.as_u64());
     match version {
         None => {
             return Err(StateError::Corrupt {
                 place: place.to_string(),
-                message: "missing or non-numeric \"version\"".into(),
+                message: "not valid state JSON: missing or non-numeric \"version\"".into(),
             })
         }
         Some(v) if v > u64::from(STATE_FORMAT_VERSION) => {
@@ -68,7 +66,7 @@ pub fn parse_state(text: &str, place: &str) -> Result<State, StateError> {
     // Name the field: a hand-edited state is fixed by someone who needs to know which one.
     serde_path_to_error::deserialize(value).map_err(|e| StateError::Corrupt {
         place: place.to_string(),
-        message: with_field(&e),
+        message: format!("not valid state JSON: {}", with_field(&e)),
     })
 }
 
@@ -114,7 +112,9 @@ impl StateBackend for FileState {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut file = opts.open(&lock_path).map_err(|e| self.io(e))?;
+        let mut file = opts
+            .open(&lock_path)
+            .map_err(|e| StateError::io("open the lock file", &lock_path, e))?;
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -127,23 +127,38 @@ impl StateBackend for FileState {
                             .map(|h| h.to_string())
                             .unwrap_or_else(|_| format!("lock file {}", lock_path.display()));
                         return Err(StateError::Locked {
+                            place: self.describe(),
                             holder,
                             waited: start.elapsed(),
                         });
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(std::fs::TryLockError::Error(e)) => return Err(self.io(e)),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(StateError::io("lock", &lock_path, e))
+                }
             }
         }
         let info = serde_json::to_vec(who).map_err(|e| StateError::Backend {
             place: lock_path.display().to_string(),
-            message: e.to_string(),
+            message: format!("cannot record the lock holder: {e}"),
         })?;
-        file.set_len(0).map_err(|e| self.io(e))?;
-        file.seek(SeekFrom::Start(0)).map_err(|e| self.io(e))?;
-        file.write_all(&info).map_err(|e| self.io(e))?;
-        file.sync_all().map_err(|e| self.io(e))?;
+        let record = |file: &mut File| -> std::io::Result<()> {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&info)?;
+            file.sync_all()
+        };
+        record(&mut file).map_err(|e| StateError::io("write the lock file", &lock_path, e))?;
+        // Holding the lock, no other writer is mid-write: what is left is a crash's.
+        let removed = remove_stale_temps(&self.path);
+        if removed > 0 {
+            tracing::info!(
+                target: crate::LOG_TARGET,
+                "removed {removed} temporary file(s) a crashed write left beside {}",
+                self.path.display()
+            );
+        }
         Ok(Box::new(FileLock { file }))
     }
 
@@ -151,7 +166,7 @@ impl StateBackend for FileState {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io(e)),
+            Err(e) => return Err(self.io("read state file", e)),
         };
         parse_state(&text, &self.path.display().to_string()).map(Some)
     }
@@ -159,7 +174,7 @@ impl StateBackend for FileState {
     async fn commit(&self, state: &State, _changes: &[Change]) -> Result<(), StateError> {
         let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StateError::Backend {
             place: self.path.display().to_string(),
-            message: e.to_string(),
+            message: format!("cannot encode state: {e}"),
         })?;
         bytes.push(b'\n');
         let path = self.path.clone();
@@ -167,9 +182,9 @@ impl StateBackend for FileState {
             .await
             .map_err(|e| StateError::Backend {
                 place: self.path.display().to_string(),
-                message: e.to_string(),
+                message: format!("the write was interrupted ({e}); run again"),
             })?
-            .map_err(|e| self.io(e))
+            .map_err(|e| self.io("write state file", e))
     }
 }
 

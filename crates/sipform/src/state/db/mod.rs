@@ -1,4 +1,6 @@
-//! State in SQLite or PostgreSQL tables, with the file backend's semantics.
+//! State in SQLite ([`SqliteState`]) or PostgreSQL ([`PostgresState`]) tables, with the file
+//! backend's semantics. This module holds what both engines share: the tables and the SQL that
+//! reads and writes them; `sqlite` and `postgres` add how each one is opened and locked.
 //!
 //! sipform creates and migrates its own tables (in the connection's default schema):
 //!
@@ -18,21 +20,21 @@
 //! applies on different machines never run at once; the server releases it if the process dies.
 //! SQLite is a local file, so it is locked like the file backend: an OS lock on `<database>.lock`
 //! beside it, which also records the holder, and which the OS releases if the process dies.
+//!
+//! [`LockInfo`]: super::LockInfo
 
-use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+mod postgres;
+mod sqlite;
 
-use async_trait::async_trait;
-use sqlx::{Connection, Row};
+pub use postgres::PostgresState;
+pub use sqlite::SqliteState;
+
+use sqlx::Row;
 use uuid::Uuid;
 
-use super::file::FileState;
-use super::{
-    Change, LockGuard, LockInfo, RestaurantState, State, StateBackend, StateError,
-    STATE_FORMAT_VERSION,
-};
-use crate::db::{with_pool, Db, DbError, Engine, Pool, Purpose};
+use super::backend::StateError;
+use super::model::{Change, RestaurantState, State, STATE_FORMAT_VERSION};
+use crate::db::{is_transient, with_pool, Db, Engine, Pool};
 use crate::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId};
 use crate::model::secret::Secret;
 
@@ -59,15 +61,6 @@ const DDL: &[&str] = &[
         holder TEXT NOT NULL)",
 ];
 
-impl From<DbError> for StateError {
-    fn from(e: DbError) -> Self {
-        StateError::Backend {
-            place: "database".into(),
-            message: e.to_string(),
-        }
-    }
-}
-
 /// The tables, shared by both engines.
 struct Tables {
     db: Db,
@@ -77,14 +70,26 @@ struct Tables {
 }
 
 impl Tables {
+    /// Nothing is touched until the first call.
+    fn new(db: Db) -> Tables {
+        Tables {
+            db,
+            reached: tokio::sync::OnceCell::new(),
+            ready: tokio::sync::OnceCell::new(),
+        }
+    }
+
     fn place(&self) -> String {
         self.db.describe()
     }
 
+    /// A driver error while doing `what` (`reading`, `writing`, …), transient or not by its
+    /// cause.
     fn err(&self, what: &str, e: sqlx::Error) -> StateError {
-        StateError::Backend {
+        StateError::Database {
             place: self.place(),
             message: self.db.describe_error(what, &e),
+            transient: is_transient(&e),
         }
     }
 
@@ -115,18 +120,7 @@ impl Tables {
 
     async fn reach(&self) -> Result<(), StateError> {
         self.reached
-            .get_or_try_init(|| async {
-                self.db
-                    .check_reachable()
-                    .await
-                    .map_err(|e| StateError::Backend {
-                        place: self.place(),
-                        message: match e {
-                            DbError::Query { message, .. } => message,
-                            other => other.to_string(),
-                        },
-                    })
-            })
+            .get_or_try_init(|| async { self.db.check_reachable().await.map_err(StateError::from) })
             .await
             .map(|_| ())
     }
@@ -225,7 +219,7 @@ impl Tables {
         if !self.exists().await? {
             return Ok(None);
         }
-        let what = "reading state";
+        let what = "reading";
         let begin = self.begin_read();
         let (version, metas, rows) = with_pool!(self.db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
@@ -286,7 +280,8 @@ impl Tables {
                 return Err(StateError::Backend {
                     place: self.place(),
                     message: format!(
-                        "holds {} lineages ({}); a database holds one project's state",
+                        "holds {} lineages ({}), but a database holds one project's state; \
+                         remove the ones that are not this project's",
                         many.len(),
                         many.iter()
                             .map(|m| m.lineage.as_str())
@@ -333,11 +328,14 @@ impl Tables {
 
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
         self.ensure().await?;
-        let what = "writing state";
+        let what = "writing";
         let lineage = state.lineage.to_string();
         let serial = i64::try_from(state.serial).map_err(|_| StateError::Backend {
             place: self.place(),
-            message: format!("serial {} is too large", state.serial),
+            message: format!(
+                "serial {} is too large for a database column; restore state from a backup",
+                state.serial
+            ),
         })?;
         // Which restaurants to write: the changed ones, or all of them.
         let touched: Option<std::collections::BTreeSet<&RestaurantId>> = if changes.is_empty() {
@@ -361,7 +359,7 @@ impl Tables {
                     rs.agent_id.as_ref().map(|i| i.as_str().to_string()),
                     serde_json::to_string(&rs.tools).map_err(|e| StateError::Backend {
                         place: self.place(),
-                        message: e.to_string(),
+                        message: format!("cannot encode restaurant {rid}'s tools: {e}"),
                     })?,
                     rs.api_token.as_ref().map(|t| t.expose().clone()),
                 )),
@@ -427,12 +425,10 @@ impl Tables {
                         });
                     }
                     if s > serial {
-                        return Err(StateError::Backend {
+                        return Err(StateError::Stale {
                             place: self.place(),
-                            message: format!(
-                                "stored serial {s} is newer than this write's serial {serial}: \
-                                 another process wrote state; run again"
-                            ),
+                            stored: u64::try_from(s).unwrap_or_default(),
+                            serial: state.serial,
                         });
                     }
                 }
@@ -521,303 +517,4 @@ struct RestaurantRow {
     agent_id: Option<String>,
     tools: String,
     api_token: Option<String>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// SQLite
-// ---------------------------------------------------------------------------------------------
-
-/// State in a SQLite database file (`state: {backend: sqlite, url: sqlite://path}`).
-pub struct SqliteState {
-    tables: Tables,
-}
-
-impl SqliteState {
-    /// Opens (lazily: nothing is touched until the first call) the database at `url`; a
-    /// relative path is relative to `project_root`. The file is created when missing.
-    pub fn open(url: &str, project_root: &Path) -> Result<SqliteState, StateError> {
-        if crate::db::Engine::of_url(url)? != Engine::Sqlite {
-            return Err(StateError::Backend {
-                place: crate::db::redact(url),
-                message: "the sqlite state backend needs a sqlite://PATH url".into(),
-            });
-        }
-        Ok(SqliteState {
-            tables: Tables {
-                db: Db::open_lazy(url, project_root, Purpose::State)?,
-                reached: tokio::sync::OnceCell::new(),
-                ready: tokio::sync::OnceCell::new(),
-            },
-        })
-    }
-}
-
-#[async_trait]
-impl StateBackend for SqliteState {
-    fn describe(&self) -> String {
-        self.tables.place()
-    }
-
-    async fn lock(
-        &self,
-        who: &LockInfo,
-        timeout: Duration,
-    ) -> Result<Box<dyn LockGuard>, StateError> {
-        let path = self
-            .tables
-            .db
-            .sqlite_path()
-            .ok_or_else(|| StateError::Backend {
-                place: self.describe(),
-                message: "no database file to lock".into(),
-            })?
-            .to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
-                place: dir.display().to_string(),
-                source,
-            })?;
-        }
-        // The same OS lock as the file backend, on `<database>.lock`.
-        let guard = FileState::new(path.clone()).lock(who, timeout).await?;
-        create_private(&path)?;
-        self.tables.ensure().await?;
-        Ok(guard)
-    }
-
-    async fn load(&self) -> Result<Option<State>, StateError> {
-        if self.tables.db.sqlite_path().is_some_and(|p| !p.exists()) {
-            return Ok(None);
-        }
-        self.tables.load().await
-    }
-
-    async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
-        if let Some(path) = self.tables.db.sqlite_path() {
-            create_private(path)?;
-        }
-        self.tables.commit(state, changes).await
-    }
-}
-
-/// Creates the database file with mode 0600 (it may hold tokens) when it does not exist yet,
-/// before SQLite creates it with the default mode. An existing file is left as it is: it may be
-/// the platform's own database.
-fn create_private(path: &Path) -> Result<(), StateError> {
-    if path.exists() {
-        return Ok(());
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
-            place: dir.display().to_string(),
-            source,
-        })?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    match opts.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(StateError::Io {
-            place: path.display().to_string(),
-            source,
-        }),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// PostgreSQL
-// ---------------------------------------------------------------------------------------------
-
-/// State in PostgreSQL (`state: {backend: postgres, url: postgres://…}`), guarded by an
-/// advisory lock.
-pub struct PostgresState {
-    tables: Tables,
-}
-
-impl PostgresState {
-    /// Opens (lazily) the database at `url`; the tables live in the connection's current schema
-    /// (set one with `?options=-c%20search_path%3Dmyschema`).
-    pub fn open(url: &str) -> Result<PostgresState, StateError> {
-        if crate::db::Engine::of_url(url)? != Engine::Postgres {
-            return Err(StateError::Backend {
-                place: crate::db::redact(url),
-                message: "the postgres state backend needs a postgres://… url".into(),
-            });
-        }
-        Ok(PostgresState {
-            tables: Tables {
-                db: Db::open_lazy(url, Path::new("."), Purpose::State)?,
-                reached: tokio::sync::OnceCell::new(),
-                ready: tokio::sync::OnceCell::new(),
-            },
-        })
-    }
-
-    /// The advisory lock key: one per schema, so projects in different schemas of one database
-    /// do not wait for each other.
-    pub async fn lock_key(&self) -> Result<i64, StateError> {
-        let Pool::Postgres(p) = self.tables.db.pool() else {
-            return Err(StateError::Backend {
-                place: self.describe(),
-                message: "not a PostgreSQL database".into(),
-            });
-        };
-        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()::text")
-            .fetch_one(p)
-            .await
-            .map_err(|e| self.tables.err("reading the current schema", e))?;
-        Ok(lock_key_for(schema.as_deref().unwrap_or("")))
-    }
-
-    async fn holder(&self, conn: &mut sqlx::PgConnection) -> Option<LockInfo> {
-        let text: Option<String> =
-            sqlx::query_scalar("SELECT holder FROM sipform_state_lock WHERE name = 'state'")
-                .fetch_optional(&mut *conn)
-                .await
-                .ok()
-                .flatten();
-        text.and_then(|t| serde_json::from_str(&t).ok())
-    }
-}
-
-/// FNV-1a of `sipform state <schema>`, as a signed key.
-fn lock_key_for(schema: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("sipform state {schema}").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    i64::from_ne_bytes(h.to_ne_bytes())
-}
-
-struct PgLock {
-    conn: Mutex<Option<sqlx::PgConnection>>,
-    key: i64,
-}
-
-impl LockGuard for PgLock {}
-
-impl Drop for PgLock {
-    fn drop(&mut self) {
-        let conn = match self.conn.lock() {
-            Ok(mut c) => c.take(),
-            Err(p) => p.into_inner().take(),
-        };
-        let Some(mut conn) = conn else { return };
-        let key = self.key;
-        // Unlock and close politely when a runtime is there; otherwise dropping the connection
-        // ends the session, which releases the lock all the same.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(key)
-                    .execute(&mut conn)
-                    .await;
-                let _ = conn.close().await;
-            });
-        }
-    }
-}
-
-#[async_trait]
-impl StateBackend for PostgresState {
-    fn describe(&self) -> String {
-        self.tables.place()
-    }
-
-    async fn lock(
-        &self,
-        who: &LockInfo,
-        timeout: Duration,
-    ) -> Result<Box<dyn LockGuard>, StateError> {
-        self.tables.ensure().await?;
-        let key = self.lock_key().await?;
-        let opts = self
-            .tables
-            .db
-            .pg_options()
-            .cloned()
-            .ok_or_else(|| StateError::Backend {
-                place: self.describe(),
-                message: "not a PostgreSQL database".into(),
-            })?;
-        let mut conn = sqlx::PgConnection::connect_with(&opts)
-            .await
-            .map_err(|e| self.tables.err("opening the lock session", e))?;
-        let start = Instant::now();
-        loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(key)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| self.tables.err("taking the advisory lock", e))?;
-            if got {
-                break;
-            }
-            let waited = start.elapsed();
-            if waited >= timeout {
-                let holder = match self.holder(&mut conn).await {
-                    Some(h) => h.to_string(),
-                    None => format!("another session holds advisory lock {key}"),
-                };
-                let _ = conn.close().await;
-                return Err(StateError::Locked { holder, waited });
-            }
-            let left = timeout.saturating_sub(waited);
-            tokio::time::sleep(left.min(Duration::from_millis(200))).await;
-        }
-        let info = serde_json::to_string(who).map_err(|e| StateError::Backend {
-            place: self.describe(),
-            message: e.to_string(),
-        })?;
-        let guard = PgLock {
-            conn: Mutex::new(None),
-            key,
-        };
-        sqlx::query(
-            "INSERT INTO sipform_state_lock (name, holder) VALUES ('state', $1) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder",
-        )
-        .bind(info)
-        .execute(&mut conn)
-        .await
-        .map_err(|e| self.tables.err("recording the lock holder", e))?;
-        if let Ok(mut c) = guard.conn.lock() {
-            *c = Some(conn);
-        }
-        Ok(Box::new(guard))
-    }
-
-    async fn load(&self) -> Result<Option<State>, StateError> {
-        self.tables.load().await
-    }
-
-    async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
-        self.tables.commit(state, changes).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_keys_differ_by_schema_and_are_stable() {
-        assert_eq!(lock_key_for("public"), lock_key_for("public"));
-        assert_ne!(lock_key_for("public"), lock_key_for("other"));
-    }
-
-    #[test]
-    fn urls_of_the_wrong_engine_are_refused() {
-        assert!(SqliteState::open("postgres://x/y", Path::new("/")).is_err());
-        assert!(PostgresState::open("sqlite://x.db").is_err());
-        let s = PostgresState::open("postgres://u:hunter2@127.0.0.1:1/db").unwrap();
-        assert!(!s.describe().contains("hunter2"));
-    }
 }
