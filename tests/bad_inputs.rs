@@ -333,6 +333,18 @@ const CASES: &[Case] = &[
         expect: &["tools/end_call.yaml:15:", "more than one YAML document"],
     },
     Case {
+        name: "parameters not a JSON Schema",
+        edits: &[Replace(
+            "tools/check_order_status.yaml",
+            "      type: string",
+            "      type: nubmer",
+        )],
+        expect: &[
+            "tools/check_order_status.yaml:10:7: parameters.properties.customer_phone.type: not a valid JSON Schema:",
+            "\"nubmer\" is not one of",
+        ],
+    },
+    Case {
         name: "invalid enum in a restaurant",
         edits: &[Replace(
             "restaurants/le-bistrot-du-port.yaml",
@@ -345,6 +357,38 @@ const CASES: &[Case] = &[
         ],
     },
 ];
+
+/// Nested loops that would run 10^10 times: the render's fuel must stop them, naming the
+/// template line, long before the timeout that makes this test fail instead of hang without it.
+#[test]
+fn an_endless_template_loop_is_stopped_at_its_line() {
+    let tmp = project_copy();
+    apply(
+        tmp.path(),
+        &Replace(
+            "templates/agent.yaml.j2",
+            "  currency: EUR\n",
+            "  currency: EUR\n[% for i in range(100000) %][% for j in range(100000) %][[ j ]][% endfor %][% endfor %]\n",
+        ),
+        "endless loop",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sipform"))
+        .arg("validate")
+        .arg(tmp.path())
+        .env_remove("NEXT_PUBLIC_APP_URL")
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "templates/agent.yaml.j2:12:1: the template does too much work for one restaurant"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("and 2 more restaurants"), "{stderr}");
+}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -1,4 +1,5 @@
-//! Contract tests: the emulator against `sip-agent-server-api.md`, in-process on a random port.
+//! Contract tests: the emulator against its contract (`docs/sip-agent-server.openapi.yaml`),
+//! in-process on a random port.
 
 use std::time::{Duration, Instant};
 

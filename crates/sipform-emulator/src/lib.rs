@@ -1,5 +1,5 @@
-//! The sip-agent-server emulator: the contract (`sip-agent-server-api.md`) served from memory,
-//! with fault injection and introspection for tests and benchmarks.
+//! The sip-agent-server emulator: the contract (`docs/sip-agent-server.openapi.yaml`) served
+//! from memory, with fault injection and introspection for tests and benchmarks.
 //!
 //! Start it in-process with [`Emulator::start`] (tests) or through `sipform emulator`.
 //! Admin routes live under `/__emulator/`: they are never faulted, authenticated or counted.
@@ -26,6 +26,16 @@ pub use faults::{
 use faults::FaultState;
 use persist::Persister;
 use store::Store;
+
+/// Every management route the emulator serves, as `(METHOD, template)` with `:name` path
+/// parameters (`("GET", "/api/agents/:id/tools")`). It is the table requests are dispatched
+/// on, published so the OpenAPI document (`docs/sip-agent-server.openapi.yaml`) can be checked
+/// against what is really served. The admin routes (`/__emulator/*`) are not in it.
+pub fn routes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    routes::TEMPLATES
+        .iter()
+        .flat_map(|(methods, template)| methods.iter().map(move |m| (*m, *template)))
+}
 
 /// The `tracing` target of the emulator's log lines (the same word as sipform's).
 pub const LOG_TARGET: &str = "sip-provisioning";

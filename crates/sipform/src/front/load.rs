@@ -144,6 +144,30 @@ fn push_error(err: &jsonschema::ValidationError<'_>, out: &mut Vec<(String, Stri
     }
 }
 
+/// Every way a tool's `parameters` breaks the JSON Schema meta-schema (draft 2020-12), as
+/// (JSON pointer from the document's root, message). The tool schema fixes only the top level
+/// (`type: object`, `properties`, `required`); what is inside `properties` is the model's
+/// function-calling schema, and a `type: nubmer` there would otherwise reach the server.
+pub fn parameters_errors(document: &Value) -> Vec<(String, String)> {
+    let Some(parameters) = document.get("parameters") else {
+        return Vec::new();
+    };
+    let meta = jsonschema::draft202012::meta::validator();
+    let mut found = Vec::new();
+    for err in meta.iter_errors(parameters) {
+        push_error(&err, &mut found);
+    }
+    found
+        .into_iter()
+        .map(|(pointer, message)| {
+            (
+                format!("/parameters{pointer}"),
+                format!("not a valid JSON Schema: {message}"),
+            )
+        })
+        .collect()
+}
+
 /// Deserializes a schema-valid value; on error, the (JSON pointer, message) of the field.
 pub fn deserialize<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -253,7 +277,12 @@ pub fn load_tools(dir: &Path) -> Result<Vec<LoadedTool>, Diagnostics> {
             }
         };
         match typed::<ToolSpec>(&doc, Kind::Tool) {
-            Ok(spec) => tools.push(LoadedTool { spec, doc }),
+            Ok(spec) => {
+                for (pointer, message) in parameters_errors(&doc.value) {
+                    diags.push(doc.diag(&pointer, message));
+                }
+                tools.push(LoadedTool { spec, doc });
+            }
             Err(d) => diags.extend(d),
         }
     }
@@ -311,6 +340,37 @@ mod tests {
         assert!(s.contains("t.yaml:6:3: http.method:"), "{s}");
         assert!(s.contains("t.yaml:8:3: http.timeout: unknown key"), "{s}");
         assert!(!s.contains("anyOf"), "{s}");
+    }
+
+    #[test]
+    fn parameters_must_be_a_json_schema() {
+        let doc = parse_document(
+            Path::new("t.yaml"),
+            "name: x\nparameters:\n  type: object\n  properties:\n    n:\n      type: nubmer\n    m:\n      type: integer\n      minimum: low\nsortOrder: 1\n",
+        )
+        .unwrap();
+        let errors = parameters_errors(&doc.value);
+        let pointers: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/parameters/properties/n/type",
+                "/parameters/properties/m/minimum"
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[0].1.contains("nubmer"), "{errors:?}");
+        let d = doc.diag(&errors[0].0, errors[0].1.clone()).to_string();
+        assert!(
+            d.starts_with("t.yaml:6:7: parameters.properties.n.type: not a valid JSON Schema:"),
+            "{d}"
+        );
+        let good = parse_document(
+            Path::new("t.yaml"),
+            "parameters:\n  type: object\n  properties:\n    n: {type: [number, \"null\"], enum: [1, null]}\n",
+        )
+        .unwrap();
+        assert_eq!(parameters_errors(&good.value), Vec::new());
     }
 
     #[test]

@@ -55,6 +55,13 @@ const NULLABLE: &[&str] = &[
 
 const NAME: &str = "agent";
 
+/// The work one restaurant's render may do, in minijinja fuel (about one instruction, or 64
+/// bytes of output, per unit). A template runs once per restaurant, unattended: without a bound,
+/// a nested `range(100000)` never ends. The bundled template costs about 200 (520 with the
+/// longest name and chat title the schema allows; see the tests); this is 190 times that, or
+/// 6 MB of output, and a runaway loop still stops within milliseconds.
+pub const RENDER_FUEL: u64 = 100_000;
+
 /// A compiled template, reused for every restaurant.
 pub struct Renderer {
     env: Environment<'static>,
@@ -85,8 +92,14 @@ fn to_render_error(e: &minijinja::Error) -> RenderError {
         Some(d) => format!("{}: {d}", e.kind()),
         None => e.kind().to_string(),
     };
-    if e.kind() == minijinja::ErrorKind::UndefinedError {
-        message.push_str(" (a variable or attribute the context does not have; the context is restaurant, app_url, account)");
+    match e.kind() {
+        minijinja::ErrorKind::UndefinedError => message.push_str(" (a variable or attribute the context does not have; the context is restaurant, app_url, account)"),
+        minijinja::ErrorKind::OutOfFuel => {
+            message = format!(
+                "the template does too much work for one restaurant (more than {RENDER_FUEL} units of fuel: a loop too large or without end?); render less per restaurant"
+            );
+        }
+        _ => {}
     }
     RenderError {
         line: e.line(),
@@ -100,6 +113,7 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_syntax(syntax().map_err(|e| to_render_error(&e))?);
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(RENDER_FUEL));
         env.add_template_owned(NAME, source.clone())
             .map_err(|e| to_render_error(&e))?;
         Ok(Renderer {
@@ -240,6 +254,63 @@ mod tests {
         };
         let e = r.render(&restaurant(), &env, &account()).unwrap_err();
         assert_eq!(e.line, Some(2), "{e:?}");
+    }
+
+    /// The fuel one render spends (the budget minus what is left).
+    fn cost(r: &Renderer, restaurant: &Restaurant) -> u64 {
+        let env = RenderEnv {
+            app_url: "https://app.example".into(),
+        };
+        let ctx = context(restaurant, &env, &account());
+        let tmpl = r.env.get_template(NAME).unwrap();
+        let captured = tmpl
+            .render_captured(minijinja::Value::from(minijinja::value::Serde(&ctx)))
+            .unwrap();
+        captured.state().fuel_levels().unwrap().0
+    }
+
+    #[test]
+    fn the_bundled_template_stays_far_below_the_budget() {
+        let r = bundled();
+        let mut worst = 0;
+        for i in 0..10_000usize {
+            let long = "é".repeat(255);
+            let restaurant: Restaurant = serde_json::from_value(serde_json::json!({
+                "id": format!("00000000-0000-4000-8000-{i:012}"),
+                "name": if i % 100 == 0 { long.clone() } else { format!("Restaurant {i}") },
+                "chat_title": if i % 100 == 0 { Some("t".repeat(100)) } else { None },
+                "contact_email": format!("r{i}@example.fr"),
+                "transfer_enabled": i % 7 == 0,
+                "transfer_phone_number": "+33600000000",
+                "chat_enabled": i % 4 == 0,
+                "sip_enabled": i % 3 != 0,
+            }))
+            .unwrap();
+            worst = worst.max(cost(&r, &restaurant));
+        }
+        // The longest names and titles the schema allows still leave a 100-fold margin.
+        assert!(worst > 0 && worst * 100 < RENDER_FUEL, "worst cost {worst}");
+    }
+
+    #[test]
+    fn an_endless_loop_is_stopped_at_its_line() {
+        let r = Renderer::new(
+            Path::new("t.j2"),
+            "a: 1\n[% for i in range(100000) %][% for j in range(100000) %][[ j ]][% endfor %][% endfor %]\n".into(),
+        )
+        .unwrap();
+        let env = RenderEnv {
+            app_url: "http://x".into(),
+        };
+        let start = std::time::Instant::now();
+        let e = r.render(&restaurant(), &env, &account()).unwrap_err();
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(e.line, Some(2), "{e:?}");
+        assert!(e.message.contains("too much work"), "{e:?}");
     }
 
     #[test]
