@@ -16,6 +16,9 @@ pub enum ApplyError {
     /// State could not record a change: nothing more may be created until it can.
     #[error("recording state: {0}")]
     State(#[from] StateError),
+    /// Not started: state could no longer be written when this action's turn came.
+    #[error("not started: state can no longer be written ({0})")]
+    Stopped(StateError),
     /// The plan cannot be carried out as written (a kind this build does not know, an
     /// object whose parent never came).
     #[error("{0}")]
@@ -35,7 +38,7 @@ impl ApplyError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApplyError::Server { source, .. } => source.is_transient(),
-            ApplyError::State(_) | ApplyError::Plan(_) => false,
+            ApplyError::State(_) | ApplyError::Stopped(_) | ApplyError::Plan(_) => false,
             ApplyError::Several { first, .. } => first.is_transient(),
         }
     }

@@ -279,6 +279,13 @@ impl Ctx<'_> {
         a: &Action,
         parents: &Parents,
     ) -> Result<Option<ObjectId>, ApplyError> {
+        // Once state cannot be written, nothing more may be created or deleted: an object
+        // made now could never be recorded. What is in flight finishes; the run ends.
+        if a.op() != Op::NoOp {
+            if let Some(failure) = self.writer.failure() {
+                return Err(ApplyError::Stopped(failure));
+            }
+        }
         let server = |source| ApplyError::Server {
             what: match kind.shape() {
                 Shape::One => kind.resource().label().to_string(),
@@ -334,8 +341,15 @@ impl Ctx<'_> {
         }
     }
 
+    /// Records durably; on failure, stops every write of the run (an object made after this
+    /// could never be recorded).
     async fn record(&self, change: Change) -> Result<(), ApplyError> {
-        Ok(self.writer.record(vec![change]).await?)
+        let result = self.writer.record(vec![change]).await;
+        if let Err(e) = &result {
+            self.client
+                .halt_writes(format!("state can no longer be written ({e})"));
+        }
+        Ok(result?)
     }
 }
 

@@ -48,6 +48,13 @@ pub enum ClientError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
+    /// A write not sent because the run is stopping (see [`Client::halt_writes`]).
+    #[error("{method} {route}: not sent: {why}")]
+    Halted {
+        method: Method,
+        route: String,
+        why: String,
+    },
 }
 
 impl ClientError {
@@ -57,7 +64,7 @@ impl ClientError {
             ClientError::Status { status, .. } => *status >= 500,
             ClientError::Transport { maybe_applied, .. } => *maybe_applied,
             ClientError::Decode { .. } => true,
-            ClientError::Build(_) => false,
+            ClientError::Build(_) | ClientError::Halted { .. } => false,
         }
     }
 
@@ -82,7 +89,8 @@ impl ClientError {
         match self {
             ClientError::Status { route, .. }
             | ClientError::Transport { route, .. }
-            | ClientError::Decode { route, .. } => Some(route),
+            | ClientError::Decode { route, .. }
+            | ClientError::Halted { route, .. } => Some(route),
             ClientError::Build(_) => None,
         }
     }
@@ -141,6 +149,9 @@ pub struct Client {
     throttled_until: Arc<std::sync::Mutex<Option<Instant>>>,
     pub retry: RetryPolicy,
     pub stats: Arc<Stats>,
+    /// Set once the run must stop writing (state cannot record, or a signal came): writes
+    /// that have not yet got a slot are not sent; those in flight finish.
+    halted: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Failed attempts of one request: 429s apart from the rest (see [`MAX_THROTTLED_ATTEMPTS`]).
@@ -189,11 +200,23 @@ impl Client {
             throttled_until: Arc::new(std::sync::Mutex::new(None)),
             retry: RetryPolicy::default(),
             stats: Arc::new(Stats::default()),
+            halted: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// From now on, no write (POST, PUT, DELETE) is sent: it fails with
+    /// [`ClientError::Halted`] once it gets its slot. Reads go on. The first reason stays.
+    pub fn halt_writes(&self, why: impl Into<String>) {
+        let _ = self.halted.set(why.into());
+    }
+
+    /// Why writes are halted, if they are.
+    pub fn writes_halted(&self) -> Option<&str> {
+        self.halted.get().map(String::as_str)
     }
 
     /// One attempt, holding a parallelism slot for its duration.
@@ -208,6 +231,20 @@ impl Client {
             error: ClientError::Build("client closed".into()),
             retry_after: None,
         })?;
+        // Checked with the slot held: a write that waited for one while the run began to stop
+        // is not sent.
+        if *method != Method::GET {
+            if let Some(why) = self.halted.get() {
+                return Err(Attempt {
+                    error: ClientError::Halted {
+                        method: method.clone(),
+                        route: route.to_string(),
+                        why: why.clone(),
+                    },
+                    retry_after: None,
+                });
+            }
+        }
         self.wait_throttle().await;
         self.stats
             .requests
