@@ -2,9 +2,8 @@
 
 use std::process::ExitCode;
 
-use sipform::apply::{self, Silent};
-use sipform::plan::{Op, Summary};
-use sipform::state::StateWriter;
+use sipform::ops::import::{self, ImportOptions};
+use sipform::output;
 
 use super::{Global, RunArgs};
 
@@ -27,51 +26,17 @@ pub struct Args {
 pub async fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     args.run.targets.extend(args.restaurants.iter().cloned());
     let ws = super::workspace(global, &args.run).await?;
-    let client = ws.client()?;
-    let _lock = ws.lock("import", args.run.lock_timeout).await?;
-    let state = ws.state().await?;
-    let (mut plan, _) = ws
-        .plan(&client, &state, false, &args.run.target_set())
-        .await?;
-    if plan.account.op != Op::Adopt {
-        plan.account.op = Op::NoOp;
-    }
-    if plan.account.remote_id.is_none() {
-        anyhow::bail!(
-            "account {:?} does not exist on the server: nothing to import",
-            plan.account.name
-        );
-    }
-    for r in &mut plan.restaurants {
-        r.actions.retain(|a| a.op == Op::Adopt);
-        r.notes.clear();
-    }
-    plan.restaurants.retain(|r| !r.actions.is_empty());
-    plan.summary = Summary::of(plan.actions());
-    if !plan.has_changes() {
+    let opts = ImportOptions {
+        targets: args.run.target_set(),
+    };
+    let run = import::prepare(&ws, &opts).await?;
+    if !run.plan().has_changes() {
         println!("Nothing to import: every existing object is already in state.");
         return Ok(ExitCode::SUCCESS);
     }
-    for r in &plan.restaurants {
-        for a in &r.actions {
-            println!(
-                "import {:?} {} ({}) for restaurant {}: {}",
-                a.resource,
-                a.name,
-                a.remote_id.as_deref().unwrap_or("?"),
-                r.restaurant_id,
-                a.reason.as_deref().unwrap_or("found")
-            );
-        }
-    }
-    let writer = StateWriter::new(
-        ws.backend.clone(),
-        state,
-        ws.project.state.store_tokens(),
-        ws.commit_hook(),
-    );
-    let report = apply::apply(&plan, &client, &writer, &Silent).await;
-    print!("{}", report.render());
+    print!("{}", output::imports(run.plan()));
+    let report = run.apply().await;
+    print!("{}", output::report(&report));
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {
