@@ -2,18 +2,16 @@
 //! injected latency, at the default parallelism, next to the floor (requests × latency ÷
 //! parallelism). `cargo bench --bench apply_1000 -- [N] [LATENCY_MS] [PARALLELISM]`.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use sipform::apply::{self, Silent};
+use sipform::config::{Overrides, Settings};
 use sipform::front::diagnostics::{Origin, Sourced};
-use sipform::front::render::RenderEnv;
 use sipform::model::ids::RestaurantId;
-use sipform::model::spec::Restaurant;
-use sipform::pipeline::Workspace;
-use sipform::state::{file::FileState, StateWriter};
+use sipform::model::spec::{Restaurant, StateConfig};
+use sipform::ops::plan::PlanOptions;
+use sipform::ops::Workspace;
 use sipform_emulator::{Emulator, EmulatorConfig, Faults};
 
 fn restaurants(n: usize) -> Vec<Sourced<Restaurant>> {
@@ -73,18 +71,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let scratch = tempfile::tempdir()?;
-        let project = sipform::front::load::load_project_file(&root)?;
-        let env = RenderEnv::from_env(&project);
+        let settings = Settings::load(
+            &root,
+            &Overrides {
+                server_url: Some(emu.base_url()),
+                api_key: Some(None),
+                parallelism: Some(parallelism),
+                state: Some(StateConfig::File {
+                    path: scratch.path().join("state.json"),
+                    store_tokens: false,
+                }),
+                ..Overrides::default()
+            },
+        )?;
+        let env = settings.render_env();
         let t = Instant::now();
         let v = sipform::front::validate::desired_with(&root, &env, restaurants(n))?;
         let validate_time = t.elapsed();
-        let mut ws = Workspace::from_validated(&root, v.project, v.desired)?;
-        ws.settings.server_url = emu.base_url();
-        ws.settings.api_key = None;
-        ws.settings.parallelism = parallelism;
-        ws.backend = Arc::new(FileState::new(scratch.path().join("state.json")));
+        let ws = Workspace::new(settings, v.desired)?;
         let client = ws.client()?;
-        let none = BTreeSet::new();
+        let none = PlanOptions::default();
         println!("{n} restaurants, {latency} ms injected latency, parallelism {parallelism}");
         println!("validate + render: {:.2}s", validate_time.as_secs_f64());
 
@@ -93,13 +99,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let before = client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
         let t = Instant::now();
         let state = ws.state().await?;
-        let (plan, _) = ws.plan(&client, &state, false, &none).await?;
-        let writer = StateWriter::new(ws.backend.clone(), state, false, None);
+        let plan = ws.plan(&client, &state, &none).await?;
+        let writer = ws.writer(state);
         let report = apply::apply(&plan, &client, &writer, &Silent).await;
         let took = t.elapsed();
         let requests = client.stats.requests.load(std::sync::atomic::Ordering::Relaxed) - before;
         if report.failed() {
-            eprint!("{}", report.render());
+            eprint!("{}", sipform::output::report(&report));
         }
         println!(
             "fresh plan+apply: {} requests ({} writes), {} retries, {:.2}s; floor {:.2}s ({:.0}% of floor)",
@@ -115,7 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let before = client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
         let t = Instant::now();
         let state = ws.state().await?;
-        let (again, _) = ws.plan(&client, &state, false, &none).await?;
+        let again = ws.plan(&client, &state, &none).await?;
         let took = t.elapsed();
         let requests = client.stats.requests.load(std::sync::atomic::Ordering::Relaxed) - before;
         println!(

@@ -3,16 +3,15 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use proptest::prelude::*;
 use sipform::apply::{self, Silent};
+use sipform::config::{Overrides, Settings};
 use sipform::front::diagnostics::{Origin, Sourced};
-use sipform::front::render::RenderEnv;
 use sipform::model::ids::RestaurantId;
-use sipform::model::spec::{ChatMode, Restaurant};
-use sipform::pipeline::Workspace;
-use sipform::state::{file::FileState, StateWriter};
+use sipform::model::spec::{ChatMode, Restaurant, StateConfig};
+use sipform::ops::plan::PlanOptions;
+use sipform::ops::Workspace;
 use sipform_emulator::{Emulator, EmulatorConfig};
 
 fn restaurant(slot: usize) -> impl Strategy<Value = Restaurant> {
@@ -76,39 +75,43 @@ fn sourced(rs: &[Restaurant]) -> Vec<Sourced<Restaurant>> {
         .collect()
 }
 
-async fn converge(ws: &mut Workspace, rs: &[Restaurant]) -> Result<(), TestCaseError> {
+async fn converge(settings: &Settings, rs: &[Restaurant]) -> Result<(), TestCaseError> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let env = RenderEnv::from_env(&ws.project);
+    let env = settings.render_env();
     let v = sipform::front::validate::desired_with(&root, &env, sourced(rs))
         .map_err(|d| TestCaseError::fail(d.to_string()))?;
-    ws.desired = v.desired;
+    let ws = Workspace::new(settings.clone(), v.desired)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let client = ws
         .client()
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let none = BTreeSet::new();
+    let all = PlanOptions {
+        allow_destroy: true,
+        targets: BTreeSet::new(),
+    };
     let state = ws
         .state()
         .await
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let (plan, _) = ws
-        .plan(&client, &state, true, &none)
+    let plan = ws
+        .plan(&client, &state, &all)
         .await
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let writer = StateWriter::new(ws.backend.clone(), state, false, None);
+    let writer = ws.writer(state);
     let report = apply::apply(&plan, &client, &writer, &Silent).await;
-    prop_assert!(!report.failed(), "{}", report.render());
+    prop_assert!(!report.failed(), "{}", sipform::output::report(&report));
     let state = ws
         .state()
         .await
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let (again, _) = ws
-        .plan(&client, &state, true, &none)
+    let again = ws
+        .plan(&client, &state, &all)
         .await
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert!(
         !again.has_changes(),
         "plan after apply is not empty: {}",
-        sipform::plan::render::human(&again, false)
+        sipform::output::human(&again, false)
     );
     Ok(())
 }
@@ -124,15 +127,15 @@ proptest! {
             let emu = Emulator::start(EmulatorConfig::default()).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
             let scratch = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let project = sipform::front::load::load_project_file(&root).map_err(|d| TestCaseError::fail(d.to_string()))?;
-            let env = RenderEnv::from_env(&project);
-            let v = sipform::front::validate::desired_with(&root, &env, vec![]).map_err(|d| TestCaseError::fail(d.to_string()))?;
-            let mut ws = Workspace::from_validated(&root, v.project, v.desired).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            ws.settings.server_url = emu.base_url();
-            ws.settings.api_key = None;
-            ws.backend = Arc::new(FileState::new(scratch.path().join("state.json")));
-            converge(&mut ws, &first).await?;
-            converge(&mut ws, &second).await?;
+            let overrides = Overrides {
+                server_url: Some(emu.base_url()),
+                api_key: Some(None),
+                state: Some(StateConfig::File { path: scratch.path().join("state.json"), store_tokens: false }),
+                ..Overrides::default()
+            };
+            let settings = Settings::load(&root, &overrides).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            converge(&settings, &first).await?;
+            converge(&settings, &second).await?;
             emu.shutdown().await;
             Ok::<(), TestCaseError>(())
         })?;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use sipform::pipeline::read_plan;
+use sipform::plan::file::read_plan;
 use sipform::state::file::parse_state;
 
 fn cases(default: u32) -> u32 {

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sipform::model::ids::{ObjectId, RestaurantId};
 use sipform::model::secret::REDACTED;
-use sipform::plan::render::{
-    self, human, markdown, plan_schema_json, MARKDOWN_MAX_CHARS, NO_CHANGES,
+use sipform::output::{
+    self as render, human, markdown, plan_schema_json, MARKDOWN_MAX_CHARS, NO_CHANGES,
 };
 use sipform::plan::{
     Action, FieldChange, Plan, Reason, Resource, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,

@@ -4,11 +4,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::progress::TerminalProgress;
-use sipform::apply;
-use sipform::plan::{render, Plan};
-use sipform::state::StateWriter;
+use sipform::ops::apply::ApplyRun;
+use sipform::output;
+use sipform::plan::{Op, Plan};
 
+use super::progress::TerminalProgress;
 use super::{Global, RunArgs};
 
 #[derive(clap::Args)]
@@ -24,12 +24,8 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ws = super::workspace(global, &args.run).await?;
-    let client = ws.client()?;
-    let _lock = ws.lock("apply", args.run.lock_timeout).await?;
-    let existing = ws.backend.load().await?;
-    let state_exists = existing.is_some();
-    let mut state = existing.unwrap_or_default();
-    let healed = ws.reconcile_inventory(&state).await?;
+    let mut run = ApplyRun::start(&ws).await?;
+    let healed = run.healed();
     if healed > 0 {
         eprintln!(
             "Wrote back the ids of {healed} restaurant rows that a previous run left behind."
@@ -37,26 +33,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let plan: Plan = match &args.plan {
-        Some(path) => {
-            let saved = sipform::pipeline::read_plan(path)?;
-            if !state_exists {
-                // A first apply continues the history the plan was made in.
-                state.lineage = saved.lineage;
-            }
-            ws.check_fresh(&client, &saved, &state, state_exists)
-                .await?;
-            saved
-        }
+        Some(path) => run.saved_plan(path).await?,
         None => {
-            let (plan, _) = ws
-                .plan(
-                    &client,
-                    &state,
-                    args.run.allow_destroy,
-                    &args.run.target_set(),
-                )
-                .await?;
-            print!("{}", render::human(&plan, super::color_stdout()));
+            let plan = run.plan(&args.run.plan_options()).await?;
+            print!("{}", output::plan(&plan, super::human()));
             if !plan.has_changes() {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -72,20 +52,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let writer = StateWriter::new(
-        ws.backend.clone(),
-        state,
-        ws.project.state.store_tokens(),
-        ws.commit_hook(),
-    );
-    let total = plan
-        .actions()
-        .filter(|a| a.op() != sipform::plan::Op::NoOp)
-        .count() as u64;
+    let total = plan.actions().filter(|a| a.op() != Op::NoOp).count() as u64;
     let progress = TerminalProgress::new(total);
-    let report = apply::apply(&plan, &client, &writer, &progress).await;
+    let report = run.apply(&plan, &progress).await;
     progress.finish();
-    print!("{}", report.render());
+    print!("{}", output::report(&report));
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {

@@ -4,12 +4,11 @@
 
 use std::process::ExitCode;
 
-use super::progress::TerminalProgress;
-use sipform::apply;
-use sipform::plan::render;
-use sipform::state::{self, StateWriter};
+use sipform::ops::demo::{Demo, DemoOptions};
+use sipform::output;
 use sipform_emulator::{Emulator, EmulatorConfig};
 
+use super::progress::TerminalProgress;
 use super::{Global, RunArgs};
 
 #[derive(clap::Args)]
@@ -20,41 +19,31 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let emulator = Emulator::start(EmulatorConfig::default()).await?;
-    let scratch = tempfile::tempdir()?;
-    let mut ws = sipform::pipeline::Workspace::load(&global.project).await?;
-    ws.settings.server_url = emulator.base_url();
-    ws.settings.api_key = None;
-    ws.settings.parallelism = args.run.parallelism.max(1);
-    ws.project.state = sipform::model::spec::StateConfig::File {
-        path: scratch.path().join("sipform.state.json"),
-        store_tokens: false,
+    let opts = DemoOptions {
+        server_url: emulator.base_url(),
+        parallelism: args.run.parallelism,
+        targets: args.run.target_set(),
     };
-    ws.backend = state::open(&ws.project.state, scratch.path())?;
+    let demo = Demo::open(&global.project, opts).await?;
     println!(
         "Emulator listening on {} (in-process, in memory)\n",
         emulator.base_url()
     );
 
-    let client = ws.client()?;
-    let targets = args.run.target_set();
-    let st = ws.state().await?;
-    let (plan, _) = ws.plan(&client, &st, false, &targets).await?;
+    let plan = demo.plan().await?;
     println!("$ sipform plan");
-    print!("{}", render::human(&plan, super::color_stdout()));
+    print!("{}", output::plan(&plan, super::human()));
 
     println!("\n$ sipform apply --auto-approve");
-    let writer = StateWriter::new(ws.backend.clone(), st, false, None);
     let total = plan.actions().filter(|a| a.op().is_change()).count() as u64;
     let progress = TerminalProgress::new(total);
-    let report = apply::apply(&plan, &client, &writer, &progress).await;
+    let report = demo.apply(&plan, &progress).await?;
     progress.finish();
-    print!("{}", report.render());
-    drop(writer);
+    print!("{}", output::report(&report));
 
-    let st = ws.state().await?;
-    let (again, _) = ws.plan(&client, &st, false, &targets).await?;
+    let again = demo.plan().await?;
     println!("\n$ sipform plan");
-    print!("{}", render::human(&again, super::color_stdout()));
+    print!("{}", output::plan(&again, super::human()));
     emulator.shutdown().await;
     Ok(if report.failed() || again.has_changes() {
         ExitCode::FAILURE

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use sipform::apply::{self, Silent};
-use sipform::state::StateWriter;
+use sipform::ops::import::{self, ImportOptions};
+use sipform::output;
 
 use super::{Global, RunArgs};
 
@@ -26,40 +26,17 @@ pub struct Args {
 pub async fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     args.run.targets.extend(args.restaurants.iter().cloned());
     let ws = super::workspace(global, &args.run).await?;
-    let client = ws.client()?;
-    let _lock = ws.lock("import", args.run.lock_timeout).await?;
-    let state = ws.state().await?;
-    let (plan, _) = ws
-        .plan(&client, &state, false, &args.run.target_set())
-        .await?;
-    let account_name = plan.account.name().to_string();
-    let Some(plan) = plan.into_import() else {
-        anyhow::bail!("account {account_name:?} does not exist on the server: nothing to import");
+    let opts = ImportOptions {
+        targets: args.run.target_set(),
     };
-    if !plan.has_changes() {
+    let run = import::prepare(&ws, &opts).await?;
+    if !run.plan().has_changes() {
         println!("Nothing to import: every existing object is already in state.");
         return Ok(ExitCode::SUCCESS);
     }
-    for r in &plan.restaurants {
-        for a in &r.actions {
-            println!(
-                "import {:?} {} ({}) for restaurant {}: {}",
-                a.resource(),
-                a.name(),
-                a.remote_id().unwrap_or("?"),
-                r.restaurant_id,
-                a.reason().unwrap_or_else(|| "found".into())
-            );
-        }
-    }
-    let writer = StateWriter::new(
-        ws.backend.clone(),
-        state,
-        ws.project.state.store_tokens(),
-        ws.commit_hook(),
-    );
-    let report = apply::apply(&plan, &client, &writer, &Silent).await;
-    print!("{}", report.render());
+    print!("{}", output::imports(run.plan()));
+    let report = run.apply().await;
+    print!("{}", output::report(&report));
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {

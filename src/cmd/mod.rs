@@ -1,6 +1,13 @@
-//! One file per command: argument struct + a `run` that calls the library.
+//! One file per command: argument struct + a `run` that calls `sipform::ops` and prints what it
+//! returns with `sipform::output`. Printing, prompts, exit codes and the progress bar live here.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+
+use sipform::config::{self, Overrides, Settings};
+use sipform::model::ids::RestaurantId;
+use sipform::ops::plan::PlanOptions;
+use sipform::ops::{OpsError, Workspace};
 
 pub mod apply;
 pub mod demo;
@@ -45,33 +52,46 @@ pub struct RunArgs {
     #[arg(long = "target", value_name = "RESTAURANT_ID")]
     pub targets: Vec<String>,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = sipform::config::DEFAULT_PARALLELISM, value_parser = clap::value_parser!(usize))]
+    #[arg(long, default_value_t = config::DEFAULT_PARALLELISM, value_parser = clap::value_parser!(usize))]
     pub parallelism: usize,
     /// Delete the agents and final customers of restaurants gone from the inventory.
     #[arg(long)]
     pub allow_destroy: bool,
     /// How long to wait for another run's state lock (e.g. 30s, 2m).
-    #[arg(long, default_value = "30s", value_parser = sipform::pipeline::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
     pub lock_timeout: std::time::Duration,
 }
 
 impl RunArgs {
-    pub fn target_set(&self) -> std::collections::BTreeSet<sipform::model::ids::RestaurantId> {
+    pub fn target_set(&self) -> BTreeSet<RestaurantId> {
         self.targets
             .iter()
-            .map(|t| sipform::model::ids::RestaurantId::new(t.as_str()))
+            .map(|t| RestaurantId::new(t.as_str()))
             .collect()
+    }
+
+    /// The settings these flags set.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            parallelism: Some(self.parallelism),
+            lock_timeout: Some(self.lock_timeout),
+            ..Overrides::default()
+        }
+    }
+
+    pub fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            allow_destroy: self.allow_destroy,
+            targets: self.target_set(),
+        }
     }
 }
 
-/// Loads the project and applies the flags that override settings.
-pub async fn workspace(
-    global: &Global,
-    run: &RunArgs,
-) -> anyhow::Result<sipform::pipeline::Workspace> {
-    let mut ws = sipform::pipeline::Workspace::load(&global.project).await?;
-    ws.settings.parallelism = run.parallelism.max(1);
-    for w in ws.settings.warnings() {
+/// Loads the project with the flags applied, and prints its warnings once.
+pub async fn workspace(global: &Global, run: &RunArgs) -> anyhow::Result<Workspace> {
+    let settings = Settings::load(&global.project, &run.overrides()).map_err(OpsError::from)?;
+    let ws = Workspace::load(settings).await?;
+    for w in ws.warnings() {
         eprintln!("warning: {w}");
     }
     Ok(ws)
@@ -81,4 +101,11 @@ pub async fn workspace(
 pub fn color_stdout() -> bool {
     use std::io::IsTerminal;
     std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+/// The human plan format, colored when stdout is a terminal.
+pub fn human() -> sipform::output::Format {
+    sipform::output::Format::Human {
+        color: color_stdout(),
+    }
 }

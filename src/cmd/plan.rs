@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sipform::plan::render;
+use sipform::ops;
+use sipform::output::{self, Format};
 
 use super::{Global, RunArgs};
 
@@ -27,26 +28,17 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ws = super::workspace(global, &args.run).await?;
-    let client = ws.client()?;
-    let state = ws.state().await?;
-    let (plan, _) = ws
-        .plan(
-            &client,
-            &state,
-            args.run.allow_destroy,
-            &args.run.target_set(),
-        )
-        .await?;
-    let text = if args.json {
-        render::json(&plan)
+    let plan = ops::plan::plan(&ws, &args.run.plan_options()).await?;
+    let format = if args.json {
+        Format::Json
     } else if args.markdown {
-        render::markdown(&plan)
+        Format::Markdown
     } else {
-        render::human(&plan, super::color_stdout())
+        super::human()
     };
-    print!("{text}");
+    print!("{}", output::plan(&plan, format));
     if let Some(out) = &args.out {
-        sipform::pipeline::write_plan(out, &plan)?;
+        ops::plan::save(out, &plan)?;
         eprintln!(
             "Saved the plan to {}; apply it with: sipform apply {}",
             out.display(),

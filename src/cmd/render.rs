@@ -2,10 +2,9 @@
 
 use std::process::ExitCode;
 
-use serde_json::json;
-use sipform::front::load;
-use sipform::front::render::RenderEnv;
-use sipform::front::validate;
+use sipform::ops::render::{self, RenderOptions};
+use sipform::ops::OpsError;
+use sipform::output::specs;
 
 use super::Global;
 
@@ -20,52 +19,24 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let root = &global.project;
-    let project = match load::load_project_file(root) {
-        Ok(p) => p,
-        Err(d) => {
-            super::validate::report(&d);
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let env = RenderEnv::from_env(&project);
-    let v = match validate::desired(root, &env) {
-        Ok(v) => v,
-        Err(d) => {
-            super::validate::report(&d);
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let specs: Vec<_> = v
-        .desired
-        .restaurants
-        .iter()
-        .filter(|r| {
-            args.restaurant
-                .as_deref()
-                .is_none_or(|id| r.id.as_str() == id)
-        })
-        .map(|r| {
-            json!({
-                "restaurantId": r.id,
-                "finalCustomer": r.final_customer,
-                "agent": r.agent,
-            })
-        })
-        .collect();
-    if let (Some(id), true) = (&args.restaurant, specs.is_empty()) {
-        eprintln!("error: no restaurant with id `{id}`");
+    let Some(settings) = super::validate::settings(&global.project) else {
         return Ok(ExitCode::FAILURE);
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&specs)?);
-    } else {
-        for (i, s) in specs.iter().enumerate() {
-            if i > 0 {
-                println!("---");
-            }
-            print!("{}", serde_saphyr::to_string(s)?);
+    };
+    let opts = RenderOptions {
+        restaurant: args.restaurant,
+    };
+    let specs = match render::render(&settings, &opts) {
+        Ok(s) => s,
+        Err(OpsError::Invalid(d)) => {
+            super::validate::report(&d);
+            return Ok(ExitCode::FAILURE);
         }
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        print!("{}", specs::json(&specs)?);
+    } else {
+        print!("{}", specs::yaml(&specs)?);
     }
     Ok(ExitCode::SUCCESS)
 }

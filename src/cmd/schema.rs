@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use sipform::front::schema::{to_text, SCHEMA_FILES};
+use sipform::ops::schema::{schema, SchemaOptions};
 
 use super::Global;
 
@@ -19,31 +18,21 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let dir = args.out.unwrap_or_else(|| global.project.join("schema"));
-    let mut stale = Vec::new();
-    if !args.check {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let opts = SchemaOptions {
+        dir: args.out.unwrap_or_else(|| global.project.join("schema")),
+        check: args.check,
+    };
+    let outcome = schema(&opts)?;
+    for path in &outcome.written {
+        println!("wrote {}", path.display());
     }
-    for f in SCHEMA_FILES {
-        let text = to_text(&(f.generate)());
-        let path = dir.join(f.file_name);
+    if outcome.stale.is_empty() {
         if args.check {
-            let current = std::fs::read_to_string(&path).unwrap_or_default();
-            if current != text {
-                stale.push(path);
-            }
-        } else {
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            println!("wrote {}", path.display());
-        }
-    }
-    if stale.is_empty() {
-        if args.check {
-            println!("ok: {} schemas up to date", SCHEMA_FILES.len());
+            println!("ok: {} schemas up to date", outcome.total);
         }
         Ok(ExitCode::SUCCESS)
     } else {
-        for p in &stale {
+        for p in &outcome.stale {
             eprintln!(
                 "{}: differs from the types; run `sipform schema`",
                 p.display()

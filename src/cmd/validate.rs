@@ -4,10 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use sipform::config::{ConfigError, Overrides, Settings};
 use sipform::front::diagnostics::Diagnostics;
-use sipform::front::load;
-use sipform::front::render::RenderEnv;
-use sipform::front::validate;
+use sipform::ops::{self, OpsError};
 
 use super::Global;
 
@@ -29,23 +28,23 @@ pub fn report(diags: &Diagnostics) {
     );
 }
 
+/// The settings of the project at `root`; `None` once its problems are printed.
+pub fn settings(root: &std::path::Path) -> Option<Settings> {
+    match Settings::load(root, &Overrides::default()) {
+        Ok(s) => Some(s),
+        Err(ConfigError::Invalid(d)) => {
+            report(&d);
+            None
+        }
+    }
+}
+
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let root = args.dir.unwrap_or_else(|| global.project.clone());
-    let project = match load::load_project_file(&root) {
-        Ok(p) => p,
-        Err(d) => {
-            report(&d);
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(settings) = settings(&root) else {
+        return Ok(ExitCode::FAILURE);
     };
-    let env = RenderEnv::from_env(&project);
-    // A database inventory is read from the platform's table (never from sip-agent-server).
-    let checked =
-        match sipform::inventory::PlatformTable::from_config(&project.inventory, &root).await? {
-            None => validate::check(&root, &env),
-            Some(table) => validate::check_with(&root, &env, table.read_restaurants().await?),
-        };
-    match checked {
+    match ops::validate::validate(&settings).await {
         Ok(r) => {
             if global.verbose > 0 {
                 for one in &r.validated.desired.restaurants {
@@ -65,9 +64,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(d) => {
+        Err(OpsError::Invalid(d)) => {
             report(&d);
             Ok(ExitCode::FAILURE)
         }
+        Err(e) => Err(e.into()),
     }
 }

@@ -1,44 +1,152 @@
 //! Effective settings: `sipform.yaml`, overridden by the environment, overridden by flags.
+//!
+//! A run reads `sipform.yaml` once, with one parser (the front end's, so a mistake names its
+//! `file:line:column`), and resolves it with the environment and an explicit [`Overrides`] into
+//! one [`Settings`]. Every later stage reads that value; nothing re-reads the file or the
+//! environment, and no command edits settings after the fact.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::front::diagnostics::Diagnostics;
+use crate::front::load::{self, PROJECT_FILE};
+use crate::front::render::RenderEnv;
 use crate::model::secret::Secret;
-use crate::model::spec::Project;
+use crate::model::spec::{
+    AccountSpec, AppConfig, InventoryConfig, Project, ServerConfig, StateConfig,
+};
 
-/// What the network stages need to know.
+/// Requests in flight at once, across restaurants, unless a flag says otherwise.
+pub const DEFAULT_PARALLELISM: usize = 10;
+
+/// How long a run waits for another run's state lock, unless a flag says otherwise.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `sipform.yaml` is missing, unreadable or invalid; each problem names its place.
+    #[error(transparent)]
+    Invalid(#[from] Diagnostics),
+}
+
+/// Values set on the command line (or by a caller such as `demo`), applied once over the file
+/// and the environment. `None` keeps what the environment or the file says.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub server_url: Option<String>,
+    /// `Some(None)` sends no key whatever the environment holds (an emulator needs none).
+    pub api_key: Option<Option<Secret<String>>>,
+    pub timeout: Option<Duration>,
+    pub parallelism: Option<usize>,
+    pub lock_timeout: Option<Duration>,
+    pub app_url: Option<String>,
+    pub state: Option<StateConfig>,
+}
+
+/// Everything a run needs to know about where things are and how to talk to them.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The project folder: relative paths in `sipform.yaml` are relative to it.
+    pub root: PathBuf,
     /// Without a trailing slash.
     pub server_url: String,
     /// `X-API-Key`; `None` sends no header.
     pub api_key: Option<Secret<String>>,
+    /// Per request.
     pub timeout: Duration,
-    /// Requests in flight at once, across restaurants.
+    /// Requests in flight at once, across restaurants (at least 1).
     pub parallelism: usize,
+    /// How long to wait for another run's state lock.
+    pub lock_timeout: Duration,
+    /// The platform's base URL templates see, without a trailing slash.
+    pub app_url: String,
+    pub account: AccountSpec,
+    pub state: StateConfig,
+    pub inventory: InventoryConfig,
+    /// Folder of tool files, relative to `root`.
+    pub tools_dir: PathBuf,
+    /// The agent template, relative to `root`.
+    pub template: PathBuf,
 }
 
-pub const DEFAULT_PARALLELISM: usize = 10;
+/// Reads the process environment; tests pass a closure over a map instead.
+fn process_env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
 
 impl Settings {
-    /// `SIP_AGENT_SERVER_URL`, else `SIP_AGENT_INTERNAL_URL` (the platform's later name), else
-    /// the project's `server.url`. `SIP_ACCOUNT_API_KEY` empty or unset means no key.
-    pub fn resolve(project: &Project) -> Settings {
-        Self::resolve_with(project, |k| std::env::var(k).ok())
+    /// Reads `root/sipform.yaml` and resolves it with the process environment and `overrides`.
+    pub fn load(root: &Path, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let project = load::load_project_file(root)?;
+        Ok(Self::resolve(root, project, &process_env, overrides))
     }
 
-    pub fn resolve_with(project: &Project, env: impl Fn(&str) -> Option<String>) -> Settings {
-        let url = env("SIP_AGENT_SERVER_URL")
-            .filter(|s| !s.is_empty())
-            .or_else(|| env("SIP_AGENT_INTERNAL_URL").filter(|s| !s.is_empty()))
-            .unwrap_or_else(|| project.server.url.clone());
-        let api_key = env("SIP_ACCOUNT_API_KEY")
-            .filter(|s| !s.is_empty())
-            .map(Secret::new);
+    /// Flags win over the environment, which wins over the file. The server URL comes from
+    /// `SIP_AGENT_SERVER_URL`, else `SIP_AGENT_INTERNAL_URL` (the platform's later name), else
+    /// `server.url`; `SIP_ACCOUNT_API_KEY` empty or unset means no key; `NEXT_PUBLIC_APP_URL`
+    /// blank or unset means `app.url`.
+    pub fn resolve(
+        root: &Path,
+        project: Project,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Settings {
+        let set = |key: &str| env(key).filter(|s| !s.is_empty());
+        let server_url = overrides
+            .server_url
+            .clone()
+            .or_else(|| set("SIP_AGENT_SERVER_URL"))
+            .or_else(|| set("SIP_AGENT_INTERNAL_URL"))
+            .unwrap_or(project.server.url);
+        let api_key = match &overrides.api_key {
+            Some(key) => key.clone().filter(|k| !k.is_empty()),
+            None => set("SIP_ACCOUNT_API_KEY").map(Secret::new),
+        };
+        let app_url = overrides
+            .app_url
+            .clone()
+            .or_else(|| env("NEXT_PUBLIC_APP_URL").filter(|s| !s.trim().is_empty()))
+            .unwrap_or(project.app.url);
         Settings {
-            server_url: url.trim_end_matches('/').to_string(),
+            root: root.to_path_buf(),
+            server_url: server_url.trim_end_matches('/').to_string(),
             api_key,
-            timeout: Duration::from_secs(project.server.timeout_sec),
-            parallelism: DEFAULT_PARALLELISM,
+            timeout: overrides
+                .timeout
+                .unwrap_or(Duration::from_secs(project.server.timeout_sec)),
+            parallelism: overrides.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
+            lock_timeout: overrides.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            app_url: app_url.trim_end_matches('/').to_string(),
+            account: project.account,
+            state: overrides.state.clone().unwrap_or(project.state),
+            inventory: project.inventory,
+            tools_dir: project.tools_dir,
+            template: project.template,
+        }
+    }
+
+    /// The effective settings in the shape the front end's checks take.
+    pub fn project(&self) -> Project {
+        Project {
+            server: ServerConfig {
+                url: self.server_url.clone(),
+                timeout_sec: self.timeout.as_secs(),
+            },
+            account: self.account.clone(),
+            app: AppConfig {
+                url: self.app_url.clone(),
+            },
+            state: self.state.clone(),
+            inventory: self.inventory.clone(),
+            tools_dir: self.tools_dir.clone(),
+            template: self.template.clone(),
+        }
+    }
+
+    /// What templates see besides the restaurant.
+    pub fn render_env(&self) -> RenderEnv {
+        RenderEnv {
+            app_url: self.app_url.clone(),
         }
     }
 
@@ -54,6 +162,55 @@ impl Settings {
             ));
         }
         w
+    }
+}
+
+/// What the `state` commands need. They also work in a folder without `sipform.yaml` (the
+/// default file state), so they cannot require the whole project.
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    pub root: PathBuf,
+    /// `sipform.yaml`'s `state`, or the default file state when there is no project file.
+    pub state: StateConfig,
+    /// `DATABASE_URL`, the default database of `state migrate`.
+    pub database_url: Option<String>,
+}
+
+impl StateSettings {
+    /// Reads `root/sipform.yaml` when there is one (with the same parser as [`Settings::load`]).
+    pub fn load(root: &Path) -> Result<StateSettings, ConfigError> {
+        let state = if root.join(PROJECT_FILE).exists() {
+            load::load_project_file(root)?.state
+        } else {
+            StateConfig::default()
+        };
+        Ok(StateSettings {
+            root: root.to_path_buf(),
+            state,
+            database_url: process_env("DATABASE_URL"),
+        })
+    }
+}
+
+/// Parses `30s`, `2m`, `500ms`, `1h`, or a bare number of seconds (the `--lock-timeout` flags).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 500ms"))?;
+    let secs = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("duration {s:?} is too long"))
+    };
+    match unit.trim() {
+        "" | "s" => secs(1),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => secs(60),
+        "h" => secs(3600),
+        _ => Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
     }
 }
 
@@ -77,16 +234,20 @@ fn plain_http_remote_host(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::spec::AccountSpec;
 
     fn project() -> Project {
         Project {
-            server: Default::default(),
+            server: ServerConfig {
+                url: "http://file:1/".into(),
+                timeout_sec: 7,
+            },
             account: AccountSpec {
                 name: "AlloResto".into(),
                 email: "a@b.c".into(),
             },
-            app: Default::default(),
+            app: AppConfig {
+                url: "http://app.file/".into(),
+            },
             state: Default::default(),
             inventory: Default::default(),
             tools_dir: "tools".into(),
@@ -94,20 +255,154 @@ mod tests {
         }
     }
 
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn resolve(pairs: &'static [(&'static str, &'static str)], overrides: &Overrides) -> Settings {
+        Settings::resolve(Path::new("/p"), project(), &env(pairs), overrides)
+    }
+
     #[test]
-    fn first_url_variable_wins_and_empty_key_is_none() {
-        let s = Settings::resolve_with(&project(), |k| match k {
-            "SIP_AGENT_SERVER_URL" => Some("http://a:1/".into()),
-            "SIP_AGENT_INTERNAL_URL" => Some("http://b:2".into()),
-            "SIP_ACCOUNT_API_KEY" => Some(String::new()),
-            _ => None,
-        });
+    fn the_file_alone_gives_the_defaults() {
+        let s = resolve(&[], &Overrides::default());
+        assert_eq!(s.server_url, "http://file:1");
+        assert_eq!(s.app_url, "http://app.file");
+        assert!(s.api_key.is_none());
+        assert_eq!(s.timeout, Duration::from_secs(7));
+        assert_eq!(s.parallelism, DEFAULT_PARALLELISM);
+        assert_eq!(s.lock_timeout, DEFAULT_LOCK_TIMEOUT);
+        assert_eq!(s.root, Path::new("/p"));
+    }
+
+    #[test]
+    fn flags_win_over_environment_which_wins_over_the_file() {
+        let vars = &[
+            ("SIP_AGENT_SERVER_URL", "http://env:2/"),
+            ("SIP_ACCOUNT_API_KEY", "from-env"),
+            ("NEXT_PUBLIC_APP_URL", "http://app.env"),
+        ];
+        let s = resolve(vars, &Overrides::default());
+        assert_eq!(s.server_url, "http://env:2");
+        assert_eq!(
+            s.api_key.as_ref().map(|k| k.expose().as_str()),
+            Some("from-env")
+        );
+        assert_eq!(s.app_url, "http://app.env");
+
+        let flags = Overrides {
+            server_url: Some("http://flag:3".into()),
+            api_key: Some(Some(Secret::new("from-flag".into()))),
+            timeout: Some(Duration::from_secs(2)),
+            parallelism: Some(3),
+            lock_timeout: Some(Duration::from_millis(300)),
+            app_url: Some("http://app.flag/".into()),
+            state: Some(StateConfig::File {
+                path: "/tmp/x.json".into(),
+                store_tokens: false,
+            }),
+        };
+        let s = resolve(vars, &flags);
+        assert_eq!(s.server_url, "http://flag:3");
+        assert_eq!(
+            s.api_key.as_ref().map(|k| k.expose().as_str()),
+            Some("from-flag")
+        );
+        assert_eq!(s.app_url, "http://app.flag");
+        assert_eq!(s.timeout, Duration::from_secs(2));
+        assert_eq!(s.parallelism, 3);
+        assert_eq!(s.lock_timeout, Duration::from_millis(300));
+        assert_eq!(s.state, flags.state.clone().unwrap_or_default());
+    }
+
+    #[test]
+    fn first_url_variable_wins_and_empty_values_are_unset() {
+        let s = resolve(
+            &[
+                ("SIP_AGENT_SERVER_URL", "http://a:1/"),
+                ("SIP_AGENT_INTERNAL_URL", "http://b:2"),
+                ("SIP_ACCOUNT_API_KEY", ""),
+                ("NEXT_PUBLIC_APP_URL", "  "),
+            ],
+            &Overrides::default(),
+        );
         assert_eq!(s.server_url, "http://a:1");
         assert!(s.api_key.is_none());
-        let s = Settings::resolve_with(&project(), |k| {
-            (k == "SIP_AGENT_INTERNAL_URL").then(|| "http://b:2".to_string())
-        });
+        assert_eq!(s.app_url, "http://app.file");
+        let s = resolve(
+            &[
+                ("SIP_AGENT_SERVER_URL", ""),
+                ("SIP_AGENT_INTERNAL_URL", "http://b:2"),
+            ],
+            &Overrides::default(),
+        );
         assert_eq!(s.server_url, "http://b:2");
+    }
+
+    #[test]
+    fn a_flag_can_take_the_key_away() {
+        let no_key = Overrides {
+            api_key: Some(None),
+            ..Overrides::default()
+        };
+        assert!(resolve(&[("SIP_ACCOUNT_API_KEY", "k")], &no_key)
+            .api_key
+            .is_none());
+        let empty = Overrides {
+            api_key: Some(Some(Secret::new(String::new()))),
+            ..Overrides::default()
+        };
+        assert!(resolve(&[("SIP_ACCOUNT_API_KEY", "k")], &empty)
+            .api_key
+            .is_none());
+    }
+
+    #[test]
+    fn parallelism_is_at_least_one() {
+        let zero = Overrides {
+            parallelism: Some(0),
+            ..Overrides::default()
+        };
+        assert_eq!(resolve(&[], &zero).parallelism, 1);
+    }
+
+    #[test]
+    fn the_project_view_carries_the_effective_values() {
+        let s = resolve(
+            &[("NEXT_PUBLIC_APP_URL", "http://app.env/")],
+            &Overrides::default(),
+        );
+        let p = s.project();
+        assert_eq!(p.app.url, "http://app.env");
+        assert_eq!(p.account.name, "AlloResto");
+        assert_eq!(s.render_env().app_url, "http://app.env");
+    }
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        let s = resolve(
+            &[("SIP_ACCOUNT_API_KEY", "acc_live_secret")],
+            &Overrides::default(),
+        );
+        assert!(!format!("{s:?}").contains("acc_live_secret"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5 s"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("18446744073709551615h").is_err());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! The pipeline, one module per stage, data flowing one way:
 //! `load → render → validate → refresh → diff → plan → apply → state`.
-//! The binary (`src/main.rs` at the workspace root) is a thin shell over these modules.
+//! [`config`] resolves the settings once; [`ops`] strings the stages together, one function per
+//! command; [`output`] turns plans and reports into text. The binary (`src/main.rs` at the
+//! workspace root) is a thin shell over `ops` and `output`.
 
 pub mod model;
 
@@ -17,11 +19,13 @@ pub mod resources;
 
 pub mod apply;
 pub mod diff;
-pub mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod refresh;
 pub mod state;
+
+pub mod ops;
+pub mod output;
 
 /// The `tracing` target of every log line: the platform's log filters look for this word.
 pub const LOG_TARGET: &str = "sip-provisioning";

@@ -49,41 +49,6 @@ impl Report {
     pub fn failed(&self) -> bool {
         self.account_error.is_some() || self.outcomes.iter().any(|o| o.error.is_some())
     }
-
-    /// Closing lines: one per restaurant that failed, and a summary.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if let Some(e) = &self.account_error {
-            out.push_str(&format!("account: FAILED: {e}\n"));
-        }
-        let mut ok = 0;
-        let mut failed = 0;
-        let mut actions = 0;
-        for o in &self.outcomes {
-            actions += o.done;
-            match &o.error {
-                None => ok += 1,
-                Some(e) => {
-                    failed += 1;
-                    out.push_str(&format!(
-                        "restaurant {} ({}): FAILED after {}/{} actions: {}\n",
-                        o.name, o.restaurant, o.done, o.planned, e
-                    ));
-                }
-            }
-        }
-        out.push_str(&format!(
-            "Apply {}: {} restaurants done, {} failed, {} actions, {} requests, {} retries, {:.1}s.\n",
-            if self.failed() { "incomplete" } else { "complete" },
-            ok,
-            failed,
-            actions,
-            self.requests,
-            self.retries,
-            self.elapsed.as_secs_f64()
-        ));
-        out
-    }
 }
 
 /// Where progress goes: a bar on a terminal, plain lines otherwise.

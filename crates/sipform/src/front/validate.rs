@@ -65,8 +65,7 @@ pub fn desired_with(
     env: &RenderEnv,
     restaurants: Vec<Sourced<Restaurant>>,
 ) -> Result<Validated, Diagnostics> {
-    let project = load::load_project_file(root)?;
-    build(root, project, env, restaurants).map(|r| r.validated)
+    check_with(root, env, restaurants).map(|r| r.validated)
 }
 
 /// [`check`] with restaurants read elsewhere (the platform's database).
@@ -75,13 +74,25 @@ pub fn check_with(
     env: &RenderEnv,
     restaurants: Vec<Sourced<Restaurant>>,
 ) -> Result<Report, Diagnostics> {
-    let project = load::load_project_file(root)?;
-    build(root, project, env, restaurants)
+    check_project(root, load::load_project_file(root)?, env, Some(restaurants))
 }
 
 /// [`desired`] with counts for a summary line.
 pub fn check(root: &Path, env: &RenderEnv) -> Result<Report, Diagnostics> {
-    let project = load::load_project_file(root)?;
+    check_project(root, load::load_project_file(root)?, env, None)
+}
+
+/// [`check`] for a project already read (settings parse `sipform.yaml` once per run):
+/// restaurants from `restaurants` when given, else from the project's files inventory.
+pub fn check_project(
+    root: &Path,
+    project: Project,
+    env: &RenderEnv,
+    restaurants: Option<Vec<Sourced<Restaurant>>>,
+) -> Result<Report, Diagnostics> {
+    if let Some(list) = restaurants {
+        return build(root, project, env, list);
+    }
     let restaurants = match &project.inventory {
         InventoryConfig::Files { path } => {
             let dir = root.join(path);

@@ -1,8 +1,9 @@
 //! A plan is data: the ordered actions that make the server match the files.
 //!
-//! Built by [`crate::diff`] from desired and actual state, rendered by [`render`] (human,
-//! JSON, Markdown), saved with `--out`, executed by [`crate::apply`]. The JSON form is the
-//! saved form and is versioned (`formatVersion`); its schema is `schema/plan.schema.json`.
+//! Built by [`crate::diff`] from desired and actual state, rendered by [`crate::output`] (human,
+//! JSON, Markdown), saved with `--out` ([`mod@file`]), executed by [`crate::apply`]. The JSON
+//! form is the saved form and is versioned (`formatVersion`); its schema is
+//! `schema/plan.schema.json`.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -13,7 +14,7 @@ use uuid::Uuid;
 use crate::model::ids::{ObjectId, RestaurantId};
 pub use crate::model::resource::Resource;
 
-pub mod render;
+pub mod file;
 
 /// Version of the saved-plan format. A plan of another version is refused.
 pub const PLAN_FORMAT_VERSION: u32 = 1;

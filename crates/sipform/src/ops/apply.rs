@@ -1,0 +1,75 @@
+//! `apply`: carry out a saved plan, or plan and apply, under the state lock.
+//!
+//! Split in steps because the CLI shows the plan and may ask for confirmation between planning
+//! and applying, all while the lock is held.
+
+use std::path::Path;
+
+use crate::apply::{self, Progress, Report};
+use crate::plan::file::read_plan;
+use crate::plan::Plan;
+use crate::remote::Client;
+use crate::state::{LockGuard, State};
+
+use super::plan::PlanOptions;
+use super::{OpsError, Workspace};
+
+/// An apply holding the state lock, from reading state to the last recorded id.
+pub struct ApplyRun<'w> {
+    ws: &'w Workspace,
+    client: Client,
+    state: State,
+    state_exists: bool,
+    healed: u64,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl<'w> ApplyRun<'w> {
+    /// Takes the lock, reads state and heals the platform rows a crashed run left behind.
+    pub async fn start(ws: &'w Workspace) -> Result<ApplyRun<'w>, OpsError> {
+        let client = ws.client()?;
+        let lock = ws.lock("apply").await?;
+        let existing = ws.load_state().await?;
+        let state_exists = existing.is_some();
+        let state = existing.unwrap_or_default();
+        let healed = ws.reconcile_inventory(&state).await?;
+        Ok(ApplyRun {
+            ws,
+            client,
+            state,
+            state_exists,
+            healed,
+            _lock: lock,
+        })
+    }
+
+    /// Platform rows written back at start (state had the ids, the rows did not).
+    pub fn healed(&self) -> u64 {
+        self.healed
+    }
+
+    /// A plan saved with `plan --out`, refused when stale (another server, lineage or serial,
+    /// or objects changed on the server since).
+    pub async fn saved_plan(&mut self, path: &Path) -> Result<Plan, OpsError> {
+        let saved = read_plan(path)?;
+        if !self.state_exists {
+            // A first apply continues the history the plan was made in.
+            self.state.lineage = saved.lineage;
+        }
+        self.ws
+            .check_fresh(&self.client, &saved, &self.state, self.state_exists)
+            .await?;
+        Ok(saved)
+    }
+
+    /// A fresh plan from the state this run holds.
+    pub async fn plan(&self, opts: &PlanOptions) -> Result<Plan, OpsError> {
+        self.ws.plan(&self.client, &self.state, opts).await
+    }
+
+    /// Carries `plan` out, recording every id as it comes; releases the lock when done.
+    pub async fn apply(self, plan: &Plan, progress: &dyn Progress) -> Report {
+        let writer = self.ws.writer(self.state);
+        apply::apply(plan, &self.client, &writer, progress).await
+    }
+}

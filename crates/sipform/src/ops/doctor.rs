@@ -1,0 +1,189 @@
+//! `doctor`: is everything sipform needs there? Server reachable, key accepted, which of the
+//! contract's assumed endpoints the server has, clock skew, state backend and its lock.
+
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::config::Settings;
+use crate::remote::Client;
+use crate::state::{self, LockInfo};
+
+use super::OpsError;
+
+/// A nil UUID: no object has it, so probes never touch real data.
+const NIL: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Clock skew beyond this fails the clock check.
+const MAX_SKEW: Duration = Duration::from_secs(60);
+
+/// One line of the doctor's report, in the order found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Worth knowing, not a failure (no key, plain http to a remote host).
+    Warning(String),
+    /// A check that passed or failed.
+    Check {
+        ok: bool,
+        what: String,
+        detail: String,
+    },
+    /// Checks that could not run, and why.
+    Skipped { what: String, why: String },
+}
+
+impl Finding {
+    fn check(ok: bool, what: &str, detail: impl Into<String>) -> Finding {
+        Finding::Check {
+            ok,
+            what: what.to_string(),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(self, Finding::Check { ok: false, .. })
+    }
+}
+
+/// Probes the server and the state backend. Only a client that cannot be built is an error;
+/// everything else the doctor finds is a [`Finding`].
+pub async fn doctor(settings: &Settings) -> Result<Vec<Finding>, OpsError> {
+    let mut found: Vec<Finding> = settings
+        .warnings()
+        .into_iter()
+        .map(Finding::Warning)
+        .collect();
+    let client = Client::new(settings).map_err(|source| OpsError::Server {
+        url: settings.server_url.clone(),
+        source,
+    })?;
+    server(&client, &settings.server_url, &mut found).await;
+    state_backend(settings, &mut found).await;
+    Ok(found)
+}
+
+async fn server(client: &Client, url: &str, found: &mut Vec<Finding>) {
+    let p = match client.probe(Method::GET, "/api/accounts").await {
+        Err(e) => {
+            found.push(Finding::check(
+                false,
+                "server",
+                format!("{url} unreachable: {e}"),
+            ));
+            return;
+        }
+        Ok(p) => p,
+    };
+    found.push(Finding::check(true, "server", format!("{url} answers")));
+    let auth_ok = p.status == 200;
+    found.push(Finding::check(
+        auth_ok,
+        "authentication",
+        match p.status {
+            200 => "the API key is accepted".to_string(),
+            401 | 403 => {
+                "the API key is refused (HTTP 401/403): check SIP_ACCOUNT_API_KEY".to_string()
+            }
+            s => format!("GET /api/accounts answered HTTP {s}"),
+        },
+    ));
+    if let Some(skew) = p.date.as_deref().and_then(skew_of) {
+        found.push(Finding::check(
+            skew < MAX_SKEW,
+            "clock",
+            format!("skew with the server {}s", skew.as_secs()),
+        ));
+    }
+    if !auth_ok {
+        found.push(Finding::Skipped {
+            what: "assumed endpoints".into(),
+            why: "cannot probe them without an accepted key".into(),
+        });
+        return;
+    }
+    // Assumed endpoints: a route the server has answers JSON (even 404 for the nil id); a
+    // missing one answers 404/405 without the API's JSON.
+    let assumed = [
+        (Method::GET, format!("/api/final-customers?accountId={NIL}")),
+        (Method::GET, format!("/api/final-customers/{NIL}")),
+        (Method::PUT, format!("/api/final-customers/{NIL}")),
+        (Method::DELETE, format!("/api/final-customers/{NIL}")),
+        (Method::DELETE, format!("/api/agents/{NIL}")),
+        (Method::GET, format!("/api/agents/{NIL}/tools")),
+        (Method::PUT, format!("/api/agents/{NIL}/tools/{NIL}")),
+        (Method::DELETE, format!("/api/agents/{NIL}/tools/{NIL}")),
+        (
+            Method::DELETE,
+            format!("/api/agents/{NIL}/phone-lines/{NIL}"),
+        ),
+    ];
+    for (method, path) in assumed {
+        let label = format!("assumed endpoint {method} {}", path.replace(NIL, ":id"));
+        found.push(match client.probe(method, &path).await {
+            Ok(p) if p.json && p.status != 405 => Finding::check(true, &label, "present"),
+            Ok(p) => Finding::check(false, &label, format!("missing (HTTP {})", p.status)),
+            Err(e) => Finding::check(false, &label, e.to_string()),
+        });
+    }
+}
+
+async fn state_backend(settings: &Settings, found: &mut Vec<Finding>) {
+    let backend = match state::open(&settings.state, &settings.root) {
+        Err(e) => {
+            found.push(Finding::check(false, "state", e.to_string()));
+            return;
+        }
+        Ok(b) => b,
+    };
+    found.push(match backend.load().await {
+        Ok(Some(s)) => Finding::check(
+            true,
+            "state",
+            format!(
+                "{}: serial {}, {} restaurants",
+                backend.describe(),
+                s.serial,
+                s.restaurants.len()
+            ),
+        ),
+        Ok(None) => Finding::check(true, "state", format!("{}: empty", backend.describe())),
+        Err(e) => Finding::check(false, "state", e.to_string()),
+    });
+    found.push(
+        match backend
+            .lock(&LockInfo::for_this_process("doctor"), Duration::ZERO)
+            .await
+        {
+            Ok(_guard) => Finding::check(true, "state lock", "free"),
+            Err(e) => Finding::check(false, "state lock", e.to_string()),
+        },
+    );
+}
+
+/// |server time − local time|, from an HTTP `Date` header.
+fn skew_of(date: &str) -> Option<Duration> {
+    let server = chrono::DateTime::parse_from_rfc2822(date).ok()?;
+    let delta = chrono::Utc::now().signed_duration_since(server);
+    delta.abs().to_std().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skew_is_read_from_an_http_date() {
+        let now = chrono::Utc::now() - chrono::Duration::seconds(120);
+        let skew = skew_of(&now.to_rfc2822()).unwrap();
+        assert!(skew >= Duration::from_secs(119) && skew <= Duration::from_secs(130));
+        assert_eq!(skew_of("yesterday"), None);
+    }
+
+    #[test]
+    fn only_a_failed_check_fails() {
+        assert!(Finding::check(false, "x", "y").failed());
+        assert!(!Finding::check(true, "x", "y").failed());
+        assert!(!Finding::Warning("w".into()).failed());
+    }
+}

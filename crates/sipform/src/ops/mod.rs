@@ -1,0 +1,78 @@
+//! One function per command, as cargo's `ops` are for its commands: options in, data out.
+//!
+//! Nothing here prints, prompts or exits; warnings and findings are returned as data and the
+//! CLI decides how to show them. The stages are strung together here and only here: settings →
+//! [`Workspace`] (load, render, validate, open state) → refresh → diff → plan → apply → state.
+//! A new command is one file here plus its thin shell in the binary.
+
+pub mod apply;
+pub mod demo;
+pub mod doctor;
+pub mod import;
+pub mod plan;
+pub mod render;
+pub mod schema;
+pub mod state;
+pub mod validate;
+mod workspace;
+
+pub use workspace::Workspace;
+
+use crate::config::ConfigError;
+use crate::db::DbError;
+use crate::front::diagnostics::Diagnostics;
+use crate::plan::file::PlanFileError;
+use crate::remote::ClientError;
+use crate::state::StateError;
+
+/// Why a command could not do its job. Each says what and where once; the CLI adds nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The project's files (or its database rows) are invalid; every problem is listed.
+    #[error("{0}")]
+    Invalid(#[from] Diagnostics),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("sip-agent-server at {url}: {source}")]
+    Server {
+        url: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    PlanFile(#[from] PlanFileError),
+    #[error("the saved plan is stale: {0}. Run `sipform plan` again")]
+    Stale(String),
+    /// `render --restaurant ID` for an id the inventory does not have.
+    #[error("no restaurant with id `{0}`")]
+    NoSuchRestaurant(String),
+    #[error("account {0:?} does not exist on the server: nothing to import")]
+    NoAccountToImport(String),
+    /// A `state` command that needs state found none.
+    #[error("no state in {0}")]
+    NoState(String),
+    #[error("restaurant {restaurant} is not in state ({place})")]
+    NotInState { restaurant: String, place: String },
+    #[error("not in state ({place}): {missing}; nothing was removed")]
+    NotRemoved { place: String, missing: String },
+    /// `state migrate` refused; the message says why and what was left as it was.
+    #[error("{0}")]
+    Migrate(String),
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<ConfigError> for OpsError {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::Invalid(d) => OpsError::Invalid(d),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! `validate`: every file and every rendered agent, without contacting sip-agent-server.
+
+use crate::config::Settings;
+use crate::front::validate::{self, Report};
+use crate::inventory::PlatformTable;
+
+use super::OpsError;
+
+/// Loads, renders and checks the project; a database inventory is read from the platform's
+/// table (never from sip-agent-server). Every problem is in the [`OpsError::Invalid`] list.
+pub async fn validate(settings: &Settings) -> Result<Report, OpsError> {
+    let env = settings.render_env();
+    let restaurants = match PlatformTable::from_config(&settings.inventory, &settings.root).await? {
+        None => None,
+        Some(table) => Some(table.read_restaurants().await?),
+    };
+    Ok(validate::check_project(
+        &settings.root,
+        settings.project(),
+        &env,
+        restaurants,
+    )?)
+}

@@ -1,0 +1,213 @@
+//! A loaded project: its settings, everything it wants to exist, and its state backend.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::diff;
+use crate::front::validate;
+use crate::inventory::PlatformTable;
+use crate::model::spec::Desired;
+use crate::plan::Plan;
+use crate::refresh;
+use crate::remote::{Client, ClientError};
+use crate::state::{self, CommitHook, LockGuard, LockInfo, State, StateBackend, StateWriter};
+
+use super::plan::PlanOptions;
+use super::OpsError;
+
+/// A loaded, validated project with its settings and state backend. Read-only once built: a
+/// command that needs other settings resolves other [`Settings`] and loads again.
+pub struct Workspace {
+    settings: Settings,
+    desired: Desired,
+    backend: Arc<dyn StateBackend>,
+    /// The platform's `restaurants` table, when the inventory is the database: apply writes
+    /// the ids back to it.
+    inventory: Option<PlatformTable>,
+}
+
+impl Workspace {
+    /// Loads and validates everything; opens (but does not lock) the state backend. A files
+    /// inventory is read offline; a database inventory is read from the platform's table,
+    /// together with every row state knows (its `agent_id` may not have been written back yet).
+    pub async fn load(settings: Settings) -> Result<Workspace, OpsError> {
+        let env = settings.render_env();
+        let root = settings.root.clone();
+        match PlatformTable::from_config(&settings.inventory, &root).await? {
+            None => {
+                let report = validate::check_project(&root, settings.project(), &env, None)?;
+                Self::new(settings, report.validated.desired)
+            }
+            Some(table) => {
+                let backend = state::open(&settings.state, &root)?;
+                let known = backend.load().await?;
+                let known = known.map(|s| s.restaurant_ids()).unwrap_or_default();
+                let rows = table.read(&known).await?;
+                let report = validate::check_project(&root, settings.project(), &env, Some(rows))?;
+                Ok(Workspace {
+                    settings,
+                    desired: report.validated.desired,
+                    backend,
+                    inventory: Some(table),
+                })
+            }
+        }
+    }
+
+    /// A workspace for what `desired` says, validated elsewhere (tests and benchmarks generate
+    /// inventories); its state backend is the one `settings` names.
+    pub fn new(settings: Settings, desired: Desired) -> Result<Workspace, OpsError> {
+        let backend = state::open(&settings.state, &settings.root)?;
+        Ok(Workspace {
+            settings,
+            desired,
+            backend,
+            inventory: None,
+        })
+    }
+
+    /// The same project without its database inventory's write-back: for applying to something
+    /// other than the platform's server (the demo's emulator), whose ids must never reach the
+    /// platform's rows.
+    pub(super) fn detached(self) -> Workspace {
+        Workspace {
+            inventory: None,
+            ..self
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn desired(&self) -> &Desired {
+        &self.desired
+    }
+
+    /// Where state lives, for messages.
+    pub fn describe_state(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// What a user should see once before the run: no key, a key in clear over the network.
+    pub fn warnings(&self) -> Vec<String> {
+        self.settings.warnings()
+    }
+
+    pub fn client(&self) -> Result<Client, OpsError> {
+        Client::new(&self.settings).map_err(|source| self.server_error(source))
+    }
+
+    fn server_error(&self, source: ClientError) -> OpsError {
+        OpsError::Server {
+            url: self.settings.server_url.clone(),
+            source,
+        }
+    }
+
+    /// Takes the state lock for `operation`, waiting up to the settings' lock timeout.
+    pub async fn lock(&self, operation: &str) -> Result<Box<dyn LockGuard>, OpsError> {
+        let who = LockInfo::for_this_process(operation);
+        Ok(self.backend.lock(&who, self.settings.lock_timeout).await?)
+    }
+
+    /// Current state, or `None` when the backend holds none yet.
+    pub async fn load_state(&self) -> Result<Option<State>, OpsError> {
+        Ok(self.backend.load().await?)
+    }
+
+    /// Current state, or a fresh history when there is none yet.
+    pub async fn state(&self) -> Result<State, OpsError> {
+        Ok(self.load_state().await?.unwrap_or_default())
+    }
+
+    /// Reads the server and diffs: what apply would do from `state`.
+    pub async fn plan(
+        &self,
+        client: &Client,
+        state: &State,
+        opts: &PlanOptions,
+    ) -> Result<Plan, OpsError> {
+        let scope = (!opts.targets.is_empty()).then_some(&opts.targets);
+        let actual = refresh::refresh(
+            client,
+            &self.settings.account.name,
+            &self.desired,
+            state,
+            scope,
+        )
+        .await
+        .map_err(|e| self.server_error(e))?;
+        let opts = diff::PlanOptions {
+            server_url: self.settings.server_url.clone(),
+            allow_destroy: opts.allow_destroy,
+            targets: opts.targets.clone(),
+        };
+        Ok(diff::plan(&self.desired, &actual, state, &opts))
+    }
+
+    /// Checks that a saved plan still describes what apply would do: same server, same lineage,
+    /// same state serial, same remote objects.
+    pub async fn check_fresh(
+        &self,
+        client: &Client,
+        saved: &Plan,
+        state: &State,
+        state_exists: bool,
+    ) -> Result<(), OpsError> {
+        // Everything that can be checked offline is, before the first request.
+        if saved.server_url != self.settings.server_url {
+            return Err(OpsError::Stale(format!(
+                "it was made against {}, but this run talks to {}",
+                saved.server_url, self.settings.server_url
+            )));
+        }
+        if state_exists && saved.lineage != state.lineage {
+            return Err(OpsError::Stale(format!(
+                "it was made for state lineage {}, but state is lineage {}",
+                saved.lineage, state.lineage
+            )));
+        }
+        if saved.state_serial != state.serial {
+            return Err(OpsError::Stale(format!(
+                "state has moved from serial {} to {} since",
+                saved.state_serial, state.serial
+            )));
+        }
+        let opts = PlanOptions {
+            allow_destroy: saved.allow_destroy,
+            targets: saved.targets.iter().cloned().collect(),
+        };
+        let now = self.plan(client, state, &opts).await?;
+        if now.remote_fingerprint != saved.remote_fingerprint {
+            return Err(OpsError::Stale(
+                "the objects on the server changed since".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Heals rows a crash left behind (state committed, row not yet updated) before applying;
+    /// how many rows it wrote.
+    pub async fn reconcile_inventory(&self, state: &State) -> Result<u64, OpsError> {
+        match &self.inventory {
+            Some(t) => Ok(t.write_back().reconcile(state).await?),
+            None => Ok(0),
+        }
+    }
+
+    /// The one place a state writer is made: this project's backend, whether it keeps tokens,
+    /// and the platform's rows as a commit hook in database mode.
+    pub fn writer(&self, state: State) -> StateWriter {
+        let hook = self
+            .inventory
+            .as_ref()
+            .map(|t| Arc::new(t.write_back()) as Arc<dyn CommitHook>);
+        StateWriter::new(
+            self.backend.clone(),
+            state,
+            self.settings.state.store_tokens(),
+            hook,
+        )
+    }
+}

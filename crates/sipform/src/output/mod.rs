@@ -1,0 +1,41 @@
+//! What sipform shows: plans in three forms (human text, JSON, Markdown), the closing report
+//! of an apply, and rendered specs. Every function is pure (data in, text out: no I/O, no
+//! clock), so snapshot tests pin the forms exactly and the CLI only decides where text goes.
+//!
+//! A new format is one file here plus one [`Format`] variant.
+
+mod human;
+mod json;
+mod lines;
+mod markdown;
+mod report;
+pub mod specs;
+
+pub use human::human;
+pub use json::{json, plan_schema, plan_schema_json};
+pub use lines::{summary_line, NO_CHANGES};
+pub use markdown::{markdown, MARKDOWN_MAX_CHARS};
+pub use report::{imports, report};
+
+use crate::plan::Plan;
+
+/// How a plan is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// For a terminal; `color` adds ANSI colors (the CLI asks when stdout is a terminal and
+    /// `NO_COLOR` is unset).
+    Human { color: bool },
+    /// The saved form, the same document `plan --out` writes.
+    Json,
+    /// A pull-request comment.
+    Markdown,
+}
+
+/// `plan` in `format`.
+pub fn plan(plan: &Plan, format: Format) -> String {
+    match format {
+        Format::Human { color } => human(plan, color),
+        Format::Json => json(plan),
+        Format::Markdown => markdown(plan),
+    }
+}

@@ -1,0 +1,122 @@
+//! The saved-plan file: `plan --out FILE` writes it, `apply FILE` reads it back.
+//!
+//! The file is exactly the plan's serde form (the same document `plan --json` prints), written
+//! atomically and owner-readable only; a file of another format version is refused rather than
+//! guessed at.
+
+use std::path::Path;
+
+use super::{Plan, PLAN_FORMAT_VERSION};
+
+/// A saved plan that cannot be read or written; always names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("saved plan {path}: {message}")]
+pub struct PlanFileError {
+    pub path: String,
+    pub message: String,
+}
+
+impl PlanFileError {
+    fn new(path: &Path, message: impl Into<String>) -> Self {
+        PlanFileError {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads a plan saved with `plan --out`, refusing another format version.
+pub fn read_plan(path: &Path) -> Result<Plan, PlanFileError> {
+    let err = |message: String| PlanFileError::new(path, message);
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+    match value.get("formatVersion").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(PLAN_FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(err(format!(
+                "format version {v}; this sipform reads version {PLAN_FORMAT_VERSION}"
+            )))
+        }
+        None if value.get("formatVersion").is_some() => {
+            return Err(err("\"formatVersion\" is not a whole number".into()))
+        }
+        None => return Err(err("missing \"formatVersion\": not a sipform plan".into())),
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| err(with_field(&e)))
+}
+
+/// Writes a plan for `apply FILE`, owner-readable only (it names ids, never secrets).
+pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
+    let mut bytes =
+        serde_json::to_vec_pretty(plan).map_err(|e| PlanFileError::new(path, e.to_string()))?;
+    bytes.push(b'\n');
+    crate::fsio::write_atomic(path, &bytes).map_err(|e| PlanFileError::new(path, e.to_string()))
+}
+
+/// `field: message` from a serde path error (`message` alone at the root).
+fn with_field(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        e.inner().to_string()
+    } else {
+        format!("{path}: {}", e.inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    /// Built from its JSON form, so the fixture does not depend on how actions are stored.
+    fn plan() -> Plan {
+        serde_json::from_value(serde_json::json!({
+            "formatVersion": PLAN_FORMAT_VERSION,
+            "sipformVersion": "0.0.0",
+            "createdAt": "2020-01-01T00:00:00Z",
+            "serverUrl": "http://localhost:4000",
+            "lineage": "00000000-0000-0000-0000-000000000000",
+            "stateSerial": 3,
+            "remoteFingerprint": "f",
+            "account": {"op": "noOp", "resource": "account", "name": "A", "remoteId": "acc-1"},
+            "restaurants": [],
+            "summary": {"add": 0, "change": 0, "delete": 0, "adopt": 0}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_written_plan_reads_back_equal_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        write_plan(&path, &plan()).unwrap();
+        assert_eq!(read_plan(&path).unwrap(), plan());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn another_version_or_shape_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let mut v = serde_json::to_value(plan()).unwrap();
+        v["formatVersion"] = serde_json::json!(2);
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = read_plan(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("plan.json") && e.contains("format version 2"),
+            "{e}"
+        );
+
+        std::fs::write(&path, r#"{"formatVersion": 1, "serverUrl": 3}"#).unwrap();
+        let e = read_plan(&path).unwrap_err().to_string();
+        assert!(e.contains("plan.json"), "{e}");
+
+        std::fs::write(&path, "{}").unwrap();
+        let e = read_plan(&path).unwrap_err().to_string();
+        assert!(e.contains("not a sipform plan"), "{e}");
+    }
+}
