@@ -6,6 +6,7 @@
 //! by name and email, a tool by name); then create. Only the keys sipform sets are compared,
 //! absent equals null, and numbers compare by value, so `apply` then `plan` is empty.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
@@ -112,6 +113,8 @@ struct Cx<'a> {
     account_exists: bool,
     /// Ids state assigns, by restaurant: never adopted by another restaurant.
     claimed: HashMap<ObjectId, &'a RestaurantId>,
+    /// Ids adopted earlier in this plan, by restaurant: never adopted twice.
+    taken: RefCell<HashMap<ObjectId, RestaurantId>>,
 }
 
 impl<'a> Cx<'a> {
@@ -129,11 +132,13 @@ impl<'a> Cx<'a> {
             actual,
             account_exists: actual.account.is_some(),
             claimed,
+            taken: RefCell::new(HashMap::new()),
         }
     }
 
     fn free_for(&self, id: &ObjectId, r: &RestaurantId) -> bool {
         self.claimed.get(id).is_none_or(|owner| *owner == r)
+            && self.taken.borrow().get(id).is_none_or(|owner| owner == r)
     }
 
     /// The object state records for a one-per-restaurant kind, if it still exists.
@@ -173,15 +178,7 @@ impl<'a> Cx<'a> {
                         matched: &matched,
                         free: &free,
                     });
-                    if !adoption.others.is_empty() {
-                        let ids: Vec<&str> = adoption.others.iter().map(|i| i.as_str()).collect();
-                        notes.push(format!(
-                            "{} more {}s on the server claim this restaurant ({}); sipform manages the oldest and leaves the others untouched",
-                            ids.len(),
-                            k.resource().label(),
-                            ids.join(", ")
-                        ));
-                    }
+                    notes.extend(adoption.note);
                     adoption.found.map(|(obj, why)| Found {
                         obj,
                         adopted: Some(why),
@@ -190,6 +187,11 @@ impl<'a> Cx<'a> {
             };
             match f {
                 Some(f) => {
+                    if f.adopted.is_some() {
+                        self.taken
+                            .borrow_mut()
+                            .insert(f.obj.id.clone(), r.id.clone());
+                    }
                     matched.insert(k.resource(), f.obj);
                     found.insert(k.resource(), f);
                 }
@@ -203,7 +205,41 @@ impl<'a> Cx<'a> {
                 }
             }
         }
+        notes.extend(self.other_claimants(singles, &r.id, &found));
         (found, notes)
+    }
+
+    /// Objects that say they belong to this restaurant (an agent's `config.restaurantId`) but
+    /// are not the one sipform manages for it: reported on every plan, never touched.
+    fn other_claimants(
+        &self,
+        singles: &[&dyn Kind],
+        r: &RestaurantId,
+        found: &HashMap<Resource, Found<'a>>,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        for k in singles {
+            let managed = found.get(&k.resource()).map(|f| &f.obj.id);
+            let others: Vec<&str> = self
+                .actual
+                .singles(k.resource())
+                .iter()
+                .filter(|o| k.claims(o) == Some(r.as_str()))
+                .filter(|o| Some(&o.id) != managed && self.claimed.get(&o.id).is_none())
+                .map(|o| o.id.as_str())
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
+            notes.push(format!(
+                "{} more {}s on the server claim this restaurant ({}); sipform manages {} and leaves the others untouched",
+                others.len(),
+                k.resource().label(),
+                others.join(", "),
+                managed.map_or("none of them".to_string(), |id| id.to_string()),
+            ));
+        }
+        notes
     }
 
     fn restaurant(&self, r: &DesiredRestaurant, st: Option<&RestaurantState>) -> RestaurantPlan {

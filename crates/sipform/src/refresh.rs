@@ -11,9 +11,47 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::Desired;
+use crate::remote::ServerObject;
 use crate::remote::{Client, ClientError};
 use crate::resources::{account, Actual, Kinds, Shape};
 use crate::state::State;
+
+/// Why refresh could not say what exists.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Server(#[from] ClientError),
+    /// Two accounts carry the project's account name: another copy of this project (another
+    /// state backend, a lost state) made one. Guessing would split the restaurants between
+    /// them.
+    #[error("{count} accounts on the server are named {name:?} ({ids}): sipform cannot tell which one this project manages. Keep one (delete or rename the others), or give this project another account name")]
+    DuplicateAccount {
+        name: String,
+        count: usize,
+        ids: String,
+    },
+}
+
+/// The account of that name; more than one is an error, whatever state records.
+fn the_account(
+    accounts: Vec<ServerObject>,
+    recorded: Option<&ObjectId>,
+    name: &str,
+) -> Result<Option<ServerObject>, RefreshError> {
+    let named: Vec<&ServerObject> = accounts.iter().filter(|a| a.name() == Some(name)).collect();
+    if named.len() > 1 {
+        return Err(RefreshError::DuplicateAccount {
+            name: name.to_string(),
+            count: named.len(),
+            ids: named
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(account::pick(accounts, recorded, name))
+}
 
 /// Reads the account and every object of the restaurants in scope (desired or in state).
 /// `scope` limits restaurants (`--target`).
@@ -23,7 +61,7 @@ pub async fn refresh(
     desired: &Desired,
     state: &State,
     scope: Option<&BTreeSet<RestaurantId>>,
-) -> Result<Actual, ClientError> {
+) -> Result<Actual, RefreshError> {
     refresh_with(
         &Kinds::builtin(),
         client,
@@ -43,13 +81,13 @@ pub async fn refresh_with(
     desired: &Desired,
     state: &State,
     scope: Option<&BTreeSet<RestaurantId>>,
-) -> Result<Actual, ClientError> {
+) -> Result<Actual, RefreshError> {
     let recorded = state
         .account_id
         .as_ref()
         .and_then(|id| id.to_object_id().ok());
     let accounts = account::list(client).await?;
-    let Some(account) = account::pick(accounts, recorded.as_ref(), account_name) else {
+    let Some(account) = the_account(accounts, recorded.as_ref(), account_name)? else {
         return Ok(Actual::default());
     };
     let singles: BTreeMap<_, _> =

@@ -41,6 +41,9 @@ pub enum OpsError {
     },
     #[error(transparent)]
     Database(#[from] DbError),
+    /// What exists on the server contradicts itself in a way sipform will not guess about.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     PlanFile(#[from] PlanFileError),
     #[error("the saved plan is stale: {0}. Run `sipform plan` again")]

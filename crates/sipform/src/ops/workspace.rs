@@ -137,7 +137,10 @@ impl Workspace {
             scope,
         )
         .await
-        .map_err(|e| self.server_error(e))?;
+        .map_err(|e| match e {
+            refresh::RefreshError::Server(e) => self.server_error(e),
+            conflict => OpsError::Conflict(conflict.to_string()),
+        })?;
         let opts = diff::PlanOptions {
             server_url: self.settings.server_url.clone(),
             allow_destroy: opts.allow_destroy,

@@ -37,24 +37,18 @@ fn age_key(o: &ServerObject) -> (&str, &str) {
     (o.str_field("createdAt").unwrap_or(""), o.id.as_str())
 }
 
-/// The agent a restaurant adopts, and the other agents that claim it too (reported).
+/// The agent a restaurant adopts: the oldest that claims it and no one else has. The others
+/// that claim it are reported by diff on every plan.
 pub fn adopt<'a>(
     restaurant: &RestaurantId,
     agents: &'a [ServerObject],
     free: &dyn Fn(&ObjectId) -> bool,
-) -> (Option<(&'a ServerObject, Reason)>, Vec<&'a ObjectId>) {
-    let mut candidates: Vec<&ServerObject> = agents
+) -> Option<(&'a ServerObject, Reason)> {
+    agents
         .iter()
         .filter(|a| restaurant_of(a) == Some(restaurant.as_str()) && free(&a.id))
-        .collect();
-    candidates.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
-    let others = candidates.iter().skip(1).map(|a| &a.id).collect();
-    (
-        candidates
-            .first()
-            .map(|a| (*a, Reason::FoundByRestaurantId)),
-        others,
-    )
+        .min_by(|a, b| age_key(a).cmp(&age_key(b)))
+        .map(|a| (a, Reason::FoundByRestaurantId))
 }
 
 fn tokens(secrets: &Secrets) -> Option<AgentTokens> {
@@ -103,8 +97,10 @@ impl Kind for Agent {
     }
 
     fn adopt<'a>(&self, cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
-        let (found, others) = adopt(cx.restaurant, cx.actual.singles(Resource::AGENT), cx.free);
-        Adoption { found, others }
+        Adoption {
+            found: adopt(cx.restaurant, cx.actual.singles(Resource::AGENT), cx.free),
+            note: None,
+        }
     }
 
     fn recorded(&self, st: &RestaurantState, _key: &str) -> Option<ObjectId> {

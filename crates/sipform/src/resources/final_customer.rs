@@ -28,25 +28,42 @@ pub fn same_identity(o: &ServerObject, body: &Value) -> bool {
         )
 }
 
-/// The final customer to adopt for a restaurant whose agent (if any) is `agent`.
+/// The final customer to adopt for a restaurant whose agent (if any) is `agent`: the one the
+/// agent points at, else the first of the desired name and email that no agent references
+/// and no other restaurant takes. Several such candidates are reported (the note).
 pub fn adopt<'a>(
     desired: &Value,
     agent: Option<&ServerObject>,
     customers: &'a [ServerObject],
     referenced: &dyn Fn(&ObjectId) -> bool,
     free: &dyn Fn(&ObjectId) -> bool,
-) -> Option<(&'a ServerObject, Reason)> {
+) -> (Option<(&'a ServerObject, Reason)>, Option<String>) {
     let via_agent = agent
         .and_then(super::agent::final_customer_of)
         .filter(|id| free(id))
-        .and_then(|id| customers.iter().find(|f| f.id == id))
-        .map(|f| (f, Reason::AgentsFinalCustomer));
-    via_agent.or_else(|| {
-        customers
-            .iter()
-            .find(|f| !referenced(&f.id) && free(&f.id) && same_identity(f, desired))
-            .map(|f| (f, Reason::FoundByNameAndEmail))
-    })
+        .and_then(|id| customers.iter().find(|f| f.id == id));
+    if let Some(f) = via_agent {
+        return (Some((f, Reason::AgentsFinalCustomer)), None);
+    }
+    let candidates: Vec<&ServerObject> = customers
+        .iter()
+        .filter(|f| !referenced(&f.id) && free(&f.id) && same_identity(f, desired))
+        .collect();
+    let note = (candidates.len() > 1).then(|| {
+        let ids: Vec<&str> = candidates.iter().map(|f| f.id.as_str()).collect();
+        format!(
+            "{} final customers match this restaurant's name and email ({}); sipform adopts {} and no other restaurant may take it",
+            ids.len(),
+            ids.join(", "),
+            ids[0]
+        )
+    });
+    (
+        candidates
+            .first()
+            .map(|f| (*f, Reason::FoundByNameAndEmail)),
+        note,
+    )
 }
 
 #[async_trait]
@@ -81,16 +98,14 @@ impl Kind for FinalCustomer {
                 .iter()
                 .any(|a| super::agent::final_customer_of(a).as_ref() == Some(id))
         };
-        Adoption {
-            found: adopt(
-                cx.desired,
-                cx.matched.get(&Resource::AGENT).copied(),
-                cx.actual.singles(Resource::FINAL_CUSTOMER),
-                &referenced,
-                cx.free,
-            ),
-            others: Vec::new(),
-        }
+        let (found, note) = adopt(
+            cx.desired,
+            cx.matched.get(&Resource::AGENT).copied(),
+            cx.actual.singles(Resource::FINAL_CUSTOMER),
+            &referenced,
+            cx.free,
+        );
+        Adoption { found, note }
     }
 
     fn recorded(&self, st: &RestaurantState, _key: &str) -> Option<ObjectId> {

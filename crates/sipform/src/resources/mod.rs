@@ -86,11 +86,12 @@ pub struct AdoptCx<'c, 'a> {
     pub free: &'c dyn Fn(&ObjectId) -> bool,
 }
 
-/// The object a kind adopts, with why, and the other candidates (reported, left alone).
+/// The object a kind adopts, with why, and what the plan should say about the choice (an
+/// ambiguous match is reported, never silent).
 #[derive(Default)]
 pub struct Adoption<'a> {
     pub found: Option<(&'a ServerObject, crate::plan::Reason)>,
-    pub others: Vec<&'a ObjectId>,
+    pub note: Option<String>,
 }
 
 /// One object a restaurant wants: its key (the name) and the body sipform sends.
