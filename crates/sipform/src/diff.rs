@@ -225,7 +225,7 @@ impl<'a> Cx<'a> {
                 .singles(k.resource())
                 .iter()
                 .filter(|o| k.claims(o) == Some(r.as_str()))
-                .filter(|o| Some(&o.id) != managed && self.claimed.get(&o.id).is_none())
+                .filter(|o| Some(&o.id) != managed && !self.claimed.contains_key(&o.id))
                 .map(|o| o.id.as_str())
                 .collect();
             if others.is_empty() {
