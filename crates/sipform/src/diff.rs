@@ -11,11 +11,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use crate::compare::{create_changes, diff_value};
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::{Desired, DesiredRestaurant};
-use crate::plan::{
-    Action, FieldChange, Plan, Reason, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,
-};
+use crate::plan::{Action, Plan, Reason, RestaurantPlan, Summary, PLAN_FORMAT_VERSION};
 use crate::remote::ServerObject;
 use crate::resources::{account, Actual, AdoptCx, Adoption, Kind, Kinds, Resource};
 use crate::state::{RestaurantState, State};
@@ -503,73 +502,6 @@ fn object_actions(
         body,
     });
     out
-}
-
-/// Every field of a new object, flattened one level into dotted paths for display.
-pub fn create_changes(body: &Value) -> Vec<FieldChange> {
-    let Value::Object(m) = body else {
-        return Vec::new();
-    };
-    m.iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| FieldChange {
-            path: k.clone(),
-            before: None,
-            after: Some(v.clone()),
-            sensitive: false,
-        })
-        .collect()
-}
-
-/// Records where `desired` and `actual` differ, descending into objects.
-pub fn diff_value(path: &str, desired: &Value, actual: &Value, out: &mut Vec<FieldChange>) {
-    match (desired, actual) {
-        (Value::Object(d), Value::Object(a)) => {
-            let keys: BTreeSet<&String> = d.keys().chain(a.keys()).collect();
-            for k in keys {
-                diff_value(
-                    &format!("{path}.{k}"),
-                    d.get(k).unwrap_or(&Value::Null),
-                    a.get(k).unwrap_or(&Value::Null),
-                    out,
-                );
-            }
-        }
-        _ => {
-            if !same(desired, actual) {
-                out.push(FieldChange {
-                    path: path.to_string(),
-                    before: (!actual.is_null()).then(|| actual.clone()),
-                    after: (!desired.is_null()).then(|| desired.clone()),
-                    sensitive: false,
-                });
-            }
-        }
-    }
-}
-
-/// Equality as the server sees it: numbers by value, absent keys as null, object key order
-/// ignored.
-pub fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x == y,
-        },
-        (Value::Object(x), Value::Object(y)) => {
-            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            keys.into_iter().all(|k| {
-                same(
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                )
-            })
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        _ => a == b,
-    }
 }
 
 #[cfg(test)]

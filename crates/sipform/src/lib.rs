@@ -18,6 +18,7 @@ pub mod remote;
 pub mod resources;
 
 pub mod apply;
+pub mod compare;
 pub mod diff;
 pub mod plan;
 pub mod platform;

@@ -45,7 +45,7 @@ pub fn action(
             Action::Create {
                 resource: crate::plan::Resource::ACCOUNT,
                 name,
-                changes: crate::diff::create_changes(&body),
+                changes: crate::compare::create_changes(&body),
                 body,
             }
         }

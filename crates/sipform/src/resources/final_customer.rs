@@ -22,7 +22,7 @@ pub struct FinalCustomer;
 /// Whether a server final customer has the desired name and email (absent email = null).
 pub fn same_identity(o: &ServerObject, body: &Value) -> bool {
     o.get("name") == body.get("name")
-        && crate::diff::same(
+        && crate::compare::same(
             o.get("email").unwrap_or(&Value::Null),
             body.get("email").unwrap_or(&Value::Null),
         )

@@ -1,0 +1,105 @@
+//! Field comparison as the server sees it: numbers by value, absent equals null, object key
+//! order ignored; and the field-by-field changes a plan shows. Pure, shared by diff and by the
+//! resource kinds' adoption rules.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::plan::FieldChange;
+
+/// Every field of a new object, flattened one level into dotted paths for display.
+pub fn create_changes(body: &Value) -> Vec<FieldChange> {
+    let Value::Object(m) = body else {
+        return Vec::new();
+    };
+    m.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| FieldChange {
+            path: k.clone(),
+            before: None,
+            after: Some(v.clone()),
+            sensitive: false,
+        })
+        .collect()
+}
+
+/// Records where `desired` and `actual` differ, descending into objects.
+pub fn diff_value(path: &str, desired: &Value, actual: &Value, out: &mut Vec<FieldChange>) {
+    match (desired, actual) {
+        (Value::Object(d), Value::Object(a)) => {
+            let keys: BTreeSet<&String> = d.keys().chain(a.keys()).collect();
+            for k in keys {
+                diff_value(
+                    &format!("{path}.{k}"),
+                    d.get(k).unwrap_or(&Value::Null),
+                    a.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        _ => {
+            if !same(desired, actual) {
+                out.push(FieldChange {
+                    path: path.to_string(),
+                    before: (!actual.is_null()).then(|| actual.clone()),
+                    after: (!desired.is_null()).then(|| desired.clone()),
+                    sensitive: false,
+                });
+            }
+        }
+    }
+}
+
+/// Equality as the server sees it: numbers by value, absent keys as null, object key order
+/// ignored.
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x == y,
+        },
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().all(|k| {
+                same(
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                )
+            })
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_compare_by_value_and_null_equals_absent() {
+        assert!(same(&json!(0.5), &json!(0.5)));
+        assert!(same(&json!(600), &json!(600.0)));
+        assert!(same(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+        assert!(!same(&json!({"a": 1}), &json!({"a": 2})));
+        assert!(!same(&json!([1, 2]), &json!([2, 1])));
+    }
+
+    #[test]
+    fn nested_changes_have_dotted_paths() {
+        let mut out = Vec::new();
+        diff_value(
+            "config",
+            &json!({"transferEnabled": true, "restaurantId": "r"}),
+            &json!({"transferEnabled": false, "restaurantId": "r", "old": 1}),
+            &mut out,
+        );
+        let paths: Vec<&str> = out.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, vec!["config.old", "config.transferEnabled"]);
+        assert_eq!(out[0].after, None);
+    }
+}
