@@ -187,7 +187,14 @@ impl Workspace {
                 "the objects on the server changed since".into(),
             ));
         }
-        Ok(())
+        // Same state, same server: the saved actions must be the ones sipform plans now, or
+        // the file was edited (or the files changed since): never send what was not planned.
+        match crate::plan::first_difference(saved, &now) {
+            None => Ok(()),
+            Some(what) => Err(OpsError::Stale(format!(
+                "{what} differs from what sipform plans now (edited by hand, or the files changed since)"
+            ))),
+        }
     }
 
     /// Heals rows a crash left behind (state committed, row not yet updated) before applying;

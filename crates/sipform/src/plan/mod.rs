@@ -556,3 +556,47 @@ impl Plan {
         Some(self)
     }
 }
+
+/// Where two plans of the same state and server disagree, named for the user (`restaurant
+/// Chez Marco (r-1): tool end_call`); `None` when every action is the same.
+pub fn first_difference(saved: &Plan, now: &Plan) -> Option<String> {
+    if saved.account != now.account {
+        return Some(format!("the account action for {:?}", saved.account.name()));
+    }
+    let by_id: std::collections::HashMap<&RestaurantId, &RestaurantPlan> = now
+        .restaurants
+        .iter()
+        .map(|r| (&r.restaurant_id, r))
+        .collect();
+    let changed = |r: &RestaurantPlan| r.actions.iter().any(|a| a.op() != Op::NoOp);
+    for r in saved.restaurants.iter().filter(|r| changed(r)) {
+        let place = format!("restaurant {} ({})", r.name, r.restaurant_id);
+        let Some(n) = by_id.get(&r.restaurant_id) else {
+            return Some(format!("{place}: the whole restaurant"));
+        };
+        let mut theirs = n.actions.iter();
+        for a in &r.actions {
+            if theirs.next() != Some(a) {
+                return Some(format!("{place}: {}", a.resource().describe(a.name())));
+            }
+        }
+        if let Some(extra) = theirs.next() {
+            return Some(format!(
+                "{place}: {}",
+                extra.resource().describe(extra.name())
+            ));
+        }
+    }
+    let saved_ids: std::collections::HashSet<&RestaurantId> =
+        saved.restaurants.iter().map(|r| &r.restaurant_id).collect();
+    now.restaurants
+        .iter()
+        .filter(|r| changed(r) && !saved_ids.contains(&r.restaurant_id))
+        .map(|r| {
+            format!(
+                "restaurant {} ({}): the whole restaurant",
+                r.name, r.restaurant_id
+            )
+        })
+        .next()
+}
