@@ -50,7 +50,10 @@ enum Command {
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     cmd::init_logging(cli.verbose);
     let global = cmd::Global {
         project: cli.project,
@@ -86,6 +89,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints clap's message and exits 0 for `--help`/`--version`, 1 for a usage error: like
+/// Terraform, 2 is kept for `plan --detailed-exitcode`'s "changes present", which clap's own
+/// code for a usage error would be mistaken for.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.exit_code() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -469,7 +469,7 @@ fn strip_ansi(s: &str) -> String {
 fn markdown_escapes_names_and_keeps_diff_blocks() {
     let md = markdown(&fixture());
     assert!(md.starts_with("### sipform plan\n"));
-    assert!(md.contains("| Le Petit Bistro \\| Bar &lt;1&gt; | r-002 | 0 | 2 | 1 | 1 |"));
+    assert!(md.contains("| Le Petit Bistro &#124; Bar &lt;1&gt; | r-002 | 0 | 2 | 1 | 1 |"));
     assert!(md.contains("<summary>Le Petit Bistro &#124; Bar &lt;1&gt; (r-002): "));
     // Outside the diff blocks, where GitHub escapes for us, no name is raw.
     let outside: String = md.split("```").step_by(2).collect();

@@ -4,26 +4,36 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use sipform::config::Overrides;
 use sipform::ops::apply::ApplyRun;
 use sipform::output;
 use sipform::plan::{Op, Plan};
 
 use super::progress::TerminalProgress;
-use super::{Global, RunArgs};
+use super::signals::Interrupts;
+use super::{Global, LockArgs, PlanArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// A plan saved with `sipform plan --out FILE`: applied exactly, or refused if stale.
     pub plan: Option<PathBuf>,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub run: PlanArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long)]
     pub auto_approve: bool,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let ws = super::workspace(global, &args.run).await?;
+    // Until the first write, a signal ends the run at once; from then on, see below.
+    let interrupts = Interrupts::listen()?;
+    let overrides = Overrides {
+        lock_timeout: Some(args.lock.lock_timeout),
+        ..args.run.overrides()
+    };
+    let ws = super::workspace(global, &overrides).await?;
     let mut run = ApplyRun::start(&ws).await?;
     let healed = run.healed();
     if healed > 0 {
@@ -52,11 +62,23 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    // The first signal from here on stops new writes; what is in flight finishes and is
+    // recorded, then the summary is printed as for any other run.
+    let stopper = run.stopper();
+    interrupts.arm(move |sig| stopper.stop(&format!("interrupted by {}", sig.name())));
+
     let total = plan.actions().filter(|a| a.op() != Op::NoOp).count() as u64;
     let progress = TerminalProgress::new(total);
     let report = run.apply(&plan, &progress).await;
     progress.finish();
     print!("{}", output::report(&report));
+    if let Some(sig) = interrupts.received() {
+        eprintln!(
+            "Interrupted by {}: the requests in flight finished and were recorded; run `sipform apply` again to finish.",
+            sig.name()
+        );
+        return Ok(ExitCode::from(sig.exit_code()));
+    }
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {

@@ -9,20 +9,23 @@ use sipform::output;
 use sipform_emulator::{Emulator, EmulatorConfig};
 
 use super::progress::TerminalProgress;
-use super::{Global, RunArgs};
+use super::{Global, ParallelismArg, TargetArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub run: RunArgs,
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub parallelism: ParallelismArg,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    super::require_project(&global.project)?;
     let emulator = Emulator::start(EmulatorConfig::default()).await?;
     let opts = DemoOptions {
         server_url: emulator.base_url(),
-        parallelism: args.run.parallelism,
-        targets: args.run.target_set(),
+        parallelism: args.parallelism.get(),
+        targets: args.targets.set(),
     };
     let demo = Demo::open(&global.project, opts).await?;
     println!(

@@ -3,16 +3,18 @@
 
 use std::process::ExitCode;
 
-use sipform::config::{Overrides, Settings};
 use sipform::ops::doctor::{doctor, Finding};
 
-use super::Global;
+use super::{Global, ServerArgs};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
 
-pub async fn run(global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&global.project, &Overrides::default())?;
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let settings = super::settings(&global.project, &args.server.overrides())?;
     let findings = doctor(&settings).await?;
     for f in &findings {
         match f {

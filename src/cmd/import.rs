@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use sipform::ops::import::{self, ImportOptions};
 use sipform::output;
 
-use super::{Global, RunArgs};
+use sipform::config::Overrides;
+
+use super::{Global, LockArgs, ParallelismArg, ServerArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,14 +22,22 @@ pub struct Args {
     #[arg(long)]
     pub all: bool,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub parallelism: ParallelismArg,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
-pub async fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
-    args.run.targets.extend(args.restaurants.iter().cloned());
-    let ws = super::workspace(global, &args.run).await?;
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        parallelism: Some(args.parallelism.get()),
+        lock_timeout: Some(args.lock.lock_timeout),
+        ..args.server.overrides()
+    };
+    let ws = super::workspace(global, &overrides).await?;
     let opts = ImportOptions {
-        targets: args.run.target_set(),
+        targets: super::target_set(&args.restaurants),
     };
     let run = import::prepare(&ws, &opts).await?;
     if !run.plan().has_changes() {

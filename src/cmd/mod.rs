@@ -2,9 +2,11 @@
 //! returns with `sipform::output`. Printing, prompts, exit codes and the progress bar live here.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sipform::config::{self, Overrides, Settings};
+use sipform::front::load::PROJECT_FILE;
 use sipform::model::ids::RestaurantId;
 use sipform::ops::plan::PlanOptions;
 use sipform::ops::{OpsError, Workspace};
@@ -18,6 +20,7 @@ pub mod plan;
 pub mod progress;
 pub mod render;
 pub mod schema;
+pub mod signals;
 pub mod state;
 pub mod validate;
 
@@ -41,55 +44,166 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color_stderr())
         .with_target(true)
         .try_init();
 }
 
-/// Options shared by the commands that read the server.
+/// Whether colour may be written to a stream: only a terminal, and only without `NO_COLOR`
+/// (a log file or a CI log must not fill with escape codes).
+fn color_for(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Whether to colour what goes to stderr (logs, warnings).
+pub fn color_stderr() -> bool {
+    use std::io::IsTerminal;
+    color_for(std::io::stderr().is_terminal())
+}
+
+/// Where the server is and how long to wait for it: the commands that talk to it take these.
+#[derive(clap::Args, Clone, Default)]
+pub struct ServerArgs {
+    /// sip-agent-server's base URL (wins over SIP_AGENT_SERVER_URL and `server.url`).
+    #[arg(long, value_name = "URL", value_parser = non_empty)]
+    pub server_url: Option<String>,
+    /// Per-request timeout, e.g. 10s, 500ms (wins over `server.timeout_sec`).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub timeout: Option<Duration>,
+}
+
+impl ServerArgs {
+    /// The settings these flags set; the others stay as the environment and file say.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            server_url: self.server_url.clone(),
+            timeout: self.timeout,
+            ..Overrides::default()
+        }
+    }
+}
+
+/// The most requests a run may keep in flight: more only exhausts sockets and the server.
+pub const MAX_PARALLELISM: u64 = 256;
+
+/// `--parallelism`, bounded by clap so no value can overflow a semaphore or a buffer.
 #[derive(clap::Args, Clone)]
-pub struct RunArgs {
+pub struct ParallelismArg {
+    /// Requests in flight at once (1 to 256).
+    #[arg(
+        long,
+        default_value_t = config::DEFAULT_PARALLELISM as u64,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_PARALLELISM)
+    )]
+    pub parallelism: u64,
+}
+
+impl ParallelismArg {
+    pub fn get(&self) -> usize {
+        // Bounded to 1..=256 by the parser, so it fits any usize.
+        usize::try_from(self.parallelism).unwrap_or(config::DEFAULT_PARALLELISM)
+    }
+}
+
+/// `--target`: the restaurants a run is limited to.
+#[derive(clap::Args, Clone)]
+pub struct TargetArgs {
     /// Limit to this restaurant id (repeatable).
     #[arg(long = "target", value_name = "RESTAURANT_ID")]
     pub targets: Vec<String>,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = config::DEFAULT_PARALLELISM, value_parser = clap::value_parser!(usize))]
-    pub parallelism: usize,
+}
+
+impl TargetArgs {
+    pub fn set(&self) -> BTreeSet<RestaurantId> {
+        target_set(&self.targets)
+    }
+}
+
+/// Restaurant ids as the plan keys them.
+pub fn target_set(ids: &[String]) -> BTreeSet<RestaurantId> {
+    ids.iter().map(|t| RestaurantId::new(t.as_str())).collect()
+}
+
+/// `--lock-timeout`, for the commands that take the state lock (apply, import).
+#[derive(clap::Args, Clone)]
+pub struct LockArgs {
+    /// How long to wait for another run's state lock (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
+    pub lock_timeout: Duration,
+}
+
+/// What `plan` and `apply` share: what to consider and whether deletes are allowed.
+#[derive(clap::Args, Clone)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// Delete the agents and final customers of restaurants gone from the inventory.
     #[arg(long)]
     pub allow_destroy: bool,
-    /// How long to wait for another run's state lock (e.g. 30s, 2m).
-    #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
-    pub lock_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub parallelism: ParallelismArg,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
-impl RunArgs {
-    pub fn target_set(&self) -> BTreeSet<RestaurantId> {
-        self.targets
-            .iter()
-            .map(|t| RestaurantId::new(t.as_str()))
-            .collect()
+impl PlanArgs {
+    pub fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            allow_destroy: self.allow_destroy,
+            targets: self.targets.set(),
+        }
     }
 
     /// The settings these flags set.
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            parallelism: Some(self.parallelism),
-            lock_timeout: Some(self.lock_timeout),
-            ..Overrides::default()
-        }
-    }
-
-    pub fn plan_options(&self) -> PlanOptions {
-        PlanOptions {
-            allow_destroy: self.allow_destroy,
-            targets: self.target_set(),
+            parallelism: Some(self.parallelism.get()),
+            ..self.server.overrides()
         }
     }
 }
 
+/// A request timeout of zero would fail every request before it is sent.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match config::parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than zero".into()),
+        d => Ok(d),
+    }
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// The project's settings with `overrides` applied. A folder without `sipform.yaml` is said
+/// once, with the way to point at a project, instead of as a file that cannot be read.
+pub fn settings(root: &Path, overrides: &Overrides) -> anyhow::Result<Settings> {
+    require_project(root)?;
+    Ok(Settings::load(root, overrides).map_err(OpsError::from)?)
+}
+
+/// Fails, saying what to do, when `root` holds no `sipform.yaml`.
+pub fn require_project(root: &Path) -> anyhow::Result<()> {
+    if root.join(PROJECT_FILE).exists() {
+        return Ok(());
+    }
+    let shown = if root.as_os_str().is_empty() || root == Path::new(".") {
+        "the current folder".to_string()
+    } else {
+        root.display().to_string()
+    };
+    anyhow::bail!(
+        "no {PROJECT_FILE} in {shown}: run sipform in a project folder, or point at one with -C DIR"
+    )
+}
+
 /// Loads the project with the flags applied, and prints its warnings once.
-pub async fn workspace(global: &Global, run: &RunArgs) -> anyhow::Result<Workspace> {
-    let settings = Settings::load(&global.project, &run.overrides()).map_err(OpsError::from)?;
+pub async fn workspace(global: &Global, overrides: &Overrides) -> anyhow::Result<Workspace> {
+    let settings = settings(&global.project, overrides)?;
     let ws = Workspace::load(settings).await?;
     for w in ws.warnings() {
         eprintln!("warning: {w}");
@@ -97,10 +211,10 @@ pub async fn workspace(global: &Global, run: &RunArgs) -> anyhow::Result<Workspa
     Ok(ws)
 }
 
-/// Whether to color stdout.
+/// Whether to color stdout (the human plan).
 pub fn color_stdout() -> bool {
     use std::io::IsTerminal;
-    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+    color_for(std::io::stdout().is_terminal())
 }
 
 /// The human plan format, colored when stdout is a terminal.

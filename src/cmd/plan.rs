@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use sipform::ops;
 use sipform::output::{self, Format};
 
-use super::{Global, RunArgs};
+use super::{Global, PlanArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub run: RunArgs,
+    pub run: PlanArgs,
     /// Print the plan as JSON (the saved-plan format, schema/plan.schema.json).
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let ws = super::workspace(global, &args.run).await?;
+    let ws = super::workspace(global, &args.run.overrides()).await?;
     let plan = ops::plan::plan(&ws, &args.run.plan_options()).await?;
     let format = if args.json {
         Format::Json

@@ -46,15 +46,24 @@ impl Progress for TerminalProgress {
     }
 
     fn restaurant_done(&self, o: &Outcome) {
+        // Writes held back because the run is stopping are not failures.
+        let held_back = o.error.as_ref().is_some_and(|e| e.is_halt());
         let line = match &o.error {
             None => format!(
                 "restaurant {} ({}): done, {} actions",
                 o.name, o.restaurant, o.done
             ),
+            Some(_) if held_back && o.done == 0 => {
+                format!("restaurant {} ({}): not started", o.name, o.restaurant)
+            }
+            Some(_) if held_back => format!(
+                "restaurant {} ({}): stopped after {}/{} actions",
+                o.name, o.restaurant, o.done, o.planned
+            ),
             Some(e) => format!("restaurant {} ({}): FAILED: {e}", o.name, o.restaurant),
         };
         if let Some(b) = &self.bar {
-            if o.error.is_some() {
+            if o.error.is_some() && !held_back {
                 b.println(line);
             }
         } else if self.lines {

@@ -19,13 +19,13 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let Some(settings) = super::validate::settings(&global.project) else {
+    let Some(settings) = super::validate::settings(&global.project)? else {
         return Ok(ExitCode::FAILURE);
     };
     let opts = RenderOptions {
         restaurant: args.restaurant,
     };
-    let specs = match render::render(&settings, &opts) {
+    let specs = match render::render(&settings, &opts).await {
         Ok(s) => s,
         Err(OpsError::Invalid(d)) => {
             super::validate::report(&d);

@@ -29,19 +29,20 @@ pub fn report(diags: &Diagnostics) {
 }
 
 /// The settings of the project at `root`; `None` once its problems are printed.
-pub fn settings(root: &std::path::Path) -> Option<Settings> {
+pub fn settings(root: &std::path::Path) -> anyhow::Result<Option<Settings>> {
+    super::require_project(root)?;
     match Settings::load(root, &Overrides::default()) {
-        Ok(s) => Some(s),
+        Ok(s) => Ok(Some(s)),
         Err(ConfigError::Invalid(d)) => {
             report(&d);
-            None
+            Ok(None)
         }
     }
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let root = args.dir.unwrap_or_else(|| global.project.clone());
-    let Some(settings) = settings(&root) else {
+    let Some(settings) = settings(&root)? else {
         return Ok(ExitCode::FAILURE);
     };
     match ops::validate::validate(&settings).await {

@@ -43,6 +43,17 @@ impl ApplyError {
         }
     }
 
+    /// Whether this is a write that was never sent because the run was stopping (a signal,
+    /// or state that can no longer be written): the object was not started, not failed.
+    pub fn is_halt(&self) -> bool {
+        match self {
+            ApplyError::Server { source, .. } => matches!(source, ClientError::Halted { .. }),
+            ApplyError::Stopped(_) => true,
+            ApplyError::Several { first, .. } => first.is_halt(),
+            ApplyError::State(_) | ApplyError::Plan(_) => false,
+        }
+    }
+
     /// The route of the failed call, when a call failed (`/api/agents/:id`, never an id).
     pub fn route(&self) -> Option<&str> {
         match self {

@@ -177,7 +177,8 @@ impl Ctx<'_> {
         let done = AtomicUsize::new(0);
         let planned = rp.actions.iter().filter(|a| a.op() != Op::NoOp).count();
         let error = self.restaurant_actions(rp, &done).await.err();
-        if let Some(e) = &error {
+        // A write held back because the run is stopping is not a failure worth a warning.
+        if let Some(e) = error.as_ref().filter(|e| !e.is_halt()) {
             tracing::warn!(target: LOG_TARGET, restaurant = %rp.restaurant_id, transient = e.is_transient(), "failed: {e}");
         }
         Outcome {

@@ -67,9 +67,27 @@ impl<'w> ApplyRun<'w> {
         self.ws.plan(&self.client, &self.state, opts).await
     }
 
+    /// A handle another task (a signal listener) uses to stop this run's writes.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.client.clone())
+    }
+
     /// Carries `plan` out, recording every id as it comes; releases the lock when done.
     pub async fn apply(self, plan: &Plan, progress: &dyn Progress) -> Report {
         let writer = self.ws.writer(self.state);
         apply::apply(plan, &self.client, &writer, progress).await
+    }
+}
+
+/// Stops an apply from outside, e.g. on SIGINT: writes not yet holding a request slot are not
+/// sent (their restaurants are reported as not started); those in flight finish and are
+/// recorded, so state names exactly what the server has.
+#[derive(Clone)]
+pub struct Stopper(Client);
+
+impl Stopper {
+    /// `why` ends up in the report (`interrupted by SIGINT`); the first reason given stays.
+    pub fn stop(&self, why: &str) {
+        self.0.halt_writes(why);
     }
 }

@@ -3,7 +3,6 @@
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::front::validate;
 use crate::model::ids::RestaurantId;
 use crate::model::spec::{AgentSpec, FinalCustomerSpec};
 
@@ -25,15 +24,14 @@ pub struct RenderedSpec {
     pub agent: AgentSpec,
 }
 
-/// Validates the project (restaurants from its files) and returns the rendered specs, in
-/// inventory order. An unknown `--restaurant` id is an error, not an empty list.
-pub fn render(settings: &Settings, opts: &RenderOptions) -> Result<Vec<RenderedSpec>, OpsError> {
-    let report = validate::check_project(
-        &settings.root,
-        settings.project(),
-        &settings.render_env(),
-        None,
-    )?;
+/// Validates the project and returns the rendered specs, in inventory order. The restaurants
+/// come from the project's one inventory source, files or the platform's table, exactly as
+/// `validate` reads them. An unknown `--restaurant` id is an error, not an empty list.
+pub async fn render(
+    settings: &Settings,
+    opts: &RenderOptions,
+) -> Result<Vec<RenderedSpec>, OpsError> {
+    let report = super::validate::validate(settings).await?;
     let specs: Vec<RenderedSpec> = report
         .validated
         .desired

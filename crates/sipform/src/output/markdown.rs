@@ -1,6 +1,8 @@
 //! The plan as a GitHub pull-request comment: totals and per-restaurant counts in tables, one
 //! collapsed `diff` block per restaurant, and never longer than GitHub accepts. Every value a
-//! comment shows is escaped, so a name cannot break a table or open HTML.
+//! comment shows (names, ids, the server URL, targets) goes through [`md_escape`], so tenant
+//! data cannot render as Markdown, break a table or open HTML; inside the `diff` blocks (notes,
+//! field values) nothing is interpreted, and the fence is longer than any backtick run.
 
 use std::fmt::Write as _;
 
@@ -22,7 +24,8 @@ const MARKDOWN_TABLE_MAX_CHARS: usize = 24_000;
 pub fn markdown(plan: &Plan) -> String {
     let listed: Vec<&RestaurantPlan> = plan.restaurants.iter().filter(|r| is_listed(r)).collect();
     let mut out = String::from("### sipform plan\n\n");
-    let _ = writeln!(out, "**{}**\n", md_escape(&summary_line(plan)));
+    // sipform's own words and numbers: nothing to escape.
+    let _ = writeln!(out, "**{}**\n", summary_line(plan));
     let mut context = format!("Server: {}", md_escape(&plan.server_url));
     if !plan.targets.is_empty() {
         let targets: Vec<String> = plan.targets.iter().map(|t| md_escape(t.as_str())).collect();
@@ -82,7 +85,7 @@ pub fn markdown(plan: &Plan) -> String {
     if plan.account.op() != Op::NoOp {
         let title = format!(
             "account {}: {}",
-            html_escape(plan.account.name()),
+            md_escape(plan.account.name()),
             counts_phrase(account)
         );
         sections.push(details(&title, &account_lines(&plan.account)));
@@ -90,8 +93,8 @@ pub fn markdown(plan: &Plan) -> String {
     for r in &listed {
         let title = format!(
             "{} ({}): {}",
-            html_escape(&r.name),
-            html_escape(r.restaurant_id.as_str()),
+            md_escape(&r.name),
+            md_escape(r.restaurant_id.as_str()),
             counts_phrase(Summary::of(&r.actions))
         );
         sections.push(details(&title, &restaurant_lines(r)));
@@ -183,27 +186,26 @@ fn longest_backtick_run(s: &str) -> usize {
     best
 }
 
-/// For text inside HTML (`<summary>`), where Markdown's backslash escapes do not apply.
-fn html_escape(s: &str) -> String {
-    escape(s, "&#124;")
-}
-
-/// Names come from the inventory: keep them from breaking a table cell or opening HTML.
-fn md_escape(s: &str) -> String {
-    escape(s, "\\|")
-}
-
-/// HTML-escapes `<`, `>`, `&`, flattens line breaks, and writes `|` as `pipe` (a table cell
-/// and an HTML element need different escapes for it).
-fn escape(s: &str, pipe: &str) -> String {
+/// The one escape for a value shown outside a code block, in a table cell, in running text or
+/// inside `<summary>` alike: every character Markdown or HTML gives a meaning to becomes a
+/// numeric character reference. GitHub decodes references in both Markdown and HTML, so the
+/// text reads the same, but a reference never starts emphasis (`*`, `_`, `~`), a link or an
+/// image (`[`, `]`, `(`, `)`, `!`), code (`` ` ``), an autolink (`<`, `:`), a tag or an
+/// entity (`<`, `>`, `&`), an escape (`\`) or a cell (`|`); a backslash escape would show
+/// as-is inside HTML. Line breaks are flattened (a table row is one line) and other control
+/// characters replaced.
+pub(super) fn md_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '|' => out.push_str(pipe),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
-            '\n' | '\r' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '~' | '[' | ']' | '(' | ')' | '!' | '|' | ':' => {
+                let _ = write!(out, "&#{};", u32::from(c));
+            }
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -263,7 +265,12 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(md_escape("a|b<c>"), "a\\|b&lt;c&gt;");
-        assert_eq!(html_escape("a|b<c>&"), "a&#124;b&lt;c&gt;&amp;");
+        assert_eq!(md_escape("a|b<c>&"), "a&#124;b&lt;c&gt;&amp;");
+        assert_eq!(
+            md_escape("**x** [y](https://evil)"),
+            "&#42;&#42;x&#42;&#42; &#91;y&#93;&#40;https&#58;//evil&#41;"
+        );
+        assert_eq!(md_escape("a\nb\\`c`"), "a b&#92;&#96;c&#96;");
+        assert_eq!(md_escape("Chez Marco r-001"), "Chez Marco r-001");
     }
 }

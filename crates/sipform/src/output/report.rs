@@ -2,22 +2,47 @@
 
 use std::fmt::Write as _;
 
-use crate::apply::Report;
+use crate::apply::{ApplyError, Report};
 use crate::plan::Plan;
+use crate::remote::ClientError;
 
 /// One line per failed restaurant (and the account, if it failed), then a summary line.
+/// Restaurants whose writes were held back because the run was stopping (a signal, state that
+/// can no longer be written) are not failures: they are counted as not started, or named as
+/// stopped part-way, for the next apply to finish.
 pub fn report(r: &Report) -> String {
     let mut out = String::new();
-    if let Some(e) = &r.account_error {
-        let _ = writeln!(out, "account: FAILED: {e}");
+    match &r.account_error {
+        Some(e) if e.is_halt() => {
+            let _ = writeln!(out, "account: not started ({})", halt_reason(e));
+        }
+        Some(e) => {
+            let _ = writeln!(out, "account: FAILED: {e}");
+        }
+        None => {}
     }
     let mut ok = 0;
     let mut failed = 0;
+    let mut not_started = 0;
+    let mut stopped = 0;
     let mut actions = 0;
     for o in &r.outcomes {
         actions += o.done;
         match &o.error {
             None => ok += 1,
+            Some(e) if e.is_halt() && o.done == 0 => not_started += 1,
+            Some(e) if e.is_halt() => {
+                stopped += 1;
+                let _ = writeln!(
+                    out,
+                    "restaurant {} ({}): stopped after {}/{} actions ({}); the next apply finishes it",
+                    o.name,
+                    o.restaurant,
+                    o.done,
+                    o.planned,
+                    halt_reason(e)
+                );
+            }
             Some(e) => {
                 failed += 1;
                 let _ = writeln!(
@@ -28,18 +53,36 @@ pub fn report(r: &Report) -> String {
             }
         }
     }
+    let mut counts = format!("{ok} restaurants done, {failed} failed");
+    if stopped > 0 {
+        let _ = write!(counts, ", {stopped} stopped part-way");
+    }
+    if not_started > 0 {
+        let _ = write!(counts, ", {not_started} not started");
+    }
     let _ = writeln!(
         out,
-        "Apply {}: {} restaurants done, {} failed, {} actions, {} requests, {} retries, {:.1}s.",
+        "Apply {}: {counts}, {} actions, {} requests, {} retries, {:.1}s.",
         if r.failed() { "incomplete" } else { "complete" },
-        ok,
-        failed,
         actions,
         r.requests,
         r.retries,
         r.elapsed.as_secs_f64()
     );
     out
+}
+
+/// Why writes were held back (`interrupted by SIGINT`), from a halted write's error.
+fn halt_reason(e: &ApplyError) -> String {
+    match e {
+        ApplyError::Server {
+            source: ClientError::Halted { why, .. },
+            ..
+        } => why.clone(),
+        ApplyError::Several { first, .. } => halt_reason(first),
+        ApplyError::Stopped(e) => format!("state can no longer be written: {e}"),
+        other => other.to_string(),
+    }
 }
 
 /// What an import will take into state: one line per adopted object.
@@ -66,7 +109,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::apply::{ApplyError, Outcome};
+    use crate::apply::Outcome;
     use crate::model::ids::RestaurantId;
 
     fn outcome(id: &str, done: usize, error: Option<&str>) -> Outcome {
@@ -110,6 +153,34 @@ mod tests {
             "account: FAILED: POST /api/accounts: HTTP 500: boom\n\
              restaurant Resto r1 (r1): FAILED after 2/14 actions: GET /api/agents/x: HTTP 404: gone\n\
              Apply incomplete: 0 restaurants done, 1 failed, 2 actions, 3 requests, 0 retries, 0.0s.\n"
+        );
+    }
+
+    #[test]
+    fn writes_held_back_are_not_failures() {
+        let halted = |route: &str| ApplyError::Server {
+            what: "final customer".into(),
+            source: ClientError::Halted {
+                method: reqwest::Method::POST,
+                route: route.into(),
+                why: "interrupted by SIGTERM".into(),
+            },
+        };
+        let mut part = outcome("r2", 2, None);
+        part.error = Some(halted("/api/agents/:id/tools"));
+        let mut none = outcome("r3", 0, None);
+        none.error = Some(halted("/api/final-customers"));
+        let r = Report {
+            account_error: None,
+            outcomes: vec![outcome("r1", 14, None), part, none],
+            requests: 20,
+            retries: 0,
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(
+            report(&r),
+            "restaurant Resto r2 (r2): stopped after 2/14 actions (interrupted by SIGTERM); the next apply finishes it\n\
+             Apply incomplete: 1 restaurants done, 0 failed, 1 stopped part-way, 1 not started, 16 actions, 20 requests, 0 retries, 0.0s.\n"
         );
     }
 }
