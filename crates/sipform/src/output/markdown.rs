@@ -23,7 +23,10 @@ pub fn markdown(plan: &Plan) -> String {
     let listed: Vec<&RestaurantPlan> = plan.restaurants.iter().filter(|r| is_listed(r)).collect();
     let mut out = String::from("### sipform plan\n\n");
     let _ = writeln!(out, "**{}**\n", md_escape(&summary_line(plan)));
-    let mut context = format!("Server: {}", md_escape(&plan.server_url));
+    let mut context = format!(
+        "Server: {}",
+        md_escape(&crate::config::redact_url(&plan.server_url))
+    );
     if !plan.targets.is_empty() {
         let targets: Vec<String> = plan.targets.iter().map(|t| md_escape(t.as_str())).collect();
         let _ = write!(context, " · targets: {}", targets.join(", "));
