@@ -282,12 +282,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
 }
 
-async fn forward(
-    shared: &Shared,
-    seen: &Seen,
-    req: Request,
-    edit: Option<Edit>,
-) -> Response {
+async fn forward(shared: &Shared, seen: &Seen, req: Request, edit: Option<Edit>) -> Response {
     let Some(upstream) = &shared.upstream else {
         return Answer::json(502, &serde_json::json!({"error": "no upstream"}))
             .into_response(shared.sent.clone());
