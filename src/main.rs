@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -102,6 +102,20 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The error and its causes, each said once: a cause whose text the message already holds (an
+/// error that shows its source and also returns it from `source()`) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 /// Rust ignores SIGPIPE, so `sipform plan | head` would end in a panic on a closed pipe; the

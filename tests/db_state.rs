@@ -419,10 +419,7 @@ async fn unreachable_postgres_state_fails_fast_naming_the_backend() {
     let start = Instant::now();
     let e = b.load().await.expect_err("nothing listens on port 1");
     let msg = e.to_string();
-    assert!(
-        msg.contains("postgres://app:***@127.0.0.1:1/platform"),
-        "{msg}"
-    );
+    assert!(msg.contains("postgres://***@127.0.0.1:1/platform"), "{msg}");
     assert!(msg.contains("cannot connect"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(start.elapsed() < Duration::from_secs(5));

@@ -54,6 +54,10 @@ pub struct Settings {
     pub api_key: Option<Secret<String>>,
     /// Per request.
     pub timeout: Duration,
+    /// The largest answer body read from the server (`server.max_answer_bytes`).
+    pub max_answer_bytes: u64,
+    /// The longest one request may wait on a throttling server (`server.max_throttle_secs`).
+    pub max_throttle: Duration,
     /// Requests in flight at once, across restaurants (at least 1).
     pub parallelism: usize,
     /// How long to wait for another run's state lock.
@@ -114,6 +118,8 @@ impl Settings {
             timeout: overrides
                 .timeout
                 .unwrap_or(Duration::from_secs(project.server.timeout_sec)),
+            max_answer_bytes: project.server.max_answer_bytes,
+            max_throttle: Duration::from_secs(project.server.max_throttle_secs),
             parallelism: overrides.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
             lock_timeout: overrides.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             app_url: app_url.trim_end_matches('/').to_string(),
@@ -131,6 +137,8 @@ impl Settings {
             server: ServerConfig {
                 url: self.server_url.clone(),
                 timeout_sec: self.timeout.as_secs(),
+                max_answer_bytes: self.max_answer_bytes,
+                max_throttle_secs: self.max_throttle.as_secs(),
             },
             account: self.account.clone(),
             app: AppConfig {
@@ -214,21 +222,80 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// The host of a `http://` URL that is not loopback, if that is what `url` is.
+/// The host of a `http://` URL that is not loopback, if that is what `url` is. Parsed with the
+/// same URL parser the HTTP client uses, so the host named is where requests really go
+/// (`http://localhost:pw@192.0.2.1` goes to 192.0.2.1).
 fn plain_http_remote_host(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("").to_string()
-    } else {
-        authority.split(':').next().unwrap_or("").to_string()
+    let parsed = url::Url::parse(url).ok()?;
+    if parsed.scheme() != "http" {
+        return None;
+    }
+    let loopback = match parsed.host()? {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false);
-    (!loopback).then_some(host)
+    (!loopback).then(|| parsed.host_str().unwrap_or_default().to_string())
+}
+
+/// `url` fit to show: its user-info (`user:password@`) replaced by `***`, and a `password=`
+/// query parameter's value too. The one function every URL (server or database) goes through
+/// before it reaches output, a log, an error or a saved plan.
+///
+/// The user-info is found as text, not with a URL parser, on purpose: a password holding an
+/// unencoded `/`, `?` or `#` makes a URL that a parser either refuses or reads with the
+/// password as host, port or path, and such a URL must not be printed either. Everything
+/// between `://` and the last `@` counts as user-info, which at worst hides too much.
+pub fn redact_url(url: &str) -> String {
+    match userinfo_span(url) {
+        Some((start, end)) => format!("{}***{}", &url[..start], redact_password_param(&url[end..])),
+        None => redact_password_param(url),
+    }
+}
+
+/// The password in `url`'s user-info (after its first `:`), as written; see [`redact_url`] for
+/// where the user-info is taken to end.
+pub fn url_password(url: &str) -> Option<&str> {
+    let (start, end) = userinfo_span(url)?;
+    let userinfo = &url[start..end];
+    let pw = &userinfo[userinfo.find(':')? + 1..];
+    (!pw.is_empty()).then_some(pw)
+}
+
+/// Refuses a URL whose `@` comes after a `/`, `?`, `#` or `\\`: either a password holding one
+/// of those unencoded, which the driver or HTTP client would read as host, port, path or query
+/// (and send or log it there), or an `@` in the path or query. Both are fixed by encoding.
+pub fn check_url_userinfo(url: &str) -> Result<(), String> {
+    match userinfo_span(url) {
+        Some((start, end)) if url[start..end].contains(['/', '?', '#', '\\']) => Err(
+            "the URL has an '@' after a '/', '?', '#' or '\\', so it does not mean what it seems: percent-encode those characters in a password (%2F, %3F, %23, %5C), or an '@' in the path or query (%40)"
+                .to_string(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Byte range of the user-info: from after `://` to the last `@` (exclusive).
+fn userinfo_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let at = url[start..].rfind('@')? + start;
+    Some((start, at))
+}
+
+/// `password=` query parameters with their values replaced by `***`.
+fn redact_password_param(s: &str) -> String {
+    let Some(q) = s.find('?') else {
+        return s.to_string();
+    };
+    let (head, query) = s.split_at(q + 1);
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{head}{}", parts.join("&"))
 }
 
 #[cfg(test)]
@@ -240,6 +307,7 @@ mod tests {
             server: ServerConfig {
                 url: "http://file:1/".into(),
                 timeout_sec: 7,
+                ..ServerConfig::default()
             },
             account: AccountSpec {
                 name: "AlloResto".into(),
@@ -415,5 +483,49 @@ mod tests {
         assert_eq!(plain_http_remote_host("http://localhost:4000"), None);
         assert_eq!(plain_http_remote_host("http://[::1]:4000"), None);
         assert_eq!(plain_http_remote_host("https://sip.example.com"), None);
+        // The user-info is not the host: this URL talks to 192.0.2.1.
+        assert_eq!(
+            plain_http_remote_host("http://localhost:pw@192.0.2.1"),
+            Some("192.0.2.1".into())
+        );
+        assert_eq!(
+            plain_http_remote_host("http://user:pw@localhost:4000"),
+            None
+        );
+        assert_eq!(plain_http_remote_host("HTTP://LOCALHOST:4000"), None);
+    }
+
+    #[test]
+    fn urls_are_shown_without_user_info() {
+        assert_eq!(
+            redact_url("http://user:pw@127.0.0.1:4000"),
+            "http://***@127.0.0.1:4000"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:4000"), "http://127.0.0.1:4000");
+        assert_eq!(
+            redact_url("https://token@sip.example.com/x"),
+            "https://***@sip.example.com/x"
+        );
+        // A password with unencoded `/`, `?`, `#` (no parser reads it as a password).
+        let url = "postgres://app:p/a?s#s@db.example:5432/prod?sslmode=require";
+        assert_eq!(
+            redact_url(url),
+            "postgres://***@db.example:5432/prod?sslmode=require"
+        );
+        assert_eq!(url_password(url), Some("p/a?s#s"));
+        assert_eq!(
+            redact_url("postgres://db/prod?user=a&password=hunter2"),
+            "postgres://db/prod?user=a&password=***"
+        );
+        assert_eq!(url_password("postgres://app@db/x"), None);
+    }
+
+    #[test]
+    fn ambiguous_user_info_is_refused() {
+        assert!(check_url_userinfo("postgres://app:1234/x@db/prod").is_err());
+        assert!(check_url_userinfo("http://u:p?w@host").is_err());
+        assert!(check_url_userinfo("http://u:p%2Fw@host/x?y=z").is_ok());
+        assert!(check_url_userinfo("http://host:4000/x").is_ok());
+        assert!(check_url_userinfo("http://localhost:pw@192.0.2.1").is_ok());
     }
 }

@@ -203,6 +203,11 @@ impl Db {
     pub fn open_lazy(url: &str, base: &Path, purpose: Purpose) -> Result<Db, DbError> {
         let place = describe_url(url, base);
         let password = password_of(url);
+        // Before any driver sees it: a driver misreading the password would log part of it.
+        crate::config::check_url_userinfo(url).map_err(|message| DbError::Url {
+            url: redact(url),
+            message,
+        })?;
         match Engine::of_url(url)? {
             Engine::Sqlite => {
                 let path = sqlite_path(url, base)?;
@@ -263,7 +268,7 @@ impl Db {
         }
     }
 
-    /// `sqlite /abs/path` or `postgres postgres://user:***@host/db`: safe to print.
+    /// `sqlite /abs/path` or `postgres postgres://***@host/db`: safe to print.
     pub fn describe(&self) -> String {
         self.place.clone()
     }
@@ -381,50 +386,15 @@ pub fn describe_url(url: &str, base: &Path) -> String {
     }
 }
 
-/// The URL with any password replaced by `***`: in the user-info part
-/// (`postgres://user:secret@host`) and in a `password=` query parameter.
+/// The URL with its user-info and any `password=` parameter replaced by `***`: the one
+/// redaction every URL goes through ([`crate::config::redact_url`]).
 pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return redact_query(url);
-    };
-    let (scheme, rest) = url.split_at(scheme_end + 3);
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let (userinfo, host) = authority.split_at(at);
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***{}", &userinfo[..colon], host),
-                None => authority.to_string(),
-            }
-        }
-        None => authority.to_string(),
-    };
-    format!("{scheme}{authority}{}", redact_query(tail))
-}
-
-fn redact_query(s: &str) -> String {
-    let Some(q) = s.find('?') else {
-        return s.to_string();
-    };
-    let (head, query) = s.split_at(q + 1);
-    let parts: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => kv.to_string(),
-        })
-        .collect();
-    format!("{head}{}", parts.join("&"))
+    crate::config::redact_url(url)
 }
 
 /// The password in `url`'s user-info part, as written.
 fn password_of(url: &str) -> Option<String> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    let pw = &userinfo[userinfo.find(':')? + 1..];
-    (!pw.is_empty()).then(|| pw.to_string())
+    crate::config::url_password(url).map(str::to_string)
 }
 
 fn scrub(message: &str, password: Option<&str>) -> String {
@@ -487,7 +457,7 @@ mod tests {
     fn redact_hides_passwords_only() {
         assert_eq!(
             redact("postgres://app:s3cr%40t@db.example:5432/prod?sslmode=require"),
-            "postgres://app:***@db.example:5432/prod?sslmode=require"
+            "postgres://***@db.example:5432/prod?sslmode=require"
         );
         assert_eq!(
             redact("postgres://db/prod?user=a&password=hunter2"),
@@ -495,7 +465,7 @@ mod tests {
         );
         assert_eq!(
             redact("postgres://postgres@127.0.0.1/test"),
-            "postgres://postgres@127.0.0.1/test"
+            "postgres://***@127.0.0.1/test"
         );
         assert_eq!(redact("sqlite://data/app.db"), "sqlite://data/app.db");
     }

@@ -366,6 +366,16 @@ pub struct ServerConfig {
     #[serde(default = "default_timeout")]
     #[schemars(range(min = 1, max = 600))]
     pub timeout_sec: u64,
+    /// The largest answer body read from the server, in bytes: a bigger one is an error, so a
+    /// broken or hostile server cannot exhaust memory.
+    #[serde(default = "default_max_answer_bytes")]
+    #[schemars(range(min = 1024))]
+    pub max_answer_bytes: u64,
+    /// How long one request may spend waiting on a throttling server (429 + `Retry-After`)
+    /// before the run gives up.
+    #[serde(default = "default_max_throttle_secs")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub max_throttle_secs: u64,
 }
 
 fn default_server_url() -> String {
@@ -376,11 +386,21 @@ fn default_timeout() -> u64 {
     10
 }
 
+fn default_max_answer_bytes() -> u64 {
+    8 * 1024 * 1024
+}
+
+fn default_max_throttle_secs() -> u64 {
+    300
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             url: default_server_url(),
             timeout_sec: default_timeout(),
+            max_answer_bytes: default_max_answer_bytes(),
+            max_throttle_secs: default_max_throttle_secs(),
         }
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::config::Settings;
-use crate::remote::Client;
+use crate::config::{redact_url, Settings};
+use crate::remote::{Client, ClientError};
 use crate::state::{self, LockInfo};
 
 use super::OpsError;
@@ -54,11 +54,9 @@ pub async fn doctor(settings: &Settings) -> Result<Vec<Finding>, OpsError> {
         .into_iter()
         .map(Finding::Warning)
         .collect();
-    let client = Client::new(settings).map_err(|source| OpsError::Server {
-        url: settings.server_url.clone(),
-        source,
-    })?;
-    server(&client, &settings.server_url, &mut found).await;
+    let client =
+        Client::new(settings).map_err(|source| OpsError::server(&settings.server_url, source))?;
+    server(&client, &redact_url(&settings.server_url), &mut found).await;
     state_backend(settings, &mut found).await;
     Ok(found)
 }
@@ -66,10 +64,15 @@ pub async fn doctor(settings: &Settings) -> Result<Vec<Finding>, OpsError> {
 async fn server(client: &Client, url: &str, found: &mut Vec<Finding>) {
     let p = match client.probe(Method::GET, "/api/accounts").await {
         Err(e) => {
+            let what = match &e {
+                ClientError::Transport { .. } => "unreachable",
+                _ => "answers wrongly",
+            };
+            let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
             found.push(Finding::check(
                 false,
                 "server",
-                format!("{url} unreachable: {e}"),
+                format!("{url} {what}: {e}{hint}"),
             ));
             return;
         }

@@ -33,8 +33,10 @@ pub enum OpsError {
     Invalid(#[from] Diagnostics),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("sip-agent-server at {url}: {source}")]
+    /// A call to the server failed: where (server, method, route), what, and what to do.
+    #[error("sip-agent-server at {url}: {source}{}", hint_suffix(.source))]
     Server {
+        /// Redacted ([`crate::config::redact_url`]): never carries a password.
         url: String,
         #[source]
         source: ClientError,
@@ -70,6 +72,20 @@ pub enum OpsError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl OpsError {
+    /// A failed call to the server at `url` (redacted here, so no caller can forget).
+    pub fn server(url: &str, source: ClientError) -> OpsError {
+        OpsError::Server {
+            url: crate::config::redact_url(url),
+            source,
+        }
+    }
+}
+
+fn hint_suffix(e: &ClientError) -> String {
+    e.hint().map(|h| format!(" ({h})")).unwrap_or_default()
 }
 
 impl From<ConfigError> for OpsError {

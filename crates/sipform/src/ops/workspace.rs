@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::config::Settings;
+use crate::config::{redact_url, Settings};
 use crate::diff;
 use crate::front::validate;
 use crate::inventory::PlatformTable;
@@ -99,10 +99,7 @@ impl Workspace {
     }
 
     fn server_error(&self, source: ClientError) -> OpsError {
-        OpsError::Server {
-            url: self.settings.server_url.clone(),
-            source,
-        }
+        OpsError::server(&self.settings.server_url, source)
     }
 
     /// Takes the state lock for `operation`, waiting up to the settings' lock timeout.
@@ -142,7 +139,8 @@ impl Workspace {
             conflict => OpsError::Conflict(conflict.to_string()),
         })?;
         let opts = diff::PlanOptions {
-            server_url: self.settings.server_url.clone(),
+            // A plan is printed, posted and saved: it names the server without its user-info.
+            server_url: redact_url(&self.settings.server_url),
             allow_destroy: opts.allow_destroy,
             targets: opts.targets.clone(),
         };
@@ -158,11 +156,16 @@ impl Workspace {
         state: &State,
         state_exists: bool,
     ) -> Result<(), OpsError> {
-        // Everything that can be checked offline is, before the first request.
-        if saved.server_url != self.settings.server_url {
+        // Everything that can be checked offline is, before the first request. Plans keep
+        // the server URL redacted, so the redacted forms are compared (a hand-edited plan may
+        // hold user-info: it is redacted before it is compared or shown).
+        let (was, is) = (
+            redact_url(&saved.server_url),
+            redact_url(&self.settings.server_url),
+        );
+        if was != is {
             return Err(OpsError::Stale(format!(
-                "it was made against {}, but this run talks to {}",
-                saved.server_url, self.settings.server_url
+                "it was made against {was}, but this run talks to {is}"
             )));
         }
         if state_exists && saved.lineage != state.lineage {

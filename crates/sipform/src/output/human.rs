@@ -12,7 +12,11 @@ use crate::plan::{Op, Plan};
 /// stdout is a terminal and `NO_COLOR` is unset).
 pub fn human(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "sipform plan for {}", printable(&plan.server_url));
+    let _ = writeln!(
+        out,
+        "sipform plan for {}",
+        printable(&crate::config::redact_url(&plan.server_url))
+    );
     if !plan.targets.is_empty() {
         let targets: Vec<&str> = plan.targets.iter().map(|t| t.as_str()).collect();
         let _ = writeln!(out, "Targets: {}", printable(&targets.join(", ")));

@@ -26,7 +26,10 @@ pub fn markdown(plan: &Plan) -> String {
     let mut out = String::from("### sipform plan\n\n");
     // sipform's own words and numbers: nothing to escape.
     let _ = writeln!(out, "**{}**\n", summary_line(plan));
-    let mut context = format!("Server: {}", md_escape(&plan.server_url));
+    let mut context = format!(
+        "Server: {}",
+        md_escape(&crate::config::redact_url(&plan.server_url))
+    );
     if !plan.targets.is_empty() {
         let targets: Vec<String> = plan.targets.iter().map(|t| md_escape(t.as_str())).collect();
         let _ = write!(context, " · targets: {}", targets.join(", "));

@@ -46,10 +46,19 @@ pub fn read_plan(path: &Path) -> Result<Plan, PlanFileError> {
     serde_path_to_error::deserialize(value).map_err(|e| err(with_field(&e)))
 }
 
-/// Writes a plan for `apply FILE`, owner-readable only (it names ids, never secrets).
+/// Writes a plan for `apply FILE`, owner-readable only (it names ids, never secrets). The
+/// server URL is saved redacted whatever the caller passed: a plan file is shared, attached to
+/// CI runs, and must never carry a password.
 pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
+    let mut value =
+        serde_json::to_value(plan).map_err(|e| PlanFileError::new(path, e.to_string()))?;
+    if let Some(url) = value.get_mut("serverUrl") {
+        if let Some(s) = url.as_str() {
+            *url = serde_json::Value::String(crate::config::redact_url(s));
+        }
+    }
     let mut bytes =
-        serde_json::to_vec_pretty(plan).map_err(|e| PlanFileError::new(path, e.to_string()))?;
+        serde_json::to_vec_pretty(&value).map_err(|e| PlanFileError::new(path, e.to_string()))?;
     bytes.push(b'\n');
     crate::fsio::write_atomic(path, &bytes).map_err(|e| PlanFileError::new(path, e.to_string()))
 }
@@ -96,6 +105,21 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_saved_plan_names_the_server_without_user_info() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let mut p = plan();
+        p.server_url = "http://user:pw@127.0.0.1:4000".into();
+        write_plan(&path, &p).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("pw") && !text.contains("user"), "{text}");
+        assert_eq!(
+            read_plan(&path).unwrap().server_url,
+            "http://***@127.0.0.1:4000"
+        );
     }
 
     #[test]

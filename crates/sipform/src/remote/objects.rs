@@ -38,6 +38,12 @@ pub struct BadObject {
     pub source: IdError,
 }
 
+/// A name from the server as an error shows it: quoted, escaped, at most 60 characters.
+fn shown_name(name: &str) -> String {
+    let short: String = name.chars().take(60).collect();
+    format!("{short:?}")
+}
+
 impl ServerObject {
     /// Checks the id and takes the secrets out. `what` names the object in the error.
     pub fn parse(
@@ -64,11 +70,19 @@ impl ServerObject {
         Ok((ServerObject { id, fields: o }, secrets))
     }
 
-    /// Parses a list answer; the first bad entry fails the whole answer.
+    /// Parses a list answer; the first bad entry fails the whole answer. The error names the
+    /// entry by its place and, when it has one, its name.
     pub fn parse_list(list: Vec<Object>, what: &str) -> Result<Vec<ServerObject>, BadObject> {
         list.into_iter()
             .enumerate()
-            .map(|(i, o)| Self::parse(o, || format!("entry {i} of {what}")).map(|(s, _)| s))
+            .map(|(i, o)| {
+                let name = o.get("name").and_then(Value::as_str).map(shown_name);
+                Self::parse(o, || match name {
+                    Some(n) => format!("entry {i} ({n}) of {what}"),
+                    None => format!("entry {i} of {what}"),
+                })
+                .map(|(s, _)| s)
+            })
             .collect()
     }
 
@@ -121,10 +135,20 @@ mod tests {
         .expect_err("entry 1 has no id");
         assert_eq!(
             e.to_string(),
-            "entry 1 of GET /api/agents: its id is missing or not a string"
+            "entry 1 (\"n\") of GET /api/agents: its id is missing or not a string"
         );
         let e =
             ServerObject::parse(obj(json!({"id": ".."})), || "a tool".into()).expect_err("dots");
         assert!(e.to_string().contains("'.'"), "{e}");
+        let e = ServerObject::parse_list(
+            vec![obj(json!({"id": "..", "name": "end_call"}))],
+            "the list",
+        )
+        .expect_err("dots");
+        assert!(
+            e.to_string()
+                .starts_with("entry 0 (\"end_call\") of the list: its id"),
+            "{e}"
+        );
     }
 }

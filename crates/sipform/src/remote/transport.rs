@@ -6,7 +6,13 @@
 //! re-reads first. Every request waits for a slot of one shared semaphore, which is what bounds
 //! parallelism across restaurants. A 429's `Retry-After` pauses every request of the client, not
 //! just the one that got it, and 429s have their own, larger retry budget
-//! ([`MAX_THROTTLED_ATTEMPTS`]). Logs name method, route and status, never a body or header.
+//! ([`MAX_THROTTLED_ATTEMPTS`]) and a cap on the time one request may spend throttled
+//! (`server.max_throttle_secs`). Logs name method, route and status, never a body or header.
+//!
+//! Nothing from the server is trusted to be small or well-behaved: redirects are never followed
+//! (the API has none, and following one would carry `X-API-Key` to wherever it points), answer
+//! bodies are read with a running limit (`server.max_answer_bytes`), and an error body is read
+//! only when it says it is JSON, and only its `error` field's first 200 characters are kept.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +52,36 @@ pub enum ClientError {
         route: String,
         message: String,
     },
+    /// A 3xx. The API has no redirects; one is a misconfigured URL or a hostile server, and
+    /// following it would send the key elsewhere. Its `Location` is never read or shown.
+    #[error("{method} {route}: the server answered {status}; sipform does not follow redirects (the API has none)")]
+    Redirect {
+        method: Method,
+        route: String,
+        status: u16,
+    },
+    /// An answer body over `server.max_answer_bytes`; reading stopped at the limit.
+    #[error("{method} {route}: the answer is larger than {limit} bytes (server.max_answer_bytes); reading stopped there")]
+    TooLarge {
+        method: Method,
+        route: String,
+        limit: u64,
+    },
+    /// The server went on answering 429 for longer than `server.max_throttle_secs`.
+    #[error("{method} {route}: the server has been throttling this request (HTTP 429) for {waited_secs}s; gave up at the {cap_secs}s limit (server.max_throttle_secs)")]
+    Throttled {
+        method: Method,
+        route: String,
+        waited_secs: u64,
+        cap_secs: u64,
+    },
+    /// A route with a segment no encoding keeps in place (see [`Route::refused`]): not sent.
+    #[error("{method} {route}: not sent: {why}")]
+    BadRoute {
+        method: Method,
+        route: String,
+        why: String,
+    },
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
     /// A write not sent because the run is stopping (see [`Client::halt_writes`]).
@@ -63,8 +99,13 @@ impl ClientError {
         match self {
             ClientError::Status { status, .. } => *status >= 500,
             ClientError::Transport { maybe_applied, .. } => *maybe_applied,
-            ClientError::Decode { .. } => true,
-            ClientError::Build(_) | ClientError::Halted { .. } => false,
+            // The server answered, so it acted on the request; the answer was unusable.
+            ClientError::Decode { .. } | ClientError::TooLarge { .. } => true,
+            ClientError::Build(_)
+            | ClientError::Halted { .. }
+            | ClientError::BadRoute { .. }
+            | ClientError::Redirect { .. }
+            | ClientError::Throttled { .. } => false,
         }
     }
 
@@ -72,8 +113,37 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Status { status, .. } => *status == 429 || *status >= 500,
-            ClientError::Transport { .. } => true,
+            ClientError::Transport { .. } | ClientError::Throttled { .. } => true,
             _ => false,
+        }
+    }
+
+    /// What the user can do about it, when the message alone does not say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            ClientError::Status { status: 401 | 403, .. } => {
+                Some("check SIP_ACCOUNT_API_KEY")
+            }
+            ClientError::Status { status, .. } if *status == 429 || *status >= 500 => {
+                Some("the server failed or is overloaded; run again later")
+            }
+            ClientError::Transport { maybe_applied: false, .. } => Some(
+                "check the server URL (SIP_AGENT_SERVER_URL or server.url) and that the server is running",
+            ),
+            ClientError::Transport { .. } => Some("run again later"),
+            ClientError::Decode { .. } => Some(
+                "the answer does not follow the API contract: check that the server URL points at sip-agent-server",
+            ),
+            ClientError::Redirect { .. } => Some(
+                "check the server URL (SIP_AGENT_SERVER_URL or server.url): use the address the server answers on directly",
+            ),
+            ClientError::TooLarge { .. } => {
+                Some("if the answer is legitimate, raise server.max_answer_bytes in sipform.yaml")
+            }
+            ClientError::Throttled { .. } => {
+                Some("run again later, or raise server.max_throttle_secs in sipform.yaml")
+            }
+            _ => None,
         }
     }
 
@@ -90,7 +160,11 @@ impl ClientError {
             ClientError::Status { route, .. }
             | ClientError::Transport { route, .. }
             | ClientError::Decode { route, .. }
-            | ClientError::Halted { route, .. } => Some(route),
+            | ClientError::Halted { route, .. }
+            | ClientError::BadRoute { route, .. }
+            | ClientError::Redirect { route, .. }
+            | ClientError::TooLarge { route, .. }
+            | ClientError::Throttled { route, .. } => Some(route),
             ClientError::Build(_) => None,
         }
     }
@@ -149,6 +223,13 @@ pub struct Client {
     throttled_until: Arc<std::sync::Mutex<Option<Instant>>>,
     pub retry: RetryPolicy,
     pub stats: Arc<Stats>,
+    /// The largest answer body read (`server.max_answer_bytes`).
+    max_answer_bytes: u64,
+    /// The longest one request may spend throttled (`server.max_throttle_secs`).
+    max_throttle: Duration,
+    /// Whether the user has been told the server throttles: said once per run, at warn level,
+    /// so a long wait is never silent.
+    throttle_told: Arc<std::sync::atomic::AtomicBool>,
     /// Set once the run must stop writing (state cannot record, or a signal came): writes
     /// that have not yet got a slot are not sent; those in flight finish.
     halted: Arc<std::sync::OnceLock<String>>,
@@ -159,12 +240,15 @@ pub struct Client {
 struct Tries {
     failures: u32,
     throttled: u32,
+    /// When this request was first throttled: the time since counts against the cap.
+    throttled_since: Option<Instant>,
 }
 
 impl Tries {
     /// Counts `e`; returns the attempt number its backoff should use.
     fn count(&mut self, e: &ClientError) -> u32 {
         if e.status() == Some(429) {
+            self.throttled_since.get_or_insert_with(Instant::now);
             self.throttled += 1;
             self.throttled
         } else {
@@ -186,7 +270,10 @@ struct Attempt {
 
 impl Client {
     pub fn new(settings: &Settings) -> Result<Client, ClientError> {
+        crate::config::check_url_userinfo(&settings.server_url)
+            .map_err(|why| ClientError::Build(format!("the server URL is ambiguous: {why}")))?;
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(settings.parallelism.max(1) * 2)
@@ -200,6 +287,9 @@ impl Client {
             throttled_until: Arc::new(std::sync::Mutex::new(None)),
             retry: RetryPolicy::default(),
             stats: Arc::new(Stats::default()),
+            max_answer_bytes: settings.max_answer_bytes,
+            max_throttle: settings.max_throttle,
+            throttle_told: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             halted: Arc::new(std::sync::OnceLock::new()),
         })
     }
@@ -227,6 +317,16 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Option<Value>, Attempt> {
         let (path, route) = (target.path(), target.template());
+        if let Some(why) = target.refused() {
+            return Err(Attempt {
+                error: ClientError::BadRoute {
+                    method: method.clone(),
+                    route: route.to_string(),
+                    why: why.to_string(),
+                },
+                retry_after: None,
+            });
+        }
         let _slot = self.slots.acquire().await.map_err(|_| Attempt {
             error: ClientError::Build("client closed".into()),
             retry_after: None,
@@ -291,26 +391,37 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return Err(Attempt {
-                    error: ClientError::Transport {
-                        method: method.clone(),
-                        route: route.to_string(),
-                        message: redact(&e),
-                        maybe_applied: true,
-                    },
-                    retry_after: None,
-                })
-            }
+        let transport = |e: reqwest::Error| Attempt {
+            error: ClientError::Transport {
+                method: method.clone(),
+                route: route.to_string(),
+                message: redact(&e),
+                maybe_applied: true,
+            },
+            retry_after: None,
         };
+        if status.is_redirection() {
+            return Err(Attempt {
+                error: ClientError::Redirect {
+                    method: method.clone(),
+                    route: route.to_string(),
+                    status: status.as_u16(),
+                },
+                retry_after: None,
+            });
+        }
         if !status.is_success() {
-            // Error bodies are `{"error": "…"}`; only that message is kept, never the rest.
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+            // Error bodies are `{"error": "…"}`; only that message is kept, never the rest, and
+            // a body that does not say it is JSON (an HTML page) is not read at all.
+            let message = if is_json(&resp) {
+                match read_capped(resp, ERROR_BODY_MAX_BYTES).await {
+                    Ok(Some(bytes)) => error_message(&bytes),
+                    _ => None,
+                }
+            } else {
+                None
+            }
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
             return Err(Attempt {
                 error: ClientError::Status {
                     method: method.clone(),
@@ -321,6 +432,20 @@ impl Client {
                 retry_after,
             });
         }
+        let bytes = match read_capped(resp, self.max_answer_bytes).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return Err(Attempt {
+                    error: ClientError::TooLarge {
+                        method: method.clone(),
+                        route: route.to_string(),
+                        limit: self.max_answer_bytes,
+                    },
+                    retry_after: None,
+                })
+            }
+            Err(e) => return Err(transport(e)),
+        };
         if status == StatusCode::NO_CONTENT || bytes.is_empty() {
             return Ok(None);
         }
@@ -352,26 +477,65 @@ impl Client {
                     if !a.error.is_transient() || tries.exhausted(&self.retry) {
                         return Err(a.error);
                     }
-                    self.pause(attempt, a.retry_after, &a.error).await;
+                    self.pause(&tries, attempt, a).await?;
                 }
             }
         }
     }
 
-    async fn pause(&self, attempt: u32, retry_after: Option<Duration>, error: &ClientError) {
+    /// Waits before the next attempt: what `Retry-After` asks (at most a minute), else a
+    /// backoff. A 429 pauses the whole client, and the time this request has spent throttled
+    /// is capped: past `server.max_throttle_secs` it fails instead of waiting again.
+    async fn pause(&self, tries: &Tries, attempt: u32, failed: Attempt) -> Result<(), ClientError> {
+        let Attempt { error, retry_after } = failed;
         self.stats
             .retries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let wait = retry_after
             .map(|d| d.min(Duration::from_secs(60)))
             .unwrap_or_else(|| self.retry.backoff(attempt));
-        if error.status() == Some(429) {
-            if let Some(d) = retry_after {
-                self.throttle_for(d.min(Duration::from_secs(60)));
+        if let ClientError::Status {
+            status: 429,
+            method,
+            route,
+            ..
+        } = &error
+        {
+            let spent = tries
+                .throttled_since
+                .map(|t| t.elapsed())
+                .unwrap_or_default();
+            if spent + wait > self.max_throttle {
+                return Err(ClientError::Throttled {
+                    method: method.clone(),
+                    route: route.clone(),
+                    waited_secs: spent.as_secs(),
+                    cap_secs: self.max_throttle.as_secs(),
+                });
+            }
+            if !self
+                .throttle_told
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                let why = if retry_after.is_some() {
+                    "Retry-After"
+                } else {
+                    "HTTP 429, backing off"
+                };
+                tracing::warn!(
+                    target: LOG_TARGET,
+                    "the server is throttling: waiting {} ({why}); giving up after {}s of throttling (server.max_throttle_secs)",
+                    seconds(wait),
+                    self.max_throttle.as_secs()
+                );
+            }
+            if retry_after.is_some() {
+                self.throttle_for(wait);
             }
         }
         tracing::info!(target: LOG_TARGET, "retrying in {:?} after: {error}", wait);
         tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// One POST attempt, retried only when the server certainly did not act on it (429, or a
@@ -394,7 +558,7 @@ impl Client {
                     if !certainly_not_applied || tries.exhausted(&self.retry) {
                         return Err(a.error);
                     }
-                    self.pause(attempt, a.retry_after, &a.error).await;
+                    self.pause(&tries, attempt, a).await?;
                 }
             }
         }
@@ -501,17 +665,20 @@ impl Client {
             message: redact(&e),
             maybe_applied: false,
         })?;
+        if resp.status().is_redirection() {
+            return Err(ClientError::Redirect {
+                method,
+                route: path.to_string(),
+                status: resp.status().as_u16(),
+            });
+        }
         let status = resp.status().as_u16();
         let date = resp
             .headers()
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let json = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.contains("json"));
+        let json = is_json(&resp);
         Ok(Probe { status, json, date })
     }
 }
@@ -550,11 +717,64 @@ fn redact(e: &reqwest::Error) -> String {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
+/// An error body larger than this is not read: its message is at most 200 characters anyway.
+const ERROR_BODY_MAX_BYTES: u64 = 64 * 1024;
+
+/// Whether the answer says it is JSON (`application/json`, `…+json`).
+fn is_json(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().contains("json"))
+}
+
+/// The body, read chunk by chunk with a running limit: `None` as soon as it would exceed
+/// `limit` bytes (or says it will, in `Content-Length`), so a huge answer is never held.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// The `error` field of a JSON error body.
+fn error_message(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()?
+        .get("error")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// `1s`, `2.5s`, `250ms`: a wait as a person reads it.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
     } else {
-        let t: String = s.chars().take(max).collect();
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// At most `max` characters of a message from the server, control characters (a terminal's
+/// escape sequences) replaced, so it cannot flood or rewrite the screen.
+fn truncate(s: &str, max: usize) -> String {
+    let clean = |c: char| if c.is_control() { ' ' } else { c };
+    if s.chars().count() <= max {
+        s.chars().map(clean).collect()
+    } else {
+        let t: String = s.chars().take(max).map(clean).collect();
         format!("{t}…")
     }
 }

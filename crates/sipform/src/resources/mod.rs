@@ -276,12 +276,11 @@ pub(crate) fn one(
     route: &crate::remote::Route,
     method: reqwest::Method,
 ) -> Result<(ServerObject, Secrets), ClientError> {
-    ServerObject::parse(o, || format!("the answer to {method} {}", route.template())).map_err(|e| {
-        ClientError::Decode {
-            method,
-            route: route.template().to_string(),
-            message: e.to_string(),
-        }
+    // The error names the method and route; the object is "the answer" within it.
+    ServerObject::parse(o, || "the answer".to_string()).map_err(|e| ClientError::Decode {
+        method,
+        route: route.template().to_string(),
+        message: e.to_string(),
     })
 }
 
@@ -290,12 +289,11 @@ pub(crate) fn many(
     list: Vec<crate::remote::Object>,
     route: &crate::remote::Route,
 ) -> Result<Vec<ServerObject>, ClientError> {
-    ServerObject::parse_list(list, &format!("GET {}", route.template())).map_err(|e| {
-        ClientError::Decode {
-            method: reqwest::Method::GET,
-            route: route.template().to_string(),
-            message: e.to_string(),
-        }
+    // The error names the method and route; the entry is placed within "the list".
+    ServerObject::parse_list(list, "the list").map_err(|e| ClientError::Decode {
+        method: reqwest::Method::GET,
+        route: route.template().to_string(),
+        message: e.to_string(),
     })
 }
 
