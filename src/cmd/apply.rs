@@ -24,7 +24,17 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ws = super::workspace(global, &args.run).await?;
-    let mut run = ApplyRun::start(&ws).await?;
+    let code = apply(&ws, args).await?;
+    // Restaurants skipped for invalid input: everything else is applied, but the run fails.
+    if !ws.skipped().is_empty() {
+        eprint!("{}", output::skipped(ws.skipped()));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(code)
+}
+
+async fn apply(ws: &sipform::ops::Workspace, args: Args) -> anyhow::Result<ExitCode> {
+    let mut run = ApplyRun::start(ws).await?;
     let healed = run.healed();
     if healed > 0 {
         eprintln!(
