@@ -211,7 +211,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "non-UTF-8 file",
-        edits: &[Write("restaurants/zz-bad.yaml", b"id: x\nname: caf\xe9\n")],
+        edits: &[Write("restaurants/zz-bad.yaml", b"id: 00000000-0000-4000-8000-0000000000ff\nname: caf\xe9\n")],
         expect: &["restaurants/zz-bad.yaml:2:10:", "UTF-8"],
     },
     Case {

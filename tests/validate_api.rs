@@ -17,7 +17,13 @@ fn env() -> RenderEnv {
     }
 }
 
-fn row(id: &str, sip: bool, chat: bool) -> Sourced<Restaurant> {
+/// A platform restaurant id (a UUID) ending in `tag`.
+fn uuid(tag: &str) -> String {
+    format!("00000000-0000-4000-8000-{tag:0>12}")
+}
+
+fn row(tag: &str, sip: bool, chat: bool) -> Sourced<Restaurant> {
+    let id = uuid(tag);
     let r: Restaurant = serde_json::from_value(serde_json::json!({
         "id": id, "name": format!("Resto {id}"), "sip_enabled": sip, "chat_enabled": chat,
         "reservation_enabled": true
@@ -27,7 +33,7 @@ fn row(id: &str, sip: bool, chat: bool) -> Sourced<Restaurant> {
         value: r,
         origin: Origin::Row {
             table: "restaurants".into(),
-            key: id.into(),
+            key: id,
         },
     }
 }
@@ -68,7 +74,7 @@ fn desired_with_rows_keeps_order_and_create_flag() {
         .iter()
         .map(|r| r.id.to_string())
         .collect();
-    assert_eq!(ids, ["b", "a", "c"]);
+    assert_eq!(ids, [uuid("b"), uuid("a"), uuid("c")]);
     let create: Vec<_> = v
         .desired
         .restaurants
@@ -85,7 +91,10 @@ fn duplicate_row_ids_name_the_row() {
     let d = validate::desired_with(root(), &env(), rows).unwrap_err();
     let s = d.to_string();
     assert!(
-        s.contains("table restaurants, row id=a: id: duplicate restaurant id"),
+        s.contains(&format!(
+            "table restaurants, row id={}: id: duplicate restaurant id",
+            uuid("a")
+        )),
         "{s}"
     );
 }

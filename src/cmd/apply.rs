@@ -34,7 +34,24 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         ..args.run.overrides()
     };
     let ws = super::workspace(global, &overrides).await?;
-    let mut run = ApplyRun::start(&ws).await?;
+    let code = apply(&ws, args, &interrupts).await?;
+    // Restaurants skipped for invalid input: everything else is applied, but the run fails
+    // (an interrupted run keeps its signal's code).
+    if !ws.skipped().is_empty() {
+        eprint!("{}", output::skipped(ws.skipped()));
+        if interrupts.received().is_none() {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(code)
+}
+
+async fn apply(
+    ws: &sipform::ops::Workspace,
+    args: Args,
+    interrupts: &Interrupts,
+) -> anyhow::Result<ExitCode> {
+    let mut run = ApplyRun::start(ws).await?;
     let healed = run.healed();
     if healed > 0 {
         eprintln!(

@@ -36,10 +36,20 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         ..args.server.overrides()
     };
     let ws = super::workspace(global, &overrides).await?;
+    let code = import(&ws, &args).await?;
+    // Restaurants skipped for invalid input: the others are imported, but the run fails.
+    if !ws.skipped().is_empty() {
+        eprint!("{}", output::skipped(ws.skipped()));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(code)
+}
+
+async fn import(ws: &sipform::ops::Workspace, args: &Args) -> anyhow::Result<ExitCode> {
     let opts = ImportOptions {
         targets: super::target_set(&args.restaurants),
     };
-    let run = import::prepare(&ws, &opts).await?;
+    let run = import::prepare(ws, &opts).await?;
     if !run.plan().has_changes() {
         println!("Nothing to import: every existing object is already in state.");
         return Ok(ExitCode::SUCCESS);

@@ -45,6 +45,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             out.display()
         );
     }
+    // Restaurants skipped for invalid input: everything else is planned, but the run fails.
+    if !ws.skipped().is_empty() {
+        eprint!("{}", output::skipped(ws.skipped()));
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(if args.detailed_exitcode && plan.has_changes() {
         ExitCode::from(2)
     } else {

@@ -72,7 +72,8 @@ pub fn plan_with(
         }
     }
     for (rid, st) in &state.restaurants {
-        if desired_ids.contains(rid) || !opts.in_scope(rid) {
+        // A restaurant skipped for invalid input is still in the inventory: never "gone".
+        if desired_ids.contains(rid) || desired.holds(rid) || !opts.in_scope(rid) {
             continue;
         }
         restaurants.push(cx.gone(rid, st, opts.allow_destroy));

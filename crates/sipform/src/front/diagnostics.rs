@@ -137,3 +137,26 @@ impl From<Diagnostic> for Diagnostics {
         Diagnostics(vec![d])
     }
 }
+
+/// A restaurant left out of a run because its own input (its file, its row, its rendered agent)
+/// is invalid. Restaurants are tenant data: one bad one must not block the others, so it is
+/// reported with its problems and its objects are left as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its id as read, when one could be read (possibly the invalid part itself).
+    pub id: Option<String>,
+    /// Its file or row.
+    pub origin: Origin,
+    /// Its problems, each with its own place.
+    pub diagnostics: Diagnostics,
+}
+
+impl Skipped {
+    pub fn new(id: Option<String>, origin: Origin, diagnostics: impl Into<Diagnostics>) -> Self {
+        Skipped {
+            id,
+            origin,
+            diagnostics: diagnostics.into(),
+        }
+    }
+}

@@ -10,6 +10,8 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 
+use crate::front::expr::{self, ExprErrorKind, Root};
+use crate::front::yaml::escape_token;
 use crate::model::spec::{AccountSpec, Project, Restaurant};
 
 /// The environment a template sees besides the restaurant.
@@ -139,13 +141,182 @@ impl Renderer {
         env: &RenderEnv,
         account: &AccountSpec,
     ) -> Result<String, RenderError> {
-        let ctx = context(restaurant, env, account);
+        self.render_context(&context(restaurant, env, account))
+    }
+
+    fn render_context(&self, ctx: &Value) -> Result<String, RenderError> {
         let tmpl = self
             .env
             .get_template(NAME)
             .map_err(|e| to_render_error(&e))?;
-        tmpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
+        tmpl.render(minijinja::Value::from(minijinja::value::Serde(ctx)))
             .map_err(|e| to_render_error(&e))
+    }
+
+    /// The fields of `rendered` (this restaurant's render, parsed) that would reach the server
+    /// as expressions, or with other `{{…}}` references, because of the restaurant's own data.
+    ///
+    /// Restaurants are tenant data (in database mode anyone who can name a restaurant writes
+    /// them), and the server evaluates any string starting with `=`. Escaping is not possible:
+    /// the contract has no escape for a leading `=`, nor for `{{` inside an expression. So such
+    /// a restaurant is refused (its caller skips it, naming the field and the column) and the
+    /// others go on.
+    ///
+    /// How the data is followed through the template: the template may filter, concatenate or
+    /// branch on restaurant values, so matching rendered text against the inventory would miss
+    /// cases. Instead the values that could shape an expression (those starting with `=` or
+    /// holding a brace) are marked by neutralising them (`=`, `{`, `}` become `_`) and the
+    /// template is rendered a second time: a field that is an expression in the real render but
+    /// not in the neutral one got its `=` from the inventory; one whose references differ got
+    /// them from the inventory. Ordinary data is not touched, and costs no second render.
+    pub fn tenant_expressions(
+        &self,
+        restaurant: &Restaurant,
+        env: &RenderEnv,
+        account: &AccountSpec,
+        rendered: &Value,
+    ) -> Vec<TenantExpression> {
+        let ctx = context(restaurant, env, account);
+        let suspects: Vec<(String, String)> = ctx
+            .get("restaurant")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .filter(|(_, v)| could_shape_expression(v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if suspects.is_empty() {
+            return Vec::new();
+        }
+        let mut neutral_ctx = ctx.clone();
+        if let Some(Value::Object(m)) = neutral_ctx.get_mut("restaurant") {
+            for (k, v) in &suspects {
+                m.insert(k.clone(), Value::String(neutralise(v)));
+            }
+        }
+        // A neutral render that fails tells nothing: every field is then judged by its text.
+        let neutral = self
+            .render_context(&neutral_ctx)
+            .ok()
+            .and_then(|t| crate::front::yaml::parse(&t).ok())
+            .map(|(v, _)| v);
+
+        let mut sites = Vec::new();
+        string_leaves(rendered, String::new(), &mut sites);
+        let mut out = Vec::new();
+        for (pointer, text) in sites {
+            let Some(shape) = expression_shape(text) else {
+                continue;
+            };
+            let leading = match neutral
+                .as_ref()
+                .and_then(|n| n.pointer(&pointer))
+                .and_then(Value::as_str)
+            {
+                Some(n) => match expression_shape(n) {
+                    None => true,
+                    Some(n_shape) if n_shape != shape => false,
+                    Some(_) => continue,
+                },
+                None => {
+                    if !suspects.iter().any(|(_, v)| text.contains(v.as_str())) {
+                        continue;
+                    }
+                    suspects
+                        .iter()
+                        .any(|(_, v)| v.starts_with('=') && text.starts_with(v.as_str()))
+                }
+            };
+            // The column to blame: the one whose value the field starts with (leading `=`) or
+            // contains (references); else the first that could have done it.
+            let blamed = suspects
+                .iter()
+                .find(|(_, v)| {
+                    if leading {
+                        v.starts_with('=') && text.starts_with(v.as_str())
+                    } else {
+                        v.contains(['{', '}']) && text.contains(v.as_str())
+                    }
+                })
+                .or_else(|| {
+                    suspects
+                        .iter()
+                        .find(|(_, v)| !leading || v.starts_with('='))
+                })
+                .or_else(|| suspects.first());
+            if let Some((column, value)) = blamed {
+                out.push(TenantExpression {
+                    pointer,
+                    column: column.clone(),
+                    value: value.clone(),
+                    leading,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A rendered field that would reach the server as an expression shaped by inventory data
+/// (see [`Renderer::tenant_expressions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantExpression {
+    /// JSON pointer of the rendered field, e.g. `/agent/name`.
+    pub pointer: String,
+    /// The restaurant column the data came from, e.g. `name`.
+    pub column: String,
+    /// That column's value.
+    pub value: String,
+    /// True when the inventory gave the field its leading `=`; false when it put `{{…}}` (or
+    /// braces) into an expression the template wrote.
+    pub leading: bool,
+}
+
+/// Whether an inventory value could make or change an expression once rendered.
+fn could_shape_expression(v: &str) -> bool {
+    v.starts_with('=') || v.contains(['{', '}'])
+}
+
+/// The value with what could make or change an expression replaced by `_`.
+fn neutralise(v: &str) -> String {
+    v.chars()
+        .enumerate()
+        .map(|(i, c)| match c {
+            '=' if i == 0 => '_',
+            '{' | '}' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// What an expression does, independent of the literal text around its references: `None`
+/// for a literal; the references' roots and paths, or the kind of parse error.
+#[allow(clippy::type_complexity)]
+fn expression_shape(s: &str) -> Option<Result<Vec<(Root, Vec<String>)>, ExprErrorKind>> {
+    match expr::parse(s) {
+        Ok(None) => None,
+        Ok(Some(refs)) => Some(Ok(refs.into_iter().map(|r| (r.root, r.segments)).collect())),
+        Err(e) => Some(Err(e.kind)),
+    }
+}
+
+/// Every string of `value` with its JSON pointer (below `pointer`).
+pub fn string_leaves<'a>(value: &'a Value, pointer: String, out: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::String(s) => out.push((pointer, s)),
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                string_leaves(v, format!("{pointer}/{i}"), out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, v) in m {
+                string_leaves(v, format!("{pointer}/{}", escape_token(k)), out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -311,6 +482,51 @@ mod tests {
         );
         assert_eq!(e.line, Some(2), "{e:?}");
         assert!(e.message.contains("too much work"), "{e:?}");
+    }
+
+    fn tainted(r: &Restaurant, template: &str) -> Vec<TenantExpression> {
+        let renderer = Renderer::new(Path::new("t.j2"), template.into()).unwrap();
+        let env = RenderEnv {
+            app_url: "https://app.example".into(),
+        };
+        let text = renderer.render(r, &env, &account()).unwrap();
+        let (v, _) = crate::front::yaml::parse(&text).unwrap();
+        renderer.tenant_expressions(r, &env, &account(), &v)
+    }
+
+    #[test]
+    fn inventory_data_never_becomes_an_expression() {
+        let mut r = restaurant();
+        r.name = "={{callerPhone}}".into();
+        r.chat_title = Some("{{callerPhone}}".into());
+        let bundled = bundled();
+        let env = RenderEnv {
+            app_url: "https://app.example".into(),
+        };
+        let text = bundled.render(&r, &env, &account()).unwrap();
+        let (v, _) = crate::front::yaml::parse(&text).unwrap();
+        let found = bundled.tenant_expressions(&r, &env, &account(), &v);
+        let pointers: Vec<&str> = found.iter().map(|t| t.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            ["/finalCustomer/name", "/agent/name"],
+            "{found:?}"
+        );
+        assert!(found.iter().all(|t| t.leading && t.column == "name"));
+
+        // Through a filter and a concatenation, and into an expression the template writes.
+        let t = "a: [[ (restaurant.name | lower ~ \" x\") | tojson ]]\nb: [[ (\"={{config.x}}/\" ~ restaurant.chat_title) | tojson ]]\nc: [[ restaurant.chat_title | tojson ]]\n";
+        let found = tainted(&r, t);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!((found[0].pointer.as_str(), found[0].leading), ("/a", true));
+        assert_eq!((found[1].pointer.as_str(), found[1].leading), ("/b", false));
+        assert_eq!(found[1].column, "chat_title");
+
+        // Template expressions and ordinary data pass; so does `{{` in a literal field.
+        let mut ok = restaurant();
+        ok.chat_title = Some("Bonjour {{client}}".into());
+        let t = "a: \"={{config.x}}/[[ app_url ]]\"\nb: [[ restaurant.name | tojson ]]\nc: [[ restaurant.chat_title | tojson ]]\n";
+        assert!(tainted(&ok, t).is_empty());
     }
 
     #[test]

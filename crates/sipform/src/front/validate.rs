@@ -10,15 +10,17 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin, Sourced};
+use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin, Skipped, Sourced};
 use crate::front::expr::{self, Root};
-use crate::front::load::{self, LoadedTool};
-use crate::front::render::{RenderEnv, Renderer};
+use crate::front::load::{self, Document, LoadedTool};
+use crate::front::render::{string_leaves, RenderEnv, Renderer, TenantExpression};
 use crate::front::schema::Kind;
 use crate::front::yaml;
-use crate::inventory;
+use crate::inventory::{self, InventoryRead};
+use crate::model::ids::RestaurantId;
 use crate::model::spec::{
-    Desired, DesiredRestaurant, InventoryConfig, Project, RenderedAgent, Restaurant, ToolSpec,
+    restaurant_id_problem, Desired, DesiredRestaurant, InventoryConfig, Project, RenderedAgent,
+    Restaurant, ToolSpec,
 };
 
 /// The context keys the session's `initialContext` provides (contract, Expressions table).
@@ -52,6 +54,32 @@ pub struct Report {
     pub tools: usize,
     /// Restaurants that need an agent.
     pub agents: usize,
+    /// Restaurants left out because their own input is invalid (their file or row, their
+    /// rendered agent), each with its problems; the others are in `validated`. Their ids are
+    /// held in [`Desired::held`], so nothing plans them as gone.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Report {
+    /// Every problem is an error: the report only when no restaurant was skipped (what
+    /// `validate`, `render` and the library's `desired*` functions want).
+    pub fn into_strict(self) -> Result<Report, Diagnostics> {
+        if self.skipped.is_empty() {
+            Ok(self)
+        } else {
+            Err(skipped_diagnostics(&self.skipped))
+        }
+    }
+}
+
+/// The problems of skipped restaurants, one list; a template mistake that fails many
+/// restaurants the same way is one line with a count.
+pub fn skipped_diagnostics(skipped: &[Skipped]) -> Diagnostics {
+    let mut all = Diagnostics::default();
+    for s in skipped {
+        all.extend(s.diagnostics.clone());
+    }
+    fold_repeats(all)
 }
 
 /// Loads, renders and checks the project at `root`, restaurants from its `inventory` folder.
@@ -83,35 +111,66 @@ pub fn check(root: &Path, env: &RenderEnv) -> Result<Report, Diagnostics> {
 }
 
 /// [`check`] for a project already read (settings parse `sipform.yaml` once per run):
-/// restaurants from `restaurants` when given, else from the project's files inventory.
+/// restaurants from `restaurants` when given, else from the project's files inventory. Every
+/// problem is an error, a skipped restaurant's too (see [`check_inventory`] for a run that
+/// goes on without them).
 pub fn check_project(
     root: &Path,
     project: Project,
     env: &RenderEnv,
     restaurants: Option<Vec<Sourced<Restaurant>>>,
 ) -> Result<Report, Diagnostics> {
-    if let Some(list) = restaurants {
-        return build(root, project, env, list);
+    let read = restaurants.map(|restaurants| InventoryRead {
+        restaurants,
+        skipped: Vec::new(),
+    });
+    check_inventory(root, project, env, read).and_then(Report::into_strict)
+}
+
+/// [`check_project`] for plan and apply: a restaurant whose own input is invalid is skipped
+/// (in [`Report::skipped`]) and the others are checked and returned. A problem in what every
+/// restaurant shares (tools, the template's syntax, `sipform.yaml`, an unreadable inventory
+/// folder) fails the whole check, with every problem found. `inventory` is what a database
+/// read (restaurants and rows already refused); `None` reads the project's files inventory.
+pub fn check_inventory(
+    root: &Path,
+    project: Project,
+    env: &RenderEnv,
+    inventory: Option<InventoryRead>,
+) -> Result<Report, Diagnostics> {
+    if let Some(read) = inventory {
+        let entries = read
+            .restaurants
+            .into_iter()
+            .map(|restaurant| Entry {
+                restaurant,
+                doc: None,
+            })
+            .collect();
+        return build(root, project, env, entries, read.skipped);
     }
-    let restaurants = match &project.inventory {
-        InventoryConfig::Files { path } => {
-            let dir = root.join(path);
-            match inventory::from_files(&dir) {
-                Ok(list) => Ok(list.into_iter().map(|(r, _)| r).collect()),
-                Err(d) => Err(d),
-            }
-        }
+    let files = match &project.inventory {
+        InventoryConfig::Files { path } => inventory::read_files(&root.join(path)),
         InventoryConfig::Database { .. } => Err(Diagnostics::from(Diagnostic::new(
             Origin::file_start(root.join(load::PROJECT_FILE)),
             "inventory",
             "restaurants come from the database here; this check reads files only",
         ))),
     };
-    match restaurants {
-        Ok(list) => build(root, project, env, list),
+    match files {
+        Ok((ok, skipped)) => {
+            let entries = ok
+                .into_iter()
+                .map(|(restaurant, doc)| Entry {
+                    restaurant,
+                    doc: Some(doc),
+                })
+                .collect();
+            build(root, project, env, entries, skipped)
+        }
         Err(mut diags) => {
             // Still check tools and template, so one run shows every problem.
-            if let Err(more) = build(root, project, env, Vec::new()) {
+            if let Err(more) = build(root, project, env, Vec::new(), Vec::new()) {
                 diags.extend(more);
             }
             Err(diags)
@@ -119,8 +178,26 @@ pub fn check_project(
     }
 }
 
+/// One restaurant of the inventory, with its file when it has one (to point at a column).
+struct Entry {
+    restaurant: Sourced<Restaurant>,
+    doc: Option<Document>,
+}
+
+impl Entry {
+    /// Where the restaurant's `column` is written: its line in a file, else its row.
+    fn origin_of(&self, column: &str) -> Origin {
+        match &self.doc {
+            Some(d) => d.origin(&format!("/{}", yaml::escape_token(column))),
+            None => self.restaurant.origin.clone(),
+        }
+    }
+}
+
 /// One rendered restaurant, with what is needed to point at its problems.
 struct RenderedOne {
+    /// Its index among the entries (and their problems).
+    index: usize,
     restaurant: Sourced<Restaurant>,
     agent: RenderedAgent,
     value: Value,
@@ -131,8 +208,10 @@ fn build(
     root: &Path,
     project: Project,
     env: &RenderEnv,
-    restaurants: Vec<Sourced<Restaurant>>,
+    entries: Vec<Entry>,
+    mut skipped: Vec<Skipped>,
 ) -> Result<Report, Diagnostics> {
+    // Problems of what every restaurant shares: they fail the whole check.
     let mut diags = Diagnostics::default();
     let tools = match load::load_tools(&root.join(&project.tools_dir)) {
         Ok(t) => t,
@@ -158,60 +237,105 @@ fn build(
         }
     };
 
-    let mut seen: HashMap<String, Origin> = HashMap::new();
-    let mut rendered: Vec<RenderedOne> = Vec::new();
-    let restaurant_count = restaurants.len();
-    let mut render_diags = Diagnostics::default();
-    for r in restaurants {
-        if let Some(first) = seen.get(r.value.id.as_str()) {
-            diags.push(Diagnostic::new(
-                r.origin.clone(),
-                "id",
-                format!("duplicate restaurant id `{}` (also at {first})", r.value.id),
-            ));
+    // Problems of one restaurant, by entry: they skip that restaurant only.
+    let mut problems: Vec<Diagnostics> = vec![Diagnostics::default(); entries.len()];
+    let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        let id = e.restaurant.value.id.as_str();
+        if let Some(m) = restaurant_id_problem(id) {
+            problems[i].push(Diagnostic::new(e.origin_of("id"), "id", m));
             continue;
         }
-        seen.insert(r.value.id.to_string(), r.origin.clone());
-        let Some(renderer) = &renderer else { continue };
-        match render_one(renderer, &project, env, &r) {
-            Ok((agent, value)) => {
-                let config_keys = match serde_json::to_value(&agent.agent.config) {
-                    Ok(Value::Object(m)) => m.keys().cloned().collect(),
-                    _ => HashSet::new(),
-                };
-                rendered.push(RenderedOne {
-                    restaurant: r,
-                    agent,
-                    value,
-                    config_keys,
-                });
-            }
-            Err(d) => render_diags.extend(d),
+        by_id.entry(id).or_default().push(i);
+    }
+    // Two restaurants claiming one id: which is right cannot be told, so neither is planned.
+    for (id, at) in &by_id {
+        if at.len() < 2 {
+            continue;
+        }
+        for &i in at {
+            let others: Vec<String> = at
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| entries[j].origin_of("id").to_string())
+                .collect();
+            problems[i].push(Diagnostic::new(
+                entries[i].origin_of("id"),
+                "id",
+                format!(
+                    "duplicate restaurant id `{id}` (also at {})",
+                    others.join(", ")
+                ),
+            ));
         }
     }
-    diags.extend(fold_repeats(render_diags));
 
-    check_tools(&tools, &rendered, &mut diags);
+    let mut rendered: Vec<RenderedOne> = Vec::new();
     if let Some(renderer) = &renderer {
-        let mut agent_diags = Diagnostics::default();
-        for one in &rendered {
-            check_agent(renderer, one, &mut agent_diags);
+        for (i, e) in entries.iter().enumerate() {
+            if !problems[i].is_empty() {
+                continue;
+            }
+            let r = &e.restaurant;
+            match render_one(renderer, &project, env, r) {
+                Ok((agent, value)) => {
+                    let tainted =
+                        renderer.tenant_expressions(&r.value, env, &project.account, &value);
+                    if !tainted.is_empty() {
+                        for t in tainted {
+                            problems[i].push(tenant_diag(e, &t));
+                        }
+                        continue;
+                    }
+                    let config_keys = match serde_json::to_value(&agent.agent.config) {
+                        Ok(Value::Object(m)) => m.keys().cloned().collect(),
+                        _ => HashSet::new(),
+                    };
+                    rendered.push(RenderedOne {
+                        index: i,
+                        restaurant: r.clone(),
+                        agent,
+                        value,
+                        config_keys,
+                    });
+                }
+                Err(d) => problems[i].extend(d),
+            }
         }
-        diags.extend(fold_repeats(agent_diags));
     }
+
+    check_tools(&tools, &rendered, &mut diags, &mut problems);
+    if let Some(renderer) = &renderer {
+        for one in &rendered {
+            check_agent(renderer, one, &mut problems[one.index]);
+        }
+    }
+
+    let bad: Vec<bool> = problems.iter().map(|p| !p.is_empty()).collect();
+    for (e, p) in entries.iter().zip(&mut problems) {
+        if !p.is_empty() {
+            skipped.push(Skipped::new(
+                Some(e.restaurant.value.id.to_string()),
+                e.restaurant.origin.clone(),
+                std::mem::take(p),
+            ));
+        }
+    }
+    let ok: Vec<RenderedOne> = rendered.into_iter().filter(|o| !bad[o.index]).collect();
     if !diags.is_empty() {
+        diags.extend(skipped_diagnostics(&skipped));
         return Err(diags);
     }
 
     let mut sorted: Vec<ToolSpec> = tools.iter().map(|t| t.spec.clone()).collect();
     sorted.sort_by_key(|t| t.sort_order);
-    let agents = rendered
+    let agents = ok
         .iter()
         .filter(|o| o.restaurant.value.needs_agent())
         .count();
     let desired = Desired {
         account: project.account.clone(),
-        restaurants: rendered
+        restaurants: ok
             .into_iter()
             .map(|o| DesiredRestaurant {
                 id: o.restaurant.value.id.clone(),
@@ -221,13 +345,37 @@ fn build(
                 tools: sorted.clone(),
             })
             .collect(),
+        held: skipped
+            .iter()
+            .filter_map(|s| s.id.as_deref().map(RestaurantId::new))
+            .collect(),
+        hold_all: skipped.iter().any(|s| s.id.is_none()),
     };
-    debug_assert_eq!(desired.restaurants.len(), restaurant_count);
     Ok(Report {
         validated: Validated { project, desired },
         tools: tools.len(),
         agents,
+        skipped,
     })
+}
+
+/// A restaurant value that would reach the server as an expression: pointed at where the value
+/// is written (its file's line, or its row), naming the rendered field.
+fn tenant_diag(e: &Entry, t: &TenantExpression) -> Diagnostic {
+    let field = yaml::pointer_to_field(&t.pointer);
+    let what = if t.leading {
+        "starts with `=`"
+    } else {
+        "holds braces that land inside a `={{…}}` expression"
+    };
+    Diagnostic::new(
+        e.origin_of(&t.column),
+        t.column.clone(),
+        format!(
+            "{:?} {what}: rendered into {field} it would be sent to the server as an expression, not as text, and the API has no escape for it; the restaurant is skipped: change the value (restaurant {})",
+            t.value, e.restaurant.value.id
+        ),
+    )
 }
 
 /// A template mistake fails every restaurant the same way: report it once, with a count, instead
@@ -367,31 +515,49 @@ fn allowed_roots(pointer: &str) -> &'static [Root] {
     }
 }
 
-/// Every string of `value` with its JSON pointer.
-fn strings<'a>(value: &'a Value, pointer: String, out: &mut Vec<(String, &'a str)>) {
-    match value {
-        Value::String(s) => out.push((pointer, s)),
-        Value::Array(a) => {
-            for (i, v) in a.iter().enumerate() {
-                strings(v, format!("{pointer}/{i}"), out);
-            }
-        }
-        Value::Object(m) => {
-            for (k, v) in m {
-                strings(v, format!("{pointer}/{}", yaml::escape_token(k)), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The restaurants (ids) whose agent config lacks `key`.
-fn missing_config(rendered: &[RenderedOne], key: &str) -> Vec<String> {
-    rendered
+/// A config key a tool uses must be in every rendered agent's config. When no restaurant has
+/// it the tool is wrong: a shared error, at the tool. When only some lack it, their rendered
+/// agents are: those restaurants are skipped, the others go on. `prefix` begins the message.
+#[allow(clippy::too_many_arguments)]
+fn require_config_key(
+    doc: &Document,
+    pointer: &str,
+    prefix: &str,
+    key: &str,
+    rendered: &[RenderedOne],
+    diags: &mut Diagnostics,
+    problems: &mut [Diagnostics],
+) {
+    let missing: Vec<&RenderedOne> = rendered
         .iter()
         .filter(|o| !o.config_keys.contains(key))
-        .map(|o| o.restaurant.value.id.to_string())
-        .collect()
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    if missing.len() == rendered.len() {
+        let ids: Vec<String> = missing
+            .iter()
+            .map(|o| o.restaurant.value.id.to_string())
+            .collect();
+        diags.push(doc.diag(
+            pointer,
+            format!(
+                "{prefix} in the rendered config of restaurant {}",
+                list(&ids)
+            ),
+        ));
+        return;
+    }
+    for o in missing {
+        problems[o.index].push(doc.diag(
+            pointer,
+            format!(
+                "{prefix} in this restaurant's rendered config (restaurant {} from {})",
+                o.restaurant.value.id, o.restaurant.origin
+            ),
+        ));
+    }
 }
 
 fn list(ids: &[String]) -> String {
@@ -410,7 +576,12 @@ fn roots_list(roots: &[Root]) -> String {
         .join(", ")
 }
 
-fn check_tools(tools: &[LoadedTool], rendered: &[RenderedOne], diags: &mut Diagnostics) {
+fn check_tools(
+    tools: &[LoadedTool],
+    rendered: &[RenderedOne],
+    diags: &mut Diagnostics,
+    problems: &mut [Diagnostics],
+) {
     let mut producers: BTreeSet<&str> = INITIAL_CONTEXT_KEYS
         .iter()
         .chain(SERVER_CONTEXT_KEYS)
@@ -478,17 +649,15 @@ fn check_tools(tools: &[LoadedTool], rendered: &[RenderedOne], diags: &mut Diagn
                     "operator eq/neq needs a `value` to compare with",
                 ));
             }
-            let missing = missing_config(rendered, &c.config_key);
-            if !missing.is_empty() {
-                diags.push(d.diag(
-                    "/condition/configKey",
-                    format!(
-                        "config key `{}` is not in the rendered config of restaurant {}",
-                        c.config_key,
-                        list(&missing)
-                    ),
-                ));
-            }
+            require_config_key(
+                d,
+                "/condition/configKey",
+                &format!("config key `{}` is not", c.config_key),
+                &c.config_key,
+                rendered,
+                diags,
+                problems,
+            );
         }
         for (i, r) in s.parameters.required.iter().enumerate() {
             if !s.parameters.properties.contains_key(r) {
@@ -500,7 +669,7 @@ fn check_tools(tools: &[LoadedTool], rendered: &[RenderedOne], diags: &mut Diagn
         }
 
         let mut sites = Vec::new();
-        strings(&d.value, String::new(), &mut sites);
+        string_leaves(&d.value, String::new(), &mut sites);
         for (pointer, text) in sites {
             let expression_site = pointer == "/http/url"
                 || pointer.starts_with("/http/bodyTemplate/")
@@ -545,18 +714,15 @@ fn check_tools(tools: &[LoadedTool], rendered: &[RenderedOne], diags: &mut Diagn
                         &pointer,
                         format!("`ctx.{k}`: no tool's contextUpdates, initialContext key or server key sets `{k}`"),
                     )),
-                    (Root::Config, Some(k)) => {
-                        let missing = missing_config(rendered, k);
-                        if !missing.is_empty() {
-                            diags.push(d.diag(
-                                &pointer,
-                                format!(
-                                    "`config.{k}`: not in the rendered config of restaurant {}",
-                                    list(&missing)
-                                ),
-                            ));
-                        }
-                    }
+                    (Root::Config, Some(k)) => require_config_key(
+                        d,
+                        &pointer,
+                        &format!("`config.{k}`: not"),
+                        k,
+                        rendered,
+                        diags,
+                        problems,
+                    ),
                     _ => {}
                 }
             }
@@ -593,7 +759,7 @@ fn check_agent(renderer: &Renderer, one: &RenderedOne, diags: &mut Diagnostics) 
         return;
     };
     let mut sites = Vec::new();
-    strings(agent, "/agent".to_string(), &mut sites);
+    string_leaves(agent, "/agent".to_string(), &mut sites);
     for (pointer, text) in sites {
         let refs = match expr::parse(text) {
             Ok(Some(refs)) => refs,
@@ -688,6 +854,52 @@ mod tests {
         assert!(!allowed_roots("/http/bodyTemplate/x").contains(&Root::Res));
         assert!(allowed_roots("/contextUpdates/x").contains(&Root::Res));
         assert!(!allowed_roots("/agent/name").contains(&Root::Data));
+    }
+
+    #[test]
+    fn a_bad_restaurant_is_skipped_and_held_the_others_go_on() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let env = RenderEnv {
+            app_url: "http://localhost:3000".into(),
+        };
+        let row = |id: &str, name: &str| Sourced {
+            value: serde_json::from_value::<Restaurant>(
+                serde_json::json!({"id": id, "name": name}),
+            )
+            .unwrap(),
+            origin: Origin::Row {
+                table: "restaurants".into(),
+                key: id.into(),
+            },
+        };
+        let a = "00000000-0000-4000-8000-00000000000a";
+        let b = "00000000-0000-4000-8000-00000000000b";
+        let read = InventoryRead {
+            restaurants: vec![row(a, "A"), row(b, "={{callerPhone}}"), row("x?y/../", "C")],
+            skipped: Vec::new(),
+        };
+        let project = load::load_project_file(&root).unwrap();
+        let r = check_inventory(&root, project.clone(), &env, Some(read.clone())).unwrap();
+        let ids: Vec<&str> = r
+            .validated
+            .desired
+            .restaurants
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect();
+        assert_eq!(ids, [a]);
+        assert_eq!(r.skipped.len(), 2);
+        assert!(r.validated.desired.holds(&RestaurantId::new(b)));
+        assert!(r.validated.desired.holds(&RestaurantId::new("x?y/../")));
+        assert!(!r.validated.desired.hold_all);
+        let text = skipped_diagnostics(&r.skipped).to_string();
+        assert!(
+            text.contains("agent.name") && text.contains("UUID"),
+            "{text}"
+        );
+        // The strict form fails with the same problems.
+        let strict = check_project(&root, project, &env, Some(read.restaurants)).unwrap_err();
+        assert_eq!(strict.to_string(), text);
     }
 
     #[test]

@@ -3,21 +3,36 @@
 
 use std::path::Path;
 
-use crate::front::diagnostics::{Diagnostics, Sourced};
+use crate::front::diagnostics::{Diagnostics, Skipped, Sourced};
 use crate::front::load::{self, Document};
 use crate::front::schema::Kind;
 use crate::model::spec::Restaurant;
 
 /// Every restaurant file of `dir`, in file-name order, with its document; all errors at once.
 pub fn from_files(dir: &Path) -> Result<Vec<(Sourced<Restaurant>, Document)>, Diagnostics> {
-    let files = load::yaml_files(dir)?;
+    let (ok, skipped) = read_files(dir)?;
     let mut diags = Diagnostics::default();
+    for s in skipped {
+        diags.extend(s.diagnostics);
+    }
+    diags.into_result(ok)
+}
+
+/// Every restaurant file of `dir`, in file-name order: the valid ones with their document, and
+/// each invalid file as [`Skipped`] (a file is one restaurant: its errors are its own). Fails
+/// only when the folder itself cannot be listed.
+#[allow(clippy::type_complexity)]
+pub fn read_files(
+    dir: &Path,
+) -> Result<(Vec<(Sourced<Restaurant>, Document)>, Vec<Skipped>), Diagnostics> {
+    let files = load::yaml_files(dir)?;
+    let mut skipped = Vec::new();
     let mut out = Vec::new();
     for path in files {
         let doc = match load::read_document(&path) {
             Ok(d) => d,
             Err(d) => {
-                diags.push(d);
+                skipped.push(Skipped::new(None, d.origin.clone(), d));
                 continue;
             }
         };
@@ -29,8 +44,15 @@ pub fn from_files(dir: &Path) -> Result<Vec<(Sourced<Restaurant>, Document)>, Di
                 },
                 doc,
             )),
-            Err(d) => diags.extend(d),
+            Err(d) => {
+                let id = doc
+                    .value
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
+                skipped.push(Skipped::new(id, doc.origin(""), d));
+            }
         }
     }
-    diags.into_result(out)
+    Ok((out, skipped))
 }

@@ -17,9 +17,10 @@ use indexmap::IndexMap;
 use sqlx::Row;
 
 use crate::db::{quote_ident, with_pool, Db, DbError, Engine, Purpose, TableName};
-use crate::front::diagnostics::{Origin, Sourced};
+use crate::front::diagnostics::{Diagnostic, Origin, Skipped, Sourced};
+use crate::inventory::InventoryRead;
 use crate::model::ids::RestaurantId;
-use crate::model::spec::{ChatMode, InventoryConfig, Restaurant};
+use crate::model::spec::{restaurant_id_problem, ChatMode, InventoryConfig, Restaurant};
 
 /// Every platform column sipform reads or writes; `inventory.columns` may rename any of them.
 pub const PLATFORM_COLUMNS: &[&str] = &[
@@ -305,27 +306,81 @@ impl PlatformTable {
 
     /// As [`PlatformTable::read_restaurants`], also keeping every row whose id is in `known`:
     /// the restaurants state holds ids for (a row's `agent_id` may have been lost by a crash
-    /// before the write-back).
+    /// before the write-back). The first invalid row fails the whole read; see
+    /// [`PlatformTable::read_checked`] for reading around it.
     pub async fn read(
         &self,
         known: &BTreeSet<RestaurantId>,
     ) -> Result<Vec<Sourced<Restaurant>>, DbError> {
+        self.read_rows(known)
+            .await?
+            .into_iter()
+            .map(|r| r.map_err(|p| self.bad_value(p.key_text(), p.column, p.message)))
+            .collect()
+    }
+
+    /// As [`PlatformTable::read`], but an invalid row (a value of the wrong type, a NULL name,
+    /// an id that is not a UUID) is [`Skipped`] with its row and column, and the others are
+    /// read: a row is one tenant's data and must not block the rest.
+    pub async fn read_checked(
+        &self,
+        known: &BTreeSet<RestaurantId>,
+    ) -> Result<InventoryRead, DbError> {
+        let mut read = InventoryRead::default();
+        for row in self.read_rows(known).await? {
+            match row {
+                Ok(r) => read.restaurants.push(r),
+                Err(p) => {
+                    let origin = Origin::Row {
+                        table: self.table.to_string(),
+                        key: p.key_text(),
+                    };
+                    let column = self.columns.get(SELECTED[p.column].0).to_string();
+                    let diag = Diagnostic::new(origin.clone(), column, p.message);
+                    read.skipped.push(Skipped::new(p.key, origin, diag));
+                }
+            }
+        }
+        Ok(read)
+    }
+
+    /// Every row to plan, each decoded and checked on its own.
+    async fn read_rows(
+        &self,
+        known: &BTreeSet<RestaurantId>,
+    ) -> Result<Vec<Result<Sourced<Restaurant>, RowProblem>>, DbError> {
         let sql = self.select_sql();
-        let raws: Vec<RawRow> = with_pool!(self.db, p => {
+        let raws: Vec<Result<RawRow, RowProblem>> = with_pool!(self.db, p => {
             let rows = sqlx::query(&sql)
                 .fetch_all(p)
                 .await
                 .map_err(|e| self.db.err(&format!("reading table {}", self.table), e))?;
-            let mut raws = Vec::with_capacity(rows.len());
-            for row in &rows {
-                raws.push(RawRow::read(row).map_err(|(i, message)| self.bad_value(row_key(row), i, message))?);
-            }
-            raws
+            rows.iter()
+                .map(|row| {
+                    RawRow::read(row).map_err(|(column, message)| RowProblem {
+                        key: row_key(row),
+                        column,
+                        message,
+                    })
+                })
+                .collect()
         });
         let mut out = Vec::new();
         for raw in raws {
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err(p) => {
+                    out.push(Err(p));
+                    continue;
+                }
+            };
             let Some(id) = raw.text[COL_ID].clone() else {
-                return Err(self.bad_value("NULL".into(), COL_ID, "the id is NULL".into()));
+                out.push(Err(RowProblem {
+                    key: None,
+                    column: COL_ID,
+                    message: "the id is NULL".into(),
+                }));
+                continue;
             };
             let sip = raw.bools[B_SIP].unwrap_or(true);
             let chat = raw.bools[B_CHAT].unwrap_or(false);
@@ -335,14 +390,22 @@ impl PlatformTable {
             if !(sip || chat || has_objects) {
                 continue;
             }
-            let restaurant = self.to_restaurant(&id, raw)?;
-            out.push(Sourced {
+            // Checked where it enters: the id goes into `externalSessionUrl` and state keys.
+            if let Some(message) = restaurant_id_problem(&id) {
+                out.push(Err(RowProblem {
+                    key: Some(id),
+                    column: COL_ID,
+                    message,
+                }));
+                continue;
+            }
+            out.push(self.to_restaurant(&id, raw).map(|restaurant| Sourced {
                 value: restaurant,
                 origin: Origin::Row {
                     table: self.table.to_string(),
                     key: id,
                 },
-            });
+            }));
         }
         Ok(out)
     }
@@ -380,24 +443,20 @@ impl PlatformTable {
         )
     }
 
-    fn to_restaurant(&self, id: &str, raw: RawRow) -> Result<Restaurant, DbError> {
+    fn to_restaurant(&self, id: &str, raw: RawRow) -> Result<Restaurant, RowProblem> {
         let t = |i: usize| raw.text[i].clone();
         let b = |i: usize| raw.bools[i].unwrap_or(false);
         let index_of = |name: &str| SELECTED.iter().position(|(n, _)| *n == name).unwrap_or(0);
         let name = t(index_of("name")).ok_or_else(|| {
-            self.bad_value(
-                id.into(),
-                index_of("name"),
-                "NULL, but a restaurant needs a name".into(),
-            )
+            RowProblem::new(id, index_of("name"), "NULL, but a restaurant needs a name")
         })?;
         let chat_mode = match t(index_of("chat_mode")) {
             None => None,
             Some(s) => Some(
                 serde_json::from_value::<ChatMode>(serde_json::Value::String(s.clone())).map_err(
                     |_| {
-                        self.bad_value(
-                            id.into(),
+                        RowProblem::new(
+                            id,
                             index_of("chat_mode"),
                             format!("{s:?} is not one of text, stt_tts, realtime"),
                         )
@@ -408,8 +467,8 @@ impl PlatformTable {
         let max_call_duration_sec = match raw.int {
             None => None,
             Some(v) => Some(u32::try_from(v).map_err(|_| {
-                self.bad_value(
-                    id.into(),
+                RowProblem::new(
+                    id,
                     index_of("max_call_duration_sec"),
                     format!("{v} is not a number of seconds"),
                 )
@@ -505,12 +564,33 @@ struct RawRow {
     int: Option<i64>,
 }
 
-/// The row's id for an error message, however it decodes.
-fn row_key<R: Cells>(row: &R) -> String {
-    row.text(COL_ID)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "?".into())
+/// The row's id for an error message, when it decodes.
+fn row_key<R: Cells>(row: &R) -> Option<String> {
+    row.text(COL_ID).ok().flatten()
+}
+
+/// Why one row cannot be planned: its id (when readable), the index of the column in
+/// [`SELECTED`], and what is wrong.
+#[derive(Debug)]
+struct RowProblem {
+    key: Option<String>,
+    column: usize,
+    message: String,
+}
+
+impl RowProblem {
+    fn new(id: &str, column: usize, message: impl Into<String>) -> Self {
+        RowProblem {
+            key: Some(id.to_string()),
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// The id as messages show it.
+    fn key_text(&self) -> String {
+        self.key.clone().unwrap_or_else(|| "NULL".into())
+    }
 }
 
 impl RawRow {

@@ -6,6 +6,7 @@
 //! like every other project file a human writes. Every struct denies unknown keys: a typo must
 //! fail validation, not vanish.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
@@ -263,8 +264,14 @@ pub struct AgentConfig {
     description = "One restaurant of the inventory."
 )]
 pub struct Restaurant {
-    /// The platform's uuid; at most 36 characters (its columns are `varchar(36)`).
-    #[schemars(with = "String", length(min = 1, max = 36))]
+    /// The platform's id: a UUID (8-4-4-4-12 hex digits, either case). It is spliced into
+    /// externalSessionUrl and keys state, so nothing else is accepted.
+    #[schemars(
+        with = "String",
+        regex(
+            pattern = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+        )
+    )]
     pub id: RestaurantId,
     #[schemars(length(min = 1, max = 255))]
     pub name: String,
@@ -309,6 +316,27 @@ pub struct Restaurant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub max_call_duration_sec: Option<u32>,
+}
+
+/// Whether `s` has the platform's restaurant id format: a UUID, 8-4-4-4-12 hex digits in
+/// either case (the same rule as the schema's pattern for `Restaurant.id`). Inventory ids are
+/// tenant data spliced into `externalSessionUrl` and used as state keys: an id like `x?y/../`
+/// or `=1+1` must be refused where it enters, never sent.
+pub fn is_restaurant_id(s: &str) -> bool {
+    const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == GROUPS.len()
+        && parts
+            .iter()
+            .zip(GROUPS)
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Why an inventory id is refused, for a diagnostic.
+pub fn restaurant_id_problem(s: &str) -> Option<String> {
+    (!is_restaurant_id(s)).then(|| {
+        format!("{s:?} is not a platform restaurant id (a UUID: 8-4-4-4-12 hex digits); the restaurant is skipped")
+    })
 }
 
 impl Restaurant {
@@ -538,6 +566,20 @@ pub struct Desired {
     /// In inventory order; ids unique. Every restaurant of the inventory, including those that
     /// need no agent (see [`DesiredRestaurant::create_if_missing`]).
     pub restaurants: Vec<DesiredRestaurant>,
+    /// Restaurants of the inventory left out of this run because their own input is invalid
+    /// (reported as skipped): their objects are left as they are, never planned as gone.
+    pub held: BTreeSet<RestaurantId>,
+    /// A restaurant was left out whose id could not be read: then no restaurant in state may be
+    /// taken for one gone from the inventory.
+    pub hold_all: bool,
+}
+
+impl Desired {
+    /// Whether restaurant `id`, absent from [`Desired::restaurants`], must be left alone rather
+    /// than planned as gone from the inventory.
+    pub fn holds(&self, id: &RestaurantId) -> bool {
+        self.hold_all || self.held.contains(id)
+    }
 }
 
 /// One restaurant's objects: its final customer, its agent and the agent's tools.
@@ -590,6 +632,23 @@ mod tests {
         let bad: Result<StateConfig, _> =
             serde_json::from_value(serde_json::json!({"backend": "file", "url": "x"}));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn restaurant_ids_are_uuids() {
+        assert!(is_restaurant_id("3f6c2a1e-8b4d-4c59-9a2e-1d7f5b6c8e01"));
+        assert!(is_restaurant_id("3F6C2A1E-8B4D-4C59-9A2E-1D7F5B6C8E01"));
+        for bad in [
+            "x?y/../",
+            "=1+1",
+            "r-001",
+            "",
+            "3f6c2a1e8b4d4c599a2e1d7f5b6c8e01",
+            "3f6c2a1e-8b4d-4c59-9a2e-1d7f5b6c8e0g",
+            "3f6c2a1e-8b4d-4c59-9a2e-1d7f5b6c8e01-",
+        ] {
+            assert!(!is_restaurant_id(bad), "{bad}");
+        }
     }
 
     #[test]

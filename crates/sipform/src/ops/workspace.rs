@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::{redact_url, Settings};
 use crate::diff;
+use crate::front::diagnostics::Skipped;
 use crate::front::validate;
 use crate::inventory::PlatformTable;
 use crate::model::spec::Desired;
@@ -24,31 +25,38 @@ pub struct Workspace {
     /// The platform's `restaurants` table, when the inventory is the database: apply writes
     /// the ids back to it.
     inventory: Option<PlatformTable>,
+    /// Restaurants left out because their own input is invalid (see [`Workspace::skipped`]).
+    skipped: Vec<Skipped>,
 }
 
 impl Workspace {
     /// Loads and validates everything; opens (but does not lock) the state backend. A files
     /// inventory is read offline; a database inventory is read from the platform's table,
     /// together with every row state knows (its `agent_id` may not have been written back yet).
+    /// A restaurant whose own input is invalid is skipped, not fatal: see [`Workspace::skipped`].
     pub async fn load(settings: Settings) -> Result<Workspace, OpsError> {
         let env = settings.render_env();
         let root = settings.root.clone();
         match PlatformTable::from_config(&settings.inventory, &root).await? {
             None => {
-                let report = validate::check_project(&root, settings.project(), &env, None)?;
-                Self::new(settings, report.validated.desired)
+                let report = validate::check_inventory(&root, settings.project(), &env, None)?;
+                let mut ws = Self::new(settings, report.validated.desired)?;
+                ws.skipped = report.skipped;
+                Ok(ws)
             }
             Some(table) => {
                 let backend = state::open(&settings.state, &root)?;
                 let known = backend.load().await?;
                 let known = known.map(|s| s.restaurant_ids()).unwrap_or_default();
-                let rows = table.read(&known).await?;
-                let report = validate::check_project(&root, settings.project(), &env, Some(rows))?;
+                let rows = table.read_checked(&known).await?;
+                let report =
+                    validate::check_inventory(&root, settings.project(), &env, Some(rows))?;
                 Ok(Workspace {
                     settings,
                     desired: report.validated.desired,
                     backend,
                     inventory: Some(table),
+                    skipped: report.skipped,
                 })
             }
         }
@@ -63,6 +71,7 @@ impl Workspace {
             desired,
             backend,
             inventory: None,
+            skipped: Vec::new(),
         })
     }
 
@@ -82,6 +91,13 @@ impl Workspace {
 
     pub fn desired(&self) -> &Desired {
         &self.desired
+    }
+
+    /// Restaurants left out of this run because their own input (file, row, rendered agent) is
+    /// invalid, each with its problems. The others are planned and applied; these are left as
+    /// they are (never planned as gone), and plan and apply end with an error so CI notices.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// Where state lives, for messages.

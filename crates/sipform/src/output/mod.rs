@@ -9,6 +9,7 @@ mod json;
 mod lines;
 mod markdown;
 mod report;
+mod skipped;
 pub mod specs;
 
 pub use human::human;
@@ -16,6 +17,7 @@ pub use json::{json, plan_schema, plan_schema_json};
 pub use lines::{summary_line, NO_CHANGES};
 pub use markdown::{markdown, MARKDOWN_MAX_CHARS};
 pub use report::{imports, report};
+pub use skipped::skipped;
 
 use crate::plan::Plan;
 
