@@ -429,6 +429,7 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
             agent_id: Some(AgentId::new("agent-a")),
             tools: BTreeMap::new(),
             api_token: None,
+            objects: BTreeMap::new(),
         },
     );
     // D's row says agent-d; state says it has none but a final customer.

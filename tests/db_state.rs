@@ -13,8 +13,8 @@ use sipform::model::ids::{AgentId, FinalCustomerId, RestaurantId, ToolId};
 use sipform::model::secret::Secret;
 use sipform::model::spec::StateConfig;
 use sipform::state::{
-    AgentTokens, Change, FileState, LockInfo, PostgresState, SqliteState, State, StateBackend,
-    StateError, StateWriter,
+    AgentTokens, Change, FileState, LockInfo, PostgresState, ProjectRef, SqliteState, State,
+    StateBackend, StateError, StateWriter,
 };
 
 fn backend(db: &TestDb) -> Arc<dyn StateBackend> {
@@ -275,6 +275,11 @@ async fn migrate_file_to_postgres_to_sqlite_keeps_everything() {
     let file = FileState::new(project.path().join("sipform.state.json"));
     let (state, _) = sample();
     file.commit(&state, &[]).await.expect("file state");
+    // The copy records the project that made it (the file, written before, recorded none).
+    let state = State {
+        project: Some(ProjectRef::new("Platform", "Platform")),
+        ..state
+    };
 
     let out = stdout_of(
         sipform(project.path())
@@ -337,7 +342,7 @@ async fn state_list_show_rm_on_a_sqlite_backend() {
         url: "sqlite://state/sipform.db".into(),
         store_tokens: true,
     };
-    let b = sipform::state::open(&cfg, project.path()).expect("open");
+    let b = sipform::state::open(&cfg, project.path(), None).expect("open");
     let g = b
         .lock(&LockInfo::for_this_process("apply"), Duration::from_secs(5))
         .await

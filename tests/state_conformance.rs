@@ -5,6 +5,9 @@
 //!
 //! Then, for the group-commit writer on top of any backend: a failed write poisons it, and a
 //! failed or crashed atomic write leaves nothing that blocks the next one.
+//!
+//! Where backends differ by design, the scenario says so: a file holds one project's state, a
+//! database holds several side by side ([`Harness::side_by_side`]).
 
 mod db_support;
 
@@ -14,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use db_support::TestDb;
-use sipform::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId, ToolId};
+use sipform::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
 use sipform::model::secret::Secret;
 use sipform::state::{
-    async_trait, AgentTokens, Change, FileState, LockGuard, LockInfo, PostgresState, SqliteState,
-    State, StateBackend, StateError, StateWriter, STATE_FORMAT_VERSION,
+    async_trait, AgentTokens, Change, FileState, LockGuard, LockInfo, PostgresState, ProjectRef,
+    SqliteState, State, StateBackend, StateError, StateWriter, STATE_FORMAT_VERSION,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,17 +54,72 @@ impl Harness {
     }
 
     fn open(&self) -> Arc<dyn StateBackend> {
+        self.open_for(None)
+    }
+
+    /// [`Harness::open`] for `project`, as a run of that project opens it.
+    fn open_for(&self, project: Option<&ProjectRef>) -> Arc<dyn StateBackend> {
+        let project = project.cloned();
         match (self.kind, &self.db) {
-            (Kind::File, _) => Arc::new(FileState::new(self.dir.path().join("sipform.state.json"))),
+            (Kind::File, _) => Arc::new(
+                FileState::new(self.dir.path().join("sipform.state.json")).for_project(project),
+            ),
             (Kind::Sqlite, _) => Arc::new(
                 SqliteState::open("sqlite://state/sipform.db", self.dir.path())
-                    .expect("open sqlite state"),
+                    .expect("open sqlite state")
+                    .for_project(project),
             ),
-            (Kind::Postgres, Some(db)) => {
-                Arc::new(PostgresState::open(&db.url).expect("open postgres state"))
-            }
+            (Kind::Postgres, Some(db)) => Arc::new(
+                PostgresState::open(&db.url)
+                    .expect("open postgres state")
+                    .for_project(project),
+            ),
             (Kind::Postgres, None) => panic!("a PostgreSQL harness has a database"),
         }
+    }
+
+    /// Whether several projects keep their state side by side here (a database), rather than
+    /// one project owning it all (a file).
+    fn side_by_side(&self) -> bool {
+        self.kind != Kind::File
+    }
+
+    /// Runs `sql` in the harness's database (several statements allowed).
+    async fn sql(&self, sql: &str) {
+        match (self.kind, &self.db) {
+            (Kind::Sqlite, _) => {
+                let mut c = self.sqlite().await;
+                sqlx::raw_sql(sql).execute(&mut c).await.expect(sql);
+                sqlx::Connection::close(c).await.ok();
+            }
+            (Kind::Postgres, Some(db)) => db.exec(sql).await,
+            _ => panic!("no database in a {:?} harness", self.kind),
+        }
+    }
+
+    /// One text value (or NULL) of the first row of `sql`.
+    async fn text(&self, sql: &str) -> Option<String> {
+        match (self.kind, &self.db) {
+            (Kind::Sqlite, _) => {
+                let mut c = self.sqlite().await;
+                let v: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut c).await.expect(sql);
+                sqlx::Connection::close(c).await.ok();
+                v
+            }
+            (Kind::Postgres, Some(db)) => db.text(sql).await,
+            _ => panic!("no database in a {:?} harness", self.kind),
+        }
+    }
+
+    async fn sqlite(&self) -> sqlx::SqliteConnection {
+        let path = self.dir.path().join("state/sipform.db");
+        std::fs::create_dir_all(self.dir.path().join("state")).expect("mkdir");
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+            .await
+            .expect("connect")
     }
 
     /// Whether `needle` appears anywhere in what the backend stored.
@@ -437,6 +495,358 @@ async fn group_commit_keeps_every_record_in_fewer_writes(kind: Kind) {
     assert_eq!(back.serial, commits as u64);
 }
 
+// --- Objects of other kinds: the generic slot -------------------------------------------------
+
+fn object(restaurant: &str, kind: &str, key: &str, id: Option<&str>) -> Change {
+    Change::Object {
+        restaurant: r(restaurant),
+        kind: kind.into(),
+        key: key.into(),
+        id: id.map(|i| ObjectId::parse(i).expect("a valid id")),
+    }
+}
+
+fn objects_of(s: &State, restaurant: &str) -> Vec<(String, String, String)> {
+    s.restaurants
+        .get(&r(restaurant))
+        .map(|rs| {
+            rs.objects
+                .iter()
+                .flat_map(|(kind, of_kind)| {
+                    of_kind
+                        .iter()
+                        .map(|(key, id)| (kind.clone(), key.clone(), id.as_str().to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn triple(kind: &str, key: &str, id: &str) -> (String, String, String) {
+    (kind.into(), key.into(), id.into())
+}
+
+async fn objects_of_other_kinds_round_trip(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let writer = StateWriter::new(h.open(), State::new(), false, None);
+    writer
+        .record(vec![
+            Change::Agent {
+                restaurant: r("r1"),
+                id: Some(AgentId::new("ag-1")),
+                tokens: None,
+            },
+            object("r1", "note", "welcome", Some("n-1")),
+            object("r1", "note", "closing", Some("n-2")),
+            object("r1", "phone_line", "main", Some("pl-1")),
+            // A restaurant with nothing but an object is remembered too.
+            object("r2", "subscription", "plan", Some("sub-2")),
+        ])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(
+        objects_of(&back, "r1"),
+        vec![
+            triple("note", "closing", "n-2"),
+            triple("note", "welcome", "n-1"),
+            triple("phone_line", "main", "pl-1"),
+        ]
+    );
+    assert_eq!(
+        objects_of(&back, "r2"),
+        vec![triple("subscription", "plan", "sub-2")]
+    );
+    assert_eq!(
+        back.restaurants[&r("r1")]
+            .object("note", "welcome")
+            .map(ObjectId::as_str),
+        Some("n-1")
+    );
+    // Whole rewrites (migrate, `state rm`) keep them as well.
+    let mut again = back.clone();
+    again.serial += 1;
+    h.open().commit(&again, &[]).await.expect("commit");
+    assert_eq!(load(&h).await, again);
+    // The writer's duplicate guard knows them.
+    assert!(writer.assigns("pl-1"));
+}
+
+async fn an_object_is_forgotten(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let writer = StateWriter::new(h.open(), State::new(), false, None);
+    writer
+        .record(vec![
+            object("r1", "note", "welcome", Some("n-1")),
+            object("r1", "note", "closing", Some("n-2")),
+            object("r2", "note", "only", Some("n-3")),
+        ])
+        .await
+        .expect("record");
+    writer
+        .record(vec![
+            object("r1", "note", "welcome", None),
+            object("r2", "note", "only", None),
+        ])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(
+        objects_of(&back, "r1"),
+        vec![triple("note", "closing", "n-2")]
+    );
+    // Nothing left to remember about r2: its entry is gone, not kept empty.
+    assert!(!back.restaurants.contains_key(&r("r2")), "{back:?}");
+    writer
+        .record(vec![object("r1", "note", "closing", None)])
+        .await
+        .expect("record");
+    assert!(load(&h).await.restaurants.is_empty());
+}
+
+async fn objects_go_with_their_agent_or_final_customer(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let writer = StateWriter::new(h.open(), State::new(), false, None);
+    writer
+        .record(vec![
+            Change::FinalCustomer {
+                restaurant: r("r1"),
+                id: Some(FinalCustomerId::new("fc-1")),
+            },
+            Change::Agent {
+                restaurant: r("r1"),
+                id: Some(AgentId::new("ag-1")),
+                tokens: None,
+            },
+            object("r1", "note", "welcome", Some("n-1")),
+            Change::FinalCustomer {
+                restaurant: r("r2"),
+                id: Some(FinalCustomerId::new("fc-2")),
+            },
+            object("r2", "subscription", "plan", Some("sub-2")),
+        ])
+        .await
+        .expect("record");
+    writer
+        .record(vec![
+            Change::Agent {
+                restaurant: r("r1"),
+                id: None,
+                tokens: None,
+            },
+            Change::FinalCustomer {
+                restaurant: r("r2"),
+                id: None,
+            },
+        ])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(objects_of(&back, "r1"), Vec::new());
+    assert_eq!(
+        back.restaurants[&r("r1")].final_customer_id,
+        Some(FinalCustomerId::new("fc-1"))
+    );
+    assert!(!back.restaurants.contains_key(&r("r2")), "{back:?}");
+}
+
+// --- State written by an earlier sipform ------------------------------------------------------
+
+/// State as the first release wrote it: format 1, table layout 1, no project, no objects.
+async fn write_version_1(h: &Harness) -> State {
+    let lineage = "6f1c2a4e-0000-4000-8000-0000000000aa";
+    match h.kind {
+        Kind::File => {
+            std::fs::write(
+                h.dir.path().join("sipform.state.json"),
+                VERSION_1_FILE.replace("LINEAGE", lineage),
+            )
+            .expect("write");
+        }
+        Kind::Sqlite | Kind::Postgres => {
+            h.sql(&format!(
+                "CREATE TABLE sipform_schema_version (version INTEGER NOT NULL);
+                 INSERT INTO sipform_schema_version (version) VALUES (1);
+                 CREATE TABLE sipform_state_meta (lineage TEXT PRIMARY KEY, \
+                   version INTEGER NOT NULL, serial BIGINT NOT NULL, account_id TEXT, \
+                   updated_at TEXT NOT NULL);
+                 CREATE TABLE sipform_state_restaurants (lineage TEXT NOT NULL, \
+                   restaurant_id TEXT NOT NULL, final_customer_id TEXT, agent_id TEXT, \
+                   tools TEXT NOT NULL, api_token TEXT, PRIMARY KEY (lineage, restaurant_id));
+                 CREATE TABLE sipform_state_lock (name TEXT PRIMARY KEY, holder TEXT NOT NULL);
+                 INSERT INTO sipform_state_meta VALUES ('{lineage}', 1, 7, 'acc-1', '2024-01-01T00:00:00Z');
+                 INSERT INTO sipform_state_restaurants VALUES
+                   ('{lineage}', 'r1', 'fc-1', 'ag-1', '{{\"book_table\":\"t-2\",\"end_call\":\"t-1\"}}', 'tok-1'),
+                   ('{lineage}', 'r2', NULL, 'ag-2', '{{}}', NULL);"
+            ))
+            .await;
+        }
+    }
+    let mut s: State = serde_json::from_str(&VERSION_1_FILE.replace("LINEAGE", lineage))
+        .expect("the version-1 document parses");
+    s.version = 1;
+    s
+}
+
+const VERSION_1_FILE: &str = r#"{
+  "version": 1,
+  "lineage": "LINEAGE",
+  "serial": 7,
+  "accountId": "acc-1",
+  "restaurants": {
+    "r1": {
+      "finalCustomerId": "fc-1",
+      "agentId": "ag-1",
+      "tools": {
+        "book_table": "t-2",
+        "end_call": "t-1"
+      },
+      "apiToken": "tok-1"
+    },
+    "r2": {
+      "agentId": "ag-2"
+    }
+  }
+}
+"#;
+
+/// An earlier sipform's state reads as it was, and a database's tables migrate from layout 1 to
+/// 2 keeping every row; rewritten with nothing new in it, a file stays byte for byte the same.
+async fn reads_and_migrates_version_1_state(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let expected = write_version_1(&h).await;
+    // Read before any migration (loading never writes).
+    assert_eq!(load(&h).await, expected);
+    // Taking the lock migrates the tables; the state reads the same.
+    let b = h.open();
+    let g = lock(&b, "apply", Duration::from_secs(5))
+        .await
+        .expect("lock");
+    assert_eq!(load(&h).await, expected);
+    if kind != Kind::File {
+        assert_eq!(
+            h.text("SELECT CAST(max(version) AS TEXT) FROM sipform_schema_version")
+                .await
+                .as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            h.text("SELECT CAST(count(*) AS TEXT) FROM sipform_state_restaurants")
+                .await
+                .as_deref(),
+            Some("2")
+        );
+    }
+    let mut same = expected.clone();
+    same.serial += 1;
+    b.commit(&same, &[]).await.expect("commit");
+    drop(g);
+    assert_eq!(load(&h).await, same);
+    if kind == Kind::File {
+        let text = read_lossy(&h.dir.path().join("sipform.state.json"));
+        let before = VERSION_1_FILE
+            .replace("LINEAGE", &same.lineage.to_string())
+            .replace("\"serial\": 7", "\"serial\": 8");
+        assert_eq!(text, before, "a version-1 file keeps its shape");
+    }
+    // New slots work on the migrated layout, next to the old rows.
+    let writer = StateWriter::new(h.open(), same, true, None);
+    writer
+        .record(vec![object("r2", "note", "welcome", Some("n-1"))])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(back.version, STATE_FORMAT_VERSION, "objects need format 2");
+    assert_eq!(back.restaurants[&r("r1")], expected.restaurants[&r("r1")]);
+    assert_eq!(
+        objects_of(&back, "r2"),
+        vec![triple("note", "welcome", "n-1")]
+    );
+}
+
+// --- State bound to its project ---------------------------------------------------------------
+
+fn project(id: &str, account: &str) -> ProjectRef {
+    ProjectRef::new(id, account)
+}
+
+/// State recorded for no project (an earlier sipform's) is adopted by the first project that
+/// opens it and records that project on its next write; from then on it is that project's.
+async fn adopts_state_recorded_for_no_project(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let a = project("alloresto-prod", "AlloResto");
+    let b = project("staging", "AlloResto-Staging");
+    let s = sample();
+    h.open().commit(&s, &[]).await.expect("commit");
+    assert_eq!(load(&h).await.project, None);
+
+    let mine = h
+        .open_for(Some(&a))
+        .load()
+        .await
+        .expect("load")
+        .expect("state");
+    assert_eq!(mine.project.as_ref(), Some(&a));
+    assert_eq!(mine.restaurants, s.restaurants);
+    assert_eq!(mine.lineage, s.lineage);
+    let writer = StateWriter::new(h.open_for(Some(&a)), mine, false, None);
+    writer
+        .record(vec![tool("r1", "leave_message", "t-9")])
+        .await
+        .expect("record");
+    assert_eq!(load(&h).await.project.as_ref(), Some(&a));
+
+    // Another project no longer sees it.
+    let other = h.open_for(Some(&b)).load().await;
+    if h.side_by_side() {
+        assert_eq!(other.expect("its own, empty"), None);
+    } else {
+        let e = other.expect_err("another project's state");
+        assert!(matches!(e, StateError::OtherProject { .. }), "{e}");
+    }
+}
+
+/// The same project id with another account is another project: refused, naming both, by
+/// every backend, before anything is read or written.
+async fn refuses_the_same_id_with_another_account(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let a = project("alloresto", "AlloResto");
+    let b = project("alloresto", "AlloResto-Staging");
+    h.open_for(Some(&a))
+        .commit(&sample(), &[])
+        .await
+        .expect("commit");
+    let e = h
+        .open_for(Some(&b))
+        .load()
+        .await
+        .expect_err("another account's state");
+    let msg = e.to_string();
+    assert!(matches!(e, StateError::OtherProject { .. }), "{msg}");
+    assert!(!e.is_transient(), "{msg}");
+    assert!(
+        msg.contains(
+            "belongs to project alloresto (account AlloResto), \
+             not to project alloresto (account AlloResto-Staging)"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains(&h.open().describe()), "{msg}");
+    assert!(msg.contains("set `project:`"), "{msg}");
+    // Its own project still reads it.
+    let back = h
+        .open_for(Some(&a))
+        .load()
+        .await
+        .expect("load")
+        .expect("state");
+    assert_eq!(back.project.as_ref(), Some(&a));
+}
+
 /// Every scenario, once per backend: `file::…`, `sqlite::…`, `postgres::…`.
 macro_rules! conformance {
     ($backend:ident, $kind:expr) => {
@@ -452,6 +862,12 @@ macro_rules! conformance {
                 a_lock_is_released_on_drop,
                 refuses_a_newer_format_version,
                 group_commit_keeps_every_record_in_fewer_writes,
+                objects_of_other_kinds_round_trip,
+                an_object_is_forgotten,
+                objects_go_with_their_agent_or_final_customer,
+                reads_and_migrates_version_1_state,
+                adopts_state_recorded_for_no_project,
+                refuses_the_same_id_with_another_account,
             );
         }
     };

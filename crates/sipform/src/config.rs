@@ -64,6 +64,8 @@ pub struct Settings {
     pub lock_timeout: Duration,
     /// The platform's base URL templates see, without a trailing slash.
     pub app_url: String,
+    /// `project:` of `sipform.yaml`; `None`: the account name is the project's identity.
+    pub project: Option<String>,
     pub account: AccountSpec,
     pub state: StateConfig,
     pub inventory: InventoryConfig,
@@ -123,6 +125,7 @@ impl Settings {
             parallelism: overrides.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
             lock_timeout: overrides.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             app_url: app_url.trim_end_matches('/').to_string(),
+            project: project.project,
             account: project.account,
             state: overrides.state.clone().unwrap_or(project.state),
             inventory: project.inventory,
@@ -134,6 +137,7 @@ impl Settings {
     /// The effective settings in the shape the front end's checks take.
     pub fn project(&self) -> Project {
         Project {
+            project: self.project.clone(),
             server: ServerConfig {
                 url: self.server_url.clone(),
                 timeout_sec: self.timeout.as_secs(),
@@ -182,20 +186,25 @@ pub struct StateSettings {
     pub state: StateConfig,
     /// `DATABASE_URL`, the default database of `state migrate`.
     pub database_url: Option<String>,
+    /// `project:` and the account name of `sipform.yaml`, which state is bound to; `None`
+    /// without a project file.
+    pub project: Option<(Option<String>, String)>,
 }
 
 impl StateSettings {
     /// Reads `root/sipform.yaml` when there is one (with the same parser as [`Settings::load`]).
     pub fn load(root: &Path) -> Result<StateSettings, ConfigError> {
-        let state = if root.join(PROJECT_FILE).exists() {
-            load::load_project_file(root)?.state
+        let (state, project) = if root.join(PROJECT_FILE).exists() {
+            let p = load::load_project_file(root)?;
+            (p.state, Some((p.project, p.account.name)))
         } else {
-            StateConfig::default()
+            (StateConfig::default(), None)
         };
         Ok(StateSettings {
             root: root.to_path_buf(),
             state,
             database_url: process_env("DATABASE_URL"),
+            project,
         })
     }
 }
@@ -304,6 +313,7 @@ mod tests {
 
     fn project() -> Project {
         Project {
+            project: None,
             server: ServerConfig {
                 url: "http://file:1/".into(),
                 timeout_sec: 7,

@@ -359,6 +359,12 @@ impl Restaurant {
     description = "sipform.yaml: project settings."
 )]
 pub struct Project {
+    /// This project's id: the state it opens must have been written by the same project (and
+    /// account), so two projects pointed at one state backend never read each other's ids.
+    /// When absent, the account name is the project's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"))]
+    pub project: Option<String>,
     #[serde(default)]
     pub server: ServerConfig,
     pub account: AccountSpec,

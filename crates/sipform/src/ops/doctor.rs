@@ -132,7 +132,8 @@ async fn server(client: &Client, url: &str, found: &mut Vec<Finding>) {
 }
 
 async fn state_backend(settings: &Settings, found: &mut Vec<Finding>) {
-    let backend = match state::open(&settings.state, &settings.root) {
+    let project = super::workspace::state_project(settings);
+    let backend = match state::open(&settings.state, &settings.root, Some(&project)) {
         Err(e) => {
             found.push(Finding::check(false, "state", e.to_string()));
             return;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::StateSettings;
 use crate::model::ids::RestaurantId;
 use crate::model::spec::StateConfig;
-use crate::state::{self, LockInfo, RestaurantState, State, StateBackend};
+use crate::state::{self, LockInfo, ProjectRef, RestaurantState, State, StateBackend};
 
 use super::OpsError;
 
@@ -164,8 +164,13 @@ pub async fn migrate(
     })
 }
 
+/// Bound to the project of `sipform.yaml` when there is one, like every other command.
 fn open(config: &StateConfig, settings: &StateSettings) -> Result<Arc<dyn StateBackend>, OpsError> {
-    Ok(state::open(config, &settings.root)?)
+    let project = settings
+        .project
+        .as_ref()
+        .map(|(id, account)| ProjectRef::of(id.as_deref(), account));
+    Ok(state::open(config, &settings.root, project.as_ref())?)
 }
 
 async fn load_some(backend: &dyn StateBackend) -> Result<State, OpsError> {
@@ -233,6 +238,7 @@ mod tests {
             root: PathBuf::from("/p"),
             state,
             database_url: database_url.map(str::to_string),
+            project: None,
         }
     }
 
@@ -286,6 +292,7 @@ mod tests {
             root: dir.path().to_path_buf(),
             state: StateConfig::default(),
             database_url: None,
+            project: None,
         };
         let backend = open(&s.state, &s).unwrap();
         let mut st = State::default();

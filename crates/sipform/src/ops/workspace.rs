@@ -11,7 +11,9 @@ use crate::model::spec::Desired;
 use crate::plan::Plan;
 use crate::refresh;
 use crate::remote::{Client, ClientError};
-use crate::state::{self, CommitHook, LockGuard, LockInfo, State, StateBackend, StateWriter};
+use crate::state::{
+    self, CommitHook, LockGuard, LockInfo, ProjectRef, State, StateBackend, StateWriter,
+};
 
 use super::plan::PlanOptions;
 use super::OpsError;
@@ -45,7 +47,7 @@ impl Workspace {
                 Ok(ws)
             }
             Some(table) => {
-                let backend = state::open(&settings.state, &root)?;
+                let backend = state::open(&settings.state, &root, Some(&state_project(&settings)))?;
                 let known = backend.load().await?;
                 let known = known.map(|s| s.restaurant_ids()).unwrap_or_default();
                 let rows = table.read_checked(&known).await?;
@@ -65,7 +67,8 @@ impl Workspace {
     /// A workspace for what `desired` says, validated elsewhere (tests and benchmarks generate
     /// inventories); its state backend is the one `settings` names.
     pub fn new(settings: Settings, desired: Desired) -> Result<Workspace, OpsError> {
-        let backend = state::open(&settings.state, &settings.root)?;
+        let project = state_project(&settings);
+        let backend = state::open(&settings.state, &settings.root, Some(&project))?;
         Ok(Workspace {
             settings,
             desired,
@@ -129,9 +132,12 @@ impl Workspace {
         Ok(self.backend.load().await?)
     }
 
-    /// Current state, or a fresh history when there is none yet.
+    /// Current state, or a fresh history when there is none yet (this project's from the
+    /// start, so no write has to add the project later).
     pub async fn state(&self) -> Result<State, OpsError> {
-        Ok(self.load_state().await?.unwrap_or_default())
+        let mut state = self.load_state().await?.unwrap_or_default();
+        state.bind(&state_project(&self.settings));
+        Ok(state)
     }
 
     /// Reads the server and diffs: what apply would do from `state`.
@@ -239,4 +245,9 @@ impl Workspace {
             hook,
         )
     }
+}
+
+/// The project state is bound to: `project:`, else the account name, and the account name.
+pub(super) fn state_project(settings: &Settings) -> ProjectRef {
+    ProjectRef::of(settings.project.as_deref(), &settings.account.name)
 }

@@ -147,7 +147,8 @@ impl WriteBack {
                     id.as_ref().map(|i| i.as_str().to_string()),
                 )],
             }),
-            Change::Account(_) | Change::Tool { .. } => None,
+            // The platform's row holds only agent and final-customer ids and tokens.
+            Change::Account(_) | Change::Tool { .. } | Change::Object { .. } => None,
         }
     }
 

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::model::{Change, State, STATE_FORMAT_VERSION};
+use super::model::{Change, ProjectRef, State, STATE_FORMAT_VERSION};
 use crate::db::DbError;
 
 /// Who holds a lock: shown to the one that waits for it.
@@ -95,6 +95,16 @@ pub enum StateError {
         found: Uuid,
         expected: Uuid,
     },
+    /// State recorded for another project (another `project:` id or account name).
+    #[error(
+        "state at {place} belongs to {found}, not to {expected}; point `state:` elsewhere or set `project:`"
+    )]
+    OtherProject {
+        place: String,
+        // Boxed: every `Result<_, StateError>` stays small.
+        found: Box<ProjectRef>,
+        expected: Box<ProjectRef>,
+    },
     /// Another process committed in between: this write is refused rather than going back.
     #[error(
         "state {place} holds serial {stored}, newer than this write's serial {serial}: another process wrote it meanwhile; run again"
@@ -136,7 +146,7 @@ fn retry_hint(transient: bool) -> &'static str {
 impl StateError {
     /// Whether running again later may succeed without anyone acting: a lock another run
     /// holds, a database that is restarting or busy, a concurrent writer. Corrupt or newer
-    /// state, another project's lineage, a file-system error (full disk, permissions) and
+    /// state, another project's lineage or state, a file-system error (full disk, permissions) and
     /// wrong settings are fatal: retrying would fail the same way.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -148,6 +158,7 @@ impl StateError {
             | StateError::Corrupt { .. }
             | StateError::FutureVersion { .. }
             | StateError::Lineage { .. }
+            | StateError::OtherProject { .. }
             | StateError::Config(_)
             | StateError::Backend { .. }
             | StateError::Stopped => false,

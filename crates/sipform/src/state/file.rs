@@ -5,6 +5,10 @@
 //! mode 0600 because it may hold tokens. A `<file>.lock` beside it, held with an OS file lock,
 //! keeps a second apply out; it also records who holds it, for the message the other one sees.
 //! Taking the lock also removes temporary files a crashed write left behind.
+//!
+//! A file holds one project's state. Opened for a project ([`FileState::for_project`]), a
+//! document recorded for another project is refused; one that records none (written before
+//! projects were recorded) is adopted, and the project is written into it on the next write.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -14,16 +18,26 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::backend::{LockGuard, LockInfo, StateBackend, StateError};
-use super::model::{Change, State, STATE_FORMAT_VERSION};
+use super::model::{Change, ProjectRef, State, STATE_FORMAT_VERSION};
 use crate::fsio::{remove_stale_temps, write_atomic};
 
 pub struct FileState {
     path: PathBuf,
+    /// The project this run is; `None` takes whatever the file records.
+    project: Option<ProjectRef>,
 }
 
 impl FileState {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileState { path: path.into() }
+        FileState {
+            path: path.into(),
+            project: None,
+        }
+    }
+
+    /// The same file, bound to `project`: another project's state is refused.
+    pub fn for_project(self, project: Option<ProjectRef>) -> Self {
+        FileState { project, ..self }
     }
 
     pub fn path(&self) -> &Path {
@@ -68,6 +82,29 @@ pub fn parse_state(text: &str, place: &str) -> Result<State, StateError> {
         place: place.to_string(),
         message: format!("not valid state JSON: {}", with_field(&e)),
     })
+}
+
+/// Checks that `state` belongs to `project` and records it there (adopting state that records
+/// no project). `None` accepts any state as it is.
+pub(crate) fn bind(
+    state: &mut State,
+    project: Option<&ProjectRef>,
+    place: &str,
+) -> Result<(), StateError> {
+    let Some(project) = project else {
+        return Ok(());
+    };
+    match &state.project {
+        Some(found) if found != project => Err(StateError::OtherProject {
+            place: place.to_string(),
+            found: Box::new(found.clone()),
+            expected: Box::new(project.clone()),
+        }),
+        _ => {
+            state.bind(project);
+            Ok(())
+        }
+    }
 }
 
 /// `field: message` from a serde path error (`message` alone at the root).
@@ -168,10 +205,23 @@ impl StateBackend for FileState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io("read state file", e)),
         };
-        parse_state(&text, &self.path.display().to_string()).map(Some)
+        let mut state = parse_state(&text, &self.path.display().to_string())?;
+        bind(&mut state, self.project.as_ref(), &self.describe())?;
+        Ok(Some(state))
     }
 
     async fn commit(&self, state: &State, _changes: &[Change]) -> Result<(), StateError> {
+        // Record the project in what is written (a fresh or adopted state may not say it yet).
+        let bound;
+        let state = match &self.project {
+            Some(p) if state.project.as_ref() != Some(p) => {
+                let mut s = state.clone();
+                bind(&mut s, Some(p), &self.describe())?;
+                bound = s;
+                &bound
+            }
+            _ => state,
+        };
         let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StateError::Backend {
             place: self.path.display().to_string(),
             message: format!("cannot encode state: {e}"),

@@ -19,7 +19,7 @@ pub mod writer;
 pub use backend::{LockGuard, LockInfo, StateBackend, StateError};
 pub use db::{PostgresState, SqliteState};
 pub use file::FileState;
-pub use model::{AgentTokens, Change, RestaurantState, State, STATE_FORMAT_VERSION};
+pub use model::{AgentTokens, Change, ProjectRef, RestaurantState, State, STATE_FORMAT_VERSION};
 pub use writer::{CommitHook, StateWriter};
 
 /// The attribute [`StateBackend`] and [`CommitHook`] are written with, so that code outside
@@ -32,10 +32,16 @@ use std::sync::Arc;
 use crate::model::spec::StateConfig;
 
 /// Opens the backend `sipform.yaml` names. Relative paths are relative to the project folder.
+///
+/// `project` binds it: state recorded for another project is refused, state recorded for none
+/// is adopted, and a database shared by several projects gives this one its own rows. `None`
+/// (a `state` command outside a project) takes whatever state is there.
 pub fn open(
     config: &StateConfig,
     project_root: &Path,
+    project: Option<&ProjectRef>,
 ) -> Result<Arc<dyn StateBackend>, StateError> {
+    let project = project.cloned();
     match config {
         StateConfig::File { path, .. } => {
             let path = if path.is_absolute() {
@@ -43,12 +49,14 @@ pub fn open(
             } else {
                 project_root.join(path)
             };
-            Ok(Arc::new(FileState::new(path)))
+            Ok(Arc::new(FileState::new(path).for_project(project)))
         }
-        StateConfig::Sqlite { url, .. } => Ok(Arc::new(SqliteState::open(url, project_root)?)),
+        StateConfig::Sqlite { url, .. } => Ok(Arc::new(
+            SqliteState::open(url, project_root)?.for_project(project),
+        )),
         StateConfig::Postgres { url, .. } => {
             let url = crate::db::url_or_env(url.as_deref(), "state.url")?;
-            Ok(Arc::new(PostgresState::open(&url)?))
+            Ok(Arc::new(PostgresState::open(&url)?.for_project(project)))
         }
     }
 }

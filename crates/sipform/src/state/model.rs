@@ -6,12 +6,53 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId, ToolId};
+use crate::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
 use crate::model::secret::Secret;
 
 /// Version of the state format this build reads and writes. A newer file is refused, never
 /// rewritten in an older shape.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 added the owning [`ProjectRef`] and the per-kind [`RestaurantState::objects`].
+/// A version-1 document stays version 1 (byte for byte) until one of them is written into it;
+/// then it becomes version 2, so that an older sipform says "upgrade" instead of "corrupt".
+pub const STATE_FORMAT_VERSION: u32 = 2;
+
+/// The first format version that may hold a project or generic objects.
+const FORMAT_WITH_PROJECT_AND_OBJECTS: u32 = 2;
+
+/// The project a state belongs to: `sipform.yaml`'s `project:` id (or, when it sets none, its
+/// account name) and its account name. A run opening state recorded for another project is
+/// refused, so two projects pointed at one backend never read each other's ids; databases
+/// keep several projects side by side, keyed by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectRef {
+    /// The project's identity: `project:`, else the account name.
+    pub id: String,
+    /// The account it manages, part of the binding: the same project id with another account
+    /// is another project (e.g. a copy pointed at a staging account).
+    pub account: String,
+}
+
+impl ProjectRef {
+    pub fn new(id: impl Into<String>, account: impl Into<String>) -> Self {
+        ProjectRef {
+            id: id.into(),
+            account: account.into(),
+        }
+    }
+
+    /// `project:` when set, else the account name (see [`ProjectRef::id`]).
+    pub fn of(project: Option<&str>, account: &str) -> Self {
+        ProjectRef::new(project.unwrap_or(account), account)
+    }
+}
+
+impl std::fmt::Display for ProjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "project {} (account {})", self.id, self.account)
+    }
+}
 
 /// Everything sipform knows it manages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +65,10 @@ pub struct State {
     pub lineage: Uuid,
     /// Bumped on every write; a saved plan made at another serial is stale.
     pub serial: u64,
+    /// The project this state belongs to; `None` in state written before projects were
+    /// recorded, which the first project to open it adopts (see [`State::bind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<ProjectRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<AccountId>,
     #[serde(default)]
@@ -44,6 +89,11 @@ pub struct RestaurantState {
     /// The agent's Bearer token; present only when `store_tokens` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_token: Option<Secret<String>>,
+    /// Ids of every other kind (kind name → key → id): the slot a new resource kind records
+    /// its objects in without a field, column or [`Change`] variant of its own. They hang
+    /// under the restaurant's final customer or agent, so deleting either forgets them all.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub objects: BTreeMap<String, BTreeMap<String, ObjectId>>,
 }
 
 impl RestaurantState {
@@ -53,6 +103,12 @@ impl RestaurantState {
             && self.agent_id.is_none()
             && self.tools.is_empty()
             && self.api_token.is_none()
+            && self.objects.is_empty()
+    }
+
+    /// The id recorded for `key` of the kind named `kind`, in [`RestaurantState::objects`].
+    pub fn object(&self, kind: &str, key: &str) -> Option<&ObjectId> {
+        self.objects.get(kind).and_then(|m| m.get(key))
     }
 }
 
@@ -75,6 +131,14 @@ pub enum Change {
         name: String,
         id: Option<ToolId>,
     },
+    /// An object of any other kind (its [`RestaurantState::objects`] slot): `kind` is the
+    /// kind's name, `key` the object's key within the restaurant. `None` forgets it.
+    Object {
+        restaurant: RestaurantId,
+        kind: String,
+        key: String,
+        id: Option<ObjectId>,
+    },
 }
 
 impl Change {
@@ -85,7 +149,8 @@ impl Change {
             Change::Account(_) => None,
             Change::FinalCustomer { restaurant, .. }
             | Change::Agent { restaurant, .. }
-            | Change::Tool { restaurant, .. } => Some(restaurant),
+            | Change::Tool { restaurant, .. }
+            | Change::Object { restaurant, .. } => Some(restaurant),
         }
     }
 }
@@ -104,17 +169,36 @@ impl State {
             version: STATE_FORMAT_VERSION,
             lineage: Uuid::new_v4(),
             serial: 0,
+            project: None,
             account_id: None,
             restaurants: BTreeMap::new(),
         }
     }
 
+    /// Records that this state belongs to `project` (adopting state that recorded none).
+    /// Callers check first that it recorded no other project.
+    pub fn bind(&mut self, project: &ProjectRef) {
+        if self.project.as_ref() != Some(project) {
+            self.project = Some(project.clone());
+            self.version = self.version.max(FORMAT_WITH_PROJECT_AND_OBJECTS);
+        }
+    }
+
     /// Applies one change in memory. `store_tokens` decides whether the agent token is kept.
+    ///
+    /// Deleting a restaurant's agent or final customer also forgets its generic
+    /// [`RestaurantState::objects`]: the server deletes an agent's sub-objects with it, and
+    /// whatever hung under a final customer that is kept on the server is found again by its
+    /// key on the next plan (adopted, not duplicated), so forgetting is always safe.
     pub fn apply(&mut self, change: &Change, store_tokens: bool) {
         match change {
             Change::Account(id) => self.account_id = Some(id.clone()),
             Change::FinalCustomer { restaurant, id } => {
-                self.entry(restaurant).final_customer_id = id.clone();
+                let e = self.entry(restaurant);
+                e.final_customer_id = id.clone();
+                if id.is_none() {
+                    e.objects.clear();
+                }
             }
             Change::Agent {
                 restaurant,
@@ -124,9 +208,10 @@ impl State {
                 let e = self.entry(restaurant);
                 e.agent_id = id.clone();
                 if id.is_none() {
-                    // The server deletes an agent's tools with it.
+                    // The server deletes an agent's tools and other sub-objects with it.
                     e.tools.clear();
                     e.api_token = None;
+                    e.objects.clear();
                 } else if let Some(t) = tokens {
                     e.api_token = store_tokens.then(|| t.api_token.clone());
                 }
@@ -143,6 +228,31 @@ impl State {
                     }
                     None => {
                         e.tools.remove(name);
+                    }
+                }
+            }
+            Change::Object {
+                restaurant,
+                kind,
+                key,
+                id,
+            } => {
+                let e = self.entry(restaurant);
+                match id {
+                    Some(id) => {
+                        e.objects
+                            .entry(kind.clone())
+                            .or_default()
+                            .insert(key.clone(), id.clone());
+                        self.version = self.version.max(FORMAT_WITH_PROJECT_AND_OBJECTS);
+                    }
+                    None => {
+                        if let Some(of_kind) = e.objects.get_mut(kind) {
+                            of_kind.remove(key);
+                            if of_kind.is_empty() {
+                                e.objects.remove(kind);
+                            }
+                        }
                     }
                 }
             }
@@ -216,6 +326,78 @@ mod tests {
             true,
         );
         assert!(!s.restaurants.contains_key(&rid()));
+    }
+
+    fn note(key: &str, id: Option<&str>) -> Change {
+        Change::Object {
+            restaurant: rid(),
+            kind: "note".into(),
+            key: key.into(),
+            id: id.map(|i| ObjectId::parse(i).unwrap()),
+        }
+    }
+
+    #[test]
+    fn objects_are_recorded_forgotten_and_go_with_the_agent_or_final_customer() {
+        let mut s = State::new();
+        s.apply(&note("welcome", Some("n1")), false);
+        assert_eq!(
+            s.restaurants[&rid()]
+                .object("note", "welcome")
+                .map(ObjectId::as_str),
+            Some("n1")
+        );
+        s.apply(&note("welcome", None), false);
+        assert!(s.restaurants.is_empty(), "nothing left: the entry goes");
+
+        for gone in [
+            Change::Agent {
+                restaurant: rid(),
+                id: None,
+                tokens: None,
+            },
+            Change::FinalCustomer {
+                restaurant: rid(),
+                id: None,
+            },
+        ] {
+            s.apply(
+                &Change::FinalCustomer {
+                    restaurant: rid(),
+                    id: Some(FinalCustomerId::new("f")),
+                },
+                false,
+            );
+            s.apply(&note("welcome", Some("n1")), false);
+            s.apply(&gone, false);
+            assert!(
+                s.restaurants
+                    .get(&rid())
+                    .is_none_or(|r| r.objects.is_empty()),
+                "{gone:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_version_1_state_keeps_its_shape_until_it_holds_something_new() {
+        let text = r#"{"version":1,"lineage":"6f1c2a4e-0000-4000-8000-000000000001","serial":3,"restaurants":{"r1":{"agentId":"a"}}}"#;
+        let mut s: State = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), text);
+        s.bind(&ProjectRef::of(None, "AlloResto"));
+        assert_eq!(s.version, STATE_FORMAT_VERSION);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["project"],
+            serde_json::json!({"id": "AlloResto", "account": "AlloResto"})
+        );
+        let mut s: State = serde_json::from_str(text).unwrap();
+        s.apply(&note("welcome", Some("n1")), false);
+        assert_eq!(s.version, STATE_FORMAT_VERSION);
+        assert_eq!(
+            ProjectRef::of(Some("prod"), "AlloResto").to_string(),
+            "project prod (account AlloResto)"
+        );
     }
 
     #[test]

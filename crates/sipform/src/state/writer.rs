@@ -116,7 +116,8 @@ impl StateWriter {
         }
     }
 
-    /// Whether state assigns `id` (agent, final customer or tool) to any restaurant.
+    /// Whether state assigns `id` (agent, final customer, tool or an object of another kind)
+    /// to any restaurant.
     pub fn assigns(&self, id: &str) -> bool {
         self.read(|s| {
             s.restaurants.values().any(|r| {
@@ -125,6 +126,9 @@ impl StateWriter {
                         .as_ref()
                         .is_some_and(|f| f.as_str() == id)
                     || r.tools.values().any(|t| t.as_str() == id)
+                    || r.objects
+                        .values()
+                        .any(|of_kind| of_kind.values().any(|o| o.as_str() == id))
             })
         })
     }

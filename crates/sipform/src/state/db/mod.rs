@@ -5,10 +5,23 @@
 //! sipform creates and migrates its own tables (in the connection's default schema):
 //!
 //! - `sipform_schema_version(version)`: the table layout's version; a newer one is refused.
-//! - `sipform_state_meta(lineage, version, serial, account_id, updated_at)`: one row per
-//!   lineage. A database holds one project's state: a commit of another lineage is refused.
+//! - `sipform_state_meta(lineage, version, serial, account_id, updated_at, project)`: one row
+//!   per lineage, `project` the JSON [`ProjectRef`] it belongs to (NULL: written before
+//!   projects were recorded).
 //! - `sipform_state_restaurants(lineage, restaurant_id, final_customer_id, agent_id, tools,
-//!   api_token)`: one row per restaurant, `tools` a JSON object of tool ids by name.
+//!   api_token, objects)`: one row per restaurant, `tools` a JSON object of tool ids by name,
+//!   `objects` the JSON of [`RestaurantState::objects`] (NULL when there are none).
+//!
+//! Several projects share one database side by side, one lineage each: a backend opened for a
+//! project loads and writes only the lineage recorded for that project. With none recorded
+//! yet, it adopts the one lineage recorded for no project (state written before projects were)
+//! and records itself on its next write; otherwise its state starts empty. A lineage recorded
+//! for the same project id with another account is refused, naming both. A commit of a second
+//! lineage for one project is refused.
+//!
+//! Layout versions: 1 is the first; 2 added `project` and `objects` (nullable, so every row of
+//! a version-1 database stays as it was). A fresh database is created at version 1 and
+//! migrated, so the migration runs on every new database, not only on old ones.
 //! - `sipform_state_lock(name, holder)`: who holds the lock (JSON [`LockInfo`]), for the
 //!   message the waiter sees.
 //!
@@ -16,12 +29,14 @@
 //! serial updated (a commit with no changes rewrites every row: migrate and `state rm` use it).
 //!
 //! Locking: PostgreSQL takes a session-level advisory lock (`pg_try_advisory_lock`, keyed by the
-//! schema) on a dedicated connection held by the guard, polling until the timeout, so two
+//! schema and the project, so projects side by side do not wait for each other) on a dedicated connection held by the guard, polling until the timeout, so two
 //! applies on different machines never run at once; the server releases it if the process dies.
 //! SQLite is a local file, so it is locked like the file backend: an OS lock on `<database>.lock`
 //! beside it, which also records the holder, and which the OS releases if the process dies.
 //!
 //! [`LockInfo`]: super::LockInfo
+//! [`ProjectRef`]: super::ProjectRef
+//! [`RestaurantState::objects`]: super::RestaurantState::objects
 
 mod postgres;
 mod sqlite;
@@ -33,14 +48,18 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::backend::StateError;
-use super::model::{Change, RestaurantState, State, STATE_FORMAT_VERSION};
+use super::model::{Change, ProjectRef, RestaurantState, State, STATE_FORMAT_VERSION};
 use crate::db::{is_transient, with_pool, Db, Engine, Pool};
 use crate::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId};
 use crate::model::secret::Secret;
 
 /// Version of sipform's own table layout.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
+/// The first layout with `project` and `objects` columns.
+const SCHEMA_WITH_PROJECTS: i64 = 2;
+
+/// Layout version 1, as the first release created it. Later versions migrate from it.
 const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sipform_state_meta (\
         lineage TEXT PRIMARY KEY, \
@@ -61,9 +80,22 @@ const DDL: &[&str] = &[
         holder TEXT NOT NULL)",
 ];
 
+/// What takes the layout from version `n - 1` to `n`, for each `n` up to [`SCHEMA_VERSION`].
+/// Only additions of nullable columns: every existing row keeps its meaning.
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    2,
+    &[
+        "ALTER TABLE sipform_state_meta ADD COLUMN project TEXT",
+        "ALTER TABLE sipform_state_restaurants ADD COLUMN objects TEXT",
+    ],
+)];
+
 /// The tables, shared by both engines.
 struct Tables {
     db: Db,
+    /// The project this run is: it reads and writes that project's lineage only. `None` (a
+    /// `state` command outside a project) takes the database's only lineage.
+    project: Option<ProjectRef>,
     /// The server answered once (a fast, precise error instead of the pool's retries).
     reached: tokio::sync::OnceCell<()>,
     ready: tokio::sync::OnceCell<()>,
@@ -74,6 +106,7 @@ impl Tables {
     fn new(db: Db) -> Tables {
         Tables {
             db,
+            project: None,
             reached: tokio::sync::OnceCell::new(),
             ready: tokio::sync::OnceCell::new(),
         }
@@ -202,12 +235,30 @@ impl Tables {
                         "INSERT INTO sipform_schema_version (version) VALUES ({})",
                         self.ph(1)
                     ))
-                    .bind(SCHEMA_VERSION)
+                    .bind(1_i64)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.err(what, e))?;
                 }
                 // Later layouts migrate here, from `found` up to SCHEMA_VERSION.
+                let found = found.unwrap_or(1);
+                for (version, steps) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+                    let what = "migrating sipform's tables";
+                    for ddl in *steps {
+                        sqlx::query(ddl)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| self.err(what, e))?;
+                    }
+                    sqlx::query(&format!(
+                        "UPDATE sipform_schema_version SET version = {}",
+                        self.ph(1)
+                    ))
+                    .bind(*version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(what, e))?;
+                }
                 Ok::<(), StateError>(())
             }
             .await;
@@ -221,7 +272,7 @@ impl Tables {
         }
         let what = "reading";
         let begin = self.begin_read();
-        let (version, metas, rows) = with_pool!(self.db, p => {
+        let (meta, rows) = with_pool!(self.db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
             let result = async {
                 let version: Option<i64> =
@@ -229,10 +280,16 @@ impl Tables {
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| self.err(what, e))?;
-                let metas: Vec<MetaRow> = sqlx::query(
-                    "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id \
-                     FROM sipform_state_meta ORDER BY lineage",
-                )
+                self.check_schema_version(version)?;
+                // A version-1 layout (not migrated yet: loading never writes) has no project or
+                // objects columns: it reads as if they were NULL.
+                let v2 = version.unwrap_or(1) >= SCHEMA_WITH_PROJECTS;
+                let project_col = if v2 { "project" } else { "NULL" };
+                let objects_col = if v2 { "objects" } else { "NULL" };
+                let metas: Vec<MetaRow> = sqlx::query(&format!(
+                    "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
+                     CAST({project_col} AS TEXT) FROM sipform_state_meta ORDER BY lineage",
+                ))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(what, e))?
@@ -242,54 +299,41 @@ impl Tables {
                     version: r.try_get(1)?,
                     serial: r.try_get(2)?,
                     account_id: r.try_get(3)?,
+                    project: r.try_get(4)?,
                 }))
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(|e| self.err(what, e))?;
-                let rows: Vec<RestaurantRow> = match metas.first() {
-                    Some(m) if metas.len() == 1 => sqlx::query(&format!(
-                        "SELECT restaurant_id, final_customer_id, agent_id, tools, api_token \
-                         FROM sipform_state_restaurants WHERE lineage = {} ORDER BY restaurant_id",
-                        self.ph(1)
-                    ))
-                    .bind(m.lineage.clone())
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(what, e))?
-                    .iter()
-                    .map(|r| Ok(RestaurantRow {
-                        restaurant_id: r.try_get(0)?,
-                        final_customer_id: r.try_get(1)?,
-                        agent_id: r.try_get(2)?,
-                        tools: r.try_get(3)?,
-                        api_token: r.try_get(4)?,
-                    }))
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(|e| self.err(what, e))?,
-                    _ => Vec::new(),
+                let Some(meta) = self.pick(metas)? else {
+                    return Ok::<_, StateError>((None, Vec::new()));
                 };
-                Ok::<_, StateError>((version, metas, rows))
+                let rows: Vec<RestaurantRow> = sqlx::query(&format!(
+                    "SELECT restaurant_id, final_customer_id, agent_id, tools, api_token, \
+                     CAST({objects_col} AS TEXT) \
+                     FROM sipform_state_restaurants WHERE lineage = {} ORDER BY restaurant_id",
+                    self.ph(1)
+                ))
+                .bind(meta.lineage.clone())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err(what, e))?
+                .iter()
+                .map(|r| Ok(RestaurantRow {
+                    restaurant_id: r.try_get(0)?,
+                    final_customer_id: r.try_get(1)?,
+                    agent_id: r.try_get(2)?,
+                    tools: r.try_get(3)?,
+                    api_token: r.try_get(4)?,
+                    objects: r.try_get(5)?,
+                }))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(|e| self.err(what, e))?;
+                Ok::<_, StateError>((Some(meta), rows))
             }
             .await;
             finish(tx, result, |e| self.err(what, e)).await?
         });
-        self.check_schema_version(version)?;
-        let meta = match metas.as_slice() {
-            [] => return Ok(None),
-            [m] => m,
-            many => {
-                return Err(StateError::Backend {
-                    place: self.place(),
-                    message: format!(
-                        "holds {} lineages ({}), but a database holds one project's state; \
-                         remove the ones that are not this project's",
-                        many.len(),
-                        many.iter()
-                            .map(|m| m.lineage.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                })
-            }
+        let Some(meta) = meta else {
+            return Ok(None);
         };
         if meta.version > i64::from(STATE_FORMAT_VERSION) {
             return Err(StateError::FutureVersion {
@@ -301,21 +345,36 @@ impl Tables {
             .map_err(|e| self.corrupt(format!("lineage {:?}: {e}", meta.lineage)))?;
         let serial = u64::try_from(meta.serial)
             .map_err(|_| self.corrupt(format!("negative serial {}", meta.serial)))?;
+        let version = u32::try_from(meta.version)
+            .map_err(|_| self.corrupt(format!("format version {}", meta.version)))?;
         let mut state = State {
-            version: STATE_FORMAT_VERSION,
+            // As written: a version-1 state reads back as version 1 (a copy compares equal).
+            version,
             lineage,
             serial,
+            project: self.project_of(&meta)?,
             account_id: meta.account_id.clone().map(AccountId::new),
             restaurants: Default::default(),
         };
+        if let Some(me) = &self.project {
+            // Adopts a lineage recorded for no project; `pick` refused any other.
+            state.bind(me);
+        }
         for r in rows {
             let tools = serde_json::from_str(&r.tools)
                 .map_err(|e| self.corrupt(format!("restaurant {}: tools: {e}", r.restaurant_id)))?;
+            let objects = match &r.objects {
+                None => Default::default(),
+                Some(text) => serde_json::from_str(text).map_err(|e| {
+                    self.corrupt(format!("restaurant {}: objects: {e}", r.restaurant_id))
+                })?,
+            };
             let rs = RestaurantState {
                 final_customer_id: r.final_customer_id.map(FinalCustomerId::new),
                 agent_id: r.agent_id.map(AgentId::new),
                 tools,
                 api_token: r.api_token.map(Secret::new),
+                objects,
             };
             if !rs.is_empty() {
                 state
@@ -324,6 +383,67 @@ impl Tables {
             }
         }
         Ok(Some(state))
+    }
+
+    /// The project a meta row records, if any.
+    fn project_of(&self, meta: &MetaRow) -> Result<Option<ProjectRef>, StateError> {
+        meta.project
+            .as_deref()
+            .map(|text| {
+                serde_json::from_str(text)
+                    .map_err(|e| self.corrupt(format!("lineage {}: project: {e}", meta.lineage)))
+            })
+            .transpose()
+    }
+
+    /// Which lineage this run reads: its project's; else the one recorded for no project (to
+    /// adopt); else none. Unbound, the database's only lineage. See the module's doc.
+    fn pick(&self, metas: Vec<MetaRow>) -> Result<Option<MetaRow>, StateError> {
+        let mut mine = Vec::new();
+        let mut legacy = Vec::new();
+        let mut all = Vec::new();
+        for m in metas {
+            let recorded = self.project_of(&m)?;
+            match (&self.project, &recorded) {
+                (None, _) => all.push(m),
+                (Some(me), Some(r)) if r.id == me.id && r.account != me.account => {
+                    return Err(StateError::OtherProject {
+                        place: self.place(),
+                        found: Box::new(r.clone()),
+                        expected: Box::new(me.clone()),
+                    })
+                }
+                (Some(me), Some(r)) if r == me => mine.push(m),
+                (Some(_), None) => legacy.push(m),
+                (Some(_), Some(_)) => {}
+            }
+        }
+        let (candidates, whose) = match &self.project {
+            None => (all, "of this database".to_string()),
+            Some(me) if !mine.is_empty() => (mine, format!("of {me}")),
+            Some(_) => (legacy, "recorded for no project".to_string()),
+        };
+        if candidates.len() > 1 {
+            return Err(StateError::Backend {
+                place: self.place(),
+                message: format!(
+                    "holds {} lineages {whose} ({}), but a project has one; \
+                     remove the ones that are not this project's{}",
+                    candidates.len(),
+                    candidates
+                        .iter()
+                        .map(|m| m.lineage.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if self.project.is_none() {
+                        ", or run sipform in the project's folder"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        Ok(candidates.into_iter().next())
     }
 
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
@@ -337,57 +457,63 @@ impl Tables {
                 state.serial
             ),
         })?;
+        // The project written with it: this run's, else the one the state already records.
+        let project = self.project.as_ref().or(state.project.as_ref());
+        let project_json = project
+            .map(|p| {
+                serde_json::to_string(p).map_err(|e| StateError::Backend {
+                    place: self.place(),
+                    message: format!("cannot encode the project: {e}"),
+                })
+            })
+            .transpose()?;
         // Which restaurants to write: the changed ones, or all of them.
         let touched: Option<std::collections::BTreeSet<&RestaurantId>> = if changes.is_empty() {
             None
         } else {
             Some(changes.iter().filter_map(Change::restaurant).collect())
         };
-        let mut upserts: Vec<UpsertRow> = Vec::new();
-        let mut deletes: Vec<String> = Vec::new();
-        let rows: Box<dyn Iterator<Item = &RestaurantId>> = match &touched {
-            Some(t) => Box::new(t.iter().copied()),
-            None => Box::new(state.restaurants.keys()),
-        };
-        for rid in rows {
-            match state.restaurants.get(rid).filter(|r| !r.is_empty()) {
-                Some(rs) => upserts.push(UpsertRow(
-                    rid.as_str().to_string(),
-                    rs.final_customer_id
-                        .as_ref()
-                        .map(|i| i.as_str().to_string()),
-                    rs.agent_id.as_ref().map(|i| i.as_str().to_string()),
-                    serde_json::to_string(&rs.tools).map_err(|e| StateError::Backend {
-                        place: self.place(),
-                        message: format!("cannot encode restaurant {rid}'s tools: {e}"),
-                    })?,
-                    rs.api_token.as_ref().map(|t| t.expose().clone()),
-                )),
-                None => deletes.push(rid.as_str().to_string()),
-            }
-        }
+        let (upserts, deletes) = self.rows_to_write(state, touched.as_ref())?;
         let begin = self.begin_write();
         let ph = |n| self.ph(n);
-        let upsert_meta =
-            format!(
-            "INSERT INTO sipform_state_meta (lineage, version, serial, account_id, updated_at) \
-             VALUES ({}, {}, {}, {}, {}) ON CONFLICT (lineage) DO UPDATE SET \
-             version = excluded.version, serial = excluded.serial, \
-             account_id = excluded.account_id, updated_at = excluded.updated_at",
-            ph(1), ph(2), ph(3), ph(4), ph(5)
+        // Every other run's commit waits here until this one ends (SQLite's BEGIN IMMEDIATE
+        // does the same), so two projects never both adopt one lineage.
+        let select_metas = format!(
+            "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), \
+             CAST(project AS TEXT) FROM sipform_state_meta{}",
+            if self.db.engine() == Engine::Postgres {
+                " FOR UPDATE"
+            } else {
+                ""
+            }
         );
-        let upsert_row = format!(
-            "INSERT INTO sipform_state_restaurants \
-             (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token) \
-             VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (lineage, restaurant_id) DO UPDATE SET \
-             final_customer_id = excluded.final_customer_id, agent_id = excluded.agent_id, \
-             tools = excluded.tools, api_token = excluded.api_token",
+        let upsert_meta = format!(
+            "INSERT INTO sipform_state_meta \
+             (lineage, version, serial, account_id, updated_at, project) \
+             VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (lineage) DO UPDATE SET \
+             version = excluded.version, serial = excluded.serial, \
+             account_id = excluded.account_id, updated_at = excluded.updated_at, \
+             project = COALESCE(excluded.project, sipform_state_meta.project)",
             ph(1),
             ph(2),
             ph(3),
             ph(4),
             ph(5),
             ph(6)
+        );
+        let upsert_row = format!(
+            "INSERT INTO sipform_state_restaurants \
+             (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token, objects) \
+             VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (lineage, restaurant_id) DO UPDATE SET \
+             final_customer_id = excluded.final_customer_id, agent_id = excluded.agent_id, \
+             tools = excluded.tools, api_token = excluded.api_token, objects = excluded.objects",
+            ph(1),
+            ph(2),
+            ph(3),
+            ph(4),
+            ph(5),
+            ph(6),
+            ph(7)
         );
         let delete_row = format!(
             "DELETE FROM sipform_state_restaurants WHERE lineage = {} AND restaurant_id = {}",
@@ -401,43 +527,28 @@ impl Tables {
         with_pool!(self.db, p => {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
             let result = async {
-                let metas = sqlx::query(
-                    "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT) FROM sipform_state_meta",
-                )
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| self.err(what, e))?;
-                for m in &metas {
-                    let l: String = m.try_get(0).map_err(|e| self.err(what, e))?;
-                    let v: i64 = m.try_get(1).map_err(|e| self.err(what, e))?;
-                    let s: i64 = m.try_get(2).map_err(|e| self.err(what, e))?;
-                    if l != lineage {
-                        return Err(StateError::Lineage {
-                            place: self.place(),
-                            found: Uuid::parse_str(&l).unwrap_or_default(),
-                            expected: state.lineage,
-                        });
-                    }
-                    if v > i64::from(STATE_FORMAT_VERSION) {
-                        return Err(StateError::FutureVersion {
-                            place: self.place(),
-                            found: u32::try_from(v).unwrap_or(u32::MAX),
-                        });
-                    }
-                    if s > serial {
-                        return Err(StateError::Stale {
-                            place: self.place(),
-                            stored: u64::try_from(s).unwrap_or_default(),
-                            serial: state.serial,
-                        });
-                    }
-                }
+                let metas = sqlx::query(&select_metas)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(what, e))?
+                    .iter()
+                    .map(|m| Ok(MetaRow {
+                        lineage: m.try_get(0)?,
+                        version: m.try_get(1)?,
+                        serial: m.try_get(2)?,
+                        account_id: None,
+                        project: m.try_get(3)?,
+                    }))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(|e| self.err(what, e))?;
+                self.may_write(state, project, &metas)?;
                 sqlx::query(&upsert_meta)
                     .bind(lineage.clone())
                     .bind(i64::from(state.version))
                     .bind(serial)
                     .bind(state.account_id.as_ref().map(|a| a.as_str().to_string()))
                     .bind(chrono::Utc::now().to_rfc3339())
+                    .bind(project_json.clone())
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.err(what, e))?;
@@ -456,7 +567,7 @@ impl Tables {
                         .await
                         .map_err(|e| self.err(what, e))?;
                 }
-                for UpsertRow(rid, fc, agent, tools, token) in &upserts {
+                for UpsertRow(rid, fc, agent, tools, token, objects) in &upserts {
                     sqlx::query(&upsert_row)
                         .bind(lineage.clone())
                         .bind(rid.clone())
@@ -464,6 +575,7 @@ impl Tables {
                         .bind(agent.clone())
                         .bind(tools.clone())
                         .bind(token.clone())
+                        .bind(objects.clone())
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
@@ -473,6 +585,99 @@ impl Tables {
             .await;
             finish(tx, result, |e| self.err(what, e)).await
         })
+    }
+
+    /// The rows a commit upserts (restaurants with something to remember) and deletes: those
+    /// `touched`, or all of them.
+    fn rows_to_write(
+        &self,
+        state: &State,
+        touched: Option<&std::collections::BTreeSet<&RestaurantId>>,
+    ) -> Result<(Vec<UpsertRow>, Vec<String>), StateError> {
+        let encode = |rid: &RestaurantId, what: &str, r: serde_json::Result<String>| {
+            r.map_err(|e| StateError::Backend {
+                place: self.place(),
+                message: format!("cannot encode restaurant {rid}'s {what}: {e}"),
+            })
+        };
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        let rows: Box<dyn Iterator<Item = &RestaurantId>> = match touched {
+            Some(t) => Box::new(t.iter().copied()),
+            None => Box::new(state.restaurants.keys()),
+        };
+        for rid in rows {
+            match state.restaurants.get(rid).filter(|r| !r.is_empty()) {
+                Some(rs) => upserts.push(UpsertRow(
+                    rid.as_str().to_string(),
+                    rs.final_customer_id
+                        .as_ref()
+                        .map(|i| i.as_str().to_string()),
+                    rs.agent_id.as_ref().map(|i| i.as_str().to_string()),
+                    encode(rid, "tools", serde_json::to_string(&rs.tools))?,
+                    rs.api_token.as_ref().map(|t| t.expose().clone()),
+                    match rs.objects.is_empty() {
+                        true => None,
+                        false => Some(encode(rid, "objects", serde_json::to_string(&rs.objects))?),
+                    },
+                )),
+                None => deletes.push(rid.as_str().to_string()),
+            }
+        }
+        Ok((upserts, deletes))
+    }
+
+    /// Refuses a commit of `state` for `project` over what is stored: its own lineage recorded
+    /// for another project (adopted meanwhile), a newer format or serial, or a second lineage
+    /// of the same project. Other projects' lineages are none of its business; unbound, every
+    /// other lineage is refused (one project per database, as before projects were recorded).
+    fn may_write(
+        &self,
+        state: &State,
+        project: Option<&ProjectRef>,
+        metas: &[MetaRow],
+    ) -> Result<(), StateError> {
+        let lineage = state.lineage.to_string();
+        for m in metas {
+            let recorded = self.project_of(m)?;
+            if m.lineage != lineage {
+                let same_project = match project {
+                    None => true,
+                    Some(p) => recorded.as_ref() == Some(p),
+                };
+                if same_project {
+                    return Err(StateError::Lineage {
+                        place: self.place(),
+                        found: Uuid::parse_str(&m.lineage).unwrap_or_default(),
+                        expected: state.lineage,
+                    });
+                }
+                continue;
+            }
+            if let (Some(found), Some(p)) = (recorded, project) {
+                if &found != p {
+                    return Err(StateError::OtherProject {
+                        place: self.place(),
+                        found: Box::new(found),
+                        expected: Box::new(p.clone()),
+                    });
+                }
+            }
+            if m.version > i64::from(STATE_FORMAT_VERSION) {
+                return Err(StateError::FutureVersion {
+                    place: self.place(),
+                    found: u32::try_from(m.version).unwrap_or(u32::MAX),
+                });
+            }
+            if m.serial > i64::try_from(state.serial).unwrap_or(i64::MAX) {
+                return Err(StateError::Stale {
+                    place: self.place(),
+                    stored: u64::try_from(m.serial).unwrap_or_default(),
+                    serial: state.serial,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -495,12 +700,13 @@ async fn finish<'c, DB: sqlx::Database, T, E>(
     }
 }
 
-/// restaurant_id, final_customer_id, agent_id, tools JSON, api_token.
+/// restaurant_id, final_customer_id, agent_id, tools JSON, api_token, objects JSON.
 struct UpsertRow(
     String,
     Option<String>,
     Option<String>,
     String,
+    Option<String>,
     Option<String>,
 );
 
@@ -509,6 +715,8 @@ struct MetaRow {
     version: i64,
     serial: i64,
     account_id: Option<String>,
+    /// JSON [`ProjectRef`]; `None` before projects were recorded.
+    project: Option<String>,
 }
 
 struct RestaurantRow {
@@ -517,4 +725,5 @@ struct RestaurantRow {
     agent_id: Option<String>,
     tools: String,
     api_token: Option<String>,
+    objects: Option<String>,
 }

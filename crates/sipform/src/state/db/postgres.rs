@@ -10,7 +10,7 @@ use sqlx::Connection;
 use super::Tables;
 use crate::db::{Db, Engine, Pool, Purpose};
 use crate::state::backend::{LockGuard, LockInfo, StateBackend, StateError};
-use crate::state::model::{Change, State};
+use crate::state::model::{Change, ProjectRef, State};
 
 /// State in PostgreSQL (`state: {backend: postgres, url: postgres://…}`), guarded by an
 /// advisory lock.
@@ -33,8 +33,15 @@ impl PostgresState {
         })
     }
 
-    /// The advisory lock key: one per schema, so projects in different schemas of one database
-    /// do not wait for each other.
+    /// The same database, for `project`: it reads and writes that project's lineage only (see
+    /// the module [`super`]).
+    pub fn for_project(mut self, project: Option<ProjectRef>) -> Self {
+        self.tables.project = project;
+        self
+    }
+
+    /// The advisory lock key: one per schema and project, so projects in different schemas of
+    /// one database, or side by side in one schema, do not wait for each other.
     pub async fn lock_key(&self) -> Result<i64, StateError> {
         let Pool::Postgres(p) = self.tables.db.pool() else {
             return Err(StateError::Backend {
@@ -46,12 +53,24 @@ impl PostgresState {
             .fetch_one(p)
             .await
             .map_err(|e| self.tables.err("reading the current schema", e))?;
-        Ok(lock_key_for(schema.as_deref().unwrap_or("")))
+        Ok(lock_key_for(
+            schema.as_deref().unwrap_or(""),
+            self.tables.project.as_ref(),
+        ))
+    }
+
+    /// The lock table's row for this project's lock.
+    fn lock_name(&self) -> String {
+        match &self.tables.project {
+            None => "state".to_string(),
+            Some(p) => format!("state {}", p.id),
+        }
     }
 
     async fn holder(&self, conn: &mut sqlx::PgConnection) -> Option<LockInfo> {
         let text: Option<String> =
-            sqlx::query_scalar("SELECT holder FROM sipform_state_lock WHERE name = 'state'")
+            sqlx::query_scalar("SELECT holder FROM sipform_state_lock WHERE name = $1")
+                .bind(self.lock_name())
                 .fetch_optional(&mut *conn)
                 .await
                 .ok()
@@ -60,10 +79,14 @@ impl PostgresState {
     }
 }
 
-/// FNV-1a of `sipform state <schema>`, as a signed key.
-fn lock_key_for(schema: &str) -> i64 {
+/// FNV-1a of `sipform state <schema>` (and ` <project id>` for a project), as a signed key.
+fn lock_key_for(schema: &str, project: Option<&ProjectRef>) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("sipform state {schema}").bytes() {
+    let name = match project {
+        None => format!("sipform state {schema}"),
+        Some(p) => format!("sipform state {schema} {}", p.id),
+    };
+    for b in name.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -159,9 +182,10 @@ impl StateBackend for PostgresState {
             key,
         };
         sqlx::query(
-            "INSERT INTO sipform_state_lock (name, holder) VALUES ('state', $1) \
+            "INSERT INTO sipform_state_lock (name, holder) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder",
         )
+        .bind(self.lock_name())
         .bind(info)
         .execute(&mut conn)
         .await
@@ -188,8 +212,18 @@ mod tests {
 
     #[test]
     fn lock_keys_differ_by_schema_and_are_stable() {
-        assert_eq!(lock_key_for("public"), lock_key_for("public"));
-        assert_ne!(lock_key_for("public"), lock_key_for("other"));
+        assert_eq!(lock_key_for("public", None), lock_key_for("public", None));
+        assert_ne!(lock_key_for("public", None), lock_key_for("other", None));
+        let a = ProjectRef::new("a", "A");
+        let b = ProjectRef::new("b", "B");
+        assert_ne!(
+            lock_key_for("public", Some(&a)),
+            lock_key_for("public", Some(&b))
+        );
+        assert_ne!(
+            lock_key_for("public", Some(&a)),
+            lock_key_for("public", None)
+        );
     }
 
     #[test]

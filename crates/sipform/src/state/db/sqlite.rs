@@ -10,7 +10,7 @@ use crate::db::{Db, Engine, Purpose};
 use crate::fsio::create_private_dir_all;
 use crate::state::backend::{LockGuard, LockInfo, StateBackend, StateError};
 use crate::state::file::FileState;
-use crate::state::model::{Change, State};
+use crate::state::model::{Change, ProjectRef, State};
 
 /// State in a SQLite database file (`state: {backend: sqlite, url: sqlite://path}`).
 pub struct SqliteState {
@@ -30,6 +30,13 @@ impl SqliteState {
         Ok(SqliteState {
             tables: Tables::new(Db::open_lazy(url, project_root, Purpose::State)?),
         })
+    }
+
+    /// The same database, for `project`: it reads and writes that project's lineage only (see
+    /// the module [`super`]). The lock stays one per database file.
+    pub fn for_project(mut self, project: Option<ProjectRef>) -> Self {
+        self.tables.project = project;
+        self
     }
 
     fn path(&self) -> Result<&Path, StateError> {
