@@ -338,7 +338,7 @@ impl<'a> Cx<'a> {
                     name: name.to_string(),
                 }
             } else {
-                Reason::NotDeclared(k.undeclared_reason().to_string())
+                Reason::NotDeclared(k.declared_in().to_string())
             };
             actions.push(Action::Delete {
                 resource: k.resource(),

@@ -120,9 +120,10 @@ pub trait Kind: Send + Sync {
     /// changed top-level keys (the server merges them).
     fn update_whole(&self) -> bool;
 
-    /// Where the plan explains a deleted undeclared object: `not declared in tools/`.
-    fn undeclared_reason(&self) -> &'static str {
-        "not declared"
+    /// Where its objects are declared, for the plan's reason when one under a parent is
+    /// not: `not declared in tools/`.
+    fn declared_in(&self) -> &'static str {
+        "the project's files"
     }
 
     /// The restaurant a server object says it belongs to, when it says (an agent's

@@ -62,7 +62,7 @@ impl Kind for Tool {
         true
     }
 
-    fn undeclared_reason(&self) -> &'static str {
+    fn declared_in(&self) -> &'static str {
         "tools/"
     }
 
