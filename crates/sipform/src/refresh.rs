@@ -13,7 +13,7 @@ use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::Desired;
 use crate::remote::ServerObject;
 use crate::remote::{Client, ClientError};
-use crate::resources::{account, Actual, Kinds, Shape};
+use crate::resources::{account, subscription, Actual, Kinds, Resource, Shape};
 use crate::state::State;
 
 /// Why refresh could not say what exists.
@@ -90,13 +90,25 @@ pub async fn refresh_with(
     let Some(account) = the_account(accounts, recorded.as_ref(), account_name)? else {
         return Ok(Actual::default());
     };
-    let singles: BTreeMap<_, _> =
+    let mut singles: BTreeMap<_, _> =
         futures::future::try_join_all(kinds.singletons().map(|k| async {
             Ok::<_, ClientError>((k.resource(), k.list(client, &account.id).await?))
         }))
         .await?
         .into_iter()
         .collect();
+    // The account's billing plans, once per run: every subscription's plan is chosen among
+    // them. Not read when no restaurant wants a subscription.
+    let billed = desired
+        .restaurants
+        .iter()
+        .any(|r| r.billing_plan != subscription::NONE);
+    if billed && kinds.get(Resource::SUBSCRIPTION).is_some() {
+        singles.insert(
+            Resource::PLAN,
+            subscription::list_plans(client, &account.id).await?,
+        );
+    }
 
     let in_scope = |r: &RestaurantId| scope.is_none_or(|s| s.contains(r));
     let wanted: BTreeSet<&str> = desired

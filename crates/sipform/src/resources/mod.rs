@@ -26,6 +26,7 @@ pub mod account;
 pub mod actual;
 pub mod agent;
 pub mod final_customer;
+pub mod subscription;
 pub mod tool;
 
 /// How many objects of a kind a restaurant has.
@@ -115,6 +116,24 @@ pub trait Kind: Send + Sync {
 
     /// The objects a restaurant wants of this kind, in the order they are created.
     fn desired(&self, r: &DesiredRestaurant) -> Vec<DesiredObject>;
+
+    /// The objects wanted once refresh has read the server: a subscription's plan id comes
+    /// from the account's plans. `Err`: nothing is planned for this kind and restaurant now
+    /// (what exists is kept); the text is the plan's note saying why.
+    fn desired_in(
+        &self,
+        r: &DesiredRestaurant,
+        _actual: &Actual,
+    ) -> Result<Vec<DesiredObject>, String> {
+        Ok(self.desired(r))
+    }
+
+    /// Whether the server cannot update an object of this kind: a change is a delete and a
+    /// create, and so is removing one the desired objects do not name. Both only with
+    /// `--allow-replace`; without it the plan keeps what exists and says why it waits.
+    fn replaces(&self) -> bool {
+        false
+    }
 
     /// Whether an update sends the whole desired body (a tool is replaced whole) or only the
     /// changed top-level keys (the server merges them).
@@ -226,6 +245,7 @@ impl Kinds {
                 Arc::new(final_customer::FinalCustomer),
                 Arc::new(agent::Agent),
                 Arc::new(tool::Tool),
+                Arc::new(subscription::Subscription::default()),
             ],
         }
     }
