@@ -144,9 +144,7 @@ async fn another_plan_waits_for_allow_replace_then_replaces() {
     let extra = plan_id(&emu, "Extra minutes");
     let subs = subscriptions(&emu);
     assert_eq!(subs.len(), n);
-    assert!(subs
-        .iter()
-        .all(|s| s["planId"] == Value::from(extra.as_str())));
+    assert!(subs.iter().all(|s| s["planId"] == extra.as_str()));
 
     let out = run(
         dir.path(),
@@ -219,4 +217,47 @@ fn validate_warns_on_an_undescribed_parameter() {
             && err.contains("order_number"),
         "{err}"
     );
+}
+
+/// Taking over final customers that are already subscribed (state lost, or made by the
+/// platform): their subscriptions are adopted, never doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_subscriptions_are_adopted_not_doubled() {
+    let emu = emulator().await;
+    let dir = project_copy();
+    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    let n = subscriptions(&emu).len();
+    assert!(n > 0);
+    std::fs::remove_file(dir.path().join("sipform.state.json")).expect("state lost");
+
+    let mark = writes(&emu);
+    for _ in 0..2 {
+        let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
+        expect_code(&out, 0);
+    }
+    assert!(
+        writes_since(&emu, &mark).is_empty(),
+        "{:?}",
+        writes_since(&emu, &mark)
+    );
+    assert_eq!(subscriptions(&emu).len(), n);
+    let state = read_state(dir.path());
+    let recorded = state["restaurants"]
+        .as_object()
+        .map(|m| {
+            m.values()
+                .filter(|r| r["objects"]["subscription"]["billing"].is_string())
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(recorded, n, "{state}");
+    let out = run(
+        dir.path(),
+        &emu.base_url(),
+        &["plan", "--detailed-exitcode"],
+    )
+    .await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
 }

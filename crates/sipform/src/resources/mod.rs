@@ -150,6 +150,13 @@ pub trait Kind: Send + Sync {
         None
     }
 
+    /// The object of another one-per-restaurant kind a server object points at (an agent's
+    /// `finalCustomerId`): that object may be adopted through it, so refresh reads what a
+    /// replacing kind holds under it.
+    fn links(&self, _o: &ServerObject) -> Option<(Resource, ObjectId)> {
+        None
+    }
+
     /// The key of a server object (its name).
     fn key_of<'a>(&self, o: &'a ServerObject) -> Option<&'a str> {
         o.name()
