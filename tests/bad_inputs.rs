@@ -75,7 +75,7 @@ const CASES: &[Case] = &[
             "sortOrder: 12",
             "sortOrder: 11",
         )],
-        expect: &["tools/", ":21:1: sortOrder: duplicate sortOrder 11"],
+        expect: &["tools/", ":22:1: sortOrder: duplicate sortOrder 11"],
     },
     Case {
         name: "$ai.x not a parameter",
@@ -85,7 +85,7 @@ const CASES: &[Case] = &[
             "={{$ai.order_id}}",
         )],
         expect: &[
-            "tools/cancel_order.yaml:17:5: http.bodyTemplate.order_number:",
+            "tools/cancel_order.yaml:18:5: http.bodyTemplate.order_number:",
             "`order_id` is not a parameter",
         ],
     },
@@ -96,7 +96,7 @@ const CASES: &[Case] = &[
             "={{ctx.caller_phone}}",
             "={{session.caller_phone}}",
         )],
-        expect: &["tools/cancel_order.yaml:16:5:", "unknown root `session`"],
+        expect: &["tools/cancel_order.yaml:17:5:", "unknown root `session`"],
     },
     Case {
         name: "unclosed {{",
@@ -106,7 +106,7 @@ const CASES: &[Case] = &[
             "={{ctx.caller_phone",
         )],
         expect: &[
-            "tools/cancel_order.yaml:16:5:",
+            "tools/cancel_order.yaml:17:5:",
             "never closed",
             "at character 2",
         ],
@@ -118,7 +118,7 @@ const CASES: &[Case] = &[
             "={{ctx.caller_phone}}",
             "=x{{ }}",
         )],
-        expect: &["tools/cancel_order.yaml:16:5:", "empty path"],
+        expect: &["tools/cancel_order.yaml:17:5:", "empty path"],
     },
     Case {
         name: "$res in a request body",
@@ -128,7 +128,7 @@ const CASES: &[Case] = &[
             "={{$res.id}}",
         )],
         expect: &[
-            "tools/cancel_order.yaml:17:5:",
+            "tools/cancel_order.yaml:18:5:",
             "`$res` cannot be used here",
         ],
     },
@@ -139,7 +139,7 @@ const CASES: &[Case] = &[
             "={{ctx.caller_phone}}",
             "={{ctx.loyalty_points}}",
         )],
-        expect: &["tools/cancel_order.yaml:16:5:", "`ctx.loyalty_points`"],
+        expect: &["tools/cancel_order.yaml:17:5:", "`ctx.loyalty_points`"],
     },
     Case {
         name: "config key missing from the agent config",
@@ -148,7 +148,7 @@ const CASES: &[Case] = &[
             "={{config.restaurantId}}",
             "={{config.shopId}}",
         )],
-        expect: &["tools/cancel_order.yaml:18:5:", "`config.shopId`"],
+        expect: &["tools/cancel_order.yaml:19:5:", "`config.shopId`"],
     },
     Case {
         name: "required names an undeclared parameter",
@@ -158,7 +158,7 @@ const CASES: &[Case] = &[
             "  - order_id",
         )],
         expect: &[
-            "tools/cancel_order.yaml:12:5: parameters.required[0]:",
+            "tools/cancel_order.yaml:13:5: parameters.required[0]:",
             "`order_id`",
         ],
     },
@@ -170,7 +170,7 @@ const CASES: &[Case] = &[
             "configKey: transferAllowed",
         )],
         expect: &[
-            "tools/transfer_call.yaml:17:3: condition.configKey:",
+            "tools/transfer_call.yaml:18:3: condition.configKey:",
             "`transferAllowed`",
         ],
     },
@@ -181,7 +181,7 @@ const CASES: &[Case] = &[
             "operator: truthy",
             "operator: eq",
         )],
-        expect: &["tools/transfer_call.yaml:18:3:", "needs a `value`"],
+        expect: &["tools/transfer_call.yaml:19:3:", "needs a `value`"],
     },
     Case {
         name: "invalid enum",
@@ -190,7 +190,7 @@ const CASES: &[Case] = &[
             "method: POST",
             "method: FETCH",
         )],
-        expect: &["tools/cancel_order.yaml:19:3: http.method:", "FETCH"],
+        expect: &["tools/cancel_order.yaml:20:3: http.method:", "FETCH"],
     },
     Case {
         name: "relative url",
@@ -199,7 +199,7 @@ const CASES: &[Case] = &[
             "url: ={{BASE_URL}}/api",
             "url: /api",
         )],
-        expect: &["tools/cancel_order.yaml:20:3: http.url:", "not an absolute"],
+        expect: &["tools/cancel_order.yaml:21:3: http.url:", "not an absolute"],
     },
     Case {
         name: "built-in tool without a trigger",
@@ -319,7 +319,7 @@ const CASES: &[Case] = &[
             "url: ={{BASE_URL}}/{{data.x}}/api",
         )],
         expect: &[
-            "tools/cancel_order.yaml:20:3: http.url:",
+            "tools/cancel_order.yaml:21:3: http.url:",
             "`data` cannot be used here",
         ],
     },
@@ -340,7 +340,7 @@ const CASES: &[Case] = &[
             "      type: nubmer",
         )],
         expect: &[
-            "tools/check_order_status.yaml:10:7: parameters.properties.customer_phone.type: not a valid JSON Schema:",
+            "tools/check_order_status.yaml:11:7: parameters.properties.customer_phone.type: not a valid JSON Schema:",
             "\"nubmer\" is not one of",
         ],
     },

@@ -87,6 +87,7 @@ async fn converge(settings: &Settings, rs: &[Restaurant]) -> Result<(), TestCase
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let all = PlanOptions {
         allow_destroy: true,
+        allow_replace: false,
         targets: BTreeSet::new(),
     };
     let state = ws

@@ -106,7 +106,8 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
     let dir = project_copy();
     generate_restaurants(dir.path(), RESTAURANTS);
     // The account, then per restaurant a final customer, an agent and 12 tools.
-    let total = 1 + 14 * RESTAURANTS as u64;
+    // The account, then per restaurant its final customer, agent, 12 tools and subscription.
+    let total = 1 + 15 * RESTAURANTS as u64;
     let started = Instant::now();
     let mut kills = Vec::new();
 
@@ -129,7 +130,8 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
         let snap = emu.snapshot();
         let left = snapshot_counts(&snap);
         let accounts = snap["accounts"].as_array().map_or(0, |a| a.len());
-        let existing = left.0 + left.1 + left.2 + accounts;
+        let subscriptions = snap["subscriptions"].as_array().map_or(0, |s| s.len());
+        let existing = left.0 + left.1 + left.2 + accounts + subscriptions;
         let before = posts(&emu);
 
         let (d, u) = (dir.path().to_path_buf(), url.clone());

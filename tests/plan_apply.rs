@@ -40,7 +40,7 @@ async fn fresh_apply_creates_exactly_the_objects_then_plan_is_empty() {
     .await;
     expect_code(&out, 2);
     assert!(
-        stdout(&out).contains(&format!("Plan: {} to add", 1 + n * 14)),
+        stdout(&out).contains(&format!("Plan: {} to add", 1 + n * 15)),
         "{}",
         stdout(&out)
     );
@@ -54,6 +54,10 @@ async fn fresh_apply_creates_exactly_the_objects_then_plan_is_empty() {
         ("POST /api/final-customers".to_string(), n as u64),
         ("POST /api/agents".to_string(), n as u64),
         ("POST /api/agents/:id/tools".to_string(), 12 * n as u64),
+        (
+            "POST /api/final-customers/:id/subscriptions".to_string(),
+            n as u64,
+        ),
     ]
     .into_iter()
     .collect();

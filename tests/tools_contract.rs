@@ -9,9 +9,24 @@ const FACTS: &str = concat!(
     "/../shared/reference/platform-tools-facts.json"
 );
 
+/// Parameter descriptions are ours to write (the facts carry none): dropped at every depth.
+fn strip_descriptions(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("description");
+            m.values_mut().for_each(strip_descriptions);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_descriptions),
+        _ => {}
+    }
+}
+
 /// Absent means null (or false for the flags); `isEnabled` defaults to true.
 fn normalise(mut m: Map<String, Value>) -> Map<String, Value> {
     m.remove("description");
+    if let Some(p) = m.get_mut("parameters") {
+        strip_descriptions(p);
+    }
     for k in [
         "http",
         "contextUpdates",
@@ -64,6 +79,21 @@ fn tools_match_the_platform_facts() {
             );
         }
     }
+}
+
+/// Every parameter, nested ones too, tells the voice model what to put in it.
+#[test]
+fn every_parameter_is_described() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let env = sipform::front::render::RenderEnv {
+        app_url: "http://localhost:3000".into(),
+    };
+    let report = sipform::front::validate::check(root, &env).unwrap_or_else(|d| panic!("{d}"));
+    assert!(
+        report.warnings.is_empty(),
+        "undescribed parameters: {}",
+        report.warnings
+    );
 }
 
 #[test]

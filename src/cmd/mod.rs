@@ -142,6 +142,10 @@ pub struct PlanArgs {
     /// Delete the agents and final customers of restaurants gone from the inventory.
     #[arg(long)]
     pub allow_destroy: bool,
+    /// Replace what the server cannot update: a final customer's subscription to another
+    /// plan than `billing.plan` names (delete, then create).
+    #[arg(long)]
+    pub allow_replace: bool,
     #[command(flatten)]
     pub parallelism: ParallelismArg,
     #[command(flatten)]
@@ -152,6 +156,7 @@ impl PlanArgs {
     pub fn plan_options(&self) -> PlanOptions {
         PlanOptions {
             allow_destroy: self.allow_destroy,
+            allow_replace: self.allow_replace,
             targets: self.targets.set(),
         }
     }

@@ -47,6 +47,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     match ops::validate::validate(&settings).await {
         Ok(r) => {
+            for w in r.warnings.iter() {
+                eprintln!("warning: {w}");
+            }
             if global.verbose > 0 {
                 for one in &r.validated.desired.restaurants {
                     eprintln!(

@@ -73,6 +73,7 @@ pub struct Settings {
     pub tools_dir: PathBuf,
     /// The agent template, relative to `root`.
     pub template: PathBuf,
+    pub billing: crate::model::spec::BillingConfig,
 }
 
 /// Reads the process environment; tests pass a closure over a map instead.
@@ -131,6 +132,7 @@ impl Settings {
             inventory: project.inventory,
             tools_dir: project.tools_dir,
             template: project.template,
+            billing: project.billing,
         }
     }
 
@@ -152,6 +154,7 @@ impl Settings {
             inventory: self.inventory.clone(),
             tools_dir: self.tools_dir.clone(),
             template: self.template.clone(),
+            billing: self.billing.clone(),
         }
     }
 
@@ -330,6 +333,7 @@ mod tests {
             inventory: Default::default(),
             tools_dir: "tools".into(),
             template: "templates/agent.yaml.j2".into(),
+            billing: Default::default(),
         }
     }
 

@@ -25,6 +25,8 @@ pub struct PlanOptions {
     pub server_url: String,
     /// Delete the objects of restaurants gone from the inventory.
     pub allow_destroy: bool,
+    /// Replace objects the server cannot update (a subscription to another plan).
+    pub allow_replace: bool,
     /// Restaurants to consider; empty means all.
     pub targets: BTreeSet<RestaurantId>,
 }
@@ -57,7 +59,8 @@ pub fn plan_with(
         actual.account.as_ref(),
         recorded_account.as_ref(),
     );
-    let cx = Cx::new(kinds, actual, state);
+    let mut cx = Cx::new(kinds, actual, state);
+    cx.allow_replace = opts.allow_replace;
 
     let mut restaurants = Vec::new();
     let mut desired_ids = HashSet::new();
@@ -115,6 +118,8 @@ struct Cx<'a> {
     claimed: HashMap<ObjectId, &'a RestaurantId>,
     /// Ids adopted earlier in this plan, by restaurant: never adopted twice.
     taken: RefCell<HashMap<ObjectId, RestaurantId>>,
+    /// See [`PlanOptions::allow_replace`].
+    allow_replace: bool,
 }
 
 impl<'a> Cx<'a> {
@@ -133,6 +138,7 @@ impl<'a> Cx<'a> {
             account_exists: actual.account.is_some(),
             claimed,
             taken: RefCell::new(HashMap::new()),
+            allow_replace: false,
         }
     }
 
@@ -258,6 +264,7 @@ impl<'a> Cx<'a> {
         }
 
         let mut actions = Vec::new();
+        let mut notes = notes;
         for k in &singles {
             for d in k.desired(r) {
                 actions.extend(object_actions(
@@ -274,7 +281,7 @@ impl<'a> Cx<'a> {
             .filter(|k| k.shape() == crate::resources::Shape::Many)
         {
             let parent = k.parent().and_then(|p| found.get(&p));
-            actions.extend(self.children(k, r, st, parent));
+            actions.extend(self.children(k, r, st, parent, &mut notes));
         }
         RestaurantPlan {
             restaurant_id: r.id.clone(),
@@ -292,18 +299,35 @@ impl<'a> Cx<'a> {
         r: &DesiredRestaurant,
         st: Option<&RestaurantState>,
         parent: Option<&Found<'a>>,
+        notes: &mut Vec<String>,
     ) -> Vec<Action> {
-        let desired = k.desired(r);
+        let desired = match k.desired_in(r, self.actual) {
+            Ok(d) => d,
+            Err(why) => {
+                notes.push(why);
+                return Vec::new();
+            }
+        };
         let Some(parent) = parent else {
             return desired
                 .into_iter()
                 .flat_map(|d| object_actions(k, &d.key, None, &d.body))
                 .collect();
         };
-        let server = self
-            .actual
-            .children(k.resource(), &parent.obj.id)
-            .unwrap_or(&[]);
+        let server = match self.actual.children(k.resource(), &parent.obj.id) {
+            Some(s) => s,
+            // A kind that replaces must not create beside objects it has not seen: refresh
+            // reads them once state records the parent (after this run adopts it).
+            None if k.replaces() && parent.adopted.is_some() => {
+                let label = k.resource().label();
+                notes.push(format!(
+                    "{label}s wait: the adopted {}'s {label}s are read on the next run",
+                    k.parent().map_or("parent", |p| p.label()),
+                ));
+                return Vec::new();
+            }
+            None => &[],
+        };
         let mut taken: HashSet<&ObjectId> = HashSet::new();
         let mut actions = Vec::new();
         for d in &desired {
@@ -347,7 +371,89 @@ impl<'a> Cx<'a> {
                 reason,
             });
         }
+        if k.replaces() {
+            return self.replacements(k, server, actions, notes);
+        }
         actions
+    }
+
+    /// For a kind the server cannot update: an update becomes a delete and a create, and
+    /// deletes (and the creates beside them) happen only with `--allow-replace`; without it,
+    /// what exists stays and a note says why.
+    fn replacements(
+        &self,
+        k: &dyn Kind,
+        server: &[ServerObject],
+        actions: Vec<Action>,
+        notes: &mut Vec<String>,
+    ) -> Vec<Action> {
+        let key_of = |id: &ObjectId| {
+            server
+                .iter()
+                .find(|o| o.id == *id)
+                .and_then(|o| k.key_of(o))
+                .unwrap_or("")
+                .to_string()
+        };
+        let destructive = actions
+            .iter()
+            .any(|a| matches!(a, Action::Update { .. } | Action::Delete { .. }));
+        if !destructive {
+            return actions;
+        }
+        let label = k.resource().label();
+        if !self.allow_replace {
+            let mut kept = Vec::new();
+            let mut wanted = Vec::new();
+            let mut out = Vec::new();
+            for a in actions {
+                match a {
+                    Action::Update { name, id, .. } => {
+                        kept.push(format!("{id} ({})", key_of(&id)));
+                        wanted.push(name);
+                    }
+                    Action::Delete { name, id, .. } => kept.push(format!("{id} ({name})")),
+                    Action::Create { name, .. } => wanted.push(name),
+                    other => out.push(other),
+                }
+            }
+            notes.push(format!(
+                "{label} waits: {} on the server, {} wanted; a {label} cannot be updated, so run with --allow-replace to replace it (delete, then create)",
+                kept.join(", "),
+                if wanted.is_empty() { "none".to_string() } else { wanted.join(", ") },
+            ));
+            return out;
+        }
+        let mut out = Vec::new();
+        for a in actions {
+            match a {
+                Action::Update {
+                    resource,
+                    name,
+                    id,
+                    body,
+                    ..
+                } => {
+                    out.push(Action::Delete {
+                        resource,
+                        name: key_of(&id),
+                        id,
+                        reason: Reason::NotDeclared(format!(
+                            "{} (replaced, --allow-replace)",
+                            k.undeclared_reason()
+                        )),
+                    });
+                    out.push(Action::Create {
+                        resource,
+                        name,
+                        changes: create_changes(&body),
+                        body,
+                    });
+                }
+                other => out.push(other),
+            }
+        }
+        out
     }
 
     /// A restaurant in state but gone from the inventory: its objects deleted (children go

@@ -2,8 +2,9 @@
 //!
 //! The account list; then, in parallel, one list per one-per-restaurant kind (final customers
 //! and agents of the account); then one list per parent object that matters for each
-//! many-per-parent kind (the tools of every agent a restaurant in scope records or claims),
-//! bounded by the client's slots. Every object is typed where it enters (see `remote`).
+//! many-per-parent kind (the tools of every agent a restaurant in scope records or claims; the
+//! subscriptions of every final customer it records or may adopt by name), bounded by the
+//! client's slots. The account's plans are read once. Every object is typed where it enters (see `remote`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,7 +14,7 @@ use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::Desired;
 use crate::remote::ServerObject;
 use crate::remote::{Client, ClientError};
-use crate::resources::{account, Actual, Kinds, Shape};
+use crate::resources::{account, subscription, Actual, Kinds, Resource, Shape};
 use crate::state::State;
 
 /// Why refresh could not say what exists.
@@ -90,13 +91,25 @@ pub async fn refresh_with(
     let Some(account) = the_account(accounts, recorded.as_ref(), account_name)? else {
         return Ok(Actual::default());
     };
-    let singles: BTreeMap<_, _> =
+    let mut singles: BTreeMap<_, _> =
         futures::future::try_join_all(kinds.singletons().map(|k| async {
             Ok::<_, ClientError>((k.resource(), k.list(client, &account.id).await?))
         }))
         .await?
         .into_iter()
         .collect();
+    // The account's billing plans, once per run: every subscription's plan is chosen among
+    // them. Not read when no restaurant wants a subscription.
+    let billed = desired
+        .restaurants
+        .iter()
+        .any(|r| r.billing_plan != subscription::NONE);
+    if billed && kinds.get(Resource::SUBSCRIPTION).is_some() {
+        singles.insert(
+            Resource::PLAN,
+            subscription::list_plans(client, &account.id).await?,
+        );
+    }
 
     let in_scope = |r: &RestaurantId| scope.is_none_or(|s| s.contains(r));
     let wanted: BTreeSet<&str> = desired
@@ -111,6 +124,20 @@ pub async fn refresh_with(
     // The parent objects whose children matter: recorded in state for a restaurant in scope,
     // or claiming one.
     let mut reads: Vec<(crate::plan::Resource, ObjectId)> = Vec::new();
+    // Objects that claimed objects point at (the final customer of an agent a restaurant
+    // claims): adopted through that link, so a replacing kind's children are read under them.
+    let wanted_ref = &wanted;
+    let linked: BTreeSet<(Resource, ObjectId)> = kinds
+        .singletons()
+        .flat_map(|k| {
+            singles
+                .get(&k.resource())
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter(move |o| k.claims(o).is_some_and(|r| wanted_ref.contains(r)))
+                .filter_map(move |o| k.links(o))
+        })
+        .collect();
     for parent in kinds.singletons() {
         let children: Vec<_> = kinds.children_of(parent.resource()).collect();
         if children.is_empty() {
@@ -125,10 +152,23 @@ pub async fn refresh_with(
         let objects = singles
             .get(&parent.resource())
             .map_or(&[][..], Vec::as_slice);
+        // A kind that replaces must see what exists before it creates beside it: its parents
+        // that a restaurant may adopt by key (a final customer by name) or through a link
+        // are read too.
+        let keys: BTreeSet<String> = desired
+            .restaurants
+            .iter()
+            .filter(|r| in_scope(&r.id))
+            .flat_map(|r| parent.desired(r))
+            .map(|d| d.key)
+            .collect();
         for o in objects {
             let claimed = parent.claims(o).is_some_and(|r| wanted.contains(r));
-            if recorded.contains(&o.id) || claimed {
-                for child in &children {
+            let known = recorded.contains(&o.id) || claimed;
+            let by_key = parent.key_of(o).is_some_and(|k| keys.contains(k))
+                || linked.contains(&(parent.resource(), o.id.clone()));
+            for child in &children {
+                if known || (by_key && child.replaces()) {
                     reads.push((child.resource(), o.id.clone()));
                 }
             }

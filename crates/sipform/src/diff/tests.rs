@@ -148,8 +148,9 @@ fn a_fresh_plan_creates_everything_in_dependency_order() {
     for rp in &plan.restaurants {
         let kinds: Vec<Resource> = rp.actions.iter().map(Action::resource).collect();
         assert_eq!(kinds[..2], [Resource::FINAL_CUSTOMER, Resource::AGENT]);
-        assert!(kinds[2..].iter().all(|k| *k == Resource::TOOL));
-        assert_eq!(kinds.len(), 14, "{} actions", kinds.len());
+        assert!(kinds[2..14].iter().all(|k| *k == Resource::TOOL));
+        assert_eq!(kinds[14..], [Resource::SUBSCRIPTION]);
+        assert_eq!(kinds.len(), 15, "{} actions", kinds.len());
         assert!(rp.actions.iter().all(|a| a.op() == crate::plan::Op::Create));
     }
 }
@@ -197,7 +198,7 @@ fn a_stray_or_duplicate_child_is_deleted_with_its_reason() {
     let (key, tools) = actual
         .children
         .iter_mut()
-        .next()
+        .find(|(k, _)| k.0 == Resource::TOOL)
         .expect("some agent has tools");
     let agent = key.1.clone();
     let mut dup = tools[0].clone();
@@ -277,7 +278,7 @@ fn a_restaurant_gone_from_the_inventory_is_only_noted_without_allow_destroy() {
             ),
             (
                 Resource::FINAL_CUSTOMER,
-                "restaurant gone from the inventory".to_string()
+                "restaurant gone from the inventory (its subscriptions go with it)".to_string()
             ),
         ]
     );

@@ -58,6 +58,9 @@ pub struct Report {
     /// rendered agent), each with its problems; the others are in `validated`. Their ids are
     /// held in [`Desired::held`], so nothing plans them as gone.
     pub skipped: Vec<Skipped>,
+    /// What is worth fixing but does not stop a run (a tool parameter without a description:
+    /// the voice model then guesses what to put in it).
+    pub warnings: Diagnostics,
 }
 
 impl Report {
@@ -343,6 +346,7 @@ fn build(
                 final_customer: o.agent.final_customer,
                 agent: o.agent.agent,
                 tools: sorted.clone(),
+                billing_plan: project.billing.plan.clone(),
             })
             .collect(),
         held: skipped
@@ -351,12 +355,56 @@ fn build(
             .collect(),
         hold_all: skipped.iter().any(|s| s.id.is_none()),
     };
+    let mut warnings = Diagnostics::default();
+    for t in &tools {
+        for (name, p) in &t.spec.parameters.properties {
+            undescribed(
+                &t.doc,
+                &format!("/parameters/properties/{}", yaml::escape_token(name)),
+                p,
+                &mut warnings,
+            );
+        }
+    }
     Ok(Report {
         validated: Validated { project, desired },
         tools: tools.len(),
         agents,
         skipped,
+        warnings,
     })
+}
+
+/// Warns on a parameter (or a nested property of one) the voice model gets no description
+/// for: the platform describes each, and without one the model guesses the format.
+fn undescribed(doc: &Document, pointer: &str, p: &Value, out: &mut Diagnostics) {
+    let Value::Object(m) = p else { return };
+    let described = m
+        .get("description")
+        .and_then(Value::as_str)
+        .is_some_and(|d| !d.trim().is_empty());
+    if !described {
+        out.push(doc.diag(
+            pointer,
+            "this parameter has no description: the voice model will guess what to put in it",
+        ));
+    }
+    let mut nested = |base: String, v: &Value| {
+        if let Some(Value::Object(props)) = v.get("properties") {
+            for (k, c) in props {
+                undescribed(
+                    doc,
+                    &format!("{base}/properties/{}", yaml::escape_token(k)),
+                    c,
+                    out,
+                );
+            }
+        }
+    };
+    nested(pointer.to_string(), p);
+    if let Some(items) = m.get("items") {
+        nested(format!("{pointer}/items"), items);
+    }
 }
 
 /// A restaurant value that would reach the server as an expression: pointed at where the value

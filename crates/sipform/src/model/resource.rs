@@ -39,13 +39,19 @@ impl Resource {
     pub const FINAL_CUSTOMER: Resource = Resource("finalCustomer", "final customer", false);
     pub const AGENT: Resource = Resource("agent", "agent", false);
     pub const TOOL: Resource = Resource("tool", "tool", true);
+    /// A final customer's subscription to a billing plan, named by the plan's id.
+    pub const SUBSCRIPTION: Resource = Resource("subscription", "subscription", true);
+    /// The account's billing plans: read by refresh (the subscriptions' choice), never
+    /// planned, so not in [`Resource::BUILTIN`].
+    pub const PLAN: Resource = Resource("plan", "plan", true);
 
     /// The kinds a saved plan may name.
-    pub const BUILTIN: [Resource; 4] = [
+    pub const BUILTIN: [Resource; 5] = [
         Resource::ACCOUNT,
         Resource::FINAL_CUSTOMER,
         Resource::AGENT,
         Resource::TOOL,
+        Resource::SUBSCRIPTION,
     ];
 
     /// A kind defined outside this crate (see `resources::Kinds::with`): its wire name and

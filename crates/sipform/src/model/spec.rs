@@ -380,6 +380,34 @@ pub struct Project {
     /// The agent template, relative to the project.
     #[serde(default = "default_template")]
     pub template: PathBuf,
+    /// Which plan each final customer is subscribed to (the platform bills by subscription).
+    #[serde(default)]
+    pub billing: BillingConfig,
+}
+
+/// Billing: the plan every final customer is subscribed to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// `default`: the account's first active plan that is not an option, by `sortOrder` (the
+    /// platform's rule); `none`: sipform subscribes no one; anything else: the name of an
+    /// active plan of the account. Changing it replaces subscriptions only with
+    /// `--allow-replace`.
+    #[serde(default = "default_plan")]
+    #[schemars(length(min = 1))]
+    pub plan: String,
+}
+
+fn default_plan() -> String {
+    "default".to_string()
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            plan: default_plan(),
+        }
+    }
 }
 
 fn default_tools_dir() -> PathBuf {
@@ -600,6 +628,9 @@ pub struct DesiredRestaurant {
     /// but an agent it already has is updated to the rendered spec (which is inactive), never
     /// deleted.
     pub create_if_missing: bool,
+    /// `sipform.yaml`'s `billing.plan` (`default`, `none` or a plan name): resolved against
+    /// the account's plans once refresh has read them.
+    pub billing_plan: String,
 }
 
 #[cfg(test)]

@@ -59,6 +59,7 @@ impl Demo {
             client,
             plan: PlanOptions {
                 allow_destroy: false,
+                allow_replace: false,
                 targets: opts.targets,
             },
             _scratch: scratch,

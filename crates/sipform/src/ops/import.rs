@@ -41,6 +41,7 @@ pub async fn prepare<'w>(
             &state,
             &PlanOptions {
                 allow_destroy: false,
+                allow_replace: false,
                 targets: opts.targets.clone(),
             },
         )

@@ -14,6 +14,8 @@ use super::{OpsError, Workspace};
 pub struct PlanOptions {
     /// Delete the objects of restaurants gone from the inventory.
     pub allow_destroy: bool,
+    /// Replace objects the server cannot update (a subscription to another plan).
+    pub allow_replace: bool,
     /// Restaurants to consider; empty means all.
     pub targets: BTreeSet<RestaurantId>,
 }

@@ -164,6 +164,7 @@ impl Workspace {
             // A plan is printed, posted and saved: it names the server without its user-info.
             server_url: redact_url(&self.settings.server_url),
             allow_destroy: opts.allow_destroy,
+            allow_replace: opts.allow_replace,
             targets: opts.targets.clone(),
         };
         Ok(diff::plan(&self.desired, &actual, state, &opts))
@@ -204,6 +205,12 @@ impl Workspace {
         }
         let opts = PlanOptions {
             allow_destroy: saved.allow_destroy,
+            // A replacement is planned only under --allow-replace: a saved plan holding one
+            // was made with it.
+            allow_replace: saved.restaurants.iter().flat_map(|r| &r.actions).any(|a| {
+                matches!(a, crate::plan::Action::Delete { resource, .. }
+                    if crate::resources::Kinds::builtin().get(*resource).is_some_and(|k| k.replaces()))
+            }),
             targets: saved.targets.iter().cloned().collect(),
         };
         let now = self.plan(client, state, &opts).await?;

@@ -96,6 +96,10 @@ impl Kind for Agent {
         restaurant_of(o)
     }
 
+    fn links(&self, o: &ServerObject) -> Option<(Resource, ObjectId)> {
+        Some((Resource::FINAL_CUSTOMER, final_customer_of(o)?))
+    }
+
     fn adopt<'a>(&self, cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
         Adoption {
             found: adopt(cx.restaurant, cx.actual.singles(Resource::AGENT), cx.free),

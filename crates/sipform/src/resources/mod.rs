@@ -26,6 +26,7 @@ pub mod account;
 pub mod actual;
 pub mod agent;
 pub mod final_customer;
+pub mod subscription;
 pub mod tool;
 
 /// How many objects of a kind a restaurant has.
@@ -116,6 +117,24 @@ pub trait Kind: Send + Sync {
     /// The objects a restaurant wants of this kind, in the order they are created.
     fn desired(&self, r: &DesiredRestaurant) -> Vec<DesiredObject>;
 
+    /// The objects wanted once refresh has read the server: a subscription's plan id comes
+    /// from the account's plans. `Err`: nothing is planned for this kind and restaurant now
+    /// (what exists is kept); the text is the plan's note saying why.
+    fn desired_in(
+        &self,
+        r: &DesiredRestaurant,
+        _actual: &Actual,
+    ) -> Result<Vec<DesiredObject>, String> {
+        Ok(self.desired(r))
+    }
+
+    /// Whether the server cannot update an object of this kind: a change is a delete and a
+    /// create, and so is removing one the desired objects do not name. Both only with
+    /// `--allow-replace`; without it the plan keeps what exists and says why it waits.
+    fn replaces(&self) -> bool {
+        false
+    }
+
     /// Whether an update sends the whole desired body (a tool is replaced whole) or only the
     /// changed top-level keys (the server merges them).
     fn update_whole(&self) -> bool;
@@ -129,6 +148,13 @@ pub trait Kind: Send + Sync {
     /// The restaurant a server object says it belongs to, when it says (an agent's
     /// `config.restaurantId`). Refresh reads the children of such objects too.
     fn claims<'a>(&self, _o: &'a ServerObject) -> Option<&'a str> {
+        None
+    }
+
+    /// The object of another one-per-restaurant kind a server object points at (an agent's
+    /// `finalCustomerId`): that object may be adopted through it, so refresh reads what a
+    /// replacing kind holds under it.
+    fn links(&self, _o: &ServerObject) -> Option<(Resource, ObjectId)> {
         None
     }
 
@@ -227,6 +253,7 @@ impl Kinds {
                 Arc::new(final_customer::FinalCustomer),
                 Arc::new(agent::Agent),
                 Arc::new(tool::Tool),
+                Arc::new(subscription::Subscription::default()),
             ],
         }
     }
