@@ -190,6 +190,7 @@ async fn plan(ws: &Workspace, kinds: &Kinds, client: &Client) -> Plan {
         server_url: ws.settings().server_url.clone(),
         allow_destroy: false,
         targets: BTreeSet::new(),
+        ..PlanOptions::default()
     };
     diff::plan_with(kinds, ws.desired(), &actual, &state, &opts)
 }

@@ -353,24 +353,7 @@ impl<'a> Cx<'a> {
             }
             actions.extend(object_actions(k, &d.key, f.as_ref(), &d.body));
         }
-        let declared: HashSet<&str> = desired.iter().map(|d| d.key.as_str()).collect();
-        for o in server.iter().filter(|o| !taken.contains(&o.id)) {
-            let name = k.key_of(o).unwrap_or("");
-            let reason = if declared.contains(name) {
-                Reason::DuplicateOf {
-                    label: k.resource().label().to_string(),
-                    name: name.to_string(),
-                }
-            } else {
-                Reason::NotDeclared(k.declared_in().to_string())
-            };
-            actions.push(Action::Delete {
-                resource: k.resource(),
-                name: name.to_string(),
-                id: o.id.clone(),
-                reason,
-            });
-        }
+        actions.extend(extras(k, &desired, server, &taken));
         if k.replaces() {
             return self.replacements(k, server, actions, notes);
         }
@@ -440,7 +423,7 @@ impl<'a> Cx<'a> {
                         id,
                         reason: Reason::NotDeclared(format!(
                             "{} (replaced, --allow-replace)",
-                            k.undeclared_reason()
+                            k.declared_in()
                         )),
                     });
                     out.push(Action::Create {
@@ -537,6 +520,38 @@ impl<'a> Cx<'a> {
             notes,
         }
     }
+}
+
+/// What a parent holds beyond what is wanted: deleted, as a duplicate of a declared key or
+/// as not declared at all.
+fn extras(
+    k: &dyn Kind,
+    desired: &[crate::resources::DesiredObject],
+    server: &[ServerObject],
+    taken: &HashSet<&ObjectId>,
+) -> Vec<Action> {
+    let declared: HashSet<&str> = desired.iter().map(|d| d.key.as_str()).collect();
+    server
+        .iter()
+        .filter(|o| !taken.contains(&o.id))
+        .map(|o| {
+            let name = k.key_of(o).unwrap_or("");
+            let reason = if declared.contains(name) {
+                Reason::DuplicateOf {
+                    label: k.resource().label().to_string(),
+                    name: name.to_string(),
+                }
+            } else {
+                Reason::NotDeclared(k.declared_in().to_string())
+            };
+            Action::Delete {
+                resource: k.resource(),
+                name: name.to_string(),
+                id: o.id.clone(),
+                reason,
+            }
+        })
+        .collect()
 }
 
 /// Create, or adopt and/or update, or no-op, for one object.

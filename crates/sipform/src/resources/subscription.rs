@@ -184,7 +184,7 @@ impl Kind for Subscription {
         true
     }
 
-    fn undeclared_reason(&self) -> &'static str {
+    fn declared_in(&self) -> &'static str {
         "billing.plan"
     }
 
