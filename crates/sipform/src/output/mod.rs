@@ -15,7 +15,9 @@ pub mod specs;
 pub use human::human;
 pub use json::{json, plan_schema, plan_schema_json};
 pub use lines::{summary_line, NO_CHANGES};
-pub use markdown::{markdown, MARKDOWN_MAX_CHARS};
+pub use markdown::{
+    markdown, markdown_comment, CommentContext, COMMENT_MARKER, MARKDOWN_MAX_CHARS,
+};
 pub use report::{imports, report};
 pub use skipped::skipped;
 

@@ -15,6 +15,9 @@ use crate::model::ids::{ObjectId, RestaurantId};
 pub use crate::model::resource::Resource;
 
 pub mod file;
+pub mod groups;
+
+pub use groups::{groups, ChangeGroup, Grouping};
 
 /// Version of the saved-plan format. A plan of another version is refused.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
