@@ -560,6 +560,22 @@ impl Plan {
     }
 }
 
+/// [`first_difference`] limited to what `saved` touches: the account (shared by all) and the
+/// restaurants it has an action for. A restaurant only `now` changes is not the saved plan's
+/// business (applying the saved plan leaves it alone), so it does not make the plan stale.
+pub fn first_touched_difference(saved: &Plan, now: &Plan) -> Option<String> {
+    let touched: std::collections::HashSet<&RestaurantId> = saved
+        .restaurants
+        .iter()
+        .filter(|r| r.actions.iter().any(|a| a.op() != Op::NoOp))
+        .map(|r| &r.restaurant_id)
+        .collect();
+    let mut now = now.clone();
+    now.restaurants
+        .retain(|r| touched.contains(&r.restaurant_id));
+    first_difference(saved, &now)
+}
+
 /// Where two plans of the same state and server disagree, named for the user (`restaurant
 /// Chez Marco (r-1): tool end_call`); `None` when every action is the same.
 pub fn first_difference(saved: &Plan, now: &Plan) -> Option<String> {
