@@ -118,3 +118,65 @@ async fn a_saved_plan_is_stale_only_for_the_restaurants_it_touches() {
     assert!(writes_since(&emu, &mark).is_empty(), "nothing sent");
     assert_eq!(voice_of(&a), Some(json!("ash")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_json_is_one_document_per_run() {
+    let emu = emulator().await;
+    let dir = project_copy();
+    let base = emu.base_url();
+    let n = restaurant_files(dir.path()).len();
+    let doc = |out: &std::process::Output| -> Value {
+        serde_json::from_str(&stdout(out))
+            .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}):\n{}", stdout(out)))
+    };
+
+    let out = run(dir.path(), &base, &["apply", "--json", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    let v = doc(&out);
+    assert_eq!(v["formatVersion"], 1);
+    assert_eq!(v["status"], "complete");
+    assert_eq!(v["restaurants"].as_array().map(Vec::len), Some(n));
+    assert!(v["restaurants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|r| r["status"] == "done" && r["done"] == r["planned"]));
+    assert!(v["requests"].as_u64().unwrap_or(0) > 0);
+    assert!(v["elapsedMs"].is_u64());
+
+    let out = run(dir.path(), &base, &["apply", "--json", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert_eq!(doc(&out)["status"], "noChanges");
+
+    // A stale saved plan: still one document, saying why.
+    expect_code(
+        &run(dir.path(), &base, &["plan", "--out", "p.json"]).await,
+        0,
+    );
+    edit_yaml(&restaurant_files(dir.path())[0], |v| {
+        v["ai_voice"] = json!("verse")
+    });
+    let out = run(dir.path(), &base, &["apply", "--json", "p.json"]).await;
+    expect_code(&out, 0);
+    assert_eq!(
+        doc(&out)["status"],
+        "noChanges",
+        "an empty saved plan has nothing to do"
+    );
+    expect_code(
+        &run(dir.path(), &base, &["plan", "--out", "q.json"]).await,
+        0,
+    );
+    expect_code(
+        &run(dir.path(), &base, &["apply", "--auto-approve"]).await,
+        0,
+    );
+    let out = run(dir.path(), &base, &["apply", "--json", "q.json"]).await;
+    expect_code(&out, 1);
+    let v = doc(&out);
+    assert_eq!(v["status"], "error");
+    assert!(
+        v["error"].as_str().unwrap_or_default().contains("stale"),
+        "{v}"
+    );
+}
