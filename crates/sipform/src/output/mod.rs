@@ -4,6 +4,7 @@
 //!
 //! A new format is one file here plus one [`Format`] variant.
 
+mod annotations;
 mod apply_json;
 mod human;
 mod json;
@@ -13,6 +14,7 @@ mod report;
 mod skipped;
 pub mod specs;
 
+pub use annotations::github_annotations;
 pub use apply_json::{apply_json, ApplyRunView, RunStatus, APPLY_REPORT_FORMAT_VERSION};
 pub use human::human;
 pub use json::{json, plan_schema, plan_schema_json};
