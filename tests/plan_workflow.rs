@@ -180,3 +180,122 @@ async fn apply_json_is_one_document_per_run() {
         "{v}"
     );
 }
+
+/// The sipform commands the shipped workflow runs (action.yml), in its order. The test checks
+/// that action.yml still holds each of them verbatim, so the two cannot drift apart.
+const WORKFLOW_VALIDATE: &str = "sipform validate";
+const WORKFLOW_PLAN: &str = "sipform plan --out \"$PLAN_FILE\" --markdown --detailed-exitcode";
+const WORKFLOW_APPLY_SAVED: &str = "sipform apply --json \"$PLAN_FILE\"";
+const WORKFLOW_FRESH_PLAN: &str = "sipform plan\n";
+const WORKFLOW_APPLY_FRESH: &str = "sipform apply --json --auto-approve";
+
+/// `"$PLAN_FILE"` and the rest as argv.
+fn argv(command: &str) -> Vec<String> {
+    command
+        .split_whitespace()
+        .skip(1)
+        .map(|a| a.replace("\"$PLAN_FILE\"", "plan.json"))
+        .collect()
+}
+
+async fn step(dir: &Path, base: &str, command: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let (dir, base, command) = (dir.to_path_buf(), base.to_string(), command.to_string());
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args = argv(&command);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut c = common::command(&dir, &base, &args);
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        c.output().expect("run sipform")
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workflow_command_sequence_runs_green_against_the_emulator() {
+    let action = std::fs::read_to_string(repo().join("action.yml")).expect("action.yml");
+    for command in [
+        WORKFLOW_VALIDATE,
+        WORKFLOW_PLAN,
+        WORKFLOW_APPLY_SAVED,
+        WORKFLOW_FRESH_PLAN,
+        WORKFLOW_APPLY_FRESH,
+    ] {
+        assert!(
+            action.contains(command),
+            "action.yml no longer runs {command:?}"
+        );
+    }
+    let emu = emulator().await;
+    let dir = project_copy();
+    let base = emu.base_url();
+    let gha = [("GITHUB_ACTIONS", "true"), ("GITHUB_SHA", "cafe0123")];
+
+    // Pull request: validate, plan with the comment and the saved plan.
+    expect_code(&step(dir.path(), &base, WORKFLOW_VALIDATE, &gha).await, 0);
+    let out = step(dir.path(), &base, WORKFLOW_PLAN, &gha).await;
+    expect_code(&out, 2);
+    let comment = stdout(&out);
+    assert!(comment.starts_with("<!-- sipform-plan -->\n"), "{comment}");
+    assert!(comment.contains("Made from commit cafe0123."), "{comment}");
+    assert!(dir.path().join("plan.json").exists());
+
+    // Merge: the saved plan is still valid and is applied as is.
+    let out = step(dir.path(), &base, WORKFLOW_APPLY_SAVED, &gha).await;
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
+    assert_eq!(report["status"], "complete");
+
+    // Next pull request: a tool edit; then something else lands on the same restaurants
+    // before the merge, so the saved plan is stale and a fresh plan is printed and applied.
+    let tool = dir.path().join("tools/end_call.yaml");
+    let text = std::fs::read_to_string(&tool).expect("end_call.yaml");
+    let mut v: Value = serde_saphyr::from_str(&text).expect("yaml");
+    let desc = v["description"].as_str().unwrap_or_default().to_string();
+    v["description"] = json!(format!("{desc} Always say goodbye politely."));
+    std::fs::write(&tool, serde_json::to_string_pretty(&v).expect("json")).expect("write");
+    expect_code(&step(dir.path(), &base, WORKFLOW_VALIDATE, &gha).await, 0);
+    let out = step(dir.path(), &base, WORKFLOW_PLAN, &gha).await;
+    expect_code(&out, 2);
+    let comment = stdout(&out);
+    let n = restaurant_files(dir.path()).len();
+    assert!(
+        comment.contains(&format!(
+            "- ~ tool `end_call`: description changed, {n} agents"
+        )),
+        "{comment}"
+    );
+    edit_yaml(&restaurant_files(dir.path())[0], |v| {
+        v["ai_voice"] = json!("verse")
+    });
+    expect_code(
+        &run(dir.path(), &base, &["apply", "--auto-approve"]).await,
+        0,
+    );
+    let out = step(dir.path(), &base, WORKFLOW_APPLY_SAVED, &gha).await;
+    expect_code(&out, 1);
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
+    assert_eq!(report["status"], "error");
+    assert!(report["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("stale"));
+    expect_code(&step(dir.path(), &base, WORKFLOW_FRESH_PLAN, &gha).await, 0);
+    let out = step(dir.path(), &base, WORKFLOW_APPLY_FRESH, &gha).await;
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
+    assert_eq!(
+        report["status"], "noChanges",
+        "the earlier apply already carried the edit"
+    );
+    expect_code(
+        &run(dir.path(), &base, &["plan", "--detailed-exitcode"]).await,
+        0,
+    );
+}
