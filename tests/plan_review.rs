@@ -301,3 +301,26 @@ fn human_size_does_not_grow_with_restaurants() {
     let large = human(&one_tool_edit(3000), false).len();
     assert!(large <= small + 16, "{small} → {large}");
 }
+
+/// Thousands of distinct shared changes (each tool text differs by pair of restaurants): the
+/// comment still fits, and says how many shared changes it could not list.
+#[test]
+fn markdown_fits_even_with_thousands_of_shared_changes() {
+    let plan = plan_of(
+        (0..6000)
+            .map(|i| restaurant(i, vec![end_call(i, &format!("{NEW_END_CALL} #{}", i / 2))]))
+            .collect(),
+    );
+    assert_eq!(groups(&plan).groups.len(), 3000);
+    let md = markdown(&plan);
+    assert!(
+        md.chars().count() <= MARKDOWN_MAX_CHARS,
+        "{} chars",
+        md.chars().count()
+    );
+    assert!(md.contains("more shared changes (run `sipform plan` to see them all)"));
+    assert_eq!(
+        md.matches("<details>").count(),
+        md.matches("</details>").count()
+    );
+}

@@ -199,6 +199,16 @@ impl Workspace {
                 saved.lineage, state.lineage
             )));
         }
+        // State only moves forward: a plan made at a later serial than state's means state was
+        // rolled back (or one of the two edited), and nothing the plan learnt can be trusted.
+        // A serial that moved forward is fine: what moved is judged per restaurant below.
+        if state_exists && saved.state_serial > state.serial {
+            return Err(OpsError::Stale(format!(
+                "it was made at state serial {}, but state is at serial {}: state went back \
+                 since (restored or edited)",
+                saved.state_serial, state.serial
+            )));
+        }
         let opts = PlanOptions {
             allow_destroy: saved.allow_destroy,
             targets: saved.targets.iter().cloned().collect(),

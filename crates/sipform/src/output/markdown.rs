@@ -30,6 +30,13 @@ const MARKDOWN_RESERVE: usize = 1_024;
 /// and their details keep the budget.
 const CHANGE_LIST_MAX_CHARS: usize = 16_000;
 
+/// The list of shared changes stops at this size (thousands of them): the comment must fit.
+/// With the other caps and the reserve, the whole comment stays under GitHub's limit.
+const SHARED_LIST_MAX_CHARS: usize = 40_000;
+
+/// Targets named in the comment's context line; the rest are counted.
+const TARGETS_SHOWN: usize = 10;
+
 /// A restaurant with more changes of its own than this is one line of the change list.
 const RESTAURANT_ITEMS_MAX: usize = 3;
 
@@ -60,8 +67,16 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
         md_escape(&crate::config::redact_url(&plan.server_url))
     );
     if !plan.targets.is_empty() {
-        let targets: Vec<String> = plan.targets.iter().map(|t| md_escape(t.as_str())).collect();
+        let targets: Vec<String> = plan
+            .targets
+            .iter()
+            .take(TARGETS_SHOWN)
+            .map(|t| md_escape(t.as_str()))
+            .collect();
         let _ = write!(context, " · targets: {}", targets.join(", "));
+        if plan.targets.len() > TARGETS_SHOWN {
+            let _ = write!(context, " and {} more", plan.targets.len() - TARGETS_SHOWN);
+        }
     }
     let _ = writeln!(context, " · state serial {}", plan.state_serial);
     out.push_str(&context);
@@ -75,12 +90,30 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
     if plan.account.op() != Op::NoOp {
         let _ = writeln!(list, "- {}", action_item(&plan.account, None));
     }
+    // Every shared change, unless there are thousands: the comment must fit first.
+    let mut shared_chars = 0usize;
+    let mut shared_left = 0usize;
     for g in &grouping.groups {
-        let _ = writeln!(list, "- {}", group_item(g));
+        let item = format!("- {}\n", group_item(g));
+        let len = item.chars().count();
+        if shared_left > 0 || shared_chars + len > SHARED_LIST_MAX_CHARS {
+            shared_left += 1;
+        } else {
+            list.push_str(&item);
+            shared_chars += len;
+        }
+    }
+    if shared_left > 0 {
+        let _ = writeln!(
+            list,
+            "- … and {} more shared changes (run `sipform plan` to see them all)",
+            thousands(shared_left)
+        );
     }
     let mut apart: Vec<(usize, &RestaurantPlan)> = Vec::new();
     let mut specific = String::new();
     let mut specific_left = 0usize;
+    let mut specific_chars = 0usize;
     for (ri, r) in plan.restaurants.iter().enumerate() {
         let grouped = |ai: usize| grouping.is_grouped(ri, ai);
         if !is_listed_apart(r, &grouped) {
@@ -108,12 +141,12 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
                 .collect()
         };
         for item in items {
-            if specific_left > 0
-                || specific.chars().count() + item.chars().count() > CHANGE_LIST_MAX_CHARS
-            {
+            let len = item.chars().count();
+            if specific_left > 0 || specific_chars + len > CHANGE_LIST_MAX_CHARS {
                 specific_left += 1;
             } else {
                 specific.push_str(&item);
+                specific_chars += len;
             }
         }
         for note in &r.notes {
@@ -123,12 +156,12 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
                 md_escape(r.restaurant_id.as_str()),
                 md_escape(note)
             );
-            if specific_left > 0
-                || specific.chars().count() + item.chars().count() > CHANGE_LIST_MAX_CHARS
-            {
+            let len = item.chars().count();
+            if specific_left > 0 || specific_chars + len > CHANGE_LIST_MAX_CHARS {
                 specific_left += 1;
             } else {
                 specific.push_str(&item);
+                specific_chars += len;
             }
         }
     }

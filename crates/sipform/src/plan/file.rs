@@ -81,6 +81,39 @@ pub fn document(plan: &Plan) -> Result<serde_json::Value, serde_json::Error> {
     Ok(value)
 }
 
+/// The JSON Schema of the saved plan, committed as `schema/plan.schema.json`: [`Plan`]'s, with
+/// the optional, derived `groups` array added.
+pub fn schema() -> schemars::Schema {
+    let mut schema = schemars::schema_for!(Plan);
+    let groups = schemars::schema_for!(Vec<super::ChangeGroup>);
+    let (Some(plan), Some(groups)) = (schema.as_object_mut(), groups.as_object()) else {
+        return schema;
+    };
+    if let Some(serde_json::Value::Object(defs)) = groups.get("$defs") {
+        if let Some(serde_json::Value::Object(into)) = plan.get_mut("$defs") {
+            for (name, def) in defs {
+                into.entry(name.clone()).or_insert_with(|| def.clone());
+            }
+        }
+    }
+    let mut items = groups.clone();
+    items.remove("$defs");
+    items.remove("$schema");
+    items.insert(
+        "description".into(),
+        serde_json::Value::String(
+            "Changes made identically in several restaurants, shown once: derived from the \
+             actions (which stay complete), ignored when a saved plan is read. Absent when no \
+             change repeats."
+                .into(),
+        ),
+    );
+    if let Some(serde_json::Value::Object(props)) = plan.get_mut("properties") {
+        props.insert("groups".into(), serde_json::Value::Object(items));
+    }
+    schema
+}
+
 /// `field: message` from a serde path error (`message` alone at the root).
 fn with_field(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let path = e.path().to_string();

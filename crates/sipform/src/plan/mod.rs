@@ -35,12 +35,13 @@ pub struct Plan {
     pub created_at: DateTime<Utc>,
     /// The server the plan was computed against.
     pub server_url: String,
-    /// State lineage and serial the plan was computed from: a saved plan applied after state
-    /// moved on is stale and refused.
+    /// State lineage and serial the plan was computed from: a saved plan is refused in another
+    /// lineage, or when state went back behind its serial. State moving forward is judged per
+    /// restaurant (see `first_touched_difference`).
     pub lineage: Uuid,
     pub state_serial: u64,
-    /// Digest of the remote objects the plan read: a saved plan applied after the server
-    /// changed is stale and refused.
+    /// Digest of the remote objects the plan read (informational: the server changing is
+    /// judged per restaurant).
     pub remote_fingerprint: String,
     /// Restaurants the plan was limited to (`--target`); empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
