@@ -17,7 +17,8 @@ pub const APPLY_REPORT_FORMAT_VERSION: u32 = 1;
 pub enum RunStatus {
     /// Every restaurant done.
     Complete,
-    /// Some restaurant (or the account) failed or was not finished.
+    /// Some restaurant (or the account) failed, was not finished, or was skipped for invalid
+    /// input.
     Incomplete,
     /// The plan had nothing to do: no request was sent.
     NoChanges,
@@ -159,7 +160,11 @@ pub fn apply_json(run: &ApplyRunView<'_>) -> String {
     let status = match (run.error, run.report) {
         (Some(_), _) => RunStatus::Error,
         (None, None) => RunStatus::NoChanges,
-        (None, Some(r)) if r.failed() || run.interrupted_by.is_some() => RunStatus::Incomplete,
+        (None, Some(r))
+            if r.failed() || run.interrupted_by.is_some() || !run.skipped.is_empty() =>
+        {
+            RunStatus::Incomplete
+        }
         (None, Some(_)) => RunStatus::Complete,
     };
     let doc = Document {
