@@ -334,15 +334,22 @@ async fn a_saved_plan_is_applied_exactly_and_refused_once_stale() {
     expect_code(&out, 1);
     assert!(stderr(&out).contains("stale"), "{}", stderr(&out));
 
-    // A plan made, then the server changed behind it.
+    // A plan made, then the server changed behind it for the restaurant it touches (a change
+    // to another restaurant would not make it stale: issue 12).
+    let mut rid = String::new();
     edit_yaml(&restaurant_files(dir.path())[0], |v| {
-        v["ai_voice"] = json!("verse")
+        v["ai_voice"] = json!("verse");
+        rid = v["id"].as_str().unwrap_or_default().to_string();
     });
     expect_code(
         &run(dir.path(), &emu.base_url(), &["plan", "--out", "q.json"]).await,
         0,
     );
-    let agent_id = agents(&emu)[1]["id"].as_str().expect("id").to_string();
+    let agent_id = agents(&emu)
+        .into_iter()
+        .find(|a| a["config"]["restaurantId"] == rid.as_str())
+        .and_then(|a| a["id"].as_str().map(str::to_string))
+        .expect("the edited restaurant's agent");
     reqwest::Client::new()
         .put(format!("{}/api/agents/{agent_id}", emu.base_url()))
         .json(&json!({"temperature": 0.9}))

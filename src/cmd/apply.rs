@@ -24,6 +24,10 @@ pub struct Args {
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long)]
     pub auto_approve: bool,
+    /// Print one JSON document on stdout: each restaurant's outcome, request counts, timing
+    /// (docs/apply-report.md). The plan and the summary go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -33,8 +37,33 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         lock_timeout: Some(args.lock.lock_timeout),
         ..args.run.overrides()
     };
-    let ws = super::workspace(global, &overrides).await?;
-    let code = apply(&ws, args, &interrupts).await?;
+    let json = args.json;
+    let result = async {
+        let ws = super::workspace(global, &overrides).await?;
+        let code = apply(&ws, args, &interrupts).await?;
+        anyhow::Ok((ws, code))
+    }
+    .await;
+    let (ws, code) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // Even a run that stopped before its first write is one document for CI.
+            if json {
+                let message = format!("{e:#}");
+                print!(
+                    "{}",
+                    output::apply_json(&output::ApplyRunView {
+                        plan: None,
+                        report: None,
+                        skipped: &[],
+                        interrupted_by: None,
+                        error: Some(&message),
+                    })
+                );
+            }
+            return Err(e);
+        }
+    };
     // Restaurants skipped for invalid input: everything else is applied, but the run fails
     // (an interrupted run keeps its signal's code).
     if !ws.skipped().is_empty() {
@@ -59,12 +88,37 @@ async fn apply(
         );
     }
 
+    if args.json && args.plan.is_none() && !args.auto_approve {
+        anyhow::bail!("--json needs --auto-approve or a saved plan: stdout carries only the report, so there is no question to answer");
+    }
+    let no_changes = |plan: &Plan| {
+        if args.json {
+            print!(
+                "{}",
+                output::apply_json(&output::ApplyRunView {
+                    plan: Some(plan),
+                    report: None,
+                    skipped: ws.skipped(),
+                    interrupted_by: None,
+                    error: None,
+                })
+            );
+        }
+    };
     let plan: Plan = match &args.plan {
         Some(path) => run.saved_plan(path).await?,
         None => {
             let plan = run.plan(&args.run.plan_options()).await?;
-            print!("{}", output::plan(&plan, super::human()));
+            if args.json {
+                eprint!(
+                    "{}",
+                    output::plan(&plan, output::Format::Human { color: false })
+                );
+            } else {
+                print!("{}", output::plan(&plan, super::human()));
+            }
             if !plan.has_changes() {
+                no_changes(&plan);
                 return Ok(ExitCode::SUCCESS);
             }
             if !args.auto_approve && !confirm()? {
@@ -75,7 +129,11 @@ async fn apply(
         }
     };
     if !plan.has_changes() {
-        println!("No changes to apply.");
+        if args.json {
+            no_changes(&plan);
+        } else {
+            println!("No changes to apply.");
+        }
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -88,7 +146,22 @@ async fn apply(
     let progress = TerminalProgress::new(total);
     let report = run.apply(&plan, &progress).await;
     progress.finish();
-    print!("{}", output::report(&report));
+    if args.json {
+        eprint!("{}", output::report(&report));
+        let signal = interrupts.received().map(|s| s.name());
+        print!(
+            "{}",
+            output::apply_json(&output::ApplyRunView {
+                plan: Some(&plan),
+                report: Some(&report),
+                skipped: ws.skipped(),
+                interrupted_by: signal,
+                error: None,
+            })
+        );
+    } else {
+        print!("{}", output::report(&report));
+    }
     if let Some(sig) = interrupts.received() {
         eprintln!(
             "Interrupted by {}: the requests in flight finished and were recorded; run `sipform apply` again to finish.",

@@ -36,7 +36,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         super::human()
     };
-    print!("{}", output::plan(&plan, format));
+    let text = match format {
+        // The PR comment ends with the commit it was made from.
+        Format::Markdown => output::markdown_comment(
+            &plan,
+            &output::CommentContext {
+                commit: ops::plan::source_commit(&ws.settings().root),
+            },
+        ),
+        other => output::plan(&plan, other),
+    };
+    print!("{text}");
     if let Some(out) = &args.out {
         ops::plan::save(out, &plan)?;
         eprintln!(

@@ -16,8 +16,26 @@ pub struct Args {
     pub dir: Option<PathBuf>,
 }
 
-/// Prints each diagnostic on its own line to stderr.
+/// Prints each diagnostic on its own line to stderr; in GitHub Actions (`GITHUB_ACTIONS=true`)
+/// also as `::error file=…,line=…::` workflow commands on stdout, so the pull request shows each
+/// problem on its line.
 pub fn report(diags: &Diagnostics) {
+    report_in(std::path::Path::new("."), diags);
+}
+
+/// [`report`] for the project at `root` (file paths in diagnostics are relative to it).
+pub fn report_in(root: &std::path::Path, diags: &Diagnostics) {
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let base = std::env::var_os("GITHUB_WORKSPACE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cwd.clone());
+        let root = cwd.join(root);
+        print!(
+            "{}",
+            sipform::output::github_annotations(diags, &root, &base)
+        );
+    }
     for d in diags.iter() {
         eprintln!("{d}");
     }
@@ -34,7 +52,7 @@ pub fn settings(root: &std::path::Path) -> anyhow::Result<Option<Settings>> {
     match Settings::load(root, &Overrides::default()) {
         Ok(s) => Ok(Some(s)),
         Err(ConfigError::Invalid(d)) => {
-            report(&d);
+            report_in(root, &d);
             Ok(None)
         }
     }
@@ -69,7 +87,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(OpsError::Invalid(d)) => {
-            report(&d);
+            report_in(&root, &d);
             Ok(ExitCode::FAILURE)
         }
         Err(e) => Err(e.into()),

@@ -36,10 +36,10 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
         generate: || schemars::schema_for!(Project),
     },
     // Not a validator (index past `Kind`): the saved-plan format, for readers of `plan --json`.
-    // Generated from the plan's own type, not through a renderer.
+    // Generated from the plan's own types, not through a renderer.
     SchemaFile {
         file_name: "plan.schema.json",
-        generate: || schemars::schema_for!(crate::plan::Plan),
+        generate: crate::plan::file::schema,
     },
 ];
 

@@ -64,6 +64,7 @@ impl<'w> ApplyRun<'w> {
 
     /// A fresh plan from the state this run holds.
     pub async fn plan(&self, opts: &PlanOptions) -> Result<Plan, OpsError> {
+        super::plan::check_targets(self.ws, &self.state, opts)?;
         self.ws.plan(&self.client, &self.state, opts).await
     }
 

@@ -170,8 +170,11 @@ impl Workspace {
         Ok(diff::plan(&self.desired, &actual, state, &opts))
     }
 
-    /// Checks that a saved plan still describes what apply would do: same server, same lineage,
-    /// same state serial, same remote objects.
+    /// Checks that a saved plan still describes what apply would do, restaurant by restaurant:
+    /// same server and lineage, then a fresh plan whose actions for the account and for every
+    /// restaurant the saved plan touches are the saved ones. State or the server moving for
+    /// other restaurants does not make it stale; anything moving for one it touches (its
+    /// objects, its state, the shared tool files) does, naming the restaurant.
     pub async fn check_fresh(
         &self,
         client: &Client,
@@ -197,9 +200,13 @@ impl Workspace {
                 saved.lineage, state.lineage
             )));
         }
-        if saved.state_serial != state.serial {
+        // State only moves forward: a plan made at a later serial than state's means state was
+        // rolled back (or one of the two edited), and nothing the plan learnt can be trusted.
+        // A serial that moved forward is fine: what moved is judged per restaurant below.
+        if state_exists && saved.state_serial > state.serial {
             return Err(OpsError::Stale(format!(
-                "state has moved from serial {} to {} since",
+                "it was made at state serial {}, but state is at serial {}: state went back \
+                 since (restored or edited)",
                 saved.state_serial, state.serial
             )));
         }
@@ -214,17 +221,13 @@ impl Workspace {
             targets: saved.targets.iter().cloned().collect(),
         };
         let now = self.plan(client, state, &opts).await?;
-        if now.remote_fingerprint != saved.remote_fingerprint {
-            return Err(OpsError::Stale(
-                "the objects on the server changed since".into(),
-            ));
-        }
-        // Same state, same server: the saved actions must be the ones sipform plans now, or
-        // the file was edited (or the files changed since): never send what was not planned.
-        match crate::plan::first_difference(saved, &now) {
+        // Never send what is not planned now: the state or the server changed for a restaurant
+        // the plan touches, its files changed, or the file was edited.
+        match crate::plan::first_touched_difference(saved, &now) {
             None => Ok(()),
             Some(what) => Err(OpsError::Stale(format!(
-                "{what} differs from what sipform plans now (edited by hand, or the files changed since)"
+                "{what} differs from what sipform plans now (state or the server changed for \
+                 it since, the files changed, or the plan was edited)"
             ))),
         }
     }

@@ -3,13 +3,22 @@
 
 use std::fmt::Write as _;
 
+use similar::ChangeTag;
+
 use super::lines::{
-    account_lines, is_listed, printable, restaurant_lines, summary_line, Color, Line,
+    account_lines, group_lines, is_listed_apart, printable, render_merged, restaurant_lines,
+    summary_line, thousands, Color, Line,
 };
-use crate::plan::{Op, Plan};
+use crate::plan::{groups, Op, Plan};
+
+/// Restaurants named under a group; the rest are counted, so the plan's size follows the
+/// number of distinct changes, not of restaurants (`plan --json` lists them all).
+const GROUP_NAMES_SHOWN: usize = 5;
 
 /// The plan as a person reads it on a terminal. `color` adds ANSI colors (callers pass whether
-/// stdout is a terminal and `NO_COLOR` is unset).
+/// stdout is a terminal and `NO_COLOR` is unset). A change made identically in several
+/// restaurants is shown once, with its count and a few of the restaurants; what is left is
+/// shown per restaurant.
 pub fn human(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -21,19 +30,42 @@ pub fn human(plan: &Plan, color: bool) -> String {
         let targets: Vec<&str> = plan.targets.iter().map(|t| t.as_str()).collect();
         let _ = writeln!(out, "Targets: {}", printable(&targets.join(", ")));
     }
+    let grouping = groups(plan);
+    let names: std::collections::HashMap<&str, &str> = plan
+        .restaurants
+        .iter()
+        .map(|r| (r.restaurant_id.as_str(), r.name.as_str()))
+        .collect();
     let mut blocks = Vec::new();
     if plan.account.op() != Op::NoOp {
         blocks.push(account_lines(&plan.account));
     }
-    blocks.extend(
-        plan.restaurants
+    for g in &grouping.groups {
+        let mut lines = group_lines(g);
+        let shown: Vec<String> = g
+            .restaurant_ids
             .iter()
-            .filter(|r| is_listed(r))
-            .map(restaurant_lines),
-    );
+            .take(GROUP_NAMES_SHOWN)
+            .map(|id| format!("{} ({id})", names.get(id.as_str()).unwrap_or(&"?")))
+            .collect();
+        let mut list = format!("restaurants: {}", shown.join(", "));
+        if g.count > shown.len() {
+            let _ = write!(list, " and {} more", thousands(g.count - shown.len()));
+        }
+        let mut line = Line::heading(list);
+        line.indent = 4;
+        lines.push(line);
+        blocks.push(lines);
+    }
+    for (ri, r) in plan.restaurants.iter().enumerate() {
+        let grouped = |ai: usize| grouping.is_grouped(ri, ai);
+        if is_listed_apart(r, &grouped) {
+            blocks.push(restaurant_lines(r, &grouped));
+        }
+    }
     for block in blocks {
         out.push('\n');
-        for line in block {
+        for line in block.iter().filter(|l| !l.human_hidden) {
             out.push_str(&line.human(color));
             out.push('\n');
         }
@@ -50,8 +82,22 @@ impl Line {
     pub(super) fn human(&self, color: bool) -> String {
         let pad = " ".repeat(self.indent);
         let text = printable(&self.text);
-        let line = if self.sym.is_empty() {
-            if color {
+        let line = if let Some(parts) = &self.merged {
+            let paint = |tag: ChangeTag, s: &str| match (color, tag) {
+                (true, ChangeTag::Delete) => Color::Red.paint(s),
+                (true, ChangeTag::Insert) => Color::Green.paint(s),
+                _ => s.to_string(),
+            };
+            let parts: Vec<(ChangeTag, String)> =
+                parts.iter().map(|(t, w)| (*t, printable(w))).collect();
+            let sym = if color {
+                Color::Yellow.paint("~")
+            } else {
+                "~".into()
+            };
+            format!("{pad}{sym} {}", render_merged(&parts, &paint))
+        } else if self.sym.is_empty() {
+            if color && self.indent == 0 {
                 format!("{pad}\x1b[1m{text}\x1b[0m")
             } else {
                 format!("{pad}{text}")
@@ -103,7 +149,7 @@ mod tests {
     use super::super::lines::{field_lines, tests::change, Line};
 
     #[test]
-    fn color_underlines_the_changed_words() {
+    fn color_marks_the_changed_words() {
         let c = change(
             "d",
             Some(json!("one two three\nfour")),
@@ -114,13 +160,13 @@ mod tests {
         let colored: Vec<String> = lines.iter().map(|l| l.human(true)).collect();
         assert_eq!(
             colored[1],
-            "          \x1b[31m- one \x1b[4mtwo\x1b[24m three\x1b[0m"
+            "          \x1b[33m~\x1b[0m one \x1b[31m[-two-]\x1b[0m\x1b[32m{+TWO+}\x1b[0m three"
         );
+        assert!(lines[2].human_hidden, "the + half is shown on the - line");
         assert_eq!(
-            colored[2],
-            "          \x1b[32m+ one \x1b[4mTWO\x1b[24m three\x1b[0m"
+            lines[1].human(false),
+            "          ~ one [-two-]{+TWO+} three"
         );
-        assert_eq!(lines[1].human(false), "          - one two three");
     }
 
     #[test]

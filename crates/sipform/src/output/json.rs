@@ -3,19 +3,23 @@
 
 use crate::plan::Plan;
 
-/// The saved form: exactly the serde form of [`Plan`], pretty, with a trailing newline, so
-/// `plan --json` and `plan --out` are the same document and `apply FILE` reads either.
+/// The saved form: the serde form of [`Plan`] plus, when some change repeats across
+/// restaurants, its `groups` (derived from the actions; readers ignore them), pretty, with a
+/// trailing newline, so `plan --json` and `plan --out` are the same document and `apply FILE`
+/// reads either.
 pub fn json(plan: &Plan) -> String {
     // A Plan serializes infallibly: every map key is a string and no type has a failing
     // Serialize impl.
-    let mut s = serde_json::to_string_pretty(plan).expect("a Plan always serializes to JSON");
+    let value = crate::plan::file::document(plan).expect("a Plan always serializes to JSON");
+    let mut s = serde_json::to_string_pretty(&value).expect("a Value always serializes");
     s.push('\n');
     s
 }
 
-/// The JSON Schema of the saved plan, committed as `schema/plan.schema.json`.
+/// The JSON Schema of the saved plan, committed as `schema/plan.schema.json` (see
+/// [`crate::plan::file::schema`]).
 pub fn plan_schema() -> schemars::Schema {
-    schemars::schema_for!(Plan)
+    crate::plan::file::schema()
 }
 
 /// [`plan_schema`] as the committed file holds it: pretty JSON with a trailing newline.

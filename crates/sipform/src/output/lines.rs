@@ -13,7 +13,7 @@ use serde_json::Value;
 use similar::{ChangeTag, DiffTag, TextDiff};
 
 use crate::model::secret::REDACTED;
-use crate::plan::{Action, FieldChange, Op, Plan, RestaurantPlan};
+use crate::plan::{Action, ChangeGroup, FieldChange, Op, Plan, RestaurantPlan};
 
 /// Field names whose values are credentials wherever they appear (last path segment,
 /// compared without case): redacted even if the plan forgot `sensitive: true`.
@@ -45,10 +45,64 @@ pub fn summary_line(plan: &Plan) -> String {
     line
 }
 
-/// A restaurant is shown when it has anything to say: an action other than no-op, or a note
-/// (adopts count, unlike [`RestaurantPlan::has_changes`], because they write state).
-pub(super) fn is_listed(r: &RestaurantPlan) -> bool {
-    !r.notes.is_empty() || r.actions.iter().any(|a| a.op() != Op::NoOp)
+/// A restaurant is shown apart when it has anything of its own to say: an action other than a
+/// no-op that no group shows, or a note (adopts count, unlike
+/// [`RestaurantPlan::has_changes`], because they write state). A restaurant whose every change
+/// is shared appears only in the groups' lists.
+pub(super) fn is_listed_apart(r: &RestaurantPlan, grouped: &dyn Fn(usize) -> bool) -> bool {
+    !r.notes.is_empty()
+        || r.actions
+            .iter()
+            .enumerate()
+            .any(|(i, a)| a.op() != Op::NoOp && !grouped(i))
+}
+
+/// `1,000`: counts a reviewer reads at a glance.
+pub(super) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `tool end_call on 1,000 agents (found by name)`: a group's heading, without its symbol.
+pub(super) fn group_title(g: &ChangeGroup) -> String {
+    let what = if g.count == 1 { "agent" } else { "agents" };
+    let mut head = format!(
+        "{} on {} {what}",
+        g.resource.describe(&g.name),
+        thousands(g.count)
+    );
+    if let Some(reason) = &g.reason {
+        let _ = write!(head, " ({reason})");
+    }
+    head
+}
+
+/// A group's lines: its heading and field diffs, shown once whatever the count.
+pub(super) fn group_lines(g: &ChangeGroup) -> Vec<Line> {
+    let mut lines = vec![Line::op(0, g.op, group_title(g))];
+    for change in &g.changes {
+        field_lines(change, &mut lines);
+    }
+    lines
+}
+
+/// The fields a change touches, for a one-line summary (`description, sortOrder`).
+pub(super) fn changed_fields(changes: &[FieldChange]) -> String {
+    let mut fields: Vec<&str> = Vec::new();
+    for c in changes {
+        let top = c.path.split('.').next().unwrap_or(&c.path);
+        if !fields.contains(&top) {
+            fields.push(top);
+        }
+    }
+    fields.join(", ")
 }
 
 /// One line of a plan, kept structured until the end because the human form puts the symbol
@@ -66,6 +120,11 @@ pub(super) struct Line {
     /// The text again, split into words a word diff marks as changed (`true`) or not: with
     /// color, the changed words of a replaced line are underlined. Empty when not a pair.
     pub(super) words: Vec<(bool, String)>,
+    /// The human form of a replaced pair, on its `-` line: the new line's words with the
+    /// removed and added ones marked (`[-old-]{+new+}`), long unchanged runs elided.
+    pub(super) merged: Option<Vec<(ChangeTag, String)>>,
+    /// The `+` half of a merged pair: the human form shows it on the `-` line instead.
+    pub(super) human_hidden: bool,
 }
 
 impl Line {
@@ -77,6 +136,8 @@ impl Line {
             color_text: false,
             text,
             words: Vec::new(),
+            merged: None,
+            human_hidden: false,
         }
     }
 
@@ -88,6 +149,8 @@ impl Line {
             color_text: false,
             text,
             words: Vec::new(),
+            merged: None,
+            human_hidden: false,
         }
     }
 }
@@ -122,12 +185,19 @@ pub(super) fn account_lines(account: &Action) -> Vec<Line> {
     lines
 }
 
-pub(super) fn restaurant_lines(r: &RestaurantPlan) -> Vec<Line> {
+/// A restaurant's block: its heading, its actions but no-ops and those `grouped` says a group
+/// shows (by action index), its notes.
+pub(super) fn restaurant_lines(r: &RestaurantPlan, grouped: &dyn Fn(usize) -> bool) -> Vec<Line> {
     let mut lines = vec![Line::heading(format!(
         "restaurant {} ({})",
         r.name, r.restaurant_id
     ))];
-    for a in r.actions.iter().filter(|a| a.op() != Op::NoOp) {
+    for (_, a) in r
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| a.op() != Op::NoOp && !grouped(*i))
+    {
         action_lines(a, &mut lines);
     }
     for note in &r.notes {
@@ -138,6 +208,8 @@ pub(super) fn restaurant_lines(r: &RestaurantPlan) -> Vec<Line> {
             color_text: false,
             text: note.clone(),
             words: Vec::new(),
+            merged: None,
+            human_hidden: false,
         });
     }
     lines
@@ -249,6 +321,10 @@ fn text_diff_lines(old: &str, new: &str, lines: &mut Vec<Line>) {
                     let mut added: Vec<Line> = news.iter().map(|l| diff_line("+", l)).collect();
                     for (r, a) in removed.iter_mut().zip(added.iter_mut()) {
                         (r.words, a.words) = word_diff(&r.text, &a.text);
+                        let merged = merged_words(&r.text, &a.text);
+                        a.merged = Some(merged.clone());
+                        r.merged = Some(merged);
+                        a.human_hidden = true;
                     }
                     lines.extend(removed);
                     lines.extend(added);
@@ -277,6 +353,8 @@ fn diff_line(sym: &'static str, text: &str) -> Line {
         color_text: true,
         text: text.trim_end().to_string(),
         words: Vec::new(),
+        merged: None,
+        human_hidden: false,
     }
 }
 
@@ -302,6 +380,83 @@ fn word_diff(old: &str, new: &str) -> (Words, Words) {
     (removed, added)
 }
 
+/// The words of a replaced line, tagged: what the human form prints as `[-old-]{+new+}`.
+fn merged_words(old: &str, new: &str) -> Vec<(ChangeTag, String)> {
+    let diff = TextDiff::configure()
+        .timeout(DIFF_TIMEOUT)
+        .diff_words(old, new);
+    let mut out: Vec<(ChangeTag, String)> = Vec::new();
+    for change in diff.iter_all_changes() {
+        match out.last_mut() {
+            Some((tag, text)) if *tag == change.tag() => text.push_str(change.value()),
+            _ => out.push((change.tag(), change.value().to_string())),
+        }
+    }
+    out
+}
+
+/// Words of unchanged text kept on each side of a change; the rest becomes `…`.
+const WORD_CONTEXT: usize = 6;
+
+/// `…context [-old-]{+new+} context…`: the changed words marked, long unchanged runs elided.
+/// `paint` wraps the marked parts (colors, or nothing).
+pub(super) fn render_merged(
+    parts: &[(ChangeTag, String)],
+    paint: &dyn Fn(ChangeTag, &str) -> String,
+) -> String {
+    let mut out = String::new();
+    let last = parts.len().saturating_sub(1);
+    for (i, (tag, text)) in parts.iter().enumerate() {
+        match tag {
+            ChangeTag::Delete => out.push_str(&paint(*tag, &format!("[-{text}-]"))),
+            ChangeTag::Insert => out.push_str(&paint(*tag, &format!("{{+{text}+}}"))),
+            ChangeTag::Equal => out.push_str(&elide(text, i > 0, i < last)),
+        }
+    }
+    out
+}
+
+/// One side of a replaced line (`Delete`: the old one, `Insert`: the new one), unchanged runs
+/// elided as in [`render_merged`]: what a Markdown `diff` block shows, so a long line changed
+/// by one word is not printed whole twice.
+pub(super) fn render_side(parts: &[(ChangeTag, String)], side: ChangeTag) -> String {
+    let mut out = String::new();
+    let last = parts.len().saturating_sub(1);
+    for (i, (tag, text)) in parts.iter().enumerate() {
+        if *tag == ChangeTag::Equal {
+            out.push_str(&elide(text, i > 0, i < last));
+        } else if *tag == side {
+            out.push_str(text);
+        }
+    }
+    out
+}
+
+/// Unchanged text cut to [`WORD_CONTEXT`] words next to each change (`after` a change, `before`
+/// one).
+fn elide(text: &str, after: bool, before: bool) -> String {
+    let words: Vec<&str> = text.split_inclusive(char::is_whitespace).collect();
+    let keep = |n: usize| n.min(words.len());
+    let head = if after { keep(WORD_CONTEXT) } else { 0 };
+    let tail = if before { keep(WORD_CONTEXT) } else { 0 };
+    if head + tail + 2 >= words.len() {
+        return text.to_string();
+    }
+    let start: String = words[..head].concat();
+    let end: String = words[words.len() - tail..].concat();
+    let lead = if start.ends_with(char::is_whitespace) || start.is_empty() {
+        ""
+    } else {
+        " "
+    };
+    let trail = if end.starts_with(char::is_whitespace) || end.is_empty() {
+        ""
+    } else {
+        " "
+    };
+    format!("{start}{lead}…{trail}{end}")
+}
+
 fn hidden_line(n: usize) -> Line {
     let s = if n == 1 { "" } else { "s" };
     Line {
@@ -311,6 +466,8 @@ fn hidden_line(n: usize) -> Line {
         color_text: false,
         text: format!("# ({n} unchanged line{s} hidden)"),
         words: Vec::new(),
+        merged: None,
+        human_hidden: false,
     }
 }
 
@@ -344,7 +501,11 @@ pub(super) mod tests {
     fn rendered(c: &FieldChange) -> Vec<String> {
         let mut lines = Vec::new();
         field_lines(c, &mut lines);
-        lines.iter().map(|l| l.human(false)).collect()
+        lines
+            .iter()
+            .filter(|l| !l.human_hidden)
+            .map(|l| l.human(false))
+            .collect()
     }
 
     #[test]
@@ -382,9 +543,28 @@ pub(super) mod tests {
             vec![
                 "      ~ description:",
                 "            a",
-                "          - b",
-                "          + B",
+                "          ~ [-b-]{+B+}",
                 "            c",
+            ]
+        );
+    }
+
+    /// A long one-line description: only the changed words are marked, the unchanged text
+    /// far from them elided.
+    #[test]
+    fn long_lines_show_the_changed_words_with_context() {
+        let start = "When the caller has nothing more to ask, thank them warmly, wish them a good \
+                     day, remind them of the opening hours if they asked about them, and";
+        let c = change(
+            "description",
+            Some(json!(format!("{start} Raccroche."))),
+            Some(json!(format!("{start} Raccroche poliment."))),
+        );
+        assert_eq!(
+            rendered(&c),
+            vec![
+                "      ~ description:",
+                "          ~ … if they asked about them, and [-Raccroche.-]{+Raccroche poliment.+}",
             ]
         );
     }

@@ -1,109 +1,241 @@
-//! The plan as a GitHub pull-request comment: totals and per-restaurant counts in tables, one
-//! collapsed `diff` block per restaurant, and never longer than GitHub accepts. Every value a
-//! comment shows (names, ids, the server URL, targets) goes through [`md_escape`], so tenant
-//! data cannot render as Markdown, break a table or open HTML; inside the `diff` blocks (notes,
-//! field values) nothing is interpreted, and the fence is longer than any backtick run.
+//! The plan as a GitHub pull-request comment, read top down: a hidden marker (CI finds and
+//! updates its one comment by it), the summary, one line per distinct change, then the details
+//! collapsed (a change shared by many restaurants once, with its restaurants), and how to apply
+//! it. Never longer than GitHub accepts: only the per-restaurant lists and details are cut,
+//! never the list of shared changes. Every value a comment shows (names, ids, the server URL,
+//! targets) goes through [`md_escape`] or a code span, so tenant data cannot render as
+//! Markdown, break out or open HTML; inside the `diff` blocks nothing is interpreted, and the
+//! fence is longer than any backtick run.
 
 use std::fmt::Write as _;
 
-use super::lines::{account_lines, is_listed, printable, restaurant_lines, summary_line, Line};
-use crate::plan::{Op, Plan, RestaurantPlan, Summary};
+use similar::ChangeTag;
+
+use super::lines::{
+    account_lines, changed_fields, group_lines, group_title, is_listed_apart, printable,
+    render_side, restaurant_lines, summary_line, thousands, Line,
+};
+use crate::plan::{groups, Action, ChangeGroup, Op, Plan, RestaurantPlan, Summary};
 
 /// GitHub refuses a comment longer than this many characters.
 pub const MARKDOWN_MAX_CHARS: usize = 65_536;
 
-/// Room kept free for the truncation notice and the closing lines of the comment.
-const MARKDOWN_RESERVE: usize = 512;
+/// The first line of every comment: CI updates the comment holding it instead of adding one.
+pub const COMMENT_MARKER: &str = "<!-- sipform-plan -->";
 
-/// The per-restaurant table is cut at this size so the details keep most of the budget.
-const MARKDOWN_TABLE_MAX_CHARS: usize = 24_000;
+/// Room kept free for the truncation notices.
+const MARKDOWN_RESERVE: usize = 1_024;
 
-/// The plan as a GitHub PR comment: totals and per-restaurant counts in tables, then one
-/// collapsed diff per restaurant. Always fits GitHub's comment limit: details that do not fit
-/// are left out and counted, the tables stay.
+/// The restaurant-specific lines of the change list stop at this size, so the shared changes
+/// and their details keep the budget.
+const CHANGE_LIST_MAX_CHARS: usize = 16_000;
+
+/// The list of shared changes stops at this size (thousands of them): the comment must fit.
+/// With the other caps and the reserve, the whole comment stays under GitHub's limit.
+const SHARED_LIST_MAX_CHARS: usize = 40_000;
+
+/// Targets named in the comment's context line; the rest are counted.
+const TARGETS_SHOWN: usize = 10;
+
+/// A restaurant with more changes of its own than this is one line of the change list.
+const RESTAURANT_ITEMS_MAX: usize = 3;
+
+/// A group's list of restaurants is cut at this size (the rest are counted).
+const GROUP_LIST_MAX_CHARS: usize = 3_000;
+
+/// Where the comment was made: said at its end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommentContext {
+    /// The commit the plan was made from (`GITHUB_SHA`, or `git rev-parse HEAD`).
+    pub commit: Option<String>,
+}
+
+/// [`markdown_comment`] without a commit.
 pub fn markdown(plan: &Plan) -> String {
-    let listed: Vec<&RestaurantPlan> = plan.restaurants.iter().filter(|r| is_listed(r)).collect();
-    let mut out = String::from("### sipform plan\n\n");
+    markdown_comment(plan, &CommentContext::default())
+}
+
+/// The plan as a GitHub PR comment (see the module's documentation). Always fits GitHub's
+/// comment limit and always lists every shared change.
+pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
+    let grouping = groups(plan);
+    let mut out = format!("{COMMENT_MARKER}\n");
     // sipform's own words and numbers: nothing to escape.
-    let _ = writeln!(out, "**{}**\n", summary_line(plan));
+    let _ = writeln!(out, "### {}\n", summary_line(plan));
     let mut context = format!(
-        "Server: {}",
+        "sipform plan for {}",
         md_escape(&crate::config::redact_url(&plan.server_url))
     );
     if !plan.targets.is_empty() {
-        let targets: Vec<String> = plan.targets.iter().map(|t| md_escape(t.as_str())).collect();
+        let targets: Vec<String> = plan
+            .targets
+            .iter()
+            .take(TARGETS_SHOWN)
+            .map(|t| md_escape(t.as_str()))
+            .collect();
         let _ = write!(context, " · targets: {}", targets.join(", "));
+        if plan.targets.len() > TARGETS_SHOWN {
+            let _ = write!(context, " and {} more", plan.targets.len() - TARGETS_SHOWN);
+        }
     }
     let _ = writeln!(context, " · state serial {}", plan.state_serial);
     out.push_str(&context);
-    out.push('\n');
 
-    // Totals: the account, all restaurants together, and the plan's own summary.
-    let account = Summary::of(std::iter::once(&plan.account));
-    let restaurants = Summary::of(plan.restaurants.iter().flat_map(|r| r.actions.iter()));
-    out.push_str("| | add | change | delete | adopt |\n|:--|--:|--:|--:|--:|\n");
-    out.push_str(&count_row("account", account, false));
-    out.push_str(&count_row(
-        &format!("restaurants ({})", listed.len()),
-        restaurants,
-        false,
-    ));
-    out.push_str(&count_row("**total**", plan.summary, true));
+    let footer = footer(plan, ctx);
+    let budget = MARKDOWN_MAX_CHARS - MARKDOWN_RESERVE - footer.chars().count();
 
-    if !listed.is_empty() {
-        out.push_str("\n| restaurant | id | add | change | delete | adopt |\n");
-        out.push_str("|:--|:--|--:|--:|--:|--:|\n");
-        let mut table = String::new();
-        let mut table_chars = 0;
-        let mut rows = 0;
-        for r in &listed {
-            let s = Summary::of(&r.actions);
-            let row = format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
+    // One line per distinct change: the account, every group, then what is left per
+    // restaurant (cut at CHANGE_LIST_MAX_CHARS, counted).
+    let mut list = String::new();
+    if plan.account.op() != Op::NoOp {
+        let _ = writeln!(list, "- {}", action_item(&plan.account, None));
+    }
+    // Every shared change, unless there are thousands: the comment must fit first.
+    let mut shared_chars = 0usize;
+    let mut shared_left = 0usize;
+    for g in &grouping.groups {
+        let item = format!("- {}\n", group_item(g));
+        let len = item.chars().count();
+        if shared_left > 0 || shared_chars + len > SHARED_LIST_MAX_CHARS {
+            shared_left += 1;
+        } else {
+            list.push_str(&item);
+            shared_chars += len;
+        }
+    }
+    if shared_left > 0 {
+        let _ = writeln!(
+            list,
+            "- … and {} more shared changes (run `sipform plan` to see them all)",
+            thousands(shared_left)
+        );
+    }
+    let mut apart: Vec<(usize, &RestaurantPlan)> = Vec::new();
+    let mut specific = String::new();
+    let mut specific_left = 0usize;
+    let mut specific_chars = 0usize;
+    for (ri, r) in plan.restaurants.iter().enumerate() {
+        let grouped = |ai: usize| grouping.is_grouped(ri, ai);
+        if !is_listed_apart(r, &grouped) {
+            continue;
+        }
+        apart.push((ri, r));
+        let own: Vec<&Action> = r
+            .actions
+            .iter()
+            .enumerate()
+            .filter(|(ai, a)| a.op() != Op::NoOp && !grouped(*ai))
+            .map(|(_, a)| a)
+            .collect();
+        let items: Vec<String> = if own.len() > RESTAURANT_ITEMS_MAX {
+            // A new or much-changed restaurant: one line, its details below.
+            vec![format!(
+                "- {} ({}): {}\n",
                 md_escape(&r.name),
                 md_escape(r.restaurant_id.as_str()),
-                s.add,
-                s.change,
-                s.delete,
-                s.adopt
-            );
-            table_chars += row.chars().count();
-            if table_chars > MARKDOWN_TABLE_MAX_CHARS {
-                break;
+                counts_phrase(Summary::of(own.iter().copied()))
+            )]
+        } else {
+            own.iter()
+                .map(|a| format!("- {}\n", action_item(a, Some(r))))
+                .collect()
+        };
+        for item in items {
+            let len = item.chars().count();
+            if specific_left > 0 || specific_chars + len > CHANGE_LIST_MAX_CHARS {
+                specific_left += 1;
+            } else {
+                specific.push_str(&item);
+                specific_chars += len;
             }
-            table.push_str(&row);
-            rows += 1;
         }
-        if rows < listed.len() {
-            let _ = writeln!(
-                table,
-                "| … {} more restaurants | | | | | |",
-                listed.len() - rows
+        for note in &r.notes {
+            let item = format!(
+                "- ! {} ({}): {}\n",
+                md_escape(&r.name),
+                md_escape(r.restaurant_id.as_str()),
+                md_escape(note)
             );
+            let len = item.chars().count();
+            if specific_left > 0 || specific_chars + len > CHANGE_LIST_MAX_CHARS {
+                specific_left += 1;
+            } else {
+                specific.push_str(&item);
+                specific_chars += len;
+            }
         }
-        out.push_str(&table);
+    }
+    list.push_str(&specific);
+    if specific_left > 0 {
+        let _ = writeln!(
+            list,
+            "- … and {} more restaurant-specific changes (run `sipform plan` to see them all)",
+            thousands(specific_left)
+        );
+    }
+    if !list.is_empty() {
+        out.push('\n');
+        out.push_str(&list);
     }
 
+    // The details, collapsed: the account, the groups, then each restaurant's own changes.
+    let names: std::collections::HashMap<&str, &str> = plan
+        .restaurants
+        .iter()
+        .map(|r| (r.restaurant_id.as_str(), r.name.as_str()))
+        .collect();
     let mut sections = Vec::new();
     if plan.account.op() != Op::NoOp {
-        let title = format!(
-            "account {}: {}",
-            md_escape(plan.account.name()),
-            counts_phrase(account)
-        );
-        sections.push(details(&title, &account_lines(&plan.account)));
+        let title = format!("account {}", md_escape(plan.account.name()));
+        sections.push(details(&title, &account_lines(&plan.account), ""));
     }
-    for r in &listed {
+    for g in &grouping.groups {
+        let title = format!("{} {}", g.op.symbol(), md_escape(&group_title(g)));
+        let mut names_list = String::new();
+        let mut shown = 0;
+        for id in &g.restaurant_ids {
+            let item = format!(
+                "{} ({})",
+                md_escape(names.get(id.as_str()).unwrap_or(&"?")),
+                md_escape(id.as_str())
+            );
+            if names_list.chars().count() + item.chars().count() > GROUP_LIST_MAX_CHARS {
+                break;
+            }
+            if shown > 0 {
+                names_list.push_str(", ");
+            }
+            names_list.push_str(&item);
+            shown += 1;
+        }
+        if shown < g.count {
+            let _ = write!(
+                names_list,
+                " … and {} more (`sipform plan --json` lists them all)",
+                thousands(g.count - shown)
+            );
+        }
+        let after = format!("On {} agents: {names_list}\n", thousands(g.count));
+        sections.push(details(&title, &group_lines(g)[1..], &after));
+    }
+    for (ri, r) in &apart {
+        let grouped = |ai: usize| grouping.is_grouped(*ri, ai);
+        let own = Summary::of(
+            r.actions
+                .iter()
+                .enumerate()
+                .filter(|(ai, _)| !grouped(*ai))
+                .map(|(_, a)| a),
+        );
         let title = format!(
             "{} ({}): {}",
             md_escape(&r.name),
             md_escape(r.restaurant_id.as_str()),
-            counts_phrase(Summary::of(&r.actions))
+            counts_phrase(own)
         );
-        sections.push(details(&title, &restaurant_lines(r)));
+        sections.push(details(&title, &restaurant_lines(r, &grouped)[1..], ""));
     }
 
-    let budget = MARKDOWN_MAX_CHARS - MARKDOWN_RESERVE;
     let mut used = out.chars().count();
     let mut shown = 0;
     for section in &sections {
@@ -117,37 +249,90 @@ pub fn markdown(plan: &Plan) -> String {
         shown += 1;
     }
     if shown < sections.len() {
-        // The account section is first and small, so what is left out is restaurants.
         let left = sections.len() - shown;
-        let what = if left == 1 {
-            "restaurant"
-        } else {
-            "restaurants"
-        };
+        let what = if left == 1 { "section" } else { "sections" };
         let _ = write!(
             out,
-            "\n> [!NOTE]\n> {left} more {what} left out of the details to fit GitHub's comment \
-             size limit (the tables above count them); run `sipform plan` to see the whole plan.\n"
+            "\n> [!NOTE]\n> {left} more detail {what} left out to fit GitHub's comment size \
+             limit (the list above names every shared change); run `sipform plan` to see the \
+             whole plan.\n"
         );
     }
+    out.push_str(&footer);
     out
 }
 
-fn count_row(label: &str, s: Summary, bold: bool) -> String {
-    let n = |v: usize| {
-        if bold {
-            format!("**{v}**")
-        } else {
-            v.to_string()
-        }
-    };
+/// How to apply the plan, and the commit it was made from.
+fn footer(plan: &Plan, ctx: &CommentContext) -> String {
+    let mut out = String::new();
+    if plan.has_changes() || plan.summary.adopt > 0 {
+        out.push_str(
+            "To apply: merge this pull request (the workflow applies the saved plan, or a fresh \
+             one if it went stale), or run `sipform apply plan.json` with the artifact.\n",
+        );
+    }
+    if let Some(commit) = &ctx.commit {
+        let _ = writeln!(out, "Made from commit {}.", md_escape(commit));
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\n---\n{out}")
+    }
+}
+
+/// `~ tool `end_call`: description changed, 1,000 agents`.
+fn group_item(g: &ChangeGroup) -> String {
     format!(
-        "| {label} | {} | {} | {} | {} |\n",
-        n(s.add),
-        n(s.change),
-        n(s.delete),
-        n(s.adopt)
+        "{} {} {}: {}, {} agents",
+        g.op.symbol(),
+        g.resource.label(),
+        code(&g.name),
+        what_changed(g.op, &g.changes),
+        thousands(g.count)
     )
+}
+
+/// `~ agent `Chez Marco` (r-1): aiVoice changed`, for a change of one restaurant (or the
+/// account when `r` is `None`).
+fn action_item(a: &Action, r: Option<&RestaurantPlan>) -> String {
+    let mut item = format!(
+        "{} {} {}",
+        a.op().symbol(),
+        a.resource().label(),
+        code(a.name())
+    );
+    if let Some(r) = r {
+        if r.name != a.name() {
+            let _ = write!(item, " of {}", md_escape(&r.name));
+        }
+        let _ = write!(item, " ({})", md_escape(r.restaurant_id.as_str()));
+    }
+    let _ = write!(item, ": {}", what_changed(a.op(), a.changes()));
+    if let Some(reason) = a.reason() {
+        let _ = write!(item, " ({})", md_escape(&reason));
+    }
+    item
+}
+
+fn what_changed(op: Op, changes: &[crate::plan::FieldChange]) -> String {
+    match op {
+        Op::Create => "created".into(),
+        Op::Delete => "deleted".into(),
+        Op::Adopt => "adopted".into(),
+        Op::NoOp => "unchanged".into(),
+        Op::Update => format!("{} changed", md_escape(&changed_fields(changes))),
+    }
+}
+
+/// A name as a code span (nothing inside is interpreted); escaped text if it holds a backtick
+/// or a line break, which a code span cannot carry safely.
+fn code(name: &str) -> String {
+    if name.is_empty() || name.contains(['`', '\n', '\r']) {
+        md_escape(name)
+    } else {
+        format!("`{}`", printable(name))
+    }
 }
 
 /// `14 to add, 1 to change`; zeros left out, since a section title is a glance.
@@ -170,13 +355,26 @@ fn counts_phrase(s: Summary) -> String {
 }
 
 /// One collapsed section holding the plan lines as a `diff` block, symbols in column 0
-/// (`+   tool x`) because GitHub colors a diff line by its first character. The fence is
-/// longer than any run of backticks inside, so no name can close it.
-fn details(title: &str, lines: &[Line]) -> String {
-    let body: Vec<String> = lines.iter().map(Line::markdown).collect();
+/// (`+   tool x`) because GitHub colors a diff line by its first character, and only the
+/// changed lines (unchanged context is what a reviewer already knows). The fence is longer
+/// than any run of backticks inside, so no name can close it. `after` (Markdown, already
+/// escaped) follows the block.
+fn details(title: &str, lines: &[Line], after: &str) -> String {
+    let body: Vec<String> = lines
+        .iter()
+        .filter(|l| l.sym != " ")
+        .map(Line::markdown)
+        .collect();
     let body = body.join("\n");
     let fence = "`".repeat(longest_backtick_run(&body).max(2) + 1);
-    format!("<details><summary>{title}</summary>\n\n{fence}diff\n{body}\n{fence}\n\n</details>\n")
+    let after = if after.is_empty() {
+        String::new()
+    } else {
+        format!("{after}\n")
+    };
+    format!(
+        "<details><summary>{title}</summary>\n\n{fence}diff\n{body}\n{fence}\n\n{after}</details>\n"
+    )
 }
 
 fn longest_backtick_run(s: &str) -> usize {
@@ -219,7 +417,11 @@ impl Line {
     /// The symbol in column 0, then the indent: GitHub colors a `diff` line by its first
     /// character.
     pub(super) fn markdown(&self) -> String {
-        let text = printable(&self.text);
+        let text = match (&self.merged, self.sym) {
+            (Some(parts), "-") => printable(&render_side(parts, ChangeTag::Delete)),
+            (Some(parts), "+") => printable(&render_side(parts, ChangeTag::Insert)),
+            _ => printable(&self.text),
+        };
         let pad = " ".repeat(self.indent);
         let line = if self.sym.is_empty() {
             format!("{pad}{text}")
@@ -262,7 +464,7 @@ mod tests {
 
     #[test]
     fn a_fence_outlasts_backticks_inside() {
-        let section = details("t", &[Line::heading("a ``` b".into())]);
+        let section = details("t", &[Line::heading("a ``` b".into())], "");
         assert!(section.contains("\n````diff\na ``` b\n````\n"), "{section}");
     }
 

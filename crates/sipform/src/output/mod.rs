@@ -4,6 +4,8 @@
 //!
 //! A new format is one file here plus one [`Format`] variant.
 
+mod annotations;
+mod apply_json;
 mod human;
 mod json;
 mod lines;
@@ -12,10 +14,14 @@ mod report;
 mod skipped;
 pub mod specs;
 
+pub use annotations::github_annotations;
+pub use apply_json::{apply_json, ApplyRunView, RunStatus, APPLY_REPORT_FORMAT_VERSION};
 pub use human::human;
 pub use json::{json, plan_schema, plan_schema_json};
 pub use lines::{summary_line, NO_CHANGES};
-pub use markdown::{markdown, MARKDOWN_MAX_CHARS};
+pub use markdown::{
+    markdown, markdown_comment, CommentContext, COMMENT_MARKER, MARKDOWN_MAX_CHARS,
+};
 pub use report::{imports, report};
 pub use skipped::skipped;
 

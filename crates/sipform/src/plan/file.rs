@@ -43,6 +43,12 @@ pub fn read_plan(path: &Path) -> Result<Plan, PlanFileError> {
         }
         None => return Err(err("missing \"formatVersion\": not a sipform plan".into())),
     }
+    // The groups are derived from the actions and recomputed whenever needed: a file's own
+    // cannot steer apply, so they are dropped, not trusted.
+    let mut value = value;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("groups");
+    }
     serde_path_to_error::deserialize(value).map_err(|e| err(with_field(&e)))
 }
 
@@ -50,8 +56,7 @@ pub fn read_plan(path: &Path) -> Result<Plan, PlanFileError> {
 /// server URL is saved redacted whatever the caller passed: a plan file is shared, attached to
 /// CI runs, and must never carry a password.
 pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
-    let mut value =
-        serde_json::to_value(plan).map_err(|e| PlanFileError::new(path, e.to_string()))?;
+    let mut value = document(plan).map_err(|e| PlanFileError::new(path, e.to_string()))?;
     if let Some(url) = value.get_mut("serverUrl") {
         if let Some(s) = url.as_str() {
             *url = serde_json::Value::String(crate::config::redact_url(s));
@@ -61,6 +66,52 @@ pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
         serde_json::to_vec_pretty(&value).map_err(|e| PlanFileError::new(path, e.to_string()))?;
     bytes.push(b'\n');
     crate::fsio::write_atomic(path, &bytes).map_err(|e| PlanFileError::new(path, e.to_string()))
+}
+
+/// The saved document as a value: the plan's fields, then `groups` (see [`super::groups`])
+/// when some change repeats across restaurants. `plan --json` prints the same document.
+pub fn document(plan: &Plan) -> Result<serde_json::Value, serde_json::Error> {
+    let mut value = serde_json::to_value(plan)?;
+    let groups = super::groups(plan).groups;
+    if !groups.is_empty() {
+        if let Some(object) = value.as_object_mut() {
+            object.insert("groups".into(), serde_json::to_value(groups)?);
+        }
+    }
+    Ok(value)
+}
+
+/// The JSON Schema of the saved plan, committed as `schema/plan.schema.json`: [`Plan`]'s, with
+/// the optional, derived `groups` array added.
+pub fn schema() -> schemars::Schema {
+    let mut schema = schemars::schema_for!(Plan);
+    let groups = schemars::schema_for!(Vec<super::ChangeGroup>);
+    let (Some(plan), Some(groups)) = (schema.as_object_mut(), groups.as_object()) else {
+        return schema;
+    };
+    if let Some(serde_json::Value::Object(defs)) = groups.get("$defs") {
+        if let Some(serde_json::Value::Object(into)) = plan.get_mut("$defs") {
+            for (name, def) in defs {
+                into.entry(name.clone()).or_insert_with(|| def.clone());
+            }
+        }
+    }
+    let mut items = groups.clone();
+    items.remove("$defs");
+    items.remove("$schema");
+    items.insert(
+        "description".into(),
+        serde_json::Value::String(
+            "Changes made identically in several restaurants, shown once: derived from the \
+             actions (which stay complete), ignored when a saved plan is read. Absent when no \
+             change repeats."
+                .into(),
+        ),
+    );
+    if let Some(serde_json::Value::Object(props)) = plan.get_mut("properties") {
+        props.insert("groups".into(), serde_json::Value::Object(items));
+    }
+    schema
 }
 
 /// `field: message` from a serde path error (`message` alone at the root).

@@ -15,6 +15,9 @@ use crate::model::ids::{ObjectId, RestaurantId};
 pub use crate::model::resource::Resource;
 
 pub mod file;
+pub mod groups;
+
+pub use groups::{groups, ChangeGroup, Grouping};
 
 /// Version of the saved-plan format. A plan of another version is refused.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -32,12 +35,13 @@ pub struct Plan {
     pub created_at: DateTime<Utc>,
     /// The server the plan was computed against.
     pub server_url: String,
-    /// State lineage and serial the plan was computed from: a saved plan applied after state
-    /// moved on is stale and refused.
+    /// State lineage and serial the plan was computed from: a saved plan is refused in another
+    /// lineage, or when state went back behind its serial. State moving forward is judged per
+    /// restaurant (see `first_touched_difference`).
     pub lineage: Uuid,
     pub state_serial: u64,
-    /// Digest of the remote objects the plan read: a saved plan applied after the server
-    /// changed is stale and refused.
+    /// Digest of the remote objects the plan read (informational: the server changing is
+    /// judged per restaurant).
     pub remote_fingerprint: String,
     /// Restaurants the plan was limited to (`--target`); empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -555,6 +559,22 @@ impl Plan {
         self.summary = Summary::of(self.actions());
         Some(self)
     }
+}
+
+/// [`first_difference`] limited to what `saved` touches: the account (shared by all) and the
+/// restaurants it has an action for. A restaurant only `now` changes is not the saved plan's
+/// business (applying the saved plan leaves it alone), so it does not make the plan stale.
+pub fn first_touched_difference(saved: &Plan, now: &Plan) -> Option<String> {
+    let touched: std::collections::HashSet<&RestaurantId> = saved
+        .restaurants
+        .iter()
+        .filter(|r| r.actions.iter().any(|a| a.op() != Op::NoOp))
+        .map(|r| &r.restaurant_id)
+        .collect();
+    let mut now = now.clone();
+    now.restaurants
+        .retain(|r| touched.contains(&r.restaurant_id));
+    first_difference(saved, &now)
 }
 
 /// Where two plans of the same state and server disagree, named for the user (`restaurant

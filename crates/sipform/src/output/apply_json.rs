@@ -1,0 +1,264 @@
+//! `apply --json`: one JSON document per run, for CI and for the platform: each restaurant's
+//! outcome, the request counts and the timing. Versioned (`formatVersion`) and documented in
+//! docs/apply-report.md; fields are only ever added.
+
+use serde::Serialize;
+
+use crate::apply::{ApplyError, Outcome, Report};
+use crate::front::diagnostics::Skipped;
+use crate::plan::Plan;
+
+/// Version of the apply report. Bumped only when a field changes meaning or goes away.
+pub const APPLY_REPORT_FORMAT_VERSION: u32 = 1;
+
+/// How a run ended, as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunStatus {
+    /// Every restaurant done.
+    Complete,
+    /// Some restaurant (or the account) failed, was not finished, or was skipped for invalid
+    /// input.
+    Incomplete,
+    /// The plan had nothing to do: no request was sent.
+    NoChanges,
+    /// Nothing was applied: the run stopped before its first write (a stale saved plan, an
+    /// unknown `--target`, a server that does not answer, …); `error` says why.
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    format_version: u32,
+    sipform_version: &'static str,
+    status: RunStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<PlanSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<ErrorDoc>,
+    restaurants: Vec<RestaurantDoc>,
+    requests: u64,
+    retries: u64,
+    actions: usize,
+    elapsed_ms: u128,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlanSummary {
+    add: usize,
+    change: usize,
+    delete: usize,
+    adopt: usize,
+    state_serial: u64,
+}
+
+/// What happened to one restaurant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Status {
+    Done,
+    Failed,
+    /// Stopped part-way by a signal or a state that can no longer be written: the next apply
+    /// finishes it.
+    Stopped,
+    /// Its writes were held back before the first one.
+    NotStarted,
+    /// Left out because its own input is invalid.
+    Skipped,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RestaurantDoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restaurant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    status: Status,
+    done: usize,
+    planned: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorDoc>,
+    /// For a skipped restaurant: its file or row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorDoc {
+    /// `transient` (worth retrying: a timeout, a 5xx, throttling) or `fatal`.
+    kind: &'static str,
+    /// The route template of the failed call (`PUT /api/agents/:id`), when a call failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<String>,
+    message: String,
+}
+
+fn error_doc(e: &ApplyError) -> ErrorDoc {
+    ErrorDoc {
+        kind: if e.is_transient() {
+            "transient"
+        } else {
+            "fatal"
+        },
+        route: e.route().map(str::to_string),
+        message: e.to_string(),
+    }
+}
+
+fn outcome_doc(o: &Outcome) -> RestaurantDoc {
+    let status = match &o.error {
+        None => Status::Done,
+        Some(e) if e.is_halt() && o.done == 0 => Status::NotStarted,
+        Some(e) if e.is_halt() => Status::Stopped,
+        Some(_) => Status::Failed,
+    };
+    RestaurantDoc {
+        restaurant_id: Some(o.restaurant.to_string()),
+        name: Some(o.name.clone()),
+        status,
+        done: o.done,
+        planned: o.planned,
+        error: o.error.as_ref().filter(|e| !e.is_halt()).map(error_doc),
+        origin: None,
+    }
+}
+
+/// What a run did, as `apply --json` prints it. `plan` is what was applied (absent when the
+/// run stopped before it had one), `report` what happened (absent when nothing was sent),
+/// `error` why the run stopped before its first write.
+pub struct ApplyRunView<'a> {
+    pub plan: Option<&'a Plan>,
+    pub report: Option<&'a Report>,
+    pub skipped: &'a [Skipped],
+    pub interrupted_by: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+/// The apply report: one JSON document, pretty, with a trailing newline.
+pub fn apply_json(run: &ApplyRunView<'_>) -> String {
+    let mut restaurants: Vec<RestaurantDoc> = run
+        .report
+        .map(|r| r.outcomes.iter().map(outcome_doc).collect())
+        .unwrap_or_default();
+    restaurants.extend(run.skipped.iter().map(|s| RestaurantDoc {
+        restaurant_id: s.id.clone(),
+        name: None,
+        status: Status::Skipped,
+        done: 0,
+        planned: 0,
+        error: None,
+        origin: Some(s.origin.to_string()),
+    }));
+    let status = match (run.error, run.report) {
+        (Some(_), _) => RunStatus::Error,
+        (None, None) => RunStatus::NoChanges,
+        (None, Some(r))
+            if r.failed() || run.interrupted_by.is_some() || !run.skipped.is_empty() =>
+        {
+            RunStatus::Incomplete
+        }
+        (None, Some(_)) => RunStatus::Complete,
+    };
+    let doc = Document {
+        format_version: APPLY_REPORT_FORMAT_VERSION,
+        sipform_version: env!("CARGO_PKG_VERSION"),
+        status,
+        error: run.error,
+        interrupted_by: run.interrupted_by,
+        plan: run.plan.map(|p| PlanSummary {
+            add: p.summary.add,
+            change: p.summary.change,
+            delete: p.summary.delete,
+            adopt: p.summary.adopt,
+            state_serial: p.state_serial,
+        }),
+        account: run
+            .report
+            .and_then(|r| r.account_error.as_ref())
+            .map(error_doc),
+        actions: run
+            .report
+            .map(|r| r.outcomes.iter().map(|o| o.done).sum())
+            .unwrap_or(0),
+        restaurants,
+        requests: run.report.map_or(0, |r| r.requests),
+        retries: run.report.map_or(0, |r| r.retries),
+        elapsed_ms: run.report.map_or(0, |r| r.elapsed.as_millis()),
+    };
+    // Plain strings and numbers: serializes infallibly.
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::ids::RestaurantId;
+
+    fn outcome(n: usize, error: Option<ApplyError>) -> Outcome {
+        Outcome {
+            restaurant: RestaurantId::new(format!("r-{n}")),
+            name: format!("R{n}"),
+            done: 2,
+            planned: 3,
+            error,
+        }
+    }
+
+    #[test]
+    fn outcomes_are_reported_one_per_restaurant() {
+        let report = Report {
+            account_error: None,
+            outcomes: vec![
+                outcome(1, None),
+                outcome(2, Some(ApplyError::Plan("no parent".into()))),
+            ],
+            requests: 7,
+            retries: 1,
+            elapsed: Duration::from_millis(1500),
+        };
+        let text = apply_json(&ApplyRunView {
+            plan: None,
+            report: Some(&report),
+            skipped: &[],
+            interrupted_by: None,
+            error: None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["formatVersion"], 1);
+        assert_eq!(v["status"], "incomplete");
+        assert_eq!(v["restaurants"][0]["status"], "done");
+        assert_eq!(v["restaurants"][1]["status"], "failed");
+        assert_eq!(v["restaurants"][1]["error"]["kind"], "fatal");
+        assert_eq!(v["restaurants"][1]["error"]["message"], "no parent");
+        assert_eq!(v["requests"], 7);
+        assert_eq!(v["elapsedMs"], 1500);
+        assert_eq!(v["actions"], 4);
+    }
+
+    #[test]
+    fn an_error_before_the_first_write_is_a_document_too() {
+        let text = apply_json(&ApplyRunView {
+            plan: None,
+            report: None,
+            skipped: &[],
+            interrupted_by: None,
+            error: Some("the saved plan is stale"),
+        });
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["status"], "error");
+        assert_eq!(v["error"], "the saved plan is stale");
+        assert_eq!(v["restaurants"], serde_json::json!([]));
+    }
+}
