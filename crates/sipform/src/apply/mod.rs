@@ -34,6 +34,8 @@ pub struct Outcome {
     /// Actions the plan held for it.
     pub planned: usize,
     pub error: Option<ApplyError>,
+    /// From its first action to its last (waiting for request slots included).
+    pub elapsed: Duration,
 }
 
 #[derive(Debug)]
@@ -174,6 +176,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     async fn restaurant(&self, rp: &RestaurantPlan) -> Outcome {
+        let started = Instant::now();
         let done = AtomicUsize::new(0);
         let planned = rp.actions.iter().filter(|a| a.op() != Op::NoOp).count();
         let error = self.restaurant_actions(rp, &done).await.err();
@@ -187,6 +190,7 @@ impl Ctx<'_> {
             done: done.load(Ordering::Relaxed),
             planned,
             error,
+            elapsed: started.elapsed(),
         }
     }
 

@@ -88,6 +88,9 @@ struct RestaurantDoc {
     /// For a skipped restaurant: its file or row.
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<String>,
+    /// Wall time of this restaurant's actions (absent for a skipped one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    elapsed_ms: Option<u128>,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +131,7 @@ fn outcome_doc(o: &Outcome) -> RestaurantDoc {
         planned: o.planned,
         error: o.error.as_ref().filter(|e| !e.is_halt()).map(error_doc),
         origin: None,
+        elapsed_ms: Some(o.elapsed.as_millis()),
     }
 }
 
@@ -156,6 +160,7 @@ pub fn apply_json(run: &ApplyRunView<'_>) -> String {
         planned: 0,
         error: None,
         origin: Some(s.origin.to_string()),
+        elapsed_ms: None,
     }));
     let status = match (run.error, run.report) {
         (Some(_), _) => RunStatus::Error,
@@ -213,6 +218,7 @@ mod tests {
             done: 2,
             planned: 3,
             error,
+            elapsed: Duration::from_millis(40 + n as u64),
         }
     }
 
@@ -239,6 +245,10 @@ mod tests {
         assert_eq!(v["formatVersion"], 1);
         assert_eq!(v["status"], "incomplete");
         assert_eq!(v["restaurants"][0]["status"], "done");
+        assert_eq!(
+            v["restaurants"][0]["elapsedMs"], 41,
+            "each restaurant carries its own time"
+        );
         assert_eq!(v["restaurants"][1]["status"], "failed");
         assert_eq!(v["restaurants"][1]["error"]["kind"], "fatal");
         assert_eq!(v["restaurants"][1]["error"]["message"], "no parent");

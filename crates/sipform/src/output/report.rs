@@ -119,6 +119,7 @@ mod tests {
             done,
             planned: 14,
             error: error.map(|e| ApplyError::Plan(e.to_string())),
+            elapsed: Duration::ZERO,
         }
     }
 
