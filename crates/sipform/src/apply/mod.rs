@@ -224,16 +224,35 @@ impl Ctx<'_> {
                 self.step(done);
             }
         }
-        let parents = &parents;
-        let results = futures::future::join_all(children.into_iter().map(|(kind, a)| async move {
+        // Deletes first, then the rest: a replacement (delete + create of one slot, as a
+        // subscription's) must never have its new id forgotten by the old one's delete.
+        let (deletes, rest): (Vec<_>, Vec<_>) = children
+            .into_iter()
+            .partition(|(_, a)| a.op() == Op::Delete);
+        let mut errors = self.children(rp, &parents, deletes, done).await;
+        if errors.is_empty() {
+            errors = self.children(rp, &parents, rest, done).await;
+        }
+        ApplyError::of_batch(errors)
+    }
+
+    /// Carries out one parent's children at once; the errors of those that failed.
+    async fn children(
+        &self,
+        rp: &RestaurantPlan,
+        parents: &Parents,
+        actions: Vec<(&dyn Kind, &Action)>,
+        done: &AtomicUsize,
+    ) -> Vec<ApplyError> {
+        let results = futures::future::join_all(actions.into_iter().map(|(kind, a)| async move {
             self.act(kind, &rp.restaurant_id, a, parents).await?;
             if a.op() != Op::NoOp {
                 self.step(done);
             }
-            Ok(())
+            Ok::<(), ApplyError>(())
         }))
         .await;
-        ApplyError::of_batch(results.into_iter().filter_map(Result::err).collect())
+        results.into_iter().filter_map(Result::err).collect()
     }
 
     fn step(&self, done: &AtomicUsize) {
