@@ -41,6 +41,7 @@ fn restaurants(n: usize) -> Vec<Sourced<Restaurant>> {
                 sip_enabled: true,
                 is_active: true,
                 max_call_duration_sec: None,
+                phone_line: None,
             },
         })
         .collect()

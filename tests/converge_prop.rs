@@ -53,6 +53,7 @@ fn restaurant(slot: usize) -> impl Strategy<Value = Restaurant> {
                 sip_enabled: f[8],
                 is_active: true,
                 max_call_duration_sec: max,
+                phone_line: None,
             },
         )
 }

@@ -74,6 +74,8 @@ pub struct Settings {
     /// The agent template, relative to `root`.
     pub template: PathBuf,
     pub billing: crate::model::spec::BillingConfig,
+    /// `phone_lines:` of `sipform.yaml`: where phone lines come from.
+    pub phone_lines: crate::model::spec::PhoneLinesConfig,
 }
 
 /// Reads the process environment; tests pass a closure over a map instead.
@@ -133,6 +135,7 @@ impl Settings {
             tools_dir: project.tools_dir,
             template: project.template,
             billing: project.billing,
+            phone_lines: project.phone_lines,
         }
     }
 
@@ -155,6 +158,7 @@ impl Settings {
             tools_dir: self.tools_dir.clone(),
             template: self.template.clone(),
             billing: self.billing.clone(),
+            phone_lines: self.phone_lines.clone(),
         }
     }
 
@@ -334,6 +338,7 @@ mod tests {
             tools_dir: "tools".into(),
             template: "templates/agent.yaml.j2".into(),
             billing: Default::default(),
+            phone_lines: Default::default(),
         }
     }
 

@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 use crate::compare::{create_changes, diff_value};
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::{Desired, DesiredRestaurant};
-use crate::plan::{Action, Plan, Reason, RestaurantPlan, Summary, PLAN_FORMAT_VERSION};
+use crate::plan::{
+    Action, FieldChange, Plan, Reason, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,
+};
 use crate::remote::ServerObject;
 use crate::resources::{account, Actual, AdoptCx, Adoption, Kind, Kinds, Resource};
 use crate::state::{RestaurantState, State};
@@ -272,6 +274,7 @@ impl<'a> Cx<'a> {
                     &d.key,
                     found.get(&k.resource()),
                     &d.body,
+                    k.write_only_changes(r, st, &d.key),
                 ));
             }
         }
@@ -304,14 +307,18 @@ impl<'a> Cx<'a> {
         let desired = match k.desired_in(r, self.actual) {
             Ok(d) => d,
             Err(why) => {
-                notes.push(why);
+                // An empty reason: nothing planned, and nothing to say (a phone line no
+                // source declares).
+                if !why.is_empty() {
+                    notes.push(why);
+                }
                 return Vec::new();
             }
         };
         let Some(parent) = parent else {
             return desired
                 .into_iter()
-                .flat_map(|d| object_actions(k, &d.key, None, &d.body))
+                .flat_map(|d| object_actions(k, &d.key, None, &d.body, Vec::new()))
                 .collect();
         };
         let server = match self.actual.children(k.resource(), &parent.obj.id) {
@@ -351,7 +358,8 @@ impl<'a> Cx<'a> {
             if let Some(f) = &f {
                 taken.insert(&f.obj.id);
             }
-            actions.extend(object_actions(k, &d.key, f.as_ref(), &d.body));
+            let hidden = k.write_only_changes(r, st, &d.key);
+            actions.extend(object_actions(k, &d.key, f.as_ref(), &d.body, hidden));
         }
         actions.extend(extras(k, &desired, server, &taken));
         if k.replaces() {
@@ -554,19 +562,33 @@ fn extras(
         .collect()
 }
 
-/// Create, or adopt and/or update, or no-op, for one object.
+/// Create, or adopt and/or update, or no-op, for one object. The kind's write-only keys
+/// ([`Kind::write_only`]) are not compared (the server never returns them): `hidden` holds
+/// their changes, and a create shows them as sensitive, without a value.
 fn object_actions(
     k: &dyn Kind,
     name: &str,
     found: Option<&Found<'_>>,
     desired: &Value,
+    hidden: Vec<FieldChange>,
 ) -> Vec<Action> {
     let resource = k.resource();
+    let write_only = k.write_only();
     let Some(f) = found else {
+        let changes = create_changes(desired)
+            .into_iter()
+            .map(|mut c| {
+                if write_only.contains(&c.path.as_str()) {
+                    c.after = None;
+                    c.sensitive = true;
+                }
+                c
+            })
+            .collect();
         return vec![Action::Create {
             resource,
             name: name.to_string(),
-            changes: create_changes(desired),
+            changes,
             body: desired.clone(),
         }];
     };
@@ -583,7 +605,10 @@ fn object_actions(
     let mut changes = Vec::new();
     let empty = Map::new();
     let dmap = desired.as_object().unwrap_or(&empty);
-    for (key, dv) in dmap {
+    for (key, dv) in dmap
+        .iter()
+        .filter(|(key, _)| !write_only.contains(&key.as_str()))
+    {
         diff_value(
             key,
             dv,
@@ -591,6 +616,7 @@ fn object_actions(
             &mut changes,
         );
     }
+    changes.extend(hidden);
     if changes.is_empty() {
         if f.adopted.is_none() {
             out.push(Action::NoOp {

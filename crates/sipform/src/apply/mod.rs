@@ -294,6 +294,7 @@ impl Ctx<'_> {
                 .map_err(server)?;
                 self.record(kind.change(rid, name, Some(&obj.id), Some(&secrets)))
                     .await?;
+                self.after_write(kind, rid, name, body).await?;
                 Ok(Some(obj.id))
             }
             Action::Adopt { name, id, .. } => {
@@ -304,10 +305,11 @@ impl Ctx<'_> {
                 self.record(change).await?;
                 Ok(Some(id.clone()))
             }
-            Action::Update { id, body, .. } => {
+            Action::Update { name, id, body, .. } => {
                 kind.update(self.client, parents, id, body)
                     .await
                     .map_err(server)?;
+                self.after_write(kind, rid, name, body).await?;
                 Ok(Some(id.clone()))
             }
             Action::NoOp { id, .. } => Ok(Some(id.clone())),
@@ -328,6 +330,27 @@ impl Ctx<'_> {
                 Ok(None)
             }
         }
+    }
+
+    /// What the kind records after a successful create or update besides the id
+    /// ([`Kind::after_write`]: a phone line's password hash), recorded durably.
+    async fn after_write(
+        &self,
+        kind: &dyn Kind,
+        rid: &RestaurantId,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), ApplyError> {
+        let changes = kind
+            .after_write(rid, name, body)
+            .map_err(|source| ApplyError::Server {
+                what: format!("{} {name}", kind.resource().label()),
+                source,
+            })?;
+        for change in changes {
+            self.record(change).await?;
+        }
+        Ok(())
     }
 
     /// Records durably; on failure, stops every write of the run (an object made after this

@@ -274,7 +274,8 @@ fn a_restaurant_gone_from_the_inventory_is_only_noted_without_allow_destroy() {
         vec![
             (
                 Resource::AGENT,
-                "restaurant gone from the inventory (its tools go with it)".to_string()
+                "restaurant gone from the inventory (its tools and phone lines go with it)"
+                    .to_string()
             ),
             (
                 Resource::FINAL_CUSTOMER,

@@ -121,10 +121,13 @@ fn push_error(err: &jsonschema::ValidationError<'_>, out: &mut Vec<(String, Stri
     match err.kind() {
         K::AdditionalProperties { unexpected } if !unexpected.is_empty() => {
             for key in unexpected {
-                out.push((
-                    format!("{pointer}/{}", yaml::escape_token(key)),
-                    format!("unknown key `{key}`"),
-                ));
+                // A password in a file is refused with the way to give it instead.
+                let message = if key == "sip_password" {
+                    "a literal `sip_password` is refused: put the password in an environment variable and name it with `sip_password_env`".to_string()
+                } else {
+                    format!("unknown key `{key}`")
+                };
+                out.push((format!("{pointer}/{}", yaml::escape_token(key)), message));
             }
         }
         K::AnyOf { context } | K::OneOfNotValid { context } => {

@@ -18,9 +18,10 @@ use crate::front::schema::Kind;
 use crate::front::yaml;
 use crate::inventory::{self, InventoryRead};
 use crate::model::ids::RestaurantId;
+use crate::model::secret::Secret;
 use crate::model::spec::{
-    restaurant_id_problem, Desired, DesiredRestaurant, InventoryConfig, Project, RenderedAgent,
-    Restaurant, ToolSpec,
+    restaurant_id_problem, Desired, DesiredPhoneLine, DesiredRestaurant, InventoryConfig,
+    PhoneLineSource, PhoneLineSpec, PhoneProvider, Project, RenderedAgent, Restaurant, ToolSpec,
 };
 
 /// The context keys the session's `initialContext` provides (contract, Expressions table).
@@ -273,6 +274,25 @@ fn build(
         }
     }
 
+    // Phone lines: the password is read from the environment variable a block names; one
+    // that is unset refuses the restaurant (naming the variable, never a value).
+    let mut lines: Vec<Option<DesiredPhoneLine>> = vec![None; entries.len()];
+    for (i, e) in entries.iter().enumerate() {
+        if !problems[i].is_empty() {
+            continue;
+        }
+        match phone_line(&project, &e.restaurant.value) {
+            Ok(l) => lines[i] = l,
+            Err(m) => {
+                let at = match &e.doc {
+                    Some(d) => d.origin("/phone_line/sip_password_env"),
+                    None => e.restaurant.origin.clone(),
+                };
+                problems[i].push(Diagnostic::new(at, "phone_line.sip_password_env", m))
+            }
+        }
+    }
+
     let mut rendered: Vec<RenderedOne> = Vec::new();
     if let Some(renderer) = &renderer {
         for (i, e) in entries.iter().enumerate() {
@@ -347,6 +367,7 @@ fn build(
                 agent: o.agent.agent,
                 tools: sorted.clone(),
                 billing_plan: project.billing.plan.clone(),
+                phone_line: lines[o.index].take(),
             })
             .collect(),
         held: skipped
@@ -373,6 +394,45 @@ fn build(
         skipped,
         warnings,
     })
+}
+
+/// The phone line `r` wants under `project.phone_lines`; `Err` says why it is refused.
+fn phone_line(project: &Project, r: &Restaurant) -> Result<Option<DesiredPhoneLine>, String> {
+    match project.phone_lines.source {
+        PhoneLineSource::RestaurantPhone => Ok(r.phone.as_ref().map(|phone| DesiredPhoneLine {
+            spec: PhoneLineSpec {
+                phone_number: phone.clone(),
+                provider: Some(PhoneProvider::Twilio),
+                sip_transport: None,
+                stun_server: None,
+                sip_domain: None,
+                sip_username: None,
+                sip_password_env: None,
+                twilio_trunk_sid: None,
+                is_active: true,
+            },
+            password: None,
+        })),
+        PhoneLineSource::Block => {
+            let Some(spec) = &r.phone_line else {
+                return Ok(None);
+            };
+            let password = match &spec.sip_password_env {
+                None => None,
+                Some(name) => match std::env::var(name) {
+                    Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                    _ => {
+                        return Err(format!(
+                            "names the environment variable `{name}`, which is not set (or empty): this restaurant is skipped, nothing is sent for it"
+                        ))
+                    }
+                },
+            };
+            let mut spec = spec.clone();
+            spec.provider = Some(spec.provider());
+            Ok(Some(DesiredPhoneLine { spec, password }))
+        }
+    }
 }
 
 /// Warns on a parameter (or a nested property of one) the voice model gets no description

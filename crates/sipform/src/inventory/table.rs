@@ -494,6 +494,7 @@ impl PlatformTable {
             sip_enabled: raw.bools[B_SIP].unwrap_or(true),
             is_active: raw.bools[B_ACTIVE].unwrap_or(true),
             max_call_duration_sec,
+            phone_line: None,
         })
     }
 }

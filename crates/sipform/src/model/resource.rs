@@ -41,17 +41,20 @@ impl Resource {
     pub const TOOL: Resource = Resource("tool", "tool", true);
     /// A final customer's subscription to a billing plan, named by the plan's id.
     pub const SUBSCRIPTION: Resource = Resource("subscription", "subscription", true);
+    /// A phone line routed to an agent, named by its number (E.164).
+    pub const PHONE_LINE: Resource = Resource("phoneLine", "phone line", true);
     /// The account's billing plans: read by refresh (the subscriptions' choice), never
     /// planned, so not in [`Resource::BUILTIN`].
     pub const PLAN: Resource = Resource("plan", "plan", true);
 
     /// The kinds a saved plan may name.
-    pub const BUILTIN: [Resource; 5] = [
+    pub const BUILTIN: [Resource; 6] = [
         Resource::ACCOUNT,
         Resource::FINAL_CUSTOMER,
         Resource::AGENT,
         Resource::TOOL,
         Resource::SUBSCRIPTION,
+        Resource::PHONE_LINE,
     ];
 
     /// A kind defined outside this crate (see `resources::Kinds::with`): its wire name and

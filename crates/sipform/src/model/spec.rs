@@ -316,6 +316,69 @@ pub struct Restaurant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub max_call_duration_sec: Option<u32>,
+    /// The phone line routed to the agent (files mode). Its password is never written here:
+    /// `sip_password_env` names the environment variable that holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_line: Option<PhoneLineSpec>,
+}
+
+/// A restaurant's phone line: the number routed to its agent and the SIP trunk credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneLineSpec {
+    /// E.164: `+` and up to 15 digits.
+    #[schemars(regex(pattern = r"^\+[1-9][0-9]{1,14}$"))]
+    pub phone_number: String,
+    /// `sip` when `sip_domain` is set, else `twilio`, when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<PhoneProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_transport: Option<SipTransport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub stun_server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub sip_domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub sip_username: Option<String>,
+    /// The NAME of the environment variable holding the SIP password (a literal password is
+    /// refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"))]
+    pub sip_password_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub twilio_trunk_sid: Option<String>,
+    #[serde(default = "default_true")]
+    pub is_active: bool,
+}
+
+impl PhoneLineSpec {
+    /// The provider sent: the one written, else `sip` when a SIP domain is set, else `twilio`.
+    pub fn provider(&self) -> PhoneProvider {
+        self.provider.unwrap_or(if self.sip_domain.is_some() {
+            PhoneProvider::Sip
+        } else {
+            PhoneProvider::Twilio
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneProvider {
+    Sip,
+    Twilio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SipTransport {
+    Udp,
+    Tcp,
+    Tls,
 }
 
 /// Whether `s` has the platform's restaurant id format: a UUID, 8-4-4-4-12 hex digits in
@@ -383,6 +446,28 @@ pub struct Project {
     /// Which plan each final customer is subscribed to (the platform bills by subscription).
     #[serde(default)]
     pub billing: BillingConfig,
+    /// Where each restaurant's phone line comes from.
+    #[serde(default)]
+    pub phone_lines: PhoneLinesConfig,
+}
+
+/// `phone_lines:` of `sipform.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneLinesConfig {
+    #[serde(default)]
+    pub source: PhoneLineSource,
+}
+
+/// `block`: a restaurant's `phone_line:` block, none without one. `restaurant_phone`: the
+/// platform's old behaviour, a line for the restaurant's own `phone`, provider `twilio`, no
+/// credentials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneLineSource {
+    #[default]
+    Block,
+    RestaurantPhone,
 }
 
 /// Billing: the plan every final customer is subscribed to.
@@ -631,6 +716,18 @@ pub struct DesiredRestaurant {
     /// `sipform.yaml`'s `billing.plan` (`default`, `none` or a plan name): resolved against
     /// the account's plans once refresh has read them.
     pub billing_plan: String,
+    /// Its phone line, if it has one, with the password read from the environment at
+    /// validate time (never printed: [`Secret`]).
+    pub phone_line: Option<DesiredPhoneLine>,
+}
+
+/// A phone line as wanted: the spec (provider resolved) and its password.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredPhoneLine {
+    pub spec: PhoneLineSpec,
+    /// Never serialized: `Secret` serializes its value, so it is skipped here.
+    #[serde(skip)]
+    pub password: Option<crate::model::secret::Secret<String>>,
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod account;
 pub mod actual;
 pub mod agent;
 pub mod final_customer;
+pub mod phone_line;
 pub mod subscription;
 pub mod tool;
 
@@ -169,6 +170,34 @@ pub trait Kind: Send + Sync {
         Adoption::default()
     }
 
+    /// Keys of its body the server never returns (a password): diff leaves them out of the
+    /// field-by-field comparison and asks [`Kind::write_only_changes`] instead.
+    fn write_only(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The changes of its write-only keys for `key` (shown `sensitive`, without values),
+    /// judged against what state recorded after the last write (a salted hash).
+    fn write_only_changes(
+        &self,
+        _r: &DesiredRestaurant,
+        _st: Option<&RestaurantState>,
+        _key: &str,
+    ) -> Vec<crate::plan::FieldChange> {
+        Vec::new()
+    }
+
+    /// What state records after a create or update of `key` that sent `body` succeeded,
+    /// besides the id (a phone line's password hash). Apply calls it; the default is nothing.
+    fn after_write(
+        &self,
+        _restaurant: &RestaurantId,
+        _key: &str,
+        _body: &Value,
+    ) -> Result<Vec<Change>, ClientError> {
+        Ok(Vec::new())
+    }
+
     // --- its slot in state ---------------------------------------------------------------
 
     /// The id state records for `key`.
@@ -254,6 +283,7 @@ impl Kinds {
                 Arc::new(agent::Agent),
                 Arc::new(tool::Tool),
                 Arc::new(subscription::Subscription::default()),
+                Arc::new(phone_line::PhoneLine),
             ],
         }
     }
@@ -337,6 +367,6 @@ mod tests {
                 assert!(kinds.rank(p) < kinds.rank(k.resource()), "{}", k.resource());
             }
         }
-        assert_eq!(kinds.children_of(Resource::AGENT).count(), 1);
+        assert_eq!(kinds.children_of(Resource::AGENT).count(), 2);
     }
 }
