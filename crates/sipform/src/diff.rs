@@ -562,6 +562,46 @@ fn extras(
         .collect()
 }
 
+/// A create: every field shown, the write-only ones as sensitive, without a value.
+fn create(k: &dyn Kind, name: &str, desired: &Value) -> Action {
+    let write_only = k.write_only();
+    let changes = create_changes(desired)
+        .into_iter()
+        .map(|mut c| {
+            if write_only.contains(&c.path.as_str()) {
+                c.after = None;
+                c.sensitive = true;
+            }
+            c
+        })
+        .collect();
+    Action::Create {
+        resource: k.resource(),
+        name: name.to_string(),
+        changes,
+        body: desired.clone(),
+    }
+}
+
+/// The PUT body: the whole object, or the changed top-level keys (the agent's `config` is one
+/// key, so it always goes whole).
+fn update_body(k: &dyn Kind, desired: &Value, changes: &[FieldChange]) -> Value {
+    if k.update_whole() {
+        return desired.clone();
+    }
+    let empty = Map::new();
+    let dmap = desired.as_object().unwrap_or(&empty);
+    let top: BTreeSet<&str> = changes
+        .iter()
+        .map(|c| c.path.split('.').next().unwrap_or(""))
+        .collect();
+    Value::Object(
+        top.into_iter()
+            .filter_map(|key| Some((key.to_string(), dmap.get(key)?.clone())))
+            .collect(),
+    )
+}
+
 /// Create, or adopt and/or update, or no-op, for one object. The kind's write-only keys
 /// ([`Kind::write_only`]) are not compared (the server never returns them): `hidden` holds
 /// their changes, and a create shows them as sensitive, without a value.
@@ -575,22 +615,7 @@ fn object_actions(
     let resource = k.resource();
     let write_only = k.write_only();
     let Some(f) = found else {
-        let changes = create_changes(desired)
-            .into_iter()
-            .map(|mut c| {
-                if write_only.contains(&c.path.as_str()) {
-                    c.after = None;
-                    c.sensitive = true;
-                }
-                c
-            })
-            .collect();
-        return vec![Action::Create {
-            resource,
-            name: name.to_string(),
-            changes,
-            body: desired.clone(),
-        }];
+        return vec![create(k, name, desired)];
     };
     let id = f.obj.id.clone();
     let mut out = Vec::new();
@@ -627,21 +652,7 @@ fn object_actions(
         }
         return out;
     }
-    // PUT body: the whole object, or the changed top-level keys (the agent's `config` is one
-    // key, so it always goes whole).
-    let body = if k.update_whole() {
-        desired.clone()
-    } else {
-        let top: BTreeSet<&str> = changes
-            .iter()
-            .map(|c| c.path.split('.').next().unwrap_or(""))
-            .collect();
-        Value::Object(
-            top.into_iter()
-                .filter_map(|key| Some((key.to_string(), dmap.get(key)?.clone())))
-                .collect(),
-        )
-    };
+    let body = update_body(k, desired, &changes);
     out.push(Action::Update {
         resource,
         name: name.to_string(),
