@@ -254,69 +254,10 @@ fn plain_http_remote_host(url: &str) -> Option<String> {
     (!loopback).then(|| parsed.host_str().unwrap_or_default().to_string())
 }
 
-/// `url` fit to show: its user-info (`user:password@`) replaced by `***`, and a `password=`
-/// query parameter's value too. The one function every URL (server or database) goes through
-/// before it reaches output, a log, an error or a saved plan.
-///
-/// The user-info is found as text, not with a URL parser, on purpose: a password holding an
-/// unencoded `/`, `?` or `#` makes a URL that a parser either refuses or reads with the
-/// password as host, port or path, and such a URL must not be printed either. Everything
-/// between `://` and the last `@` counts as user-info, which at worst hides too much.
-pub fn redact_url(url: &str) -> String {
-    match userinfo_span(url) {
-        Some((start, end)) => format!("{}***{}", &url[..start], redact_password_param(&url[end..])),
-        None => redact_password_param(url),
-    }
-}
-
-/// The password in `url`'s user-info (after its first `:`), as written; see [`redact_url`] for
-/// where the user-info is taken to end.
-pub fn url_password(url: &str) -> Option<&str> {
-    let (start, end) = userinfo_span(url)?;
-    let userinfo = &url[start..end];
-    let pw = &userinfo[userinfo.find(':')? + 1..];
-    (!pw.is_empty()).then_some(pw)
-}
-
-/// Refuses a URL whose `@` comes after a `/`, `?`, `#` or `\\`: either a password holding one
-/// of those unencoded, which the driver or HTTP client would read as host, port, path or query
-/// (and send or log it there), or an `@` in the path or query. Both are fixed by encoding.
-pub fn check_url_userinfo(url: &str) -> Result<(), String> {
-    match userinfo_span(url) {
-        Some((start, end)) if url[start..end].contains(['/', '?', '#', '\\']) => Err(
-            "the URL has an '@' after a '/', '?', '#' or '\\', so it does not mean what it seems: percent-encode those characters in a password (%2F, %3F, %23, %5C), or an '@' in the path or query (%40)"
-                .to_string(),
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// Byte range of the user-info: from after `://` to the last `@` (exclusive).
-fn userinfo_span(url: &str) -> Option<(usize, usize)> {
-    let start = url.find("://")? + 3;
-    let at = url[start..].rfind('@')? + start;
-    Some((start, at))
-}
-
-/// `password=` query parameters with their values replaced by `***`.
-fn redact_password_param(s: &str) -> String {
-    let Some(q) = s.find('?') else {
-        return s.to_string();
-    };
-    let (head, query) = s.split_at(q + 1);
-    let parts: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => kv.to_string(),
-        })
-        .collect();
-    format!("{head}{}", parts.join("&"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::secret::{check_url_userinfo, redact_url, url_password};
 
     fn project() -> Project {
         Project {

@@ -204,7 +204,7 @@ impl Db {
         let place = describe_url(url, base);
         let password = password_of(url);
         // Before any driver sees it: a driver misreading the password would log part of it.
-        crate::config::check_url_userinfo(url).map_err(|message| DbError::Url {
+        crate::model::secret::check_url_userinfo(url).map_err(|message| DbError::Url {
             url: redact(url),
             message,
         })?;
@@ -387,14 +387,14 @@ pub fn describe_url(url: &str, base: &Path) -> String {
 }
 
 /// The URL with its user-info and any `password=` parameter replaced by `***`: the one
-/// redaction every URL goes through ([`crate::config::redact_url`]).
+/// redaction every URL goes through ([`crate::model::secret::redact_url`]).
 pub fn redact(url: &str) -> String {
-    crate::config::redact_url(url)
+    crate::model::secret::redact_url(url)
 }
 
 /// The password in `url`'s user-info part, as written.
 fn password_of(url: &str) -> Option<String> {
-    crate::config::url_password(url).map(str::to_string)
+    crate::model::secret::url_password(url).map(str::to_string)
 }
 
 fn scrub(message: &str, password: Option<&str>) -> String {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::config::{redact_url, Settings};
+use crate::config::Settings;
+use crate::model::secret::redact_url;
 use crate::remote::{Client, ClientError};
 use crate::state::{self, LockInfo};
 

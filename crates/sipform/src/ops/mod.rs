@@ -36,7 +36,7 @@ pub enum OpsError {
     /// A call to the server failed: where (server, method, route), what, and what to do.
     #[error("sip-agent-server at {url}: {source}{}", hint_suffix(.source))]
     Server {
-        /// Redacted ([`crate::config::redact_url`]): never carries a password.
+        /// Redacted ([`crate::model::secret::redact_url`]): never carries a password.
         url: String,
         #[source]
         source: ClientError,
@@ -78,7 +78,7 @@ impl OpsError {
     /// A failed call to the server at `url` (redacted here, so no caller can forget).
     pub fn server(url: &str, source: ClientError) -> OpsError {
         OpsError::Server {
-            url: crate::config::redact_url(url),
+            url: crate::model::secret::redact_url(url),
             source,
         }
     }

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use crate::config::{redact_url, Settings};
+use crate::config::Settings;
 use crate::diff;
 use crate::front::diagnostics::Skipped;
 use crate::front::validate;
 use crate::inventory::PlatformTable;
+use crate::model::secret::redact_url;
 use crate::model::spec::Desired;
 use crate::plan::Plan;
 use crate::refresh;

@@ -24,7 +24,7 @@ pub fn human(plan: &Plan, color: bool) -> String {
     let _ = writeln!(
         out,
         "sipform plan for {}",
-        printable(&crate::config::redact_url(&plan.server_url))
+        printable(&crate::model::secret::redact_url(&plan.server_url))
     );
     if !plan.targets.is_empty() {
         let targets: Vec<&str> = plan.targets.iter().map(|t| t.as_str()).collect();

@@ -64,7 +64,7 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
     let _ = writeln!(out, "### {}\n", summary_line(plan));
     let mut context = format!(
         "sipform plan for {}",
-        md_escape(&crate::config::redact_url(&plan.server_url))
+        md_escape(&crate::model::secret::redact_url(&plan.server_url))
     );
     if !plan.targets.is_empty() {
         let targets: Vec<String> = plan

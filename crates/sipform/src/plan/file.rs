@@ -59,7 +59,7 @@ pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
     let mut value = document(plan).map_err(|e| PlanFileError::new(path, e.to_string()))?;
     if let Some(url) = value.get_mut("serverUrl") {
         if let Some(s) = url.as_str() {
-            *url = serde_json::Value::String(crate::config::redact_url(s));
+            *url = serde_json::Value::String(crate::model::secret::redact_url(s));
         }
     }
     let mut bytes =

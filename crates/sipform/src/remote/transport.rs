@@ -270,7 +270,7 @@ struct Attempt {
 
 impl Client {
     pub fn new(settings: &Settings) -> Result<Client, ClientError> {
-        crate::config::check_url_userinfo(&settings.server_url)
+        crate::model::secret::check_url_userinfo(&settings.server_url)
             .map_err(|why| ClientError::Build(format!("the server URL is ambiguous: {why}")))?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
