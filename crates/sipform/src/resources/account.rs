@@ -18,7 +18,7 @@ pub fn body(spec: &AccountSpec) -> Value {
 
 pub async fn list(client: &Client) -> Result<Vec<ServerObject>, ClientError> {
     let route = Route::new(LIST, &[]);
-    super::many(client.get_list(&route).await?, &route)
+    super::list_at(client, &route).await
 }
 
 /// The account this project manages: state's id first, else the first of that name.

@@ -132,7 +132,7 @@ impl Kind for Agent {
         account: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError> {
         let route = Route::new(LIST, &[]).query("accountId", account.as_str());
-        super::many(client.get_list(&route).await?, &route)
+        super::list_at(client, &route).await
     }
 
     async fn create(

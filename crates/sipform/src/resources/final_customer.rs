@@ -131,7 +131,7 @@ impl Kind for FinalCustomer {
         account: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError> {
         let route = Route::new(LIST, &[]).query("accountId", account.as_str());
-        super::many(client.get_list(&route).await?, &route)
+        super::list_at(client, &route).await
     }
 
     async fn create(
@@ -157,10 +157,7 @@ impl Kind for FinalCustomer {
         taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
     ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
         let list = self.list(client, &parents.account).await?;
-        Ok(list
-            .into_iter()
-            .find(|o| same_identity(o, body) && !taken(&o.id))
-            .map(|o| (o, Secrets::default())))
+        Ok(super::unclaimed(list, |o| same_identity(o, body), taken))
     }
 
     async fn update(

@@ -342,6 +342,26 @@ pub(crate) fn one(
     })
 }
 
+/// GET a list route and parse its entries; one bad entry fails it.
+pub(crate) async fn list_at(
+    client: &Client,
+    route: &crate::remote::Route,
+) -> Result<Vec<ServerObject>, ClientError> {
+    many(client.get_list(route).await?, route)
+}
+
+/// After an ambiguous create: the first listed object that `matches` and that no other
+/// restaurant's state claims, i.e. what the lost attempt may have stored.
+pub(crate) fn unclaimed(
+    list: Vec<ServerObject>,
+    matches: impl Fn(&ServerObject) -> bool,
+    taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
+) -> Option<(ServerObject, Secrets)> {
+    list.into_iter()
+        .find(|o| matches(o) && !taken(&o.id))
+        .map(|o| (o, Secrets::default()))
+}
+
 /// Parses a list a call answered with; one bad entry fails it.
 pub(crate) fn many(
     list: Vec<crate::remote::Object>,

@@ -256,7 +256,7 @@ impl Kind for PhoneLine {
         agent: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError> {
         let route = Route::new(LIST, &[agent.as_str()]);
-        super::many(client.get_list(&route).await?, &route)
+        super::list_at(client, &route).await
     }
 
     async fn create(
@@ -281,12 +281,8 @@ impl Kind for PhoneLine {
     ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
         let agent = parents.require(Resource::AGENT)?;
         let number = body.get("phoneNumber").and_then(Value::as_str);
-        Ok(self
-            .list(client, agent)
-            .await?
-            .into_iter()
-            .find(|o| self.key_of(o) == number && !taken(&o.id))
-            .map(|o| (o, Secrets::default())))
+        let list = self.list(client, agent).await?;
+        Ok(super::unclaimed(list, |o| self.key_of(o) == number, taken))
     }
 
     async fn update(

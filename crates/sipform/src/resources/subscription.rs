@@ -52,7 +52,7 @@ pub async fn list_plans(
     account: &ObjectId,
 ) -> Result<Vec<ServerObject>, ClientError> {
     let route = Route::new(PLANS, &[]).query("accountId", account.as_str());
-    super::many(client.get_list(&route).await?, &route)
+    super::list_at(client, &route).await
 }
 
 /// The plan `choice` names among `plans`: `default` is the platform's rule (the first active
@@ -217,7 +217,7 @@ impl Kind for Subscription {
         final_customer: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError> {
         let route = Route::new(LIST, &[final_customer.as_str()]);
-        super::many(client.get_list(&route).await?, &route)
+        super::list_at(client, &route).await
     }
 
     async fn create(
@@ -246,12 +246,12 @@ impl Kind for Subscription {
     ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
         let fc = parents.require(Resource::FINAL_CUSTOMER)?;
         let plan = self.plan_id(client, &parents.account, body).await?;
-        Ok(self
-            .list(client, fc)
-            .await?
-            .into_iter()
-            .find(|o| plan_of(o) == Some(plan.as_str()) && !taken(&o.id))
-            .map(|o| (o, Secrets::default())))
+        let list = self.list(client, fc).await?;
+        Ok(super::unclaimed(
+            list,
+            |o| plan_of(o) == Some(plan.as_str()),
+            taken,
+        ))
     }
 
     /// Never planned: a change replaces the subscription ([`Kind::replaces`]).

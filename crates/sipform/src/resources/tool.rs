@@ -90,7 +90,7 @@ impl Kind for Tool {
         agent: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError> {
         let route = Route::new(LIST, &[agent.as_str()]);
-        super::many(client.get_list(&route).await?, &route)
+        super::list_at(client, &route).await
     }
 
     async fn create(
@@ -114,12 +114,8 @@ impl Kind for Tool {
     ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
         let agent = parents.require(Resource::AGENT)?;
         let name = body.get("name").and_then(Value::as_str);
-        Ok(self
-            .list(client, agent)
-            .await?
-            .into_iter()
-            .find(|o| o.name() == name && !taken(&o.id))
-            .map(|o| (o, Secrets::default())))
+        let list = self.list(client, agent).await?;
+        Ok(super::unclaimed(list, |o| o.name() == name, taken))
     }
 
     async fn update(
