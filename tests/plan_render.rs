@@ -117,6 +117,7 @@ fn plan_of(account: Action, restaurants: Vec<RestaurantPlan>) -> Plan {
         lineage: Uuid::from_u128(0x6f1c_2a4e_0000_4000_8000_0000_0000_0001),
         state_serial: 7,
         remote_fingerprint: "sha256:9f2c0a".into(),
+        duplicates: Vec::new(),
         targets: Vec::new(),
         allow_destroy: false,
         account,

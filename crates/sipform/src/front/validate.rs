@@ -378,6 +378,8 @@ fn build(
                 tools: sorted.clone(),
                 billing_plan: project.billing.plan.clone(),
                 phone_line: lines[o.index].take(),
+                platform_agent: o.restaurant.value.platform.agent_id.clone(),
+                platform_final_customer: o.restaurant.value.platform.final_customer_id.clone(),
             })
             .collect(),
         held: skipped

@@ -746,6 +746,12 @@ pub struct DesiredRestaurant {
     /// Its phone line, if it has one, with the password read from the environment at
     /// validate time (never printed: [`Secret`]).
     pub phone_line: Option<DesiredPhoneLine>,
+    /// The agent and final customer the platform's row names (database mode): adoption
+    /// trusts them before any match by `restaurantId` or by name.
+    #[serde(skip)]
+    pub platform_agent: Option<ObjectId>,
+    #[serde(skip)]
+    pub platform_final_customer: Option<ObjectId>,
 }
 
 /// A phone line as wanted: the spec (provider resolved) and its password.

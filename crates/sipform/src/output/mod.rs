@@ -6,6 +6,7 @@
 
 mod annotations;
 mod apply_json;
+mod duplicates;
 mod human;
 mod json;
 mod lines;
