@@ -176,7 +176,7 @@ async fn plan_text(dir: &Path, url: &str) -> String {
     stdout(&out)
 }
 
-async fn takeover_keeps_the_platforms_links(engine: Engine) {
+async fn takeover_keeps_the_platforms_links_and_dedupe_removes_only_the_extras(engine: Engine) {
     let emu = emulator().await;
     let url = emu.base_url();
     let (n, twice) = (20, [1usize, 4, 9, 13, 18]);
@@ -244,20 +244,97 @@ async fn takeover_keeps_the_platforms_links(engine: Engine) {
         );
     }
     assert_eq!(agents(&emu).len(), n + twice.len(), "nothing deleted");
-    // Still converged, and every plan still lists the extra copies.
+    // Still converged, and every plan still lists the extra copies, in every form.
     for _ in 0..2 {
         let text = plan_text(dir.path(), &url).await;
         assert!(text.contains("No changes"), "{text}");
         assert!(text.contains("5 restaurants have duplicates"), "{text}");
     }
+    let js = run(dir.path(), &url, &["plan", "--json"]).await;
+    let plan: Value = serde_json::from_str(&stdout(&js)).expect("plan --json");
+    let dups = plan["duplicates"].as_array().cloned().unwrap_or_default();
+    assert_eq!(dups.len(), 5, "{}", plan["duplicates"]);
+    let snap = emu.snapshot();
+    let extra_agents: Vec<Value> = snap["agents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| !rows.iter().any(|r| a["id"] == json!(r[0])))
+        .collect();
+    assert_eq!(extra_agents.len(), 5);
+    for d in &dups {
+        assert_eq!(d["agents"].as_array().map(Vec::len), Some(1), "{d}");
+        assert_eq!(d["finalCustomers"].as_array().map(Vec::len), Some(1), "{d}");
+        assert_eq!(d["phoneLines"].as_array().map(Vec::len), Some(1), "{d}");
+        assert_eq!(d["subscriptions"].as_array().map(Vec::len), Some(1), "{d}");
+        assert!(
+            extra_agents.iter().any(|a| a["id"] == d["agents"][0]),
+            "{d}"
+        );
+    }
+    let out = run(dir.path(), &url, &["plan", "--markdown"]).await;
+    assert!(stdout(&out).contains("5 restaurants have duplicates"));
+
+    // dedupe: the extras deactivated, nothing else written.
+    let mark = writes(&emu);
+    let out = run(dir.path(), &url, &["dedupe"]).await;
+    expect_code(&out, 0);
+    let w = writes_since(&emu, &mark);
+    assert_eq!(w.get("PUT /api/agents/:id").copied(), Some(5), "{w:?}");
+    assert_eq!(
+        w.get("PUT /api/final-customers/:id").copied(),
+        Some(5),
+        "{w:?}"
+    );
+    assert_eq!(
+        w.get("PUT /api/agents/:id/phone-lines/:lineId").copied(),
+        Some(5),
+        "{w:?}"
+    );
+    assert_eq!(w.len(), 3, "{w:?}");
+    for a in agents(&emu) {
+        let extra = extra_agents.iter().any(|e| e["id"] == a["id"]);
+        assert_eq!(a["isActive"], json!(!extra), "{}", a["id"]);
+    }
+    // With --allow-destroy: deleted, phone lines first; the rows' objects all stay.
+    let mark = writes(&emu);
+    let out = run(dir.path(), &url, &["dedupe", "--allow-destroy"]).await;
+    expect_code(&out, 0);
+    let w = writes_since(&emu, &mark);
+    for route in [
+        "DELETE /api/agents/:id/phone-lines/:lineId",
+        "DELETE /api/subscriptions/:id",
+        "DELETE /api/agents/:id",
+        "DELETE /api/final-customers/:id",
+    ] {
+        assert_eq!(w.get(route).copied(), Some(5), "{route}: {w:?}");
+    }
+    let left = agents(&emu);
+    assert_eq!(left.len(), n);
+    assert!(left
+        .iter()
+        .all(|a| rows.iter().any(|r| a["id"] == json!(r[0]))));
+    assert_eq!(final_customers(&emu).len(), n);
+    for (i, before) in rows.iter().enumerate() {
+        assert_eq!(&links(&db, i).await, before, "row {i} unchanged");
+    }
+    let text = plan_text(dir.path(), &url).await;
+    assert!(
+        text.contains("No changes") && !text.contains("duplicates"),
+        "{text}"
+    );
+    let out = run(dir.path(), &url, &["dedupe"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("No duplicates"), "{}", stdout(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_takeover_keeps_the_platforms_links() {
-    takeover_keeps_the_platforms_links(Engine::Sqlite).await;
+async fn sqlite_takeover_keeps_the_platforms_links_and_dedupe_removes_only_the_extras() {
+    takeover_keeps_the_platforms_links_and_dedupe_removes_only_the_extras(Engine::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_takeover_keeps_the_platforms_links() {
-    takeover_keeps_the_platforms_links(Engine::Postgres).await;
+async fn postgres_takeover_keeps_the_platforms_links_and_dedupe_removes_only_the_extras() {
+    takeover_keeps_the_platforms_links_and_dedupe_removes_only_the_extras(Engine::Postgres).await;
 }

@@ -72,3 +72,57 @@ pub fn lines(plan: &Plan) -> Vec<String> {
     out.extend(summary(plan));
     out
 }
+
+/// What `sipform dedupe` did: one line per call, then a count.
+pub fn dedupe(report: &crate::ops::dedupe::DedupeReport) -> String {
+    let mut out = String::new();
+    if report.found.is_empty() {
+        out.push_str("No duplicates: every restaurant has one agent and one final customer.\n");
+        return out;
+    }
+    let (mut deactivated, mut deleted, mut failed) = (0usize, 0usize, 0usize);
+    for s in &report.steps {
+        let verb = if s.deleted { "delete" } else { "deactivate" };
+        match &s.error {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{verb}d {} {} (restaurant {})",
+                    s.resource.label(),
+                    s.id,
+                    s.restaurant
+                );
+                if s.deleted {
+                    deleted += 1;
+                } else {
+                    deactivated += 1;
+                }
+            }
+            Some(e) => {
+                failed += 1;
+                let _ = writeln!(
+                    out,
+                    "error: could not {verb} {} {} (restaurant {}): {}",
+                    s.resource.label(),
+                    s.id,
+                    s.restaurant,
+                    printable(e)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Dedupe: {} restaurants, {} deactivated, {} deleted, {} failed.{}",
+        thousands(report.found.len()),
+        thousands(deactivated),
+        thousands(deleted),
+        thousands(failed),
+        if report.steps.iter().any(|s| s.deleted) {
+            ""
+        } else {
+            " Run again with --allow-destroy to delete them."
+        }
+    );
+    out
+}
