@@ -175,6 +175,11 @@ async fn decrypted_lines_reach_the_server_and_rotate_with_one_put(engine: Engine
     let out = run_key(dir.path(), &url, &["apply", "--auto-approve"], Some(KEY)).await;
     expect_code(&out, 0);
     assert_clean("apply's output", &all_output(&out), n);
+    assert!(
+        stdout(&out).contains("+ sipPassword: (sensitive)"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(count(&emu, LINES), n as u64);
     for i in 0..n {
         let l = line_of(&emu, i).expect("the restaurant's line");
@@ -237,6 +242,12 @@ async fn decrypted_lines_reach_the_server_and_rotate_with_one_put(engine: Engine
         let text = all_output(&out);
         assert_clean(&format!("{args:?}"), &text, n);
         assert!(text.contains("sipPassword") || args[1] == "--out", "{text}");
+        if args[1] == "--detailed-exitcode" {
+            assert!(
+                text.contains("~ sipPassword: (sensitive, changed)"),
+                "{text}"
+            );
+        }
     }
     let saved = std::fs::read_to_string(dir.path().join("rotate.json")).expect("saved plan");
     assert_clean("the saved plan", &saved, n);
