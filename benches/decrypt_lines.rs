@@ -46,7 +46,10 @@ fn main() {
     assert_eq!(warm.len(), n);
 
     println!("decrypt_lines: {n} lines on {cores} cores");
-    println!("  one derivation          {:>9.1} ms", single.as_secs_f64() * 1e3);
+    println!(
+        "  one derivation          {:>9.1} ms",
+        single.as_secs_f64() * 1e3
+    );
     println!(
         "  {n} lines, cold         {:>9.1} ms ({:.1} ms per line per core)",
         cold_t.as_secs_f64() * 1e3,
