@@ -433,6 +433,6 @@ fn a_second_copy_is_a_duplicate_unless_the_platform_row_names_it() {
         "{adopted:?}"
     );
     assert_eq!(p.duplicates.len(), 1);
-    assert_eq!(p.duplicates[0].agents, [agent.id.clone()]);
+    assert_eq!(p.duplicates[0].agents, std::slice::from_ref(&agent.id));
     assert_eq!(p.duplicates[0].final_customers, [fc_id]);
 }
