@@ -42,6 +42,7 @@ fn restaurants(n: usize) -> Vec<Sourced<Restaurant>> {
                 is_active: true,
                 max_call_duration_sec: None,
                 phone_line: None,
+                platform: Default::default(),
             },
         })
         .collect()

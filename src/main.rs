@@ -40,6 +40,8 @@ enum Command {
     Import(cmd::import::Args),
     /// Inspect or edit state.
     State(cmd::state::Args),
+    /// Deactivate (with --allow-destroy, delete) the duplicates every plan lists.
+    Dedupe(cmd::dedupe::Args),
     /// Check the server, the credentials and the state backend.
     Doctor(cmd::doctor::Args),
     /// Run the sip-agent-server emulator.
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
             Command::Apply(a) => cmd::apply::run(&global, a).await,
             Command::Import(a) => cmd::import::run(&global, a).await,
             Command::State(a) => cmd::state::run(&global, a).await,
+            Command::Dedupe(a) => cmd::dedupe::run(&global, a).await,
             Command::Doctor(a) => cmd::doctor::run(&global, a).await,
             Command::Emulator(a) => cmd::emulator::run(&global, a).await,
             Command::Demo(a) => cmd::demo::run(&global, a).await,

@@ -54,6 +54,7 @@ fn restaurant(slot: usize) -> impl Strategy<Value = Restaurant> {
                 is_active: true,
                 max_call_duration_sec: max,
                 phone_line: None,
+                platform: Default::default(),
             },
         )
 }

@@ -135,7 +135,7 @@ async fn lines_are_created_converge_and_a_rotated_password_is_one_put_each() {
         seen.push_str(&text);
     }
     assert!(seen.contains("sipPassword"), "{seen}");
-    assert!(seen.contains("(sensitive)"), "{seen}");
+    assert!(seen.contains("sipPassword: (sensitive, changed)"), "{seen}");
     let saved = std::fs::read_to_string(dir.path().join("rotate.json")).expect("saved plan");
     assert_no_password("the saved plan", &saved, n, &[1, 2]);
     assert!(saved.contains("\"sensitive\": true") || saved.contains("\"sensitive\":true"));

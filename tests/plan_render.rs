@@ -117,6 +117,7 @@ fn plan_of(account: Action, restaurants: Vec<RestaurantPlan>) -> Plan {
         lineage: Uuid::from_u128(0x6f1c_2a4e_0000_4000_8000_0000_0000_0001),
         state_serial: 7,
         remote_fingerprint: "sha256:9f2c0a".into(),
+        duplicates: Vec::new(),
         targets: Vec::new(),
         allow_destroy: false,
         account,
@@ -405,7 +406,9 @@ fn actions_and_fields_have_their_symbols() {
 #[test]
 fn sensitive_fields_show_only_the_marker() {
     let text = human(&fixture(), false);
-    assert!(text.contains(&format!("      ~ phoneLines.0.sipPassword: {REDACTED}")));
+    // A write-only field has no values to show: an update says only that it changes.
+    assert!(text.contains("      ~ phoneLines.0.sipPassword: (sensitive, changed)"));
+    assert!(!text.contains(&format!("sipPassword: {REDACTED}\n")));
 }
 
 /// Secrets never reach the model, but if one did, the human and Markdown forms still hide it.

@@ -99,6 +99,7 @@ fn plan_of(restaurants: Vec<RestaurantPlan>) -> Plan {
         lineage: Uuid::from_u128(1),
         state_serial: 19,
         remote_fingerprint: "sha256:9f2c0a".into(),
+        duplicates: Vec::new(),
         targets: Vec::new(),
         allow_destroy: false,
         account: Action::NoOp {

@@ -4,6 +4,7 @@
 //! state file may hold the agent tokens, and it is private (0600).
 
 mod common;
+mod db_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -397,6 +398,99 @@ async fn state_files_are_created_private() {
     let lock = dir.join("sipform.state.json.lock");
     if lock.exists() {
         assert_mode_0600(&lock);
+    }
+    emu.shutdown().await;
+}
+
+/// Database mode (issue 11): the platform's `ENCRYPTION_KEY` and the SIP passwords it
+/// decrypts from the `phone_lines` table reach no output (at trace level), no plan file and no
+/// state file; only the server gets the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_platform_key_or_decrypted_password_anywhere() {
+    use aes_gcm::aead::{Aead, KeyInit};
+    use base64::Engine as _;
+    const MASTER: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+    const DB_PASSWORD: &str = "sip_SECRET_dbpw_Vn27Rq";
+    let line = "33333333-0000-4000-8000-000000000001";
+    let stored = {
+        let master = hex::decode(MASTER).expect("hex");
+        let mut key = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&master, line.as_bytes(), 100_000, &mut key);
+        let iv = [9u8; 12];
+        let mut sealed = aes_gcm::Aes256Gcm::new(&key.into())
+            .encrypt(aes_gcm::Nonce::from_slice(&iv), DB_PASSWORD.as_bytes())
+            .expect("encrypt");
+        let tag = sealed.split_off(sealed.len() - 16);
+        let b = base64::engine::general_purpose::STANDARD;
+        format!("{}:{}:{}", b.encode(iv), b.encode(tag), b.encode(sealed))
+    };
+    let db = db_support::TestDb::new(db_support::Engine::Sqlite).await;
+    db.create_restaurants("restaurants").await;
+    db.exec(&format!(
+        "INSERT INTO restaurants (id, name, sip_enabled) VALUES ('00000000-0000-4000-8000-000000000001', 'Chez Secret', true);
+         CREATE TABLE phone_lines (id TEXT PRIMARY KEY, restaurant_id TEXT NOT NULL, phone_number TEXT NOT NULL, provider TEXT DEFAULT 'twilio', sip_transport TEXT, stun_server TEXT, sip_domain TEXT, sip_username TEXT, sip_password TEXT, twilio_trunk_sid TEXT, is_active BOOLEAN DEFAULT 1, created_at DATETIME);
+         INSERT INTO phone_lines (id, restaurant_id, phone_number, provider, sip_domain, sip_username, sip_password) VALUES ('{line}', '00000000-0000-4000-8000-000000000001', '+33144000001', 'sip', 'sip.example.net', 'u1', '{stored}');"
+    ))
+    .await;
+    let project = common::project_copy();
+    let dir = project.path();
+    std::fs::write(
+        dir.join("sipform.yaml"),
+        format!(
+            "account:\n  name: AlloResto\n  email: tech@alloresto.fr\ninventory:\n  source: database\n  url: \"{}\"\n",
+            db.url
+        ),
+    )
+    .expect("sipform.yaml");
+    let emu = keyed_emulator(Faults::default()).await;
+    let url = emu.base_url();
+    let mut t = Transcript::default();
+    let with_key = |args: &[&str], key: &str| {
+        common::command(dir, &url, args)
+            .env("SIP_ACCOUNT_API_KEY", ACCOUNT_KEY)
+            .env("ENCRYPTION_KEY", key)
+            .output()
+            .expect("run sipform")
+    };
+    for args in [
+        &["validate", "-vvv"][..],
+        &["plan", "-vvv"][..],
+        &["plan", "--json", "-vvv"][..],
+        &["plan", "--markdown"][..],
+        &["plan", "--out", "plan.json", "-vvv"][..],
+        &["apply", "plan.json", "-vvv"][..],
+        &["plan", "-vvv"][..],
+        &["dedupe", "-vvv"][..],
+    ] {
+        let o = t.push(&args.join(" "), with_key(args, MASTER));
+        common::expect_code(o, 0);
+    }
+    let agent = &common::agents(&emu)[0];
+    assert_eq!(
+        agent["phoneLines"][0]["sipPassword"], DB_PASSWORD,
+        "the server got it"
+    );
+    // A wrong key fails, naming the line, showing neither key.
+    let wrong = MASTER.replace('5', "6");
+    let o = t.push("plan with a wrong key", with_key(&["plan", "-vvv"], &wrong));
+    assert_ne!(o.status.code(), Some(0));
+    assert!(common::stderr(o).contains(line) || common::stdout(o).contains(line));
+    let secrets = [
+        MASTER.to_string(),
+        wrong,
+        MASTER.to_uppercase(),
+        DB_PASSWORD.to_string(),
+        ACCOUNT_KEY.to_string(),
+    ];
+    t.assert_clean(&secrets);
+    for (path, bytes) in files(dir) {
+        for s in &secrets {
+            assert!(
+                !contains(&bytes, s),
+                "secret {s:?} found in {}",
+                path.display()
+            );
+        }
     }
     emu.shutdown().await;
 }

@@ -12,6 +12,7 @@ use sipform::ops::plan::PlanOptions;
 use sipform::ops::{OpsError, Workspace};
 
 pub mod apply;
+pub mod dedupe;
 pub mod demo;
 pub mod doctor;
 pub mod emulator;

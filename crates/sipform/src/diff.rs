@@ -84,6 +84,7 @@ pub fn plan_with(
         restaurants.push(cx.gone(rid, st, opts.allow_destroy));
     }
 
+    let duplicates = duplicates::find(desired, actual, state, &restaurants);
     let summary = Summary::of(
         std::iter::once(&account).chain(restaurants.iter().flat_map(|r| r.actions.iter())),
     );
@@ -95,6 +96,7 @@ pub fn plan_with(
         lineage: state.lineage,
         state_serial: state.serial,
         remote_fingerprint: actual.fingerprint(),
+        duplicates,
         targets: opts.targets.iter().cloned().collect(),
         allow_destroy: opts.allow_destroy,
         account,
@@ -181,6 +183,7 @@ impl<'a> Cx<'a> {
                     let null = Value::Null;
                     let adoption: Adoption<'a> = k.adopt(&AdoptCx {
                         restaurant: &r.id,
+                        wanted: r,
                         desired: desired.as_ref().unwrap_or(&null),
                         actual: self.actual,
                         matched: &matched,
@@ -662,6 +665,8 @@ fn object_actions(
     });
     out
 }
+
+mod duplicates;
 
 #[cfg(test)]
 mod tests;

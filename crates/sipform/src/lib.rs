@@ -9,6 +9,7 @@
 pub mod model;
 
 pub mod config;
+pub mod crypto;
 pub mod front;
 pub mod inventory;
 

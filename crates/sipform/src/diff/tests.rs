@@ -357,3 +357,82 @@ mod properties {
         }
     }
 }
+
+/// Issue 11: a restaurant provisioned twice. Its extra agent and final customer are listed as
+/// duplicates (not changes); with the platform's row naming the extra copy, that copy is
+/// adopted instead and the other one is the duplicate.
+#[test]
+fn a_second_copy_is_a_duplicate_unless_the_platform_row_names_it() {
+    let kinds = Kinds::builtin();
+    let mut desired = model::bundled();
+    let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let (mut actual, state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+    let r0 = desired.restaurants[0].id.clone();
+    let agent = actual.singles[&Resource::AGENT]
+        .iter()
+        .find(|a| crate::resources::agent::restaurant_of(a) == Some(r0.as_str()))
+        .cloned()
+        .expect("agent");
+    let fc_id = crate::resources::agent::final_customer_of(&agent).expect("fc");
+    let mut fc = actual.singles[&Resource::FINAL_CUSTOMER]
+        .iter()
+        .find(|f| f.id == fc_id)
+        .cloned()
+        .expect("fc");
+    fc.id = ObjectId::parse("fc-copy").unwrap();
+    let mut copy = agent.clone();
+    copy.id = ObjectId::parse("agent-copy").unwrap();
+    copy.fields
+        .insert("finalCustomerId".into(), json!("fc-copy"));
+    copy.fields
+        .insert("createdAt".into(), json!("2099-01-01T00:00:00Z"));
+    actual
+        .singles
+        .get_mut(&Resource::FINAL_CUSTOMER)
+        .unwrap()
+        .push(fc);
+    actual.singles.get_mut(&Resource::AGENT).unwrap().push(copy);
+
+    let p = plan(&desired, &actual, &state, &opts());
+    assert!(!p.has_changes(), "duplicates are not changes");
+    assert_eq!(p.duplicates.len(), 1, "{:#?}", p.duplicates);
+    assert_eq!(p.duplicates[0].restaurant_id, r0);
+    assert_eq!(
+        p.duplicates[0].agents,
+        [ObjectId::parse("agent-copy").unwrap()]
+    );
+    assert_eq!(
+        p.duplicates[0].final_customers,
+        [ObjectId::parse("fc-copy").unwrap()]
+    );
+
+    // Taken over with no state: the row names the copy, which wins over the older agent.
+    desired.restaurants[0].platform_agent = Some(ObjectId::parse("agent-copy").unwrap());
+    desired.restaurants[0].platform_final_customer = Some(ObjectId::parse("fc-copy").unwrap());
+    let p = plan(&desired, &actual, &State::new(), &opts());
+    let adopted: Vec<(String, String)> = p.restaurants[0]
+        .actions
+        .iter()
+        .filter(|a| a.resource() == Resource::AGENT || a.resource() == Resource::FINAL_CUSTOMER)
+        .map(|a| {
+            (
+                a.remote_id().unwrap_or("").to_string(),
+                a.reason().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        adopted.contains(&("agent-copy".into(), "the platform row's agent_id".into())),
+        "{adopted:?}"
+    );
+    assert!(
+        adopted.contains(&(
+            "fc-copy".into(),
+            "the platform row's final_customer_id".into()
+        )),
+        "{adopted:?}"
+    );
+    assert_eq!(p.duplicates.len(), 1);
+    assert_eq!(p.duplicates[0].agents, std::slice::from_ref(&agent.id));
+    assert_eq!(p.duplicates[0].final_customers, [fc_id]);
+}

@@ -284,11 +284,21 @@ fn build(
         match phone_line(&project, &e.restaurant.value) {
             Ok(l) => lines[i] = l,
             Err(m) => {
-                let at = match &e.doc {
-                    Some(d) => d.origin("/phone_line/sip_password_env"),
-                    None => e.restaurant.origin.clone(),
+                let (at, field) = match (&e.doc, &e.restaurant.value.platform.phone_line) {
+                    (_, Some(line)) => (
+                        Origin::Row {
+                            table: "phone_lines".into(),
+                            key: line.id.clone(),
+                        },
+                        "sip_password",
+                    ),
+                    (Some(d), None) => (
+                        d.origin("/phone_line/sip_password_env"),
+                        "phone_line.sip_password_env",
+                    ),
+                    (None, None) => (e.restaurant.origin.clone(), "phone_line.sip_password_env"),
                 };
-                problems[i].push(Diagnostic::new(at, "phone_line.sip_password_env", m))
+                problems[i].push(Diagnostic::new(at, field, m))
             }
         }
     }
@@ -368,6 +378,8 @@ fn build(
                 tools: sorted.clone(),
                 billing_plan: project.billing.plan.clone(),
                 phone_line: lines[o.index].take(),
+                platform_agent: o.restaurant.value.platform.agent_id.clone(),
+                platform_final_customer: o.restaurant.value.platform.final_customer_id.clone(),
             })
             .collect(),
         held: skipped
@@ -412,14 +424,21 @@ fn phone_line(project: &Project, r: &Restaurant) -> Result<Option<DesiredPhoneLi
                 is_active: true,
             },
             password: None,
+            platform_line: None,
         })),
         PhoneLineSource::Block => {
+            // A platform row that could not be read or decrypted refuses the restaurant.
+            if let Some(Err(m)) = r.platform.phone_line.as_ref().map(|l| &l.password) {
+                return Err(m.clone());
+            }
             let Some(spec) = &r.phone_line else {
                 return Ok(None);
             };
-            let password = match &spec.sip_password_env {
-                None => None,
-                Some(name) => match std::env::var(name) {
+            let password = match (&spec.sip_password_env, &r.platform.phone_line) {
+                // The platform's table: decrypted by the inventory, or why it could not be.
+                (None, Some(line)) => line.password.clone()?,
+                (None, None) => None,
+                (Some(name), _) => match std::env::var(name) {
                     Ok(v) if !v.is_empty() => Some(Secret::new(v)),
                     _ => {
                         return Err(format!(
@@ -430,7 +449,12 @@ fn phone_line(project: &Project, r: &Restaurant) -> Result<Option<DesiredPhoneLi
             };
             let mut spec = spec.clone();
             spec.provider = Some(spec.provider());
-            Ok(Some(DesiredPhoneLine { spec, password }))
+            let platform_line = r.platform.phone_line.as_ref().map(|l| l.id.clone());
+            Ok(Some(DesiredPhoneLine {
+                spec,
+                password,
+                platform_line,
+            }))
         }
     }
 }

@@ -3,6 +3,7 @@
 //! whose file or row is invalid as [`Skipped`] (one bad restaurant never blocks the others).
 
 pub mod files;
+pub mod phone_lines;
 pub mod table;
 
 use crate::front::diagnostics::{Skipped, Sourced};

@@ -19,8 +19,10 @@ use sqlx::Row;
 use crate::db::{quote_ident, with_pool, Db, DbError, Engine, Purpose, TableName};
 use crate::front::diagnostics::{Diagnostic, Origin, Skipped, Sourced};
 use crate::inventory::InventoryRead;
-use crate::model::ids::RestaurantId;
-use crate::model::spec::{restaurant_id_problem, ChatMode, InventoryConfig, Restaurant};
+use crate::model::ids::{ObjectId, RestaurantId};
+use crate::model::spec::{
+    restaurant_id_problem, ChatMode, InventoryConfig, PlatformRow, Restaurant,
+};
 
 /// Every platform column sipform reads or writes; `inventory.columns` may rename any of them.
 pub const PLATFORM_COLUMNS: &[&str] = &[
@@ -341,6 +343,7 @@ impl PlatformTable {
                 }
             }
         }
+        super::phone_lines::attach(&self.db, &self.table, &mut read.restaurants).await?;
         Ok(read)
     }
 
@@ -474,6 +477,14 @@ impl PlatformTable {
                 )
             })?),
         };
+        // The row's links to server objects: tenant data, checked as server ids where they
+        // enter (adoption looks them up on the server).
+        let object_id = |i: usize| match t(i).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(v) => ObjectId::parse(v.trim())
+                .map(Some)
+                .map_err(|e| RowProblem::new(id, i, format!("{v:?} is not a server id ({e})"))),
+        };
         Ok(Restaurant {
             id: RestaurantId::new(id),
             name,
@@ -495,6 +506,11 @@ impl PlatformTable {
             is_active: raw.bools[B_ACTIVE].unwrap_or(true),
             max_call_duration_sec,
             phone_line: None,
+            platform: PlatformRow {
+                agent_id: object_id(COL_AGENT_ID)?,
+                final_customer_id: object_id(COL_FINAL_CUSTOMER_ID)?,
+                phone_line: None,
+            },
         })
     }
 }

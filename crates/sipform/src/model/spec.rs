@@ -14,7 +14,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::ids::RestaurantId;
+use crate::model::ids::{ObjectId, RestaurantId};
+use crate::model::secret::Secret;
 
 fn default_true() -> bool {
     true
@@ -320,6 +321,32 @@ pub struct Restaurant {
     /// `sip_password_env` names the environment variable that holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_line: Option<PhoneLineSpec>,
+    /// What only the platform's tables say (never a file): the row's own links and its phone
+    /// line's decrypted password. Not serialized: templates never see it.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub platform: PlatformRow,
+}
+
+/// A restaurant as the platform's database links it (database mode only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlatformRow {
+    /// The row's `agent_id`, when set and a valid server id: adoption trusts it first.
+    pub agent_id: Option<ObjectId>,
+    /// The row's `final_customer_id`, when set and a valid server id.
+    pub final_customer_id: Option<ObjectId>,
+    /// Its row of the platform's `phone_lines` table (then `phone_line` holds its fields).
+    pub phone_line: Option<PlatformLine>,
+}
+
+/// One row of the platform's `phone_lines` table, as far as the spec does not hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformLine {
+    /// The line's `id`: the PBKDF2 salt, and what a plan's password marker names.
+    pub id: String,
+    /// The decrypted `sip_password` (none when NULL), or why it cannot be used (naming the
+    /// line and the restaurant, never a value).
+    pub password: Result<Option<Secret<String>>, String>,
 }
 
 /// A restaurant's phone line: the number routed to its agent and the SIP trunk credentials.
@@ -719,6 +746,12 @@ pub struct DesiredRestaurant {
     /// Its phone line, if it has one, with the password read from the environment at
     /// validate time (never printed: [`Secret`]).
     pub phone_line: Option<DesiredPhoneLine>,
+    /// The agent and final customer the platform's row names (database mode): adoption
+    /// trusts them before any match by `restaurantId` or by name.
+    #[serde(skip)]
+    pub platform_agent: Option<ObjectId>,
+    #[serde(skip)]
+    pub platform_final_customer: Option<ObjectId>,
 }
 
 /// A phone line as wanted: the spec (provider resolved) and its password.
@@ -728,6 +761,9 @@ pub struct DesiredPhoneLine {
     /// Never serialized: `Secret` serializes its value, so it is skipped here.
     #[serde(skip)]
     pub password: Option<crate::model::secret::Secret<String>>,
+    /// The platform's line id when the password comes from its `phone_lines` table: the plan
+    /// names it (`{"fromPlatform": id}`), apply finds the value in [`crate::crypto::recall`].
+    pub platform_line: Option<String>,
 }
 
 #[cfg(test)]

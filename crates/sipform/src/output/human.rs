@@ -73,6 +73,14 @@ pub fn human(plan: &Plan, color: bool) -> String {
     out.push('\n');
     out.push_str(&summary_line(plan));
     out.push('\n');
+    let dups = super::duplicates::lines(plan);
+    if !dups.is_empty() {
+        out.push('\n');
+        for l in dups {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
     out
 }
 

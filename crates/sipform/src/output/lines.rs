@@ -88,7 +88,7 @@ pub(super) fn group_title(g: &ChangeGroup) -> String {
 pub(super) fn group_lines(g: &ChangeGroup) -> Vec<Line> {
     let mut lines = vec![Line::op(0, g.op, group_title(g))];
     for change in &g.changes {
-        field_lines(change, &mut lines);
+        field_lines_in(g.op, change, &mut lines);
     }
     lines
 }
@@ -225,7 +225,7 @@ fn action_lines(a: &Action, lines: &mut Vec<Line>) {
     }
     lines.push(Line::op(2, a.op(), head));
     for change in a.changes() {
-        field_lines(change, lines);
+        field_lines_in(a.op(), change, lines);
     }
 }
 
@@ -246,12 +246,29 @@ pub fn is_sensitive(change: &FieldChange) -> bool {
 const FIELD_INDENT: usize = 6;
 const DIFF_INDENT: usize = 10;
 
+#[cfg(test)]
 pub(super) fn field_lines(c: &FieldChange, lines: &mut Vec<Line>) {
+    field_lines_in(Op::Update, c, lines)
+}
+
+/// A field's lines within an action (or group) of op `parent`. A write-only field carries no
+/// values at all: in a create it reads `+ sipPassword: (sensitive)`, in an update
+/// `~ sipPassword: (sensitive, changed)`.
+pub(super) fn field_lines_in(parent: Op, c: &FieldChange, lines: &mut Vec<Line>) {
     let op = match (&c.before, &c.after) {
         (None, Some(_)) => Op::Create,
         (Some(_), None) => Op::Delete,
+        (None, None) if parent == Op::Create => Op::Create,
         _ => Op::Update,
     };
+    if is_sensitive(c) && c.before.is_none() && c.after.is_none() && op == Op::Update {
+        lines.push(Line::op(
+            FIELD_INDENT,
+            op,
+            format!("{}: (sensitive, changed)", c.path),
+        ));
+        return;
+    }
     if is_sensitive(c) {
         lines.push(Line::op(
             FIELD_INDENT,
@@ -506,6 +523,24 @@ pub(super) mod tests {
             .filter(|l| !l.human_hidden)
             .map(|l| l.human(false))
             .collect()
+    }
+
+    #[test]
+    fn a_write_only_field_reads_sensitive_in_a_create_and_changed_in_an_update() {
+        let c = FieldChange {
+            sensitive: true,
+            ..change("sipPassword", None, None)
+        };
+        let show = |op: Op| {
+            let mut lines = Vec::new();
+            field_lines_in(op, &c, &mut lines);
+            lines.iter().map(|l| l.human(false)).collect::<Vec<_>>()
+        };
+        assert_eq!(show(Op::Create), ["      + sipPassword: (sensitive)"]);
+        assert_eq!(
+            show(Op::Update),
+            ["      ~ sipPassword: (sensitive, changed)"]
+        );
     }
 
     #[test]

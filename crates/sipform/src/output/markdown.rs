@@ -62,6 +62,9 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
     let mut out = format!("{COMMENT_MARKER}\n");
     // sipform's own words and numbers: nothing to escape.
     let _ = writeln!(out, "### {}\n", summary_line(plan));
+    if let Some(d) = super::duplicates::summary(plan) {
+        let _ = writeln!(out, "> {d}\n");
+    }
     let mut context = format!(
         "sipform plan for {}",
         md_escape(&crate::model::secret::redact_url(&plan.server_url))

@@ -6,6 +6,7 @@
 
 mod annotations;
 mod apply_json;
+mod duplicates;
 mod human;
 mod json;
 mod lines;
@@ -16,6 +17,7 @@ pub mod specs;
 
 pub use annotations::github_annotations;
 pub use apply_json::{apply_json, ApplyRunView, RunStatus, APPLY_REPORT_FORMAT_VERSION};
+pub use duplicates::dedupe;
 pub use human::human;
 pub use json::{json, plan_schema, plan_schema_json};
 pub use lines::{summary_line, NO_CHANGES};

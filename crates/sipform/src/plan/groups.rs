@@ -167,6 +167,7 @@ mod tests {
             lineage: uuid::Uuid::nil(),
             state_serial: 0,
             remote_fingerprint: String::new(),
+            duplicates: Vec::new(),
             targets: Vec::new(),
             allow_destroy: false,
             account: Action::NoOp {

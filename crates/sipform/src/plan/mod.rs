@@ -55,6 +55,47 @@ pub struct Plan {
     /// the inventory.
     pub restaurants: Vec<RestaurantPlan>,
     pub summary: Summary,
+    /// Server objects claiming a restaurant besides those sipform manages for it: listed on
+    /// every plan (they are not changes), removed by `sipform dedupe`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<Duplicates>,
+}
+
+/// One restaurant's extra copies on the server (the platform's catch-up provisioned it
+/// twice): agents claiming it, their final customers, phone lines and subscriptions. Never
+/// the objects state or the platform's row points at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Duplicates {
+    pub restaurant_id: RestaurantId,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<ObjectId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub final_customers: Vec<ObjectId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phone_lines: Vec<ChildId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<ChildId>,
+}
+
+impl Duplicates {
+    /// How many objects it lists.
+    pub fn count(&self) -> usize {
+        self.agents.len()
+            + self.final_customers.len()
+            + self.phone_lines.len()
+            + self.subscriptions.len()
+    }
+}
+
+/// An object under a parent (a phone line under its agent, a subscription under its final
+/// customer): the parent's id is part of its routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChildId {
+    pub parent: ObjectId,
+    pub id: ObjectId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -313,6 +354,10 @@ pub enum Reason {
     AgentsFinalCustomer,
     /// A final customer of the desired name and email that no agent points at.
     FoundByNameAndEmail,
+    /// The agent the platform's row names (`agent_id`): trusted before any other rule.
+    PlatformAgentId,
+    /// The final customer the platform's row names (`final_customer_id`).
+    PlatformFinalCustomerId,
     /// Under the agent, but no file declares it (`not declared in tools/`).
     NotDeclared(String),
     /// A second object of the same name under one parent (`duplicate of tool end_call`).
@@ -334,6 +379,8 @@ impl std::fmt::Display for Reason {
             Reason::FoundByNameAndEmail => {
                 f.write_str("found by name and email, referenced by no agent")
             }
+            Reason::PlatformAgentId => f.write_str("the platform row's agent_id"),
+            Reason::PlatformFinalCustomerId => f.write_str("the platform row's final_customer_id"),
             Reason::NotDeclared(place) => write!(f, "not declared in {place}"),
             Reason::DuplicateOf { label, name } => write!(f, "duplicate of {label} {name}"),
             Reason::GoneFromInventory => f.write_str("restaurant gone from the inventory"),
@@ -363,6 +410,8 @@ impl TryFrom<String> for Reason {
             Reason::FoundByRestaurantId,
             Reason::AgentsFinalCustomer,
             Reason::FoundByNameAndEmail,
+            Reason::PlatformAgentId,
+            Reason::PlatformFinalCustomerId,
             Reason::GoneFromInventory,
             Reason::GoneFromServerToo,
         ];

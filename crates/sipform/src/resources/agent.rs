@@ -1,8 +1,9 @@
 //! The agent: one per restaurant, under the account and its final customer. It carries the
 //! tokens the platform needs (recorded, never printed).
 //!
-//! Adoption when state knows none: the oldest agent whose `config.restaurantId` is the
-//! restaurant's; younger ones claiming it too are reported, never touched.
+//! Adoption when state knows none: the agent the platform's row names (`agent_id`, database
+//! mode) when it exists and claims no other restaurant; else the oldest agent whose
+//! `config.restaurantId` is the restaurant's. Others claiming it are reported, never touched.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -49,6 +50,22 @@ pub fn adopt<'a>(
         .filter(|a| restaurant_of(a) == Some(restaurant.as_str()) && free(&a.id))
         .min_by(|a, b| age_key(a).cmp(&age_key(b)))
         .map(|a| (a, Reason::FoundByRestaurantId))
+}
+
+/// The agent the platform's row names, when it exists, no other restaurant's state holds it,
+/// and its `config.restaurantId` (if any) is this restaurant's: the platform decides which of
+/// several agents a restaurant uses.
+pub fn by_row<'a>(
+    restaurant: &RestaurantId,
+    row: Option<&ObjectId>,
+    agents: &'a [ServerObject],
+    free: &dyn Fn(&ObjectId) -> bool,
+) -> Option<&'a ServerObject> {
+    let id = row.filter(|id| free(id))?;
+    agents
+        .iter()
+        .find(|a| &a.id == id)
+        .filter(|a| restaurant_of(a).is_none_or(|r| r == restaurant.as_str()))
 }
 
 fn tokens(secrets: &Secrets) -> Option<AgentTokens> {
@@ -101,8 +118,20 @@ impl Kind for Agent {
     }
 
     fn adopt<'a>(&self, cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
+        let agents = cx.actual.singles(Resource::AGENT);
+        if let Some(a) = by_row(
+            cx.restaurant,
+            cx.wanted.platform_agent.as_ref(),
+            agents,
+            cx.free,
+        ) {
+            return Adoption {
+                found: Some((a, Reason::PlatformAgentId)),
+                note: None,
+            };
+        }
         Adoption {
-            found: adopt(cx.restaurant, cx.actual.singles(Resource::AGENT), cx.free),
+            found: adopt(cx.restaurant, agents, cx.free),
             note: None,
         }
     }

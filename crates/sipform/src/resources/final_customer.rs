@@ -1,7 +1,8 @@
 //! The final customer: one per restaurant, the billing entity, under the account.
 //!
-//! Adoption when state knows none: the final customer the restaurant's agent points at, else
-//! one of the desired name and email that no agent references.
+//! Adoption when state knows none: the final customer the platform's row names
+//! (`final_customer_id`, database mode) when it exists, else the one the restaurant's agent
+//! points at, else one of the desired name and email that no agent references.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -92,6 +93,17 @@ impl Kind for FinalCustomer {
     }
 
     fn adopt<'a>(&self, cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
+        let customers = cx.actual.singles(Resource::FINAL_CUSTOMER);
+        let row = cx.wanted.platform_final_customer.as_ref();
+        if let Some(f) = row
+            .filter(|id| (cx.free)(id))
+            .and_then(|id| customers.iter().find(|f| &f.id == id))
+        {
+            return Adoption {
+                found: Some((f, Reason::PlatformFinalCustomerId)),
+                note: None,
+            };
+        }
         let agents = cx.actual.singles(Resource::AGENT);
         let referenced = |id: &ObjectId| {
             agents

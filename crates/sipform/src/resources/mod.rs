@@ -79,6 +79,8 @@ impl Parents {
 /// child names its parent.
 pub struct AdoptCx<'c, 'a> {
     pub restaurant: &'c RestaurantId,
+    /// The whole restaurant as wanted (the platform row's own links, in database mode).
+    pub wanted: &'c DesiredRestaurant,
     /// This kind's desired body.
     pub desired: &'c Value,
     pub actual: &'a Actual,

@@ -62,9 +62,39 @@ fn transport(t: SipTransport) -> &'static str {
     }
 }
 
-/// The environment variable a body's password marker names.
-fn env_name(body: &Value) -> Option<&str> {
-    body.get(PASSWORD)?.get(FROM_ENV)?.as_str()
+/// The database marker's key: `{"fromPlatform": "<line id>"}` stands for the password the
+/// inventory decrypted from the platform's `phone_lines` row (see [`crate::crypto::recall`]).
+const FROM_PLATFORM: &str = "fromPlatform";
+
+/// Whether a body carries a password marker.
+fn has_password(body: &Value) -> bool {
+    body.get(PASSWORD).is_some()
+}
+
+/// The value a marker stands for; the error names the variable or the line, never a value.
+fn password_of(marker: &Value) -> Result<String, ClientError> {
+    if let Some(line) = marker.get(FROM_PLATFORM).and_then(Value::as_str) {
+        return crate::crypto::recall(line)
+            .map(|s| s.expose().clone())
+            .ok_or_else(|| {
+                ClientError::Build(format!(
+                    "the password of phone line {line} was not read from the platform's table in this run: the phone line is not sent"
+                ))
+            });
+    }
+    let Some(name) = marker.get(FROM_ENV).and_then(Value::as_str) else {
+        return Err(ClientError::Build(format!(
+            "a phone line's `{PASSWORD}` must name an environment variable (`{FROM_ENV}`) or a platform line (`{FROM_PLATFORM}`): a password is never carried in a plan"
+        )));
+    };
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ClientError::Build(format!(
+                "the environment variable `{name}` (phone_line.sip_password_env) is not set: the phone line is not sent"
+            ))
+        })
 }
 
 /// The body as sent: the marker replaced by the variable's value. The error names the
@@ -74,21 +104,9 @@ fn resolved(body: &Value) -> Result<Value, ClientError> {
     let Some(map) = out.as_object_mut() else {
         return Ok(out);
     };
-    match map.get(PASSWORD) {
-        None => {}
-        Some(v) => {
-            let Some(name) = v.get(FROM_ENV).and_then(Value::as_str) else {
-                return Err(ClientError::Build(format!(
-                    "a phone line's `{PASSWORD}` must name an environment variable (`{FROM_ENV}`): a password is never carried in a plan"
-                )));
-            };
-            let value = std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
-                ClientError::Build(format!(
-                    "the environment variable `{name}` (phone_line.sip_password_env) is not set: the phone line is not sent"
-                ))
-            })?;
-            map.insert(PASSWORD.to_string(), Value::String(value));
-        }
+    if let Some(marker) = map.get(PASSWORD) {
+        let value = password_of(marker)?;
+        map.insert(PASSWORD.to_string(), Value::String(value));
     }
     Ok(out)
 }
@@ -137,8 +155,14 @@ impl Kind for PhoneLine {
         body.insert("sipUsername".into(), json!(s.sip_username));
         body.insert("twilioTrunkSid".into(), json!(s.twilio_trunk_sid));
         body.insert("isActive".into(), json!(s.is_active));
-        if let (Some(name), Some(_)) = (&s.sip_password_env, &line.password) {
-            body.insert(PASSWORD.into(), json!({ FROM_ENV: name }));
+        match (&s.sip_password_env, &line.platform_line, &line.password) {
+            (Some(name), _, Some(_)) => {
+                body.insert(PASSWORD.into(), json!({ FROM_ENV: name }));
+            }
+            (None, Some(id), Some(_)) => {
+                body.insert(PASSWORD.into(), json!({ FROM_PLATFORM: id }));
+            }
+            _ => {}
         }
         vec![DesiredObject {
             key: s.phone_number.clone(),
@@ -215,7 +239,7 @@ impl Kind for PhoneLine {
         key: &str,
         body: &Value,
     ) -> Result<Vec<Change>, ClientError> {
-        if env_name(body).is_none() {
+        if !has_password(body) {
             return Ok(Vec::new());
         }
         let sent = resolved(body)?;
