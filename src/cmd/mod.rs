@@ -12,6 +12,8 @@ use sipform::ops::plan::PlanOptions;
 use sipform::ops::{OpsError, Workspace};
 
 pub mod apply;
+pub mod controller;
+pub mod controller_http;
 pub mod demo;
 pub mod doctor;
 pub mod emulator;

@@ -26,6 +26,7 @@ pub mod refresh;
 pub mod state;
 
 pub mod ops;
+pub mod controller;
 pub mod output;
 
 /// The `tracing` target of every log line: the platform's log filters look for this word.

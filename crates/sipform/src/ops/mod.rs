@@ -6,6 +6,7 @@
 //! A new command is one file here plus its thin shell in the binary.
 
 pub mod apply;
+pub mod controller;
 pub mod demo;
 pub mod doctor;
 pub mod import;
