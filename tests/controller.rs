@@ -55,7 +55,11 @@ async fn lifecycle(engine: Engine) {
     );
     // Reads are a refresh of this one restaurant (the benchmark reports their count).
     let total: u64 = emu.request_counts().values().sum::<u64>() - settled.values().sum::<u64>();
-    assert!(total < 20, "a rename cost {total} requests: {:?}", emu.request_counts());
+    assert!(
+        total < 20,
+        "a rename cost {total} requests: {:?}",
+        emu.request_counts()
+    );
 
     // SIP disabled → the agent inactive, kept.
     db.exec(&format!(
@@ -94,7 +98,13 @@ async fn lifecycle(engine: Engine) {
     let out = sipform(
         dir.path(),
         &emu.base_url(),
-        &["controller", "--once", "--allow-destroy", "--lock-timeout", "1s"],
+        &[
+            "controller",
+            "--once",
+            "--allow-destroy",
+            "--lock-timeout",
+            "1s",
+        ],
     );
     expect_code(&out, 0);
     assert_eq!(agents(&emu).len(), 0, "deleted with --allow-destroy");
@@ -128,7 +138,10 @@ async fn print_sql_changes_nothing() {
     expect_code(&out, 0);
     let sql = stdout(&out);
     assert!(sql.contains("CREATE TRIGGER"), "{sql}");
-    assert!(sql.contains("pg_notify('sipform_restaurant_changes'"), "{sql}");
+    assert!(
+        sql.contains("pg_notify('sipform_restaurant_changes'"),
+        "{sql}"
+    );
     let watched = sql
         .lines()
         .find(|l| l.contains("UPDATE OF"))

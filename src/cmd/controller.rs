@@ -103,7 +103,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             print!("{}", ops::controller::trigger_sql(&settings).await?.sql);
         } else {
             let t = ops::controller::install_trigger(&settings).await?;
-            eprintln!("installed the sipform change log and trigger on {}", t.table);
+            eprintln!(
+                "installed the sipform change log and trigger on {}",
+                t.table
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -136,7 +139,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
         tracing::info!(target: sipform::LOG_TARGET, "controller: listening on {}{}", args.listen, if token.is_some() { "" } else { " (webhook off: SIPFORM_CONTROLLER_TOKEN is not set)" });
-        Some(super::controller_http::serve(listener, handle.clone(), token))
+        Some(super::controller_http::serve(
+            listener,
+            handle.clone(),
+            token,
+        ))
     };
     listen_signals(handle.clone())?;
     let _watcher = if args.watch {
@@ -194,7 +201,9 @@ fn listen_signals(handle: Handle) -> anyhow::Result<()> {
 fn watch(
     settings: &sipform::config::Settings,
     handle: Handle,
-) -> anyhow::Result<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>> {
+) -> anyhow::Result<
+    notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+> {
     use notify_debouncer_mini::notify::RecursiveMode;
     let root = &settings.root;
     let mut paths: Vec<PathBuf> = vec![

@@ -99,7 +99,10 @@ where
 pub fn assert_no_duplicates(emu: &EmulatorHandle) {
     let mut seen = std::collections::BTreeSet::new();
     for a in agents(emu) {
-        let rid = a["config"]["restaurantId"].as_str().unwrap_or_default().to_string();
+        let rid = a["config"]["restaurantId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(seen.insert(rid.clone()), "two agents for {rid}");
         let mut names = std::collections::BTreeSet::new();
         for t in a["tools"].as_array().cloned().unwrap_or_default() {

@@ -25,8 +25,8 @@ pub mod platform;
 pub mod refresh;
 pub mod state;
 
-pub mod ops;
 pub mod controller;
+pub mod ops;
 pub mod output;
 
 /// The `tracing` target of every log line: the platform's log filters look for this word.

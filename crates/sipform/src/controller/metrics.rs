@@ -59,9 +59,9 @@ impl Metrics {
         let queue_depth = Gauge::default();
         let parked = Gauge::default();
         let reconciles = Family::<ResultLabel, Counter>::default();
-        let reconcile_seconds = Histogram::new(
-            [0.025, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter(),
-        );
+        let reconcile_seconds = Histogram::new([
+            0.025, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ]);
         let reloads = Family::<ResultLabel, Counter>::default();
         let leader = Gauge::default();
         let feed_connected = Gauge::default();
@@ -149,7 +149,10 @@ impl Metrics {
     }
 
     pub fn resynced(&self) {
-        *self.last_resync.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        *self
+            .last_resync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
     }
 
     /// The client whose request and retry counts are exported.

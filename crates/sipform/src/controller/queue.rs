@@ -46,9 +46,10 @@ impl WorkQueue {
     /// A parked item is unparked: the change may be the fix.
     pub fn push(&mut self, id: RestaurantId, now: Instant) {
         self.parked.remove(&id);
-        self.pending
-            .entry(id)
-            .or_insert(Item { due: now, attempts: 0 });
+        self.pending.entry(id).or_insert(Item {
+            due: now,
+            attempts: 0,
+        });
     }
 
     /// Up to `max` items due at `now`, in id order; each is in flight until reported.
@@ -186,7 +187,11 @@ mod tests {
         q.take_due(t, 10);
         q.succeeded(&id("a"));
         q.push(id("a"), t);
-        assert_eq!(q.take_due(t, 10), vec![id("a")], "success resets the backoff");
+        assert_eq!(
+            q.take_due(t, 10),
+            vec![id("a")],
+            "success resets the backoff"
+        );
         assert_eq!(q.transient(&id("a"), t), Duration::from_secs(1));
     }
 

@@ -89,7 +89,10 @@ fn verdict_of_apply(e: &ApplyError) -> Verdict {
 
 /// Reconciles `ids` (every restaurant when empty, which only a files inventory asks for).
 /// Never fails as a whole: every restaurant asked for gets a verdict.
-pub async fn reconcile(ctx: &Ctx<'_>, ids: &BTreeSet<RestaurantId>) -> Vec<(RestaurantId, Verdict)> {
+pub async fn reconcile(
+    ctx: &Ctx<'_>,
+    ids: &BTreeSet<RestaurantId>,
+) -> Vec<(RestaurantId, Verdict)> {
     let started = Instant::now();
     let verdicts = match run(ctx, ids).await {
         Ok(v) => v,
@@ -167,13 +170,12 @@ async fn run(
         targets: targets.clone(),
     };
     let plan = ws.plan(ctx.client, &state, &opts).await?;
-    let report = if plan.restaurants.iter().any(|r| r.has_changes())
-        || plan.account.op().is_change()
-    {
-        Some(apply::apply(&plan, ctx.client, &ws.writer(state), &Silent).await)
-    } else {
-        None
-    };
+    let report =
+        if plan.restaurants.iter().any(|r| r.has_changes()) || plan.account.op().is_change() {
+            Some(apply::apply(&plan, ctx.client, &ws.writer(state), &Silent).await)
+        } else {
+            None
+        };
     if let Some(e) = report.as_ref().and_then(|r| r.account_error.as_ref()) {
         let v = verdict_of_apply(e);
         verdicts.extend(targets.iter().map(|id| (id.clone(), v.clone())));

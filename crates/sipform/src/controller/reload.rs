@@ -40,7 +40,13 @@ impl Config {
         let copy = tempfile::Builder::new()
             .prefix("sipform-controller-")
             .tempdir()
-            .map_err(|e| io_error("create a folder for the configuration", Path::new("/tmp"), e))?;
+            .map_err(|e| {
+                io_error(
+                    "create a folder for the configuration",
+                    Path::new("/tmp"),
+                    e,
+                )
+            })?;
         let tools_from = root.join(&settings.tools_dir);
         let tools_to = copy.path().join("tools");
         let mut hasher = Sha256::new();
@@ -107,9 +113,7 @@ fn copy_dir(from: &Path, to: &Path, hasher: &mut Sha256) -> Result<(), OpsError>
     for entry in entries {
         let path = entry.path();
         let target = to.join(entry.file_name());
-        let kind = entry
-            .file_type()
-            .map_err(|e| io_error("read", &path, e))?;
+        let kind = entry.file_type().map_err(|e| io_error("read", &path, e))?;
         if kind.is_dir() {
             copy_dir(&path, &target, hasher)?;
         } else if kind.is_file() {

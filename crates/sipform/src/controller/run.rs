@@ -42,14 +42,12 @@ pub async fn run(opts: Options, handle: Handle, mut inbox: Inbox) -> Result<Summ
     let lock = leader_lock(&config, table.as_ref(), &project)?;
     let mut summary = Summary::default();
     loop {
-        let Some(leadership) = become_leader(&lock, &handle, &mut inbox, &mut config, &opts).await?
+        let Some(leadership) =
+            become_leader(&lock, &handle, &mut inbox, &mut config, &opts).await?
         else {
             return Ok(summary);
         };
         handle.status.standby.store(false, Ordering::Relaxed);
-        handle.status.leader.store(true, Ordering::Relaxed);
-        handle.metrics.leader.set(1);
-        tracing::info!(target: LOG_TARGET, "controller: leading");
         let mut leader = Leader {
             opts: &opts,
             handle: &handle,
@@ -88,7 +86,9 @@ fn leader_lock(
     let scope = format!(
         "{}|{}",
         project,
-        table.map(|t| t.table_name().to_string()).unwrap_or_default()
+        table
+            .map(|t| t.table_name().to_string())
+            .unwrap_or_default()
     );
     if let Some(opts) = table.and_then(|t| t.db().pg_options()) {
         return Ok(LeaderLock::Postgres {
@@ -173,8 +173,12 @@ async fn become_leader(
 
 /// Loads the configuration again; `Ok(true)` when it changed what restaurants look like.
 fn reload(config: &mut Config, handle: &Handle, opts: &Options) -> Result<bool, String> {
-    let next = Config::load(&opts.root, &opts.overrides)
-        .and_then(|n| config.check_replaceable(&n).map(|_| n).map_err(OpsError::Conflict));
+    let next = Config::load(&opts.root, &opts.overrides).and_then(|n| {
+        config
+            .check_replaceable(&n)
+            .map(|_| n)
+            .map_err(OpsError::Conflict)
+    });
     match next {
         Ok(next) => {
             let changed = next.digest != config.digest;
@@ -204,7 +208,11 @@ struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    async fn lead(&mut self, mut leadership: Leadership, inbox: &mut Inbox) -> Result<Ended, OpsError> {
+    async fn lead(
+        &mut self,
+        mut leadership: Leadership,
+        inbox: &mut Inbox,
+    ) -> Result<Ended, OpsError> {
         let client = Client::new(&self.config.settings)
             .map_err(|e| OpsError::server(&self.config.settings.server_url, e))?;
         self.handle.metrics.watch_client(&client);
@@ -237,11 +245,20 @@ impl Leader<'_> {
         };
         let feed_ok = self.handle.status.feed_ok.clone();
         feed_ok.store(has_log || self.table.is_none(), Ordering::Relaxed);
-        let listener = match (self.table.map(|t| t.db().pool()), has_log && !self.opts.once) {
-            (Some(Pool::Postgres(p)), true) => Some(feed::spawn_listener(p.clone(), wake.clone(), feed_ok.clone())),
+        let listener = match (
+            self.table.map(|t| t.db().pool()),
+            has_log && !self.opts.once,
+        ) {
+            (Some(Pool::Postgres(p)), true) => Some(feed::spawn_listener(
+                p.clone(),
+                wake.clone(),
+                feed_ok.clone(),
+            )),
             _ => None,
         };
-        let ended = self.serve(client, leadership, inbox, log.filter(|_| has_log), &wake).await;
+        let ended = self
+            .serve(client, leadership, inbox, log.filter(|_| has_log), &wake)
+            .await;
         if let Some(l) = listener {
             l.abort();
         }
@@ -270,8 +287,12 @@ impl Leader<'_> {
         };
         match healed.await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(target: LOG_TARGET, "controller: wrote back the ids of {n} row(s) a crashed run left behind"),
-            Err(e) => tracing::warn!(target: LOG_TARGET, "controller: healing the platform's rows: {e}"),
+            Ok(n) => {
+                tracing::info!(target: LOG_TARGET, "controller: wrote back the ids of {n} row(s) a crashed run left behind")
+            }
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: healing the platform's rows: {e}")
+            }
         }
     }
 
@@ -298,6 +319,12 @@ impl Leader<'_> {
             if self.full_due {
                 self.full_due = false;
                 self.queue_all().await;
+            }
+            if !self.handle.status.leader.swap(true, Ordering::Relaxed) {
+                // Reported once the first full resync is queued: from then on, every change
+                // is seen.
+                self.handle.metrics.leader.set(1);
+                tracing::info!(target: LOG_TARGET, "controller: leading");
             }
             self.work(client).await;
             if self.opts.once {
@@ -377,7 +404,8 @@ impl Leader<'_> {
     /// reconcile at the next batch.
     async fn queue_all(&mut self) {
         let Some(table) = self.table else {
-            self.queue.push(RestaurantId::new(FILES_ALL), Instant::now());
+            self.queue
+                .push(RestaurantId::new(FILES_ALL), Instant::now());
             return;
         };
         let mut ids: BTreeSet<RestaurantId> = match table.all_ids().await {
@@ -391,7 +419,9 @@ impl Leader<'_> {
         match self.backend.load().await {
             Ok(Some(s)) => ids.extend(s.restaurant_ids()),
             Ok(None) => {}
-            Err(e) => tracing::warn!(target: LOG_TARGET, "controller: full resync: reading state: {e}"),
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: full resync: reading state: {e}")
+            }
         }
         let now = Instant::now();
         for id in ids {
@@ -407,7 +437,9 @@ impl Leader<'_> {
             if self.handle.stopping() {
                 return;
             }
-            let due = self.queue.take_due(Instant::now(), self.opts.batch_size.max(1));
+            let due = self
+                .queue
+                .take_due(Instant::now(), self.opts.batch_size.max(1));
             if due.is_empty() {
                 return;
             }
@@ -435,7 +467,12 @@ impl Leader<'_> {
         }
     }
 
-    fn record(&mut self, due: &[RestaurantId], verdicts: Vec<(RestaurantId, Verdict)>, files_all: bool) {
+    fn record(
+        &mut self,
+        due: &[RestaurantId],
+        verdicts: Vec<(RestaurantId, Verdict)>,
+        files_all: bool,
+    ) {
         let now = Instant::now();
         let mut any_done = false;
         let mut any_transient = false;
@@ -475,7 +512,10 @@ impl Leader<'_> {
     }
 
     fn gauges(&self) {
-        self.handle.metrics.queue_depth.set(self.queue.depth() as i64);
+        self.handle
+            .metrics
+            .queue_depth
+            .set(self.queue.depth() as i64);
         self.handle
             .metrics
             .parked
@@ -486,4 +526,3 @@ impl Leader<'_> {
 /// The queue entry standing for "the whole files inventory" (not a valid restaurant id, so it
 /// can never be one).
 const FILES_ALL: &str = "*files*";
-

@@ -13,8 +13,8 @@
 
 use sqlx::Row;
 
-use crate::db::{quote_ident, with_pool, DbError, Engine, Pool, TableName};
 use super::table::{PlatformTable, PLATFORM_COLUMNS, TOKEN_COLUMNS};
+use crate::db::{quote_ident, with_pool, DbError, Engine, Pool, TableName};
 use crate::model::ids::RestaurantId;
 
 /// The PostgreSQL channel the trigger notifies (a wake-up only: the ids are in the log).
@@ -160,11 +160,13 @@ BEGIN INSERT INTO {log} (restaurant_id) VALUES (CAST(OLD.{id} AS TEXT)); END;
         let log = self.log_name();
         let db = self.table.db();
         match db.pool() {
-            Pool::Postgres(p) => sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
-                .bind(log.quoted())
-                .fetch_one(p)
-                .await
-                .map_err(|e| db.err("looking for the change log", e)),
+            Pool::Postgres(p) => {
+                sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+                    .bind(log.quoted())
+                    .fetch_one(p)
+                    .await
+                    .map_err(|e| db.err("looking for the change log", e))
+            }
             Pool::Sqlite(p) => {
                 let schema = log.schema.clone().unwrap_or_else(|| "main".into());
                 let sql = format!(
@@ -232,4 +234,3 @@ BEGIN INSERT INTO {log} (restaurant_id) VALUES (CAST(OLD.{id} AS TEXT)); END;
         Ok((ids, full))
     }
 }
-

@@ -511,7 +511,10 @@ impl PlatformTable {
             Some(n) => {
                 let col = self.columns.q("id");
                 let conds: Vec<String> = (1..=n)
-                    .map(|i| self.id_match.condition(&col, &self.db.engine().placeholder(i)))
+                    .map(|i| {
+                        self.id_match
+                            .condition(&col, &self.db.engine().placeholder(i))
+                    })
                     .collect();
                 format!(" WHERE {}", conds.join(" OR "))
             }
