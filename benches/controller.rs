@@ -192,8 +192,15 @@ async fn main() {
     loop {
         if let Ok(r) = reqwest::get(&metrics).await {
             let text = r.text().await.unwrap_or_default();
+            let unchanged = text
+                .lines()
+                .find(|l| l.starts_with("sipform_controller_reconciles_total{result=\"unchanged\"}"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
             if text.contains("sipform_controller_leader 1")
                 && text.contains("sipform_controller_queue_depth 0")
+                && unchanged >= n as f64
             {
                 break;
             }

@@ -173,3 +173,27 @@ async fn once_with_files_inventory() {
     expect_code(&out, 0);
     assert!(writes_since(&emu, &mark).is_empty());
 }
+
+/// `--watch` with a files inventory: a restaurant file added is provisioned without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reconciles_when_files_change() {
+    let emu = emulator().await;
+    let dir = project_copy();
+    generate_restaurants(dir.path(), 1);
+    let ctl = start(dir.path(), &emu.base_url(), &["--watch"], &[]);
+    eventually("the first restaurant provisioned", 20, || async {
+        agents(&emu).len() == 1 && tool_count(&emu) == 12
+    })
+    .await;
+    let first = std::fs::read_to_string(dir.path().join("restaurants/r0000.yaml")).expect("read");
+    let second = first
+        .replace("00000000-0000-4000-8000-000000000000", "00000000-0000-4000-8000-000000000001")
+        .replace("Restaurant 0", "Restaurant 1");
+    std::fs::write(dir.path().join("restaurants/r0001.yaml"), second).expect("write");
+    eventually("the new file provisioned", 20, || async {
+        agents(&emu).len() == 2 && tool_count(&emu) == 24
+    })
+    .await;
+    assert_no_duplicates(&emu);
+    drop(ctl);
+}
