@@ -39,7 +39,7 @@ fn row(i: u64) -> String {
     format!(
         "INSERT INTO restaurants (id, name, contact_email, sip_enabled, chat_enabled, delivery_enabled) VALUES ('{}'::uuid, 'Restaurant {i}', 'r{i}@example.com', true, false, {});\n",
         rid(i),
-        i % 2 == 0
+        i.is_multiple_of(2)
     )
 }
 
@@ -92,8 +92,14 @@ fn cpu_and_rss(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
         .lines()
@@ -151,17 +157,28 @@ async fn main() {
     if n > 0 {
         db.exec(&sql).await;
         let t = Instant::now();
-        let out = sipform(dir.path(), &url, &["apply", "--auto-approve", "--parallelism", "32"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = sipform(
+            dir.path(),
+            &url,
+            &["apply", "--auto-approve", "--parallelism", "32"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         eprintln!("setup: {n} restaurants provisioned in {:.1?}", t.elapsed());
     }
     let out = sipform(dir.path(), &url, &["controller", "install-trigger"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let faults: Faults = serde_json::from_value(
-        serde_json::json!({"latency": {"fixedMs": latency, "jitterMs": 0}}),
-    )
-    .expect("faults");
+    let faults: Faults =
+        serde_json::from_value(serde_json::json!({"latency": {"fixedMs": latency, "jitterMs": 0}}))
+            .expect("faults");
     emu.set_faults(faults);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -194,7 +211,9 @@ async fn main() {
             let text = r.text().await.unwrap_or_default();
             let unchanged = text
                 .lines()
-                .find(|l| l.starts_with("sipform_controller_reconciles_total{result=\"unchanged\"}"))
+                .find(|l| {
+                    l.starts_with("sipform_controller_reconciles_total{result=\"unchanged\"}")
+                })
                 .and_then(|l| l.rsplit(' ').next())
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0);
@@ -205,11 +224,17 @@ async fn main() {
                 break;
             }
         }
-        assert!(t.elapsed() < Duration::from_secs(600), "controller not ready");
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "controller not ready"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    eprintln!("controller ready (first full resync of {n}) in {:.1?}", t.elapsed());
+    eprintln!(
+        "controller ready (first full resync of {n}) in {:.1?}",
+        t.elapsed()
+    );
 
     // Single inserts.
     let mut lat = Vec::new();
@@ -219,7 +244,10 @@ async fn main() {
         let posts = tool_posts(&emu);
         let t = Instant::now();
         db.exec(&row(i)).await;
-        wait_until("a single insert provisioned", 60, || tool_posts(&emu) >= posts + 12).await;
+        wait_until("a single insert provisioned", 60, || {
+            tool_posts(&emu) >= posts + 12
+        })
+        .await;
         lat.push(t.elapsed());
     }
     // Let the write-backs and any trailing request finish before counting.
@@ -236,7 +264,10 @@ async fn main() {
 
     // A rename.
     let counts_before: BTreeMap<String, u64> = emu.request_counts();
-    let puts = counts_before.get("PUT /api/agents/:id").copied().unwrap_or(0);
+    let puts = counts_before
+        .get("PUT /api/agents/:id")
+        .copied()
+        .unwrap_or(0);
     db.exec(&format!(
         "UPDATE restaurants SET name = 'Renamed' WHERE id = '{}'::uuid",
         rid(0)

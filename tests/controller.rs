@@ -187,7 +187,10 @@ async fn watch_reconciles_when_files_change() {
     .await;
     let first = std::fs::read_to_string(dir.path().join("restaurants/r0000.yaml")).expect("read");
     let second = first
-        .replace("00000000-0000-4000-8000-000000000000", "00000000-0000-4000-8000-000000000001")
+        .replace(
+            "00000000-0000-4000-8000-000000000000",
+            "00000000-0000-4000-8000-000000000001",
+        )
         .replace("Restaurant 0", "Restaurant 1");
     std::fs::write(dir.path().join("restaurants/r0001.yaml"), second).expect("write");
     eventually("the new file provisioned", 20, || async {

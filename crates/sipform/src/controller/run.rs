@@ -464,6 +464,9 @@ impl Leader<'_> {
                 .reconcile_seconds
                 .observe(started.elapsed().as_secs_f64());
             self.record(&due, verdicts, files_all);
+            if due.len() >= 50 || files_all {
+                release_free_memory();
+            }
         }
     }
 
@@ -526,3 +529,13 @@ impl Leader<'_> {
 /// The queue entry standing for "the whole files inventory" (not a valid restaurant id, so it
 /// can never be one).
 const FILES_ALL: &str = "*files*";
+
+/// Hands memory freed after a big batch (a resync, a bulk insert: whole server listings) back
+/// to the operating system, so an idle controller's RSS reflects what it holds, not its peak.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
