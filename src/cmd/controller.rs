@@ -62,6 +62,7 @@ pub struct Args {
     /// First retry delay after a transient failure; doubles per failure up to --backoff-max.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = positive)]
     pub backoff: Duration,
+    /// The longest retry delay after transient failures in a row.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive)]
     pub backoff_max: Duration,
     /// How often a standby tries to become the leader (PostgreSQL advisory lock).
