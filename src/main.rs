@@ -48,6 +48,8 @@ enum Command {
     Emulator(cmd::emulator::Args),
     /// One command that shows it all: start an emulator, apply the bundled project, plan again.
     Demo(cmd::demo::Args),
+    /// Reconcile continuously: provision a restaurant's agent seconds after its row appears.
+    Controller(cmd::controller::Args),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
             Command::Doctor(a) => cmd::doctor::run(&global, a).await,
             Command::Emulator(a) => cmd::emulator::run(&global, a).await,
             Command::Demo(a) => cmd::demo::run(&global, a).await,
+            Command::Controller(a) => cmd::controller::run(&global, a).await,
         }
     });
     match result {

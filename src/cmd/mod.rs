@@ -13,6 +13,8 @@ use sipform::ops::{OpsError, Workspace};
 
 pub mod apply;
 pub mod dedupe;
+pub mod controller;
+pub mod controller_http;
 pub mod demo;
 pub mod doctor;
 pub mod emulator;

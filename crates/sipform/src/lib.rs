@@ -26,6 +26,7 @@ pub mod platform;
 pub mod refresh;
 pub mod state;
 
+pub mod controller;
 pub mod ops;
 pub mod output;
 

@@ -2,6 +2,7 @@
 //! `restaurants` table ([`table`]). Both hand over `Sourced<Restaurant>`, and the restaurants
 //! whose file or row is invalid as [`Skipped`] (one bad restaurant never blocks the others).
 
+pub mod changes;
 pub mod files;
 pub mod phone_lines;
 pub mod table;

@@ -328,8 +328,63 @@ impl PlatformTable {
         &self,
         known: &BTreeSet<RestaurantId>,
     ) -> Result<InventoryRead, DbError> {
+        self.read_checked_where(known, None).await
+    }
+
+    /// As [`PlatformTable::read_checked`], for the rows of `ids` only (the controller's
+    /// targeted reconcile: one query by primary key, O(ids) rather than O(table)). Every id is
+    /// treated as known, so a targeted row with nothing enabled is still planned (inactive,
+    /// never created). An id the column's type cannot hold matches no row.
+    pub async fn read_some(&self, ids: &BTreeSet<RestaurantId>) -> Result<InventoryRead, DbError> {
+        let ids: Vec<&RestaurantId> = ids
+            .iter()
+            .filter(|id| self.id_match.can_match(id.as_str()))
+            .collect();
         let mut read = InventoryRead::default();
-        for row in self.read_rows(known).await? {
+        // Bounded statements: at most 500 placeholders each.
+        for chunk in ids.chunks(500) {
+            let known: BTreeSet<RestaurantId> = chunk.iter().map(|i| (*i).clone()).collect();
+            let ids: Vec<&str> = chunk.iter().map(|i| i.as_str()).collect();
+            let part = self.read_checked_where(&known, Some(&ids)).await?;
+            read.restaurants.extend(part.restaurants);
+            read.skipped.extend(part.skipped);
+        }
+        Ok(read)
+    }
+
+    /// Every id in the table, as text (the controller's full resync queues them all).
+    pub async fn all_ids(&self) -> Result<Vec<RestaurantId>, DbError> {
+        let sql = format!(
+            "SELECT CAST({} AS TEXT) FROM {}",
+            self.columns.q("id"),
+            self.table.quoted()
+        );
+        let ids: Vec<Option<String>> = with_pool!(self.db, p => {
+            sqlx::query_scalar(&sql)
+                .fetch_all(p)
+                .await
+                .map_err(|e| self.db.err(&format!("reading the ids of table {}", self.table), e))?
+        });
+        Ok(ids.into_iter().flatten().map(RestaurantId::new).collect())
+    }
+
+    /// The table's name, as configured.
+    pub fn table_name(&self) -> &TableName {
+        &self.table
+    }
+
+    /// The platform's column names, with `inventory.columns` applied.
+    pub fn columns(&self) -> &ColumnMap {
+        &self.columns
+    }
+
+    async fn read_checked_where(
+        &self,
+        known: &BTreeSet<RestaurantId>,
+        ids: Option<&[&str]>,
+    ) -> Result<InventoryRead, DbError> {
+        let mut read = InventoryRead::default();
+        for row in self.read_rows_where(known, ids).await? {
             match row {
                 Ok(r) => read.restaurants.push(r),
                 Err(p) => {
@@ -352,9 +407,22 @@ impl PlatformTable {
         &self,
         known: &BTreeSet<RestaurantId>,
     ) -> Result<Vec<Result<Sourced<Restaurant>, RowProblem>>, DbError> {
-        let sql = self.select_sql();
+        self.read_rows_where(known, None).await
+    }
+
+    /// [`PlatformTable::read_rows`], limited to `ids` when given.
+    async fn read_rows_where(
+        &self,
+        known: &BTreeSet<RestaurantId>,
+        ids: Option<&[&str]>,
+    ) -> Result<Vec<Result<Sourced<Restaurant>, RowProblem>>, DbError> {
+        let sql = self.select_sql_where(ids.map(<[&str]>::len));
         let raws: Vec<Result<RawRow, RowProblem>> = with_pool!(self.db, p => {
-            let rows = sqlx::query(&sql)
+            let mut q = sqlx::query(&sql);
+            for id in ids.unwrap_or_default() {
+                q = q.bind(*id);
+            }
+            let rows = q
                 .fetch_all(p)
                 .await
                 .map_err(|e| self.db.err(&format!("reading table {}", self.table), e))?;
@@ -423,7 +491,8 @@ impl PlatformTable {
         }
     }
 
-    fn select_sql(&self) -> String {
+    /// The select, with `WHERE id = $1 OR …` for `ids` placeholders when given.
+    fn select_sql_where(&self, ids: Option<usize>) -> String {
         let int_type = match self.db.engine() {
             Engine::Sqlite => "INTEGER",
             Engine::Postgres => "BIGINT",
@@ -439,8 +508,22 @@ impl PlatformTable {
                 }
             })
             .collect();
+        let filter = match ids {
+            None => String::new(),
+            Some(0) => " WHERE 1 = 0".to_string(),
+            Some(n) => {
+                let col = self.columns.q("id");
+                let conds: Vec<String> = (1..=n)
+                    .map(|i| {
+                        self.id_match
+                            .condition(&col, &self.db.engine().placeholder(i))
+                    })
+                    .collect();
+                format!(" WHERE {}", conds.join(" OR "))
+            }
+        };
         format!(
-            "SELECT {} FROM {} ORDER BY 1",
+            "SELECT {} FROM {}{filter} ORDER BY 1",
             cols.join(", "),
             self.table.quoted()
         )

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod dedupe;
+pub mod controller;
 pub mod demo;
 pub mod doctor;
 pub mod import;

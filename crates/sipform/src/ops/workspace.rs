@@ -79,6 +79,37 @@ impl Workspace {
         })
     }
 
+    /// A workspace for some rows of the platform's table, already read (the controller's
+    /// targeted reconcile), over a state backend kept open between runs. Validated as
+    /// [`Workspace::load`] does; an invalid row is skipped, as there.
+    pub fn for_rows(
+        settings: Settings,
+        backend: Arc<dyn StateBackend>,
+        table: PlatformTable,
+        rows: crate::inventory::InventoryRead,
+    ) -> Result<Workspace, OpsError> {
+        let env = settings.render_env();
+        let report =
+            validate::check_inventory(&settings.root, settings.project(), &env, Some(rows))?;
+        Ok(Workspace {
+            settings,
+            desired: report.validated.desired,
+            backend,
+            inventory: Some(table),
+            skipped: report.skipped,
+        })
+    }
+
+    /// The state backend, to keep open across runs (the controller).
+    pub fn backend(&self) -> Arc<dyn StateBackend> {
+        self.backend.clone()
+    }
+
+    /// The platform's table, in database mode.
+    pub fn inventory(&self) -> Option<&PlatformTable> {
+        self.inventory.as_ref()
+    }
+
     /// The same project without its database inventory's write-back: for applying to something
     /// other than the platform's server (the demo's emulator), whose ids must never reach the
     /// platform's rows.

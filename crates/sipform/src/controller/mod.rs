@@ -1,0 +1,210 @@
+//! `sipform controller`: reconciles continuously, as a Kubernetes controller does.
+//!
+//! The pieces, one job each: [`queue`] (which restaurants, when: dedup, backoff, parking),
+//! [`feed`] (the change log a trigger fills, and PostgreSQL's LISTEN), [`leader`] (one active
+//! controller per database), [`reload`] (the configuration in use, replaced only by a valid
+//! one), [`reconcile`] (a targeted plan + apply of a few restaurants under the state lock),
+//! [`metrics`] (Prometheus text). This file strings them together in one loop; the HTTP
+//! listener and the signals live in the binary, which talks to the loop through a [`Handle`].
+
+pub mod feed;
+pub mod leader;
+pub mod metrics;
+pub mod queue;
+pub mod reconcile;
+pub mod reload;
+
+mod run;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Overrides;
+use crate::model::ids::RestaurantId;
+use crate::remote::Client;
+
+pub use metrics::Metrics;
+pub use run::run;
+
+/// How the controller runs (the binary's flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    /// Flags that override `sipform.yaml` (re-applied at every reload).
+    pub overrides: Overrides,
+    /// One full reconcile, then exit.
+    pub once: bool,
+    /// Every restaurant is queued this often (drift, missed notifications).
+    pub resync_every: Duration,
+    /// How often the change log is read (at once on a NOTIFY).
+    pub poll_interval: Duration,
+    /// Delete the objects of restaurants whose row is gone.
+    pub allow_destroy: bool,
+    /// Most restaurants per reconcile (one state-lock hold).
+    pub batch_size: usize,
+    /// First backoff after a transient failure; doubles up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How often a standby tries to become the leader.
+    pub leader_retry: Duration,
+}
+
+impl Options {
+    pub fn new(root: PathBuf) -> Options {
+        Options {
+            root,
+            overrides: Overrides::default(),
+            once: false,
+            resync_every: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(2),
+            allow_destroy: false,
+            batch_size: 100,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            leader_retry: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Default)]
+pub struct Status {
+    pub leader: AtomicBool,
+    pub standby: AtomicBool,
+    /// The change feed works (LISTEN connected, or the log is polled without error).
+    pub feed_ok: Arc<AtomicBool>,
+    /// The last reconcile reached the server.
+    pub server_ok: AtomicBool,
+    pub stopping: AtomicBool,
+}
+
+impl Status {
+    /// Leader with its feed and server up, or a standby.
+    pub fn ready(&self) -> bool {
+        let r = |a: &AtomicBool| a.load(Ordering::Relaxed);
+        !r(&self.stopping)
+            && (r(&self.standby) || (r(&self.leader) && r(&self.feed_ok) && r(&self.server_ok)))
+    }
+}
+
+/// Messages to the loop.
+pub(crate) enum Msg {
+    One(RestaurantId),
+    All,
+    Reload(oneshot::Sender<Result<ReloadOutcome, String>>),
+    Stop,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// The tools, template or settings changed: every restaurant was queued.
+    pub requeued_all: bool,
+}
+
+/// The loop's end of the channel.
+pub struct Inbox(pub(crate) mpsc::UnboundedReceiver<Msg>);
+
+/// How the HTTP listener, the signals and the file watcher talk to the running controller.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Msg>,
+    pub status: Arc<Status>,
+    pub metrics: Arc<Metrics>,
+    /// The client of the reconcile under way, to stop its writes on shutdown.
+    client: Arc<Mutex<Option<Client>>>,
+}
+
+/// A handle and the inbox [`run`] reads.
+pub fn channel() -> (Handle, Inbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        Handle {
+            tx,
+            status: Arc::new(Status::default()),
+            metrics: Arc::new(Metrics::new()),
+            client: Arc::new(Mutex::new(None)),
+        },
+        Inbox(rx),
+    )
+}
+
+impl Handle {
+    /// Queues one restaurant (the webhook). Its id was checked by the caller.
+    pub fn reconcile(&self, id: RestaurantId) {
+        let _ = self.tx.send(Msg::One(id));
+    }
+
+    /// Queues every restaurant.
+    pub fn reconcile_all(&self) {
+        let _ = self.tx.send(Msg::All);
+    }
+
+    /// Reloads tools, template and settings; an invalid configuration is refused (the error
+    /// says why) and the one in use keeps running.
+    pub async fn reload(&self) -> Result<ReloadOutcome, String> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Reload(tx)).is_err() {
+            return Err("the controller has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the controller has stopped".into()))
+    }
+
+    /// Stops taking work; writes not yet sent are not sent, those in flight finish and are
+    /// recorded; then the loop releases its locks and returns.
+    pub fn shutdown(&self, why: &str) {
+        self.status.stopping.store(true, Ordering::Relaxed);
+        if let Some(c) = self
+            .client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            c.halt_writes(why);
+        }
+        let _ = self.tx.send(Msg::Stop);
+    }
+
+    fn set_client(&self, client: Option<Client>) {
+        *self.client.lock().unwrap_or_else(PoisonError::into_inner) = client;
+    }
+
+    fn stopping(&self) -> bool {
+        self.status.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// What a run did, for `--once` and the final log line.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub changed: usize,
+    pub unchanged: usize,
+    pub transient: usize,
+    pub fatal: usize,
+    pub held: usize,
+    pub not_started: usize,
+}
+
+impl Summary {
+    pub fn add(&mut self, v: &reconcile::Verdict) {
+        use reconcile::Verdict::*;
+        match v {
+            Done { changes: 0 } => self.unchanged += 1,
+            Done { .. } => self.changed += 1,
+            Transient(_) => self.transient += 1,
+            Fatal(_) => self.fatal += 1,
+            Held(_) => self.held += 1,
+            NotStarted => self.not_started += 1,
+        }
+    }
+
+    /// Whether anything failed or was left undone.
+    pub fn failed(&self) -> bool {
+        self.transient + self.fatal + self.not_started > 0
+    }
+}

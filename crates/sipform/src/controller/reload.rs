@@ -1,0 +1,143 @@
+//! The configuration a running controller uses: settings, tools and template, loaded at start
+//! and on reload (SIGHUP, `POST /v1/reload`), never behind its back.
+//!
+//! The tool files and the template's folder are copied to a private temporary folder when
+//! loaded, and the settings point there: editing a file under the project changes nothing
+//! until a reload, and a reload that does not validate is refused while the copy in use keeps
+//! running.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Overrides, Settings};
+use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
+use crate::front::validate;
+use crate::inventory::InventoryRead;
+use crate::ops::OpsError;
+
+/// One loaded, validated configuration.
+pub struct Config {
+    pub settings: Settings,
+    /// Digest of the tool files, the template folder and the settings that shape a restaurant:
+    /// a reload that changes it queues every restaurant.
+    pub digest: String,
+    _copy: tempfile::TempDir,
+}
+
+impl Config {
+    /// Loads `root`'s settings with `overrides`, copies the tools and the template's folder,
+    /// and validates them (tools, template, settings) with no restaurant.
+    pub fn load(root: &Path, overrides: &Overrides) -> Result<Config, OpsError> {
+        let mut settings = Settings::load(root, overrides)?;
+        // First against the project's own files, so every message names them.
+        validate::check_inventory(
+            root,
+            settings.project(),
+            &settings.render_env(),
+            Some(InventoryRead::default()),
+        )?;
+        let copy = tempfile::Builder::new()
+            .prefix("sipform-controller-")
+            .tempdir()
+            .map_err(|e| {
+                io_error(
+                    "create a folder for the configuration",
+                    Path::new("/tmp"),
+                    e,
+                )
+            })?;
+        let tools_from = root.join(&settings.tools_dir);
+        let tools_to = copy.path().join("tools");
+        let mut hasher = Sha256::new();
+        copy_dir(&tools_from, &tools_to, &mut hasher)?;
+        let template_from = root.join(&settings.template);
+        let template_dir = template_from.parent().unwrap_or(root).to_path_buf();
+        let template_name = template_from
+            .file_name()
+            .map(PathBuf::from)
+            .ok_or_else(|| invalid(root, "template", "the template path names no file"))?;
+        let templates_to = copy.path().join("templates");
+        copy_dir(&template_dir, &templates_to, &mut hasher)?;
+        settings.tools_dir = tools_to;
+        settings.template = templates_to.join(template_name);
+        hasher.update(format!("{:?}", settings.project_shape()).as_bytes());
+        let env = settings.render_env();
+        validate::check_inventory(
+            &settings.root,
+            settings.project(),
+            &env,
+            Some(InventoryRead::default()),
+        )?;
+        Ok(Config {
+            settings,
+            digest: format!("{:x}", hasher.finalize()),
+            _copy: copy,
+        })
+    }
+
+    /// Whether `next` may replace this one in a running controller: the inventory and state
+    /// backend are opened once, so changing them needs a restart.
+    pub fn check_replaceable(&self, next: &Config) -> Result<(), String> {
+        if self.settings.inventory != next.settings.inventory {
+            return Err("`inventory` changed: restart the controller to read another table".into());
+        }
+        if self.settings.state != next.settings.state {
+            return Err("`state` changed: restart the controller to use another backend".into());
+        }
+        Ok(())
+    }
+}
+
+trait ProjectShape {
+    fn project_shape(&self) -> String;
+}
+
+impl ProjectShape for Settings {
+    /// What in the settings shapes the desired objects (not the URL, key or timeouts).
+    fn project_shape(&self) -> String {
+        format!(
+            "{:?}|{:?}|{}|{:?}|{:?}",
+            self.account, self.billing, self.app_url, self.phone_lines, self.project
+        )
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path, hasher: &mut Sha256) -> Result<(), OpsError> {
+    std::fs::create_dir_all(to).map_err(|e| io_error("create", to, e))?;
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .map_err(|e| io_error("read the folder", from, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io_error("read the folder", from, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(|e| io_error("read", &path, e))?;
+        if kind.is_dir() {
+            copy_dir(&path, &target, hasher)?;
+        } else if kind.is_file() {
+            let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
+            hasher.update(entry.file_name().as_encoded_bytes());
+            hasher.update(&bytes);
+            std::fs::write(&target, &bytes).map_err(|e| io_error("write", &target, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn io_error(what: &'static str, path: &Path, source: std::io::Error) -> OpsError {
+    OpsError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn invalid(root: &Path, field: &str, message: &str) -> OpsError {
+    OpsError::Invalid(Diagnostics::from(Diagnostic::new(
+        Origin::file_start(root.join("sipform.yaml")),
+        field,
+        message,
+    )))
+}

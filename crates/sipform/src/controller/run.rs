@@ -1,0 +1,541 @@
+//! The loop: become the leader, then take work from the feed, the webhook, the resync timer
+//! and the queue's backoffs, one batch at a time, until told to stop or leadership is lost.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::feed::{self, ChangeLog};
+use super::leader::{advisory_key, LeaderLock, Leadership};
+use super::queue::WorkQueue;
+use super::reconcile::{self, Ctx, Verdict};
+use super::reload::Config;
+use super::{Handle, Inbox, Msg, Options, ReloadOutcome, Summary};
+use crate::db::Pool;
+use crate::inventory::{InventoryRead, PlatformTable};
+use crate::model::ids::RestaurantId;
+use crate::model::spec::StateConfig;
+use crate::ops::{OpsError, Workspace};
+use crate::remote::Client;
+use crate::state::{self, ProjectRef, StateBackend};
+use crate::LOG_TARGET;
+
+/// How often the leader checks that it still holds its lock.
+const LEADER_CHECK: Duration = Duration::from_secs(5);
+
+/// Runs until [`Handle::shutdown`] (or, with `--once`, one full reconcile). Returns what it
+/// did; an error only for what stops it from running at all (invalid configuration at start,
+/// another controller holding the file lock, an unreachable table at start).
+pub async fn run(opts: Options, handle: Handle, mut inbox: Inbox) -> Result<Summary, OpsError> {
+    let mut config = Config::load(&opts.root, &opts.overrides)?;
+    let table = PlatformTable::from_config(&config.settings.inventory, &opts.root).await?;
+    let project = ProjectRef::of(
+        config.settings.project.as_deref(),
+        &config.settings.account.name,
+    );
+    let backend = state::open(&config.settings.state, &opts.root, Some(&project))?;
+    let lock = leader_lock(&config, table.as_ref(), &project)?;
+    let mut summary = Summary::default();
+    loop {
+        let Some(leadership) =
+            become_leader(&lock, &handle, &mut inbox, &mut config, &opts).await?
+        else {
+            return Ok(summary);
+        };
+        handle.status.standby.store(false, Ordering::Relaxed);
+        let mut leader = Leader {
+            opts: &opts,
+            handle: &handle,
+            config: &mut config,
+            table: table.as_ref(),
+            backend: backend.clone(),
+            queue: WorkQueue::new(opts.backoff_base, opts.backoff_max),
+            summary: &mut summary,
+            full_due: true,
+        };
+        let ended = leader.lead(leadership, &mut inbox).await;
+        handle.status.leader.store(false, Ordering::Relaxed);
+        handle.metrics.leader.set(0);
+        match ended? {
+            Ended::Stopped => return Ok(summary),
+            Ended::LostLeadership => {
+                tracing::warn!(target: LOG_TARGET, "controller: lost the leader lock; standing by");
+            }
+        }
+    }
+}
+
+enum Ended {
+    Stopped,
+    LostLeadership,
+}
+
+/// Where the one-active-controller lock lives: the platform's PostgreSQL, else state's
+/// PostgreSQL, else a file beside state.
+fn leader_lock(
+    config: &Config,
+    table: Option<&PlatformTable>,
+    project: &ProjectRef,
+) -> Result<LeaderLock, OpsError> {
+    let settings = &config.settings;
+    let scope = format!(
+        "{}|{}",
+        project,
+        table
+            .map(|t| t.table_name().to_string())
+            .unwrap_or_default()
+    );
+    if let Some(opts) = table.and_then(|t| t.db().pg_options()) {
+        return Ok(LeaderLock::Postgres {
+            options: Box::new(opts.clone()),
+            key: advisory_key(&scope),
+            place: table.map(|t| t.db().describe()).unwrap_or_default(),
+        });
+    }
+    let root = &settings.root;
+    let path = match &settings.state {
+        StateConfig::Postgres { url, .. } => {
+            let url = crate::db::url_or_env(url.as_deref(), "state.url")?;
+            let options = sqlx::postgres::PgConnectOptions::from_str(&url).map_err(|e| {
+                OpsError::Conflict(format!("state.url is not a PostgreSQL URL: {e}"))
+            })?;
+            return Ok(LeaderLock::Postgres {
+                options: Box::new(options),
+                key: advisory_key(&scope),
+                place: crate::db::redact(&url),
+            });
+        }
+        StateConfig::Sqlite { url, .. } => crate::db::sqlite_path(url, root)?,
+        StateConfig::File { path, .. } => root.join(path),
+    };
+    let mut p = path.into_os_string();
+    p.push(".controller");
+    Ok(LeaderLock::File(PathBuf::from(p)))
+}
+
+/// Waits to lead. `None`: told to stop while standing by.
+async fn become_leader(
+    lock: &LeaderLock,
+    handle: &Handle,
+    inbox: &mut Inbox,
+    config: &mut Config,
+    opts: &Options,
+) -> Result<Option<Leadership>, OpsError> {
+    let mut said = false;
+    loop {
+        if handle.stopping() {
+            return Ok(None);
+        }
+        match lock.try_acquire().await {
+            Ok(Some(l)) => return Ok(Some(l)),
+            Ok(None) => {
+                if opts.once {
+                    return Err(OpsError::Conflict(
+                        "another controller is the leader of this database: --once did nothing"
+                            .into(),
+                    ));
+                }
+                handle.status.standby.store(true, Ordering::Relaxed);
+                if !said {
+                    tracing::info!(target: LOG_TARGET, "controller: another controller leads; standing by");
+                    said = true;
+                }
+            }
+            Err(e) if e.is_transient() => {
+                handle.status.standby.store(false, Ordering::Relaxed);
+                tracing::warn!(target: LOG_TARGET, "controller: cannot take the leader lock yet: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let deadline = tokio::time::sleep(opts.leader_retry);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                msg = inbox.0.recv() => match msg {
+                    None | Some(Msg::Stop) => return Ok(None),
+                    // A standby keeps its configuration current, so it leads with the new one.
+                    Some(Msg::Reload(reply)) => {
+                        let _ = reply.send(reload(config, handle, opts).map(|_| ReloadOutcome { requeued_all: false }));
+                    }
+                    // The leader's feed sees the same changes: nothing to do here.
+                    Some(Msg::One(_)) | Some(Msg::All) => {}
+                },
+            }
+        }
+    }
+}
+
+/// Loads the configuration again; `Ok(true)` when it changed what restaurants look like.
+fn reload(config: &mut Config, handle: &Handle, opts: &Options) -> Result<bool, String> {
+    let next = Config::load(&opts.root, &opts.overrides).and_then(|n| {
+        config
+            .check_replaceable(&n)
+            .map(|_| n)
+            .map_err(OpsError::Conflict)
+    });
+    match next {
+        Ok(next) => {
+            let changed = next.digest != config.digest;
+            *config = next;
+            handle.metrics.reloaded("ok");
+            tracing::info!(target: LOG_TARGET, "controller: configuration reloaded{}", if changed { "; every restaurant is queued" } else { " (unchanged)" });
+            Ok(changed)
+        }
+        Err(e) => {
+            handle.metrics.reloaded("refused");
+            tracing::error!(target: LOG_TARGET, "controller: reload refused, the configuration in use keeps running: {e}");
+            Err(e.to_string())
+        }
+    }
+}
+
+struct Leader<'a> {
+    opts: &'a Options,
+    handle: &'a Handle,
+    config: &'a mut Config,
+    table: Option<&'a PlatformTable>,
+    backend: Arc<dyn StateBackend>,
+    queue: WorkQueue,
+    summary: &'a mut Summary,
+    /// A full reconcile is due (start, resync, reload, `POST /v1/reconcile`).
+    full_due: bool,
+}
+
+impl Leader<'_> {
+    async fn lead(
+        &mut self,
+        mut leadership: Leadership,
+        inbox: &mut Inbox,
+    ) -> Result<Ended, OpsError> {
+        let client = Client::new(&self.config.settings)
+            .map_err(|e| OpsError::server(&self.config.settings.server_url, e))?;
+        self.handle.metrics.watch_client(&client);
+        self.handle.set_client(Some(client.clone()));
+        let ended = self.lead_with(&client, &mut leadership, inbox).await;
+        self.handle.set_client(None);
+        leadership.release().await;
+        ended
+    }
+
+    async fn lead_with(
+        &mut self,
+        client: &Client,
+        leadership: &mut Leadership,
+        inbox: &mut Inbox,
+    ) -> Result<Ended, OpsError> {
+        self.heal().await;
+        let wake = Arc::new(Notify::new());
+        let log = self.table.map(|t| ChangeLog::new(t.clone()));
+        let has_log = match &log {
+            Some(l) => match l.present().await {
+                Ok(true) => true,
+                Ok(false) => {
+                    tracing::warn!(target: LOG_TARGET, "controller: no change log on the platform's table (run `sipform controller install-trigger`): changes are seen through the webhook and the full resync only");
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => false,
+        };
+        let feed_ok = self.handle.status.feed_ok.clone();
+        feed_ok.store(has_log || self.table.is_none(), Ordering::Relaxed);
+        let listener = match (
+            self.table.map(|t| t.db().pool()),
+            has_log && !self.opts.once,
+        ) {
+            (Some(Pool::Postgres(p)), true) => Some(feed::spawn_listener(
+                p.clone(),
+                wake.clone(),
+                feed_ok.clone(),
+            )),
+            _ => None,
+        };
+        let ended = self
+            .serve(client, leadership, inbox, log.filter(|_| has_log), &wake)
+            .await;
+        if let Some(l) = listener {
+            l.abort();
+        }
+        ended
+    }
+
+    /// Heals platform rows a crash left behind (state has the ids, the row does not), once.
+    async fn heal(&self) {
+        let Some(table) = self.table else { return };
+        let ws = match Workspace::for_rows(
+            self.config.settings.clone(),
+            self.backend.clone(),
+            table.clone(),
+            InventoryRead::default(),
+        ) {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: {e}");
+                return;
+            }
+        };
+        let healed = async {
+            let _lock = ws.lock("controller").await?;
+            let state = ws.state().await?;
+            ws.reconcile_inventory(&state).await
+        };
+        match healed.await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(target: LOG_TARGET, "controller: wrote back the ids of {n} row(s) a crashed run left behind")
+            }
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: healing the platform's rows: {e}")
+            }
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        client: &Client,
+        leadership: &mut Leadership,
+        inbox: &mut Inbox,
+        log: Option<ChangeLog>,
+        wake: &Notify,
+    ) -> Result<Ended, OpsError> {
+        let mut poll = tokio::time::interval(self.opts.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resync = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.opts.resync_every,
+            self.opts.resync_every,
+        );
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = tokio::time::interval(LEADER_CHECK);
+        loop {
+            if self.handle.stopping() {
+                return Ok(Ended::Stopped);
+            }
+            if self.full_due {
+                self.full_due = false;
+                self.queue_all().await;
+            }
+            if !self.handle.status.leader.swap(true, Ordering::Relaxed) {
+                // Reported once the first full resync is queued: from then on, every change
+                // is seen.
+                self.handle.metrics.leader.set(1);
+                tracing::info!(target: LOG_TARGET, "controller: leading");
+            }
+            self.work(client).await;
+            if self.opts.once {
+                return Ok(Ended::Stopped);
+            }
+            let next_due = self.queue.next_due().map(tokio::time::Instant::from_std);
+            let backoff = async {
+                match next_due {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = inbox.0.recv() => match msg {
+                    None | Some(Msg::Stop) => return Ok(Ended::Stopped),
+                    Some(m) => self.message(m),
+                },
+                _ = wake.notified() => self.read_log(log.as_ref()).await,
+                _ = poll.tick() => self.read_log(log.as_ref()).await,
+                _ = resync.tick() => self.full_due = true,
+                _ = check.tick() => {
+                    if !leadership.check().await {
+                        return Ok(Ended::LostLeadership);
+                    }
+                }
+                _ = backoff => {}
+            }
+        }
+    }
+
+    fn message(&mut self, msg: Msg) {
+        let now = Instant::now();
+        match msg {
+            Msg::One(id) => self.queue.push(id, now),
+            Msg::All => self.full_due = true,
+            Msg::Reload(reply) => {
+                let r = reload(self.config, self.handle, self.opts).map(|changed| {
+                    if changed {
+                        self.full_due = true;
+                        self.queue.unpark_all(now);
+                    }
+                    ReloadOutcome {
+                        requeued_all: changed,
+                    }
+                });
+                let _ = reply.send(r);
+            }
+            Msg::Stop => {}
+        }
+        self.gauges();
+    }
+
+    async fn read_log(&mut self, log: Option<&ChangeLog>) {
+        let Some(log) = log else { return };
+        loop {
+            match log.take().await {
+                Ok((ids, full)) => {
+                    let now = Instant::now();
+                    for id in ids {
+                        self.queue.push(id, now);
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(target: LOG_TARGET, "controller: reading the change log: {e}");
+                    self.handle.status.feed_ok.store(false, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        self.gauges();
+    }
+
+    /// Every restaurant of the table and of state, queued; for a files inventory, one full
+    /// reconcile at the next batch.
+    async fn queue_all(&mut self) {
+        let Some(table) = self.table else {
+            self.queue
+                .push(RestaurantId::new(FILES_ALL), Instant::now());
+            return;
+        };
+        let mut ids: BTreeSet<RestaurantId> = match table.all_ids().await {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: full resync: {e}; retrying at the next poll");
+                self.full_due = true;
+                return;
+            }
+        };
+        match self.backend.load().await {
+            Ok(Some(s)) => ids.extend(s.restaurant_ids()),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: full resync: reading state: {e}")
+            }
+        }
+        let now = Instant::now();
+        for id in ids {
+            self.queue.push(id, now);
+        }
+        self.handle.metrics.resynced();
+        self.gauges();
+    }
+
+    /// Runs batches while items are due (with `--once`: until every item had its try).
+    async fn work(&mut self, client: &Client) {
+        loop {
+            if self.handle.stopping() {
+                return;
+            }
+            let due = self
+                .queue
+                .take_due(Instant::now(), self.opts.batch_size.max(1));
+            if due.is_empty() {
+                return;
+            }
+            self.gauges();
+            let files_all = due.iter().any(|id| id.as_str() == FILES_ALL);
+            let ids: BTreeSet<RestaurantId> = if files_all {
+                BTreeSet::new()
+            } else {
+                due.iter().cloned().collect()
+            };
+            let started = Instant::now();
+            let ctx = Ctx {
+                settings: &self.config.settings,
+                backend: self.backend.clone(),
+                table: self.table,
+                client,
+                allow_destroy: self.opts.allow_destroy,
+            };
+            let verdicts = reconcile::reconcile(&ctx, &ids).await;
+            self.handle
+                .metrics
+                .reconcile_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.record(&due, verdicts, files_all);
+            if due.len() >= 50 || files_all {
+                release_free_memory();
+            }
+        }
+    }
+
+    fn record(
+        &mut self,
+        due: &[RestaurantId],
+        verdicts: Vec<(RestaurantId, Verdict)>,
+        files_all: bool,
+    ) {
+        let now = Instant::now();
+        let mut any_done = false;
+        let mut any_transient = false;
+        for (id, v) in &verdicts {
+            self.summary.add(v);
+            self.handle.metrics.reconciled(v.label());
+            match v {
+                Verdict::Done { .. } | Verdict::Held(_) => any_done = true,
+                Verdict::Transient(_) => any_transient = true,
+                _ => {}
+            }
+            if files_all {
+                continue;
+            }
+            match v {
+                Verdict::Done { .. } | Verdict::Held(_) => self.queue.succeeded(id),
+                Verdict::Transient(_) => {
+                    let _ = self.queue.transient(id, now);
+                }
+                Verdict::Fatal(e) => self.queue.fatal(id, e.clone()),
+                Verdict::NotStarted => self.queue.not_started(id, now),
+            }
+        }
+        // A files inventory is reconciled whole: retried whole after a transient failure.
+        for id in due {
+            if files_all && any_transient {
+                let _ = self.queue.transient(id, now);
+            } else {
+                self.queue.succeeded(id);
+            }
+        }
+        self.handle
+            .status
+            .server_ok
+            .store(any_done || !any_transient, Ordering::Relaxed);
+        self.gauges();
+    }
+
+    fn gauges(&self) {
+        self.handle
+            .metrics
+            .queue_depth
+            .set(self.queue.depth() as i64);
+        self.handle
+            .metrics
+            .parked
+            .set(self.queue.parked().len() as i64);
+    }
+}
+
+/// The queue entry standing for "the whole files inventory" (not a valid restaurant id, so it
+/// can never be one).
+const FILES_ALL: &str = "*files*";
+
+/// Hands memory freed after a big batch (a resync, a bulk insert: whole server listings) back
+/// to the operating system, so an idle controller's RSS reflects what it holds, not its peak.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

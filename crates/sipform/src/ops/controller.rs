@@ -1,0 +1,49 @@
+//! `controller install-trigger`: the change log and trigger the controller reads. The
+//! long-running loop itself is [`crate::controller`], which sits above `ops` (it strings ops
+//! together per batch).
+
+use crate::config::Settings;
+use crate::inventory::changes::ChangeLog;
+use crate::inventory::PlatformTable;
+
+use super::OpsError;
+
+/// The change log and trigger for the inventory's table: the SQL, and whether it was run.
+pub struct Trigger {
+    pub sql: String,
+    /// The table, described for messages (no password).
+    pub table: String,
+}
+
+/// The SQL `install-trigger` runs, for the table `inventory:` names (its columns checked).
+pub async fn trigger_sql(settings: &Settings) -> Result<Trigger, OpsError> {
+    let table = open(settings).await?;
+    let sql = ChangeLog::new(table.clone()).install_sql();
+    Ok(Trigger {
+        sql,
+        table: table.describe(),
+    })
+}
+
+/// Creates or updates the change log and its trigger, idempotently, in one transaction.
+pub async fn install_trigger(settings: &Settings) -> Result<Trigger, OpsError> {
+    let table = open(settings).await?;
+    let log = ChangeLog::new(table.clone());
+    log.install().await?;
+    Ok(Trigger {
+        sql: log.install_sql(),
+        table: table.describe(),
+    })
+}
+
+async fn open(settings: &Settings) -> Result<PlatformTable, OpsError> {
+    PlatformTable::from_config(&settings.inventory, &settings.root)
+        .await?
+        .ok_or_else(|| {
+            OpsError::Conflict(
+                "the inventory is files (sipform.yaml's `inventory.source`): there is no table \
+                 to put a trigger on; use `sipform controller --watch`"
+                    .into(),
+            )
+        })
+}

@@ -1,0 +1,248 @@
+//! `sipform controller`: reconcile continuously; `controller install-trigger`.
+//!
+//! The loop is the library's (`sipform::controller`); this shell adds what the library does
+//! not compile: the HTTP listener ([`super::controller_http`]), the signals and the file
+//! watcher, all talking to the loop through its `Handle`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args as ClapArgs, Subcommand};
+use sipform::config::{self, Overrides};
+use sipform::controller::{self, Handle, Options};
+use sipform::model::spec::InventoryConfig;
+use sipform::ops;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::{Global, ServerArgs};
+
+/// Reconcile continuously: a restaurant's agent is provisioned seconds after the platform
+/// creates its row.
+///
+/// Database inventory: reads the change log a trigger fills (`install-trigger`), woken at once
+/// by PostgreSQL's NOTIFY and polled every --poll-interval otherwise; queues every restaurant
+/// at start and every --resync; takes webhook calls on --listen. Files inventory: reconciles
+/// at start, on --resync, and (with --watch) when the project's files change.
+#[derive(ClapArgs)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<ControllerCommand>,
+    /// Run one full reconcile and exit (0 when every restaurant is reconciled, 1 otherwise):
+    /// for cron.
+    #[arg(long)]
+    pub once: bool,
+    /// Queue every restaurant this often, to catch drift and anything a notification missed.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = positive)]
+    pub resync: Duration,
+    /// How often the change log is read when no NOTIFY wakes the controller (SQLite, or
+    /// PostgreSQL while LISTEN is down).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = positive)]
+    pub poll_interval: Duration,
+    /// Delete the objects of a restaurant whose row was deleted (otherwise reported only).
+    #[arg(long)]
+    pub allow_destroy: bool,
+    /// The HTTP listener: /healthz, /readyz, /metrics, and the webhook (/v1/…) when
+    /// SIPFORM_CONTROLLER_TOKEN is set.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// Files inventory: reconcile when tools/, templates/, the inventory or sipform.yaml change
+    /// (debounced; the configuration is reloaded first).
+    #[arg(long)]
+    pub watch: bool,
+    /// Most restaurants per reconcile batch (the state lock is held for one batch).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+    /// How long a batch waits for the state lock (held by CI's `apply`) before retrying later.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = config::parse_duration)]
+    pub lock_timeout: Duration,
+    /// First retry delay after a transient failure; doubles per failure up to --backoff-max.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = positive)]
+    pub backoff: Duration,
+    /// The longest retry delay after transient failures in a row.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive)]
+    pub backoff_max: Duration,
+    /// How often a standby tries to become the leader (PostgreSQL advisory lock).
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = positive)]
+    pub leader_retry: Duration,
+    #[command(flatten)]
+    pub parallelism: super::ParallelismArg,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Subcommand)]
+pub enum ControllerCommand {
+    /// Create or update the change log and trigger on the platform's restaurants table
+    /// (idempotent).
+    InstallTrigger {
+        /// Print the SQL instead of running it (for a platform that runs its own migrations).
+        #[arg(long)]
+        print_sql: bool,
+    },
+}
+
+fn positive(s: &str) -> Result<Duration, String> {
+    match config::parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than zero".into()),
+        d => Ok(d),
+    }
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        parallelism: Some(args.parallelism.get()),
+        lock_timeout: Some(args.lock_timeout),
+        ..args.server.overrides()
+    };
+    let settings = super::settings(&global.project, &overrides)?;
+    if let Some(ControllerCommand::InstallTrigger { print_sql }) = args.command {
+        if print_sql {
+            print!("{}", ops::controller::trigger_sql(&settings).await?.sql);
+        } else {
+            let t = ops::controller::install_trigger(&settings).await?;
+            eprintln!(
+                "installed the sipform change log and trigger on {}",
+                t.table
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.watch && !matches!(settings.inventory, InventoryConfig::Files { .. }) {
+        anyhow::bail!("--watch is for a files inventory; a database inventory has its change feed");
+    }
+    for w in settings.warnings() {
+        tracing::warn!(target: sipform::LOG_TARGET, "{w}");
+    }
+    let opts = Options {
+        overrides,
+        once: args.once,
+        resync_every: args.resync,
+        poll_interval: args.poll_interval,
+        allow_destroy: args.allow_destroy,
+        batch_size: usize::try_from(args.batch_size).unwrap_or(100),
+        backoff_base: args.backoff,
+        backoff_max: args.backoff_max,
+        leader_retry: args.leader_retry,
+        ..Options::new(global.project.clone())
+    };
+    let (handle, inbox) = controller::channel();
+    let server = if args.once {
+        None
+    } else {
+        let token = std::env::var("SIPFORM_CONTROLLER_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+        tracing::info!(target: sipform::LOG_TARGET, "controller: listening on {}{}", args.listen, if token.is_some() { "" } else { " (webhook off: SIPFORM_CONTROLLER_TOKEN is not set)" });
+        Some(super::controller_http::serve(
+            listener,
+            handle.clone(),
+            token,
+        ))
+    };
+    listen_signals(handle.clone())?;
+    let _watcher = if args.watch {
+        Some(watch(&settings, handle.clone())?)
+    } else {
+        None
+    };
+    let result = controller::run(opts, handle.clone(), inbox).await;
+    if let Some(s) = server {
+        s.abort();
+    }
+    let summary = result?;
+    tracing::info!(target: sipform::LOG_TARGET, "controller: stopped ({} changed, {} up to date, {} held, {} transient, {} fatal, {} not started)", summary.changed, summary.unchanged, summary.held, summary.transient, summary.fatal, summary.not_started);
+    if args.once {
+        eprintln!(
+            "controller --once: {} changed, {} up to date, {} held, {} failed (transient), {} failed (fatal)",
+            summary.changed, summary.unchanged, summary.held, summary.transient, summary.fatal
+        );
+        if summary.failed() {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM and SIGINT: stop (in-flight writes finish and are recorded, then exit 0). SIGHUP:
+/// reload the configuration.
+fn listen_signals(handle: Handle) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!(target: sipform::LOG_TARGET, "controller: SIGTERM: finishing what is in flight");
+                    handle.shutdown("interrupted by SIGTERM");
+                }
+                _ = int.recv() => {
+                    tracing::info!(target: sipform::LOG_TARGET, "controller: SIGINT: finishing what is in flight");
+                    handle.shutdown("interrupted by SIGINT");
+                }
+                _ = hup.recv() => {
+                    let h = handle.clone();
+                    // Logged (and counted) by the loop, accepted or refused.
+                    tokio::spawn(async move { let _ = h.reload().await; });
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Watches the project's inputs; a change reloads the configuration and reconciles.
+fn watch(
+    settings: &sipform::config::Settings,
+    handle: Handle,
+) -> anyhow::Result<
+    notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+> {
+    use notify_debouncer_mini::notify::RecursiveMode;
+    let root = &settings.root;
+    let mut paths: Vec<PathBuf> = vec![
+        root.join(&settings.tools_dir),
+        root.join(&settings.template)
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.clone()),
+        root.join(sipform::front::load::PROJECT_FILE),
+    ];
+    if let InventoryConfig::Files { path } = &settings.inventory {
+        paths.push(root.join(path));
+    }
+    let rt = tokio::runtime::Handle::current();
+    let mut debouncer = notify_debouncer_mini::new_debouncer(
+        Duration::from_millis(300),
+        move |events: notify_debouncer_mini::DebounceEventResult| {
+            if matches!(&events, Ok(e) if e.is_empty()) {
+                return;
+            }
+            let h = handle.clone();
+            rt.spawn(async move {
+                let _ = h.reload().await;
+                h.reconcile_all();
+            });
+        },
+    )
+    .context("starting the file watcher")?;
+    for p in paths {
+        let mode = if p.is_dir() {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        debouncer
+            .watcher()
+            .watch(&p, mode)
+            .with_context(|| format!("watching {}", p.display()))?;
+    }
+    Ok(debouncer)
+}
