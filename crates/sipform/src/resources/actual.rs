@@ -2,6 +2,7 @@
 //! per account), and the objects of each many-per-parent kind by parent id.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -9,12 +10,15 @@ use super::Resource;
 use crate::model::ids::ObjectId;
 use crate::remote::ServerObject;
 
+/// What refresh read under parent objects: by child kind and parent id.
+pub type Children = BTreeMap<(Resource, ObjectId), Vec<ServerObject>>;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Actual {
     /// The account found (by state id, else by name); `None` when it must be created.
     pub account: Option<ServerObject>,
     pub singles: BTreeMap<Resource, Vec<ServerObject>>,
-    pub children: BTreeMap<(Resource, ObjectId), Vec<ServerObject>>,
+    pub children: Children,
 }
 
 impl Actual {
@@ -31,45 +35,88 @@ impl Actual {
     /// A digest of what was read, to tell whether the server changed between plan and apply.
     /// Secrets never reach [`ServerObject::fields`]; keys are sorted, lists ordered by id.
     pub fn fingerprint(&self) -> String {
+        let digests: BTreeMap<(Resource, ObjectId), u64> = self
+            .children
+            .iter()
+            .map(|(k, list)| (k.clone(), list_digest(list)))
+            .collect();
+        self.fingerprint_with(&digests)
+    }
+
+    /// [`Actual::fingerprint`] with the children lists given by their digests
+    /// ([`list_digest`]): a plan that compares children batch by batch keeps only those.
+    pub fn fingerprint_with(&self, children: &BTreeMap<(Resource, ObjectId), u64>) -> String {
         let mut h = Fnv::new();
-        let mut feed = |o: &ServerObject| {
-            h.write(o.id.as_str().as_bytes());
-            h.write(b"=");
-            h.write(canonical(&Value::Object(o.fields.clone())).as_bytes());
-            h.write(b"\n");
-        };
         if let Some(a) = &self.account {
-            feed(a);
+            feed(&mut h, a);
         }
-        for list in self.singles.values().chain(self.children.values()) {
-            let mut sorted: Vec<&ServerObject> = list.iter().collect();
-            sorted.sort_by(|a, b| a.id.cmp(&b.id));
-            for o in sorted {
-                feed(o);
-            }
+        for list in self.singles.values() {
+            feed_sorted(&mut h, list);
+        }
+        for d in children.values() {
+            h.write(&d.to_le_bytes());
         }
         format!("{:016x}", h.0)
     }
 }
 
-/// JSON with object keys sorted, for hashing.
-fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let sorted: BTreeMap<&String, String> =
-                m.iter().map(|(k, v)| (k, canonical(v))).collect();
-            let inner: Vec<String> = sorted
-                .into_iter()
-                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), v))
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
+/// The digest of one list of objects, in id order.
+pub fn list_digest(list: &[ServerObject]) -> u64 {
+    let mut h = Fnv::new();
+    feed_sorted(&mut h, list);
+    h.0
+}
+
+fn feed_sorted(h: &mut Fnv, list: &[ServerObject]) {
+    let mut sorted: Vec<&ServerObject> = list.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    for o in sorted {
+        feed(h, o);
     }
+}
+
+fn feed(h: &mut Fnv, o: &ServerObject) {
+    h.write(o.id.as_str().as_bytes());
+    h.write(b"=");
+    let mut text = String::new();
+    canonical_object(&o.fields, &mut text);
+    h.write(text.as_bytes());
+    h.write(b"\n");
+}
+
+/// JSON with object keys sorted, for hashing, written into `out` (one buffer per object, not
+/// one string per node).
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => canonical_object(m, out),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+fn canonical_object(m: &serde_json::Map<String, Value>, out: &mut String) {
+    let mut keys: Vec<(&String, &Value)> = m.iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (i, (k, v)) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}:", Value::String(k.clone()));
+        canonical(v, out);
+    }
+    out.push('}');
 }
 
 /// FNV-1a, 64 bits: stable across builds, unlike `DefaultHasher`.
