@@ -119,7 +119,10 @@ impl<'a> Planner<'a> {
         let range = self.next..self.next.saturating_add(n).min(all.len());
         self.next = range.end;
         let mut parents = BTreeSet::new();
-        for r in all[range.clone()].iter().filter(|r| self.opts.in_scope(&r.id)) {
+        for r in all[range.clone()]
+            .iter()
+            .filter(|r| self.opts.in_scope(&r.id))
+        {
             parents.extend(self.cx.parents(r, self.state.restaurants.get(&r.id)));
         }
         Some(Batch { range, parents })
@@ -157,7 +160,8 @@ impl<'a> Planner<'a> {
             self.actual.account.as_ref(),
             recorded_account.as_ref(),
         );
-        let desired_ids: HashSet<&RestaurantId> = desired.restaurants.iter().map(|r| &r.id).collect();
+        let desired_ids: HashSet<&RestaurantId> =
+            desired.restaurants.iter().map(|r| &r.id).collect();
         for (rid, st) in &state.restaurants {
             // A restaurant skipped for invalid input is still in the inventory: never "gone".
             if desired_ids.contains(rid) || desired.holds(rid) || !opts.in_scope(rid) {
@@ -220,18 +224,16 @@ struct Cx<'a> {
 /// keeps the last body seen; a body equal to it is the same `Arc`.
 #[derive(Default)]
 struct Shared {
-    creates: RefCell<HashMap<Resource, HashMap<String, (Arc<Value>, Arc<[FieldChange]>)>>>,
+    creates: RefCell<HashMap<Resource, HashMap<String, SharedCreate>>>,
     bodies: RefCell<HashMap<Resource, HashMap<String, Arc<Value>>>>,
 }
 
+/// A create's body and field list.
+type SharedCreate = (Arc<Value>, Arc<[FieldChange]>);
+
 impl Shared {
     /// The body and field list of a create of `desired`.
-    fn create(
-        &self,
-        k: &dyn Kind,
-        name: &str,
-        desired: &Value,
-    ) -> (Arc<Value>, Arc<[FieldChange]>) {
+    fn create(&self, k: &dyn Kind, name: &str, desired: &Value) -> SharedCreate {
         let mut creates = self.creates.borrow_mut();
         let of_kind = creates.entry(k.resource()).or_default();
         if let Some((body, changes)) = of_kind.get(name) {

@@ -301,10 +301,13 @@ fn build(
                 return None;
             }
             let r = &e.restaurant;
-            Some(render_one(renderer, &project, env, r).map(|(agent, value)| {
-                let tainted = renderer.tenant_expressions(&r.value, env, &project.account, &value);
-                (agent, value, tainted)
-            }))
+            Some(
+                render_one(renderer, &project, env, r).map(|(agent, value)| {
+                    let tainted =
+                        renderer.tenant_expressions(&r.value, env, &project.account, &value);
+                    (agent, value, tainted)
+                }),
+            )
         });
         for (i, (e, outcome)) in entries.iter().zip(outcomes).enumerate() {
             let Some(outcome) = outcome else {

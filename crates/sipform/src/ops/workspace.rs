@@ -19,7 +19,6 @@ use crate::state::{
 use super::plan::PlanOptions;
 use super::OpsError;
 
-
 /// Restaurants planned together: their children lists are read at once (enough to keep the
 /// client's slots busy) and dropped once compared.
 const PLAN_BATCH: usize = 256;

@@ -2,7 +2,6 @@
 //! per account), and the objects of each many-per-parent kind by parent id.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -78,45 +77,51 @@ fn feed_sorted(h: &mut Fnv, list: &[ServerObject]) {
 fn feed(h: &mut Fnv, o: &ServerObject) {
     h.write(o.id.as_str().as_bytes());
     h.write(b"=");
-    let mut text = String::new();
-    canonical_object(&o.fields, &mut text);
-    h.write(text.as_bytes());
+    canonical_object(&o.fields, h);
     h.write(b"\n");
 }
 
-/// JSON with object keys sorted, for hashing, written into `out` (one buffer per object, not
-/// one string per node).
-fn canonical(v: &Value, out: &mut String) {
+/// Feeds `v` into the hash as JSON with object keys sorted, node by node (no text is built:
+/// this runs over every object a plan reads).
+fn canonical(v: &Value, h: &mut Fnv) {
     match v {
-        Value::Object(m) => canonical_object(m, out),
+        Value::Object(m) => canonical_object(m, h),
         Value::Array(a) => {
-            out.push('[');
+            h.write(b"[");
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    h.write(b",");
                 }
-                canonical(x, out);
+                canonical(x, h);
             }
-            out.push(']');
+            h.write(b"]");
         }
-        other => {
-            let _ = write!(out, "{other}");
+        Value::String(s) => {
+            h.write(b"\"");
+            h.write(&(s.len() as u64).to_le_bytes());
+            h.write(s.as_bytes());
         }
+        Value::Number(n) => h.write(n.to_string().as_bytes()),
+        Value::Bool(b) => h.write(if *b { b"true" } else { b"false" }),
+        Value::Null => h.write(b"null"),
     }
 }
 
-fn canonical_object(m: &serde_json::Map<String, Value>, out: &mut String) {
+fn canonical_object(m: &serde_json::Map<String, Value>, h: &mut Fnv) {
     let mut keys: Vec<(&String, &Value)> = m.iter().collect();
-    keys.sort_by(|a, b| a.0.cmp(b.0));
-    out.push('{');
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    h.write(b"{");
     for (i, (k, v)) in keys.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            h.write(b",");
         }
-        let _ = write!(out, "{}:", Value::String(k.clone()));
-        canonical(v, out);
+        // The key's length first: keys and values cannot run into each other.
+        h.write(&(k.len() as u64).to_le_bytes());
+        h.write(k.as_bytes());
+        h.write(b":");
+        canonical(v, h);
     }
-    out.push('}');
+    h.write(b"}");
 }
 
 /// FNV-1a, 64 bits: stable across builds, unlike `DefaultHasher`.
