@@ -119,12 +119,19 @@ impl<'a> Planner<'a> {
         let range = self.next..self.next.saturating_add(n).min(all.len());
         self.next = range.end;
         let mut parents = BTreeSet::new();
+        *self.cx.trial.borrow_mut() = Some(Vec::new());
         for r in all[range.clone()]
             .iter()
             .filter(|r| self.opts.in_scope(&r.id))
         {
             parents.extend(self.cx.parents(r, self.state.restaurants.get(&r.id)));
         }
+        let adopted = self.cx.trial.borrow_mut().take().unwrap_or_default();
+        let mut taken = self.cx.taken.borrow_mut();
+        for id in adopted {
+            taken.remove(&id);
+        }
+        drop(taken);
         Some(Batch { range, parents })
     }
 
@@ -208,6 +215,9 @@ struct Cx<'a> {
     claimed: HashMap<ObjectId, &'a RestaurantId>,
     /// Ids adopted earlier in this plan, by restaurant: never adopted twice.
     taken: RefCell<HashMap<ObjectId, RestaurantId>>,
+    /// While a batch's parents are looked up ahead of its plan: the ids adopted meanwhile,
+    /// given back afterwards so that the plan itself judges adoption as if in one pass.
+    trial: RefCell<Option<Vec<ObjectId>>>,
     /// See [`PlanOptions::allow_replace`].
     allow_replace: bool,
     /// The one-per-restaurant objects by kind and id: a lookup per restaurant, not a scan of
@@ -287,6 +297,7 @@ impl<'a> Cx<'a> {
             account_exists: actual.account.is_some(),
             claimed,
             taken: RefCell::new(HashMap::new()),
+            trial: RefCell::new(None),
             allow_replace: false,
             by_id,
             claimants,
@@ -346,6 +357,9 @@ impl<'a> Cx<'a> {
                         self.taken
                             .borrow_mut()
                             .insert(f.obj.id.clone(), r.id.clone());
+                        if let Some(trial) = self.trial.borrow_mut().as_mut() {
+                            trial.push(f.obj.id.clone());
+                        }
                     }
                     matched.insert(k.resource(), f.obj);
                     found.insert(k.resource(), f);
