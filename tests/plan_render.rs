@@ -75,8 +75,8 @@ fn create_with(resource: Resource, name: &str, changes: Vec<FieldChange>, body: 
     Action::Create {
         resource,
         name: name.into(),
-        changes,
-        body,
+        changes: changes.into(),
+        body: body.into(),
     }
 }
 
@@ -92,7 +92,7 @@ fn update(
         name: name.into(),
         id: id(remote),
         changes,
-        body,
+        body: body.into(),
     }
 }
 

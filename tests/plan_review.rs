@@ -51,7 +51,7 @@ fn edit(
             after: Some(after.clone()),
             sensitive: false,
         }],
-        body: json!({ "name": name, path: after }),
+        body: json!({ "name": name, path: after }).into(),
     }
 }
 

@@ -109,11 +109,13 @@ async fn apply(
         Some(path) => run.saved_plan(path).await?,
         None => {
             let plan = run.plan(&args.run.plan_options()).await?;
+            // Unattended (a CI log): the plan grouped, with at most a few restaurants listed
+            // apart, never megabytes; `plan --out`/`--json` keep every action.
+            let unattended = args.auto_approve && !std::io::stdout().is_terminal();
             if args.json {
-                eprint!(
-                    "{}",
-                    output::plan(&plan, output::Format::Human { color: false })
-                );
+                eprint!("{}", output::human_brief(&plan, false));
+            } else if unattended {
+                print!("{}", output::human_brief(&plan, super::color_stdout()));
             } else {
                 print!("{}", output::plan(&plan, super::human()));
             }

@@ -12,9 +12,9 @@ use sipform::ops::plan::PlanOptions;
 use sipform::ops::{OpsError, Workspace};
 
 pub mod apply;
-pub mod dedupe;
 pub mod controller;
 pub mod controller_http;
+pub mod dedupe;
 pub mod demo;
 pub mod doctor;
 pub mod emulator;

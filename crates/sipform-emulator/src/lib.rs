@@ -136,6 +136,8 @@ pub(crate) struct LogEntry {
 #[derive(Default)]
 pub(crate) struct Intro {
     counts: std::collections::HashMap<String, u64>,
+    /// Answers by HTTP status (0: none sent), so a benchmark can tell the share of 429s.
+    statuses: BTreeMap<u16, u64>,
     log: VecDeque<LogEntry>,
     seq: u64,
 }
@@ -143,6 +145,7 @@ pub(crate) struct Intro {
 impl Intro {
     fn record(&mut self, method: &str, route: &str, path: &str, status: u16) {
         *self.counts.entry(format!("{method} {route}")).or_insert(0) += 1;
+        *self.statuses.entry(status).or_insert(0) += 1;
         self.seq += 1;
         if self.log.len() >= REQUEST_LOG_CAP {
             self.log.pop_front();
@@ -176,7 +179,7 @@ impl App {
     pub(crate) fn requests_json(&self) -> serde_json::Value {
         let intro = self.intro.lock().unwrap_or_else(|e| e.into_inner());
         let counts: BTreeMap<&String, &u64> = intro.counts.iter().collect();
-        serde_json::json!({"counts": counts, "log": intro.log})
+        serde_json::json!({"counts": counts, "statuses": intro.statuses, "log": intro.log})
     }
 
     pub(crate) fn state_text(&self) -> String {

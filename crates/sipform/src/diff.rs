@@ -7,7 +7,8 @@
 //! absent equals null, and numbers compare by value, so `apply` then `plan` is empty.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -15,9 +16,10 @@ use crate::compare::{create_changes, diff_value};
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::{Desired, DesiredRestaurant};
 use crate::plan::{
-    Action, FieldChange, Plan, Reason, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,
+    Action, Duplicates, FieldChange, Plan, Reason, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,
 };
 use crate::remote::ServerObject;
+use crate::resources::actual::list_digest;
 use crate::resources::{account, Actual, AdoptCx, Adoption, Kind, Kinds, Resource};
 use crate::state::{RestaurantState, State};
 
@@ -44,7 +46,7 @@ pub fn plan(desired: &Desired, actual: &Actual, state: &State, opts: &PlanOption
     plan_with(&Kinds::builtin(), desired, actual, state, opts)
 }
 
-/// Builds the plan over `kinds`.
+/// Builds the plan over `kinds`, from an [`Actual`] that holds every object read.
 pub fn plan_with(
     kinds: &Kinds,
     desired: &Desired,
@@ -52,56 +54,167 @@ pub fn plan_with(
     state: &State,
     opts: &PlanOptions,
 ) -> Plan {
-    let recorded_account = state
-        .account_id
-        .as_ref()
-        .and_then(|i| i.to_object_id().ok());
-    let account = account::action(
-        &desired.account,
-        actual.account.as_ref(),
-        recorded_account.as_ref(),
-    );
-    let mut cx = Cx::new(kinds, actual, state);
-    cx.allow_replace = opts.allow_replace;
+    let mut planner = Planner::new(kinds, desired, actual, state, opts);
+    while let Some(batch) = planner.next_batch(usize::MAX) {
+        planner.plan_batch(batch, &actual.children);
+    }
+    planner.finish()
+}
 
-    let mut restaurants = Vec::new();
-    let mut desired_ids = HashSet::new();
-    for r in &desired.restaurants {
-        desired_ids.insert(r.id.clone());
-        if !opts.in_scope(&r.id) {
-            continue;
-        }
-        let rp = cx.restaurant(r, state.restaurants.get(&r.id));
-        if !rp.actions.is_empty() || !rp.notes.is_empty() {
-            restaurants.push(rp);
+pub use crate::resources::actual::Children;
+
+/// Restaurants to plan next, and the children lists they need (child kind, parent id).
+pub struct Batch {
+    range: std::ops::Range<usize>,
+    pub parents: BTreeSet<(Resource, ObjectId)>,
+}
+
+/// A plan built a batch of restaurants at a time, so that the objects under each parent
+/// (twelve tools per agent) are read, compared and dropped batch by batch instead of all
+/// being held at once: memory stays flat in the number of restaurants. [`plan_with`] is the
+/// same over one batch.
+pub struct Planner<'a> {
+    cx: Cx<'a>,
+    desired: &'a Desired,
+    actual: &'a Actual,
+    state: &'a State,
+    opts: &'a PlanOptions,
+    /// The next restaurant of `desired` to plan.
+    next: usize,
+    restaurants: Vec<RestaurantPlan>,
+    /// One digest per children list compared, for the plan's fingerprint.
+    digests: BTreeMap<(Resource, ObjectId), u64>,
+    /// What no duplicate can be: what state records and the platform's rows name.
+    protected: HashSet<ObjectId>,
+    /// The duplicates found so far, settled by [`Planner::finish`].
+    duplicates: Vec<Duplicates>,
+}
+
+impl<'a> Planner<'a> {
+    /// `actual` needs no children: [`Planner::plan_batch`] is given them.
+    pub fn new(
+        kinds: &'a Kinds,
+        desired: &'a Desired,
+        actual: &'a Actual,
+        state: &'a State,
+        opts: &'a PlanOptions,
+    ) -> Self {
+        let mut cx = Cx::new(kinds, actual, state);
+        cx.allow_replace = opts.allow_replace;
+        Planner {
+            cx,
+            desired,
+            actual,
+            state,
+            opts,
+            next: 0,
+            restaurants: Vec::new(),
+            digests: BTreeMap::new(),
+            protected: duplicates::protected_upfront(desired, state),
+            duplicates: Vec::new(),
         }
     }
-    for (rid, st) in &state.restaurants {
-        // A restaurant skipped for invalid input is still in the inventory: never "gone".
-        if desired_ids.contains(rid) || desired.holds(rid) || !opts.in_scope(rid) {
-            continue;
+
+    /// The next (at most) `n` restaurants, and the parents whose children they need; `None`
+    /// once every restaurant is planned.
+    pub fn next_batch(&mut self, n: usize) -> Option<Batch> {
+        let all = &self.desired.restaurants;
+        if self.next >= all.len() {
+            return None;
         }
-        restaurants.push(cx.gone(rid, st, opts.allow_destroy));
+        let range = self.next..self.next.saturating_add(n).min(all.len());
+        self.next = range.end;
+        let mut parents = BTreeSet::new();
+        *self.cx.trial.borrow_mut() = Some(Vec::new());
+        for r in all[range.clone()]
+            .iter()
+            .filter(|r| self.opts.in_scope(&r.id))
+        {
+            parents.extend(self.cx.parents(r, self.state.restaurants.get(&r.id)));
+            parents.extend(duplicates::parents(self.claimants(r), &self.protected));
+        }
+        let adopted = self.cx.trial.borrow_mut().take().unwrap_or_default();
+        let mut taken = self.cx.taken.borrow_mut();
+        for id in adopted {
+            taken.remove(&id);
+        }
+        drop(taken);
+        Some(Batch { range, parents })
     }
 
-    let duplicates = duplicates::find(desired, actual, state, &restaurants);
-    let summary = Summary::of(
-        std::iter::once(&account).chain(restaurants.iter().flat_map(|r| r.actions.iter())),
-    );
-    Plan {
-        format_version: PLAN_FORMAT_VERSION,
-        sipform_version: env!("CARGO_PKG_VERSION").to_string(),
-        created_at: chrono::Utc::now(),
-        server_url: opts.server_url.clone(),
-        lineage: state.lineage,
-        state_serial: state.serial,
-        remote_fingerprint: actual.fingerprint(),
-        duplicates,
-        targets: opts.targets.iter().cloned().collect(),
-        allow_destroy: opts.allow_destroy,
-        account,
-        restaurants,
-        summary,
+    /// The agents claiming restaurant `r` (their `config.restaurantId`).
+    fn claimants<'s>(&'s self, r: &'a DesiredRestaurant) -> &'s [&'a ServerObject] {
+        self.cx
+            .claimants
+            .get(&(Resource::AGENT, r.id.as_str()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Plans the batch's restaurants against `children` (at least the lists it names).
+    pub fn plan_batch(&mut self, batch: Batch, children: &Children) {
+        for key in &batch.parents {
+            if let Some(list) = children.get(key) {
+                self.digests.insert(key.clone(), list_digest(list));
+            }
+        }
+        for r in &self.desired.restaurants[batch.range] {
+            if !self.opts.in_scope(&r.id) {
+                continue;
+            }
+            let rp = self
+                .cx
+                .restaurant(r, self.state.restaurants.get(&r.id), children);
+            let found =
+                duplicates::of_restaurant(r, self.claimants(r), &self.protected, &rp, children);
+            self.duplicates.extend(found);
+            if !rp.actions.is_empty() || !rp.notes.is_empty() {
+                self.restaurants.push(rp);
+            }
+        }
+    }
+
+    /// The plan: the account, the restaurants planned, then those gone from the inventory.
+    pub fn finish(mut self) -> Plan {
+        let (desired, state, opts) = (self.desired, self.state, self.opts);
+        let recorded_account = state
+            .account_id
+            .as_ref()
+            .and_then(|i| i.to_object_id().ok());
+        let account = account::action(
+            &desired.account,
+            self.actual.account.as_ref(),
+            recorded_account.as_ref(),
+        );
+        let desired_ids: HashSet<&RestaurantId> =
+            desired.restaurants.iter().map(|r| &r.id).collect();
+        for (rid, st) in &state.restaurants {
+            // A restaurant skipped for invalid input is still in the inventory: never "gone".
+            if desired_ids.contains(rid) || desired.holds(rid) || !opts.in_scope(rid) {
+                continue;
+            }
+            self.restaurants
+                .push(self.cx.gone(rid, st, opts.allow_destroy));
+        }
+        let restaurants = self.restaurants;
+        let duplicates = duplicates::settle(self.duplicates, &restaurants);
+        let summary = Summary::of(
+            std::iter::once(&account).chain(restaurants.iter().flat_map(|r| r.actions.iter())),
+        );
+        Plan {
+            format_version: PLAN_FORMAT_VERSION,
+            sipform_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_at: chrono::Utc::now(),
+            server_url: opts.server_url.clone(),
+            lineage: state.lineage,
+            state_serial: state.serial,
+            remote_fingerprint: self.actual.fingerprint_with(&self.digests),
+            duplicates,
+            targets: opts.targets.iter().cloned().collect(),
+            allow_destroy: opts.allow_destroy,
+            account,
+            restaurants,
+            summary,
+        }
     }
 }
 
@@ -122,8 +235,60 @@ struct Cx<'a> {
     claimed: HashMap<ObjectId, &'a RestaurantId>,
     /// Ids adopted earlier in this plan, by restaurant: never adopted twice.
     taken: RefCell<HashMap<ObjectId, RestaurantId>>,
+    /// While a batch's parents are looked up ahead of its plan: the ids adopted meanwhile,
+    /// given back afterwards so that the plan itself judges adoption as if in one pass.
+    trial: RefCell<Option<Vec<ObjectId>>>,
     /// See [`PlanOptions::allow_replace`].
     allow_replace: bool,
+    /// The one-per-restaurant objects by kind and id: a lookup per restaurant, not a scan of
+    /// every object (which made a plan quadratic in the number of restaurants).
+    by_id: HashMap<(Resource, &'a ObjectId), &'a ServerObject>,
+    /// The one-per-restaurant objects by kind and the restaurant they claim.
+    claimants: HashMap<(Resource, &'a str), Vec<&'a ServerObject>>,
+    /// Bodies shared between restaurants.
+    shared: Shared,
+}
+
+/// The bodies (and a create's field list) that restaurants share: the same tool wanted by
+/// 10,000 restaurants is one body in the plan, not 10,000 copies. Keyed by kind and name, it
+/// keeps the last body seen; a body equal to it is the same `Arc`.
+#[derive(Default)]
+struct Shared {
+    creates: RefCell<HashMap<Resource, HashMap<String, SharedCreate>>>,
+    bodies: RefCell<HashMap<Resource, HashMap<String, Arc<Value>>>>,
+}
+
+/// A create's body and field list.
+type SharedCreate = (Arc<Value>, Arc<[FieldChange]>);
+
+impl Shared {
+    /// The body and field list of a create of `desired`.
+    fn create(&self, k: &dyn Kind, name: &str, desired: &Value) -> SharedCreate {
+        let mut creates = self.creates.borrow_mut();
+        let of_kind = creates.entry(k.resource()).or_default();
+        if let Some((body, changes)) = of_kind.get(name) {
+            if **body == *desired {
+                return (body.clone(), changes.clone());
+            }
+        }
+        let made = (Arc::new(desired.clone()), create_fields(k, desired).into());
+        of_kind.insert(name.to_string(), made.clone());
+        made
+    }
+
+    /// `body` as a shared body.
+    fn body(&self, k: &dyn Kind, name: &str, body: Value) -> Arc<Value> {
+        let mut bodies = self.bodies.borrow_mut();
+        let of_kind = bodies.entry(k.resource()).or_default();
+        match of_kind.get(name) {
+            Some(b) if **b == body => b.clone(),
+            _ => {
+                let b = Arc::new(body);
+                of_kind.insert(name.to_string(), b.clone());
+                b
+            }
+        }
+    }
 }
 
 impl<'a> Cx<'a> {
@@ -136,13 +301,27 @@ impl<'a> Cx<'a> {
                 }
             }
         }
+        let mut by_id = HashMap::new();
+        let mut claimants: HashMap<_, Vec<_>> = HashMap::new();
+        for k in kinds.singletons() {
+            for o in actual.singles(k.resource()) {
+                by_id.entry((k.resource(), &o.id)).or_insert(o);
+                if let Some(r) = k.claims(o) {
+                    claimants.entry((k.resource(), r)).or_default().push(o);
+                }
+            }
+        }
         Cx {
             kinds,
             actual,
             account_exists: actual.account.is_some(),
             claimed,
             taken: RefCell::new(HashMap::new()),
+            trial: RefCell::new(None),
             allow_replace: false,
+            by_id,
+            claimants,
+            shared: Shared::default(),
         }
     }
 
@@ -154,10 +333,7 @@ impl<'a> Cx<'a> {
     /// The object state records for a one-per-restaurant kind, if it still exists.
     fn recorded(&self, k: &dyn Kind, st: Option<&RestaurantState>) -> Option<&'a ServerObject> {
         let id = k.recorded(st?, "")?;
-        self.actual
-            .singles(k.resource())
-            .iter()
-            .find(|o| o.id == id)
+        self.by_id.get(&(k.resource(), &id)).copied()
     }
 
     /// Matches this restaurant's one-per-restaurant objects, children first: a child names
@@ -202,6 +378,9 @@ impl<'a> Cx<'a> {
                         self.taken
                             .borrow_mut()
                             .insert(f.obj.id.clone(), r.id.clone());
+                        if let Some(trial) = self.trial.borrow_mut().as_mut() {
+                            trial.push(f.obj.id.clone());
+                        }
                     }
                     matched.insert(k.resource(), f.obj);
                     found.insert(k.resource(), f);
@@ -232,10 +411,10 @@ impl<'a> Cx<'a> {
         for k in singles {
             let managed = found.get(&k.resource()).map(|f| &f.obj.id);
             let others: Vec<&str> = self
-                .actual
-                .singles(k.resource())
+                .claimants
+                .get(&(k.resource(), r.as_str()))
+                .map_or(&[][..], Vec::as_slice)
                 .iter()
-                .filter(|o| k.claims(o) == Some(r.as_str()))
                 .filter(|o| Some(&o.id) != managed && !self.claimed.contains_key(&o.id))
                 .map(|o| o.id.as_str())
                 .collect();
@@ -253,7 +432,31 @@ impl<'a> Cx<'a> {
         notes
     }
 
-    fn restaurant(&self, r: &DesiredRestaurant, st: Option<&RestaurantState>) -> RestaurantPlan {
+    /// The children lists restaurant `r`'s plan reads: (child kind, id of its parent object).
+    fn parents(
+        &self,
+        r: &DesiredRestaurant,
+        st: Option<&RestaurantState>,
+    ) -> Vec<(Resource, ObjectId)> {
+        let singles: Vec<&dyn Kind> = self.kinds.singletons().collect();
+        // Matching again in `restaurant` finds the same: what it adopts is kept for `r`.
+        let (found, _) = self.matches(&singles, r, st);
+        self.kinds
+            .iter()
+            .filter(|k| k.shape() == crate::resources::Shape::Many)
+            .filter_map(|k| {
+                let parent = found.get(&k.parent()?)?;
+                Some((k.resource(), parent.obj.id.clone()))
+            })
+            .collect()
+    }
+
+    fn restaurant(
+        &self,
+        r: &DesiredRestaurant,
+        st: Option<&RestaurantState>,
+        children: &Children,
+    ) -> RestaurantPlan {
         let singles: Vec<&dyn Kind> = self.kinds.singletons().collect();
         let (found, notes) = self.matches(&singles, r, st);
 
@@ -273,6 +476,7 @@ impl<'a> Cx<'a> {
         for k in &singles {
             for d in k.desired(r) {
                 actions.extend(object_actions(
+                    &self.shared,
                     *k,
                     &d.key,
                     found.get(&k.resource()),
@@ -287,7 +491,8 @@ impl<'a> Cx<'a> {
             .filter(|k| k.shape() == crate::resources::Shape::Many)
         {
             let parent = k.parent().and_then(|p| found.get(&p));
-            actions.extend(self.children(k, r, st, parent, &mut notes));
+            let read = parent.and_then(|p| children.get(&(k.resource(), p.obj.id.clone())));
+            actions.extend(self.children(k, r, st, parent, read, &mut notes));
         }
         RestaurantPlan {
             restaurant_id: r.id.clone(),
@@ -305,6 +510,7 @@ impl<'a> Cx<'a> {
         r: &DesiredRestaurant,
         st: Option<&RestaurantState>,
         parent: Option<&Found<'a>>,
+        read: Option<&Vec<ServerObject>>,
         notes: &mut Vec<String>,
     ) -> Vec<Action> {
         let desired = match k.desired_in(r, self.actual) {
@@ -321,11 +527,11 @@ impl<'a> Cx<'a> {
         let Some(parent) = parent else {
             return desired
                 .into_iter()
-                .flat_map(|d| object_actions(k, &d.key, None, &d.body, Vec::new()))
+                .flat_map(|d| object_actions(&self.shared, k, &d.key, None, &d.body, Vec::new()))
                 .collect();
         };
-        let server = match self.actual.children(k.resource(), &parent.obj.id) {
-            Some(s) => s,
+        let server = match read {
+            Some(s) => s.as_slice(),
             // A kind that replaces must not create beside objects it has not seen: refresh
             // reads them once state records the parent (after this run adopts it).
             None if k.replaces() && parent.adopted.is_some() => {
@@ -362,7 +568,14 @@ impl<'a> Cx<'a> {
                 taken.insert(&f.obj.id);
             }
             let hidden = k.write_only_changes(r, st, &d.key);
-            actions.extend(object_actions(k, &d.key, f.as_ref(), &d.body, hidden));
+            actions.extend(object_actions(
+                &self.shared,
+                k,
+                &d.key,
+                f.as_ref(),
+                &d.body,
+                hidden,
+            ));
         }
         actions.extend(extras(k, &desired, server, &taken));
         if k.replaces() {
@@ -440,7 +653,7 @@ impl<'a> Cx<'a> {
                     out.push(Action::Create {
                         resource,
                         name,
-                        changes: create_changes(&body),
+                        changes: create_changes(&body).into(),
                         body,
                     });
                 }
@@ -565,10 +778,10 @@ fn extras(
         .collect()
 }
 
-/// A create: every field shown, the write-only ones as sensitive, without a value.
-fn create(k: &dyn Kind, name: &str, desired: &Value) -> Action {
+/// A create's fields: every one shown, the write-only ones as sensitive, without a value.
+fn create_fields(k: &dyn Kind, desired: &Value) -> Vec<FieldChange> {
     let write_only = k.write_only();
-    let changes = create_changes(desired)
+    create_changes(desired)
         .into_iter()
         .map(|mut c| {
             if write_only.contains(&c.path.as_str()) {
@@ -577,20 +790,31 @@ fn create(k: &dyn Kind, name: &str, desired: &Value) -> Action {
             }
             c
         })
-        .collect();
+        .collect()
+}
+
+/// A create of `desired`, its body and fields shared with the restaurants that want the same.
+fn create(shared: &Shared, k: &dyn Kind, name: &str, desired: &Value) -> Action {
+    let (body, changes) = shared.create(k, name, desired);
     Action::Create {
         resource: k.resource(),
         name: name.to_string(),
         changes,
-        body: desired.clone(),
+        body,
     }
 }
 
 /// The PUT body: the whole object, or the changed top-level keys (the agent's `config` is one
 /// key, so it always goes whole).
-fn update_body(k: &dyn Kind, desired: &Value, changes: &[FieldChange]) -> Value {
+fn update_body(
+    shared: &Shared,
+    k: &dyn Kind,
+    name: &str,
+    desired: &Value,
+    changes: &[FieldChange],
+) -> Arc<Value> {
     if k.update_whole() {
-        return desired.clone();
+        return shared.body(k, name, desired.clone());
     }
     let empty = Map::new();
     let dmap = desired.as_object().unwrap_or(&empty);
@@ -598,17 +822,18 @@ fn update_body(k: &dyn Kind, desired: &Value, changes: &[FieldChange]) -> Value 
         .iter()
         .map(|c| c.path.split('.').next().unwrap_or(""))
         .collect();
-    Value::Object(
+    Arc::new(Value::Object(
         top.into_iter()
             .filter_map(|key| Some((key.to_string(), dmap.get(key)?.clone())))
             .collect(),
-    )
+    ))
 }
 
 /// Create, or adopt and/or update, or no-op, for one object. The kind's write-only keys
 /// ([`Kind::write_only`]) are not compared (the server never returns them): `hidden` holds
 /// their changes, and a create shows them as sensitive, without a value.
 fn object_actions(
+    shared: &Shared,
     k: &dyn Kind,
     name: &str,
     found: Option<&Found<'_>>,
@@ -618,7 +843,7 @@ fn object_actions(
     let resource = k.resource();
     let write_only = k.write_only();
     let Some(f) = found else {
-        return vec![create(k, name, desired)];
+        return vec![create(shared, k, name, desired)];
     };
     let id = f.obj.id.clone();
     let mut out = Vec::new();
@@ -655,7 +880,7 @@ fn object_actions(
         }
         return out;
     }
-    let body = update_body(k, desired, &changes);
+    let body = update_body(shared, k, name, desired, &changes);
     out.push(Action::Update {
         resource,
         name: name.to_string(),

@@ -14,6 +14,7 @@ use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::Desired;
 use crate::remote::ServerObject;
 use crate::remote::{Client, ClientError};
+use crate::resources::actual::Children;
 use crate::resources::{account, subscription, Actual, Kinds, Resource, Shape};
 use crate::state::State;
 
@@ -83,13 +84,50 @@ pub async fn refresh_with(
     state: &State,
     scope: Option<&BTreeSet<RestaurantId>>,
 ) -> Result<Actual, RefreshError> {
+    let (mut actual, reads) =
+        read_singles(kinds, client, account_name, desired, state, scope).await?;
+    actual.children = read_children(kinds, client, reads).await?;
+    Ok(actual)
+}
+
+/// The objects under the parents `reads` names (child kind, parent id), in parallel.
+pub async fn read_children(
+    kinds: &Kinds,
+    client: &Client,
+    reads: impl IntoIterator<Item = (Resource, ObjectId)>,
+) -> Result<Children, ClientError> {
+    stream::iter(reads)
+        .map(|(kind, parent)| async move {
+            let k = kinds
+                .get(kind)
+                .ok_or_else(|| ClientError::Build(format!("unknown kind {kind}")))?;
+            let list = k.list(client, &parent).await?;
+            Ok::<_, ClientError>(((kind, parent), list))
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await
+}
+
+/// The first part of [`refresh_with`]: the account and the one-per-restaurant objects, without
+/// children (an [`Actual`] whose `children` is empty), and which parents' children matter
+/// (child kind, parent id). A plan reads those a batch of restaurants at a time
+/// ([`read_children`], [`crate::diff::Planner`]).
+pub async fn read_singles(
+    kinds: &Kinds,
+    client: &Client,
+    account_name: &str,
+    desired: &Desired,
+    state: &State,
+    scope: Option<&BTreeSet<RestaurantId>>,
+) -> Result<(Actual, Vec<(Resource, ObjectId)>), RefreshError> {
     let recorded = state
         .account_id
         .as_ref()
         .and_then(|id| id.to_object_id().ok());
     let accounts = account::list(client).await?;
     let Some(account) = the_account(accounts, recorded.as_ref(), account_name)? else {
-        return Ok(Actual::default());
+        return Ok((Actual::default(), Vec::new()));
     };
     let mut singles: BTreeMap<_, _> =
         futures::future::try_join_all(kinds.singletons().map(|k| async {
@@ -178,21 +216,10 @@ pub async fn refresh_with(
         .iter()
         .all(|k| k.shape() == Shape::One || k.parent().is_some()));
 
-    let children = stream::iter(reads)
-        .map(|(kind, parent)| async move {
-            let k = kinds
-                .get(kind)
-                .ok_or_else(|| ClientError::Build(format!("unknown kind {kind}")))?;
-            let list = k.list(client, &parent).await?;
-            Ok::<_, ClientError>(((kind, parent), list))
-        })
-        .buffer_unordered(64)
-        .try_collect()
-        .await?;
-
-    Ok(Actual {
+    let actual = Actual {
         account: Some(account),
         singles,
-        children,
-    })
+        children: Children::new(),
+    };
+    Ok((actual, reads))
 }

@@ -1,8 +1,9 @@
 //! Duplicates: server objects that claim a restaurant besides the ones sipform manages for it,
 //! e.g. a second agent (with its final customer, phone lines and subscription) made by the
-//! platform's catch-up when an `agentId` was not saved. Computed after the diff, from what
-//! refresh read; listed on every plan, never planned (they are not changes): `sipform dedupe`
-//! removes them.
+//! platform's catch-up when an `agentId` was not saved. Found batch by batch beside the diff
+//! (the extra agents' children lists are read with the batch, then dropped), settled once every
+//! restaurant is planned; listed on every plan, never planned (they are not changes):
+//! `sipform dedupe` removes them.
 //!
 //! Protected, never a duplicate: what any restaurant's state records, what this plan adopts
 //! or keeps, and what a platform row names.
@@ -10,73 +11,17 @@
 use std::collections::HashSet;
 
 use crate::model::ids::ObjectId;
-use crate::model::spec::Desired;
+use crate::model::spec::{Desired, DesiredRestaurant};
 use crate::plan::{ChildId, Duplicates, RestaurantPlan};
-use crate::resources::agent::{final_customer_of, restaurant_of};
-use crate::resources::{Actual, Kinds, Resource};
+use crate::remote::ServerObject;
+use crate::resources::actual::Children;
+use crate::resources::agent::final_customer_of;
+use crate::resources::{Kinds, Resource};
 use crate::state::State;
 
-/// Every planned restaurant's duplicates, in inventory order (only those with some).
-pub(super) fn find(
-    desired: &Desired,
-    actual: &Actual,
-    state: &State,
-    plans: &[RestaurantPlan],
-) -> Vec<Duplicates> {
-    let protected = protected(desired, state, plans);
-    let agents = actual.singles(Resource::AGENT);
-    // Only restaurants this plan covers (`--target`): another one's objects are not judged.
-    let planned: HashSet<&str> = plans.iter().map(|p| p.restaurant_id.as_str()).collect();
-    let mut out = Vec::new();
-    for r in desired
-        .restaurants
-        .iter()
-        .filter(|r| planned.contains(r.id.as_str()))
-    {
-        let extra_agents: Vec<ObjectId> = agents
-            .iter()
-            .filter(|a| restaurant_of(a) == Some(r.id.as_str()) && !protected.contains(&a.id))
-            .map(|a| a.id.clone())
-            .collect();
-        if extra_agents.is_empty() {
-            continue;
-        }
-        let mut d = Duplicates {
-            restaurant_id: r.id.clone(),
-            name: r.agent.name.clone(),
-            agents: extra_agents,
-            final_customers: Vec::new(),
-            phone_lines: Vec::new(),
-            subscriptions: Vec::new(),
-        };
-        for a in agents.iter().filter(|a| d.agents.contains(&a.id)) {
-            for l in actual.children(Resource::PHONE_LINE, &a.id).unwrap_or(&[]) {
-                d.phone_lines.push(ChildId {
-                    parent: a.id.clone(),
-                    id: l.id.clone(),
-                });
-            }
-            let Some(fc) = final_customer_of(a).filter(|f| !protected.contains(f)) else {
-                continue;
-            };
-            if d.final_customers.contains(&fc) {
-                continue;
-            }
-            for s in actual.children(Resource::SUBSCRIPTION, &fc).unwrap_or(&[]) {
-                d.subscriptions.push(ChildId {
-                    parent: fc.clone(),
-                    id: s.id.clone(),
-                });
-            }
-            d.final_customers.push(fc);
-        }
-        out.push(d);
-    }
-    out
-}
-
-/// The ids no dedupe may touch.
-fn protected(desired: &Desired, state: &State, plans: &[RestaurantPlan]) -> HashSet<ObjectId> {
+/// The ids no dedupe may touch that are known before any restaurant is planned: what state
+/// records, and what the platform's rows name.
+pub(super) fn protected_upfront(desired: &Desired, state: &State) -> HashSet<ObjectId> {
     let kinds = Kinds::builtin();
     let mut ids = HashSet::new();
     for st in state.restaurants.values() {
@@ -84,12 +29,94 @@ fn protected(desired: &Desired, state: &State, plans: &[RestaurantPlan]) -> Hash
             ids.extend(k.recorded(st, ""));
         }
     }
-    for p in plans {
-        ids.extend(p.actions.iter().filter_map(|a| a.id().cloned()));
-    }
     for r in &desired.restaurants {
         ids.extend(r.platform_agent.iter().cloned());
         ids.extend(r.platform_final_customer.iter().cloned());
     }
     ids
+}
+
+/// The children lists the extra agents claiming a restaurant need read with its batch: their
+/// phone lines, and their final customers' subscriptions.
+pub(super) fn parents(
+    claimants: &[&ServerObject],
+    protected: &HashSet<ObjectId>,
+) -> Vec<(Resource, ObjectId)> {
+    let mut out = Vec::new();
+    for a in claimants.iter().filter(|a| !protected.contains(&a.id)) {
+        out.push((Resource::PHONE_LINE, a.id.clone()));
+        if let Some(fc) = final_customer_of(a).filter(|f| !protected.contains(f)) {
+            out.push((Resource::SUBSCRIPTION, fc));
+        }
+    }
+    out
+}
+
+/// Restaurant `r`'s duplicates once its plan is known: the agents claiming it that are neither
+/// protected nor in its plan, with their final customers and the children `children` holds.
+pub(super) fn of_restaurant(
+    r: &DesiredRestaurant,
+    claimants: &[&ServerObject],
+    protected: &HashSet<ObjectId>,
+    plan: &RestaurantPlan,
+    children: &Children,
+) -> Option<Duplicates> {
+    let kept: HashSet<&ObjectId> = plan.actions.iter().filter_map(|a| a.id()).collect();
+    let free = |id: &ObjectId| !protected.contains(id) && !kept.contains(id);
+    let extra: Vec<&ServerObject> = claimants.iter().copied().filter(|a| free(&a.id)).collect();
+    if extra.is_empty() {
+        return None;
+    }
+    let mut d = Duplicates {
+        restaurant_id: r.id.clone(),
+        name: r.agent.name.clone(),
+        agents: extra.iter().map(|a| a.id.clone()).collect(),
+        final_customers: Vec::new(),
+        phone_lines: Vec::new(),
+        subscriptions: Vec::new(),
+    };
+    for a in extra {
+        let lines = children.get(&(Resource::PHONE_LINE, a.id.clone()));
+        for l in lines.map(Vec::as_slice).unwrap_or(&[]) {
+            d.phone_lines.push(ChildId {
+                parent: a.id.clone(),
+                id: l.id.clone(),
+            });
+        }
+        let Some(fc) = final_customer_of(a).filter(|f| free(f)) else {
+            continue;
+        };
+        if d.final_customers.contains(&fc) {
+            continue;
+        }
+        let subs = children.get(&(Resource::SUBSCRIPTION, fc.clone()));
+        for s in subs.map(Vec::as_slice).unwrap_or(&[]) {
+            d.subscriptions.push(ChildId {
+                parent: fc.clone(),
+                id: s.id.clone(),
+            });
+        }
+        d.final_customers.push(fc);
+    }
+    Some(d)
+}
+
+/// Drops from the duplicates found what another restaurant's plan adopts or keeps (an object
+/// may claim one restaurant and be matched to another by name), with the children under it.
+pub(super) fn settle(found: Vec<Duplicates>, plans: &[RestaurantPlan]) -> Vec<Duplicates> {
+    let kept: HashSet<&ObjectId> = plans
+        .iter()
+        .flat_map(|p| p.actions.iter().filter_map(|a| a.id()))
+        .collect();
+    found
+        .into_iter()
+        .filter_map(|mut d| {
+            d.agents.retain(|a| !kept.contains(a));
+            d.final_customers.retain(|f| !kept.contains(f));
+            let (agents, fcs) = (&d.agents, &d.final_customers);
+            d.phone_lines.retain(|l| agents.contains(&l.parent));
+            d.subscriptions.retain(|s| fcs.contains(&s.parent));
+            (!d.agents.is_empty()).then_some(d)
+        })
+        .collect()
 }

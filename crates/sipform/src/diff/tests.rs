@@ -436,3 +436,73 @@ fn a_second_copy_is_a_duplicate_unless_the_platform_row_names_it() {
     assert_eq!(p.duplicates[0].agents, std::slice::from_ref(&agent.id));
     assert_eq!(p.duplicates[0].final_customers, [fc_id]);
 }
+
+/// The plan built a restaurant at a time, each batch given only the children lists it asks
+/// for, as `ops` streams it.
+fn batched(desired: &Desired, actual: &Actual, state: &State) -> Plan {
+    let kinds = Kinds::builtin();
+    let o = opts();
+    let mut planner = Planner::new(&kinds, desired, actual, state, &o);
+    while let Some(batch) = planner.next_batch(1) {
+        let children: Children = batch
+            .parents
+            .iter()
+            .filter_map(|k| Some((k.clone(), actual.children.get(k)?.clone())))
+            .collect();
+        planner.plan_batch(batch, &children);
+    }
+    planner.finish()
+}
+
+#[test]
+fn a_plan_built_batch_by_batch_is_the_plan_built_at_once() {
+    let kinds = Kinds::builtin();
+    let desired = model::bundled();
+    let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let (mut actual, state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+    // A stray tool, and state lost for adoption: both must come out the same.
+    if let Some(tools) = actual
+        .children
+        .iter_mut()
+        .find(|(k, _)| k.0 == Resource::TOOL)
+        .map(|(_, v)| v)
+    {
+        let mut stray = tools[0].clone();
+        stray.id = ObjectId::parse("stray-1").expect("valid");
+        stray.fields.insert("name".into(), json!("not_declared"));
+        tools.push(stray);
+    }
+    for st in [state, State::new()] {
+        let once = plan(&desired, &actual, &st, &opts());
+        let streamed = batched(&desired, &actual, &st);
+        assert!(once.has_changes() || once.summary.adopt > 0);
+        assert_eq!(
+            serde_json::to_value(&once.restaurants).expect("json"),
+            serde_json::to_value(&streamed.restaurants).expect("json")
+        );
+        assert_eq!(once.remote_fingerprint, streamed.remote_fingerprint);
+    }
+}
+
+#[test]
+fn restaurants_share_one_body_per_tool() {
+    let desired = model::bundled();
+    let plan = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let bodies = |i: usize| -> Vec<Arc<Value>> {
+        plan.restaurants[i]
+            .actions
+            .iter()
+            .filter(|a| a.resource() == Resource::TOOL)
+            .filter_map(|a| match a {
+                Action::Create { body, .. } => Some(body.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let (a, b) = (bodies(0), bodies(1));
+    assert_eq!(a.len(), 12);
+    assert!(a.iter().zip(&b).all(|(x, y)| Arc::ptr_eq(x, y)));
+    // The agent's own body is its own.
+    let agent = |i: usize| plan.restaurants[i].actions[1].body().cloned();
+    assert_ne!(agent(0), agent(1));
+}

@@ -101,6 +101,19 @@ pub fn parse(text: &str) -> Result<(Value, PositionIndex), YamlError> {
     Ok((value, index))
 }
 
+/// [`parse`] without the position index, for text whose errors are placed otherwise (a
+/// rendered spec names the template): building the index cost as much as the parse itself.
+/// Anything unusual (an error, a second document marker) goes through [`parse`], so the
+/// result and the error are the same.
+pub fn parse_value(text: &str) -> Result<Value, YamlError> {
+    if !text.contains("---") {
+        if let Ok(v) = serde_saphyr::from_str::<Value>(text) {
+            return Ok(v);
+        }
+    }
+    parse(text).map(|(v, _)| v)
+}
+
 /// serde-saphyr renders a snippet after the message; the first line is the message itself.
 fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or("invalid YAML").trim();

@@ -37,13 +37,20 @@ pub fn read_files(
             }
         };
         match load::typed::<Restaurant>(&doc, Kind::Restaurant) {
-            Ok(r) => out.push((
-                Sourced {
-                    value: r,
-                    origin: doc.origin(""),
-                },
-                doc,
-            )),
+            Ok(r) => {
+                // Only the positions are needed from here on (to point at a column).
+                let doc = Document {
+                    value: serde_json::Value::Null,
+                    ..doc
+                };
+                out.push((
+                    Sourced {
+                        value: r,
+                        origin: doc.origin(""),
+                    },
+                    doc,
+                ))
+            }
             Err(d) => {
                 let id = doc
                     .value

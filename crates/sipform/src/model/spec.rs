@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -734,8 +735,8 @@ pub struct DesiredRestaurant {
     pub id: RestaurantId,
     pub final_customer: FinalCustomerSpec,
     pub agent: AgentSpec,
-    /// Sorted by sortOrder.
-    pub tools: Vec<ToolSpec>,
+    /// Sorted by sortOrder; one list shared by every restaurant.
+    pub tools: SharedTools,
     /// False for a restaurant with neither SIP nor chat enabled: its objects are not created,
     /// but an agent it already has is updated to the rendered spec (which is inactive), never
     /// deleted.
@@ -752,6 +753,57 @@ pub struct DesiredRestaurant {
     pub platform_agent: Option<ObjectId>,
     #[serde(skip)]
     pub platform_final_customer: Option<ObjectId>,
+}
+
+/// The project's tools, built once and shared by every restaurant (a copy each made memory grow
+/// by tens of kilobytes per restaurant), with the request body of each, made on first use.
+/// Reads as a slice of [`ToolSpec`].
+#[derive(Debug, Clone, Default)]
+pub struct SharedTools(Arc<ToolSet>);
+
+#[derive(Debug, Default)]
+struct ToolSet {
+    specs: Vec<ToolSpec>,
+    bodies: OnceLock<Vec<Value>>,
+}
+
+impl SharedTools {
+    /// The body of each tool, in order, made by `make` the first time (the same `make` for
+    /// every call: `resources::tool::body`).
+    pub fn bodies(&self, make: impl Fn(&ToolSpec) -> Value) -> &[Value] {
+        self.0
+            .bodies
+            .get_or_init(|| self.0.specs.iter().map(make).collect())
+    }
+}
+
+impl From<Vec<ToolSpec>> for SharedTools {
+    fn from(specs: Vec<ToolSpec>) -> Self {
+        SharedTools(Arc::new(ToolSet {
+            specs,
+            bodies: OnceLock::new(),
+        }))
+    }
+}
+
+impl std::ops::Deref for SharedTools {
+    type Target = [ToolSpec];
+
+    fn deref(&self) -> &[ToolSpec] {
+        &self.0.specs
+    }
+}
+
+impl PartialEq for SharedTools {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.specs == other.0.specs
+    }
+}
+
+impl Serialize for SharedTools {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.specs.serialize(s)
+    }
 }
 
 /// A phone line as wanted: the spec (provider resolved) and its password.

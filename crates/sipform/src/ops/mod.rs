@@ -6,8 +6,8 @@
 //! A new command is one file here plus its thin shell in the binary.
 
 pub mod apply;
-pub mod dedupe;
 pub mod controller;
+pub mod dedupe;
 pub mod demo;
 pub mod doctor;
 pub mod import;

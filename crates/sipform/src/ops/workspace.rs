@@ -19,6 +19,10 @@ use crate::state::{
 use super::plan::PlanOptions;
 use super::OpsError;
 
+/// Restaurants planned together: their children lists are read at once (enough to keep the
+/// client's slots busy) and dropped once compared.
+const PLAN_BATCH: usize = 256;
+
 /// A loaded, validated project with its settings and state backend. Read-only once built: a
 /// command that needs other settings resolves other [`Settings`] and loads again.
 pub struct Workspace {
@@ -180,7 +184,9 @@ impl Workspace {
         opts: &PlanOptions,
     ) -> Result<Plan, OpsError> {
         let scope = (!opts.targets.is_empty()).then_some(&opts.targets);
-        let actual = refresh::refresh(
+        let kinds = crate::resources::Kinds::builtin();
+        let (actual, reads) = refresh::read_singles(
+            &kinds,
             client,
             &self.settings.account.name,
             &self.desired,
@@ -199,7 +205,23 @@ impl Workspace {
             allow_replace: opts.allow_replace,
             targets: opts.targets.clone(),
         };
-        Ok(diff::plan(&self.desired, &actual, state, &opts))
+        // The objects under each parent (tools under agents) are read, compared and dropped
+        // a batch of restaurants at a time: memory stays flat in the number of restaurants.
+        let reads: std::collections::HashSet<_> = reads.into_iter().collect();
+        let mut planner = diff::Planner::new(&kinds, &self.desired, &actual, state, &opts);
+        while let Some(batch) = planner.next_batch(PLAN_BATCH) {
+            let wanted: Vec<_> = batch
+                .parents
+                .iter()
+                .filter(|p| reads.contains(*p))
+                .cloned()
+                .collect();
+            let children = refresh::read_children(&kinds, client, wanted)
+                .await
+                .map_err(|e| self.server_error(e))?;
+            planner.plan_batch(batch, &children);
+        }
+        Ok(planner.finish())
     }
 
     /// Checks that a saved plan still describes what apply would do, restaurant by restaurant:

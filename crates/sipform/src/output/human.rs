@@ -20,6 +20,21 @@ const GROUP_NAMES_SHOWN: usize = 5;
 /// restaurants is shown once, with its count and a few of the restaurants; what is left is
 /// shown per restaurant.
 pub fn human(plan: &Plan, color: bool) -> String {
+    render(plan, color, usize::MAX)
+}
+
+/// Restaurants listed apart in [`human_brief`]; the rest are counted.
+pub const BRIEF_RESTAURANTS: usize = 20;
+
+/// [`human`] for a log (`apply --auto-approve` with stdout not a terminal): the shared changes
+/// grouped as always, but at most [`BRIEF_RESTAURANTS`] restaurants with changes of their own
+/// listed, the others counted, so that 100,000 restaurants print kilobytes, not megabytes.
+/// `sipform plan --out` / `--json` keep every action.
+pub fn human_brief(plan: &Plan, color: bool) -> String {
+    render(plan, color, BRIEF_RESTAURANTS)
+}
+
+fn render(plan: &Plan, color: bool, listed: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -57,11 +72,23 @@ pub fn human(plan: &Plan, color: bool) -> String {
         lines.push(line);
         blocks.push(lines);
     }
+    let (mut shown, mut unlisted) = (0usize, 0usize);
     for (ri, r) in plan.restaurants.iter().enumerate() {
         let grouped = |ai: usize| grouping.is_grouped(ri, ai);
         if is_listed_apart(r, &grouped) {
+            shown += 1;
+            if shown > listed {
+                unlisted += 1;
+                continue;
+            }
             blocks.push(restaurant_lines(r, &grouped));
         }
+    }
+    if unlisted > 0 {
+        blocks.push(vec![Line::heading(format!(
+            "... and {} more restaurants with changes of their own (not listed here: `sipform plan --out FILE` or `--json` shows every action)",
+            thousands(unlisted)
+        ))]);
     }
     for block in blocks {
         out.push('\n');

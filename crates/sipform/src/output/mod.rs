@@ -18,7 +18,7 @@ pub mod specs;
 pub use annotations::github_annotations;
 pub use apply_json::{apply_json, ApplyRunView, RunStatus, APPLY_REPORT_FORMAT_VERSION};
 pub use duplicates::dedupe;
-pub use human::human;
+pub use human::{human, human_brief, BRIEF_RESTAURANTS};
 pub use json::{json, plan_schema, plan_schema_json};
 pub use lines::{summary_line, NO_CHANGES};
 pub use markdown::{

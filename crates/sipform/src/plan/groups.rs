@@ -3,6 +3,7 @@
 //! JSON plan adds the groups beside the actions (apply still runs every action).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -48,19 +49,25 @@ impl Grouping {
     }
 }
 
-/// What makes two actions "the same change": everything a reviewer reads but the remote id.
-fn key(a: &Action) -> String {
+/// What makes two actions "the same change": everything a reviewer reads but the remote id,
+/// as a 128-bit digest of its JSON (two independently keyed hashes), so that a plan of
+/// 100,000 restaurants does not hold the text of every change while grouping.
+type Key = (u64, u64);
+
+fn key(a: &Action, hashers: &(RandomState, RandomState)) -> Key {
     // Every part serializes infallibly (string keys, no failing impls).
-    serde_json::to_string(&(a.op(), a.resource(), a.name(), a.reason_of(), a.changes()))
-        .unwrap_or_default()
+    let text = serde_json::to_string(&(a.op(), a.resource(), a.name(), a.reason_of(), a.changes()))
+        .unwrap_or_default();
+    (hashers.0.hash_one(&text), hashers.1.hash_one(&text))
 }
 
 /// Groups every action (but no-ops) that appears identically in two restaurants or more.
 /// The account is never grouped: there is one.
 pub fn groups(plan: &Plan) -> Grouping {
-    let mut by_key: HashMap<String, (usize, Vec<usize>)> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut keys: Vec<Vec<Option<String>>> = Vec::with_capacity(plan.restaurants.len());
+    let hashers = (RandomState::new(), RandomState::new());
+    let mut by_key: HashMap<Key, (usize, Vec<usize>)> = HashMap::new();
+    let mut order: Vec<Key> = Vec::new();
+    let mut keys: Vec<Vec<Option<Key>>> = Vec::with_capacity(plan.restaurants.len());
     for (ri, r) in plan.restaurants.iter().enumerate() {
         let mut row = Vec::with_capacity(r.actions.len());
         for (ai, a) in r.actions.iter().enumerate() {
@@ -68,9 +75,9 @@ pub fn groups(plan: &Plan) -> Grouping {
                 row.push(None);
                 continue;
             }
-            let k = key(a);
-            let entry = by_key.entry(k.clone()).or_insert_with(|| {
-                order.push(k.clone());
+            let k = key(a, &hashers);
+            let entry = by_key.entry(k).or_insert_with(|| {
+                order.push(k);
                 (ai, Vec::new())
             });
             // One restaurant counts once even if it repeated the action.
@@ -84,7 +91,7 @@ pub fn groups(plan: &Plan) -> Grouping {
         }
         keys.push(row);
     }
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut index: HashMap<Key, usize> = HashMap::new();
     let mut groups = Vec::new();
     for k in &order {
         let Some((ai, members)) = by_key.get(k) else {
@@ -100,7 +107,7 @@ pub fn groups(plan: &Plan) -> Grouping {
         else {
             continue;
         };
-        index.insert(k, groups.len());
+        index.insert(*k, groups.len());
         groups.push(ChangeGroup {
             op: a.op(),
             resource: a.resource(),
@@ -119,7 +126,7 @@ pub fn groups(plan: &Plan) -> Grouping {
         .iter()
         .map(|row| {
             row.iter()
-                .map(|k| k.as_deref().and_then(|k| index.get(k).copied()))
+                .map(|k| k.and_then(|k| index.get(&k).copied()))
                 .collect()
         })
         .collect();
@@ -145,7 +152,7 @@ mod tests {
                 after: Some(json!(after)),
                 sensitive: false,
             }],
-            body: json!({"description": after}),
+            body: json!({"description": after}).into(),
         }
     }
 

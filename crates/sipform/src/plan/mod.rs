@@ -5,6 +5,8 @@
 //! form is the saved form and is versioned (`formatVersion`); its schema is
 //! `schema/plan.schema.json`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -126,11 +128,12 @@ pub enum Action {
     Create {
         resource: Resource,
         name: String,
-        /// Every field, for display.
-        changes: Vec<FieldChange>,
+        /// Every field, for display. Shared: the same tool created in every restaurant holds
+        /// one list, not one per restaurant.
+        changes: Arc<[FieldChange]>,
         /// The POST body, without the ids apply learns from earlier actions (`accountId`,
-        /// `finalCustomerId`). Never holds a secret.
-        body: Value,
+        /// `finalCustomerId`). Never holds a secret. Shared like `changes`.
+        body: Arc<Value>,
     },
     Update {
         resource: Resource,
@@ -138,8 +141,9 @@ pub enum Action {
         id: ObjectId,
         /// The fields that differ.
         changes: Vec<FieldChange>,
-        /// The PUT body: the whole object, or the changed top-level keys.
-        body: Value,
+        /// The PUT body: the whole object, or the changed top-level keys. Shared like a
+        /// create's (a tool's whole body is the same in every restaurant).
+        body: Arc<Value>,
     },
     Delete {
         resource: Resource,
@@ -208,14 +212,28 @@ impl From<Action> for ActionWire {
                 name,
                 changes,
                 body,
-            } => (resource, name, None, changes, Some(body), None),
+            } => (
+                resource,
+                name,
+                None,
+                changes.to_vec(),
+                Some(Arc::unwrap_or_clone(body)),
+                None,
+            ),
             Action::Update {
                 resource,
                 name,
                 id,
                 changes,
                 body,
-            } => (resource, name, Some(id), changes, Some(body), None),
+            } => (
+                resource,
+                name,
+                Some(id),
+                changes,
+                Some(Arc::unwrap_or_clone(body)),
+                None,
+            ),
             Action::Delete {
                 resource,
                 name,
@@ -260,8 +278,8 @@ impl TryFrom<ActionWire> for Action {
                 Ok(Action::Create {
                     resource: w.resource,
                     name: w.name,
-                    changes: w.changes,
-                    body,
+                    changes: w.changes.into(),
+                    body: Arc::new(body),
                 })
             }
             Op::Update => {
@@ -272,7 +290,7 @@ impl TryFrom<ActionWire> for Action {
                     name: w.name,
                     id,
                     changes: w.changes,
-                    body,
+                    body: Arc::new(body),
                 })
             }
             Op::Delete | Op::Adopt => {
@@ -506,7 +524,8 @@ impl Action {
 
     pub fn changes(&self) -> &[FieldChange] {
         match self {
-            Action::Create { changes, .. } | Action::Update { changes, .. } => changes,
+            Action::Create { changes, .. } => changes,
+            Action::Update { changes, .. } => changes,
             _ => &[],
         }
     }

@@ -45,8 +45,8 @@ pub fn action(
             Action::Create {
                 resource: crate::plan::Resource::ACCOUNT,
                 name,
-                changes: crate::compare::create_changes(&body),
-                body,
+                changes: crate::compare::create_changes(&body).into(),
+                body: std::sync::Arc::new(body),
             }
         }
         Some(a) if recorded == Some(&a.id) => Action::NoOp {

@@ -9,12 +9,15 @@ use super::Resource;
 use crate::model::ids::ObjectId;
 use crate::remote::ServerObject;
 
+/// What refresh read under parent objects: by child kind and parent id.
+pub type Children = BTreeMap<(Resource, ObjectId), Vec<ServerObject>>;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Actual {
     /// The account found (by state id, else by name); `None` when it must be created.
     pub account: Option<ServerObject>,
     pub singles: BTreeMap<Resource, Vec<ServerObject>>,
-    pub children: BTreeMap<(Resource, ObjectId), Vec<ServerObject>>,
+    pub children: Children,
 }
 
 impl Actual {
@@ -31,45 +34,94 @@ impl Actual {
     /// A digest of what was read, to tell whether the server changed between plan and apply.
     /// Secrets never reach [`ServerObject::fields`]; keys are sorted, lists ordered by id.
     pub fn fingerprint(&self) -> String {
+        let digests: BTreeMap<(Resource, ObjectId), u64> = self
+            .children
+            .iter()
+            .map(|(k, list)| (k.clone(), list_digest(list)))
+            .collect();
+        self.fingerprint_with(&digests)
+    }
+
+    /// [`Actual::fingerprint`] with the children lists given by their digests
+    /// ([`list_digest`]): a plan that compares children batch by batch keeps only those.
+    pub fn fingerprint_with(&self, children: &BTreeMap<(Resource, ObjectId), u64>) -> String {
         let mut h = Fnv::new();
-        let mut feed = |o: &ServerObject| {
-            h.write(o.id.as_str().as_bytes());
-            h.write(b"=");
-            h.write(canonical(&Value::Object(o.fields.clone())).as_bytes());
-            h.write(b"\n");
-        };
         if let Some(a) = &self.account {
-            feed(a);
+            feed(&mut h, a);
         }
-        for list in self.singles.values().chain(self.children.values()) {
-            let mut sorted: Vec<&ServerObject> = list.iter().collect();
-            sorted.sort_by(|a, b| a.id.cmp(&b.id));
-            for o in sorted {
-                feed(o);
-            }
+        for list in self.singles.values() {
+            feed_sorted(&mut h, list);
+        }
+        for d in children.values() {
+            h.write(&d.to_le_bytes());
         }
         format!("{:016x}", h.0)
     }
 }
 
-/// JSON with object keys sorted, for hashing.
-fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let sorted: BTreeMap<&String, String> =
-                m.iter().map(|(k, v)| (k, canonical(v))).collect();
-            let inner: Vec<String> = sorted
-                .into_iter()
-                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), v))
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
+/// The digest of one list of objects, in id order.
+pub fn list_digest(list: &[ServerObject]) -> u64 {
+    let mut h = Fnv::new();
+    feed_sorted(&mut h, list);
+    h.0
+}
+
+fn feed_sorted(h: &mut Fnv, list: &[ServerObject]) {
+    let mut sorted: Vec<&ServerObject> = list.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    for o in sorted {
+        feed(h, o);
     }
+}
+
+fn feed(h: &mut Fnv, o: &ServerObject) {
+    h.write(o.id.as_str().as_bytes());
+    h.write(b"=");
+    canonical_object(&o.fields, h);
+    h.write(b"\n");
+}
+
+/// Feeds `v` into the hash as JSON with object keys sorted, node by node (no text is built:
+/// this runs over every object a plan reads).
+fn canonical(v: &Value, h: &mut Fnv) {
+    match v {
+        Value::Object(m) => canonical_object(m, h),
+        Value::Array(a) => {
+            h.write(b"[");
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    h.write(b",");
+                }
+                canonical(x, h);
+            }
+            h.write(b"]");
+        }
+        Value::String(s) => {
+            h.write(b"\"");
+            h.write(&(s.len() as u64).to_le_bytes());
+            h.write(s.as_bytes());
+        }
+        Value::Number(n) => h.write(n.to_string().as_bytes()),
+        Value::Bool(b) => h.write(if *b { b"true" } else { b"false" }),
+        Value::Null => h.write(b"null"),
+    }
+}
+
+fn canonical_object(m: &serde_json::Map<String, Value>, h: &mut Fnv) {
+    let mut keys: Vec<(&String, &Value)> = m.iter().collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    h.write(b"{");
+    for (i, (k, v)) in keys.into_iter().enumerate() {
+        if i > 0 {
+            h.write(b",");
+        }
+        // The key's length first: keys and values cannot run into each other.
+        h.write(&(k.len() as u64).to_le_bytes());
+        h.write(k.as_bytes());
+        h.write(b":");
+        canonical(v, h);
+    }
+    h.write(b"}");
 }
 
 /// FNV-1a, 64 bits: stable across builds, unlike `DefaultHasher`.

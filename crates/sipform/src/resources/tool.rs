@@ -51,9 +51,10 @@ impl Kind for Tool {
     fn desired(&self, r: &DesiredRestaurant) -> Vec<DesiredObject> {
         r.tools
             .iter()
-            .map(|t| DesiredObject {
+            .zip(r.tools.bodies(body))
+            .map(|(t, b)| DesiredObject {
                 key: t.name.clone(),
-                body: body(t),
+                body: b.clone(),
             })
             .collect()
     }

@@ -33,7 +33,9 @@ pub trait CommitHook: Send + Sync {
 /// creates after that could not be recorded and would be orphaned on the server.
 pub struct StateWriter {
     tx: mpsc::UnboundedSender<Pending>,
-    current: Arc<Mutex<State>>,
+    /// Shared with the task, which hands the backend the same `Arc` instead of a copy: the
+    /// state is copied only when a reader's snapshot still holds it (never in a plain apply).
+    current: Arc<Mutex<Arc<State>>>,
     failure: Arc<OnceLock<StateError>>,
 }
 
@@ -55,7 +57,7 @@ impl StateWriter {
         hook: Option<Arc<dyn CommitHook>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel::<Pending>();
-        let current = Arc::new(Mutex::new(state));
+        let current = Arc::new(Mutex::new(Arc::new(state)));
         let failure = Arc::new(OnceLock::new());
         let task = Task {
             backend,
@@ -110,10 +112,7 @@ impl StateWriter {
 
     /// Looks at the state as last recorded, without copying it.
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        match self.current.lock() {
-            Ok(s) => f(&s),
-            Err(p) => f(&p.into_inner()),
-        }
+        f(&locked(&self.current))
     }
 
     /// Whether state assigns `id` (agent, final customer, tool or an object of another kind)
@@ -139,12 +138,17 @@ impl StateWriter {
     }
 }
 
+/// The state under the lock, poisoned or not.
+fn locked(m: &Mutex<Arc<State>>) -> std::sync::MutexGuard<'_, Arc<State>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The writer's side: one task, so commits never overlap and serials never race.
 struct Task {
     backend: Arc<dyn StateBackend>,
     store_tokens: bool,
     hook: Option<Arc<dyn CommitHook>>,
-    current: Arc<Mutex<State>>,
+    current: Arc<Mutex<Arc<State>>>,
     failure: Arc<OnceLock<StateError>>,
 }
 
@@ -200,15 +204,14 @@ impl Task {
     /// server), bumps the serial, and commits one write, then the hook.
     async fn commit(&self, changes: &[Change]) -> Result<(), StateError> {
         let next = {
-            let mut s = match self.current.lock() {
-                Ok(s) => s,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut s = locked(&self.current);
+            // No copy: the previous commit's handle was dropped when it returned.
+            let state = Arc::make_mut(&mut s);
             for c in changes {
-                s.apply(c, self.store_tokens);
+                state.apply(c, self.store_tokens);
             }
-            s.serial += 1;
-            s.clone()
+            state.serial += 1;
+            Arc::clone(&s)
         };
         self.backend.commit(&next, changes).await?;
         match &self.hook {
