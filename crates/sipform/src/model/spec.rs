@@ -542,7 +542,8 @@ pub struct ServerConfig {
     #[schemars(range(min = 1, max = 600))]
     pub timeout_sec: u64,
     /// The largest answer body read from the server, in bytes: a bigger one is an error, so a
-    /// broken or hostile server cannot exhaust memory.
+    /// broken or hostile server cannot exhaust memory. The default (256 MiB) holds the agents
+    /// list of about 150,000 restaurants.
     #[serde(default = "default_max_answer_bytes")]
     #[schemars(range(min = 1024))]
     pub max_answer_bytes: u64,
@@ -562,7 +563,7 @@ fn default_timeout() -> u64 {
 }
 
 fn default_max_answer_bytes() -> u64 {
-    8 * 1024 * 1024
+    256 * 1024 * 1024
 }
 
 fn default_max_throttle_secs() -> u64 {
