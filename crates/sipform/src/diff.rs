@@ -20,7 +20,7 @@ use crate::plan::{
 };
 use crate::remote::ServerObject;
 use crate::resources::actual::list_digest;
-use crate::resources::{account, Actual, AdoptCx, Adoption, Kind, Kinds, Resource};
+use crate::resources::{account, Actual, AdoptCx, Adoption, Index, Kind, Kinds, Resource};
 use crate::state::{RestaurantState, State};
 
 /// Choices that shape a plan.
@@ -144,10 +144,7 @@ impl<'a> Planner<'a> {
 
     /// The agents claiming restaurant `r` (their `config.restaurantId`).
     fn claimants<'s>(&'s self, r: &'a DesiredRestaurant) -> &'s [&'a ServerObject] {
-        self.cx
-            .claimants
-            .get(&(Resource::AGENT, r.id.as_str()))
-            .map_or(&[], Vec::as_slice)
+        self.cx.index.claimants(Resource::AGENT, r.id.as_str())
     }
 
     /// Plans the batch's restaurants against `children` (at least the lists it names).
@@ -240,11 +237,10 @@ struct Cx<'a> {
     trial: RefCell<Option<Vec<ObjectId>>>,
     /// See [`PlanOptions::allow_replace`].
     allow_replace: bool,
-    /// The one-per-restaurant objects by kind and id: a lookup per restaurant, not a scan of
-    /// every object (which made a plan quadratic in the number of restaurants).
-    by_id: HashMap<(Resource, &'a ObjectId), &'a ServerObject>,
-    /// The one-per-restaurant objects by kind and the restaurant they claim.
-    claimants: HashMap<(Resource, &'a str), Vec<&'a ServerObject>>,
+    /// The one-per-restaurant objects by kind and id, by the restaurant they claim, by what
+    /// links to them: a lookup per restaurant, not a scan of every object (which made a plan
+    /// quadratic in the number of restaurants).
+    index: Index<'a>,
     /// Bodies shared between restaurants.
     shared: Shared,
 }
@@ -301,16 +297,6 @@ impl<'a> Cx<'a> {
                 }
             }
         }
-        let mut by_id = HashMap::new();
-        let mut claimants: HashMap<_, Vec<_>> = HashMap::new();
-        for k in kinds.singletons() {
-            for o in actual.singles(k.resource()) {
-                by_id.entry((k.resource(), &o.id)).or_insert(o);
-                if let Some(r) = k.claims(o) {
-                    claimants.entry((k.resource(), r)).or_default().push(o);
-                }
-            }
-        }
         Cx {
             kinds,
             actual,
@@ -319,8 +305,7 @@ impl<'a> Cx<'a> {
             taken: RefCell::new(HashMap::new()),
             trial: RefCell::new(None),
             allow_replace: false,
-            by_id,
-            claimants,
+            index: Index::new(kinds, actual),
             shared: Shared::default(),
         }
     }
@@ -333,7 +318,7 @@ impl<'a> Cx<'a> {
     /// The object state records for a one-per-restaurant kind, if it still exists.
     fn recorded(&self, k: &dyn Kind, st: Option<&RestaurantState>) -> Option<&'a ServerObject> {
         let id = k.recorded(st?, "")?;
-        self.by_id.get(&(k.resource(), &id)).copied()
+        self.index.by_id(k.resource(), &id)
     }
 
     /// Matches this restaurant's one-per-restaurant objects, children first: a child names
@@ -362,6 +347,7 @@ impl<'a> Cx<'a> {
                         wanted: r,
                         desired: desired.as_ref().unwrap_or(&null),
                         actual: self.actual,
+                        index: &self.index,
                         matched: &matched,
                         free: &free,
                     });
@@ -411,9 +397,8 @@ impl<'a> Cx<'a> {
         for k in singles {
             let managed = found.get(&k.resource()).map(|f| &f.obj.id);
             let others: Vec<&str> = self
-                .claimants
-                .get(&(k.resource(), r.as_str()))
-                .map_or(&[][..], Vec::as_slice)
+                .index
+                .claimants(k.resource(), r.as_str())
                 .iter()
                 .filter(|o| Some(&o.id) != managed && !self.claimed.contains_key(&o.id))
                 .map(|o| o.id.as_str())

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{AdoptCx, Adoption, DesiredObject, Kind, Parents, Shape};
+use super::{AdoptCx, Adoption, DesiredObject, Index, Kind, Parents, Shape};
 use crate::model::ids::{AgentId, ObjectId, RestaurantId};
 use crate::model::secret::Secret;
 use crate::model::spec::DesiredRestaurant;
@@ -41,13 +41,13 @@ fn age_key(o: &ServerObject) -> (&str, &str) {
 /// The agent a restaurant adopts: the oldest that claims it and no one else has. The others
 /// that claim it are reported by diff on every plan.
 pub fn adopt<'a>(
-    restaurant: &RestaurantId,
-    agents: &'a [ServerObject],
+    claimants: &[&'a ServerObject],
     free: &dyn Fn(&ObjectId) -> bool,
 ) -> Option<(&'a ServerObject, Reason)> {
-    agents
+    claimants
         .iter()
-        .filter(|a| restaurant_of(a) == Some(restaurant.as_str()) && free(&a.id))
+        .copied()
+        .filter(|a| free(&a.id))
         .min_by(|a, b| age_key(a).cmp(&age_key(b)))
         .map(|a| (a, Reason::FoundByRestaurantId))
 }
@@ -58,13 +58,12 @@ pub fn adopt<'a>(
 pub fn by_row<'a>(
     restaurant: &RestaurantId,
     row: Option<&ObjectId>,
-    agents: &'a [ServerObject],
+    index: &Index<'a>,
     free: &dyn Fn(&ObjectId) -> bool,
 ) -> Option<&'a ServerObject> {
     let id = row.filter(|id| free(id))?;
-    agents
-        .iter()
-        .find(|a| &a.id == id)
+    index
+        .by_id(Resource::AGENT, id)
         .filter(|a| restaurant_of(a).is_none_or(|r| r == restaurant.as_str()))
 }
 
@@ -118,11 +117,10 @@ impl Kind for Agent {
     }
 
     fn adopt<'a>(&self, cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
-        let agents = cx.actual.singles(Resource::AGENT);
         if let Some(a) = by_row(
             cx.restaurant,
             cx.wanted.platform_agent.as_ref(),
-            agents,
+            cx.index,
             cx.free,
         ) {
             return Adoption {
@@ -131,7 +129,10 @@ impl Kind for Agent {
             };
         }
         Adoption {
-            found: adopt(cx.restaurant, agents, cx.free),
+            found: adopt(
+                cx.index.claimants(Resource::AGENT, cx.restaurant.as_str()),
+                cx.free,
+            ),
             note: None,
         }
     }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{AdoptCx, Adoption, DesiredObject, Kind, Parents, Shape};
+use super::{AdoptCx, Adoption, DesiredObject, Index, Kind, Parents, Shape};
 use crate::model::ids::{FinalCustomerId, ObjectId, RestaurantId};
 use crate::model::spec::DesiredRestaurant;
 use crate::plan::{Reason, Resource};
@@ -35,20 +35,26 @@ pub fn same_identity(o: &ServerObject, body: &Value) -> bool {
 pub fn adopt<'a>(
     desired: &Value,
     agent: Option<&ServerObject>,
-    customers: &'a [ServerObject],
-    referenced: &dyn Fn(&ObjectId) -> bool,
+    index: &Index<'a>,
     free: &dyn Fn(&ObjectId) -> bool,
 ) -> (Option<(&'a ServerObject, Reason)>, Option<String>) {
     let via_agent = agent
         .and_then(super::agent::final_customer_of)
         .filter(|id| free(id))
-        .and_then(|id| customers.iter().find(|f| f.id == id));
+        .and_then(|id| index.by_id(Resource::FINAL_CUSTOMER, &id));
     if let Some(f) = via_agent {
         return (Some((f, Reason::AgentsFinalCustomer)), None);
     }
-    let candidates: Vec<&ServerObject> = customers
+    let name = desired.get("name").and_then(Value::as_str).unwrap_or("");
+    let candidates: Vec<&ServerObject> = index
+        .by_key(Resource::FINAL_CUSTOMER, name)
         .iter()
-        .filter(|f| !referenced(&f.id) && free(&f.id) && same_identity(f, desired))
+        .copied()
+        .filter(|f| {
+            same_identity(f, desired)
+                && free(&f.id)
+                && !index.linked(Resource::FINAL_CUSTOMER, &f.id)
+        })
         .collect();
     let note = (candidates.len() > 1).then(|| {
         let ids: Vec<&str> = candidates.iter().map(|f| f.id.as_str()).collect();
@@ -93,28 +99,20 @@ impl Kind for FinalCustomer {
     }
 
     fn adopt<'a>(&self, cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
-        let customers = cx.actual.singles(Resource::FINAL_CUSTOMER);
         let row = cx.wanted.platform_final_customer.as_ref();
         if let Some(f) = row
             .filter(|id| (cx.free)(id))
-            .and_then(|id| customers.iter().find(|f| &f.id == id))
+            .and_then(|id| cx.index.by_id(Resource::FINAL_CUSTOMER, id))
         {
             return Adoption {
                 found: Some((f, Reason::PlatformFinalCustomerId)),
                 note: None,
             };
         }
-        let agents = cx.actual.singles(Resource::AGENT);
-        let referenced = |id: &ObjectId| {
-            agents
-                .iter()
-                .any(|a| super::agent::final_customer_of(a).as_ref() == Some(id))
-        };
         let (found, note) = adopt(
             cx.desired,
             cx.matched.get(&Resource::AGENT).copied(),
-            cx.actual.singles(Resource::FINAL_CUSTOMER),
-            &referenced,
+            cx.index,
             cx.free,
         );
         Adoption { found, note }

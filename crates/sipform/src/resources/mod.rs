@@ -21,11 +21,13 @@ use crate::model::spec::DesiredRestaurant;
 use crate::remote::{Client, ClientError, Secrets, ServerObject};
 use crate::state::{Change, RestaurantState};
 pub use actual::Actual;
+pub use index::Index;
 
 pub mod account;
 pub mod actual;
 pub mod agent;
 pub mod final_customer;
+pub mod index;
 pub mod phone_line;
 pub mod subscription;
 pub mod tool;
@@ -84,6 +86,8 @@ pub struct AdoptCx<'c, 'a> {
     /// This kind's desired body.
     pub desired: &'c Value,
     pub actual: &'a Actual,
+    /// Lookups over `actual` (by id, by claimed restaurant, by link): use them, never a scan.
+    pub index: &'c Index<'a>,
     /// What this restaurant already matched, by kind.
     pub matched: &'c HashMap<Resource, &'a ServerObject>,
     /// Whether no other restaurant's state claims the id.
