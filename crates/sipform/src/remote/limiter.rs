@@ -5,8 +5,11 @@
 //! concurrency limit starts at [`START`] and is adjusted once per window of completed requests
 //! (at least [`MIN_WINDOW`], or the limit if larger: about one round trip's worth):
 //! - a 429, a 5xx or a transport failure (timeout, reset) in the window cuts it by [`DROP_CUT`];
-//! - a window whose mean round trip exceeds the lowest window mean seen by
-//!   [`LATENCY_TOLERANCE`] (requests queue on the server) cuts it by [`LATENCY_CUT`];
+//! - a window whose fastest round trip exceeds the fastest one seen by [`LATENCY_TOLERANCE`]
+//!   plus [`LATENCY_SLACK`] cuts it by [`LATENCY_CUT`]. As in TCP Vegas and concurrency-limits'
+//!   `VegasLimit`, the minimum is the signal: requests queued on the server make every round
+//!   trip slower, the fastest included, while jitter and this process's own CPU contention
+//!   show in the mean and the tail but leave some round trips fast;
 //! - otherwise, if the limit was reached in the window, it grows: by half while nothing has
 //!   pushed back yet (slow start), then by one (additive increase, multiplicative decrease as in
 //!   TCP and Netflix's concurrency-limits `AIMDLimit`, with its gradient limiter's latency
@@ -36,8 +39,11 @@ pub use crate::config::Parallelism;
 pub const START: usize = 8;
 /// Completed requests per adjustment, at least.
 pub const MIN_WINDOW: usize = 16;
-/// How much slower than the best window a window may be before it counts as queueing.
-pub const LATENCY_TOLERANCE: f64 = 1.2;
+/// How much slower than the fastest round trip seen a window's fastest may be before the
+/// window counts as queueing: this factor, plus [`LATENCY_SLACK`].
+pub const LATENCY_TOLERANCE: f64 = 1.1;
+/// Absolute slack on top of [`LATENCY_TOLERANCE`] (seconds), for very fast servers.
+pub const LATENCY_SLACK: f64 = 0.002;
 /// Multiplier of the limit after a window with a 429, 5xx or transport failure.
 pub const DROP_CUT: f64 = 0.7;
 /// Multiplier of the limit after a window that queued.
@@ -89,7 +95,7 @@ struct Control {
     excess: usize,
     in_flight: usize,
     window: Window,
-    /// The lowest mean round trip of a window without failures (seconds).
+    /// The fastest round trip of any window without failures (seconds).
     baseline: Option<f64>,
     slow_start: bool,
     /// Moving average of the limit, one step per window.
@@ -105,7 +111,8 @@ struct Control {
 struct Window {
     answered: usize,
     failed: usize,
-    rtt_sum: f64,
+    /// The fastest answered round trip (seconds).
+    rtt_min: Option<f64>,
     max_in_flight: usize,
 }
 
@@ -232,7 +239,8 @@ impl Limiter {
         match outcome {
             Outcome::Answered => {
                 c.window.answered += 1;
-                c.window.rtt_sum += rtt.as_secs_f64();
+                let rtt = rtt.as_secs_f64();
+                c.window.rtt_min = Some(c.window.rtt_min.map_or(rtt, |m| m.min(rtt)));
                 c.answered.push_back(now);
                 c.raise_pace(now);
             }
@@ -298,13 +306,13 @@ impl Control {
     /// The limit after the window just completed (see the module documentation).
     fn next_limit(&mut self, max: usize) -> usize {
         let w = &self.window;
-        let mean = (w.answered > 0).then(|| w.rtt_sum / w.answered as f64);
+        let fastest = w.rtt_min;
         let limit = self.limit as f64;
         let next = if w.failed > 0 {
             self.slow_start = false;
             (limit * DROP_CUT).floor()
-        } else if let (Some(m), Some(b)) = (mean, self.baseline) {
-            if m > b * LATENCY_TOLERANCE + 0.001 {
+        } else if let (Some(m), Some(b)) = (fastest, self.baseline) {
+            if m > b * LATENCY_TOLERANCE + LATENCY_SLACK {
                 self.slow_start = false;
                 (limit * LATENCY_CUT).floor()
             } else {
@@ -314,7 +322,7 @@ impl Control {
             self.grown(limit)
         };
         if w.failed == 0 {
-            if let Some(m) = mean {
+            if let Some(m) = fastest {
                 self.baseline = Some(self.baseline.map_or(m, |b| b.min(m)));
             }
         }

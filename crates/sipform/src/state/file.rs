@@ -3,7 +3,7 @@
 //! A commit appends its changes to `<file>.journal` ([`super::journal`]: checksummed entries,
 //! fsync'd) instead of rewriting the document, so the bytes a run writes grow with what it
 //! changes, not with the state's size times the number of commits. The journal is folded into
-//! the document ("compaction") when it outgrows it, when the lock is released at the end of a
+//! the document ("compaction") when it outgrows it (twice its size), when the lock is released at the end of a
 //! run, and whenever a whole state is written (`state rm`, `state migrate`). Loading reads the
 //! document and replays the journal; a crash at any point loses no acknowledged commit.
 //!
@@ -32,8 +32,10 @@ use super::journal::{self, Entry};
 use super::model::{Change, ProjectRef, State, STATE_FORMAT_VERSION};
 use crate::fsio::{remove_stale_temps, write_atomic};
 
-/// The journal is compacted once it is larger than the document and at least this large (so
-/// a small state is not rewritten every few commits).
+/// The journal is compacted once it is twice the document's size and at least this large (so
+/// a small state is not rewritten every few commits). Twice, not once: each compaction
+/// rewrites the whole document, and a fresh apply writes the document about 1.5 times over in
+/// journal entries, so at once the total would pass 4× the final size.
 const COMPACT_AT_LEAST: u64 = 256 << 10;
 
 /// Bytes this process wrote to state files and journals: what `benches/apply_1000.rs`
@@ -331,7 +333,7 @@ fn append(
     BYTES_WRITTEN.fetch_add(entry.len() as u64, Ordering::Relaxed);
     ctl.ready = true;
     ctl.journal_len += entry.len() as u64;
-    if ctl.journal_len > ctl.snapshot_len.max(COMPACT_AT_LEAST) {
+    if ctl.journal_len > (2 * ctl.snapshot_len).max(COMPACT_AT_LEAST) {
         return Ok(Appended::WriteWhole);
     }
     Ok(Appended::Done)
