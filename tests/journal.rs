@@ -43,7 +43,7 @@ async fn a_torn_last_entry_is_dropped_with_a_warning_and_the_run_goes_on() {
     let mut torn = compacted.clone();
     torn.extend_from_slice(&600u32.to_le_bytes());
     torn.extend_from_slice(&[7u8; 8]);
-    torn.extend_from_slice(br#"{"serial":99,"ops":[{"op":"agent","r":"x""#);
+    torn.extend_from_slice(br#"{"serial":99,"changes":[{"r":"x""#);
     std::fs::write(journal(dir.path()), &torn).expect("write");
     let out = run(
         dir.path(),

@@ -49,9 +49,9 @@ pub const DROP_CUT: f64 = 0.7;
 /// Multiplier of the limit after a window that queued.
 pub const LATENCY_CUT: f64 = 0.9;
 /// Multiplier of the pace after a later 429.
-pub const PACE_CUT: f64 = 0.85;
+pub const PACE_CUT: f64 = 0.9;
 /// Multiplier of the pace after a throttle-free second spent at the pace.
-pub const PACE_RAISE: f64 = 1.02;
+pub const PACE_RAISE: f64 = 1.05;
 
 /// What became of one request, as the limiter counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +100,6 @@ struct Control {
     slow_start: bool,
     /// Moving average of the limit, one step per window.
     settled: Option<f64>,
-    started: Instant,
     pace: Option<Pace>,
     /// Completion times of the last second's answered requests: the rate the server took.
     answered: VecDeque<Instant>,
@@ -169,7 +168,6 @@ impl Limiter {
                 baseline: None,
                 slow_start: true,
                 settled: None,
-                started: Instant::now(),
                 pace: None,
                 answered: VecDeque::new(),
                 throttled: 0,
@@ -343,7 +341,12 @@ impl Control {
     fn throttle(&mut self, now: Instant) {
         match &mut self.pace {
             None => {
-                let span = (now - self.started).as_secs_f64().clamp(0.05, 1.0);
+                // The rate over what the last second's answers span (a run's first second,
+                // or a client that sat idle, spans less).
+                let span = self
+                    .answered
+                    .front()
+                    .map_or(1.0, |t| (now - *t).as_secs_f64().clamp(0.05, 1.0));
                 let rate = (self.answered.len() as f64 / span * 0.95).max(1.0);
                 self.pace = Some(Pace {
                     per_second: rate,

@@ -3,7 +3,7 @@
 //! A commit appends its changes to `<file>.journal` ([`super::journal`]: checksummed entries,
 //! fsync'd) instead of rewriting the document, so the bytes a run writes grow with what it
 //! changes, not with the state's size times the number of commits. The journal is folded into
-//! the document ("compaction") when it outgrows it (twice its size), when the lock is released at the end of a
+//! the document ("compaction") when it outgrows it (three times its size), when the lock is released at the end of a
 //! run, and whenever a whole state is written (`state rm`, `state migrate`). Loading reads the
 //! document and replays the journal; a crash at any point loses no acknowledged commit.
 //!
@@ -32,10 +32,11 @@ use super::journal::{self, Entry};
 use super::model::{Change, ProjectRef, State, STATE_FORMAT_VERSION};
 use crate::fsio::{remove_stale_temps, write_atomic};
 
-/// The journal is compacted once it is twice the document's size and at least this large (so
-/// a small state is not rewritten every few commits). Twice, not once: each compaction
-/// rewrites the whole document, and a fresh apply writes the document about 1.5 times over in
-/// journal entries, so at once the total would pass 4× the final size.
+/// The journal is compacted once it is three times the document's size and at least this
+/// large (so a small state is not rewritten every few commits). Not at once: each compaction
+/// rewrites the whole document, and a fresh apply writes the document about twice over in
+/// journal entries (an entry names its restaurant and serial), so compacting as soon as the
+/// journal outgrows the document would pass 4× the final size in bytes written.
 const COMPACT_AT_LEAST: u64 = 256 << 10;
 
 /// Bytes this process wrote to state files and journals: what `benches/apply_1000.rs`
@@ -333,7 +334,7 @@ fn append(
     BYTES_WRITTEN.fetch_add(entry.len() as u64, Ordering::Relaxed);
     ctl.ready = true;
     ctl.journal_len += entry.len() as u64;
-    if ctl.journal_len > (2 * ctl.snapshot_len).max(COMPACT_AT_LEAST) {
+    if ctl.journal_len > (3 * ctl.snapshot_len).max(COMPACT_AT_LEAST) {
         return Ok(Appended::WriteWhole);
     }
     Ok(Appended::Done)
@@ -342,12 +343,13 @@ fn append(
 /// Folds the journal into the document, if it holds anything.
 fn compact(path: &Path, ctl: &mut JournalCtl) -> Result<(), StateError> {
     let journal_path = beside(path, ".journal");
-    let fresh_len = match fs::metadata(&journal_path) {
+    let journal_len = match fs::metadata(&journal_path) {
         Ok(m) => m.len(),
         Err(_) => return Ok(()),
     };
+    // Longer than a fresh journal: it holds entries (or a torn tail) to fold in.
     match read_state(path)? {
-        Some(state) if fresh_len > journal::fresh(&state).len() as u64 => {
+        Some(state) if journal_len > journal::fresh(&state).len() as u64 => {
             write_whole(path, ctl, &state)
         }
         _ => Ok(()),

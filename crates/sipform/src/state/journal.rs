@@ -47,25 +47,33 @@ pub struct Entry {
     pub version: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<ProjectRef>,
+    /// The commit's changes, in order, grouped by restaurant so each names it once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Group>,
+}
+
+/// Consecutive changes of one restaurant (`r`), or of the project's account (no `r`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<RestaurantId>,
     pub ops: Vec<Op>,
 }
 
-/// A [`Change`] as the journal stores it: the agent's token only as the state keeps it.
+/// A [`Change`] as the journal stores it (its restaurant is its [`Group`]'s): the agent's
+/// token only as the state keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Op {
     Account {
         id: AccountId,
     },
-    #[serde(rename_all = "camelCase")]
     FinalCustomer {
-        r: RestaurantId,
         id: Option<FinalCustomerId>,
     },
     #[serde(rename_all = "camelCase")]
     Agent {
-        r: RestaurantId,
         id: Option<AgentId>,
         /// The change carried tokens (so the stored token is replaced by `api_token`).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -75,12 +83,10 @@ pub enum Op {
         api_token: Option<Secret<String>>,
     },
     Tool {
-        r: RestaurantId,
         name: String,
         id: Option<ToolId>,
     },
     Object {
-        r: RestaurantId,
         kind: String,
         key: String,
         id: Option<ObjectId>,
@@ -95,7 +101,7 @@ impl Entry {
             lineage: Some(state.lineage),
             version: Some(state.version),
             project: state.project.clone(),
-            ops: Vec::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -107,34 +113,50 @@ impl Entry {
             lineage: None,
             version: None,
             project: None,
-            ops: changes.iter().map(|c| Op::of(state, c)).collect(),
+            changes: group(state, changes),
         }
     }
 
     /// Applies this entry's changes to `state` (the format version follows from them).
-    fn apply_to(&self, state: &mut State) {
-        for op in &self.ops {
-            let (change, store_tokens) = op.change();
-            state.apply(&change, store_tokens);
+    fn apply_to(&self, state: &mut State) -> Result<(), String> {
+        for g in &self.changes {
+            for op in &g.ops {
+                let (change, store_tokens) = op.change(g.r.as_ref())?;
+                state.apply(&change, store_tokens);
+            }
         }
         state.serial = self.serial;
+        Ok(())
     }
+}
+
+/// `changes` in order, consecutive ones of the same restaurant in one group.
+fn group(state: &State, changes: &[Change]) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for c in changes {
+        let r = c.restaurant();
+        let op = Op::of(state, c);
+        match groups.last_mut() {
+            Some(g) if g.r.as_ref() == r => g.ops.push(op),
+            _ => groups.push(Group {
+                r: r.cloned(),
+                ops: vec![op],
+            }),
+        }
+    }
+    groups
 }
 
 impl Op {
     fn of(state: &State, c: &Change) -> Op {
         match c {
             Change::Account(id) => Op::Account { id: id.clone() },
-            Change::FinalCustomer { restaurant, id } => Op::FinalCustomer {
-                r: restaurant.clone(),
-                id: id.clone(),
-            },
+            Change::FinalCustomer { id, .. } => Op::FinalCustomer { id: id.clone() },
             Change::Agent {
                 restaurant,
                 id,
                 tokens,
             } => Op::Agent {
-                r: restaurant.clone(),
                 id: id.clone(),
                 tokens: tokens.is_some(),
                 api_token: tokens
@@ -142,22 +164,11 @@ impl Op {
                     .and_then(|_| state.restaurants.get(restaurant))
                     .and_then(|e| e.api_token.clone()),
             },
-            Change::Tool {
-                restaurant,
-                name,
-                id,
-            } => Op::Tool {
-                r: restaurant.clone(),
+            Change::Tool { name, id, .. } => Op::Tool {
                 name: name.clone(),
                 id: id.clone(),
             },
-            Change::Object {
-                restaurant,
-                kind,
-                key,
-                id,
-            } => Op::Object {
-                r: restaurant.clone(),
+            Change::Object { kind, key, id, .. } => Op::Object {
                 kind: kind.clone(),
                 key: key.clone(),
                 id: id.clone(),
@@ -165,13 +176,22 @@ impl Op {
         }
     }
 
-    /// The change to replay, and whether its token is kept.
-    fn change(&self) -> (Change, bool) {
-        match self.clone() {
+    /// The change to replay for restaurant `r`, and whether its token is kept.
+    fn change(&self, r: Option<&RestaurantId>) -> Result<(Change, bool), String> {
+        let restaurant = || {
+            r.cloned()
+                .ok_or_else(|| "a restaurant's change names no restaurant".to_string())
+        };
+        Ok(match self.clone() {
             Op::Account { id } => (Change::Account(id), false),
-            Op::FinalCustomer { r, id } => (Change::FinalCustomer { restaurant: r, id }, false),
+            Op::FinalCustomer { id } => (
+                Change::FinalCustomer {
+                    restaurant: restaurant()?,
+                    id,
+                },
+                false,
+            ),
             Op::Agent {
-                r,
                 id,
                 tokens,
                 api_token,
@@ -182,30 +202,30 @@ impl Op {
                     public_token: Secret::new(String::new()),
                 });
                 let change = Change::Agent {
-                    restaurant: r,
+                    restaurant: restaurant()?,
                     id,
                     tokens,
                 };
                 (change, keep)
             }
-            Op::Tool { r, name, id } => (
+            Op::Tool { name, id } => (
                 Change::Tool {
-                    restaurant: r,
+                    restaurant: restaurant()?,
                     name,
                     id,
                 },
                 false,
             ),
-            Op::Object { r, kind, key, id } => (
+            Op::Object { kind, key, id } => (
                 Change::Object {
-                    restaurant: r,
+                    restaurant: restaurant()?,
                     kind,
                     key,
                     id,
                 },
                 false,
             ),
-        }
+        })
     }
 }
 
@@ -368,7 +388,9 @@ pub fn replay(
                 entry.serial, state.serial
             )));
         }
-        entry.apply_to(&mut state);
+        entry
+            .apply_to(&mut state)
+            .map_err(|m| corrupt(format!("the entry for serial {}: {m}", entry.serial)))?;
     }
     Ok(Some(state))
 }
