@@ -62,6 +62,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => sipform::config::DEFAULT_PARALLELISM,
     };
     let rate: Option<f64> = args.get(3).and_then(|s| s.parse().ok());
+    // SIPFORM_LOG=sip-provisioning=debug shows the limiter's decisions.
+    if let Ok(filter) = std::env::var("SIPFORM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
