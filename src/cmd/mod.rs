@@ -96,7 +96,7 @@ pub struct ParallelismArg {
     /// while round trips stay flat, backing off on 429/5xx/timeouts), or a number (1 to 256)
     /// fixes it.
     #[arg(long, default_value = "auto", value_parser = parse_parallelism)]
-    pub parallelism: Option<usize>,
+    pub parallelism: ParallelismFlag,
     /// The most requests `--parallelism auto` keeps in flight (1 to 256).
     #[arg(
         long,
@@ -106,14 +106,26 @@ pub struct ParallelismArg {
     pub max_parallelism: u64,
 }
 
-/// `auto` (`None`) or a number in 1..=256.
-fn parse_parallelism(s: &str) -> Result<Option<usize>, String> {
+/// `--parallelism`'s value: `auto`, or a number in 1..=256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParallelismFlag {
+    Auto,
+    Fixed(usize),
+}
+
+fn parse_parallelism(s: &str) -> Result<ParallelismFlag, String> {
     if s.eq_ignore_ascii_case("auto") {
-        return Ok(None);
+        return Ok(ParallelismFlag::Auto);
     }
-    match s.parse::<u64>() {
-        Ok(n) if (1..=MAX_PARALLELISM).contains(&n) => Ok(usize::try_from(n).ok()),
-        _ => Err(format!(
+    match s
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=MAX_PARALLELISM).contains(n))
+    {
+        Some(n) => usize::try_from(n)
+            .map(ParallelismFlag::Fixed)
+            .map_err(|e| e.to_string()),
+        None => Err(format!(
             "expected `auto` or a number from 1 to {MAX_PARALLELISM}"
         )),
     }
@@ -123,8 +135,8 @@ impl ParallelismArg {
     pub fn get(&self) -> config::Parallelism {
         // Both bounded to 1..=256 by their parsers, so they fit any usize.
         match self.parallelism {
-            Some(n) => config::Parallelism::Fixed(n),
-            None => config::Parallelism::Auto {
+            ParallelismFlag::Fixed(n) => config::Parallelism::Fixed(n),
+            ParallelismFlag::Auto => config::Parallelism::Auto {
                 max: usize::try_from(self.max_parallelism)
                     .unwrap_or(config::DEFAULT_MAX_PARALLELISM),
             },
