@@ -3,6 +3,10 @@
 //! exactly what the killed one had not (whatever it left unrecorded is adopted, not re-created),
 //! state names exactly the server's objects, and `plan` is empty. In five of the rounds the
 //! recovering apply is killed half-way too, before the one that converges.
+//!
+//! With the state journal: SIGKILL a 200-restaurant apply at seeded moments; what the killed
+//! run recorded (document + journal replayed) names only objects the server has, misses at
+//! most the creates in flight, and the next apply converges with no duplicate.
 
 mod common;
 
@@ -114,6 +118,7 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
     for (round, &k) in kill_points(total).iter().enumerate() {
         emu.reset();
         let _ = std::fs::remove_file(dir.path().join("sipform.state.json"));
+        let _ = std::fs::remove_file(dir.path().join("sipform.state.json.journal"));
 
         let landed = apply_killed_after(dir.path(), &emu, k, round).await;
         // Every fourth round, the apply that recovers is itself killed half-way (it is then
@@ -184,4 +189,116 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
         mid >= KILLS / 2,
         "only {mid} of {KILLS} kills landed mid-apply: {kills:?}"
     );
+}
+
+/// Every id state names (agents, final customers, tools, other kinds), and every id the server
+/// holds.
+fn ids(state: &serde_json::Value, snap: &serde_json::Value) -> (Vec<String>, Vec<String>) {
+    let mut in_state = Vec::new();
+    for r in state["restaurants"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        for key in ["agentId", "finalCustomerId"] {
+            in_state.extend(r[key].as_str().map(str::to_string));
+        }
+        for t in r["tools"].as_object().into_iter().flat_map(|m| m.values()) {
+            in_state.extend(t.as_str().map(str::to_string));
+        }
+        for of_kind in r["objects"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            for o in of_kind.as_object().into_iter().flat_map(|m| m.values()) {
+                in_state.extend(o.as_str().map(str::to_string));
+            }
+        }
+    }
+    let mut on_server = Vec::new();
+    for kind in ["agents", "finalCustomers", "subscriptions", "accounts"] {
+        for o in snap[kind].as_array().into_iter().flatten() {
+            on_server.extend(o["id"].as_str().map(str::to_string));
+            for t in o["tools"].as_array().into_iter().flatten() {
+                on_server.extend(t["id"].as_str().map(str::to_string));
+            }
+        }
+    }
+    (in_state, on_server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_of_a_200_restaurant_apply_lose_nothing_the_journal_recorded() {
+    const N: usize = 200;
+    const ROUNDS: usize = 4;
+    let latency =
+        serde_json::from_value(json!({"latency": {"fixedMs": 2, "jitterMs": 2}})).expect("faults");
+    let emu = emulator_with(latency, SEED).await;
+    let url = emu.base_url();
+    let dir = project_copy();
+    generate_restaurants(dir.path(), N);
+    let total = 1 + 15 * N as u64;
+    let mut rng = SmallRng::seed_from_u64(SEED + 1);
+    let journal = dir.path().join("sipform.state.json.journal");
+    for round in 0..ROUNDS {
+        emu.reset();
+        let _ = std::fs::remove_file(dir.path().join("sipform.state.json"));
+        let _ = std::fs::remove_file(&journal);
+        let lo = total * (1 + 2 * round as u64) / (2 * ROUNDS as u64 + 1);
+        let k = rng.random_range(lo..lo + total / 10);
+        let landed = apply_killed_after(dir.path(), &emu, k, round).await;
+        assert!(
+            landed,
+            "round {round}: the kill after {k} POSTs must land mid-apply"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        // What the killed run recorded: only objects the server has, each once, and all but
+        // the creates that were in flight.
+        let snap = emu.snapshot();
+        let recorded = read_state(dir.path());
+        let (in_state, on_server) = ids(&recorded, &snap);
+        let unique: std::collections::BTreeSet<_> = in_state.iter().collect();
+        assert_eq!(
+            unique.len(),
+            in_state.len(),
+            "round {round}: an id recorded twice"
+        );
+        let server: std::collections::BTreeSet<_> = on_server.iter().collect();
+        let phantom: Vec<_> = unique.difference(&server).collect();
+        assert!(
+            phantom.is_empty(),
+            "round {round}: state names {phantom:?}, not on the server"
+        );
+        let unrecorded = server.len() - unique.len();
+        assert!(
+            unrecorded <= 64 * 12,
+            "round {round}: {unrecorded} objects created but not recorded"
+        );
+        assert!(
+            std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) > 0,
+            "round {round}: the killed run left its journal"
+        );
+
+        let existing = on_server.len() as u64;
+        let before = posts(&emu);
+        let (d, u) = (dir.path().to_path_buf(), url.clone());
+        let out =
+            tokio::task::spawn_blocking(move || sipform(&d, &u, &["apply", "--auto-approve"]))
+                .await
+                .expect("join");
+        expect_code(&out, 0);
+        assert_eq!(
+            posts(&emu) - before,
+            total - existing,
+            "round {round}: the next apply creates exactly what is missing"
+        );
+        assert_converged(dir.path(), &emu.snapshot(), N);
+        assert_state_matches_server(dir.path(), &emu);
+        eprintln!(
+            "JOURNAL round {round}: killed after {k} POSTs, {} recorded, {unrecorded} adopted",
+            unique.len()
+        );
+    }
 }

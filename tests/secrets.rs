@@ -180,6 +180,7 @@ async fn no_secret_in_any_output_or_file() {
     );
     common::expect_code(o, 0);
     assert_mode_0600(&dir.join("sipform.state.json"));
+    assert_mode_0600(&dir.join("sipform.state.json.journal"));
 
     // Now the server holds tokens and a SIP password: every read of them must stay quiet.
     add_phone_line(&emu).await;

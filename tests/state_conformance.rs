@@ -125,9 +125,11 @@ impl Harness {
     /// Whether `needle` appears anywhere in what the backend stored.
     async fn stores(&self, needle: &str) -> bool {
         match (self.kind, &self.db) {
-            (Kind::File, _) => {
-                read_lossy(&self.dir.path().join("sipform.state.json")).contains(needle)
-            }
+            (Kind::File, _) => ["sipform.state.json", "sipform.state.json.journal"]
+                .iter()
+                .map(|f| self.dir.path().join(f))
+                .filter(|p| p.exists())
+                .any(|p| read_lossy(&p).contains(needle)),
             (Kind::Sqlite, _) => {
                 read_lossy(&self.dir.path().join("state/sipform.db")).contains(needle)
             }

@@ -91,22 +91,59 @@ impl ServerArgs {
 /// The most requests a run may keep in flight: more only exhausts sockets and the server.
 pub const MAX_PARALLELISM: u64 = 256;
 
-/// `--parallelism`, bounded by clap so no value can overflow a semaphore or a buffer.
+/// `--parallelism auto|N` and `--max-parallelism`, bounded so no value can overflow a
+/// semaphore or a buffer.
 #[derive(clap::Args, Clone)]
 pub struct ParallelismArg {
-    /// Requests in flight at once (1 to 256).
+    /// Requests in flight at once: `auto` finds what the server takes (starting at 8, growing
+    /// while round trips stay flat, backing off on 429/5xx/timeouts), or a number (1 to 256)
+    /// fixes it.
+    #[arg(long, default_value = "auto", value_parser = parse_parallelism)]
+    pub parallelism: ParallelismFlag,
+    /// The most requests `--parallelism auto` keeps in flight (1 to 256).
     #[arg(
         long,
-        default_value_t = config::DEFAULT_PARALLELISM as u64,
+        default_value_t = config::DEFAULT_MAX_PARALLELISM as u64,
         value_parser = clap::value_parser!(u64).range(1..=MAX_PARALLELISM)
     )]
-    pub parallelism: u64,
+    pub max_parallelism: u64,
+}
+
+/// `--parallelism`'s value: `auto`, or a number in 1..=256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParallelismFlag {
+    Auto,
+    Fixed(usize),
+}
+
+fn parse_parallelism(s: &str) -> Result<ParallelismFlag, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(ParallelismFlag::Auto);
+    }
+    match s
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=MAX_PARALLELISM).contains(n))
+    {
+        Some(n) => usize::try_from(n)
+            .map(ParallelismFlag::Fixed)
+            .map_err(|e| e.to_string()),
+        None => Err(format!(
+            "expected `auto` or a number from 1 to {MAX_PARALLELISM}"
+        )),
+    }
 }
 
 impl ParallelismArg {
-    pub fn get(&self) -> usize {
-        // Bounded to 1..=256 by the parser, so it fits any usize.
-        usize::try_from(self.parallelism).unwrap_or(config::DEFAULT_PARALLELISM)
+    pub fn get(&self) -> config::Parallelism {
+        // Both bounded to 1..=256 by their parsers, so they fit any usize.
+        match self.parallelism {
+            ParallelismFlag::Fixed(n) => config::Parallelism::Fixed(n),
+            ParallelismFlag::Auto => config::Parallelism::Auto {
+                max: usize::try_from(self.max_parallelism)
+                    .unwrap_or(config::DEFAULT_MAX_PARALLELISM),
+            },
+        }
     }
 }
 

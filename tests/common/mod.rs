@@ -152,9 +152,13 @@ pub fn tool_count(h: &EmulatorHandle) -> usize {
         .sum()
 }
 
+/// The state as a run reads it: the file and its journal replayed (after a SIGKILL the
+/// newest ids may be in the journal only).
 pub fn read_state(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("sipform.state.json")).expect("state file");
-    serde_json::from_str(&text).expect("state JSON")
+    let state = sipform::state::file::read_file(&dir.join("sipform.state.json"))
+        .expect("state readable")
+        .expect("state file");
+    serde_json::to_value(&state).expect("state JSON")
 }
 
 /// The server's objects and state name each other exactly: every id in state exists, every

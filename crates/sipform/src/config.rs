@@ -16,8 +16,50 @@ use crate::model::spec::{
     AccountSpec, AppConfig, InventoryConfig, Project, ServerConfig, StateConfig,
 };
 
-/// Requests in flight at once, across restaurants, unless a flag says otherwise.
-pub const DEFAULT_PARALLELISM: usize = 10;
+/// Requests in flight at once, across restaurants, unless a flag says otherwise: found while
+/// running (see `remote::limiter`), up to 64.
+pub const DEFAULT_PARALLELISM: Parallelism = Parallelism::Auto {
+    max: DEFAULT_MAX_PARALLELISM,
+};
+
+/// `--max-parallelism`'s default: the most requests `auto` keeps in flight.
+pub const DEFAULT_MAX_PARALLELISM: usize = 64;
+
+/// How many requests a run keeps in flight (`--parallelism auto|N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Found while running (`remote::limiter`), up to `max`.
+    Auto { max: usize },
+    /// Exactly this many.
+    Fixed(usize),
+}
+
+impl Parallelism {
+    /// The most requests it may ever keep in flight (at least 1).
+    pub fn max(&self) -> usize {
+        match *self {
+            Parallelism::Auto { max } => max.max(1),
+            Parallelism::Fixed(n) => n.max(1),
+        }
+    }
+
+    /// The same, with no zero in it.
+    fn at_least_one(self) -> Parallelism {
+        match self {
+            Parallelism::Auto { max } => Parallelism::Auto { max: max.max(1) },
+            Parallelism::Fixed(n) => Parallelism::Fixed(n.max(1)),
+        }
+    }
+}
+
+impl std::fmt::Display for Parallelism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Parallelism::Auto { max } => write!(f, "auto (at most {max})"),
+            Parallelism::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
 
 /// How long a run waits for another run's state lock, unless a flag says otherwise.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,7 +79,7 @@ pub struct Overrides {
     /// `Some(None)` sends no key whatever the environment holds (an emulator needs none).
     pub api_key: Option<Option<Secret<String>>>,
     pub timeout: Option<Duration>,
-    pub parallelism: Option<usize>,
+    pub parallelism: Option<Parallelism>,
     pub lock_timeout: Option<Duration>,
     pub app_url: Option<String>,
     pub state: Option<StateConfig>,
@@ -58,8 +100,8 @@ pub struct Settings {
     pub max_answer_bytes: u64,
     /// The longest one request may wait on a throttling server (`server.max_throttle_secs`).
     pub max_throttle: Duration,
-    /// Requests in flight at once, across restaurants (at least 1).
-    pub parallelism: usize,
+    /// Requests in flight at once, across restaurants (at least 1), or `auto`.
+    pub parallelism: Parallelism,
     /// How long to wait for another run's state lock.
     pub lock_timeout: Duration,
     /// The platform's base URL templates see, without a trailing slash.
@@ -125,7 +167,10 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(project.server.timeout_sec)),
             max_answer_bytes: project.server.max_answer_bytes,
             max_throttle: Duration::from_secs(project.server.max_throttle_secs),
-            parallelism: overrides.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
+            parallelism: overrides
+                .parallelism
+                .unwrap_or(DEFAULT_PARALLELISM)
+                .at_least_one(),
             lock_timeout: overrides.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             app_url: app_url.trim_end_matches('/').to_string(),
             project: project.project,
@@ -327,7 +372,7 @@ mod tests {
             server_url: Some("http://flag:3".into()),
             api_key: Some(Some(Secret::new("from-flag".into()))),
             timeout: Some(Duration::from_secs(2)),
-            parallelism: Some(3),
+            parallelism: Some(Parallelism::Fixed(3)),
             lock_timeout: Some(Duration::from_millis(300)),
             app_url: Some("http://app.flag/".into()),
             state: Some(StateConfig::File {
@@ -343,7 +388,7 @@ mod tests {
         );
         assert_eq!(s.app_url, "http://app.flag");
         assert_eq!(s.timeout, Duration::from_secs(2));
-        assert_eq!(s.parallelism, 3);
+        assert_eq!(s.parallelism, Parallelism::Fixed(3));
         assert_eq!(s.lock_timeout, Duration::from_millis(300));
         assert_eq!(s.state, flags.state.clone().unwrap_or_default());
     }
@@ -393,10 +438,15 @@ mod tests {
     #[test]
     fn parallelism_is_at_least_one() {
         let zero = Overrides {
-            parallelism: Some(0),
+            parallelism: Some(Parallelism::Fixed(0)),
             ..Overrides::default()
         };
-        assert_eq!(resolve(&[], &zero).parallelism, 1);
+        assert_eq!(resolve(&[], &zero).parallelism, Parallelism::Fixed(1));
+        let zero = Overrides {
+            parallelism: Some(Parallelism::Auto { max: 0 }),
+            ..Overrides::default()
+        };
+        assert_eq!(resolve(&[], &zero).parallelism.max(), 1);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Report {
     pub requests: u64,
     pub retries: u64,
     pub elapsed: Duration,
+    /// The parallelism the run's requests settled on (`None` when no request was sent).
+    pub parallelism: Option<crate::remote::Settled>,
 }
 
 impl Report {
@@ -95,6 +97,7 @@ pub async fn apply_with(
         requests: 0,
         retries: 0,
         elapsed: Duration::ZERO,
+        parallelism: None,
     };
 
     match run_account(&plan.account, client, writer).await {
@@ -130,6 +133,7 @@ pub async fn apply_with(
     report.requests = client.stats.requests.load(Ordering::Relaxed) - requests_before;
     report.retries = client.stats.retries.load(Ordering::Relaxed) - retries_before;
     report.elapsed = started.elapsed();
+    report.parallelism = Some(client.settled());
     report
 }
 

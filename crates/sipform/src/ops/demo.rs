@@ -19,7 +19,7 @@ use super::{OpsError, Workspace};
 pub struct DemoOptions {
     /// The server to apply to; no API key is sent.
     pub server_url: String,
-    pub parallelism: usize,
+    pub parallelism: crate::config::Parallelism,
     /// Restaurants to consider; empty means all.
     pub targets: BTreeSet<RestaurantId>,
 }

@@ -46,6 +46,9 @@ struct Document<'a> {
     retries: u64,
     actions: usize,
     elapsed_ms: u128,
+    /// What the run's requests settled on (absent when none was sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallelism: Option<crate::remote::Settled>,
 }
 
 #[derive(Debug, Serialize)]
@@ -197,6 +200,7 @@ pub fn apply_json(run: &ApplyRunView<'_>) -> String {
         requests: run.report.map_or(0, |r| r.requests),
         retries: run.report.map_or(0, |r| r.retries),
         elapsed_ms: run.report.map_or(0, |r| r.elapsed.as_millis()),
+        parallelism: run.report.and_then(|r| r.parallelism),
     };
     // Plain strings and numbers: serializes infallibly.
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -233,6 +237,7 @@ mod tests {
             requests: 7,
             retries: 1,
             elapsed: Duration::from_millis(1500),
+            parallelism: None,
         };
         let text = apply_json(&ApplyRunView {
             plan: None,

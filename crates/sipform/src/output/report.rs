@@ -69,7 +69,31 @@ pub fn report(r: &Report) -> String {
         r.retries,
         r.elapsed.as_secs_f64()
     );
+    if let Some(p) = &r.parallelism {
+        let _ = writeln!(out, "{}", parallelism_line(p));
+    }
     out
+}
+
+/// `Parallelism: settled at 23 (auto, at most 64); paced at 480 requests/s after 12 answers 429.`
+fn parallelism_line(p: &crate::remote::Settled) -> String {
+    let mut line = if p.auto {
+        format!(
+            "Parallelism: settled at {} (auto, at most {})",
+            p.parallelism, p.max
+        )
+    } else {
+        format!("Parallelism: {} (fixed)", p.parallelism)
+    };
+    if let Some(rate) = p.paced_per_second {
+        let _ = write!(
+            line,
+            "; paced at {rate:.0} requests/s after {} answer(s) 429",
+            p.throttled
+        );
+    }
+    line.push('.');
+    line
 }
 
 /// Why writes were held back (`interrupted by SIGINT`), from a halted write's error.
@@ -131,11 +155,41 @@ mod tests {
             requests: 20,
             retries: 1,
             elapsed: Duration::from_millis(1300),
+            parallelism: None,
         };
         assert_eq!(
             report(&r),
             "Apply complete: 2 restaurants done, 0 failed, 17 actions, 20 requests, 1 retries, 1.3s.\n"
         );
+    }
+
+    #[test]
+    fn the_parallelism_the_run_settled_on_follows_the_summary() {
+        let mut r = Report {
+            account_error: None,
+            outcomes: vec![outcome("r1", 14, None)],
+            requests: 20,
+            retries: 3,
+            elapsed: Duration::from_millis(1300),
+            parallelism: Some(crate::remote::Settled {
+                auto: true,
+                parallelism: 23,
+                max: 64,
+                paced_per_second: Some(481.4),
+                throttled: 3,
+            }),
+        };
+        assert!(report(&r).ends_with(
+            "1.3s.\nParallelism: settled at 23 (auto, at most 64); paced at 481 requests/s after 3 answer(s) 429.\n"
+        ));
+        r.parallelism = Some(crate::remote::Settled {
+            auto: false,
+            parallelism: 10,
+            max: 10,
+            paced_per_second: None,
+            throttled: 0,
+        });
+        assert!(report(&r).ends_with("1.3s.\nParallelism: 10 (fixed).\n"));
     }
 
     #[test]
@@ -148,6 +202,7 @@ mod tests {
             requests: 3,
             retries: 0,
             elapsed: Duration::ZERO,
+            parallelism: None,
         };
         assert_eq!(
             report(&r),
@@ -177,6 +232,7 @@ mod tests {
             requests: 20,
             retries: 0,
             elapsed: Duration::ZERO,
+            parallelism: None,
         };
         assert_eq!(
             report(&r),

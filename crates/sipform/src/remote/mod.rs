@@ -2,10 +2,12 @@
 //! whose segments are always encoded, and server objects typed where they enter. Which calls a
 //! kind of object makes lives with the kind, in `resources`.
 
+pub mod limiter;
 pub mod objects;
 pub mod routes;
 pub mod transport;
 
+pub use limiter::{Limiter, Parallelism, Settled};
 pub use objects::{BadObject, Object, Secrets, ServerObject};
 pub use routes::Route;
 pub use transport::{Client, ClientError, Probe, RetryPolicy, Stats, MAX_THROTTLED_ATTEMPTS};

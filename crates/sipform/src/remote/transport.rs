@@ -3,9 +3,12 @@
 //! Reads and idempotent writes (GET, PUT, DELETE) are retried on 429 (honouring
 //! `Retry-After`), 5xx and connection errors, with exponential backoff and full jitter. A POST
 //! is never retried here: the server may have stored it before failing, so the caller (apply)
-//! re-reads first. Every request waits for a slot of one shared semaphore, which is what bounds
-//! parallelism across restaurants. A 429's `Retry-After` pauses every request of the client, not
-//! just the one that got it, and 429s have their own, larger retry budget
+//! re-reads first. Every request waits for a slot of the client's one [`Limiter`], which bounds
+//! parallelism across restaurants (found while running with `--parallelism auto`) and, once
+//! the server answers 429, paces how fast requests start. A 429's `Retry-After` is waited by
+//! the request that got it while the pacer slows the others (a whole-client stop followed by a
+//! burst is what overshoots the server's limit again); only a `Retry-After` longer than
+//! [`HOLD_ALL_AFTER`] holds every request. 429s have their own, larger retry budget
 //! ([`MAX_THROTTLED_ATTEMPTS`]) and a cap on the time one request may spend throttled
 //! (`server.max_throttle_secs`). Logs name method, route and status, never a body or header.
 //!
@@ -17,15 +20,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-use reqwest::{Method, StatusCode};
-use serde_json::Value;
-use tokio::sync::Semaphore;
-
+use super::limiter::{Limiter, Outcome, Settled};
 use super::objects::Object;
 use super::routes::Route;
 use crate::config::Settings;
 use crate::LOG_TARGET;
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -205,6 +207,10 @@ impl RetryPolicy {
 /// that throttles below the client's pace answers many of them in a row.
 pub const MAX_THROTTLED_ATTEMPTS: u32 = 40;
 
+/// A `Retry-After` longer than this holds every request of the client, not only the one that
+/// got it: the server asks for a real break, not a slower pace.
+pub const HOLD_ALL_AFTER: Duration = Duration::from_secs(2);
+
 /// Counters for the closing report.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -217,9 +223,10 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     api_key: Option<crate::model::secret::Secret<String>>,
-    slots: Arc<Semaphore>,
-    /// After a 429 with `Retry-After`, no request of this client starts before this instant:
-    /// the whole client slows down, instead of each request finding the limit on its own.
+    /// The one limiter every request of the run goes through.
+    limiter: Arc<Limiter>,
+    /// After a 429 with a long `Retry-After` ([`HOLD_ALL_AFTER`]), no request of this client
+    /// starts before this instant.
     throttled_until: Arc<std::sync::Mutex<Option<Instant>>>,
     pub retry: RetryPolicy,
     pub stats: Arc<Stats>,
@@ -262,6 +269,23 @@ impl Tries {
     }
 }
 
+/// What a failed attempt tells the limiter about the server.
+fn outcome(e: &ClientError) -> Outcome {
+    match e {
+        ClientError::Status { status: 429, .. } => Outcome::Throttled,
+        ClientError::Status { status, .. } if *status >= 500 => Outcome::Dropped,
+        ClientError::Transport { .. } => Outcome::Dropped,
+        ClientError::Status { .. }
+        | ClientError::Decode { .. }
+        | ClientError::Redirect { .. }
+        | ClientError::TooLarge { .. } => Outcome::Answered,
+        ClientError::Throttled { .. }
+        | ClientError::BadRoute { .. }
+        | ClientError::Build(_)
+        | ClientError::Halted { .. } => Outcome::Ignored,
+    }
+}
+
 /// A failed attempt, with what the server asked us to wait.
 struct Attempt {
     error: ClientError,
@@ -276,14 +300,14 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(settings.parallelism.max(1) * 2)
+            .pool_max_idle_per_host(settings.parallelism.max() * 2)
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(Client {
             http,
             base: settings.server_url.clone(),
             api_key: settings.api_key.clone(),
-            slots: Arc::new(Semaphore::new(settings.parallelism.max(1))),
+            limiter: Limiter::new(settings.parallelism),
             throttled_until: Arc::new(std::sync::Mutex::new(None)),
             retry: RetryPolicy::default(),
             stats: Arc::new(Stats::default()),
@@ -296,6 +320,11 @@ impl Client {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The parallelism (and pace) the run settled on, for the apply summary.
+    pub fn settled(&self) -> Settled {
+        self.limiter.settled()
     }
 
     /// From now on, no write (POST, PUT, DELETE) is sent: it fails with
@@ -327,10 +356,8 @@ impl Client {
                 retry_after: None,
             });
         }
-        let _slot = self.slots.acquire().await.map_err(|_| Attempt {
-            error: ClientError::Build("client closed".into()),
-            retry_after: None,
-        })?;
+        self.wait_throttle().await;
+        let slot = self.limiter.acquire().await;
         // Checked with the slot held: a write that waited for one while the run began to stop
         // is not sent.
         if *method != Method::GET {
@@ -345,7 +372,22 @@ impl Client {
                 });
             }
         }
-        self.wait_throttle().await;
+        let result = self.send(method, path, route, body).await;
+        slot.finish(match &result {
+            Ok(_) => Outcome::Answered,
+            Err(a) => outcome(&a.error),
+        });
+        result
+    }
+
+    /// Sends one request and reads its answer.
+    async fn send(
+        &self,
+        method: &Method,
+        path: &str,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, Attempt> {
         self.stats
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -529,7 +571,7 @@ impl Client {
                     self.max_throttle.as_secs()
                 );
             }
-            if retry_after.is_some() {
+            if retry_after.is_some() && wait > HOLD_ALL_AFTER {
                 self.throttle_for(wait);
             }
         }

@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod db;
 pub mod file;
+pub mod journal;
 pub mod model;
 pub mod writer;
 

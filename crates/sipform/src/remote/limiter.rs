@@ -1,0 +1,552 @@
+//! The one request limiter every request of a run goes through (refresh, apply, re-reads):
+//! how many may be in flight, and, once the server has answered 429, how fast they may start.
+//!
+//! `--parallelism auto` (the default) finds the server's limit instead of guessing it. The
+//! concurrency limit starts at [`START`] and is adjusted once per window of completed requests
+//! (at least [`MIN_WINDOW`], or the limit if larger: about one round trip's worth):
+//! - a 429, a 5xx or a transport failure (timeout, reset) in the window cuts it by [`DROP_CUT`];
+//! - a window whose fastest round trip exceeds the fastest one seen by [`LATENCY_TOLERANCE`]
+//!   plus [`LATENCY_SLACK`] cuts it by [`LATENCY_CUT`]. As in TCP Vegas and concurrency-limits'
+//!   `VegasLimit`, the minimum is the signal: requests queued on the server make every round
+//!   trip slower, the fastest included, while jitter and this process's own CPU contention
+//!   show in the mean and the tail but leave some round trips fast;
+//! - otherwise, if the limit was reached in the window, it grows: by half while nothing has
+//!   pushed back yet (slow start), then by one (additive increase, multiplicative decrease as in
+//!   TCP and Netflix's concurrency-limits `AIMDLimit`, with its gradient limiter's latency
+//!   signal). `--max-parallelism` bounds it.
+//!
+//! A 429 says the server counts requests per second, which no concurrency limit expresses (a
+//! 429 comes back at once, so its slot is free again at once). So the first 429 also starts a
+//! pacer at 95 % of the success rate of the last answers; that is only a guess, so it ramps up
+//! by [`PACE_RAMP`] every [`PACE_RAMP_EVERY`] while it holds requests back, until a 429 at the
+//! pace sets it just below the last step. From then on each later 429 (at most one a second)
+//! lowers it by [`PACE_CUT`], and every second without one while the pacer is what holds
+//! requests back raises it by [`PACE_RAISE`]. The pacer never banks unused time, so a quiet
+//! moment or a pause is never followed by a burst.
+//!
+//! No crate fits: `tower`'s limits are static, and the maintained ports of concurrency-limits
+//! are not for tokio clients; this is a few counters under one mutex.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+// tokio's clock: the same as std's at run time, and pausable in tests.
+use tokio::time::Instant;
+
+pub use crate::config::Parallelism;
+
+/// Where `auto` starts.
+pub const START: usize = 8;
+/// Completed requests per adjustment, at least.
+pub const MIN_WINDOW: usize = 16;
+/// How much slower than the fastest round trip seen a window's fastest may be before the
+/// window counts as queueing: this factor, plus [`LATENCY_SLACK`].
+pub const LATENCY_TOLERANCE: f64 = 1.1;
+/// Absolute slack on top of [`LATENCY_TOLERANCE`] (seconds), for very fast servers.
+pub const LATENCY_SLACK: f64 = 0.002;
+/// Multiplier of the limit after a window with a 429, 5xx or transport failure.
+pub const DROP_CUT: f64 = 0.7;
+/// Multiplier of the limit after a window that queued.
+pub const LATENCY_CUT: f64 = 0.9;
+/// Multiplier of the pace after a later 429.
+pub const PACE_CUT: f64 = 0.9;
+/// Multiplier of the pace after a throttle-free second spent at the pace.
+pub const PACE_RAISE: f64 = 1.05;
+/// Multiplier of the pace while it ramps up to the first 429 at the pace.
+pub const PACE_RAMP: f64 = 1.25;
+/// How often the pace ramps up.
+pub const PACE_RAMP_EVERY: Duration = Duration::from_millis(200);
+
+/// What became of one request, as the limiter counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server answered (a success or a 4xx: either way, not overloaded).
+    Answered,
+    /// HTTP 429.
+    Throttled,
+    /// A 5xx, a timeout, a reset: the server may be overloaded.
+    Dropped,
+    /// Not sent, or says nothing of the server (a refused route, a halted write).
+    Ignored,
+}
+
+/// What the run settled on, for the apply summary.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settled {
+    /// Whether it was found (`auto`) or fixed.
+    pub auto: bool,
+    /// The limit the run spent most of its time at (fixed: the number given).
+    pub parallelism: usize,
+    pub max: usize,
+    /// Requests per second the pacer settled on, when the server answered 429.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paced_per_second: Option<f64>,
+    /// 429 answers seen.
+    pub throttled: u64,
+}
+
+/// See the module documentation.
+pub struct Limiter {
+    mode: Parallelism,
+    slots: Arc<Semaphore>,
+    ctl: Mutex<Control>,
+}
+
+struct Control {
+    limit: usize,
+    /// Permits to forget as they come back, after a cut.
+    excess: usize,
+    in_flight: usize,
+    window: Window,
+    /// The fastest round trip of any window without failures (seconds).
+    baseline: Option<f64>,
+    slow_start: bool,
+    /// Moving average of the limit, one step per window.
+    settled: Option<f64>,
+    pace: Option<Pace>,
+    /// Completion times of the last second's answered requests: the rate the server took.
+    answered: VecDeque<Instant>,
+    throttled: u64,
+}
+
+#[derive(Default)]
+struct Window {
+    answered: usize,
+    failed: usize,
+    /// The fastest answered round trip (seconds).
+    rtt_min: Option<f64>,
+    max_in_flight: usize,
+}
+
+struct Pace {
+    per_second: f64,
+    /// Until the first 429 at the pace: the start rate is only a guess (at a run's start
+    /// few requests have been answered yet), so it grows fast ([`PACE_RAMP`] every
+    /// [`PACE_RAMP_EVERY`]) while it is what holds requests back.
+    ramping: bool,
+    next_start: Instant,
+    last_change: Instant,
+    /// Whether the pacer made a request wait since its last change: only then is raising
+    /// it a probe of the server (otherwise the concurrency limit is what holds requests).
+    held: bool,
+}
+
+/// A slot: held while the request runs; [`Permit::finish`] reports what became of it.
+pub struct Permit {
+    limiter: Arc<Limiter>,
+    slot: Option<OwnedSemaphorePermit>,
+    started: Instant,
+}
+
+impl Permit {
+    /// Reports the request's outcome and frees the slot.
+    pub fn finish(mut self, outcome: Outcome) {
+        let rtt = self.started.elapsed();
+        self.release(outcome, rtt);
+    }
+
+    fn release(&mut self, outcome: Outcome, rtt: Duration) {
+        if let Some(slot) = self.slot.take() {
+            self.limiter.done(slot, outcome, rtt);
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.release(Outcome::Ignored, Duration::ZERO);
+    }
+}
+
+impl Limiter {
+    pub fn new(mode: Parallelism) -> Arc<Limiter> {
+        let limit = match mode {
+            Parallelism::Auto { max } => START.min(max.max(1)),
+            Parallelism::Fixed(n) => n.max(1),
+        };
+        Arc::new(Limiter {
+            mode,
+            slots: Arc::new(Semaphore::new(limit)),
+            ctl: Mutex::new(Control {
+                limit,
+                excess: 0,
+                in_flight: 0,
+                window: Window::default(),
+                baseline: None,
+                slow_start: true,
+                settled: None,
+                pace: None,
+                answered: VecDeque::new(),
+                throttled: 0,
+            }),
+        })
+    }
+
+    fn ctl(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.ctl.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current concurrency limit.
+    pub fn limit(&self) -> usize {
+        self.ctl().limit
+    }
+
+    /// The current pace (requests per second), once the server has answered 429.
+    pub fn pace(&self) -> Option<f64> {
+        self.ctl().pace.as_ref().map(|p| p.per_second)
+    }
+
+    /// Waits for a slot, then for the pacer's next start time.
+    pub async fn acquire(self: &Arc<Self>) -> Permit {
+        // The semaphore is never closed: `acquire_owned` cannot fail.
+        let slot = self.slots.clone().acquire_owned().await.ok();
+        let wait_until = {
+            let mut c = self.ctl();
+            c.in_flight += 1;
+            c.window.max_in_flight = c.window.max_in_flight.max(c.in_flight);
+            let now = Instant::now();
+            c.pace.as_mut().and_then(|p| {
+                let at = p.next_start.max(now);
+                p.next_start = at + Duration::from_secs_f64(1.0 / p.per_second);
+                (at > now).then(|| {
+                    p.held = true;
+                    at
+                })
+            })
+        };
+        if let Some(at) = wait_until {
+            tokio::time::sleep_until(at).await;
+        }
+        Permit {
+            limiter: self.clone(),
+            slot,
+            started: Instant::now(),
+        }
+    }
+
+    fn done(&self, slot: OwnedSemaphorePermit, outcome: Outcome, rtt: Duration) {
+        let mut c = self.ctl();
+        c.in_flight = c.in_flight.saturating_sub(1);
+        if c.excess > 0 {
+            c.excess -= 1;
+            slot.forget();
+        } else {
+            drop(slot);
+        }
+        let now = Instant::now();
+        while c
+            .answered
+            .front()
+            .is_some_and(|t| now - *t > Duration::from_secs(1))
+        {
+            c.answered.pop_front();
+        }
+        match outcome {
+            Outcome::Answered => {
+                c.window.answered += 1;
+                let rtt = rtt.as_secs_f64();
+                c.window.rtt_min = Some(c.window.rtt_min.map_or(rtt, |m| m.min(rtt)));
+                c.answered.push_back(now);
+                c.raise_pace(now);
+            }
+            Outcome::Throttled => {
+                c.window.failed += 1;
+                c.throttled += 1;
+                c.throttle(now);
+            }
+            Outcome::Dropped => c.window.failed += 1,
+            Outcome::Ignored => {}
+        }
+        let size = c.window.answered + c.window.failed;
+        if size >= MIN_WINDOW.max(c.limit) {
+            if let Parallelism::Auto { max } = self.mode {
+                let next = c.next_limit(max.max(1));
+                if next != c.limit {
+                    tracing::debug!(target: crate::LOG_TARGET, from = c.limit, to = next, "parallelism");
+                }
+                self.set_limit(&mut c, next);
+            }
+            let limit = c.limit as f64;
+            c.settled = Some(c.settled.map_or(limit, |s| 0.8 * s + 0.2 * limit));
+            c.window = Window::default();
+        }
+    }
+
+    /// Moves the semaphore to `next` slots: more at once, fewer as they come back.
+    fn set_limit(&self, c: &mut Control, next: usize) {
+        if next > c.limit {
+            let grow = next - c.limit;
+            let absorbed = grow.min(c.excess);
+            c.excess -= absorbed;
+            self.slots.add_permits(grow - absorbed);
+        } else {
+            c.excess += c.limit - next;
+            while c.excess > 0 {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(p) => {
+                        p.forget();
+                        c.excess -= 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        c.limit = next;
+    }
+
+    /// What the run settled on.
+    pub fn settled(&self) -> Settled {
+        let c = self.ctl();
+        Settled {
+            auto: matches!(self.mode, Parallelism::Auto { .. }),
+            parallelism: c.settled.map_or(c.limit, |s| s.round().max(1.0) as usize),
+            max: self.mode.max(),
+            paced_per_second: c
+                .pace
+                .as_ref()
+                .map(|p| (p.per_second * 10.0).round() / 10.0),
+            throttled: c.throttled,
+        }
+    }
+}
+
+impl Control {
+    /// The limit after the window just completed (see the module documentation).
+    fn next_limit(&mut self, max: usize) -> usize {
+        let w = &self.window;
+        let fastest = w.rtt_min;
+        let limit = self.limit as f64;
+        let next = if w.failed > 0 {
+            self.slow_start = false;
+            (limit * DROP_CUT).floor()
+        } else if let (Some(m), Some(b)) = (fastest, self.baseline) {
+            if m > b * LATENCY_TOLERANCE + LATENCY_SLACK {
+                self.slow_start = false;
+                (limit * LATENCY_CUT).floor()
+            } else {
+                self.grown(limit)
+            }
+        } else {
+            self.grown(limit)
+        };
+        if w.failed == 0 {
+            if let Some(m) = fastest {
+                self.baseline = Some(self.baseline.map_or(m, |b| b.min(m)));
+            }
+        }
+        (next as usize).clamp(1, max)
+    }
+
+    fn grown(&self, limit: f64) -> f64 {
+        if self.window.max_in_flight < self.limit {
+            limit // the limit did not hold anything back: no evidence it should grow
+        } else if self.slow_start {
+            (limit * 1.5).ceil()
+        } else {
+            limit + 1.0
+        }
+    }
+
+    /// A 429: start pacing at what the server took in the last second, or slow down.
+    fn throttle(&mut self, now: Instant) {
+        match &mut self.pace {
+            None => {
+                // The rate over what the last second's answers span (a run's first second,
+                // or a client that sat idle, spans less).
+                let span = self
+                    .answered
+                    .front()
+                    .map_or(1.0, |t| (now - *t).as_secs_f64().clamp(0.05, 1.0));
+                let rate = (self.answered.len() as f64 / span * 0.95).max(1.0);
+                tracing::debug!(target: crate::LOG_TARGET, per_second = rate, "throttled: pacing starts");
+                self.pace = Some(Pace {
+                    per_second: rate,
+                    ramping: true,
+                    next_start: now,
+                    last_change: now,
+                    held: false,
+                });
+            }
+            // The first 429 at the pace ends the ramp: back to the last step's rate, less.
+            Some(p) if p.ramping && now - p.last_change >= Duration::from_millis(50) => {
+                p.ramping = false;
+                p.per_second = (p.per_second / PACE_RAMP * 0.95).max(1.0);
+                p.last_change = now;
+                p.held = false;
+                tracing::debug!(target: crate::LOG_TARGET, per_second = p.per_second, "throttled: pace found");
+            }
+            Some(p) if !p.ramping && now - p.last_change >= Duration::from_secs(1) => {
+                p.per_second = (p.per_second * PACE_CUT).max(1.0);
+                tracing::debug!(target: crate::LOG_TARGET, per_second = p.per_second, "throttled: pace cut");
+                p.last_change = now;
+                p.held = false;
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// A second without 429 spent at the pace (it held requests back, and the server took
+    /// about that many): probe a little faster.
+    fn raise_pace(&mut self, now: Instant) {
+        let took = self.answered.len() as f64;
+        if let Some(p) = &mut self.pace {
+            if p.ramping && p.held && now - p.last_change >= PACE_RAMP_EVERY {
+                p.per_second *= PACE_RAMP;
+                p.last_change = now;
+                p.held = false;
+                return;
+            }
+            if !p.ramping
+                && p.held
+                && took >= 0.9 * p.per_second
+                && now - p.last_change >= Duration::from_secs(1)
+            {
+                p.per_second *= PACE_RAISE;
+                tracing::debug!(target: crate::LOG_TARGET, per_second = p.per_second, "pace raised");
+                p.last_change = now;
+                p.held = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server that handles `capacity` requests at once in `base`; beyond that they queue
+    /// (Little's law: the round trip grows with what is in flight).
+    async fn queueing_server(limiter: Arc<Limiter>, capacity: usize, base: Duration, n: usize) {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (limiter, in_flight) = (limiter.clone(), in_flight.clone());
+                tokio::spawn(async move {
+                    let permit = limiter.acquire().await;
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    let factor = (now as f64 / capacity as f64).max(1.0);
+                    tokio::time::sleep(base.mul_f64(factor)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    permit.finish(Outcome::Answered);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settles_within_a_quarter_of_where_latency_starts_to_rise() {
+        for capacity in [12usize, 30, 50] {
+            let limiter = Limiter::new(Parallelism::Auto { max: 64 });
+            queueing_server(limiter.clone(), capacity, Duration::from_millis(20), 6000).await;
+            let settled = limiter.settled().parallelism as f64;
+            let c = capacity as f64;
+            assert!(
+                (settled - c).abs() <= 0.25 * c,
+                "capacity {capacity}: settled at {settled}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn grows_to_the_maximum_while_latency_stays_flat() {
+        let limiter = Limiter::new(Parallelism::Auto { max: 64 });
+        queueing_server(limiter.clone(), 1000, Duration::from_millis(20), 3000).await;
+        assert_eq!(limiter.limit(), 64);
+        let fixed = Limiter::new(Parallelism::Fixed(5));
+        queueing_server(fixed.clone(), 1000, Duration::from_millis(20), 500).await;
+        assert_eq!(fixed.settled().parallelism, 5);
+    }
+
+    /// A token bucket of `per_second` (burst `burst`) in front of a 20 ms server: beyond it,
+    /// 429 at once. Returns the share of 429s.
+    async fn rate_limited(limiter: Arc<Limiter>, per_second: f64, burst: f64, n: usize) -> f64 {
+        let bucket = Arc::new(Mutex::new((burst, Instant::now())));
+        let throttled = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (limiter, bucket, throttled) =
+                    (limiter.clone(), bucket.clone(), throttled.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let permit = limiter.acquire().await;
+                        let ok = {
+                            let mut b = bucket.lock().unwrap();
+                            let now = Instant::now();
+                            b.0 = (b.0 + (now - b.1).as_secs_f64() * per_second).min(burst);
+                            b.1 = now;
+                            if b.0 >= 1.0 {
+                                b.0 -= 1.0;
+                                true
+                            } else {
+                                false
+                            }
+                        };
+                        if ok {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            permit.finish(Outcome::Answered);
+                            return;
+                        }
+                        throttled.fetch_add(1, Ordering::SeqCst);
+                        permit.finish(Outcome::Throttled);
+                        tokio::time::sleep(Duration::from_secs(1)).await; // Retry-After: 1
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        throttled.load(Ordering::SeqCst) as f64 / (n + throttled.load(Ordering::SeqCst)) as f64
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_cuts_the_limit_and_paces_below_the_servers_rate() {
+        let limiter = Limiter::new(Parallelism::Auto { max: 64 });
+        let started = Instant::now();
+        let share = rate_limited(limiter.clone(), 500.0, 50.0, 10_000).await;
+        let took = started.elapsed().as_secs_f64();
+        let pace = limiter.pace().expect("paced after a 429");
+        // Probing around the server's rate: a little above it just before a cut.
+        assert!((400.0..600.0).contains(&pace), "pace {pace}");
+        assert!(
+            share <= 0.02,
+            "{:.1}% of requests answered 429",
+            share * 100.0
+        );
+        assert!(took <= 1.15 * 10_000.0 / 500.0, "took {took:.1}s");
+        // Unthrottled, it would have grown to 64.
+        assert!(limiter.limit() < 64, "limit {}", limiter.limit());
+    }
+
+    #[tokio::test]
+    async fn a_cut_takes_slots_back_as_they_return() {
+        let limiter = Limiter::new(Parallelism::Auto { max: 64 });
+        let held: Vec<_> = futures_held(&limiter, START).await;
+        {
+            let mut c = limiter.ctl();
+            limiter.set_limit(&mut c, 2);
+        }
+        drop(held);
+        assert_eq!(limiter.slots.available_permits(), 2);
+        {
+            let mut c = limiter.ctl();
+            limiter.set_limit(&mut c, 5);
+        }
+        assert_eq!(limiter.slots.available_permits(), 5);
+    }
+
+    async fn futures_held(limiter: &Arc<Limiter>, n: usize) -> Vec<Permit> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(limiter.acquire().await);
+        }
+        v
+    }
+}
