@@ -129,7 +129,7 @@ fn parse_parallelism(s: &str) -> Result<ParallelismFlag, String> {
             .map(ParallelismFlag::Fixed)
             .map_err(|e| e.to_string()),
         None => Err(format!(
-            "expected `auto` or a number from 1 to {MAX_PARALLELISM}"
+            "expected `auto` or a number in 1..={MAX_PARALLELISM}"
         )),
     }
 }

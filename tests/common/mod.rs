@@ -427,11 +427,17 @@ pub fn latency(ms: u64) -> Faults {
 /// the patient one must succeed.
 pub async fn assert_applies_never_overlap(dir: &Path, emu: &EmulatorHandle) {
     // Nobody reads its output while it runs: discard it, so a full pipe cannot stall it.
-    let mut first = command(dir, &emu.base_url(), &["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    // Two requests at a time: it must still be running when the others try the lock (with
+    // `--parallelism auto` it could finish first).
+    let mut first = command(
+        dir,
+        &emu.base_url(),
+        &["apply", "--auto-approve", "--parallelism", "2"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn");
     wait_for("the first apply to start writing", || {
         if let Ok(Some(status)) = first.try_wait() {
             panic!("the first apply ended early: {status}");

@@ -4,7 +4,9 @@
 //! `--parallelism auto` (the default) finds the server's limit instead of guessing it. The
 //! concurrency limit starts at [`START`] and is adjusted once per window of completed requests
 //! (at least [`MIN_WINDOW`], or the limit if larger: about one round trip's worth):
-//! - a 429, a 5xx or a transport failure (timeout, reset) in the window cuts it by [`DROP_CUT`];
+//! - a 429 in the window, or 5xx and transport failures (timeouts, resets) in more than
+//!   [`DROP_SHARE`] of it, cut it by [`DROP_CUT`] (a server that fails a steady few percent
+//!   of requests at random is not overloaded: cutting on each would leave one in flight);
 //! - a window whose fastest round trip exceeds the fastest one seen by [`LATENCY_TOLERANCE`]
 //!   plus [`LATENCY_SLACK`] cuts it by [`LATENCY_CUT`]. As in TCP Vegas and concurrency-limits'
 //!   `VegasLimit`, the minimum is the signal: requests queued on the server make every round
@@ -46,8 +48,10 @@ pub const MIN_WINDOW: usize = 16;
 pub const LATENCY_TOLERANCE: f64 = 1.1;
 /// Absolute slack on top of [`LATENCY_TOLERANCE`] (seconds), for very fast servers.
 pub const LATENCY_SLACK: f64 = 0.002;
-/// Multiplier of the limit after a window with a 429, 5xx or transport failure.
+/// Multiplier of the limit after a window with a 429, or too many 5xx or transport failures.
 pub const DROP_CUT: f64 = 0.7;
+/// The share of a window's requests that may fail (5xx, transport) without a cut.
+pub const DROP_SHARE: f64 = 0.25;
 /// Multiplier of the limit after a window that queued.
 pub const LATENCY_CUT: f64 = 0.9;
 /// Multiplier of the pace after a later 429.
@@ -116,6 +120,7 @@ struct Control {
 struct Window {
     answered: usize,
     failed: usize,
+    throttled: usize,
     /// The fastest answered round trip (seconds).
     rtt_min: Option<f64>,
     max_in_flight: usize,
@@ -254,6 +259,7 @@ impl Limiter {
             }
             Outcome::Throttled => {
                 c.window.failed += 1;
+                c.window.throttled += 1;
                 c.throttled += 1;
                 c.throttle(now);
             }
@@ -319,7 +325,8 @@ impl Control {
         let w = &self.window;
         let fastest = w.rtt_min;
         let limit = self.limit as f64;
-        let next = if w.failed > 0 {
+        let size = (w.answered + w.failed) as f64;
+        let next = if w.throttled > 0 || w.failed as f64 > DROP_SHARE * size {
             self.slow_start = false;
             (limit * DROP_CUT).floor()
         } else if let (Some(m), Some(b)) = (fastest, self.baseline) {

@@ -355,13 +355,13 @@ pub fn replay(
         place: place.to_string(),
         message,
     };
-    let Some(base) = scan.entries.first() else {
+    // A journal without changes (fresh after a compaction) holds nothing to check or replay:
+    // a state file edited by hand since is read as it is.
+    let Some(base) = scan.entries.first().filter(|_| scan.entries.len() > 1) else {
         return Ok(snapshot);
     };
     let mut state = match snapshot {
         Some(s) => s,
-        // Only a fresh journal (its base entry alone) may outlive a removed state file.
-        None if scan.entries.len() == 1 => return Ok(None),
         None => {
             return Err(corrupt(format!(
                 "it holds {} change(s) but the state file beside it is missing; restore the \
