@@ -442,24 +442,25 @@ impl StateBackend for FileState {
     }
 
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
-        // Record the project in what is written (a fresh or adopted state may not say it yet).
-        let bound;
-        let state = match &self.project {
-            Some(p) if state.project.as_ref() != Some(p) => {
-                let mut s = state.clone();
-                bind(&mut s, Some(p), &self.describe())?;
-                bound = s;
-                &bound
+        // The project recorded in what is written (a fresh or adopted state may not say it
+        // yet); a state bound to another project is refused before anything is written.
+        if let (Some(p), Some(found)) = (&self.project, &state.project) {
+            if p != found {
+                return Err(StateError::OtherProject {
+                    place: self.describe(),
+                    found: Box::new(found.clone()),
+                    expected: Box::new(p.clone()),
+                });
             }
-            _ => state,
-        };
+        }
         // Whole-state writes (no changes: `state rm`, `migrate`) replace the document; a
-        // commit appends only its changes, encoded here so that state is not copied.
+        // commit appends only its changes, encoded here so that state is not copied (a copy
+        // per commit was most of a fresh apply's CPU).
         if !changes.is_empty() {
             let entry = journal::encode(&Entry::commit(state, changes));
             let last = (state.lineage, state.serial.wrapping_sub(1));
             let (path, ctl) = (self.path.clone(), self.journal.clone());
-            let project = state.project.clone();
+            let project = self.project.clone().or_else(|| state.project.clone());
             let appended = tokio::task::spawn_blocking(move || {
                 let mut ctl = ctl.lock().unwrap_or_else(|p| p.into_inner());
                 append(&path, &mut ctl, &entry, last, project.as_ref())
@@ -470,6 +471,16 @@ impl StateBackend for FileState {
                 return Ok(());
             }
         }
+        let bound;
+        let state = match &self.project {
+            Some(p) if state.project.as_ref() != Some(p) => {
+                let mut s = state.clone();
+                bind(&mut s, Some(p), &self.describe())?;
+                bound = s;
+                &bound
+            }
+            _ => state,
+        };
         let (doc, fresh) = encode_whole(&self.path, state)?;
         let (path, ctl) = (self.path.clone(), self.journal.clone());
         let project = state.project.clone();
