@@ -57,6 +57,23 @@ impl Report {
 pub trait Progress: Send + Sync {
     fn action_done(&self);
     fn restaurant_done(&self, outcome: &Outcome);
+    /// One write the server confirmed (the controller's cache follows the server with it).
+    fn written(&self, _w: &Written<'_>) {}
+}
+
+/// A write the server confirmed, as [`Progress::written`] sees it.
+#[derive(Debug)]
+pub struct Written<'a> {
+    pub restaurant: &'a RestaurantId,
+    pub resource: crate::plan::Resource,
+    /// The object it sits under (the account for a one-per-restaurant kind).
+    pub parent: Option<&'a ObjectId>,
+    pub op: Op,
+    pub id: &'a ObjectId,
+    /// A create's answer (adopted after a re-read included).
+    pub object: Option<&'a crate::remote::ServerObject>,
+    /// What an update sent.
+    pub body: Option<&'a serde_json::Value>,
 }
 
 /// No progress output (tests, `--quiet`).
@@ -275,6 +292,18 @@ impl Ctx<'_> {
                 return Err(ApplyError::Stopped(failure));
             }
         }
+        let parent = kind.parent().and_then(|p| parents.get(p));
+        let written = |op, id, object, body| {
+            self.progress.written(&Written {
+                restaurant: rid,
+                resource: kind.resource(),
+                parent,
+                op,
+                id,
+                object,
+                body,
+            })
+        };
         let server = |source| ApplyError::Server {
             what: match kind.shape() {
                 Shape::One => kind.resource().label().to_string(),
@@ -292,6 +321,7 @@ impl Ctx<'_> {
                 )
                 .await
                 .map_err(server)?;
+                written(Op::Create, &obj.id, Some(&obj), None);
                 self.record(kind.change(rid, name, Some(&obj.id), Some(&secrets)))
                     .await?;
                 self.after_write(kind, rid, name, body).await?;
@@ -302,6 +332,7 @@ impl Ctx<'_> {
                     .adopted(self.client, rid, name, id)
                     .await
                     .map_err(server)?;
+                written(Op::Adopt, id, None, None);
                 self.record(change).await?;
                 Ok(Some(id.clone()))
             }
@@ -309,6 +340,7 @@ impl Ctx<'_> {
                 kind.update(self.client, parents, id, body)
                     .await
                     .map_err(server)?;
+                written(Op::Update, id, None, Some(body));
                 self.after_write(kind, rid, name, body).await?;
                 Ok(Some(id.clone()))
             }
@@ -317,6 +349,7 @@ impl Ctx<'_> {
                 kind.delete(self.client, parents, id)
                     .await
                     .map_err(server)?;
+                written(Op::Delete, id, None, None);
                 // Forget it only if state maps it to this very id (a duplicate's delete must
                 // not drop the kept object's entry).
                 let mapped = self.writer.read(|s| {

@@ -1,0 +1,307 @@
+//! The controller's copy of the server, as a Kubernetes informer keeps one: filled by the full
+//! resync (account, billing plans, every final customer and agent; children as restaurants
+//! are reconciled), kept current by what each apply confirmed, and planned against, so that a
+//! targeted reconcile costs its writes and no list read.
+//!
+//! Trust is conservative: a restaurant whose apply failed (error, ambiguous outcome, 404, 409)
+//! has its cached objects dropped and re-read by id before it is planned again; a create whose
+//! outcome is unknown (its id never learnt) makes the next plan read the lists again, since
+//! only a list finds it. An id state records (CI's `apply` made it) or the platform's row
+//! names that the cache lacks is read by id before planning, so nothing recorded is ever
+//! planned as missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError};
+
+use serde_json::Value;
+
+use crate::apply::{Outcome, Progress, Written};
+use crate::diff;
+use crate::model::ids::{ObjectId, RestaurantId};
+use crate::model::secret::redact_url;
+use crate::model::spec::Desired;
+use crate::plan::{Action, Op, Plan, Resource};
+use crate::refresh::{self, RefreshError};
+use crate::remote::{Client, ClientError, Route, ServerObject};
+use crate::resources::actual::Children;
+use crate::resources::{Actual, Kinds, Shape};
+use crate::state::State;
+
+/// The server as the controller last saw it.
+#[derive(Default)]
+pub struct Cache {
+    /// Account, billing plans and one-per-restaurant objects (its `children` stay empty: the
+    /// planner borrows this while `children` below is filled).
+    singles: Actual,
+    /// The lists under parents, read when a plan first needs them.
+    children: Children,
+    /// Filled by a resync since the last invalidation.
+    loaded: bool,
+    /// Restaurants whose objects must be re-read by id before their next plan.
+    dirty: BTreeSet<RestaurantId>,
+}
+
+/// Where one object of a one-per-restaurant kind is read by id.
+fn route_of(r: Resource) -> Option<&'static str> {
+    if r == Resource::AGENT {
+        Some("/api/agents/:id")
+    } else if r == Resource::FINAL_CUSTOMER {
+        Some("/api/final-customers/:id")
+    } else {
+        None
+    }
+}
+
+impl Cache {
+    /// Whether a resync filled it (the next plan reads the lists first otherwise).
+    pub fn loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Forgets everything: the next plan starts with the lists (unknown outcome of a create
+    /// or of the account's).
+    pub fn invalidate(&mut self) {
+        self.loaded = false;
+    }
+
+    /// The full resync: the lists replace what was cached, children included (read again as
+    /// restaurants are reconciled), so drift on the server is seen.
+    pub async fn resync(
+        &mut self,
+        kinds: &Kinds,
+        client: &Client,
+        account_name: &str,
+        state: &State,
+    ) -> Result<(), RefreshError> {
+        self.singles = refresh::read_account_level(kinds, client, account_name, state, true).await?;
+        self.children.clear();
+        self.dirty.clear();
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Marks `rid`'s objects stale: re-read by id before its next plan.
+    pub fn forget(&mut self, rid: &RestaurantId) {
+        self.dirty.insert(rid.clone());
+    }
+
+    /// Makes the cache fit to plan `targets`: the lists when not loaded; then, per restaurant,
+    /// what it records or claims re-read by id when it is dirty or missing.
+    pub async fn prepare(
+        &mut self,
+        kinds: &Kinds,
+        client: &Client,
+        account_name: &str,
+        desired: &Desired,
+        state: &State,
+        targets: &BTreeSet<RestaurantId>,
+    ) -> Result<(), RefreshError> {
+        if !self.loaded {
+            // Children read under objects that still exist stay valid; the lists are new.
+            let children = std::mem::take(&mut self.children);
+            self.resync(kinds, client, account_name, state).await?;
+            self.children = children;
+        }
+        let mut reread: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
+        for rid in targets {
+            let dirty = self.dirty.remove(rid);
+            let mut ids: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
+            if let Some(st) = state.restaurants.get(rid) {
+                for k in kinds.singletons() {
+                    ids.extend(k.recorded(st, "").map(|id| (k.resource(), id)));
+                }
+            }
+            if let Some(r) = desired.restaurants.iter().find(|r| &r.id == rid) {
+                ids.extend(r.platform_agent.clone().map(|id| (Resource::AGENT, id)));
+                ids.extend(
+                    r.platform_final_customer
+                        .clone()
+                        .map(|id| (Resource::FINAL_CUSTOMER, id)),
+                );
+            }
+            if dirty {
+                for k in kinds.singletons() {
+                    let claiming = self.singles.singles(k.resource()).iter();
+                    ids.extend(
+                        claiming
+                            .filter(|o| k.claims(o) == Some(rid.as_str()))
+                            .map(|o| (k.resource(), o.id.clone())),
+                    );
+                }
+                for (r, id) in &ids {
+                    self.drop_object(*r, id);
+                }
+            }
+            reread.extend(ids.into_iter().filter(|(r, id)| !self.holds(*r, id)));
+        }
+        let reads = futures::future::try_join_all(reread.into_iter().map(|(r, id)| async move {
+            let Some(template) = route_of(r) else {
+                return Ok::<_, ClientError>(None);
+            };
+            let route = Route::new(template, &[id.as_str()]);
+            match client.get_one(&route).await {
+                Ok(o) => crate::resources::one(o, &route, reqwest::Method::GET)
+                    .map(|(o, _)| Some((r, o))),
+                Err(e) if e.status() == Some(404) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }))
+        .await?;
+        for (r, o) in reads.into_iter().flatten() {
+            self.singles.singles.entry(r).or_default().push(o);
+        }
+        Ok(())
+    }
+
+    fn holds(&self, r: Resource, id: &ObjectId) -> bool {
+        self.singles.singles(r).iter().any(|o| &o.id == id)
+    }
+
+    /// Drops an object and the lists under it.
+    fn drop_object(&mut self, r: Resource, id: &ObjectId) {
+        if let Some(list) = self.singles.singles.get_mut(&r) {
+            list.retain(|o| &o.id != id);
+        }
+        for list in self.children.values_mut() {
+            list.retain(|o| &o.id != id);
+        }
+        self.children.retain(|(_, parent), _| parent != id);
+    }
+
+    /// Plans against the cache, as [`crate::ops::Workspace::plan`] does against the server;
+    /// only the children lists the cache lacks are read (and kept).
+    pub async fn plan(
+        &mut self,
+        kinds: &Kinds,
+        client: &Client,
+        desired: &Desired,
+        state: &State,
+        opts: diff::PlanOptions,
+    ) -> Result<Plan, ClientError> {
+        let opts = diff::PlanOptions {
+            server_url: redact_url(&opts.server_url),
+            ..opts
+        };
+        let mut planner = diff::Planner::new(kinds, desired, &self.singles, state, &opts);
+        while let Some(batch) = planner.next_batch(256) {
+            let missing: Vec<_> = batch
+                .parents
+                .iter()
+                .filter(|p| !self.children.contains_key(*p))
+                .cloned()
+                .collect();
+            let read = refresh::read_children(kinds, client, missing).await?;
+            self.children.extend(read);
+            planner.plan_batch(batch, &self.children);
+        }
+        Ok(planner.finish())
+    }
+
+    /// Brings the cache up to what an apply confirmed; restaurants that failed are marked
+    /// for a re-read, and an unknown outcome of a create (or of the account's) drops the
+    /// lists.
+    pub fn applied(&mut self, kinds: &Kinds, plan: &Plan, recorder: Recorder, failed: &[&Outcome]) {
+        let events = recorder.0.into_inner().unwrap_or_else(PoisonError::into_inner);
+        if plan.account.op() == Op::Create {
+            self.invalidate();
+        }
+        let mut created: BTreeMap<&RestaurantId, usize> = BTreeMap::new();
+        for e in &events {
+            if e.op == Op::Create {
+                *created.entry(&e.restaurant).or_default() += 1;
+            }
+            self.follow(kinds, e);
+        }
+        for o in failed {
+            self.forget(&o.restaurant);
+            let planned = plan
+                .restaurants
+                .iter()
+                .filter(|r| r.restaurant_id == o.restaurant)
+                .flat_map(|r| &r.actions)
+                .filter(|a| matches!(a, Action::Create { .. }))
+                .count();
+            if created.get(&o.restaurant).copied().unwrap_or(0) < planned {
+                self.invalidate();
+            }
+        }
+    }
+
+    /// One confirmed write: a create adds the server's answer, an update merges what was
+    /// sent (write-only keys left out), a delete removes the object and what is under it.
+    fn follow(&mut self, kinds: &Kinds, e: &Event) {
+        let Some(kind) = kinds.get(e.resource) else {
+            return;
+        };
+        match e.op {
+            Op::Create => {
+                let Some(o) = e.object.clone() else { return };
+                // A new parent's lists are empty but for what this apply creates in them.
+                for child in kinds.children_of(e.resource) {
+                    self.children
+                        .insert((child.resource(), o.id.clone()), Vec::new());
+                }
+                match (kind.shape(), &e.parent) {
+                    (Shape::Many, Some(p)) => {
+                        if let Some(list) = self.children.get_mut(&(e.resource, p.clone())) {
+                            list.push(o);
+                        }
+                    }
+                    (Shape::Many, None) => {}
+                    (Shape::One, _) => self.singles.singles.entry(e.resource).or_default().push(o),
+                }
+            }
+            Op::Update => {
+                let Some(Value::Object(body)) = &e.body else {
+                    return;
+                };
+                let lists = self
+                    .singles
+                    .singles
+                    .values_mut()
+                    .chain(self.children.values_mut());
+                for o in lists.flat_map(|l| l.iter_mut()).filter(|o| o.id == e.id) {
+                    for (k, v) in body {
+                        if !kind.write_only().contains(&k.as_str()) {
+                            o.fields.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            Op::Delete => self.drop_object(e.resource, &e.id),
+            Op::Adopt | Op::NoOp => {}
+        }
+    }
+}
+
+/// A confirmed write, owned.
+struct Event {
+    restaurant: RestaurantId,
+    resource: Resource,
+    parent: Option<ObjectId>,
+    op: Op,
+    id: ObjectId,
+    object: Option<ServerObject>,
+    body: Option<Value>,
+}
+
+/// Collects what an apply confirmed, for [`Cache::applied`].
+#[derive(Default)]
+pub struct Recorder(Mutex<Vec<Event>>);
+
+impl Progress for Recorder {
+    fn action_done(&self) {}
+    fn restaurant_done(&self, _: &Outcome) {}
+    fn written(&self, w: &Written<'_>) {
+        let e = Event {
+            restaurant: w.restaurant.clone(),
+            resource: w.resource,
+            parent: w.parent.cloned(),
+            op: w.op,
+            id: w.id.clone(),
+            object: w.object.cloned(),
+            body: w.body.cloned(),
+        };
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(e);
+    }
+}
