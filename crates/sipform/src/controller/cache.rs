@@ -39,6 +39,9 @@ pub struct Cache {
     loaded: bool,
     /// Restaurants whose objects must be re-read by id before their next plan.
     dirty: BTreeSet<RestaurantId>,
+    /// The account was just made: its billing plans (made by the server) are read before the
+    /// next plan.
+    plans_due: bool,
 }
 
 /// Where one object of a one-per-restaurant kind is read by id.
@@ -76,6 +79,7 @@ impl Cache {
         self.singles = refresh::read_account_level(kinds, client, account_name, state, true).await?;
         self.children.clear();
         self.dirty.clear();
+        self.plans_due = false;
         self.loaded = true;
         Ok(())
     }
@@ -102,6 +106,7 @@ impl Cache {
             self.resync(kinds, client, account_name, state).await?;
             self.children = children;
         }
+        self.read_plans_if_due(kinds, client).await?;
         let mut reread: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
         for rid in targets {
             let dirty = self.dirty.remove(rid);
@@ -153,6 +158,22 @@ impl Cache {
         Ok(())
     }
 
+    /// Reads the billing plans of an account just made (the server makes them with it).
+    pub async fn read_plans_if_due(
+        &mut self,
+        kinds: &Kinds,
+        client: &Client,
+    ) -> Result<(), ClientError> {
+        if self.plans_due && kinds.get(Resource::SUBSCRIPTION).is_some() {
+            if let Some(account) = &self.singles.account {
+                let plans = crate::resources::subscription::list_plans(client, &account.id).await?;
+                self.singles.singles.insert(Resource::PLAN, plans);
+            }
+        }
+        self.plans_due = false;
+        Ok(())
+    }
+
     fn holds(&self, r: Resource, id: &ObjectId) -> bool {
         self.singles.singles(r).iter().any(|o| &o.id == id)
     }
@@ -200,10 +221,29 @@ impl Cache {
     /// Brings the cache up to what an apply confirmed; restaurants that failed are marked
     /// for a re-read, and an unknown outcome of a create (or of the account's) drops the
     /// lists.
-    pub fn applied(&mut self, kinds: &Kinds, plan: &Plan, recorder: Recorder, failed: &[&Outcome]) {
+    pub fn applied(
+        &mut self,
+        kinds: &Kinds,
+        plan: &Plan,
+        recorder: Recorder,
+        failed: &[&Outcome],
+        account: Option<ObjectId>,
+    ) {
         let events = recorder.0.into_inner().unwrap_or_else(PoisonError::into_inner);
-        if plan.account.op() == Op::Create {
-            self.invalidate();
+        if let Action::Create { body, .. } = &plan.account {
+            // The account made now, as sent, under the id state recorded; nothing under it
+            // but what this apply made. Without its id, the lists are read again.
+            match account {
+                Some(id) => {
+                    self.singles.account = Some(ServerObject {
+                        id,
+                        fields: body.as_object().cloned().unwrap_or_default(),
+                    });
+                    self.singles.singles.clear();
+                    self.plans_due = true;
+                }
+                None => self.invalidate(),
+            }
         }
         let mut created: BTreeMap<&RestaurantId, usize> = BTreeMap::new();
         for e in &events {

@@ -20,7 +20,7 @@ use crate::resources::Kinds;
 use crate::state::State;
 use crate::config::Settings;
 use crate::inventory::PlatformTable;
-use crate::model::ids::RestaurantId;
+use crate::model::ids::{ObjectId, RestaurantId};
 use crate::ops::plan::PlanOptions;
 use crate::ops::{OpsError, Workspace};
 use crate::remote::Client;
@@ -175,7 +175,7 @@ async fn run(
         // A files inventory is planned whole against the server (local development).
         let state = ws.state().await?;
         let plan = ws.plan(ctx.client, &state, &plan_options(ctx, &targets)).await?;
-        let report = apply_if_needed(ctx, &ws, &plan, state, &Silent).await;
+        let (report, _) = apply_if_needed(ctx, &ws, &plan, state, &Silent).await;
         verdicts.extend(verdicts_of(&plan, report.as_ref(), &targets));
         return Ok(verdicts);
     }
@@ -203,17 +203,22 @@ fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions 
     }
 }
 
+/// Applies `plan` when it changes anything; the report, and the account's id state holds
+/// after it.
 async fn apply_if_needed(
     ctx: &Ctx<'_>,
     ws: &Workspace,
     plan: &Plan,
     state: State,
     progress: &dyn apply::Progress,
-) -> Option<Report> {
+) -> (Option<Report>, Option<ObjectId>) {
     if plan.restaurants.iter().any(|r| r.has_changes()) || plan.account.op().is_change() {
-        Some(apply::apply(plan, ctx.client, &ws.writer(state), progress).await)
+        let writer = ws.writer(state);
+        let report = apply::apply(plan, ctx.client, &writer, progress).await;
+        let account = writer.read(|s| s.account_id.as_ref().and_then(|a| a.to_object_id().ok()));
+        (Some(report), account)
     } else {
-        None
+        (None, None)
     }
 }
 
@@ -254,7 +259,7 @@ async fn cached_round(
         }
     };
     let recorder = Recorder::default();
-    let report = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
+    let (report, account) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
     let mut again = BTreeSet::new();
     if let Some(r) = &report {
         let failed: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.error.is_some()).collect();
@@ -264,9 +269,15 @@ async fn cached_round(
                 .filter(|o| o.error.as_ref().is_some_and(wrong_cache))
                 .map(|o| o.restaurant.clone()),
         );
-        cache.applied(&kinds, &plan, recorder, &failed);
+        cache.applied(&kinds, &plan, recorder, &failed, account);
         if r.account_error.is_some() {
             cache.invalidate();
+        }
+        // Part of making the account: the next restaurant costs its writes only. A failure
+        // leaves them due at the next plan.
+        if let Err(e) = cache.read_plans_if_due(&kinds, ctx.client).await {
+            cache.invalidate();
+            tracing::debug!(target: LOG_TARGET, "controller: reading the new account's plans: {e}");
         }
     }
     Ok((verdicts_of(&plan, report.as_ref(), targets), again))
