@@ -31,12 +31,7 @@ fn since(emu: &EmulatorHandle, mark: &BTreeMap<String, u64>) -> BTreeMap<String,
 /// everything settled.
 async fn provisioned_one(
     extra: &[&str],
-) -> (
-    EmulatorHandle,
-    db_support::TestDb,
-    tempfile::TempDir,
-    Ctl,
-) {
+) -> (EmulatorHandle, db_support::TestDb, tempfile::TempDir, Ctl) {
     let emu = emulator().await;
     let db = platform(Engine::Postgres).await;
     let dir = project_on(&db);
@@ -176,7 +171,11 @@ async fn agent_deleted_behind_the_back_is_recreated_once() {
     let spent = since(&emu, &mark);
     assert_eq!(spent.get("PUT /api/agents/:id"), Some(&1), "{spent:?}");
     assert_eq!(spent.get("POST /api/agents"), Some(&1), "{spent:?}");
-    assert_eq!(spent.get("POST /api/agents/:id/tools"), Some(&12), "{spent:?}");
+    assert_eq!(
+        spent.get("POST /api/agents/:id/tools"),
+        Some(&12),
+        "{spent:?}"
+    );
     assert_eq!(agents(&emu).len(), 1);
     assert_ne!(agent_of(&emu, 0).expect("agent 0")["id"], old.as_str());
     assert_no_duplicates(&emu);

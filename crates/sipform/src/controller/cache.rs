@@ -10,8 +10,9 @@
 //! names that the cache lacks is read by id before planning, so nothing recorded is ever
 //! planned as missing.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, PoisonError};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
@@ -22,7 +23,7 @@ use crate::model::secret::redact_url;
 use crate::model::spec::Desired;
 use crate::plan::{Action, Op, Plan, Resource};
 use crate::refresh::{self, RefreshError};
-use crate::remote::{Client, ClientError, Route, ServerObject};
+use crate::remote::{Client, ClientError, Object, Route, ServerObject};
 use crate::resources::actual::Children;
 use crate::resources::{Actual, Kinds, Shape};
 use crate::state::State;
@@ -34,7 +35,10 @@ pub struct Cache {
     /// planner borrows this while `children` below is filled).
     singles: Actual,
     /// The lists under parents, read when a plan first needs them.
-    children: Children,
+    children: BTreeMap<(Resource, ObjectId), Vec<Shared>>,
+    /// One copy of each distinct body held in `children`: every restaurant's agent has the
+    /// same twelve tools, so 10,000 restaurants hold twelve tool bodies, not 120,000.
+    pool: HashMap<u64, Vec<Arc<Object>>>,
     /// Filled by a resync since the last invalidation.
     loaded: bool,
     /// Restaurants whose objects must be re-read by id before their next plan.
@@ -42,6 +46,22 @@ pub struct Cache {
     /// The account was just made: its billing plans (made by the server) are read before the
     /// next plan.
     plans_due: bool,
+}
+
+/// An object under a parent, its fields shared with every identical one.
+#[derive(Debug, Clone)]
+struct Shared {
+    id: ObjectId,
+    fields: Arc<Object>,
+}
+
+impl Shared {
+    fn object(&self) -> ServerObject {
+        ServerObject {
+            id: self.id.clone(),
+            fields: (*self.fields).clone(),
+        }
+    }
 }
 
 /// Where one object of a one-per-restaurant kind is read by id.
@@ -76,8 +96,10 @@ impl Cache {
         account_name: &str,
         state: &State,
     ) -> Result<(), RefreshError> {
-        self.singles = refresh::read_account_level(kinds, client, account_name, state, true).await?;
+        self.singles =
+            refresh::read_account_level(kinds, client, account_name, state, true).await?;
         self.children.clear();
+        self.pool.clear();
         self.dirty.clear();
         self.plans_due = false;
         self.loaded = true;
@@ -174,6 +196,30 @@ impl Cache {
         Ok(())
     }
 
+    fn intern(&mut self, o: ServerObject) -> Shared {
+        intern(&mut self.pool, o)
+    }
+}
+
+/// The shared copy of `o`'s fields in `pool`.
+fn intern(pool: &mut HashMap<u64, Vec<Arc<Object>>>, o: ServerObject) -> Shared {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&o.fields)
+        .unwrap_or_default()
+        .hash(&mut h);
+    let same = pool.entry(h.finish()).or_default();
+    let fields = match same.iter().find(|f| ***f == o.fields) {
+        Some(f) => f.clone(),
+        None => {
+            let f = Arc::new(o.fields);
+            same.push(f.clone());
+            f
+        }
+    };
+    Shared { id: o.id, fields }
+}
+
+impl Cache {
     fn holds(&self, r: Resource, id: &ObjectId) -> bool {
         self.singles.singles(r).iter().any(|o| &o.id == id)
     }
@@ -212,8 +258,20 @@ impl Cache {
                 .cloned()
                 .collect();
             let read = refresh::read_children(kinds, client, missing).await?;
-            self.children.extend(read);
-            planner.plan_batch(batch, &self.children);
+            for (key, list) in read {
+                let pool = &mut self.pool;
+                let list = list.into_iter().map(|o| intern(pool, o)).collect();
+                self.children.insert(key, list);
+            }
+            let lists: Children = batch
+                .parents
+                .iter()
+                .filter_map(|k| {
+                    let list = self.children.get(k)?;
+                    Some((k.clone(), list.iter().map(Shared::object).collect()))
+                })
+                .collect();
+            planner.plan_batch(batch, &lists);
         }
         Ok(planner.finish())
     }
@@ -229,7 +287,10 @@ impl Cache {
         failed: &[&Outcome],
         account: Option<ObjectId>,
     ) {
-        let events = recorder.0.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let events = recorder
+            .0
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Action::Create { body, .. } = &plan.account {
             // The account made now, as sent, under the id state recorded; nothing under it
             // but what this apply made. Without its id, the lists are read again.
@@ -283,8 +344,11 @@ impl Cache {
                 }
                 match (kind.shape(), &e.parent) {
                     (Shape::Many, Some(p)) => {
-                        if let Some(list) = self.children.get_mut(&(e.resource, p.clone())) {
-                            list.push(o);
+                        if self.children.contains_key(&(e.resource, p.clone())) {
+                            let o = self.intern(o);
+                            if let Some(list) = self.children.get_mut(&(e.resource, p.clone())) {
+                                list.push(o);
+                            }
                         }
                     }
                     (Shape::Many, None) => {}
@@ -295,17 +359,20 @@ impl Cache {
                 let Some(Value::Object(body)) = &e.body else {
                     return;
                 };
-                let lists = self
-                    .singles
-                    .singles
-                    .values_mut()
-                    .chain(self.children.values_mut());
-                for o in lists.flat_map(|l| l.iter_mut()).filter(|o| o.id == e.id) {
+                let merge = |fields: &mut Object| {
                     for (k, v) in body {
                         if !kind.write_only().contains(&k.as_str()) {
-                            o.fields.insert(k.clone(), v.clone());
+                            fields.insert(k.clone(), v.clone());
                         }
                     }
+                };
+                let singles = self.singles.singles.values_mut().flatten();
+                for o in singles.filter(|o| o.id == e.id) {
+                    merge(&mut o.fields);
+                }
+                let children = self.children.values_mut().flatten();
+                for o in children.filter(|o| o.id == e.id) {
+                    merge(Arc::make_mut(&mut o.fields));
                 }
             }
             Op::Delete => self.drop_object(e.resource, &e.id),
@@ -342,6 +409,121 @@ impl Progress for Recorder {
             object: w.object.cloned(),
             body: w.body.cloned(),
         };
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(e);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(s: &str) -> ObjectId {
+        ObjectId::parse(s).expect("valid id")
+    }
+
+    fn obj(i: &str, v: Value) -> ServerObject {
+        ServerObject {
+            id: id(i),
+            fields: v.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn event(op: Op, resource: Resource, i: &str, parent: Option<&str>) -> Event {
+        Event {
+            restaurant: RestaurantId::new("r1"),
+            resource,
+            parent: parent.map(id),
+            op,
+            id: id(i),
+            object: None,
+            body: None,
+        }
+    }
+
+    /// Creates add the server's answer (a new agent's lists start empty and take its tools);
+    /// updates merge what was sent but never a write-only key; deletes drop the object and
+    /// the lists under it.
+    #[test]
+    fn the_cache_follows_confirmed_writes() {
+        let kinds = Kinds::builtin();
+        let mut c = Cache::default();
+        let mut agent = event(Op::Create, Resource::AGENT, "a1", None);
+        agent.object = Some(obj("a1", json!({"name": "Chez A"})));
+        c.follow(&kinds, &agent);
+        let mut tool = event(Op::Create, Resource::TOOL, "t1", Some("a1"));
+        tool.object = Some(obj("t1", json!({"name": "end_call"})));
+        c.follow(&kinds, &tool);
+        assert!(c.holds(Resource::AGENT, &id("a1")));
+        assert_eq!(c.children[&(Resource::TOOL, id("a1"))].len(), 1);
+        assert!(
+            c.children
+                .get(&(Resource::PHONE_LINE, id("a1")))
+                .is_some_and(Vec::is_empty),
+            "a new agent has no phone line but what this apply made"
+        );
+
+        // A tool created under a parent whose list was never read is not invented.
+        let mut stray = event(Op::Create, Resource::TOOL, "t2", Some("a9"));
+        stray.object = Some(obj("t2", json!({"name": "x"})));
+        c.follow(&kinds, &stray);
+        assert!(!c.children.contains_key(&(Resource::TOOL, id("a9"))));
+
+        let mut rename = event(Op::Update, Resource::AGENT, "a1", None);
+        rename.body = Some(json!({"name": "Chez B"}));
+        c.follow(&kinds, &rename);
+        let a = &c.singles.singles(Resource::AGENT)[0];
+        assert_eq!(a.fields["name"], "Chez B");
+
+        let mut line = event(Op::Create, Resource::PHONE_LINE, "p1", Some("a1"));
+        line.object = Some(obj("p1", json!({"phoneNumber": "+331"})));
+        c.follow(&kinds, &line);
+        let mut pw = event(Op::Update, Resource::PHONE_LINE, "p1", Some("a1"));
+        pw.body = Some(json!({"sipPassword": "s3cret", "phoneNumber": "+332"}));
+        c.follow(&kinds, &pw);
+        let p = &c.children[&(Resource::PHONE_LINE, id("a1"))][0];
+        assert_eq!(p.fields["phoneNumber"], "+332");
+        assert!(!p.fields.contains_key("sipPassword"), "no secret is cached");
+
+        c.follow(&kinds, &event(Op::Delete, Resource::AGENT, "a1", None));
+        assert!(!c.holds(Resource::AGENT, &id("a1")));
+        assert!(c.children.keys().all(|(_, parent)| parent != &id("a1")));
+    }
+
+    /// Identical bodies under different parents are held once.
+    #[test]
+    fn identical_children_share_one_body() {
+        let mut c = Cache::default();
+        let a = c.intern(obj("t1", json!({"name": "end_call", "x": [1, 2]})));
+        let b = c.intern(obj("t2", json!({"name": "end_call", "x": [1, 2]})));
+        let other = c.intern(obj("t3", json!({"name": "leave_message"})));
+        assert!(Arc::ptr_eq(&a.fields, &b.fields));
+        assert!(!Arc::ptr_eq(&a.fields, &other.fields));
+        assert_eq!(b.object().id, id("t2"));
+    }
+
+    /// The recorder keeps what apply reports, owned, for after the apply.
+    #[test]
+    fn the_recorder_keeps_every_write() {
+        let r = Recorder::default();
+        let rid = RestaurantId::new("r1");
+        let a = id("a1");
+        let body = json!({"name": "n"});
+        r.written(&Written {
+            restaurant: &rid,
+            resource: Resource::AGENT,
+            parent: None,
+            op: Op::Update,
+            id: &a,
+            object: None,
+            body: Some(&body),
+        });
+        let events = r.0.into_inner().expect("not poisoned");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].body.as_ref(), Some(&body));
+        assert_eq!(events[0].restaurant, rid);
     }
 }

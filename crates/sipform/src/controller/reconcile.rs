@@ -13,17 +13,17 @@ use std::time::Instant;
 
 use super::cache::{Cache, Recorder};
 use crate::apply::{self, ApplyError, Outcome, Report, Silent};
-use crate::diff;
-use crate::plan::Plan;
-use crate::refresh::RefreshError;
-use crate::resources::Kinds;
-use crate::state::State;
 use crate::config::Settings;
+use crate::diff;
 use crate::inventory::PlatformTable;
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::ops::plan::PlanOptions;
 use crate::ops::{OpsError, Workspace};
+use crate::plan::Plan;
+use crate::refresh::RefreshError;
 use crate::remote::Client;
+use crate::resources::Kinds;
+use crate::state::State;
 use crate::state::StateBackend;
 use crate::LOG_TARGET;
 
@@ -170,11 +170,15 @@ async fn run(
     if targets.is_empty() && !ids.is_empty() {
         return Ok(verdicts);
     }
+    let t = Instant::now();
     let _lock = ws.lock("controller").await?;
+    tracing::debug!(target: LOG_TARGET, "reconcile: rows read and checked, state locked in {} ms", t.elapsed().as_millis());
     if ctx.table.is_none() {
         // A files inventory is planned whole against the server (local development).
         let state = ws.state().await?;
-        let plan = ws.plan(ctx.client, &state, &plan_options(ctx, &targets)).await?;
+        let plan = ws
+            .plan(ctx.client, &state, &plan_options(ctx, &targets))
+            .await?;
         let (report, _) = apply_if_needed(ctx, &ws, &plan, state, &Silent).await;
         verdicts.extend(verdicts_of(&plan, report.as_ref(), &targets));
         return Ok(verdicts);
@@ -232,7 +236,9 @@ async fn cached_round(
 ) -> Result<(Vec<(RestaurantId, Verdict)>, BTreeSet<RestaurantId>), OpsError> {
     let kinds = Kinds::builtin();
     let server = |e| OpsError::server(&ctx.settings.server_url, e);
+    let mut lap = Lap(Instant::now(), Vec::new());
     let state = ws.state().await?;
+    lap.mark("state");
     let name = &ctx.settings.account.name;
     let prepared = cache
         .prepare(&kinds, ctx.client, name, ws.desired(), &state, targets)
@@ -251,7 +257,11 @@ async fn cached_round(
         allow_replace: opts.allow_replace,
         targets: opts.targets,
     };
-    let plan = match cache.plan(&kinds, ctx.client, ws.desired(), &state, opts).await {
+    lap.mark("cache");
+    let plan = match cache
+        .plan(&kinds, ctx.client, ws.desired(), &state, opts)
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             targets.iter().for_each(|t| cache.forget(t));
@@ -259,7 +269,9 @@ async fn cached_round(
         }
     };
     let recorder = Recorder::default();
+    lap.mark("plan");
     let (report, account) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
+    lap.mark("apply");
     let mut again = BTreeSet::new();
     if let Some(r) = &report {
         let failed: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.error.is_some()).collect();
@@ -280,7 +292,20 @@ async fn cached_round(
             tracing::debug!(target: LOG_TARGET, "controller: reading the new account's plans: {e}");
         }
     }
+    lap.mark("cache update");
+    tracing::debug!(target: LOG_TARGET, "reconcile of {} restaurant(s): {}", targets.len(), lap.1.join(", "));
     Ok((verdicts_of(&plan, report.as_ref(), targets), again))
+}
+
+/// Where a reconcile's time goes, for the debug log.
+struct Lap(Instant, Vec<String>);
+
+impl Lap {
+    fn mark(&mut self, what: &str) {
+        self.1
+            .push(format!("{what} {} ms", self.0.elapsed().as_millis()));
+        self.0 = Instant::now();
+    }
 }
 
 /// A 404 or 409 from the server: what the cache said was not so.
