@@ -220,6 +220,78 @@ fn intern(pool: &mut HashMap<u64, Vec<Arc<Object>>>, o: ServerObject) -> Shared 
 }
 
 impl Cache {
+    /// What a plan of `targets` can look at: the account, the plans, and the objects the
+    /// targets record, their rows name, claim them, carry their keys, or that those point
+    /// at. The planner indexes (and fingerprints) what it is given: a targeted plan then
+    /// costs its restaurants, not the whole account.
+    fn view(
+        &self,
+        kinds: &Kinds,
+        desired: &Desired,
+        state: &State,
+        targets: &BTreeSet<RestaurantId>,
+    ) -> Actual {
+        if targets.is_empty() {
+            return self.singles.clone();
+        }
+        let mut ids: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
+        let mut owned_keys: Vec<(Resource, String)> = Vec::new();
+        for rid in targets {
+            if let Some(st) = state.restaurants.get(rid) {
+                for k in kinds.singletons() {
+                    ids.extend(k.recorded(st, "").map(|id| (k.resource(), id)));
+                }
+            }
+            for r in desired.restaurants.iter().filter(|r| &r.id == rid) {
+                ids.extend(r.platform_agent.clone().map(|id| (Resource::AGENT, id)));
+                ids.extend(
+                    r.platform_final_customer
+                        .clone()
+                        .map(|id| (Resource::FINAL_CUSTOMER, id)),
+                );
+                for k in kinds.singletons() {
+                    owned_keys.extend(k.desired(r).into_iter().map(|d| (k.resource(), d.key)));
+                }
+            }
+        }
+        let keys: BTreeSet<(Resource, &str)> =
+            owned_keys.iter().map(|(r, k)| (*r, k.as_str())).collect();
+        let wanted: BTreeSet<&str> = targets.iter().map(RestaurantId::as_str).collect();
+        let mut view = Actual {
+            account: self.singles.account.clone(),
+            ..Actual::default()
+        };
+        let mut linked = BTreeSet::new();
+        for k in kinds.singletons() {
+            let r = k.resource();
+            let list: Vec<ServerObject> = self
+                .singles
+                .singles(r)
+                .iter()
+                .filter(|o| {
+                    ids.contains(&(r, o.id.clone()))
+                        || k.claims(o).is_some_and(|c| wanted.contains(c))
+                        || k.key_of(o).is_some_and(|key| keys.contains(&(r, key)))
+                })
+                .cloned()
+                .collect();
+            linked.extend(list.iter().filter_map(|o| k.links(o)));
+            view.singles.insert(r, list);
+        }
+        for (r, id) in linked {
+            let Some(list) = view.singles.get_mut(&r) else {
+                continue;
+            };
+            if !list.iter().any(|o| o.id == id) {
+                list.extend(self.singles.singles(r).iter().find(|o| o.id == id).cloned());
+            }
+        }
+        for (r, list) in &self.singles.singles {
+            view.singles.entry(*r).or_insert_with(|| list.clone());
+        }
+        view
+    }
+
     fn holds(&self, r: Resource, id: &ObjectId) -> bool {
         self.singles.singles(r).iter().any(|o| &o.id == id)
     }
@@ -249,7 +321,8 @@ impl Cache {
             server_url: redact_url(&opts.server_url),
             ..opts
         };
-        let mut planner = diff::Planner::new(kinds, desired, &self.singles, state, &opts);
+        let view = self.view(kinds, desired, state, &opts.targets);
+        let mut planner = diff::Planner::new(kinds, desired, &view, state, &opts);
         while let Some(batch) = planner.next_batch(256) {
             let missing: Vec<_> = batch
                 .parents
