@@ -292,18 +292,7 @@ impl Ctx<'_> {
                 return Err(ApplyError::Stopped(failure));
             }
         }
-        let parent = kind.parent().and_then(|p| parents.get(p));
-        let written = |op, id, object, body| {
-            self.progress.written(&Written {
-                restaurant: rid,
-                resource: kind.resource(),
-                parent,
-                op,
-                id,
-                object,
-                body,
-            })
-        };
+        let written = self.confirmer(kind, rid, parents);
         let server = |source| ApplyError::Server {
             what: match kind.shape() {
                 Shape::One => kind.resource().label().to_string(),
@@ -362,6 +351,28 @@ impl Ctx<'_> {
                 }
                 Ok(None)
             }
+        }
+    }
+
+    /// Tells progress (the controller's cache) of each write the server confirmed.
+    fn confirmer<'b>(
+        &'b self,
+        kind: &'b dyn Kind,
+        rid: &'b RestaurantId,
+        parents: &'b Parents,
+    ) -> impl Fn(Op, &ObjectId, Option<&crate::remote::ServerObject>, Option<&serde_json::Value>) + 'b
+    {
+        let parent = kind.parent().and_then(|p| parents.get(p));
+        move |op, id, object, body| {
+            self.progress.written(&Written {
+                restaurant: rid,
+                resource: kind.resource(),
+                parent,
+                op,
+                id,
+                object,
+                body,
+            })
         }
     }
 
