@@ -124,9 +124,15 @@ impl Cache {
     ) -> Result<(), RefreshError> {
         if !self.loaded {
             // Children read under objects that still exist stay valid; the lists are new.
+            // Restaurants marked stale stay so: the lists do not cover what is under them.
             let children = std::mem::take(&mut self.children);
-            self.resync(kinds, client, account_name, state).await?;
+            let dirty = std::mem::take(&mut self.dirty);
+            let pool = std::mem::take(&mut self.pool);
+            let read = self.resync(kinds, client, account_name, state).await;
             self.children = children;
+            self.dirty = dirty;
+            self.pool = pool;
+            read?;
         }
         self.read_plans_if_due(kinds, client).await?;
         let mut reread: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
