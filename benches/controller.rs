@@ -184,7 +184,12 @@ async fn main() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port");
-    let log = std::fs::File::create(dir.path().join("controller.log")).expect("log");
+    // CTL_BENCH_LOG=path keeps the controller's log (with SIPFORM_LOG=sip-provisioning=debug:
+    // where each reconcile's time goes).
+    let log_path = std::env::var("CTL_BENCH_LOG")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("controller.log"));
+    let log = std::fs::File::create(log_path).expect("log");
     let mut ctl = Command::new(BIN)
         .current_dir(dir.path())
         .args([

@@ -109,6 +109,44 @@ pub async fn read_children(
         .await
 }
 
+/// The account and every object of the one-per-restaurant kinds (one list each, in parallel),
+/// and the account's billing plans when `plans`: what the controller's cache holds at each full
+/// resync. No children. An [`Actual`] without account when it does not exist yet.
+pub async fn read_account_level(
+    kinds: &Kinds,
+    client: &Client,
+    account_name: &str,
+    state: &State,
+    plans: bool,
+) -> Result<Actual, RefreshError> {
+    let recorded = state
+        .account_id
+        .as_ref()
+        .and_then(|id| id.to_object_id().ok());
+    let accounts = account::list(client).await?;
+    let Some(account) = the_account(accounts, recorded.as_ref(), account_name)? else {
+        return Ok(Actual::default());
+    };
+    let mut singles: BTreeMap<_, _> =
+        futures::future::try_join_all(kinds.singletons().map(|k| async {
+            Ok::<_, ClientError>((k.resource(), k.list(client, &account.id).await?))
+        }))
+        .await?
+        .into_iter()
+        .collect();
+    if plans && kinds.get(Resource::SUBSCRIPTION).is_some() {
+        singles.insert(
+            Resource::PLAN,
+            subscription::list_plans(client, &account.id).await?,
+        );
+    }
+    Ok(Actual {
+        account: Some(account),
+        singles,
+        children: Children::new(),
+    })
+}
+
 /// The first part of [`refresh_with`]: the account and the one-per-restaurant objects, without
 /// children (an [`Actual`] whose `children` is empty), and which parents' children matter
 /// (child kind, parent id). A plan reads those a batch of restaurants at a time
@@ -121,33 +159,17 @@ pub async fn read_singles(
     state: &State,
     scope: Option<&BTreeSet<RestaurantId>>,
 ) -> Result<(Actual, Vec<(Resource, ObjectId)>), RefreshError> {
-    let recorded = state
-        .account_id
-        .as_ref()
-        .and_then(|id| id.to_object_id().ok());
-    let accounts = account::list(client).await?;
-    let Some(account) = the_account(accounts, recorded.as_ref(), account_name)? else {
-        return Ok((Actual::default(), Vec::new()));
-    };
-    let mut singles: BTreeMap<_, _> =
-        futures::future::try_join_all(kinds.singletons().map(|k| async {
-            Ok::<_, ClientError>((k.resource(), k.list(client, &account.id).await?))
-        }))
-        .await?
-        .into_iter()
-        .collect();
     // The account's billing plans, once per run: every subscription's plan is chosen among
     // them. Not read when no restaurant wants a subscription.
     let billed = desired
         .restaurants
         .iter()
         .any(|r| r.billing_plan != subscription::NONE);
-    if billed && kinds.get(Resource::SUBSCRIPTION).is_some() {
-        singles.insert(
-            Resource::PLAN,
-            subscription::list_plans(client, &account.id).await?,
-        );
-    }
+    let actual = read_account_level(kinds, client, account_name, state, billed).await?;
+    let Some(account) = actual.account.clone() else {
+        return Ok((Actual::default(), Vec::new()));
+    };
+    let singles = actual.singles;
 
     let in_scope = |r: &RestaurantId| scope.is_none_or(|s| s.contains(r));
     let wanted: BTreeSet<&str> = desired

@@ -59,6 +59,23 @@ impl Report {
 pub trait Progress: Send + Sync {
     fn action_done(&self);
     fn restaurant_done(&self, outcome: &Outcome);
+    /// One write the server confirmed (the controller's cache follows the server with it).
+    fn written(&self, _w: &Written<'_>) {}
+}
+
+/// A write the server confirmed, as [`Progress::written`] sees it.
+#[derive(Debug)]
+pub struct Written<'a> {
+    pub restaurant: &'a RestaurantId,
+    pub resource: crate::plan::Resource,
+    /// The object it sits under (the account for a one-per-restaurant kind).
+    pub parent: Option<&'a ObjectId>,
+    pub op: Op,
+    pub id: &'a ObjectId,
+    /// A create's answer (adopted after a re-read included).
+    pub object: Option<&'a crate::remote::ServerObject>,
+    /// What an update sent.
+    pub body: Option<&'a serde_json::Value>,
 }
 
 /// No progress output (tests, `--quiet`).
@@ -279,6 +296,7 @@ impl Ctx<'_> {
                 return Err(ApplyError::Stopped(failure));
             }
         }
+        let written = self.confirmer(kind, rid, parents);
         let server = |source| ApplyError::Server {
             what: match kind.shape() {
                 Shape::One => kind.resource().label().to_string(),
@@ -296,6 +314,7 @@ impl Ctx<'_> {
                 )
                 .await
                 .map_err(server)?;
+                written(Op::Create, &obj.id, Some(&obj), None);
                 self.record(kind.change(rid, name, Some(&obj.id), Some(&secrets)))
                     .await?;
                 self.after_write(kind, rid, name, body).await?;
@@ -306,6 +325,7 @@ impl Ctx<'_> {
                     .adopted(self.client, rid, name, id)
                     .await
                     .map_err(server)?;
+                written(Op::Adopt, id, None, None);
                 self.record(change).await?;
                 Ok(Some(id.clone()))
             }
@@ -313,6 +333,7 @@ impl Ctx<'_> {
                 kind.update(self.client, parents, id, body)
                     .await
                     .map_err(server)?;
+                written(Op::Update, id, None, Some(body));
                 self.after_write(kind, rid, name, body).await?;
                 Ok(Some(id.clone()))
             }
@@ -321,6 +342,7 @@ impl Ctx<'_> {
                 kind.delete(self.client, parents, id)
                     .await
                     .map_err(server)?;
+                written(Op::Delete, id, None, None);
                 // Forget it only if state maps it to this very id (a duplicate's delete must
                 // not drop the kept object's entry).
                 let mapped = self.writer.read(|s| {
@@ -333,6 +355,28 @@ impl Ctx<'_> {
                 }
                 Ok(None)
             }
+        }
+    }
+
+    /// Tells progress (the controller's cache) of each write the server confirmed.
+    fn confirmer<'b>(
+        &'b self,
+        kind: &'b dyn Kind,
+        rid: &'b RestaurantId,
+        parents: &'b Parents,
+    ) -> impl Fn(Op, &ObjectId, Option<&crate::remote::ServerObject>, Option<&serde_json::Value>) + 'b
+    {
+        let parent = kind.parent().and_then(|p| parents.get(p));
+        move |op, id, object, body| {
+            self.progress.written(&Written {
+                restaurant: rid,
+                resource: kind.resource(),
+                parent,
+                op,
+                id,
+                object,
+                body,
+            })
         }
     }
 

@@ -7,6 +7,7 @@
 //! [`metrics`] (Prometheus text). This file strings them together in one loop; the HTTP
 //! listener and the signals live in the binary, which talks to the loop through a [`Handle`].
 
+pub mod cache;
 pub mod feed;
 pub mod leader;
 pub mod metrics;

@@ -7,17 +7,23 @@
 //! depends on it, a failed create re-read before any retry. Each restaurant gets a verdict the
 //! queue acts on, and one log line.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::apply::{self, ApplyError, Silent};
+use super::cache::{Cache, Recorder};
+use crate::apply::{self, ApplyError, Outcome, Report, Silent};
 use crate::config::Settings;
+use crate::diff;
 use crate::inventory::PlatformTable;
-use crate::model::ids::RestaurantId;
+use crate::model::ids::{ObjectId, RestaurantId};
 use crate::ops::plan::PlanOptions;
 use crate::ops::{OpsError, Workspace};
+use crate::plan::Plan;
+use crate::refresh::RefreshError;
 use crate::remote::Client;
+use crate::resources::Kinds;
+use crate::state::State;
 use crate::state::StateBackend;
 use crate::LOG_TARGET;
 
@@ -92,9 +98,10 @@ fn verdict_of_apply(e: &ApplyError) -> Verdict {
 pub async fn reconcile(
     ctx: &Ctx<'_>,
     ids: &BTreeSet<RestaurantId>,
+    cache: &mut Cache,
 ) -> Vec<(RestaurantId, Verdict)> {
     let started = Instant::now();
-    let verdicts = match run(ctx, ids).await {
+    let verdicts = match run(ctx, ids, cache).await {
         Ok(v) => v,
         Err(e) => {
             let v = verdict_of_ops(&e);
@@ -136,6 +143,7 @@ fn log(id: &RestaurantId, v: &Verdict, ms: u128) {
 async fn run(
     ctx: &Ctx<'_>,
     ids: &BTreeSet<RestaurantId>,
+    cache: &mut Cache,
 ) -> Result<Vec<(RestaurantId, Verdict)>, OpsError> {
     let ws = match ctx.table {
         Some(table) => {
@@ -162,40 +170,172 @@ async fn run(
     if targets.is_empty() && !ids.is_empty() {
         return Ok(verdicts);
     }
+    let t = Instant::now();
     let _lock = ws.lock("controller").await?;
-    let state = ws.state().await?;
-    let opts = PlanOptions {
+    tracing::debug!(target: LOG_TARGET, "reconcile: rows read and checked, state locked in {} ms", t.elapsed().as_millis());
+    if ctx.table.is_none() {
+        // A files inventory is planned whole against the server (local development).
+        let state = ws.state().await?;
+        let plan = ws
+            .plan(ctx.client, &state, &plan_options(ctx, &targets))
+            .await?;
+        let (report, _) = apply_if_needed(ctx, &ws, &plan, state, &Silent).await;
+        verdicts.extend(verdicts_of(&plan, report.as_ref(), &targets));
+        return Ok(verdicts);
+    }
+    let mut found: BTreeMap<RestaurantId, Verdict> = BTreeMap::new();
+    let mut round = targets;
+    // A second round for the restaurants the server answered 404 or 409: the cache was
+    // wrong about them; they are re-read and planned again at once.
+    for _ in 0..2 {
+        let (v, again) = cached_round(ctx, &ws, &round, cache).await?;
+        found.extend(v);
+        if again.is_empty() {
+            break;
+        }
+        round = again;
+    }
+    verdicts.extend(found);
+    Ok(verdicts)
+}
+
+fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions {
+    PlanOptions {
         allow_destroy: ctx.allow_destroy,
         allow_replace: false,
         targets: targets.clone(),
-    };
-    let plan = ws.plan(ctx.client, &state, &opts).await?;
-    let report =
-        if plan.restaurants.iter().any(|r| r.has_changes()) || plan.account.op().is_change() {
-            Some(apply::apply(&plan, ctx.client, &ws.writer(state), &Silent).await)
-        } else {
-            None
-        };
-    if let Some(e) = report.as_ref().and_then(|r| r.account_error.as_ref()) {
-        let v = verdict_of_apply(e);
-        verdicts.extend(targets.iter().map(|id| (id.clone(), v.clone())));
-        return Ok(verdicts);
     }
-    let seen: BTreeSet<RestaurantId> = plan
-        .restaurants
-        .iter()
-        .map(|r| r.restaurant_id.clone())
-        .collect();
+}
+
+/// Applies `plan` when it changes anything; the report, and the account's id state holds
+/// after it.
+async fn apply_if_needed(
+    ctx: &Ctx<'_>,
+    ws: &Workspace,
+    plan: &Plan,
+    state: State,
+    progress: &dyn apply::Progress,
+) -> (Option<Report>, Option<ObjectId>) {
+    if plan.restaurants.iter().any(|r| r.has_changes()) || plan.account.op().is_change() {
+        let writer = ws.writer(state);
+        let report = apply::apply(plan, ctx.client, &writer, progress).await;
+        let account = writer.read(|s| s.account_id.as_ref().and_then(|a| a.to_object_id().ok()));
+        (Some(report), account)
+    } else {
+        (None, None)
+    }
+}
+
+/// One plan + apply of `targets` against the cache (under the state lock); the verdicts, and
+/// the restaurants to try again now (the server said 404 or 409: the cache was wrong).
+async fn cached_round(
+    ctx: &Ctx<'_>,
+    ws: &Workspace,
+    targets: &BTreeSet<RestaurantId>,
+    cache: &mut Cache,
+) -> Result<(Vec<(RestaurantId, Verdict)>, BTreeSet<RestaurantId>), OpsError> {
+    let kinds = Kinds::builtin();
+    let server = |e| OpsError::server(&ctx.settings.server_url, e);
+    let mut lap = Lap(Instant::now(), Vec::new());
+    let state = ws.state().await?;
+    lap.mark("state");
+    let name = &ctx.settings.account.name;
+    let prepared = cache
+        .prepare(&kinds, ctx.client, name, ws.desired(), &state, targets)
+        .await;
+    if let Err(e) = prepared {
+        targets.iter().for_each(|t| cache.forget(t));
+        return Err(match e {
+            RefreshError::Server(e) => server(e),
+            conflict => OpsError::Conflict(conflict.to_string()),
+        });
+    }
+    let opts = plan_options(ctx, targets);
+    let opts = diff::PlanOptions {
+        server_url: ctx.settings.server_url.clone(),
+        allow_destroy: opts.allow_destroy,
+        allow_replace: opts.allow_replace,
+        targets: opts.targets,
+    };
+    lap.mark("cache");
+    let plan = match cache
+        .plan(&kinds, ctx.client, ws.desired(), &state, opts)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            targets.iter().for_each(|t| cache.forget(t));
+            return Err(server(e));
+        }
+    };
+    let recorder = Recorder::default();
+    lap.mark("plan");
+    let (report, account) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
+    lap.mark("apply");
+    let mut again = BTreeSet::new();
+    if let Some(r) = &report {
+        let failed: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.error.is_some()).collect();
+        again.extend(
+            failed
+                .iter()
+                .filter(|o| o.error.as_ref().is_some_and(wrong_cache))
+                .map(|o| o.restaurant.clone()),
+        );
+        cache.applied(&kinds, &plan, recorder, &failed, account);
+        if r.account_error.is_some() {
+            cache.invalidate();
+        }
+        // Part of making the account: the next restaurant costs its writes only. A failure
+        // leaves them due at the next plan.
+        if let Err(e) = cache.read_plans_if_due(&kinds, ctx.client).await {
+            cache.invalidate();
+            tracing::debug!(target: LOG_TARGET, "controller: reading the new account's plans: {e}");
+        }
+    }
+    lap.mark("cache update");
+    tracing::debug!(target: LOG_TARGET, "reconcile of {} restaurant(s): {}", targets.len(), lap.1.join(", "));
+    Ok((verdicts_of(&plan, report.as_ref(), targets), again))
+}
+
+/// Where a reconcile's time goes, for the debug log.
+struct Lap(Instant, Vec<String>);
+
+impl Lap {
+    fn mark(&mut self, what: &str) {
+        self.1
+            .push(format!("{what} {} ms", self.0.elapsed().as_millis()));
+        self.0 = Instant::now();
+    }
+}
+
+/// A 404 or 409 from the server: what the cache said was not so.
+fn wrong_cache(e: &ApplyError) -> bool {
+    match e {
+        ApplyError::Server { source, .. } => matches!(source.status(), Some(404 | 409)),
+        ApplyError::Several { first, .. } => wrong_cache(first),
+        _ => false,
+    }
+}
+
+/// Each restaurant's verdict from the plan and what apply did.
+fn verdicts_of(
+    plan: &Plan,
+    report: Option<&Report>,
+    targets: &BTreeSet<RestaurantId>,
+) -> Vec<(RestaurantId, Verdict)> {
+    if let Some(e) = report.and_then(|r| r.account_error.as_ref()) {
+        let v = verdict_of_apply(e);
+        return targets.iter().map(|id| (id.clone(), v.clone())).collect();
+    }
+    let mut verdicts = Vec::new();
     for rp in &plan.restaurants {
-        let outcome = report
-            .as_ref()
-            .and_then(|r| r.outcomes.iter().find(|o| o.restaurant == rp.restaurant_id));
+        let outcome =
+            report.and_then(|r| r.outcomes.iter().find(|o| o.restaurant == rp.restaurant_id));
         let v = match outcome {
             Some(o) => match &o.error {
                 Some(e) => verdict_of_apply(e),
                 None => Verdict::Done { changes: o.done },
             },
-            None if !rp.notes.is_empty() => Verdict::Held(rp.notes.join("; ")),
             None => Verdict::Done { changes: 0 },
         };
         let v = match v {
@@ -204,12 +344,13 @@ async fn run(
         };
         verdicts.push((rp.restaurant_id.clone(), v));
     }
+    let seen: BTreeSet<&RestaurantId> = plan.restaurants.iter().map(|r| &r.restaurant_id).collect();
     // Asked for, with nothing to say: up to date (or no row and nothing in state).
     verdicts.extend(
         targets
             .iter()
-            .filter(|id| !seen.contains(*id))
+            .filter(|id| !seen.contains(id))
             .map(|id| (id.clone(), Verdict::Done { changes: 0 })),
     );
-    Ok(verdicts)
+    verdicts
 }

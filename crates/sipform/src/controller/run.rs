@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::cache::Cache;
 use super::feed::{self, ChangeLog};
 use super::leader::{advisory_key, LeaderLock, Leadership};
 use super::queue::WorkQueue;
@@ -57,6 +58,7 @@ pub async fn run(opts: Options, handle: Handle, mut inbox: Inbox) -> Result<Summ
             queue: WorkQueue::new(opts.backoff_base, opts.backoff_max),
             summary: &mut summary,
             full_due: true,
+            cache: Cache::default(),
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         handle.status.leader.store(false, Ordering::Relaxed);
@@ -205,6 +207,8 @@ struct Leader<'a> {
     summary: &'a mut Summary,
     /// A full reconcile is due (start, resync, reload, `POST /v1/reconcile`).
     full_due: bool,
+    /// The server as last seen: targeted reconciles plan against it.
+    cache: Cache,
 }
 
 impl Leader<'_> {
@@ -318,7 +322,7 @@ impl Leader<'_> {
             }
             if self.full_due {
                 self.full_due = false;
-                self.queue_all().await;
+                self.queue_all(client).await;
             }
             if !self.handle.status.leader.swap(true, Ordering::Relaxed) {
                 // Reported once the first full resync is queued: from then on, every change
@@ -402,7 +406,7 @@ impl Leader<'_> {
 
     /// Every restaurant of the table and of state, queued; for a files inventory, one full
     /// reconcile at the next batch.
-    async fn queue_all(&mut self) {
+    async fn queue_all(&mut self, client: &Client) {
         let Some(table) = self.table else {
             self.queue
                 .push(RestaurantId::new(FILES_ALL), Instant::now());
@@ -417,10 +421,20 @@ impl Leader<'_> {
             }
         };
         match self.backend.load().await {
-            Ok(Some(s)) => ids.extend(s.restaurant_ids()),
-            Ok(None) => {}
+            Ok(state) => {
+                let state = state.unwrap_or_default();
+                ids.extend(state.restaurant_ids());
+                // The cache is replaced: drift on the server is seen by the batches below.
+                let kinds = crate::resources::Kinds::builtin();
+                let name = &self.config.settings.account.name;
+                if let Err(e) = self.cache.resync(&kinds, client, name, &state).await {
+                    tracing::warn!(target: LOG_TARGET, "controller: full resync: reading the server: {e}");
+                    self.cache.invalidate();
+                }
+            }
             Err(e) => {
-                tracing::warn!(target: LOG_TARGET, "controller: full resync: reading state: {e}")
+                tracing::warn!(target: LOG_TARGET, "controller: full resync: reading state: {e}");
+                self.cache.invalidate();
             }
         }
         let now = Instant::now();
@@ -458,7 +472,7 @@ impl Leader<'_> {
                 client,
                 allow_destroy: self.opts.allow_destroy,
             };
-            let verdicts = reconcile::reconcile(&ctx, &ids).await;
+            let verdicts = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
             self.handle
                 .metrics
                 .reconcile_seconds

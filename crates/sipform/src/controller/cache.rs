@@ -1,0 +1,608 @@
+//! The controller's copy of the server, as a Kubernetes informer keeps one: filled by the full
+//! resync (account, billing plans, every final customer and agent; children as restaurants
+//! are reconciled), kept current by what each apply confirmed, and planned against, so that a
+//! targeted reconcile costs its writes and no list read.
+//!
+//! Trust is conservative: a restaurant whose apply failed (error, ambiguous outcome, 404, 409)
+//! has its cached objects dropped and re-read by id before it is planned again; a create whose
+//! outcome is unknown (its id never learnt) makes the next plan read the lists again, since
+//! only a list finds it. An id state records (CI's `apply` made it) or the platform's row
+//! names that the cache lacks is read by id before planning, so nothing recorded is ever
+//! planned as missing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+
+use crate::apply::{Outcome, Progress, Written};
+use crate::diff;
+use crate::model::ids::{ObjectId, RestaurantId};
+use crate::model::secret::redact_url;
+use crate::model::spec::Desired;
+use crate::plan::{Action, Op, Plan, Resource};
+use crate::refresh::{self, RefreshError};
+use crate::remote::{Client, ClientError, Object, Route, ServerObject};
+use crate::resources::actual::Children;
+use crate::resources::{Actual, Kinds, Shape};
+use crate::state::State;
+
+/// The server as the controller last saw it.
+#[derive(Default)]
+pub struct Cache {
+    /// Account, billing plans and one-per-restaurant objects (its `children` stay empty: the
+    /// planner borrows this while `children` below is filled).
+    singles: Actual,
+    /// The lists under parents, read when a plan first needs them.
+    children: BTreeMap<(Resource, ObjectId), Vec<Shared>>,
+    /// One copy of each distinct body held in `children`: every restaurant's agent has the
+    /// same twelve tools, so 10,000 restaurants hold twelve tool bodies, not 120,000.
+    pool: HashMap<u64, Vec<Arc<Object>>>,
+    /// Filled by a resync since the last invalidation.
+    loaded: bool,
+    /// Restaurants whose objects must be re-read by id before their next plan.
+    dirty: BTreeSet<RestaurantId>,
+    /// The account was just made: its billing plans (made by the server) are read before the
+    /// next plan.
+    plans_due: bool,
+}
+
+/// An object under a parent, its fields shared with every identical one.
+#[derive(Debug, Clone)]
+struct Shared {
+    id: ObjectId,
+    fields: Arc<Object>,
+}
+
+impl Shared {
+    fn object(&self) -> ServerObject {
+        ServerObject {
+            id: self.id.clone(),
+            fields: (*self.fields).clone(),
+        }
+    }
+}
+
+/// Where one object of a one-per-restaurant kind is read by id.
+fn route_of(r: Resource) -> Option<&'static str> {
+    if r == Resource::AGENT {
+        Some("/api/agents/:id")
+    } else if r == Resource::FINAL_CUSTOMER {
+        Some("/api/final-customers/:id")
+    } else {
+        None
+    }
+}
+
+impl Cache {
+    /// Whether a resync filled it (the next plan reads the lists first otherwise).
+    pub fn loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Forgets everything: the next plan starts with the lists (unknown outcome of a create
+    /// or of the account's).
+    pub fn invalidate(&mut self) {
+        self.loaded = false;
+    }
+
+    /// The full resync: the lists replace what was cached, children included (read again as
+    /// restaurants are reconciled), so drift on the server is seen.
+    pub async fn resync(
+        &mut self,
+        kinds: &Kinds,
+        client: &Client,
+        account_name: &str,
+        state: &State,
+    ) -> Result<(), RefreshError> {
+        self.singles =
+            refresh::read_account_level(kinds, client, account_name, state, true).await?;
+        self.children.clear();
+        self.pool.clear();
+        self.dirty.clear();
+        self.plans_due = false;
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Marks `rid`'s objects stale: re-read by id before its next plan.
+    pub fn forget(&mut self, rid: &RestaurantId) {
+        self.dirty.insert(rid.clone());
+    }
+
+    /// Makes the cache fit to plan `targets`: the lists when not loaded; then, per restaurant,
+    /// what it records or claims re-read by id when it is dirty or missing.
+    pub async fn prepare(
+        &mut self,
+        kinds: &Kinds,
+        client: &Client,
+        account_name: &str,
+        desired: &Desired,
+        state: &State,
+        targets: &BTreeSet<RestaurantId>,
+    ) -> Result<(), RefreshError> {
+        if !self.loaded {
+            // Children read under objects that still exist stay valid; the lists are new.
+            // Restaurants marked stale stay so: the lists do not cover what is under them.
+            let children = std::mem::take(&mut self.children);
+            let dirty = std::mem::take(&mut self.dirty);
+            let pool = std::mem::take(&mut self.pool);
+            let read = self.resync(kinds, client, account_name, state).await;
+            self.children = children;
+            self.dirty = dirty;
+            self.pool = pool;
+            read?;
+        }
+        self.read_plans_if_due(kinds, client).await?;
+        let mut reread: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
+        for rid in targets {
+            let dirty = self.dirty.remove(rid);
+            let mut ids: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
+            if let Some(st) = state.restaurants.get(rid) {
+                for k in kinds.singletons() {
+                    ids.extend(k.recorded(st, "").map(|id| (k.resource(), id)));
+                }
+            }
+            if let Some(r) = desired.restaurants.iter().find(|r| &r.id == rid) {
+                ids.extend(r.platform_agent.clone().map(|id| (Resource::AGENT, id)));
+                ids.extend(
+                    r.platform_final_customer
+                        .clone()
+                        .map(|id| (Resource::FINAL_CUSTOMER, id)),
+                );
+            }
+            if dirty {
+                for k in kinds.singletons() {
+                    let claiming = self.singles.singles(k.resource()).iter();
+                    ids.extend(
+                        claiming
+                            .filter(|o| k.claims(o) == Some(rid.as_str()))
+                            .map(|o| (k.resource(), o.id.clone())),
+                    );
+                }
+                for (r, id) in &ids {
+                    self.drop_object(*r, id);
+                }
+            }
+            reread.extend(ids.into_iter().filter(|(r, id)| !self.holds(*r, id)));
+        }
+        let reads = futures::future::try_join_all(reread.into_iter().map(|(r, id)| async move {
+            let Some(template) = route_of(r) else {
+                return Ok::<_, ClientError>(None);
+            };
+            let route = Route::new(template, &[id.as_str()]);
+            match client.get_one(&route).await {
+                Ok(o) => crate::resources::one(o, &route, reqwest::Method::GET)
+                    .map(|(o, _)| Some((r, o))),
+                Err(e) if e.status() == Some(404) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }))
+        .await?;
+        for (r, o) in reads.into_iter().flatten() {
+            self.singles.singles.entry(r).or_default().push(o);
+        }
+        Ok(())
+    }
+
+    /// Reads the billing plans of an account just made (the server makes them with it).
+    pub async fn read_plans_if_due(
+        &mut self,
+        kinds: &Kinds,
+        client: &Client,
+    ) -> Result<(), ClientError> {
+        if self.plans_due && kinds.get(Resource::SUBSCRIPTION).is_some() {
+            if let Some(account) = &self.singles.account {
+                let plans = crate::resources::subscription::list_plans(client, &account.id).await?;
+                self.singles.singles.insert(Resource::PLAN, plans);
+            }
+        }
+        self.plans_due = false;
+        Ok(())
+    }
+
+    fn intern(&mut self, o: ServerObject) -> Shared {
+        intern(&mut self.pool, o)
+    }
+}
+
+/// The shared copy of `o`'s fields in `pool`.
+fn intern(pool: &mut HashMap<u64, Vec<Arc<Object>>>, o: ServerObject) -> Shared {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&o.fields)
+        .unwrap_or_default()
+        .hash(&mut h);
+    let same = pool.entry(h.finish()).or_default();
+    let fields = match same.iter().find(|f| ***f == o.fields) {
+        Some(f) => f.clone(),
+        None => {
+            let f = Arc::new(o.fields);
+            same.push(f.clone());
+            f
+        }
+    };
+    Shared { id: o.id, fields }
+}
+
+impl Cache {
+    /// What a plan of `targets` can look at: the account, the plans, and the objects the
+    /// targets record, their rows name, claim them, carry their keys, or that those point
+    /// at. The planner indexes (and fingerprints) what it is given: a targeted plan then
+    /// costs its restaurants, not the whole account.
+    fn view(
+        &self,
+        kinds: &Kinds,
+        desired: &Desired,
+        state: &State,
+        targets: &BTreeSet<RestaurantId>,
+    ) -> Actual {
+        if targets.is_empty() {
+            return self.singles.clone();
+        }
+        let mut ids: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
+        let mut owned_keys: Vec<(Resource, String)> = Vec::new();
+        for rid in targets {
+            if let Some(st) = state.restaurants.get(rid) {
+                for k in kinds.singletons() {
+                    ids.extend(k.recorded(st, "").map(|id| (k.resource(), id)));
+                }
+            }
+            for r in desired.restaurants.iter().filter(|r| &r.id == rid) {
+                ids.extend(r.platform_agent.clone().map(|id| (Resource::AGENT, id)));
+                ids.extend(
+                    r.platform_final_customer
+                        .clone()
+                        .map(|id| (Resource::FINAL_CUSTOMER, id)),
+                );
+                for k in kinds.singletons() {
+                    owned_keys.extend(k.desired(r).into_iter().map(|d| (k.resource(), d.key)));
+                }
+            }
+        }
+        let keys: BTreeSet<(Resource, &str)> =
+            owned_keys.iter().map(|(r, k)| (*r, k.as_str())).collect();
+        let wanted: BTreeSet<&str> = targets.iter().map(RestaurantId::as_str).collect();
+        let mut view = Actual {
+            account: self.singles.account.clone(),
+            ..Actual::default()
+        };
+        let mut linked = BTreeSet::new();
+        for k in kinds.singletons() {
+            let r = k.resource();
+            let list: Vec<ServerObject> = self
+                .singles
+                .singles(r)
+                .iter()
+                .filter(|o| {
+                    ids.contains(&(r, o.id.clone()))
+                        || k.claims(o).is_some_and(|c| wanted.contains(c))
+                        || k.key_of(o).is_some_and(|key| keys.contains(&(r, key)))
+                })
+                .cloned()
+                .collect();
+            linked.extend(list.iter().filter_map(|o| k.links(o)));
+            view.singles.insert(r, list);
+        }
+        for (r, id) in linked {
+            let Some(list) = view.singles.get_mut(&r) else {
+                continue;
+            };
+            if !list.iter().any(|o| o.id == id) {
+                list.extend(self.singles.singles(r).iter().find(|o| o.id == id).cloned());
+            }
+        }
+        for (r, list) in &self.singles.singles {
+            view.singles.entry(*r).or_insert_with(|| list.clone());
+        }
+        view
+    }
+
+    fn holds(&self, r: Resource, id: &ObjectId) -> bool {
+        self.singles.singles(r).iter().any(|o| &o.id == id)
+    }
+
+    /// Drops an object and the lists under it.
+    fn drop_object(&mut self, r: Resource, id: &ObjectId) {
+        if let Some(list) = self.singles.singles.get_mut(&r) {
+            list.retain(|o| &o.id != id);
+        }
+        for list in self.children.values_mut() {
+            list.retain(|o| &o.id != id);
+        }
+        self.children.retain(|(_, parent), _| parent != id);
+    }
+
+    /// Plans against the cache, as [`crate::ops::Workspace::plan`] does against the server;
+    /// only the children lists the cache lacks are read (and kept).
+    pub async fn plan(
+        &mut self,
+        kinds: &Kinds,
+        client: &Client,
+        desired: &Desired,
+        state: &State,
+        opts: diff::PlanOptions,
+    ) -> Result<Plan, ClientError> {
+        let opts = diff::PlanOptions {
+            server_url: redact_url(&opts.server_url),
+            ..opts
+        };
+        let view = self.view(kinds, desired, state, &opts.targets);
+        let mut planner = diff::Planner::new(kinds, desired, &view, state, &opts);
+        while let Some(batch) = planner.next_batch(256) {
+            let missing: Vec<_> = batch
+                .parents
+                .iter()
+                .filter(|p| !self.children.contains_key(*p))
+                .cloned()
+                .collect();
+            let read = refresh::read_children(kinds, client, missing).await?;
+            for (key, list) in read {
+                let pool = &mut self.pool;
+                let list = list.into_iter().map(|o| intern(pool, o)).collect();
+                self.children.insert(key, list);
+            }
+            let lists: Children = batch
+                .parents
+                .iter()
+                .filter_map(|k| {
+                    let list = self.children.get(k)?;
+                    Some((k.clone(), list.iter().map(Shared::object).collect()))
+                })
+                .collect();
+            planner.plan_batch(batch, &lists);
+        }
+        Ok(planner.finish())
+    }
+
+    /// Brings the cache up to what an apply confirmed; restaurants that failed are marked
+    /// for a re-read, and an unknown outcome of a create (or of the account's) drops the
+    /// lists.
+    pub fn applied(
+        &mut self,
+        kinds: &Kinds,
+        plan: &Plan,
+        recorder: Recorder,
+        failed: &[&Outcome],
+        account: Option<ObjectId>,
+    ) {
+        let events = recorder
+            .0
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Action::Create { body, .. } = &plan.account {
+            // The account made now, as sent, under the id state recorded; nothing under it
+            // but what this apply made. Without its id, the lists are read again.
+            match account {
+                Some(id) => {
+                    self.singles.account = Some(ServerObject {
+                        id,
+                        fields: body.as_object().cloned().unwrap_or_default(),
+                    });
+                    self.singles.singles.clear();
+                    self.plans_due = true;
+                }
+                None => self.invalidate(),
+            }
+        }
+        let mut created: BTreeMap<&RestaurantId, usize> = BTreeMap::new();
+        for e in &events {
+            if e.op == Op::Create {
+                *created.entry(&e.restaurant).or_default() += 1;
+            }
+            self.follow(kinds, e);
+        }
+        for o in failed {
+            self.forget(&o.restaurant);
+            let planned = plan
+                .restaurants
+                .iter()
+                .filter(|r| r.restaurant_id == o.restaurant)
+                .flat_map(|r| &r.actions)
+                .filter(|a| matches!(a, Action::Create { .. }))
+                .count();
+            if created.get(&o.restaurant).copied().unwrap_or(0) < planned {
+                self.invalidate();
+            }
+        }
+    }
+
+    /// One confirmed write: a create adds the server's answer, an update merges what was
+    /// sent (write-only keys left out), a delete removes the object and what is under it.
+    fn follow(&mut self, kinds: &Kinds, e: &Event) {
+        let Some(kind) = kinds.get(e.resource) else {
+            return;
+        };
+        match e.op {
+            Op::Create => {
+                let Some(o) = e.object.clone() else { return };
+                // A new parent's lists are empty but for what this apply creates in them.
+                for child in kinds.children_of(e.resource) {
+                    self.children
+                        .insert((child.resource(), o.id.clone()), Vec::new());
+                }
+                match (kind.shape(), &e.parent) {
+                    (Shape::Many, Some(p)) => {
+                        if self.children.contains_key(&(e.resource, p.clone())) {
+                            let o = self.intern(o);
+                            if let Some(list) = self.children.get_mut(&(e.resource, p.clone())) {
+                                list.push(o);
+                            }
+                        }
+                    }
+                    (Shape::Many, None) => {}
+                    (Shape::One, _) => self.singles.singles.entry(e.resource).or_default().push(o),
+                }
+            }
+            Op::Update => {
+                let Some(Value::Object(body)) = &e.body else {
+                    return;
+                };
+                let merge = |fields: &mut Object| {
+                    for (k, v) in body {
+                        if !kind.write_only().contains(&k.as_str()) {
+                            fields.insert(k.clone(), v.clone());
+                        }
+                    }
+                };
+                let singles = self.singles.singles.values_mut().flatten();
+                for o in singles.filter(|o| o.id == e.id) {
+                    merge(&mut o.fields);
+                }
+                let children = self.children.values_mut().flatten();
+                for o in children.filter(|o| o.id == e.id) {
+                    merge(Arc::make_mut(&mut o.fields));
+                }
+            }
+            Op::Delete => self.drop_object(e.resource, &e.id),
+            Op::Adopt | Op::NoOp => {}
+        }
+    }
+}
+
+/// A confirmed write, owned.
+struct Event {
+    restaurant: RestaurantId,
+    resource: Resource,
+    parent: Option<ObjectId>,
+    op: Op,
+    id: ObjectId,
+    object: Option<ServerObject>,
+    body: Option<Value>,
+}
+
+/// Collects what an apply confirmed, for [`Cache::applied`].
+#[derive(Default)]
+pub struct Recorder(Mutex<Vec<Event>>);
+
+impl Progress for Recorder {
+    fn action_done(&self) {}
+    fn restaurant_done(&self, _: &Outcome) {}
+    fn written(&self, w: &Written<'_>) {
+        let e = Event {
+            restaurant: w.restaurant.clone(),
+            resource: w.resource,
+            parent: w.parent.cloned(),
+            op: w.op,
+            id: w.id.clone(),
+            object: w.object.cloned(),
+            body: w.body.cloned(),
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(s: &str) -> ObjectId {
+        ObjectId::parse(s).expect("valid id")
+    }
+
+    fn obj(i: &str, v: Value) -> ServerObject {
+        ServerObject {
+            id: id(i),
+            fields: v.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn event(op: Op, resource: Resource, i: &str, parent: Option<&str>) -> Event {
+        Event {
+            restaurant: RestaurantId::new("r1"),
+            resource,
+            parent: parent.map(id),
+            op,
+            id: id(i),
+            object: None,
+            body: None,
+        }
+    }
+
+    /// Creates add the server's answer (a new agent's lists start empty and take its tools);
+    /// updates merge what was sent but never a write-only key; deletes drop the object and
+    /// the lists under it.
+    #[test]
+    fn the_cache_follows_confirmed_writes() {
+        let kinds = Kinds::builtin();
+        let mut c = Cache::default();
+        let mut agent = event(Op::Create, Resource::AGENT, "a1", None);
+        agent.object = Some(obj("a1", json!({"name": "Chez A"})));
+        c.follow(&kinds, &agent);
+        let mut tool = event(Op::Create, Resource::TOOL, "t1", Some("a1"));
+        tool.object = Some(obj("t1", json!({"name": "end_call"})));
+        c.follow(&kinds, &tool);
+        assert!(c.holds(Resource::AGENT, &id("a1")));
+        assert_eq!(c.children[&(Resource::TOOL, id("a1"))].len(), 1);
+        assert!(
+            c.children
+                .get(&(Resource::PHONE_LINE, id("a1")))
+                .is_some_and(Vec::is_empty),
+            "a new agent has no phone line but what this apply made"
+        );
+
+        // A tool created under a parent whose list was never read is not invented.
+        let mut stray = event(Op::Create, Resource::TOOL, "t2", Some("a9"));
+        stray.object = Some(obj("t2", json!({"name": "x"})));
+        c.follow(&kinds, &stray);
+        assert!(!c.children.contains_key(&(Resource::TOOL, id("a9"))));
+
+        let mut rename = event(Op::Update, Resource::AGENT, "a1", None);
+        rename.body = Some(json!({"name": "Chez B"}));
+        c.follow(&kinds, &rename);
+        let a = &c.singles.singles(Resource::AGENT)[0];
+        assert_eq!(a.fields["name"], "Chez B");
+
+        let mut line = event(Op::Create, Resource::PHONE_LINE, "p1", Some("a1"));
+        line.object = Some(obj("p1", json!({"phoneNumber": "+331"})));
+        c.follow(&kinds, &line);
+        let mut pw = event(Op::Update, Resource::PHONE_LINE, "p1", Some("a1"));
+        pw.body = Some(json!({"sipPassword": "s3cret", "phoneNumber": "+332"}));
+        c.follow(&kinds, &pw);
+        let p = &c.children[&(Resource::PHONE_LINE, id("a1"))][0];
+        assert_eq!(p.fields["phoneNumber"], "+332");
+        assert!(!p.fields.contains_key("sipPassword"), "no secret is cached");
+
+        c.follow(&kinds, &event(Op::Delete, Resource::AGENT, "a1", None));
+        assert!(!c.holds(Resource::AGENT, &id("a1")));
+        assert!(c.children.keys().all(|(_, parent)| parent != &id("a1")));
+    }
+
+    /// Identical bodies under different parents are held once.
+    #[test]
+    fn identical_children_share_one_body() {
+        let mut c = Cache::default();
+        let a = c.intern(obj("t1", json!({"name": "end_call", "x": [1, 2]})));
+        let b = c.intern(obj("t2", json!({"name": "end_call", "x": [1, 2]})));
+        let other = c.intern(obj("t3", json!({"name": "leave_message"})));
+        assert!(Arc::ptr_eq(&a.fields, &b.fields));
+        assert!(!Arc::ptr_eq(&a.fields, &other.fields));
+        assert_eq!(b.object().id, id("t2"));
+    }
+
+    /// The recorder keeps what apply reports, owned, for after the apply.
+    #[test]
+    fn the_recorder_keeps_every_write() {
+        let r = Recorder::default();
+        let rid = RestaurantId::new("r1");
+        let a = id("a1");
+        let body = json!({"name": "n"});
+        r.written(&Written {
+            restaurant: &rid,
+            resource: Resource::AGENT,
+            parent: None,
+            op: Op::Update,
+            id: &a,
+            object: None,
+            body: Some(&body),
+        });
+        let events = r.0.into_inner().expect("not poisoned");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].body.as_ref(), Some(&body));
+        assert_eq!(events[0].restaurant, rid);
+    }
+}
