@@ -56,15 +56,7 @@ impl Workspace {
                 let known = backend.load().await?;
                 let known = known.map(|s| s.restaurant_ids()).unwrap_or_default();
                 let rows = table.read_checked(&known).await?;
-                let report =
-                    validate::check_inventory(&root, settings.project(), &env, Some(rows))?;
-                Ok(Workspace {
-                    settings,
-                    desired: report.validated.desired,
-                    backend,
-                    inventory: Some(table),
-                    skipped: report.skipped,
-                })
+                Self::for_rows(settings, backend, table, rows)
             }
         }
     }
