@@ -125,11 +125,19 @@ fn error_text(e: &anyhow::Error) -> String {
     text
 }
 
+/// mimalloc rather than glibc's allocator: a plan or apply of 10,000 restaurants allocates
+/// and frees millions of small JSON nodes across threads; glibc spent a quarter of the CPU in
+/// malloc/free/consolidation and held far more than the live heap (see the README's
+/// Performance section). The feature is on by default; off, glibc is limited to two arenas.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// glibc gives each allocating thread its own arena and keeps what is freed there: at 10,000
-/// restaurants that held ~100 MB more than two arenas do, for no measurable speed (see the
-/// README's Performance section).
+/// restaurants that held ~100 MB more than two arenas do, for no measurable speed. Only when
+/// the `mimalloc` feature is off (a build for heap profilers that hook malloc).
 fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
     // SAFETY: called first thing in main, before any thread allocates; a documented option.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);

@@ -91,6 +91,7 @@ async fn converge(settings: &Settings, rs: &[Restaurant]) -> Result<(), TestCase
         allow_destroy: true,
         allow_replace: false,
         targets: BTreeSet::new(),
+        only_changes: false,
     };
     let state = ws
         .state()

@@ -198,6 +198,7 @@ impl PlanArgs {
             allow_destroy: self.allow_destroy,
             allow_replace: self.allow_replace,
             targets: self.targets.set(),
+            only_changes: false,
         }
     }
 

@@ -28,7 +28,13 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ws = super::workspace(global, &args.run.overrides()).await?;
-    let plan = ops::plan::plan(&ws, &args.run.plan_options()).await?;
+    let opts = ops::plan::PlanOptions {
+        // A plan only printed for people never shows unchanged restaurants: they are left
+        // out of it. JSON and a saved plan list every object.
+        only_changes: !args.json && args.out.is_none(),
+        ..args.run.plan_options()
+    };
+    let plan = ops::plan::plan(&ws, &opts).await?;
     let format = if args.json {
         Format::Json
     } else if args.markdown {

@@ -204,6 +204,7 @@ fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions 
         allow_destroy: ctx.allow_destroy,
         allow_replace: false,
         targets: targets.clone(),
+        only_changes: false,
     }
 }
 
@@ -256,6 +257,7 @@ async fn cached_round(
         allow_destroy: opts.allow_destroy,
         allow_replace: opts.allow_replace,
         targets: opts.targets,
+        only_changes: false,
     };
     lap.mark("cache");
     let plan = match cache

@@ -303,7 +303,7 @@ fn build(
         }
     }
 
-    let mut rendered: Vec<RenderedOne> = Vec::new();
+    let mut rendered: Vec<RenderedOne> = Vec::with_capacity(entries.len());
     if let Some(renderer) = &renderer {
         // Rendering and parsing is most of the work, and each restaurant's is its own.
         let outcomes = par_map(&entries, |i, e| {

@@ -48,9 +48,11 @@ pub fn check_id(s: &str) -> Result<(), IdError> {
 
 /// Any server-made id, validated where it entered (see [`check_id`]). Plans carry these; each
 /// resource kind turns it into its own typed id (`AgentId`, `ToolId`, …) where it needs one.
+/// Shared text: a plan, its index and its actions hold the same id many times over, and a
+/// copy is a reference count, not an allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ObjectId(String);
+pub struct ObjectId(std::sync::Arc<str>);
 
 impl schemars::JsonSchema for ObjectId {
     fn schema_name() -> std::borrow::Cow<'static, str> {
@@ -72,7 +74,7 @@ impl schemars::JsonSchema for ObjectId {
 impl ObjectId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         check_id(s)?;
-        Ok(ObjectId(s.to_string()))
+        Ok(ObjectId(s.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -84,13 +86,13 @@ impl TryFrom<String> for ObjectId {
     type Error = IdError;
     fn try_from(s: String) -> Result<Self, IdError> {
         check_id(&s)?;
-        Ok(ObjectId(s))
+        Ok(ObjectId(s.into()))
     }
 }
 
 impl From<ObjectId> for String {
     fn from(id: ObjectId) -> String {
-        id.0
+        id.0.to_string()
     }
 }
 

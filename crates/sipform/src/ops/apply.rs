@@ -76,7 +76,12 @@ impl<'w> ApplyRun<'w> {
     /// Carries `plan` out, recording every id as it comes; releases the lock when done.
     pub async fn apply(self, plan: &Plan, progress: &dyn Progress) -> Report {
         let writer = self.ws.writer(self.state);
-        apply::apply(plan, &self.client, &writer, progress).await
+        let report = apply::apply(plan, &self.client, &writer, progress).await;
+        if let Err(e) = writer.settle().await {
+            // What is recorded is durable in the journal: the next run replays it.
+            tracing::warn!(target: crate::LOG_TARGET, "could not fold the state journal in ({e}); the next run replays it");
+        }
+        report
     }
 }
 

@@ -61,6 +61,7 @@ impl Demo {
                 allow_destroy: false,
                 allow_replace: false,
                 targets: opts.targets,
+                only_changes: false,
             },
             _scratch: scratch,
         })

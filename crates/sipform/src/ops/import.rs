@@ -43,6 +43,7 @@ pub async fn prepare<'w>(
                 allow_destroy: false,
                 allow_replace: false,
                 targets: opts.targets.clone(),
+                only_changes: false,
             },
         )
         .await?;

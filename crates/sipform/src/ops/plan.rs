@@ -19,6 +19,8 @@ pub struct PlanOptions {
     pub allow_replace: bool,
     /// Restaurants to consider; empty means all.
     pub targets: BTreeSet<RestaurantId>,
+    /// See [`crate::diff::PlanOptions::only_changes`].
+    pub only_changes: bool,
 }
 
 /// The plan from the current state (read, not locked: planning changes nothing).

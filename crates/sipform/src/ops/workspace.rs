@@ -1,5 +1,6 @@
 //! A loaded project: its settings, everything it wants to exist, and its state backend.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::config::Settings;
@@ -8,10 +9,12 @@ use crate::front::diagnostics::Skipped;
 use crate::front::validate;
 use crate::inventory::PlatformTable;
 use crate::model::secret::redact_url;
+use crate::model::ids::ObjectId;
 use crate::model::spec::Desired;
 use crate::plan::Plan;
 use crate::refresh;
 use crate::remote::{Client, ClientError};
+use crate::resources::Resource;
 use crate::state::{
     self, CommitHook, LockGuard, LockInfo, ProjectRef, State, StateBackend, StateWriter,
 };
@@ -22,6 +25,8 @@ use super::OpsError;
 /// Restaurants planned together: their children lists are read at once (enough to keep the
 /// client's slots busy) and dropped once compared.
 const PLAN_BATCH: usize = 256;
+/// Batches whose children lists are read while an earlier one is planned.
+const READ_AHEAD: usize = 2;
 
 /// A loaded, validated project with its settings and state backend. Read-only once built: a
 /// command that needs other settings resolves other [`Settings`] and loads again.
@@ -196,21 +201,55 @@ impl Workspace {
             allow_destroy: opts.allow_destroy,
             allow_replace: opts.allow_replace,
             targets: opts.targets.clone(),
+            only_changes: opts.only_changes,
         };
         // The objects under each parent (tools under agents) are read, compared and dropped
         // a batch of restaurants at a time: memory stays flat in the number of restaurants.
+        // The next batch's lists are read while this one is planned, so the server's round
+        // trips and the comparing overlap instead of taking turns.
         let reads: std::collections::HashSet<_> = reads.into_iter().collect();
-        let mut planner = diff::Planner::new(&kinds, &self.desired, &actual, state, &opts);
-        while let Some(batch) = planner.next_batch(PLAN_BATCH) {
-            let wanted: Vec<_> = batch
-                .parents
+        let wanted = |parents: &BTreeSet<(Resource, ObjectId)>| -> Vec<_> {
+            parents
                 .iter()
                 .filter(|p| reads.contains(*p))
                 .cloned()
-                .collect();
-            let children = refresh::read_children(&kinds, client, wanted)
+                .collect()
+        };
+        let read_ahead = |parents: Vec<(Resource, ObjectId)>| {
+            let client = client.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                refresh::read_children(&crate::resources::Kinds::builtin(), &client, parents).await
+            }))
+        };
+        let mut planner = diff::Planner::new(&kinds, &self.desired, &actual, state, &opts);
+        let mut ahead = std::collections::VecDeque::new();
+        loop {
+            // Two batches read ahead: the second keeps every slot busy while the first's
+            // last answers trickle in.
+            while ahead.len() < READ_AHEAD {
+                let Some(b) = planner.next_batch(PLAN_BATCH) else {
+                    break;
+                };
+                ahead.push_back((read_ahead(wanted(&b.parents)), b));
+            }
+            let Some((reading, mut batch)) = ahead.pop_front() else {
+                break;
+            };
+            let mut children = reading
+                .join()
                 .await
                 .map_err(|e| self.server_error(e))?;
+            let missing: BTreeSet<_> = planner.recheck(&mut batch).into_iter().collect();
+            let missing: Vec<_> = wanted(&missing)
+                .into_iter()
+                .filter(|p| !children.contains_key(p))
+                .collect();
+            if !missing.is_empty() {
+                let more = refresh::read_children(&kinds, client, missing)
+                    .await
+                    .map_err(|e| self.server_error(e))?;
+                children.extend(more);
+            }
             planner.plan_batch(batch, &children);
         }
         Ok(planner.finish())
@@ -265,6 +304,7 @@ impl Workspace {
                     if crate::resources::Kinds::builtin().get(*resource).is_some_and(|k| k.replaces()))
             }),
             targets: saved.targets.iter().cloned().collect(),
+            only_changes: false,
         };
         let now = self.plan(client, state, &opts).await?;
         // Never send what is not planned now: the state or the server changed for a restaurant
@@ -306,4 +346,25 @@ impl Workspace {
 /// The project state is bound to: `project:`, else the account name, and the account name.
 pub(super) fn state_project(settings: &Settings) -> ProjectRef {
     ProjectRef::of(settings.project.as_deref(), &settings.account.name)
+}
+
+/// A spawned task that is cancelled when its handle is dropped: a plan that fails stops the
+/// read it started ahead instead of leaving it running.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl AbortOnDrop<Result<crate::resources::actual::Children, ClientError>> {
+    /// The read's answer; a read that panicked panics here, as if it had run inline.
+    async fn join(mut self) -> Result<crate::resources::actual::Children, ClientError> {
+        match (&mut self.0).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(ClientError::Build("a read ahead was cancelled".into())),
+        }
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -222,6 +222,14 @@ pub trait StateBackend: Send + Sync {
     /// Persists `state`, which already has `changes` applied and its serial bumped. Backends
     /// that store rows may write just the changes; a file rewrites the whole document.
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError>;
+
+    /// Called under the lock with the state a run ends with, every change of it committed:
+    /// a backend that keeps a journal folds it in from this copy instead of reading state
+    /// back when the lock is released (which held a second copy of state at the end of a
+    /// large apply). Nothing to do by default.
+    async fn settle(&self, _state: &State) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

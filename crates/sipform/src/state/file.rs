@@ -59,6 +59,9 @@ struct JournalCtl {
     snapshot_len: u64,
     /// The project the document or journal records, which a commit need not repeat.
     project: Option<ProjectRef>,
+    /// This process wrote the document whole and appended nothing since: releasing the lock
+    /// has nothing to fold in (and need not read state back to know it).
+    compacted: bool,
 }
 
 pub struct FileState {
@@ -264,6 +267,7 @@ fn write_encoded(
         journal_len: fresh.len() as u64,
         snapshot_len: doc.len() as u64,
         project,
+        compacted: true,
     };
     Ok(())
 }
@@ -294,6 +298,7 @@ fn resume(path: &Path, ctl: &mut JournalCtl, last: (uuid::Uuid, u64)) -> Result<
         journal_len: scan.valid_len,
         snapshot_len: meta.len(),
         project: scan.project().cloned(),
+        compacted: false,
     };
     Ok(true)
 }
@@ -323,6 +328,7 @@ fn append(
     }
     let journal_path = beside(path, ".journal");
     ctl.ready = false; // until the append is known to be whole
+    ctl.compacted = false;
     OpenOptions::new()
         .append(true)
         .open(&journal_path)
@@ -342,6 +348,9 @@ fn append(
 
 /// Folds the journal into the document, if it holds anything.
 fn compact(path: &Path, ctl: &mut JournalCtl) -> Result<(), StateError> {
+    if ctl.compacted {
+        return Ok(());
+    }
     let journal_path = beside(path, ".journal");
     let journal_len = match fs::metadata(&journal_path) {
         Ok(m) => m.len(),
@@ -441,6 +450,10 @@ impl StateBackend for FileState {
         Ok(Some(state))
     }
 
+    async fn settle(&self, state: &State) -> Result<(), StateError> {
+        self.settle_journal(state).await
+    }
+
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
         // The project recorded in what is written (a fresh or adopted state may not say it
         // yet); a state bound to another project is refused before anything is written.
@@ -494,6 +507,20 @@ impl StateBackend for FileState {
 }
 
 impl FileState {
+    /// See [`StateBackend::settle`]: the document written whole from `state` when this
+    /// process appended to the journal.
+    async fn settle_journal(&self, state: &State) -> Result<(), StateError> {
+        let compacted = self
+            .journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .compacted;
+        if compacted {
+            return Ok(());
+        }
+        self.commit(state, &[]).await
+    }
+
     fn interrupted(&self, what: &str, e: tokio::task::JoinError) -> StateError {
         StateError::Backend {
             place: self.path.display().to_string(),

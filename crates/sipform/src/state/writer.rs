@@ -37,6 +37,7 @@ pub struct StateWriter {
     /// state is copied only when a reader's snapshot still holds it (never in a plain apply).
     current: Arc<Mutex<Arc<State>>>,
     failure: Arc<OnceLock<StateError>>,
+    backend: Arc<dyn StateBackend>,
 }
 
 type Ack = oneshot::Sender<Result<(), StateError>>;
@@ -60,7 +61,7 @@ impl StateWriter {
         let current = Arc::new(Mutex::new(Arc::new(state)));
         let failure = Arc::new(OnceLock::new());
         let task = Task {
-            backend,
+            backend: backend.clone(),
             store_tokens,
             hook,
             current: current.clone(),
@@ -71,7 +72,19 @@ impl StateWriter {
             tx,
             current,
             failure,
+            backend,
         }
+    }
+
+    /// Hands the backend the state the run ends with ([`StateBackend::settle`]), once every
+    /// change is recorded. Nothing after a failed write: memory may then hold what is not
+    /// durable, and the journal stays for the next run to replay.
+    pub async fn settle(&self) -> Result<(), StateError> {
+        if self.is_poisoned() {
+            return Ok(());
+        }
+        let state = locked(&self.current).clone();
+        self.backend.settle(&state).await
     }
 
     /// [`StateWriter::new`] with the token setting of the project's `state:` section, so
