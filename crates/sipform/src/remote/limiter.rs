@@ -30,11 +30,10 @@
 //! times that rate, unless already lower: a later 429 at the new pace then measures the same
 //! rate and leaves it there, rather than each cutting it again. Without such an earlier 429
 //! (a probe's first one), the pace is cut to [`PACE_CUT`] times the lower of itself and the
-//! last second's success rate, at most once per [`PACE_HOLD`]. Every [`PACE_RAISE_EVERY`]
-//! without any 429 while the pacer is what holds requests back raises it by [`PACE_RAISE`]:
-//! the first 429 ends a probe, so a probe costs a request or two, not a second's overshoot,
-//! and probing often keeps the pace close under the server's rate. A 429'd request waits its
-//! `Retry-After` and starts again through the pacer like any other. The pacer never banks unused time, so a
+//! last second's success rate, at most once per [`PACE_HOLD`]. Every second without any 429
+//! while the pacer is what holds requests back raises it by [`PACE_RAISE`]: the first 429
+//! ends a probe, so a probe costs a request or two, not a second's overshoot. A 429'd request waits its `Retry-After`
+//! and starts again through the pacer like any other. The pacer never banks unused time, so a
 //! quiet moment or a pause is never followed by a burst.
 //!
 //! No crate fits: `tower`'s limits are static, and the maintained ports of concurrency-limits
@@ -65,12 +64,10 @@ pub const DROP_CUT: f64 = 0.7;
 pub const DROP_SHARE: f64 = 0.25;
 /// Multiplier of the limit after a window that queued.
 pub const LATENCY_CUT: f64 = 0.9;
-/// What share of the measured rate (or of the pace) a 429 at the pace leaves.
+/// Multiplier of the pace after a later 429.
 pub const PACE_CUT: f64 = 0.9;
-/// Multiplier of the pace after [`PACE_RAISE_EVERY`] spent at the pace without a 429.
+/// Multiplier of the pace after a throttle-free second spent at the pace.
 pub const PACE_RAISE: f64 = 1.05;
-/// How long the pace must go without a 429 before it is raised.
-pub const PACE_RAISE_EVERY: Duration = Duration::from_millis(500);
 /// Multiplier of the pace while it ramps up to the first 429 at the pace.
 pub const PACE_RAMP: f64 = 1.25;
 /// How often the pace ramps up.
@@ -480,7 +477,7 @@ impl Control {
             let step = if p.ramping {
                 PACE_RAMP_EVERY
             } else {
-                PACE_RAISE_EVERY
+                Duration::from_secs(1)
             };
             let quiet =
                 now - p.last_change >= step && p.last_throttled.is_none_or(|t| now - t >= step);
