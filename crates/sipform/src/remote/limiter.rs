@@ -30,7 +30,8 @@
 //! times that rate, unless already lower: a later 429 at the new pace then measures the same
 //! rate and leaves it there, rather than each cutting it again. Without such an earlier 429
 //! (a probe's first one), the pace is cut to [`PACE_CUT`] times the lower of itself and the
-//! last second's success rate, at most once per [`PACE_HOLD`]. Every second without any 429
+//! last second's success rate. Either way, at most once per [`PACE_HOLD`] and never below
+//! [`PACE_CUT_MOST`] of what it was. Every second without any 429
 //! while the pacer is what holds requests back raises it by [`PACE_RAISE`]: the first 429
 //! ends a probe, so a probe costs a request or two, not a second's overshoot. A 429'd request waits its `Retry-After`
 //! and starts again through the pacer like any other. The pacer never banks unused time, so a
@@ -66,14 +67,17 @@ pub const DROP_SHARE: f64 = 0.25;
 pub const LATENCY_CUT: f64 = 0.9;
 /// Multiplier of the pace after a later 429.
 pub const PACE_CUT: f64 = 0.9;
+/// The most one cut of the pace takes off: a rate measured over few answers is rough, and a
+/// server that answers only 429 for a while still brings it down within a second.
+pub const PACE_CUT_MOST: f64 = 0.5;
 /// Multiplier of the pace after a throttle-free second spent at the pace.
 pub const PACE_RAISE: f64 = 1.05;
 /// Multiplier of the pace while it ramps up to the first 429 at the pace.
 pub const PACE_RAMP: f64 = 1.25;
 /// How often the pace ramps up.
 pub const PACE_RAMP_EVERY: Duration = Duration::from_millis(200);
-/// After a change of the pace, how long before a 429 with no measured rate may cut it again
-/// (timer jitter on an emptied bucket would otherwise cut it over and over).
+/// After a change of the pace, how long before a 429 may cut it again (timer jitter on an
+/// emptied bucket would otherwise cut it over and over).
 pub const PACE_HOLD: Duration = Duration::from_millis(100);
 /// The shortest time between two 429s over which the successes measure the server's rate
 /// (shorter, a token more or less is a large error).
@@ -446,15 +450,15 @@ impl Control {
             }
             Some(p) => {
                 p.last_throttled = Some(now);
-                if epoch != Some(p.epoch) {
+                if epoch != Some(p.epoch) || now - p.last_change < PACE_HOLD {
                     return;
                 }
                 let next = match measured {
                     Some(rate) => rate * PACE_CUT,
-                    None if now - p.last_change >= PACE_HOLD => p.per_second.min(took) * PACE_CUT,
-                    None => return,
+                    None => p.per_second.min(took) * PACE_CUT,
                 };
-                let next = next.max(1.0);
+                // A few answers measure a rate roughly: one cut never more than halves it.
+                let next = next.max(p.per_second * PACE_CUT_MOST).max(1.0);
                 if next >= p.per_second && !p.ramping {
                     return;
                 }
