@@ -31,9 +31,9 @@
 //! rate and leaves it there, rather than each cutting it again. Without such an earlier 429
 //! (a probe's first one), the pace is cut to [`PACE_CUT`] times the lower of itself and the
 //! last second's success rate. Either way, at most once per [`PACE_HOLD`] and never below
-//! [`PACE_CUT_MOST`] of what it was. Every second without any 429
-//! while the pacer is what holds requests back raises it by [`PACE_RAISE`]: the first 429
-//! ends a probe, so a probe costs a request or two, not a second's overshoot. A 429'd request waits its `Retry-After`
+//! [`PACE_CUT_MOST`] of what it was. Every second without any 429 while the pacer is what
+//! holds requests back raises it by [`PACE_RAISE`]: the first 429 ends a probe, so a probe
+//! costs a request or two, not a second's overshoot. A 429'd request waits its `Retry-After`
 //! and starts again through the pacer like any other. The pacer never banks unused time, so a
 //! quiet moment or a pause is never followed by a burst.
 //!
@@ -65,10 +65,10 @@ pub const DROP_CUT: f64 = 0.7;
 pub const DROP_SHARE: f64 = 0.25;
 /// Multiplier of the limit after a window that queued.
 pub const LATENCY_CUT: f64 = 0.9;
-/// Multiplier of the pace after a later 429.
+/// What share of the measured rate (or of the pace) a 429 at the pace leaves.
 pub const PACE_CUT: f64 = 0.9;
-/// The most one cut of the pace takes off: a rate measured over few answers is rough, and a
-/// server that answers only 429 for a while still brings it down within a second.
+/// The least share of the pace one cut leaves: a rate measured over few answers is rough,
+/// and a server that answers only 429 for a while still brings it down within a second.
 pub const PACE_CUT_MOST: f64 = 0.5;
 /// Multiplier of the pace after a throttle-free second spent at the pace.
 pub const PACE_RAISE: f64 = 1.05;
