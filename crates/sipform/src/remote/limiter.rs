@@ -15,16 +15,27 @@
 //! - otherwise, if the limit was reached in the window, it grows: by half while nothing has
 //!   pushed back yet (slow start), then by one (additive increase, multiplicative decrease as in
 //!   TCP and Netflix's concurrency-limits `AIMDLimit`, with its gradient limiter's latency
-//!   signal). `--max-parallelism` bounds it.
+//!   signal). `--max-parallelism` bounds it. Requests waiting for the pacer (below) hold a
+//!   slot but do not count as in flight: when the pacer is what holds requests back, the
+//!   limit is not reached and does not grow.
 //!
 //! A 429 says the server counts requests per second, which no concurrency limit expresses (a
 //! 429 comes back at once, so its slot is free again at once). So the first 429 also starts a
 //! pacer at 95 % of the success rate of the last answers; that is only a guess, so it ramps up
 //! by [`PACE_RAMP`] every [`PACE_RAMP_EVERY`] while it holds requests back, until a 429 at the
-//! pace sets it just below the last step. From then on each later 429 (at most one a second)
-//! lowers it by [`PACE_CUT`], and every second without one while the pacer is what holds
-//! requests back raises it by [`PACE_RAISE`]. The pacer never banks unused time, so a quiet
-//! moment or a pause is never followed by a burst.
+//! pace. From then on, a 429 of a request that started at the current pace (those already
+//! under way say nothing of it) measures the server's rate: a token bucket is empty at each
+//! 429, so the successes between an earlier 429 (at least [`PACE_MEASURE`] before, within the
+//! last second) and this one are what it refilled in between. The pace goes to [`PACE_CUT`]
+//! times that rate, unless already lower: a later 429 at the new pace then measures the same
+//! rate and leaves it there, rather than each cutting it again. Without such an earlier 429
+//! (a probe's first one), the pace is cut to [`PACE_CUT`] times the lower of itself and the
+//! last second's success rate. Either way, at most once per [`PACE_HOLD`] and never below
+//! [`PACE_CUT_MOST`] of what it was. Every second without any 429 while the pacer is what
+//! holds requests back raises it by [`PACE_RAISE`]: the first 429 ends a probe, so a probe
+//! costs a request or two, not a second's overshoot. A 429'd request waits its `Retry-After`
+//! and starts again through the pacer like any other. The pacer never banks unused time, so a
+//! quiet moment or a pause is never followed by a burst.
 //!
 //! No crate fits: `tower`'s limits are static, and the maintained ports of concurrency-limits
 //! are not for tokio clients; this is a few counters under one mutex.
@@ -54,14 +65,23 @@ pub const DROP_CUT: f64 = 0.7;
 pub const DROP_SHARE: f64 = 0.25;
 /// Multiplier of the limit after a window that queued.
 pub const LATENCY_CUT: f64 = 0.9;
-/// Multiplier of the pace after a later 429.
+/// What share of the measured rate (or of the pace) a 429 at the pace leaves.
 pub const PACE_CUT: f64 = 0.9;
+/// The least share of the pace one cut leaves: a rate measured over few answers is rough,
+/// and a server that answers only 429 for a while still brings it down within a second.
+pub const PACE_CUT_MOST: f64 = 0.5;
 /// Multiplier of the pace after a throttle-free second spent at the pace.
 pub const PACE_RAISE: f64 = 1.05;
 /// Multiplier of the pace while it ramps up to the first 429 at the pace.
 pub const PACE_RAMP: f64 = 1.25;
 /// How often the pace ramps up.
 pub const PACE_RAMP_EVERY: Duration = Duration::from_millis(200);
+/// After a change of the pace, how long before a 429 may cut it again (timer jitter on an
+/// emptied bucket would otherwise cut it over and over).
+pub const PACE_HOLD: Duration = Duration::from_millis(100);
+/// The shortest time between two 429s over which the successes measure the server's rate
+/// (shorter, a token more or less is a large error).
+pub const PACE_MEASURE: Duration = Duration::from_millis(100);
 
 /// What became of one request, as the limiter counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +133,8 @@ struct Control {
     pace: Option<Pace>,
     /// Completion times of the last second's answered requests: the rate the server took.
     answered: VecDeque<Instant>,
+    /// When the last second's 429s came back: the server's bucket was empty then.
+    throttled_at: VecDeque<Instant>,
     throttled: u64,
 }
 
@@ -134,6 +156,11 @@ struct Pace {
     ramping: bool,
     next_start: Instant,
     last_change: Instant,
+    /// The last 429 seen: a raise needs a quiet second (a quiet step while ramping).
+    last_throttled: Option<Instant>,
+    /// Counts the changes: a request records the pace it started at, and only a 429 of one
+    /// started at the current pace tells something of it.
+    epoch: u64,
     /// Whether the pacer made a request wait since its last change: only then is raising
     /// it a probe of the server (otherwise the concurrency limit is what holds requests).
     held: bool,
@@ -144,6 +171,8 @@ pub struct Permit {
     limiter: Arc<Limiter>,
     slot: Option<OwnedSemaphorePermit>,
     started: Instant,
+    /// The pace's epoch when the request was given its start time.
+    epoch: Option<u64>,
 }
 
 impl Permit {
@@ -155,7 +184,7 @@ impl Permit {
 
     fn release(&mut self, outcome: Outcome, rtt: Duration) {
         if let Some(slot) = self.slot.take() {
-            self.limiter.done(slot, outcome, rtt);
+            self.limiter.done(slot, outcome, rtt, self.epoch);
         }
     }
 }
@@ -185,6 +214,7 @@ impl Limiter {
                 settled: None,
                 pace: None,
                 answered: VecDeque::new(),
+                throttled_at: VecDeque::new(),
                 throttled: 0,
             }),
         })
@@ -208,31 +238,43 @@ impl Limiter {
     pub async fn acquire(self: &Arc<Self>) -> Permit {
         // The semaphore is never closed: `acquire_owned` cannot fail.
         let slot = self.slots.clone().acquire_owned().await.ok();
-        let wait_until = {
+        let (wait_until, epoch) = {
             let mut c = self.ctl();
-            c.in_flight += 1;
-            c.window.max_in_flight = c.window.max_in_flight.max(c.in_flight);
             let now = Instant::now();
-            c.pace.as_mut().and_then(|p| {
+            let epoch = c.pace.as_ref().map(|p| p.epoch);
+            let wait = c.pace.as_mut().and_then(|p| {
                 let at = p.next_start.max(now);
                 p.next_start = at + Duration::from_secs_f64(1.0 / p.per_second);
                 (at > now).then(|| {
                     p.held = true;
                     at
                 })
-            })
+            });
+            (wait, epoch)
         };
         if let Some(at) = wait_until {
             tokio::time::sleep_until(at).await;
+        }
+        {
+            let mut c = self.ctl();
+            c.in_flight += 1;
+            c.window.max_in_flight = c.window.max_in_flight.max(c.in_flight);
         }
         Permit {
             limiter: self.clone(),
             slot,
             started: Instant::now(),
+            epoch,
         }
     }
 
-    fn done(&self, slot: OwnedSemaphorePermit, outcome: Outcome, rtt: Duration) {
+    fn done(
+        &self,
+        slot: OwnedSemaphorePermit,
+        outcome: Outcome,
+        rtt: Duration,
+        epoch: Option<u64>,
+    ) {
         let mut c = self.ctl();
         c.in_flight = c.in_flight.saturating_sub(1);
         if c.excess > 0 {
@@ -249,6 +291,13 @@ impl Limiter {
         {
             c.answered.pop_front();
         }
+        while c
+            .throttled_at
+            .front()
+            .is_some_and(|t| now - *t > Duration::from_secs(1))
+        {
+            c.throttled_at.pop_front();
+        }
         match outcome {
             Outcome::Answered => {
                 c.window.answered += 1;
@@ -261,7 +310,7 @@ impl Limiter {
                 c.window.failed += 1;
                 c.window.throttled += 1;
                 c.throttled += 1;
-                c.throttle(now);
+                c.throttle(now, epoch);
             }
             Outcome::Dropped => c.window.failed += 1,
             Outcome::Ignored => {}
@@ -357,65 +406,93 @@ impl Control {
         }
     }
 
-    /// A 429: start pacing at what the server took in the last second, or slow down.
-    fn throttle(&mut self, now: Instant) {
+    /// Requests per second answered over the last second (or what of it the answers span: a
+    /// run's first second, or a client that sat idle, spans less).
+    fn success_rate(&self, now: Instant) -> f64 {
+        let span = self
+            .answered
+            .front()
+            .map_or(1.0, |t| (now - *t).as_secs_f64().clamp(0.05, 1.0));
+        self.answered.len() as f64 / span
+    }
+
+    /// The server's rate, measured between the oldest of the last second's 429s and `now`
+    /// (see the module documentation), if they are far enough apart.
+    fn measured_rate(&self, now: Instant) -> Option<f64> {
+        let since = *self.throttled_at.front()?;
+        let span = (now - since).as_secs_f64();
+        if span < PACE_MEASURE.as_secs_f64() {
+            return None;
+        }
+        let took = self.answered.iter().filter(|t| **t > since).count();
+        Some(took as f64 / span)
+    }
+
+    /// A 429: start pacing at what the server took in the last second, or slow down to just
+    /// below its rate (see the module documentation).
+    fn throttle(&mut self, now: Instant, epoch: Option<u64>) {
+        let measured = self.measured_rate(now);
+        let took = self.success_rate(now);
+        self.throttled_at.push_back(now);
         match &mut self.pace {
             None => {
-                // The rate over what the last second's answers span (a run's first second,
-                // or a client that sat idle, spans less).
-                let span = self
-                    .answered
-                    .front()
-                    .map_or(1.0, |t| (now - *t).as_secs_f64().clamp(0.05, 1.0));
-                let rate = (self.answered.len() as f64 / span * 0.95).max(1.0);
+                let rate = (took * 0.95).max(1.0);
                 tracing::debug!(target: crate::LOG_TARGET, per_second = rate, "throttled: pacing starts");
                 self.pace = Some(Pace {
                     per_second: rate,
                     ramping: true,
                     next_start: now,
                     last_change: now,
+                    last_throttled: Some(now),
+                    epoch: 0,
                     held: false,
                 });
             }
-            // The first 429 at the pace ends the ramp: back to the last step's rate, less.
-            Some(p) if p.ramping && now - p.last_change >= Duration::from_millis(50) => {
+            Some(p) => {
+                p.last_throttled = Some(now);
+                if epoch != Some(p.epoch) || now - p.last_change < PACE_HOLD {
+                    return;
+                }
+                let next = match measured {
+                    Some(rate) => rate * PACE_CUT,
+                    None => p.per_second.min(took) * PACE_CUT,
+                };
+                // A few answers measure a rate roughly: one cut never more than halves it.
+                let next = next.max(p.per_second * PACE_CUT_MOST).max(1.0);
+                if next >= p.per_second && !p.ramping {
+                    return;
+                }
+                let was = p.per_second;
+                p.per_second = next.min(p.per_second);
                 p.ramping = false;
-                p.per_second = (p.per_second / PACE_RAMP * 0.95).max(1.0);
                 p.last_change = now;
+                p.epoch += 1;
                 p.held = false;
-                tracing::debug!(target: crate::LOG_TARGET, per_second = p.per_second, "throttled: pace found");
+                tracing::debug!(target: crate::LOG_TARGET, from = was, to = p.per_second, ?measured, "throttled: pace cut");
             }
-            Some(p) if !p.ramping && now - p.last_change >= Duration::from_secs(1) => {
-                p.per_second = (p.per_second * PACE_CUT).max(1.0);
-                tracing::debug!(target: crate::LOG_TARGET, per_second = p.per_second, "throttled: pace cut");
-                p.last_change = now;
-                p.held = false;
-            }
-            Some(_) => {}
         }
     }
 
-    /// A second without 429 spent at the pace (it held requests back, and the server took
-    /// about that many): probe a little faster.
+    /// A quiet step spent at the pace (it held requests back, the server took about that
+    /// many, and no 429 came back): probe faster.
     fn raise_pace(&mut self, now: Instant) {
         let took = self.answered.len() as f64;
         if let Some(p) = &mut self.pace {
-            if p.ramping && p.held && now - p.last_change >= PACE_RAMP_EVERY {
-                p.per_second *= PACE_RAMP;
-                p.last_change = now;
-                p.held = false;
+            let step = if p.ramping {
+                PACE_RAMP_EVERY
+            } else {
+                Duration::from_secs(1)
+            };
+            let quiet =
+                now - p.last_change >= step && p.last_throttled.is_none_or(|t| now - t >= step);
+            if !p.held || !quiet || (!p.ramping && took < 0.9 * p.per_second) {
                 return;
             }
-            if !p.ramping
-                && p.held
-                && took >= 0.9 * p.per_second
-                && now - p.last_change >= Duration::from_secs(1)
-            {
-                p.per_second *= PACE_RAISE;
-                tracing::debug!(target: crate::LOG_TARGET, per_second = p.per_second, "pace raised");
-                p.last_change = now;
-                p.held = false;
-            }
+            p.per_second *= if p.ramping { PACE_RAMP } else { PACE_RAISE };
+            tracing::debug!(target: crate::LOG_TARGET, per_second = p.per_second, "pace raised");
+            p.last_change = now;
+            p.epoch += 1;
+            p.held = false;
         }
     }
 }
@@ -471,9 +548,15 @@ mod tests {
         assert_eq!(fixed.settled().parallelism, 5);
     }
 
-    /// A token bucket of `per_second` (burst `burst`) in front of a 20 ms server: beyond it,
-    /// 429 at once. Returns the share of 429s.
-    async fn rate_limited(limiter: Arc<Limiter>, per_second: f64, burst: f64, n: usize) -> f64 {
+    /// A token bucket of `per_second` (burst `burst`) in front of a server answering in
+    /// `latency`: beyond it, 429 at once. Returns the share of 429s.
+    async fn rate_limited(
+        limiter: Arc<Limiter>,
+        per_second: f64,
+        burst: f64,
+        latency: Duration,
+        n: usize,
+    ) -> f64 {
         let bucket = Arc::new(Mutex::new((burst, Instant::now())));
         let throttled = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..n)
@@ -496,7 +579,7 @@ mod tests {
                             }
                         };
                         if ok {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            tokio::time::sleep(latency).await;
                             permit.finish(Outcome::Answered);
                             return;
                         }
@@ -517,7 +600,14 @@ mod tests {
     async fn a_429_cuts_the_limit_and_paces_below_the_servers_rate() {
         let limiter = Limiter::new(Parallelism::Auto { max: 64 });
         let started = Instant::now();
-        let share = rate_limited(limiter.clone(), 500.0, 50.0, 10_000).await;
+        let share = rate_limited(
+            limiter.clone(),
+            500.0,
+            50.0,
+            Duration::from_millis(20),
+            10_000,
+        )
+        .await;
         let took = started.elapsed().as_secs_f64();
         let pace = limiter.pace().expect("paced after a 429");
         // Probing around the server's rate: a little above it just before a cut.
@@ -530,6 +620,37 @@ mod tests {
         assert!(took <= 1.15 * 10_000.0 / 500.0, "took {took:.1}s");
         // Unthrottled, it would have grown to 64.
         assert!(limiter.limit() < 64, "limit {}", limiter.limit());
+    }
+
+    /// A server that answers at once (as the emulator at `--latency-ms 0`): few requests in
+    /// flight, so every probe above the server's rate shows in 429s at once. The pace must not
+    /// go on rising while they come back.
+    #[tokio::test(start_paused = true)]
+    async fn paces_a_fast_token_bucket_without_probing_through_its_429s() {
+        for per_second in [200.0, 500.0, 2000.0] {
+            let limiter = Limiter::new(Parallelism::Auto { max: 64 });
+            let started = Instant::now();
+            let n = (per_second * 30.0) as usize;
+            let share = rate_limited(
+                limiter.clone(),
+                per_second,
+                50.0,
+                Duration::from_millis(1),
+                n,
+            )
+            .await;
+            let took = started.elapsed().as_secs_f64();
+            let limit = n as f64 / per_second;
+            assert!(
+                share <= 0.02,
+                "{per_second}/s: {:.1}% of requests answered 429",
+                share * 100.0
+            );
+            assert!(
+                took <= 1.15 * limit,
+                "{per_second}/s: took {took:.1}s for {limit:.1}s"
+            );
+        }
     }
 
     #[tokio::test]
