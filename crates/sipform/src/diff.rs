@@ -16,8 +16,7 @@ use crate::compare::{create_changes, diff_value};
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::{Desired, DesiredRestaurant};
 use crate::plan::{
-    Action, Duplicates, FieldChange, Op, Plan, Reason, RestaurantPlan, Summary,
-    PLAN_FORMAT_VERSION,
+    Action, Duplicates, FieldChange, Op, Plan, Reason, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,
 };
 use crate::remote::ServerObject;
 use crate::resources::actual::list_digest;

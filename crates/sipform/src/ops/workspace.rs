@@ -8,8 +8,8 @@ use crate::diff;
 use crate::front::diagnostics::Skipped;
 use crate::front::validate;
 use crate::inventory::PlatformTable;
-use crate::model::secret::redact_url;
 use crate::model::ids::ObjectId;
+use crate::model::secret::redact_url;
 use crate::model::spec::Desired;
 use crate::plan::Plan;
 use crate::refresh;
@@ -235,10 +235,7 @@ impl Workspace {
             let Some((reading, mut batch)) = ahead.pop_front() else {
                 break;
             };
-            let mut children = reading
-                .join()
-                .await
-                .map_err(|e| self.server_error(e))?;
+            let mut children = reading.join().await.map_err(|e| self.server_error(e))?;
             let missing: BTreeSet<_> = planner.recheck(&mut batch).into_iter().collect();
             let missing: Vec<_> = wanted(&missing)
                 .into_iter()
