@@ -13,7 +13,8 @@ const RESTAURANTS: usize = 30;
 async fn a_rate_limited_apply_completes_with_few_429s() {
     // 100 requests a second, burst 30: far below what `auto` grows to at 20 ms a request.
     // Before the first 429 comes back, what is in flight overshoots the bucket; after it, the
-    // pacer keeps 429s rare (1.3 % over 1,000 restaurants in `benches/apply_1000.rs`).
+    // pacer keeps 429s rare (0.1-0.3 % over 1,000 restaurants:
+    // `SCALE=ratelimited cargo bench --bench scale`).
     let faults = serde_json::from_value(json!({
         "latency": {"fixedMs": 20, "jitterMs": 0},
         "rateLimit": {"burst": 30, "perSecond": 100, "retryAfterSec": 1}
