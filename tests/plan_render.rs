@@ -37,8 +37,8 @@ const TOOLS: [&str; 12] = [
 fn fc(path: &str, before: Option<Value>, after: Option<Value>) -> FieldChange {
     FieldChange {
         path: path.into(),
-        before,
-        after,
+        before: before.map(Box::new),
+        after: after.map(Box::new),
         sensitive: false,
     }
 }
@@ -65,7 +65,7 @@ fn create(resource: Resource, name: &str, changes: Vec<FieldChange>) -> Action {
     let body = Value::Object(
         changes
             .iter()
-            .filter_map(|c| Some((c.path.clone(), c.after.clone()?)))
+            .filter_map(|c| Some((c.path.clone(), *c.after.clone()?)))
             .collect(),
     );
     create_with(resource, name, changes, body)
@@ -426,8 +426,8 @@ fn a_leaked_secret_is_never_printed() {
         fc("auth.apiKey", None, Some(json!(leak))),
         FieldChange {
             path: "webhookSecret".into(),
-            before: Some(json!(leak)),
-            after: Some(json!(leak)),
+            before: Some(Box::new(json!(leak))),
+            after: Some(Box::new(json!(leak))),
             sensitive: true,
         },
     ]);

@@ -47,8 +47,8 @@ fn edit(
         id: id(remote),
         changes: vec![FieldChange {
             path: path.into(),
-            before: Some(before),
-            after: Some(after.clone()),
+            before: Some(Box::new(before)),
+            after: Some(Box::new(after.clone())),
             sensitive: false,
         }],
         body: json!({ "name": name, path: after }).into(),

@@ -18,7 +18,7 @@ pub fn create_changes(body: &Value) -> Vec<FieldChange> {
         .map(|(k, v)| FieldChange {
             path: k.clone(),
             before: None,
-            after: Some(v.clone()),
+            after: Some(Box::new(v.clone())),
             sensitive: false,
         })
         .collect()
@@ -42,8 +42,8 @@ pub fn diff_value(path: &str, desired: &Value, actual: &Value, out: &mut Vec<Fie
             if !same(desired, actual) {
                 out.push(FieldChange {
                     path: path.to_string(),
-                    before: (!actual.is_null()).then(|| actual.clone()),
-                    after: (!desired.is_null()).then(|| desired.clone()),
+                    before: (!actual.is_null()).then(|| Box::new(actual.clone())),
+                    after: (!desired.is_null()).then(|| Box::new(desired.clone())),
                     sensitive: false,
                 });
             }

@@ -277,11 +277,14 @@ pub(super) fn field_lines_in(parent: Op, c: &FieldChange, lines: &mut Vec<Line>)
         ));
         return;
     }
-    let long = [&c.before, &c.after].into_iter().flatten().any(is_long);
+    let long = [c.before.as_deref(), c.after.as_deref()]
+        .into_iter()
+        .flatten()
+        .any(is_long);
     if long {
         lines.push(Line::op(FIELD_INDENT, op, format!("{}:", c.path)));
-        let before = c.before.as_ref().map(block_text).unwrap_or_default();
-        let after = c.after.as_ref().map(block_text).unwrap_or_default();
+        let before = c.before.as_deref().map(block_text).unwrap_or_default();
+        let after = c.after.as_deref().map(block_text).unwrap_or_default();
         text_diff_lines(&before, &after, lines);
         return;
     }
@@ -509,8 +512,8 @@ pub(super) mod tests {
     ) -> FieldChange {
         FieldChange {
             path: path.into(),
-            before,
-            after,
+            before: before.map(Box::new),
+            after: after.map(Box::new),
             sensitive: false,
         }
     }

@@ -148,8 +148,8 @@ mod tests {
             id: ObjectId::parse(id).expect("valid id"),
             changes: vec![FieldChange {
                 path: "description".into(),
-                before: Some(json!("Hang up.")),
-                after: Some(json!(after)),
+                before: Some(Box::new(json!("Hang up."))),
+                after: Some(Box::new(json!(after))),
                 sensitive: false,
             }],
             body: json!({"description": after}).into(),

@@ -558,10 +558,13 @@ impl Action {
 pub struct FieldChange {
     /// Dotted path, e.g. `config.transferEnabled` or `http.bodyTemplate.partySize`.
     pub path: String,
+    // Boxed, like `after`: a create lists every field with no `before`, and an unboxed
+    // `Option<Value>` is 80 bytes (at 10,000 restaurants, 25 MB of nothing). Not a doc
+    // comment: it would land in the published plan schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<Value>,
+    pub before: Option<Box<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<Value>,
+    pub after: Option<Box<Value>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
 }
