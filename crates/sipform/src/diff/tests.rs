@@ -494,14 +494,25 @@ fn a_plan_read_ahead_is_the_plan_built_at_once() {
     // Without state every object is adopted, so a batch read ahead may name the lists of an
     // object the batch before it takes.
     for st in [state, State::new()] {
-        let once = plan(&desired, &actual, &st, &opts());
-        let ahead = read_ahead(&desired, &actual, &st);
-        assert_eq!(
-            serde_json::to_value(&once.restaurants).expect("json"),
-            serde_json::to_value(&ahead.restaurants).expect("json")
-        );
-        assert_eq!(once.remote_fingerprint, ahead.remote_fingerprint);
+        same_as_at_once(&desired, &actual, &st, read_ahead);
     }
+}
+
+/// Asserts that `built` plans what one pass over everything plans.
+fn same_as_at_once(
+    desired: &Desired,
+    actual: &Actual,
+    state: &State,
+    built: fn(&Desired, &Actual, &State) -> Plan,
+) -> Plan {
+    let once = plan(desired, actual, state, &opts());
+    let other = built(desired, actual, state);
+    assert_eq!(
+        serde_json::to_value(&once.restaurants).expect("json"),
+        serde_json::to_value(&other.restaurants).expect("json")
+    );
+    assert_eq!(once.remote_fingerprint, other.remote_fingerprint);
+    once
 }
 
 #[test]
@@ -570,14 +581,8 @@ fn a_plan_built_batch_by_batch_is_the_plan_built_at_once() {
         tools.push(stray);
     }
     for st in [state, State::new()] {
-        let once = plan(&desired, &actual, &st, &opts());
-        let streamed = batched(&desired, &actual, &st);
+        let once = same_as_at_once(&desired, &actual, &st, batched);
         assert!(once.has_changes() || once.summary.adopt > 0);
-        assert_eq!(
-            serde_json::to_value(&once.restaurants).expect("json"),
-            serde_json::to_value(&streamed.restaurants).expect("json")
-        );
-        assert_eq!(once.remote_fingerprint, streamed.remote_fingerprint);
     }
 }
 
