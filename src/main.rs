@@ -67,10 +67,12 @@ fn main() -> ExitCode {
     // One worker beside the main thread, which runs the command itself (planning, comparing):
     // the requests' I/O needs far less than a core (about 140 µs each at a few thousand a
     // second), and a second worker only stole tasks back and forth, waking threads: it cost
-    // a fresh apply a quarter more CPU for no speed (README, Performance). The emulator, a
-    // server, keeps a worker per core.
+    // a fresh apply a quarter more CPU for no speed (README, Performance). The servers (the
+    // controller with its listener, the emulator) keep a worker per core.
     let workers = match &cli.command {
-        Command::Emulator(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Command::Emulator(_) | Command::Controller(_) => {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
         _ => 1,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
