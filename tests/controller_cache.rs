@@ -7,25 +7,12 @@ mod common;
 mod controller_support;
 mod db_support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
 use controller_support::*;
 use db_support::Engine;
 use sipform_emulator::EmulatorHandle;
-
-/// Requests by route since `mark` (an earlier `request_counts`).
-fn since(emu: &EmulatorHandle, mark: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    emu.request_counts()
-        .into_iter()
-        .map(|(k, v)| {
-            let before = mark.get(&k).copied().unwrap_or(0);
-            (k, v - before)
-        })
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
 
 /// The controller leading, restaurant 0 provisioned through it (the account made too), and
 /// everything settled.
@@ -79,7 +66,7 @@ async fn new_restaurant_and_rename_cost_their_writes_only() {
     insert(&db, 1..2).await;
     eventually("restaurant 1 provisioned", 20, || provisioned(&db, &emu, 1)).await;
     settle(&emu).await;
-    let spent = since(&emu, &mark);
+    let spent = requests_since(&emu, &mark);
     let total: u64 = spent.values().sum();
     assert!(
         spent.keys().all(|k| !k.starts_with("GET ")),
@@ -107,7 +94,7 @@ async fn new_restaurant_and_rename_cost_their_writes_only() {
     .await;
     settle(&emu).await;
     assert_eq!(
-        since(&emu, &mark),
+        requests_since(&emu, &mark),
         [
             ("PUT /api/agents/:id".to_string(), 1),
             ("PUT /api/final-customers/:id".to_string(), 1)
@@ -168,7 +155,7 @@ async fn agent_deleted_behind_the_back_is_recreated_once() {
     })
     .await;
     settle(&emu).await;
-    let spent = since(&emu, &mark);
+    let spent = requests_since(&emu, &mark);
     assert_eq!(spent.get("PUT /api/agents/:id"), Some(&1), "{spent:?}");
     assert_eq!(spent.get("POST /api/agents"), Some(&1), "{spent:?}");
     assert_eq!(

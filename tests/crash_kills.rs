@@ -101,14 +101,20 @@ async fn apply_killed_after(
     killed && status.code().is_none()
 }
 
+/// The seeded emulator at `ms` ± `ms` of latency, and a project of `n` generated restaurants.
+async fn seeded(ms: u64, n: usize) -> (sipform_emulator::EmulatorHandle, tempfile::TempDir) {
+    let latency = serde_json::from_value(json!({"latency": {"fixedMs": ms, "jitterMs": ms}}))
+        .expect("faults");
+    let emu = emulator_with(latency, SEED).await;
+    let dir = project_copy();
+    generate_restaurants(dir.path(), n);
+    (emu, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
-    let latency =
-        serde_json::from_value(json!({"latency": {"fixedMs": 5, "jitterMs": 5}})).expect("faults");
-    let emu = emulator_with(latency, SEED).await;
+    let (emu, dir) = seeded(5, RESTAURANTS).await;
     let url = emu.base_url();
-    let dir = project_copy();
-    generate_restaurants(dir.path(), RESTAURANTS);
     // The account, then per restaurant a final customer, an agent and 12 tools.
     // The account, then per restaurant its final customer, agent, 12 tools and subscription.
     let total = 1 + 15 * RESTAURANTS as u64;
@@ -232,12 +238,8 @@ fn ids(state: &serde_json::Value, snap: &serde_json::Value) -> (Vec<String>, Vec
 async fn sigkills_of_a_200_restaurant_apply_lose_nothing_the_journal_recorded() {
     const N: usize = 200;
     const ROUNDS: usize = 4;
-    let latency =
-        serde_json::from_value(json!({"latency": {"fixedMs": 2, "jitterMs": 2}})).expect("faults");
-    let emu = emulator_with(latency, SEED).await;
+    let (emu, dir) = seeded(2, N).await;
     let url = emu.base_url();
-    let dir = project_copy();
-    generate_restaurants(dir.path(), N);
     let total = 1 + 15 * N as u64;
     let mut rng = SmallRng::seed_from_u64(SEED + 1);
     let journal = dir.path().join("sipform.state.json.journal");

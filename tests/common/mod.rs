@@ -117,8 +117,17 @@ pub fn writes(h: &EmulatorHandle) -> BTreeMap<String, u64> {
 
 /// Writes since `mark` (an earlier [`writes`]).
 pub fn writes_since(h: &EmulatorHandle, mark: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    writes(h)
-        .into_iter()
+    counts_since(writes(h), mark)
+}
+
+/// Requests by route since `mark` (an earlier `request_counts`).
+pub fn requests_since(h: &EmulatorHandle, mark: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    counts_since(h.request_counts(), mark)
+}
+
+/// The routes whose count grew since `mark`, by how much.
+fn counts_since(now: BTreeMap<String, u64>, mark: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    now.into_iter()
         .map(|(k, v)| {
             let before = mark.get(&k).copied().unwrap_or(0);
             (k, v - before)
