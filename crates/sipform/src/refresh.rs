@@ -127,18 +127,21 @@ pub async fn read_account_level(
     let Some(account) = the_account(accounts, recorded.as_ref(), account_name)? else {
         return Ok(Actual::default());
     };
-    let mut singles: BTreeMap<_, _> =
-        futures::future::try_join_all(kinds.singletons().map(|k| async {
-            Ok::<_, ClientError>((k.resource(), k.list(client, &account.id).await?))
-        }))
-        .await?
-        .into_iter()
-        .collect();
-    if plans && kinds.get(Resource::SUBSCRIPTION).is_some() {
-        singles.insert(
-            Resource::PLAN,
-            subscription::list_plans(client, &account.id).await?,
-        );
+    // Every list at once, the billing plans with them.
+    let lists = futures::future::try_join_all(kinds.singletons().map(|k| async {
+        Ok::<_, ClientError>((k.resource(), k.list(client, &account.id).await?))
+    }));
+    let billing = async {
+        if plans && kinds.get(Resource::SUBSCRIPTION).is_some() {
+            Ok(Some(subscription::list_plans(client, &account.id).await?))
+        } else {
+            Ok::<_, ClientError>(None)
+        }
+    };
+    let (lists, billing) = futures::future::try_join(lists, billing).await?;
+    let mut singles: BTreeMap<_, _> = lists.into_iter().collect();
+    if let Some(p) = billing {
+        singles.insert(Resource::PLAN, p);
     }
     Ok(Actual {
         account: Some(account),
