@@ -94,9 +94,11 @@ impl Kind for Note {
         Ok(server
             .iter()
             .filter(|((a, _), _)| a == agent.as_str())
-            .map(|((_, id), fields)| ServerObject {
-                id: ObjectId::parse(id).expect("ids made here are valid"),
-                fields: fields.clone(),
+            .map(|((_, id), fields)| {
+                ServerObject::new(
+                    ObjectId::parse(id).expect("ids made here are valid"),
+                    fields.clone(),
+                )
             })
             .collect())
     }
@@ -122,10 +124,7 @@ impl Kind for Note {
             .map_err(|_| ClientError::Build("poisoned".into()))?
             .insert((agent.to_string(), id.clone()), fields.clone());
         Ok((
-            ServerObject {
-                id: ObjectId::parse(&id).expect("valid"),
-                fields,
-            },
+            ServerObject::new(ObjectId::parse(&id).expect("valid"), fields),
             Secrets::default(),
         ))
     }

@@ -873,6 +873,8 @@ fn object_actions(
     let mut changes = Vec::new();
     let empty = Map::new();
     let dmap = desired.as_object().unwrap_or(&empty);
+    // A packed object's fields, parsed back for this comparison only.
+    let actual = f.obj.all_fields();
     for (key, dv) in dmap
         .iter()
         .filter(|(key, _)| !write_only.contains(&key.as_str()))
@@ -880,7 +882,7 @@ fn object_actions(
         diff_value(
             key,
             dv,
-            f.obj.get(key).unwrap_or(&Value::Null),
+            actual.get(key).unwrap_or(&Value::Null),
             &mut changes,
         );
     }

@@ -85,7 +85,7 @@ pub async fn refresh_with(
     scope: Option<&BTreeSet<RestaurantId>>,
 ) -> Result<Actual, RefreshError> {
     let (mut actual, reads) =
-        read_singles(kinds, client, account_name, desired, state, scope).await?;
+        read_singles(kinds, client, account_name, desired, state, scope, false).await?;
     actual.children = read_children(kinds, client, reads).await?;
     Ok(actual)
 }
@@ -118,6 +118,7 @@ pub async fn read_account_level(
     account_name: &str,
     state: &State,
     plans: bool,
+    pack: bool,
 ) -> Result<Actual, RefreshError> {
     let recorded = state
         .account_id
@@ -129,7 +130,12 @@ pub async fn read_account_level(
     };
     // Every list at once, the billing plans with them.
     let lists = futures::future::try_join_all(kinds.singletons().map(|k| async {
-        Ok::<_, ClientError>((k.resource(), k.list(client, &account.id).await?))
+        let list = if pack {
+            k.list_packed(client, &account.id).await?
+        } else {
+            k.list(client, &account.id).await?
+        };
+        Ok::<_, ClientError>((k.resource(), list))
     }));
     let billing = async {
         if plans && kinds.get(Resource::SUBSCRIPTION).is_some() {
@@ -161,6 +167,7 @@ pub async fn read_singles(
     desired: &Desired,
     state: &State,
     scope: Option<&BTreeSet<RestaurantId>>,
+    pack: bool,
 ) -> Result<(Actual, Vec<(Resource, ObjectId)>), RefreshError> {
     // The account's billing plans, once per run: every subscription's plan is chosen among
     // them. Not read when no restaurant wants a subscription.
@@ -168,7 +175,7 @@ pub async fn read_singles(
         .restaurants
         .iter()
         .any(|r| r.billing_plan != subscription::NONE);
-    let actual = read_account_level(kinds, client, account_name, state, billed).await?;
+    let actual = read_account_level(kinds, client, account_name, state, billed, pack).await?;
     let Some(account) = actual.account.clone() else {
         return Ok((Actual::default(), Vec::new()));
     };

@@ -57,10 +57,7 @@ struct Shared {
 
 impl Shared {
     fn object(&self) -> ServerObject {
-        ServerObject {
-            id: self.id.clone(),
-            fields: (*self.fields).clone(),
-        }
+        ServerObject::new(self.id.clone(), (*self.fields).clone())
     }
 }
 
@@ -97,7 +94,7 @@ impl Cache {
         state: &State,
     ) -> Result<(), RefreshError> {
         self.singles =
-            refresh::read_account_level(kinds, client, account_name, state, true).await?;
+            refresh::read_account_level(kinds, client, account_name, state, true, false).await?;
         self.children.clear();
         self.pool.clear();
         self.dirty.clear();
@@ -375,10 +372,10 @@ impl Cache {
             // but what this apply made. Without its id, the lists are read again.
             match account {
                 Some(id) => {
-                    self.singles.account = Some(ServerObject {
+                    self.singles.account = Some(ServerObject::new(
                         id,
-                        fields: body.as_object().cloned().unwrap_or_default(),
-                    });
+                        body.as_object().cloned().unwrap_or_default(),
+                    ));
                     self.singles.singles.clear();
                     self.plans_due = true;
                 }
@@ -505,10 +502,7 @@ mod tests {
     }
 
     fn obj(i: &str, v: Value) -> ServerObject {
-        ServerObject {
-            id: id(i),
-            fields: v.as_object().cloned().unwrap_or_default(),
-        }
+        ServerObject::new(id(i), v.as_object().cloned().unwrap_or_default())
     }
 
     fn event(op: Op, resource: Resource, i: &str, parent: Option<&str>) -> Event {

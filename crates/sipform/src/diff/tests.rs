@@ -21,10 +21,7 @@ mod model {
         for (k, v) in extra {
             fields.insert((*k).into(), Value::String((*v).into()));
         }
-        ServerObject {
-            id: ObjectId::parse(id).expect("model ids are valid"),
-            fields,
-        }
+        ServerObject::new(ObjectId::parse(id).expect("model ids are valid"), fields)
     }
 
     /// What the server holds, and what state says, after `plan` is carried out on `actual`.
@@ -607,4 +604,46 @@ fn restaurants_share_one_body_per_tool() {
     // The agent's own body is its own.
     let agent = |i: usize| plan.restaurants[i].actions[1].body().cloned();
     assert_ne!(agent(0), agent(1));
+}
+
+/// The plan of `actual` with its agents and final customers packed, as a plan reads them.
+fn packed(desired: &Desired, actual: &Actual, state: &State) -> Plan {
+    let kinds = Kinds::builtin();
+    let mut actual = actual.clone();
+    for k in kinds.singletons() {
+        if let (Some(keep), Some(list)) = (k.lookup_fields(), actual.singles.get_mut(&k.resource()))
+        {
+            list.iter_mut().for_each(|o| o.pack(keep));
+        }
+    }
+    assert!(actual.singles[&Resource::AGENT]
+        .iter()
+        .all(|a| a.is_packed() && a.get("basePrompt").is_none()));
+    plan(desired, &actual, state, &opts())
+}
+
+#[test]
+fn packed_server_objects_plan_what_whole_ones_plan() {
+    let kinds = Kinds::builtin();
+    let desired = model::bundled();
+    let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let (mut actual, state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+    // Unchanged, with state and without it (everything adopted through the lookup fields).
+    for st in [state.clone(), State::new()] {
+        same_as_at_once(&desired, &actual, &st, packed);
+    }
+    // Fields that only the comparison reads, edited on the server: still seen once packed.
+    let agents = actual.singles.get_mut(&Resource::AGENT).expect("agents");
+    agents[0]
+        .fields
+        .insert("basePrompt".into(), json!("edited by hand"));
+    let fcs = actual
+        .singles
+        .get_mut(&Resource::FINAL_CUSTOMER)
+        .expect("final customers");
+    fcs[0]
+        .fields
+        .insert("phone".into(), json!("+33 1 00 00 00 00"));
+    let edited = same_as_at_once(&desired, &actual, &state, packed);
+    assert_eq!(edited.summary.change, 2, "{:#?}", edited.restaurants);
 }

@@ -24,9 +24,9 @@ use super::OpsError;
 
 /// Restaurants planned together: their children lists are read at once (enough to keep the
 /// client's slots busy) and dropped once compared.
-const PLAN_BATCH: usize = 256;
+const PLAN_BATCH: usize = 64;
 /// Batches whose children lists are read while an earlier one is planned.
-const READ_AHEAD: usize = 2;
+const READ_AHEAD: usize = 3;
 
 /// A loaded, validated project with its settings and state backend. Read-only once built: a
 /// command that needs other settings resolves other [`Settings`] and loads again.
@@ -182,6 +182,8 @@ impl Workspace {
     ) -> Result<Plan, OpsError> {
         let scope = (!opts.targets.is_empty()).then_some(&opts.targets);
         let kinds = crate::resources::Kinds::builtin();
+        // The agents and final customers stay from here to the end of the plan: packed as
+        // they are read (see `ServerObject::pack`).
         let (actual, reads) = refresh::read_singles(
             &kinds,
             client,
@@ -189,6 +191,7 @@ impl Workspace {
             &self.desired,
             state,
             scope,
+            true,
         )
         .await
         .map_err(|e| match e {

@@ -339,12 +339,12 @@ impl Client {
     }
 
     /// One attempt, holding a parallelism slot for its duration.
-    async fn once(
+    async fn once<T: serde::de::DeserializeOwned>(
         &self,
         method: &Method,
         target: &Route,
         body: Option<&Value>,
-    ) -> Result<Option<Value>, Attempt> {
+    ) -> Result<Option<T>, Attempt> {
         let (path, route) = (target.path(), target.template());
         if let Some(why) = target.refused() {
             return Err(Attempt {
@@ -381,13 +381,13 @@ impl Client {
     }
 
     /// Sends one request and reads its answer.
-    async fn send(
+    async fn send<T: serde::de::DeserializeOwned>(
         &self,
         method: &Method,
         path: &str,
         route: &str,
         body: Option<&Value>,
-    ) -> Result<Option<Value>, Attempt> {
+    ) -> Result<Option<T>, Attempt> {
         self.stats
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -504,12 +504,12 @@ impl Client {
     }
 
     /// A request that is safe to repeat: retried on transient failures.
-    async fn idempotent(
+    async fn idempotent<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         route: &Route,
         body: Option<&Value>,
-    ) -> Result<Option<Value>, ClientError> {
+    ) -> Result<Option<T>, ClientError> {
         let mut tries = Tries::default();
         loop {
             match self.once(&method, route, body).await {
@@ -585,7 +585,7 @@ impl Client {
     pub async fn create(&self, route: &Route, body: &Value) -> Result<Object, ClientError> {
         let mut tries = Tries::default();
         loop {
-            match self.once(&Method::POST, route, Some(body)).await {
+            match self.once::<Value>(&Method::POST, route, Some(body)).await {
                 Ok(Some(Value::Object(o))) => return Ok(o),
                 Ok(_) => {
                     return Err(ClientError::Decode {
@@ -642,22 +642,35 @@ impl Client {
     /// GET of a list. Every entry must be an object: anything else is an error about the
     /// server's answer, never silently skipped (a skipped entry would be created again).
     pub async fn get_list(&self, route: &Route) -> Result<Vec<Object>, ClientError> {
+        self.get_list_each(route, |_, o| Ok(o)).await
+    }
+
+    /// [`Client::get_list`], each entry handed to `each` as soon as it is parsed: a list of
+    /// 100,000 agents is never held whole as trees, only as its text and what `each` keeps.
+    pub async fn get_list_each<T>(
+        &self,
+        route: &Route,
+        mut each: impl FnMut(usize, Object) -> Result<T, ClientError>,
+    ) -> Result<Vec<T>, ClientError> {
         let decode = |message: String| ClientError::Decode {
             method: Method::GET,
             route: route.template().to_string(),
             message,
         };
-        match self.idempotent(Method::GET, route, None).await? {
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| match v {
-                    Value::Object(o) => Ok(o),
-                    _ => Err(decode(format!("entry {i} of the list is not an object"))),
-                })
-                .collect(),
-            _ => Err(decode("expected a JSON array".into())),
+        let Some(RawEntries(Some(items))) = self
+            .idempotent::<RawEntries>(Method::GET, route, None)
+            .await?
+        else {
+            return Err(decode("expected a JSON array".into()));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, raw) in items.into_iter().enumerate() {
+            match serde_json::from_str::<Value>(raw.get()) {
+                Ok(Value::Object(o)) => out.push(each(i, o)?),
+                _ => return Err(decode(format!("entry {i} of the list is not an object"))),
+            }
         }
+        Ok(out)
     }
 
     pub async fn get_one(&self, route: &Route) -> Result<Object, ClientError> {
@@ -672,14 +685,17 @@ impl Client {
     }
 
     pub async fn put(&self, route: &Route, body: &Value) -> Result<(), ClientError> {
-        self.idempotent(Method::PUT, route, Some(body))
+        self.idempotent::<serde::de::IgnoredAny>(Method::PUT, route, Some(body))
             .await
             .map(|_| ())
     }
 
     /// DELETE; an object already gone counts as deleted (a retry after a lost answer sees 404).
     pub async fn delete(&self, route: &Route) -> Result<(), ClientError> {
-        match self.idempotent(Method::DELETE, route, None).await {
+        match self
+            .idempotent::<serde::de::IgnoredAny>(Method::DELETE, route, None)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(404) => Ok(()),
             Err(e) => Err(e),
@@ -875,5 +891,52 @@ mod tests {
             t.count(&s(503));
         }
         assert!(t.exhausted(&p));
+    }
+}
+
+/// A list answer's entries, each as its JSON text; `None` when the answer is JSON but not an
+/// array. Entries are parsed one at a time afterwards ([`Client::get_list_each`]).
+struct RawEntries(Option<Vec<Box<serde_json::value::RawValue>>>);
+
+impl<'de> serde::Deserialize<'de> for RawEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = RawEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawEntries, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(e) = seq.next_element()? {
+                    v.push(e);
+                }
+                Ok(RawEntries(Some(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawEntries, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(RawEntries(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<RawEntries, E> {
+                Ok(RawEntries(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<RawEntries, E> {
+                Ok(RawEntries(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<RawEntries, E> {
+                Ok(RawEntries(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<RawEntries, E> {
+                Ok(RawEntries(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<RawEntries, E> {
+                Ok(RawEntries(None))
+            }
+            fn visit_unit<E>(self) -> Result<RawEntries, E> {
+                Ok(RawEntries(None))
+            }
+        }
+        d.deserialize_any(Entries)
     }
 }

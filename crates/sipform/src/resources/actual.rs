@@ -77,8 +77,16 @@ fn feed_sorted(h: &mut Fnv, list: &[ServerObject]) {
 fn feed(h: &mut Fnv, o: &ServerObject) {
     h.write(o.id.as_str().as_bytes());
     h.write(b"=");
-    canonical_object(&o.fields, h);
+    h.write(&o.digest().to_le_bytes());
     h.write(b"\n");
+}
+
+/// The digest of an object's fields: keys sorted, so the order the server sends them in does
+/// not count.
+pub fn object_digest(fields: &serde_json::Map<String, Value>) -> u64 {
+    let mut h = Fnv::new();
+    canonical_object(fields, &mut h);
+    h.0
 }
 
 /// Feeds `v` into the hash as JSON with object keys sorted, node by node (no text is built:

@@ -112,6 +112,15 @@ impl Kind for Agent {
         restaurant_of(o)
     }
 
+    fn lookup_fields(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "name",
+            "config.restaurantId",
+            "finalCustomerId",
+            "createdAt",
+        ])
+    }
+
     fn links(&self, o: &ServerObject) -> Option<(Resource, ObjectId)> {
         Some((Resource::FINAL_CUSTOMER, final_customer_of(o)?))
     }
@@ -163,6 +172,15 @@ impl Kind for Agent {
     ) -> Result<Vec<ServerObject>, ClientError> {
         let route = Route::new(LIST, &[]).query("accountId", account.as_str());
         super::list_at(client, &route).await
+    }
+
+    async fn list_packed(
+        &self,
+        client: &Client,
+        account: &ObjectId,
+    ) -> Result<Vec<ServerObject>, ClientError> {
+        let route = Route::new(LIST, &[]).query("accountId", account.as_str());
+        super::list_packed_at(client, &route, self.lookup_fields().unwrap_or(&[])).await
     }
 
     async fn create(

@@ -98,6 +98,10 @@ impl Kind for FinalCustomer {
         false
     }
 
+    fn lookup_fields(&self) -> Option<&'static [&'static str]> {
+        Some(&["name", "email"])
+    }
+
     fn adopt<'a>(&self, cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
         let row = cx.wanted.platform_final_customer.as_ref();
         if let Some(f) = row
@@ -142,6 +146,15 @@ impl Kind for FinalCustomer {
     ) -> Result<Vec<ServerObject>, ClientError> {
         let route = Route::new(LIST, &[]).query("accountId", account.as_str());
         super::list_at(client, &route).await
+    }
+
+    async fn list_packed(
+        &self,
+        client: &Client,
+        account: &ObjectId,
+    ) -> Result<Vec<ServerObject>, ClientError> {
+        let route = Route::new(LIST, &[]).query("accountId", account.as_str());
+        super::list_packed_at(client, &route, self.lookup_fields().unwrap_or(&[])).await
     }
 
     async fn create(

@@ -170,6 +170,14 @@ pub trait Kind: Send + Sync {
         o.name()
     }
 
+    /// For a kind of shape [`Shape::One`]: every field that [`Kind::claims`], [`Kind::links`],
+    /// [`Kind::key_of`] and [`Kind::adopt`] read (`config.restaurantId`: one field of one). A
+    /// plan holds this kind's objects packed ([`ServerObject::pack`]) with only these parsed.
+    /// `None`: held whole.
+    fn lookup_fields(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     /// For a kind of shape [`Shape::One`]: the server object to adopt when state records
     /// none. The default adopts nothing (the object is created).
     fn adopt<'a>(&self, _cx: &AdoptCx<'_, 'a>) -> Adoption<'a> {
@@ -226,6 +234,22 @@ pub trait Kind: Send + Sync {
         client: &Client,
         parent: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError>;
+
+    /// [`Kind::list`], its objects packed when the kind names its lookup fields
+    /// ([`Kind::lookup_fields`]): what a plan holds from its start to its end.
+    async fn list_packed(
+        &self,
+        client: &Client,
+        parent: &ObjectId,
+    ) -> Result<Vec<ServerObject>, ClientError> {
+        let mut list = self.list(client, parent).await?;
+        if let Some(keep) = self.lookup_fields() {
+            for o in &mut list {
+                o.pack(keep);
+            }
+        }
+        Ok(list)
+    }
 
     /// POST once; ambiguous failures come back to apply, which re-reads before retrying.
     async fn create(
@@ -356,6 +380,32 @@ pub(crate) async fn list_at(
     many(client.get_list(route).await?, route)
 }
 
+/// [`list_at`], each object packed ([`ServerObject::pack`]) as soon as it is parsed: the
+/// whole list never exists as trees.
+pub(crate) async fn list_packed_at(
+    client: &Client,
+    route: &crate::remote::Route,
+    keep: &[&str],
+) -> Result<Vec<ServerObject>, ClientError> {
+    client
+        .get_list_each(route, |i, o| {
+            let mut o =
+                ServerObject::parse_entry(i, o, "the list").map_err(|e| bad_entry(route, e))?;
+            o.pack(keep);
+            Ok(o)
+        })
+        .await
+}
+
+fn bad_entry(route: &crate::remote::Route, e: crate::remote::BadObject) -> ClientError {
+    // The error names the method and route; the entry is placed within "the list".
+    ClientError::Decode {
+        method: reqwest::Method::GET,
+        route: route.template().to_string(),
+        message: e.to_string(),
+    }
+}
+
 /// After an ambiguous create: the first listed object that `matches` and that no other
 /// restaurant's state claims, i.e. what the lost attempt may have stored.
 pub(crate) fn unclaimed(
@@ -373,12 +423,7 @@ pub(crate) fn many(
     list: Vec<crate::remote::Object>,
     route: &crate::remote::Route,
 ) -> Result<Vec<ServerObject>, ClientError> {
-    // The error names the method and route; the entry is placed within "the list".
-    ServerObject::parse_list(list, "the list").map_err(|e| ClientError::Decode {
-        method: reqwest::Method::GET,
-        route: route.template().to_string(),
-        message: e.to_string(),
-    })
+    ServerObject::parse_list(list, "the list").map_err(|e| bad_entry(route, e))
 }
 
 #[cfg(test)]
