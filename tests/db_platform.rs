@@ -3,7 +3,6 @@
 
 mod db_support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use db_support::{Engine, TestDb};
@@ -427,9 +426,9 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
         RestaurantState {
             final_customer_id: Some(FinalCustomerId::new("fc-a")),
             agent_id: Some(AgentId::new("agent-a")),
-            tools: BTreeMap::new(),
+            tools: Default::default(),
             api_token: None,
-            objects: BTreeMap::new(),
+            objects: Default::default(),
         },
     );
     // D's row says agent-d; state says it has none but a final customer.
