@@ -204,8 +204,10 @@ struct RenderedOne {
     index: usize,
     restaurant: Sourced<Restaurant>,
     agent: RenderedAgent,
-    value: Value,
     config_keys: HashSet<String>,
+    /// What [`check_agent`] found, checked while rendering (the rendered tree is not kept:
+    /// 100,000 of them were most of a large inventory's memory), reported after the tools'.
+    checked: Diagnostics,
 }
 
 fn build(
@@ -315,7 +317,15 @@ fn build(
                 render_one(renderer, &project, env, r).map(|(agent, value)| {
                     let tainted =
                         renderer.tenant_expressions(&r.value, env, &project.account, &value);
-                    (agent, value, tainted)
+                    let config_keys = match serde_json::to_value(&agent.agent.config) {
+                        Ok(Value::Object(m)) => m.keys().cloned().collect(),
+                        _ => HashSet::new(),
+                    };
+                    let mut checked = Diagnostics::default();
+                    if tainted.is_empty() {
+                        check_agent(renderer, r, &value, &config_keys, &mut checked);
+                    }
+                    (agent, tainted, config_keys, checked)
                 }),
             )
         });
@@ -325,23 +335,19 @@ fn build(
             };
             let r = &e.restaurant;
             match outcome {
-                Ok((agent, value, tainted)) => {
+                Ok((agent, tainted, config_keys, checked)) => {
                     if !tainted.is_empty() {
                         for t in tainted {
                             problems[i].push(tenant_diag(e, &t));
                         }
                         continue;
                     }
-                    let config_keys = match serde_json::to_value(&agent.agent.config) {
-                        Ok(Value::Object(m)) => m.keys().cloned().collect(),
-                        _ => HashSet::new(),
-                    };
                     rendered.push(RenderedOne {
                         index: i,
                         restaurant: r.clone(),
                         agent,
-                        value,
                         config_keys,
+                        checked,
                     });
                 }
                 Err(d) => problems[i].extend(d),
@@ -350,10 +356,8 @@ fn build(
     }
 
     check_tools(&tools, &rendered, &mut diags, &mut problems);
-    if let Some(renderer) = &renderer {
-        for one in &rendered {
-            check_agent(renderer, one, &mut problems[one.index]);
-        }
+    for one in &mut rendered {
+        problems[one.index].extend(std::mem::take(&mut one.checked));
     }
 
     let bad: Vec<bool> = problems.iter().map(|p| !p.is_empty()).collect();
@@ -928,8 +932,16 @@ pub fn is_absolute_http(url: &str) -> bool {
     !host.is_empty() && !host.contains(char::is_whitespace)
 }
 
-fn check_agent(renderer: &Renderer, one: &RenderedOne, diags: &mut Diagnostics) {
-    let Some(agent) = one.value.get("agent") else {
+/// The expressions of one rendered agent (`value`): parseable, with allowed roots, and every
+/// `config.x` in its config (`config_keys`).
+fn check_agent(
+    renderer: &Renderer,
+    restaurant: &Sourced<Restaurant>,
+    value: &Value,
+    config_keys: &HashSet<String>,
+    diags: &mut Diagnostics,
+) {
+    let Some(agent) = value.get("agent") else {
         return;
     };
     let mut sites = Vec::new();
@@ -941,7 +953,7 @@ fn check_agent(renderer: &Renderer, one: &RenderedOne, diags: &mut Diagnostics) 
             Err(e) => {
                 diags.push(rendered_diag(
                     renderer,
-                    &one.restaurant,
+                    restaurant,
                     &pointer,
                     format!("expression `{text}`: {e}"),
                 ));
@@ -953,7 +965,7 @@ fn check_agent(renderer: &Renderer, one: &RenderedOne, diags: &mut Diagnostics) 
             if !allowed.contains(&r.root) {
                 diags.push(rendered_diag(
                     renderer,
-                    &one.restaurant,
+                    restaurant,
                     &pointer,
                     format!(
                         "`{}` cannot be used here (at character {}); allowed: {}",
@@ -963,10 +975,10 @@ fn check_agent(renderer: &Renderer, one: &RenderedOne, diags: &mut Diagnostics) 
                     ),
                 ));
             } else if let (Root::Config, Some(k)) = (r.root, r.segments.first()) {
-                if !one.config_keys.contains(k) {
+                if !config_keys.contains(k) {
                     diags.push(rendered_diag(
                         renderer,
-                        &one.restaurant,
+                        restaurant,
                         &pointer,
                         format!("`config.{k}`: not in this agent's config"),
                     ));

@@ -339,12 +339,12 @@ impl Client {
     }
 
     /// One attempt, holding a parallelism slot for its duration.
-    async fn once<T: serde::de::DeserializeOwned>(
+    async fn once(
         &self,
         method: &Method,
         target: &Route,
         body: Option<&Value>,
-    ) -> Result<Option<T>, Attempt> {
+    ) -> Result<Option<Vec<u8>>, Attempt> {
         let (path, route) = (target.path(), target.template());
         if let Some(why) = target.refused() {
             return Err(Attempt {
@@ -380,14 +380,15 @@ impl Client {
         result
     }
 
-    /// Sends one request and reads its answer.
-    async fn send<T: serde::de::DeserializeOwned>(
+    /// Sends one request and reads its answer's body (`None`: none), parsed by the caller
+    /// ([`decode`]) once the slot is given back.
+    async fn send(
         &self,
         method: &Method,
         path: &str,
         route: &str,
         body: Option<&Value>,
-    ) -> Result<Option<T>, Attempt> {
+    ) -> Result<Option<Vec<u8>>, Attempt> {
         self.stats
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -491,16 +492,7 @@ impl Client {
         if status == StatusCode::NO_CONTENT || bytes.is_empty() {
             return Ok(None);
         }
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Attempt {
-                error: ClientError::Decode {
-                    method: method.clone(),
-                    route: route.to_string(),
-                    message: e.to_string(),
-                },
-                retry_after: None,
-            })
+        Ok(Some(bytes))
     }
 
     /// A request that is safe to repeat: retried on transient failures.
@@ -510,9 +502,20 @@ impl Client {
         route: &Route,
         body: Option<&Value>,
     ) -> Result<Option<T>, ClientError> {
+        let bytes = self.idempotent_raw(&method, route, body).await?;
+        decode(&method, route, bytes.as_deref())
+    }
+
+    /// [`Client::idempotent`]'s answer body as it came.
+    async fn idempotent_raw(
+        &self,
+        method: &Method,
+        route: &Route,
+        body: Option<&Value>,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
         let mut tries = Tries::default();
         loop {
-            match self.once(&method, route, body).await {
+            match self.once(method, route, body).await {
                 Ok(v) => return Ok(v),
                 Err(a) => {
                     let attempt = tries.count(&a.error);
@@ -585,14 +588,18 @@ impl Client {
     pub async fn create(&self, route: &Route, body: &Value) -> Result<Object, ClientError> {
         let mut tries = Tries::default();
         loop {
-            match self.once::<Value>(&Method::POST, route, Some(body)).await {
-                Ok(Some(Value::Object(o))) => return Ok(o),
-                Ok(_) => {
+            match self.once(&Method::POST, route, Some(body)).await {
+                Ok(bytes) => {
+                    if let Some(Value::Object(o)) =
+                        decode::<Value>(&Method::POST, route, bytes.as_deref())?
+                    {
+                        return Ok(o);
+                    }
                     return Err(ClientError::Decode {
                         method: Method::POST,
                         route: route.template().to_string(),
                         message: "expected a JSON object".into(),
-                    })
+                    });
                 }
                 Err(a) => {
                     let attempt = tries.count(&a.error);
@@ -652,25 +659,15 @@ impl Client {
         route: &Route,
         mut each: impl FnMut(usize, Object) -> Result<T, ClientError>,
     ) -> Result<Vec<T>, ClientError> {
-        let decode = |message: String| ClientError::Decode {
+        let bad = |message: String| ClientError::Decode {
             method: Method::GET,
             route: route.template().to_string(),
             message,
         };
-        let Some(RawEntries(Some(items))) = self
-            .idempotent::<RawEntries>(Method::GET, route, None)
-            .await?
-        else {
-            return Err(decode("expected a JSON array".into()));
+        let Some(bytes) = self.idempotent_raw(&Method::GET, route, None).await? else {
+            return Err(bad("expected a JSON array".into()));
         };
-        let mut out = Vec::with_capacity(items.len());
-        for (i, raw) in items.into_iter().enumerate() {
-            match serde_json::from_str::<Value>(raw.get()) {
-                Ok(Value::Object(o)) => out.push(each(i, o)?),
-                _ => return Err(decode(format!("entry {i} of the list is not an object"))),
-            }
-        }
-        Ok(out)
+        parse_entries(&bytes, route.template(), &mut each)
     }
 
     pub async fn get_one(&self, route: &Route) -> Result<Object, ClientError> {
@@ -795,7 +792,9 @@ async fn read_capped(
     if resp.content_length().is_some_and(|n| n > limit) {
         return Ok(None);
     }
-    let mut body = Vec::new();
+    // Sized once when the server says the length (within the cap): a list of 100,000 agents
+    // grown by doubling would copy itself and hold up to twice its size meanwhile.
+    let mut body = Vec::with_capacity(resp.content_length().map_or(0, |n| n as usize));
     while let Some(chunk) = resp.chunk().await? {
         if (body.len() + chunk.len()) as u64 > limit {
             return Ok(None);
@@ -840,6 +839,43 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(bytes: &str) -> Result<Vec<String>, String> {
+        let mut seen = Vec::new();
+        parse_entries(bytes.as_bytes(), "/api/agents", &mut |i, o: Object| {
+            seen.push(i);
+            match o.get("name").and_then(Value::as_str) {
+                Some("refused") => Err(ClientError::Build(format!("entry {i} refused"))),
+                n => Ok(n.unwrap_or("").to_string()),
+            }
+        })
+        .map_err(|e| e.to_string())
+        .inspect(|list| assert_eq!(seen, (0..list.len()).collect::<Vec<_>>()))
+    }
+
+    #[test]
+    fn a_list_is_parsed_entry_by_entry_and_anything_else_is_refused_with_the_route() {
+        assert_eq!(
+            names(r#"[{"name": "a"}, {"name": "b"}, {}]"#),
+            Ok(vec!["a".into(), "b".into(), String::new()])
+        );
+        assert_eq!(names("[]"), Ok(vec![]));
+        for not_a_list in [r#"{"name": "a"}"#, "3", "\"x\"", "null", "true"] {
+            let e = names(not_a_list).expect_err(not_a_list);
+            assert!(
+                e.contains("/api/agents") && e.contains("expected a JSON array"),
+                "{e}"
+            );
+        }
+        let e = names(r#"[{"name": "a"}, 7]"#).expect_err("7");
+        assert!(e.contains("entry 1 of the list is not an object"), "{e}");
+        let e = names(r#"[{"name": "a"}, {"name": "refused"}, {"name": "c"}]"#).expect_err("x");
+        assert!(e.contains("entry 1 refused"), "{e}");
+        for broken in [r#"[{"name": "a"}"#, r#"[{"name": "a"}] trailing"#, "[{,}]"] {
+            let e = names(broken).expect_err(broken);
+            assert!(e.contains("/api/agents"), "{e}");
+        }
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
@@ -894,49 +930,117 @@ mod tests {
     }
 }
 
-/// A list answer's entries, each as its JSON text; `None` when the answer is JSON but not an
-/// array. Entries are parsed one at a time afterwards ([`Client::get_list_each`]).
-struct RawEntries(Option<Vec<Box<serde_json::value::RawValue>>>);
+/// Parses the entries of a list answer one at a time and hands each object to `each`;
+/// `Ok(None)` when the answer is JSON but no array. A failure of `each`, or an entry that is
+/// no object, stops the parse and is left in `failed`.
+struct Entries<'a, T, F: FnMut(usize, Object) -> Result<T, ClientError>> {
+    each: &'a mut F,
+    failed: &'a mut Option<ClientError>,
+    /// The list's route template, for the error.
+    route: &'a str,
+}
 
-impl<'de> serde::Deserialize<'de> for RawEntries {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-        struct Entries;
-        impl<'de> Visitor<'de> for Entries {
-            type Value = RawEntries;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawEntries, A::Error> {
-                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                while let Some(e) = seq.next_element()? {
-                    v.push(e);
+impl<'de, T, F: FnMut(usize, Object) -> Result<T, ClientError>> serde::de::Visitor<'de>
+    for Entries<'_, T, F>
+{
+    type Value = Option<Vec<T>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element::<Value>()? {
+            let i = out.len();
+            let entry = match v {
+                Value::Object(o) => (self.each)(i, o),
+                _ => Err(ClientError::Decode {
+                    method: Method::GET,
+                    route: self.route.to_string(),
+                    message: format!("entry {i} of the list is not an object"),
+                }),
+            };
+            match entry {
+                Ok(t) => out.push(t),
+                Err(e) => {
+                    *self.failed = Some(e);
+                    return Err(A::Error::custom("entry refused"));
                 }
-                Ok(RawEntries(Some(v)))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawEntries, A::Error> {
-                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(RawEntries(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<RawEntries, E> {
-                Ok(RawEntries(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<RawEntries, E> {
-                Ok(RawEntries(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<RawEntries, E> {
-                Ok(RawEntries(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<RawEntries, E> {
-                Ok(RawEntries(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<RawEntries, E> {
-                Ok(RawEntries(None))
-            }
-            fn visit_unit<E>(self) -> Result<RawEntries, E> {
-                Ok(RawEntries(None))
             }
         }
-        d.deserialize_any(Entries)
+        Ok(Some(out))
     }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        while m
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A list answer's entries, parsed and handed to `each` one at a time, straight from the
+/// answer's bytes. `route` (a template) names the list in errors.
+fn parse_entries<T>(
+    bytes: &[u8],
+    route: &str,
+    each: &mut impl FnMut(usize, Object) -> Result<T, ClientError>,
+) -> Result<Vec<T>, ClientError> {
+    let bad = |message: String| ClientError::Decode {
+        method: Method::GET,
+        route: route.to_string(),
+        message,
+    };
+    let mut failed = None;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde::Deserializer::deserialize_any(
+        &mut de,
+        Entries {
+            each,
+            failed: &mut failed,
+            route,
+        },
+    )
+    .and_then(|list| de.end().map(|()| list));
+    match (failed, parsed) {
+        (Some(e), _) => Err(e),
+        (None, Ok(Some(list))) => Ok(list),
+        (None, Ok(None)) => Err(bad("expected a JSON array".into())),
+        (None, Err(e)) => Err(bad(e.to_string())),
+    }
+}
+
+/// An answer body parsed as `T`; no body is `None`.
+fn decode<T: serde::de::DeserializeOwned>(
+    method: &Method,
+    route: &Route,
+    bytes: Option<&[u8]>,
+) -> Result<Option<T>, ClientError> {
+    bytes
+        .map(|b| {
+            serde_json::from_slice(b).map_err(|e| ClientError::Decode {
+                method: method.clone(),
+                route: route.template().to_string(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
 }
