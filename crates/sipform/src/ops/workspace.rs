@@ -227,7 +227,7 @@ impl Workspace {
         let mut planner = diff::Planner::new(&kinds, &self.desired, &actual, state, &opts);
         let mut ahead = std::collections::VecDeque::new();
         loop {
-            // Two batches read ahead: the second keeps every slot busy while the first's
+            // Batches read ahead: the later ones keep every slot busy while the first's
             // last answers trickle in.
             while ahead.len() < READ_AHEAD {
                 let Some(b) = planner.next_batch(PLAN_BATCH) else {

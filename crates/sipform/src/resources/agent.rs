@@ -170,8 +170,7 @@ impl Kind for Agent {
         client: &Client,
         account: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError> {
-        let route = Route::new(LIST, &[]).query("accountId", account.as_str());
-        super::list_at(client, &route).await
+        super::list_of_account(client, LIST, account, None).await
     }
 
     async fn list_packed(
@@ -179,8 +178,7 @@ impl Kind for Agent {
         client: &Client,
         account: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError> {
-        let route = Route::new(LIST, &[]).query("accountId", account.as_str());
-        super::list_packed_at(client, &route, self.lookup_fields().unwrap_or(&[])).await
+        super::list_of_account(client, LIST, account, self.lookup_fields()).await
     }
 
     async fn create(

@@ -144,8 +144,7 @@ impl Kind for FinalCustomer {
         client: &Client,
         account: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError> {
-        let route = Route::new(LIST, &[]).query("accountId", account.as_str());
-        super::list_at(client, &route).await
+        super::list_of_account(client, LIST, account, None).await
     }
 
     async fn list_packed(
@@ -153,8 +152,7 @@ impl Kind for FinalCustomer {
         client: &Client,
         account: &ObjectId,
     ) -> Result<Vec<ServerObject>, ClientError> {
-        let route = Route::new(LIST, &[]).query("accountId", account.as_str());
-        super::list_packed_at(client, &route, self.lookup_fields().unwrap_or(&[])).await
+        super::list_of_account(client, LIST, account, self.lookup_fields()).await
     }
 
     async fn create(

@@ -380,6 +380,21 @@ pub(crate) async fn list_at(
     many(client.get_list(route).await?, route)
 }
 
+/// The objects a kind lists per account (`GET {template}?accountId=`), packed as they are
+/// parsed when `keep` names the fields lookups read ([`list_packed_at`]).
+pub(crate) async fn list_of_account(
+    client: &Client,
+    template: &'static str,
+    account: &ObjectId,
+    keep: Option<&[&str]>,
+) -> Result<Vec<ServerObject>, ClientError> {
+    let route = crate::remote::Route::new(template, &[]).query("accountId", account.as_str());
+    match keep {
+        Some(keep) => list_packed_at(client, &route, keep).await,
+        None => list_at(client, &route).await,
+    }
+}
+
 /// [`list_at`], each object packed ([`ServerObject::pack`]) as soon as it is parsed: the
 /// whole list never exists as trees.
 pub(crate) async fn list_packed_at(
