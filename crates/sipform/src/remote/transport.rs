@@ -836,100 +836,6 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(bytes: &str) -> Result<Vec<String>, String> {
-        let mut seen = Vec::new();
-        parse_entries(bytes.as_bytes(), "/api/agents", &mut |i, o: Object| {
-            seen.push(i);
-            match o.get("name").and_then(Value::as_str) {
-                Some("refused") => Err(ClientError::Build(format!("entry {i} refused"))),
-                n => Ok(n.unwrap_or("").to_string()),
-            }
-        })
-        .map_err(|e| e.to_string())
-        .inspect(|list| assert_eq!(seen, (0..list.len()).collect::<Vec<_>>()))
-    }
-
-    #[test]
-    fn a_list_is_parsed_entry_by_entry_and_anything_else_is_refused_with_the_route() {
-        assert_eq!(
-            names(r#"[{"name": "a"}, {"name": "b"}, {}]"#),
-            Ok(vec!["a".into(), "b".into(), String::new()])
-        );
-        assert_eq!(names("[]"), Ok(vec![]));
-        for not_a_list in [r#"{"name": "a"}"#, "3", "\"x\"", "null", "true"] {
-            let e = names(not_a_list).expect_err(not_a_list);
-            assert!(
-                e.contains("/api/agents") && e.contains("expected a JSON array"),
-                "{e}"
-            );
-        }
-        let e = names(r#"[{"name": "a"}, 7]"#).expect_err("7");
-        assert!(e.contains("entry 1 of the list is not an object"), "{e}");
-        let e = names(r#"[{"name": "a"}, {"name": "refused"}, {"name": "c"}]"#).expect_err("x");
-        assert!(e.contains("entry 1 refused"), "{e}");
-        for broken in [r#"[{"name": "a"}"#, r#"[{"name": "a"}] trailing"#, "[{,}]"] {
-            let e = names(broken).expect_err(broken);
-            assert!(e.contains("/api/agents"), "{e}");
-        }
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base: Duration::from_millis(100),
-            cap: Duration::from_millis(800),
-        };
-        for _ in 0..50 {
-            let d1 = p.backoff(1);
-            assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200));
-            let d10 = p.backoff(10);
-            assert!(d10 <= Duration::from_millis(800) && d10 >= Duration::from_millis(400));
-        }
-    }
-
-    #[test]
-    fn ambiguity_of_failures() {
-        let s = |status| ClientError::Status {
-            method: Method::POST,
-            route: "/api/agents".into(),
-            status,
-            message: String::new(),
-        };
-        assert!(s(500).is_ambiguous());
-        assert!(!s(429).is_ambiguous() && s(429).is_transient());
-        assert!(!s(400).is_ambiguous() && !s(400).is_transient());
-    }
-
-    #[test]
-    fn throttling_does_not_spend_the_failure_budget() {
-        let p = RetryPolicy::default();
-        let s = |status| ClientError::Status {
-            method: Method::GET,
-            route: "/api/agents".into(),
-            status,
-            message: String::new(),
-        };
-        let mut t = Tries::default();
-        for i in 1..MAX_THROTTLED_ATTEMPTS {
-            assert_eq!(t.count(&s(429)), i);
-            assert!(!t.exhausted(&p), "{i} × 429 must not give up");
-        }
-        assert_eq!(t.count(&s(500)), 1, "a 5xx starts its own count");
-        t.count(&s(429));
-        assert!(t.exhausted(&p));
-        let mut t = Tries::default();
-        for _ in 0..p.max_attempts {
-            t.count(&s(503));
-        }
-        assert!(t.exhausted(&p));
-    }
-}
-
 /// Parses the entries of a list answer one at a time and hands each object to `each`;
 /// `Ok(None)` when the answer is JSON but no array. A failure of `each`, or an entry that is
 /// no object, stops the parse and is left in `failed`.
@@ -1043,4 +949,98 @@ fn decode<T: serde::de::DeserializeOwned>(
             })
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(bytes: &str) -> Result<Vec<String>, String> {
+        let mut seen = Vec::new();
+        parse_entries(bytes.as_bytes(), "/api/agents", &mut |i, o: Object| {
+            seen.push(i);
+            match o.get("name").and_then(Value::as_str) {
+                Some("refused") => Err(ClientError::Build(format!("entry {i} refused"))),
+                n => Ok(n.unwrap_or("").to_string()),
+            }
+        })
+        .map_err(|e| e.to_string())
+        .inspect(|list| assert_eq!(seen, (0..list.len()).collect::<Vec<_>>()))
+    }
+
+    #[test]
+    fn a_list_is_parsed_entry_by_entry_and_anything_else_is_refused_with_the_route() {
+        assert_eq!(
+            names(r#"[{"name": "a"}, {"name": "b"}, {}]"#),
+            Ok(vec!["a".into(), "b".into(), String::new()])
+        );
+        assert_eq!(names("[]"), Ok(vec![]));
+        for not_a_list in [r#"{"name": "a"}"#, "3", "\"x\"", "null", "true"] {
+            let e = names(not_a_list).expect_err(not_a_list);
+            assert!(
+                e.contains("/api/agents") && e.contains("expected a JSON array"),
+                "{e}"
+            );
+        }
+        let e = names(r#"[{"name": "a"}, 7]"#).expect_err("7");
+        assert!(e.contains("entry 1 of the list is not an object"), "{e}");
+        let e = names(r#"[{"name": "a"}, {"name": "refused"}, {"name": "c"}]"#).expect_err("x");
+        assert!(e.contains("entry 1 refused"), "{e}");
+        for broken in [r#"[{"name": "a"}"#, r#"[{"name": "a"}] trailing"#, "[{,}]"] {
+            let e = names(broken).expect_err(broken);
+            assert!(e.contains("/api/agents"), "{e}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(800),
+        };
+        for _ in 0..50 {
+            let d1 = p.backoff(1);
+            assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200));
+            let d10 = p.backoff(10);
+            assert!(d10 <= Duration::from_millis(800) && d10 >= Duration::from_millis(400));
+        }
+    }
+
+    #[test]
+    fn ambiguity_of_failures() {
+        let s = |status| ClientError::Status {
+            method: Method::POST,
+            route: "/api/agents".into(),
+            status,
+            message: String::new(),
+        };
+        assert!(s(500).is_ambiguous());
+        assert!(!s(429).is_ambiguous() && s(429).is_transient());
+        assert!(!s(400).is_ambiguous() && !s(400).is_transient());
+    }
+
+    #[test]
+    fn throttling_does_not_spend_the_failure_budget() {
+        let p = RetryPolicy::default();
+        let s = |status| ClientError::Status {
+            method: Method::GET,
+            route: "/api/agents".into(),
+            status,
+            message: String::new(),
+        };
+        let mut t = Tries::default();
+        for i in 1..MAX_THROTTLED_ATTEMPTS {
+            assert_eq!(t.count(&s(429)), i);
+            assert!(!t.exhausted(&p), "{i} × 429 must not give up");
+        }
+        assert_eq!(t.count(&s(500)), 1, "a 5xx starts its own count");
+        t.count(&s(429));
+        assert!(t.exhausted(&p));
+        let mut t = Tries::default();
+        for _ in 0..p.max_attempts {
+            t.count(&s(503));
+        }
+        assert!(t.exhausted(&p));
+    }
 }
