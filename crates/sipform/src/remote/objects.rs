@@ -56,17 +56,20 @@ fn shown_name(name: &str) -> String {
 
 /// The fields of `o` (found under `prefix`) that `keep` names: `name` keeps a field whole,
 /// `config.restaurantId` keeps that one field of `config`. Rebuilt, not filtered in place, to
-/// give back the emptied capacity.
+/// give back the emptied capacity; nothing is allocated for a field left out.
 fn kept(o: Object, keep: &[&str], prefix: &str) -> Object {
     o.into_iter()
         .filter_map(|(k, v)| {
-            let path = format!("{prefix}{k}");
-            if keep.contains(&path.as_str()) {
+            // What each kept path says below this field: "" for all of it, ".x" for a part.
+            let mut below = keep
+                .iter()
+                .filter_map(|p| p.strip_prefix(prefix)?.strip_prefix(k.as_str()));
+            if below.clone().any(str::is_empty) {
                 return Some((k, v));
             }
-            let inner = format!("{path}.");
             match v {
-                Value::Object(m) if keep.iter().any(|p| p.starts_with(&inner)) => {
+                Value::Object(m) if below.any(|rest| rest.starts_with('.')) => {
+                    let inner = format!("{prefix}{k}.");
                     Some((k, Value::Object(kept(m, keep, &inner))))
                 }
                 _ => None,

@@ -659,13 +659,8 @@ impl Client {
         route: &Route,
         mut each: impl FnMut(usize, Object) -> Result<T, ClientError>,
     ) -> Result<Vec<T>, ClientError> {
-        let bad = |message: String| ClientError::Decode {
-            method: Method::GET,
-            route: route.template().to_string(),
-            message,
-        };
         let Some(bytes) = self.idempotent_raw(&Method::GET, route, None).await? else {
-            return Err(bad("expected a JSON array".into()));
+            return Err(bad_list(route.template(), "expected a JSON array".into()));
         };
         parse_entries(&bytes, route.template(), &mut each)
     }
@@ -860,11 +855,10 @@ impl<'de, T, F: FnMut(usize, Object) -> Result<T, ClientError>> serde::de::Visit
             let i = out.len();
             let entry = match v {
                 Value::Object(o) => (self.each)(i, o),
-                _ => Err(ClientError::Decode {
-                    method: Method::GET,
-                    route: self.route.to_string(),
-                    message: format!("entry {i} of the list is not an object"),
-                }),
+                _ => Err(bad_list(
+                    self.route,
+                    format!("entry {i} of the list is not an object"),
+                )),
             };
             match entry {
                 Ok(t) => out.push(t),
@@ -910,11 +904,6 @@ fn parse_entries<T>(
     route: &str,
     each: &mut impl FnMut(usize, Object) -> Result<T, ClientError>,
 ) -> Result<Vec<T>, ClientError> {
-    let bad = |message: String| ClientError::Decode {
-        method: Method::GET,
-        route: route.to_string(),
-        message,
-    };
     let mut failed = None;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = serde::Deserializer::deserialize_any(
@@ -929,8 +918,17 @@ fn parse_entries<T>(
     match (failed, parsed) {
         (Some(e), _) => Err(e),
         (None, Ok(Some(list))) => Ok(list),
-        (None, Ok(None)) => Err(bad("expected a JSON array".into())),
-        (None, Err(e)) => Err(bad(e.to_string())),
+        (None, Ok(None)) => Err(bad_list(route, "expected a JSON array".into())),
+        (None, Err(e)) => Err(bad_list(route, e.to_string())),
+    }
+}
+
+/// A list answer (GET of the list at `route`, a template) that is not what the contract says.
+fn bad_list(route: &str, message: String) -> ClientError {
+    ClientError::Decode {
+        method: Method::GET,
+        route: route.to_string(),
+        message,
     }
 }
 
