@@ -71,13 +71,25 @@ fn create(resource: Resource, name: &str, changes: Vec<FieldChange>) -> Action {
     create_with(resource, name, changes, body)
 }
 
+/// A create of `body`; `changes` must be what it derives (its body's fields).
 fn create_with(resource: Resource, name: &str, changes: Vec<FieldChange>, body: Value) -> Action {
-    Action::Create {
+    let write_only = changes
+        .iter()
+        .filter(|c| c.sensitive)
+        .map(|c| c.path.clone())
+        .collect();
+    let a = Action::Create {
         resource,
         name: name.into(),
-        changes: changes.into(),
         body: body.into(),
-    }
+        write_only,
+    };
+    assert_eq!(
+        *a.changes(),
+        *changes,
+        "a fixture's create lists its body's fields"
+    );
+    a
 }
 
 fn update(
@@ -91,7 +103,7 @@ fn update(
         resource,
         name: name.into(),
         id: id(remote),
-        changes,
+        changes: changes.into(),
         body: body.into(),
     }
 }
@@ -185,7 +197,14 @@ fn fixture() -> Plan {
             added("config", config("r-001", false)),
             added("isActive", json!(true)),
         ],
-        json!({"name": "Chez Marco", "aiVoice": "sage", "config": config("r-001", false)}),
+        json!({
+            "name": "Chez Marco",
+            "aiModel": "gpt-realtime",
+            "aiVoice": "sage",
+            "basePrompt": "={{data.systemPrompt}}",
+            "config": config("r-001", false),
+            "isActive": true
+        }),
     );
     let mut fresh = vec![customer, agent];
     for (i, tool) in TOOLS.iter().enumerate() {
@@ -419,7 +438,8 @@ fn a_leaked_secret_is_never_printed() {
     let Action::Update { changes, .. } = &mut plan.restaurants[1].actions[1] else {
         panic!("the fixture's second action of r-002 is the agent's update");
     };
-    changes.extend([
+    let mut more = std::mem::take(changes).into_vec();
+    more.extend([
         fc("apiToken", Some(json!(leak)), Some(json!(leak))),
         fc("publicToken", None, Some(json!(leak))),
         fc("phoneLines.0.sipPassword", Some(json!(leak)), None),
@@ -431,6 +451,7 @@ fn a_leaked_secret_is_never_printed() {
             sensitive: true,
         },
     ]);
+    *changes = more.into();
     for text in [human(&plan, false), human(&plan, true), markdown(&plan)] {
         assert!(!text.contains(leak), "secret printed:\n{text}");
         assert!(!text.contains("DO_NOT_PRINT"));

@@ -45,12 +45,12 @@ fn edit(
         resource,
         name: name.into(),
         id: id(remote),
-        changes: vec![FieldChange {
+        changes: Box::new([FieldChange {
             path: path.into(),
             before: Some(Box::new(before)),
             after: Some(Box::new(after.clone())),
             sensitive: false,
-        }],
+        }]),
         body: json!({ "name": name, path: after }).into(),
     }
 }

@@ -12,6 +12,7 @@ use sipform::apply::{self, Silent};
 use sipform::config::{Overrides, Settings};
 use sipform::diff::{self, PlanOptions};
 use sipform::model::ids::{ObjectId, RestaurantId};
+use sipform::model::resource::ResourceNames;
 use sipform::model::spec::{DesiredRestaurant, StateConfig};
 use sipform::ops::Workspace;
 use sipform::plan::{Op, Plan, Resource};
@@ -21,7 +22,7 @@ use sipform::resources::{DesiredObject, Kind, Kinds, Parents, Shape};
 use sipform::state::{async_trait, Change, RestaurantState};
 use sipform_emulator::{Emulator, EmulatorConfig};
 
-const NOTE: Resource = Resource::custom("note", "note");
+const NOTE: Resource = Resource::custom(&ResourceNames::new("note", "note"));
 
 /// Notes under agents: (agent id, note id) → fields.
 #[derive(Default)]

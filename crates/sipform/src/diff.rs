@@ -8,19 +8,19 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::compare::{create_changes, diff_value};
+use crate::compare::diff_value;
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::{Desired, DesiredRestaurant};
 use crate::plan::{
-    Action, Duplicates, FieldChange, Op, Plan, Reason, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,
+    Action, Body, Duplicates, FieldChange, Op, Plan, Reason, RestaurantPlan, Summary,
+    PLAN_FORMAT_VERSION,
 };
 use crate::remote::ServerObject;
 use crate::resources::actual::list_digest;
-use crate::resources::{account, Actual, AdoptCx, Adoption, Index, Kind, Kinds, Resource};
+use crate::resources::{account, Actual, AdoptCx, Adoption, Index, Kind, Kinds, Resource, Shape};
 use crate::state::{RestaurantState, State};
 
 /// Choices that shape a plan.
@@ -272,41 +272,42 @@ struct Cx<'a> {
     shared: Shared,
 }
 
-/// The bodies (and a create's field list) that restaurants share: the same tool wanted by
-/// 10,000 restaurants is one body in the plan, not 10,000 copies. Keyed by kind and name, it
-/// keeps the last body seen; a body equal to it is the same `Arc`.
+/// The bodies that restaurants share: the same tool wanted by 10,000 restaurants is one body
+/// in the plan, not 10,000 copies. Keyed by kind and name, it keeps the last body seen; a
+/// body equal to it is the same [`Body`]. A one-per-restaurant kind's body (an agent's) is
+/// its restaurant's own: packed as text, never kept here.
 #[derive(Default)]
 struct Shared {
-    creates: RefCell<HashMap<Resource, HashMap<String, SharedCreate>>>,
-    bodies: RefCell<HashMap<Resource, HashMap<String, Arc<Value>>>>,
+    creates: RefCell<HashMap<Resource, HashMap<String, Body>>>,
+    updates: RefCell<HashMap<Resource, HashMap<String, Body>>>,
 }
 
-/// A create's body and field list.
-type SharedCreate = (Arc<Value>, Arc<[FieldChange]>);
-
 impl Shared {
-    /// The body and field list of a create of `desired`.
-    fn create(&self, k: &dyn Kind, name: &str, desired: &Value) -> SharedCreate {
-        let mut creates = self.creates.borrow_mut();
-        let of_kind = creates.entry(k.resource()).or_default();
-        if let Some((body, changes)) = of_kind.get(name) {
-            if **body == *desired {
-                return (body.clone(), changes.clone());
-            }
-        }
-        let made = (Arc::new(desired.clone()), create_fields(k, desired).into());
-        of_kind.insert(name.to_string(), made.clone());
-        made
+    /// The body of a create of `desired`.
+    fn create(&self, k: &dyn Kind, name: &str, desired: &Value) -> Body {
+        Self::share(&self.creates, k, name, desired)
     }
 
-    /// `body` as a shared body.
-    fn body(&self, k: &dyn Kind, name: &str, body: Value) -> Arc<Value> {
-        let mut bodies = self.bodies.borrow_mut();
+    /// The body of a whole-object update to `desired`.
+    fn update(&self, k: &dyn Kind, name: &str, desired: &Value) -> Body {
+        Self::share(&self.updates, k, name, desired)
+    }
+
+    fn share(
+        bodies: &RefCell<HashMap<Resource, HashMap<String, Body>>>,
+        k: &dyn Kind,
+        name: &str,
+        desired: &Value,
+    ) -> Body {
+        if k.shape() == Shape::One {
+            return Body::packed(desired);
+        }
+        let mut bodies = bodies.borrow_mut();
         let of_kind = bodies.entry(k.resource()).or_default();
         match of_kind.get(name) {
-            Some(b) if **b == body => b.clone(),
+            Some(b) if *b.value() == *desired => b.clone(),
             _ => {
-                let b = Arc::new(body);
+                let b = Body::shared(desired.clone());
                 of_kind.insert(name.to_string(), b.clone());
                 b
             }
@@ -660,16 +661,15 @@ impl<'a> Cx<'a> {
                         resource,
                         name: key_of(&id),
                         id,
-                        reason: Reason::NotDeclared(format!(
-                            "{} (replaced, --allow-replace)",
-                            k.declared_in()
-                        )),
+                        reason: Reason::NotDeclared(
+                            format!("{} (replaced, --allow-replace)", k.declared_in()).into(),
+                        ),
                     });
                     out.push(Action::Create {
                         resource,
                         name,
-                        changes: create_changes(&body).into(),
                         body,
+                        write_only: write_only(k),
                     });
                 }
                 other => out.push(other),
@@ -714,7 +714,8 @@ impl<'a> Cx<'a> {
                             .iter()
                             .map(|c| format!("{c}s"))
                             .collect::<Vec<_>>()
-                            .join(" and "),
+                            .join(" and ")
+                            .into(),
                     }
                 } else {
                     Reason::GoneFromServerToo
@@ -776,12 +777,12 @@ fn extras(
         .map(|o| {
             let name = k.key_of(o).unwrap_or("");
             let reason = if declared.contains(name) {
-                Reason::DuplicateOf {
-                    label: k.resource().label().to_string(),
-                    name: name.to_string(),
-                }
+                Reason::DuplicateOf(Box::new((
+                    k.resource().label().to_string(),
+                    name.to_string(),
+                )))
             } else {
-                Reason::NotDeclared(k.declared_in().to_string())
+                Reason::NotDeclared(k.declared_in().into())
             };
             Action::Delete {
                 resource: k.resource(),
@@ -793,29 +794,18 @@ fn extras(
         .collect()
 }
 
-/// A create's fields: every one shown, the write-only ones as sensitive, without a value.
-fn create_fields(k: &dyn Kind, desired: &Value) -> Vec<FieldChange> {
-    let write_only = k.write_only();
-    create_changes(desired)
-        .into_iter()
-        .map(|mut c| {
-            if write_only.contains(&c.path.as_str()) {
-                c.after = None;
-                c.sensitive = true;
-            }
-            c
-        })
-        .collect()
+/// The kind's write-only keys, as a create names them.
+fn write_only(k: &dyn Kind) -> Box<[String]> {
+    k.write_only().iter().map(|p| p.to_string()).collect()
 }
 
-/// A create of `desired`, its body and fields shared with the restaurants that want the same.
+/// A create of `desired`, its body shared with the restaurants that want the same.
 fn create(shared: &Shared, k: &dyn Kind, name: &str, desired: &Value) -> Action {
-    let (body, changes) = shared.create(k, name, desired);
     Action::Create {
         resource: k.resource(),
         name: name.to_string(),
-        changes,
-        body,
+        body: shared.create(k, name, desired),
+        write_only: write_only(k),
     }
 }
 
@@ -827,9 +817,9 @@ fn update_body(
     name: &str,
     desired: &Value,
     changes: &[FieldChange],
-) -> Arc<Value> {
+) -> Body {
     if k.update_whole() {
-        return shared.body(k, name, desired.clone());
+        return shared.update(k, name, desired);
     }
     let empty = Map::new();
     let dmap = desired.as_object().unwrap_or(&empty);
@@ -837,7 +827,7 @@ fn update_body(
         .iter()
         .map(|c| c.path.split('.').next().unwrap_or(""))
         .collect();
-    Arc::new(Value::Object(
+    Body::packed(&Value::Object(
         top.into_iter()
             .filter_map(|key| Some((key.to_string(), dmap.get(key)?.clone())))
             .collect(),
@@ -902,7 +892,7 @@ fn object_actions(
         resource,
         name: name.to_string(),
         id,
-        changes,
+        changes: changes.into(),
         body,
     });
     out

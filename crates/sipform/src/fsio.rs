@@ -40,23 +40,60 @@ const TMP_MARKER: &str = ".tmp.";
 /// crashed run can never block this one) and is removed when the write fails (a full disk
 /// leaves no half-written copies behind).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes)).map(|_| ())
+}
+
+/// [`write_atomic`] of what `fill` writes, streamed through a buffer: a document of hundreds of
+/// megabytes (the state of 100,000 restaurants) is never held whole. Returns its length.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
     let dir = parent_dir(path);
-    let (tmp, mut file) = create_temp(&dir, &file_name(path))?;
+    let (tmp, file) = create_temp(&dir, &file_name(path))?;
     let written = (|| {
-        file.write_all(bytes)?;
+        let mut w = Counted {
+            inner: std::io::BufWriter::with_capacity(1 << 16, file),
+            len: 0,
+        };
+        fill(&mut w)?;
+        let len = w.len;
+        let file = w.inner.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        Ok(len)
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
+    let len = match written {
+        Ok(len) => len,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     // The rename is durable only once the folder is.
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
     }
-    Ok(())
+    Ok(len)
+}
+
+/// A writer that counts what goes through it.
+struct Counted<W> {
+    inner: W,
+    len: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Removes the temporary files [`write_atomic`] left beside `path` when a process died mid

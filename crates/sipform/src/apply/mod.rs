@@ -166,9 +166,10 @@ async fn run_account(
     };
     let id = match a {
         Action::Create { name, body, .. } => {
+            let body = body.value();
             create_with_reread(
                 client,
-                || account::create(client, body),
+                || account::create(client, &body),
                 || account::find_created(client, name),
             )
             .await
@@ -307,17 +308,18 @@ impl Ctx<'_> {
         match a {
             Action::Create { name, body, .. } => {
                 let taken = |id: &ObjectId| self.writer.assigns(id.as_str());
+                let body = body.value();
                 let (obj, secrets) = create_with_reread(
                     self.client,
-                    || kind.create(self.client, parents, body),
-                    || kind.find_created(self.client, parents, rid, body, &taken),
+                    || kind.create(self.client, parents, &body),
+                    || kind.find_created(self.client, parents, rid, &body, &taken),
                 )
                 .await
                 .map_err(server)?;
                 written(Op::Create, &obj.id, Some(&obj), None);
                 self.record(kind.change(rid, name, Some(&obj.id), Some(&secrets)))
                     .await?;
-                self.after_write(kind, rid, name, body).await?;
+                self.after_write(kind, rid, name, &body).await?;
                 Ok(Some(obj.id))
             }
             Action::Adopt { name, id, .. } => {
@@ -330,11 +332,12 @@ impl Ctx<'_> {
                 Ok(Some(id.clone()))
             }
             Action::Update { name, id, body, .. } => {
-                kind.update(self.client, parents, id, body)
+                let body = body.value();
+                kind.update(self.client, parents, id, &body)
                     .await
                     .map_err(server)?;
-                written(Op::Update, id, None, Some(body));
-                self.after_write(kind, rid, name, body).await?;
+                written(Op::Update, id, None, Some(&body));
+                self.after_write(kind, rid, name, &body).await?;
                 Ok(Some(id.clone()))
             }
             Action::NoOp { id, .. } => Ok(Some(id.clone())),

@@ -374,7 +374,7 @@ impl Cache {
                 Some(id) => {
                     self.singles.account = Some(ServerObject::new(
                         id,
-                        body.as_object().cloned().unwrap_or_default(),
+                        body.value().as_object().cloned().unwrap_or_default(),
                     ));
                     self.singles.singles.clear();
                     self.plans_due = true;

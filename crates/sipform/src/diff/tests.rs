@@ -11,13 +11,13 @@ mod model {
 
     use crate::model::ids::ObjectId;
     use crate::model::spec::Desired;
-    use crate::plan::{Action, Plan};
+    use crate::plan::{Action, Body, Plan};
     use crate::remote::ServerObject;
     use crate::resources::{Actual, Kinds, Shape};
     use crate::state::{Change, State};
 
-    fn object(id: &str, body: &Value, extra: &[(&str, &str)]) -> ServerObject {
-        let mut fields = body.as_object().cloned().unwrap_or_default();
+    fn object(id: &str, body: &Body, extra: &[(&str, &str)]) -> ServerObject {
+        let mut fields = body.value().as_object().cloned().unwrap_or_default();
         for (k, v) in extra {
             fields.insert((*k).into(), Value::String((*v).into()));
         }
@@ -91,6 +91,7 @@ mod model {
                             .chain(actual.children.values_mut())
                         {
                             for o in list.iter_mut().filter(|o| &o.id == id) {
+                                let body = body.value();
                                 for (k, v) in body.as_object().into_iter().flatten() {
                                     o.fields.insert(k.clone(), v.clone());
                                 }
@@ -349,7 +350,7 @@ mod properties {
             prop_assert_eq!(third.summary.add + third.summary.delete + third.summary.adopt, 0);
             for a in third.actions().filter(|a| a.op() == crate::plan::Op::Update) {
                 prop_assert_eq!(a.resource(), Resource::AGENT);
-                prop_assert_eq!(a.body().and_then(|b| b.as_object()).map(|m| m.len()), Some(1));
+                prop_assert_eq!(a.body().and_then(|b| b.value().as_object().map(|m| m.len())), Some(1));
             }
         }
     }
@@ -587,7 +588,7 @@ fn a_plan_built_batch_by_batch_is_the_plan_built_at_once() {
 fn restaurants_share_one_body_per_tool() {
     let desired = model::bundled();
     let plan = plan(&desired, &Actual::default(), &State::new(), &opts());
-    let bodies = |i: usize| -> Vec<Arc<Value>> {
+    let bodies = |i: usize| -> Vec<Body> {
         plan.restaurants[i]
             .actions
             .iter()
@@ -600,10 +601,12 @@ fn restaurants_share_one_body_per_tool() {
     };
     let (a, b) = (bodies(0), bodies(1));
     assert_eq!(a.len(), 12);
-    assert!(a.iter().zip(&b).all(|(x, y)| Arc::ptr_eq(x, y)));
-    // The agent's own body is its own.
+    assert!(a.iter().zip(&b).all(|(x, y)| Body::ptr_eq(x, y)));
+    assert!(a.iter().all(|x| !x.is_packed()));
+    // The agent's own body is its own, kept as text.
     let agent = |i: usize| plan.restaurants[i].actions[1].body().cloned();
     assert_ne!(agent(0), agent(1));
+    assert!(agent(0).is_some_and(|b| b.is_packed()));
 }
 
 /// The plan of `actual` with its agents and final customers packed, as a plan reads them.

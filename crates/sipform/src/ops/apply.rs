@@ -31,7 +31,7 @@ impl<'w> ApplyRun<'w> {
         let lock = ws.lock("apply").await?;
         let existing = ws.load_state().await?;
         let state_exists = existing.is_some();
-        let state = existing.unwrap_or_default();
+        let state = existing.unwrap_or_else(|| ws.fresh_state());
         let healed = ws.reconcile_inventory(&state).await?;
         Ok(ApplyRun {
             ws,

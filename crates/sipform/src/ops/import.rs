@@ -91,7 +91,12 @@ mod tests {
         }
         // What each op carries in a valid plan.
         match op {
-            "create" | "update" => a["body"] = json!({"name": name}),
+            // A create lists its body's fields.
+            "create" => {
+                a["body"] = json!({"name": name});
+                a["changes"] = json!([{"path": "name", "after": name}]);
+            }
+            "update" => a["body"] = json!({"name": name}),
             "adopt" | "delete" => a["reason"] = json!("found by name"),
             _ => {}
         }

@@ -173,6 +173,14 @@ impl Workspace {
         Ok(state)
     }
 
+    /// A fresh history, this project's from the start: no write has to bind it later (the
+    /// file backend binds a copy of state on each whole write of an unbound one).
+    pub fn fresh_state(&self) -> State {
+        let mut state = State::default();
+        state.bind(&state_project(&self.settings));
+        state
+    }
+
     /// Reads the server and diffs: what apply would do from `state`.
     pub async fn plan(
         &self,

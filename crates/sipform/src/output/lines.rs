@@ -224,7 +224,7 @@ fn action_lines(a: &Action, lines: &mut Vec<Line>) {
         let _ = write!(head, " ({reason})");
     }
     lines.push(Line::op(2, a.op(), head));
-    for change in a.changes() {
+    for change in a.changes().iter() {
         field_lines_in(a.op(), change, lines);
     }
 }

@@ -311,7 +311,7 @@ fn action_item(a: &Action, r: Option<&RestaurantPlan>) -> String {
         }
         let _ = write!(item, " ({})", md_escape(r.restaurant_id.as_str()));
     }
-    let _ = write!(item, ": {}", what_changed(a.op(), a.changes()));
+    let _ = write!(item, ": {}", what_changed(a.op(), &a.changes()));
     if let Some(reason) = a.reason() {
         let _ = write!(item, " ({})", md_escape(&reason));
     }

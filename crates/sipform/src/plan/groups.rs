@@ -55,9 +55,15 @@ impl Grouping {
 type Key = (u64, u64);
 
 fn key(a: &Action, hashers: &(RandomState, RandomState)) -> Key {
-    // Every part serializes infallibly (string keys, no failing impls).
-    let text = serde_json::to_string(&(a.op(), a.resource(), a.name(), a.reason_of(), a.changes()))
-        .unwrap_or_default();
+    // Every part serializes infallibly (string keys, no failing impls). A create's changes
+    // are its body's fields: the body stands for them, without deriving them.
+    let text = match a {
+        Action::Create {
+            body, write_only, ..
+        } => serde_json::to_string(&(a.op(), a.resource(), a.name(), &*body.value(), write_only)),
+        _ => serde_json::to_string(&(a.op(), a.resource(), a.name(), a.reason_of(), a.changes())),
+    }
+    .unwrap_or_default();
     (hashers.0.hash_one(&text), hashers.1.hash_one(&text))
 }
 
@@ -146,12 +152,12 @@ mod tests {
             resource: Resource::TOOL,
             name: tool.into(),
             id: ObjectId::parse(id).expect("valid id"),
-            changes: vec![FieldChange {
+            changes: Box::new([FieldChange {
                 path: "description".into(),
                 before: Some(Box::new(json!("Hang up."))),
                 after: Some(Box::new(json!(after))),
                 sensitive: false,
-            }],
+            }]),
             body: json!({"description": after}).into(),
         }
     }

@@ -5,7 +5,7 @@
 //! form is the saved form and is versioned (`formatVersion`); its schema is
 //! `schema/plan.schema.json`.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -16,9 +16,11 @@ use uuid::Uuid;
 use crate::model::ids::{ObjectId, RestaurantId};
 pub use crate::model::resource::Resource;
 
+pub mod body;
 pub mod file;
 pub mod groups;
 
+pub use body::Body;
 pub use groups::{groups, ChangeGroup, Grouping};
 
 /// Version of the saved-plan format. A plan of another version is refused.
@@ -122,28 +124,32 @@ impl RestaurantPlan {
 /// One thing apply does (or, for [`Action::NoOp`], knows and leaves alone). Each variant
 /// carries exactly what it needs: a create has a body and no id, an update an id and a body,
 /// a delete or an adopt an id and a reason. The saved form is flat (see `ActionWire`).
+///
+/// A create's field list is its body's fields: derived when shown or saved
+/// ([`Action::changes`]), not held (an agent's would be a second copy of its body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(into = "ActionWire", try_from = "ActionWire")]
 pub enum Action {
     Create {
         resource: Resource,
         name: String,
-        /// Every field, for display. Shared: the same tool created in every restaurant holds
-        /// one list, not one per restaurant.
-        changes: Arc<[FieldChange]>,
         /// The POST body, without the ids apply learns from earlier actions (`accountId`,
-        /// `finalCustomerId`). Never holds a secret. Shared like `changes`.
-        body: Arc<Value>,
+        /// `finalCustomerId`). Never holds a secret. Shared: the same tool created in every
+        /// restaurant holds one body, not one per restaurant.
+        body: Body,
+        /// The body's keys the server keeps secret (their values are markers naming where
+        /// the secret comes from): shown as sensitive, without a value.
+        write_only: Box<[String]>,
     },
     Update {
         resource: Resource,
         name: String,
         id: ObjectId,
         /// The fields that differ.
-        changes: Vec<FieldChange>,
+        changes: Box<[FieldChange]>,
         /// The PUT body: the whole object, or the changed top-level keys. Shared like a
         /// create's (a tool's whole body is the same in every restaurant).
-        body: Arc<Value>,
+        body: Body,
     },
     Delete {
         resource: Resource,
@@ -206,18 +212,19 @@ struct ActionWire {
 impl From<Action> for ActionWire {
     fn from(a: Action) -> Self {
         let op = a.op();
+        let created = a.changes().into_owned();
         let (resource, name, id, changes, body, reason) = match a {
             Action::Create {
                 resource,
                 name,
-                changes,
                 body,
+                ..
             } => (
                 resource,
                 name,
                 None,
-                changes.to_vec(),
-                Some(Arc::unwrap_or_clone(body)),
+                created,
+                Some(body.value().into_owned()),
                 None,
             ),
             Action::Update {
@@ -230,8 +237,8 @@ impl From<Action> for ActionWire {
                 resource,
                 name,
                 Some(id),
-                changes,
-                Some(Arc::unwrap_or_clone(body)),
+                changes.into_vec(),
+                Some(body.value().into_owned()),
                 None,
             ),
             Action::Delete {
@@ -275,12 +282,25 @@ impl TryFrom<ActionWire> for Action {
                     return Err(refuse("remoteId"));
                 }
                 let body = w.body.ok_or_else(|| need("body"))?;
-                Ok(Action::Create {
+                let write_only = w
+                    .changes
+                    .iter()
+                    .filter(|c| c.sensitive)
+                    .map(|c| c.path.clone())
+                    .collect();
+                let created = Action::Create {
                     resource: w.resource,
                     name: w.name,
-                    changes: w.changes.into(),
-                    body: Arc::new(body),
-                })
+                    body: Body::shared(body),
+                    write_only,
+                };
+                // What a reviewer reads must be what apply sends.
+                if *created.changes() != *w.changes {
+                    return Err(format!(
+                        "{what}: a create's \"changes\" must be its body's fields, as sipform writes them"
+                    ));
+                }
+                Ok(created)
             }
             Op::Update => {
                 let id = w.remote_id.ok_or_else(|| need("remoteId"))?;
@@ -289,8 +309,8 @@ impl TryFrom<ActionWire> for Action {
                     resource: w.resource,
                     name: w.name,
                     id,
-                    changes: w.changes,
-                    body: Arc::new(body),
+                    changes: w.changes.into(),
+                    body: Body::shared(body),
                 })
             }
             Op::Delete | Op::Adopt => {
@@ -377,13 +397,15 @@ pub enum Reason {
     /// The final customer the platform's row names (`final_customer_id`).
     PlatformFinalCustomerId,
     /// Under the agent, but no file declares it (`not declared in tools/`).
-    NotDeclared(String),
-    /// A second object of the same name under one parent (`duplicate of tool end_call`).
-    DuplicateOf { label: String, name: String },
+    NotDeclared(Box<str>),
+    /// A second object of the same name under one parent (`duplicate of tool end_call`):
+    /// the kind's label and the name. Boxed, like the other texts here, to keep every
+    /// action small (a plan of 100,000 restaurants holds 1.6 million).
+    DuplicateOf(Box<(String, String)>),
     /// The restaurant left the inventory (and `--allow-destroy` was given).
     GoneFromInventory,
     /// The same, for an object whose children the server deletes with it.
-    GoneWithChildren { children: String },
+    GoneWithChildren { children: Box<str> },
     /// The same, for an object that no longer exists on the server (state is cleaned up).
     GoneFromServerToo,
 }
@@ -400,7 +422,7 @@ impl std::fmt::Display for Reason {
             Reason::PlatformAgentId => f.write_str("the platform row's agent_id"),
             Reason::PlatformFinalCustomerId => f.write_str("the platform row's final_customer_id"),
             Reason::NotDeclared(place) => write!(f, "not declared in {place}"),
-            Reason::DuplicateOf { label, name } => write!(f, "duplicate of {label} {name}"),
+            Reason::DuplicateOf(of) => write!(f, "duplicate of {} {}", of.0, of.1),
             Reason::GoneFromInventory => f.write_str("restaurant gone from the inventory"),
             Reason::GoneWithChildren { children } => write!(
                 f,
@@ -437,14 +459,14 @@ impl TryFrom<String> for Reason {
             return Ok(r);
         }
         if let Some(place) = s.strip_prefix("not declared in ") {
-            return Ok(Reason::NotDeclared(place.to_string()));
+            return Ok(Reason::NotDeclared(place.into()));
         }
         if let Some(rest) = s.strip_prefix("duplicate of ") {
             if let Some((label, name)) = rest.rsplit_once(' ') {
-                return Ok(Reason::DuplicateOf {
-                    label: label.to_string(),
-                    name: name.to_string(),
-                });
+                return Ok(Reason::DuplicateOf(Box::new((
+                    label.to_string(),
+                    name.to_string(),
+                ))));
             }
         }
         if let Some(children) = s
@@ -452,7 +474,7 @@ impl TryFrom<String> for Reason {
             .and_then(|r| r.strip_suffix(" go with it)"))
         {
             return Ok(Reason::GoneWithChildren {
-                children: children.to_string(),
+                children: children.into(),
             });
         }
         Err(format!("unknown reason {s:?}"))
@@ -522,16 +544,29 @@ impl Action {
         self.id().map(ObjectId::as_str)
     }
 
-    pub fn changes(&self) -> &[FieldChange] {
+    /// Field by field: every field of a create's body (its write-only ones sensitive,
+    /// without a value), the changed ones of an update, none otherwise.
+    pub fn changes(&self) -> Cow<'_, [FieldChange]> {
         match self {
-            Action::Create { changes, .. } => changes,
-            Action::Update { changes, .. } => changes,
-            _ => &[],
+            Action::Create {
+                body, write_only, ..
+            } => {
+                let mut all = crate::compare::create_changes(&body.value());
+                for c in &mut all {
+                    if write_only.contains(&c.path) {
+                        c.after = None;
+                        c.sensitive = true;
+                    }
+                }
+                Cow::Owned(all)
+            }
+            Action::Update { changes, .. } => Cow::Borrowed(changes),
+            _ => Cow::Borrowed(&[]),
         }
     }
 
     /// The request body apply sends (create and update only).
-    pub fn body(&self) -> Option<&Value> {
+    pub fn body(&self) -> Option<&Body> {
         match self {
             Action::Create { body, .. } | Action::Update { body, .. } => Some(body),
             _ => None,
@@ -690,4 +725,64 @@ pub fn first_difference(saved: &Plan, now: &Plan) -> Option<String> {
             )
         })
         .next()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A fresh plan of 100,000 restaurants holds 1.6 million actions: each stays small (texts
+    /// boxed, the resource one pointer, a create's field list derived).
+    #[test]
+    fn an_action_stays_small() {
+        assert!(
+            std::mem::size_of::<Action>() <= 80,
+            "{}",
+            std::mem::size_of::<Action>()
+        );
+        assert_eq!(std::mem::size_of::<Resource>(), 8);
+    }
+
+    #[test]
+    fn a_create_saves_its_body_fields_as_changes_and_a_saved_one_must_list_exactly_them() {
+        let line = Action::Create {
+            resource: Resource::PHONE_LINE,
+            name: "+33100000000".into(),
+            body: Body::packed(&json!({
+                "phoneNumber": "+33100000000",
+                "sipPassword": {"fromEnv": "SIP_PW"},
+                "note": null
+            })),
+            write_only: Box::new(["sipPassword".into()]),
+        };
+        let saved = serde_json::to_value(&line).unwrap();
+        // Every non-null field; the write-only one sensitive, without its value.
+        assert_eq!(
+            saved["changes"],
+            json!([
+                {"path": "phoneNumber", "after": "+33100000000"},
+                {"path": "sipPassword", "sensitive": true}
+            ])
+        );
+        let back: Action = serde_json::from_value(saved.clone()).unwrap();
+        assert_eq!(back, line);
+        assert_eq!(back.changes(), line.changes());
+
+        // A reviewer reads `changes`; apply sends `body`: a saved create where they disagree
+        // is refused, whichever was edited.
+        let mut edited = saved.clone();
+        edited["changes"][0]["after"] = json!("+33199999999");
+        let e = serde_json::from_value::<Action>(edited)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be its body's fields"), "{e}");
+        let mut edited = saved.clone();
+        edited["body"]["phoneNumber"] = json!("+33199999999");
+        assert!(serde_json::from_value::<Action>(edited).is_err());
+        let mut edited = saved;
+        edited["changes"].as_array_mut().unwrap().pop();
+        assert!(serde_json::from_value::<Action>(edited).is_err());
+    }
 }

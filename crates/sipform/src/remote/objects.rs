@@ -17,10 +17,11 @@ pub const SECRET_FIELDS: &[&str] = &["apiToken", "publicToken", "sipPassword"];
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerObject {
     pub id: ObjectId,
-    /// Every field but `id` and the secrets; once packed ([`ServerObject::pack`]), only the
-    /// ones kept for lookups: read the rest through [`ServerObject::all_fields`].
+    /// Every field but `id` and the secrets; empty once packed ([`ServerObject::pack`]): read
+    /// a packed object's lookups through [`ServerObject::get`] or [`ServerObject::lookup`],
+    /// the rest through [`ServerObject::all_fields`].
     pub fields: Object,
-    /// A packed object's every field as JSON text, and their digest.
+    /// A packed object's every field as JSON text, their digest, and its lookups.
     packed: Option<Packed>,
 }
 
@@ -29,6 +30,9 @@ pub struct ServerObject {
 struct Packed {
     text: Box<str>,
     digest: u64,
+    /// The kept fields by path (`name`, `config.restaurantId`): a few pairs, where a map (an
+    /// `IndexMap` and its hash table, nested for `config`) took about 1.7 KB per agent.
+    lookups: Box<[(&'static str, Value)]>,
 }
 
 /// The secrets an answer carried (an agent's tokens), apart from its fields.
@@ -54,28 +58,14 @@ fn shown_name(name: &str) -> String {
     format!("{short:?}")
 }
 
-/// The fields of `o` (found under `prefix`) that `keep` names: `name` keeps a field whole,
-/// `config.restaurantId` keeps that one field of `config`. Rebuilt, not filtered in place, to
-/// give back the emptied capacity; nothing is allocated for a field left out.
-fn kept(o: Object, keep: &[&str], prefix: &str) -> Object {
-    o.into_iter()
-        .filter_map(|(k, v)| {
-            // What each kept path says below this field: "" for all of it, ".x" for a part.
-            let mut below = keep
-                .iter()
-                .filter_map(|p| p.strip_prefix(prefix)?.strip_prefix(k.as_str()));
-            if below.clone().any(str::is_empty) {
-                return Some((k, v));
-            }
-            match v {
-                Value::Object(m) if below.any(|rest| rest.starts_with('.')) => {
-                    let inner = format!("{prefix}{k}.");
-                    Some((k, Value::Object(kept(m, keep, &inner))))
-                }
-                _ => None,
-            }
-        })
-        .collect()
+/// The value at a dotted `path` of `o` (`config.restaurantId`).
+fn at_path<'a>(o: &'a Object, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut v = o.get(parts.next()?)?;
+    for p in parts {
+        v = v.as_object()?.get(p)?;
+    }
+    Some(v)
 }
 
 impl ServerObject {
@@ -132,11 +122,12 @@ impl ServerObject {
         .map(|(s, _)| s)
     }
 
-    /// An object held from the start of a plan to its end (an agent, 10,000 of them) as text
-    /// instead of a tree: a tenth of the memory. The fields named in `keep` stay parsed, for
-    /// [`ServerObject::get`] (a dotted path keeps one field of an object); the diff reads all
-    /// of them back ([`ServerObject::all_fields`]) for the one restaurant it compares.
-    pub fn pack(&mut self, keep: &[&str]) {
+    /// An object held from the start of a plan to its end (an agent, 100,000 of them) as text
+    /// instead of a tree: a tenth of the memory. The fields at the paths in `keep` stay parsed
+    /// for [`ServerObject::get`] and [`ServerObject::lookup`] (`config.restaurantId` keeps
+    /// that one field of `config`); the diff reads every field back
+    /// ([`ServerObject::all_fields`]) for the one restaurant it compares.
+    pub fn pack(&mut self, keep: &[&'static str]) {
         if self.packed.is_some() {
             return;
         }
@@ -144,10 +135,15 @@ impl ServerObject {
             return;
         };
         let digest = crate::resources::actual::object_digest(&self.fields);
-        self.fields = kept(std::mem::take(&mut self.fields), keep, "");
+        let fields = std::mem::take(&mut self.fields);
+        let lookups = keep
+            .iter()
+            .filter_map(|path| Some((*path, at_path(&fields, path)?.clone())))
+            .collect();
         self.packed = Some(Packed {
             text: text.into_boxed_str(),
             digest,
+            lookups,
         });
     }
 
@@ -174,12 +170,22 @@ impl ServerObject {
         }
     }
 
+    /// A top-level field; of a packed object, only a kept one.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.fields.get(key)
+        self.lookup(key)
+    }
+
+    /// The field at a dotted `path` (`config.restaurantId`); of a packed object, only a kept
+    /// path.
+    pub fn lookup(&self, path: &str) -> Option<&Value> {
+        match &self.packed {
+            None => at_path(&self.fields, path),
+            Some(p) => p.lookups.iter().find(|(k, _)| *k == path).map(|(_, v)| v),
+        }
     }
 
     pub fn str_field(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).and_then(Value::as_str)
+        self.get(key).and_then(Value::as_str)
     }
 
     pub fn name(&self) -> Option<&str> {
@@ -223,8 +229,10 @@ mod tests {
         let (fields, digest) = (o.fields.clone(), o.digest());
         o.pack(&["name", "config.restaurantId"]);
         assert_eq!(o.name(), Some("Chez A"));
-        assert_eq!(o.get("config"), Some(&json!({"restaurantId": "r1"})));
+        assert_eq!(o.lookup("config.restaurantId"), Some(&json!("r1")));
+        assert_eq!(o.get("config"), None, "only the kept path of config");
         assert_eq!(o.get("basePrompt"), None, "only the lookups stay parsed");
+        assert!(o.fields.is_empty());
         assert_eq!(*o.all_fields(), fields);
         assert_eq!(o.digest(), digest);
         assert!(!format!("{o:?}").contains("\"t\""), "no token packed");

@@ -40,15 +40,12 @@ pub fn action(
 ) -> Action {
     let name = spec.name.clone();
     match found {
-        None => {
-            let body = body(spec);
-            Action::Create {
-                resource: crate::plan::Resource::ACCOUNT,
-                name,
-                changes: crate::compare::create_changes(&body).into(),
-                body: std::sync::Arc::new(body),
-            }
-        }
+        None => Action::Create {
+            resource: crate::plan::Resource::ACCOUNT,
+            name,
+            body: crate::plan::Body::packed(&body(spec)),
+            write_only: Box::default(),
+        },
         Some(a) if recorded == Some(&a.id) => Action::NoOp {
             resource: crate::plan::Resource::ACCOUNT,
             name,

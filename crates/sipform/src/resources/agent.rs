@@ -24,7 +24,7 @@ pub struct Agent;
 
 /// `config.restaurantId` of a server agent.
 pub fn restaurant_of(o: &ServerObject) -> Option<&str> {
-    o.get("config")?.get("restaurantId")?.as_str()
+    o.lookup("config.restaurantId")?.as_str()
 }
 
 /// The final customer a server agent points at (ignored when not a valid id).

@@ -386,7 +386,7 @@ pub(crate) async fn list_of_account(
     client: &Client,
     template: &'static str,
     account: &ObjectId,
-    keep: Option<&[&str]>,
+    keep: Option<&[&'static str]>,
 ) -> Result<Vec<ServerObject>, ClientError> {
     let route = crate::remote::Route::new(template, &[]).query("accountId", account.as_str());
     match keep {
@@ -400,7 +400,7 @@ pub(crate) async fn list_of_account(
 pub(crate) async fn list_packed_at(
     client: &Client,
     route: &crate::remote::Route,
-    keep: &[&str],
+    keep: &[&'static str],
 ) -> Result<Vec<ServerObject>, ClientError> {
     client
         .get_list_each(route, |i, o| {
