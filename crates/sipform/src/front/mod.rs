@@ -5,6 +5,7 @@
 pub mod diagnostics;
 pub mod expr;
 pub mod load;
+pub mod par;
 pub mod render;
 pub mod schema;
 pub mod validate;

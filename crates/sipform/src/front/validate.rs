@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin, Skipped, Sourced};
 use crate::front::expr::{self, Root};
 use crate::front::load::{self, Document, LoadedTool};
+use crate::front::par::par_map;
 use crate::front::render::{string_leaves, RenderEnv, Renderer, TenantExpression};
 use crate::front::schema::Kind;
 use crate::front::yaml;
@@ -422,35 +423,6 @@ fn build(
         agents,
         skipped,
         warnings,
-    })
-}
-
-/// `f` over `items` on every core, results in order: rendering and parsing 10,000 restaurants
-/// is most of `validate`, and no restaurant's depends on another's.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if threads <= 1 || items.len() < 64 {
-        return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        let parts: Vec<_> = items
-            .chunks(chunk)
-            .enumerate()
-            .map(|(c, part)| {
-                s.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(j, t)| f(c * chunk + j, t))
-                        .collect::<Vec<R>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
     })
 }
 
