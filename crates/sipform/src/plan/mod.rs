@@ -212,21 +212,18 @@ struct ActionWire {
 impl From<Action> for ActionWire {
     fn from(a: Action) -> Self {
         let op = a.op();
-        let created = a.changes().into_owned();
         let (resource, name, id, changes, body, reason) = match a {
             Action::Create {
                 resource,
                 name,
                 body,
-                ..
-            } => (
-                resource,
-                name,
-                None,
-                created,
-                Some(body.value().into_owned()),
-                None,
-            ),
+                write_only,
+            } => {
+                // Parsed once, for the body and the fields derived from it.
+                let body = body.value().into_owned();
+                let changes = body_fields(&body, &write_only);
+                (resource, name, None, changes, Some(body), None)
+            }
             Action::Update {
                 resource,
                 name,
@@ -550,16 +547,7 @@ impl Action {
         match self {
             Action::Create {
                 body, write_only, ..
-            } => {
-                let mut all = crate::compare::create_changes(&body.value());
-                for c in &mut all {
-                    if write_only.contains(&c.path) {
-                        c.after = None;
-                        c.sensitive = true;
-                    }
-                }
-                Cow::Owned(all)
-            }
+            } => Cow::Owned(body_fields(&body.value(), write_only)),
             Action::Update { changes, .. } => Cow::Borrowed(changes),
             _ => Cow::Borrowed(&[]),
         }
@@ -584,6 +572,19 @@ impl Action {
     pub fn reason(&self) -> Option<String> {
         self.reason_of().map(Reason::to_string)
     }
+}
+
+/// A create's fields: every non-null one of its body, the write-only ones sensitive, without
+/// a value.
+fn body_fields(body: &Value, write_only: &[String]) -> Vec<FieldChange> {
+    let mut all = crate::compare::create_changes(body);
+    for c in &mut all {
+        if write_only.contains(&c.path) {
+            c.after = None;
+            c.sensitive = true;
+        }
+    }
+    all
 }
 
 /// One field's change. `before` absent on a create, `after` absent on a delete. A sensitive

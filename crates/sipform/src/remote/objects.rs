@@ -172,7 +172,10 @@ impl ServerObject {
 
     /// A top-level field; of a packed object, only a kept one.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.lookup(key)
+        match &self.packed {
+            None => self.fields.get(key),
+            Some(_) => self.lookup(key),
+        }
     }
 
     /// The field at a dotted `path` (`config.restaurantId`); of a packed object, only a kept
