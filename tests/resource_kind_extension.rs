@@ -17,7 +17,7 @@ use sipform::model::spec::{DesiredRestaurant, StateConfig};
 use sipform::ops::Workspace;
 use sipform::plan::{Op, Plan, Resource};
 use sipform::refresh;
-use sipform::remote::{Client, ClientError, Secrets, ServerObject};
+use sipform::remote::{Client, ClientError, Created, Secrets, ServerObject};
 use sipform::resources::{DesiredObject, Kind, Kinds, Parents, Shape};
 use sipform::state::{async_trait, Change, RestaurantState};
 use sipform_emulator::{Emulator, EmulatorConfig};
@@ -109,7 +109,7 @@ impl Kind for Note {
         _client: &Client,
         parents: &Parents,
         body: &Value,
-    ) -> Result<(ServerObject, Secrets), ClientError> {
+    ) -> Result<Created, ClientError> {
         let agent = parents.require(Resource::AGENT)?.clone();
         let id = {
             let mut n = self
@@ -127,7 +127,8 @@ impl Kind for Note {
         Ok((
             ServerObject::new(ObjectId::parse(&id).expect("valid"), fields),
             Secrets::default(),
-        ))
+        )
+            .into())
     }
 
     async fn find_created(
@@ -137,7 +138,7 @@ impl Kind for Note {
         _restaurant: &RestaurantId,
         _body: &Value,
         _taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
-    ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
+    ) -> Result<Option<Created>, ClientError> {
         Ok(None)
     }
 

@@ -72,8 +72,9 @@ pub struct Written<'a> {
     pub parent: Option<&'a ObjectId>,
     pub op: Op,
     pub id: &'a ObjectId,
-    /// A create's answer (adopted after a re-read included).
-    pub object: Option<&'a crate::remote::ServerObject>,
+    /// A create's answer (adopted after a re-read included), its fields parsed only if read
+    /// ([`crate::remote::Created::object`]).
+    pub object: Option<&'a crate::remote::Created>,
     /// What an update sent.
     pub body: Option<&'a serde_json::Value>,
 }
@@ -309,18 +310,18 @@ impl Ctx<'_> {
             Action::Create { name, body, .. } => {
                 let taken = |id: &ObjectId| self.writer.assigns(id.as_str());
                 let body = body.value();
-                let (obj, secrets) = create_with_reread(
+                let created = create_with_reread(
                     self.client,
                     || kind.create(self.client, parents, &body),
                     || kind.find_created(self.client, parents, rid, &body, &taken),
                 )
                 .await
                 .map_err(server)?;
-                written(Op::Create, &obj.id, Some(&obj), None);
-                self.record(kind.change(rid, name, Some(&obj.id), Some(&secrets)))
+                written(Op::Create, &created.id, Some(&created), None);
+                self.record(kind.change(rid, name, Some(&created.id), Some(&created.secrets)))
                     .await?;
                 self.after_write(kind, rid, name, &body).await?;
-                Ok(Some(obj.id))
+                Ok(Some(created.id))
             }
             Action::Adopt { name, id, .. } => {
                 let change = kind
@@ -367,7 +368,7 @@ impl Ctx<'_> {
         kind: &'b dyn Kind,
         rid: &'b RestaurantId,
         parents: &'b Parents,
-    ) -> impl Fn(Op, &ObjectId, Option<&crate::remote::ServerObject>, Option<&serde_json::Value>) + 'b
+    ) -> impl Fn(Op, &ObjectId, Option<&crate::remote::Created>, Option<&serde_json::Value>) + 'b
     {
         let parent = kind.parent().and_then(|p| parents.get(p));
         move |op, id, object, body| {

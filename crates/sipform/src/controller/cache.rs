@@ -23,7 +23,7 @@ use crate::model::secret::redact_url;
 use crate::model::spec::Desired;
 use crate::plan::{Action, Op, Plan, Resource};
 use crate::refresh::{self, RefreshError};
-use crate::remote::{Client, ClientError, Object, Route, ServerObject};
+use crate::remote::{Client, ClientError, Created, Object, Route, ServerObject};
 use crate::resources::actual::Children;
 use crate::resources::{Actual, Kinds, Shape};
 use crate::state::State;
@@ -482,7 +482,9 @@ impl Progress for Recorder {
             parent: w.parent.cloned(),
             op: w.op,
             id: w.id.clone(),
-            object: w.object.cloned(),
+            // A create's answer parsed here, not in apply: the controller reads it, a batch
+            // apply never does. One that does not parse leaves the object unknown.
+            object: w.object.and_then(Created::object),
             body: w.body.cloned(),
         };
         self.0
@@ -594,9 +596,27 @@ mod tests {
             object: None,
             body: Some(&body),
         });
+        // A create's answer, kept as text by apply, is parsed here, without its token.
+        let answer = json!({"id": "a2", "name": "Chez A", "apiToken": "tok"});
+        let created = Created::parse(answer.to_string().into_bytes()).expect("valid");
+        r.written(&Written {
+            restaurant: &rid,
+            resource: Resource::AGENT,
+            parent: None,
+            op: Op::Create,
+            id: &created.id,
+            object: Some(&created),
+            body: None,
+        });
         let events = r.0.into_inner().expect("not poisoned");
-        assert_eq!(events.len(), 1);
+        assert_eq!(events.len(), 2);
         assert_eq!(events[0].body.as_ref(), Some(&body));
         assert_eq!(events[0].restaurant, rid);
+        let o = events[1].object.as_ref().expect("the answer's object");
+        assert_eq!(o.id, id("a2"));
+        assert_eq!(
+            o.fields,
+            *json!({"name": "Chez A"}).as_object().expect("object")
+        );
     }
 }

@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::created::Created;
 use super::limiter::{Limiter, Outcome, Settled};
 use super::objects::Object;
 use super::routes::Route;
@@ -585,20 +586,19 @@ impl Client {
 
     /// One POST attempt, retried only when the server certainly did not act on it (429, or a
     /// refused connection). Anything ambiguous goes back to the caller, who must re-read.
-    pub async fn create(&self, route: &Route, body: &Value) -> Result<Object, ClientError> {
+    pub async fn create(&self, route: &Route, body: &Value) -> Result<Created, ClientError> {
         let mut tries = Tries::default();
         loop {
             match self.once(&Method::POST, route, Some(body)).await {
                 Ok(bytes) => {
-                    if let Some(Value::Object(o)) =
-                        decode::<Value>(&Method::POST, route, bytes.as_deref())?
-                    {
-                        return Ok(o);
-                    }
-                    return Err(ClientError::Decode {
+                    let parsed = match bytes {
+                        Some(b) => Created::parse(b).map_err(|e| format!("the answer: {e}")),
+                        None => Err("expected a JSON object".to_string()),
+                    };
+                    return parsed.map_err(|message| ClientError::Decode {
                         method: Method::POST,
                         route: route.template().to_string(),
-                        message: "expected a JSON object".into(),
+                        message,
                     });
                 }
                 Err(a) => {

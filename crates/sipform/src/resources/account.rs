@@ -62,8 +62,16 @@ pub fn action(
 
 pub async fn create(client: &Client, body: &Value) -> Result<ServerObject, ClientError> {
     let route = Route::new(LIST, &[]);
-    let answer = client.create(&route, body).await?;
-    super::one(answer, &route, Method::POST).map(|(o, _)| o)
+    // One per run: its fields are parsed whole (the run reads its name).
+    client
+        .create(&route, body)
+        .await?
+        .object()
+        .ok_or_else(|| ClientError::Decode {
+            method: Method::POST,
+            route: route.template().to_string(),
+            message: "the answer is not one JSON object".into(),
+        })
 }
 
 /// After an ambiguous create: the account of that name, if the lost attempt stored it.

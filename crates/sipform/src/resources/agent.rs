@@ -14,7 +14,7 @@ use crate::model::ids::{AgentId, ObjectId, RestaurantId};
 use crate::model::secret::Secret;
 use crate::model::spec::DesiredRestaurant;
 use crate::plan::{Reason, Resource};
-use crate::remote::{Client, ClientError, Route, Secrets, ServerObject};
+use crate::remote::{Client, ClientError, Created, Route, Secrets, ServerObject};
 use crate::state::{AgentTokens, Change, RestaurantState};
 
 const LIST: &str = "/api/agents";
@@ -186,7 +186,7 @@ impl Kind for Agent {
         client: &Client,
         parents: &Parents,
         body: &Value,
-    ) -> Result<(ServerObject, Secrets), ClientError> {
+    ) -> Result<Created, ClientError> {
         let fc = parents.require(Resource::FINAL_CUSTOMER)?;
         let mut body = body.clone();
         if let Value::Object(m) = &mut body {
@@ -194,7 +194,7 @@ impl Kind for Agent {
             m.insert("finalCustomerId".into(), fc.as_str().into());
         }
         let route = Route::new(LIST, &[]);
-        super::one(client.create(&route, &body).await?, &route, Method::POST)
+        client.create(&route, &body).await
     }
 
     async fn find_created(
@@ -204,14 +204,14 @@ impl Kind for Agent {
         restaurant: &RestaurantId,
         _body: &Value,
         taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
-    ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
+    ) -> Result<Option<Created>, ClientError> {
         let list = self.list(client, &parents.account).await?;
         let found = list
             .into_iter()
             .find(|o| restaurant_of(o) == Some(restaurant.as_str()) && !taken(&o.id));
         match found {
             // A list may come without tokens: read the agent whole.
-            Some(o) => get(client, &o.id).await.map(Some),
+            Some(o) => get(client, &o.id).await.map(|found| Some(found.into())),
             None => Ok(None),
         }
     }

@@ -5,14 +5,13 @@
 //! points at, else one of the desired name and email that no agent references.
 
 use async_trait::async_trait;
-use reqwest::Method;
 use serde_json::Value;
 
 use super::{AdoptCx, Adoption, DesiredObject, Index, Kind, Parents, Shape};
 use crate::model::ids::{FinalCustomerId, ObjectId, RestaurantId};
 use crate::model::spec::DesiredRestaurant;
 use crate::plan::{Reason, Resource};
-use crate::remote::{Client, ClientError, Route, Secrets, ServerObject};
+use crate::remote::{Client, ClientError, Created, Route, Secrets, ServerObject};
 use crate::state::{Change, RestaurantState};
 
 const LIST: &str = "/api/final-customers";
@@ -160,13 +159,13 @@ impl Kind for FinalCustomer {
         client: &Client,
         parents: &Parents,
         body: &Value,
-    ) -> Result<(ServerObject, Secrets), ClientError> {
+    ) -> Result<Created, ClientError> {
         let mut body = body.clone();
         if let Value::Object(m) = &mut body {
             m.insert("accountId".into(), parents.account.as_str().into());
         }
         let route = Route::new(LIST, &[]);
-        super::one(client.create(&route, &body).await?, &route, Method::POST)
+        client.create(&route, &body).await
     }
 
     async fn find_created(
@@ -176,7 +175,7 @@ impl Kind for FinalCustomer {
         _restaurant: &RestaurantId,
         body: &Value,
         taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
-    ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
+    ) -> Result<Option<Created>, ClientError> {
         let list = self.list(client, &parents.account).await?;
         Ok(super::unclaimed(list, |o| same_identity(o, body), taken))
     }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::model::ids::{ObjectId, RestaurantId};
 pub use crate::model::resource::Resource;
 use crate::model::spec::DesiredRestaurant;
-use crate::remote::{Client, ClientError, Secrets, ServerObject};
+use crate::remote::{Client, ClientError, Created, Secrets, ServerObject};
 use crate::state::{Change, RestaurantState};
 pub use actual::Actual;
 pub use index::Index;
@@ -257,7 +257,7 @@ pub trait Kind: Send + Sync {
         client: &Client,
         parents: &Parents,
         body: &Value,
-    ) -> Result<(ServerObject, Secrets), ClientError>;
+    ) -> Result<Created, ClientError>;
 
     /// After an ambiguous create failure: the object the lost attempt may have stored, among
     /// those no one else's state `taken` claims.
@@ -268,7 +268,7 @@ pub trait Kind: Send + Sync {
         restaurant: &RestaurantId,
         body: &Value,
         taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
-    ) -> Result<Option<(ServerObject, Secrets)>, ClientError>;
+    ) -> Result<Option<Created>, ClientError>;
 
     async fn update(
         &self,
@@ -427,10 +427,10 @@ pub(crate) fn unclaimed(
     list: Vec<ServerObject>,
     matches: impl Fn(&ServerObject) -> bool,
     taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
-) -> Option<(ServerObject, Secrets)> {
+) -> Option<Created> {
     list.into_iter()
         .find(|o| matches(o) && !taken(&o.id))
-        .map(|o| (o, Secrets::default()))
+        .map(|o| Created::from((o, Secrets::default())))
 }
 
 /// Parses a list a call answered with; one bad entry fails it.

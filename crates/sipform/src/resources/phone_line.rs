@@ -15,7 +15,6 @@
 //! create or update that sent a password ([`Kind::after_write`]).
 
 use async_trait::async_trait;
-use reqwest::Method;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -23,7 +22,7 @@ use super::{Actual, DesiredObject, Kind, Parents, Shape};
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::{DesiredRestaurant, PhoneProvider, SipTransport};
 use crate::plan::{FieldChange, Resource};
-use crate::remote::{Client, ClientError, Route, Secrets, ServerObject};
+use crate::remote::{Client, ClientError, Created, Route, Secrets, ServerObject};
 use crate::state::{Change, RestaurantState};
 
 const LIST: &str = "/api/agents/:id/phone-lines";
@@ -288,11 +287,11 @@ impl Kind for PhoneLine {
         client: &Client,
         parents: &Parents,
         body: &Value,
-    ) -> Result<(ServerObject, Secrets), ClientError> {
+    ) -> Result<Created, ClientError> {
         let agent = parents.require(Resource::AGENT)?;
         let route = Route::new(LIST, &[agent.as_str()]);
         let sent = resolved(body)?;
-        super::one(client.create(&route, &sent).await?, &route, Method::POST)
+        client.create(&route, &sent).await
     }
 
     async fn find_created(
@@ -302,7 +301,7 @@ impl Kind for PhoneLine {
         _restaurant: &RestaurantId,
         body: &Value,
         taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
-    ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
+    ) -> Result<Option<Created>, ClientError> {
         let agent = parents.require(Resource::AGENT)?;
         let number = body.get("phoneNumber").and_then(Value::as_str);
         let list = self.list(client, agent).await?;

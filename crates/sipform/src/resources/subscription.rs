@@ -17,7 +17,6 @@
 //! only state a kind holds: a cache of that one read).
 
 use async_trait::async_trait;
-use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -25,7 +24,7 @@ use super::{Actual, DesiredObject, Kind, Parents, Shape};
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::DesiredRestaurant;
 use crate::plan::Resource;
-use crate::remote::{Client, ClientError, Route, Secrets, ServerObject};
+use crate::remote::{Client, ClientError, Created, Route, Secrets, ServerObject};
 use crate::state::{Change, RestaurantState};
 
 const LIST: &str = "/api/final-customers/:id/subscriptions";
@@ -225,15 +224,11 @@ impl Kind for Subscription {
         client: &Client,
         parents: &Parents,
         body: &Value,
-    ) -> Result<(ServerObject, Secrets), ClientError> {
+    ) -> Result<Created, ClientError> {
         let fc = parents.require(Resource::FINAL_CUSTOMER)?;
         let plan = self.plan_id(client, &parents.account, body).await?;
         let route = Route::new(LIST, &[fc.as_str()]);
-        super::one(
-            client.create(&route, &json!({ "planId": plan })).await?,
-            &route,
-            Method::POST,
-        )
+        client.create(&route, &json!({ "planId": plan })).await
     }
 
     async fn find_created(
@@ -243,7 +238,7 @@ impl Kind for Subscription {
         _restaurant: &RestaurantId,
         body: &Value,
         taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
-    ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
+    ) -> Result<Option<Created>, ClientError> {
         let fc = parents.require(Resource::FINAL_CUSTOMER)?;
         let plan = self.plan_id(client, &parents.account, body).await?;
         let list = self.list(client, fc).await?;

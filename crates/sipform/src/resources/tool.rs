@@ -2,14 +2,13 @@
 //! agent that no file declares, and duplicates of a declared name, are deleted.
 
 use async_trait::async_trait;
-use reqwest::Method;
 use serde_json::Value;
 
 use super::{DesiredObject, Kind, Parents, Shape};
 use crate::model::ids::{ObjectId, RestaurantId, ToolId};
 use crate::model::spec::{DesiredRestaurant, ToolSpec};
 use crate::plan::Resource;
-use crate::remote::{Client, ClientError, Route, Secrets, ServerObject};
+use crate::remote::{Client, ClientError, Created, Route, Secrets, ServerObject};
 use crate::state::{Change, RestaurantState};
 
 const LIST: &str = "/api/agents/:id/tools";
@@ -99,10 +98,10 @@ impl Kind for Tool {
         client: &Client,
         parents: &Parents,
         body: &Value,
-    ) -> Result<(ServerObject, Secrets), ClientError> {
+    ) -> Result<Created, ClientError> {
         let agent = parents.require(Resource::AGENT)?;
         let route = Route::new(LIST, &[agent.as_str()]);
-        super::one(client.create(&route, body).await?, &route, Method::POST)
+        client.create(&route, body).await
     }
 
     async fn find_created(
@@ -112,7 +111,7 @@ impl Kind for Tool {
         _restaurant: &RestaurantId,
         body: &Value,
         taken: &(dyn for<'x> Fn(&'x ObjectId) -> bool + Sync),
-    ) -> Result<Option<(ServerObject, Secrets)>, ClientError> {
+    ) -> Result<Option<Created>, ClientError> {
         let agent = parents.require(Resource::AGENT)?;
         let name = body.get("name").and_then(Value::as_str);
         let list = self.list(client, agent).await?;
