@@ -9,9 +9,8 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::objects::{Object, Secrets, ServerObject};
+use super::objects::{id_of, secret_of, Object, Secrets, ServerObject};
 use crate::model::ids::{IdError, ObjectId};
-use crate::model::secret::Secret;
 
 /// The server's answer to a create, or the object a re-read found in its place.
 #[derive(Clone)]
@@ -44,20 +43,11 @@ impl Created {
     pub fn parse(text: Vec<u8>) -> Result<Created, BadAnswer> {
         let text = String::from_utf8(text).map_err(|e| BadAnswer::Json(e.to_string()))?;
         let head: Head = serde_json::from_str(&text).map_err(|e| BadAnswer::Json(e.to_string()))?;
-        let id = match head.id {
-            Some(Value::String(s)) => ObjectId::parse(&s),
-            _ => Err(IdError::Missing),
-        }
-        .map_err(BadAnswer::Id)?;
-        let secret = |v: Option<Value>| match v {
-            Some(Value::String(s)) => Some(Secret::new(s)),
-            _ => None,
-        };
         Ok(Created {
-            id,
+            id: id_of(head.id).map_err(BadAnswer::Id)?,
             secrets: Secrets {
-                api_token: secret(head.api_token),
-                public_token: secret(head.public_token),
+                api_token: secret_of(head.api_token),
+                public_token: secret_of(head.public_token),
             },
             rest: Rest::Text(text),
         })

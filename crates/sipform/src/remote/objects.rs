@@ -58,6 +58,22 @@ fn shown_name(name: &str) -> String {
     format!("{short:?}")
 }
 
+/// An object's id as the server gave it: a string, checked ([`ObjectId::parse`]).
+pub(crate) fn id_of(v: Option<Value>) -> Result<ObjectId, IdError> {
+    match v {
+        Some(Value::String(s)) => ObjectId::parse(&s),
+        _ => Err(IdError::Missing),
+    }
+}
+
+/// A token field: a secret when it is a string, else none.
+pub(crate) fn secret_of(v: Option<Value>) -> Option<Secret<String>> {
+    match v {
+        Some(Value::String(s)) => Some(Secret::new(s)),
+        _ => None,
+    }
+}
+
 /// The value at a dotted `path` of `o` (`config.restaurantId`).
 fn at_path<'a>(o: &'a Object, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');
@@ -83,21 +99,13 @@ impl ServerObject {
         mut o: Object,
         what: impl FnOnce() -> String,
     ) -> Result<(Self, Secrets), BadObject> {
-        let id = match o.remove("id") {
-            Some(Value::String(s)) => ObjectId::parse(&s),
-            _ => Err(IdError::Missing),
-        }
-        .map_err(|source| BadObject {
+        let id = id_of(o.remove("id")).map_err(|source| BadObject {
             what: what(),
             source,
         })?;
-        let mut take = |k: &str| match o.remove(k) {
-            Some(Value::String(s)) => Some(Secret::new(s)),
-            _ => None,
-        };
         let secrets = Secrets {
-            api_token: take("apiToken"),
-            public_token: take("publicToken"),
+            api_token: secret_of(o.remove("apiToken")),
+            public_token: secret_of(o.remove("publicToken")),
         };
         o.remove("sipPassword");
         Ok((ServerObject::new(id, o), secrets))
