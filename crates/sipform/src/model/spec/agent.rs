@@ -1,6 +1,5 @@
 //! The agent and final customer the template renders for one restaurant.
 
-
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,6 @@
 //! A restaurant of the inventory (a file or the platform's row), its phone line, and the rule
 //! for its id.
 
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,5 @@
 //! A tool: one ToolConfig, as in `tools/<name>.yaml`, in the server's own field names.
 
-
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
