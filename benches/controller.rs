@@ -1,6 +1,6 @@
 //! `sipform controller` against PostgreSQL with the trigger and the emulator at a fixed
 //! latency, N restaurants already provisioned:
-//! - insert one row → its agent and 12 tools exist (p50/p99 over INSERTS single inserts);
+//! - insert one row → its agent and its tools exist (p50/p99 over INSERTS single inserts);
 //! - requests per new restaurant, and what a rename costs;
 //! - BULK rows inserted in one transaction, next to the floor (BULK × 14 × latency ÷
 //!   parallelism);
@@ -11,7 +11,7 @@
 //! `CTL_BENCH_PARALLELISM` (10), `CTL_BENCH_IDLE_SECS` (10). Needs PostgreSQL at
 //! `SIPFORM_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
 
-#[path = "../tests/db_support/mod.rs"]
+#[path = "../tests/common/db.rs"]
 mod db_support;
 
 use std::collections::BTreeMap;
@@ -139,6 +139,10 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_tree(&repo.join("tools"), &dir.path().join("tools"));
+    // Each restaurant gets one of each bundled tool.
+    let tools = std::fs::read_dir(repo.join("tools"))
+        .expect("tools/")
+        .count() as u64;
     copy_tree(&repo.join("templates"), &dir.path().join("templates"));
     std::fs::write(
         dir.path().join("sipform.yaml"),
@@ -250,7 +254,7 @@ async fn main() {
         let t = Instant::now();
         db.exec(&row(i)).await;
         wait_until("a single insert provisioned", 60, || {
-            tool_posts(&emu) >= posts + 12
+            tool_posts(&emu) >= posts + tools
         })
         .await;
         lat.push(t.elapsed());
@@ -260,7 +264,7 @@ async fn main() {
     let per_restaurant = (total(&emu) - before_all) as f64 / inserts.max(1) as f64;
     lat.sort();
     println!(
-        "insert → agent + 12 tools ({inserts} single inserts, {latency} ms latency, N = {n}): p50 {:.0?} p99 {:.0?} max {:.0?}",
+        "insert → agent + {tools} tools ({inserts} single inserts, {latency} ms latency, N = {n}): p50 {:.0?} p99 {:.0?} max {:.0?}",
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or_default()
@@ -311,7 +315,7 @@ async fn main() {
         let t = Instant::now();
         db.exec(&sql).await;
         wait_until("the bulk insert provisioned", 900, || {
-            tool_posts(&emu) >= posts + 12 * bulk
+            tool_posts(&emu) >= posts + tools * bulk
         })
         .await;
         let took = t.elapsed();

@@ -3,8 +3,8 @@
 //! Starts `sipform emulator --port 0` as a child, then:
 //! 1. hammers `GET /api/accounts` for `EMU_BENCH_SECS` (5) with `EMU_BENCH_CONCURRENCY` (32)
 //!    keep-alive connections and prints requests/s;
-//! 2. creates `EMU_BENCH_AGENTS` (10,000) agents with 12 tools each (the platform's tools, from
-//!    `../shared/reference/platform-tools-facts.json` or `EMU_BENCH_TOOLS` when present) and
+//! 2. creates `EMU_BENCH_AGENTS` (10,000) agents with the platform's tools each (the platform's tools, from
+//!    `tests/fixtures/platform/platform-tools-facts.json`, or `EMU_BENCH_TOOLS` when set) and
 //!    prints the child's resident memory (VmRSS, VmHWM from /proc);
 //! 3. measures `GET /api/agents/:id/tools` on the full store.
 //!
@@ -44,7 +44,7 @@ fn tools() -> Vec<Value> {
     let path = std::env::var("EMU_BENCH_TOOLS").unwrap_or_else(|_| {
         concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/reference/platform-tools-facts.json"
+            "/tests/fixtures/platform/platform-tools-facts.json"
         )
         .into()
     });
@@ -55,8 +55,12 @@ fn tools() -> Vec<Value> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    if tools.len() != 12 {
-        tools = (0..12)
+    if tools.is_empty() {
+        // As many as the bundled project has.
+        let bundled = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tools"))
+            .map(|d| d.count())
+            .unwrap_or(12);
+        tools = (0..bundled)
             .map(|i| {
                 json!({"name": format!("tool_{i}"), "sortOrder": i,
                        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
@@ -204,7 +208,8 @@ async fn run(base: String, pid: u32) -> Result<(), Error> {
         )
         .await;
         println!(
-            "GET /api/agents/:id/tools (12 tools, full store): {rps:.0} req/s, {failed} failed"
+            "GET /api/agents/:id/tools ({} tools, full store): {rps:.0} req/s, {failed} failed",
+            tools.len()
         );
         let (rps, failed) = hammer(
             &client,

@@ -211,7 +211,7 @@ async fn run_case(name: &str) -> Result<(), String> {
         cmd.env(k, v);
     }
     let out = cmd.output().map_err(|e| format!("run: {e}"))?;
-    let text = format!("{}{}", common::stdout(&out), common::stderr(&out));
+    let text = common::all_output(&out);
     let counts = emu.request_counts();
     emu.shutdown().await;
     let mut problems = Vec::new();

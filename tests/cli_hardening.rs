@@ -4,12 +4,11 @@
 //! `--server-url` over the environment.
 
 mod common;
-mod db_support;
 
 use std::process::Output;
 
+use common::db::{Engine, TestDb};
 use common::*;
-use db_support::{Engine, TestDb};
 
 /// The binary with no server and no project assumptions; never inherits the caller's settings.
 fn sipform_in(dir: &std::path::Path, args: &[&str]) -> Output {

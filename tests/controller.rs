@@ -3,12 +3,10 @@
 //! only with --allow-destroy), SIGTERM exits 0 and releases the locks.
 
 mod common;
-mod controller_support;
-mod db_support;
 
+use common::controller::*;
+use common::db::Engine;
 use common::*;
-use controller_support::*;
-use db_support::Engine;
 
 async fn lifecycle(engine: Engine) {
     let emu = emulator().await;
@@ -20,7 +18,7 @@ async fn lifecycle(engine: Engine) {
     let mut ctl = start(dir.path(), &emu.base_url(), &[], &[]);
     eventually("the controller to lead", 20, || ctl.is_leader()).await;
 
-    // Insert → provisioned: agent, 12 tools, ids written back to the row.
+    // Insert → provisioned: agent, its tools, ids written back to the row.
     insert(&db, 0..1).await;
     eventually("restaurant 0 provisioned", 20, || provisioned(&db, &emu, 0)).await;
     assert_eq!(agents(&emu).len(), 1);
@@ -167,7 +165,7 @@ async fn once_with_files_inventory() {
     let out = sipform(dir.path(), &emu.base_url(), &["controller", "--once"]);
     expect_code(&out, 0);
     assert_eq!(agents(&emu).len(), 3);
-    assert_eq!(tool_count(&emu), 36);
+    assert_eq!(tool_count(&emu), 3 * bundled_tool_count());
     assert_state_matches_server(dir.path(), &emu);
     let mark = writes(&emu);
     let out = sipform(dir.path(), &emu.base_url(), &["controller", "--once"]);
@@ -183,7 +181,7 @@ async fn watch_reconciles_when_files_change() {
     generate_restaurants(dir.path(), 1);
     let ctl = start(dir.path(), &emu.base_url(), &["--watch"], &[]);
     eventually("the first restaurant provisioned", 20, || async {
-        agents(&emu).len() == 1 && tool_count(&emu) == 12
+        agents(&emu).len() == 1 && tool_count(&emu) == bundled_tool_count()
     })
     .await;
     let first = std::fs::read_to_string(dir.path().join("restaurants/r0000.yaml")).expect("read");
@@ -195,7 +193,7 @@ async fn watch_reconciles_when_files_change() {
         .replace("Restaurant 0", "Restaurant 1");
     std::fs::write(dir.path().join("restaurants/r0001.yaml"), second).expect("write");
     eventually("the new file provisioned", 20, || async {
-        agents(&emu).len() == 2 && tool_count(&emu) == 24
+        agents(&emu).len() == 2 && tool_count(&emu) == 2 * bundled_tool_count()
     })
     .await;
     assert_no_duplicates(&emu);

@@ -4,21 +4,19 @@
 //! re-read the restaurant and recover without a duplicate.
 
 mod common;
-mod controller_support;
-mod db_support;
 
 use std::time::Duration;
 
+use common::controller::*;
+use common::db::Engine;
 use common::*;
-use controller_support::*;
-use db_support::Engine;
 use sipform_emulator::EmulatorHandle;
 
 /// The controller leading, restaurant 0 provisioned through it (the account made too), and
 /// everything settled.
 async fn provisioned_one(
     extra: &[&str],
-) -> (EmulatorHandle, db_support::TestDb, tempfile::TempDir, Ctl) {
+) -> (EmulatorHandle, common::db::TestDb, tempfile::TempDir, Ctl) {
     let emu = emulator().await;
     let db = platform(Engine::Postgres).await;
     let dir = project_on(&db);
@@ -44,7 +42,7 @@ async fn settle(emu: &EmulatorHandle) {
     }
 }
 
-async fn rename(db: &db_support::TestDb, i: usize, name: &str) {
+async fn rename(db: &common::db::TestDb, i: usize, name: &str) {
     db.exec(&format!(
         "UPDATE restaurants SET name = '{name}' WHERE id = {}",
         db.id_literal(&rid(i))
@@ -56,7 +54,7 @@ fn agent_named(emu: &EmulatorHandle, i: usize, part: &str) -> bool {
     agent_of(emu, i).is_some_and(|a| a["name"].as_str().unwrap_or("").contains(part))
 }
 
-/// A new restaurant: its final customer, agent and 12 tools, and not one read (no list of
+/// A new restaurant: its final customer, agent and tools, and not one read (no list of
 /// agents or final customers, no GET at all). A rename: the two PUTs and nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_restaurant_and_rename_cost_their_writes_only() {
@@ -77,7 +75,10 @@ async fn new_restaurant_and_rename_cost_their_writes_only() {
         [
             ("POST /api/final-customers".to_string(), 1),
             ("POST /api/agents".to_string(), 1),
-            ("POST /api/agents/:id/tools".to_string(), 12),
+            (
+                "POST /api/agents/:id/tools".to_string(),
+                bundled_tool_count() as u64,
+            ),
             ("POST /api/final-customers/:id/subscriptions".to_string(), 1),
         ]
         .into_iter()
@@ -160,7 +161,7 @@ async fn agent_deleted_behind_the_back_is_recreated_once() {
     assert_eq!(spent.get("POST /api/agents"), Some(&1), "{spent:?}");
     assert_eq!(
         spent.get("POST /api/agents/:id/tools"),
-        Some(&12),
+        Some(&(bundled_tool_count() as u64)),
         "{spent:?}"
     );
     assert_eq!(agents(&emu).len(), 1);

@@ -2,12 +2,10 @@
 //! SQLite state a second controller refuses to start, naming the holder.
 
 mod common;
-mod controller_support;
-mod db_support;
 
+use common::controller::*;
+use common::db::Engine;
 use common::*;
-use controller_support::*;
-use db_support::Engine;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_standby_takes_over_after_kill_9() {

@@ -115,9 +115,8 @@ async fn seeded(ms: u64, n: usize) -> (sipform_emulator::EmulatorHandle, tempfil
 async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
     let (emu, dir) = seeded(5, RESTAURANTS).await;
     let url = emu.base_url();
-    // The account, then per restaurant a final customer, an agent and 12 tools.
-    // The account, then per restaurant its final customer, agent, 12 tools and subscription.
-    let total = 1 + 15 * RESTAURANTS as u64;
+    // The account, then per restaurant its final customer, agent, tools and subscription.
+    let total = 1 + (objects_per_restaurant() * RESTAURANTS) as u64;
     let started = Instant::now();
     let mut kills = Vec::new();
 
@@ -145,12 +144,7 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
         let existing = left.0 + left.1 + left.2 + accounts + subscriptions;
         let before = posts(&emu);
 
-        let (d, u) = (dir.path().to_path_buf(), url.clone());
-        let out =
-            tokio::task::spawn_blocking(move || sipform(&d, &u, &["apply", "--auto-approve"]))
-                .await
-                .expect("join");
-        expect_code(&out, 0);
+        apply_ok(dir.path(), &url).await;
         let recreated_posts = posts(&emu) - before;
         assert_eq!(
             recreated_posts,
@@ -159,12 +153,7 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
         );
         assert_converged(dir.path(), &emu.snapshot(), RESTAURANTS);
         assert_state_matches_server(dir.path(), &emu);
-        let (d, u) = (dir.path().to_path_buf(), url.clone());
-        let plan =
-            tokio::task::spawn_blocking(move || sipform(&d, &u, &["plan", "--detailed-exitcode"]))
-                .await
-                .expect("join");
-        expect_code(&plan, 0);
+        expect_no_changes(dir.path(), &url).await;
         kills.push(Kill {
             after_posts: k,
             landed,
@@ -182,7 +171,7 @@ async fn twenty_sigkills_at_seeded_moments_each_converge_on_the_next_apply() {
     }
     let mid = kills
         .iter()
-        .filter(|k| k.landed && k.left.2 > 0 && k.left.2 < 12 * RESTAURANTS)
+        .filter(|k| k.landed && k.left.2 > 0 && k.left.2 < bundled_tool_count() * RESTAURANTS)
         .count();
     eprintln!(
         "CRASH kills={} landed={} mid_apply_with_partial_server={mid} wall={:.1}s",
@@ -240,7 +229,7 @@ async fn sigkills_of_a_200_restaurant_apply_lose_nothing_the_journal_recorded() 
     const ROUNDS: usize = 4;
     let (emu, dir) = seeded(2, N).await;
     let url = emu.base_url();
-    let total = 1 + 15 * N as u64;
+    let total = 1 + (objects_per_restaurant() * N) as u64;
     let mut rng = SmallRng::seed_from_u64(SEED + 1);
     let journal = dir.path().join("sipform.state.json.journal");
     for round in 0..ROUNDS {
@@ -275,7 +264,7 @@ async fn sigkills_of_a_200_restaurant_apply_lose_nothing_the_journal_recorded() 
         );
         let unrecorded = server.len() - unique.len();
         assert!(
-            unrecorded <= 64 * 12,
+            unrecorded <= 64 * bundled_tool_count(),
             "round {round}: {unrecorded} objects created but not recorded"
         );
         assert!(
@@ -285,12 +274,7 @@ async fn sigkills_of_a_200_restaurant_apply_lose_nothing_the_journal_recorded() 
 
         let existing = on_server.len() as u64;
         let before = posts(&emu);
-        let (d, u) = (dir.path().to_path_buf(), url.clone());
-        let out =
-            tokio::task::spawn_blocking(move || sipform(&d, &u, &["apply", "--auto-approve"]))
-                .await
-                .expect("join");
-        expect_code(&out, 0);
+        apply_ok(dir.path(), &url).await;
         assert_eq!(
             posts(&emu) - before,
             total - existing,

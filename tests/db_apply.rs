@@ -2,14 +2,9 @@
 //! table, ids written back to its rows, state in the same database.
 
 mod common;
-mod db_support;
 
+use common::db::{Engine, TestDb};
 use common::*;
-use db_support::{Engine, TestDb};
-
-fn rid(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
 
 /// The platform's table with `n` restaurants, SIP on, flags varied.
 async fn platform(engine: Engine, n: usize) -> TestDb {
@@ -28,32 +23,6 @@ async fn platform(engine: Engine, n: usize) -> TestDb {
     }
     db.exec(&sql).await;
     db
-}
-
-/// A project copy whose inventory is `db`'s table and whose state lives in `db` too.
-fn project_on(db: &TestDb) -> tempfile::TempDir {
-    let dir = project_copy();
-    let state = match db.engine {
-        Engine::Sqlite => format!(
-            "state:\n  backend: sqlite\n  url: sqlite://{}\n",
-            db.dir.path().join("state.db").display()
-        ),
-        Engine::Postgres => format!("state:\n  backend: postgres\n  url: \"{}\"\n", db.url),
-    };
-    let yaml = format!(
-        "account:\n  name: AlloResto\n  email: tech@alloresto.fr\nserver:\n  timeout_sec: 3\ninventory:\n  source: database\n  url: \"{}\"\n{state}",
-        db.url
-    );
-    std::fs::write(dir.path().join("sipform.yaml"), yaml).expect("sipform.yaml");
-    dir
-}
-
-async fn column(db: &TestDb, col: &str, i: usize) -> Option<String> {
-    db.text(&format!(
-        "SELECT {col} FROM restaurants WHERE id = {}",
-        db.id_literal(&rid(i))
-    ))
-    .await
 }
 
 /// Every row's agent_id names an existing agent of that restaurant, and every agent on the
@@ -93,20 +62,11 @@ async fn lifecycle(engine: Engine) {
     let db = platform(engine, 3).await;
     let dir = project_on(&db);
 
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_eq!(agents(&emu).len(), 3);
-    assert_eq!(tool_count(&emu), 36);
+    assert_eq!(tool_count(&emu), 3 * bundled_tool_count());
     assert_rows_match_server(&db, &emu, 3).await;
-    expect_code(
-        &run(
-            dir.path(),
-            &emu.base_url(),
-            &["plan", "--detailed-exitcode"],
-        )
-        .await,
-        0,
-    );
+    expect_no_changes(dir.path(), &emu.base_url()).await;
 
     // SIP (and chat) off: the agent stays, inactive; its row keeps its ids.
     db.exec(&format!(
@@ -114,10 +74,7 @@ async fn lifecycle(engine: Engine) {
         db.id_literal(&rid(0))
     ))
     .await;
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_eq!(count(&emu, "DELETE /api/agents/:id"), 0);
     let a0 = agents(&emu)
         .into_iter()
@@ -132,8 +89,7 @@ async fn lifecycle(engine: Engine) {
         db.id_literal(&rid(1))
     ))
     .await;
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    let out = apply_ok(dir.path(), &emu.base_url()).await;
     assert!(stdout(&out).contains("--allow-destroy"), "{}", stdout(&out));
     assert_eq!(agents(&emu).len(), 3);
     expect_code(
@@ -153,15 +109,7 @@ async fn lifecycle(engine: Engine) {
             .as_deref(),
         Some("2")
     );
-    expect_code(
-        &run(
-            dir.path(),
-            &emu.base_url(),
-            &["plan", "--detailed-exitcode"],
-        )
-        .await,
-        0,
-    );
+    expect_no_changes(dir.path(), &emu.base_url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +133,7 @@ async fn long_ids_refused(engine: Engine) {
     let dir = project_on(&db);
     let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
     expect_code(&out, 1);
-    let all = format!("{}{}", stdout(&out), stderr(&out));
+    let all = all_output(&out);
     assert!(all.contains("37") && all.contains("36"), "{all}");
     for i in 0..2 {
         assert_eq!(column(&db, "final_customer_id", i).await, None);
@@ -212,26 +160,18 @@ async fn killed_mid_apply(engine: Engine) {
     let db = platform(engine, n).await;
     let dir = project_on(&db);
     kill_apply_after(dir.path(), &emu, 120).await;
-    assert!(tool_count(&emu) < 12 * n, "the kill must land mid-apply");
+    assert!(
+        tool_count(&emu) < bundled_tool_count() * n,
+        "the kill must land mid-apply"
+    );
 
     emu.set_faults(Default::default());
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_eq!(agents(&emu).len(), n);
     assert_eq!(final_customers(&emu).len(), n);
-    assert_eq!(tool_count(&emu), 12 * n);
+    assert_eq!(tool_count(&emu), bundled_tool_count() * n);
     assert_rows_match_server(&db, &emu, n).await;
-    expect_code(
-        &run(
-            dir.path(),
-            &emu.base_url(),
-            &["plan", "--detailed-exitcode"],
-        )
-        .await,
-        0,
-    );
+    expect_no_changes(dir.path(), &emu.base_url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,11 @@
 //! The platform's `restaurants` table, in SQLite and PostgreSQL: reading the inventory, writing
 //! ids back, refusing values that do not fit.
 
-mod db_support;
+mod common;
 
 use std::sync::Arc;
 
-use db_support::{Engine, TestDb};
+use common::db::{Engine, TestDb};
 use indexmap::IndexMap;
 use sipform::db::DbError;
 use sipform::front::diagnostics::Origin;

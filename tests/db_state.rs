@@ -2,13 +2,13 @@
 //! lineage and table-layout checks, advisory locks, private files), and the `sipform state`
 //! commands through the real binary. What every backend does is in `state_conformance.rs`.
 
-mod db_support;
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use db_support::{Engine, TestDb};
+use common::db::{Engine, TestDb};
 use sipform::model::ids::{AgentId, FinalCustomerId, RestaurantId, ToolId};
 use sipform::model::secret::Secret;
 use sipform::model::spec::StateConfig;

@@ -1,14 +1,13 @@
 //! What a hostile or broken server does to sipform (issue 14, the network edge and secrets):
-//! each test puts the proxy of `tests/hostile` in front of the emulator and rewrites answers.
+//! each test puts the proxy of `tests/common/hostile.rs` in front of the emulator and rewrites answers.
 
 mod common;
-mod hostile;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::hostile::{Answer, Hostile, Reply};
 use common::*;
-use hostile::{Answer, Hostile, Reply};
 use serde_json::{json, Value};
 
 /// Runs a prepared command off the async runtime (the proxy lives on it).
@@ -30,8 +29,7 @@ fn set_server(dir: &Path, key: &str, value: &str) {
 async fn applied() -> (sipform_emulator::EmulatorHandle, tempfile::TempDir) {
     let emu = emulator().await;
     let dir = project_copy();
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     (emu, dir)
 }
 
@@ -44,10 +42,6 @@ async fn emulator_log(emu: &sipform_emulator::EmulatorHandle) -> Vec<Value> {
         .await
         .expect("JSON");
     v["log"].as_array().cloned().unwrap_or_default()
-}
-
-fn all_output(o: &Output) -> String {
-    format!("{}{}", stdout(o), stderr(o))
 }
 
 // --- #1 a server id is never a path segment it can escape ---------------------------------

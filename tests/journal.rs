@@ -30,8 +30,7 @@ fn entry_offsets(bytes: &[u8]) -> Vec<usize> {
 async fn a_torn_last_entry_is_dropped_with_a_warning_and_the_run_goes_on() {
     let emu = emulator().await;
     let dir = project_copy();
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     let compacted = std::fs::read(journal(dir.path())).expect("journal");
     assert_eq!(
         entry_offsets(&compacted).len(),
@@ -58,8 +57,7 @@ async fn a_torn_last_entry_is_dropped_with_a_warning_and_the_run_goes_on() {
         stderr(&out)
     );
     // The next run that holds the lock leaves a whole journal again.
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     let after = std::fs::read(journal(dir.path())).expect("journal");
     assert_eq!(entry_offsets(&after).len(), 1);
     assert!(!after.ends_with(br#""r":"x""#));
@@ -109,8 +107,7 @@ async fn a_killed_runs_journal_replays_the_same_twice_and_a_corrupt_entry_stops_
 
     // Restored, the next apply converges on what the killed one left.
     std::fs::write(journal(dir.path()), &bytes).expect("write");
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_converged(dir.path(), &emu.snapshot(), 20);
     assert_state_matches_server(dir.path(), &emu);
 }

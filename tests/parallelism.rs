@@ -62,8 +62,7 @@ async fn the_summary_says_what_the_run_settled_on_and_a_number_fixes_it() {
     let emu = emulator_with(latency(2), 1).await;
     let dir = project_copy();
     generate_restaurants(dir.path(), 4);
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    let out = apply_ok(dir.path(), &emu.base_url()).await;
     assert!(
         stdout(&out).contains("Parallelism: settled at ")
             && stdout(&out).contains("(auto, at most 64)."),

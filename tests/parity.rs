@@ -40,8 +40,7 @@ async fn fresh_apply_subscribes_each_final_customer_to_the_default_plan() {
     generate_restaurants(dir.path(), 4);
     let n = 4u64;
 
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_eq!(
         count(&emu, "POST /api/final-customers/:id/subscriptions"),
         n
@@ -70,14 +69,7 @@ async fn fresh_apply_subscribes_each_final_customer_to_the_default_plan() {
     }
 
     let before = emu.request_counts();
-    let out = run(
-        dir.path(),
-        &emu.base_url(),
-        &["plan", "--detailed-exitcode"],
-    )
-    .await;
-    expect_code(&out, 0);
-    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
+    expect_no_changes(dir.path(), &emu.base_url()).await;
     let after = emu.request_counts();
     let gets =
         |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
@@ -98,8 +90,7 @@ async fn fresh_apply_subscribes_each_final_customer_to_the_default_plan() {
 async fn another_plan_waits_for_allow_replace_then_replaces() {
     let emu = emulator().await;
     let dir = project_copy();
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     let n = final_customers(&emu).len();
     assert_eq!(subscriptions(&emu).len(), n);
 
@@ -114,8 +105,7 @@ async fn another_plan_waits_for_allow_replace_then_replaces() {
     let text = stdout(&out);
     assert!(text.contains("--allow-replace"), "{text}");
     assert!(text.contains("subscription waits"), "{text}");
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert!(
         writes_since(&emu, &mark).is_empty(),
         "nothing replaced without --allow-replace"
@@ -146,14 +136,7 @@ async fn another_plan_waits_for_allow_replace_then_replaces() {
     assert_eq!(subs.len(), n);
     assert!(subs.iter().all(|s| s["planId"] == extra.as_str()));
 
-    let out = run(
-        dir.path(),
-        &emu.base_url(),
-        &["plan", "--detailed-exitcode"],
-    )
-    .await;
-    expect_code(&out, 0);
-    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
+    expect_no_changes(dir.path(), &emu.base_url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,8 +144,7 @@ async fn billing_none_subscribes_no_one_and_reads_no_plans() {
     let emu = emulator().await;
     let dir = project_copy();
     set_billing(dir.path(), "none");
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     let out = run(
         dir.path(),
         &emu.base_url(),
@@ -178,8 +160,7 @@ async fn billing_none_subscribes_no_one_and_reads_no_plans() {
 async fn an_unknown_plan_name_is_a_note_not_a_failure() {
     let emu = emulator().await;
     let dir = project_copy();
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     set_billing(dir.path(), "Gold");
     let mark = writes(&emu);
     let out = run(dir.path(), &emu.base_url(), &["plan"]).await;
@@ -225,16 +206,14 @@ fn validate_warns_on_an_undescribed_parameter() {
 async fn existing_subscriptions_are_adopted_not_doubled() {
     let emu = emulator().await;
     let dir = project_copy();
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     let n = subscriptions(&emu).len();
     assert!(n > 0);
     std::fs::remove_file(dir.path().join("sipform.state.json")).expect("state lost");
 
     let mark = writes(&emu);
     for _ in 0..2 {
-        let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-        expect_code(&out, 0);
+        apply_ok(dir.path(), &emu.base_url()).await;
     }
     assert!(
         writes_since(&emu, &mark).is_empty(),
@@ -252,12 +231,5 @@ async fn existing_subscriptions_are_adopted_not_doubled() {
         })
         .unwrap_or(0);
     assert_eq!(recorded, n, "{state}");
-    let out = run(
-        dir.path(),
-        &emu.base_url(),
-        &["plan", "--detailed-exitcode"],
-    )
-    .await;
-    expect_code(&out, 0);
-    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
+    expect_no_changes(dir.path(), &emu.base_url()).await;
 }

@@ -1,23 +1,18 @@
 //! Parity counts (issue 11): after applying N restaurants the emulator holds the same kinds and
 //! counts of objects as the platform's own provisioning leaves (one account, N final
-//! customers, N subscriptions, N agents, 12·N tools, N phone lines), in files mode and in
+//! customers, N subscriptions, N agents, a tool of each kind per agent, N phone lines), in files mode and in
 //! database mode, made with exactly one POST each and no other write; a second apply writes
 //! nothing.
 
 mod common;
-mod db_support;
 
 use std::collections::BTreeMap;
 
+use common::db::{Engine, TestDb};
 use common::*;
-use db_support::{Engine, TestDb};
 use serde_json::Value;
 
 const N: usize = 7;
-
-fn rid(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
 
 /// Kind → count, as the platform's script leaves them.
 fn platform_counts(n: usize) -> BTreeMap<&'static str, usize> {
@@ -26,7 +21,7 @@ fn platform_counts(n: usize) -> BTreeMap<&'static str, usize> {
         ("finalCustomers", n),
         ("subscriptions", n),
         ("agents", n),
-        ("tools", 12 * n),
+        ("tools", bundled_tool_count() * n),
         ("phoneLines", n),
     ])
 }
@@ -58,7 +53,10 @@ fn expected_writes(n: usize) -> BTreeMap<String, u64> {
         ("POST /api/final-customers".to_string(), n),
         ("POST /api/final-customers/:id/subscriptions".to_string(), n),
         ("POST /api/agents".to_string(), n),
-        ("POST /api/agents/:id/tools".to_string(), 12 * n),
+        (
+            "POST /api/agents/:id/tools".to_string(),
+            bundled_tool_count() as u64 * n,
+        ),
         ("POST /api/agents/:id/phone-lines".to_string(), n),
     ])
 }
@@ -80,8 +78,7 @@ async fn assert_parity(emu: &sipform_emulator::EmulatorHandle, dir: &std::path::
         assert_eq!(subs.len(), 1, "{}", a["finalCustomerId"]);
     }
     let mark = writes(emu);
-    let out = run(dir, &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir, &emu.base_url()).await;
     assert!(
         writes_since(emu, &mark).is_empty(),
         "{:?}",
@@ -99,8 +96,7 @@ async fn files_mode_leaves_what_the_platform_leaves() {
     let mut text = std::fs::read_to_string(&p).expect("read sipform.yaml");
     text.push_str("phone_lines:\n  source: restaurant_phone\n");
     std::fs::write(&p, text).expect("write sipform.yaml");
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_parity(&emu, dir.path()).await;
 }
 
@@ -131,8 +127,7 @@ async fn database_mode(engine: Engine) {
         db.url
     );
     std::fs::write(dir.path().join("sipform.yaml"), yaml).expect("sipform.yaml");
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_parity(&emu, dir.path()).await;
 }
 

@@ -5,17 +5,12 @@
 //! plan, never adopted, never touched.
 
 mod common;
-mod db_support;
 
 use std::path::Path;
 
+use common::db::{Engine, TestDb};
 use common::*;
-use db_support::{Engine, TestDb};
 use serde_json::{json, Map, Value};
-
-fn rid(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
 
 /// The row's links and tokens, as the platform reads them.
 const LINKS: &str = "agent_id, final_customer_id, agent_api_token, agent_public_token";
@@ -35,15 +30,11 @@ async fn platform_table(engine: Engine, n: usize) -> TestDb {
 }
 
 /// A project reading `db`, its state a file in its own folder (a fresh folder: no state).
-fn project_on(db: &TestDb) -> tempfile::TempDir {
-    let dir = project_copy();
-    let yaml = format!(
-        "account:\n  name: AlloResto\n  email: tech@alloresto.fr\nserver:\n  timeout_sec: 5\ninventory:\n  source: database\n  url: \"{}\"\nphone_lines:\n  source: restaurant_phone\n",
-        db.url
-    );
-    std::fs::write(dir.path().join("sipform.yaml"), yaml).expect("sipform.yaml");
-    dir
-}
+const ON_TABLE: TableProject = TableProject {
+    timeout_sec: Some(5),
+    state_in_db: false,
+    extra: "phone_lines:\n  source: restaurant_phone\n",
+};
 
 async fn links(db: &TestDb, i: usize) -> Vec<Option<String>> {
     let mut out = Vec::new();
@@ -61,7 +52,7 @@ async fn links(db: &TestDb, i: usize) -> Vec<Option<String>> {
 
 /// What the platform's catch-up does for a restaurant whose `agentId` was not saved: it
 /// provisions it again (a second final customer with its subscription, a second agent with
-/// its 12 tools and its phone line, copies of the first), then saves the NEW ids in the row.
+/// its tools and its phone line, copies of the first), then saves the NEW ids in the row.
 async fn provision_again(db: &TestDb, base: &str, snap: &Value, i: usize) {
     let http = reqwest::Client::new();
     let agent = snap["agents"]
@@ -184,9 +175,8 @@ async fn takeover_keeps_the_platforms_links_and_dedupe_removes_only_the_extras(e
 
     // The platform provisions all 20 (its rows get the ids), then its catch-up provisions 5
     // of them a second time and saves the newer ids.
-    let platform = project_on(&db);
-    let out = run(platform.path(), &url, &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    let platform = project_on_table(&db, ON_TABLE);
+    apply_ok(platform.path(), &url).await;
     let snap = emu.snapshot();
     for &i in &twice {
         provision_again(&db, &url, &snap, i).await;
@@ -198,7 +188,7 @@ async fn takeover_keeps_the_platforms_links_and_dedupe_removes_only_the_extras(e
     }
 
     // sipform takes over with no state of its own.
-    let dir = project_on(&db);
+    let dir = project_on_table(&db, ON_TABLE);
     let js = run(dir.path(), &url, &["plan", "--json"]).await;
     let plan: Value = serde_json::from_str(&stdout(&js)).expect("plan --json");
     for (i, row) in rows.iter().enumerate() {
@@ -223,8 +213,7 @@ async fn takeover_keeps_the_platforms_links_and_dedupe_removes_only_the_extras(e
         );
     }
     let mark = writes(&emu);
-    let out = run(dir.path(), &url, &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &url).await;
     assert!(
         writes_since(&emu, &mark).is_empty(),
         "adopting what the rows name writes nothing: {:?}",

@@ -75,10 +75,6 @@ fn assert_no_password(what: &str, text: &str, n: usize, rounds: &[u32]) {
     }
 }
 
-fn all_output(o: &Output) -> String {
-    format!("{}{}", stdout(o), stderr(o))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_are_created_converge_and_a_rotated_password_is_one_put_each() {
     let emu = emulator().await;
@@ -218,8 +214,7 @@ async fn restaurant_phone_source_is_the_platforms_old_behaviour() {
     text.push_str("phone_lines:\n  source: restaurant_phone\n");
     std::fs::write(&p, text).expect("write sipform.yaml");
 
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_eq!(count(&emu, LINES), n as u64);
     for i in 0..n {
         let lines = lines_of(&agent_of(&emu, i));

@@ -7,7 +7,6 @@
 //! password appears anywhere.
 
 mod common;
-mod db_support;
 
 use std::path::Path;
 use std::process::Output;
@@ -16,18 +15,14 @@ use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use common::db::{Engine, TestDb};
 use common::*;
-use db_support::{Engine, TestDb};
 use serde_json::Value;
 
 const KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 const OTHER_KEY: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
 const LINES: &str = "POST /api/agents/:id/phone-lines";
 const LINE: &str = "PUT /api/agents/:id/phone-lines/:lineId";
-
-fn rid(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
 
 fn line_id(i: usize) -> String {
     format!("11111111-0000-4000-8000-{i:012}")
@@ -116,15 +111,12 @@ async fn platform(engine: Engine, n: usize) -> TestDb {
     db
 }
 
-fn project_on(db: &TestDb) -> tempfile::TempDir {
-    let dir = project_copy();
-    let yaml = format!(
-        "account:\n  name: AlloResto\n  email: tech@alloresto.fr\nserver:\n  timeout_sec: 5\ninventory:\n  source: database\n  url: \"{}\"\n",
-        db.url
-    );
-    std::fs::write(dir.path().join("sipform.yaml"), yaml).expect("sipform.yaml");
-    dir
-}
+/// A project reading `db`, its state a file in the project.
+const ON_TABLE: TableProject = TableProject {
+    timeout_sec: Some(5),
+    state_in_db: false,
+    extra: "",
+};
 
 async fn run_key(dir: &Path, url: &str, args: &[&str], key: Option<&str>) -> Output {
     let mut c = command(dir, url, args);
@@ -135,10 +127,6 @@ async fn run_key(dir: &Path, url: &str, args: &[&str], key: Option<&str>) -> Out
     tokio::task::spawn_blocking(move || c.output().expect("run sipform"))
         .await
         .expect("join")
-}
-
-fn all_output(o: &Output) -> String {
-    format!("{}{}", stdout(o), stderr(o))
 }
 
 /// Neither key, nor any password of any round, in `text`.
@@ -169,7 +157,7 @@ async fn decrypted_lines_reach_the_server_and_rotate_with_one_put(engine: Engine
     let emu = emulator().await;
     let n = 3;
     let db = platform(engine, n).await;
-    let dir = project_on(&db);
+    let dir = project_on_table(&db, ON_TABLE);
     let url = emu.base_url();
 
     let out = run_key(dir.path(), &url, &["apply", "--auto-approve"], Some(KEY)).await;
@@ -287,7 +275,7 @@ async fn a_wrong_key_skips_only_what_it_cannot_decrypt(engine: Engine) {
         db.id_literal(&line_id(1))
     ))
     .await;
-    let dir = project_on(&db);
+    let dir = project_on_table(&db, ON_TABLE);
     let url = emu.base_url();
 
     let out = run_key(dir.path(), &url, &["apply", "--auto-approve"], Some(KEY)).await;

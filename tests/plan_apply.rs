@@ -2,28 +2,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::{json, Value};
-
-fn restaurant_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir.join("restaurants"))
-        .expect("restaurants/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Rewrites a YAML file as JSON (valid YAML) after `edit`.
-fn edit_yaml(path: &Path, edit: impl FnOnce(&mut Value)) {
-    let text = std::fs::read_to_string(path).expect("read");
-    let mut v: Value = serde_saphyr::from_str(&text).expect("yaml");
-    edit(&mut v);
-    std::fs::write(path, serde_json::to_string_pretty(&v).expect("json")).expect("write");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_apply_creates_exactly_the_objects_then_plan_is_empty() {
@@ -40,20 +20,25 @@ async fn fresh_apply_creates_exactly_the_objects_then_plan_is_empty() {
     .await;
     expect_code(&out, 2);
     assert!(
-        stdout(&out).contains(&format!("Plan: {} to add", 1 + n * 15)),
+        stdout(&out).contains(&format!(
+            "Plan: {} to add",
+            1 + n * objects_per_restaurant()
+        )),
         "{}",
         stdout(&out)
     );
     assert_eq!(writes(&emu).values().sum::<u64>(), 0, "plan must not write");
 
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     let w = writes(&emu);
     let expected: std::collections::BTreeMap<String, u64> = [
         ("POST /api/accounts".to_string(), 1),
         ("POST /api/final-customers".to_string(), n as u64),
         ("POST /api/agents".to_string(), n as u64),
-        ("POST /api/agents/:id/tools".to_string(), 12 * n as u64),
+        (
+            "POST /api/agents/:id/tools".to_string(),
+            (bundled_tool_count() * n) as u64,
+        ),
         (
             "POST /api/final-customers/:id/subscriptions".to_string(),
             n as u64,
@@ -63,17 +48,10 @@ async fn fresh_apply_creates_exactly_the_objects_then_plan_is_empty() {
     .collect();
     assert_eq!(w, expected);
     assert_eq!(agents(&emu).len(), n);
-    assert_eq!(tool_count(&emu), 12 * n);
+    assert_eq!(tool_count(&emu), bundled_tool_count() * n);
     assert_state_matches_server(dir.path(), &emu);
 
-    let out = run(
-        dir.path(),
-        &emu.base_url(),
-        &["plan", "--detailed-exitcode"],
-    )
-    .await;
-    expect_code(&out, 0);
-    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
+    expect_no_changes(dir.path(), &emu.base_url()).await;
 
     #[cfg(unix)]
     {
@@ -96,10 +74,7 @@ async fn editing_a_tool_updates_it_on_every_agent_and_nothing_else() {
     let emu = emulator().await;
     let dir = project_copy();
     let n = restaurant_files(dir.path()).len() as u64;
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     let mark = writes(&emu);
 
     edit_yaml(&dir.path().join("tools/end_call.yaml"), |v| {
@@ -113,10 +88,7 @@ async fn editing_a_tool_updates_it_on_every_agent_and_nothing_else() {
         stdout(&out)
     );
 
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     let w = writes_since(&emu, &mark);
     assert_eq!(
         w.get("PUT /api/agents/:id/tools/:toolId"),
@@ -143,10 +115,7 @@ async fn editing_a_tool_updates_it_on_every_agent_and_nothing_else() {
 async fn changing_a_voice_updates_one_agent() {
     let emu = emulator().await;
     let dir = project_copy();
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     let mark = writes(&emu);
     let file = restaurant_files(dir.path())[0].clone();
     let mut rid = String::new();
@@ -154,10 +123,7 @@ async fn changing_a_voice_updates_one_agent() {
         v["ai_voice"] = json!("verse");
         rid = v["id"].as_str().unwrap_or_default().to_string();
     });
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     let w = writes_since(&emu, &mark);
     assert_eq!(w.get("PUT /api/agents/:id"), Some(&1), "{w:?}");
     assert_eq!(w.values().sum::<u64>(), 1, "{w:?}");
@@ -172,10 +138,7 @@ async fn changing_a_voice_updates_one_agent() {
 async fn a_tool_made_by_hand_is_deleted() {
     let emu = emulator().await;
     let dir = project_copy();
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     let agent_id = agents(&emu)[0]["id"].as_str().expect("id").to_string();
     let http = reqwest::Client::new();
     let r = http
@@ -194,10 +157,7 @@ async fn a_tool_made_by_hand_is_deleted() {
         "{}",
         stdout(&out)
     );
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_eq!(
         writes_since(&emu, &mark).get("DELETE /api/agents/:id/tools/:toolId"),
         Some(&1)
@@ -218,7 +178,7 @@ async fn an_agent_made_by_the_old_script_is_adopted_not_duplicated() {
         rid = v["id"].as_str().unwrap_or_default().to_string()
     });
 
-    // What the platform's script does: account, final customer, agent, 2 of the 12 tools.
+    // What the platform's script does: account, final customer, agent, 2 of its tools.
     let http = reqwest::Client::new();
     let base = emu.base_url();
     let acc: Value = http
@@ -238,8 +198,7 @@ async fn an_agent_made_by_the_old_script_is_adopted_not_duplicated() {
     }
     let mark = writes(&emu);
 
-    let out = run(dir.path(), &base, &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &base).await;
     let w = writes_since(&emu, &mark);
     assert_eq!(w.get("POST /api/accounts"), None, "{w:?}");
     assert_eq!(w.get("POST /api/agents"), Some(&((n - 1) as u64)), "{w:?}");
@@ -250,7 +209,7 @@ async fn an_agent_made_by_the_old_script_is_adopted_not_duplicated() {
     );
     assert_eq!(
         w.get("POST /api/agents/:id/tools"),
-        Some(&((12 * n - 2) as u64)),
+        Some(&((bundled_tool_count() * n - 2) as u64)),
         "{w:?}"
     );
     assert_eq!(agents(&emu).len(), n);
@@ -279,10 +238,7 @@ async fn commit_then_fail_on_creates_converges_without_duplicates() {
     let first = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
     if first.status.code() != Some(0) {
         // A restaurant may exhaust its retries; the second run must finish the job.
-        expect_code(
-            &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-            0,
-        );
+        apply_ok(dir.path(), &emu.base_url()).await;
     }
     let log: Value = reqwest::get(format!("{}/__emulator/requests", emu.base_url()))
         .await
@@ -303,21 +259,16 @@ async fn commit_then_fail_on_creates_converges_without_duplicates() {
     // Every failed create had been stored: re-reading found it, so nothing was posted twice.
     assert_eq!(count(&emu, "POST /api/agents"), n as u64);
     assert_eq!(count(&emu, "POST /api/final-customers"), n as u64);
-    assert_eq!(count(&emu, "POST /api/agents/:id/tools"), 12 * n as u64);
+    assert_eq!(
+        count(&emu, "POST /api/agents/:id/tools"),
+        (bundled_tool_count() * n) as u64
+    );
     assert_eq!(agents(&emu).len(), n);
     assert_eq!(final_customers(&emu).len(), n);
-    assert_eq!(tool_count(&emu), 12 * n);
+    assert_eq!(tool_count(&emu), bundled_tool_count() * n);
     assert_state_matches_server(dir.path(), &emu);
     emu.set_faults(Default::default());
-    expect_code(
-        &run(
-            dir.path(),
-            &emu.base_url(),
-            &["plan", "--detailed-exitcode"],
-        )
-        .await,
-        0,
-    );
+    expect_no_changes(dir.path(), &emu.base_url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,15 +343,11 @@ async fn a_restaurant_gone_from_the_inventory_is_deleted_only_with_allow_destroy
     let emu = emulator().await;
     let dir = project_copy();
     let n = restaurant_files(dir.path()).len();
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     let gone = restaurant_files(dir.path())[0].clone();
     std::fs::remove_file(&gone).expect("rm");
 
-    let out = run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await;
-    expect_code(&out, 0);
+    let out = apply_ok(dir.path(), &emu.base_url()).await;
     assert!(stdout(&out).contains("--allow-destroy"), "{}", stdout(&out));
     assert_eq!(agents(&emu).len(), n);
 
@@ -421,20 +368,14 @@ async fn disabling_sip_deactivates_the_agent_instead_of_deleting_it() {
     let emu = emulator().await;
     let dir = project_copy();
     let n = restaurant_files(dir.path()).len();
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     let mut rid = String::new();
     edit_yaml(&restaurant_files(dir.path())[0], |v| {
         v["sip_enabled"] = json!(false);
         v["chat_enabled"] = json!(false);
         rid = v["id"].as_str().unwrap_or_default().to_string();
     });
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     assert_eq!(count(&emu, "DELETE /api/agents/:id"), 0);
     let a = agents(&emu);
     assert_eq!(a.len(), n);
@@ -449,10 +390,7 @@ async fn disabling_sip_deactivates_the_agent_instead_of_deleting_it() {
 async fn import_adopts_existing_objects_without_writing() {
     let emu = emulator().await;
     let dir = project_copy();
-    expect_code(
-        &run(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &emu.base_url()).await;
     let before = read_state(dir.path());
     std::fs::remove_file(dir.path().join("sipform.state.json")).expect("rm state");
     let mark = writes(&emu);
@@ -462,13 +400,5 @@ async fn import_adopts_existing_objects_without_writing() {
     assert_eq!(writes_since(&emu, &mark).values().sum::<u64>(), 0);
     let after = read_state(dir.path());
     assert_eq!(before["restaurants"], after["restaurants"]);
-    expect_code(
-        &run(
-            dir.path(),
-            &emu.base_url(),
-            &["plan", "--detailed-exitcode"],
-        )
-        .await,
-        0,
-    );
+    expect_no_changes(dir.path(), &emu.base_url()).await;
 }

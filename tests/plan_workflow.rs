@@ -3,27 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use serde_json::{json, Value};
 
-fn restaurant_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir.join("restaurants"))
-        .expect("restaurants/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Rewrites a YAML file as JSON (valid YAML) after `edit`; returns the restaurant's id.
-fn edit_yaml(path: &Path, edit: impl FnOnce(&mut Value)) -> String {
-    let text = std::fs::read_to_string(path).expect("read");
-    let mut v: Value = serde_saphyr::from_str(&text).expect("yaml");
-    edit(&mut v);
-    std::fs::write(path, serde_json::to_string_pretty(&v).expect("json")).expect("write");
+/// A restaurant document's id.
+fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
 
@@ -50,15 +36,12 @@ async fn a_saved_plan_is_stale_only_for_the_restaurants_it_touches() {
     let emu = emulator().await;
     let dir = project_copy();
     let base = emu.base_url();
-    expect_code(
-        &run(dir.path(), &base, &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &base).await;
     let files = restaurant_files(dir.path());
     let (file_a, file_b) = (&files[0], &files[1]);
 
     // Plan for A, then apply a change to B: the saved plan for A still applies.
-    let a = edit_yaml(file_a, |v| v["ai_voice"] = json!("verse"));
+    let a = id_of(&edit_yaml(file_a, |v| v["ai_voice"] = json!("verse")));
     expect_code(
         &run(
             dir.path(),
@@ -68,7 +51,7 @@ async fn a_saved_plan_is_stale_only_for_the_restaurants_it_touches() {
         .await,
         0,
     );
-    let b = edit_yaml(file_b, |v| v["ai_voice"] = json!("coral"));
+    let b = id_of(&edit_yaml(file_b, |v| v["ai_voice"] = json!("coral")));
     expect_code(
         &run(
             dir.path(),
@@ -167,10 +150,7 @@ async fn apply_json_is_one_document_per_run() {
         &run(dir.path(), &base, &["plan", "--out", "q.json"]).await,
         0,
     );
-    expect_code(
-        &run(dir.path(), &base, &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &base).await;
     let out = run(dir.path(), &base, &["apply", "--json", "q.json"]).await;
     expect_code(&out, 1);
     let v = doc(&out);
@@ -274,10 +254,7 @@ async fn the_workflow_command_sequence_runs_green_against_the_emulator() {
     edit_yaml(&restaurant_files(dir.path())[0], |v| {
         v["ai_voice"] = json!("verse")
     });
-    expect_code(
-        &run(dir.path(), &base, &["apply", "--auto-approve"]).await,
-        0,
-    );
+    apply_ok(dir.path(), &base).await;
     let out = step(dir.path(), &base, WORKFLOW_APPLY_SAVED, &gha).await;
     expect_code(&out, 1);
     let report: Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
@@ -294,8 +271,5 @@ async fn the_workflow_command_sequence_runs_green_against_the_emulator() {
         report["status"], "noChanges",
         "the earlier apply already carried the edit"
     );
-    expect_code(
-        &run(dir.path(), &base, &["plan", "--detailed-exitcode"]).await,
-        0,
-    );
+    expect_no_changes(dir.path(), &base).await;
 }

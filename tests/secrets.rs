@@ -4,7 +4,6 @@
 //! state file may hold the agent tokens, and it is private (0600).
 
 mod common;
-mod db_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -425,7 +424,7 @@ async fn no_platform_key_or_decrypted_password_anywhere() {
         let b = base64::engine::general_purpose::STANDARD;
         format!("{}:{}:{}", b.encode(iv), b.encode(tag), b.encode(sealed))
     };
-    let db = db_support::TestDb::new(db_support::Engine::Sqlite).await;
+    let db = common::db::TestDb::new(common::db::Engine::Sqlite).await;
     db.create_restaurants("restaurants").await;
     db.exec(&format!(
         "INSERT INTO restaurants (id, name, sip_enabled) VALUES ('00000000-0000-4000-8000-000000000001', 'Chez Secret', true);

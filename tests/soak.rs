@@ -3,15 +3,13 @@
 //! rate-limits with 429 + Retry-After bursts, and adds 5–50 ms of latency, all seeded.
 //!
 //! One `apply` converges (or two, when a restaurant exhausted its retries); then, faults off,
-//! the server holds exactly one agent, one final customer and twelve tools per restaurant, no
+//! the server holds exactly one agent, one final customer and each bundled tool per restaurant, no
 //! duplicate and no orphan, state names exactly the server's objects, and `plan` is empty.
 //!
 //! CI runs five seeds at [`CI_RESTAURANTS`] restaurants; `cargo bench --bench soak` runs the
 //! full 200 (`SOAK_RESTAURANTS` overrides the size here too).
 
 mod common;
-
-use std::path::PathBuf;
 
 use common::*;
 use serde_json::json;
@@ -40,12 +38,6 @@ pub fn size() -> usize {
         .unwrap_or(CI_RESTAURANTS)
 }
 
-async fn run(dir: PathBuf, url: String, args: &'static [&'static str]) -> std::process::Output {
-    tokio::task::spawn_blocking(move || sipform(&dir, &url, args))
-        .await
-        .expect("join")
-}
-
 /// One soak run; panics on any broken invariant. Returns the figures it printed.
 pub async fn soak(seed: u64, n: usize) -> SoakFigures {
     let emu = emulator_with(soak_faults(), seed).await;
@@ -59,12 +51,7 @@ pub async fn soak(seed: u64, n: usize) -> SoakFigures {
     let mut applies = Vec::new();
     let mut last_failed = false;
     for _ in 0..2 {
-        let out = run(
-            dir.path().to_path_buf(),
-            url.clone(),
-            &["apply", "--auto-approve"],
-        )
-        .await;
+        let out = run(dir.path(), &url, &["apply", "--auto-approve"]).await;
         let code = out.status.code();
         let text = stdout(&out);
         let figures = apply_figures(&text).unwrap_or_else(|| {
@@ -125,13 +112,7 @@ pub async fn soak(seed: u64, n: usize) -> SoakFigures {
     emu.set_faults(Faults::default());
     assert_converged(dir.path(), &emu.snapshot(), n);
     assert_state_matches_server(dir.path(), &emu);
-    let plan = run(
-        dir.path().to_path_buf(),
-        url.clone(),
-        &["plan", "--detailed-exitcode"],
-    )
-    .await;
-    expect_code(&plan, 0);
+    expect_no_changes(dir.path(), &url).await;
 
     let requests: u64 = applies.iter().map(|(_, f, _)| f.requests).sum();
     let figures = SoakFigures {
@@ -185,13 +166,7 @@ async fn a_server_throttling_below_the_client_pace_is_waited_out() {
     let emu = emulator_with(faults, 9).await;
     let dir = project_copy();
     generate_restaurants(dir.path(), 4);
-    let out = run(
-        dir.path().to_path_buf(),
-        emu.base_url(),
-        &["apply", "--auto-approve"],
-    )
-    .await;
-    expect_code(&out, 0);
+    apply_ok(dir.path(), &emu.base_url()).await;
     let by_status = statuses(&emu.base_url()).await;
     assert!(
         by_status.get(&429).copied().unwrap_or(0) > 0,

@@ -9,14 +9,14 @@
 //! Where backends differ by design, the scenario says so: a file holds one project's state, a
 //! database holds several side by side ([`Harness::side_by_side`]).
 
-mod db_support;
+mod common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use db_support::TestDb;
+use common::db::TestDb;
 use sipform::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
 use sipform::model::secret::Secret;
 use sipform::state::{
@@ -43,7 +43,7 @@ struct Harness {
 impl Harness {
     async fn new(kind: Kind) -> Harness {
         let db = match kind {
-            Kind::Postgres => Some(TestDb::new(db_support::Engine::Postgres).await),
+            Kind::Postgres => Some(TestDb::new(common::db::Engine::Postgres).await),
             Kind::File | Kind::Sqlite => None,
         };
         Harness {

@@ -4,13 +4,12 @@
 //! the first project that opens it.
 
 mod common;
-mod db_support;
 
 use std::path::Path;
 use std::time::Duration;
 
+use common::db::{Engine, TestDb};
 use common::*;
-use db_support::{Engine, TestDb};
 use serde_json::Value;
 
 /// A copy of the bundled project (account AlloResto, three restaurants) with `state` as its

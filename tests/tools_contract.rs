@@ -1,13 +1,15 @@
-//! The 12 tool files must equal the platform's facts, field by field (descriptions aside).
+//! The tool files must equal the platform's facts, field by field (descriptions aside): one
+//! file per tool the platform defines, none more. The facts are vendored in
+//! `tests/fixtures/platform/` (see its `SOURCE.md`).
+
+mod common;
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-const FACTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/reference/platform-tools-facts.json"
-);
+/// The platform's tool definitions.
+const FACTS: &str = "platform/platform-tools-facts.json";
 
 /// Parameter descriptions are ours to write (the facts carry none): dropped at every depth.
 fn strip_descriptions(v: &mut Value) {
@@ -50,11 +52,18 @@ fn normalise(mut m: Map<String, Value>) -> Map<String, Value> {
 #[test]
 fn tools_match_the_platform_facts() {
     let facts: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(FACTS).expect("facts file")).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(common::fixture(FACTS)).expect("facts file"))
+            .unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools");
     let tools = sipform::front::load::load_tools(&dir).unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(tools.len(), 12, "twelve tool files");
-    assert_eq!(facts.len(), 12);
+    // One tool file per platform tool, each loaded: with every fact matched by name below,
+    // the files and the facts are the same set.
+    assert_eq!(
+        tools.len(),
+        common::bundled_tool_count(),
+        "every tool file loads"
+    );
+    assert_eq!(tools.len(), facts.len(), "one tool file per platform tool");
     for fact in facts {
         let fact = normalise(fact.as_object().unwrap().clone());
         let name = fact["name"].as_str().unwrap();

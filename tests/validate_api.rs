@@ -1,5 +1,7 @@
 //! The library API plan/apply calls: `desired`, `desired_with`, `load_project_file`.
 
+mod common;
+
 use std::path::Path;
 
 use sipform::front::diagnostics::{Origin, Sourced};
@@ -50,7 +52,7 @@ fn desired_holds_every_restaurant_with_sorted_tools() {
     assert_eq!(v.desired.account.name, "AlloResto");
     assert_eq!(v.desired.restaurants.len(), 3);
     for r in &v.desired.restaurants {
-        assert_eq!(r.tools.len(), 12);
+        assert_eq!(r.tools.len(), common::bundled_tool_count());
         assert!(r
             .tools
             .windows(2)

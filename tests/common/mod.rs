@@ -1,6 +1,21 @@
-//! Shared harness: a copy of the bundled project in a temp folder, an emulator on a random
-//! port, and the real binary pointed at it.
+//! The integration tests' one support module (`mod common;` in a test file, then
+//! `use common::*;`): a copy of the bundled project in a temp folder (or one reading the
+//! platform's table), an emulator on a random port, the real binary pointed at it, and the
+//! assertions many tests share. Its parts:
+//! - this file: the project, the emulator, the binary, the server's objects and the checks on
+//!   them;
+//! - [`db`]: a throwaway PostgreSQL schema or SQLite file with the platform's tables (also
+//!   compiled into `benches/controller.rs`);
+//! - [`controller`]: `sipform controller` as a child process, and the platform table it watches;
+//! - [`hostile`]: a proxy in front of the emulator that rewrites its answers.
+//!
+//! Counts derived from the bundled tools are written with [`bundled_tool_count`], never as a
+//! number.
 #![allow(dead_code)]
+
+pub mod controller;
+pub mod db;
+pub mod hostile;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,10 +24,38 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use sipform_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Faults};
 
+use db::{Engine, TestDb};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_sipform");
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file under `tests/fixtures/` (facts vendored into the repository: see its `SOURCE.md`).
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+/// How many tools the bundled project gives each restaurant: the YAML files in the
+/// repository's `tools/`. Every count derived from the tools is written with this.
+pub fn bundled_tool_count() -> usize {
+    std::fs::read_dir(repo().join("tools"))
+        .expect("tools/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .count()
+}
+
+/// The objects a fresh apply creates per restaurant of the bundled project: its final
+/// customer, agent and subscription, and one of each tool.
+pub fn objects_per_restaurant() -> usize {
+    3 + bundled_tool_count()
+}
+
+/// A restaurant id as the generated projects and tables use them (`…-000000000007`).
+pub fn rid(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
 }
 
 /// Copies sipform.yaml, tools/, templates/ and restaurants/ into a fresh temp folder.
@@ -23,6 +66,87 @@ pub fn project_copy() -> tempfile::TempDir {
     copy_tree(&repo().join("restaurants"), &dir.path().join("restaurants"));
     std::fs::copy(repo().join("sipform.yaml"), dir.path().join("sipform.yaml")).expect("copy");
     dir
+}
+
+/// How a project reading the platform's table is set up, besides the table (see
+/// [`project_on_table`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TableProject<'a> {
+    /// `server.timeout_sec`, when set.
+    pub timeout_sec: Option<u64>,
+    /// The state in the table's database too (a SQLite file beside it, or its PostgreSQL
+    /// schema); otherwise the default, a file in the project.
+    pub state_in_db: bool,
+    /// More top-level keys of `sipform.yaml`, verbatim.
+    pub extra: &'a str,
+}
+
+/// A project copy whose inventory is `db`'s `restaurants` table.
+pub fn project_on_table(db: &TestDb, how: TableProject) -> tempfile::TempDir {
+    let dir = project_copy();
+    let mut yaml = String::from("account:\n  name: AlloResto\n  email: tech@alloresto.fr\n");
+    if let Some(secs) = how.timeout_sec {
+        yaml.push_str(&format!("server:\n  timeout_sec: {secs}\n"));
+    }
+    yaml.push_str(&format!(
+        "inventory:\n  source: database\n  url: \"{}\"\n",
+        db.url
+    ));
+    yaml.push_str(how.extra);
+    if how.state_in_db {
+        yaml.push_str(&match db.engine {
+            Engine::Sqlite => format!(
+                "state:\n  backend: sqlite\n  url: sqlite://{}\n",
+                db.dir.path().join("state.db").display()
+            ),
+            Engine::Postgres => format!("state:\n  backend: postgres\n  url: \"{}\"\n", db.url),
+        });
+    }
+    std::fs::write(dir.path().join("sipform.yaml"), yaml).expect("sipform.yaml");
+    dir
+}
+
+/// A project copy whose inventory is `db`'s table and whose state lives in `db` too, with a
+/// 3 s request timeout: what the controller and database apply tests run.
+pub fn project_on(db: &TestDb) -> tempfile::TempDir {
+    project_on_table(
+        db,
+        TableProject {
+            timeout_sec: Some(3),
+            state_in_db: true,
+            extra: "",
+        },
+    )
+}
+
+/// Column `col` of restaurant `i`'s row ([`rid`]) in `db`'s `restaurants` table.
+pub async fn column(db: &TestDb, col: &str, i: usize) -> Option<String> {
+    db.text(&format!(
+        "SELECT {col} FROM restaurants WHERE id = {}",
+        db.id_literal(&rid(i))
+    ))
+    .await
+}
+
+/// The project's restaurant files, sorted.
+pub fn restaurant_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("restaurants"))
+        .expect("restaurants/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Edits a YAML file as JSON (written back as JSON, which is YAML); returns the edited
+/// document.
+pub fn edit_yaml(path: &Path, edit: impl FnOnce(&mut Value)) -> Value {
+    let text = std::fs::read_to_string(path).expect("read");
+    let mut v: Value = serde_saphyr::from_str(&text).expect("yaml");
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).expect("json")).expect("write");
+    v
 }
 
 pub fn copy_tree(from: &Path, to: &Path) {
@@ -88,12 +212,31 @@ pub fn command(dir: &Path, url: &str, args: &[&str]) -> Command {
     c
 }
 
+/// `apply --auto-approve`, which must succeed.
+pub async fn apply_ok(dir: &Path, url: &str) -> Output {
+    let out = run(dir, url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    out
+}
+
+/// `plan --detailed-exitcode` finds nothing to do: exit 0 and "No changes".
+pub async fn expect_no_changes(dir: &Path, url: &str) {
+    let out = run(dir, url, &["plan", "--detailed-exitcode"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Standard output, then standard error.
+pub fn all_output(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
 }
 
 /// Asserts the exit code, showing the output when it is not the expected one.
@@ -389,12 +532,13 @@ pub fn assert_state_matches_snapshot(dir: &Path, snap: &Value) {
     }
 }
 
-/// The full invariant after convergence: exactly `n` agents, `n` final customers, `12 n`
-/// tools, one agent per restaurant, and state naming exactly the server's objects.
+/// The full invariant after convergence: exactly `n` agents, `n` final customers, every
+/// bundled tool `n` times, one agent per restaurant, and state naming exactly the server's
+/// objects.
 pub fn assert_converged(dir: &Path, snap: &Value, n: usize) {
     assert_eq!(
         snapshot_counts(snap),
-        (n, n, 12 * n),
+        (n, n, bundled_tool_count() * n),
         "(agents, final customers, tools)"
     );
     assert_state_matches_snapshot(dir, snap);

@@ -10,36 +10,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sipform_emulator::EmulatorHandle;
 
-use crate::common::*;
-use crate::db_support::{Engine, TestDb};
-
-pub fn rid(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
+use super::db::{Engine, TestDb};
+use super::*;
 
 /// The platform's table, empty.
 pub async fn platform(engine: Engine) -> TestDb {
     let db = TestDb::new(engine).await;
     db.create_restaurants("restaurants").await;
     db
-}
-
-/// A project copy whose inventory is `db`'s table and whose state lives in `db` too.
-pub fn project_on(db: &TestDb) -> tempfile::TempDir {
-    let dir = project_copy();
-    let state = match db.engine {
-        Engine::Sqlite => format!(
-            "state:\n  backend: sqlite\n  url: sqlite://{}\n",
-            db.dir.path().join("state.db").display()
-        ),
-        Engine::Postgres => format!("state:\n  backend: postgres\n  url: \"{}\"\n", db.url),
-    };
-    let yaml = format!(
-        "account:\n  name: AlloResto\n  email: tech@alloresto.fr\nserver:\n  timeout_sec: 3\ninventory:\n  source: database\n  url: \"{}\"\n{state}",
-        db.url
-    );
-    std::fs::write(dir.path().join("sipform.yaml"), yaml).expect("sipform.yaml");
-    dir
 }
 
 /// Inserts restaurants `range` (SIP on).
@@ -54,14 +32,6 @@ pub async fn insert(db: &TestDb, range: std::ops::Range<usize>) {
     db.exec(&sql).await;
 }
 
-pub async fn column(db: &TestDb, col: &str, i: usize) -> Option<String> {
-    db.text(&format!(
-        "SELECT {col} FROM restaurants WHERE id = {}",
-        db.id_literal(&rid(i))
-    ))
-    .await
-}
-
 /// The agent of restaurant `i` on the server.
 pub fn agent_of(emu: &EmulatorHandle, i: usize) -> Option<Value> {
     agents(emu)
@@ -69,12 +39,12 @@ pub fn agent_of(emu: &EmulatorHandle, i: usize) -> Option<Value> {
         .find(|a| a["config"]["restaurantId"] == rid(i).as_str())
 }
 
-/// Restaurant `i` is provisioned: its agent with 12 tools exists, its row names it.
+/// Restaurant `i` is provisioned: its agent with every bundled tool exists, its row names it.
 pub async fn provisioned(db: &TestDb, emu: &EmulatorHandle, i: usize) -> bool {
     let Some(a) = agent_of(emu, i) else {
         return false;
     };
-    a["tools"].as_array().map(Vec::len) == Some(12)
+    a["tools"].as_array().map(Vec::len) == Some(bundled_tool_count())
         && column(db, "agent_id", i).await.as_deref() == a["id"].as_str()
 }
 
