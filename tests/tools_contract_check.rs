@@ -129,7 +129,7 @@ fn a_waiver_matching_nothing_is_a_warning_and_a_missing_document_an_error() {
     let dir = project_copy();
     set_platform(
         dir.path(),
-        "platform:\n  openapi: docs/platform.openapi.yaml\n  waivers:\n  - tool: log_new_faq\n    reason: gone\n  - tool: cancel_order\n    check: unknown-body-key\n    reason: nothing to waive\n",
+        "platform:\n  openapi: docs/platform.openapi.yaml\n  waivers:\n  - tool: log_new_faq\n    reason: gone\n  - tool: confirm_reservation\n    subject: reservation_time\n    reason: kept\n  - tool: cancel_order\n    check: unknown-body-key\n    reason: nothing to waive\n",
     );
     let o = sipform(dir.path(), NO_SERVER, &["validate"]);
     expect_code(&o, 0);
@@ -197,7 +197,7 @@ fn plan_lists_the_waivers() {
     let dir = project_copy();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let emu = rt.block_on(common::emulator());
-    let o = sipform(dir.path(), &emu.url(), &["plan"]);
+    let o = sipform(dir.path(), &emu.base_url(), &["plan"]);
     expect_code(&o, 0);
     let out = stdout(&o);
     let second = out.lines().nth(1).unwrap_or_default();
@@ -205,7 +205,7 @@ fn plan_lists_the_waivers() {
         second.starts_with("Waived contract check: log_new_faq (unknown-route): /api/faq was removed"),
         "{out}"
     );
-    let o = sipform(dir.path(), &emu.url(), &["plan", "--markdown"]);
+    let o = sipform(dir.path(), &emu.base_url(), &["plan", "--markdown"]);
     expect_code(&o, 0);
     assert!(
         stdout(&o).contains("> **Waived contract check**: confirm_reservation (dead-parameter `reservation_time`)"),

@@ -167,7 +167,17 @@ pub fn read_file(path: &Path) -> Result<(ToolTestFile, Document), Diagnostics> {
     })?;
     let mut diags = Diagnostics::default();
     for e in v.iter_errors(&doc.value) {
-        diags.push(doc.diag(&e.instance_path().to_string(), e.to_string()));
+        let pointer = e.instance_path().to_string();
+        match e.kind() {
+            // An unknown key points at itself, not at the object holding it.
+            jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for key in unexpected {
+                    let at = format!("{pointer}/{}", crate::front::yaml::escape_token(key));
+                    diags.push(doc.diag(&at, format!("unknown key `{key}`")));
+                }
+            }
+            _ => diags.push(doc.diag(&pointer, e.to_string())),
+        }
     }
     if !diags.is_empty() {
         return Err(diags);
