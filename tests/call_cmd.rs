@@ -19,7 +19,14 @@ fn the_phone_is_encoded_in_the_query() {
     let o = sipform(
         dir.path(),
         NO_SERVER,
-        &["call", "check_order_status", "--restaurant", SUSHI, "--param", "customer_phone=+33612345678"],
+        &[
+            "call",
+            "check_order_status",
+            "--restaurant",
+            SUSHI,
+            "--param",
+            "customer_phone=+33612345678",
+        ],
     );
     expect_code(&o, 0);
     let out = stdout(&o);
@@ -39,11 +46,24 @@ fn json_shows_the_typed_body() {
         dir.path(),
         NO_SERVER,
         &[
-            "call", "confirm_reservation", "--restaurant", BISTROT,
-            "--param", "customer_name=Martin", "--param", "customer_phone=+33612345678",
-            "--param", "party_size=4", "--param", "service_id=svc-1", "--param", "offer_id=menu",
-            "--ctx", r#"last_availability_check={"estimatedTimeISO":"2026-12-08T19:00:00.000Z"}"#,
-            "--ctx", "call_id=call-9",
+            "call",
+            "confirm_reservation",
+            "--restaurant",
+            BISTROT,
+            "--param",
+            "customer_name=Martin",
+            "--param",
+            "customer_phone=+33612345678",
+            "--param",
+            "party_size=4",
+            "--param",
+            "service_id=svc-1",
+            "--param",
+            "offer_id=menu",
+            "--ctx",
+            r#"last_availability_check={"estimatedTimeISO":"2026-12-08T19:00:00.000Z"}"#,
+            "--ctx",
+            "call_id=call-9",
             "--json",
         ],
     );
@@ -51,14 +71,21 @@ fn json_shows_the_typed_body() {
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let body = &v["request"]["body"];
     assert_eq!(v["request"]["method"], "POST");
-    assert_eq!(v["request"]["url"], "http://localhost:3000/api/reservations");
+    assert_eq!(
+        v["request"]["url"],
+        "http://localhost:3000/api/reservations"
+    );
     assert_eq!(body["partySize"], json!(4));
     assert_eq!(body["serviceId"], "svc-1");
     assert_eq!(body["offerId"], "menu");
     assert_eq!(body["reservationTime"], "2026-12-08T19:00:00.000Z");
     assert_eq!(body["callId"], "call-9");
     assert_eq!(body["restaurantId"], BISTROT);
-    assert_eq!(body["notes"], Value::Null, "a missing argument is sent as null");
+    assert_eq!(
+        body["notes"],
+        Value::Null,
+        "a missing argument is sent as null"
+    );
     assert!(v.get("answer").is_none());
 }
 
@@ -68,24 +95,68 @@ fn bad_arguments_are_refused() {
     let o = sipform(
         dir.path(),
         NO_SERVER,
-        &["call", "check_order_status", "--restaurant", SUSHI, "--param", "phone=+33612345678"],
+        &[
+            "call",
+            "check_order_status",
+            "--restaurant",
+            SUSHI,
+            "--param",
+            "phone=+33612345678",
+        ],
     );
     expect_code(&o, 1);
-    assert!(stderr(&o).contains("tool `check_order_status` has no parameter `phone` (its parameters: customer_phone)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "tool `check_order_status` has no parameter `phone` (its parameters: customer_phone)"
+        ),
+        "{}",
+        stderr(&o)
+    );
     let o = sipform(
         dir.path(),
         NO_SERVER,
-        &["call", "cancel_order", "--restaurant", SUSHI, "--param", "order_number=forty"],
+        &[
+            "call",
+            "cancel_order",
+            "--restaurant",
+            SUSHI,
+            "--param",
+            "order_number=forty",
+        ],
     );
     expect_code(&o, 1);
-    assert!(stderr(&o).contains("parameter `order_number` is integer"), "{}", stderr(&o));
-    let o = sipform(dir.path(), NO_SERVER, &["call", "nope", "--restaurant", SUSHI]);
+    assert!(
+        stderr(&o).contains("parameter `order_number` is integer"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sipform(
+        dir.path(),
+        NO_SERVER,
+        &["call", "nope", "--restaurant", SUSHI],
+    );
     expect_code(&o, 1);
-    assert!(stderr(&o).contains("no tool named `nope`"), "{}", stderr(&o));
-    let o = sipform(dir.path(), NO_SERVER, &["call", "end_call", "--restaurant", "missing"]);
+    assert!(
+        stderr(&o).contains("no tool named `nope`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sipform(
+        dir.path(),
+        NO_SERVER,
+        &["call", "end_call", "--restaurant", "missing"],
+    );
     expect_code(&o, 1);
-    assert!(stderr(&o).contains("no restaurant with id `missing`"), "{}", stderr(&o));
-    let o = sipform(dir.path(), NO_SERVER, &["call", "end_call", "--restaurant", SUSHI]);
+    assert!(
+        stderr(&o).contains("no restaurant with id `missing`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sipform(
+        dir.path(),
+        NO_SERVER,
+        &["call", "end_call", "--restaurant", SUSHI],
+    );
     expect_code(&o, 1);
     assert!(stderr(&o).contains("built in"), "{}", stderr(&o));
 }
@@ -95,11 +166,23 @@ fn send_puts_exactly_the_printed_request_on_the_wire() {
     let stub = contract_stub::start();
     let dir = project_copy();
     let args = [
-        "call", "check_availability", "--restaurant", PIZZERIA,
-        "--param", "mode=delivery", "--param", "customer_address=12 rue de la Paix",
-        "--param", "customer_city=Paris", "--param", "customer_postal_code=75002",
-        "--ctx", "customer_delivery_lat=48.869",
-        "--base-url", &stub.url, "--json",
+        "call",
+        "check_availability",
+        "--restaurant",
+        PIZZERIA,
+        "--param",
+        "mode=delivery",
+        "--param",
+        "customer_address=12 rue de la Paix",
+        "--param",
+        "customer_city=Paris",
+        "--param",
+        "customer_postal_code=75002",
+        "--ctx",
+        "customer_delivery_lat=48.869",
+        "--base-url",
+        &stub.url,
+        "--json",
     ];
     let printed = sipform(dir.path(), NO_SERVER, &args);
     expect_code(&printed, 0);
@@ -129,8 +212,15 @@ fn send_puts_exactly_the_printed_request_on_the_wire() {
     assert_eq!(sent["answer"]["status"], 200);
     let d = &sent["derived"];
     assert_eq!(d["contextUpdates"]["customer_delivery_lat"], json!(48.869));
-    assert_eq!(d["contextUpdates"]["last_availability_check"]["googleApiCalls"], json!(1));
-    assert_eq!(d["extraCost"], json!(1), "googleApiCalls, not the absent apiCosts");
+    assert_eq!(
+        d["contextUpdates"]["last_availability_check"]["googleApiCalls"],
+        json!(1)
+    );
+    assert_eq!(
+        d["extraCost"],
+        json!(1),
+        "googleApiCalls, not the absent apiCosts"
+    );
 }
 
 #[test]
@@ -141,8 +231,15 @@ fn send_encodes_the_phone_on_the_wire_and_shows_the_mapping() {
         dir.path(),
         NO_SERVER,
         &[
-            "call", "lookup_reservation", "--restaurant", BISTROT,
-            "--param", "customer_phone=+33 6 12", "--base-url", &stub.url, "--send",
+            "call",
+            "lookup_reservation",
+            "--restaurant",
+            BISTROT,
+            "--param",
+            "customer_phone=+33 6 12",
+            "--base-url",
+            &stub.url,
+            "--send",
         ],
     );
     expect_code(&o, 0);
@@ -162,13 +259,29 @@ fn send_encodes_the_phone_on_the_wire_and_shows_the_mapping() {
         dir.path(),
         NO_SERVER,
         &[
-            "call", "leave_message", "--restaurant", SUSHI, "--param", "content=Rappel",
-            "--param", "category=other", "--param", "is_urgent=true",
-            "--base-url", &stub.url, "--send",
+            "call",
+            "leave_message",
+            "--restaurant",
+            SUSHI,
+            "--param",
+            "content=Rappel",
+            "--param",
+            "category=other",
+            "--param",
+            "is_urgent=true",
+            "--base-url",
+            &stub.url,
+            "--send",
         ],
     );
     expect_code(&o, 0);
     let out = stdout(&o);
-    assert!(out.contains("the model sees:\n{\n  \"message\": \"Message transmis au restaurant\""), "{out}");
-    assert_eq!(stub.requests()[1].body.as_ref().unwrap()["isUrgent"], json!(true));
+    assert!(
+        out.contains("the model sees:\n{\n  \"message\": \"Message transmis au restaurant\""),
+        "{out}"
+    );
+    assert_eq!(
+        stub.requests()[1].body.as_ref().unwrap()["isUrgent"],
+        json!(true)
+    );
 }

@@ -25,7 +25,10 @@ fn apply_intended_fixes(fact: &mut Map<String, Value>) {
         // The handler reads serviceId/offerId, which the model is asked for.
         Some("confirm_reservation") => {
             let body = fact["http"]["bodyTemplate"].as_object_mut().unwrap();
-            body.insert("serviceId".into(), Value::String("={{$ai.service_id}}".into()));
+            body.insert(
+                "serviceId".into(),
+                Value::String("={{$ai.service_id}}".into()),
+            );
             body.insert("offerId".into(), Value::String("={{$ai.offer_id}}".into()));
         }
         _ => {}

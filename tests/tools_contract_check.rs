@@ -72,7 +72,10 @@ fn shipped_tools_pass_with_their_waivers_listed() {
 fn the_three_bugs_are_caught_on_the_unfixed_tools() {
     let dir = project_copy();
     unfixed_tools(dir.path());
-    set_platform(dir.path(), "platform:\n  openapi: docs/platform.openapi.yaml\n");
+    set_platform(
+        dir.path(),
+        "platform:\n  openapi: docs/platform.openapi.yaml\n",
+    );
     let o = sipform(dir.path(), NO_SERVER, &["validate"]);
     expect_code(&o, 1);
     let err = stderr(&o);
@@ -84,20 +87,37 @@ fn the_three_bugs_are_caught_on_the_unfixed_tools() {
         "tools/log_new_faq.yaml:{}:",
         line_of(&tools.join("log_new_faq.yaml"), "url:")
     );
-    let faq_line = err.lines().find(|l| l.contains(&faq)).unwrap_or_else(|| panic!("{faq}\n{err}"));
-    assert!(faq_line.contains("POST /api/faq: no such route in"), "{faq_line}");
+    let faq_line = err
+        .lines()
+        .find(|l| l.contains(&faq))
+        .unwrap_or_else(|| panic!("{faq}\n{err}"));
+    assert!(
+        faq_line.contains("POST /api/faq: no such route in"),
+        "{faq_line}"
+    );
 
     // check_availability: $res.apiCosts is not in the answer; the OpenAPI path and its line.
     let avail = format!(
         "tools/check_availability.yaml:{}:",
-        line_of(&tools.join("check_availability.yaml"), "extraCostResponseField")
+        line_of(
+            &tools.join("check_availability.yaml"),
+            "extraCostResponseField"
+        )
     );
-    let line = err.lines().find(|l| l.contains(&avail)).unwrap_or_else(|| panic!("{avail}\n{err}"));
-    assert!(line.contains("`$res.apiCosts` is not in the route's answer"), "{line}");
+    let line = err
+        .lines()
+        .find(|l| l.contains(&avail))
+        .unwrap_or_else(|| panic!("{avail}\n{err}"));
+    assert!(
+        line.contains("`$res.apiCosts` is not in the route's answer"),
+        "{line}"
+    );
     assert!(line.contains("googleApiCalls"), "{line}");
     let op_line = line_of(&doc, "  /api/availability/check:") + 1;
     assert!(
-        line.contains(&format!("docs/platform.openapi.yaml:{op_line} POST /api/availability/check")),
+        line.contains(&format!(
+            "docs/platform.openapi.yaml:{op_line} POST /api/availability/check"
+        )),
         "{line}"
     );
 
@@ -108,8 +128,16 @@ fn the_three_bugs_are_caught_on_the_unfixed_tools() {
             "tools/confirm_reservation.yaml:{}:",
             line_of(&cr, &format!("    {p}:"))
         );
-        let line = err.lines().find(|l| l.contains(&at)).unwrap_or_else(|| panic!("{at}\n{err}"));
-        assert!(line.contains(&format!("dead parameter: the voice model is asked for `{p}`")), "{line}");
+        let line = err
+            .lines()
+            .find(|l| l.contains(&at))
+            .unwrap_or_else(|| panic!("{at}\n{err}"));
+        assert!(
+            line.contains(&format!(
+                "dead parameter: the voice model is asked for `{p}`"
+            )),
+            "{line}"
+        );
     }
     assert!(err.contains("problems found"), "{err}");
 }
@@ -134,7 +162,9 @@ fn a_waiver_matching_nothing_is_a_warning_and_a_missing_document_an_error() {
     let o = sipform(dir.path(), NO_SERVER, &["validate"]);
     expect_code(&o, 0);
     assert!(
-        stderr(&o).contains("the waiver for cancel_order (unknown-body-key): nothing to waive matches no finding"),
+        stderr(&o).contains(
+            "the waiver for cancel_order (unknown-body-key): nothing to waive matches no finding"
+        ),
         "{}",
         stderr(&o)
     );
@@ -170,9 +200,10 @@ fn a_bad_waiver_is_refused_by_the_schema() {
 fn wrong_method_unknown_keys_and_missing_required_are_findings() {
     let dir = project_copy();
     let p = dir.path().join("tools/cancel_order.yaml");
-    let text = std::fs::read_to_string(&p)
-        .unwrap()
-        .replace("    order_number: ={{$ai.order_number}}\n", "    orderNumber: ={{$ai.order_number}}\n");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "    order_number: ={{$ai.order_number}}\n",
+        "    orderNumber: ={{$ai.order_number}}\n",
+    );
     std::fs::write(&p, text).unwrap();
     let p = dir.path().join("tools/lookup_reservation.yaml");
     let text = std::fs::read_to_string(&p)
@@ -180,16 +211,30 @@ fn wrong_method_unknown_keys_and_missing_required_are_findings() {
         .replace("restaurantId={{config.restaurantId}}&", "");
     std::fs::write(&p, text).unwrap();
     let p = dir.path().join("tools/leave_message.yaml");
-    let text = std::fs::read_to_string(&p).unwrap().replace("method: POST", "method: PUT");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("method: POST", "method: PUT");
     std::fs::write(&p, text).unwrap();
     let o = sipform(dir.path(), NO_SERVER, &["validate"]);
     expect_code(&o, 1);
     let err = stderr(&o);
-    assert!(err.contains("body key `orderNumber` is not read by the route"), "{err}");
-    assert!(err.contains("the route requires body key `order_number`"), "{err}");
+    assert!(
+        err.contains("body key `orderNumber` is not read by the route"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the route requires body key `order_number`"),
+        "{err}"
+    );
     assert!(err.contains("POST /api/ai/tools/cancel-order]"), "{err}");
-    assert!(err.contains("the route requires query parameter `restaurantId`"), "{err}");
-    assert!(err.contains("PUT is not a method of /api/messages (it answers DELETE, GET, PATCH, POST)"), "{err}");
+    assert!(
+        err.contains("the route requires query parameter `restaurantId`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("PUT is not a method of /api/messages (it answers DELETE, GET, PATCH, POST)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -202,13 +247,17 @@ fn plan_lists_the_waivers() {
     let out = stdout(&o);
     let second = out.lines().nth(1).unwrap_or_default();
     assert!(
-        second.starts_with("Waived contract check: log_new_faq (unknown-route): /api/faq was removed"),
+        second.starts_with(
+            "Waived contract check: log_new_faq (unknown-route): /api/faq was removed"
+        ),
         "{out}"
     );
     let o = sipform(dir.path(), &emu.base_url(), &["plan", "--markdown"]);
     expect_code(&o, 0);
     assert!(
-        stdout(&o).contains("> **Waived contract check**: confirm_reservation (dead-parameter `reservation_time`)"),
+        stdout(&o).contains(
+            "> **Waived contract check**: confirm_reservation (dead-parameter `reservation_time`)"
+        ),
         "{}",
         stdout(&o)
     );
@@ -228,18 +277,32 @@ fn doctor_tools_probes_each_target_with_options() {
     assert!(out.contains("FAIL tool log_new_faq: POST "), "{out}");
     assert!(out.contains("/api/faq: no such route (404)"), "{out}");
     assert!(out.contains("ok   tool check_order_status: GET "), "{out}");
-    assert!(out.contains("ok   tool cancel_reservation: PATCH "), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok   tool ")).count(), 9, "{out}");
+    assert!(
+        out.contains("ok   tool cancel_reservation: PATCH "),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok   tool ")).count(),
+        9,
+        "{out}"
+    );
     // OPTIONS only: nothing was recorded as a call.
     assert!(stub.requests().is_empty(), "{:?}", stub.requests());
 
     // A method the route does not export.
     let p = dir.path().join("tools/leave_message.yaml");
-    let text = std::fs::read_to_string(&p).unwrap().replace("method: POST", "method: PUT");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("method: POST", "method: PUT");
     std::fs::write(&p, text).unwrap();
-    let o = sipform(dir.path(), NO_SERVER, &["doctor", "--tools", "--platform-url", &stub.url]);
+    let o = sipform(
+        dir.path(),
+        NO_SERVER,
+        &["doctor", "--tools", "--platform-url", &stub.url],
+    );
     assert!(
-        stdout(&o).contains("FAIL tool leave_message: PUT ") && stdout(&o).contains("the route allows GET, POST, PATCH, DELETE, OPTIONS only"),
+        stdout(&o).contains("FAIL tool leave_message: PUT ")
+            && stdout(&o).contains("the route allows GET, POST, PATCH, DELETE, OPTIONS only"),
         "{}",
         stdout(&o)
     );
@@ -247,7 +310,11 @@ fn doctor_tools_probes_each_target_with_options() {
 
 /// What the facts say of one handler: query (name → required), body (name → required),
 /// the 2xx answers' keys.
-type Handler = (BTreeMap<String, bool>, BTreeMap<String, bool>, BTreeSet<String>);
+type Handler = (
+    BTreeMap<String, bool>,
+    BTreeMap<String, bool>,
+    BTreeSet<String>,
+);
 
 fn facts() -> BTreeMap<(String, String), Handler> {
     let facts: Value = serde_json::from_str(
@@ -266,7 +333,12 @@ fn facts() -> BTreeMap<(String, String), Handler> {
                     .unwrap()
                     .iter()
                     .filter(|f| !f["name"].as_str().unwrap().starts_with("..."))
-                    .map(|f| (f["name"].as_str().unwrap().to_string(), f["required"] == Value::Bool(true)))
+                    .map(|f| {
+                        (
+                            f["name"].as_str().unwrap().to_string(),
+                            f["required"] == Value::Bool(true),
+                        )
+                    })
                     .collect()
             };
             let answers: BTreeSet<String> = h["responses"]
@@ -293,7 +365,12 @@ fn the_document_agrees_with_the_handlers_facts() {
         .unwrap_or_else(|d| panic!("{d}"));
     assert!(api.revision.contains("v2"), "{}", api.revision);
     let head = std::fs::read_to_string(repo().join("docs/platform.openapi.yaml")).unwrap();
-    assert!(head.lines().take(5).any(|l| l.contains("9160d52") && l.contains("v2")), "the header names the revision");
+    assert!(
+        head.lines()
+            .take(5)
+            .any(|l| l.contains("9160d52") && l.contains("v2")),
+        "the header names the revision"
+    );
     let facts = facts();
     let mut ours = BTreeSet::new();
     for route in &api.routes {
@@ -302,11 +379,18 @@ fn the_document_agrees_with_the_handlers_facts() {
             let (query, body, answers) = facts
                 .get(&(route.path.clone(), m.clone()))
                 .unwrap_or_else(|| panic!("{m} {} is not in the facts", route.path));
-            let q: BTreeMap<String, bool> =
-                op.query.iter().map(|q| (q.name.clone(), q.required)).collect();
+            let q: BTreeMap<String, bool> = op
+                .query
+                .iter()
+                .map(|q| (q.name.clone(), q.required))
+                .collect();
             assert_eq!(&q, query, "{m} {} query", route.path);
             let b: BTreeMap<String, bool> = match &op.body {
-                Some(sipform::contract::openapi::Shape::Object { properties, required, .. }) => properties
+                Some(sipform::contract::openapi::Shape::Object {
+                    properties,
+                    required,
+                    ..
+                }) => properties
                     .keys()
                     .map(|k| (k.clone(), required.contains(k)))
                     .collect(),

@@ -37,7 +37,12 @@ pub struct Args {
 }
 
 /// Header names whose value is never printed.
-const SECRET_HEADERS: &[&str] = &["authorization", "x-api-key", "cookie", "proxy-authorization"];
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "cookie",
+    "proxy-authorization",
+];
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let Some(settings): Option<Settings> = super::validate::settings(&global.project)? else {

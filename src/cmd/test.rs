@@ -70,5 +70,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
 
 /// A case file's path relative to the project, as written in the repository.
 fn shown(file: &std::path::Path, root: &std::path::Path) -> String {
-    file.strip_prefix(root).unwrap_or(file).display().to_string()
+    file.strip_prefix(root)
+        .unwrap_or(file)
+        .display()
+        .to_string()
 }

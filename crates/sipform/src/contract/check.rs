@@ -398,6 +398,8 @@ pub fn check_validated(
     if !found.errors.is_empty() {
         return Err(found.errors);
     }
-    report.warnings.extend(found.warnings(&root.join(crate::front::load::PROJECT_FILE)));
+    report
+        .warnings
+        .extend(found.warnings(&root.join(crate::front::load::PROJECT_FILE)));
     Ok(Some(found))
 }

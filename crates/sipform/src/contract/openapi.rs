@@ -393,7 +393,13 @@ paths:
         assert_eq!(a.revision, "v2");
         let r = a.route("/api/x").unwrap();
         let get = &r.operations["GET"];
-        assert_eq!(get.query, vec![QueryParam { name: "phone".into(), required: true }]);
+        assert_eq!(
+            get.query,
+            vec![QueryParam {
+                name: "phone".into(),
+                required: true
+            }]
+        );
         assert!(get.body.is_none());
         assert!(get.response.has(&["id".into()]));
         assert!(get.response.has(&["nested".into(), "x".into()]));

@@ -67,7 +67,11 @@ pub fn split_url(url: &str) -> Result<UrlParts, UrlError> {
         return Err(UrlError::PathReference(path));
     }
     let mut pairs = Vec::new();
-    for pair in query.iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+    for pair in query
+        .iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k.contains("{{") {
             return Err(UrlError::QueryKey(k.to_string()));
@@ -355,7 +359,10 @@ mod tests {
         .unwrap();
         assert!(u.on_platform);
         assert_eq!(u.path, "/api/orders/status");
-        assert_eq!(u.query[1], ("phone".into(), "{{$ai.customer_phone}}".into()));
+        assert_eq!(
+            u.query[1],
+            ("phone".into(), "{{$ai.customer_phone}}".into())
+        );
         assert!(!split_url("https://x.y/api/a").unwrap().on_platform);
         assert!(matches!(
             split_url("={{BASE_URL}}/api/{{ctx.a}}"),
@@ -368,7 +375,10 @@ mod tests {
         let scope = Scope {
             base_url: "http://h:3000".into(),
             config: json!({"restaurantId": "r 1"}),
-            ai: json!({"customer_phone": "+33 6&x", "n": 4}).as_object().unwrap().clone(),
+            ai: json!({"customer_phone": "+33 6&x", "n": 4})
+                .as_object()
+                .unwrap()
+                .clone(),
             ..Scope::default()
         };
         assert_eq!(
@@ -379,9 +389,21 @@ mod tests {
             .unwrap(),
             "http://h:3000/api/x/r%201?phone=%2B33%206%26x&m="
         );
-        assert_eq!(resolve_value(&json!("={{$ai.n}}"), &scope).unwrap(), json!(4));
-        assert_eq!(resolve_value(&json!("= {{$ai.n}}"), &scope).unwrap(), json!(" 4"));
-        assert_eq!(resolve_value(&json!("={{ctx.none}}"), &scope).unwrap(), Value::Null);
-        assert_eq!(resolve_value(&json!("confirmed"), &scope).unwrap(), json!("confirmed"));
+        assert_eq!(
+            resolve_value(&json!("={{$ai.n}}"), &scope).unwrap(),
+            json!(4)
+        );
+        assert_eq!(
+            resolve_value(&json!("= {{$ai.n}}"), &scope).unwrap(),
+            json!(" 4")
+        );
+        assert_eq!(
+            resolve_value(&json!("={{ctx.none}}"), &scope).unwrap(),
+            Value::Null
+        );
+        assert_eq!(
+            resolve_value(&json!("confirmed"), &scope).unwrap(),
+            json!("confirmed")
+        );
     }
 }

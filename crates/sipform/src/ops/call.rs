@@ -63,25 +63,24 @@ impl Calls {
     /// without the contract check: a call is how a broken tool is looked at.
     pub async fn load(settings: &Settings) -> Result<Calls, CallError> {
         let env = settings.render_env();
-        let restaurants =
-            match PlatformTable::from_config(&settings.inventory, &settings.root)
-                .await
-                .map_err(OpsError::from)?
-            {
-                None => None,
-                Some(table) => Some(
-                    table
-                        .read_checked(&std::collections::BTreeSet::new())
-                        .await
-                        .map_err(OpsError::from)?,
-                ),
-            };
+        let restaurants = match PlatformTable::from_config(&settings.inventory, &settings.root)
+            .await
+            .map_err(OpsError::from)?
+        {
+            None => None,
+            Some(table) => Some(
+                table
+                    .read_checked(&std::collections::BTreeSet::new())
+                    .await
+                    .map_err(OpsError::from)?,
+            ),
+        };
         let report =
             front_validate::check_inventory(&settings.root, settings.project(), &env, restaurants)
                 .and_then(Report::into_strict)
                 .map_err(OpsError::from)?;
-        let tools = load::load_tools(&settings.root.join(&settings.tools_dir))
-            .map_err(OpsError::from)?;
+        let tools =
+            load::load_tools(&settings.root.join(&settings.tools_dir)).map_err(OpsError::from)?;
         let agents = report
             .validated
             .desired

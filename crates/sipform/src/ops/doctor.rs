@@ -218,7 +218,10 @@ pub async fn doctor_tools(
                     &what,
                     format!("{target}: the route allows {} only", allowed.join(", ")),
                 ),
-                Verdict::Unknown(why) => Finding::Skipped { what, why: format!("{target}: {why}") },
+                Verdict::Unknown(why) => Finding::Skipped {
+                    what,
+                    why: format!("{target}: {why}"),
+                },
             }
         })
         .collect())

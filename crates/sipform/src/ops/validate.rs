@@ -21,6 +21,12 @@ pub async fn validate(settings: &Settings) -> Result<Report, OpsError> {
         validate::check_inventory(&settings.root, settings.project(), &env, restaurants)
             .and_then(Report::into_strict)?;
     let s = settings;
-    crate::contract::check::check_validated(&s.root, &s.tools_dir, &s.template, &s.platform, &mut report)?;
+    crate::contract::check::check_validated(
+        &s.root,
+        &s.tools_dir,
+        &s.template,
+        &s.platform,
+        &mut report,
+    )?;
     Ok(report)
 }
