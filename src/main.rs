@@ -50,6 +50,10 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Reconcile continuously: provision a restaurant's agent seconds after its row appears.
     Controller(cmd::controller::Args),
+    /// Print (or --send) the exact request a tool makes for one call, built offline.
+    Call(cmd::call::Args),
+    /// Run the tool tests of tool-tests/ (offline; --platform URL for the live part).
+    Test(cmd::test::Args),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +104,8 @@ fn main() -> ExitCode {
             Command::Emulator(a) => cmd::emulator::run(&global, a).await,
             Command::Demo(a) => cmd::demo::run(&global, a).await,
             Command::Controller(a) => cmd::controller::run(&global, a).await,
+            Command::Call(a) => cmd::call::run(&global, a).await,
+            Command::Test(a) => cmd::test::run(&global, a).await,
         }
     });
     match result {

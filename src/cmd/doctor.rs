@@ -11,11 +11,22 @@ use super::{Global, ServerArgs};
 pub struct Args {
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Instead: probe each tool's target on the running platform (OPTIONS), reporting
+    /// missing routes and methods.
+    #[arg(long)]
+    pub tools: bool,
+    /// With --tools: the platform's base URL (default: NEXT_PUBLIC_APP_URL, else app.url).
+    #[arg(long, value_name = "URL", requires = "tools")]
+    pub platform_url: Option<String>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::settings(&global.project, &args.server.overrides())?;
-    let findings = doctor(&settings).await?;
+    let findings = if args.tools {
+        sipform::ops::doctor::doctor_tools(&settings, args.platform_url.as_deref()).await?
+    } else {
+        doctor(&settings).await?
+    };
     for f in &findings {
         match f {
             Finding::Warning(w) => println!("warn {w}"),

@@ -12,6 +12,7 @@ use sipform::ops::plan::PlanOptions;
 use sipform::ops::{OpsError, Workspace};
 
 pub mod apply;
+pub mod call;
 pub mod controller;
 pub mod controller_http;
 pub mod dedupe;
@@ -25,6 +26,7 @@ pub mod render;
 pub mod schema;
 pub mod signals;
 pub mod state;
+pub mod test;
 pub mod validate;
 
 /// Options every command shares.

@@ -52,6 +52,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         ),
         other => output::plan(&plan, other),
     };
+    let waivers = &ws.settings().platform.waivers;
+    let text = match format {
+        Format::Json => text,
+        f => output::with_waivers(text, waivers, f == Format::Markdown),
+    };
     print!("{text}");
     if let Some(out) = &args.out {
         ops::plan::save(out, &plan)?;

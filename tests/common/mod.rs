@@ -65,6 +65,13 @@ pub fn project_copy() -> tempfile::TempDir {
     copy_tree(&repo().join("templates"), &dir.path().join("templates"));
     copy_tree(&repo().join("restaurants"), &dir.path().join("restaurants"));
     std::fs::copy(repo().join("sipform.yaml"), dir.path().join("sipform.yaml")).expect("copy");
+    // sipform.yaml's platform.openapi: the contract `validate` checks the tools against.
+    std::fs::create_dir_all(dir.path().join("docs")).expect("docs");
+    std::fs::copy(
+        repo().join("docs/platform.openapi.yaml"),
+        dir.path().join("docs/platform.openapi.yaml"),
+    )
+    .expect("copy");
     dir
 }
 

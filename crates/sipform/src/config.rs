@@ -118,6 +118,8 @@ pub struct Settings {
     pub billing: crate::model::spec::BillingConfig,
     /// `phone_lines:` of `sipform.yaml`: where phone lines come from.
     pub phone_lines: crate::model::spec::PhoneLinesConfig,
+    /// `platform:` of `sipform.yaml`: the OpenAPI document tools are checked against.
+    pub platform: crate::contract::PlatformConfig,
 }
 
 /// Reads the process environment; tests pass a closure over a map instead.
@@ -181,6 +183,7 @@ impl Settings {
             template: project.template,
             billing: project.billing,
             phone_lines: project.phone_lines,
+            platform: project.platform,
         }
     }
 
@@ -204,6 +207,7 @@ impl Settings {
             template: self.template.clone(),
             billing: self.billing.clone(),
             phone_lines: self.phone_lines.clone(),
+            platform: self.platform.clone(),
         }
     }
 
@@ -325,6 +329,7 @@ mod tests {
             template: "templates/agent.yaml.j2".into(),
             billing: Default::default(),
             phone_lines: Default::default(),
+            platform: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod model;
 
 pub mod config;
+pub mod contract;
 pub mod crypto;
 pub mod front;
 pub mod inventory;

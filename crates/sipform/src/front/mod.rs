@@ -8,5 +8,6 @@ pub mod load;
 pub mod par;
 pub mod render;
 pub mod schema;
+pub mod strict;
 pub mod validate;
 pub mod yaml;

@@ -118,6 +118,9 @@ impl Renderer {
         env.set_fuel(Some(RENDER_FUEL));
         env.add_template_owned(NAME, source.clone())
             .map_err(|e| to_render_error(&e))?;
+        // A misspelt variable is an error even under a filter (`| tojson`), `| default` aside.
+        let tmpl = env.get_template(NAME).map_err(|e| to_render_error(&e))?;
+        crate::front::strict::check(&env, &tmpl, &source, NULLABLE)?;
         Ok(Renderer {
             env,
             path: path.to_path_buf(),
@@ -445,12 +448,16 @@ mod tests {
 
     #[test]
     fn undefined_variable_names_the_line() {
-        let r =
-            Renderer::new(Path::new("t.j2"), "a: 1\nb: [[ restaurant.nope ]]\n".into()).unwrap();
-        let env = RenderEnv {
-            app_url: "http://x".into(),
+        // Found as the template compiles (front::strict), else as it renders.
+        let e = match Renderer::new(Path::new("t.j2"), "a: 1\nb: [[ restaurant.nope ]]\n".into()) {
+            Err(e) => e,
+            Ok(r) => {
+                let env = RenderEnv {
+                    app_url: "http://x".into(),
+                };
+                r.render(&restaurant(), &env, &account()).unwrap_err()
+            }
         };
-        let e = r.render(&restaurant(), &env, &account()).unwrap_err();
         assert_eq!(e.line, Some(2), "{e:?}");
     }
 

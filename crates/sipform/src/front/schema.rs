@@ -41,6 +41,10 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
         file_name: "plan.schema.json",
         generate: crate::plan::file::schema,
     },
+    SchemaFile {
+        file_name: "tool-test.schema.json",
+        generate: || schemars::schema_for!(crate::ops::tooltest::ToolTestFile),
+    },
 ];
 
 /// The text written to disk: pretty JSON and a trailing newline.

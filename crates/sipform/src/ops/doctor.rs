@@ -192,3 +192,37 @@ mod tests {
         assert!(!Finding::Warning("w".into()).failed());
     }
 }
+
+/// `doctor --tools`: an `OPTIONS` probe of every tool's target on the platform at `base_url`
+/// (the app URL by default): a missing route or method is a failed check.
+pub async fn doctor_tools(
+    settings: &Settings,
+    base_url: Option<&str>,
+) -> Result<Vec<Finding>, OpsError> {
+    use crate::contract::probe::{probe_tools, Verdict};
+    let tools = crate::front::load::load_tools(&settings.root.join(&settings.tools_dir))?;
+    let base = base_url.unwrap_or(&settings.app_url);
+    let probes = probe_tools(&tools, base, settings.timeout).await;
+    Ok(probes
+        .into_iter()
+        .map(|p| {
+            let what = format!("tool {}", p.tool);
+            let target = format!("{} {}", p.method, p.url);
+            match p.verdict {
+                Verdict::Ok => Finding::check(true, &what, target),
+                Verdict::MissingRoute => {
+                    Finding::check(false, &what, format!("{target}: no such route (404)"))
+                }
+                Verdict::MissingMethod(allowed) => Finding::check(
+                    false,
+                    &what,
+                    format!("{target}: the route allows {} only", allowed.join(", ")),
+                ),
+                Verdict::Unknown(why) => Finding::Skipped {
+                    what,
+                    why: format!("{target}: {why}"),
+                },
+            }
+        })
+        .collect())
+}

@@ -6,6 +6,7 @@
 //! A new command is one file here plus its thin shell in the binary.
 
 pub mod apply;
+pub mod call;
 pub mod controller;
 pub mod dedupe;
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod state;
+pub mod tooltest;
 pub mod validate;
 mod workspace;
 

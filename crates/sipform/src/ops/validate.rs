@@ -17,8 +17,16 @@ pub async fn validate(settings: &Settings) -> Result<Report, OpsError> {
         None => None,
         Some(table) => Some(table.read_checked(&BTreeSet::new()).await?),
     };
-    Ok(
+    let mut report =
         validate::check_inventory(&settings.root, settings.project(), &env, restaurants)
-            .and_then(Report::into_strict)?,
-    )
+            .and_then(Report::into_strict)?;
+    let s = settings;
+    crate::contract::check::check_validated(
+        &s.root,
+        &s.tools_dir,
+        &s.template,
+        &s.platform,
+        &mut report,
+    )?;
+    Ok(report)
 }

@@ -14,6 +14,7 @@ mod markdown;
 mod report;
 mod skipped;
 pub mod specs;
+mod waivers;
 
 pub use annotations::github_annotations;
 pub use apply_json::{apply_json, ApplyRunView, RunStatus, APPLY_REPORT_FORMAT_VERSION};
@@ -26,6 +27,7 @@ pub use markdown::{
 };
 pub use report::{imports, report};
 pub use skipped::skipped;
+pub use waivers::with_waivers;
 
 use crate::plan::Plan;
 
