@@ -347,15 +347,20 @@ fn run_page(page: &str) {
         let (code, out) = run_bash(&script, state.path());
         if code != Some(ex.exit) {
             failures.push(format!(
-                "{}: `{}` exited {code:?}, the page says {}; it printed:\n{out}",
-                ex.place, ex.command, ex.exit
+                "{}: `{}` exited {code:?}, the page says {}; it printed:\n{}",
+                ex.place,
+                ex.command,
+                ex.exit,
+                tail(&out)
             ));
             continue;
         }
         if let Some(line) = missing_output(&ex.output, &out) {
             failures.push(format!(
-                "{}: `{}` did not print {line:?}; it printed:\n{out}",
-                ex.place, ex.command
+                "{}: `{}` did not print {line:?}; it printed:\n{}",
+                ex.place,
+                ex.command,
+                tail(&out)
             ));
         }
     }
@@ -395,6 +400,17 @@ fn run_bash(script: &str, home: &Path) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code(), text)
+}
+
+/// The last lines of a command's output, enough to see why it failed.
+fn tail(out: &str) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    let from = lines.len().saturating_sub(40);
+    let mut t = lines[from..].join("\n");
+    if from > 0 {
+        t.insert_str(0, &format!("[{from} lines before]\n"));
+    }
+    t
 }
 
 fn sh_quote(s: &str) -> String {
