@@ -96,7 +96,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RetryNotice {
         if why.contains("429") || self.told.swap(true, Ordering::Relaxed) {
             return;
         }
-        eprintln!("warning: waiting for sip-agent-server: {why}; retrying with backoff (-v shows each retry)");
+        // The cause is not repeated: the final error, if it comes to that, says it once.
+        eprintln!(
+            "warning: waiting for sip-agent-server: a request failed and is retried with backoff (-v shows each attempt and why)"
+        );
     }
 }
 
