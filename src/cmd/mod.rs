@@ -114,17 +114,17 @@ impl tracing::field::Visit for Message {
     }
 }
 
-/// The log filter of `-v`s when `SIPFORM_LOG` sets none: `-v`, `-vv` and `-vvv` raise only
-/// sipform's own targets (the library's and binary's modules, `sipform*`, and the
-/// `sip-provisioning` target its lines are logged under). Other libraries stay at warn, and
-/// sqlx at error: its own warnings can quote a database URL, and its pool's and hyper's
-/// connection lines buried sipform's at `-vv`. `SIPFORM_LOG=debug` shows everything.
+/// The log filter of `-v`s when `SIPFORM_LOG` sets none: `-v` and `-vv` raise only sipform's
+/// own targets (the library's and binary's modules, `sipform*`, and the `sip-provisioning`
+/// target its lines are logged under): the pool's and the HTTP stack's connection lines
+/// buried sipform's at `-vv`. `-vvv` traces everything. sqlx stays at error whatever the
+/// level: its own warnings can quote a database URL.
 pub fn log_filter(verbose: u8) -> String {
     let own = match verbose {
         0 => return "warn,sqlx=error".to_string(),
         1 => "info",
         2 => "debug",
-        _ => "trace",
+        _ => return "trace,sqlx=error".to_string(),
     };
     format!("warn,sqlx=error,sipform={own},sip-provisioning={own}")
 }
