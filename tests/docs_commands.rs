@@ -417,8 +417,8 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// The pages this test runs: the README and every page of the book. A page added to docs/
-/// without a test here fails `every_page_is_tested`.
+/// The pages with a test of their own: the README and the book. A page added to docs/ later
+/// runs in `every_other_page`, so none goes untested.
 const PAGES: &[&str] = &[
     "README.md",
     "docs/README.md",
@@ -444,19 +444,16 @@ const PAGES: &[&str] = &[
 ];
 
 #[test]
-fn every_page_is_tested() {
-    let mut missing = Vec::new();
-    for e in std::fs::read_dir(repo().join("docs")).expect("docs/") {
-        let name = e.expect("entry").file_name().to_string_lossy().to_string();
-        let page = format!("docs/{name}");
-        if name.ends_with(".md") && !PAGES.contains(&page.as_str()) {
-            missing.push(page);
-        }
+fn every_other_page() {
+    let mut pages: Vec<String> = std::fs::read_dir(repo().join("docs"))
+        .expect("docs/")
+        .map(|e| format!("docs/{}", e.expect("entry").file_name().to_string_lossy()))
+        .filter(|p| p.ends_with(".md") && !PAGES.contains(&p.as_str()))
+        .collect();
+    pages.sort();
+    for page in pages {
+        run_page(&page);
     }
-    assert!(
-        missing.is_empty(),
-        "pages no test runs (add them to PAGES): {missing:?}"
-    );
 }
 
 macro_rules! page_tests {
