@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
 
 #[derive(Parser)]
 #[command(
     name = "sipform",
-    version,
+    version = VERSION,
     about = "sip-agent-server's phone agents as code: validate, plan, apply."
 )]
 struct Cli {
@@ -20,9 +20,26 @@ struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace). Secrets are never logged.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Colour on stdout and stderr: `auto` only on a terminal and without NO_COLOR.
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    color: cmd::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
+
+/// `sipform --version`: the package's version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SIPFORM_COMMIT"),
+    ")"
+);
 
 #[derive(Subcommand)]
 enum Command {
@@ -54,6 +71,14 @@ enum Command {
     Call(cmd::call::Args),
     /// Run the tool tests of tool-tests/ (offline; --platform URL for the live part).
     Test(cmd::test::Args),
+    /// Create a new project folder (settings, the 12 tools, the template, one restaurant).
+    Init(cmd::init::Args),
+    /// Print the shell completion script (bash, zsh or fish).
+    Completions(cmd::completions::Args),
+    /// Print the man page (or one command's; --dir writes them all).
+    Man(cmd::man::Args),
+    /// Exit 0 when an HTTP GET answers 2xx: the image's health check of `/healthz`.
+    Probe(cmd::probe::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,7 +88,17 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    cmd::set_color(cli.color);
     cmd::init_logging(cli.verbose);
+    // What needs neither the runtime nor a project: answered before either exists.
+    let offline = match &cli.command {
+        Command::Completions(a) => Some(cmd::completions::run(Cli::command(), a)),
+        Command::Man(a) => Some(cmd::man::run(Cli::command(), a)),
+        _ => None,
+    };
+    if let Some(result) = offline {
+        return finish(result);
+    }
     let global = cmd::Global {
         project: cli.project,
         verbose: cli.verbose,
@@ -71,7 +106,7 @@ fn main() -> ExitCode {
     // One worker beside the main thread, which runs the command itself (planning, comparing):
     // the requests' I/O needs far less than a core (about 140 µs each at a few thousand a
     // second), and a second worker only stole tasks back and forth, waking threads: it cost
-    // a fresh apply a quarter more CPU for no speed (README, Performance). The servers (the
+    // a fresh apply a quarter more CPU for no speed (measured with the scale bench, docs/performance.md). The servers (the
     // controller with its listener, the emulator) keep a worker per core.
     let workers = match &cli.command {
         Command::Emulator(_) | Command::Controller(_) => {
@@ -106,8 +141,16 @@ fn main() -> ExitCode {
             Command::Controller(a) => cmd::controller::run(&global, a).await,
             Command::Call(a) => cmd::call::run(&global, a).await,
             Command::Test(a) => cmd::test::run(&global, a).await,
+            Command::Init(a) => cmd::init::run(&global, a),
+            Command::Probe(a) => cmd::probe::run(a).await,
+            Command::Completions(_) | Command::Man(_) => unreachable!("answered above"),
         }
     });
+    finish(result)
+}
+
+/// The exit code of a command, its error said on stderr.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -145,15 +188,15 @@ fn error_text(e: &anyhow::Error) -> String {
 
 /// mimalloc rather than glibc's allocator: a plan or apply of 10,000 restaurants allocates
 /// and frees millions of small JSON nodes across threads; glibc spent a quarter of the CPU in
-/// malloc/free/consolidation and held far more than the live heap (see the README's
-/// Performance section). The feature is on by default; off, glibc is limited to two arenas.
+/// malloc/free/consolidation and held far more than the live heap (docs/performance.md).
+/// The feature is on by default; off, glibc is limited to two arenas.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc keeps freed memory for 10 ms and commits a whole arena up front by default: at
 /// 10,000 restaurants that held 30-60 MB more at the peak than purging at once and committing
-/// on demand, for no measurable CPU (README, Performance). Without the `mimalloc` feature (a
+/// on demand, for no measurable CPU (docs/performance.md). Without the `mimalloc` feature (a
 /// build for heap profilers that hook malloc), glibc is limited to two arenas instead: each
 /// thread's own kept ~100 MB more.
 fn tune_allocator() {

@@ -62,6 +62,9 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    // `feed_connected` says what `/readyz`'s `feed` says (the library keeps it in the status).
+    let feed = app.handle.status.feed_ok.load(Ordering::Relaxed);
+    app.handle.metrics.feed_connected.set(i64::from(feed));
     (
         [(
             header::CONTENT_TYPE,

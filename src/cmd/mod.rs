@@ -13,6 +13,7 @@ use sipform::ops::{OpsError, Workspace};
 
 pub mod apply;
 pub mod call;
+pub mod completions;
 pub mod controller;
 pub mod controller_http;
 pub mod dedupe;
@@ -20,7 +21,10 @@ pub mod demo;
 pub mod doctor;
 pub mod emulator;
 pub mod import;
+pub mod init;
+pub mod man;
 pub mod plan;
+pub mod probe;
 pub mod progress;
 pub mod render;
 pub mod schema;
@@ -38,28 +42,124 @@ pub struct Global {
 
 /// Logs go to stderr under the `sip-provisioning` target; data goes to stdout.
 pub fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIPFORM_LOG")
-        // Other libraries speak only at error level: sqlx's own warnings can quote a database
-        // URL, and nothing but sipform's lines belongs on a user's terminal by default.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=error")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("SIPFORM_LOG").ok();
+    // At the default verbosity nothing shows the retries: say once that the server is being
+    // waited for, instead of seconds of silence before the final error.
+    let notice = (verbose == 0 && from_env.is_none()).then(|| {
+        RetryNotice::default().with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(sipform::LOG_TARGET, tracing::Level::INFO),
+        )
+    });
+    let filter =
+        from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(log_filter(verbose)));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(color_stderr())
         .with_target(true)
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(notice)
         .try_init();
 }
 
-/// Whether colour may be written to a stream: only a terminal, and only without `NO_COLOR`
-/// (a log file or a CI log must not fill with escape codes).
+/// Prints one line on the first retry of a request the server did not answer (a refused
+/// connection, a timeout, a 5xx): the library logs each retry at info level, which the
+/// default verbosity hides. Throttling (429) has its own warning in the library.
+#[derive(Default)]
+struct RetryNotice {
+    told: std::sync::atomic::AtomicBool,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RetryNotice {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        use std::sync::atomic::Ordering;
+        if self.told.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let Some(why) = message
+            .0
+            .strip_prefix("retrying in ")
+            .and_then(|rest| rest.split_once(" after: "))
+            .map(|(_, why)| why)
+        else {
+            return;
+        };
+        if why.contains("429") || self.told.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        // The cause is not repeated: the final error, if it comes to that, says it once.
+        eprintln!(
+            "warning: waiting for sip-agent-server: a request failed and is retried with backoff (-v shows each attempt and why)"
+        );
+    }
+}
+
+/// The `message` field of an event, as text.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+/// The log filter of `-v`s when `SIPFORM_LOG` sets none: `-v` and `-vv` raise only sipform's
+/// own targets (the library's and binary's modules, `sipform*`, and the `sip-provisioning`
+/// target its lines are logged under): the pool's and the HTTP stack's connection lines
+/// buried sipform's at `-vv`. `-vvv` traces everything. sqlx stays at error whatever the
+/// level: its own warnings can quote a database URL.
+pub fn log_filter(verbose: u8) -> String {
+    let own = match verbose {
+        0 => return "warn,sqlx=error".to_string(),
+        1 => "info",
+        2 => "debug",
+        _ => return "trace,sqlx=error".to_string(),
+    };
+    format!("warn,sqlx=error,sipform={own},sip-provisioning={own}")
+}
+
+/// `--color`: when colour goes to stdout and stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Only to a terminal, and only without NO_COLOR.
+    Auto,
+    /// Always, even to a file or a pipe (a CI log that renders ANSI colour).
+    Always,
+    /// Never.
+    Never,
+}
+
+static COLOR: std::sync::OnceLock<ColorChoice> = std::sync::OnceLock::new();
+
+/// Sets `--color` once, before anything prints.
+pub fn set_color(choice: ColorChoice) {
+    let _ = COLOR.set(choice);
+}
+
+/// Whether colour may be written to a stream. `auto`: only a terminal, and only without
+/// `NO_COLOR` (a log file or a CI log must not fill with escape codes); the flag's `always`
+/// and `never` win over both.
 fn color_for(is_terminal: bool) -> bool {
-    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    match COLOR.get().copied().unwrap_or(ColorChoice::Auto) {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
 }
 
 /// Whether to colour what goes to stderr (logs, warnings).
