@@ -58,10 +58,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut outcome = match call(&settings, &opts).await {
         Ok(o) => o,
-        Err(CallError::Ops(OpsError::Invalid(d))) => {
-            super::validate::report_in(&global.project, &d);
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(CallError::Ops(e)) => match *e {
+            OpsError::Invalid(d) => {
+                super::validate::report_in(&global.project, &d);
+                return Ok(ExitCode::FAILURE);
+            }
+            other => return Err(other.into()),
+        },
         Err(e) => return Err(e.into()),
     };
     redact(&mut outcome.request);

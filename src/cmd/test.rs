@@ -29,12 +29,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         dir: args.dir,
         platform: args.platform,
     };
+    let invalid = |d| {
+        super::validate::report_in(&global.project, &d);
+        Ok(ExitCode::FAILURE)
+    };
     let report = match run_tests(&settings, &opts).await {
         Ok(r) => r,
-        Err(TestError::Invalid(d)) | Err(TestError::Call(CallError::Ops(OpsError::Invalid(d)))) => {
-            super::validate::report_in(&global.project, &d);
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(TestError::Invalid(d)) => return invalid(d),
+        Err(TestError::Call(CallError::Ops(e))) => match *e {
+            OpsError::Invalid(d) => return invalid(d),
+            other => return Err(other.into()),
+        },
         Err(e) => return Err(e.into()),
     };
     for c in &report.cases {

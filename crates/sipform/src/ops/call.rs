@@ -23,7 +23,7 @@ const MAX_ANSWER: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error(transparent)]
-    Ops(#[from] OpsError),
+    Ops(Box<OpsError>),
     #[error("no tool named `{0}` in the tools folder")]
     NoSuchTool(String),
     #[error("no restaurant with id `{0}` has an agent to call from")]
@@ -50,6 +50,12 @@ pub enum CallError {
         url: String,
         message: String,
     },
+}
+
+impl From<OpsError> for CallError {
+    fn from(e: OpsError) -> Self {
+        CallError::Ops(Box::new(e))
+    }
 }
 
 /// The project's tools and rendered agents, loaded once for any number of calls.

@@ -173,26 +173,6 @@ fn skew_of(date: &str) -> Option<Duration> {
     delta.abs().to_std().ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn skew_is_read_from_an_http_date() {
-        let now = chrono::Utc::now() - chrono::Duration::seconds(120);
-        let skew = skew_of(&now.to_rfc2822()).unwrap();
-        assert!(skew >= Duration::from_secs(119) && skew <= Duration::from_secs(130));
-        assert_eq!(skew_of("yesterday"), None);
-    }
-
-    #[test]
-    fn only_a_failed_check_fails() {
-        assert!(Finding::check(false, "x", "y").failed());
-        assert!(!Finding::check(true, "x", "y").failed());
-        assert!(!Finding::Warning("w".into()).failed());
-    }
-}
-
 /// `doctor --tools`: an `OPTIONS` probe of every tool's target on the platform at `base_url`
 /// (the app URL by default): a missing route or method is a failed check.
 pub async fn doctor_tools(
@@ -225,4 +205,24 @@ pub async fn doctor_tools(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skew_is_read_from_an_http_date() {
+        let now = chrono::Utc::now() - chrono::Duration::seconds(120);
+        let skew = skew_of(&now.to_rfc2822()).unwrap();
+        assert!(skew >= Duration::from_secs(119) && skew <= Duration::from_secs(130));
+        assert_eq!(skew_of("yesterday"), None);
+    }
+
+    #[test]
+    fn only_a_failed_check_fails() {
+        assert!(Finding::check(false, "x", "y").failed());
+        assert!(!Finding::check(true, "x", "y").failed());
+        assert!(!Finding::Warning("w".into()).failed());
+    }
 }
