@@ -16,6 +16,8 @@
 //! page that talks to PostgreSQL, a schema of its own as the search path (`PGOPTIONS`, read by
 //! psql and by sipform's driver alike), dropped at the end.
 
+#[path = "common/db.rs"]
+#[allow(dead_code)]
 mod db_support;
 
 use std::path::{Path, PathBuf};

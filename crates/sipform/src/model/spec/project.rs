@@ -44,6 +44,12 @@ pub struct Project {
     /// Where each restaurant's phone line comes from.
     #[serde(default)]
     pub phone_lines: PhoneLinesConfig,
+    /// The platform the tools call: its OpenAPI document and the accepted findings.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::contract::PlatformConfig::is_empty"
+    )]
+    pub platform: crate::contract::PlatformConfig,
 }
 
 /// `phone_lines:` of `sipform.yaml`.
