@@ -322,72 +322,9 @@ pub fn read_state(dir: &Path) -> Value {
 
 /// The server's objects and state name each other exactly: every id in state exists, every
 /// agent/final customer/tool on the server is in state, and no restaurant has two agents or
-/// a tool name twice.
+/// a tool name twice ([`assert_state_matches_snapshot`] on the emulator's store).
 pub fn assert_state_matches_server(dir: &Path, h: &EmulatorHandle) {
-    let state = read_state(dir);
-    let snap = h.snapshot();
-    let server_agents = snap["agents"].as_array().cloned().unwrap_or_default();
-    let server_fcs = snap["finalCustomers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let restaurants = state["restaurants"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let mut state_agents = std::collections::BTreeSet::new();
-    let mut state_fcs = std::collections::BTreeSet::new();
-    let mut state_tools = std::collections::BTreeSet::new();
-    for (rid, r) in &restaurants {
-        if let Some(a) = r["agentId"].as_str() {
-            state_agents.insert(a.to_string());
-            let agent = server_agents
-                .iter()
-                .find(|x| x["id"] == a)
-                .unwrap_or_else(|| panic!("state agent {a} of {rid} not on the server"));
-            assert_eq!(agent["config"]["restaurantId"], rid.as_str());
-        }
-        if let Some(f) = r["finalCustomerId"].as_str() {
-            state_fcs.insert(f.to_string());
-        }
-        for (_, t) in r["tools"].as_object().cloned().unwrap_or_default() {
-            state_tools.insert(t.as_str().unwrap_or_default().to_string());
-        }
-    }
-    let mut seen_restaurants = std::collections::BTreeSet::new();
-    for a in &server_agents {
-        let id = a["id"].as_str().unwrap_or_default();
-        assert!(
-            state_agents.contains(id),
-            "server agent {id} is not in state"
-        );
-        let rid = a["config"]["restaurantId"].as_str().unwrap_or_default();
-        assert!(
-            seen_restaurants.insert(rid.to_string()),
-            "two agents for restaurant {rid}"
-        );
-        let mut names = std::collections::BTreeSet::new();
-        for t in a["tools"].as_array().cloned().unwrap_or_default() {
-            let tid = t["id"].as_str().unwrap_or_default();
-            assert!(
-                state_tools.contains(tid),
-                "server tool {tid} is not in state"
-            );
-            assert!(
-                names.insert(t["name"].as_str().unwrap_or_default().to_string()),
-                "duplicate tool {} on agent {id}",
-                t["name"]
-            );
-        }
-    }
-    for f in &server_fcs {
-        let id = f["id"].as_str().unwrap_or_default();
-        assert!(
-            state_fcs.contains(id),
-            "server final customer {id} is not in state"
-        );
-    }
-    assert_eq!(state_fcs.len(), server_fcs.len());
+    assert_state_matches_snapshot(dir, &h.snapshot());
 }
 
 // --- reliability helpers (soak, crash kills, server restart) ------------------------------
@@ -468,8 +405,10 @@ pub fn snapshot_counts(snap: &Value) -> (usize, usize, usize) {
     (agents.len(), fcs, tools)
 }
 
-/// [`assert_state_matches_server`] for a snapshot (`GET /__emulator/state`), e.g. of an
-/// emulator running as a separate process. Also checks every state id of every kind exists.
+/// State and a server snapshot (`GET /__emulator/state`, or an in-process emulator's
+/// `snapshot()`) name exactly the same agents, final customers and tools: each state id exists
+/// where state says (its restaurant's agent, the agent's final customer, the tool's name), the
+/// server has nothing state lacks, and no restaurant has two agents or a tool name twice.
 pub fn assert_state_matches_snapshot(dir: &Path, snap: &Value) {
     use std::collections::BTreeSet;
     let state = read_state(dir);
@@ -536,6 +475,15 @@ pub fn assert_state_matches_snapshot(dir: &Path, snap: &Value) {
             seen.insert(rid.to_string()),
             "two agents for restaurant {rid}"
         );
+        let mut names = BTreeSet::new();
+        for t in a["tools"].as_array().cloned().unwrap_or_default() {
+            assert!(
+                names.insert(t["name"].as_str().unwrap_or_default().to_string()),
+                "duplicate tool {} on agent {}",
+                t["name"],
+                a["id"]
+            );
+        }
     }
 }
 
