@@ -274,7 +274,8 @@ const CASES: &[Case] = &[
             "restaurant.ai_voice or",
             "restaurant.voice or",
         )],
-        expect: &["templates/agent.yaml.j2:18:", "undefined", "restaurants/"],
+        // Found in the template itself, before any restaurant renders (front::strict).
+        expect: &["templates/agent.yaml.j2:18:", "undefined variable `restaurant.voice`"],
     },
     Case {
         name: "template syntax error",
@@ -411,6 +412,10 @@ pub fn project_copy() -> tempfile::TempDir {
         copy_dir(&src.join(d), &tmp.path().join(d));
     }
     std::fs::copy(src.join("sipform.yaml"), tmp.path().join("sipform.yaml")).unwrap();
+    // sipform.yaml's platform.openapi: the contract validate checks the tools against.
+    std::fs::create_dir_all(tmp.path().join("docs")).unwrap();
+    let doc = "docs/platform.openapi.yaml";
+    std::fs::copy(src.join(doc), tmp.path().join(doc)).unwrap();
     tmp
 }
 
