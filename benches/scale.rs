@@ -203,7 +203,8 @@ fn restaurant(i: usize) -> String {
 fn project(n: usize) -> Result<tempfile::TempDir, Error> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir()?;
-    for d in ["tools", "templates"] {
+    // docs/: sipform.yaml's platform.openapi, the contract validate checks the tools against.
+    for d in ["tools", "templates", "docs"] {
         copy_dir(&root.join(d), &tmp.path().join(d))?;
     }
     // The bundled settings as they are: the default answer cap holds 100,000 agents.

@@ -277,7 +277,8 @@ const CASES: &[Case] = &[
             "restaurant.ai_voice or",
             "restaurant.voice or",
         )],
-        expect: &["templates/agent.yaml.j2:18:", "undefined", "restaurants/"],
+        // Found in the template itself, before any restaurant renders (front::strict).
+        expect: &["templates/agent.yaml.j2:18:", "undefined variable `restaurant.voice`"],
     },
     Case {
         name: "template syntax error",
