@@ -82,7 +82,7 @@ pub fn check_project(
     };
     let mut used = vec![false; config.waivers.len()];
     for f in findings {
-        match config.waivers.iter().position(|w| w.covers(&f)) {
+        match config.waivers.iter().position(|w| w.covers(&f.tool, f.check, f.subject.as_deref())) {
             Some(i) => {
                 used[i] = true;
                 report.waived.push((f, config.waivers[i].clone()));

@@ -120,7 +120,10 @@ impl Renderer {
             .map_err(|e| to_render_error(&e))?;
         // A misspelt variable is an error even under a filter (`| tojson`), `| default` aside.
         let tmpl = env.get_template(NAME).map_err(|e| to_render_error(&e))?;
-        crate::front::strict::check(&env, &tmpl, &source, NULLABLE)?;
+        crate::front::strict::check(&env, &tmpl, &source, NULLABLE).map_err(|u| RenderError {
+            line: u.line,
+            message: u.message,
+        })?;
         Ok(Renderer {
             env,
             path: path.to_path_buf(),

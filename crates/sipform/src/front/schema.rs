@@ -43,7 +43,7 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
     },
     SchemaFile {
         file_name: "tool-test.schema.json",
-        generate: || schemars::schema_for!(crate::ops::tooltest::ToolTestFile),
+        generate: || schemars::schema_for!(crate::model::spec::ToolTestFile),
     },
 ];
 

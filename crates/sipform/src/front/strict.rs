@@ -10,8 +10,14 @@ use std::collections::BTreeSet;
 
 use minijinja::{Environment, Template};
 
-use crate::front::render::RenderError;
 use crate::model::spec::{AccountSpec, Restaurant};
+
+/// An unknown variable at its template line (the render stage turns it into its own error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVariable {
+    pub line: Option<usize>,
+    pub message: String,
+}
 
 /// The context's top-level names (see `render::context`).
 const TOP: &[&str] = &["restaurant", "app_url", "account"];
@@ -22,7 +28,7 @@ pub fn check(
     tmpl: &Template<'_, '_>,
     source: &str,
     nullable: &[&str],
-) -> Result<(), RenderError> {
+) -> Result<(), UnknownVariable> {
     let restaurant = fields(schemars::schema_for!(Restaurant).as_value(), nullable);
     let account = fields(schemars::schema_for!(AccountSpec).as_value(), &[]);
     let globals: BTreeSet<String> = env.globals().map(|(k, _)| k.to_string()).collect();
@@ -57,7 +63,7 @@ pub fn check(
                 has.iter().cloned().collect::<Vec<_>>().join(", ")
             )
         };
-        return Err(RenderError {
+        return Err(UnknownVariable {
             line,
             message: format!(
                 "undefined variable `{shown}` ({hint}); where a missing value is meant, write `| default(…)` after it"

@@ -11,15 +11,19 @@
 
 mod agent;
 mod desired;
+mod platform;
 mod project;
 mod restaurant;
 mod tool;
+mod tool_test;
 
 pub use agent::*;
 pub use desired::*;
+pub use platform::*;
 pub use project::*;
 pub use restaurant::*;
 pub use tool::*;
+pub use tool_test::*;
 
 fn default_true() -> bool {
     true

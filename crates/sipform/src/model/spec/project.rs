@@ -47,9 +47,9 @@ pub struct Project {
     /// The platform the tools call: its OpenAPI document and the accepted findings.
     #[serde(
         default,
-        skip_serializing_if = "crate::contract::PlatformConfig::is_empty"
+        skip_serializing_if = "super::PlatformConfig::is_empty"
     )]
-    pub platform: crate::contract::PlatformConfig,
+    pub platform: super::PlatformConfig,
 }
 
 /// `phone_lines:` of `sipform.yaml`.
