@@ -15,7 +15,8 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::settings(&global.project, &args.server.overrides())?;
-    let findings = doctor(&settings).await?;
+    // The kinds of server object, built once for the run.
+    let findings = doctor(&settings, &sipform::resources::Kinds::builtin()).await?;
     for f in &findings {
         match f {
             Finding::Warning(w) => println!("warn {w}"),

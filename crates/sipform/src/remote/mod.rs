@@ -3,6 +3,7 @@
 //! kind of object makes lives with the kind, in `resources`.
 
 pub mod created;
+pub mod digest;
 pub mod limiter;
 pub mod objects;
 pub mod routes;

@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 
 use crate::db::{with_pool, DbError, Engine};
-use crate::inventory::PlatformTable;
+use super::PlatformTable;
 use crate::model::ids::{RemoteId, MAX_ID_LEN};
 use crate::model::secret::Secret;
 use crate::state::{Change, CommitHook, State, StateError};
