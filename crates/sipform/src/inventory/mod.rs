@@ -14,7 +14,7 @@ pub mod table;
 pub mod writeback;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -112,10 +112,11 @@ pub async fn open(
     }
 }
 
-/// The platform's table, when `config` names one (`install-trigger` needs a table).
-pub async fn open_table(
-    config: &InventoryConfig,
-    project_root: &Path,
-) -> Result<Option<PlatformTable>, DbError> {
-    PlatformTable::from_config(config, project_root).await
+/// The folder the inventory `config` names reads, when it is files (the controller's
+/// `--watch` watches it instead of a change feed). Nothing is opened.
+pub fn folder_of(config: &InventoryConfig, project_root: &Path) -> Option<PathBuf> {
+    match config {
+        InventoryConfig::Files { path } => Some(project_root.join(path)),
+        InventoryConfig::Database { .. } => None,
+    }
 }

@@ -2,6 +2,8 @@
 //! long-running loop itself is [`crate::controller`], which sits above `ops` (it strings ops
 //! together per batch).
 
+use std::path::PathBuf;
+
 use crate::config::Settings;
 use crate::inventory::ChangeLog;
 
@@ -31,6 +33,12 @@ pub async fn install_trigger(settings: &Settings) -> Result<Trigger, OpsError> {
         sql: log.install_sql(),
         table,
     })
+}
+
+/// The folder a files inventory reads (`controller --watch` watches it); `None` for another
+/// source, which has its own change feed.
+pub fn inventory_folder(settings: &Settings) -> Option<PathBuf> {
+    crate::inventory::folder_of(&settings.inventory, &settings.root)
 }
 
 /// The inventory's change log, and the inventory described for messages.
