@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use sipform::apply::Report;
 use sipform::config::Overrides;
 use sipform::ops::apply::ApplyRun;
 use sipform::output;
@@ -91,20 +92,38 @@ async fn apply(
     if args.json && args.plan.is_none() && !args.auto_approve {
         anyhow::bail!("--json needs --auto-approve or a saved plan: stdout carries only the report, so there is no question to answer");
     }
-    let no_changes = |plan: &Plan| {
-        if args.json {
-            print!(
-                "{}",
-                output::apply_json(&output::ApplyRunView {
-                    plan: Some(plan),
-                    report: None,
-                    skipped: ws.skipped(),
-                    interrupted_by: None,
-                    error: None,
-                })
-            );
-        }
+    let plan = match chosen_plan(&mut run, ws, &args).await? {
+        Chosen::Apply(plan) => *plan,
+        Chosen::Done(code) => return Ok(code),
     };
+
+    // The first signal from here on stops new writes; what is in flight finishes and is
+    // recorded, then the summary is printed as for any other run.
+    let stopper = run.stopper();
+    interrupts.arm(move |sig| stopper.stop(&format!("interrupted by {}", sig.name())));
+
+    let total = plan.actions().filter(|a| a.op() != Op::NoOp).count() as u64;
+    let progress = TerminalProgress::new(total);
+    let report = run.apply(&plan, &progress).await;
+    progress.finish();
+    Ok(outcome(ws, &args, &plan, &report, interrupts))
+}
+
+/// What [`chosen_plan`] settled.
+enum Chosen {
+    /// A plan with changes, to apply.
+    Apply(Box<Plan>),
+    /// Nothing to apply (no changes, or the user said no): the run's exit code.
+    Done(ExitCode),
+}
+
+/// The plan to apply: the saved one, or a fresh one, shown and confirmed unless
+/// `--auto-approve`. A plan without changes is reported here and not applied.
+async fn chosen_plan(
+    run: &mut ApplyRun<'_>,
+    ws: &sipform::ops::Workspace,
+    args: &Args,
+) -> anyhow::Result<Chosen> {
     let plan: Plan = match &args.plan {
         Some(path) => run.saved_plan(path).await?,
         None => {
@@ -120,62 +139,80 @@ async fn apply(
                 print!("{}", output::plan(&plan, super::human()));
             }
             if !plan.has_changes() {
-                no_changes(&plan);
-                return Ok(ExitCode::SUCCESS);
+                no_changes_json(ws, args, &plan);
+                return Ok(Chosen::Done(ExitCode::SUCCESS));
             }
             if !args.auto_approve && !confirm()? {
                 println!("Apply cancelled.");
-                return Ok(ExitCode::FAILURE);
+                return Ok(Chosen::Done(ExitCode::FAILURE));
             }
             plan
         }
     };
     if !plan.has_changes() {
         if args.json {
-            no_changes(&plan);
+            no_changes_json(ws, args, &plan);
         } else {
             println!("No changes to apply.");
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Chosen::Done(ExitCode::SUCCESS));
     }
+    Ok(Chosen::Apply(Box::new(plan)))
+}
 
-    // The first signal from here on stops new writes; what is in flight finishes and is
-    // recorded, then the summary is printed as for any other run.
-    let stopper = run.stopper();
-    interrupts.arm(move |sig| stopper.stop(&format!("interrupted by {}", sig.name())));
-
-    let total = plan.actions().filter(|a| a.op() != Op::NoOp).count() as u64;
-    let progress = TerminalProgress::new(total);
-    let report = run.apply(&plan, &progress).await;
-    progress.finish();
+/// With `--json`, the one document of a run that had nothing to apply.
+fn no_changes_json(ws: &sipform::ops::Workspace, args: &Args, plan: &Plan) {
     if args.json {
-        eprint!("{}", output::report(&report));
+        print!(
+            "{}",
+            output::apply_json(&output::ApplyRunView {
+                plan: Some(plan),
+                report: None,
+                skipped: ws.skipped(),
+                interrupted_by: None,
+                error: None,
+            })
+        );
+    }
+}
+
+/// Prints what the apply did (the summary, and the JSON document with `--json`) and returns
+/// the run's exit code: a signal's, else failure when any restaurant failed.
+fn outcome(
+    ws: &sipform::ops::Workspace,
+    args: &Args,
+    plan: &Plan,
+    report: &Report,
+    interrupts: &Interrupts,
+) -> ExitCode {
+    if args.json {
+        eprint!("{}", output::report(report));
         let signal = interrupts.received().map(|s| s.name());
         print!(
             "{}",
             output::apply_json(&output::ApplyRunView {
-                plan: Some(&plan),
-                report: Some(&report),
+                plan: Some(plan),
+                report: Some(report),
                 skipped: ws.skipped(),
                 interrupted_by: signal,
                 error: None,
             })
         );
     } else {
-        print!("{}", output::report(&report));
+        print!("{}", output::report(report));
     }
     if let Some(sig) = interrupts.received() {
         eprintln!(
             "Interrupted by {}: the requests in flight finished and were recorded; run `sipform apply` again to finish.",
             sig.name()
         );
-        return Ok(ExitCode::from(sig.exit_code()));
+        return ExitCode::from(sig.exit_code());
     }
-    Ok(if report.failed() {
+    if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 /// Terraform's question; only `yes` goes ahead. Refuses to guess without a terminal.

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinSet;
 
-use super::faults::{CommitFailMode, Faults};
+use super::faults::{CommitFailMode, Decision, Faults};
 use super::routes;
 use super::App;
 use crate::LOG_TARGET;
@@ -112,14 +112,32 @@ async fn handle(
     api(ctx, method, uri, headers, body).await
 }
 
-/// Counts the request and writes its debug line (method, route, path, status: no headers,
-/// no body, so no key, token or password can leak).
-fn finish(app: &App, method: &str, route: &str, path: &str, status: u16) {
-    app.intro
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .record(method, route, path, status);
-    tracing::debug!(target: LOG_TARGET, method, route, path, status, "emulator request");
+/// One API request, as its log line names it.
+struct Call<'a> {
+    app: &'a App,
+    method: &'a str,
+    route: &'a str,
+    path: &'a str,
+}
+
+impl Call<'_> {
+    /// Counts the request and writes its debug line (method, route, path, status: no
+    /// headers, no body, so no key, token or password can leak).
+    fn finish(&self, status: u16) {
+        self.app
+            .intro
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(self.method, self.route, self.path, status);
+        tracing::debug!(
+            target: LOG_TARGET,
+            method = self.method,
+            route = self.route,
+            path = self.path,
+            status,
+            "emulator request"
+        );
+    }
 }
 
 async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
@@ -135,44 +153,25 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .decide(method, route, n);
+    let call = Call {
+        app,
+        method,
+        route,
+        path,
+    };
 
-    if let Some((status, retry_after)) = d.reject {
-        finish(app, method, route, path, status);
-        let mut r = error(
-            status,
-            if status == 429 {
-                "rate limited"
-            } else {
-                "too many requests in flight"
-            },
-        );
-        if let Some(secs) = retry_after {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+    if let Some(r) = injected(&ctx, &d, &call).await {
         return r;
-    }
-    if d.reset {
-        finish(app, method, route, path, 0);
-        ctx.kill.notify_one();
-        return std::future::pending().await;
-    }
-    if !d.delay.is_zero() {
-        tokio::time::sleep(d.delay).await;
-    }
-    if let Some(status) = d.error {
-        finish(app, method, route, path, status);
-        return error(status, "injected fault");
     }
     if let Some(key) = &app.api_key {
         let sent = headers.get("x-api-key").map(HeaderValue::as_bytes);
         if sent != Some(key.expose().as_bytes()) {
-            finish(app, method, route, path, 401);
+            call.finish(401);
             return error(401, "missing or wrong X-API-Key");
         }
     }
     let Some(m) = matched else {
-        finish(app, method, route, path, 404);
+        call.finish(404);
         return error(404, &format!("no route for {method} {path}"));
     };
     let query = Query::<HashMap<String, String>>::try_from_uri(&uri).ok();
@@ -187,28 +186,70 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
             serde_json::json!({ "error": e.message }).to_string(),
         ),
     };
-    let stored = status < 300 && routes::is_write(method);
-    if stored {
-        if let Some(p) = &app.persist {
-            let version = app.store.read().unwrap_or_else(|e| e.into_inner()).version;
-            p.flushed(version).await;
-        }
-        match d.commit_then_fail {
-            Some(CommitFailMode::Error) => {
-                finish(app, method, route, path, 500);
-                return error(500, "injected fault after commit");
-            }
-            Some(CommitFailMode::Hang) => {
-                finish(app, method, route, path, 0);
-                tokio::time::sleep(HANG_FOR).await;
-                ctx.kill.notify_one();
-                return std::future::pending().await;
-            }
-            None => {}
+    if status < 300 && routes::is_write(method) {
+        if let Some(r) = after_commit(&ctx, &d, &call).await {
+            return r;
         }
     }
-    finish(app, method, route, path, status);
+    call.finish(status);
     json(status, text)
+}
+
+/// The faults decided before the request reaches the store: a rejection (429, 503), a reset
+/// (the connection dropped, no answer), a delay, an injected error. `None`: go on.
+async fn injected(ctx: &Ctx, d: &Decision, call: &Call<'_>) -> Option<Response> {
+    if let Some((status, retry_after)) = d.reject {
+        call.finish(status);
+        let mut r = error(
+            status,
+            if status == 429 {
+                "rate limited"
+            } else {
+                "too many requests in flight"
+            },
+        );
+        if let Some(secs) = retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        return Some(r);
+    }
+    if d.reset {
+        call.finish(0);
+        ctx.kill.notify_one();
+        return std::future::pending().await;
+    }
+    if !d.delay.is_zero() {
+        tokio::time::sleep(d.delay).await;
+    }
+    if let Some(status) = d.error {
+        call.finish(status);
+        return Some(error(status, "injected fault"));
+    }
+    None
+}
+
+/// After a stored write: waits for the snapshot to hold it, then the commit-then-fail fault
+/// (an error, or a hang and a dropped connection) if one was decided. `None`: answer as usual.
+async fn after_commit(ctx: &Ctx, d: &Decision, call: &Call<'_>) -> Option<Response> {
+    let app = call.app;
+    if let Some(p) = &app.persist {
+        let version = app.store.read().unwrap_or_else(|e| e.into_inner()).version;
+        p.flushed(version).await;
+    }
+    match d.commit_then_fail {
+        Some(CommitFailMode::Error) => {
+            call.finish(500);
+            Some(error(500, "injected fault after commit"))
+        }
+        Some(CommitFailMode::Hang) => {
+            call.finish(0);
+            tokio::time::sleep(HANG_FOR).await;
+            ctx.kill.notify_one();
+            std::future::pending().await
+        }
+        None => None,
+    }
 }
 
 /// `/__emulator/*`: faults, requests, state, reset.

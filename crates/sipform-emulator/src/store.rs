@@ -930,33 +930,14 @@ impl Store {
         let Value::Object(mut top) = state else {
             return Err("the snapshot is not a JSON object".into());
         };
-        let mut take = |key: &str| -> Result<Vec<Map<String, Value>>, String> {
-            match top.remove(key) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::Array(items)) => items
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::Object(m) => Ok(m),
-                        _ => Err(format!("`{key}` holds a non-object")),
-                    })
-                    .collect(),
-                Some(_) => Err(format!("`{key}` is not an array")),
-            }
-        };
-        let id_of = |m: &Map<String, Value>, key: &str| -> String {
-            m.get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let accounts = take("accounts")?;
-        let fcs = take("finalCustomers")?;
-        let agents = take("agents")?;
-        let plans = take("plans")?;
-        let subs = take("subscriptions")?;
+        let accounts = take_objects(&mut top, "accounts")?;
+        let fcs = take_objects(&mut top, "finalCustomers")?;
+        let agents = take_objects(&mut top, "agents")?;
+        let plans = take_objects(&mut top, "plans")?;
+        let subs = take_objects(&mut top, "subscriptions")?;
         for a in accounts {
             store.accounts.insert(
-                id_of(&a, "id"),
+                str_field(&a, "id"),
                 Rec {
                     json: to_text(&a),
                     owner: String::new(),
@@ -970,9 +951,9 @@ impl Store {
         ] {
             for m in list {
                 target.insert(
-                    id_of(&m, "id"),
+                    str_field(&m, "id"),
                     Rec {
-                        owner: id_of(&m, owner_key),
+                        owner: str_field(&m, owner_key),
                         json: to_text(&m),
                     },
                 );
@@ -985,60 +966,82 @@ impl Store {
                 .or_default()
                 .push(id.clone());
         }
-        for mut a in agents {
-            let id = id_of(&a, "id");
-            let tools = a.remove("tools");
-            let lines = a.remove("phoneLines");
-            let mut rec = AgentRec {
-                account_id: id_of(&a, "accountId"),
-                json: to_text(&a),
-                tools: Vec::new(),
-                lines: Vec::new(),
-            };
-            for t in tools
-                .and_then(|t| {
-                    if let Value::Array(v) = t {
-                        Some(v)
-                    } else {
-                        None
-                    }
-                })
-                .unwrap_or_default()
-            {
-                if let Value::Object(t) = t {
-                    let tid = id_of(&t, "id");
-                    store.seq += 1;
-                    store.tools.insert(
-                        tid.clone(),
-                        ToolRec {
-                            sort: t.get("sortOrder").and_then(Value::as_i64).unwrap_or(0),
-                            seq: store.seq,
-                            json: to_text(&t),
-                        },
-                    );
-                    rec.tools.push(tid);
-                }
-            }
-            for l in lines
-                .and_then(|l| {
-                    if let Value::Array(v) = l {
-                        Some(v)
-                    } else {
-                        None
-                    }
-                })
-                .unwrap_or_default()
-            {
-                if let Value::Object(mut l) = l {
-                    let lid = id_of(&l, "id");
-                    store.lines.insert(lid.clone(), Self::line_from(&mut l));
-                    rec.lines.push(lid);
-                }
-            }
-            store.agents.insert(id, rec);
+        for a in agents {
+            store.load_agent(a);
         }
         Ok(store)
     }
+
+    /// One agent of a snapshot, with its tools and phone lines (entries that are not objects
+    /// are left out).
+    fn load_agent(&mut self, mut a: Map<String, Value>) {
+        let id = str_field(&a, "id");
+        let tools = a.remove("tools");
+        let lines = a.remove("phoneLines");
+        let mut rec = AgentRec {
+            account_id: str_field(&a, "accountId"),
+            json: to_text(&a),
+            tools: Vec::new(),
+            lines: Vec::new(),
+        };
+        for t in objects_in(tools) {
+            let tid = str_field(&t, "id");
+            self.seq += 1;
+            self.tools.insert(
+                tid.clone(),
+                ToolRec {
+                    sort: t.get("sortOrder").and_then(Value::as_i64).unwrap_or(0),
+                    seq: self.seq,
+                    json: to_text(&t),
+                },
+            );
+            rec.tools.push(tid);
+        }
+        for mut l in objects_in(lines) {
+            let lid = str_field(&l, "id");
+            self.lines.insert(lid.clone(), Self::line_from(&mut l));
+            rec.lines.push(lid);
+        }
+        self.agents.insert(id, rec);
+    }
+}
+
+/// The array of objects at `key` of a snapshot, taken out of it (absent or null: none).
+fn take_objects(
+    top: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Vec<Map<String, Value>>, String> {
+    match top.remove(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::Object(m) => Ok(m),
+                _ => Err(format!("`{key}` holds a non-object")),
+            })
+            .collect(),
+        Some(_) => Err(format!("`{key}` is not an array")),
+    }
+}
+
+/// The objects of an array (anything else in it, or a value that is no array: none).
+fn objects_in(v: Option<Value>) -> impl Iterator<Item = Map<String, Value>> {
+    let items = match v {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    items.into_iter().filter_map(|t| match t {
+        Value::Object(m) => Some(m),
+        _ => None,
+    })
+}
+
+/// A string field of a snapshot's object; empty when absent.
+fn str_field(m: &Map<String, Value>, key: &str) -> String {
+    m.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn filtered(map: &IndexMap<String, Rec>, owner: Option<&str>) -> String {

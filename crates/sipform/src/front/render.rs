@@ -177,86 +177,113 @@ impl Renderer {
         rendered: &Value,
     ) -> Vec<TenantExpression> {
         let ctx = context(restaurant, env, account);
-        let suspects: Vec<(String, String)> = ctx
-            .get("restaurant")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .filter(|(_, v)| could_shape_expression(v))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let suspects = suspects(&ctx);
         if suspects.is_empty() {
             return Vec::new();
         }
-        let mut neutral_ctx = ctx.clone();
-        if let Some(Value::Object(m)) = neutral_ctx.get_mut("restaurant") {
-            for (k, v) in &suspects {
-                m.insert(k.clone(), Value::String(neutralise(v)));
-            }
-        }
-        // A neutral render that fails tells nothing: every field is then judged by its text.
-        let neutral = self
-            .render_context(&neutral_ctx)
-            .ok()
-            .and_then(|t| crate::front::yaml::parse(&t).ok())
-            .map(|(v, _)| v);
-
+        let neutral = self.neutral_render(&ctx, &suspects);
         let mut sites = Vec::new();
         string_leaves(rendered, String::new(), &mut sites);
-        let mut out = Vec::new();
-        for (pointer, text) in sites {
-            let Some(shape) = expression_shape(text) else {
-                continue;
-            };
-            let leading = match neutral
-                .as_ref()
-                .and_then(|n| n.pointer(&pointer))
-                .and_then(Value::as_str)
-            {
-                Some(n) => match expression_shape(n) {
-                    None => true,
-                    Some(n_shape) if n_shape != shape => false,
-                    Some(_) => continue,
-                },
-                None => {
-                    if !suspects.iter().any(|(_, v)| text.contains(v.as_str())) {
-                        continue;
-                    }
-                    suspects
-                        .iter()
-                        .any(|(_, v)| v.starts_with('=') && text.starts_with(v.as_str()))
-                }
-            };
-            // The column to blame: the one whose value the field starts with (leading `=`) or
-            // contains (references); else the first that could have done it.
-            let blamed = suspects
-                .iter()
-                .find(|(_, v)| {
-                    if leading {
-                        v.starts_with('=') && text.starts_with(v.as_str())
-                    } else {
-                        v.contains(['{', '}']) && text.contains(v.as_str())
-                    }
-                })
-                .or_else(|| {
-                    suspects
-                        .iter()
-                        .find(|(_, v)| !leading || v.starts_with('='))
-                })
-                .or_else(|| suspects.first());
-            if let Some((column, value)) = blamed {
-                out.push(TenantExpression {
+        sites
+            .into_iter()
+            .filter_map(|(pointer, text)| {
+                let leading = tenant_shaped(&pointer, text, neutral.as_ref(), &suspects)?;
+                let (column, value) = blame(&suspects, text, leading)?;
+                Some(TenantExpression {
                     pointer,
                     column: column.clone(),
                     value: value.clone(),
                     leading,
-                });
+                })
+            })
+            .collect()
+    }
+
+    /// The render with every suspect value neutralised (see [`Renderer::tenant_expressions`]),
+    /// parsed. A neutral render that fails tells nothing: `None`, and every field is then
+    /// judged by its text.
+    fn neutral_render(&self, ctx: &Value, suspects: &[(String, String)]) -> Option<Value> {
+        let mut neutral_ctx = ctx.clone();
+        if let Some(Value::Object(m)) = neutral_ctx.get_mut("restaurant") {
+            for (k, v) in suspects {
+                m.insert(k.clone(), Value::String(neutralise(v)));
             }
         }
-        out
+        self.render_context(&neutral_ctx)
+            .ok()
+            .and_then(|t| crate::front::yaml::parse(&t).ok())
+            .map(|(v, _)| v)
     }
+}
+
+/// The restaurant's columns (name, value) whose value could shape an expression.
+fn suspects(ctx: &Value) -> Vec<(String, String)> {
+    ctx.get("restaurant")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .filter(|(_, v)| could_shape_expression(v))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the rendered field `text` at `pointer` is an expression the inventory shaped:
+/// `Some(true)` when the inventory gave it its leading `=`, `Some(false)` when it changed its
+/// references, `None` when the template alone made it (or it is no expression). `neutral` is
+/// the neutral render, when there is one.
+fn tenant_shaped(
+    pointer: &str,
+    text: &str,
+    neutral: Option<&Value>,
+    suspects: &[(String, String)],
+) -> Option<bool> {
+    let shape = expression_shape(text)?;
+    match neutral
+        .and_then(|n| n.pointer(pointer))
+        .and_then(Value::as_str)
+    {
+        Some(n) => match expression_shape(n) {
+            None => Some(true),
+            Some(n_shape) if n_shape != shape => Some(false),
+            Some(_) => None,
+        },
+        None => {
+            if !suspects.iter().any(|(_, v)| text.contains(v.as_str())) {
+                return None;
+            }
+            Some(
+                suspects
+                    .iter()
+                    .any(|(_, v)| v.starts_with('=') && text.starts_with(v.as_str())),
+            )
+        }
+    }
+}
+
+/// The column to blame for a tenant-shaped field: the one whose value the field starts with
+/// (leading `=`) or contains (references); else the first that could have done it.
+fn blame<'s>(
+    suspects: &'s [(String, String)],
+    text: &str,
+    leading: bool,
+) -> Option<&'s (String, String)> {
+    suspects
+        .iter()
+        .find(|(_, v)| {
+            if leading {
+                v.starts_with('=') && text.starts_with(v.as_str())
+            } else {
+                v.contains(['{', '}']) && text.contains(v.as_str())
+            }
+        })
+        .or_else(|| {
+            suspects
+                .iter()
+                .find(|(_, v)| !leading || v.starts_with('='))
+        })
+        .or_else(|| suspects.first())
 }
 
 /// A rendered field that would reach the server as an expression shaped by inventory data

@@ -7,6 +7,7 @@
 //! Markdown, break out or open HTML; inside the `diff` blocks nothing is interpreted, and the
 //! fence is longer than any backtick run.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use similar::ChangeTag;
@@ -15,7 +16,7 @@ use super::lines::{
     account_lines, changed_fields, group_lines, group_title, is_listed_apart, printable,
     render_side, restaurant_lines, summary_line, thousands, Line,
 };
-use crate::plan::{groups, Action, ChangeGroup, Op, Plan, RestaurantPlan, Summary};
+use crate::plan::{groups, Action, ChangeGroup, Grouping, Op, Plan, RestaurantPlan, Summary};
 
 /// GitHub refuses a comment longer than this many characters.
 pub const MARKDOWN_MAX_CHARS: usize = 65_536;
@@ -59,13 +60,41 @@ pub fn markdown(plan: &Plan) -> String {
 /// comment limit and always lists every shared change.
 pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
     let grouping = groups(plan);
+    let mut out = header(plan);
+    let footer = footer(plan, ctx);
+    let budget = MARKDOWN_MAX_CHARS - MARKDOWN_RESERVE - footer.chars().count();
+
+    // One line per distinct change: the account, every group, then what is left per
+    // restaurant (cut at CHANGE_LIST_MAX_CHARS, counted).
+    let apart = listed_apart(plan, &grouping);
+    let mut list = String::new();
+    if plan.account.op() != Op::NoOp {
+        let _ = writeln!(list, "- {}", action_item(&plan.account, None));
+    }
+    list.push_str(&shared_list(&grouping));
+    list.push_str(&specific_list(&apart, &grouping));
+    if !list.is_empty() {
+        out.push('\n');
+        out.push_str(&list);
+    }
+
+    let sections = detail_sections(plan, &grouping, &apart);
+    push_sections(&mut out, &sections, budget);
+    out.push_str(&footer);
+    out
+}
+
+/// The marker, the summary, the duplicates' note and the context line (server, targets,
+/// state serial).
+fn header(plan: &Plan) -> String {
     let mut out = format!("{COMMENT_MARKER}\n");
     // sipform's own words and numbers: nothing to escape.
     let _ = writeln!(out, "### {}\n", summary_line(plan));
     if let Some(d) = super::duplicates::summary(plan) {
         let _ = writeln!(out, "> {d}\n");
     }
-    let mut context = format!(
+    let _ = write!(
+        out,
         "sipform plan for {}",
         md_escape(&crate::model::secret::redact_url(&plan.server_url))
     );
@@ -76,113 +105,120 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
             .take(TARGETS_SHOWN)
             .map(|t| md_escape(t.as_str()))
             .collect();
-        let _ = write!(context, " · targets: {}", targets.join(", "));
+        let _ = write!(out, " · targets: {}", targets.join(", "));
         if plan.targets.len() > TARGETS_SHOWN {
-            let _ = write!(context, " and {} more", plan.targets.len() - TARGETS_SHOWN);
+            let _ = write!(out, " and {} more", plan.targets.len() - TARGETS_SHOWN);
         }
     }
-    let _ = writeln!(context, " · state serial {}", plan.state_serial);
-    out.push_str(&context);
+    let _ = writeln!(out, " · state serial {}", plan.state_serial);
+    out
+}
 
-    let footer = footer(plan, ctx);
-    let budget = MARKDOWN_MAX_CHARS - MARKDOWN_RESERVE - footer.chars().count();
+/// Lines of a list kept under a size: once one does not fit, it and every later one are
+/// only counted.
+struct Capped {
+    text: String,
+    chars: usize,
+    left: usize,
+    max: usize,
+}
 
-    // One line per distinct change: the account, every group, then what is left per
-    // restaurant (cut at CHANGE_LIST_MAX_CHARS, counted).
-    let mut list = String::new();
-    if plan.account.op() != Op::NoOp {
-        let _ = writeln!(list, "- {}", action_item(&plan.account, None));
+impl Capped {
+    fn new(max: usize) -> Self {
+        Capped {
+            text: String::new(),
+            chars: 0,
+            left: 0,
+            max,
+        }
     }
-    // Every shared change, unless there are thousands: the comment must fit first.
-    let mut shared_chars = 0usize;
-    let mut shared_left = 0usize;
-    for g in &grouping.groups {
-        let item = format!("- {}\n", group_item(g));
+
+    fn push(&mut self, item: String) {
         let len = item.chars().count();
-        if shared_left > 0 || shared_chars + len > SHARED_LIST_MAX_CHARS {
-            shared_left += 1;
+        if self.left > 0 || self.chars + len > self.max {
+            self.left += 1;
         } else {
-            list.push_str(&item);
-            shared_chars += len;
+            self.text.push_str(&item);
+            self.chars += len;
         }
     }
-    if shared_left > 0 {
+}
+
+/// Every shared change, one line each, unless there are thousands: the comment must fit first.
+fn shared_list(grouping: &Grouping) -> String {
+    let mut shared = Capped::new(SHARED_LIST_MAX_CHARS);
+    for g in &grouping.groups {
+        shared.push(format!("- {}\n", group_item(g)));
+    }
+    if shared.left > 0 {
         let _ = writeln!(
-            list,
+            shared.text,
             "- … and {} more shared changes (run `sipform plan` to see them all)",
-            thousands(shared_left)
+            thousands(shared.left)
         );
     }
-    let mut apart: Vec<(usize, &RestaurantPlan)> = Vec::new();
-    let mut specific = String::new();
-    let mut specific_left = 0usize;
-    let mut specific_chars = 0usize;
-    for (ri, r) in plan.restaurants.iter().enumerate() {
-        let grouped = |ai: usize| grouping.is_grouped(ri, ai);
-        if !is_listed_apart(r, &grouped) {
-            continue;
-        }
-        apart.push((ri, r));
+    shared.text
+}
+
+/// The restaurants with changes or notes of their own (beside the groups), with their index.
+fn listed_apart<'p>(plan: &'p Plan, grouping: &Grouping) -> Vec<(usize, &'p RestaurantPlan)> {
+    plan.restaurants
+        .iter()
+        .enumerate()
+        .filter(|(ri, r)| is_listed_apart(r, &|ai: usize| grouping.is_grouped(*ri, ai)))
+        .collect()
+}
+
+/// The changes and notes of restaurants listed apart, cut at `CHANGE_LIST_MAX_CHARS`.
+fn specific_list(apart: &[(usize, &RestaurantPlan)], grouping: &Grouping) -> String {
+    let mut specific = Capped::new(CHANGE_LIST_MAX_CHARS);
+    for &(ri, r) in apart {
         let own: Vec<&Action> = r
             .actions
             .iter()
             .enumerate()
-            .filter(|(ai, a)| a.op() != Op::NoOp && !grouped(*ai))
+            .filter(|(ai, a)| a.op() != Op::NoOp && !grouping.is_grouped(ri, *ai))
             .map(|(_, a)| a)
             .collect();
-        let items: Vec<String> = if own.len() > RESTAURANT_ITEMS_MAX {
+        if own.len() > RESTAURANT_ITEMS_MAX {
             // A new or much-changed restaurant: one line, its details below.
-            vec![format!(
+            specific.push(format!(
                 "- {} ({}): {}\n",
                 md_escape(&r.name),
                 md_escape(r.restaurant_id.as_str()),
                 counts_phrase(Summary::of(own.iter().copied()))
-            )]
+            ));
         } else {
-            own.iter()
-                .map(|a| format!("- {}\n", action_item(a, Some(r))))
-                .collect()
-        };
-        for item in items {
-            let len = item.chars().count();
-            if specific_left > 0 || specific_chars + len > CHANGE_LIST_MAX_CHARS {
-                specific_left += 1;
-            } else {
-                specific.push_str(&item);
-                specific_chars += len;
+            for a in &own {
+                specific.push(format!("- {}\n", action_item(a, Some(r))));
             }
         }
         for note in &r.notes {
-            let item = format!(
+            specific.push(format!(
                 "- ! {} ({}): {}\n",
                 md_escape(&r.name),
                 md_escape(r.restaurant_id.as_str()),
                 md_escape(note)
-            );
-            let len = item.chars().count();
-            if specific_left > 0 || specific_chars + len > CHANGE_LIST_MAX_CHARS {
-                specific_left += 1;
-            } else {
-                specific.push_str(&item);
-                specific_chars += len;
-            }
+            ));
         }
     }
-    list.push_str(&specific);
-    if specific_left > 0 {
+    if specific.left > 0 {
         let _ = writeln!(
-            list,
+            specific.text,
             "- … and {} more restaurant-specific changes (run `sipform plan` to see them all)",
-            thousands(specific_left)
+            thousands(specific.left)
         );
     }
-    if !list.is_empty() {
-        out.push('\n');
-        out.push_str(&list);
-    }
+    specific.text
+}
 
-    // The details, collapsed: the account, the groups, then each restaurant's own changes.
-    let names: std::collections::HashMap<&str, &str> = plan
+/// The details, collapsed: the account, the groups, then each restaurant's own changes.
+fn detail_sections(
+    plan: &Plan,
+    grouping: &Grouping,
+    apart: &[(usize, &RestaurantPlan)],
+) -> Vec<String> {
+    let names: HashMap<&str, &str> = plan
         .restaurants
         .iter()
         .map(|r| (r.restaurant_id.as_str(), r.name.as_str()))
@@ -193,36 +229,10 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
         sections.push(details(&title, &account_lines(&plan.account), ""));
     }
     for g in &grouping.groups {
-        let title = format!("{} {}", g.op.symbol(), md_escape(&group_title(g)));
-        let mut names_list = String::new();
-        let mut shown = 0;
-        for id in &g.restaurant_ids {
-            let item = format!(
-                "{} ({})",
-                md_escape(names.get(id.as_str()).unwrap_or(&"?")),
-                md_escape(id.as_str())
-            );
-            if names_list.chars().count() + item.chars().count() > GROUP_LIST_MAX_CHARS {
-                break;
-            }
-            if shown > 0 {
-                names_list.push_str(", ");
-            }
-            names_list.push_str(&item);
-            shown += 1;
-        }
-        if shown < g.count {
-            let _ = write!(
-                names_list,
-                " … and {} more (`sipform plan --json` lists them all)",
-                thousands(g.count - shown)
-            );
-        }
-        let after = format!("On {} agents: {names_list}\n", thousands(g.count));
-        sections.push(details(&title, &group_lines(g)[1..], &after));
+        sections.push(group_section(g, &names));
     }
-    for (ri, r) in &apart {
-        let grouped = |ai: usize| grouping.is_grouped(*ri, ai);
+    for &(ri, r) in apart {
+        let grouped = |ai: usize| grouping.is_grouped(ri, ai);
         let own = Summary::of(
             r.actions
                 .iter()
@@ -238,10 +248,47 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
         );
         sections.push(details(&title, &restaurant_lines(r, &grouped)[1..], ""));
     }
+    sections
+}
 
+/// A shared change's section: its lines, then the restaurants it is on (cut at
+/// `GROUP_LIST_MAX_CHARS`, counted).
+fn group_section(g: &ChangeGroup, names: &HashMap<&str, &str>) -> String {
+    let title = format!("{} {}", g.op.symbol(), md_escape(&group_title(g)));
+    let mut names_list = String::new();
+    let mut shown = 0;
+    for id in &g.restaurant_ids {
+        let item = format!(
+            "{} ({})",
+            md_escape(names.get(id.as_str()).unwrap_or(&"?")),
+            md_escape(id.as_str())
+        );
+        if names_list.chars().count() + item.chars().count() > GROUP_LIST_MAX_CHARS {
+            break;
+        }
+        if shown > 0 {
+            names_list.push_str(", ");
+        }
+        names_list.push_str(&item);
+        shown += 1;
+    }
+    if shown < g.count {
+        let _ = write!(
+            names_list,
+            " … and {} more (`sipform plan --json` lists them all)",
+            thousands(g.count - shown)
+        );
+    }
+    let after = format!("On {} agents: {names_list}\n", thousands(g.count));
+    details(&title, &group_lines(g)[1..], &after)
+}
+
+/// Appends the sections that fit in `budget` characters (of the whole comment so far), then
+/// a note counting those left out.
+fn push_sections(out: &mut String, sections: &[String], budget: usize) {
     let mut used = out.chars().count();
     let mut shown = 0;
-    for section in &sections {
+    for section in sections {
         let len = section.chars().count() + 1;
         if used + len > budget {
             break;
@@ -261,8 +308,6 @@ pub fn markdown_comment(plan: &Plan, ctx: &CommentContext) -> String {
              whole plan.\n"
         );
     }
-    out.push_str(&footer);
-    out
 }
 
 /// How to apply the plan, and the commit it was made from.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use crate::compare::FieldChange;
 use crate::model::ids::{ObjectId, RestaurantId};
 pub use crate::model::resource::Resource;
 
@@ -585,24 +586,6 @@ fn body_fields(body: &Value, write_only: &[String]) -> Vec<FieldChange> {
         }
     }
     all
-}
-
-/// One field's change. `before` absent on a create, `after` absent on a delete. A sensitive
-/// field carries no values, only `sensitive: true`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FieldChange {
-    /// Dotted path, e.g. `config.transferEnabled` or `http.bodyTemplate.partySize`.
-    pub path: String,
-    // Boxed, like `after`: a create lists every field with no `before`, and an unboxed
-    // `Option<Value>` is 80 bytes (at 10,000 restaurants, 25 MB of nothing). Not a doc
-    // comment: it would land in the published plan schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<Box<Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<Box<Value>>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sensitive: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -2,10 +2,14 @@
 //! whose segments are always encoded, and server objects typed where they enter. Which calls a
 //! kind of object makes lives with the kind, in `resources`.
 
+mod body;
 pub mod created;
 pub mod digest;
+mod error;
 pub mod limiter;
+mod list;
 pub mod objects;
+mod retry;
 pub mod routes;
 pub mod transport;
 

@@ -20,197 +20,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::body::{decode, error_text, is_json, read_capped, retry_after};
 use super::created::Created;
+use super::error::redact;
 use super::limiter::{Limiter, Outcome, Settled};
+use super::list::{bad_list, parse_entries};
 use super::objects::Object;
+use super::retry::{seconds, Tries};
 use super::routes::Route;
 use crate::config::Settings;
 use crate::LOG_TARGET;
-use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The server answered with an error status.
-    #[error("{method} {route}: HTTP {status}: {message}")]
-    Status {
-        method: Method,
-        route: String,
-        status: u16,
-        message: String,
-    },
-    /// No usable answer: timeout, reset, refused.
-    #[error("{method} {route}: {message}")]
-    Transport {
-        method: Method,
-        route: String,
-        message: String,
-        /// Whether the request may have reached the server (a timeout or reset after sending).
-        maybe_applied: bool,
-    },
-    #[error("{method} {route}: the answer is not the expected JSON: {message}")]
-    Decode {
-        method: Method,
-        route: String,
-        message: String,
-    },
-    /// A 3xx. The API has no redirects; one is a misconfigured URL or a hostile server, and
-    /// following it would send the key elsewhere. Its `Location` is never read or shown.
-    #[error("{method} {route}: the server answered {status}; sipform does not follow redirects (the API has none)")]
-    Redirect {
-        method: Method,
-        route: String,
-        status: u16,
-    },
-    /// An answer body over `server.max_answer_bytes`; reading stopped at the limit.
-    #[error("{method} {route}: the answer is larger than {limit} bytes (server.max_answer_bytes); reading stopped there")]
-    TooLarge {
-        method: Method,
-        route: String,
-        limit: u64,
-    },
-    /// The server went on answering 429 for longer than `server.max_throttle_secs`.
-    #[error("{method} {route}: the server has been throttling this request (HTTP 429) for {waited_secs}s; gave up at the {cap_secs}s limit (server.max_throttle_secs)")]
-    Throttled {
-        method: Method,
-        route: String,
-        waited_secs: u64,
-        cap_secs: u64,
-    },
-    /// A route with a segment no encoding keeps in place (see [`Route::refused`]): not sent.
-    #[error("{method} {route}: not sent: {why}")]
-    BadRoute {
-        method: Method,
-        route: String,
-        why: String,
-    },
-    #[error("cannot build the HTTP client: {0}")]
-    Build(String),
-    /// A write not sent because the run is stopping (see [`Client::halt_writes`]).
-    #[error("{method} {route}: not sent: {why}")]
-    Halted {
-        method: Method,
-        route: String,
-        why: String,
-    },
-}
-
-impl ClientError {
-    /// Whether a POST that failed this way may nonetheless have created the object.
-    pub fn is_ambiguous(&self) -> bool {
-        match self {
-            ClientError::Status { status, .. } => *status >= 500,
-            ClientError::Transport { maybe_applied, .. } => *maybe_applied,
-            // The server answered, so it acted on the request; the answer was unusable.
-            ClientError::Decode { .. } | ClientError::TooLarge { .. } => true,
-            ClientError::Build(_)
-            | ClientError::Halted { .. }
-            | ClientError::BadRoute { .. }
-            | ClientError::Redirect { .. }
-            | ClientError::Throttled { .. } => false,
-        }
-    }
-
-    /// Whether trying again could help at all.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            ClientError::Status { status, .. } => *status == 429 || *status >= 500,
-            ClientError::Transport { .. } | ClientError::Throttled { .. } => true,
-            _ => false,
-        }
-    }
-
-    /// What the user can do about it, when the message alone does not say.
-    pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            ClientError::Status { status: 401 | 403, .. } => {
-                Some("check SIP_ACCOUNT_API_KEY")
-            }
-            ClientError::Status { status, .. } if *status == 429 || *status >= 500 => {
-                Some("the server failed or is overloaded; run again later")
-            }
-            ClientError::Transport { maybe_applied: false, .. } => Some(
-                "check the server URL (SIP_AGENT_SERVER_URL or server.url) and that the server is running",
-            ),
-            ClientError::Transport { .. } => Some("run again later"),
-            ClientError::Decode { .. } => Some(
-                "the answer does not follow the API contract: check that the server URL points at sip-agent-server",
-            ),
-            ClientError::Redirect { .. } => Some(
-                "check the server URL (SIP_AGENT_SERVER_URL or server.url): use the address the server answers on directly",
-            ),
-            ClientError::TooLarge { .. } => {
-                Some("if the answer is legitimate, raise server.max_answer_bytes in sipform.yaml")
-            }
-            ClientError::Throttled { .. } => {
-                Some("run again later, or raise server.max_throttle_secs in sipform.yaml")
-            }
-            _ => None,
-        }
-    }
-
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// The route template of the failed call (never an id).
-    pub fn route(&self) -> Option<&str> {
-        match self {
-            ClientError::Status { route, .. }
-            | ClientError::Transport { route, .. }
-            | ClientError::Decode { route, .. }
-            | ClientError::Halted { route, .. }
-            | ClientError::BadRoute { route, .. }
-            | ClientError::Redirect { route, .. }
-            | ClientError::TooLarge { route, .. }
-            | ClientError::Throttled { route, .. } => Some(route),
-            ClientError::Build(_) => None,
-        }
-    }
-}
-
-/// Backoff policy for transient failures.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 8,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Full jitter: a random wait up to `min(cap, base × 2^attempt)`.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
-        let ceiling = exp.min(self.cap);
-        let ms = ceiling.as_millis().max(1) as u64;
-        Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
-    }
-}
-
-/// How many 429 answers one request may take before giving up. They are counted apart from
-/// `max_attempts`: a 429 says the server is fine and only asks us to slow down, and a server
-/// that throttles below the client's pace answers many of them in a row.
-pub const MAX_THROTTLED_ATTEMPTS: u32 = 40;
-
-/// A `Retry-After` longer than this holds every request of the client, not only the one that
-/// got it: the server asks for a real break, not a slower pace.
-pub const HOLD_ALL_AFTER: Duration = Duration::from_secs(2);
+pub use super::error::ClientError;
+pub use super::retry::{RetryPolicy, HOLD_ALL_AFTER, MAX_THROTTLED_ATTEMPTS};
 
 /// Counters for the closing report.
 #[derive(Debug, Default)]
@@ -243,33 +67,6 @@ pub struct Client {
     halted: Arc<std::sync::OnceLock<String>>,
 }
 
-/// Failed attempts of one request: 429s apart from the rest (see [`MAX_THROTTLED_ATTEMPTS`]).
-#[derive(Default)]
-struct Tries {
-    failures: u32,
-    throttled: u32,
-    /// When this request was first throttled: the time since counts against the cap.
-    throttled_since: Option<Instant>,
-}
-
-impl Tries {
-    /// Counts `e`; returns the attempt number its backoff should use.
-    fn count(&mut self, e: &ClientError) -> u32 {
-        if e.status() == Some(429) {
-            self.throttled_since.get_or_insert_with(Instant::now);
-            self.throttled += 1;
-            self.throttled
-        } else {
-            self.failures += 1;
-            self.failures
-        }
-    }
-
-    fn exhausted(&self, p: &RetryPolicy) -> bool {
-        self.failures >= p.max_attempts || self.throttled >= MAX_THROTTLED_ATTEMPTS
-    }
-}
-
 /// What a failed attempt tells the limiter about the server.
 fn outcome(e: &ClientError) -> Outcome {
     match e {
@@ -291,6 +88,16 @@ fn outcome(e: &ClientError) -> Outcome {
 struct Attempt {
     error: ClientError,
     retry_after: Option<Duration>,
+}
+
+impl Attempt {
+    /// A failure the server asked no wait for.
+    fn failed(error: ClientError) -> Attempt {
+        Attempt {
+            error,
+            retry_after: None,
+        }
+    }
 }
 
 impl Client {
@@ -348,14 +155,11 @@ impl Client {
     ) -> Result<Option<Vec<u8>>, Attempt> {
         let (path, route) = (target.path(), target.template());
         if let Some(why) = target.refused() {
-            return Err(Attempt {
-                error: ClientError::BadRoute {
-                    method: method.clone(),
-                    route: route.to_string(),
-                    why: why.to_string(),
-                },
-                retry_after: None,
-            });
+            return Err(Attempt::failed(ClientError::BadRoute {
+                method: method.clone(),
+                route: route.to_string(),
+                why: why.to_string(),
+            }));
         }
         self.wait_throttle().await;
         let slot = self.limiter.acquire().await;
@@ -363,14 +167,11 @@ impl Client {
         // is not sent.
         if *method != Method::GET {
             if let Some(why) = self.halted.get() {
-                return Err(Attempt {
-                    error: ClientError::Halted {
-                        method: method.clone(),
-                        route: route.to_string(),
-                        why: why.clone(),
-                    },
-                    retry_after: None,
-                });
+                return Err(Attempt::failed(ClientError::Halted {
+                    method: method.clone(),
+                    route: route.to_string(),
+                    why: why.clone(),
+                }));
             }
         }
         let result = self.send(method, path, route, body).await;
@@ -379,6 +180,17 @@ impl Client {
             Err(a) => outcome(&a.error),
         });
         result
+    }
+
+    /// A request to `path` with the API key, nothing sent yet.
+    fn request(&self, method: &Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path));
+        match &self.api_key {
+            Some(key) => req.header("X-API-Key", key.expose()),
+            None => req,
+        }
     }
 
     /// Sends one request and reads its answer's body (`None`: none), parsed by the caller
@@ -393,33 +205,17 @@ impl Client {
         self.stats
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{}", self.base, path));
-        if let Some(key) = &self.api_key {
-            req = req.header("X-API-Key", key.expose());
-        }
+        let mut req = self.request(method, path);
         if let Some(b) = body {
             req = req.json(b);
         }
         let started = Instant::now();
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                // A connect failure never reached the server; anything later may have.
-                let maybe_applied = !e.is_connect();
-                tracing::debug!(target: LOG_TARGET, %method, route, "transport error: {}", redact(&e));
-                return Err(Attempt {
-                    error: ClientError::Transport {
-                        method: method.clone(),
-                        route: route.to_string(),
-                        message: redact(&e),
-                        maybe_applied,
-                    },
-                    retry_after: None,
-                });
-            }
-        };
+        let resp = req.send().await.map_err(|e| {
+            // A connect failure never reached the server; anything later may have.
+            let maybe_applied = !e.is_connect();
+            tracing::debug!(target: LOG_TARGET, %method, route, "transport error: {}", redact(&e));
+            Attempt::failed(ClientError::transport(method, route, &e, maybe_applied))
+        })?;
         let status = resp.status();
         tracing::debug!(
             target: LOG_TARGET,
@@ -429,66 +225,51 @@ impl Client {
             ms = started.elapsed().as_millis() as u64,
             "request"
         );
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let transport = |e: reqwest::Error| Attempt {
-            error: ClientError::Transport {
+        if status.is_redirection() {
+            return Err(Attempt::failed(ClientError::Redirect {
                 method: method.clone(),
                 route: route.to_string(),
-                message: redact(&e),
-                maybe_applied: true,
-            },
-            retry_after: None,
-        };
-        if status.is_redirection() {
-            return Err(Attempt {
-                error: ClientError::Redirect {
-                    method: method.clone(),
-                    route: route.to_string(),
-                    status: status.as_u16(),
-                },
-                retry_after: None,
-            });
+                status: status.as_u16(),
+            }));
         }
         if !status.is_success() {
-            // Error bodies are `{"error": "…"}`; only that message is kept, never the rest, and
-            // a body that does not say it is JSON (an HTML page) is not read at all.
-            let message = if is_json(&resp) {
-                match read_capped(resp, ERROR_BODY_MAX_BYTES).await {
-                    Ok(Some(bytes)) => error_message(&bytes),
-                    _ => None,
-                }
-            } else {
-                None
-            }
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+            let retry_after = retry_after(&resp);
             return Err(Attempt {
                 error: ClientError::Status {
                     method: method.clone(),
                     route: route.to_string(),
                     status: status.as_u16(),
-                    message: truncate(&message, 200),
+                    message: error_text(resp).await,
                 },
                 retry_after,
             });
         }
+        self.read_answer(method, route, resp).await
+    }
+
+    /// A successful answer's body, read up to `server.max_answer_bytes`; `None` when it has
+    /// none.
+    async fn read_answer(
+        &self,
+        method: &Method,
+        route: &str,
+        resp: reqwest::Response,
+    ) -> Result<Option<Vec<u8>>, Attempt> {
+        let status = resp.status();
         let bytes = match read_capped(resp, self.max_answer_bytes).await {
             Ok(Some(b)) => b,
             Ok(None) => {
-                return Err(Attempt {
-                    error: ClientError::TooLarge {
-                        method: method.clone(),
-                        route: route.to_string(),
-                        limit: self.max_answer_bytes,
-                    },
-                    retry_after: None,
-                })
+                return Err(Attempt::failed(ClientError::TooLarge {
+                    method: method.clone(),
+                    route: route.to_string(),
+                    limit: self.max_answer_bytes,
+                }))
             }
-            Err(e) => return Err(transport(e)),
+            Err(e) => {
+                return Err(Attempt::failed(ClientError::transport(
+                    method, route, &e, true,
+                )))
+            }
         };
         if status == StatusCode::NO_CONTENT || bytes.is_empty() {
             return Ok(None);
@@ -700,21 +481,14 @@ impl Client {
     /// the API's JSON (a route the server implements answers JSON, even for an unknown id), and
     /// the server's `Date` header.
     pub async fn probe(&self, method: Method, path: &str) -> Result<Probe, ClientError> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{}", self.base, path));
-        if let Some(key) = &self.api_key {
-            req = req.header("X-API-Key", key.expose());
-        }
+        let mut req = self.request(&method, path);
         if method == Method::PUT || method == Method::POST {
             req = req.json(&serde_json::json!({}));
         }
-        let resp = req.send().await.map_err(|e| ClientError::Transport {
-            method: method.clone(),
-            route: path.to_string(),
-            message: redact(&e),
-            maybe_applied: false,
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&method, path, &e, false))?;
         if resp.status().is_redirection() {
             return Err(ClientError::Redirect {
                 method,
@@ -739,306 +513,4 @@ pub struct Probe {
     pub status: u16,
     pub json: bool,
     pub date: Option<String>,
-}
-
-/// reqwest errors can embed the URL (with query ids, never keys); keep the kind and the cause.
-fn redact(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_request() {
-        "request failed (connection reset or closed)"
-    } else if e.is_body() || e.is_decode() {
-        "reading the answer failed"
-    } else {
-        "request failed"
-    };
-    let mut cause = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
-    if cause.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {cause}")
-    }
-}
-
-/// An error body larger than this is not read: its message is at most 200 characters anyway.
-const ERROR_BODY_MAX_BYTES: u64 = 64 * 1024;
-
-/// Whether the answer says it is JSON (`application/json`, `…+json`).
-fn is_json(resp: &reqwest::Response) -> bool {
-    resp.headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.to_ascii_lowercase().contains("json"))
-}
-
-/// The body, read chunk by chunk with a running limit: `None` as soon as it would exceed
-/// `limit` bytes (or says it will, in `Content-Length`), so a huge answer is never held.
-async fn read_capped(
-    mut resp: reqwest::Response,
-    limit: u64,
-) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Ok(None);
-    }
-    // Sized once when the server says the length (within the cap): a list of 100,000 agents
-    // grown by doubling would copy itself and hold up to twice its size meanwhile.
-    let mut body = Vec::with_capacity(resp.content_length().map_or(0, |n| n as usize));
-    while let Some(chunk) = resp.chunk().await? {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
-}
-
-/// The `error` field of a JSON error body.
-fn error_message(bytes: &[u8]) -> Option<String> {
-    serde_json::from_slice::<Value>(bytes)
-        .ok()?
-        .get("error")?
-        .as_str()
-        .map(str::to_string)
-}
-
-/// `1s`, `2.5s`, `250ms`: a wait as a person reads it.
-fn seconds(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
-/// At most `max` characters of a message from the server, control characters (a terminal's
-/// escape sequences) replaced, so it cannot flood or rewrite the screen.
-fn truncate(s: &str, max: usize) -> String {
-    let clean = |c: char| if c.is_control() { ' ' } else { c };
-    if s.chars().count() <= max {
-        s.chars().map(clean).collect()
-    } else {
-        let t: String = s.chars().take(max).map(clean).collect();
-        format!("{t}…")
-    }
-}
-
-/// Parses the entries of a list answer one at a time and hands each object to `each`;
-/// `Ok(None)` when the answer is JSON but no array. A failure of `each`, or an entry that is
-/// no object, stops the parse and is left in `failed`.
-struct Entries<'a, T, F: FnMut(usize, Object) -> Result<T, ClientError>> {
-    each: &'a mut F,
-    failed: &'a mut Option<ClientError>,
-    /// The list's route template, for the error.
-    route: &'a str,
-}
-
-impl<'de, T, F: FnMut(usize, Object) -> Result<T, ClientError>> serde::de::Visitor<'de>
-    for Entries<'_, T, F>
-{
-    type Value = Option<Vec<T>>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error;
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(v) = seq.next_element::<Value>()? {
-            let i = out.len();
-            let entry = match v {
-                Value::Object(o) => (self.each)(i, o),
-                _ => Err(bad_list(
-                    self.route,
-                    format!("entry {i} of the list is not an object"),
-                )),
-            };
-            match entry {
-                Ok(t) => out.push(t),
-                Err(e) => {
-                    *self.failed = Some(e);
-                    return Err(A::Error::custom("entry refused"));
-                }
-            }
-        }
-        Ok(Some(out))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-        while m
-            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
-/// A list answer's entries, parsed and handed to `each` one at a time, straight from the
-/// answer's bytes. `route` (a template) names the list in errors.
-fn parse_entries<T>(
-    bytes: &[u8],
-    route: &str,
-    each: &mut impl FnMut(usize, Object) -> Result<T, ClientError>,
-) -> Result<Vec<T>, ClientError> {
-    let mut failed = None;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = serde::Deserializer::deserialize_any(
-        &mut de,
-        Entries {
-            each,
-            failed: &mut failed,
-            route,
-        },
-    )
-    .and_then(|list| de.end().map(|()| list));
-    match (failed, parsed) {
-        (Some(e), _) => Err(e),
-        (None, Ok(Some(list))) => Ok(list),
-        (None, Ok(None)) => Err(bad_list(route, "expected a JSON array".into())),
-        (None, Err(e)) => Err(bad_list(route, e.to_string())),
-    }
-}
-
-/// A list answer (GET of the list at `route`, a template) that is not what the contract says.
-fn bad_list(route: &str, message: String) -> ClientError {
-    ClientError::Decode {
-        method: Method::GET,
-        route: route.to_string(),
-        message,
-    }
-}
-
-/// An answer body parsed as `T`; no body is `None`.
-fn decode<T: serde::de::DeserializeOwned>(
-    method: &Method,
-    route: &Route,
-    bytes: Option<&[u8]>,
-) -> Result<Option<T>, ClientError> {
-    bytes
-        .map(|b| {
-            serde_json::from_slice(b).map_err(|e| ClientError::Decode {
-                method: method.clone(),
-                route: route.template().to_string(),
-                message: e.to_string(),
-            })
-        })
-        .transpose()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(bytes: &str) -> Result<Vec<String>, String> {
-        let mut seen = Vec::new();
-        parse_entries(bytes.as_bytes(), "/api/agents", &mut |i, o: Object| {
-            seen.push(i);
-            match o.get("name").and_then(Value::as_str) {
-                Some("refused") => Err(ClientError::Build(format!("entry {i} refused"))),
-                n => Ok(n.unwrap_or("").to_string()),
-            }
-        })
-        .map_err(|e| e.to_string())
-        .inspect(|list| assert_eq!(seen, (0..list.len()).collect::<Vec<_>>()))
-    }
-
-    #[test]
-    fn a_list_is_parsed_entry_by_entry_and_anything_else_is_refused_with_the_route() {
-        assert_eq!(
-            names(r#"[{"name": "a"}, {"name": "b"}, {}]"#),
-            Ok(vec!["a".into(), "b".into(), String::new()])
-        );
-        assert_eq!(names("[]"), Ok(vec![]));
-        for not_a_list in [r#"{"name": "a"}"#, "3", "\"x\"", "null", "true"] {
-            let e = names(not_a_list).expect_err(not_a_list);
-            assert!(
-                e.contains("/api/agents") && e.contains("expected a JSON array"),
-                "{e}"
-            );
-        }
-        let e = names(r#"[{"name": "a"}, 7]"#).expect_err("7");
-        assert!(e.contains("entry 1 of the list is not an object"), "{e}");
-        let e = names(r#"[{"name": "a"}, {"name": "refused"}, {"name": "c"}]"#).expect_err("x");
-        assert!(e.contains("entry 1 refused"), "{e}");
-        for broken in [r#"[{"name": "a"}"#, r#"[{"name": "a"}] trailing"#, "[{,}]"] {
-            let e = names(broken).expect_err(broken);
-            assert!(e.contains("/api/agents"), "{e}");
-        }
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base: Duration::from_millis(100),
-            cap: Duration::from_millis(800),
-        };
-        for _ in 0..50 {
-            let d1 = p.backoff(1);
-            assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200));
-            let d10 = p.backoff(10);
-            assert!(d10 <= Duration::from_millis(800) && d10 >= Duration::from_millis(400));
-        }
-    }
-
-    #[test]
-    fn ambiguity_of_failures() {
-        let s = |status| ClientError::Status {
-            method: Method::POST,
-            route: "/api/agents".into(),
-            status,
-            message: String::new(),
-        };
-        assert!(s(500).is_ambiguous());
-        assert!(!s(429).is_ambiguous() && s(429).is_transient());
-        assert!(!s(400).is_ambiguous() && !s(400).is_transient());
-    }
-
-    #[test]
-    fn throttling_does_not_spend_the_failure_budget() {
-        let p = RetryPolicy::default();
-        let s = |status| ClientError::Status {
-            method: Method::GET,
-            route: "/api/agents".into(),
-            status,
-            message: String::new(),
-        };
-        let mut t = Tries::default();
-        for i in 1..MAX_THROTTLED_ATTEMPTS {
-            assert_eq!(t.count(&s(429)), i);
-            assert!(!t.exhausted(&p), "{i} × 429 must not give up");
-        }
-        assert_eq!(t.count(&s(500)), 1, "a 5xx starts its own count");
-        t.count(&s(429));
-        assert!(t.exhausted(&p));
-        let mut t = Tries::default();
-        for _ in 0..p.max_attempts {
-            t.count(&s(503));
-        }
-        assert!(t.exhausted(&p));
-    }
 }

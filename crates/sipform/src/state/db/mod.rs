@@ -294,13 +294,7 @@ impl Tables {
                 .await
                 .map_err(|e| self.err(what, e))?
                 .iter()
-                .map(|r| Ok(MetaRow {
-                    lineage: r.try_get(0)?,
-                    version: r.try_get(1)?,
-                    serial: r.try_get(2)?,
-                    account_id: r.try_get(3)?,
-                    project: r.try_get(4)?,
-                }))
+                .map(MetaRow::from_row)
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(|e| self.err(what, e))?;
                 let Some(meta) = self.pick(metas)? else {
@@ -317,14 +311,7 @@ impl Tables {
                 .await
                 .map_err(|e| self.err(what, e))?
                 .iter()
-                .map(|r| Ok(RestaurantRow {
-                    restaurant_id: r.try_get(0)?,
-                    final_customer_id: r.try_get(1)?,
-                    agent_id: r.try_get(2)?,
-                    tools: r.try_get(3)?,
-                    api_token: r.try_get(4)?,
-                    objects: r.try_get(5)?,
-                }))
+                .map(RestaurantRow::from_row)
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(|e| self.err(what, e))?;
                 Ok::<_, StateError>((Some(meta), rows))
@@ -332,9 +319,14 @@ impl Tables {
             .await;
             finish(tx, result, |e| self.err(what, e)).await?
         });
-        let Some(meta) = meta else {
-            return Ok(None);
-        };
+        match meta {
+            None => Ok(None),
+            Some(meta) => self.state_of(meta, rows).map(Some),
+        }
+    }
+
+    /// The state a lineage's meta row and restaurant rows hold, checked as it is read.
+    fn state_of(&self, meta: MetaRow, rows: Vec<RestaurantRow>) -> Result<State, StateError> {
         if meta.version > i64::from(STATE_FORMAT_VERSION) {
             return Err(StateError::FutureVersion {
                 place: self.place(),
@@ -361,28 +353,35 @@ impl Tables {
             state.bind(me);
         }
         for r in rows {
-            let tools = serde_json::from_str(&r.tools)
-                .map_err(|e| self.corrupt(format!("restaurant {}: tools: {e}", r.restaurant_id)))?;
-            let objects = match &r.objects {
-                None => Default::default(),
-                Some(text) => serde_json::from_str(text).map_err(|e| {
-                    self.corrupt(format!("restaurant {}: objects: {e}", r.restaurant_id))
-                })?,
-            };
-            let rs = RestaurantState {
-                final_customer_id: r.final_customer_id.map(FinalCustomerId::new),
-                agent_id: r.agent_id.map(AgentId::new),
-                tools,
-                api_token: r.api_token.map(Secret::new),
-                objects,
-            };
+            let (id, rs) = self.restaurant_of(r)?;
             if !rs.is_empty() {
-                state
-                    .restaurants
-                    .insert(RestaurantId::new(r.restaurant_id), rs);
+                state.restaurants.insert(id, rs);
             }
         }
-        Ok(Some(state))
+        Ok(state)
+    }
+
+    /// One restaurant's row, its JSON columns decoded.
+    fn restaurant_of(
+        &self,
+        r: RestaurantRow,
+    ) -> Result<(RestaurantId, RestaurantState), StateError> {
+        let tools = serde_json::from_str(&r.tools)
+            .map_err(|e| self.corrupt(format!("restaurant {}: tools: {e}", r.restaurant_id)))?;
+        let objects = match &r.objects {
+            None => Default::default(),
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                self.corrupt(format!("restaurant {}: objects: {e}", r.restaurant_id))
+            })?,
+        };
+        let rs = RestaurantState {
+            final_customer_id: r.final_customer_id.map(FinalCustomerId::new),
+            agent_id: r.agent_id.map(AgentId::new),
+            tools,
+            api_token: r.api_token.map(Secret::new),
+            objects,
+        };
+        Ok((RestaurantId::new(r.restaurant_id), rs))
     }
 
     /// The project a meta row records, if any.
@@ -449,7 +448,72 @@ impl Tables {
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
         self.ensure().await?;
         let what = "writing";
-        let lineage = state.lineage.to_string();
+        let w = self.prepare(state, changes)?;
+        let sql = CommitSql::new(self);
+        let begin = self.begin_write();
+        with_pool!(self.db, p => {
+            let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
+            let result = async {
+                let metas = sqlx::query(&sql.select_metas)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(what, e))?
+                    .iter()
+                    .map(MetaRow::from_row)
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(|e| self.err(what, e))?;
+                self.may_write(state, w.project, &metas)?;
+                sqlx::query(&sql.upsert_meta)
+                    .bind(w.lineage.clone())
+                    .bind(i64::from(state.version))
+                    .bind(w.serial)
+                    .bind(state.account_id.as_ref().map(|a| a.as_str().to_string()))
+                    .bind(chrono::Utc::now().to_rfc3339())
+                    .bind(w.project_json.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(what, e))?;
+                if w.every_row {
+                    sqlx::query(&sql.delete_all)
+                        .bind(w.lineage.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(what, e))?;
+                }
+                for rid in &w.deletes {
+                    sqlx::query(&sql.delete_row)
+                        .bind(w.lineage.clone())
+                        .bind(rid.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(what, e))?;
+                }
+                for UpsertRow(rid, fc, agent, tools, token, objects) in &w.upserts {
+                    sqlx::query(&sql.upsert_row)
+                        .bind(w.lineage.clone())
+                        .bind(rid.clone())
+                        .bind(fc.clone())
+                        .bind(agent.clone())
+                        .bind(tools.clone())
+                        .bind(token.clone())
+                        .bind(objects.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
+                }
+                Ok::<(), StateError>(())
+            }
+            .await;
+            finish(tx, result, |e| self.err(what, e)).await
+        })
+    }
+
+    /// What a commit of `state` writes, encoded before its transaction begins.
+    fn prepare<'s>(
+        &'s self,
+        state: &'s State,
+        changes: &[Change],
+    ) -> Result<Write<'s>, StateError> {
         let serial = i64::try_from(state.serial).map_err(|_| StateError::Backend {
             place: self.place(),
             message: format!(
@@ -474,116 +538,14 @@ impl Tables {
             Some(changes.iter().filter_map(Change::restaurant).collect())
         };
         let (upserts, deletes) = self.rows_to_write(state, touched.as_ref())?;
-        let begin = self.begin_write();
-        let ph = |n| self.ph(n);
-        // Every other run's commit waits here until this one ends (SQLite's BEGIN IMMEDIATE
-        // does the same), so two projects never both adopt one lineage.
-        let select_metas = format!(
-            "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), \
-             CAST(project AS TEXT) FROM sipform_state_meta{}",
-            if self.db.engine() == Engine::Postgres {
-                " FOR UPDATE"
-            } else {
-                ""
-            }
-        );
-        let upsert_meta = format!(
-            "INSERT INTO sipform_state_meta \
-             (lineage, version, serial, account_id, updated_at, project) \
-             VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (lineage) DO UPDATE SET \
-             version = excluded.version, serial = excluded.serial, \
-             account_id = excluded.account_id, updated_at = excluded.updated_at, \
-             project = COALESCE(excluded.project, sipform_state_meta.project)",
-            ph(1),
-            ph(2),
-            ph(3),
-            ph(4),
-            ph(5),
-            ph(6)
-        );
-        let upsert_row = format!(
-            "INSERT INTO sipform_state_restaurants \
-             (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token, objects) \
-             VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (lineage, restaurant_id) DO UPDATE SET \
-             final_customer_id = excluded.final_customer_id, agent_id = excluded.agent_id, \
-             tools = excluded.tools, api_token = excluded.api_token, objects = excluded.objects",
-            ph(1),
-            ph(2),
-            ph(3),
-            ph(4),
-            ph(5),
-            ph(6),
-            ph(7)
-        );
-        let delete_row = format!(
-            "DELETE FROM sipform_state_restaurants WHERE lineage = {} AND restaurant_id = {}",
-            ph(1),
-            ph(2)
-        );
-        let delete_all = format!(
-            "DELETE FROM sipform_state_restaurants WHERE lineage = {}",
-            ph(1)
-        );
-        with_pool!(self.db, p => {
-            let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
-            let result = async {
-                let metas = sqlx::query(&select_metas)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(what, e))?
-                    .iter()
-                    .map(|m| Ok(MetaRow {
-                        lineage: m.try_get(0)?,
-                        version: m.try_get(1)?,
-                        serial: m.try_get(2)?,
-                        account_id: None,
-                        project: m.try_get(3)?,
-                    }))
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-                    .map_err(|e| self.err(what, e))?;
-                self.may_write(state, project, &metas)?;
-                sqlx::query(&upsert_meta)
-                    .bind(lineage.clone())
-                    .bind(i64::from(state.version))
-                    .bind(serial)
-                    .bind(state.account_id.as_ref().map(|a| a.as_str().to_string()))
-                    .bind(chrono::Utc::now().to_rfc3339())
-                    .bind(project_json.clone())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(what, e))?;
-                if touched.is_none() {
-                    sqlx::query(&delete_all)
-                        .bind(lineage.clone())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(what, e))?;
-                }
-                for rid in &deletes {
-                    sqlx::query(&delete_row)
-                        .bind(lineage.clone())
-                        .bind(rid.clone())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(what, e))?;
-                }
-                for UpsertRow(rid, fc, agent, tools, token, objects) in &upserts {
-                    sqlx::query(&upsert_row)
-                        .bind(lineage.clone())
-                        .bind(rid.clone())
-                        .bind(fc.clone())
-                        .bind(agent.clone())
-                        .bind(tools.clone())
-                        .bind(token.clone())
-                        .bind(objects.clone())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
-                }
-                Ok::<(), StateError>(())
-            }
-            .await;
-            finish(tx, result, |e| self.err(what, e)).await
+        Ok(Write {
+            lineage: state.lineage.to_string(),
+            serial,
+            project,
+            project_json,
+            every_row: touched.is_none(),
+            upserts,
+            deletes,
         })
     }
 
@@ -700,6 +662,74 @@ async fn finish<'c, DB: sqlx::Database, T, E>(
     }
 }
 
+/// What one commit writes, encoded.
+struct Write<'s> {
+    lineage: String,
+    serial: i64,
+    /// The project the lineage is recorded for, and its JSON.
+    project: Option<&'s ProjectRef>,
+    project_json: Option<String>,
+    /// Every restaurant row is rewritten (the old ones deleted first), not only the changed.
+    every_row: bool,
+    upserts: Vec<UpsertRow>,
+    deletes: Vec<String>,
+}
+
+/// The statements of a commit, with the engine's placeholders.
+struct CommitSql {
+    select_metas: String,
+    upsert_meta: String,
+    upsert_row: String,
+    delete_row: String,
+    delete_all: String,
+}
+
+impl CommitSql {
+    fn new(t: &Tables) -> CommitSql {
+        let ph = |n| t.ph(n);
+        let phs = |n: usize| (1..=n).map(ph).collect::<Vec<_>>().join(", ");
+        CommitSql {
+            // Every other run's commit waits here until this one ends (SQLite's BEGIN
+            // IMMEDIATE does the same), so two projects never both adopt one lineage.
+            select_metas: format!(
+                "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
+                 CAST(project AS TEXT) FROM sipform_state_meta{}",
+                if t.db.engine() == Engine::Postgres {
+                    " FOR UPDATE"
+                } else {
+                    ""
+                }
+            ),
+            upsert_meta: format!(
+                "INSERT INTO sipform_state_meta \
+                 (lineage, version, serial, account_id, updated_at, project) \
+                 VALUES ({}) ON CONFLICT (lineage) DO UPDATE SET \
+                 version = excluded.version, serial = excluded.serial, \
+                 account_id = excluded.account_id, updated_at = excluded.updated_at, \
+                 project = COALESCE(excluded.project, sipform_state_meta.project)",
+                phs(6)
+            ),
+            upsert_row: format!(
+                "INSERT INTO sipform_state_restaurants \
+                 (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token, objects) \
+                 VALUES ({}) ON CONFLICT (lineage, restaurant_id) DO UPDATE SET \
+                 final_customer_id = excluded.final_customer_id, agent_id = excluded.agent_id, \
+                 tools = excluded.tools, api_token = excluded.api_token, objects = excluded.objects",
+                phs(7)
+            ),
+            delete_row: format!(
+                "DELETE FROM sipform_state_restaurants WHERE lineage = {} AND restaurant_id = {}",
+                ph(1),
+                ph(2)
+            ),
+            delete_all: format!(
+                "DELETE FROM sipform_state_restaurants WHERE lineage = {}",
+                ph(1)
+            ),
+        }
+    }
+}
+
 /// restaurant_id, final_customer_id, agent_id, tools JSON, api_token, objects JSON.
 struct UpsertRow(
     String,
@@ -726,4 +756,40 @@ struct RestaurantRow {
     tools: String,
     api_token: Option<String>,
     objects: Option<String>,
+}
+
+impl MetaRow {
+    /// `lineage, version, serial, account_id, project`, in that order.
+    fn from_row<R: Row>(r: &R) -> Result<MetaRow, sqlx::Error>
+    where
+        usize: sqlx::ColumnIndex<R>,
+        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(MetaRow {
+            lineage: r.try_get(0)?,
+            version: r.try_get(1)?,
+            serial: r.try_get(2)?,
+            account_id: r.try_get(3)?,
+            project: r.try_get(4)?,
+        })
+    }
+}
+
+impl RestaurantRow {
+    /// `restaurant_id, final_customer_id, agent_id, tools, api_token, objects`, in that order.
+    fn from_row<R: Row>(r: &R) -> Result<RestaurantRow, sqlx::Error>
+    where
+        usize: sqlx::ColumnIndex<R>,
+        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(RestaurantRow {
+            restaurant_id: r.try_get(0)?,
+            final_customer_id: r.try_get(1)?,
+            agent_id: r.try_get(2)?,
+            tools: r.try_get(3)?,
+            api_token: r.try_get(4)?,
+            objects: r.try_get(5)?,
+        })
+    }
 }
