@@ -245,7 +245,11 @@ async fn a_one_per_restaurant_kind_added_from_outside_is_reconciled_by_the_contr
     // Converged: the next pass finds every badge (through the cache's lists and state) and
     // writes nothing.
     let again = once(&emu.base_url(), &state_path, &badge).await;
-    assert_eq!((again.changed, again.unchanged), (0, restaurants), "{again:?}");
+    assert_eq!(
+        (again.changed, again.unchanged),
+        (0, restaurants),
+        "{again:?}"
+    );
     assert_eq!(badge.writes(), (restaurants, 0), "no badge made twice");
 
     // Its desired form changes: one update per restaurant, no create.

@@ -216,7 +216,14 @@ impl ServerView for CachedServer<'_> {
         let targets = scope.unwrap_or(&none);
         let cache = &mut *self.cache;
         cache
-            .prepare(kinds, self.client, self.account_name, desired, state, targets)
+            .prepare(
+                kinds,
+                self.client,
+                self.account_name,
+                desired,
+                state,
+                targets,
+            )
             .await?;
         Ok(cache.view(kinds, desired, state, targets))
     }

@@ -487,11 +487,7 @@ impl Leader<'_> {
         }
     }
 
-    fn record(
-        &mut self,
-        due: &[RestaurantId],
-        verdicts: Vec<(RestaurantId, Verdict)>,
-    ) {
+    fn record(&mut self, due: &[RestaurantId], verdicts: Vec<(RestaurantId, Verdict)>) {
         let now = Instant::now();
         let mut any_done = false;
         let mut any_transient = false;

@@ -47,4 +47,3 @@ impl Cells for sqlx::sqlite::SqliteRow {
             .map_err(|_| "expected an integer".to_string())
     }
 }
-

@@ -42,13 +42,19 @@ impl Inventory for Files {
         format!("folder {}", self.dir.display())
     }
 
-    async fn read_all(&self, _known: &BTreeSet<RestaurantId>) -> Result<InventoryRead, InventoryError> {
+    async fn read_all(
+        &self,
+        _known: &BTreeSet<RestaurantId>,
+    ) -> Result<InventoryRead, InventoryError> {
         self.read()
     }
 
     /// The folder is read whole (a file's name says nothing of its id); the restaurants of
     /// `ids` are kept, and every file whose id could not be read (it might be one of them).
-    async fn read_some(&self, ids: &BTreeSet<RestaurantId>) -> Result<InventoryRead, InventoryError> {
+    async fn read_some(
+        &self,
+        ids: &BTreeSet<RestaurantId>,
+    ) -> Result<InventoryRead, InventoryError> {
         let all = self.read()?;
         let mut read = InventoryRead::default();
         let wanted = |id: &str| ids.iter().any(|i| i.as_str() == id);
@@ -69,7 +75,11 @@ impl Inventory for Files {
     async fn all_ids(&self) -> Result<Vec<RestaurantId>, InventoryError> {
         let read = self.read()?;
         let valid = read.restaurants.iter().map(|r| r.value.id.clone());
-        let invalid = read.skipped.iter().filter_map(|s| s.id.as_deref()).map(RestaurantId::new);
+        let invalid = read
+            .skipped
+            .iter()
+            .filter_map(|s| s.id.as_deref())
+            .map(RestaurantId::new);
         Ok(valid.chain(invalid).collect())
     }
 }

@@ -9,10 +9,10 @@
 
 use std::collections::HashMap;
 
+use super::cells::Cells;
 use crate::crypto::{self, CryptoError, MasterKey};
 use crate::db::{with_pool, Db, DbError, TableName};
 use crate::front::diagnostics::Sourced;
-use super::cells::Cells;
 use crate::model::secret::Secret;
 use crate::model::spec::{PhoneLineSpec, PhoneProvider, PlatformLine, Restaurant, SipTransport};
 

@@ -16,10 +16,10 @@ use std::path::Path;
 use indexmap::IndexMap;
 use sqlx::Row;
 
+use super::cells::Cells;
 use crate::db::{quote_ident, with_pool, Db, DbError, Engine, Purpose, TableName};
 use crate::front::diagnostics::{Diagnostic, Origin, Skipped, Sourced};
 use crate::inventory::InventoryRead;
-use super::cells::Cells;
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::{
     restaurant_id_problem, ChatMode, InventoryConfig, PlatformRow, Restaurant,

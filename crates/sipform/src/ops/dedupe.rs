@@ -73,7 +73,15 @@ pub async fn dedupe(ws: &Workspace, opts: &DedupeOptions) -> Result<DedupeReport
         steps: Vec::new(),
     };
     for d in &plan.duplicates {
-        clean(ws.kinds(), &client, &account, d, opts.allow_destroy, &mut report.steps).await;
+        clean(
+            ws.kinds(),
+            &client,
+            &account,
+            d,
+            opts.allow_destroy,
+            &mut report.steps,
+        )
+        .await;
     }
     Ok(report)
 }

@@ -76,7 +76,8 @@ impl Demo {
     /// Carries `plan` out into the scratch state.
     pub async fn apply(&self, plan: &Plan, progress: &dyn Progress) -> Result<Report, OpsError> {
         let state = self.ws.state().await?;
-        let (report, _) = super::apply::apply_plan(&self.ws, &self.client, plan, state, progress).await;
+        let (report, _) =
+            super::apply::apply_plan(&self.ws, &self.client, plan, state, progress).await;
         Ok(report)
     }
 }

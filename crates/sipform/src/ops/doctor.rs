@@ -59,7 +59,13 @@ pub async fn doctor(settings: &Settings, kinds: &Kinds) -> Result<Vec<Finding>, 
         .collect();
     let client =
         Client::new(settings).map_err(|source| OpsError::server(&settings.server_url, source))?;
-    server(kinds, &client, &redact_url(&settings.server_url), &mut found).await;
+    server(
+        kinds,
+        &client,
+        &redact_url(&settings.server_url),
+        &mut found,
+    )
+    .await;
     state_backend(settings, &mut found).await;
     Ok(found)
 }

@@ -66,7 +66,10 @@ pub async fn plan_over<S: ServerView>(
             break;
         };
         let server_error = |e| ws.server_error(e);
-        let mut children = server.finish_children(reading).await.map_err(server_error)?;
+        let mut children = server
+            .finish_children(reading)
+            .await
+            .map_err(server_error)?;
         // An object a batch read ahead of turns out to be needed (one the batch before
         // adopted): its lists are read now.
         let missing: BTreeSet<_> = planner

@@ -56,7 +56,11 @@ impl Workspace {
         let mut known = BTreeSet::new();
         if source.reads_known() {
             let b = state::open(&settings.state, root, Some(&state_project(&settings)))?;
-            known = b.load().await?.map(|s| s.restaurant_ids()).unwrap_or_default();
+            known = b
+                .load()
+                .await?
+                .map(|s| s.restaurant_ids())
+                .unwrap_or_default();
             backend = Some(b);
         }
         let read = source.read_all(&known).await;

@@ -22,12 +22,16 @@ pub use transport::{Client, ClientError, Probe, RetryPolicy, Stats, MAX_THROTTLE
 impl Client {
     /// Requests sent so far by this client and its clones.
     pub fn requests(&self) -> u64 {
-        self.stats.requests.load(std::sync::atomic::Ordering::Relaxed)
+        self.stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Retries made so far by this client and its clones.
     pub fn retries(&self) -> u64 {
-        self.stats.retries.load(std::sync::atomic::Ordering::Relaxed)
+        self.stats
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The counters themselves, shared with every clone (the controller's metrics read them).

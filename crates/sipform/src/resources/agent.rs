@@ -90,9 +90,7 @@ impl Kind for Agent {
     }
 
     fn assumed_routes(&self) -> &'static [(&'static str, &'static str)] {
-        &[
-            ("DELETE", "/api/agents/:id"),
-        ]
+        &[("DELETE", "/api/agents/:id")]
     }
 
     fn shape(&self) -> Shape {

@@ -133,9 +133,7 @@ impl Kind for PhoneLine {
     }
 
     fn assumed_routes(&self) -> &'static [(&'static str, &'static str)] {
-        &[
-            ("DELETE", "/api/agents/:id/phone-lines/:id"),
-        ]
+        &[("DELETE", "/api/agents/:id/phone-lines/:id")]
     }
 
     fn shape(&self) -> Shape {

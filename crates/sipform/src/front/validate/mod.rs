@@ -149,7 +149,11 @@ pub fn check_inventory(
     match read {
         Ok(read) => {
             // Each restaurant with its file, when it has one (rows have none).
-            let docs = read.docs.into_iter().map(Some).chain(std::iter::repeat(None));
+            let docs = read
+                .docs
+                .into_iter()
+                .map(Some)
+                .chain(std::iter::repeat(None));
             let entries = read
                 .restaurants
                 .into_iter()
