@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
+use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin, Skipped, Sourced};
 use crate::front::schema::{self, Kind};
 use crate::front::yaml::{self, PositionIndex};
-use crate::model::spec::{Project, ToolSpec};
+use crate::model::spec::{Project, Restaurant, ToolSpec};
 
 /// The project settings file, at the project's root.
 pub const PROJECT_FILE: &str = "sipform.yaml";
@@ -290,6 +290,50 @@ pub fn load_tools(dir: &Path) -> Result<Vec<LoadedTool>, Diagnostics> {
         }
     }
     diags.into_result(tools)
+}
+
+/// Every restaurant file of `dir`, in file-name order: the valid ones with their document (its
+/// positions only), and each invalid file as [`Skipped`] (a file is one restaurant: its errors
+/// are its own). Fails only when the folder itself cannot be listed.
+pub fn read_restaurant_files(dir: &Path) -> Result<super::InventoryRead, Diagnostics> {
+    let files = yaml_files(dir)?;
+    // Each file read and parsed on every core (at 10,000 files, a sixth of `validate`).
+    let read = super::par::par_map(&files, |_, path| read_restaurant(path));
+    let mut out = super::InventoryRead::default();
+    for r in read {
+        match r {
+            Ok((restaurant, doc)) => {
+                out.restaurants.push(restaurant);
+                out.docs.push(doc);
+            }
+            Err(s) => out.skipped.push(s),
+        }
+    }
+    Ok(out)
+}
+
+/// One restaurant file, or why it is skipped.
+fn read_restaurant(path: &Path) -> Result<(Sourced<Restaurant>, Document), Skipped> {
+    let doc = read_document(path).map_err(|d| Skipped::new(None, d.origin.clone(), d))?;
+    match typed::<Restaurant>(&doc, Kind::Restaurant) {
+        Ok(r) => {
+            // Only the positions are needed from here on (to point at a column).
+            let doc = Document {
+                value: Value::Null,
+                ..doc
+            };
+            let origin = doc.origin("");
+            Ok((Sourced { value: r, origin }, doc))
+        }
+        Err(d) => {
+            let id = doc
+                .value
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            Err(Skipped::new(id, doc.origin(""), d))
+        }
+    }
 }
 
 #[cfg(test)]
