@@ -99,16 +99,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     let settings = super::settings(&global.project, &overrides)?;
     if let Some(ControllerCommand::InstallTrigger { print_sql }) = args.command {
-        if print_sql {
-            print!("{}", ops::controller::trigger_sql(&settings).await?.sql);
-        } else {
-            let t = ops::controller::install_trigger(&settings).await?;
-            eprintln!(
-                "installed the sipform change log and trigger on {}",
-                t.table
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+        return install_trigger(&settings, print_sql).await;
     }
     let folder = if args.watch {
         match ops::controller::inventory_folder(&settings) {
@@ -139,18 +130,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let server = if args.once {
         None
     } else {
-        let token = std::env::var("SIPFORM_CONTROLLER_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty());
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
-        tracing::info!(target: sipform::LOG_TARGET, "controller: listening on {}{}", args.listen, if token.is_some() { "" } else { " (webhook off: SIPFORM_CONTROLLER_TOKEN is not set)" });
-        Some(super::controller_http::serve(
-            listener,
-            handle.clone(),
-            token,
-        ))
+        Some(listen(args.listen, handle.clone()).await?)
     };
     listen_signals(handle.clone())?;
     let _watcher = if let Some(folder) = folder {
@@ -174,6 +154,38 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `controller install-trigger [--print-sql]`.
+async fn install_trigger(
+    settings: &sipform::config::Settings,
+    print_sql: bool,
+) -> anyhow::Result<ExitCode> {
+    if print_sql {
+        print!("{}", ops::controller::trigger_sql(settings).await?.sql);
+    } else {
+        let t = ops::controller::install_trigger(settings).await?;
+        eprintln!(
+            "installed the sipform change log and trigger on {}",
+            t.table
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP listener (health, readiness, metrics, the webhook when a token is set).
+async fn listen(
+    addr: std::net::SocketAddr,
+    handle: controller::Handle,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let token = std::env::var("SIPFORM_CONTROLLER_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--listen)"))?;
+    tracing::info!(target: sipform::LOG_TARGET, "controller: listening on {}{}", addr, if token.is_some() { "" } else { " (webhook off: SIPFORM_CONTROLLER_TOKEN is not set)" });
+    Ok(super::controller_http::serve(listener, handle, token))
 }
 
 /// SIGTERM and SIGINT: stop (in-flight writes finish and are recorded, then exit 0). SIGHUP:

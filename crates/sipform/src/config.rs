@@ -119,7 +119,7 @@ pub struct Settings {
     /// `phone_lines:` of `sipform.yaml`: where phone lines come from.
     pub phone_lines: crate::model::spec::PhoneLinesConfig,
     /// `platform:` of `sipform.yaml`: the OpenAPI document tools are checked against.
-    pub platform: crate::contract::PlatformConfig,
+    pub platform: crate::model::spec::PlatformConfig,
 }
 
 /// Reads the process environment; tests pass a closure over a map instead.

@@ -9,9 +9,9 @@ use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
 use crate::front::expr::{self, Root};
 use crate::front::load::LoadedTool;
 use crate::front::yaml::escape_token;
-use crate::model::spec::DesiredRestaurant;
+use crate::model::spec::{DesiredRestaurant, HttpSpec};
 
-use super::openapi::{Api, Shape};
+use super::openapi::{Api, Operation, RouteDef, Shape};
 use super::request::{references, split_url};
 use super::{CheckKind, PlatformConfig, Waiver};
 
@@ -82,7 +82,11 @@ pub fn check_project(
     };
     let mut used = vec![false; config.waivers.len()];
     for f in findings {
-        match config.waivers.iter().position(|w| w.covers(&f.tool, f.check, f.subject.as_deref())) {
+        match config
+            .waivers
+            .iter()
+            .position(|w| w.covers(&f.tool, f.check, f.subject.as_deref()))
+        {
             Some(i) => {
                 used[i] = true;
                 report.waived.push((f, config.waivers[i].clone()));
@@ -102,85 +106,106 @@ pub fn check_project(
 
 /// Every finding of one tool.
 pub fn check_tool(api: &Api, tool: &LoadedTool) -> Vec<Finding> {
-    let spec = &tool.spec;
-    let Some(http) = &spec.http else {
+    let Some(http) = &tool.spec.http else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    let mut find = |check: CheckKind, subject: Option<&str>, pointer: &str, message: String| {
-        out.push(Finding {
-            tool: spec.name.clone(),
-            check,
-            subject: subject.map(String::from),
-            diagnostic: tool.doc.diag(pointer, message),
-        })
+    let mut f = ToolFindings {
+        tool,
+        out: Vec::new(),
     };
-    let method = format!("{:?}", http.method).to_ascii_uppercase();
-
-    // Which model parameters are sent, wherever the request carries them.
-    let mut sent: BTreeSet<String> = BTreeSet::new();
-    let mut note_ai = |refs: &[expr::Reference]| {
-        for r in refs {
-            if r.root == Root::Ai {
-                if let Some(first) = r.segments.first() {
-                    sent.insert(first.clone());
-                }
-            }
-        }
-    };
-    note_ai(&references(&Value::String(http.url.clone())));
-    if let Some(b) = &http.body_template {
-        for v in b.values() {
-            note_ai(&references(v));
-        }
-    }
-    for name in spec.parameters.properties.keys() {
-        if !sent.contains(name) {
-            find(
-                CheckKind::DeadParameter,
-                Some(name),
-                &format!("/parameters/properties/{}", escape_token(name)),
-                format!(
-                    "dead parameter: the voice model is asked for `{name}` but the request never sends it (no `$ai.{name}` in http.url or http.bodyTemplate)"
-                ),
-            );
-        }
-    }
-
+    dead_parameters(http, &mut f);
     let parts = match split_url(&http.url) {
         Ok(p) => p,
         Err(e) => {
-            find(
-                CheckKind::BadUrl,
-                None,
-                "/http/url",
-                format!("cannot check against the platform's API: {e}"),
-            );
-            return out;
+            let message = format!("cannot check against the platform's API: {e}");
+            f.add(CheckKind::BadUrl, None, "/http/url", message);
+            return f.out;
         }
     };
     if !parts.on_platform {
         // Not the platform (no `{{BASE_URL}}`): the document says nothing about it.
-        return out;
+        return f.out;
     }
-    let doc_name = api.doc.path.display().to_string();
-    let Some(route) = api.route(&parts.path) else {
-        find(
-            CheckKind::UnknownRoute,
-            Some(&parts.path),
-            "/http/url",
+    let method = format!("{:?}", http.method).to_ascii_uppercase();
+    let Some(op) = operation(api, &parts.path, &method, &mut f) else {
+        return f.out;
+    };
+    let place = api.place(op.0, Some(&method));
+    query_keys(op.1, &parts.query, &place, &mut f);
+    body_keys(op.1, http, &place, &mut f);
+    response_reads(op.1, http, &place, &mut f);
+    f.out
+}
+
+/// The findings of one tool, each placed in its file.
+struct ToolFindings<'a> {
+    tool: &'a LoadedTool,
+    out: Vec<Finding>,
+}
+
+impl ToolFindings<'_> {
+    fn add(&mut self, check: CheckKind, subject: Option<&str>, pointer: &str, message: String) {
+        self.out.push(Finding {
+            tool: self.tool.spec.name.clone(),
+            check,
+            subject: subject.map(String::from),
+            diagnostic: self.tool.doc.diag(pointer, message),
+        })
+    }
+}
+
+/// Parameters asked of the voice model that the request never sends.
+fn dead_parameters(http: &HttpSpec, f: &mut ToolFindings<'_>) {
+    let mut sent: BTreeSet<String> = BTreeSet::new();
+    let mut note_ai = |refs: &[expr::Reference]| {
+        for r in refs.iter().filter(|r| r.root == Root::Ai) {
+            if let Some(first) = r.segments.first() {
+                sent.insert(first.clone());
+            }
+        }
+    };
+    note_ai(&references(&Value::String(http.url.clone())));
+    for v in http.body_template.iter().flat_map(|b| b.values()) {
+        note_ai(&references(v));
+    }
+    let names: Vec<String> = f.tool.spec.parameters.properties.keys().cloned().collect();
+    for name in names.iter().filter(|n| !sent.contains(*n)) {
+        f.add(
+            CheckKind::DeadParameter,
+            Some(name),
+            &format!("/parameters/properties/{}", escape_token(name)),
             format!(
-                "{method} {}: no such route in {doc_name} (the platform at {}); every call of this tool gets a 404",
-                parts.path, api.revision
+                "dead parameter: the voice model is asked for `{name}` but the request never sends it (no `$ai.{name}` in http.url or http.bodyTemplate)"
             ),
         );
-        return out;
+    }
+}
+
+/// The route and operation the tool calls, or the finding that it has none.
+fn operation<'a>(
+    api: &'a Api,
+    path: &str,
+    method: &str,
+    f: &mut ToolFindings<'_>,
+) -> Option<(&'a RouteDef, &'a Operation)> {
+    let Some(route) = api.route(path) else {
+        let doc_name = api.doc.path.display().to_string();
+        f.add(
+            CheckKind::UnknownRoute,
+            Some(path),
+            "/http/url",
+            format!(
+                "{method} {path}: no such route in {doc_name} (the platform at {}); every call of this tool gets a 404",
+                api.revision
+            ),
+        );
+        return None;
     };
-    let Some(op) = route.operations.get(&method) else {
+    let Some(op) = route.operations.get(method) else {
         let allowed: Vec<&str> = route.operations.keys().map(String::as_str).collect();
-        find(
+        f.add(
             CheckKind::MethodNotAllowed,
-            Some(&method),
+            Some(method),
             "/http/method",
             format!(
                 "{method} is not a method of {} (it answers {}) [{}]",
@@ -189,15 +214,18 @@ pub fn check_tool(api: &Api, tool: &LoadedTool) -> Vec<Finding> {
                 api.place(route, None)
             ),
         );
-        return out;
+        return None;
     };
-    let place = api.place(route, Some(&method));
+    Some((route, op))
+}
 
-    let query_keys: Vec<&str> = parts.query.iter().map(|(k, _)| k.as_str()).collect();
+/// Query parameters: known to the route, and its required ones sent.
+fn query_keys(op: &Operation, query: &[(String, String)], place: &str, f: &mut ToolFindings<'_>) {
+    let query_keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
     for k in &query_keys {
         if !op.query.iter().any(|q| q.name == *k) {
             let known: Vec<&str> = op.query.iter().map(|q| q.name.as_str()).collect();
-            find(
+            f.add(
                 CheckKind::UnknownQueryParameter,
                 Some(k),
                 "/http/url",
@@ -210,7 +238,7 @@ pub fn check_tool(api: &Api, tool: &LoadedTool) -> Vec<Finding> {
     }
     for q in op.query.iter().filter(|q| q.required) {
         if !query_keys.contains(&q.name.as_str()) {
-            find(
+            f.add(
                 CheckKind::MissingQueryParameter,
                 Some(&q.name),
                 "/http/url",
@@ -221,59 +249,58 @@ pub fn check_tool(api: &Api, tool: &LoadedTool) -> Vec<Finding> {
             );
         }
     }
+}
 
+/// Body keys: known to the route, and its required ones sent.
+fn body_keys(op: &Operation, http: &HttpSpec, place: &str, f: &mut ToolFindings<'_>) {
     let sent_keys: Vec<&str> = http
         .body_template
         .iter()
         .flat_map(|b| b.keys().map(String::as_str))
         .collect();
-    match &op.body {
-        None => {
-            for k in &sent_keys {
-                find(
-                    CheckKind::UnknownBodyKey,
-                    Some(k),
-                    &format!("/http/bodyTemplate/{}", escape_token(k)),
-                    format!("body key `{k}`: the route reads no request body [{place}]"),
-                );
-            }
+    let Some(body) = &op.body else {
+        for k in &sent_keys {
+            f.add(
+                CheckKind::UnknownBodyKey,
+                Some(k),
+                &format!("/http/bodyTemplate/{}", escape_token(k)),
+                format!("body key `{k}`: the route reads no request body [{place}]"),
+            );
         }
-        Some(body) => {
-            for k in &sent_keys {
-                if !body.has(&[k.to_string()]) {
-                    find(
-                        CheckKind::UnknownBodyKey,
-                        Some(k),
-                        &format!("/http/bodyTemplate/{}", escape_token(k)),
-                        format!(
-                            "body key `{k}` is not read by the route (it reads: {}) [{place}]",
-                            list(&body.keys().iter().map(String::as_str).collect::<Vec<_>>())
-                        ),
-                    );
-                }
-            }
-            if let Shape::Object { required, .. } = body {
-                for r in required {
-                    if !sent_keys.contains(&r.as_str()) {
-                        find(
-                            CheckKind::MissingBodyKey,
-                            Some(r),
-                            if http.body_template.is_some() {
-                                "/http/bodyTemplate"
-                            } else {
-                                "/http"
-                            },
-                            format!(
-                                "the route requires body key `{r}`, which the tool does not send [{place}]"
-                            ),
-                        );
-                    }
-                }
-            }
-        }
+        return;
+    };
+    for k in sent_keys.iter().filter(|k| !body.has(&[k.to_string()])) {
+        f.add(
+            CheckKind::UnknownBodyKey,
+            Some(k),
+            &format!("/http/bodyTemplate/{}", escape_token(k)),
+            format!(
+                "body key `{k}` is not read by the route (it reads: {}) [{place}]",
+                list(&body.keys().iter().map(String::as_str).collect::<Vec<_>>())
+            ),
+        );
     }
+    let Shape::Object { required, .. } = body else {
+        return;
+    };
+    let pointer = if http.body_template.is_some() {
+        "/http/bodyTemplate"
+    } else {
+        "/http"
+    };
+    for r in required.iter().filter(|r| !sent_keys.contains(&r.as_str())) {
+        f.add(
+            CheckKind::MissingBodyKey,
+            Some(r),
+            pointer,
+            format!("the route requires body key `{r}`, which the tool does not send [{place}]"),
+        );
+    }
+}
 
-    // Every `$res` read back must be in the route's successful answers.
+/// Every `$res` read back must be in the route's successful answers.
+fn response_reads(op: &Operation, http: &HttpSpec, place: &str, f: &mut ToolFindings<'_>) {
+    let spec = &f.tool.spec;
     let mut res_reads: Vec<(String, String)> = Vec::new();
     for (k, v) in spec.context_updates.iter().flatten() {
         res_reads.push((format!("/contextUpdates/{}", escape_token(k)), v.clone()));
@@ -289,25 +316,22 @@ pub fn check_tool(api: &Api, tool: &LoadedTool) -> Vec<Finding> {
     }
     for (pointer, text) in res_reads {
         for r in references(&Value::String(text)) {
-            if r.root != Root::Res || r.segments.is_empty() {
+            if r.root != Root::Res || r.segments.is_empty() || op.response.has(&r.segments) {
                 continue;
             }
-            if !op.response.has(&r.segments) {
-                let field = r.segments.join(".");
-                let known = op.response.keys();
-                find(
-                    CheckKind::UnknownResponseField,
-                    Some(&field),
-                    &pointer,
-                    format!(
-                        "`$res.{field}` is not in the route's answer (its fields: {}): the value is always empty [{place}]",
-                        list(&known.iter().map(String::as_str).collect::<Vec<_>>())
-                    ),
-                );
-            }
+            let field = r.segments.join(".");
+            let known = op.response.keys();
+            f.add(
+                CheckKind::UnknownResponseField,
+                Some(&field),
+                &pointer,
+                format!(
+                    "`$res.{field}` is not in the route's answer (its fields: {}): the value is always empty [{place}]",
+                    list(&known.iter().map(String::as_str).collect::<Vec<_>>())
+                ),
+            );
         }
     }
-    out
 }
 
 /// The rendered agents' `onCallEndWebhook` (a POST the server makes at the end of each call):

@@ -205,6 +205,25 @@ async fn run_case(
         Ok(r) => r,
         Err(e) => return fail.push(e.to_string()),
     };
+    compare_expected(&req, expect, fail);
+    let (Some(live), Some(platform)) = (&case.live, &opts.platform) else {
+        return;
+    };
+    result.live = true;
+    run_live(
+        calls,
+        &tool.spec,
+        &case.restaurant,
+        live,
+        platform,
+        (ai, ctx),
+        result,
+    )
+    .await;
+}
+
+/// The request built matches what the case expects.
+fn compare_expected(req: &request::Request, expect: &Expect, fail: &mut Vec<String>) {
     let method = format!("{:?}", expect.method).to_ascii_uppercase();
     if req.method != method {
         fail.push(format!("method: expected {method}, got {}", req.method));
@@ -219,16 +238,24 @@ async fn run_case(
             Some(_) => {}
         }
     }
-    let (Some(live), Some(platform)) = (&case.live, &opts.platform) else {
-        return;
-    };
-    result.live = true;
+}
+
+/// The case's live part: sent to the platform, its answer compared.
+async fn run_live(
+    calls: &Calls,
+    spec: &crate::model::spec::ToolSpec,
+    restaurant: &str,
+    live: &Live,
+    platform: &str,
+    (ai, ctx): (Map<String, Value>, Map<String, Value>),
+    result: &mut CaseResult,
+) {
     let fail = &mut result.failures;
-    let scope = match calls.scope(&case.restaurant, Some(platform), ai, ctx) {
+    let scope = match calls.scope(restaurant, Some(platform), ai, ctx) {
         Ok(s) => s,
         Err(e) => return fail.push(e.to_string()),
     };
-    let req = match request::build(&tool.spec, &scope) {
+    let req = match request::build(spec, &scope) {
         Ok(r) => r,
         Err(e) => return fail.push(e.to_string()),
     };

@@ -45,10 +45,7 @@ pub struct Project {
     #[serde(default)]
     pub phone_lines: PhoneLinesConfig,
     /// The platform the tools call: its OpenAPI document and the accepted findings.
-    #[serde(
-        default,
-        skip_serializing_if = "super::PlatformConfig::is_empty"
-    )]
+    #[serde(default, skip_serializing_if = "super::PlatformConfig::is_empty")]
     pub platform: super::PlatformConfig,
 }
 
