@@ -103,3 +103,92 @@ async fn a_hostile_name_is_shown_escaped_in_plan_apply_and_the_word_diff() {
     assert_inert("apply --json", &out, true);
     expect_code(&out, 0);
 }
+
+/// The comment's text as GitHub sees it once references are decoded, without the code blocks
+/// and code spans (where GitHub links and mentions nothing).
+fn linkable_text(md: &str) -> String {
+    let mut text = String::new();
+    let mut fence: Option<String> = None;
+    for line in md.lines() {
+        let ticks: String = line.chars().take_while(|c| *c == '`').collect();
+        match &fence {
+            Some(f) if ticks.len() >= f.len() && line.trim_end() == ticks => fence = None,
+            Some(_) => {}
+            None if ticks.len() >= 3 => fence = Some(ticks),
+            None => {
+                // Outside code spans only: the even parts between backticks.
+                for (i, part) in line.split('`').enumerate() {
+                    if i % 2 == 0 {
+                        text.push_str(part);
+                    }
+                }
+                text.push('\n');
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest.find(';').unwrap_or(0);
+        let entity = &rest[..=end];
+        let decoded = match entity {
+            "&lt;" => Some('<'),
+            "&gt;" => Some('>'),
+            "&amp;" => Some('&'),
+            e if e.starts_with("&#") => e[2..e.len() - 1]
+                .parse::<u32>()
+                .ok()
+                .and_then(char::from_u32),
+            _ => None,
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A name full of what GitHub links or pings becomes none of it in the PR comment
+/// (issue 25 #8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_in_the_pr_comment_links_and_mentions_nothing() {
+    let emu = emulator().await;
+    let name = "Team @team www.evil.example a@b.example #1 :tada: https://x.example/p";
+    let db = platform(name).await;
+    let dir = project_on_table(&db, ON_TABLE);
+    let url = emu.base_url();
+    let out = in_actions(dir.path(), &url, &["plan", "--markdown"]).await;
+    let md = stdout(&out);
+    assert!(md.contains("Team"), "{md}");
+    let text = linkable_text(&md);
+    for pattern in ["@team", "www.evil", "a@b", "#1", ":tada:", "https://x"] {
+        assert!(
+            !text.contains(pattern),
+            "{pattern:?} is linkable in the comment:\n{text}"
+        );
+    }
+    // Renamed: the name also shows in the change's summary and its word diff.
+    apply_ok(dir.path(), &url).await;
+    db.exec(&format!(
+        "UPDATE restaurants SET name = '{name} v2' WHERE id = '{ID}';"
+    ))
+    .await;
+    let out = in_actions(dir.path(), &url, &["plan", "--markdown"]).await;
+    let text = linkable_text(&stdout(&out));
+    for pattern in ["@team", "www.evil", "a@b", "#1", ":tada:", "https://x"] {
+        assert!(
+            !text.contains(pattern),
+            "{pattern:?} is linkable in the comment of a rename:\n{text}"
+        );
+    }
+}
