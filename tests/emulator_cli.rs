@@ -64,6 +64,30 @@ fn emulator_binary_prints_its_address_and_serves() {
         !out.contains("acc_cli"),
         "the api key never reaches the logs"
     );
+    assert!(!out.contains("beyond loopback"), "{out}");
+}
+
+/// Listening beyond loopback is said on stderr: the admin routes serve every secret
+/// (issue 25 #9).
+#[test]
+fn an_emulator_beyond_loopback_is_warned_about() {
+    let child = Command::new(env!("CARGO_BIN_EXE_sipform"))
+        .args(["emulator", "--port", "0", "--bind", "0.0.0.0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipform starts");
+    let mut child = Kill(child);
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("a line");
+    assert!(line.starts_with("listening on "), "{line}");
+    let _ = child.0.kill();
+    let out = child.0.wait_with_output_stderr();
+    assert!(
+        out.contains("beyond loopback") && out.contains("no --api-key"),
+        "{out}"
+    );
 }
 
 trait StderrAfterKill {

@@ -543,7 +543,7 @@ async fn bad_requests_answer_400_with_an_error() {
 }
 
 #[tokio::test]
-async fn api_key_is_enforced_on_management_calls_only() {
+async fn api_key_is_enforced_on_management_and_admin_calls() {
     let emu = Emulator::start(EmulatorConfig {
         api_key: Some(sipform_emulator::ApiKey::new("acc_test")),
         ..EmulatorConfig::default()
@@ -560,12 +560,23 @@ async fn api_key_is_enforced_on_management_calls_only() {
     assert_eq!(emu.snapshot()["accounts"], json!([]));
     api.key = Some("acc_test".into());
     assert_eq!(api.get("/api/accounts").await, (200, json!([])));
-    api.key = None;
-    assert_eq!(
-        api.get("/__emulator/state").await.0,
-        200,
-        "admin routes need no key"
-    );
+    // The admin routes serve every token and SIP password and reset the store: with a key
+    // set, they need it too (issue 25 #9).
+    for key in [None, Some("wrong")] {
+        api.key = key.map(str::to_string);
+        for route in ["state", "requests", "faults"] {
+            assert_eq!(
+                api.get(&format!("/__emulator/{route}")).await.0,
+                401,
+                "GET /__emulator/{route} with key {key:?}"
+            );
+        }
+        assert_eq!(api.post("/__emulator/reset", json!({})).await.0, 401);
+        assert_eq!(api.post("/__emulator/faults", json!({})).await.0, 401);
+    }
+    api.key = Some("acc_test".into());
+    assert_eq!(api.get("/__emulator/state").await.0, 200);
+    assert_eq!(api.post("/__emulator/reset", json!({})).await.0, 204);
 }
 
 #[tokio::test]

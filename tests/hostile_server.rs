@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 use common::hostile::{Answer, Hostile, Reply};
 use common::*;
@@ -537,4 +538,108 @@ async fn a_server_error_is_said_once() {
     assert_eq!(err.matches("GET /api/accounts").count(), 1, "{err}");
     assert_eq!(err.matches("database on fire").count(), 1, "{err}");
     assert!(err.contains("run again later"), "says what to do: {err}");
+}
+
+// --- issue 25 #4 an unsolicited answer on a kept-alive connection is never the next answer ----
+// hyper's client (under reqwest) already closes a pooled connection that receives bytes while
+// idle, as Go's net/http and curl do: this pins it, for both timings (the extra answer in the
+// same write as the real one, or a moment later). Bytes arriving only after the next request
+// was written cannot be told from its answer by any HTTP/1.1 client reusing connections.
+
+/// A raw HTTP/1.1 server on 127.0.0.1 that answers each GET with `{"id":"req-N"}` (N counting
+/// requests over all connections) and, after the first answer of each connection, writes a
+/// second, unsolicited answer `{"id":"bogus"}` on the same connection: `together` in the same
+/// write as the real answer, else a moment later.
+async fn unsolicited_server(together: bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn answer(id: &str) -> Vec<u8> {
+        let body = format!("{{\"id\":\"{id}\"}}");
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut first = true;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(0, |p| p + 4);
+                    buf.drain(..end);
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    let mut out = answer(&format!("req-{n}"));
+                    if first && together {
+                        out.extend(answer("bogus"));
+                    }
+                    if sock.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    if first && !together {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        if sock.write_all(&answer("bogus")).await.is_err() {
+                            return;
+                        }
+                    }
+                    first = false;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsolicited_answer_on_a_pooled_connection_is_never_read_as_the_next_answer() {
+    use sipform::config::{Overrides, Settings};
+    use sipform::remote::{Client, Route};
+
+    for together in [true, false] {
+        let (url, _count) = unsolicited_server(together).await;
+        let project: sipform::model::spec::Project = serde_json::from_value(json!({
+            "account": {"name": "A", "email": "a@b.c"},
+            "server": {"url": url}
+        }))
+        .expect("project");
+        let settings = Settings::resolve(Path::new("."), project, &|_| None, &Overrides::default());
+        let client = Client::new(&settings).expect("client");
+        for round in 0..10 {
+            let first = client
+                .get_one(&Route::new("/api/agents/:id", &["a"]))
+                .await
+                .expect("first answer");
+            assert_ne!(first["id"], "bogus", "round {round}, together {together}");
+            // The unsolicited answer is on the wire before the next request is sent.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let second = client
+                .get_one(&Route::new("/api/agents/:id", &["b"]))
+                .await
+                .expect("second answer");
+            assert_ne!(
+                second["id"], "bogus",
+                "round {round}, together {together}: the unsolicited answer was read as the next one"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -62,6 +62,8 @@ impl Progress for TerminalProgress {
             ),
             Some(e) => format!("restaurant {} ({}): FAILED: {e}", o.name, o.restaurant),
         };
+        // One line whatever the name or the error quotes (issue 25 #7).
+        let line = sipform::output::escape(&line).into_owned();
         if let Some(b) = &self.bar {
             if o.error.is_some() && !held_back {
                 b.println(line);

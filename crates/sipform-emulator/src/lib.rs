@@ -2,7 +2,9 @@
 //! from memory, with fault injection and introspection for tests and benchmarks.
 //!
 //! Start it in-process with [`Emulator::start`] (tests) or through `sipform emulator`.
-//! Admin routes live under `/__emulator/`: they are never faulted, authenticated or counted.
+//! Admin routes live under `/__emulator/`: they are never faulted or counted, and need the
+//! `X-API-Key` when one is set (they serve every token and SIP password, and reset the store).
+//! Listening beyond loopback is warned about.
 
 mod faults;
 mod persist;
@@ -280,6 +282,18 @@ impl Emulator {
                 addr: wanted,
                 source,
             })?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                target: LOG_TARGET,
+                %addr,
+                "the emulator listens beyond loopback: anyone who reaches it can {} (its admin routes under /__emulator/ serve every token and SIP password)",
+                if app.api_key.is_some() {
+                    "try keys"
+                } else {
+                    "read and reset everything, since no --api-key is set"
+                }
+            );
+        }
         let writer = app
             .persist
             .as_ref()

@@ -107,9 +107,24 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     if let Some(admin) = uri.path().strip_prefix("/__emulator/") {
+        // The admin routes dump every token and SIP password and reset the store: with a key
+        // set, they need it too.
+        if !key_matches(&ctx.app, &headers) {
+            return error(401, "missing or wrong X-API-Key");
+        }
         return admin_route(&ctx.app, &method, admin, &body);
     }
     api(ctx, method, uri, headers, body).await
+}
+
+/// Whether the request carries the emulator's key (always, when none is set).
+fn key_matches(app: &App, headers: &HeaderMap) -> bool {
+    match &app.api_key {
+        Some(key) => {
+            headers.get("x-api-key").map(HeaderValue::as_bytes) == Some(key.expose().as_bytes())
+        }
+        None => true,
+    }
 }
 
 /// One API request, as its log line names it.
@@ -163,12 +178,9 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
     if let Some(r) = injected(&ctx, &d, &call).await {
         return r;
     }
-    if let Some(key) = &app.api_key {
-        let sent = headers.get("x-api-key").map(HeaderValue::as_bytes);
-        if sent != Some(key.expose().as_bytes()) {
-            call.finish(401);
-            return error(401, "missing or wrong X-API-Key");
-        }
+    if !key_matches(app, &headers) {
+        call.finish(401);
+        return error(401, "missing or wrong X-API-Key");
     }
     let Some(m) = matched else {
         call.finish(404);

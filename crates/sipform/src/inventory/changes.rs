@@ -26,6 +26,24 @@ const WRITE_BACK: &[&str] = &["agent_id", "final_customer_id"];
 /// Most entries read per look; the rest come at the next one, at once.
 const MAX_READ: i64 = 5000;
 
+/// A dollar-quote tag (`$sipform$`, else `$sipform_1$`, …) that does not occur in `body`, so
+/// no identifier inside the body can end it early.
+fn dollar_tag(body: &str) -> String {
+    let mut tag = "$sipform$".to_string();
+    let mut n = 0u32;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$sipform_{n}$");
+    }
+    tag
+}
+
+/// An identifier as a `--` comment shows it: on one line (a line break in a quoted identifier
+/// would end the comment and run what follows as SQL).
+fn in_comment(quoted: &str) -> String {
+    crate::output::escape_for(quoted, false).into_owned()
+}
+
 /// The change log of one platform table.
 #[derive(Clone)]
 pub struct ChangeLog {
@@ -80,15 +98,8 @@ impl ChangeLog {
         let trig = quote_ident(&format!("{}_sipform_changes", self.table.table_name().name));
         let id = self.table.columns().q("id");
         let watched = self.watched_columns().join(", ");
-        format!(
-            "-- sipform controller: a change log of {table}, filled by a trigger, and a NOTIFY on
--- channel {CHANNEL}. Idempotent: safe to run again.
-CREATE TABLE IF NOT EXISTS {log} (
-    seq bigserial PRIMARY KEY,
-    restaurant_id text NOT NULL,
-    changed_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $sipform$
+        let body = format!(
+            "
 DECLARE
     rid text;
 BEGIN
@@ -101,7 +112,19 @@ BEGIN
     PERFORM pg_notify('{CHANNEL}', '');
     RETURN NULL;
 END
-$sipform$;
+"
+        );
+        let tag = dollar_tag(&body);
+        let shown = in_comment(&table);
+        format!(
+            "-- sipform controller: a change log of {shown}, filled by a trigger, and a NOTIFY on
+-- channel {CHANNEL}. Idempotent: safe to run again.
+CREATE TABLE IF NOT EXISTS {log} (
+    seq bigserial PRIMARY KEY,
+    restaurant_id text NOT NULL,
+    changed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS {tag}{body}{tag};
 DROP TRIGGER IF EXISTS {trig} ON {table};
 CREATE TRIGGER {trig}
     AFTER INSERT OR DELETE OR UPDATE OF {watched} ON {table}
@@ -117,8 +140,9 @@ CREATE TRIGGER {trig}
         let id = self.table.columns().q("id");
         let watched = self.watched_columns().join(", ");
         let trig = |op: &str| quote_ident(&format!("{base}_sipform_{op}"));
+        let shown = in_comment(&table);
         format!(
-            "-- sipform controller: a change log of {table}, filled by triggers. Idempotent.
+            "-- sipform controller: a change log of {shown}, filled by triggers. Idempotent.
 CREATE TABLE IF NOT EXISTS {log} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     restaurant_id TEXT NOT NULL,

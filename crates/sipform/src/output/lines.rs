@@ -155,18 +155,11 @@ impl Line {
     }
 }
 
-/// Free text (names, notes, descriptions) shown with its control characters replaced, so an
-/// escape sequence in a restaurant name cannot repaint or clear the terminal.
+/// Free text (names, notes, descriptions) as [`super::escape`] shows it, so an escape
+/// sequence in a restaurant name cannot repaint or clear the terminal, nor a line break or a
+/// bidi override fake or hide a line.
 pub(super) fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .collect()
+    super::escape(s).into_owned()
 }
 
 fn op_color(op: Op) -> Option<Color> {

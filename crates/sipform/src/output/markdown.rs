@@ -457,9 +457,23 @@ pub(super) fn md_escape(s: &str) -> String {
             c if c.is_control() => out.push('\u{FFFD}'),
             c => out.push(c),
         }
+        // GitHub finds mentions (`@team`), issue references (`#1`), e-mail and `www.`
+        // autolinks, URLs (`scheme://`) and `:emoji:` in the rendered text, after references
+        // are decoded: an invisible word joiner after `@`, `#`, `:` and `www.` breaks every
+        // such pattern while the text reads the same.
+        let www = c == '.' && {
+            let before: String = out.chars().rev().skip(1).take(3).collect();
+            before.eq_ignore_ascii_case("www")
+        };
+        if matches!(c, '@' | '#' | ':') || www {
+            out.push(WORD_JOINER);
+        }
     }
     out
 }
+
+/// U+2060: invisible, no width, not a word character, so no pattern spans it.
+const WORD_JOINER: char = '\u{2060}';
 
 impl Line {
     /// The symbol in column 0, then the indent: GitHub colors a `diff` line by its first
@@ -521,7 +535,11 @@ mod tests {
         assert_eq!(md_escape("a|b<c>&"), "a&#124;b&lt;c&gt;&amp;");
         assert_eq!(
             md_escape("**x** [y](https://evil)"),
-            "&#42;&#42;x&#42;&#42; &#91;y&#93;&#40;https&#58;//evil&#41;"
+            "&#42;&#42;x&#42;&#42; &#91;y&#93;&#40;https&#58;\u{2060}//evil&#41;"
+        );
+        assert_eq!(
+            md_escape("@team a@b.c #1 WWW.x.y"),
+            "@\u{2060}team a@\u{2060}b.c #\u{2060}1 WWW.\u{2060}x.y"
         );
         assert_eq!(md_escape("a\nb\\`c`"), "a b&#92;&#96;c&#96;");
         assert_eq!(md_escape("Chez Marco r-001"), "Chez Marco r-001");

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::escape::push_line;
 use crate::apply::{ApplyError, Report};
 use crate::plan::Plan;
 use crate::remote::ClientError;
@@ -14,10 +15,13 @@ pub fn report(r: &Report) -> String {
     let mut out = String::new();
     match &r.account_error {
         Some(e) if e.is_halt() => {
-            let _ = writeln!(out, "account: not started ({})", halt_reason(e));
+            push_line(
+                &mut out,
+                &format!("account: not started ({})", halt_reason(e)),
+            );
         }
         Some(e) => {
-            let _ = writeln!(out, "account: FAILED: {e}");
+            push_line(&mut out, &format!("account: FAILED: {e}"));
         }
         None => {}
     }
@@ -33,22 +37,26 @@ pub fn report(r: &Report) -> String {
             Some(e) if e.is_halt() && o.done == 0 => not_started += 1,
             Some(e) if e.is_halt() => {
                 stopped += 1;
-                let _ = writeln!(
-                    out,
-                    "restaurant {} ({}): stopped after {}/{} actions ({}); the next apply finishes it",
-                    o.name,
-                    o.restaurant,
-                    o.done,
-                    o.planned,
-                    halt_reason(e)
+                push_line(
+                    &mut out,
+                    &format!(
+                        "restaurant {} ({}): stopped after {}/{} actions ({}); the next apply finishes it",
+                        o.name,
+                        o.restaurant,
+                        o.done,
+                        o.planned,
+                        halt_reason(e)
+                    ),
                 );
             }
             Some(e) => {
                 failed += 1;
-                let _ = writeln!(
-                    out,
-                    "restaurant {} ({}): FAILED after {}/{} actions: {}",
-                    o.name, o.restaurant, o.done, o.planned, e
+                push_line(
+                    &mut out,
+                    &format!(
+                        "restaurant {} ({}): FAILED after {}/{} actions: {}",
+                        o.name, o.restaurant, o.done, o.planned, e
+                    ),
                 );
             }
         }
@@ -114,14 +122,16 @@ pub fn imports(plan: &Plan) -> String {
     let mut out = String::new();
     for r in &plan.restaurants {
         for a in &r.actions {
-            let _ = writeln!(
-                out,
-                "import {:?} {} ({}) for restaurant {}: {}",
-                a.resource(),
-                a.name(),
-                a.remote_id().unwrap_or("?"),
-                r.restaurant_id,
-                a.reason().as_deref().unwrap_or("found")
+            push_line(
+                &mut out,
+                &format!(
+                    "import {:?} {} ({}) for restaurant {}: {}",
+                    a.resource(),
+                    a.name(),
+                    a.remote_id().unwrap_or("?"),
+                    r.restaurant_id,
+                    a.reason().as_deref().unwrap_or("found")
+                ),
             );
         }
     }
