@@ -188,7 +188,6 @@ async fn plan(ws: &Workspace, kinds: &Kinds, client: &Client) -> Plan {
     .await
     .expect("refresh");
     let opts = PlanOptions {
-        server_url: ws.settings().server_url.clone(),
         allow_destroy: false,
         targets: BTreeSet::new(),
         ..PlanOptions::default()

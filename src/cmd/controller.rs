@@ -13,7 +13,6 @@ use anyhow::Context;
 use clap::{Args as ClapArgs, Subcommand};
 use sipform::config::{self, Overrides};
 use sipform::controller::{self, Handle, Options};
-use sipform::model::spec::InventoryConfig;
 use sipform::ops;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -111,9 +110,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if args.watch && !matches!(settings.inventory, InventoryConfig::Files { .. }) {
-        anyhow::bail!("--watch is for a files inventory; a database inventory has its change feed");
-    }
+    let folder = if args.watch {
+        match ops::controller::inventory_folder(&settings) {
+            Some(f) => Some(f),
+            None => anyhow::bail!(
+                "--watch is for a files inventory; a database inventory has its change feed"
+            ),
+        }
+    } else {
+        None
+    };
     for w in settings.warnings() {
         tracing::warn!(target: sipform::LOG_TARGET, "{w}");
     }
@@ -147,8 +153,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         ))
     };
     listen_signals(handle.clone())?;
-    let _watcher = if args.watch {
-        Some(watch(&settings, handle.clone())?)
+    let _watcher = if let Some(folder) = folder {
+        Some(watch(&settings, folder, handle.clone())?)
     } else {
         None
     };
@@ -201,23 +207,22 @@ fn listen_signals(handle: Handle) -> anyhow::Result<()> {
 /// Watches the project's inputs; a change reloads the configuration and reconciles.
 fn watch(
     settings: &sipform::config::Settings,
+    inventory: PathBuf,
     handle: Handle,
 ) -> anyhow::Result<
     notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
 > {
     use notify_debouncer_mini::notify::RecursiveMode;
     let root = &settings.root;
-    let mut paths: Vec<PathBuf> = vec![
+    let paths: Vec<PathBuf> = vec![
         root.join(&settings.tools_dir),
         root.join(&settings.template)
             .parent()
             .map(PathBuf::from)
             .unwrap_or_else(|| root.clone()),
         root.join(sipform::front::load::PROJECT_FILE),
+        inventory,
     ];
-    if let InventoryConfig::Files { path } = &settings.inventory {
-        paths.push(root.join(path));
-    }
     let rt = tokio::runtime::Handle::current();
     let mut debouncer = notify_debouncer_mini::new_debouncer(
         Duration::from_millis(300),

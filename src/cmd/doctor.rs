@@ -25,7 +25,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let findings = if args.tools {
         sipform::ops::doctor::doctor_tools(&settings, args.platform_url.as_deref()).await?
     } else {
-        doctor(&settings).await?
+        // The kinds of server object, built once for the run.
+        doctor(&settings, &sipform::resources::Kinds::builtin()).await?
     };
     for f in &findings {
         match f {

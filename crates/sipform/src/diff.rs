@@ -26,7 +26,6 @@ use crate::state::{RestaurantState, State};
 /// Choices that shape a plan.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
-    pub server_url: String,
     /// Delete the objects of restaurants gone from the inventory.
     pub allow_destroy: bool,
     /// Replace objects the server cannot update (a subscription to another plan).
@@ -44,11 +43,6 @@ impl PlanOptions {
     fn in_scope(&self, r: &RestaurantId) -> bool {
         self.targets.is_empty() || self.targets.contains(r)
     }
-}
-
-/// Builds the plan over sipform's own kinds.
-pub fn plan(desired: &Desired, actual: &Actual, state: &State, opts: &PlanOptions) -> Plan {
-    plan_with(&Kinds::builtin(), desired, actual, state, opts)
 }
 
 /// Builds the plan over `kinds`, from an [`Actual`] that holds every object read.
@@ -115,7 +109,7 @@ impl<'a> Planner<'a> {
             next: 0,
             restaurants: Vec::new(),
             digests: BTreeMap::new(),
-            protected: duplicates::protected_upfront(desired, state),
+            protected: duplicates::protected_upfront(kinds, desired, state),
             duplicates: Vec::new(),
         }
     }
@@ -228,7 +222,8 @@ impl<'a> Planner<'a> {
             format_version: PLAN_FORMAT_VERSION,
             sipform_version: env!("CARGO_PKG_VERSION").to_string(),
             created_at: chrono::Utc::now(),
-            server_url: opts.server_url.clone(),
+            // Named by whoever read the server (`ops`): diff never sees where it was.
+            server_url: String::new(),
             lineage: state.lineage,
             state_serial: state.serial,
             remote_fingerprint: self.actual.fingerprint_with(&self.digests),

@@ -23,7 +23,6 @@ pub mod apply;
 pub mod compare;
 pub mod diff;
 pub mod plan;
-pub mod platform;
 pub mod refresh;
 pub mod state;
 

@@ -6,7 +6,8 @@
 //! subscriptions of every final customer it records or may adopt by name), bounded by the
 //! client's slots. The account's plans are read once. Every object is typed where it enters (see `remote`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -15,8 +16,146 @@ use crate::model::spec::Desired;
 use crate::remote::ServerObject;
 use crate::remote::{Client, ClientError};
 use crate::resources::actual::Children;
-use crate::resources::{account, subscription, Actual, Kinds, Resource, Shape};
+use crate::resources::{account, Actual, Kinds, Resource, Shape};
 use crate::state::State;
+
+/// What the server has, as a plan reads it: from the server itself ([`Refresh`]), or from the
+/// controller's cache (`controller::cache`). One plan (`ops::plan`) runs over either.
+pub trait ServerView: Send {
+    /// The account and the one-per-restaurant objects a plan of `scope` (every restaurant when
+    /// `None`) looks at, without children.
+    fn singles(
+        &mut self,
+        kinds: &Kinds,
+        desired: &Desired,
+        state: &State,
+        scope: Option<&BTreeSet<RestaurantId>>,
+    ) -> impl Future<Output = Result<Actual, RefreshError>> + Send;
+
+    /// Starts reading the lists under `parents` (child kind, parent id): it may run while an
+    /// earlier batch is planned. A list that does not matter may be left out.
+    fn start_children(
+        &mut self,
+        kinds: &Kinds,
+        parents: &BTreeSet<(Resource, ObjectId)>,
+    ) -> ChildrenRead;
+
+    /// The lists a started read brought.
+    fn finish_children(
+        &mut self,
+        read: ChildrenRead,
+    ) -> impl Future<Output = Result<Children, ClientError>> + Send;
+}
+
+/// A read of children lists: what was at hand at once, and what is still coming from the
+/// server (cancelled when dropped: a plan that fails stops what it started ahead).
+pub struct ChildrenRead {
+    ready: Children,
+    reading: Option<tokio::task::JoinHandle<Result<Children, ClientError>>>,
+}
+
+impl ChildrenRead {
+    /// Lists at hand; `parents` read from the server, in the background, when any.
+    pub fn start(
+        ready: Children,
+        kinds: &Kinds,
+        client: &Client,
+        parents: Vec<(Resource, ObjectId)>,
+    ) -> ChildrenRead {
+        let reading = (!parents.is_empty()).then(|| {
+            let (kinds, client) = (kinds.clone(), client.clone());
+            tokio::spawn(async move { read_children(&kinds, &client, parents).await })
+        });
+        ChildrenRead { ready, reading }
+    }
+
+    /// What was at hand, and what the server answered (a read that panicked panics here, as
+    /// if it had run inline).
+    pub async fn join(mut self) -> Result<(Children, Children), ClientError> {
+        let read = match self.reading.as_mut() {
+            None => Children::new(),
+            Some(handle) => match handle.await {
+                Ok(v) => v?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => return Err(ClientError::Build("a read ahead was cancelled".into())),
+            },
+        };
+        self.reading = None;
+        Ok((std::mem::take(&mut self.ready), read))
+    }
+}
+
+impl Drop for ChildrenRead {
+    fn drop(&mut self) {
+        if let Some(h) = &self.reading {
+            h.abort();
+        }
+    }
+}
+
+/// The server itself, read for one plan: the account-level lists once, then the children
+/// lists that matter, batch by batch.
+pub struct Refresh<'c> {
+    client: &'c Client,
+    account_name: &'c str,
+    /// Whether the one-per-restaurant objects are packed as read (see `ServerObject::pack`).
+    pack: bool,
+    /// The parents whose children matter, learnt by [`ServerView::singles`].
+    reads: HashSet<(Resource, ObjectId)>,
+}
+
+impl<'c> Refresh<'c> {
+    pub fn new(client: &'c Client, account_name: &'c str) -> Refresh<'c> {
+        Refresh {
+            client,
+            account_name,
+            pack: true,
+            reads: HashSet::new(),
+        }
+    }
+}
+
+impl ServerView for Refresh<'_> {
+    async fn singles(
+        &mut self,
+        kinds: &Kinds,
+        desired: &Desired,
+        state: &State,
+        scope: Option<&BTreeSet<RestaurantId>>,
+    ) -> Result<Actual, RefreshError> {
+        let (actual, reads) = read_singles(
+            kinds,
+            self.client,
+            self.account_name,
+            desired,
+            state,
+            scope,
+            self.pack,
+        )
+        .await?;
+        self.reads = reads.into_iter().collect();
+        Ok(actual)
+    }
+
+    fn start_children(
+        &mut self,
+        kinds: &Kinds,
+        parents: &BTreeSet<(Resource, ObjectId)>,
+    ) -> ChildrenRead {
+        let wanted = parents
+            .iter()
+            .filter(|p| self.reads.contains(*p))
+            .cloned()
+            .collect();
+        ChildrenRead::start(Children::new(), kinds, self.client, wanted)
+    }
+
+    async fn finish_children(&mut self, read: ChildrenRead) -> Result<Children, ClientError> {
+        let (mut ready, read) = read.join().await?;
+        ready.extend(read);
+        Ok(ready)
+    }
+}
 
 /// Why refresh could not say what exists.
 #[derive(Debug, thiserror::Error)]
@@ -55,27 +194,8 @@ fn the_account(
     Ok(account::pick(accounts, recorded, name))
 }
 
-/// Reads the account and every object of the restaurants in scope (desired or in state).
-/// `scope` limits restaurants (`--target`).
-pub async fn refresh(
-    client: &Client,
-    account_name: &str,
-    desired: &Desired,
-    state: &State,
-    scope: Option<&BTreeSet<RestaurantId>>,
-) -> Result<Actual, RefreshError> {
-    refresh_with(
-        &Kinds::builtin(),
-        client,
-        account_name,
-        desired,
-        state,
-        scope,
-    )
-    .await
-}
-
-/// [`refresh`] over a given set of kinds.
+/// Reads the account and every object of the restaurants in scope (desired or in state), over
+/// `kinds`. `scope` limits restaurants (`--target`).
 pub async fn refresh_with(
     kinds: &Kinds,
     client: &Client,
@@ -110,7 +230,7 @@ pub async fn read_children(
 }
 
 /// The account and every object of the one-per-restaurant kinds (one list each, in parallel),
-/// and the account's billing plans when `plans`: what the controller's cache holds at each full
+/// and what kinds read once per account (the billing plans) when `plans`: what the controller's cache holds at each full
 /// resync. No children. An [`Actual`] without account when it does not exist yet.
 pub async fn read_account_level(
     kinds: &Kinds,
@@ -137,18 +257,16 @@ pub async fn read_account_level(
         };
         Ok::<_, ClientError>((k.resource(), list))
     }));
-    let billing = async {
-        if plans && kinds.get(Resource::SUBSCRIPTION).is_some() {
-            Ok(Some(subscription::list_plans(client, &account.id).await?))
-        } else {
-            Ok::<_, ClientError>(None)
+    let extra = async {
+        if !plans {
+            return Ok(Vec::new());
         }
+        let reads = kinds.iter().map(|k| k.account_data(client, &account.id));
+        futures::future::try_join_all(reads).await
     };
-    let (lists, billing) = futures::future::try_join(lists, billing).await?;
+    let (lists, extra) = futures::future::try_join(lists, extra).await?;
     let mut singles: BTreeMap<_, _> = lists.into_iter().collect();
-    if let Some(p) = billing {
-        singles.insert(Resource::PLAN, p);
-    }
+    singles.extend(extra.into_iter().flatten());
     Ok(Actual {
         account: Some(account),
         singles,
@@ -174,13 +292,31 @@ pub async fn read_singles(
     let billed = desired
         .restaurants
         .iter()
-        .any(|r| r.billing_plan != subscription::NONE);
+        .any(|r| kinds.iter().any(|k| k.needs_account_data(r)));
     let actual = read_account_level(kinds, client, account_name, state, billed, pack).await?;
     let Some(account) = actual.account.clone() else {
         return Ok((Actual::default(), Vec::new()));
     };
     let singles = actual.singles;
+    let reads = parents_to_read(kinds, &singles, desired, state, scope);
+    let actual = Actual {
+        account: Some(account),
+        singles,
+        children: Children::new(),
+    };
+    Ok((actual, reads))
+}
 
+/// The parent objects whose children matter (child kind, parent id): recorded in state for a
+/// restaurant in scope, or claiming one; for a kind that replaces, also those a restaurant may
+/// adopt by key or through a link.
+fn parents_to_read(
+    kinds: &Kinds,
+    singles: &BTreeMap<Resource, Vec<ServerObject>>,
+    desired: &Desired,
+    state: &State,
+    scope: Option<&BTreeSet<RestaurantId>>,
+) -> Vec<(Resource, ObjectId)> {
     let in_scope = |r: &RestaurantId| scope.is_none_or(|s| s.contains(r));
     let wanted: BTreeSet<&str> = desired
         .restaurants
@@ -190,24 +326,19 @@ pub async fn read_singles(
         .filter(|r| in_scope(r))
         .map(RestaurantId::as_str)
         .collect();
-
-    // The parent objects whose children matter: recorded in state for a restaurant in scope,
-    // or claiming one.
-    let mut reads: Vec<(crate::plan::Resource, ObjectId)> = Vec::new();
+    let of = |r: Resource| singles.get(&r).map_or(&[][..], Vec::as_slice);
     // Objects that claimed objects point at (the final customer of an agent a restaurant
     // claims): adopted through that link, so a replacing kind's children are read under them.
-    let wanted_ref = &wanted;
     let linked: BTreeSet<(Resource, ObjectId)> = kinds
         .singletons()
         .flat_map(|k| {
-            singles
-                .get(&k.resource())
-                .map_or(&[][..], Vec::as_slice)
+            of(k.resource())
                 .iter()
-                .filter(move |o| k.claims(o).is_some_and(|r| wanted_ref.contains(r)))
+                .filter(|o| k.claims(o).is_some_and(|r| wanted.contains(r)))
                 .filter_map(move |o| k.links(o))
         })
         .collect();
+    let mut reads = Vec::new();
     for parent in kinds.singletons() {
         let children: Vec<_> = kinds.children_of(parent.resource()).collect();
         if children.is_empty() {
@@ -219,9 +350,6 @@ pub async fn read_singles(
             .filter(|(r, _)| in_scope(r))
             .filter_map(|(_, st)| parent.recorded(st, ""))
             .collect();
-        let objects = singles
-            .get(&parent.resource())
-            .map_or(&[][..], Vec::as_slice);
         // A kind that replaces must see what exists before it creates beside it: its parents
         // that a restaurant may adopt by key (a final customer by name) or through a link
         // are read too.
@@ -232,7 +360,7 @@ pub async fn read_singles(
             .flat_map(|r| parent.desired(r))
             .map(|d| d.key)
             .collect();
-        for o in objects {
+        for o in of(parent.resource()) {
             let claimed = parent.claims(o).is_some_and(|r| wanted.contains(r));
             let known = recorded.contains(&o.id) || claimed;
             let by_key = parent.key_of(o).is_some_and(|k| keys.contains(k))
@@ -247,11 +375,5 @@ pub async fn read_singles(
     debug_assert!(kinds
         .iter()
         .all(|k| k.shape() == Shape::One || k.parent().is_some()));
-
-    let actual = Actual {
-        account: Some(account),
-        singles,
-        children: Children::new(),
-    };
-    Ok((actual, reads))
+    reads
 }

@@ -107,8 +107,8 @@ pub async fn apply_with(
     progress: &dyn Progress,
 ) -> Report {
     let started = Instant::now();
-    let requests_before = client.stats.requests.load(Ordering::Relaxed);
-    let retries_before = client.stats.retries.load(Ordering::Relaxed);
+    let requests_before = client.requests();
+    let retries_before = client.retries();
     let mut report = Report {
         account_error: None,
         outcomes: Vec::new(),
@@ -148,8 +148,8 @@ pub async fn apply_with(
     report
         .outcomes
         .sort_by(|a, b| a.restaurant.cmp(&b.restaurant));
-    report.requests = client.stats.requests.load(Ordering::Relaxed) - requests_before;
-    report.retries = client.stats.retries.load(Ordering::Relaxed) - retries_before;
+    report.requests = client.requests() - requests_before;
+    report.retries = client.retries() - retries_before;
     report.elapsed = started.elapsed();
     report.parallelism = Some(client.settled());
     report
@@ -435,7 +435,7 @@ where
         attempt += 1;
         let err = match post().await {
             Ok(o) => return Ok(o),
-            Err(e) if e.is_ambiguous() && attempt < client.retry.max_attempts => e,
+            Err(e) if e.is_ambiguous() && attempt < client.max_attempts() => e,
             Err(e) => return Err(e),
         };
         tracing::info!(target: LOG_TARGET, "create failed ambiguously ({err}); re-reading before retrying");

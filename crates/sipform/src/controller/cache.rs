@@ -17,13 +17,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde_json::Value;
 
 use crate::apply::{Outcome, Progress, Written};
-use crate::diff;
 use crate::model::ids::{ObjectId, RestaurantId};
-use crate::model::secret::redact_url;
-use crate::model::spec::Desired;
+use crate::model::spec::{Desired, DesiredRestaurant};
 use crate::plan::{Action, Op, Plan, Resource};
-use crate::refresh::{self, RefreshError};
-use crate::remote::{Client, ClientError, Created, Object, Route, ServerObject};
+use crate::refresh::{self, ChildrenRead, RefreshError, ServerView};
+use crate::remote::{Client, ClientError, Created, Object, ServerObject};
 use crate::resources::actual::Children;
 use crate::resources::{Actual, Kinds, Shape};
 use crate::state::State;
@@ -58,17 +56,6 @@ struct Shared {
 impl Shared {
     fn object(&self) -> ServerObject {
         ServerObject::new(self.id.clone(), (*self.fields).clone())
-    }
-}
-
-/// Where one object of a one-per-restaurant kind is read by id.
-fn route_of(r: Resource) -> Option<&'static str> {
-    if r == Resource::AGENT {
-        Some("/api/agents/:id")
-    } else if r == Resource::FINAL_CUSTOMER {
-        Some("/api/final-customers/:id")
-    } else {
-        None
     }
 }
 
@@ -142,12 +129,7 @@ impl Cache {
                 }
             }
             if let Some(r) = desired.restaurants.iter().find(|r| &r.id == rid) {
-                ids.extend(r.platform_agent.clone().map(|id| (Resource::AGENT, id)));
-                ids.extend(
-                    r.platform_final_customer
-                        .clone()
-                        .map(|id| (Resource::FINAL_CUSTOMER, id)),
-                );
+                ids.extend(named_by_row(kinds, r));
             }
             if dirty {
                 for k in kinds.singletons() {
@@ -165,34 +147,33 @@ impl Cache {
             reread.extend(ids.into_iter().filter(|(r, id)| !self.holds(*r, id)));
         }
         let reads = futures::future::try_join_all(reread.into_iter().map(|(r, id)| async move {
-            let Some(template) = route_of(r) else {
+            let Some(kind) = kinds.get(r) else {
                 return Ok::<_, ClientError>(None);
             };
-            let route = Route::new(template, &[id.as_str()]);
-            match client.get_one(&route).await {
-                Ok(o) => crate::resources::one(o, &route, reqwest::Method::GET)
-                    .map(|(o, _)| Some((r, o))),
-                Err(e) if e.status() == Some(404) => Ok(None),
-                Err(e) => Err(e),
-            }
+            Ok(kind.read_one(client, &id).await?.map(|o| (r, o)))
         }))
         .await?;
         for (r, o) in reads.into_iter().flatten() {
-            self.singles.singles.entry(r).or_default().push(o);
+            self.singles.add_single(r, o);
         }
         Ok(())
     }
 
-    /// Reads the billing plans of an account just made (the server makes them with it).
+    /// Reads what kinds read once per account (the billing plans the server makes with it)
+    /// for an account just made.
     pub async fn read_plans_if_due(
         &mut self,
         kinds: &Kinds,
         client: &Client,
     ) -> Result<(), ClientError> {
-        if self.plans_due && kinds.get(Resource::SUBSCRIPTION).is_some() {
+        if self.plans_due {
             if let Some(account) = &self.singles.account {
-                let plans = crate::resources::subscription::list_plans(client, &account.id).await?;
-                self.singles.singles.insert(Resource::PLAN, plans);
+                let id = account.id.clone();
+                for k in kinds.iter() {
+                    if let Some((r, list)) = k.account_data(client, &id).await? {
+                        self.singles.set_singles(r, list);
+                    }
+                }
             }
         }
         self.plans_due = false;
@@ -201,6 +182,79 @@ impl Cache {
 
     fn intern(&mut self, o: ServerObject) -> Shared {
         intern(&mut self.pool, o)
+    }
+}
+
+/// The ids of one-per-restaurant objects `r`'s own record names (the platform row's links).
+fn named_by_row<'k>(
+    kinds: &'k Kinds,
+    r: &'k DesiredRestaurant,
+) -> impl Iterator<Item = (Resource, ObjectId)> + 'k {
+    kinds
+        .singletons()
+        .filter_map(move |k| k.named_by_row(r).map(|id| (k.resource(), id)))
+}
+
+/// The cache as what the server has, for `ops::plan`: a plan of a few restaurants costs no
+/// list read (what the cache lacks or distrusts is read by id, children lists it lacks are
+/// read once and kept).
+pub struct CachedServer<'a> {
+    pub cache: &'a mut Cache,
+    pub client: &'a Client,
+    pub account_name: &'a str,
+}
+
+impl ServerView for CachedServer<'_> {
+    async fn singles(
+        &mut self,
+        kinds: &Kinds,
+        desired: &Desired,
+        state: &State,
+        scope: Option<&BTreeSet<RestaurantId>>,
+    ) -> Result<Actual, RefreshError> {
+        let none = BTreeSet::new();
+        let targets = scope.unwrap_or(&none);
+        let cache = &mut *self.cache;
+        cache
+            .prepare(
+                kinds,
+                self.client,
+                self.account_name,
+                desired,
+                state,
+                targets,
+            )
+            .await?;
+        Ok(cache.view(kinds, desired, state, targets))
+    }
+
+    fn start_children(
+        &mut self,
+        kinds: &Kinds,
+        parents: &BTreeSet<(Resource, ObjectId)>,
+    ) -> ChildrenRead {
+        let mut held = Children::new();
+        let mut missing = Vec::new();
+        for p in parents {
+            match self.cache.children.get(p) {
+                Some(list) => {
+                    held.insert(p.clone(), list.iter().map(Shared::object).collect());
+                }
+                None => missing.push(p.clone()),
+            }
+        }
+        ChildrenRead::start(held, kinds, self.client, missing)
+    }
+
+    async fn finish_children(&mut self, read: ChildrenRead) -> Result<Children, ClientError> {
+        let (mut held, read) = read.join().await?;
+        for (key, list) in read {
+            let pool = &mut self.cache.pool;
+            let shared = list.iter().cloned().map(|o| intern(pool, o)).collect();
+            self.cache.children.insert(key.clone(), shared);
+            held.insert(key, list);
+        }
+        Ok(held)
     }
 }
 
@@ -246,12 +300,7 @@ impl Cache {
                 }
             }
             for r in desired.restaurants.iter().filter(|r| &r.id == rid) {
-                ids.extend(r.platform_agent.clone().map(|id| (Resource::AGENT, id)));
-                ids.extend(
-                    r.platform_final_customer
-                        .clone()
-                        .map(|id| (Resource::FINAL_CUSTOMER, id)),
-                );
+                ids.extend(named_by_row(kinds, r));
                 for k in kinds.singletons() {
                     owned_keys.extend(k.desired(r).into_iter().map(|d| (k.resource(), d.key)));
                 }
@@ -279,18 +328,22 @@ impl Cache {
                 .cloned()
                 .collect();
             linked.extend(list.iter().filter_map(|o| k.links(o)));
-            view.singles.insert(r, list);
+            view.set_singles(r, list);
         }
         for (r, id) in linked {
-            let Some(list) = view.singles.get_mut(&r) else {
-                continue;
-            };
-            if !list.iter().any(|o| o.id == id) {
-                list.extend(self.singles.singles(r).iter().find(|o| o.id == id).cloned());
+            if kinds.get(r).is_some_and(|k| k.shape() == Shape::One)
+                && !view.singles(r).iter().any(|o| o.id == id)
+            {
+                if let Some(o) = self.singles.singles(r).iter().find(|o| o.id == id) {
+                    view.add_single(r, o.clone());
+                }
             }
         }
-        for (r, list) in &self.singles.singles {
-            view.singles.entry(*r).or_insert_with(|| list.clone());
+        // What kinds read per account (the billing plans): whole.
+        for (r, list) in self.singles.singles_by_kind() {
+            if kinds.get(r).is_none_or(|k| k.shape() != Shape::One) {
+                view.set_singles(r, list.to_vec());
+            }
         }
         view
     }
@@ -301,55 +354,11 @@ impl Cache {
 
     /// Drops an object and the lists under it.
     fn drop_object(&mut self, r: Resource, id: &ObjectId) {
-        if let Some(list) = self.singles.singles.get_mut(&r) {
-            list.retain(|o| &o.id != id);
-        }
+        self.singles.remove_single(r, id);
         for list in self.children.values_mut() {
             list.retain(|o| &o.id != id);
         }
         self.children.retain(|(_, parent), _| parent != id);
-    }
-
-    /// Plans against the cache, as [`crate::ops::Workspace::plan`] does against the server;
-    /// only the children lists the cache lacks are read (and kept).
-    pub async fn plan(
-        &mut self,
-        kinds: &Kinds,
-        client: &Client,
-        desired: &Desired,
-        state: &State,
-        opts: diff::PlanOptions,
-    ) -> Result<Plan, ClientError> {
-        let opts = diff::PlanOptions {
-            server_url: redact_url(&opts.server_url),
-            ..opts
-        };
-        let view = self.view(kinds, desired, state, &opts.targets);
-        let mut planner = diff::Planner::new(kinds, desired, &view, state, &opts);
-        while let Some(batch) = planner.next_batch(256) {
-            let missing: Vec<_> = batch
-                .parents
-                .iter()
-                .filter(|p| !self.children.contains_key(*p))
-                .cloned()
-                .collect();
-            let read = refresh::read_children(kinds, client, missing).await?;
-            for (key, list) in read {
-                let pool = &mut self.pool;
-                let list = list.into_iter().map(|o| intern(pool, o)).collect();
-                self.children.insert(key, list);
-            }
-            let lists: Children = batch
-                .parents
-                .iter()
-                .filter_map(|k| {
-                    let list = self.children.get(k)?;
-                    Some((k.clone(), list.iter().map(Shared::object).collect()))
-                })
-                .collect();
-            planner.plan_batch(batch, &lists);
-        }
-        Ok(planner.finish())
     }
 
     /// Brings the cache up to what an apply confirmed; restaurants that failed are marked
@@ -376,7 +385,7 @@ impl Cache {
                         id,
                         body.value().as_object().cloned().unwrap_or_default(),
                     ));
-                    self.singles.singles.clear();
+                    self.singles.clear_singles();
                     self.plans_due = true;
                 }
                 None => self.invalidate(),
@@ -428,7 +437,7 @@ impl Cache {
                         }
                     }
                     (Shape::Many, None) => {}
-                    (Shape::One, _) => self.singles.singles.entry(e.resource).or_default().push(o),
+                    (Shape::One, _) => self.singles.add_single(e.resource, o),
                 }
             }
             Op::Update => {
@@ -442,8 +451,7 @@ impl Cache {
                         }
                     }
                 };
-                let singles = self.singles.singles.values_mut().flatten();
-                for o in singles.filter(|o| o.id == e.id) {
+                for o in self.singles.singles_with_id(&e.id) {
                     merge(&mut o.fields);
                 }
                 let children = self.children.values_mut().flatten();

@@ -160,7 +160,7 @@ impl Metrics {
         *self
             .client_stats
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(client.stats.clone());
+            .unwrap_or_else(PoisonError::into_inner) = Some(client.counters());
     }
 
     /// The metrics in Prometheus' text format.

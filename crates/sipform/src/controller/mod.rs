@@ -29,7 +29,7 @@ use crate::model::ids::RestaurantId;
 use crate::remote::Client;
 
 pub use metrics::Metrics;
-pub use run::run;
+pub use run::{run, run_with};
 
 /// How the controller runs (the binary's flags).
 #[derive(Debug, Clone)]

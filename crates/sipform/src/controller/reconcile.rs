@@ -11,16 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cache::{Cache, Recorder};
-use crate::apply::{self, ApplyError, Outcome, Report, Silent};
+use super::cache::{Cache, CachedServer, Recorder};
+use crate::apply::{self, ApplyError, Outcome, Report};
 use crate::config::Settings;
-use crate::diff;
-use crate::inventory::PlatformTable;
+use crate::inventory::Inventory;
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::ops::plan::PlanOptions;
-use crate::ops::{OpsError, Workspace};
+use crate::ops::{self, OpsError, Workspace};
 use crate::plan::Plan;
-use crate::refresh::RefreshError;
 use crate::remote::Client;
 use crate::resources::Kinds;
 use crate::state::State;
@@ -31,9 +29,11 @@ use crate::LOG_TARGET;
 pub struct Ctx<'a> {
     pub settings: &'a Settings,
     pub backend: Arc<dyn StateBackend>,
-    /// The platform's table; `None` for a files inventory (read whole at each reconcile).
-    pub table: Option<&'a PlatformTable>,
+    /// Where restaurants come from.
+    pub inventory: &'a dyn Inventory,
     pub client: &'a Client,
+    /// The kinds of server object, built once by the controller.
+    pub kinds: &'a Kinds,
     pub allow_destroy: bool,
 }
 
@@ -93,8 +93,7 @@ fn verdict_of_apply(e: &ApplyError) -> Verdict {
     }
 }
 
-/// Reconciles `ids` (every restaurant when empty, which only a files inventory asks for).
-/// Never fails as a whole: every restaurant asked for gets a verdict.
+/// Reconciles `ids`. Never fails as a whole: every restaurant asked for gets a verdict.
 pub async fn reconcile(
     ctx: &Ctx<'_>,
     ids: &BTreeSet<RestaurantId>,
@@ -145,18 +144,14 @@ async fn run(
     ids: &BTreeSet<RestaurantId>,
     cache: &mut Cache,
 ) -> Result<Vec<(RestaurantId, Verdict)>, OpsError> {
-    let ws = match ctx.table {
-        Some(table) => {
-            let rows = table.read_some(ids).await?;
-            Workspace::for_rows(
-                ctx.settings.clone(),
-                ctx.backend.clone(),
-                table.clone(),
-                rows,
-            )?
-        }
-        None => Workspace::load(ctx.settings.clone()).await?,
-    };
+    let read = ctx.inventory.read_some(ids).await?;
+    let ws = Workspace::for_read(
+        ctx.settings.clone(),
+        ctx.backend.clone(),
+        ctx.inventory,
+        read,
+        ctx.kinds.clone(),
+    )?;
     let mut verdicts: Vec<(RestaurantId, Verdict)> = Vec::new();
     let mut skipped = BTreeSet::new();
     for s in ws.skipped() {
@@ -167,22 +162,12 @@ async fn run(
         }
     }
     let targets: BTreeSet<RestaurantId> = ids.difference(&skipped).cloned().collect();
-    if targets.is_empty() && !ids.is_empty() {
+    if targets.is_empty() {
         return Ok(verdicts);
     }
     let t = Instant::now();
     let _lock = ws.lock("controller").await?;
     tracing::debug!(target: LOG_TARGET, "reconcile: rows read and checked, state locked in {} ms", t.elapsed().as_millis());
-    if ctx.table.is_none() {
-        // A files inventory is planned whole against the server (local development).
-        let state = ws.state().await?;
-        let plan = ws
-            .plan(ctx.client, &state, &plan_options(ctx, &targets))
-            .await?;
-        let (report, _) = apply_if_needed(ctx, &ws, &plan, state, &Silent).await;
-        verdicts.extend(verdicts_of(&plan, report.as_ref(), &targets));
-        return Ok(verdicts);
-    }
     let mut found: BTreeMap<RestaurantId, Verdict> = BTreeMap::new();
     let mut round = targets;
     // A second round for the restaurants the server answered 404 or 409: the cache was
@@ -218,8 +203,7 @@ async fn apply_if_needed(
     progress: &dyn apply::Progress,
 ) -> (Option<Report>, Option<ObjectId>) {
     if plan.restaurants.iter().any(|r| r.has_changes()) || plan.account.op().is_change() {
-        let writer = ws.writer(state);
-        let report = apply::apply(plan, ctx.client, &writer, progress).await;
+        let (report, writer) = ops::apply::apply_plan(ws, ctx.client, plan, state, progress).await;
         let account = writer.read(|s| s.account_id.as_ref().and_then(|a| a.to_object_id().ok()));
         (Some(report), account)
     } else {
@@ -235,39 +219,21 @@ async fn cached_round(
     targets: &BTreeSet<RestaurantId>,
     cache: &mut Cache,
 ) -> Result<(Vec<(RestaurantId, Verdict)>, BTreeSet<RestaurantId>), OpsError> {
-    let kinds = Kinds::builtin();
-    let server = |e| OpsError::server(&ctx.settings.server_url, e);
+    let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
     let state = ws.state().await?;
     lap.mark("state");
-    let name = &ctx.settings.account.name;
-    let prepared = cache
-        .prepare(&kinds, ctx.client, name, ws.desired(), &state, targets)
-        .await;
-    if let Err(e) = prepared {
-        targets.iter().for_each(|t| cache.forget(t));
-        return Err(match e {
-            RefreshError::Server(e) => server(e),
-            conflict => OpsError::Conflict(conflict.to_string()),
-        });
-    }
-    let opts = plan_options(ctx, targets);
-    let opts = diff::PlanOptions {
-        server_url: ctx.settings.server_url.clone(),
-        allow_destroy: opts.allow_destroy,
-        allow_replace: opts.allow_replace,
-        targets: opts.targets,
-        only_changes: false,
+    let mut server = CachedServer {
+        cache: &mut *cache,
+        client: ctx.client,
+        account_name: &ctx.settings.account.name,
     };
-    lap.mark("cache");
-    let plan = match cache
-        .plan(&kinds, ctx.client, ws.desired(), &state, opts)
-        .await
-    {
+    let planned = ops::plan::plan_over(ws, &state, &plan_options(ctx, targets), &mut server).await;
+    let plan = match planned {
         Ok(p) => p,
         Err(e) => {
             targets.iter().for_each(|t| cache.forget(t));
-            return Err(server(e));
+            return Err(e);
         }
     };
     let recorder = Recorder::default();
@@ -283,13 +249,13 @@ async fn cached_round(
                 .filter(|o| o.error.as_ref().is_some_and(wrong_cache))
                 .map(|o| o.restaurant.clone()),
         );
-        cache.applied(&kinds, &plan, recorder, &failed, account);
+        cache.applied(kinds, &plan, recorder, &failed, account);
         if r.account_error.is_some() {
             cache.invalidate();
         }
         // Part of making the account: the next restaurant costs its writes only. A failure
         // leaves them due at the next plan.
-        if let Err(e) = cache.read_plans_if_due(&kinds, ctx.client).await {
+        if let Err(e) = cache.read_plans_if_due(kinds, ctx.client).await {
             cache.invalidate();
             tracing::debug!(target: LOG_TARGET, "controller: reading the new account's plans: {e}");
         }

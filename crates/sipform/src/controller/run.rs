@@ -18,11 +18,12 @@ use super::reconcile::{self, Ctx, Verdict};
 use super::reload::Config;
 use super::{Handle, Inbox, Msg, Options, ReloadOutcome, Summary};
 use crate::db::Pool;
-use crate::inventory::{InventoryRead, PlatformTable};
+use crate::inventory::{Inventory, InventoryRead};
 use crate::model::ids::RestaurantId;
 use crate::model::spec::StateConfig;
 use crate::ops::{OpsError, Workspace};
 use crate::remote::Client;
+use crate::resources::Kinds;
 use crate::state::{self, ProjectRef, StateBackend};
 use crate::LOG_TARGET;
 
@@ -32,15 +33,26 @@ const LEADER_CHECK: Duration = Duration::from_secs(5);
 /// Runs until [`Handle::shutdown`] (or, with `--once`, one full reconcile). Returns what it
 /// did; an error only for what stops it from running at all (invalid configuration at start,
 /// another controller holding the file lock, an unreachable table at start).
-pub async fn run(opts: Options, handle: Handle, mut inbox: Inbox) -> Result<Summary, OpsError> {
+pub async fn run(opts: Options, handle: Handle, inbox: Inbox) -> Result<Summary, OpsError> {
+    run_with(Kinds::builtin(), opts, handle, inbox).await
+}
+
+/// [`run`] over `kinds` (built once, carried for the controller's life): a program embedding
+/// sipform adds its own kinds with [`Kinds::with`].
+pub async fn run_with(
+    kinds: Kinds,
+    opts: Options,
+    handle: Handle,
+    mut inbox: Inbox,
+) -> Result<Summary, OpsError> {
     let mut config = Config::load(&opts.root, &opts.overrides)?;
-    let table = PlatformTable::from_config(&config.settings.inventory, &opts.root).await?;
+    let inventory = crate::ops::open_inventory(&config.settings).await?;
     let project = ProjectRef::of(
         config.settings.project.as_deref(),
         &config.settings.account.name,
     );
     let backend = state::open(&config.settings.state, &opts.root, Some(&project))?;
-    let lock = leader_lock(&config, table.as_ref(), &project)?;
+    let lock = leader_lock(&config, inventory.as_ref(), &project)?;
     let mut summary = Summary::default();
     loop {
         let Some(leadership) =
@@ -53,12 +65,13 @@ pub async fn run(opts: Options, handle: Handle, mut inbox: Inbox) -> Result<Summ
             opts: &opts,
             handle: &handle,
             config: &mut config,
-            table: table.as_ref(),
+            inventory: inventory.as_ref(),
             backend: backend.clone(),
             queue: WorkQueue::new(opts.backoff_base, opts.backoff_max),
             summary: &mut summary,
             full_due: true,
             cache: Cache::default(),
+            kinds: &kinds,
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         handle.status.leader.store(false, Ordering::Relaxed);
@@ -81,23 +94,19 @@ enum Ended {
 /// PostgreSQL, else a file beside state.
 fn leader_lock(
     config: &Config,
-    table: Option<&PlatformTable>,
+    inventory: &dyn Inventory,
     project: &ProjectRef,
 ) -> Result<LeaderLock, OpsError> {
     let settings = &config.settings;
-    let scope = format!(
-        "{}|{}",
-        project,
-        table
-            .map(|t| t.table_name().to_string())
-            .unwrap_or_default()
-    );
-    if let Some(opts) = table.and_then(|t| t.db().pg_options()) {
-        return Ok(LeaderLock::Postgres {
-            options: Box::new(opts.clone()),
-            key: advisory_key(&scope),
-            place: table.map(|t| t.db().describe()).unwrap_or_default(),
-        });
+    let scope = format!("{}|{}", project, inventory.scope());
+    if let Some(db) = inventory.database() {
+        if let Some(opts) = db.pg_options() {
+            return Ok(LeaderLock::Postgres {
+                options: Box::new(opts.clone()),
+                key: advisory_key(&scope),
+                place: db.describe(),
+            });
+        }
     }
     let root = &settings.root;
     let path = match &settings.state {
@@ -201,7 +210,7 @@ struct Leader<'a> {
     opts: &'a Options,
     handle: &'a Handle,
     config: &'a mut Config,
-    table: Option<&'a PlatformTable>,
+    inventory: &'a dyn Inventory,
     backend: Arc<dyn StateBackend>,
     queue: WorkQueue,
     summary: &'a mut Summary,
@@ -209,6 +218,7 @@ struct Leader<'a> {
     full_due: bool,
     /// The server as last seen: targeted reconciles plan against it.
     cache: Cache,
+    kinds: &'a Kinds,
 }
 
 impl Leader<'_> {
@@ -235,7 +245,8 @@ impl Leader<'_> {
     ) -> Result<Ended, OpsError> {
         self.heal().await;
         let wake = Arc::new(Notify::new());
-        let log = self.table.map(|t| ChangeLog::new(t.clone()));
+        let log = self.inventory.change_log();
+        let expects_log = log.is_some();
         let has_log = match &log {
             Some(l) => match l.present().await {
                 Ok(true) => true,
@@ -248,9 +259,9 @@ impl Leader<'_> {
             None => false,
         };
         let feed_ok = self.handle.status.feed_ok.clone();
-        feed_ok.store(has_log || self.table.is_none(), Ordering::Relaxed);
+        feed_ok.store(has_log || !expects_log, Ordering::Relaxed);
         let listener = match (
-            self.table.map(|t| t.db().pool()),
+            self.inventory.database().map(|d| d.pool()),
             has_log && !self.opts.once,
         ) {
             (Some(Pool::Postgres(p)), true) => Some(feed::spawn_listener(
@@ -271,12 +282,15 @@ impl Leader<'_> {
 
     /// Heals platform rows a crash left behind (state has the ids, the row does not), once.
     async fn heal(&self) {
-        let Some(table) = self.table else { return };
-        let ws = match Workspace::for_rows(
+        if self.inventory.write_back().is_none() {
+            return;
+        }
+        let ws = match Workspace::for_read(
             self.config.settings.clone(),
             self.backend.clone(),
-            table.clone(),
+            self.inventory,
             InventoryRead::default(),
+            self.kinds.clone(),
         ) {
             Ok(ws) => ws,
             Err(e) => {
@@ -404,15 +418,9 @@ impl Leader<'_> {
         self.gauges();
     }
 
-    /// Every restaurant of the table and of state, queued; for a files inventory, one full
-    /// reconcile at the next batch.
+    /// Every restaurant of the inventory and of state, queued.
     async fn queue_all(&mut self, client: &Client) {
-        let Some(table) = self.table else {
-            self.queue
-                .push(RestaurantId::new(FILES_ALL), Instant::now());
-            return;
-        };
-        let mut ids: BTreeSet<RestaurantId> = match table.all_ids().await {
+        let mut ids: BTreeSet<RestaurantId> = match self.inventory.all_ids().await {
             Ok(ids) => ids.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(target: LOG_TARGET, "controller: full resync: {e}; retrying at the next poll");
@@ -425,9 +433,8 @@ impl Leader<'_> {
                 let state = state.unwrap_or_default();
                 ids.extend(state.restaurant_ids());
                 // The cache is replaced: drift on the server is seen by the batches below.
-                let kinds = crate::resources::Kinds::builtin();
                 let name = &self.config.settings.account.name;
-                if let Err(e) = self.cache.resync(&kinds, client, name, &state).await {
+                if let Err(e) = self.cache.resync(self.kinds, client, name, &state).await {
                     tracing::warn!(target: LOG_TARGET, "controller: full resync: reading the server: {e}");
                     self.cache.invalidate();
                 }
@@ -458,18 +465,14 @@ impl Leader<'_> {
                 return;
             }
             self.gauges();
-            let files_all = due.iter().any(|id| id.as_str() == FILES_ALL);
-            let ids: BTreeSet<RestaurantId> = if files_all {
-                BTreeSet::new()
-            } else {
-                due.iter().cloned().collect()
-            };
+            let ids: BTreeSet<RestaurantId> = due.iter().cloned().collect();
             let started = Instant::now();
             let ctx = Ctx {
                 settings: &self.config.settings,
                 backend: self.backend.clone(),
-                table: self.table,
+                inventory: self.inventory,
                 client,
+                kinds: self.kinds,
                 allow_destroy: self.opts.allow_destroy,
             };
             let verdicts = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
@@ -477,19 +480,14 @@ impl Leader<'_> {
                 .metrics
                 .reconcile_seconds
                 .observe(started.elapsed().as_secs_f64());
-            self.record(&due, verdicts, files_all);
-            if due.len() >= 50 || files_all {
+            self.record(&due, verdicts);
+            if due.len() >= 50 {
                 release_free_memory();
             }
         }
     }
 
-    fn record(
-        &mut self,
-        due: &[RestaurantId],
-        verdicts: Vec<(RestaurantId, Verdict)>,
-        files_all: bool,
-    ) {
+    fn record(&mut self, due: &[RestaurantId], verdicts: Vec<(RestaurantId, Verdict)>) {
         let now = Instant::now();
         let mut any_done = false;
         let mut any_transient = false;
@@ -501,9 +499,6 @@ impl Leader<'_> {
                 Verdict::Transient(_) => any_transient = true,
                 _ => {}
             }
-            if files_all {
-                continue;
-            }
             match v {
                 Verdict::Done { .. } | Verdict::Held(_) => self.queue.succeeded(id),
                 Verdict::Transient(_) => {
@@ -513,13 +508,9 @@ impl Leader<'_> {
                 Verdict::NotStarted => self.queue.not_started(id, now),
             }
         }
-        // A files inventory is reconciled whole: retried whole after a transient failure.
+        // Whatever is still in flight is done with.
         for id in due {
-            if files_all && any_transient {
-                let _ = self.queue.transient(id, now);
-            } else {
-                self.queue.succeeded(id);
-            }
+            self.queue.succeeded(id);
         }
         self.handle
             .status
@@ -539,10 +530,6 @@ impl Leader<'_> {
             .set(self.queue.parked().len() as i64);
     }
 }
-
-/// The queue entry standing for "the whole files inventory" (not a valid restaurant id, so it
-/// can never be one).
-const FILES_ALL: &str = "*files*";
 
 /// Hands memory freed after a big batch (a resync, a bulk insert: whole server listings) back
 /// to the operating system, so an idle controller's RSS reflects what it holds, not its peak.

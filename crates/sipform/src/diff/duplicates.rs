@@ -21,8 +21,11 @@ use crate::state::State;
 
 /// The ids no dedupe may touch that are known before any restaurant is planned: what state
 /// records, and what the platform's rows name.
-pub(super) fn protected_upfront(desired: &Desired, state: &State) -> HashSet<ObjectId> {
-    let kinds = Kinds::builtin();
+pub(super) fn protected_upfront(
+    kinds: &Kinds,
+    desired: &Desired,
+    state: &State,
+) -> HashSet<ObjectId> {
     let mut ids = HashSet::new();
     for st in state.restaurants.values() {
         for k in kinds.singletons() {
@@ -30,8 +33,9 @@ pub(super) fn protected_upfront(desired: &Desired, state: &State) -> HashSet<Obj
         }
     }
     for r in &desired.restaurants {
-        ids.extend(r.platform_agent.iter().cloned());
-        ids.extend(r.platform_final_customer.iter().cloned());
+        for k in kinds.singletons() {
+            ids.extend(k.named_by_row(r));
+        }
     }
     ids
 }

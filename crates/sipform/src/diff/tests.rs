@@ -125,11 +125,13 @@ mod model {
     }
 }
 
+/// The plan over sipform's own kinds.
+fn plan(desired: &Desired, actual: &Actual, state: &State, opts: &PlanOptions) -> Plan {
+    plan_with(&Kinds::builtin(), desired, actual, state, opts)
+}
+
 fn opts() -> PlanOptions {
-    PlanOptions {
-        server_url: "http://localhost:4000".into(),
-        ..PlanOptions::default()
-    }
+    PlanOptions::default()
 }
 
 #[test]

@@ -389,3 +389,56 @@ mod tests {
         assert_eq!(d.origin, Origin::file(&p, 3, 4));
     }
 }
+
+/// Every restaurant file of `dir`, in file-name order: the valid ones with their document (its
+/// positions only), and each invalid file as [`Skipped`] (a file is one restaurant: its errors
+/// are its own). Fails only when the folder itself cannot be listed.
+pub fn read_restaurant_files(dir: &Path) -> Result<super::InventoryRead, Diagnostics> {
+    let files = yaml_files(dir)?;
+    // Each file read and parsed on every core (at 10,000 files, a sixth of `validate`).
+    let read = super::par::par_map(&files, |_, path| read_restaurant(path));
+    let mut out = super::InventoryRead::default();
+    for r in read {
+        match r {
+            Ok((restaurant, doc)) => {
+                out.restaurants.push(restaurant);
+                out.docs.push(doc);
+            }
+            Err(s) => out.skipped.push(s),
+        }
+    }
+    Ok(out)
+}
+
+/// One restaurant file, or why it is skipped.
+fn read_restaurant(
+    path: &Path,
+) -> Result<
+    (
+        super::diagnostics::Sourced<crate::model::spec::Restaurant>,
+        Document,
+    ),
+    super::diagnostics::Skipped,
+> {
+    use super::diagnostics::{Skipped, Sourced};
+    let doc = read_document(path).map_err(|d| Skipped::new(None, d.origin.clone(), d))?;
+    match typed::<crate::model::spec::Restaurant>(&doc, Kind::Restaurant) {
+        Ok(r) => {
+            // Only the positions are needed from here on (to point at a column).
+            let doc = Document {
+                value: Value::Null,
+                ..doc
+            };
+            let origin = doc.origin("");
+            Ok((Sourced { value: r, origin }, doc))
+        }
+        Err(d) => {
+            let id = doc
+                .value
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            Err(Skipped::new(id, doc.origin(""), d))
+        }
+    }
+}

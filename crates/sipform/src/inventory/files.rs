@@ -1,70 +1,85 @@
-//! Where restaurants come from. Here: a folder of YAML files, one restaurant each. The
-//! platform's database is another source (see `table`); both hand over `Sourced<Restaurant>`.
+//! Restaurants from a folder of YAML files, one restaurant each: the inventory of local
+//! development and of projects without the platform's database. No change feed (the
+//! controller's `--watch` and its resync see changes) and nothing is written back.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
-use crate::front::diagnostics::{Diagnostics, Skipped, Sourced};
-use crate::front::load::{self, Document};
-use crate::front::par::par_map;
-use crate::front::schema::Kind;
-use crate::model::spec::Restaurant;
+use async_trait::async_trait;
 
-/// Every restaurant file of `dir`, in file-name order, with its document; all errors at once.
-pub fn from_files(dir: &Path) -> Result<Vec<(Sourced<Restaurant>, Document)>, Diagnostics> {
-    let (ok, skipped) = read_files(dir)?;
-    let mut diags = Diagnostics::default();
-    for s in skipped {
-        diags.extend(s.diagnostics);
+use super::{Inventory, InventoryError, InventoryRead};
+use crate::front::diagnostics::Diagnostics;
+use crate::front::load;
+use crate::model::ids::RestaurantId;
+
+/// A folder of restaurant files.
+#[derive(Debug, Clone)]
+pub struct Files {
+    dir: PathBuf,
+}
+
+impl Files {
+    pub fn new(dir: &Path) -> Files {
+        Files {
+            dir: dir.to_path_buf(),
+        }
     }
-    diags.into_result(ok)
+
+    fn read(&self) -> Result<InventoryRead, InventoryError> {
+        load::read_restaurant_files(&self.dir).map_err(InventoryError::Invalid)
+    }
 }
 
 /// Every restaurant file of `dir`, in file-name order: the valid ones with their document, and
-/// each invalid file as [`Skipped`] (a file is one restaurant: its errors are its own). Fails
-/// only when the folder itself cannot be listed.
-#[allow(clippy::type_complexity)]
-pub fn read_files(
-    dir: &Path,
-) -> Result<(Vec<(Sourced<Restaurant>, Document)>, Vec<Skipped>), Diagnostics> {
-    let files = load::yaml_files(dir)?;
-    // Each file read and parsed on every core (at 10,000 files, a sixth of `validate`).
-    let read = par_map(&files, |_, path| read_one(path));
-    let mut skipped = Vec::new();
-    let mut out = Vec::with_capacity(read.len());
-    for r in read {
-        match r {
-            Ok(one) => out.push(one),
-            Err(s) => skipped.push(s),
-        }
-    }
-    Ok((out, skipped))
+/// each invalid file as skipped. Fails only when the folder itself cannot be listed.
+pub fn read_files(dir: &Path) -> Result<InventoryRead, Diagnostics> {
+    load::read_restaurant_files(dir)
 }
 
-/// One restaurant file, or why it is skipped.
-fn read_one(path: &Path) -> Result<(Sourced<Restaurant>, Document), Skipped> {
-    let doc = load::read_document(path).map_err(|d| Skipped::new(None, d.origin.clone(), d))?;
-    match load::typed::<Restaurant>(&doc, Kind::Restaurant) {
-        Ok(r) => {
-            // Only the positions are needed from here on (to point at a column).
-            let doc = Document {
-                value: serde_json::Value::Null,
-                ..doc
-            };
-            Ok((
-                Sourced {
-                    value: r,
-                    origin: doc.origin(""),
-                },
-                doc,
-            ))
+#[async_trait]
+impl Inventory for Files {
+    fn describe(&self) -> String {
+        format!("folder {}", self.dir.display())
+    }
+
+    async fn read_all(
+        &self,
+        _known: &BTreeSet<RestaurantId>,
+    ) -> Result<InventoryRead, InventoryError> {
+        self.read()
+    }
+
+    /// The folder is read whole (a file's name says nothing of its id); the restaurants of
+    /// `ids` are kept, and every file whose id could not be read (it might be one of them).
+    async fn read_some(
+        &self,
+        ids: &BTreeSet<RestaurantId>,
+    ) -> Result<InventoryRead, InventoryError> {
+        let all = self.read()?;
+        let mut read = InventoryRead::default();
+        let wanted = |id: &str| ids.iter().any(|i| i.as_str() == id);
+        for (r, doc) in all.restaurants.into_iter().zip(all.docs) {
+            if wanted(r.value.id.as_str()) {
+                read.restaurants.push(r);
+                read.docs.push(doc);
+            }
         }
-        Err(d) => {
-            let id = doc
-                .value
-                .get("id")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            Err(Skipped::new(id, doc.origin(""), d))
-        }
+        read.skipped = all
+            .skipped
+            .into_iter()
+            .filter(|s| s.id.as_deref().is_none_or(wanted))
+            .collect();
+        Ok(read)
+    }
+
+    async fn all_ids(&self) -> Result<Vec<RestaurantId>, InventoryError> {
+        let read = self.read()?;
+        let valid = read.restaurants.iter().map(|r| r.value.id.clone());
+        let invalid = read
+            .skipped
+            .iter()
+            .filter_map(|s| s.id.as_deref())
+            .map(RestaurantId::new);
+        Ok(valid.chain(invalid).collect())
     }
 }

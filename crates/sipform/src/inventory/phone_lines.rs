@@ -9,10 +9,10 @@
 
 use std::collections::HashMap;
 
+use super::cells::Cells;
 use crate::crypto::{self, CryptoError, MasterKey};
 use crate::db::{with_pool, Db, DbError, TableName};
 use crate::front::diagnostics::Sourced;
-use crate::inventory::table::Cells;
 use crate::model::secret::Secret;
 use crate::model::spec::{PhoneLineSpec, PhoneProvider, PlatformLine, Restaurant, SipTransport};
 
@@ -178,66 +178,16 @@ pub async fn attach(
     if !exists(db, &lines).await? {
         return Ok(());
     }
-    let mut by_restaurant: HashMap<String, Vec<Result<LineRow, String>>> = HashMap::new();
-    let mut unreadable = 0usize;
-    for row in read_rows(db, &lines).await? {
-        let key = match &row {
-            Ok(r) => r.get("restaurant_id").map(str::to_ascii_lowercase),
-            Err(_) => None,
-        };
-        match key {
-            Some(k) => by_restaurant.entry(k).or_default().push(row),
-            None => unreadable += 1,
-        }
-    }
-    if unreadable > 0 {
-        tracing::warn!(target: crate::LOG_TARGET, "{unreadable} row(s) of table {lines} have no readable restaurant_id: ignored");
-    }
+    let mut by_restaurant = by_restaurant(read_rows(db, &lines).await?, &lines);
     // Pick each restaurant's row, then decrypt every password at once.
     let mut picked: Vec<(usize, Result<Picked, String>)> = Vec::new();
     for (i, r) in restaurants.iter().enumerate() {
         let rid = r.value.id.as_str().to_ascii_lowercase();
-        let Some(rows) = by_restaurant.remove(&rid) else {
-            continue;
-        };
-        let one = match rows.as_slice() {
-            [Ok(row)] => match (row.get("id"), spec_of(row)) {
-                (Some(id), Ok(spec)) => Ok((
-                    id.to_string(),
-                    spec,
-                    row.get("sip_password").map(str::to_string),
-                )),
-                (None, _) => Err("a row of table phone_lines for it has a NULL id".to_string()),
-                (Some(id), Err(m)) => Err(format!("phone line {id}: {m}")),
-            },
-            [Err(m)] => Err(format!("its row of table {lines} cannot be read: {m}")),
-            many => Err(format!(
-                "{} rows of table {lines} claim it (the platform keeps one per restaurant)",
-                many.len()
-            )),
-        };
-        picked.push((i, one));
+        if let Some(rows) = by_restaurant.remove(&rid) {
+            picked.push((i, pick(&rows, &lines)));
+        }
     }
-    let wanted: Vec<(String, String)> = picked
-        .iter()
-        .filter_map(|(_, p)| match p {
-            Ok((id, _, Some(stored))) => Some((id.clone(), stored.clone())),
-            _ => None,
-        })
-        .collect();
-    let master = if wanted.iter().any(|(_, s)| crypto::is_encrypted(s)) {
-        Some(MasterKey::from_env())
-    } else {
-        None
-    };
-    let decrypted: Vec<Result<Secret<String>, CryptoError>> = match master {
-        Some(Err(e)) => wanted.iter().map(|_| Err(e.clone())).collect(),
-        Some(Ok(m)) => tokio::task::spawn_blocking(move || crypto::decrypt_all(Some(&m), &wanted))
-            .await
-            .unwrap_or_default(),
-        None => crypto::decrypt_all(None, &wanted),
-    };
-    let mut decrypted = decrypted.into_iter();
+    let mut decrypted = decrypt(&picked).await.into_iter();
     for (i, p) in picked {
         let r = &mut restaurants[i].value;
         let who = format!("restaurant {} ({:?})", r.id, r.name);
@@ -245,16 +195,7 @@ pub async fn attach(
             Ok((id, spec, stored)) => {
                 let password = match stored {
                     None => Ok(None),
-                    Some(_) => match decrypted.next() {
-                        Some(Ok(pw)) => {
-                            crypto::remember(&id, pw.clone());
-                            Ok(Some(pw))
-                        }
-                        Some(Err(e)) => Err(format!(
-                            "phone line {id} of {who}: sip_password: {e}; nothing is sent for this restaurant"
-                        )),
-                        None => Err(format!("phone line {id} of {who}: not decrypted")),
-                    },
+                    Some(_) => password_of(&id, &who, decrypted.next()),
                 };
                 r.phone_line = Some(spec);
                 r.platform.phone_line = Some(PlatformLine { id, password });
@@ -268,6 +209,93 @@ pub async fn attach(
         }
     }
     Ok(())
+}
+
+/// The rows of table `lines`, by restaurant id (lowercased); rows without one are ignored,
+/// with a warning.
+fn by_restaurant(
+    rows: Vec<Result<LineRow, String>>,
+    lines: &TableName,
+) -> HashMap<String, Vec<Result<LineRow, String>>> {
+    let mut by_restaurant: HashMap<String, Vec<Result<LineRow, String>>> = HashMap::new();
+    let mut unreadable = 0usize;
+    for row in rows {
+        let key = match &row {
+            Ok(r) => r.get("restaurant_id").map(str::to_ascii_lowercase),
+            Err(_) => None,
+        };
+        match key {
+            Some(k) => by_restaurant.entry(k).or_default().push(row),
+            None => unreadable += 1,
+        }
+    }
+    if unreadable > 0 {
+        tracing::warn!(target: crate::LOG_TARGET, "{unreadable} row(s) of table {lines} have no readable restaurant_id: ignored");
+    }
+    by_restaurant
+}
+
+/// A restaurant's one line from its rows, or why there is none it can use.
+fn pick(rows: &[Result<LineRow, String>], lines: &TableName) -> Result<Picked, String> {
+    match rows {
+        [Ok(row)] => match (row.get("id"), spec_of(row)) {
+            (Some(id), Ok(spec)) => Ok((
+                id.to_string(),
+                spec,
+                row.get("sip_password").map(str::to_string),
+            )),
+            (None, _) => Err("a row of table phone_lines for it has a NULL id".to_string()),
+            (Some(id), Err(m)) => Err(format!("phone line {id}: {m}")),
+        },
+        [Err(m)] => Err(format!("its row of table {lines} cannot be read: {m}")),
+        many => Err(format!(
+            "{} rows of table {lines} claim it (the platform keeps one per restaurant)",
+            many.len()
+        )),
+    }
+}
+
+/// Every stored password of `picked`, decrypted at once on every core, in order.
+async fn decrypt(
+    picked: &[(usize, Result<Picked, String>)],
+) -> Vec<Result<Secret<String>, CryptoError>> {
+    let wanted: Vec<(String, String)> = picked
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Ok((id, _, Some(stored))) => Some((id.clone(), stored.clone())),
+            _ => None,
+        })
+        .collect();
+    let master = if wanted.iter().any(|(_, s)| crypto::is_encrypted(s)) {
+        Some(MasterKey::from_env())
+    } else {
+        None
+    };
+    match master {
+        Some(Err(e)) => wanted.iter().map(|_| Err(e.clone())).collect(),
+        Some(Ok(m)) => tokio::task::spawn_blocking(move || crypto::decrypt_all(Some(&m), &wanted))
+            .await
+            .unwrap_or_default(),
+        None => crypto::decrypt_all(None, &wanted),
+    }
+}
+
+/// Line `id`'s password from its decryption (remembered for apply), or why not.
+fn password_of(
+    id: &str,
+    who: &str,
+    decrypted: Option<Result<Secret<String>, CryptoError>>,
+) -> Result<Option<Secret<String>>, String> {
+    match decrypted {
+        Some(Ok(pw)) => {
+            crypto::remember(id, pw.clone());
+            Ok(Some(pw))
+        }
+        Some(Err(e)) => Err(format!(
+            "phone line {id} of {who}: sip_password: {e}; nothing is sent for this restaurant"
+        )),
+        None => Err(format!("phone line {id} of {who}: not decrypted")),
+    }
 }
 
 #[cfg(test)]

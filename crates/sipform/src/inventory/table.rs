@@ -16,6 +16,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 use sqlx::Row;
 
+use super::cells::Cells;
 use crate::db::{quote_ident, with_pool, Db, DbError, Engine, Purpose, TableName};
 use crate::front::diagnostics::{Diagnostic, Origin, Skipped, Sourced};
 use crate::inventory::InventoryRead;
@@ -142,14 +143,59 @@ impl IdMatch {
     }
 }
 
+#[async_trait::async_trait]
+impl super::Inventory for PlatformTable {
+    fn describe(&self) -> String {
+        PlatformTable::describe(self)
+    }
+
+    fn reads_known(&self) -> bool {
+        true
+    }
+
+    async fn read_all(
+        &self,
+        known: &BTreeSet<RestaurantId>,
+    ) -> Result<InventoryRead, super::InventoryError> {
+        Ok(self.read_checked(known).await?)
+    }
+
+    async fn read_some(
+        &self,
+        ids: &BTreeSet<RestaurantId>,
+    ) -> Result<InventoryRead, super::InventoryError> {
+        Ok(PlatformTable::read_some(self, ids).await?)
+    }
+
+    async fn all_ids(&self) -> Result<Vec<RestaurantId>, super::InventoryError> {
+        Ok(PlatformTable::all_ids(self).await?)
+    }
+
+    fn change_log(&self) -> Option<super::ChangeLog> {
+        Some(super::ChangeLog::new(self.clone()))
+    }
+
+    fn write_back(&self) -> Option<super::WriteBack> {
+        Some(PlatformTable::write_back(self))
+    }
+
+    fn database(&self) -> Option<&Db> {
+        Some(&self.db)
+    }
+
+    fn scope(&self) -> String {
+        self.table.to_string()
+    }
+}
+
 /// The platform's restaurants table, checked to have every column sipform uses.
 #[derive(Clone)]
 pub struct PlatformTable {
-    pub(crate) db: Db,
-    pub(crate) table: TableName,
-    pub(crate) columns: ColumnMap,
-    pub(crate) write_back_tokens: bool,
-    pub(crate) id_match: IdMatch,
+    pub(super) db: Db,
+    pub(super) table: TableName,
+    pub(super) columns: ColumnMap,
+    pub(super) write_back_tokens: bool,
+    pub(super) id_match: IdMatch,
 }
 
 impl PlatformTable {
@@ -708,51 +754,6 @@ impl RawRow {
         let i = N_TEXT + N_BOOL;
         let int = row.int(i).map_err(|m| (i, m))?;
         Ok(RawRow { text, bools, int })
-    }
-}
-
-/// Typed cell access, per engine (SQLite stores booleans as integers, or as text).
-pub(crate) trait Cells {
-    fn text(&self, i: usize) -> Result<Option<String>, String>;
-    fn boolean(&self, i: usize) -> Result<Option<bool>, String>;
-    fn int(&self, i: usize) -> Result<Option<i64>, String>;
-}
-
-impl Cells for sqlx::postgres::PgRow {
-    fn text(&self, i: usize) -> Result<Option<String>, String> {
-        self.try_get(i).map_err(|e| e.to_string())
-    }
-    fn boolean(&self, i: usize) -> Result<Option<bool>, String> {
-        self.try_get(i)
-            .map_err(|_| "expected a boolean column".to_string())
-    }
-    fn int(&self, i: usize) -> Result<Option<i64>, String> {
-        self.try_get(i)
-            .map_err(|_| "expected an integer".to_string())
-    }
-}
-
-impl Cells for sqlx::sqlite::SqliteRow {
-    fn text(&self, i: usize) -> Result<Option<String>, String> {
-        self.try_get(i).map_err(|e| e.to_string())
-    }
-    fn boolean(&self, i: usize) -> Result<Option<bool>, String> {
-        if let Ok(v) = self.try_get::<Option<i64>, _>(i) {
-            return Ok(v.map(|n| n != 0));
-        }
-        match self.try_get::<Option<String>, _>(i) {
-            Ok(None) => Ok(None),
-            Ok(Some(s)) => match s.trim().to_ascii_lowercase().as_str() {
-                "1" | "t" | "true" | "yes" => Ok(Some(true)),
-                "0" | "f" | "false" | "no" | "" => Ok(Some(false)),
-                _ => Err(format!("{s:?} is not a boolean")),
-            },
-            Err(_) => Err("expected a boolean (0/1)".to_string()),
-        }
-    }
-    fn int(&self, i: usize) -> Result<Option<i64>, String> {
-        self.try_get(i)
-            .map_err(|_| "expected an integer".to_string())
     }
 }
 

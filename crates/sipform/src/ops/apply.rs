@@ -9,7 +9,7 @@ use crate::apply::{self, Progress, Report};
 use crate::plan::file::read_plan;
 use crate::plan::Plan;
 use crate::remote::Client;
-use crate::state::{LockGuard, State};
+use crate::state::{LockGuard, State, StateWriter};
 
 use super::plan::PlanOptions;
 use super::{OpsError, Workspace};
@@ -75,14 +75,29 @@ impl<'w> ApplyRun<'w> {
 
     /// Carries `plan` out, recording every id as it comes; releases the lock when done.
     pub async fn apply(self, plan: &Plan, progress: &dyn Progress) -> Report {
-        let writer = self.ws.writer(self.state);
-        let report = apply::apply(plan, &self.client, &writer, progress).await;
+        let (report, writer) = apply_plan(self.ws, &self.client, plan, self.state, progress).await;
         if let Err(e) = writer.settle().await {
             // What is recorded is durable in the journal: the next run replays it.
             tracing::warn!(target: crate::LOG_TARGET, "could not fold the state journal in ({e}); the next run replays it");
         }
         report
     }
+}
+
+/// The one way anything is applied: `plan` carried out from `state` (held under the lock by
+/// the caller) by the executor, every id recorded as it comes through `ws`'s state writer (and
+/// written back to the inventory when it takes them). The CLI's [`ApplyRun`] and the
+/// controller call it; the writer is handed back to be settled or read.
+pub async fn apply_plan(
+    ws: &Workspace,
+    client: &Client,
+    plan: &Plan,
+    state: State,
+    progress: &dyn Progress,
+) -> (Report, StateWriter) {
+    let writer = ws.writer(state);
+    let report = apply::apply_with(ws.kinds(), plan, client, &writer, progress).await;
+    (report, writer)
 }
 
 /// Stops an apply from outside, e.g. on SIGINT: writes not yet holding a request slot are not

@@ -2,9 +2,10 @@
 //! long-running loop itself is [`crate::controller`], which sits above `ops` (it strings ops
 //! together per batch).
 
+use std::path::PathBuf;
+
 use crate::config::Settings;
-use crate::inventory::changes::ChangeLog;
-use crate::inventory::PlatformTable;
+use crate::inventory::ChangeLog;
 
 use super::OpsError;
 
@@ -17,28 +18,36 @@ pub struct Trigger {
 
 /// The SQL `install-trigger` runs, for the table `inventory:` names (its columns checked).
 pub async fn trigger_sql(settings: &Settings) -> Result<Trigger, OpsError> {
-    let table = open(settings).await?;
-    let sql = ChangeLog::new(table.clone()).install_sql();
+    let (log, table) = open(settings).await?;
     Ok(Trigger {
-        sql,
-        table: table.describe(),
+        sql: log.install_sql(),
+        table,
     })
 }
 
 /// Creates or updates the change log and its trigger, idempotently, in one transaction.
 pub async fn install_trigger(settings: &Settings) -> Result<Trigger, OpsError> {
-    let table = open(settings).await?;
-    let log = ChangeLog::new(table.clone());
+    let (log, table) = open(settings).await?;
     log.install().await?;
     Ok(Trigger {
         sql: log.install_sql(),
-        table: table.describe(),
+        table,
     })
 }
 
-async fn open(settings: &Settings) -> Result<PlatformTable, OpsError> {
-    PlatformTable::from_config(&settings.inventory, &settings.root)
-        .await?
+/// The folder a files inventory reads (`controller --watch` watches it); `None` for another
+/// source, which has its own change feed.
+pub fn inventory_folder(settings: &Settings) -> Option<PathBuf> {
+    crate::inventory::folder_of(&settings.inventory, &settings.root)
+}
+
+/// The inventory's change log, and the inventory described for messages.
+async fn open(settings: &Settings) -> Result<(ChangeLog, String), OpsError> {
+    let source = super::workspace::open_inventory(settings).await?;
+    let described = source.describe();
+    source
+        .change_log()
+        .map(|log| (log, described))
         .ok_or_else(|| {
             OpsError::Conflict(
                 "the inventory is files (sipform.yaml's `inventory.source`): there is no table \

@@ -73,7 +73,15 @@ pub async fn dedupe(ws: &Workspace, opts: &DedupeOptions) -> Result<DedupeReport
         steps: Vec::new(),
     };
     for d in &plan.duplicates {
-        clean(&client, &account, d, opts.allow_destroy, &mut report.steps).await;
+        clean(
+            ws.kinds(),
+            &client,
+            &account,
+            d,
+            opts.allow_destroy,
+            &mut report.steps,
+        )
+        .await;
     }
     Ok(report)
 }
@@ -108,13 +116,13 @@ fn objects(d: &Duplicates) -> Vec<Target> {
 }
 
 async fn clean(
+    kinds: &Kinds,
     client: &Client,
     account: &ObjectId,
     d: &Duplicates,
     allow_destroy: bool,
     steps: &mut Vec<DedupeStep>,
 ) {
-    let kinds = Kinds::builtin();
     let objects = objects(d);
     for deleting in [false, true] {
         if deleting && !allow_destroy {

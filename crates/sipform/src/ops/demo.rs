@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::apply::{self, Progress, Report};
+use crate::apply::{Progress, Report};
 use crate::config::{Overrides, Settings};
 use crate::model::ids::RestaurantId;
 use crate::model::spec::StateConfig;
@@ -75,7 +75,9 @@ impl Demo {
 
     /// Carries `plan` out into the scratch state.
     pub async fn apply(&self, plan: &Plan, progress: &dyn Progress) -> Result<Report, OpsError> {
-        let writer = self.ws.writer(self.ws.state().await?);
-        Ok(apply::apply(plan, &self.client, &writer, progress).await)
+        let state = self.ws.state().await?;
+        let (report, _) =
+            super::apply::apply_plan(&self.ws, &self.client, plan, state, progress).await;
+        Ok(report)
     }
 }

@@ -8,6 +8,7 @@ use reqwest::Method;
 use crate::config::Settings;
 use crate::model::secret::redact_url;
 use crate::remote::{Client, ClientError};
+use crate::resources::Kinds;
 use crate::state::{self, LockInfo};
 
 use super::OpsError;
@@ -49,7 +50,8 @@ impl Finding {
 
 /// Probes the server and the state backend. Only a client that cannot be built is an error;
 /// everything else the doctor finds is a [`Finding`].
-pub async fn doctor(settings: &Settings) -> Result<Vec<Finding>, OpsError> {
+/// `kinds` name the routes each kind assumes.
+pub async fn doctor(settings: &Settings, kinds: &Kinds) -> Result<Vec<Finding>, OpsError> {
     let mut found: Vec<Finding> = settings
         .warnings()
         .into_iter()
@@ -57,12 +59,18 @@ pub async fn doctor(settings: &Settings) -> Result<Vec<Finding>, OpsError> {
         .collect();
     let client =
         Client::new(settings).map_err(|source| OpsError::server(&settings.server_url, source))?;
-    server(&client, &redact_url(&settings.server_url), &mut found).await;
+    server(
+        kinds,
+        &client,
+        &redact_url(&settings.server_url),
+        &mut found,
+    )
+    .await;
     state_backend(settings, &mut found).await;
     Ok(found)
 }
 
-async fn server(client: &Client, url: &str, found: &mut Vec<Finding>) {
+async fn server(kinds: &Kinds, client: &Client, url: &str, found: &mut Vec<Finding>) {
     let p = match client.probe(Method::GET, "/api/accounts").await {
         Err(e) => {
             let what = match &e {
@@ -108,22 +116,13 @@ async fn server(client: &Client, url: &str, found: &mut Vec<Finding>) {
     }
     // Assumed endpoints: a route the server has answers JSON (even 404 for the nil id); a
     // missing one answers 404/405 without the API's JSON.
-    let assumed = [
-        (Method::GET, format!("/api/final-customers?accountId={NIL}")),
-        (Method::GET, format!("/api/final-customers/{NIL}")),
-        (Method::PUT, format!("/api/final-customers/{NIL}")),
-        (Method::DELETE, format!("/api/final-customers/{NIL}")),
-        (Method::DELETE, format!("/api/agents/{NIL}")),
-        (Method::GET, format!("/api/agents/{NIL}/tools")),
-        (Method::PUT, format!("/api/agents/{NIL}/tools/{NIL}")),
-        (Method::DELETE, format!("/api/agents/{NIL}/tools/{NIL}")),
-        (
-            Method::DELETE,
-            format!("/api/agents/{NIL}/phone-lines/{NIL}"),
-        ),
-    ];
-    for (method, path) in assumed {
-        let label = format!("assumed endpoint {method} {}", path.replace(NIL, ":id"));
+    let assumed = kinds.iter().flat_map(|k| k.assumed_routes());
+    for (method, template) in assumed {
+        let label = format!("assumed endpoint {method} {template}");
+        let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+            continue;
+        };
+        let path = template.replace(":id", NIL);
         found.push(match client.probe(method, &path).await {
             Ok(p) if p.json && p.status != 405 => Finding::check(true, &label, "present"),
             Ok(p) => Finding::check(false, &label, format!("missing (HTTP {})", p.status)),

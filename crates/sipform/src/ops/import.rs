@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::apply::{self, Report, Silent};
+use crate::apply::{Report, Silent};
 use crate::model::ids::RestaurantId;
 use crate::plan::Plan;
 use crate::remote::Client;
@@ -64,8 +64,9 @@ impl ImportRun<'_> {
 
     /// Records the adoptions (no request changes anything on the server).
     pub async fn apply(self) -> Report {
-        let writer = self.ws.writer(self.state);
-        apply::apply(&self.plan, &self.client, &writer, &Silent).await
+        let (report, _) =
+            super::apply::apply_plan(self.ws, &self.client, &self.plan, self.state, &Silent).await;
+        report
     }
 }
 

@@ -20,7 +20,7 @@ pub mod tooltest;
 pub mod validate;
 mod workspace;
 
-pub use workspace::Workspace;
+pub use workspace::{open_inventory, Workspace};
 
 use crate::config::ConfigError;
 use crate::db::DbError;
@@ -90,6 +90,15 @@ impl OpsError {
 
 fn hint_suffix(e: &ClientError) -> String {
     e.hint().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+impl From<crate::inventory::InventoryError> for OpsError {
+    fn from(e: crate::inventory::InventoryError) -> Self {
+        match e {
+            crate::inventory::InventoryError::Invalid(d) => OpsError::Invalid(d),
+            crate::inventory::InventoryError::Database(e) => OpsError::Database(e),
+        }
+    }
 }
 
 impl From<ConfigError> for OpsError {

@@ -1,27 +1,26 @@
 //! `plan`: read the server, diff, and say what apply would do.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 
+use crate::diff::Planner;
 use crate::model::ids::RestaurantId;
+use crate::model::secret::redact_url;
 use crate::plan::file::write_plan;
 use crate::plan::Plan;
+use crate::refresh::ServerView;
 use crate::state::State;
 
 use super::{OpsError, Workspace};
 
-/// What to plan for.
-#[derive(Debug, Clone, Default)]
-pub struct PlanOptions {
-    /// Delete the objects of restaurants gone from the inventory.
-    pub allow_destroy: bool,
-    /// Replace objects the server cannot update (a subscription to another plan).
-    pub allow_replace: bool,
-    /// Restaurants to consider; empty means all.
-    pub targets: BTreeSet<RestaurantId>,
-    /// See [`crate::diff::PlanOptions::only_changes`].
-    pub only_changes: bool,
-}
+/// What to plan for: the one set of choices, from the CLI's flags or the controller's.
+pub use crate::diff::PlanOptions;
+
+/// Restaurants planned together: their children lists are read at once (enough to keep the
+/// client's slots busy) and dropped once compared.
+const PLAN_BATCH: usize = 64;
+/// Batches whose children lists are read while an earlier one is planned.
+const READ_AHEAD: usize = 3;
 
 /// The plan from the current state (read, not locked: planning changes nothing).
 pub async fn plan(ws: &Workspace, opts: &PlanOptions) -> Result<Plan, OpsError> {
@@ -29,6 +28,65 @@ pub async fn plan(ws: &Workspace, opts: &PlanOptions) -> Result<Plan, OpsError> 
     let state = ws.state().await?;
     check_targets(ws, &state, opts)?;
     ws.plan(&client, &state, opts).await
+}
+
+/// The one way anything is planned: `ws`'s desired restaurants against what `server` has, from
+/// `state`. The CLI runs it over a refresh of the server, the controller over its cache.
+///
+/// The objects under each parent (tools under agents) are read, compared and dropped a batch
+/// of restaurants at a time: memory stays flat in the number of restaurants. The next batches'
+/// lists are read while one is planned, so the server's round trips and the comparing overlap
+/// instead of taking turns.
+pub async fn plan_over<S: ServerView>(
+    ws: &Workspace,
+    state: &State,
+    opts: &PlanOptions,
+    server: &mut S,
+) -> Result<Plan, OpsError> {
+    let (kinds, desired) = (ws.kinds(), ws.desired());
+    let scope = (!opts.targets.is_empty()).then_some(&opts.targets);
+    // The agents and final customers stay from here to the end of the plan (packed as they
+    // are read when they come from the server: see `ServerObject::pack`).
+    let actual = server
+        .singles(kinds, desired, state, scope)
+        .await
+        .map_err(|e| ws.refresh_error(e))?;
+    let mut planner = Planner::new(kinds, desired, &actual, state, opts);
+    let mut ahead = VecDeque::new();
+    loop {
+        // Batches read ahead: the later ones keep every slot busy while the first's last
+        // answers trickle in.
+        while ahead.len() < READ_AHEAD {
+            let Some(b) = planner.next_batch(PLAN_BATCH) else {
+                break;
+            };
+            ahead.push_back((server.start_children(kinds, &b.parents), b));
+        }
+        let Some((reading, mut batch)) = ahead.pop_front() else {
+            break;
+        };
+        let server_error = |e| ws.server_error(e);
+        let mut children = server
+            .finish_children(reading)
+            .await
+            .map_err(server_error)?;
+        // An object a batch read ahead of turns out to be needed (one the batch before
+        // adopted): its lists are read now.
+        let missing: BTreeSet<_> = planner
+            .recheck(&mut batch)
+            .into_iter()
+            .filter(|p| !children.contains_key(p))
+            .collect();
+        if !missing.is_empty() {
+            let more = server.start_children(kinds, &missing);
+            children.extend(server.finish_children(more).await.map_err(server_error)?);
+        }
+        planner.plan_batch(batch, &children);
+    }
+    let mut plan = planner.finish();
+    // A plan is printed, posted and saved: it names the server without its user-info.
+    plan.server_url = redact_url(&ws.settings().server_url);
+    Ok(plan)
 }
 
 /// Refuses a `--target` that names no restaurant of the inventory nor of state: a typo would

@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 
 use crate::config::Settings;
 use crate::front::validate::{self, Report};
-use crate::inventory::PlatformTable;
 
 use super::OpsError;
 
@@ -12,13 +11,12 @@ use super::OpsError;
 /// table (never from sip-agent-server). Every problem is in the [`OpsError::Invalid`] list,
 /// each invalid row's and restaurant's too (plan and apply skip those; validate reports them).
 pub async fn validate(settings: &Settings) -> Result<Report, OpsError> {
+    let source = super::workspace::open_inventory(settings).await?;
+    let read = source.read_all(&BTreeSet::new()).await;
+    let read = read.map_err(|e| super::workspace::read_failed(settings, e))?;
     let env = settings.render_env();
-    let restaurants = match PlatformTable::from_config(&settings.inventory, &settings.root).await? {
-        None => None,
-        Some(table) => Some(table.read_checked(&BTreeSet::new()).await?),
-    };
     let mut report =
-        validate::check_inventory(&settings.root, settings.project(), &env, restaurants)
+        validate::check_inventory(&settings.root, settings.project(), &env, Some(read))
             .and_then(Report::into_strict)?;
     let s = settings;
     crate::contract::check::check_validated(

@@ -4,17 +4,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::diff;
 use crate::front::diagnostics::Skipped;
 use crate::front::validate;
-use crate::inventory::PlatformTable;
-use crate::model::ids::ObjectId;
+use crate::inventory::{self, Inventory, InventoryError, InventoryRead, WriteBack};
 use crate::model::secret::redact_url;
 use crate::model::spec::Desired;
 use crate::plan::Plan;
-use crate::refresh;
+use crate::refresh::{Refresh, RefreshError};
 use crate::remote::{Client, ClientError};
-use crate::resources::Resource;
+use crate::resources::Kinds;
 use crate::state::{
     self, CommitHook, LockGuard, LockInfo, ProjectRef, State, StateBackend, StateWriter,
 };
@@ -22,48 +20,61 @@ use crate::state::{
 use super::plan::PlanOptions;
 use super::OpsError;
 
-/// Restaurants planned together: their children lists are read at once (enough to keep the
-/// client's slots busy) and dropped once compared.
-const PLAN_BATCH: usize = 64;
-/// Batches whose children lists are read while an earlier one is planned.
-const READ_AHEAD: usize = 3;
-
 /// A loaded, validated project with its settings and state backend. Read-only once built: a
 /// command that needs other settings resolves other [`Settings`] and loads again.
 pub struct Workspace {
     settings: Settings,
     desired: Desired,
     backend: Arc<dyn StateBackend>,
-    /// The platform's `restaurants` table, when the inventory is the database: apply writes
-    /// the ids back to it.
-    inventory: Option<PlatformTable>,
+    /// What apply also writes the ids to, when the inventory takes them (the platform's rows).
+    write_back: Option<WriteBack>,
     /// Restaurants left out because their own input is invalid (see [`Workspace::skipped`]).
     skipped: Vec<Skipped>,
+    /// The kinds of server object, built once ([`Workspace::with_kinds`] for others).
+    kinds: Kinds,
 }
 
 impl Workspace {
-    /// Loads and validates everything; opens (but does not lock) the state backend. A files
-    /// inventory is read offline; a database inventory is read from the platform's table,
-    /// together with every row state knows (its `agent_id` may not have been written back yet).
+    /// Loads and validates everything; opens (but does not lock) the state backend. The
+    /// restaurants come from the inventory `sipform.yaml` names (see [`Workspace::load_from`]).
     /// A restaurant whose own input is invalid is skipped, not fatal: see [`Workspace::skipped`].
     pub async fn load(settings: Settings) -> Result<Workspace, OpsError> {
-        let env = settings.render_env();
-        let root = settings.root.clone();
-        match PlatformTable::from_config(&settings.inventory, &root).await? {
-            None => {
-                let report = validate::check_inventory(&root, settings.project(), &env, None)?;
-                let mut ws = Self::new(settings, report.validated.desired)?;
-                ws.skipped = report.skipped;
-                Ok(ws)
-            }
-            Some(table) => {
-                let backend = state::open(&settings.state, &root, Some(&state_project(&settings)))?;
-                let known = backend.load().await?;
-                let known = known.map(|s| s.restaurant_ids()).unwrap_or_default();
-                let rows = table.read_checked(&known).await?;
-                Self::for_rows(settings, backend, table, rows)
-            }
+        let source = open_inventory(&settings).await?;
+        Self::load_from(settings, source.as_ref(), Kinds::builtin()).await
+    }
+
+    /// [`Workspace::load`] from an inventory already open, over `kinds`: every restaurant it
+    /// holds, with every one state knows when it asks (a row's `agent_id` may not have been
+    /// written back yet).
+    pub async fn load_from(
+        settings: Settings,
+        source: &dyn Inventory,
+        kinds: Kinds,
+    ) -> Result<Workspace, OpsError> {
+        let root = &settings.root;
+        let mut backend = None;
+        let mut known = BTreeSet::new();
+        if source.reads_known() {
+            let b = state::open(&settings.state, root, Some(&state_project(&settings)))?;
+            known = b
+                .load()
+                .await?
+                .map(|s| s.restaurant_ids())
+                .unwrap_or_default();
+            backend = Some(b);
         }
+        let read = source.read_all(&known).await;
+        let read = read.map_err(|e| read_failed(&settings, e))?;
+        let env = settings.render_env();
+        let report = validate::check_inventory(root, settings.project(), &env, Some(read))?;
+        let backend = match backend {
+            Some(b) => b,
+            None => state::open(&settings.state, root, Some(&state_project(&settings)))?,
+        };
+        Ok(Workspace {
+            write_back: source.write_back(),
+            ..Self::checked(settings, backend, report, kinds)
+        })
     }
 
     /// A workspace for what `desired` says, validated elsewhere (tests and benchmarks generate
@@ -75,30 +86,51 @@ impl Workspace {
             settings,
             desired,
             backend,
-            inventory: None,
+            write_back: None,
             skipped: Vec::new(),
+            kinds: Kinds::builtin(),
         })
     }
 
-    /// A workspace for some rows of the platform's table, already read (the controller's
-    /// targeted reconcile), over a state backend kept open between runs. Validated as
-    /// [`Workspace::load`] does; an invalid row is skipped, as there.
-    pub fn for_rows(
+    /// A workspace for some restaurants of `source`, already read (the controller's targeted
+    /// reconcile), over a state backend kept open between runs. Validated as
+    /// [`Workspace::load`] does; an invalid restaurant is skipped, as there.
+    pub fn for_read(
         settings: Settings,
         backend: Arc<dyn StateBackend>,
-        table: PlatformTable,
-        rows: crate::inventory::InventoryRead,
+        source: &dyn Inventory,
+        read: InventoryRead,
+        kinds: Kinds,
     ) -> Result<Workspace, OpsError> {
         let env = settings.render_env();
         let report =
-            validate::check_inventory(&settings.root, settings.project(), &env, Some(rows))?;
+            validate::check_inventory(&settings.root, settings.project(), &env, Some(read))?;
         Ok(Workspace {
+            write_back: source.write_back(),
+            ..Self::checked(settings, backend, report, kinds)
+        })
+    }
+
+    fn checked(
+        settings: Settings,
+        backend: Arc<dyn StateBackend>,
+        report: validate::Report,
+        kinds: Kinds,
+    ) -> Workspace {
+        Workspace {
             settings,
             desired: report.validated.desired,
             backend,
-            inventory: Some(table),
+            write_back: None,
             skipped: report.skipped,
-        })
+            kinds,
+        }
+    }
+
+    /// The same project over other kinds of server object (the controller's, built once; a
+    /// program embedding sipform adds its own with [`Kinds::with`]).
+    pub fn with_kinds(self, kinds: Kinds) -> Workspace {
+        Workspace { kinds, ..self }
     }
 
     /// The state backend, to keep open across runs (the controller).
@@ -106,17 +138,12 @@ impl Workspace {
         self.backend.clone()
     }
 
-    /// The platform's table, in database mode.
-    pub fn inventory(&self) -> Option<&PlatformTable> {
-        self.inventory.as_ref()
-    }
-
     /// The same project without its database inventory's write-back: for applying to something
     /// other than the platform's server (the demo's emulator), whose ids must never reach the
     /// platform's rows.
     pub(super) fn detached(self) -> Workspace {
         Workspace {
-            inventory: None,
+            write_back: None,
             ..self
         }
     }
@@ -150,7 +177,7 @@ impl Workspace {
         Client::new(&self.settings).map_err(|source| self.server_error(source))
     }
 
-    fn server_error(&self, source: ClientError) -> OpsError {
+    pub(crate) fn server_error(&self, source: ClientError) -> OpsError {
         OpsError::server(&self.settings.server_url, source)
     }
 
@@ -181,86 +208,29 @@ impl Workspace {
         state
     }
 
-    /// Reads the server and diffs: what apply would do from `state`.
+    /// Reads the server and diffs: what apply would do from `state` ([`super::plan::plan_over`]
+    /// over a refresh of the server).
     pub async fn plan(
         &self,
         client: &Client,
         state: &State,
         opts: &PlanOptions,
     ) -> Result<Plan, OpsError> {
-        let scope = (!opts.targets.is_empty()).then_some(&opts.targets);
-        let kinds = crate::resources::Kinds::builtin();
-        // The agents and final customers stay from here to the end of the plan: packed as
-        // they are read (see `ServerObject::pack`).
-        let (actual, reads) = refresh::read_singles(
-            &kinds,
-            client,
-            &self.settings.account.name,
-            &self.desired,
-            state,
-            scope,
-            true,
-        )
-        .await
-        .map_err(|e| match e {
-            refresh::RefreshError::Server(e) => self.server_error(e),
+        let mut server = Refresh::new(client, &self.settings.account.name);
+        super::plan::plan_over(self, state, opts, &mut server).await
+    }
+
+    /// The kinds of server object this project manages, in dependency order.
+    pub fn kinds(&self) -> &Kinds {
+        &self.kinds
+    }
+
+    /// A refresh that failed: a call to the server, or what it has contradicting itself.
+    pub(crate) fn refresh_error(&self, e: RefreshError) -> OpsError {
+        match e {
+            RefreshError::Server(e) => self.server_error(e),
             conflict => OpsError::Conflict(conflict.to_string()),
-        })?;
-        let opts = diff::PlanOptions {
-            // A plan is printed, posted and saved: it names the server without its user-info.
-            server_url: redact_url(&self.settings.server_url),
-            allow_destroy: opts.allow_destroy,
-            allow_replace: opts.allow_replace,
-            targets: opts.targets.clone(),
-            only_changes: opts.only_changes,
-        };
-        // The objects under each parent (tools under agents) are read, compared and dropped
-        // a batch of restaurants at a time: memory stays flat in the number of restaurants.
-        // The next batch's lists are read while this one is planned, so the server's round
-        // trips and the comparing overlap instead of taking turns.
-        let reads: std::collections::HashSet<_> = reads.into_iter().collect();
-        let wanted = |parents: &BTreeSet<(Resource, ObjectId)>| -> Vec<_> {
-            parents
-                .iter()
-                .filter(|p| reads.contains(*p))
-                .cloned()
-                .collect()
-        };
-        let read_ahead = |parents: Vec<(Resource, ObjectId)>| {
-            let client = client.clone();
-            AbortOnDrop(tokio::spawn(async move {
-                refresh::read_children(&crate::resources::Kinds::builtin(), &client, parents).await
-            }))
-        };
-        let mut planner = diff::Planner::new(&kinds, &self.desired, &actual, state, &opts);
-        let mut ahead = std::collections::VecDeque::new();
-        loop {
-            // Batches read ahead: the later ones keep every slot busy while the first's
-            // last answers trickle in.
-            while ahead.len() < READ_AHEAD {
-                let Some(b) = planner.next_batch(PLAN_BATCH) else {
-                    break;
-                };
-                ahead.push_back((read_ahead(wanted(&b.parents)), b));
-            }
-            let Some((reading, mut batch)) = ahead.pop_front() else {
-                break;
-            };
-            let mut children = reading.join().await.map_err(|e| self.server_error(e))?;
-            let missing: BTreeSet<_> = planner.recheck(&mut batch).into_iter().collect();
-            let missing: Vec<_> = wanted(&missing)
-                .into_iter()
-                .filter(|p| !children.contains_key(p))
-                .collect();
-            if !missing.is_empty() {
-                let more = refresh::read_children(&kinds, client, missing)
-                    .await
-                    .map_err(|e| self.server_error(e))?;
-                children.extend(more);
-            }
-            planner.plan_batch(batch, &children);
         }
-        Ok(planner.finish())
     }
 
     /// Checks that a saved plan still describes what apply would do, restaurant by restaurant:
@@ -309,7 +279,7 @@ impl Workspace {
             // was made with it.
             allow_replace: saved.restaurants.iter().flat_map(|r| &r.actions).any(|a| {
                 matches!(a, crate::plan::Action::Delete { resource, .. }
-                    if crate::resources::Kinds::builtin().get(*resource).is_some_and(|k| k.replaces()))
+                    if self.kinds.get(*resource).is_some_and(|k| k.replaces()))
             }),
             targets: saved.targets.iter().cloned().collect(),
             only_changes: false,
@@ -329,8 +299,8 @@ impl Workspace {
     /// Heals rows a crash left behind (state committed, row not yet updated) before applying;
     /// how many rows it wrote.
     pub async fn reconcile_inventory(&self, state: &State) -> Result<u64, OpsError> {
-        match &self.inventory {
-            Some(t) => Ok(t.write_back().reconcile(state).await?),
+        match &self.write_back {
+            Some(w) => Ok(w.reconcile(state).await?),
             None => Ok(0),
         }
     }
@@ -339,9 +309,9 @@ impl Workspace {
     /// and the platform's rows as a commit hook in database mode.
     pub fn writer(&self, state: State) -> StateWriter {
         let hook = self
-            .inventory
-            .as_ref()
-            .map(|t| Arc::new(t.write_back()) as Arc<dyn CommitHook>);
+            .write_back
+            .clone()
+            .map(|w| Arc::new(w) as Arc<dyn CommitHook>);
         StateWriter::new(
             self.backend.clone(),
             state,
@@ -351,28 +321,32 @@ impl Workspace {
     }
 }
 
-/// The project state is bound to: `project:`, else the account name, and the account name.
-pub(super) fn state_project(settings: &Settings) -> ProjectRef {
-    ProjectRef::of(settings.project.as_deref(), &settings.account.name)
+/// The inventory `settings` names, open.
+pub async fn open_inventory(settings: &Settings) -> Result<Arc<dyn Inventory>, OpsError> {
+    inventory::open(&settings.inventory, &settings.root)
+        .await
+        .map_err(|e| read_failed(settings, e))
 }
 
-/// A spawned task that is cancelled when its handle is dropped: a plan that fails stops the
-/// read it started ahead instead of leaving it running.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl AbortOnDrop<Result<crate::resources::actual::Children, ClientError>> {
-    /// The read's answer; a read that panicked panics here, as if it had run inline.
-    async fn join(mut self) -> Result<crate::resources::actual::Children, ClientError> {
-        match (&mut self.0).await {
-            Ok(v) => v,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(ClientError::Build("a read ahead was cancelled".into())),
+/// An inventory that could not be read at all. A folder that cannot be listed is reported
+/// with every problem of what the restaurants share (tools, template), so one run shows all.
+pub(super) fn read_failed(settings: &Settings, e: InventoryError) -> OpsError {
+    match e {
+        InventoryError::Database(e) => OpsError::Database(e),
+        InventoryError::Invalid(mut diags) => {
+            let env = settings.render_env();
+            let shared = InventoryRead::default();
+            let project = settings.project();
+            let checked = validate::check_inventory(&settings.root, project, &env, Some(shared));
+            if let Err(more) = checked {
+                diags.extend(more);
+            }
+            OpsError::Invalid(diags)
         }
     }
 }
 
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// The project state is bound to: `project:`, else the account name, and the account name.
+pub(super) fn state_project(settings: &Settings) -> ProjectRef {
+    ProjectRef::of(settings.project.as_deref(), &settings.account.name)
 }

@@ -4,6 +4,7 @@
 
 mod body;
 pub mod created;
+pub mod digest;
 mod error;
 pub mod limiter;
 mod list;
@@ -17,3 +18,29 @@ pub use limiter::{Limiter, Parallelism, Settled};
 pub use objects::{BadObject, Object, Secrets, ServerObject};
 pub use routes::Route;
 pub use transport::{Client, ClientError, Probe, RetryPolicy, Stats, MAX_THROTTLED_ATTEMPTS};
+
+impl Client {
+    /// Requests sent so far by this client and its clones.
+    pub fn requests(&self) -> u64 {
+        self.stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Retries made so far by this client and its clones.
+    pub fn retries(&self) -> u64 {
+        self.stats
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The counters themselves, shared with every clone (the controller's metrics read them).
+    pub fn counters(&self) -> std::sync::Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Most attempts one request gets.
+    pub fn max_attempts(&self) -> u32 {
+        self.retry.max_attempts
+    }
+}

@@ -142,7 +142,7 @@ impl ServerObject {
         let Ok(text) = serde_json::to_string(&self.fields) else {
             return;
         };
-        let digest = crate::resources::actual::object_digest(&self.fields);
+        let digest = super::digest::object_digest(&self.fields);
         let fields = std::mem::take(&mut self.fields);
         let lookups = keep
             .iter()
@@ -170,11 +170,11 @@ impl ServerObject {
         }
     }
 
-    /// The digest of every field ([`crate::resources::actual::object_digest`]).
+    /// The digest of every field ([`super::digest::object_digest`]).
     pub fn digest(&self) -> u64 {
         match &self.packed {
             Some(p) => p.digest,
-            None => crate::resources::actual::object_digest(&self.fields),
+            None => super::digest::object_digest(&self.fields),
         }
     }
 

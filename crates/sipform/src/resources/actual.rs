@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::Resource;
 use crate::model::ids::ObjectId;
+use crate::remote::digest::Fnv;
 use crate::remote::ServerObject;
+
+pub use crate::remote::digest::object_digest;
 
 /// What refresh read under parent objects: by child kind and parent id.
 pub type Children = BTreeMap<(Resource, ObjectId), Vec<ServerObject>>;
@@ -29,6 +30,44 @@ impl Actual {
     /// The objects of a many-per-parent kind under `parent`; `None` when they were not read.
     pub fn children(&self, r: Resource, parent: &ObjectId) -> Option<&[ServerObject]> {
         self.children.get(&(r, parent.clone())).map(Vec::as_slice)
+    }
+
+    /// Adds one object of a one-per-restaurant kind.
+    pub fn add_single(&mut self, r: Resource, o: ServerObject) {
+        self.singles.entry(r).or_default().push(o);
+    }
+
+    /// Replaces every object of a kind (or of the account's own lists: its billing plans).
+    pub fn set_singles(&mut self, r: Resource, list: Vec<ServerObject>) {
+        self.singles.insert(r, list);
+    }
+
+    /// Forgets every object but the account (a new account holds nothing yet).
+    pub fn clear_singles(&mut self) {
+        self.singles.clear();
+    }
+
+    /// Drops the object `id` of kind `r`.
+    pub fn remove_single(&mut self, r: Resource, id: &ObjectId) {
+        if let Some(list) = self.singles.get_mut(&r) {
+            list.retain(|o| &o.id != id);
+        }
+    }
+
+    /// Every one-per-restaurant object of id `id`, to change in place.
+    pub fn singles_with_id<'s>(
+        &'s mut self,
+        id: &'s ObjectId,
+    ) -> impl Iterator<Item = &'s mut ServerObject> + 's {
+        self.singles
+            .values_mut()
+            .flatten()
+            .filter(move |o| &o.id == id)
+    }
+
+    /// The kinds whose objects it holds, with them.
+    pub fn singles_by_kind(&self) -> impl Iterator<Item = (Resource, &[ServerObject])> {
+        self.singles.iter().map(|(r, l)| (*r, l.as_slice()))
     }
 
     /// A digest of what was read, to tell whether the server changed between plan and apply.
@@ -81,76 +120,10 @@ fn feed(h: &mut Fnv, o: &ServerObject) {
     h.write(b"\n");
 }
 
-/// The digest of an object's fields: keys sorted, so the order the server sends them in does
-/// not count.
-pub fn object_digest(fields: &serde_json::Map<String, Value>) -> u64 {
-    let mut h = Fnv::new();
-    canonical_object(fields, &mut h);
-    h.0
-}
-
-/// Feeds `v` into the hash as JSON with object keys sorted, node by node (no text is built:
-/// this runs over every object a plan reads).
-fn canonical(v: &Value, h: &mut Fnv) {
-    match v {
-        Value::Object(m) => canonical_object(m, h),
-        Value::Array(a) => {
-            h.write(b"[");
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    h.write(b",");
-                }
-                canonical(x, h);
-            }
-            h.write(b"]");
-        }
-        Value::String(s) => {
-            h.write(b"\"");
-            h.write(&(s.len() as u64).to_le_bytes());
-            h.write(s.as_bytes());
-        }
-        Value::Number(n) => h.write(n.to_string().as_bytes()),
-        Value::Bool(b) => h.write(if *b { b"true" } else { b"false" }),
-        Value::Null => h.write(b"null"),
-    }
-}
-
-fn canonical_object(m: &serde_json::Map<String, Value>, h: &mut Fnv) {
-    let mut keys: Vec<(&String, &Value)> = m.iter().collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    h.write(b"{");
-    for (i, (k, v)) in keys.into_iter().enumerate() {
-        if i > 0 {
-            h.write(b",");
-        }
-        // The key's length first: keys and values cannot run into each other.
-        h.write(&(k.len() as u64).to_le_bytes());
-        h.write(k.as_bytes());
-        h.write(b":");
-        canonical(v, h);
-    }
-    h.write(b"}");
-}
-
-/// FNV-1a, 64 bits: stable across builds, unlike `DefaultHasher`.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn obj(v: Value) -> ServerObject {
         let o = match v {

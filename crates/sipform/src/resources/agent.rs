@@ -89,8 +89,16 @@ impl Kind for Agent {
         Resource::AGENT
     }
 
+    fn assumed_routes(&self) -> &'static [(&'static str, &'static str)] {
+        &[("DELETE", "/api/agents/:id")]
+    }
+
     fn shape(&self) -> Shape {
         Shape::One
+    }
+
+    fn named_by_row(&self, r: &DesiredRestaurant) -> Option<ObjectId> {
+        r.platform_agent.clone()
     }
 
     fn parent(&self) -> Option<Resource> {
@@ -214,6 +222,14 @@ impl Kind for Agent {
             Some(o) => get(client, &o.id).await.map(|found| Some(found.into())),
             None => Ok(None),
         }
+    }
+
+    async fn read_one(
+        &self,
+        client: &Client,
+        id: &ObjectId,
+    ) -> Result<Option<ServerObject>, ClientError> {
+        super::read_one_at(client, ONE, id).await
     }
 
     async fn update(

@@ -78,8 +78,21 @@ impl Kind for FinalCustomer {
         Resource::FINAL_CUSTOMER
     }
 
+    fn assumed_routes(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("GET", "/api/final-customers?accountId=:id"),
+            ("GET", "/api/final-customers/:id"),
+            ("PUT", "/api/final-customers/:id"),
+            ("DELETE", "/api/final-customers/:id"),
+        ]
+    }
+
     fn shape(&self) -> Shape {
         Shape::One
+    }
+
+    fn named_by_row(&self, r: &DesiredRestaurant) -> Option<ObjectId> {
+        r.platform_final_customer.clone()
     }
 
     fn parent(&self) -> Option<Resource> {
@@ -178,6 +191,14 @@ impl Kind for FinalCustomer {
     ) -> Result<Option<Created>, ClientError> {
         let list = self.list(client, &parents.account).await?;
         Ok(super::unclaimed(list, |o| same_identity(o, body), taken))
+    }
+
+    async fn read_one(
+        &self,
+        client: &Client,
+        id: &ObjectId,
+    ) -> Result<Option<ServerObject>, ClientError> {
+        super::read_one_at(client, ONE, id).await
     }
 
     async fn update(

@@ -165,6 +165,12 @@ pub trait Kind: Send + Sync {
         None
     }
 
+    /// The id of this kind's object the restaurant's own record names (the platform's row
+    /// carries its agent's and final customer's ids): read and adopted before anything else.
+    fn named_by_row(&self, _r: &DesiredRestaurant) -> Option<ObjectId> {
+        None
+    }
+
     /// The key of a server object (its name).
     fn key_of<'a>(&self, o: &'a ServerObject) -> Option<&'a str> {
         o.name()
@@ -249,6 +255,39 @@ pub trait Kind: Send + Sync {
             }
         }
         Ok(list)
+    }
+
+    /// The routes of the contract this kind assumes the server has (beyond the documented
+    /// ones), `:id` standing for any id: `doctor` probes them, in kind order.
+    fn assumed_routes(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// Whether `r` needs what this kind reads once per account ([`Kind::account_data`]).
+    fn needs_account_data(&self, _r: &DesiredRestaurant) -> bool {
+        false
+    }
+
+    /// What this kind reads once per account besides its own objects (a subscription: the
+    /// account's billing plans, which the server makes with the account), with the resource
+    /// [`Actual`] keeps it under. `None`: nothing.
+    async fn account_data(
+        &self,
+        _client: &Client,
+        _account: &ObjectId,
+    ) -> Result<Option<(Resource, Vec<ServerObject>)>, ClientError> {
+        Ok(None)
+    }
+
+    /// For a kind of shape [`Shape::One`]: one object read by id (`None`: the server has none
+    /// of that id, or the kind cannot be read by id). The controller's cache re-reads what it
+    /// distrusts this way.
+    async fn read_one(
+        &self,
+        _client: &Client,
+        _id: &ObjectId,
+    ) -> Result<Option<ServerObject>, ClientError> {
+        Ok(None)
     }
 
     /// POST once; ambiguous failures come back to apply, which re-reads before retrying.
@@ -370,6 +409,20 @@ pub(crate) fn one(
         route: route.template().to_string(),
         message: e.to_string(),
     })
+}
+
+/// GET one object by id; `None` when the server answers 404.
+pub(crate) async fn read_one_at(
+    client: &Client,
+    template: &'static str,
+    id: &ObjectId,
+) -> Result<Option<ServerObject>, ClientError> {
+    let route = crate::remote::Route::new(template, &[id.as_str()]);
+    match client.get_one(&route).await {
+        Ok(o) => one(o, &route, reqwest::Method::GET).map(|(o, _)| Some(o)),
+        Err(e) if e.status() == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// GET a list route and parse its entries; one bad entry fails it.

@@ -132,6 +132,10 @@ impl Kind for PhoneLine {
         Resource::PHONE_LINE
     }
 
+    fn assumed_routes(&self) -> &'static [(&'static str, &'static str)] {
+        &[("DELETE", "/api/agents/:id/phone-lines/:id")]
+    }
+
     fn shape(&self) -> Shape {
         Shape::Many
     }

@@ -147,6 +147,18 @@ impl Kind for Subscription {
         Some(Resource::FINAL_CUSTOMER)
     }
 
+    fn needs_account_data(&self, r: &DesiredRestaurant) -> bool {
+        r.billing_plan != NONE
+    }
+
+    async fn account_data(
+        &self,
+        client: &Client,
+        account: &ObjectId,
+    ) -> Result<Option<(Resource, Vec<ServerObject>)>, ClientError> {
+        Ok(Some((Resource::PLAN, list_plans(client, account).await?)))
+    }
+
     /// Without the account's plans: the choice, resolved when created.
     fn desired(&self, r: &DesiredRestaurant) -> Vec<DesiredObject> {
         if r.billing_plan == NONE {

@@ -39,6 +39,14 @@ impl Kind for Tool {
         Resource::TOOL
     }
 
+    fn assumed_routes(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("GET", "/api/agents/:id/tools"),
+            ("PUT", "/api/agents/:id/tools/:id"),
+            ("DELETE", "/api/agents/:id/tools/:id"),
+        ]
+    }
+
     fn shape(&self) -> Shape {
         Shape::Many
     }

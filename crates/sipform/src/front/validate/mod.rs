@@ -21,7 +21,7 @@ use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin, Skipped, Source
 use crate::front::load::{self, Document, LoadedTool};
 use crate::front::render::{RenderEnv, Renderer};
 use crate::front::yaml;
-use crate::inventory::{self, InventoryRead};
+use crate::front::InventoryRead;
 use crate::model::ids::RestaurantId;
 use crate::model::spec::{
     Desired, DesiredPhoneLine, DesiredRestaurant, InventoryConfig, Project, Restaurant,
@@ -119,7 +119,7 @@ pub fn check_project(
 ) -> Result<Report, Diagnostics> {
     let read = restaurants.map(|restaurants| InventoryRead {
         restaurants,
-        skipped: Vec::new(),
+        ..InventoryRead::default()
     });
     check_inventory(root, project, env, read).and_then(Report::into_strict)
 }
@@ -135,35 +135,32 @@ pub fn check_inventory(
     env: &RenderEnv,
     inventory: Option<InventoryRead>,
 ) -> Result<Report, Diagnostics> {
-    if let Some(read) = inventory {
-        let entries = read
-            .restaurants
-            .into_iter()
-            .map(|restaurant| Entry {
-                restaurant,
-                doc: None,
-            })
-            .collect();
-        return build(root, project, env, entries, read.skipped);
-    }
-    let files = match &project.inventory {
-        InventoryConfig::Files { path } => inventory::read_files(&root.join(path)),
-        InventoryConfig::Database { .. } => Err(Diagnostics::from(Diagnostic::new(
-            Origin::file_start(root.join(load::PROJECT_FILE)),
-            "inventory",
-            "restaurants come from the database here; this check reads files only",
-        ))),
+    let read = match inventory {
+        Some(read) => Ok(read),
+        None => match &project.inventory {
+            InventoryConfig::Files { path } => load::read_restaurant_files(&root.join(path)),
+            InventoryConfig::Database { .. } => Err(Diagnostics::from(Diagnostic::new(
+                Origin::file_start(root.join(load::PROJECT_FILE)),
+                "inventory",
+                "restaurants come from the database here; this check reads files only",
+            ))),
+        },
     };
-    match files {
-        Ok((ok, skipped)) => {
-            let entries = ok
+    match read {
+        Ok(read) => {
+            // Each restaurant with its file, when it has one (rows have none).
+            let docs = read
+                .docs
                 .into_iter()
-                .map(|(restaurant, doc)| Entry {
-                    restaurant,
-                    doc: Some(doc),
-                })
+                .map(Some)
+                .chain(std::iter::repeat(None));
+            let entries = read
+                .restaurants
+                .into_iter()
+                .zip(docs)
+                .map(|(restaurant, doc)| Entry { restaurant, doc })
                 .collect();
-            build(root, project, env, entries, skipped)
+            build(root, project, env, entries, read.skipped)
         }
         Err(mut diags) => {
             // Still check tools and template, so one run shows every problem.
@@ -403,7 +400,7 @@ mod tests {
         let b = "00000000-0000-4000-8000-00000000000b";
         let read = InventoryRead {
             restaurants: vec![row(a, "A"), row(b, "={{callerPhone}}"), row("x?y/../", "C")],
-            skipped: Vec::new(),
+            ..InventoryRead::default()
         };
         let project = load::load_project_file(&root).unwrap();
         let r = check_inventory(&root, project.clone(), &env, Some(read.clone())).unwrap();

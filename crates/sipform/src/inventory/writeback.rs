@@ -12,8 +12,8 @@
 
 use async_trait::async_trait;
 
+use super::PlatformTable;
 use crate::db::{with_pool, DbError, Engine};
-use crate::inventory::PlatformTable;
 use crate::model::ids::{RemoteId, MAX_ID_LEN};
 use crate::model::secret::Secret;
 use crate::state::{Change, CommitHook, State, StateError};
