@@ -17,7 +17,6 @@
 //! psql and by sipform's driver alike), dropped at the end.
 
 #[path = "common/db.rs"]
-#[allow(dead_code)]
 mod db_support;
 
 use std::path::{Path, PathBuf};
