@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
+use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin, Skipped, Sourced};
 use crate::front::schema::{self, Kind};
 use crate::front::yaml::{self, PositionIndex};
-use crate::model::spec::{Project, ToolSpec};
+use crate::model::spec::{Project, Restaurant, ToolSpec};
 
 /// The project settings file, at the project's root.
 pub const PROJECT_FILE: &str = "sipform.yaml";
@@ -423,25 +423,15 @@ pub fn read_restaurant_files(dir: &Path) -> Result<super::InventoryRead, Diagnos
     }
     // A refused link is its file's error, like any invalid file.
     for d in refused {
-        out.skipped
-            .push(super::diagnostics::Skipped::new(None, d.origin.clone(), d));
+        out.skipped.push(Skipped::new(None, d.origin.clone(), d));
     }
     Ok(out)
 }
 
 /// One restaurant file, or why it is skipped.
-fn read_restaurant(
-    path: &Path,
-) -> Result<
-    (
-        super::diagnostics::Sourced<crate::model::spec::Restaurant>,
-        Document,
-    ),
-    super::diagnostics::Skipped,
-> {
-    use super::diagnostics::{Skipped, Sourced};
+fn read_restaurant(path: &Path) -> Result<(Sourced<Restaurant>, Document), Skipped> {
     let doc = read_document(path).map_err(|d| Skipped::new(None, d.origin.clone(), d))?;
-    match typed::<crate::model::spec::Restaurant>(&doc, Kind::Restaurant) {
+    match typed::<Restaurant>(&doc, Kind::Restaurant) {
         Ok(r) => {
             // Only the positions are needed from here on (to point at a column).
             let doc = Document {
