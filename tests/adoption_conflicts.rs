@@ -155,3 +155,31 @@ async fn an_extra_agent_claiming_a_restaurant_is_reported_on_every_plan() {
     );
     emu.shutdown().await;
 }
+
+/// State mapping one restaurant to another's agent (a hand edit, a bad migration) is refused by
+/// plan and apply, naming both restaurants, and nothing is written (issue 25, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_mapping_two_restaurants_to_one_agent_is_refused() {
+    let emu = emulator().await;
+    let dir = project_copy();
+    generate_restaurants(dir.path(), 2);
+    apply_ok(dir.path(), &emu.base_url()).await;
+    let path = dir.path().join("sipform.state.json");
+    let mut state = read_state(dir.path());
+    let (a, b) = (rid(0), rid(1));
+    let agent_a = state["restaurants"][&a]["agentId"].clone();
+    assert!(agent_a.is_string(), "{state}");
+    state["restaurants"][&b]["agentId"] = agent_a;
+    std::fs::write(&path, serde_json::to_string_pretty(&state).expect("json")).expect("write");
+    let mark = writes(&emu);
+    for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+        let out = sipform(dir.path(), &emu.base_url(), args);
+        let text = all_output(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains(&a) && text.contains(&b) && text.contains("same agent"),
+            "{args:?}: names both restaurants: {text}"
+        );
+    }
+    assert!(writes_since(&emu, &mark).is_empty(), "nothing written");
+}
