@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::hostile::{Hostile, Reply};
 use common::*;
 use serde_json::{json, Value};
 
@@ -154,4 +155,76 @@ async fn an_extra_agent_claiming_a_restaurant_is_reported_on_every_plan() {
         "left alone"
     );
     emu.shutdown().await;
+}
+
+/// State mapping one restaurant to another's agent (a hand edit, a bad migration) is refused by
+/// plan and apply, naming both restaurants, and nothing is written (issue 25, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_mapping_two_restaurants_to_one_agent_is_refused() {
+    let emu = emulator().await;
+    let dir = project_copy();
+    generate_restaurants(dir.path(), 2);
+    apply_ok(dir.path(), &emu.base_url()).await;
+    let path = dir.path().join("sipform.state.json");
+    let mut state = read_state(dir.path());
+    let (a, b) = (rid(0), rid(1));
+    let agent_a = state["restaurants"][&a]["agentId"].clone();
+    assert!(agent_a.is_string(), "{state}");
+    state["restaurants"][&b]["agentId"] = agent_a;
+    std::fs::write(&path, serde_json::to_string_pretty(&state).expect("json")).expect("write");
+    let mark = writes(&emu);
+    for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+        let out = sipform(dir.path(), &emu.base_url(), args);
+        let text = all_output(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains(&a) && text.contains(&b) && text.contains("same agent"),
+            "{args:?}: names both restaurants: {text}"
+        );
+    }
+    assert!(writes_since(&emu, &mark).is_empty(), "nothing written");
+}
+
+/// A create answered with another restaurant's existing agent id (a server bug, a replayed
+/// answer) is never recorded: apply fails naming both restaurants, and state keeps the agent
+/// with its one restaurant (issue 25, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_with_another_restaurants_agent_is_not_recorded() {
+    let emu = emulator().await;
+    let dir = project_copy();
+    generate_restaurants(dir.path(), 1);
+    apply_ok(dir.path(), &emu.base_url()).await;
+    let (a, b) = (rid(0), rid(1));
+    let agent_a = read_state(dir.path())["restaurants"][&a]["agentId"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
+    generate_restaurants(dir.path(), 2);
+    let answer = agent_a.clone();
+    let proxy = Hostile::proxy(&emu.base_url(), move |s| {
+        if s.is("POST") && s.route() == "/api/agents" {
+            let id = answer.clone();
+            Reply::edit(move |v| v["id"] = serde_json::json!(id))
+        } else {
+            Reply::Pass
+        }
+    })
+    .await;
+    let out = sipform(dir.path(), &proxy.base_url(), &["apply", "--auto-approve"]);
+    let text = all_output(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&a) && text.contains(&b) && text.contains(&agent_a),
+        "names both restaurants and the agent: {text}"
+    );
+    let state = read_state(dir.path());
+    assert_eq!(
+        state["restaurants"][&a]["agentId"],
+        serde_json::json!(agent_a)
+    );
+    assert_ne!(
+        state["restaurants"][&b]["agentId"],
+        serde_json::json!(agent_a),
+        "{state}"
+    );
 }

@@ -408,12 +408,54 @@ impl Ctx<'_> {
     /// Records durably; on failure, stops every write of the run (an object made after this
     /// could never be recorded).
     async fn record(&self, change: Change) -> Result<(), ApplyError> {
+        self.check_owner(&change)?;
         let result = self.writer.record(vec![change]).await;
         if let Err(e) = &result {
             self.client
                 .halt_writes(format!("state can no longer be written ({e})"));
         }
         Ok(result?)
+    }
+}
+
+impl Ctx<'_> {
+    /// Refuses to record an agent or final customer id state already gives another restaurant
+    /// (a create answered with another restaurant's id: a server bug, a replayed answer):
+    /// recorded, the two restaurants would rewrite one object in turn.
+    fn check_owner(&self, change: &Change) -> Result<(), ApplyError> {
+        let (what, restaurant, id) = match change {
+            Change::Agent {
+                restaurant,
+                id: Some(id),
+                ..
+            } => ("agent", restaurant, id.as_str()),
+            Change::FinalCustomer {
+                restaurant,
+                id: Some(id),
+            } => ("final customer", restaurant, id.as_str()),
+            _ => return Ok(()),
+        };
+        let owner = self.writer.read(|s| {
+            s.restaurants
+                .iter()
+                .find(|(r, e)| {
+                    *r != restaurant
+                        && match what {
+                            "agent" => e.agent_id.as_ref().is_some_and(|a| a.as_str() == id),
+                            _ => e
+                                .final_customer_id
+                                .as_ref()
+                                .is_some_and(|f| f.as_str() == id),
+                        }
+                })
+                .map(|(r, _)| r.clone())
+        });
+        match owner {
+            None => Ok(()),
+            Some(owner) => Err(ApplyError::Plan(format!(
+                "the server gave restaurant {restaurant} the {what} {id}, which belongs to restaurant {owner}: not recorded (one object belongs to one restaurant)"
+            ))),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Overrides, Settings};
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
-use crate::front::validate;
+use crate::front::{load, validate};
 use crate::inventory::InventoryRead;
 use crate::ops::OpsError;
 
@@ -50,7 +50,7 @@ impl Config {
         let tools_from = root.join(&settings.tools_dir);
         let tools_to = copy.path().join("tools");
         let mut hasher = Sha256::new();
-        copy_dir(&tools_from, &tools_to, &mut hasher)?;
+        copy_dir(root, &tools_from, &tools_to, &mut hasher, 0)?;
         let template_from = root.join(&settings.template);
         let template_dir = template_from.parent().unwrap_or(root).to_path_buf();
         let template_name = template_from
@@ -58,7 +58,7 @@ impl Config {
             .map(PathBuf::from)
             .ok_or_else(|| invalid(root, "template", "the template path names no file"))?;
         let templates_to = copy.path().join("templates");
-        copy_dir(&template_dir, &templates_to, &mut hasher)?;
+        copy_dir(root, &template_dir, &templates_to, &mut hasher, 0)?;
         settings.tools_dir = tools_to;
         settings.template = templates_to.join(template_name);
         hasher.update(format!("{:?}", settings.project_shape()).as_bytes());
@@ -103,22 +103,43 @@ impl ProjectShape for Settings {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path, hasher: &mut Sha256) -> Result<(), OpsError> {
+/// Copies `from` (a folder of the project at `root`) to `to`, listed as every other reader
+/// lists the project's folders ([`load::folder_entries`]): a symbolic link is copied as what
+/// it names when that stays inside the project, and refused otherwise. Never skipped: a
+/// copy missing a tool the files have would delete it from every agent.
+fn copy_dir(
+    root: &Path,
+    from: &Path,
+    to: &Path,
+    hasher: &mut Sha256,
+    depth: usize,
+) -> Result<(), OpsError> {
+    // A link to a folder above itself would be copied forever.
+    if depth > 8 {
+        return Err(invalid(
+            from,
+            "",
+            "folders nested more than 8 deep (a symbolic link to a folder above itself?)",
+        ));
+    }
     std::fs::create_dir_all(to).map_err(|e| io_error("create", to, e))?;
-    let mut entries: Vec<_> = std::fs::read_dir(from)
-        .map_err(|e| io_error("read the folder", from, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| io_error("read the folder", from, e))?;
-    entries.sort_by_key(|e| e.file_name());
+    let (entries, refused) =
+        load::folder_entries(root, from).map_err(|d| OpsError::Invalid(Diagnostics::from(d)))?;
+    if !refused.is_empty() {
+        return Err(OpsError::Invalid(Diagnostics(
+            refused.into_iter().map(|(_, d)| d).collect(),
+        )));
+    }
     for entry in entries {
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().map_err(|e| io_error("read", &path, e))?;
-        if kind.is_dir() {
-            copy_dir(&path, &target, hasher)?;
-        } else if kind.is_file() {
-            let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
-            hasher.update(entry.file_name().as_encoded_bytes());
+        let Some(name) = entry.path.file_name() else {
+            continue;
+        };
+        let target = to.join(name);
+        if entry.is_dir {
+            copy_dir(root, &entry.path, &target, hasher, depth + 1)?;
+        } else {
+            let bytes = std::fs::read(&entry.path).map_err(|e| io_error("read", &entry.path, e))?;
+            hasher.update(name.as_encoded_bytes());
             hasher.update(&bytes);
             std::fs::write(&target, &bytes).map_err(|e| io_error("write", &target, e))?;
         }
@@ -135,8 +156,13 @@ fn io_error(what: &'static str, path: &Path, source: std::io::Error) -> OpsError
 }
 
 fn invalid(root: &Path, field: &str, message: &str) -> OpsError {
+    let at = if root.is_dir() && root.join("sipform.yaml").is_file() {
+        root.join("sipform.yaml")
+    } else {
+        root.to_path_buf()
+    };
     OpsError::Invalid(Diagnostics::from(Diagnostic::new(
-        Origin::file_start(root.join("sipform.yaml")),
+        Origin::file_start(at),
         field,
         message,
     )))

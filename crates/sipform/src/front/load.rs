@@ -143,8 +143,23 @@ fn push_error(err: &jsonschema::ValidationError<'_>, out: &mut Vec<(String, Stri
                 None => out.push((pointer, err.to_string())),
             }
         }
-        _ => out.push((pointer, err.to_string())),
+        _ => out.push((pointer, short_message(err))),
     }
+}
+
+/// How long a value quoted in a message may be, in characters.
+const QUOTE_MAX: usize = 60;
+
+/// The validator's message, its quoted value shortened: a file that is not YAML at all (a key,
+/// a `.env`) is one long string, and a message is printed (and annotated on a PR) whole.
+fn short_message(err: &jsonschema::ValidationError<'_>) -> String {
+    let shown = err.instance().to_string();
+    if shown.chars().count() <= QUOTE_MAX {
+        return err.to_string();
+    }
+    let head: String = shown.chars().take(20).collect();
+    err.masked_with(format!("{head}… ({} characters)", shown.chars().count()))
+        .to_string()
 }
 
 /// Every way a tool's `parameters` breaks the JSON Schema meta-schema (draft 2020-12), as
@@ -234,27 +249,124 @@ pub struct LoadedTool {
     pub doc: Document,
 }
 
-/// The `*.yaml` / `*.yml` files of a folder, sorted by name.
-pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
+/// A folder's entries, and each refused symbolic link (its path and why).
+pub type Listing = (Vec<Entry>, Vec<(PathBuf, Diagnostic)>);
+
+/// One entry of a project folder, as [`folder_entries`] lists it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The path under the folder (a symbolic link's own path).
+    pub path: PathBuf,
+    /// Whether it is (or links to) a folder; otherwise a regular file.
+    pub is_dir: bool,
+}
+
+/// The project a folder belongs to: the nearest folder above it (or itself) holding
+/// `sipform.yaml`; a folder outside any project is its own.
+pub fn project_root_of(dir: &Path) -> PathBuf {
+    let found = dir
+        .ancestors()
+        .find(|a| a.join(PROJECT_FILE).is_file())
+        .unwrap_or(dir);
+    if found.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        found.to_path_buf()
+    }
+}
+
+/// Refuses `path` when its real path (every symbolic link followed) leaves `root`: the one
+/// rule of every reader of the project's files (validate, plan, apply, the controller's copy).
+pub fn check_inside(root: &Path, path: &Path) -> Result<(), Diagnostic> {
+    let refuse = |why: String| Diagnostic::new(Origin::file(path, 0, 0), "", why);
+    let real_root = std::fs::canonicalize(root).map_err(|e| refuse(format!("cannot read: {e}")))?;
+    let real = std::fs::canonicalize(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
+    if real.starts_with(&real_root) {
+        Ok(())
+    } else {
+        Err(refuse(
+            "refused: a symbolic link to a file outside the project (only links that stay inside the project are followed)".into(),
+        ))
+    }
+}
+
+/// The files and folders of `dir` sorted by name, every symbolic link followed only when its
+/// real path stays inside `root` and refused (naming it) otherwise. Other kinds (sockets,
+/// broken links) are left out. Fails when the folder cannot be listed or leaves `root`; each
+/// refused link is returned beside the entries.
+pub fn folder_entries(root: &Path, dir: &Path) -> Result<Listing, Diagnostic> {
+    let listing = std::fs::read_dir(dir).map_err(|e| {
         Diagnostic::new(
             Origin::file(dir, 0, 0),
             "",
             format!("cannot read folder: {e}"),
         )
     })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && matches!(
-                    p.extension().and_then(|x| x.to_str()),
-                    Some("yaml") | Some("yml")
-                )
-        })
-        .collect();
-    files.sort();
+    check_inside(root, dir)?;
+    let mut refused = Vec::new();
+    let mut out = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(|e| {
+            Diagnostic::new(
+                Origin::file(dir, 0, 0),
+                "",
+                format!("cannot read folder: {e}"),
+            )
+        })?;
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let is_dir = if kind.is_symlink() {
+            if let Err(d) = check_inside(root, &path) {
+                refused.push((path, d));
+                continue;
+            }
+            path.is_dir()
+        } else {
+            kind.is_dir()
+        };
+        if is_dir || path.is_file() {
+            out.push(Entry { path, is_dir });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    refused.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((out, refused))
+}
+
+/// The `*.yaml` / `*.yml` files of a folder, sorted by name (see [`folder_entries`] for
+/// symbolic links; a refused one is an error).
+pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
+    let (files, refused) = yaml_files_and_refused(dir)?;
+    if !refused.is_empty() {
+        return Err(Diagnostics(refused));
+    }
     Ok(files)
+}
+
+/// [`yaml_files`], and the refused symbolic links apart.
+fn yaml_files_and_refused(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Diagnostic>), Diagnostic> {
+    let root = project_root_of(dir);
+    let (entries, refused) = folder_entries(&root, dir)?;
+    let refused = refused
+        .into_iter()
+        .filter(|(p, _)| is_yaml_name(Some(p)))
+        .map(|(_, d)| d)
+        .collect();
+    let files = entries
+        .into_iter()
+        .filter(|e| !e.is_dir && is_yaml_name(Some(&e.path)))
+        .map(|e| e.path)
+        .collect();
+    Ok((files, refused))
+}
+
+fn is_yaml_name(path: Option<&Path>) -> bool {
+    matches!(
+        path.and_then(|p| p.extension()).and_then(|x| x.to_str()),
+        Some("yaml") | Some("yml")
+    )
 }
 
 /// Every tool file of `dir`; all errors of all files at once. An empty folder is an error: an
@@ -296,7 +408,7 @@ pub fn load_tools(dir: &Path) -> Result<Vec<LoadedTool>, Diagnostics> {
 /// positions only), and each invalid file as [`Skipped`] (a file is one restaurant: its errors
 /// are its own). Fails only when the folder itself cannot be listed.
 pub fn read_restaurant_files(dir: &Path) -> Result<super::InventoryRead, Diagnostics> {
-    let files = yaml_files(dir)?;
+    let (files, refused) = yaml_files_and_refused(dir)?;
     // Each file read and parsed on every core (at 10,000 files, a sixth of `validate`).
     let read = super::par::par_map(&files, |_, path| read_restaurant(path));
     let mut out = super::InventoryRead::default();
@@ -308,6 +420,10 @@ pub fn read_restaurant_files(dir: &Path) -> Result<super::InventoryRead, Diagnos
             }
             Err(s) => out.skipped.push(s),
         }
+    }
+    // A refused link is its file's error, like any invalid file.
+    for d in refused {
+        out.skipped.push(Skipped::new(None, d.origin.clone(), d));
     }
     Ok(out)
 }

@@ -43,6 +43,7 @@ pub async fn plan_over<S: ServerView>(
     opts: &PlanOptions,
     server: &mut S,
 ) -> Result<Plan, OpsError> {
+    check_owners(state)?;
     let (kinds, desired) = (ws.kinds(), ws.desired());
     let scope = (!opts.targets.is_empty()).then_some(&opts.targets);
     // The agents and final customers stay from here to the end of the plan (packed as they
@@ -87,6 +88,17 @@ pub async fn plan_over<S: ServerView>(
     // A plan is printed, posted and saved: it names the server without its user-info.
     plan.server_url = redact_url(&ws.settings().server_url);
     Ok(plan)
+}
+
+/// Refuses to plan from a state that maps two restaurants to one remote object: nothing is
+/// planned with an id another restaurant owns.
+pub fn check_owners(state: &State) -> Result<(), OpsError> {
+    match state.shared_remote_id() {
+        None => Ok(()),
+        Some((what, id, first, second)) => Err(OpsError::Conflict(format!(
+            "state maps restaurants {first} and {second} to the same {what} {id}: one object belongs to one restaurant; remove the wrong one with `sipform state rm` and plan again"
+        ))),
+    }
 }
 
 /// Refuses a `--target` that names no restaurant of the inventory nor of state: a typo would

@@ -134,7 +134,7 @@ pub async fn run(settings: &Settings, opts: &TestOptions) -> Result<TestReport, 
     let dir = settings
         .root
         .join(opts.dir.as_deref().unwrap_or(Path::new(DEFAULT_DIR)));
-    let files = load::yaml_files(&dir).map_err(|d| TestError::Invalid(d.into()))?;
+    let files = load::yaml_files(&dir).map_err(TestError::Invalid)?;
     let mut read = Vec::new();
     let mut diags = Diagnostics::default();
     for f in &files {

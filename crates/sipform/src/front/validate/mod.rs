@@ -250,6 +250,11 @@ fn load_tools(root: &Path, project: &Project, diags: &mut Diagnostics) -> Vec<Lo
 /// The project's agent template, compiled; a syntax error joins `diags`.
 fn load_template(root: &Path, project: &Project, diags: &mut Diagnostics) -> Option<Renderer> {
     let template_path = root.join(&project.template);
+    let template_root = load::project_root_of(template_path.parent().unwrap_or(root));
+    if let Err(d) = load::check_inside(&template_root, &template_path) {
+        diags.push(d);
+        return None;
+    }
     match Renderer::from_file(&template_path) {
         Ok(r) => Some(r),
         Err(e) => {
