@@ -21,7 +21,7 @@ use std::path::Path;
 /// The library's layers, bottom up (as in `docs/architecture.md`). A module may use the
 /// modules of the layers below its own, never one of its own layer or above.
 const LAYERS: &[&[&str]] = &[
-    &["model"],
+    &["model", "escape"],
     &["fsio", "db"],
     &["compare"],
     &["plan"],

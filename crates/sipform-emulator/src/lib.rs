@@ -228,37 +228,7 @@ impl Emulator {
     /// [`EmulatorHandle::shutdown`] (or the handle is dropped).
     pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
         config.faults.validate().map_err(EmulatorError::Faults)?;
-        let store = match &config.data {
-            Some(path) if path.exists() => {
-                let text = std::fs::read(path).map_err(|source| EmulatorError::ReadData {
-                    path: path.clone(),
-                    source,
-                })?;
-                let value: serde_json::Value =
-                    serde_json::from_slice(&text).map_err(|e| EmulatorError::BadData {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                Store::load(value).map_err(|message| EmulatorError::BadData {
-                    path: path.clone(),
-                    message,
-                })?
-            }
-            Some(path) => {
-                // Write the empty snapshot now: an unwritable path fails the start, not a
-                // write an hour later.
-                let store = Store::default();
-                persist::write_atomic(path, store.state_text().as_bytes()).map_err(|source| {
-                    EmulatorError::WriteData {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
-                store
-            }
-            None => Store::default(),
-        };
-        let mut store = store;
+        let mut store = initial_store(config.data.as_deref())?;
         store.id_suffix = config.id_suffix.clone();
         let version = store.version;
         let app = Arc::new(App {
@@ -283,16 +253,7 @@ impl Emulator {
                 source,
             })?;
         if !addr.ip().is_loopback() {
-            tracing::warn!(
-                target: LOG_TARGET,
-                %addr,
-                "the emulator listens beyond loopback: anyone who reaches it can {} (its admin routes under /__emulator/ serve every token and SIP password)",
-                if app.api_key.is_some() {
-                    "try keys"
-                } else {
-                    "read and reset everything, since no --api-key is set"
-                }
-            );
+            warn_beyond_loopback(addr, app.api_key.is_some());
         }
         let writer = app
             .persist
@@ -386,4 +347,43 @@ impl Drop for EmulatorHandle {
             w.abort();
         }
     }
+}
+
+/// The store `--data` holds, or an empty one (written at once, so an unwritable path fails the
+/// start, not a write an hour later).
+fn initial_store(data: Option<&std::path::Path>) -> Result<Store, EmulatorError> {
+    let Some(path) = data else {
+        return Ok(Store::default());
+    };
+    let path = path.to_path_buf();
+    if !path.exists() {
+        let store = Store::default();
+        persist::write_atomic(&path, store.state_text().as_bytes())
+            .map_err(|source| EmulatorError::WriteData { path, source })?;
+        return Ok(store);
+    }
+    let text = std::fs::read(&path).map_err(|source| EmulatorError::ReadData {
+        path: path.clone(),
+        source,
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| EmulatorError::BadData {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    Store::load(value).map_err(|message| EmulatorError::BadData { path, message })
+}
+
+/// Listening beyond loopback exposes the admin routes' tokens and SIP passwords.
+fn warn_beyond_loopback(addr: SocketAddr, has_key: bool) {
+    tracing::warn!(
+        target: LOG_TARGET,
+        %addr,
+        "the emulator listens beyond loopback: anyone who reaches it can {} (its admin routes under /__emulator/ serve every token and SIP password)",
+        if has_key {
+            "try keys"
+        } else {
+            "read and reset everything, since no --api-key is set"
+        }
+    );
 }

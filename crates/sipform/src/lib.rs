@@ -6,6 +6,7 @@
 //! command; [`output`] turns plans and reports into text. The binary (`src/main.rs` at the
 //! workspace root) is a thin shell over `ops` and `output`.
 
+pub mod escape;
 pub mod model;
 
 pub mod config;

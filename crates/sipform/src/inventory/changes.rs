@@ -41,7 +41,7 @@ fn dollar_tag(body: &str) -> String {
 /// An identifier as a `--` comment shows it: on one line (a line break in a quoted identifier
 /// would end the comment and run what follows as SQL).
 fn in_comment(quoted: &str) -> String {
-    crate::output::escape_for(quoted, false).into_owned()
+    crate::escape::escape_for(quoted, false).into_owned()
 }
 
 /// The change log of one platform table.

@@ -7,7 +7,6 @@
 mod annotations;
 mod apply_json;
 mod duplicates;
-mod escape;
 mod human;
 mod json;
 mod lines;
@@ -17,10 +16,10 @@ mod skipped;
 pub mod specs;
 mod waivers;
 
+pub use crate::escape::{escape, escape_for};
 pub use annotations::github_annotations;
 pub use apply_json::{apply_json, ApplyRunView, RunStatus, APPLY_REPORT_FORMAT_VERSION};
 pub use duplicates::dedupe;
-pub use escape::{escape, escape_for};
 pub use human::{human, human_brief, BRIEF_RESTAURANTS};
 pub use json::{json, plan_schema, plan_schema_json};
 pub use lines::{summary_line, NO_CHANGES};

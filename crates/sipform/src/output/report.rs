@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::escape::push_line;
 use crate::apply::{ApplyError, Report};
+use crate::escape::push_line;
 use crate::plan::Plan;
 use crate::remote::ClientError;
 

@@ -67,7 +67,7 @@ pub fn escape_for(s: &str, github: bool) -> Cow<'_, str> {
 
 /// Appends `line`, escaped, and a line break: a line made of sipform's words and tenant values
 /// stays one line.
-pub(super) fn push_line(out: &mut String, line: &str) {
+pub fn push_line(out: &mut String, line: &str) {
     out.push_str(&escape(line));
     out.push('\n');
 }
