@@ -21,9 +21,7 @@ use crate::db::{quote_ident, with_pool, Db, DbError, Engine, Purpose, TableName}
 use crate::front::diagnostics::{Diagnostic, Origin, Skipped, Sourced};
 use crate::inventory::InventoryRead;
 use crate::model::ids::{ObjectId, RestaurantId};
-use crate::model::spec::{
-    restaurant_id_problem, ChatMode, InventoryConfig, PlatformRow, Restaurant,
-};
+use crate::model::spec::{restaurant_id_problem, ChatMode, PlatformRow, Restaurant};
 
 /// Every platform column sipform reads or writes; `inventory.columns` may rename any of them.
 pub const PLATFORM_COLUMNS: &[&str] = &[
@@ -229,28 +227,6 @@ impl PlatformTable {
         };
         t.verify().await?;
         Ok(t)
-    }
-
-    /// [`PlatformTable::open`] from `inventory: {source: database, …}` (`DATABASE_URL` when the
-    /// url is absent). `None` for a files inventory.
-    pub async fn from_config(
-        config: &InventoryConfig,
-        project_root: &Path,
-    ) -> Result<Option<PlatformTable>, DbError> {
-        match config {
-            InventoryConfig::Files { .. } => Ok(None),
-            InventoryConfig::Database {
-                url,
-                table,
-                columns,
-                write_back_tokens,
-            } => {
-                let url = crate::db::url_or_env(url.as_deref(), "inventory.url")?;
-                PlatformTable::open(&url, project_root, table, columns, *write_back_tokens)
-                    .await
-                    .map(Some)
-            }
-        }
     }
 
     /// `table restaurants in postgres postgres://…` (password redacted).

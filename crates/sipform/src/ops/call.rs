@@ -11,7 +11,6 @@ use crate::config::Settings;
 use crate::contract::request::{self, BuildError, Derived, Request, Scope};
 use crate::front::load::{self, LoadedTool};
 use crate::front::validate::{self as front_validate, Report};
-use crate::inventory::PlatformTable;
 use crate::model::spec::AgentSpec;
 
 use super::OpsError;
@@ -69,18 +68,11 @@ impl Calls {
     /// without the contract check: a call is how a broken tool is looked at.
     pub async fn load(settings: &Settings) -> Result<Calls, CallError> {
         let env = settings.render_env();
-        let restaurants = match PlatformTable::from_config(&settings.inventory, &settings.root)
-            .await
-            .map_err(OpsError::from)?
-        {
-            None => None,
-            Some(table) => Some(
-                table
-                    .read_checked(&std::collections::BTreeSet::new())
-                    .await
-                    .map_err(OpsError::from)?,
-            ),
-        };
+        // The same inventory read as validate's, whichever source it is.
+        let source = super::workspace::open_inventory(settings).await?;
+        let read = source.read_all(&std::collections::BTreeSet::new()).await;
+        let read = read.map_err(|e| super::workspace::read_failed(settings, e))?;
+        let restaurants = Some(read);
         let report =
             front_validate::check_inventory(&settings.root, settings.project(), &env, restaurants)
                 .and_then(Report::into_strict)
