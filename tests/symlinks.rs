@@ -33,7 +33,7 @@ async fn tool_symlinked_inside_the_project_is_kept_by_the_controller() {
     let emu = emulator().await;
     let dir = project_copy();
     generate_restaurants(dir.path(), 2);
-    let shared = dir.path().join("shared");
+    let shared = dir.path().join("common-tools");
     std::fs::create_dir_all(&shared).expect("mkdir");
     std::fs::rename(
         dir.path().join("tools/end_call.yaml"),
@@ -41,7 +41,7 @@ async fn tool_symlinked_inside_the_project_is_kept_by_the_controller() {
     )
     .expect("move");
     link(
-        Path::new("../shared/end_call.yaml"),
+        Path::new("../common-tools/end_call.yaml"),
         &dir.path().join("tools/end_call.yaml"),
     );
     let out = sipform(dir.path(), &emu.base_url(), &["controller", "--once"]);
