@@ -35,7 +35,8 @@ async fn open(db: &TestDb, tokens: bool) -> Result<PlatformTable, DbError> {
     .await
 }
 
-/// A: everything set; B: NULLs everywhere nullable; C: nothing enabled, no agent; D: nothing
+/// A: everything set; B: NULL in every column the platform's table lets be NULL, the rest
+/// its defaults; C: nothing enabled, no agent; D: nothing
 /// enabled but has an agent; E: chat only.
 async fn fill(db: &TestDb) {
     let id = |s| db.id_literal(s);
@@ -47,9 +48,9 @@ async fn fill(db: &TestDb) {
          VALUES ({}, 'Chez A', '1 rue A', '+33100000001', 'a@example.com', 'alloy', 'Europe/Berlin',
             true, true, true, true, true, true, true, true, true,
             '+33100000009', 'stt_tts', 'Bonjour', 900);
-         INSERT INTO restaurants (id, name, ai_voice, timezone, delivery_enabled, chat_enabled,
-            sip_enabled, is_active, chat_mode, max_call_duration_sec)
-         VALUES ({}, 'Chez B', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+         INSERT INTO restaurants (id, name, sip_enabled, address, phone, contact_email,
+            transfer_phone_number, chat_title, agent_id)
+         VALUES ({}, 'Chez B', true, NULL, NULL, NULL, NULL, NULL, NULL);
          INSERT INTO restaurants (id, name, sip_enabled, chat_enabled) VALUES ({}, 'Chez C', false, false);
          INSERT INTO restaurants (id, name, sip_enabled, chat_enabled, agent_id)
             VALUES ({}, 'Chez D', false, false, 'agent-d');
@@ -91,13 +92,17 @@ async fn reads_rows_mapping_nulls(engine: Engine) {
     assert_eq!(a.chat_mode, Some(ChatMode::SttTts));
     assert_eq!(a.chat_title.as_deref(), Some("Bonjour"));
     assert_eq!(a.max_call_duration_sec, Some(900));
-    // B: NULL is an absent key; sip_enabled and is_active default to true.
+    // B: NULL is an absent key; the columns the platform's table declares NOT NULL carry its
+    // defaults.
     let b = &got[1].value;
-    assert_eq!(b.ai_voice, None);
-    assert_eq!(b.timezone, None);
-    assert_eq!(b.chat_mode, None);
-    assert_eq!(b.max_call_duration_sec, None);
     assert_eq!(b.phone, None);
+    assert_eq!(b.contact_email, None);
+    assert_eq!(b.transfer_phone_number, None);
+    assert_eq!(b.chat_title, None);
+    assert_eq!(b.ai_voice.as_deref(), Some("sage"));
+    assert_eq!(b.timezone.as_deref(), Some("Europe/Paris"));
+    assert_eq!(b.chat_mode, Some(ChatMode::Text));
+    assert_eq!(b.max_call_duration_sec, Some(600));
     assert!(!b.delivery_enabled && !b.chat_enabled);
     assert!(b.sip_enabled && b.is_active);
     // D: kept, but it needs no agent.

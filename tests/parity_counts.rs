@@ -104,13 +104,8 @@ async fn database_mode(engine: Engine) {
     let emu = emulator().await;
     let db = TestDb::new(engine).await;
     db.create_restaurants("restaurants").await;
-    let (id, boolean) = match engine {
-        Engine::Postgres => ("uuid", "boolean"),
-        Engine::Sqlite => ("TEXT", "BOOLEAN"),
-    };
-    let mut sql = format!(
-        "CREATE TABLE phone_lines (id {id} PRIMARY KEY, restaurant_id {id} NOT NULL, phone_number varchar(20) NOT NULL UNIQUE, provider varchar(20) NOT NULL DEFAULT 'twilio', sip_transport varchar(10), stun_server varchar(255), sip_domain varchar(255), sip_username varchar(255), sip_password text, twilio_trunk_sid varchar(64), is_active {boolean} DEFAULT true, created_at timestamp);\n"
-    );
+    db.create_phone_lines().await;
+    let mut sql = String::new();
     for i in 0..N {
         sql.push_str(&format!(
             "INSERT INTO restaurants (id, name, contact_email, sip_enabled) VALUES ({}, 'Restaurant {i}', 'r{i}@example.com', true);\n\

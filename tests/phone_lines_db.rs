@@ -55,36 +55,12 @@ fn platform_encrypt(master_hex: &str, line: &str, plain: &str) -> String {
     )
 }
 
-/// The platform's `phone_lines` table, as its migration defines it.
-fn phone_lines_ddl(engine: Engine) -> String {
-    let (id, boolean, ts, now) = match engine {
-        Engine::Postgres => ("uuid", "boolean", "timestamptz", "now()"),
-        Engine::Sqlite => ("TEXT", "BOOLEAN", "DATETIME", "CURRENT_TIMESTAMP"),
-    };
-    format!(
-        "CREATE TABLE phone_lines (
-            id {id} PRIMARY KEY,
-            restaurant_id {id} NOT NULL,
-            phone_number varchar(20) NOT NULL UNIQUE,
-            provider varchar(20) NOT NULL DEFAULT 'twilio',
-            sip_transport varchar(10),
-            stun_server varchar(255),
-            sip_domain varchar(255),
-            sip_username varchar(255),
-            sip_password text,
-            twilio_trunk_sid varchar(64),
-            is_active {boolean} DEFAULT true,
-            created_at {ts} DEFAULT {now}
-        )"
-    )
-}
-
 /// `n` restaurants, each with its line: SIP with credentials encrypted under `KEY`, except
 /// the last, a Twilio line with a legacy plaintext password.
 async fn platform(engine: Engine, n: usize) -> TestDb {
     let db = TestDb::new(engine).await;
     db.create_restaurants("restaurants").await;
-    db.exec(&phone_lines_ddl(engine)).await;
+    db.create_phone_lines().await;
     let mut sql = String::new();
     for i in 0..n {
         sql.push_str(&format!(

@@ -426,9 +426,9 @@ async fn no_platform_key_or_decrypted_password_anywhere() {
     };
     let db = common::db::TestDb::new(common::db::Engine::Sqlite).await;
     db.create_restaurants("restaurants").await;
+    db.create_phone_lines().await;
     db.exec(&format!(
         "INSERT INTO restaurants (id, name, sip_enabled) VALUES ('00000000-0000-4000-8000-000000000001', 'Chez Secret', true);
-         CREATE TABLE phone_lines (id TEXT PRIMARY KEY, restaurant_id TEXT NOT NULL, phone_number TEXT NOT NULL, provider TEXT DEFAULT 'twilio', sip_transport TEXT, stun_server TEXT, sip_domain TEXT, sip_username TEXT, sip_password TEXT, twilio_trunk_sid TEXT, is_active BOOLEAN DEFAULT 1, created_at DATETIME);
          INSERT INTO phone_lines (id, restaurant_id, phone_number, provider, sip_domain, sip_username, sip_password) VALUES ('{line}', '00000000-0000-4000-8000-000000000001', '+33144000001', 'sip', 'sip.example.net', 'u1', '{stored}');"
     ))
     .await;

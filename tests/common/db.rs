@@ -123,6 +123,12 @@ impl TestDb {
         self.exec(&restaurants_ddl(self.engine, table)).await;
     }
 
+    /// Creates the platform's `phone_lines` table, beside `restaurants`.
+    pub async fn create_phone_lines(&self) {
+        self.exec(&phone_lines_ddl(self.engine, "restaurants"))
+            .await;
+    }
+
     /// The type the id column has in this engine, for literal inserts.
     pub fn id_literal(&self, id: &str) -> String {
         match self.engine {
@@ -158,43 +164,80 @@ impl Drop for TestDb {
     }
 }
 
-/// The platform's `restaurants` table: every contract column with its type and default, plus
-/// some of the platform's other columns (plain, nullable).
+/// The platform's `restaurants` table exactly as its ORM creates it (the DDL vendored in
+/// `tests/fixtures/platform/`), named `table` (as written in SQL: quote it if it needs quotes).
 pub fn restaurants_ddl(engine: Engine, table: &str) -> String {
-    let (id, boolean, ts, ts_default) = match engine {
-        Engine::Postgres => ("uuid", "boolean", "timestamptz", "now()"),
-        Engine::Sqlite => ("TEXT", "BOOLEAN", "DATETIME", "CURRENT_TIMESTAMP"),
-    };
-    format!(
-        "CREATE TABLE {table} (
-            id {id} PRIMARY KEY,
-            name varchar(255) NOT NULL,
-            address text,
-            phone varchar(20),
-            contact_email varchar(255),
-            ai_voice varchar(50) DEFAULT 'sage',
-            timezone varchar(50) DEFAULT 'Europe/Paris',
-            delivery_enabled {boolean} DEFAULT false,
-            reservation_enabled {boolean} DEFAULT false,
-            order_status_enabled {boolean} DEFAULT false,
-            transfer_enabled {boolean} DEFAULT false,
-            transfer_automatic {boolean} DEFAULT false,
-            chat_enabled {boolean} DEFAULT false,
-            chat_open_on_load {boolean} DEFAULT false,
-            sip_enabled {boolean} DEFAULT false,
-            is_active {boolean} DEFAULT true,
-            transfer_phone_number varchar(20),
-            chat_mode varchar(20) DEFAULT 'text',
-            chat_title varchar(100),
-            max_call_duration_sec integer DEFAULT 600,
-            agent_id varchar(36),
-            final_customer_id varchar(36),
-            agent_api_token varchar(128),
-            agent_public_token varchar(128),
-            owner_email varchar(255),
-            logo_url text,
-            created_at {ts} DEFAULT {ts_default},
-            updated_at {ts} DEFAULT {ts_default}
-        )"
-    )
+    platform_ddl(engine, "restaurants", table, "restaurants")
+}
+
+/// The platform's `phone_lines` table exactly as its ORM creates it, its foreign key naming the
+/// restaurants table `restaurants`.
+pub fn phone_lines_ddl(engine: Engine, restaurants: &str) -> String {
+    platform_ddl(engine, "phone_lines", "phone_lines", restaurants)
+}
+
+/// A file of `tests/fixtures/platform/` (this module is also included alone, without `common`).
+fn platform_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/platform")
+        .join(name)
+}
+
+/// One table of the vendored DDL, renamed. On PostgreSQL, the `pg_dump` file's `CREATE TABLE`
+/// and its `ALTER TABLE ONLY … ADD CONSTRAINT` statements, constraint names dropped (two tables
+/// in one schema would share them) and `uuid_generate_v4()` (an extension) replaced by the
+/// built-in `gen_random_uuid()`.
+fn platform_ddl(engine: Engine, which: &str, table: &str, restaurants: &str) -> String {
+    match engine {
+        Engine::Sqlite => {
+            let text = std::fs::read_to_string(platform_fixture(&format!("sqlite-{which}.sql")))
+                .expect("the vendored SQLite DDL");
+            text.replace(
+                &format!("TABLE IF NOT EXISTS \"{which}\""),
+                &format!("TABLE {table}"),
+            )
+            .replace(
+                "REFERENCES \"restaurants\"",
+                &format!("REFERENCES {restaurants}"),
+            )
+        }
+        Engine::Postgres => {
+            let text =
+                std::fs::read_to_string(platform_fixture("postgres-restaurants-phone_lines.sql"))
+                    .expect("the vendored PostgreSQL DDL");
+            let rename = |s: &str| {
+                s.replace(&format!("public.{which} "), &format!("{table} "))
+                    .replace("public.restaurants(", &format!("{restaurants}("))
+                    .replace("public.uuid_generate_v4()", "gen_random_uuid()")
+            };
+            let mut out = String::new();
+            for stmt in text.split(";\n") {
+                // pg_dump's `\restrict` lines and comments sit before some statements.
+                let stmt = stmt
+                    .find("CREATE TABLE ")
+                    .or_else(|| stmt.find("ALTER TABLE "))
+                    .map_or("", |at| stmt[at..].trim());
+                if stmt.starts_with(&format!("CREATE TABLE public.{which} ")) {
+                    out.push_str(&rename(stmt));
+                    out.push_str(";\n");
+                } else if let Some(rest) =
+                    stmt.strip_prefix(&format!("ALTER TABLE ONLY public.{which}\n"))
+                {
+                    // `ADD CONSTRAINT "name" PRIMARY KEY (id)` → `ADD PRIMARY KEY (id)`.
+                    let rest = rest.trim();
+                    let body = rest
+                        .strip_prefix("ADD CONSTRAINT ")
+                        .and_then(|r| r.split_once(' '))
+                        .map(|(_, b)| b)
+                        .expect("an ADD CONSTRAINT statement");
+                    out.push_str(&format!("ALTER TABLE {table} ADD {};\n", rename(body)));
+                }
+            }
+            assert!(
+                out.contains("CREATE TABLE"),
+                "no {which} table in the vendored DDL"
+            );
+            out
+        }
+    }
 }
