@@ -114,7 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let width = parallelism.max();
         let floor = |requests: u64| requests as f64 * latency as f64 / 1000.0 / width as f64;
 
-        let before = client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
+        let before = client.requests();
         let t = Instant::now();
         let lock = ws.lock("apply").await?;
         let written_before = sipform::state::file::bytes_written();
@@ -127,7 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         drop(lock); // the end of the run: the journal is folded into the state file
         let written = sipform::state::file::bytes_written() - written_before;
         let state_size = std::fs::metadata(scratch.path().join("state.json"))?.len();
-        let requests = client.stats.requests.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let requests = client.requests() - before;
         if report.failed() {
             eprint!("{}", sipform::output::report(&report));
         }
@@ -159,12 +159,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             written as f64 / state_size.max(1) as f64
         );
 
-        let before = client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
+        let before = client.requests();
         let t = Instant::now();
         let state = ws.state().await?;
         let again = ws.plan(&client, &state, &none).await?;
         let took = t.elapsed();
-        let requests = client.stats.requests.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let requests = client.requests() - before;
         println!(
             "no-change plan: {} requests, {:.2}s; floor {:.2}s; changes: {}",
             requests,

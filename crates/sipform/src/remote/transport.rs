@@ -53,8 +53,8 @@ pub struct Client {
     /// After a 429 with a long `Retry-After` ([`HOLD_ALL_AFTER`]), no request of this client
     /// starts before this instant.
     throttled_until: Arc<std::sync::Mutex<Option<Instant>>>,
-    pub retry: RetryPolicy,
-    pub stats: Arc<Stats>,
+    pub(super) retry: RetryPolicy,
+    pub(super) stats: Arc<Stats>,
     /// The largest answer body read (`server.max_answer_bytes`).
     max_answer_bytes: u64,
     /// The longest one request may spend throttled (`server.max_throttle_secs`).

@@ -15,7 +15,7 @@ mod expressions;
 mod restaurants;
 mod tools;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin, Skipped, Sourced};
 use crate::front::load::{self, Document, LoadedTool};
@@ -24,7 +24,7 @@ use crate::front::yaml;
 use crate::front::InventoryRead;
 use crate::model::ids::RestaurantId;
 use crate::model::spec::{
-    Desired, DesiredPhoneLine, DesiredRestaurant, InventoryConfig, Project, Restaurant,
+    Desired, DesiredPhoneLine, DesiredRestaurant, Project, Restaurant,
     SharedTools, ToolSpec,
 };
 
@@ -124,11 +124,24 @@ pub fn check_project(
     check_inventory(root, project, env, read).and_then(Report::into_strict)
 }
 
+/// The restaurant files of a project whose inventory is a folder (the offline entry points
+/// above; plan, apply and the controller read through `inventory::open`).
+fn read_files_inventory(root: &Path, project: &Project) -> Result<InventoryRead, Diagnostics> {
+    let Some(dir) = project.inventory.files_dir() else {
+        return Err(Diagnostics::from(Diagnostic::new(
+            Origin::file_start(root.join(load::PROJECT_FILE)),
+            "inventory",
+            "restaurants come from the database here; this check reads files only",
+        )));
+    };
+    load::read_restaurant_files(&root.join(dir))
+}
+
 /// [`check_project`] for plan and apply: a restaurant whose own input is invalid is skipped
 /// (in [`Report::skipped`]) and the others are checked and returned. A problem in what every
 /// restaurant shares (tools, the template's syntax, `sipform.yaml`, an unreadable inventory
-/// folder) fails the whole check, with every problem found. `inventory` is what a database
-/// read (restaurants and rows already refused); `None` reads the project's files inventory.
+/// folder) fails the whole check, with every problem found. `inventory` is what the
+/// inventory read (restaurants and rows already refused); `None` reads the project's files.
 pub fn check_inventory(
     root: &Path,
     project: Project,
@@ -137,14 +150,7 @@ pub fn check_inventory(
 ) -> Result<Report, Diagnostics> {
     let read = match inventory {
         Some(read) => Ok(read),
-        None => match &project.inventory {
-            InventoryConfig::Files { path } => load::read_restaurant_files(&root.join(path)),
-            InventoryConfig::Database { .. } => Err(Diagnostics::from(Diagnostic::new(
-                Origin::file_start(root.join(load::PROJECT_FILE)),
-                "inventory",
-                "restaurants come from the database here; this check reads files only",
-            ))),
-        },
+        None => read_files_inventory(root, &project),
     };
     match read {
         Ok(read) => {
@@ -356,13 +362,6 @@ fn fold_repeats(diags: Diagnostics) -> Diagnostics {
     )
 }
 
-/// The folder of restaurants a project reads, when it reads files.
-pub fn restaurants_dir(root: &Path, project: &Project) -> Option<PathBuf> {
-    match &project.inventory {
-        InventoryConfig::Files { path } => Some(root.join(path)),
-        InventoryConfig::Database { .. } => None,
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -265,6 +265,17 @@ fn default_table() -> String {
     "restaurants".to_string()
 }
 
+impl InventoryConfig {
+    /// The folder of restaurant files, for a files inventory (the offline checks read it
+    /// directly; every other reader goes through `inventory::open`).
+    pub fn files_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            InventoryConfig::Files { path } => Some(path),
+            InventoryConfig::Database { .. } => None,
+        }
+    }
+}
+
 impl Default for InventoryConfig {
     fn default() -> Self {
         InventoryConfig::Files {
