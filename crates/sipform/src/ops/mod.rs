@@ -16,6 +16,7 @@ pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod state;
+pub mod status;
 pub mod tooltest;
 pub mod validate;
 mod workspace;

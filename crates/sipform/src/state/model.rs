@@ -99,6 +99,9 @@ pub struct RestaurantState {
     /// under the restaurant's final customer or agent, so deleting either forgets them all.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub objects: SmallMap<String, SmallMap<String, ObjectId>>,
+    /// `sipform suspend`: plan, apply and the controller leave this restaurant as it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
 }
 
 impl RestaurantState {
@@ -109,6 +112,7 @@ impl RestaurantState {
             && self.tools.is_empty()
             && self.api_token.is_none()
             && self.objects.is_empty()
+            && !self.suspended
     }
 
     /// The id recorded for `key` of the kind named `kind`, in [`RestaurantState::objects`].

@@ -380,6 +380,7 @@ impl Tables {
             tools,
             api_token: r.api_token.map(Secret::new),
             objects,
+            suspended: false,
         };
         Ok((RestaurantId::new(r.restaurant_id), rs))
     }
