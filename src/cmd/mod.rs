@@ -16,6 +16,7 @@ pub mod call;
 pub mod completions;
 pub mod controller;
 pub mod controller_http;
+pub mod controller_status;
 pub mod dedupe;
 pub mod demo;
 pub mod doctor;
