@@ -57,6 +57,8 @@ enum Command {
     Import(cmd::import::Args),
     /// Inspect or edit state.
     State(cmd::state::Args),
+    /// Where each restaurant stands: synced, out of sync, failed, parked, held, suspended.
+    Status(cmd::status::Args),
     /// Deactivate (with --allow-destroy, delete) the duplicates every plan lists.
     Dedupe(cmd::dedupe::Args),
     /// Check the server, the credentials and the state backend.
@@ -134,6 +136,7 @@ fn main() -> ExitCode {
             Command::Apply(a) => cmd::apply::run(&global, a).await,
             Command::Import(a) => cmd::import::run(&global, a).await,
             Command::State(a) => cmd::state::run(&global, a).await,
+            Command::Status(a) => cmd::status::run(&global, a).await,
             Command::Dedupe(a) => cmd::dedupe::run(&global, a).await,
             Command::Doctor(a) => cmd::doctor::run(&global, a).await,
             Command::Emulator(a) => cmd::emulator::run(&global, a).await,

@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use sipform::controller::status::Snapshot;
 use sipform::controller::Handle;
 use sipform::model::ids::RestaurantId;
-use sipform::ops::status::{Health, RestaurantStatus};
+use sipform::ops::status::{Health, RestaurantStatus, StatusReport};
+use sipform::output;
 
 /// Nothing but this origin's own script, style and `/v1/status`; no frames, forms or plugins.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -45,23 +45,19 @@ pub fn routes<S: Clone + Send + Sync + 'static>(handle: Handle) -> Router<S> {
         .with_state(Arc::new(handle))
 }
 
-#[derive(serde::Deserialize)]
-struct Only {
-    restaurant: Option<String>,
-}
-
-async fn status(State(handle): State<Arc<Handle>>, Query(q): Query<Only>) -> Response {
+async fn status(
+    State(handle): State<Arc<Handle>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
     let snap = handle.snapshot();
-    let Some(id) = q.restaurant else {
+    let Some(id) = q.get("restaurant") else {
         return (no_store(), Json(snap)).into_response();
     };
-    let id = RestaurantId::new(id.as_str());
-    let report = snap.report.only(&id);
-    if report.restaurants.is_empty() {
+    let one = snap.only(&RestaurantId::new(id.as_str()));
+    if one.restaurants.is_empty() {
         let body = json!({"error": "the controller knows no such restaurant"});
         return (StatusCode::NOT_FOUND, no_store(), Json(body)).into_response();
     }
-    let one = Snapshot { report, ..snap };
     (no_store(), Json(one)).into_response()
 }
 
@@ -95,7 +91,7 @@ async fn page(State(handle): State<Arc<Handle>>) -> Response {
 }
 
 /// The page as the server sends it: complete without its script, which then keeps it current.
-pub fn render(s: &Snapshot) -> String {
+pub fn render(s: &StatusReport) -> String {
     let mut out = String::from(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>sipform controller</title>\
@@ -103,23 +99,22 @@ pub fn render(s: &Snapshot) -> String {
          <script src=\"/status.js\" defer></script></head><body>\n\
          <h1>sipform controller</h1>\n",
     );
-    let revision = s.report.revision.as_deref().unwrap_or("unknown");
+    let revision = s.revision.as_deref().unwrap_or("unknown");
     let _ = writeln!(
         out,
         "<p>Revision <code id=\"revision\">{}</code> · as of <span id=\"generated\">{}</span> \
          · <span id=\"live\">not refreshed</span></p>",
         html(revision),
-        html(&s.report.generated_at)
+        html(&s.generated_at)
     );
     let _ = writeln!(
         out,
         "<p id=\"feed\">{}</p>\n<p id=\"queue\">{}</p>",
-        feed_text(s),
-        queue_text(s)
+        html(&output::feed_line(s)),
+        html(&output::queue_line(s))
     );
     counts(&mut out, s);
     let problems: Vec<&RestaurantStatus> = s
-        .report
         .restaurants
         .iter()
         .filter(|r| r.status.is_problem())
@@ -127,9 +122,9 @@ pub fn render(s: &Snapshot) -> String {
     out.push_str("<h2>Needing attention</h2>\n");
     table(&mut out, "problems", &problems);
     out.push_str("<h2>Every restaurant</h2>\n");
-    let all: Vec<&RestaurantStatus> = s.report.restaurants.iter().take(PAGE_ROWS).collect();
+    let all: Vec<&RestaurantStatus> = s.restaurants.iter().take(PAGE_ROWS).collect();
     table(&mut out, "restaurants", &all);
-    let more = s.report.restaurants.len().saturating_sub(PAGE_ROWS);
+    let more = s.restaurants.len().saturating_sub(PAGE_ROWS);
     let _ = writeln!(
         out,
         "<p id=\"more\">{}</p>\n</body></html>",
@@ -142,37 +137,14 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
-fn feed_text(s: &Snapshot) -> String {
-    format!(
-        "Feed: {}, change-log trigger {}",
-        if s.feed.connected {
-            "connected"
-        } else {
-            "disconnected"
-        },
-        if s.feed.installed {
-            "installed"
-        } else {
-            "not installed"
-        }
-    )
-}
-
-fn queue_text(s: &Snapshot) -> String {
-    format!(
-        "Queue: {} waiting, {} due, {} parked",
-        s.queue.depth, s.queue.due, s.queue.parked
-    )
-}
-
-fn counts(out: &mut String, s: &Snapshot) {
+fn counts(out: &mut String, s: &StatusReport) {
     out.push_str("<table id=\"counts\"><tr>");
     for h in Health::ALL {
         let _ = write!(out, "<th>{}</th>", h.words());
     }
     out.push_str("</tr><tr>");
     for h in Health::ALL {
-        let n = s.report.counts.get(&h).copied().unwrap_or(0);
+        let n = s.counts.get(&h).copied().unwrap_or(0);
         let _ = write!(out, "<td data-status=\"{}\">{n}</td>", h.key());
     }
     out.push_str("</tr></table>\n");

@@ -31,6 +31,7 @@ pub mod render;
 pub mod schema;
 pub mod signals;
 pub mod state;
+pub mod status;
 pub mod test;
 pub mod validate;
 

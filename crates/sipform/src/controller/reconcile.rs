@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::inventory::Inventory;
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::ops::plan::PlanOptions;
+use crate::ops::status::{describe_action, describe_changes};
 use crate::ops::{self, OpsError, Workspace};
 use crate::plan::Plan;
 use crate::remote::Client;
@@ -169,22 +170,6 @@ fn log(id: &RestaurantId, said: Option<&Said>, v: &Verdict, ms: u128) {
     }
 }
 
-/// At most this many changes are named in one log line; the rest are counted.
-const NAMED_CHANGES: usize = 12;
-
-fn describe_changes(changed: &[String]) -> String {
-    let mut text = changed
-        .iter()
-        .take(NAMED_CHANGES)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if changed.len() > NAMED_CHANGES {
-        text.push_str(&format!(" and {} more", changed.len() - NAMED_CHANGES));
-    }
-    text
-}
-
 /// What each restaurant's plan changes, by object and field (`agent name`,
 /// `tool end_call: description`, `create tool end_call`).
 fn said_of(plan: &Plan) -> BTreeMap<RestaurantId, Said> {
@@ -206,28 +191,6 @@ fn said_of(plan: &Plan) -> BTreeMap<RestaurantId, Said> {
             )
         })
         .collect()
-}
-
-fn describe_action(a: &crate::plan::Action) -> String {
-    use crate::plan::Op;
-    let r = a.resource();
-    // A kind whose objects are keyed by name (a tool) is named; one per restaurant (the
-    // agent) needs no name: `describe` quotes only free-text names.
-    let keyed = !r.describe("").ends_with('"');
-    let object = if keyed {
-        format!("{} {}", r.label(), a.name())
-    } else {
-        r.label().to_string()
-    };
-    match a.op() {
-        Op::Create => format!("create {object}"),
-        Op::Delete => format!("delete {object}"),
-        _ => {
-            let fields: Vec<String> = a.changes().iter().map(|c| c.path.clone()).collect();
-            let sep = if keyed { ": " } else { " " };
-            format!("{object}{sep}{}", fields.join(", "))
-        }
-    }
 }
 
 async fn run(

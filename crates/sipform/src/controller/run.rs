@@ -526,7 +526,7 @@ impl Leader<'_> {
     }
 
     fn gauges(&self) {
-        let queue = super::status::Queue {
+        let queue = crate::ops::status::Queue {
             depth: self.queue.depth(),
             due: self.queue.due(Instant::now()),
             parked: self.queue.parked().len(),

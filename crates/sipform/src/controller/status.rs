@@ -8,42 +8,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
-use serde::Serialize;
-
 use super::reconcile::Verdict;
 use crate::model::ids::RestaurantId;
-use crate::ops::status::{applied_revision, now_rfc3339, Health, RestaurantStatus, StatusReport};
+use crate::ops::status::{
+    applied_revision, now_rfc3339, Feed, Health, Queue, RestaurantStatus, StatusReport,
+};
 use crate::state::State;
 
-/// The change feed, as `/readyz` and the page show it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Feed {
-    /// The change log is read without error (LISTEN connected, or polled).
-    pub connected: bool,
-    /// The change-log trigger is on the platform's table (`controller install-trigger`).
-    pub installed: bool,
-}
-
-/// The work queue, as the page shows it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Queue {
-    /// Restaurants waiting (due or backing off).
-    pub depth: usize,
-    /// Of those, due now.
-    pub due: usize,
-    /// Parked after a fatal failure.
-    pub parked: usize,
-}
-
-/// What `/v1/status` answers: the report plus the controller's own parts.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Snapshot {
-    #[serde(flatten)]
-    pub report: StatusReport,
-    pub feed: Feed,
-    pub queue: Queue,
-}
+/// What `/v1/status` answers: the report with the controller's feed and queue.
+pub type Snapshot = StatusReport;
 
 /// The board the loop writes and readers copy.
 #[derive(Debug, Default)]
@@ -145,13 +118,13 @@ impl Board {
 
     /// A copy for readers; `connected` is the feed's live flag.
     pub fn snapshot(&self, connected: bool) -> Snapshot {
-        self.with(|b| Snapshot {
-            report: StatusReport::new(b.revision.clone(), b.rows.values().cloned().collect()),
-            feed: Feed {
+        self.with(|b| StatusReport {
+            feed: Some(Feed {
                 connected,
                 installed: b.feed_installed,
-            },
-            queue: b.queue,
+            }),
+            queue: Some(b.queue),
+            ..StatusReport::new(b.revision.clone(), b.rows.values().cloned().collect())
         })
     }
 }
@@ -201,7 +174,7 @@ mod tests {
             &parked,
         );
         let snap = board.snapshot(true);
-        let c = &snap.report.counts;
+        let c = &snap.counts;
         assert_eq!(
             [
                 c[&Health::Synced],
@@ -213,10 +186,10 @@ mod tests {
             ],
             [1, 1, 1, 1, 1, 0]
         );
-        let a = &snap.report.restaurants[0];
+        let a = &snap.restaurants[0];
         assert_eq!(a.name.as_deref(), Some("Chez A"));
         assert!(a.when.is_some());
-        let p = snap.report.restaurants.iter().find(|r| r.id == id("p"));
+        let p = snap.restaurants.iter().find(|r| r.id == id("p"));
         assert_eq!(
             p.and_then(|r| r.reason.as_deref()),
             Some("invalid row"),
@@ -228,6 +201,6 @@ mod tests {
         assert_eq!(json["feed"]["connected"], true);
         // Gone from both the inventory and state: gone from the board.
         board.known(&BTreeSet::from([id("a")]), &State::new());
-        assert_eq!(board.snapshot(true).report.restaurants.len(), 1);
+        assert_eq!(board.snapshot(true).restaurants.len(), 1);
     }
 }

@@ -67,6 +67,9 @@ pub enum OpsError {
     NotInState { restaurant: String, place: String },
     #[error("not in state ({place}): {missing}; nothing was removed")]
     NotRemoved { place: String, missing: String },
+    /// `status --controller`: the controller's `/v1/status` could not be read.
+    #[error("the controller at {url}: {message}")]
+    Controller { url: String, message: String },
     /// `state migrate` refused; the message says why and what was left as it was.
     #[error("{0}")]
     Migrate(String),
