@@ -32,6 +32,7 @@ pub mod schema;
 pub mod signals;
 pub mod state;
 pub mod status;
+pub mod suspend;
 pub mod test;
 pub mod validate;
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{OpsError, Workspace};
 use crate::model::ids::RestaurantId;
 use crate::plan::{Action, Op, Plan};
-use crate::state::{RestaurantState, State};
+use crate::state::{Change, RestaurantState, State};
 
 /// Where one restaurant stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -371,4 +371,68 @@ pub async fn from_controller(
         .json()
         .await
         .map_err(|e| fail(format!("not a status report: {}", e.without_url())))
+}
+
+/// Which restaurants `suspend` and `resume` act on.
+#[derive(Debug, Clone)]
+pub enum Which {
+    /// These (each must be in the inventory or in state).
+    Some(Vec<RestaurantId>),
+    /// Every restaurant of the inventory and of state (`resume --all`: every suspended one).
+    All,
+}
+
+/// Suspends (or resumes) restaurants in state, under the state lock: plan, apply and the
+/// controller leave a suspended restaurant as it is. Returns the restaurants whose flag
+/// changed (one already so is left out); nothing on the server is touched.
+pub async fn set_suspended(
+    ws: &Workspace,
+    which: &Which,
+    suspended: bool,
+) -> Result<Vec<RestaurantId>, OpsError> {
+    let _lock = ws
+        .lock(if suspended { "suspend" } else { "resume" })
+        .await?;
+    let mut state = ws.state().await?;
+    let mut known: BTreeSet<RestaurantId> = state.restaurant_ids();
+    known.extend(ws.desired().restaurants.iter().map(|r| r.id.clone()));
+    known.extend(ws.desired().held.iter().cloned());
+    let asked: Vec<RestaurantId> = match which {
+        Which::All => known.into_iter().collect(),
+        Which::Some(ids) => {
+            let unknown: Vec<&str> = ids
+                .iter()
+                .filter(|id| !known.contains(*id))
+                .map(RestaurantId::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                return Err(OpsError::NoSuchRestaurant(format!(
+                    "{}` (in neither the inventory nor state; nothing was changed",
+                    unknown.join("`, `")
+                )));
+            }
+            ids.clone()
+        }
+    };
+    let changes: Vec<Change> = asked
+        .iter()
+        .filter(|id| state.restaurants.get(*id).is_some_and(|r| r.suspended) != suspended)
+        .map(|id| Change::Suspended {
+            restaurant: id.clone(),
+            suspended,
+        })
+        .collect();
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    for c in &changes {
+        state.apply(c, false);
+    }
+    state.serial += 1;
+    ws.backend().commit(&state, &changes).await?;
+    Ok(changes
+        .iter()
+        .filter_map(Change::restaurant)
+        .cloned()
+        .collect())
 }

@@ -148,6 +148,11 @@ pub enum Change {
         key: String,
         id: Option<ObjectId>,
     },
+    /// `sipform suspend` / `resume`: plan, apply and the controller leave it alone while set.
+    Suspended {
+        restaurant: RestaurantId,
+        suspended: bool,
+    },
 }
 
 impl Change {
@@ -159,7 +164,8 @@ impl Change {
             Change::FinalCustomer { restaurant, .. }
             | Change::Agent { restaurant, .. }
             | Change::Tool { restaurant, .. }
-            | Change::Object { restaurant, .. } => Some(restaurant),
+            | Change::Object { restaurant, .. }
+            | Change::Suspended { restaurant, .. } => Some(restaurant),
         }
     }
 }
@@ -265,6 +271,10 @@ impl State {
                     }
                 }
             }
+            Change::Suspended {
+                restaurant,
+                suspended,
+            } => self.entry(restaurant).suspended = *suspended,
         }
         if let Some(r) = change.restaurant() {
             if self
@@ -275,6 +285,15 @@ impl State {
                 self.restaurants.remove(r);
             }
         }
+    }
+
+    /// The restaurants `sipform suspend` set aside: never planned, applied or reconciled.
+    pub fn suspended(&self) -> BTreeSet<RestaurantId> {
+        self.restaurants
+            .iter()
+            .filter(|(_, r)| r.suspended)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The restaurants state holds ids for: what a reader of the platform's table must keep
