@@ -137,35 +137,36 @@ pub async fn reconcile(ctx: &Ctx<'_>, ids: &BTreeSet<RestaurantId>, cache: &mut 
 /// Messages come from typed errors and field names, which never carry a secret; the name is
 /// tenant data, escaped.
 fn log(id: &RestaurantId, said: Option<&Said>, v: &Verdict, ms: u128) {
-    let name = said.map_or(String::new(), |s| {
-        crate::escape::escape(&s.name).into_owned()
-    });
-    let name = name.as_str();
+    // `"Pizzeria Napoli" (3f6c…)`, or the id alone when no row or plan named it.
+    let who = match said {
+        Some(s) => format!("\"{}\" ({id})", crate::escape::escape(&s.name)),
+        None => format!("restaurant {id}"),
+    };
     match v {
         Verdict::Done { changes: 0 } => {
-            tracing::debug!(target: LOG_TARGET, restaurant = %id, name, "reconciled: up to date ({ms} ms)")
+            tracing::debug!(target: LOG_TARGET, restaurant = %id, "reconciled {who}: up to date ({ms} ms)")
         }
         Verdict::Done { changes } => {
             let what = said.map_or(String::new(), |s| describe_changes(&s.changed));
             tracing::info!(
-                target: LOG_TARGET, restaurant = %id, name,
-                "reconciled {name:?} ({id}): {changes} change(s) applied: {what} ({ms} ms)"
+                target: LOG_TARGET, restaurant = %id,
+                "reconciled {who}: {changes} change(s) applied: {what} ({ms} ms)"
             )
         }
         Verdict::Suspended => tracing::debug!(
-            target: LOG_TARGET, restaurant = %id, name, "suspended: left as it is"
+            target: LOG_TARGET, restaurant = %id, "{who} is suspended: left as it is"
         ),
         Verdict::Transient(e) => tracing::warn!(
-            target: LOG_TARGET, restaurant = %id, name, "reconcile of {name:?} ({id}) failed, will retry: {e}"
+            target: LOG_TARGET, restaurant = %id, "reconcile of {who} failed, will retry: {e}"
         ),
         Verdict::Fatal(e) => tracing::error!(
-            target: LOG_TARGET, restaurant = %id, name, "reconcile of {name:?} ({id}) failed, parked until its row changes: {e}"
+            target: LOG_TARGET, restaurant = %id, "reconcile of {who} failed, parked until its row changes: {e}"
         ),
         Verdict::NotStarted => tracing::info!(
-            target: LOG_TARGET, restaurant = %id, name, "reconcile not started: stopping"
+            target: LOG_TARGET, restaurant = %id, "reconcile of {who} not started: stopping"
         ),
         Verdict::Held(why) => tracing::warn!(
-            target: LOG_TARGET, restaurant = %id, name, "reconcile of {name:?} ({id}) held: {why}"
+            target: LOG_TARGET, restaurant = %id, "reconcile of {who} held: {why}"
         ),
     }
 }
