@@ -120,6 +120,41 @@ async fn the_status_page_shows_counts_failures_and_escaped_names_in_a_browser() 
         .expect("GET");
     assert_eq!(none.status().as_u16(), 404);
 
+    // `sipform status --controller` reads the same report, as a table and as JSON.
+    let base = ctl.url("");
+    let table = run(d, &url, &["status", "--controller", &base]).await;
+    expect_code(&table, 0);
+    let text = stdout(&table);
+    assert!(
+        text.contains(&format!("{} restaurants:", synced + 2)),
+        "{text}"
+    );
+    assert!(
+        text.contains("Queue: ") && text.contains("Feed: connected"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains(FAILING))
+        .unwrap_or_default();
+    assert!(line.contains("parked") && line.contains("422"), "{text}");
+    let one = run(
+        d,
+        &url,
+        &[
+            "status",
+            "--controller",
+            &base,
+            "--json",
+            "--restaurant",
+            &failing_id,
+        ],
+    )
+    .await;
+    expect_code(&one, 0);
+    let one: Value = serde_json::from_str(&stdout(&one)).expect("JSON");
+    assert_eq!(one["restaurants"][0]["name"], FAILING, "{one}");
+
     // The page: a strict policy, the hostile name escaped by the server already.
     let page = reqwest::get(ctl.url("/")).await.expect("GET /");
     let csp = page
