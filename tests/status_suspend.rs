@@ -150,3 +150,25 @@ async fn suspend_refuses_an_unknown_restaurant_and_needs_a_choice() {
         "nothing created for a suspended restaurant"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_saved_before_a_suspension_is_not_applied_to_it() {
+    let emu = emulator().await;
+    let dir = project_copy();
+    let (d, url) = (dir.path(), emu.base_url());
+    apply_ok(d, &url).await;
+    edit_yaml(&d.join("tools/end_call.yaml"), |t| {
+        t["description"] = Value::String(NEW.into());
+    });
+    let out = run(d, &url, &["plan", "--out", "saved.json"]).await;
+    expect_code(&out, 0);
+    let out = run(d, &url, &["suspend", "--restaurant", NAPOLI]).await;
+    expect_code(&out, 0);
+    let out = run(d, &url, &["apply", "saved.json", "--auto-approve"]).await;
+    expect_code(&out, 1);
+    assert!(all_output(&out).contains("stale"), "{}", all_output(&out));
+    assert!(
+        !updated(&emu).contains(&NAPOLI.to_string()),
+        "a saved plan changed a suspended restaurant"
+    );
+}
