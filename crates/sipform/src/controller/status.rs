@@ -91,10 +91,16 @@ impl Board {
         });
     }
 
-    /// The queue as the gauges see it; parked restaurants get their reason.
+    /// The queue as the gauges see it; parked restaurants get their reason, and one the queue
+    /// let go (its row changed, or a reload) is pending again.
     pub fn queue(&self, queue: Queue, parked: &BTreeMap<RestaurantId, String>) {
         self.with(|b| {
             b.queue = queue;
+            for (id, row) in b.rows.iter_mut() {
+                if row.status == Health::Parked && !parked.contains_key(id) {
+                    row.status = Health::Pending;
+                }
+            }
             for (id, why) in parked {
                 let row = b.rows.entry(id.clone()).or_insert_with(|| blank(id));
                 if row.status != Health::Parked {
@@ -199,6 +205,11 @@ mod tests {
         assert_eq!(json["counts"]["out_of_sync"], 0);
         assert_eq!(json["queue"]["depth"], 1);
         assert_eq!(json["feed"]["connected"], true);
+        // Unparked (its row changed, or a reload): pending again, its last reason kept.
+        board.queue(Queue::default(), &BTreeMap::new());
+        let p = board.snapshot(true);
+        let p = p.restaurants.iter().find(|r| r.id == id("p"));
+        assert_eq!(p.map(|r| r.status), Some(Health::Pending));
         // Gone from both the inventory and state: gone from the board.
         board.known(&BTreeSet::from([id("a")]), &State::new());
         assert_eq!(board.snapshot(true).restaurants.len(), 1);
