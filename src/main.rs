@@ -57,6 +57,12 @@ enum Command {
     Import(cmd::import::Args),
     /// Inspect or edit state.
     State(cmd::state::Args),
+    /// Where each restaurant stands: synced, out of sync, failed, parked, held, suspended.
+    Status(cmd::status::Args),
+    /// Set restaurants aside: plan, apply and the controller leave them as they are.
+    Suspend(cmd::suspend::Args),
+    /// Take suspended restaurants back.
+    Resume(cmd::suspend::Args),
     /// Deactivate (with --allow-destroy, delete) the duplicates every plan lists.
     Dedupe(cmd::dedupe::Args),
     /// Check the server, the credentials and the state backend.
@@ -134,6 +140,9 @@ fn main() -> ExitCode {
             Command::Apply(a) => cmd::apply::run(&global, a).await,
             Command::Import(a) => cmd::import::run(&global, a).await,
             Command::State(a) => cmd::state::run(&global, a).await,
+            Command::Status(a) => cmd::status::run(&global, a).await,
+            Command::Suspend(a) => cmd::suspend::run(&global, a, true).await,
+            Command::Resume(a) => cmd::suspend::run(&global, a, false).await,
             Command::Dedupe(a) => cmd::dedupe::run(&global, a).await,
             Command::Doctor(a) => cmd::doctor::run(&global, a).await,
             Command::Emulator(a) => cmd::emulator::run(&global, a).await,

@@ -434,6 +434,7 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
             tools: Default::default(),
             api_token: None,
             objects: Default::default(),
+            suspended: false,
         },
     );
     // D's row says agent-d; state says it has none but a final customer.

@@ -575,6 +575,47 @@ async fn objects_of_other_kinds_round_trip(kind: Kind) {
     assert!(writer.assigns("pl-1"));
 }
 
+fn suspend(restaurant: &str, suspended: bool) -> Change {
+    Change::Suspended {
+        restaurant: r(restaurant),
+        suspended,
+    }
+}
+
+async fn a_suspension_is_kept_and_lifted(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let writer = StateWriter::new(h.open(), State::new(), false, None);
+    writer
+        .record(vec![
+            tool("r1", "end_call", "t-1"),
+            suspend("r1", true),
+            // Suspended before anything was applied: remembered all the same.
+            suspend("r2", true),
+        ])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(back.suspended(), [r("r1"), r("r2")].into_iter().collect());
+    writer
+        .record(vec![suspend("r1", false), suspend("r2", false)])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert!(back.suspended().is_empty(), "{back:?}");
+    assert!(back.restaurants.contains_key(&r("r1")), "its ids stay");
+    assert!(
+        !back.restaurants.contains_key(&r("r2")),
+        "nothing left to remember: gone"
+    );
+    // A whole rewrite (migrate, `state rm`) keeps the flag.
+    let mut again = back.clone();
+    again.serial += 1;
+    again.apply(&suspend("r1", true), false);
+    h.open().commit(&again, &[]).await.expect("commit");
+    assert_eq!(load(&h).await.suspended(), [r("r1")].into_iter().collect());
+}
+
 async fn an_object_is_forgotten(kind: Kind) {
     let h = Harness::new(kind).await;
     let writer = StateWriter::new(h.open(), State::new(), false, None);
@@ -733,7 +774,7 @@ async fn reads_and_migrates_version_1_state(kind: Kind) {
             h.text("SELECT CAST(max(version) AS TEXT) FROM sipform_schema_version")
                 .await
                 .as_deref(),
-            Some("2")
+            Some("3")
         );
         assert_eq!(
             h.text("SELECT CAST(count(*) AS TEXT) FROM sipform_state_restaurants")
@@ -870,6 +911,7 @@ macro_rules! conformance {
                 reads_and_migrates_version_1_state,
                 adopts_state_recorded_for_no_project,
                 refuses_the_same_id_with_another_account,
+                a_suspension_is_kept_and_lifted,
             );
         }
     };

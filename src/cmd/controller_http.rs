@@ -1,5 +1,6 @@
 //! The controller's HTTP listener (axum, in the binary so the library compiles no web server):
-//! `/healthz`, `/readyz`, `/metrics`, and the webhook under `/v1/`, which needs the bearer
+//! `/healthz`, `/readyz`, `/metrics`, the status page and `/v1/status` (`controller_status`),
+//! and the webhook under `/v1/`, which needs the bearer
 //! token from `SIPFORM_CONTROLLER_TOKEN` (none configured: the webhook is off, 404).
 
 use std::sync::atomic::Ordering;
@@ -29,6 +30,7 @@ pub fn serve(
 ) -> tokio::task::JoinHandle<()> {
     let app = Arc::new(App { handle, token });
     let router = Router::new()
+        .merge(super::controller_status::routes(app.handle.clone()))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -16,6 +16,7 @@ pub mod call;
 pub mod completions;
 pub mod controller;
 pub mod controller_http;
+pub mod controller_status;
 pub mod dedupe;
 pub mod demo;
 pub mod doctor;
@@ -30,6 +31,8 @@ pub mod render;
 pub mod schema;
 pub mod signals;
 pub mod state;
+pub mod status;
+pub mod suspend;
 pub mod test;
 pub mod validate;
 

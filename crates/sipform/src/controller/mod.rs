@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod queue;
 pub mod reconcile;
 pub mod reload;
+pub mod status;
 
 mod run;
 
@@ -116,6 +117,8 @@ pub struct Handle {
     tx: mpsc::UnboundedSender<Msg>,
     pub status: Arc<Status>,
     pub metrics: Arc<Metrics>,
+    /// Each restaurant's last verdict, the feed and the queue: `/v1/status` and the page.
+    pub board: Arc<status::Board>,
     /// The client of the reconcile under way, to stop its writes on shutdown.
     client: Arc<Mutex<Option<Client>>>,
 }
@@ -128,6 +131,7 @@ pub fn channel() -> (Handle, Inbox) {
             tx,
             status: Arc::new(Status::default()),
             metrics: Arc::new(Metrics::new()),
+            board: Arc::new(status::Board::default()),
             client: Arc::new(Mutex::new(None)),
         },
         Inbox(rx),
@@ -171,6 +175,12 @@ impl Handle {
         let _ = self.tx.send(Msg::Stop);
     }
 
+    /// The fleet as the controller sees it now (`/v1/status`).
+    pub fn snapshot(&self) -> status::Snapshot {
+        self.board
+            .snapshot(self.status.feed_ok.load(Ordering::Relaxed))
+    }
+
     fn set_client(&self, client: Option<Client>) {
         *self.client.lock().unwrap_or_else(PoisonError::into_inner) = client;
     }
@@ -189,6 +199,7 @@ pub struct Summary {
     pub fatal: usize,
     pub held: usize,
     pub not_started: usize,
+    pub suspended: usize,
 }
 
 impl Summary {
@@ -201,6 +212,7 @@ impl Summary {
             Fatal(_) => self.fatal += 1,
             Held(_) => self.held += 1,
             NotStarted => self.not_started += 1,
+            Suspended => self.suspended += 1,
         }
     }
 

@@ -121,6 +121,11 @@ impl WorkQueue {
         self.pending.len()
     }
 
+    /// Items due at `now` (not backing off).
+    pub fn due(&self, now: Instant) -> usize {
+        self.pending.values().filter(|i| i.due <= now).count()
+    }
+
     pub fn parked(&self) -> &BTreeMap<RestaurantId, String> {
         &self.parked
     }

@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::inventory::Inventory;
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::ops::plan::PlanOptions;
+use crate::ops::status::{describe_action, describe_changes};
 use crate::ops::{self, OpsError, Workspace};
 use crate::plan::Plan;
 use crate::remote::Client;
@@ -50,6 +51,8 @@ pub enum Verdict {
     NotStarted,
     /// Something looks due but is not done: a row deleted without `--allow-destroy`.
     Held(String),
+    /// Suspended in state (`sipform suspend`): left as it is.
+    Suspended,
 }
 
 impl Verdict {
@@ -61,6 +64,7 @@ impl Verdict {
             Verdict::Fatal(_) => "fatal",
             Verdict::NotStarted => "not_started",
             Verdict::Held(_) => "held",
+            Verdict::Suspended => "suspended",
         }
     }
 }
@@ -93,57 +97,108 @@ fn verdict_of_apply(e: &ApplyError) -> Verdict {
     }
 }
 
+/// What a batch's reconcile found: a verdict per restaurant asked for, and what its plan said
+/// of each (name, what changed) for the logs and the status board.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub verdicts: Vec<(RestaurantId, Verdict)>,
+    pub said: BTreeMap<RestaurantId, Said>,
+}
+
+/// A restaurant as its plan names it, and what its plan changes (`agent name`,
+/// `tool end_call: description`): field names only, never a value.
+#[derive(Debug, Default, Clone)]
+pub struct Said {
+    pub name: String,
+    pub changed: Vec<String>,
+}
+
 /// Reconciles `ids`. Never fails as a whole: every restaurant asked for gets a verdict.
-pub async fn reconcile(
-    ctx: &Ctx<'_>,
-    ids: &BTreeSet<RestaurantId>,
-    cache: &mut Cache,
-) -> Vec<(RestaurantId, Verdict)> {
+pub async fn reconcile(ctx: &Ctx<'_>, ids: &BTreeSet<RestaurantId>, cache: &mut Cache) -> Batch {
     let started = Instant::now();
-    let verdicts = match run(ctx, ids, cache).await {
-        Ok(v) => v,
+    let batch = match run(ctx, ids, cache).await {
+        Ok(b) => b,
         Err(e) => {
             let v = verdict_of_ops(&e);
-            ids.iter().map(|id| (id.clone(), v.clone())).collect()
+            Batch {
+                verdicts: ids.iter().map(|id| (id.clone(), v.clone())).collect(),
+                said: BTreeMap::new(),
+            }
         }
     };
     let ms = started.elapsed().as_millis();
-    for (id, v) in &verdicts {
-        log(id, v, ms);
+    for (id, v) in &batch.verdicts {
+        log(id, batch.said.get(id), v, ms);
     }
-    verdicts
+    batch
 }
 
-/// One line per restaurant under `sip-provisioning`. Messages come from typed errors, which
-/// never carry a secret.
-fn log(id: &RestaurantId, v: &Verdict, ms: u128) {
+/// One line per restaurant under `sip-provisioning`, naming it (name and id) and what changed.
+/// Messages come from typed errors and field names, which never carry a secret; the name is
+/// tenant data, escaped.
+fn log(id: &RestaurantId, said: Option<&Said>, v: &Verdict, ms: u128) {
+    // `"Pizzeria Napoli" (3f6c…)`, or the id alone when no row or plan named it.
+    let who = match said {
+        Some(s) => format!("\"{}\" ({id})", crate::escape::escape(&s.name)),
+        None => format!("restaurant {id}"),
+    };
     match v {
         Verdict::Done { changes: 0 } => {
-            tracing::debug!(target: LOG_TARGET, restaurant = %id, "reconciled: up to date ({ms} ms)")
+            tracing::debug!(target: LOG_TARGET, restaurant = %id, "reconciled {who}: up to date ({ms} ms)")
         }
-        Verdict::Done { changes } => tracing::info!(
-            target: LOG_TARGET, restaurant = %id, "reconciled: {changes} change(s) applied ({ms} ms)"
+        Verdict::Done { changes } => {
+            let what = said.map_or(String::new(), |s| describe_changes(&s.changed));
+            tracing::info!(
+                target: LOG_TARGET, restaurant = %id,
+                "reconciled {who}: {changes} change(s) applied: {what} ({ms} ms)"
+            )
+        }
+        Verdict::Suspended => tracing::debug!(
+            target: LOG_TARGET, restaurant = %id, "{who} is suspended: left as it is"
         ),
         Verdict::Transient(e) => tracing::warn!(
-            target: LOG_TARGET, restaurant = %id, "reconcile failed, will retry: {e}"
+            target: LOG_TARGET, restaurant = %id, "reconcile of {who} failed, will retry: {e}"
         ),
         Verdict::Fatal(e) => tracing::error!(
-            target: LOG_TARGET, restaurant = %id, "reconcile failed, parked until its row changes: {e}"
+            target: LOG_TARGET, restaurant = %id, "reconcile of {who} failed, parked until its row changes: {e}"
         ),
         Verdict::NotStarted => tracing::info!(
-            target: LOG_TARGET, restaurant = %id, "reconcile not started: stopping"
+            target: LOG_TARGET, restaurant = %id, "reconcile of {who} not started: stopping"
         ),
         Verdict::Held(why) => tracing::warn!(
-            target: LOG_TARGET, restaurant = %id, "reconcile held: {why}"
+            target: LOG_TARGET, restaurant = %id, "reconcile of {who} held: {why}"
         ),
     }
+}
+
+/// What each restaurant's plan changes, by object and field (`agent name`,
+/// `tool end_call: description`, `create tool end_call`).
+fn said_of(plan: &Plan) -> BTreeMap<RestaurantId, Said> {
+    plan.restaurants
+        .iter()
+        .map(|rp| {
+            let changed = rp
+                .actions
+                .iter()
+                .filter(|a| a.op().is_change())
+                .map(describe_action)
+                .collect();
+            (
+                rp.restaurant_id.clone(),
+                Said {
+                    name: rp.name.clone(),
+                    changed,
+                },
+            )
+        })
+        .collect()
 }
 
 async fn run(
     ctx: &Ctx<'_>,
     ids: &BTreeSet<RestaurantId>,
     cache: &mut Cache,
-) -> Result<Vec<(RestaurantId, Verdict)>, OpsError> {
+) -> Result<Batch, OpsError> {
     let read = ctx.inventory.read_some(ids).await?;
     let ws = Workspace::for_read(
         ctx.settings.clone(),
@@ -163,25 +218,30 @@ async fn run(
     }
     let targets: BTreeSet<RestaurantId> = ids.difference(&skipped).cloned().collect();
     if targets.is_empty() {
-        return Ok(verdicts);
+        return Ok(Batch {
+            verdicts,
+            said: BTreeMap::new(),
+        });
     }
     let t = Instant::now();
     let _lock = ws.lock("controller").await?;
     tracing::debug!(target: LOG_TARGET, "reconcile: rows read and checked, state locked in {} ms", t.elapsed().as_millis());
     let mut found: BTreeMap<RestaurantId, Verdict> = BTreeMap::new();
+    let mut said = BTreeMap::new();
     let mut round = targets;
     // A second round for the restaurants the server answered 404 or 409: the cache was
     // wrong about them; they are re-read and planned again at once.
     for _ in 0..2 {
-        let (v, again) = cached_round(ctx, &ws, &round, cache).await?;
+        let (v, s, again) = cached_round(ctx, &ws, &round, cache).await?;
         found.extend(v);
+        said.extend(s);
         if again.is_empty() {
             break;
         }
         round = again;
     }
     verdicts.extend(found);
-    Ok(verdicts)
+    Ok(Batch { verdicts, said })
 }
 
 fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions {
@@ -211,6 +271,13 @@ async fn apply_if_needed(
     }
 }
 
+/// A round's verdicts, what its plan said of each restaurant, and the restaurants to try again.
+type Round = (
+    Vec<(RestaurantId, Verdict)>,
+    BTreeMap<RestaurantId, Said>,
+    BTreeSet<RestaurantId>,
+);
+
 /// One plan + apply of `targets` against the cache (under the state lock); the verdicts, and
 /// the restaurants to try again now (the server said 404 or 409: the cache was wrong).
 async fn cached_round(
@@ -218,10 +285,15 @@ async fn cached_round(
     ws: &Workspace,
     targets: &BTreeSet<RestaurantId>,
     cache: &mut Cache,
-) -> Result<(Vec<(RestaurantId, Verdict)>, BTreeSet<RestaurantId>), OpsError> {
+) -> Result<Round, OpsError> {
     let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
     let state = ws.state().await?;
+    let suspended: BTreeSet<RestaurantId> = targets
+        .iter()
+        .filter(|id| state.restaurants.get(*id).is_some_and(|r| r.suspended))
+        .cloned()
+        .collect();
     lap.mark("state");
     let mut server = CachedServer {
         cache: &mut *cache,
@@ -262,7 +334,14 @@ async fn cached_round(
     }
     lap.mark("cache update");
     tracing::debug!(target: LOG_TARGET, "reconcile of {} restaurant(s): {}", targets.len(), lap.1.join(", "));
-    Ok((verdicts_of(&plan, report.as_ref(), targets), again))
+    let mut verdicts = verdicts_of(&plan, report.as_ref(), targets);
+    // The plan left them out: they are suspended, not up to date.
+    for (id, v) in &mut verdicts {
+        if suspended.contains(id) {
+            *v = Verdict::Suspended;
+        }
+    }
+    Ok((verdicts, said_of(&plan), again))
 }
 
 /// Where a reconcile's time goes, for the debug log.

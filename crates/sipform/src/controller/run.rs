@@ -258,6 +258,7 @@ impl Leader<'_> {
             },
             None => false,
         };
+        self.handle.board.feed_installed(has_log);
         let feed_ok = self.handle.status.feed_ok.clone();
         feed_ok.store(has_log || !expects_log, Ordering::Relaxed);
         let listener = match (
@@ -432,6 +433,7 @@ impl Leader<'_> {
             Ok(state) => {
                 let state = state.unwrap_or_default();
                 ids.extend(state.restaurant_ids());
+                self.handle.board.known(&ids, &state);
                 // The cache is replaced: drift on the server is seen by the batches below.
                 let name = &self.config.settings.account.name;
                 if let Err(e) = self.cache.resync(self.kinds, client, name, &state).await {
@@ -475,32 +477,36 @@ impl Leader<'_> {
                 kinds: self.kinds,
                 allow_destroy: self.opts.allow_destroy,
             };
-            let verdicts = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
+            let batch = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
             self.handle
                 .metrics
                 .reconcile_seconds
                 .observe(started.elapsed().as_secs_f64());
-            self.record(&due, verdicts);
+            self.record(&due, batch);
             if due.len() >= 50 {
                 release_free_memory();
             }
         }
     }
 
-    fn record(&mut self, due: &[RestaurantId], verdicts: Vec<(RestaurantId, Verdict)>) {
+    fn record(&mut self, due: &[RestaurantId], batch: reconcile::Batch) {
         let now = Instant::now();
         let mut any_done = false;
         let mut any_transient = false;
-        for (id, v) in &verdicts {
+        for (id, v) in &batch.verdicts {
             self.summary.add(v);
+            let name = batch.said.get(id).map(|s| s.name.as_str());
+            self.handle.board.record(id, name, v);
             self.handle.metrics.reconciled(v.label());
             match v {
-                Verdict::Done { .. } | Verdict::Held(_) => any_done = true,
+                Verdict::Done { .. } | Verdict::Held(_) | Verdict::Suspended => any_done = true,
                 Verdict::Transient(_) => any_transient = true,
                 _ => {}
             }
             match v {
-                Verdict::Done { .. } | Verdict::Held(_) => self.queue.succeeded(id),
+                Verdict::Done { .. } | Verdict::Held(_) | Verdict::Suspended => {
+                    self.queue.succeeded(id)
+                }
                 Verdict::Transient(_) => {
                     let _ = self.queue.transient(id, now);
                 }
@@ -520,6 +526,12 @@ impl Leader<'_> {
     }
 
     fn gauges(&self) {
+        let queue = crate::ops::status::Queue {
+            depth: self.queue.depth(),
+            due: self.queue.due(Instant::now()),
+            parked: self.queue.parked().len(),
+        };
+        self.handle.board.queue(queue, self.queue.parked());
         self.handle
             .metrics
             .queue_depth

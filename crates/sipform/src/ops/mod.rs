@@ -16,6 +16,7 @@ pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod state;
+pub mod status;
 pub mod tooltest;
 pub mod validate;
 mod workspace;
@@ -66,6 +67,9 @@ pub enum OpsError {
     NotInState { restaurant: String, place: String },
     #[error("not in state ({place}): {missing}; nothing was removed")]
     NotRemoved { place: String, missing: String },
+    /// `status --controller`: the controller's `/v1/status` could not be read.
+    #[error("the controller at {url}: {message}")]
+    Controller { url: String, message: String },
     /// `state migrate` refused; the message says why and what was left as it was.
     #[error("{0}")]
     Migrate(String),

@@ -44,7 +44,15 @@ pub async fn plan_over<S: ServerView>(
     server: &mut S,
 ) -> Result<Plan, OpsError> {
     check_owners(state)?;
-    let (kinds, desired) = (ws.kinds(), ws.desired());
+    let kinds = ws.kinds();
+    let unsuspended;
+    let desired = match without_suspended(ws.desired(), state) {
+        Some(d) => {
+            unsuspended = d;
+            &unsuspended
+        }
+        None => ws.desired(),
+    };
     let scope = (!opts.targets.is_empty()).then_some(&opts.targets);
     // The agents and final customers stay from here to the end of the plan (packed as they
     // are read when they come from the server: see `ServerObject::pack`).
@@ -88,6 +96,23 @@ pub async fn plan_over<S: ServerView>(
     // A plan is printed, posted and saved: it names the server without its user-info.
     plan.server_url = redact_url(&ws.settings().server_url);
     Ok(plan)
+}
+
+/// `desired` without the restaurants state records as suspended (`sipform suspend`), which are
+/// held instead: neither planned nor taken for gone. `None` when none is suspended (the
+/// common case: no copy).
+fn without_suspended(
+    desired: &crate::model::spec::Desired,
+    state: &State,
+) -> Option<crate::model::spec::Desired> {
+    let suspended = state.suspended();
+    if suspended.is_empty() {
+        return None;
+    }
+    let mut d = desired.clone();
+    d.restaurants.retain(|r| !suspended.contains(&r.id));
+    d.held.extend(suspended);
+    Some(d)
 }
 
 /// Refuses to plan from a state that maps two restaurants to one remote object: nothing is

@@ -14,6 +14,7 @@ mod markdown;
 mod report;
 mod skipped;
 pub mod specs;
+mod status;
 mod waivers;
 
 pub use crate::escape::{escape, escape_for};
@@ -28,6 +29,7 @@ pub use markdown::{
 };
 pub use report::{imports, report};
 pub use skipped::skipped;
+pub use status::{counts_line, feed_line, queue_line, status};
 pub use waivers::with_waivers;
 
 use crate::plan::Plan;

@@ -91,6 +91,9 @@ pub enum Op {
         key: String,
         id: Option<ObjectId>,
     },
+    Suspended {
+        suspended: bool,
+    },
 }
 
 impl Entry {
@@ -173,6 +176,9 @@ impl Op {
                 key: key.clone(),
                 id: id.clone(),
             },
+            Change::Suspended { suspended, .. } => Op::Suspended {
+                suspended: *suspended,
+            },
         }
     }
 
@@ -222,6 +228,13 @@ impl Op {
                     kind,
                     key,
                     id,
+                },
+                false,
+            ),
+            Op::Suspended { suspended } => (
+                Change::Suspended {
+                    restaurant: restaurant()?,
+                    suspended,
                 },
                 false,
             ),

@@ -99,6 +99,9 @@ pub struct RestaurantState {
     /// under the restaurant's final customer or agent, so deleting either forgets them all.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub objects: SmallMap<String, SmallMap<String, ObjectId>>,
+    /// `sipform suspend`: plan, apply and the controller leave this restaurant as it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
 }
 
 impl RestaurantState {
@@ -109,6 +112,7 @@ impl RestaurantState {
             && self.tools.is_empty()
             && self.api_token.is_none()
             && self.objects.is_empty()
+            && !self.suspended
     }
 
     /// The id recorded for `key` of the kind named `kind`, in [`RestaurantState::objects`].
@@ -144,6 +148,11 @@ pub enum Change {
         key: String,
         id: Option<ObjectId>,
     },
+    /// `sipform suspend` / `resume`: plan, apply and the controller leave it alone while set.
+    Suspended {
+        restaurant: RestaurantId,
+        suspended: bool,
+    },
 }
 
 impl Change {
@@ -155,7 +164,8 @@ impl Change {
             Change::FinalCustomer { restaurant, .. }
             | Change::Agent { restaurant, .. }
             | Change::Tool { restaurant, .. }
-            | Change::Object { restaurant, .. } => Some(restaurant),
+            | Change::Object { restaurant, .. }
+            | Change::Suspended { restaurant, .. } => Some(restaurant),
         }
     }
 }
@@ -261,6 +271,10 @@ impl State {
                     }
                 }
             }
+            Change::Suspended {
+                restaurant,
+                suspended,
+            } => self.entry(restaurant).suspended = *suspended,
         }
         if let Some(r) = change.restaurant() {
             if self
@@ -271,6 +285,15 @@ impl State {
                 self.restaurants.remove(r);
             }
         }
+    }
+
+    /// The restaurants `sipform suspend` set aside: never planned, applied or reconciled.
+    pub fn suspended(&self) -> BTreeSet<RestaurantId> {
+        self.restaurants
+            .iter()
+            .filter(|(_, r)| r.suspended)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The restaurants state holds ids for: what a reader of the platform's table must keep

@@ -54,10 +54,13 @@ use crate::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId};
 use crate::model::secret::Secret;
 
 /// Version of sipform's own table layout.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The first layout with `project` and `objects` columns.
 const SCHEMA_WITH_PROJECTS: i64 = 2;
+
+/// The first layout with the `suspended` column (`sipform suspend`).
+const SCHEMA_WITH_SUSPENDED: i64 = 3;
 
 /// Layout version 1, as the first release created it. Later versions migrate from it.
 const DDL: &[&str] = &[
@@ -82,13 +85,20 @@ const DDL: &[&str] = &[
 
 /// What takes the layout from version `n - 1` to `n`, for each `n` up to [`SCHEMA_VERSION`].
 /// Only additions of nullable columns: every existing row keeps its meaning.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    2,
-    &[
-        "ALTER TABLE sipform_state_meta ADD COLUMN project TEXT",
-        "ALTER TABLE sipform_state_restaurants ADD COLUMN objects TEXT",
-    ],
-)];
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        2,
+        &[
+            "ALTER TABLE sipform_state_meta ADD COLUMN project TEXT",
+            "ALTER TABLE sipform_state_restaurants ADD COLUMN objects TEXT",
+        ],
+    ),
+    // `sipform suspend`: '1' when suspended, NULL otherwise.
+    (
+        3,
+        &["ALTER TABLE sipform_state_restaurants ADD COLUMN suspended TEXT"],
+    ),
+];
 
 /// The tables, shared by both engines.
 struct Tables {
@@ -286,6 +296,11 @@ impl Tables {
                 let v2 = version.unwrap_or(1) >= SCHEMA_WITH_PROJECTS;
                 let project_col = if v2 { "project" } else { "NULL" };
                 let objects_col = if v2 { "objects" } else { "NULL" };
+                let suspended_col = if version.unwrap_or(1) >= SCHEMA_WITH_SUSPENDED {
+                    "suspended"
+                } else {
+                    "NULL"
+                };
                 let metas: Vec<MetaRow> = sqlx::query(&format!(
                     "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
                      CAST({project_col} AS TEXT) FROM sipform_state_meta ORDER BY lineage",
@@ -302,7 +317,7 @@ impl Tables {
                 };
                 let rows: Vec<RestaurantRow> = sqlx::query(&format!(
                     "SELECT restaurant_id, final_customer_id, agent_id, tools, api_token, \
-                     CAST({objects_col} AS TEXT) \
+                     CAST({objects_col} AS TEXT), CAST({suspended_col} AS TEXT) \
                      FROM sipform_state_restaurants WHERE lineage = {} ORDER BY restaurant_id",
                     self.ph(1)
                 ))
@@ -380,6 +395,7 @@ impl Tables {
             tools,
             api_token: r.api_token.map(Secret::new),
             objects,
+            suspended: r.suspended.as_deref() == Some("1"),
         };
         Ok((RestaurantId::new(r.restaurant_id), rs))
     }
@@ -488,7 +504,7 @@ impl Tables {
                         .await
                         .map_err(|e| self.err(what, e))?;
                 }
-                for UpsertRow(rid, fc, agent, tools, token, objects) in &w.upserts {
+                for UpsertRow(rid, fc, agent, tools, token, objects, suspended) in &w.upserts {
                     sqlx::query(&sql.upsert_row)
                         .bind(w.lineage.clone())
                         .bind(rid.clone())
@@ -497,6 +513,7 @@ impl Tables {
                         .bind(tools.clone())
                         .bind(token.clone())
                         .bind(objects.clone())
+                        .bind(suspended.then_some("1"))
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
@@ -582,6 +599,7 @@ impl Tables {
                         true => None,
                         false => Some(encode(rid, "objects", serde_json::to_string(&rs.objects))?),
                     },
+                    rs.suspended,
                 )),
                 None => deletes.push(rid.as_str().to_string()),
             }
@@ -711,11 +729,13 @@ impl CommitSql {
             ),
             upsert_row: format!(
                 "INSERT INTO sipform_state_restaurants \
-                 (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token, objects) \
+                 (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token, objects, \
+                 suspended) \
                  VALUES ({}) ON CONFLICT (lineage, restaurant_id) DO UPDATE SET \
                  final_customer_id = excluded.final_customer_id, agent_id = excluded.agent_id, \
-                 tools = excluded.tools, api_token = excluded.api_token, objects = excluded.objects",
-                phs(7)
+                 tools = excluded.tools, api_token = excluded.api_token, objects = excluded.objects, \
+                 suspended = excluded.suspended",
+                phs(8)
             ),
             delete_row: format!(
                 "DELETE FROM sipform_state_restaurants WHERE lineage = {} AND restaurant_id = {}",
@@ -730,7 +750,7 @@ impl CommitSql {
     }
 }
 
-/// restaurant_id, final_customer_id, agent_id, tools JSON, api_token, objects JSON.
+/// restaurant_id, final_customer_id, agent_id, tools JSON, api_token, objects JSON, suspended.
 struct UpsertRow(
     String,
     Option<String>,
@@ -738,6 +758,7 @@ struct UpsertRow(
     String,
     Option<String>,
     Option<String>,
+    bool,
 );
 
 struct MetaRow {
@@ -756,6 +777,8 @@ struct RestaurantRow {
     tools: String,
     api_token: Option<String>,
     objects: Option<String>,
+    /// `'1'` when suspended.
+    suspended: Option<String>,
 }
 
 impl MetaRow {
@@ -777,7 +800,8 @@ impl MetaRow {
 }
 
 impl RestaurantRow {
-    /// `restaurant_id, final_customer_id, agent_id, tools, api_token, objects`, in that order.
+    /// `restaurant_id, final_customer_id, agent_id, tools, api_token, objects, suspended`, in
+    /// that order.
     fn from_row<R: Row>(r: &R) -> Result<RestaurantRow, sqlx::Error>
     where
         usize: sqlx::ColumnIndex<R>,
@@ -790,6 +814,7 @@ impl RestaurantRow {
             tools: r.try_get(3)?,
             api_token: r.try_get(4)?,
             objects: r.try_get(5)?,
+            suspended: r.try_get(6)?,
         })
     }
 }
