@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Settings;
 use crate::front::load::{self, PROJECT_FILE};
 pub use crate::model::revision::{
-    AppliedRevision, ConfigDigest, GitCommit, Revision, RevisionValueError,
+    AppliedRevision, ConfigDigest, GitCommit, Revision, RevisionNote, RevisionValueError,
 };
 
 /// Why a revision could not be computed or compared.
@@ -97,6 +97,115 @@ pub fn relation(
     } else {
         Ok(Relation::Diverged)
     }
+}
+
+/// What a run may do to a restaurant whose state records a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward, the same commit, or nothing recorded to compare with.
+    Go,
+    /// Back from `from`, as `--allow-rollback` asked.
+    Rollback { from: GitCommit },
+    /// Left alone: why, naming both revisions (`it is recorded at …`).
+    Refuse(String),
+}
+
+/// The flags that make going back or applying uncommitted changes explicit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allow {
+    pub rollback: bool,
+    pub dirty: bool,
+}
+
+/// Judges restaurants' recorded revisions against the one a run uses: no writer goes
+/// backwards. Relations are asked of git once per recorded commit, however many restaurants
+/// share it.
+pub struct Guard<'a> {
+    root: &'a Path,
+    own: &'a Revision,
+    allow: Allow,
+    relations: std::collections::HashMap<GitCommit, Relation>,
+}
+
+impl<'a> Guard<'a> {
+    /// `root` is the repository the run's configuration comes from.
+    pub fn new(root: &'a Path, own: &'a Revision, allow: Allow) -> Guard<'a> {
+        Guard {
+            root,
+            own,
+            allow,
+            relations: Default::default(),
+        }
+    }
+
+    /// The verdict for a restaurant state records at `recorded`.
+    pub fn judge(&mut self, recorded: Option<&AppliedRevision>) -> Result<Verdict, RevisionError> {
+        let Some(recorded) = recorded else {
+            return Ok(Verdict::Go);
+        };
+        let Some(theirs) = &recorded.commit else {
+            // Recorded from outside git: there is no history to go back in.
+            return Ok(Verdict::Go);
+        };
+        let relation = match &self.own.commit {
+            None => None,
+            Some(own) => Some(match self.relations.get(theirs) {
+                Some(r) => *r,
+                None => {
+                    let r = relation(self.root, theirs, own)?;
+                    self.relations.insert(theirs.clone(), r);
+                    r
+                }
+            }),
+        };
+        Ok(self.verdict(recorded, theirs, relation))
+    }
+
+    fn verdict(
+        &self,
+        recorded: &AppliedRevision,
+        theirs: &GitCommit,
+        relation: Option<Relation>,
+    ) -> Verdict {
+        let (was, now) = (recorded.revision().short(), self.own.short());
+        let why = match relation {
+            Some(Relation::Same) | Some(Relation::Ahead) => None,
+            Some(Relation::Behind) => Some(format!(
+                "it is recorded at {was}, newer than this configuration's {now} (an ancestor of it): applying would go back"
+            )),
+            Some(Relation::Diverged) => Some(format!(
+                "it is recorded at {was}, which has diverged from this configuration's {now} (neither contains the other)"
+            )),
+            Some(Relation::Unknown) => Some(format!(
+                "it is recorded at {was}, a commit this repository does not have (this configuration is at {now}; fetch, or check out the newer commit)"
+            )),
+            None => Some(format!(
+                "it is recorded at {was} and this configuration is not in a git repository ({now}): its history is unknown"
+            )),
+        };
+        if let Some(why) = why {
+            return if self.allow.rollback {
+                Verdict::Rollback {
+                    from: theirs.clone(),
+                }
+            } else {
+                Verdict::Refuse(format!(
+                    "{why}; pass --allow-rollback to roll back from {was} to {now}"
+                ))
+            };
+        }
+        if self.own.dirty && !recorded.dirty && !self.allow.dirty {
+            return Verdict::Refuse(format!(
+                "this configuration has uncommitted changes ({now}) and the restaurant is recorded at the committed {was}; commit them, or pass --allow-dirty"
+            ));
+        }
+        Verdict::Go
+    }
+}
+
+/// `rollback from abc1234 to def5678`: how a plan and the records name a rollback.
+pub fn rollback_message(from: &GitCommit, to: &Revision) -> String {
+    format!("rollback from {} to {}", from.short(), to.short())
 }
 
 fn is_ancestor(root: &Path, a: &GitCommit, b: &GitCommit) -> Result<bool, RevisionError> {

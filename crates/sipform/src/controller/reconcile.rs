@@ -190,6 +190,8 @@ fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions 
         allow_replace: false,
         targets: targets.clone(),
         only_changes: false,
+        allow_rollback: false,
+        allow_dirty: false,
     }
 }
 

@@ -148,7 +148,10 @@ impl WriteBack {
                 )],
             }),
             // The platform's row holds only agent and final-customer ids and tokens.
-            Change::Account(_) | Change::Tool { .. } | Change::Object { .. } => None,
+            Change::Account(_)
+            | Change::Tool { .. }
+            | Change::Object { .. }
+            | Change::Revision { .. } => None,
         }
     }
 

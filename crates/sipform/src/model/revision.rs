@@ -53,6 +53,20 @@ impl GitCommit {
     }
 }
 
+impl schemars::JsonSchema for GitCommit {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GitCommit".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^[0-9a-f]{40}$" })
+    }
+}
+
 impl TryFrom<String> for GitCommit {
     type Error = RevisionValueError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
@@ -104,6 +118,20 @@ impl ConfigDigest {
     }
 }
 
+impl schemars::JsonSchema for ConfigDigest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConfigDigest".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^sha256:[0-9a-f]{64}$" })
+    }
+}
+
 impl TryFrom<String> for ConfigDigest {
     type Error = RevisionValueError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
@@ -130,7 +158,7 @@ fn clip(s: &str) -> String {
 
 /// The configuration a run uses: its commit (`None` outside a git repository), whether the
 /// configuration files differ from that commit, and their digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Revision {
     pub commit: Option<GitCommit>,
@@ -201,6 +229,19 @@ impl AppliedRevision {
             digest: self.digest.clone(),
         }
     }
+}
+
+/// What a plan says about one restaurant's recorded revision: an apply of it would go back
+/// (allowed with `--allow-rollback`) or is refused, and why, naming both revisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevisionNote {
+    pub restaurant_id: crate::model::ids::RestaurantId,
+    pub name: String,
+    /// `true`: apply leaves the restaurant alone; `false`: it goes back, as asked.
+    pub refused: bool,
+    /// `rollback from abc1234 to def5678`, or why it is refused.
+    pub message: String,
 }
 
 #[cfg(test)]

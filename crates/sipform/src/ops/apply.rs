@@ -12,6 +12,7 @@ use crate::remote::Client;
 use crate::state::{LockGuard, State, StateWriter};
 
 use super::plan::PlanOptions;
+use super::revision_guard::Judged;
 use super::{OpsError, Workspace};
 
 /// An apply holding the state lock, from reading state to the last recorded id.
@@ -88,6 +89,10 @@ impl<'w> ApplyRun<'w> {
 /// the caller) by the executor, every id recorded as it comes through `ws`'s state writer (and
 /// written back to the inventory when it takes them). The CLI's [`ApplyRun`] and the
 /// controller call it; the writer is handed back to be settled or read.
+///
+/// No writer goes backwards: a restaurant state records at a newer, diverged or unknown
+/// revision is left alone and reported failed, naming both (`--allow-rollback` lets it go
+/// back); every restaurant reconciled gets the plan's revision recorded.
 pub async fn apply_plan(
     ws: &Workspace,
     client: &Client,
@@ -95,8 +100,37 @@ pub async fn apply_plan(
     state: State,
     progress: &dyn Progress,
 ) -> (Report, StateWriter) {
+    // A version-1 saved plan names no revision: it is applied as of this configuration's.
+    let own = plan
+        .revision
+        .clone()
+        .or_else(|| ws.revision().ok().cloned());
+    let judged = own
+        .as_ref()
+        .map(|own| Judged::new(&ws.settings().root, own, plan, &state));
+    let to_apply = judged
+        .as_ref()
+        .and_then(|j| j.narrowed.as_ref())
+        .unwrap_or(plan);
     let writer = ws.writer(state);
-    let report = apply::apply_with(ws.kinds(), plan, client, &writer, progress).await;
+    let mut report = apply::apply_with(ws.kinds(), to_apply, client, &writer, progress).await;
+    if let (Some(own), Some(judged)) = (&own, &judged) {
+        for refused in judged.refused_outcomes(plan) {
+            tracing::warn!(target: crate::LOG_TARGET, "restaurant {} ({}): {}", refused.name, refused.restaurant, refused.error.as_ref().map(|e| e.to_string()).unwrap_or_default());
+            report.outcomes.push(refused);
+        }
+        report
+            .outcomes
+            .sort_by(|a, b| a.restaurant.cmp(&b.restaurant));
+        let records = writer.read(|s| judged.records(own, &report, s));
+        if !records.is_empty() {
+            if let Err(e) = writer.record(records).await {
+                // The ids are recorded; only the revision is not: the next apply records it.
+                tracing::warn!(target: crate::LOG_TARGET, "could not record the revision applied: {e}");
+            }
+        }
+    }
+    report.revision = own;
     (report, writer)
 }
 

@@ -44,6 +44,8 @@ pub async fn prepare<'w>(
                 allow_replace: false,
                 targets: opts.targets.clone(),
                 only_changes: false,
+                allow_rollback: false,
+                allow_dirty: false,
             },
         )
         .await?;

@@ -80,6 +80,9 @@ pub fn report(r: &Report) -> String {
     if let Some(p) = &r.parallelism {
         let _ = writeln!(out, "{}", parallelism_line(p));
     }
+    if let Some(rev) = &r.revision {
+        let _ = writeln!(out, "Revision: {}", rev.describe());
+    }
     out
 }
 

@@ -91,6 +91,9 @@ pub enum Op {
         key: String,
         id: Option<ObjectId>,
     },
+    Revision {
+        revision: crate::model::revision::AppliedRevision,
+    },
 }
 
 impl Entry {
@@ -173,6 +176,9 @@ impl Op {
                 key: key.clone(),
                 id: id.clone(),
             },
+            Change::Revision { revision, .. } => Op::Revision {
+                revision: revision.clone(),
+            },
         }
     }
 
@@ -222,6 +228,13 @@ impl Op {
                     kind,
                     key,
                     id,
+                },
+                false,
+            ),
+            Op::Revision { revision } => (
+                Change::Revision {
+                    restaurant: restaurant()?,
+                    revision,
                 },
                 false,
             ),

@@ -6,13 +6,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::model::revision::AppliedRevision;
+
 use crate::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
 use crate::model::secret::Secret;
 
 /// Version of the state format this build reads and writes. A newer file is refused, never
 /// rewritten in an older shape.
 ///
-/// Version 2 added the owning [`ProjectRef`] and the per-kind [`RestaurantState::objects`].
+/// Version 2 added the owning [`ProjectRef`] and the per-kind [`RestaurantState::objects`];
+/// version 3 the revision that last reconciled each restaurant.
 /// A version-1 document stays version 1 (byte for byte) until one of them is written into it;
 /// then it becomes version 2, so that an older sipform says "upgrade" instead of "corrupt".
 /// A small map kept as a sorted vector of pairs: a restaurant's 12 tools are one allocation
@@ -20,10 +23,14 @@ use crate::model::secret::Secret;
 /// order, same JSON object.
 pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
 
-pub const STATE_FORMAT_VERSION: u32 = 2;
+pub const STATE_FORMAT_VERSION: u32 = 3;
 
 /// The first format version that may hold a project or generic objects.
 const FORMAT_WITH_PROJECT_AND_OBJECTS: u32 = 2;
+
+/// The first format version that may hold a restaurant's [`RestaurantState::revision`]: an
+/// older sipform reading one says "upgrade", not "corrupt".
+const FORMAT_WITH_REVISIONS: u32 = 3;
 
 /// The project a state belongs to: `sipform.yaml`'s `project:` id (or, when it sets none, its
 /// account name) and its account name. A run opening state recorded for another project is
@@ -99,6 +106,11 @@ pub struct RestaurantState {
     /// under the restaurant's final customer or agent, so deleting either forgets them all.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub objects: SmallMap<String, SmallMap<String, ObjectId>>,
+    /// The configuration revision that last reconciled it (applied or checked it): what keeps
+    /// an older writer from going back (`--allow-rollback`). Not an id: an entry holding
+    /// nothing else is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<AppliedRevision>,
 }
 
 impl RestaurantState {
@@ -144,6 +156,11 @@ pub enum Change {
         key: String,
         id: Option<ObjectId>,
     },
+    /// The revision that reconciled a restaurant state holds ids for (none held: ignored).
+    Revision {
+        restaurant: RestaurantId,
+        revision: AppliedRevision,
+    },
 }
 
 impl Change {
@@ -155,7 +172,8 @@ impl Change {
             Change::FinalCustomer { restaurant, .. }
             | Change::Agent { restaurant, .. }
             | Change::Tool { restaurant, .. }
-            | Change::Object { restaurant, .. } => Some(restaurant),
+            | Change::Object { restaurant, .. }
+            | Change::Revision { restaurant, .. } => Some(restaurant),
         }
     }
 }
@@ -259,6 +277,15 @@ impl State {
                             }
                         }
                     }
+                }
+            }
+            Change::Revision {
+                restaurant,
+                revision,
+            } => {
+                if let Some(e) = self.restaurants.get_mut(restaurant) {
+                    e.revision = Some(revision.clone());
+                    self.version = self.version.max(FORMAT_WITH_REVISIONS);
                 }
             }
         }

@@ -54,10 +54,13 @@ use crate::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId};
 use crate::model::secret::Secret;
 
 /// Version of sipform's own table layout.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The first layout with `project` and `objects` columns.
 const SCHEMA_WITH_PROJECTS: i64 = 2;
+
+/// The first layout with a `revision` column (the revision that last reconciled a restaurant).
+const SCHEMA_WITH_REVISIONS: i64 = 3;
 
 /// Layout version 1, as the first release created it. Later versions migrate from it.
 const DDL: &[&str] = &[
@@ -82,13 +85,19 @@ const DDL: &[&str] = &[
 
 /// What takes the layout from version `n - 1` to `n`, for each `n` up to [`SCHEMA_VERSION`].
 /// Only additions of nullable columns: every existing row keeps its meaning.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    2,
-    &[
-        "ALTER TABLE sipform_state_meta ADD COLUMN project TEXT",
-        "ALTER TABLE sipform_state_restaurants ADD COLUMN objects TEXT",
-    ],
-)];
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        2,
+        &[
+            "ALTER TABLE sipform_state_meta ADD COLUMN project TEXT",
+            "ALTER TABLE sipform_state_restaurants ADD COLUMN objects TEXT",
+        ],
+    ),
+    (
+        3,
+        &["ALTER TABLE sipform_state_restaurants ADD COLUMN revision TEXT"],
+    ),
+];
 
 /// The tables, shared by both engines.
 struct Tables {
@@ -286,6 +295,11 @@ impl Tables {
                 let v2 = version.unwrap_or(1) >= SCHEMA_WITH_PROJECTS;
                 let project_col = if v2 { "project" } else { "NULL" };
                 let objects_col = if v2 { "objects" } else { "NULL" };
+                let revision_col = if version.unwrap_or(1) >= SCHEMA_WITH_REVISIONS {
+                    "revision"
+                } else {
+                    "NULL"
+                };
                 let metas: Vec<MetaRow> = sqlx::query(&format!(
                     "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
                      CAST({project_col} AS TEXT) FROM sipform_state_meta ORDER BY lineage",
@@ -302,7 +316,7 @@ impl Tables {
                 };
                 let rows: Vec<RestaurantRow> = sqlx::query(&format!(
                     "SELECT restaurant_id, final_customer_id, agent_id, tools, api_token, \
-                     CAST({objects_col} AS TEXT) \
+                     CAST({objects_col} AS TEXT), CAST({revision_col} AS TEXT) \
                      FROM sipform_state_restaurants WHERE lineage = {} ORDER BY restaurant_id",
                     self.ph(1)
                 ))
@@ -374,12 +388,19 @@ impl Tables {
                 self.corrupt(format!("restaurant {}: objects: {e}", r.restaurant_id))
             })?,
         };
+        let revision = match &r.revision {
+            None => None,
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                self.corrupt(format!("restaurant {}: revision: {e}", r.restaurant_id))
+            })?),
+        };
         let rs = RestaurantState {
             final_customer_id: r.final_customer_id.map(FinalCustomerId::new),
             agent_id: r.agent_id.map(AgentId::new),
             tools,
             api_token: r.api_token.map(Secret::new),
             objects,
+            revision,
         };
         Ok((RestaurantId::new(r.restaurant_id), rs))
     }
@@ -488,7 +509,7 @@ impl Tables {
                         .await
                         .map_err(|e| self.err(what, e))?;
                 }
-                for UpsertRow(rid, fc, agent, tools, token, objects) in &w.upserts {
+                for UpsertRow(rid, fc, agent, tools, token, objects, revision) in &w.upserts {
                     sqlx::query(&sql.upsert_row)
                         .bind(w.lineage.clone())
                         .bind(rid.clone())
@@ -497,6 +518,7 @@ impl Tables {
                         .bind(tools.clone())
                         .bind(token.clone())
                         .bind(objects.clone())
+                        .bind(revision.clone())
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
@@ -582,6 +604,10 @@ impl Tables {
                         true => None,
                         false => Some(encode(rid, "objects", serde_json::to_string(&rs.objects))?),
                     },
+                    rs.revision
+                        .as_ref()
+                        .map(|r| encode(rid, "revision", serde_json::to_string(r)))
+                        .transpose()?,
                 )),
                 None => deletes.push(rid.as_str().to_string()),
             }
@@ -711,11 +737,13 @@ impl CommitSql {
             ),
             upsert_row: format!(
                 "INSERT INTO sipform_state_restaurants \
-                 (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token, objects) \
+                 (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token, objects, \
+                 revision) \
                  VALUES ({}) ON CONFLICT (lineage, restaurant_id) DO UPDATE SET \
                  final_customer_id = excluded.final_customer_id, agent_id = excluded.agent_id, \
-                 tools = excluded.tools, api_token = excluded.api_token, objects = excluded.objects",
-                phs(7)
+                 tools = excluded.tools, api_token = excluded.api_token, objects = excluded.objects, \
+                 revision = excluded.revision",
+                phs(8)
             ),
             delete_row: format!(
                 "DELETE FROM sipform_state_restaurants WHERE lineage = {} AND restaurant_id = {}",
@@ -730,12 +758,14 @@ impl CommitSql {
     }
 }
 
-/// restaurant_id, final_customer_id, agent_id, tools JSON, api_token, objects JSON.
+/// restaurant_id, final_customer_id, agent_id, tools JSON, api_token, objects JSON, revision
+/// JSON.
 struct UpsertRow(
     String,
     Option<String>,
     Option<String>,
     String,
+    Option<String>,
     Option<String>,
     Option<String>,
 );
@@ -756,6 +786,7 @@ struct RestaurantRow {
     tools: String,
     api_token: Option<String>,
     objects: Option<String>,
+    revision: Option<String>,
 }
 
 impl MetaRow {
@@ -777,7 +808,8 @@ impl MetaRow {
 }
 
 impl RestaurantRow {
-    /// `restaurant_id, final_customer_id, agent_id, tools, api_token, objects`, in that order.
+    /// `restaurant_id, final_customer_id, agent_id, tools, api_token, objects, revision`, in
+    /// that order.
     fn from_row<R: Row>(r: &R) -> Result<RestaurantRow, sqlx::Error>
     where
         usize: sqlx::ColumnIndex<R>,
@@ -790,6 +822,7 @@ impl RestaurantRow {
             tools: r.try_get(3)?,
             api_token: r.try_get(4)?,
             objects: r.try_get(5)?,
+            revision: r.try_get(6)?,
         })
     }
 }
