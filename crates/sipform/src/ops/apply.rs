@@ -69,6 +69,26 @@ impl<'w> ApplyRun<'w> {
         self.ws.plan(&self.client, &self.state, opts).await
     }
 
+    /// A plan with nothing to change still checked every restaurant in it: records its
+    /// revision for them (no request sent), as an apply would. Returns how many were recorded.
+    pub async fn record_checked(&self, plan: &Plan) -> Result<usize, OpsError> {
+        let own = match &plan.revision {
+            Some(r) => r.clone(),
+            None => self.ws.revision()?.clone(),
+        };
+        let judged = Judged::new(&self.ws.settings().root, &own, plan, &self.state);
+        let ids = plan.restaurants.iter().map(|r| &r.restaurant_id);
+        let records = judged.records(&own, ids, &self.state);
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let n = records.len();
+        let writer = self.ws.writer(self.state.clone());
+        writer.record(records).await?;
+        writer.settle().await?;
+        Ok(n)
+    }
+
     /// A handle another task (a signal listener) uses to stop this run's writes.
     pub fn stopper(&self) -> Stopper {
         Stopper(self.client.clone())
@@ -122,7 +142,7 @@ pub async fn apply_plan(
         report
             .outcomes
             .sort_by(|a, b| a.restaurant.cmp(&b.restaurant));
-        let records = writer.read(|s| judged.records(own, &report, s));
+        let records = writer.read(|s| judged.records(own, Judged::reconciled(&report), s));
         if !records.is_empty() {
             if let Err(e) = writer.record(records).await {
                 // The ids are recorded; only the revision is not: the next apply records it.

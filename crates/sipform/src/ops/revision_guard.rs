@@ -122,23 +122,35 @@ impl Judged {
             .collect()
     }
 
-    /// The revision to record for each restaurant `report` says was reconciled (applied, or
-    /// checked and found in step), unless state already records exactly it.
-    pub fn records(&self, own: &Revision, report: &Report, state: &State) -> Vec<Change> {
+    /// The revision to record for each of `reconciled` (applied, or checked and found in
+    /// step) that was not refused, unless state already records exactly it.
+    pub fn records<'r>(
+        &self,
+        own: &Revision,
+        reconciled: impl Iterator<Item = &'r RestaurantId>,
+        state: &State,
+    ) -> Vec<Change> {
         let at = Utc::now();
-        report
-            .outcomes
-            .iter()
-            .filter(|o| o.error.is_none() && !self.refused.contains_key(&o.restaurant))
-            .filter_map(|o| {
-                let rollback_from = self.rollbacks.get(&o.restaurant).cloned();
-                let recorded = state.restaurants.get(&o.restaurant)?;
+        reconciled
+            .filter(|id| !self.refused.contains_key(*id))
+            .filter_map(|id| {
+                let rollback_from = self.rollbacks.get(id).cloned();
+                let recorded = state.restaurants.get(id)?;
                 let same = recorded.revision.as_ref().map(|r| r.revision()) == Some(own.clone());
                 (rollback_from.is_some() || !same).then(|| Change::Revision {
-                    restaurant: o.restaurant.clone(),
+                    restaurant: id.clone(),
                     revision: own.applied(at, rollback_from),
                 })
             })
             .collect()
+    }
+
+    /// The restaurants `report` says were reconciled.
+    pub fn reconciled(report: &Report) -> impl Iterator<Item = &RestaurantId> {
+        report
+            .outcomes
+            .iter()
+            .filter(|o| o.error.is_none())
+            .map(|o| &o.restaurant)
     }
 }

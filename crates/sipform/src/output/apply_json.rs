@@ -268,6 +268,7 @@ mod tests {
             retries: 1,
             elapsed: Duration::from_millis(1500),
             parallelism: None,
+            revision: None,
         };
         let text = apply_json(&ApplyRunView {
             plan: None,

@@ -444,7 +444,7 @@ mod tests {
         let mut s: State = serde_json::from_str(text).unwrap();
         assert_eq!(serde_json::to_string(&s).unwrap(), text);
         s.bind(&ProjectRef::of(None, "AlloResto"));
-        assert_eq!(s.version, STATE_FORMAT_VERSION);
+        assert_eq!(s.version, FORMAT_WITH_PROJECT_AND_OBJECTS);
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(
             json["project"],
@@ -452,11 +452,46 @@ mod tests {
         );
         let mut s: State = serde_json::from_str(text).unwrap();
         s.apply(&note("welcome", Some("n1")), false);
-        assert_eq!(s.version, STATE_FORMAT_VERSION);
+        assert_eq!(s.version, FORMAT_WITH_PROJECT_AND_OBJECTS);
         assert_eq!(
             ProjectRef::of(Some("prod"), "AlloResto").to_string(),
             "project prod (account AlloResto)"
         );
+    }
+
+    #[test]
+    fn a_revision_is_recorded_for_a_known_restaurant_only_and_needs_format_3() {
+        use crate::model::revision::{ConfigDigest, GitCommit, Revision};
+        let revision = Revision {
+            commit: GitCommit::parse(&"e".repeat(40)).ok(),
+            dirty: false,
+            digest: ConfigDigest::from_sha256([2; 32]),
+        }
+        .applied(chrono::Utc::now(), None);
+        let text = r#"{"version":2,"lineage":"6f1c2a4e-0000-4000-8000-000000000001","serial":3,"restaurants":{"r1":{"agentId":"a"}}}"#;
+        let mut s: State = serde_json::from_str(text).unwrap();
+        let record = |r: &str| Change::Revision {
+            restaurant: RestaurantId::new(r),
+            revision: revision.clone(),
+        };
+        s.apply(&record("nobody"), false);
+        assert!(!s.restaurants.contains_key(&RestaurantId::new("nobody")));
+        assert_eq!(s.version, 2, "nothing recorded, nothing new");
+        s.apply(&record("r1"), false);
+        assert_eq!(s.restaurants[&rid()].revision.as_ref(), Some(&revision));
+        assert_eq!(s.version, FORMAT_WITH_REVISIONS);
+        let back: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        // Deleting its agent leaves only the revision: the entry goes.
+        s.apply(
+            &Change::Agent {
+                restaurant: rid(),
+                id: None,
+                tokens: None,
+            },
+            false,
+        );
+        assert!(s.restaurants.is_empty());
     }
 
     #[test]
