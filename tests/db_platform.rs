@@ -433,7 +433,7 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
             agent_id: Some(AgentId::new("agent-a")),
             tools: Default::default(),
             api_token: None,
-            objects: Default::default(),
+            ..Default::default()
         },
     );
     // D's row says agent-d; state says it has none but a final customer.
