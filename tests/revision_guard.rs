@@ -209,3 +209,48 @@ async fn a_no_change_apply_records_the_revision_it_checked() {
     assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
     all_at(dir.path(), &b, false, None);
 }
+
+/// The controller goes through the same apply: from an older checkout it writes nothing to a
+/// restaurant CI applied at a newer commit, and says why, naming both; it logs its revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_never_goes_back_either() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_file = state.path().join("sipform.state.json");
+    let ci = project_copy();
+    edit_yaml(&ci.path().join("sipform.yaml"), |v| {
+        v["state"]["path"] = Value::String(state_file.display().to_string());
+    });
+    git(ci.path(), &["init", "-q"]);
+    git(ci.path(), &["add", "."]);
+    git(ci.path(), &["commit", "-qm", "A"]);
+    let a = head(ci.path());
+    let old = tempfile::tempdir().expect("tempdir");
+    let ci_path = ci.path().display().to_string();
+    git(old.path(), &["clone", "-q", &ci_path, "."]);
+    edit_end_call(ci.path(), "B");
+    git(ci.path(), &["commit", "-qam", "B"]);
+    let b = head(ci.path());
+    apply_ok(ci.path(), &url).await;
+    git(old.path(), &["fetch", "-q", "origin"]);
+
+    let mark = writes(&emu);
+    let out = run(old.path(), &url, &["controller", "--once", "-v"]).await;
+    let text = all_output(&out);
+    expect_code(&out, 1);
+    assert!(
+        writes_since(&emu, &mark).is_empty(),
+        "nothing written:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("configuration at revision {}", short(&a))),
+        "{text}"
+    );
+    assert!(text.contains("applying would go back"), "{text}");
+    assert!(
+        text.contains(short(&a)) && text.contains(short(&b)),
+        "{text}"
+    );
+    all_at(state.path(), &b, false, None);
+}

@@ -135,10 +135,8 @@ pub async fn apply_plan(
     let writer = ws.writer(state);
     let mut report = apply::apply_with(ws.kinds(), to_apply, client, &writer, progress).await;
     if let (Some(own), Some(judged)) = (&own, &judged) {
-        for refused in judged.refused_outcomes(plan) {
-            tracing::warn!(target: crate::LOG_TARGET, "restaurant {} ({}): {}", refused.name, refused.restaurant, refused.error.as_ref().map(|e| e.to_string()).unwrap_or_default());
-            report.outcomes.push(refused);
-        }
+        // Reported like any failure: the CLI's summary and the controller's log name them.
+        report.outcomes.extend(judged.refused_outcomes(plan));
         report
             .outcomes
             .sort_by(|a, b| a.restaurant.cmp(&b.restaurant));
