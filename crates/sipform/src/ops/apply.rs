@@ -152,6 +152,18 @@ pub async fn apply_plan(
     (report, writer)
 }
 
+/// [`apply_plan`] without the revision guard or record: for `import`, which writes nothing to
+/// the server (so cannot go back) and adopts objects no revision of this one necessarily made.
+pub(super) async fn apply_adoptions(
+    ws: &Workspace,
+    client: &Client,
+    plan: &Plan,
+    state: State,
+) -> Report {
+    let writer = ws.writer(state);
+    apply::apply_with(ws.kinds(), plan, client, &writer, &apply::Silent).await
+}
+
 /// Stops an apply from outside, e.g. on SIGINT: writes not yet holding a request slot are not
 /// sent (their restaurants are reported as not started); those in flight finish and are
 /// recorded, so state names exactly what the server has.
