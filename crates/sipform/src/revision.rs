@@ -158,7 +158,13 @@ impl<'a> Guard<'a> {
                 }
             }),
         };
-        Ok(self.verdict(recorded, theirs, relation))
+        let mut verdict = self.verdict(recorded, theirs, relation);
+        if let (Some(Relation::Unknown), Verdict::Refuse(why)) = (relation, &mut verdict) {
+            if is_shallow(self.root)? {
+                why.push_str(" (this clone is shallow: fetch its whole history, e.g. actions/checkout with `fetch-depth: 0`)");
+            }
+        }
+        Ok(verdict)
     }
 
     fn verdict(
@@ -206,6 +212,17 @@ impl<'a> Guard<'a> {
 /// `rollback from abc1234 to def5678`: how a plan and the records name a rollback.
 pub fn rollback_message(from: &GitCommit, to: &Revision) -> String {
     format!("rollback from {} to {}", from.short(), to.short())
+}
+
+/// Whether the repository at `root` is a shallow clone (CI's default checkout): its older
+/// commits are missing, so a recorded one looks unknown.
+fn is_shallow(root: &Path) -> Result<bool, RevisionError> {
+    let args = ["rev-parse", "--is-shallow-repository"];
+    let out = git(root, &args)?;
+    if !out.status.success() {
+        return Err(failed(&args, &out));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "true")
 }
 
 fn is_ancestor(root: &Path, a: &GitCommit, b: &GitCommit) -> Result<bool, RevisionError> {

@@ -138,3 +138,48 @@ fn relations_between_commits() {
     assert_eq!(relation(dir, &b, &c).unwrap(), Relation::Diverged);
     assert_eq!(relation(dir, &stranger, &a).unwrap(), Relation::Unknown);
 }
+
+#[test]
+fn an_unknown_commit_in_a_shallow_clone_says_to_fetch_the_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, clone) = (tmp.path().join("origin"), tmp.path().join("clone"));
+    std::fs::create_dir_all(&origin).unwrap();
+    project(&origin);
+    sh_git(&origin, &["init", "-q"]);
+    sh_git(&origin, &["add", "."]);
+    sh_git(&origin, &["commit", "-qm", "a"]);
+    let a = GitCommit::parse(&sh_git(&origin, &["rev-parse", "HEAD"])).unwrap();
+    sh_git(&origin, &["commit", "-q", "--allow-empty", "-m", "b"]);
+    let url = format!("file://{}", origin.display());
+    sh_git(tmp.path(), &["clone", "-q", "--depth", "1", &url, "clone"]);
+    let own = revision(&clone);
+    let recorded = Revision {
+        commit: Some(a.clone()),
+        dirty: false,
+        digest: own.digest.clone(),
+    }
+    .applied(chrono::Utc::now(), None);
+    let mut guard = Guard::new(&clone, &own, Allow::default());
+    match guard.judge(Some(&recorded)).unwrap() {
+        Verdict::Refuse(why) => {
+            assert!(
+                why.contains("does not have") && why.contains("fetch-depth: 0"),
+                "{why}"
+            );
+            assert!(why.contains(a.short()), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut allowed = Guard::new(
+        &clone,
+        &own,
+        Allow {
+            rollback: true,
+            dirty: false,
+        },
+    );
+    assert_eq!(
+        allowed.judge(Some(&recorded)).unwrap(),
+        Verdict::Rollback { from: a }
+    );
+}
