@@ -254,3 +254,48 @@ async fn the_controller_never_goes_back_either() {
     );
     all_at(state.path(), &b, false, None);
 }
+
+/// CI plans a pull request at its merge ref and applies the saved plan on the branch, which
+/// holds another commit: the revision recorded is the applying checkout's, so the next apply
+/// on the branch goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_plan_records_the_revision_of_the_checkout_that_applies_it() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_file = state.path().join("sipform.state.json");
+    let main = project_copy();
+    edit_yaml(&main.path().join("sipform.yaml"), |v| {
+        v["state"]["path"] = Value::String(state_file.display().to_string());
+    });
+    git(main.path(), &["init", "-q"]);
+    git(main.path(), &["add", "."]);
+    git(main.path(), &["commit", "-qm", "A"]);
+    apply_ok(main.path(), &url).await;
+
+    // The pull request's merge ref: a commit only the planning checkout has.
+    let pr = tempfile::tempdir().expect("tempdir");
+    let main_path = main.path().display().to_string();
+    git(pr.path(), &["clone", "-q", &main_path, "."]);
+    edit_end_call(pr.path(), "PR");
+    git(pr.path(), &["commit", "-qam", "merge ref"]);
+    let plan_file = state.path().join("plan.json");
+    let plan_path = plan_file.display().to_string();
+    let out = run(pr.path(), &url, &["plan", "--out", &plan_path]).await;
+    expect_code(&out, 0);
+
+    // The branch gets the same change as another commit, and applies the saved plan.
+    edit_end_call(main.path(), "PR");
+    git(main.path(), &["commit", "-qam", "squashed"]);
+    let merged = head(main.path());
+    let out = run(main.path(), &url, &["apply", &plan_path]).await;
+    expect_code(&out, 0);
+    all_at(state.path(), &merged, false, None);
+    git(
+        main.path(),
+        &["commit", "-q", "--allow-empty", "-m", "next"],
+    );
+    let next = head(main.path());
+    apply_ok(main.path(), &url).await;
+    all_at(state.path(), &next, false, None);
+}

@@ -60,6 +60,11 @@ impl<'w> ApplyRun<'w> {
         self.ws
             .check_fresh(&self.client, &saved, &self.state, self.state_exists)
             .await?;
+        // This checkout plans what the file says (checked just above): its revision is the
+        // one judged and recorded. The plan's may be a commit this history never holds (CI
+        // plans a pull request's merge ref; the branch gets another commit).
+        let mut saved = saved;
+        saved.revision = Some(self.ws.revision()?.clone());
         Ok(saved)
     }
 
