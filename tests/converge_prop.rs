@@ -92,6 +92,8 @@ async fn converge(settings: &Settings, rs: &[Restaurant]) -> Result<(), TestCase
         allow_replace: false,
         targets: BTreeSet::new(),
         only_changes: false,
+        allow_rollback: false,
+        allow_dirty: false,
     };
     let state = ws
         .state()

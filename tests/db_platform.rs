@@ -435,6 +435,7 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
             api_token: None,
             objects: Default::default(),
             suspended: false,
+            revision: None,
         },
     );
     // D's row says agent-d; state says it has none but a final customer.

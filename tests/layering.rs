@@ -29,7 +29,7 @@ const LAYERS: &[&[&str]] = &[
     &["front"],
     &["config", "crypto"],
     &["contract"],
-    &["inventory"],
+    &["inventory", "revision"],
     &["remote"],
     &["resources"],
     &["refresh"],

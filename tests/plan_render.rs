@@ -10,6 +10,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sipform::model::ids::{ObjectId, RestaurantId};
+use sipform::model::revision::{ConfigDigest, GitCommit, Revision, RevisionNote};
 use sipform::model::secret::REDACTED;
 use sipform::output::{
     self as render, human, markdown, plan_schema_json, MARKDOWN_MAX_CHARS, NO_CHANGES,
@@ -135,6 +136,14 @@ fn plan_of(account: Action, restaurants: Vec<RestaurantPlan>) -> Plan {
         account,
         restaurants,
         summary: Summary::default(),
+        revision: Some(Revision {
+            commit: Some(GitCommit::parse("0123456789abcdef0123456789abcdef01234567").unwrap()),
+            dirty: false,
+            digest: ConfigDigest::from_sha256([0x5a; 32]),
+        }),
+        allow_rollback: false,
+        allow_dirty: false,
+        revision_notes: Vec::new(),
     };
     plan.summary = Summary::of(plan.actions());
     plan
@@ -321,7 +330,14 @@ fn fixture() -> Plan {
         ],
     };
 
-    plan_of(account, vec![chez_marco, bistro, sushi, unchanged, gone])
+    let mut plan = plan_of(account, vec![chez_marco, bistro, sushi, unchanged, gone]);
+    plan.revision_notes = vec![RevisionNote {
+        restaurant_id: RestaurantId::new("r-099"),
+        name: "Old Diner".into(),
+        refused: true,
+        message: "it is recorded at fedcba9, newer than this configuration's 0123456 (an ancestor of it): applying would go back; pass --allow-rollback to roll back from fedcba9 to 0123456".into(),
+    }];
+    plan
 }
 
 fn empty() -> Plan {

@@ -109,6 +109,10 @@ fn plan_of(restaurants: Vec<RestaurantPlan>) -> Plan {
         },
         restaurants,
         summary: Summary::default(),
+        revision: None,
+        allow_rollback: false,
+        allow_dirty: false,
+        revision_notes: Vec::new(),
     };
     plan.summary = Summary::of(plan.actions());
     plan

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use common::db::TestDb;
 use sipform::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
+use sipform::model::revision::{ConfigDigest, GitCommit, Revision};
 use sipform::model::secret::Secret;
 use sipform::state::{
     async_trait, AgentTokens, Change, FileState, LockGuard, LockInfo, PostgresState, ProjectRef,
@@ -774,7 +775,7 @@ async fn reads_and_migrates_version_1_state(kind: Kind) {
             h.text("SELECT CAST(max(version) AS TEXT) FROM sipform_schema_version")
                 .await
                 .as_deref(),
-            Some("3")
+            Some("4")
         );
         assert_eq!(
             h.text("SELECT CAST(count(*) AS TEXT) FROM sipform_state_restaurants")
@@ -803,12 +804,102 @@ async fn reads_and_migrates_version_1_state(kind: Kind) {
         .expect("record");
     let back = load(&h).await;
     assert_eq!(back, writer.snapshot());
-    assert_eq!(back.version, STATE_FORMAT_VERSION, "objects need format 2");
+    assert_eq!(back.version, 2, "objects need format 2");
     assert_eq!(back.restaurants[&r("r1")], expected.restaurants[&r("r1")]);
     assert_eq!(
         objects_of(&back, "r2"),
         vec![triple("note", "welcome", "n-1")]
     );
+    // And so does a revision, on the layout migrated to its column.
+    writer
+        .record(vec![revision("r1", "1", None)])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(
+        back.version, STATE_FORMAT_VERSION,
+        "revisions need format 3"
+    );
+}
+
+// --- The revision that last reconciled a restaurant -------------------------------------------
+
+/// `Change::Revision` for `restaurant` at the commit made of `digit`, maybe going back from
+/// another.
+fn revision(restaurant: &str, digit: &str, rollback_from: Option<&str>) -> Change {
+    let commit = |d: &str| GitCommit::parse(&d.repeat(40)).expect("a commit");
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    Change::Revision {
+        restaurant: r(restaurant),
+        revision: Revision {
+            commit: Some(commit(digit)),
+            dirty: digit == "d",
+            digest: ConfigDigest::from_sha256([7; 32]),
+        }
+        .applied(at, rollback_from.map(commit)),
+    }
+}
+
+/// Each restaurant's revision round-trips, is replaced by the next one recorded, is ignored
+/// for a restaurant state holds nothing for, and goes with the restaurant's last id.
+async fn revisions_round_trip(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let writer = StateWriter::new(h.open(), State::new(), false, None);
+    let agent = |rid: &str, id: Option<&str>| Change::Agent {
+        restaurant: r(rid),
+        id: id.map(AgentId::new),
+        tokens: None,
+    };
+    writer
+        .record(vec![
+            agent("r1", Some("ag-1")),
+            agent("r2", Some("ag-2")),
+            revision("r1", "a", None),
+            revision("r2", "d", None),
+            revision("nobody", "a", None),
+        ])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(back.version, STATE_FORMAT_VERSION);
+    assert!(!back.restaurants.contains_key(&r("nobody")));
+    let of = |s: &State, rid: &str| s.restaurants[&r(rid)].revision.clone().expect("recorded");
+    assert_eq!(
+        of(&back, "r1")
+            .commit
+            .map(|c| c.short().to_string())
+            .as_deref(),
+        Some("aaaaaaa")
+    );
+    assert!(of(&back, "r2").dirty);
+    writer
+        .record(vec![revision("r1", "b", Some("a")), agent("r2", None)])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    let r1 = of(&back, "r1");
+    assert_eq!(
+        r1.commit.map(|c| c.short().to_string()).as_deref(),
+        Some("bbbbbbb")
+    );
+    assert_eq!(
+        r1.rollback_from.map(|c| c.short().to_string()).as_deref(),
+        Some("aaaaaaa")
+    );
+    assert!(
+        !back.restaurants.contains_key(&r("r2")),
+        "only a revision left: forgotten"
+    );
+    // A whole rewrite keeps it.
+    let mut again = back.clone();
+    again.serial += 1;
+    h.open().commit(&again, &[]).await.expect("commit");
+    assert_eq!(load(&h).await, again);
 }
 
 // --- State bound to its project ---------------------------------------------------------------
@@ -909,6 +1000,7 @@ macro_rules! conformance {
                 an_object_is_forgotten,
                 objects_go_with_their_agent_or_final_customer,
                 reads_and_migrates_version_1_state,
+                revisions_round_trip,
                 adopts_state_recorded_for_no_project,
                 refuses_the_same_id_with_another_account,
                 a_suspension_is_kept_and_lifted,

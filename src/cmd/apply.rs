@@ -139,6 +139,7 @@ async fn chosen_plan(
                 print!("{}", output::plan(&plan, super::human()));
             }
             if !plan.has_changes() {
+                run.record_checked(&plan).await?;
                 no_changes_json(ws, args, &plan);
                 return Ok(Chosen::Done(ExitCode::SUCCESS));
             }
@@ -150,6 +151,7 @@ async fn chosen_plan(
         }
     };
     if !plan.has_changes() {
+        run.record_checked(&plan).await?;
         if args.json {
             no_changes_json(ws, args, &plan);
         } else {

@@ -291,6 +291,13 @@ pub struct PlanArgs {
     /// plan than `billing.plan` names (delete, then create).
     #[arg(long)]
     pub allow_replace: bool,
+    /// Go back: restaurants state records at a newer (or diverged, or unknown) commit are
+    /// planned and applied from this one, and the rollback is recorded.
+    #[arg(long)]
+    pub allow_rollback: bool,
+    /// Apply uncommitted configuration changes over restaurants recorded at a commit.
+    #[arg(long)]
+    pub allow_dirty: bool,
     #[command(flatten)]
     pub parallelism: ParallelismArg,
     #[command(flatten)]
@@ -304,6 +311,8 @@ impl PlanArgs {
             allow_replace: self.allow_replace,
             targets: self.targets.set(),
             only_changes: false,
+            allow_rollback: self.allow_rollback,
+            allow_dirty: self.allow_dirty,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct PlanOptions {
     /// that is saved or printed as JSON keeps them (it lists every object, as Terraform's
     /// does); at 10,000 restaurants they were 40 MB of no-op actions.
     pub only_changes: bool,
+    /// `--allow-rollback`: restaurants recorded at a newer commit may go back (see `ops`).
+    pub allow_rollback: bool,
+    /// `--allow-dirty`: uncommitted changes may go over restaurants recorded at a commit.
+    pub allow_dirty: bool,
 }
 
 impl PlanOptions {
@@ -233,6 +237,11 @@ impl<'a> Planner<'a> {
             account,
             restaurants,
             summary,
+            // Said by `ops`, which knows the configuration's revision: diff compares objects.
+            revision: None,
+            allow_rollback: opts.allow_rollback,
+            allow_dirty: opts.allow_dirty,
+            revision_notes: Vec::new(),
         }
     }
 }

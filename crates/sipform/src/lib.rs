@@ -14,6 +14,7 @@ pub mod contract;
 pub mod crypto;
 pub mod front;
 pub mod inventory;
+pub mod revision;
 
 pub mod db;
 pub mod fsio;

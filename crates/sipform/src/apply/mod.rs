@@ -47,6 +47,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// The parallelism the run's requests settled on (`None` when no request was sent).
     pub parallelism: Option<crate::remote::Settled>,
+    /// The configuration's revision the run applied (set by `ops`, which knows it).
+    pub revision: Option<crate::model::revision::Revision>,
 }
 
 impl Report {
@@ -116,6 +118,7 @@ pub async fn apply_with(
         retries: 0,
         elapsed: Duration::ZERO,
         parallelism: None,
+        revision: None,
     };
 
     match run_account(&plan.account, client, writer).await {

@@ -27,6 +27,14 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// The configuration in use: `commit` (empty outside git), `digest`, `dirty`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabel {
+    pub commit: String,
+    pub digest: String,
+    pub dirty: String,
+}
+
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
@@ -38,6 +46,8 @@ pub struct Metrics {
     pub leader: Gauge,
     pub feed_connected: Gauge,
     pub server_requests: Family<KindLabel, Counter>,
+    /// `sipform_config_info{commit,digest,dirty} 1`: the revision running (one series).
+    config_info: Family<ConfigLabel, Gauge>,
     since_resync: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_resync: Mutex<Option<Instant>>,
     started: Instant,
@@ -55,7 +65,16 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("sipform_controller");
+        // `sipform_config_info` names the configuration, not the controller: the root
+        // registry holds it, the controller's own metrics are under `sipform_controller_`.
+        let mut root = Registry::with_prefix("sipform");
+        let config_info = Family::<ConfigLabel, Gauge>::default();
+        root.register(
+            "config_info",
+            "The configuration revision in use (commit empty outside git); always 1",
+            config_info.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("controller");
         let queue_depth = Gauge::default();
         let parked = Gauge::default();
         let reconciles = Family::<ResultLabel, Counter>::default();
@@ -113,7 +132,7 @@ impl Metrics {
             since_resync.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             queue_depth,
             parked,
             reconciles,
@@ -122,6 +141,7 @@ impl Metrics {
             leader,
             feed_connected,
             server_requests,
+            config_info,
             since_resync,
             last_resync: Mutex::new(None),
             started: Instant::now(),
@@ -146,6 +166,22 @@ impl Metrics {
                 result: result.to_string(),
             })
             .inc();
+    }
+
+    /// The revision running now: the one series of `sipform_config_info`.
+    pub fn config(&self, revision: &crate::revision::Revision) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&ConfigLabel {
+                commit: revision
+                    .commit
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                digest: revision.digest.to_string(),
+                dirty: revision.dirty.to_string(),
+            })
+            .set(1);
     }
 
     pub fn resynced(&self) {
@@ -223,5 +259,29 @@ mod tests {
         assert!(text.contains("sipform_controller_reloads_total{result=\"refused\"} 1"));
         assert!(text.contains("sipform_controller_seconds_since_full_resync "));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_config_info_names_the_revision_running() {
+        use crate::revision::{ConfigDigest, GitCommit, Revision};
+        let m = Metrics::new();
+        let at = |c: &str| Revision {
+            commit: Some(GitCommit::parse(&c.repeat(40)).unwrap()),
+            dirty: false,
+            digest: ConfigDigest::from_sha256([1; 32]),
+        };
+        m.config(&at("a"));
+        m.config(&at("b"));
+        let text = m.render();
+        let digest = ConfigDigest::from_sha256([1; 32]);
+        let line = format!(
+            "sipform_config_info{{commit=\"{}\",digest=\"{digest}\",dirty=\"false\"}} 1",
+            "b".repeat(40)
+        );
+        assert!(text.contains(&line), "{text}");
+        assert!(
+            !text.contains(&"a".repeat(40)),
+            "the old revision's series is gone: {text}"
+        );
     }
 }

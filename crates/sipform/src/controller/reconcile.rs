@@ -29,6 +29,8 @@ use crate::LOG_TARGET;
 /// What a reconcile needs that outlives it.
 pub struct Ctx<'a> {
     pub settings: &'a Settings,
+    /// The configuration's revision (its files are a copy, not a repository).
+    pub revision: &'a crate::revision::Revision,
     pub backend: Arc<dyn StateBackend>,
     /// Where restaurants come from.
     pub inventory: &'a dyn Inventory,
@@ -206,7 +208,8 @@ async fn run(
         ctx.inventory,
         read,
         ctx.kinds.clone(),
-    )?;
+    )?
+    .with_revision(ctx.revision.clone());
     let mut verdicts: Vec<(RestaurantId, Verdict)> = Vec::new();
     let mut skipped = BTreeSet::new();
     for s in ws.skipped() {
@@ -250,6 +253,8 @@ fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions 
         allow_replace: false,
         targets: targets.clone(),
         only_changes: false,
+        allow_rollback: false,
+        allow_dirty: false,
     }
 }
 

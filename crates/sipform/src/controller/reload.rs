@@ -22,6 +22,8 @@ pub struct Config {
     /// Digest of the tool files, the template folder and the settings that shape a restaurant:
     /// a reload that changes it queues every restaurant.
     pub digest: String,
+    /// The revision of the project the files were copied from (the copy is no repository).
+    pub revision: crate::revision::Revision,
     _copy: tempfile::TempDir,
 }
 
@@ -37,6 +39,7 @@ impl Config {
             &settings.render_env(),
             Some(InventoryRead::default()),
         )?;
+        let revision = crate::revision::Revision::of(root, &settings)?;
         let copy = tempfile::Builder::new()
             .prefix("sipform-controller-")
             .tempdir()
@@ -72,6 +75,7 @@ impl Config {
         Ok(Config {
             settings,
             digest: format!("{:x}", hasher.finalize()),
+            revision,
             _copy: copy,
         })
     }

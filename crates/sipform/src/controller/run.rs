@@ -46,6 +46,8 @@ pub async fn run_with(
     mut inbox: Inbox,
 ) -> Result<Summary, OpsError> {
     let mut config = Config::load(&opts.root, &opts.overrides)?;
+    tracing::info!(target: LOG_TARGET, "controller: configuration at revision {}", config.revision.describe());
+    handle.metrics.config(&config.revision);
     let inventory = crate::ops::open_inventory(&config.settings).await?;
     let project = ProjectRef::of(
         config.settings.project.as_deref(),
@@ -195,7 +197,8 @@ fn reload(config: &mut Config, handle: &Handle, opts: &Options) -> Result<bool, 
             let changed = next.digest != config.digest;
             *config = next;
             handle.metrics.reloaded("ok");
-            tracing::info!(target: LOG_TARGET, "controller: configuration reloaded{}", if changed { "; every restaurant is queued" } else { " (unchanged)" });
+            handle.metrics.config(&config.revision);
+            tracing::info!(target: LOG_TARGET, "controller: configuration reloaded at revision {}{}", config.revision.describe(), if changed { "; every restaurant is queued" } else { " (unchanged)" });
             Ok(changed)
         }
         Err(e) => {
@@ -471,6 +474,7 @@ impl Leader<'_> {
             let started = Instant::now();
             let ctx = Ctx {
                 settings: &self.config.settings,
+                revision: &self.config.revision,
                 backend: self.backend.clone(),
                 inventory: self.inventory,
                 client,

@@ -151,7 +151,8 @@ impl WriteBack {
             Change::Account(_)
             | Change::Tool { .. }
             | Change::Object { .. }
-            | Change::Suspended { .. } => None,
+            | Change::Suspended { .. }
+            | Change::Revision { .. } => None,
         }
     }
 

@@ -3,5 +3,6 @@
 
 pub mod ids;
 pub mod resource;
+pub mod revision;
 pub mod secret;
 pub mod spec;

@@ -12,6 +12,7 @@ use crate::remote::Client;
 use crate::state::{LockGuard, State, StateWriter};
 
 use super::plan::PlanOptions;
+use super::revision_guard::Judged;
 use super::{OpsError, Workspace};
 
 /// An apply holding the state lock, from reading state to the last recorded id.
@@ -59,6 +60,11 @@ impl<'w> ApplyRun<'w> {
         self.ws
             .check_fresh(&self.client, &saved, &self.state, self.state_exists)
             .await?;
+        // This checkout plans what the file says (checked just above): its revision is the
+        // one judged and recorded. The plan's may be a commit this history never holds (CI
+        // plans a pull request's merge ref; the branch gets another commit).
+        let mut saved = saved;
+        saved.revision = Some(self.ws.revision()?.clone());
         Ok(saved)
     }
 
@@ -66,6 +72,26 @@ impl<'w> ApplyRun<'w> {
     pub async fn plan(&self, opts: &PlanOptions) -> Result<Plan, OpsError> {
         super::plan::check_targets(self.ws, &self.state, opts)?;
         self.ws.plan(&self.client, &self.state, opts).await
+    }
+
+    /// A plan with nothing to change still checked every restaurant in it: records its
+    /// revision for them (no request sent), as an apply would. Returns how many were recorded.
+    pub async fn record_checked(&self, plan: &Plan) -> Result<usize, OpsError> {
+        let own = match &plan.revision {
+            Some(r) => r.clone(),
+            None => self.ws.revision()?.clone(),
+        };
+        let judged = Judged::new(&self.ws.settings().root, &own, plan, &self.state);
+        let ids = plan.restaurants.iter().map(|r| &r.restaurant_id);
+        let records = judged.records(&own, ids, &self.state);
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let n = records.len();
+        let writer = self.ws.writer(self.state.clone());
+        writer.record(records).await?;
+        writer.settle().await?;
+        Ok(n)
     }
 
     /// A handle another task (a signal listener) uses to stop this run's writes.
@@ -88,6 +114,10 @@ impl<'w> ApplyRun<'w> {
 /// the caller) by the executor, every id recorded as it comes through `ws`'s state writer (and
 /// written back to the inventory when it takes them). The CLI's [`ApplyRun`] and the
 /// controller call it; the writer is handed back to be settled or read.
+///
+/// No writer goes backwards: a restaurant state records at a newer, diverged or unknown
+/// revision is left alone and reported failed, naming both (`--allow-rollback` lets it go
+/// back); every restaurant reconciled gets the plan's revision recorded.
 pub async fn apply_plan(
     ws: &Workspace,
     client: &Client,
@@ -95,9 +125,48 @@ pub async fn apply_plan(
     state: State,
     progress: &dyn Progress,
 ) -> (Report, StateWriter) {
+    // A version-1 saved plan names no revision: it is applied as of this configuration's.
+    let own = plan
+        .revision
+        .clone()
+        .or_else(|| ws.revision().ok().cloned());
+    let judged = own
+        .as_ref()
+        .map(|own| Judged::new(&ws.settings().root, own, plan, &state));
+    let to_apply = judged
+        .as_ref()
+        .and_then(|j| j.narrowed.as_ref())
+        .unwrap_or(plan);
     let writer = ws.writer(state);
-    let report = apply::apply_with(ws.kinds(), plan, client, &writer, progress).await;
+    let mut report = apply::apply_with(ws.kinds(), to_apply, client, &writer, progress).await;
+    if let (Some(own), Some(judged)) = (&own, &judged) {
+        // Reported like any failure: the CLI's summary and the controller's log name them.
+        report.outcomes.extend(judged.refused_outcomes(plan));
+        report
+            .outcomes
+            .sort_by(|a, b| a.restaurant.cmp(&b.restaurant));
+        let records = writer.read(|s| judged.records(own, Judged::reconciled(&report), s));
+        if !records.is_empty() {
+            if let Err(e) = writer.record(records).await {
+                // The ids are recorded; only the revision is not: the next apply records it.
+                tracing::warn!(target: crate::LOG_TARGET, "could not record the revision applied: {e}");
+            }
+        }
+    }
+    report.revision = own;
     (report, writer)
+}
+
+/// [`apply_plan`] without the revision guard or record: for `import`, which writes nothing to
+/// the server (so cannot go back) and adopts objects no revision of this one necessarily made.
+pub(super) async fn apply_adoptions(
+    ws: &Workspace,
+    client: &Client,
+    plan: &Plan,
+    state: State,
+) -> Report {
+    let writer = ws.writer(state);
+    apply::apply_with(ws.kinds(), plan, client, &writer, &apply::Silent).await
 }
 
 /// Stops an apply from outside, e.g. on SIGINT: writes not yet holding a request slot are not

@@ -62,6 +62,8 @@ impl Demo {
                 allow_replace: false,
                 targets: opts.targets,
                 only_changes: false,
+                allow_rollback: false,
+                allow_dirty: false,
             },
             _scratch: scratch,
         })

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::apply::{Report, Silent};
+use crate::apply::Report;
 use crate::model::ids::RestaurantId;
 use crate::plan::Plan;
 use crate::remote::Client;
@@ -44,6 +44,8 @@ pub async fn prepare<'w>(
                 allow_replace: false,
                 targets: opts.targets.clone(),
                 only_changes: false,
+                allow_rollback: false,
+                allow_dirty: false,
             },
         )
         .await?;
@@ -64,9 +66,7 @@ impl ImportRun<'_> {
 
     /// Records the adoptions (no request changes anything on the server).
     pub async fn apply(self) -> Report {
-        let (report, _) =
-            super::apply::apply_plan(self.ws, &self.client, &self.plan, self.state, &Silent).await;
-        report
+        super::apply::apply_adoptions(self.ws, &self.client, &self.plan, self.state).await
     }
 }
 

@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod import;
 pub mod plan;
 pub mod render;
+pub mod revision_guard;
 pub mod schema;
 pub mod state;
 pub mod status;
@@ -73,6 +74,9 @@ pub enum OpsError {
     /// `state migrate` refused; the message says why and what was left as it was.
     #[error("{0}")]
     Migrate(String),
+    /// The configuration's revision could not be computed (git failed, a file unreadable).
+    #[error("the configuration's revision: {0}")]
+    Revision(#[from] crate::revision::RevisionError),
     #[error("{what} {path}")]
     Io {
         what: &'static str,

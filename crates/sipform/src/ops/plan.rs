@@ -95,6 +95,11 @@ pub async fn plan_over<S: ServerView>(
     let mut plan = planner.finish();
     // A plan is printed, posted and saved: it names the server without its user-info.
     plan.server_url = redact_url(&ws.settings().server_url);
+    // Which revision it is made from, and where applying it would go back or be refused.
+    let revision = ws.revision()?.clone();
+    plan.revision_notes =
+        super::revision_guard::judge(&ws.settings().root, &revision, &plan, state);
+    plan.revision = Some(revision);
     Ok(plan)
 }
 

@@ -13,6 +13,7 @@ use crate::plan::Plan;
 use crate::refresh::{Refresh, RefreshError};
 use crate::remote::{Client, ClientError};
 use crate::resources::Kinds;
+use crate::revision::Revision;
 use crate::state::{
     self, CommitHook, LockGuard, LockInfo, ProjectRef, State, StateBackend, StateWriter,
 };
@@ -32,6 +33,9 @@ pub struct Workspace {
     skipped: Vec<Skipped>,
     /// The kinds of server object, built once ([`Workspace::with_kinds`] for others).
     kinds: Kinds,
+    /// The configuration's revision, computed on first use or given
+    /// ([`Workspace::with_revision`]: the controller's copy of the files is no repository).
+    revision: std::sync::OnceLock<Revision>,
 }
 
 impl Workspace {
@@ -89,6 +93,7 @@ impl Workspace {
             write_back: None,
             skipped: Vec::new(),
             kinds: Kinds::builtin(),
+            revision: Default::default(),
         })
     }
 
@@ -124,7 +129,26 @@ impl Workspace {
             write_back: None,
             skipped: report.skipped,
             kinds,
+            revision: Default::default(),
         }
+    }
+
+    /// The same project, at a revision computed elsewhere (the controller's, from the project
+    /// the configuration was copied from).
+    pub fn with_revision(self, revision: Revision) -> Workspace {
+        Workspace {
+            revision: revision.into(),
+            ..self
+        }
+    }
+
+    /// The configuration's revision (git commit, dirty, digest), computed once.
+    pub fn revision(&self) -> Result<&Revision, OpsError> {
+        if let Some(r) = self.revision.get() {
+            return Ok(r);
+        }
+        let computed = Revision::of(&self.settings.root, &self.settings)?;
+        Ok(self.revision.get_or_init(|| computed))
     }
 
     /// The same project over other kinds of server object (the controller's, built once; a
@@ -283,6 +307,8 @@ impl Workspace {
             }),
             targets: saved.targets.iter().cloned().collect(),
             only_changes: false,
+            allow_rollback: saved.allow_rollback,
+            allow_dirty: saved.allow_dirty,
         };
         let now = self.plan(client, state, &opts).await?;
         // Never send what is not planned now: the state or the server changed for a restaurant

@@ -49,6 +49,31 @@ struct Document<'a> {
     /// What the run's requests settled on (absent when none was sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     parallelism: Option<crate::remote::Settled>,
+    /// The configuration's revision applied (`commit` null outside a git repository).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<RevisionDoc<'a>>,
+}
+
+/// The revision as the report shows it: the saved plan's fields and the short form.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RevisionDoc<'a> {
+    commit: Option<&'a str>,
+    dirty: bool,
+    digest: &'a str,
+    /// `abc1234`, `abc1234+dirty` or `no-git`.
+    short: String,
+}
+
+impl<'a> RevisionDoc<'a> {
+    fn of(r: &'a crate::model::revision::Revision) -> Self {
+        RevisionDoc {
+            commit: r.commit.as_ref().map(|c| c.as_str()),
+            dirty: r.dirty,
+            digest: r.digest.as_str(),
+            short: r.short(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -201,6 +226,11 @@ pub fn apply_json(run: &ApplyRunView<'_>) -> String {
         retries: run.report.map_or(0, |r| r.retries),
         elapsed_ms: run.report.map_or(0, |r| r.elapsed.as_millis()),
         parallelism: run.report.and_then(|r| r.parallelism),
+        revision: run
+            .report
+            .and_then(|r| r.revision.as_ref())
+            .or_else(|| run.plan.and_then(|p| p.revision.as_ref()))
+            .map(RevisionDoc::of),
     };
     // Plain strings and numbers: serializes infallibly.
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -238,6 +268,7 @@ mod tests {
             retries: 1,
             elapsed: Duration::from_millis(1500),
             parallelism: None,
+            revision: None,
         };
         let text = apply_json(&ApplyRunView {
             plan: None,

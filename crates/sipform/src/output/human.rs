@@ -34,6 +34,38 @@ pub fn human_brief(plan: &Plan, color: bool) -> String {
     render(plan, color, BRIEF_RESTAURANTS)
 }
 
+/// Restaurants named under a revision note; the rest are counted.
+const REVISION_NOTES_SHOWN: usize = 5;
+
+/// The header's revision lines: the configuration's revision, then the restaurants an apply
+/// would roll back or refuse (a few named, the rest counted). Shared with the Markdown.
+pub(super) fn revision_lines(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(r) = &plan.revision {
+        out.push(format!("Revision: {}", r.describe()));
+    }
+    for (refused, label) in [(false, "Going back"), (true, "Refused")] {
+        let notes: Vec<_> = plan
+            .revision_notes
+            .iter()
+            .filter(|n| n.refused == refused)
+            .collect();
+        for n in notes.iter().take(REVISION_NOTES_SHOWN) {
+            out.push(format!(
+                "{label}: restaurant {} ({}): {}",
+                n.name, n.restaurant_id, n.message
+            ));
+        }
+        if notes.len() > REVISION_NOTES_SHOWN {
+            out.push(format!(
+                "{label}: and {} more restaurants",
+                thousands(notes.len() - REVISION_NOTES_SHOWN)
+            ));
+        }
+    }
+    out
+}
+
 fn render(plan: &Plan, color: bool, listed: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -44,6 +76,9 @@ fn render(plan: &Plan, color: bool, listed: usize) -> String {
     if !plan.targets.is_empty() {
         let targets: Vec<&str> = plan.targets.iter().map(|t| t.as_str()).collect();
         let _ = writeln!(out, "Targets: {}", printable(&targets.join(", ")));
+    }
+    for line in revision_lines(plan) {
+        let _ = writeln!(out, "{}", printable(&line));
     }
     let grouping = groups(plan);
     let names: std::collections::HashMap<&str, &str> = plan

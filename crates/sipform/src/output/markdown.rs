@@ -111,6 +111,13 @@ fn header(plan: &Plan) -> String {
         }
     }
     let _ = writeln!(out, " · state serial {}", plan.state_serial);
+    let revision = super::human::revision_lines(plan);
+    if !revision.is_empty() {
+        out.push('\n');
+        for line in revision {
+            let _ = writeln!(out, "{}  ", md_escape(&line));
+        }
+    }
     out
 }
 

@@ -80,6 +80,9 @@ pub fn report(r: &Report) -> String {
     if let Some(p) = &r.parallelism {
         let _ = writeln!(out, "{}", parallelism_line(p));
     }
+    if let Some(rev) = &r.revision {
+        let _ = writeln!(out, "Revision: {}", rev.describe());
+    }
     out
 }
 
@@ -166,6 +169,7 @@ mod tests {
             retries: 1,
             elapsed: Duration::from_millis(1300),
             parallelism: None,
+            revision: None,
         };
         assert_eq!(
             report(&r),
@@ -188,6 +192,7 @@ mod tests {
                 paced_per_second: Some(481.4),
                 throttled: 3,
             }),
+            revision: None,
         };
         assert!(report(&r).ends_with(
             "1.3s.\nParallelism: settled at 23 (auto, at most 64); paced at 481 requests/s after 3 answer(s) 429.\n"
@@ -200,6 +205,17 @@ mod tests {
             throttled: 0,
         });
         assert!(report(&r).ends_with("1.3s.\nParallelism: 10 (fixed).\n"));
+        r.revision = Some(crate::model::revision::Revision {
+            commit: crate::model::revision::GitCommit::parse(&"c".repeat(40)).ok(),
+            dirty: true,
+            digest: crate::model::revision::ConfigDigest::from_sha256([0xd; 32]),
+        });
+        assert!(
+            report(&r)
+                .ends_with("(fixed).\nRevision: ccccccc+dirty (config digest 0d0d0d0d0d0d)\n"),
+            "{}",
+            report(&r)
+        );
     }
 
     #[test]
@@ -213,6 +229,7 @@ mod tests {
             retries: 0,
             elapsed: Duration::ZERO,
             parallelism: None,
+            revision: None,
         };
         assert_eq!(
             report(&r),
@@ -243,6 +260,7 @@ mod tests {
             retries: 0,
             elapsed: Duration::ZERO,
             parallelism: None,
+            revision: None,
         };
         assert_eq!(
             report(&r),

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{Plan, PLAN_FORMAT_VERSION};
+use super::{Plan, PLAN_FORMAT_VERSION, PLAN_FORMAT_VERSION_MIN};
 
 /// A saved plan that cannot be read or written; always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -25,17 +25,19 @@ impl PlanFileError {
     }
 }
 
-/// Reads a plan saved with `plan --out`, refusing another format version.
+/// Reads a plan saved with `plan --out` (this format version or an older one it still reads),
+/// refusing any other.
 pub fn read_plan(path: &Path) -> Result<Plan, PlanFileError> {
     let err = |message: String| PlanFileError::new(path, message);
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
     match value.get("formatVersion").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(PLAN_FORMAT_VERSION) => {}
+        Some(v)
+            if (u64::from(PLAN_FORMAT_VERSION_MIN)..=u64::from(PLAN_FORMAT_VERSION)).contains(&v) => {}
         Some(v) => {
             return Err(err(format!(
-                "format version {v}; this sipform reads version {PLAN_FORMAT_VERSION}"
+                "format version {v}; this sipform reads versions {PLAN_FORMAT_VERSION_MIN} to {PLAN_FORMAT_VERSION}"
             )))
         }
         None if value.get("formatVersion").is_some() => {
@@ -159,6 +161,24 @@ mod tests {
     }
 
     #[test]
+    fn the_revision_is_saved_and_a_version_1_plan_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let mut p = plan();
+        p.revision = Some(crate::model::revision::Revision {
+            commit: Some(crate::model::revision::GitCommit::parse(&"ab".repeat(20)).unwrap()),
+            dirty: true,
+            digest: crate::model::revision::ConfigDigest::from_sha256([7; 32]),
+        });
+        write_plan(&path, &p).unwrap();
+        assert_eq!(read_plan(&path).unwrap().revision, p.revision);
+        let mut v1 = serde_json::to_value(plan()).unwrap();
+        v1["formatVersion"] = serde_json::json!(1);
+        std::fs::write(&path, v1.to_string()).unwrap();
+        assert_eq!(read_plan(&path).unwrap().revision, None);
+    }
+
+    #[test]
     fn a_saved_plan_names_the_server_without_user_info() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plan.json");
@@ -178,13 +198,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plan.json");
         let mut v = serde_json::to_value(plan()).unwrap();
-        v["formatVersion"] = serde_json::json!(2);
+        v["formatVersion"] = serde_json::json!(PLAN_FORMAT_VERSION + 1);
         std::fs::write(&path, v.to_string()).unwrap();
         let e = read_plan(&path).unwrap_err().to_string();
-        assert!(
-            e.contains("plan.json") && e.contains("format version 2"),
-            "{e}"
-        );
+        let expected = format!("format version {}", PLAN_FORMAT_VERSION + 1);
+        assert!(e.contains("plan.json") && e.contains(&expected), "{e}");
 
         std::fs::write(&path, r#"{"formatVersion": 1, "serverUrl": 3}"#).unwrap();
         let e = read_plan(&path).unwrap_err().to_string();

@@ -190,6 +190,10 @@ mod tests {
             },
             restaurants,
             summary: Summary::default(),
+            revision: None,
+            allow_rollback: false,
+            allow_dirty: false,
+            revision_notes: Vec::new(),
         }
     }
 

@@ -24,8 +24,13 @@ pub mod groups;
 pub use body::Body;
 pub use groups::{groups, ChangeGroup, Grouping};
 
-/// Version of the saved-plan format. A plan of another version is refused.
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// Version of the saved-plan format this build writes. Version 2 added the configuration's
+/// [`Plan::revision`] and its notes; a version-1 plan still reads (with no revision), any other
+/// is refused.
+pub const PLAN_FORMAT_VERSION: u32 = 2;
+
+/// The oldest saved-plan format this build still reads.
+pub const PLAN_FORMAT_VERSION_MIN: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -64,6 +69,18 @@ pub struct Plan {
     /// every plan (they are not changes), removed by `sipform dedupe`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub duplicates: Vec<Duplicates>,
+    /// The configuration's revision the plan was made from (absent in version-1 plans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<crate::model::revision::Revision>,
+    /// `--allow-rollback`: restaurants recorded at a newer commit go back to this one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_rollback: bool,
+    /// `--allow-dirty`: uncommitted changes go over restaurants recorded at a commit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_dirty: bool,
+    /// Restaurants whose recorded revision this plan goes back from, or that apply refuses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revision_notes: Vec<crate::model::revision::RevisionNote>,
 }
 
 /// One restaurant's extra copies on the server (the platform's catch-up provisioned it

@@ -94,6 +94,9 @@ pub enum Op {
     Suspended {
         suspended: bool,
     },
+    Revision {
+        revision: crate::model::revision::AppliedRevision,
+    },
 }
 
 impl Entry {
@@ -179,6 +182,9 @@ impl Op {
             Change::Suspended { suspended, .. } => Op::Suspended {
                 suspended: *suspended,
             },
+            Change::Revision { revision, .. } => Op::Revision {
+                revision: revision.clone(),
+            },
         }
     }
 
@@ -235,6 +241,13 @@ impl Op {
                 Change::Suspended {
                     restaurant: restaurant()?,
                     suspended,
+                },
+                false,
+            ),
+            Op::Revision { revision } => (
+                Change::Revision {
+                    restaurant: restaurant()?,
+                    revision,
                 },
                 false,
             ),

@@ -6,13 +6,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::model::revision::AppliedRevision;
+
 use crate::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
 use crate::model::secret::Secret;
 
 /// Version of the state format this build reads and writes. A newer file is refused, never
 /// rewritten in an older shape.
 ///
-/// Version 2 added the owning [`ProjectRef`] and the per-kind [`RestaurantState::objects`].
+/// Version 2 added the owning [`ProjectRef`] and the per-kind [`RestaurantState::objects`];
+/// version 3 the revision that last reconciled each restaurant.
 /// A version-1 document stays version 1 (byte for byte) until one of them is written into it;
 /// then it becomes version 2, so that an older sipform says "upgrade" instead of "corrupt".
 /// A small map kept as a sorted vector of pairs: a restaurant's 12 tools are one allocation
@@ -20,10 +23,14 @@ use crate::model::secret::Secret;
 /// order, same JSON object.
 pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
 
-pub const STATE_FORMAT_VERSION: u32 = 2;
+pub const STATE_FORMAT_VERSION: u32 = 3;
 
 /// The first format version that may hold a project or generic objects.
 const FORMAT_WITH_PROJECT_AND_OBJECTS: u32 = 2;
+
+/// The first format version that may hold a restaurant's [`RestaurantState::revision`]: an
+/// older sipform reading one says "upgrade", not "corrupt".
+const FORMAT_WITH_REVISIONS: u32 = 3;
 
 /// The project a state belongs to: `sipform.yaml`'s `project:` id (or, when it sets none, its
 /// account name) and its account name. A run opening state recorded for another project is
@@ -102,6 +109,11 @@ pub struct RestaurantState {
     /// `sipform suspend`: plan, apply and the controller leave this restaurant as it is.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspended: bool,
+    /// The configuration revision that last reconciled it (applied or checked it): what keeps
+    /// an older writer from going back (`--allow-rollback`). Not an id: an entry holding
+    /// nothing else is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<AppliedRevision>,
 }
 
 impl RestaurantState {
@@ -153,6 +165,11 @@ pub enum Change {
         restaurant: RestaurantId,
         suspended: bool,
     },
+    /// The revision that reconciled a restaurant state holds ids for (none held: ignored).
+    Revision {
+        restaurant: RestaurantId,
+        revision: AppliedRevision,
+    },
 }
 
 impl Change {
@@ -165,7 +182,8 @@ impl Change {
             | Change::Agent { restaurant, .. }
             | Change::Tool { restaurant, .. }
             | Change::Object { restaurant, .. }
-            | Change::Suspended { restaurant, .. } => Some(restaurant),
+            | Change::Suspended { restaurant, .. }
+            | Change::Revision { restaurant, .. } => Some(restaurant),
         }
     }
 }
@@ -275,6 +293,15 @@ impl State {
                 restaurant,
                 suspended,
             } => self.entry(restaurant).suspended = *suspended,
+            Change::Revision {
+                restaurant,
+                revision,
+            } => {
+                if let Some(e) = self.restaurants.get_mut(restaurant) {
+                    e.revision = Some(revision.clone());
+                    self.version = self.version.max(FORMAT_WITH_REVISIONS);
+                }
+            }
         }
         if let Some(r) = change.restaurant() {
             if self
@@ -440,7 +467,7 @@ mod tests {
         let mut s: State = serde_json::from_str(text).unwrap();
         assert_eq!(serde_json::to_string(&s).unwrap(), text);
         s.bind(&ProjectRef::of(None, "AlloResto"));
-        assert_eq!(s.version, STATE_FORMAT_VERSION);
+        assert_eq!(s.version, FORMAT_WITH_PROJECT_AND_OBJECTS);
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(
             json["project"],
@@ -448,11 +475,46 @@ mod tests {
         );
         let mut s: State = serde_json::from_str(text).unwrap();
         s.apply(&note("welcome", Some("n1")), false);
-        assert_eq!(s.version, STATE_FORMAT_VERSION);
+        assert_eq!(s.version, FORMAT_WITH_PROJECT_AND_OBJECTS);
         assert_eq!(
             ProjectRef::of(Some("prod"), "AlloResto").to_string(),
             "project prod (account AlloResto)"
         );
+    }
+
+    #[test]
+    fn a_revision_is_recorded_for_a_known_restaurant_only_and_needs_format_3() {
+        use crate::model::revision::{ConfigDigest, GitCommit, Revision};
+        let revision = Revision {
+            commit: GitCommit::parse(&"e".repeat(40)).ok(),
+            dirty: false,
+            digest: ConfigDigest::from_sha256([2; 32]),
+        }
+        .applied(chrono::Utc::now(), None);
+        let text = r#"{"version":2,"lineage":"6f1c2a4e-0000-4000-8000-000000000001","serial":3,"restaurants":{"r1":{"agentId":"a"}}}"#;
+        let mut s: State = serde_json::from_str(text).unwrap();
+        let record = |r: &str| Change::Revision {
+            restaurant: RestaurantId::new(r),
+            revision: revision.clone(),
+        };
+        s.apply(&record("nobody"), false);
+        assert!(!s.restaurants.contains_key(&RestaurantId::new("nobody")));
+        assert_eq!(s.version, 2, "nothing recorded, nothing new");
+        s.apply(&record("r1"), false);
+        assert_eq!(s.restaurants[&rid()].revision.as_ref(), Some(&revision));
+        assert_eq!(s.version, FORMAT_WITH_REVISIONS);
+        let back: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        // Deleting its agent leaves only the revision: the entry goes.
+        s.apply(
+            &Change::Agent {
+                restaurant: rid(),
+                id: None,
+                tokens: None,
+            },
+            false,
+        );
+        assert!(s.restaurants.is_empty());
     }
 
     #[test]

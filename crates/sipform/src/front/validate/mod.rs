@@ -24,8 +24,7 @@ use crate::front::yaml;
 use crate::front::InventoryRead;
 use crate::model::ids::RestaurantId;
 use crate::model::spec::{
-    Desired, DesiredPhoneLine, DesiredRestaurant, Project, Restaurant,
-    SharedTools, ToolSpec,
+    Desired, DesiredPhoneLine, DesiredRestaurant, Project, Restaurant, SharedTools, ToolSpec,
 };
 
 pub use agents::template_position;
@@ -361,7 +360,6 @@ fn fold_repeats(diags: Diagnostics) -> Diagnostics {
             .collect(),
     )
 }
-
 
 #[cfg(test)]
 mod tests {

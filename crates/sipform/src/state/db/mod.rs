@@ -54,13 +54,16 @@ use crate::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId};
 use crate::model::secret::Secret;
 
 /// Version of sipform's own table layout.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The first layout with `project` and `objects` columns.
 const SCHEMA_WITH_PROJECTS: i64 = 2;
 
 /// The first layout with the `suspended` column (`sipform suspend`).
 const SCHEMA_WITH_SUSPENDED: i64 = 3;
+
+/// The first layout with a `revision` column (the revision that last reconciled a restaurant).
+const SCHEMA_WITH_REVISIONS: i64 = 4;
 
 /// Layout version 1, as the first release created it. Later versions migrate from it.
 const DDL: &[&str] = &[
@@ -97,6 +100,10 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         3,
         &["ALTER TABLE sipform_state_restaurants ADD COLUMN suspended TEXT"],
+    ),
+    (
+        4,
+        &["ALTER TABLE sipform_state_restaurants ADD COLUMN revision TEXT"],
     ),
 ];
 
@@ -301,6 +308,11 @@ impl Tables {
                 } else {
                     "NULL"
                 };
+                let revision_col = if version.unwrap_or(1) >= SCHEMA_WITH_REVISIONS {
+                    "revision"
+                } else {
+                    "NULL"
+                };
                 let metas: Vec<MetaRow> = sqlx::query(&format!(
                     "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
                      CAST({project_col} AS TEXT) FROM sipform_state_meta ORDER BY lineage",
@@ -317,7 +329,8 @@ impl Tables {
                 };
                 let rows: Vec<RestaurantRow> = sqlx::query(&format!(
                     "SELECT restaurant_id, final_customer_id, agent_id, tools, api_token, \
-                     CAST({objects_col} AS TEXT), CAST({suspended_col} AS TEXT) \
+                     CAST({objects_col} AS TEXT), CAST({suspended_col} AS TEXT), \
+                     CAST({revision_col} AS TEXT) \
                      FROM sipform_state_restaurants WHERE lineage = {} ORDER BY restaurant_id",
                     self.ph(1)
                 ))
@@ -389,6 +402,12 @@ impl Tables {
                 self.corrupt(format!("restaurant {}: objects: {e}", r.restaurant_id))
             })?,
         };
+        let revision = match &r.revision {
+            None => None,
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                self.corrupt(format!("restaurant {}: revision: {e}", r.restaurant_id))
+            })?),
+        };
         let rs = RestaurantState {
             final_customer_id: r.final_customer_id.map(FinalCustomerId::new),
             agent_id: r.agent_id.map(AgentId::new),
@@ -396,6 +415,7 @@ impl Tables {
             api_token: r.api_token.map(Secret::new),
             objects,
             suspended: r.suspended.as_deref() == Some("1"),
+            revision,
         };
         Ok((RestaurantId::new(r.restaurant_id), rs))
     }
@@ -504,7 +524,7 @@ impl Tables {
                         .await
                         .map_err(|e| self.err(what, e))?;
                 }
-                for UpsertRow(rid, fc, agent, tools, token, objects, suspended) in &w.upserts {
+                for UpsertRow(rid, fc, agent, tools, token, objects, suspended, revision) in &w.upserts {
                     sqlx::query(&sql.upsert_row)
                         .bind(w.lineage.clone())
                         .bind(rid.clone())
@@ -514,6 +534,7 @@ impl Tables {
                         .bind(token.clone())
                         .bind(objects.clone())
                         .bind(suspended.then_some("1"))
+                        .bind(revision.clone())
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
@@ -600,6 +621,10 @@ impl Tables {
                         false => Some(encode(rid, "objects", serde_json::to_string(&rs.objects))?),
                     },
                     rs.suspended,
+                    rs.revision
+                        .as_ref()
+                        .map(|r| encode(rid, "revision", serde_json::to_string(r)))
+                        .transpose()?,
                 )),
                 None => deletes.push(rid.as_str().to_string()),
             }
@@ -730,12 +755,12 @@ impl CommitSql {
             upsert_row: format!(
                 "INSERT INTO sipform_state_restaurants \
                  (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token, objects, \
-                 suspended) \
+                 suspended, revision) \
                  VALUES ({}) ON CONFLICT (lineage, restaurant_id) DO UPDATE SET \
                  final_customer_id = excluded.final_customer_id, agent_id = excluded.agent_id, \
                  tools = excluded.tools, api_token = excluded.api_token, objects = excluded.objects, \
-                 suspended = excluded.suspended",
-                phs(8)
+                 suspended = excluded.suspended, revision = excluded.revision",
+                phs(9)
             ),
             delete_row: format!(
                 "DELETE FROM sipform_state_restaurants WHERE lineage = {} AND restaurant_id = {}",
@@ -750,7 +775,8 @@ impl CommitSql {
     }
 }
 
-/// restaurant_id, final_customer_id, agent_id, tools JSON, api_token, objects JSON, suspended.
+/// restaurant_id, final_customer_id, agent_id, tools JSON, api_token, objects JSON, suspended,
+/// revision JSON.
 struct UpsertRow(
     String,
     Option<String>,
@@ -759,6 +785,7 @@ struct UpsertRow(
     Option<String>,
     Option<String>,
     bool,
+    Option<String>,
 );
 
 struct MetaRow {
@@ -779,6 +806,7 @@ struct RestaurantRow {
     objects: Option<String>,
     /// `'1'` when suspended.
     suspended: Option<String>,
+    revision: Option<String>,
 }
 
 impl MetaRow {
@@ -800,7 +828,8 @@ impl MetaRow {
 }
 
 impl RestaurantRow {
-    /// `restaurant_id, final_customer_id, agent_id, tools, api_token, objects, suspended`, in
+    /// `restaurant_id, final_customer_id, agent_id, tools, api_token, objects, suspended,
+    /// revision`, in
     /// that order.
     fn from_row<R: Row>(r: &R) -> Result<RestaurantRow, sqlx::Error>
     where
@@ -815,6 +844,7 @@ impl RestaurantRow {
             api_token: r.try_get(4)?,
             objects: r.try_get(5)?,
             suspended: r.try_get(6)?,
+            revision: r.try_get(7)?,
         })
     }
 }
