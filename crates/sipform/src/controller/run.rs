@@ -48,6 +48,7 @@ pub async fn run_with(
     let mut config = Config::load(&opts.root, &opts.overrides)?;
     tracing::info!(target: LOG_TARGET, "controller: configuration at revision {}", config.revision.describe());
     handle.metrics.config(&config.revision);
+    handle.board.set_revision(Some(config.revision.short()));
     let inventory = crate::ops::open_inventory(&config.settings).await?;
     let project = ProjectRef::of(
         config.settings.project.as_deref(),
@@ -198,6 +199,7 @@ fn reload(config: &mut Config, handle: &Handle, opts: &Options) -> Result<bool, 
             *config = next;
             handle.metrics.reloaded("ok");
             handle.metrics.config(&config.revision);
+            handle.board.set_revision(Some(config.revision.short()));
             tracing::info!(target: LOG_TARGET, "controller: configuration reloaded at revision {}{}", config.revision.describe(), if changed { "; every restaurant is queued" } else { " (unchanged)" });
             Ok(changed)
         }

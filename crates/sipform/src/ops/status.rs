@@ -165,9 +165,10 @@ pub fn now_rfc3339() -> String {
 }
 
 /// The revision state records as having reconciled `r` last.
-// wired at merge: becomes `r.revision.as_ref().map(|v| v.to_string())` with the revision branch.
-pub fn applied_revision(_r: &RestaurantState) -> Option<String> {
-    None
+/// The revision that last reconciled `r`, as headers show it (`abc1234`, `abc1234+dirty`,
+/// `no-git`).
+pub fn applied_revision(r: &RestaurantState) -> Option<String> {
+    r.revision.as_ref().map(|v| v.revision().short())
 }
 
 /// What `sipform status` looks at.
