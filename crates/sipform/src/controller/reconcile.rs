@@ -18,7 +18,7 @@ use crate::inventory::Inventory;
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::ops::plan::PlanOptions;
 use crate::ops::{self, OpsError, Workspace};
-use crate::plan::Plan;
+use crate::plan::{Op, Plan};
 use crate::remote::Client;
 use crate::resources::Kinds;
 use crate::state::State;
@@ -193,8 +193,9 @@ fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions 
     }
 }
 
-/// Applies `plan` when it changes anything; the report, and the account's id state holds
-/// after it.
+/// Applies `plan` when it does anything, adoptions included (an adopt writes state: a create
+/// a killed run sent but never recorded is recorded here, as the CLI's apply does); the report,
+/// and the account's id state holds after it.
 async fn apply_if_needed(
     ctx: &Ctx<'_>,
     ws: &Workspace,
@@ -202,7 +203,7 @@ async fn apply_if_needed(
     state: State,
     progress: &dyn apply::Progress,
 ) -> (Option<Report>, Option<ObjectId>) {
-    if plan.restaurants.iter().any(|r| r.has_changes()) || plan.account.op().is_change() {
+    if plan.actions().any(|a| a.op() != Op::NoOp) {
         let (report, writer) = ops::apply::apply_plan(ws, ctx.client, plan, state, progress).await;
         let account = writer.read(|s| s.account_id.as_ref().and_then(|a| a.to_object_id().ok()));
         (Some(report), account)
