@@ -32,6 +32,9 @@ pub struct Workspace {
     skipped: Vec<Skipped>,
     /// The kinds of server object, built once ([`Workspace::with_kinds`] for others).
     kinds: Kinds,
+    /// Where the restaurants were read from, when this workspace opened it ([`Workspace::load`]):
+    /// apply reads it again under the state lock ([`Workspace::reread_inventory`]).
+    inventory: Option<Arc<dyn Inventory>>,
 }
 
 impl Workspace {
@@ -40,7 +43,30 @@ impl Workspace {
     /// A restaurant whose own input is invalid is skipped, not fatal: see [`Workspace::skipped`].
     pub async fn load(settings: Settings) -> Result<Workspace, OpsError> {
         let source = open_inventory(&settings).await?;
-        Self::load_from(settings, source.as_ref(), Kinds::builtin()).await
+        let ws = Self::load_from(settings, source.as_ref(), Kinds::builtin()).await?;
+        Ok(Workspace {
+            inventory: Some(source),
+            ..ws
+        })
+    }
+
+    /// Reads the restaurants again, with `state`'s known: apply calls it under the state lock,
+    /// after reading state, so what it plans and the ids state holds are one snapshot. A
+    /// restaurant the controller provisioned after this workspace was loaded is then in both,
+    /// never planned as gone (issue 24). Does nothing for a workspace not loaded from its
+    /// inventory ([`Workspace::new`], [`Workspace::for_read`]).
+    pub async fn reread_inventory(&mut self, state: &State) -> Result<(), OpsError> {
+        let Some(source) = self.inventory.clone() else {
+            return Ok(());
+        };
+        let read = source.read_all(&state.restaurant_ids()).await;
+        let read = read.map_err(|e| read_failed(&self.settings, e))?;
+        let env = self.settings.render_env();
+        let root = &self.settings.root;
+        let report = validate::check_inventory(root, self.settings.project(), &env, Some(read))?;
+        self.desired = report.validated.desired;
+        self.skipped = report.skipped;
+        Ok(())
     }
 
     /// [`Workspace::load`] from an inventory already open, over `kinds`: every restaurant it
@@ -89,6 +115,7 @@ impl Workspace {
             write_back: None,
             skipped: Vec::new(),
             kinds: Kinds::builtin(),
+            inventory: None,
         })
     }
 
@@ -124,6 +151,7 @@ impl Workspace {
             write_back: None,
             skipped: report.skipped,
             kinds,
+            inventory: None,
         }
     }
 
