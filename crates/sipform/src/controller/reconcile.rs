@@ -93,25 +93,56 @@ fn verdict_of_apply(e: &ApplyError) -> Verdict {
     }
 }
 
+/// What one batch ended with: a verdict per restaurant, and what it showed of the server.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub verdicts: Vec<(RestaurantId, Verdict)>,
+    /// A call got no answer (refused, timed out), or the account's own calls failed: the
+    /// server, not one tenant, is the problem.
+    pub unreachable: bool,
+}
+
+impl Batch {
+    /// Whether the server is up as far as this batch tells (`None`: it tells nothing). An
+    /// error the server answered for one restaurant (a 500 on its agent) is that tenant's.
+    pub fn server_up(&self) -> Option<bool> {
+        let done = self
+            .verdicts
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::Done { .. } | Verdict::Held(_)));
+        if self.unreachable && !done {
+            Some(false)
+        } else if done || !self.verdicts.is_empty() {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether `e` means the server did not answer at all.
+fn unanswered(e: &crate::remote::ClientError) -> bool {
+    e.is_transient() && e.status().is_none()
+}
+
 /// Reconciles `ids`. Never fails as a whole: every restaurant asked for gets a verdict.
-pub async fn reconcile(
-    ctx: &Ctx<'_>,
-    ids: &BTreeSet<RestaurantId>,
-    cache: &mut Cache,
-) -> Vec<(RestaurantId, Verdict)> {
+pub async fn reconcile(ctx: &Ctx<'_>, ids: &BTreeSet<RestaurantId>, cache: &mut Cache) -> Batch {
     let started = Instant::now();
-    let verdicts = match run(ctx, ids, cache).await {
-        Ok(v) => v,
+    let batch = match run(ctx, ids, cache).await {
+        Ok(b) => b,
         Err(e) => {
             let v = verdict_of_ops(&e);
-            ids.iter().map(|id| (id.clone(), v.clone())).collect()
+            Batch {
+                verdicts: ids.iter().map(|id| (id.clone(), v.clone())).collect(),
+                unreachable: matches!(&e, OpsError::Server { source, .. } if unanswered(source)),
+            }
         }
     };
     let ms = started.elapsed().as_millis();
-    for (id, v) in &verdicts {
+    for (id, v) in &batch.verdicts {
         log(id, v, ms);
     }
-    verdicts
+    batch
 }
 
 /// One line per restaurant under `sip-provisioning`. Messages come from typed errors, which
@@ -143,7 +174,7 @@ async fn run(
     ctx: &Ctx<'_>,
     ids: &BTreeSet<RestaurantId>,
     cache: &mut Cache,
-) -> Result<Vec<(RestaurantId, Verdict)>, OpsError> {
+) -> Result<Batch, OpsError> {
     let read = ctx.inventory.read_some(ids).await?;
     let ws = Workspace::for_read(
         ctx.settings.clone(),
@@ -163,25 +194,33 @@ async fn run(
     }
     let targets: BTreeSet<RestaurantId> = ids.difference(&skipped).cloned().collect();
     if targets.is_empty() {
-        return Ok(verdicts);
+        return Ok(Batch {
+            verdicts,
+            unreachable: false,
+        });
     }
     let t = Instant::now();
     let _lock = ws.lock("controller").await?;
     tracing::debug!(target: LOG_TARGET, "reconcile: rows read and checked, state locked in {} ms", t.elapsed().as_millis());
     let mut found: BTreeMap<RestaurantId, Verdict> = BTreeMap::new();
+    let mut unreachable = false;
     let mut round = targets;
     // A second round for the restaurants the server answered 404 or 409: the cache was
     // wrong about them; they are re-read and planned again at once.
     for _ in 0..2 {
-        let (v, again) = cached_round(ctx, &ws, &round, cache).await?;
+        let (v, again, down) = cached_round(ctx, &ws, &round, cache).await?;
         found.extend(v);
+        unreachable |= down;
         if again.is_empty() {
             break;
         }
         round = again;
     }
     verdicts.extend(found);
-    Ok(verdicts)
+    Ok(Batch {
+        verdicts,
+        unreachable,
+    })
 }
 
 fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions {
@@ -212,6 +251,10 @@ async fn apply_if_needed(
     }
 }
 
+/// What one round gives: the verdicts, the restaurants to try again now, and whether the
+/// server was unreachable (see [`Batch::unreachable`]).
+type Round = (Vec<(RestaurantId, Verdict)>, BTreeSet<RestaurantId>, bool);
+
 /// One plan + apply of `targets` against the cache (under the state lock); the verdicts, and
 /// the restaurants to try again now (the server said 404 or 409: the cache was wrong).
 async fn cached_round(
@@ -219,7 +262,7 @@ async fn cached_round(
     ws: &Workspace,
     targets: &BTreeSet<RestaurantId>,
     cache: &mut Cache,
-) -> Result<(Vec<(RestaurantId, Verdict)>, BTreeSet<RestaurantId>), OpsError> {
+) -> Result<Round, OpsError> {
     let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
     let state = ws.state().await?;
@@ -242,6 +285,7 @@ async fn cached_round(
     let (report, account) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
     lap.mark("apply");
     let mut again = BTreeSet::new();
+    let unreachable = report.as_ref().is_some_and(server_down);
     if let Some(r) = &report {
         let failed: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.error.is_some()).collect();
         again.extend(
@@ -263,7 +307,21 @@ async fn cached_round(
     }
     lap.mark("cache update");
     tracing::debug!(target: LOG_TARGET, "reconcile of {} restaurant(s): {}", targets.len(), lap.1.join(", "));
-    Ok((verdicts_of(&plan, report.as_ref(), targets), again))
+    Ok((verdicts_of(&plan, report.as_ref(), targets), again, unreachable))
+}
+
+/// Whether an apply's failures are the server's rather than its tenants': a call that got no
+/// answer, or the account's own call failing.
+fn server_down(r: &Report) -> bool {
+    fn no_answer(e: &ApplyError) -> bool {
+        match e {
+            ApplyError::Server { source, .. } => unanswered(source),
+            ApplyError::Several { first, .. } => no_answer(first),
+            _ => false,
+        }
+    }
+    r.account_error.as_ref().is_some_and(|e| e.is_transient())
+        || r.outcomes.iter().filter_map(|o| o.error.as_ref()).any(no_answer)
 }
 
 /// Where a reconcile's time goes, for the debug log.

@@ -27,6 +27,10 @@ use crate::resources::Kinds;
 use crate::state::{self, ProjectRef, StateBackend};
 use crate::LOG_TARGET;
 
+/// Attempts per request inside one reconcile (the CLI's client makes 8): a blip is retried
+/// once at once; anything longer is the queue's backoff.
+const CLIENT_ATTEMPTS: u32 = 2;
+
 /// How often the leader checks that it still holds its lock.
 const LEADER_CHECK: Duration = Duration::from_secs(5);
 
@@ -227,8 +231,11 @@ impl Leader<'_> {
         mut leadership: Leadership,
         inbox: &mut Inbox,
     ) -> Result<Ended, OpsError> {
-        let client = Client::new(&self.config.settings)
+        let mut client = Client::new(&self.config.settings)
             .map_err(|e| OpsError::server(&self.config.settings.server_url, e))?;
+        // A failing call is tried again by the queue, at a due time, not by the client while
+        // the batch waits: one tenant whose agent answers 500 holds nobody.
+        client.retry.max_attempts = client.retry.max_attempts.min(CLIENT_ATTEMPTS);
         self.handle.metrics.watch_client(&client);
         self.handle.set_client(Some(client.clone()));
         let ended = self.lead_with(&client, &mut leadership, inbox).await;
@@ -344,11 +351,14 @@ impl Leader<'_> {
                 self.handle.metrics.leader.set(1);
                 tracing::info!(target: LOG_TARGET, "controller: leading");
             }
-            self.work(client).await;
             if self.opts.once {
+                self.work(client).await;
                 return Ok(Ended::Stopped);
             }
+            // One batch at a time, the feed, the webhook and the leader check looked at between
+            // two: a change seen meanwhile goes ahead of the rest of a resync's sweep.
             let next_due = self.queue.next_due().map(tokio::time::Instant::from_std);
+            let busy = next_due.is_some_and(|t| t <= tokio::time::Instant::now());
             let backoff = async {
                 match next_due {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -356,19 +366,21 @@ impl Leader<'_> {
                 }
             };
             tokio::select! {
+                biased;
                 msg = inbox.0.recv() => match msg {
                     None | Some(Msg::Stop) => return Ok(Ended::Stopped),
                     Some(m) => self.message(m),
                 },
-                _ = wake.notified() => self.read_log(log.as_ref()).await,
-                _ = poll.tick() => self.read_log(log.as_ref()).await,
-                _ = resync.tick() => self.full_due = true,
                 _ = check.tick() => {
                     if !leadership.check().await {
                         return Ok(Ended::LostLeadership);
                     }
                 }
-                _ = backoff => {}
+                _ = wake.notified() => self.read_log(log.as_ref()).await,
+                _ = poll.tick() => self.read_log(log.as_ref()).await,
+                _ = resync.tick() => self.full_due = true,
+                _ = std::future::ready(()), if busy => { self.batch(client).await; }
+                _ = backoff, if !busy => {}
             }
         }
     }
@@ -446,59 +458,53 @@ impl Leader<'_> {
         }
         let now = Instant::now();
         for id in ids {
-            self.queue.push(id, now);
+            self.queue.push_resync(id, now);
         }
         self.handle.metrics.resynced();
         self.gauges();
     }
 
-    /// Runs batches while items are due (with `--once`: until every item had its try).
+    /// Runs batches while items are due (`--once`: until every item had its try).
     async fn work(&mut self, client: &Client) {
-        loop {
-            if self.handle.stopping() {
-                return;
-            }
-            let due = self
-                .queue
-                .take_due(Instant::now(), self.opts.batch_size.max(1));
-            if due.is_empty() {
-                return;
-            }
-            self.gauges();
-            let ids: BTreeSet<RestaurantId> = due.iter().cloned().collect();
-            let started = Instant::now();
-            let ctx = Ctx {
-                settings: &self.config.settings,
-                backend: self.backend.clone(),
-                inventory: self.inventory,
-                client,
-                kinds: self.kinds,
-                allow_destroy: self.opts.allow_destroy,
-            };
-            let verdicts = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
-            self.handle
-                .metrics
-                .reconcile_seconds
-                .observe(started.elapsed().as_secs_f64());
-            self.record(&due, verdicts);
-            if due.len() >= 50 {
-                release_free_memory();
-            }
-        }
+        while !self.handle.stopping() && self.batch(client).await {}
     }
 
-    fn record(&mut self, due: &[RestaurantId], verdicts: Vec<(RestaurantId, Verdict)>) {
+    /// Reconciles one batch of the items due, fresh ones first; `false` when none was due.
+    async fn batch(&mut self, client: &Client) -> bool {
+        let due = self
+            .queue
+            .take_due(Instant::now(), self.opts.batch_size.max(1));
+        if due.is_empty() {
+            return false;
+        }
+        self.gauges();
+        let ids: BTreeSet<RestaurantId> = due.iter().cloned().collect();
+        let started = Instant::now();
+        let ctx = Ctx {
+            settings: &self.config.settings,
+            backend: self.backend.clone(),
+            inventory: self.inventory,
+            client,
+            kinds: self.kinds,
+            allow_destroy: self.opts.allow_destroy,
+        };
+        let batch = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
+        self.handle
+            .metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.record(&due, batch);
+        if due.len() >= 50 {
+            release_free_memory();
+        }
+        true
+    }
+
+    fn record(&mut self, due: &[RestaurantId], batch: reconcile::Batch) {
         let now = Instant::now();
-        let mut any_done = false;
-        let mut any_transient = false;
-        for (id, v) in &verdicts {
+        for (id, v) in &batch.verdicts {
             self.summary.add(v);
             self.handle.metrics.reconciled(v.label());
-            match v {
-                Verdict::Done { .. } | Verdict::Held(_) => any_done = true,
-                Verdict::Transient(_) => any_transient = true,
-                _ => {}
-            }
             match v {
                 Verdict::Done { .. } | Verdict::Held(_) => self.queue.succeeded(id),
                 Verdict::Transient(_) => {
@@ -512,10 +518,12 @@ impl Leader<'_> {
         for id in due {
             self.queue.succeeded(id);
         }
-        self.handle
-            .status
-            .server_ok
-            .store(any_done || !any_transient, Ordering::Relaxed);
+        // Readiness follows the server, never one tenant: a restaurant whose calls the server
+        // answers with errors backs off in the queue; a server that does not answer, or fails
+        // the account's own calls, is down.
+        if let Some(up) = batch.server_up() {
+            self.handle.status.server_ok.store(up, Ordering::Relaxed);
+        }
         self.gauges();
     }
 
