@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
 use super::cache::Cache;
 use super::feed::{self, ChangeLog};
-use super::leader::{advisory_key, LeaderLock, Leadership};
+use super::leader::{advisory_key, LeaderLock, Lease, Leadership};
 use super::queue::WorkQueue;
 use super::reconcile::{self, Ctx, Verdict};
 use super::reload::Config;
@@ -30,9 +30,6 @@ use crate::LOG_TARGET;
 /// Attempts per request inside one reconcile (the CLI's client makes 8): a blip is retried
 /// once at once; anything longer is the queue's backoff.
 const CLIENT_ATTEMPTS: u32 = 2;
-
-/// How often the leader checks that it still holds its lock.
-const LEADER_CHECK: Duration = Duration::from_secs(5);
 
 /// Runs until [`Handle::shutdown`] (or, with `--once`, one full reconcile). Returns what it
 /// did; an error only for what stops it from running at all (invalid configuration at start,
@@ -226,11 +223,7 @@ struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    async fn lead(
-        &mut self,
-        mut leadership: Leadership,
-        inbox: &mut Inbox,
-    ) -> Result<Ended, OpsError> {
+    async fn lead(&mut self, leadership: Leadership, inbox: &mut Inbox) -> Result<Ended, OpsError> {
         let mut client = Client::new(&self.config.settings)
             .map_err(|e| OpsError::server(&self.config.settings.server_url, e))?;
         // A failing call is tried again by the queue, at a due time, not by the client while
@@ -238,16 +231,22 @@ impl Leader<'_> {
         client.retry.max_attempts = client.retry.max_attempts.min(CLIENT_ATTEMPTS);
         self.handle.metrics.watch_client(&client);
         self.handle.set_client(Some(client.clone()));
-        let ended = self.lead_with(&client, &mut leadership, inbox).await;
+        // Leadership is confirmed apart from the work; while it is, state commits go through
+        // the lease's fence.
+        let lease = Lease::start(leadership, client.clone());
+        let plain = self.backend.clone();
+        self.backend = lease.fence(plain.clone());
+        let ended = self.lead_with(&client, &lease, inbox).await;
+        self.backend = plain;
         self.handle.set_client(None);
-        leadership.release().await;
+        lease.release().await;
         ended
     }
 
     async fn lead_with(
         &mut self,
         client: &Client,
-        leadership: &mut Leadership,
+        lease: &Lease,
         inbox: &mut Inbox,
     ) -> Result<Ended, OpsError> {
         self.heal().await;
@@ -279,7 +278,7 @@ impl Leader<'_> {
             _ => None,
         };
         let ended = self
-            .serve(client, leadership, inbox, log.filter(|_| has_log), &wake)
+            .serve(client, lease, inbox, log.filter(|_| has_log), &wake)
             .await;
         if let Some(l) = listener {
             l.abort();
@@ -324,7 +323,7 @@ impl Leader<'_> {
     async fn serve(
         &mut self,
         client: &Client,
-        leadership: &mut Leadership,
+        lease: &Lease,
         inbox: &mut Inbox,
         log: Option<ChangeLog>,
         wake: &Notify,
@@ -336,7 +335,7 @@ impl Leader<'_> {
             self.opts.resync_every,
         );
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut check = tokio::time::interval(LEADER_CHECK);
+        let writes_from = tokio::time::Instant::from_std(lease.writes_from());
         loop {
             if self.handle.stopping() {
                 return Ok(Ended::Stopped);
@@ -352,12 +351,17 @@ impl Leader<'_> {
                 tracing::info!(target: LOG_TARGET, "controller: leading");
             }
             if self.opts.once {
-                self.work(client).await;
+                tokio::time::sleep_until(writes_from).await;
+                self.work(client, lease).await;
                 return Ok(Ended::Stopped);
             }
             // One batch at a time, the feed, the webhook and the leader check looked at between
             // two: a change seen meanwhile goes ahead of the rest of a resync's sweep.
-            let next_due = self.queue.next_due().map(tokio::time::Instant::from_std);
+            // A new leader's first write waits for any deposed leader's lease to run out.
+            let next_due = self
+                .queue
+                .next_due()
+                .map(|t| tokio::time::Instant::from_std(t).max(writes_from));
             let busy = next_due.is_some_and(|t| t <= tokio::time::Instant::now());
             let backoff = async {
                 match next_due {
@@ -371,15 +375,11 @@ impl Leader<'_> {
                     None | Some(Msg::Stop) => return Ok(Ended::Stopped),
                     Some(m) => self.message(m),
                 },
-                _ = check.tick() => {
-                    if !leadership.check().await {
-                        return Ok(Ended::LostLeadership);
-                    }
-                }
+                _ = lease.lost() => return Ok(Ended::LostLeadership),
                 _ = wake.notified() => self.read_log(log.as_ref()).await,
                 _ = poll.tick() => self.read_log(log.as_ref()).await,
                 _ = resync.tick() => self.full_due = true,
-                _ = std::future::ready(()), if busy => { self.batch(client).await; }
+                _ = std::future::ready(()), if busy => { self.batch(client, lease).await; }
                 _ = backoff, if !busy => {}
             }
         }
@@ -465,12 +465,16 @@ impl Leader<'_> {
     }
 
     /// Runs batches while items are due (`--once`: until every item had its try).
-    async fn work(&mut self, client: &Client) {
-        while !self.handle.stopping() && self.batch(client).await {}
+    async fn work(&mut self, client: &Client, lease: &Lease) {
+        while !self.handle.stopping() && self.batch(client, lease).await {}
     }
 
-    /// Reconciles one batch of the items due, fresh ones first; `false` when none was due.
-    async fn batch(&mut self, client: &Client) -> bool {
+    /// Reconciles one batch of the items due, fresh ones first; `false` when none was due (or
+    /// this process may no longer lead).
+    async fn batch(&mut self, client: &Client, lease: &Lease) -> bool {
+        if lease.expired() {
+            return false;
+        }
         let due = self
             .queue
             .take_due(Instant::now(), self.opts.batch_size.max(1));
