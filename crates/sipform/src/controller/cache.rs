@@ -106,6 +106,13 @@ impl Cache {
         state: &State,
         targets: &BTreeSet<RestaurantId>,
     ) -> Result<(), RefreshError> {
+        // An account state records that the cache has not seen (CI's `apply` made it after the
+        // resync): the account-level lists are read again, or its restaurants would be planned
+        // under a second account.
+        let recorded = state.account_id.as_ref().and_then(|a| a.to_object_id().ok());
+        if recorded.is_some() && self.singles.account.as_ref().map(|a| &a.id) != recorded.as_ref() {
+            self.loaded = false;
+        }
         if !self.loaded {
             // Children read under objects that still exist stay valid; the lists are new.
             // Restaurants marked stale stay so: the lists do not cover what is under them.
