@@ -244,6 +244,17 @@ impl WorkQueue {
     }
 }
 
+/// When item `i` of a sweep of `n` is due, from the sweep's start: spread evenly over `over`,
+/// each in its own slot at `jitter` (in `0..1`) of it, so a sweep of 10,000 restaurants every
+/// 10 minutes sends about 17 reads a second rather than all at once.
+pub fn spread(i: usize, n: usize, over: Duration, jitter: f64) -> Duration {
+    if n == 0 {
+        return Duration::ZERO;
+    }
+    let slot = (i as f64 + jitter.clamp(0.0, 0.999_999)) / n as f64;
+    over.mul_f64(slot.clamp(0.0, 1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,5 +416,25 @@ mod tests {
             assert_eq!(q.take_due(now, 10), vec![id("a")], "verdict {verdict}");
             assert!(q.parked().is_empty());
         }
+    }
+
+    #[test]
+    fn a_sweep_is_spread_evenly_over_the_interval() {
+        let over = Duration::from_secs(600);
+        let n = 10_000;
+        let offsets: Vec<Duration> = (0..n).map(|i| spread(i, n, over, 0.5)).collect();
+        assert!(offsets.iter().all(|d| *d < over));
+        assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
+        // Every minute of the ten holds a tenth of the sweep.
+        for minute in 0..10u64 {
+            let (from, to) = (Duration::from_secs(minute * 60), Duration::from_secs((minute + 1) * 60));
+            let here = offsets.iter().filter(|d| **d >= from && **d < to).count();
+            assert_eq!(here, n / 10, "minute {minute}");
+        }
+        // Jitter moves an item within its own slot only.
+        let slot = over / n as u32;
+        assert!(spread(7, n, over, 0.0) >= slot * 7);
+        assert!(spread(7, n, over, 0.99) < slot * 8);
+        assert_eq!(spread(0, 0, over, 0.5), Duration::ZERO);
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use super::cache::Cache;
 use super::feed::{self, ChangeLog};
 use super::leader::{advisory_key, LeaderLock, Lease, Leadership};
-use super::queue::WorkQueue;
+use super::queue::{self, WorkQueue};
 use super::reconcile::{self, Ctx, Verdict};
 use super::reload::Config;
 use super::{Handle, Inbox, Msg, Options, ReloadOutcome, Summary};
@@ -71,6 +71,9 @@ pub async fn run_with(
             queue: WorkQueue::new(opts.backoff_base, opts.backoff_max),
             summary: &mut summary,
             full_due: true,
+            // The first sweep of a leadership is due at once: a run killed mid-reconcile left
+            // restaurants half made that no change log entry names any more.
+            spread: false,
             cache: Cache::default(),
             kinds: &kinds,
         };
@@ -217,6 +220,8 @@ struct Leader<'a> {
     summary: &'a mut Summary,
     /// A full reconcile is due (start, resync, reload, `POST /v1/reconcile`).
     full_due: bool,
+    /// The next full reconcile is a timed sweep, spread over the interval.
+    spread: bool,
     /// The server as last seen: targeted reconciles plan against it.
     cache: Cache,
     kinds: &'a Kinds,
@@ -378,7 +383,10 @@ impl Leader<'_> {
                 _ = lease.lost() => return Ok(Ended::LostLeadership),
                 _ = wake.notified() => self.read_log(log.as_ref()).await,
                 _ = poll.tick() => self.read_log(log.as_ref()).await,
-                _ = resync.tick() => self.full_due = true,
+                _ = resync.tick() => {
+                    self.full_due = true;
+                    self.spread = true;
+                }
                 _ = std::future::ready(()), if busy => { self.batch(client, lease).await; }
                 _ = backoff, if !busy => {}
             }
@@ -430,9 +438,13 @@ impl Leader<'_> {
         self.gauges();
     }
 
-    /// Every restaurant of the inventory and of state, queued.
+    /// Every restaurant of the inventory and of state, queued. A timed sweep (every
+    /// `--resync`) spreads the restaurants both hold over the interval, jittered, so the
+    /// server sees a steady trickle of reads, not a burst; a restaurant only one of them holds
+    /// (new, or gone) is due at once, as is everyone at start, on `POST /v1/reconcile`, a
+    /// reload or `--once`.
     async fn queue_all(&mut self, client: &Client) {
-        let mut ids: BTreeSet<RestaurantId> = match self.inventory.all_ids().await {
+        let listed: BTreeSet<RestaurantId> = match self.inventory.all_ids().await {
             Ok(ids) => ids.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(target: LOG_TARGET, "controller: full resync: {e}; retrying at the next poll");
@@ -440,10 +452,11 @@ impl Leader<'_> {
                 return;
             }
         };
+        let mut recorded = BTreeSet::new();
         match self.backend.load().await {
             Ok(state) => {
                 let state = state.unwrap_or_default();
-                ids.extend(state.restaurant_ids());
+                recorded = state.restaurant_ids();
                 // The cache is replaced: drift on the server is seen by the batches below.
                 let name = &self.config.settings.account.name;
                 if let Err(e) = self.cache.resync(self.kinds, client, name, &state).await {
@@ -456,9 +469,20 @@ impl Leader<'_> {
                 self.cache.invalidate();
             }
         }
+        let spread = std::mem::take(&mut self.spread) && !self.opts.once;
         let now = Instant::now();
-        for id in ids {
-            self.queue.push_resync(id, now);
+        let both: Vec<&RestaurantId> = listed.intersection(&recorded).collect();
+        let n = both.len();
+        for (i, id) in both.into_iter().enumerate() {
+            let offset = if spread {
+                queue::spread(i, n, self.opts.resync_every, rand::random::<f64>())
+            } else {
+                std::time::Duration::ZERO
+            };
+            self.queue.push_resync(id.clone(), now + offset);
+        }
+        for id in listed.symmetric_difference(&recorded) {
+            self.queue.push_resync(id.clone(), now);
         }
         self.handle.metrics.resynced();
         self.gauges();
