@@ -62,7 +62,11 @@ async fn controller_records_the_adoptions_a_killed_apply_left() {
     let after = run(dir.path(), &url, &["plan", "--detailed-exitcode"]).await;
     expect_code(&after, 0);
     assert!(stdout(&after).contains("No changes"), "{}", stdout(&after));
-    assert_eq!(tool_count(&emu), bundled_tool_count(), "no tool created twice");
+    assert_eq!(
+        tool_count(&emu),
+        bundled_tool_count(),
+        "no tool created twice"
+    );
     assert_no_duplicates(&emu);
 }
 

@@ -76,5 +76,8 @@ async fn one_sweep_reads_at_most_one_list_per_restaurant() {
         None,
         "phone lines come from the agent list"
     );
-    assert!(writes_since(&emu, &mark).is_empty(), "a sweep of a converged fleet writes nothing");
+    assert!(
+        writes_since(&emu, &mark).is_empty(),
+        "a sweep of a converged fleet writes nothing"
+    );
 }

@@ -108,15 +108,17 @@ impl Cache {
             let Some(Value::Array(lines)) = fields.get("phoneLines") else {
                 continue;
             };
-            let entries = lines.iter().filter_map(|l| l.as_object().cloned()).collect();
+            let entries = lines
+                .iter()
+                .filter_map(|l| l.as_object().cloned())
+                .collect();
             if let Ok(list) = ServerObject::parse_list(entries, "phone lines") {
                 found.push((agent.id.clone(), list));
             }
         }
         for (agent, list) in found {
             let shared = list.into_iter().map(|o| self.intern(o)).collect();
-            self.children
-                .insert((Resource::PHONE_LINE, agent), shared);
+            self.children.insert((Resource::PHONE_LINE, agent), shared);
         }
     }
 
@@ -139,7 +141,10 @@ impl Cache {
         // An account state records that the cache has not seen (CI's `apply` made it after the
         // resync): the account-level lists are read again, or its restaurants would be planned
         // under a second account.
-        let recorded = state.account_id.as_ref().and_then(|a| a.to_object_id().ok());
+        let recorded = state
+            .account_id
+            .as_ref()
+            .and_then(|a| a.to_object_id().ok());
         if recorded.is_some() && self.singles.account.as_ref().map(|a| &a.id) != recorded.as_ref() {
             self.loaded = false;
         }

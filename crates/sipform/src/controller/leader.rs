@@ -83,7 +83,10 @@ impl LeaderLock {
                     message: format!("controller leader lock: {e}"),
                     transient: true,
                 };
-                let options = options.as_ref().clone().application_name(LOCK_APPLICATION_NAME);
+                let options = options
+                    .as_ref()
+                    .clone()
+                    .application_name(LOCK_APPLICATION_NAME);
                 let mut conn = PgConnection::connect_with(&options).await.map_err(db_err)?;
                 let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(key)

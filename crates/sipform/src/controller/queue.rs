@@ -105,7 +105,8 @@ impl WorkQueue {
                     break;
                 };
                 if let Some(item) = self.pending.remove(&id) {
-                    self.in_flight.insert(id.clone(), (item.attempts, item.lane));
+                    self.in_flight
+                        .insert(id.clone(), (item.attempts, item.lane));
                     due.push(id);
                 }
             }
@@ -427,7 +428,10 @@ mod tests {
         assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
         // Every minute of the ten holds a tenth of the sweep.
         for minute in 0..10u64 {
-            let (from, to) = (Duration::from_secs(minute * 60), Duration::from_secs((minute + 1) * 60));
+            let (from, to) = (
+                Duration::from_secs(minute * 60),
+                Duration::from_secs((minute + 1) * 60),
+            );
             let here = offsets.iter().filter(|d| **d >= from && **d < to).count();
             assert_eq!(here, n / 10, "minute {minute}");
         }

@@ -307,7 +307,11 @@ async fn cached_round(
     }
     lap.mark("cache update");
     tracing::debug!(target: LOG_TARGET, "reconcile of {} restaurant(s): {}", targets.len(), lap.1.join(", "));
-    Ok((verdicts_of(&plan, report.as_ref(), targets), again, unreachable))
+    Ok((
+        verdicts_of(&plan, report.as_ref(), targets),
+        again,
+        unreachable,
+    ))
 }
 
 /// Whether an apply's failures are the server's rather than its tenants': a call that got no
@@ -321,7 +325,10 @@ fn server_down(r: &Report) -> bool {
         }
     }
     r.account_error.as_ref().is_some_and(|e| e.is_transient())
-        || r.outcomes.iter().filter_map(|o| o.error.as_ref()).any(no_answer)
+        || r.outcomes
+            .iter()
+            .filter_map(|o| o.error.as_ref())
+            .any(no_answer)
 }
 
 /// Where a reconcile's time goes, for the debug log.

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::cache::Cache;
 use super::feed::{self, ChangeLog};
-use super::leader::{advisory_key, LeaderLock, Lease, Leadership};
+use super::leader::{advisory_key, LeaderLock, Leadership, Lease};
 use super::queue::{self, WorkQueue};
 use super::reconcile::{self, Ctx, Verdict};
 use super::reload::Config;
