@@ -40,8 +40,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     let json = args.json;
     let result = async {
-        let ws = super::workspace(global, &overrides).await?;
-        let code = apply(&ws, args, &interrupts).await?;
+        let mut ws = super::workspace(global, &overrides).await?;
+        let code = apply(&mut ws, args, &interrupts).await?;
         anyhow::Ok((ws, code))
     }
     .await;
@@ -77,11 +77,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn apply(
-    ws: &sipform::ops::Workspace,
+    ws: &mut sipform::ops::Workspace,
     args: Args,
     interrupts: &Interrupts,
 ) -> anyhow::Result<ExitCode> {
+    // The restaurants are read again under the lock: `ws` is the run's from here on.
     let mut run = ApplyRun::start(ws).await?;
+    let ws = run.workspace();
     let healed = run.healed();
     if healed > 0 {
         eprintln!(

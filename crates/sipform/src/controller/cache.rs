@@ -82,12 +82,44 @@ impl Cache {
     ) -> Result<(), RefreshError> {
         self.singles =
             refresh::read_account_level(kinds, client, account_name, state, true, false).await?;
-        self.children.clear();
+        // Subscriptions are written by sipform alone: the cache, kept current by every write
+        // apply confirms, is authoritative for them, so a sweep does not read them again (a
+        // restaurant whose apply failed is re-read by id all the same).
+        self.children
+            .retain(|(kind, _), _| *kind == Resource::SUBSCRIPTION);
         self.pool.clear();
         self.dirty.clear();
         self.plans_due = false;
         self.loaded = true;
+        self.take_embedded_lines(kinds);
         Ok(())
+    }
+
+    /// Each agent of the list carries its phone lines (`phoneLines`, in the contract): they
+    /// fill the cache, so a sweep sends no phone-lines read per agent. An agent whose entry
+    /// lacks them (or holds one that does not parse) has them read when planned, as before.
+    fn take_embedded_lines(&mut self, kinds: &Kinds) {
+        if kinds.get(Resource::PHONE_LINE).is_none() {
+            return;
+        }
+        let mut found = Vec::new();
+        for agent in self.singles.singles(Resource::AGENT) {
+            let fields = agent.all_fields();
+            let Some(Value::Array(lines)) = fields.get("phoneLines") else {
+                continue;
+            };
+            let entries = lines
+                .iter()
+                .filter_map(|l| l.as_object().cloned())
+                .collect();
+            if let Ok(list) = ServerObject::parse_list(entries, "phone lines") {
+                found.push((agent.id.clone(), list));
+            }
+        }
+        for (agent, list) in found {
+            let shared = list.into_iter().map(|o| self.intern(o)).collect();
+            self.children.insert((Resource::PHONE_LINE, agent), shared);
+        }
     }
 
     /// Marks `rid`'s objects stale: re-read by id before its next plan.
@@ -106,6 +138,16 @@ impl Cache {
         state: &State,
         targets: &BTreeSet<RestaurantId>,
     ) -> Result<(), RefreshError> {
+        // An account state records that the cache has not seen (CI's `apply` made it after the
+        // resync): the account-level lists are read again, or its restaurants would be planned
+        // under a second account.
+        let recorded = state
+            .account_id
+            .as_ref()
+            .and_then(|a| a.to_object_id().ok());
+        if recorded.is_some() && self.singles.account.as_ref().map(|a| &a.id) != recorded.as_ref() {
+            self.loaded = false;
+        }
         if !self.loaded {
             // Children read under objects that still exist stay valid; the lists are new.
             // Restaurants marked stale stay so: the lists do not cover what is under them.

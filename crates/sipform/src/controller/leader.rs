@@ -5,15 +5,39 @@
 //! `kill -9` frees it as soon as the kernel closes its socket, and a standby retrying every few
 //! seconds takes over. Without PostgreSQL (SQLite or file state) there is no standby: the lock
 //! is a file lock beside state, and a second controller refuses to start, naming the holder.
+//!
+//! Fencing: a [`Lease`] confirms the lock every [`LEASE_CHECK`] on the lock's own connection,
+//! apart from the work. A check that fails, or no confirmation for [`LEASE`], ends leadership
+//! at once: the client's writes are halted (a batch in progress sends nothing more) and state
+//! commits are refused ([`Fenced`]). A new leader sends its first write only [`LEASE`] after
+//! taking the lock, by when any deposed leader has fenced itself: the two never write at once.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
+use tokio::sync::{oneshot, Notify};
 
-use crate::state::{FileState, LockGuard, LockInfo, StateBackend, StateError};
+use crate::remote::Client;
+use crate::state::{
+    async_trait, Change, FileState, LockGuard, LockInfo, State, StateBackend, StateError,
+};
+
+/// How often a leader confirms its lock.
+pub const LEASE_CHECK: Duration = Duration::from_secs(1);
+
+/// How long a leader goes on without a confirmation: the bound within which a deposed leader
+/// stops sending (a failed check stops it sooner), and how long a new leader waits before its
+/// first write.
+pub const LEASE: Duration = Duration::from_secs(3);
+
+/// The `application_name` of the leader lock's session, so an operator (or a test) finds it in
+/// `pg_stat_activity`.
+pub const LOCK_APPLICATION_NAME: &str = "sipform-controller-leader";
 
 /// Where the leader lock lives.
 #[derive(Clone)]
@@ -59,7 +83,11 @@ impl LeaderLock {
                     message: format!("controller leader lock: {e}"),
                     transient: true,
                 };
-                let mut conn = PgConnection::connect_with(options).await.map_err(db_err)?;
+                let options = options
+                    .as_ref()
+                    .clone()
+                    .application_name(LOCK_APPLICATION_NAME);
+                let mut conn = PgConnection::connect_with(&options).await.map_err(db_err)?;
                 let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
                     .fetch_one(&mut conn)
@@ -115,6 +143,164 @@ impl Leadership {
         if let Leadership::Postgres(conn) = self {
             let _ = conn.close().await;
         }
+    }
+}
+
+/// Leadership confirmed in the background while this process works (see the module's doc).
+pub struct Lease {
+    state: Arc<LeaseState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Leadership>,
+    /// No write before this: a deposed leader's lease has run out by then.
+    writes_from: Instant,
+}
+
+/// What the lease's task and the work share.
+#[derive(Debug)]
+struct LeaseState {
+    lost: AtomicBool,
+    confirmed: Mutex<Instant>,
+    notify: Notify,
+}
+
+impl LeaseState {
+    /// Lost, or not confirmed for [`LEASE`].
+    fn expired(&self) -> bool {
+        let confirmed = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        self.lost.load(Ordering::SeqCst) || confirmed.elapsed() > LEASE
+    }
+}
+
+impl Lease {
+    /// Starts confirming `leadership`; on loss, `client`'s writes are halted.
+    pub fn start(leadership: Leadership, client: Client) -> Lease {
+        let now = Instant::now();
+        let state = Arc::new(LeaseState {
+            lost: AtomicBool::new(false),
+            confirmed: Mutex::new(now),
+            notify: Notify::new(),
+        });
+        // A file lock has no standby to wait for.
+        let writes_from = match leadership {
+            Leadership::Postgres(_) => now + LEASE,
+            Leadership::File(_) => now,
+        };
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(confirm(leadership, client, state.clone(), stopped));
+        Lease {
+            state,
+            stop: Some(stop),
+            task,
+            writes_from,
+        }
+    }
+
+    /// Whether this process may no longer act as the leader.
+    pub fn expired(&self) -> bool {
+        self.state.expired()
+    }
+
+    /// Resolves once leadership is lost.
+    pub async fn lost(&self) {
+        loop {
+            let notified = self.state.notify.notified();
+            if self.state.lost.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// When this leader may send its first write.
+    pub fn writes_from(&self) -> Instant {
+        self.writes_from
+    }
+
+    /// `backend`, refusing commits once this lease has expired.
+    pub fn fence(&self, backend: Arc<dyn StateBackend>) -> Arc<dyn StateBackend> {
+        Arc::new(Fenced {
+            inner: backend,
+            lease: self.state.clone(),
+        })
+    }
+
+    /// Stops confirming and lets the lock go.
+    pub async fn release(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Ok(leadership) = self.task.await {
+            leadership.release().await;
+        }
+    }
+}
+
+/// The lease's task: confirms every [`LEASE_CHECK`] (each check bounded, so a connection that
+/// hangs counts as lost), until told to stop or the lock is lost.
+async fn confirm(
+    mut leadership: Leadership,
+    client: Client,
+    state: Arc<LeaseState>,
+    mut stopped: oneshot::Receiver<()>,
+) -> Leadership {
+    let mut tick = tokio::time::interval(LEASE_CHECK);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return leadership,
+            _ = tick.tick() => {}
+        }
+        let bound = LEASE.saturating_sub(LEASE_CHECK);
+        let ok = tokio::time::timeout(bound, leadership.check())
+            .await
+            .unwrap_or(false);
+        if ok && !state.expired() {
+            *state.confirmed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            continue;
+        }
+        client.halt_writes("this controller lost the leader lock");
+        state.lost.store(true, Ordering::SeqCst);
+        state.notify.notify_waiters();
+        return leadership;
+    }
+}
+
+/// A state backend that refuses commits once the leader's lease has expired: a deposed leader
+/// never records over what the new one does.
+struct Fenced {
+    inner: Arc<dyn StateBackend>,
+    lease: Arc<LeaseState>,
+}
+
+#[async_trait]
+impl StateBackend for Fenced {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn lock(
+        &self,
+        who: &LockInfo,
+        timeout: Duration,
+    ) -> Result<Box<dyn LockGuard>, StateError> {
+        self.inner.lock(who, timeout).await
+    }
+
+    async fn load(&self) -> Result<Option<State>, StateError> {
+        self.inner.load().await
+    }
+
+    async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
+        if self.lease.expired() {
+            return Err(StateError::Backend {
+                place: self.inner.describe(),
+                message: "not committed: this controller is no longer the leader".into(),
+            });
+        }
+        self.inner.commit(state, changes).await
+    }
+
+    async fn settle(&self, state: &State) -> Result<(), StateError> {
+        self.inner.settle(state).await
     }
 }
 

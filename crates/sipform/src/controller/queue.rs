@@ -3,67 +3,112 @@
 //! Pure (no I/O, time passed in) so its rules are unit-tested: one entry per restaurant however
 //! often it changes (the reconcile reads its latest row), an item never handed out twice at
 //! once, exponential backoff per item after a transient failure, and a fatal failure parks the
-//! item until its row changes again.
+//! item until its row changes again (or a reload).
+//!
+//! Two lanes, as controller-runtime's priority queue has: a change seen on the feed or the
+//! webhook is `Fresh` and handed out before any `Background` work (a full resync's sweep, a
+//! retry), so a restaurant inserted during a resync of 10,000 waits for one batch, not for the
+//! sweep. A retry is due again at a time, on a heap: it never holds a worker while it waits.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::model::ids::RestaurantId;
+
+/// Which work goes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A change seen on the feed or the webhook: ahead of everything else.
+    Fresh,
+    /// A resync's sweep, a retry after a failure, a reload.
+    Background,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Item {
     due: Instant,
     /// Transient failures in a row: the next backoff is `base × 2^attempts`.
     attempts: u32,
+    lane: Lane,
+    /// The heap entry that stands for this item; older entries for it are stale.
+    token: u64,
 }
+
+/// A heap entry: due time, then insertion order (first in, first out among equals).
+type Entry = Reverse<(Instant, u64, RestaurantId)>;
 
 /// Restaurants waiting to be reconciled, those being reconciled, and those parked.
 #[derive(Debug)]
 pub struct WorkQueue {
-    pending: BTreeMap<RestaurantId, Item>,
-    /// Handed out and not yet finished, with their attempts so far.
-    in_flight: BTreeMap<RestaurantId, u32>,
-    /// Failed fatally, with why: left alone until their row changes (or a reload).
+    pending: HashMap<RestaurantId, Item>,
+    /// One heap per lane; an entry is live while its token is its item's.
+    fresh: BinaryHeap<Entry>,
+    background: BinaryHeap<Entry>,
+    /// Handed out and not yet finished, with their attempts so far and lane.
+    in_flight: HashMap<RestaurantId, (u32, Lane)>,
+    /// Failed fatally, with why: left alone until their row changes (or a reload); a resync
+    /// does not wake them.
     parked: BTreeMap<RestaurantId, String>,
     base: Duration,
     max: Duration,
+    seq: u64,
 }
 
 impl WorkQueue {
     /// Backoff doubles from `base` up to `max`.
     pub fn new(base: Duration, max: Duration) -> WorkQueue {
         WorkQueue {
-            pending: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
+            pending: HashMap::new(),
+            fresh: BinaryHeap::new(),
+            background: BinaryHeap::new(),
+            in_flight: HashMap::new(),
             parked: BTreeMap::new(),
             base: base.max(Duration::from_millis(1)),
             max: max.max(base),
+            seq: 0,
         }
     }
 
-    /// `id` changed (or is asked for): due now, unless it is backing off after a transient
-    /// failure (the server is likely still down: changing the row does not make it come back).
-    /// A parked item is unparked: the change may be the fix.
+    /// `id` changed (its row, the webhook): due now in the fresh lane, unless it is backing
+    /// off after a transient failure (the server is likely still down: changing the row does
+    /// not make it come back). A parked item is unparked: the change may be the fix.
     pub fn push(&mut self, id: RestaurantId, now: Instant) {
         self.parked.remove(&id);
-        self.pending.entry(id).or_insert(Item {
-            due: now,
-            attempts: 0,
-        });
+        match self.pending.get(&id) {
+            Some(item) if item.attempts > 0 || item.lane == Lane::Fresh => {}
+            _ => self.put(id, now, 0, Lane::Fresh),
+        }
     }
 
-    /// Up to `max` items due at `now`, in id order; each is in flight until reported.
+    /// `id` is swept by a resync: due now in the background lane, unless it is already
+    /// waiting or parked (only a change of its row or a reload unparks it).
+    pub fn push_resync(&mut self, id: RestaurantId, now: Instant) {
+        if !self.parked.contains_key(&id) && !self.pending.contains_key(&id) {
+            self.put(id, now, 0, Lane::Background);
+        }
+    }
+
+    /// Up to `max` items due at `now`, fresh ones first, each lane in due order; each is in
+    /// flight until reported.
     pub fn take_due(&mut self, now: Instant, max: usize) -> Vec<RestaurantId> {
-        let due: Vec<RestaurantId> = self
-            .pending
-            .iter()
-            .filter(|(id, item)| item.due <= now && !self.in_flight.contains_key(*id))
-            .map(|(id, _)| id.clone())
-            .take(max)
-            .collect();
-        for id in &due {
-            if let Some(item) = self.pending.remove(id) {
-                self.in_flight.insert(id.clone(), item.attempts);
+        let mut due = Vec::new();
+        for lane in [Lane::Fresh, Lane::Background] {
+            while due.len() < max {
+                self.clean(lane);
+                let heap = self.heap(lane);
+                match heap.peek() {
+                    Some(Reverse((at, _, _))) if *at <= now => {}
+                    _ => break,
+                }
+                let Some(Reverse((_, _, id))) = heap.pop() else {
+                    break;
+                };
+                if let Some(item) = self.pending.remove(&id) {
+                    self.in_flight
+                        .insert(id.clone(), (item.attempts, item.lane));
+                    due.push(id);
+                }
             }
         }
         due
@@ -72,34 +117,41 @@ impl WorkQueue {
     /// Reconciled: forgotten (a change that came meanwhile stays pending).
     pub fn succeeded(&mut self, id: &RestaurantId) {
         self.in_flight.remove(id);
+        self.requeue_waiting(id);
     }
 
-    /// Failed in a way worth retrying: due again after its backoff, which is returned.
+    /// Failed in a way worth retrying: due again after its backoff (which is returned), in
+    /// the background lane.
     pub fn transient(&mut self, id: &RestaurantId, now: Instant) -> Duration {
-        let attempts = self.in_flight.remove(id).unwrap_or(0).saturating_add(1);
+        let (attempts, _) = self.in_flight.remove(id).unwrap_or((0, Lane::Background));
+        let attempts = attempts.saturating_add(1);
         let delay = self.backoff(attempts);
-        let item = self.pending.entry(id.clone()).or_insert(Item {
-            due: now + delay,
-            attempts,
-        });
-        item.attempts = attempts;
-        item.due = item.due.max(now + delay);
+        let due = self
+            .pending
+            .get(id)
+            .map_or(now + delay, |i| i.due.max(now + delay));
+        self.put(id.clone(), due, attempts, Lane::Background);
         delay
     }
 
-    /// Not started (the run was stopping): due again at once, without counting an attempt.
+    /// Not started (the run was stopping): due again at once in its lane, without counting
+    /// an attempt.
     pub fn not_started(&mut self, id: &RestaurantId, now: Instant) {
-        let attempts = self.in_flight.remove(id).unwrap_or(0);
-        self.pending
-            .entry(id.clone())
-            .or_insert(Item { due: now, attempts });
+        let (attempts, lane) = self.in_flight.remove(id).unwrap_or((0, Lane::Background));
+        if !self.pending.contains_key(id) {
+            self.put(id.clone(), now, attempts, lane);
+        } else {
+            self.requeue_waiting(id);
+        }
     }
 
     /// Failed in a way that will fail again the same way: parked, with why. A change that came
     /// while it was in flight keeps it pending instead (the change may be the fix).
     pub fn fatal(&mut self, id: &RestaurantId, why: String) {
         self.in_flight.remove(id);
-        if !self.pending.contains_key(id) {
+        if self.pending.contains_key(id) {
+            self.requeue_waiting(id);
+        } else {
             self.parked.insert(id.clone(), why);
         }
     }
@@ -107,13 +159,19 @@ impl WorkQueue {
     /// Every parked item back in the queue (after a reload: the new files may fix them).
     pub fn unpark_all(&mut self, now: Instant) {
         for id in std::mem::take(&mut self.parked).into_keys() {
-            self.push(id, now);
+            self.push_resync(id, now);
         }
     }
 
-    /// When the earliest pending item is due.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.pending.values().map(|i| i.due).min()
+    /// When the earliest pending item not in flight is due.
+    pub fn next_due(&mut self) -> Option<Instant> {
+        self.clean(Lane::Fresh);
+        self.clean(Lane::Background);
+        let first = |h: &BinaryHeap<Entry>| h.peek().map(|Reverse((at, _, _))| *at);
+        match (first(&self.fresh), first(&self.background)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Items waiting (due or backing off).
@@ -130,10 +188,77 @@ impl WorkQueue {
         &self.parked
     }
 
+    fn heap(&mut self, lane: Lane) -> &mut BinaryHeap<Entry> {
+        match lane {
+            Lane::Fresh => &mut self.fresh,
+            Lane::Background => &mut self.background,
+        }
+    }
+
+    /// `id` pending, due at `due` in `lane`: one live heap entry (any older one goes stale).
+    fn put(&mut self, id: RestaurantId, due: Instant, attempts: u32, lane: Lane) {
+        self.seq += 1;
+        let token = self.seq;
+        self.pending.insert(
+            id.clone(),
+            Item {
+                due,
+                attempts,
+                lane,
+                token,
+            },
+        );
+        self.heap(lane).push(Reverse((due, token, id)));
+    }
+
+    /// An item changed while in flight: its entry was dropped when met in flight, so it gets
+    /// a new one now that it is done.
+    fn requeue_waiting(&mut self, id: &RestaurantId) {
+        if let Some(item) = self.pending.get(id).copied() {
+            self.put(id.clone(), item.due, item.attempts, item.lane);
+        }
+    }
+
+    /// Drops the heap's stale top entries: superseded, or for an item in flight (it gets a new
+    /// entry when it is done).
+    fn clean(&mut self, lane: Lane) {
+        loop {
+            let heap = match lane {
+                Lane::Fresh => &self.fresh,
+                Lane::Background => &self.background,
+            };
+            let live = match heap.peek() {
+                None => return,
+                Some(Reverse((_, token, id))) => {
+                    !self.in_flight.contains_key(id)
+                        && self
+                            .pending
+                            .get(id)
+                            .is_some_and(|i| i.token == *token && i.lane == lane)
+                }
+            };
+            if live {
+                return;
+            }
+            self.heap(lane).pop();
+        }
+    }
+
     fn backoff(&self, attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
         self.base.saturating_mul(factor).min(self.max)
     }
+}
+
+/// When item `i` of a sweep of `n` is due, from the sweep's start: spread evenly over `over`,
+/// each in its own slot at `jitter` (in `0..1`) of it, so a sweep of 10,000 restaurants every
+/// 10 minutes sends about 17 reads a second rather than all at once.
+pub fn spread(i: usize, n: usize, over: Duration, jitter: f64) -> Duration {
+    if n == 0 {
+        return Duration::ZERO;
+    }
+    let slot = (i as f64 + jitter.clamp(0.0, 0.999_999)) / n as f64;
+    over.mul_f64(slot.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -231,5 +356,94 @@ mod tests {
         assert_eq!(q.depth(), 7);
         q.not_started(&id("r0"), now);
         assert_eq!(q.depth(), 8);
+    }
+
+    #[test]
+    fn fresh_changes_go_before_a_resync_sweep() {
+        let mut q = queue();
+        let now = Instant::now();
+        for i in 0..100 {
+            q.push_resync(id(&format!("r{i:03}")), now);
+        }
+        q.push(id("new"), now + Duration::from_millis(5));
+        // A restaurant already swept, changed: promoted to the fresh lane.
+        q.push(id("r050"), now + Duration::from_millis(5));
+        let first = q.take_due(now + Duration::from_millis(5), 3);
+        assert_eq!(first, vec![id("new"), id("r050"), id("r000")]);
+        assert_eq!(q.depth(), 98);
+    }
+
+    #[test]
+    fn a_resync_does_not_unpark_only_a_change_or_a_reload_does() {
+        let mut q = queue();
+        let now = Instant::now();
+        q.push(id("a"), now);
+        q.take_due(now, 10);
+        q.fatal(&id("a"), "bad row".into());
+        q.push_resync(id("a"), now);
+        assert!(q.take_due(now, 10).is_empty(), "a resync woke a parked row");
+        assert_eq!(q.parked().len(), 1);
+        q.push(id("a"), now);
+        assert_eq!(q.take_due(now, 10), vec![id("a")]);
+        q.fatal(&id("a"), "bad row".into());
+        q.unpark_all(now);
+        assert_eq!(q.take_due(now, 10), vec![id("a")]);
+    }
+
+    #[test]
+    fn a_failing_item_waits_on_the_heap_not_in_front_of_others() {
+        let mut q = queue();
+        let now = Instant::now();
+        q.push(id("bad"), now);
+        assert_eq!(q.take_due(now, 10), vec![id("bad")]);
+        let delay = q.transient(&id("bad"), now);
+        // Its row changing again while it backs off does not make it due sooner.
+        q.push(id("bad"), now);
+        q.push(id("good"), now);
+        assert_eq!(q.take_due(now, 10), vec![id("good")]);
+        assert_eq!(q.next_due(), Some(now + delay));
+        assert_eq!(q.take_due(now + delay, 10), vec![id("bad")]);
+    }
+
+    #[test]
+    fn a_change_while_in_flight_is_handed_out_after_any_verdict() {
+        let now = Instant::now();
+        for verdict in 0..3 {
+            let mut q = queue();
+            q.push(id("a"), now);
+            q.take_due(now, 10);
+            q.push(id("a"), now);
+            assert!(q.next_due().is_none(), "in flight: not due");
+            match verdict {
+                0 => q.succeeded(&id("a")),
+                1 => q.fatal(&id("a"), "x".into()),
+                _ => q.not_started(&id("a"), now),
+            }
+            assert_eq!(q.take_due(now, 10), vec![id("a")], "verdict {verdict}");
+            assert!(q.parked().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_sweep_is_spread_evenly_over_the_interval() {
+        let over = Duration::from_secs(600);
+        let n = 10_000;
+        let offsets: Vec<Duration> = (0..n).map(|i| spread(i, n, over, 0.5)).collect();
+        assert!(offsets.iter().all(|d| *d < over));
+        assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
+        // Every minute of the ten holds a tenth of the sweep.
+        for minute in 0..10u64 {
+            let (from, to) = (
+                Duration::from_secs(minute * 60),
+                Duration::from_secs((minute + 1) * 60),
+            );
+            let here = offsets.iter().filter(|d| **d >= from && **d < to).count();
+            assert_eq!(here, n / 10, "minute {minute}");
+        }
+        // Jitter moves an item within its own slot only.
+        let slot = over / n as u32;
+        assert!(spread(7, n, over, 0.0) >= slot * 7);
+        assert!(spread(7, n, over, 0.99) < slot * 8);
+        assert_eq!(spread(0, 0, over, 0.5), Duration::ZERO);
     }
 }

@@ -19,7 +19,7 @@ use crate::model::ids::{ObjectId, RestaurantId};
 use crate::ops::plan::PlanOptions;
 use crate::ops::status::{describe_action, describe_changes};
 use crate::ops::{self, OpsError, Workspace};
-use crate::plan::Plan;
+use crate::plan::{Op, Plan};
 use crate::remote::Client;
 use crate::resources::Kinds;
 use crate::state::State;
@@ -99,12 +99,39 @@ fn verdict_of_apply(e: &ApplyError) -> Verdict {
     }
 }
 
-/// What a batch's reconcile found: a verdict per restaurant asked for, and what its plan said
-/// of each (name, what changed) for the logs and the status board.
+/// What a batch's reconcile found: a verdict per restaurant asked for, what its plan said of
+/// each (name, what changed) for the logs and the status board, and what it showed of the
+/// server.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub verdicts: Vec<(RestaurantId, Verdict)>,
     pub said: BTreeMap<RestaurantId, Said>,
+    /// A call got no answer (refused, timed out), or the account's own calls failed: the
+    /// server, not one tenant, is the problem.
+    pub unreachable: bool,
+}
+
+impl Batch {
+    /// Whether the server is up as far as this batch tells (`None`: it tells nothing). An
+    /// error the server answered for one restaurant (a 500 on its agent) is that tenant's.
+    pub fn server_up(&self) -> Option<bool> {
+        let done = self
+            .verdicts
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::Done { .. } | Verdict::Held(_)));
+        if self.unreachable && !done {
+            Some(false)
+        } else if done || !self.verdicts.is_empty() {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether `e` means the server did not answer at all.
+fn unanswered(e: &crate::remote::ClientError) -> bool {
+    e.is_transient() && e.status().is_none()
 }
 
 /// A restaurant as its plan names it, and what its plan changes (`agent name`,
@@ -125,6 +152,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, ids: &BTreeSet<RestaurantId>, cache: &mut 
             Batch {
                 verdicts: ids.iter().map(|id| (id.clone(), v.clone())).collect(),
                 said: BTreeMap::new(),
+                unreachable: matches!(&e, OpsError::Server { source, .. } if unanswered(source)),
             }
         }
     };
@@ -224,6 +252,7 @@ async fn run(
         return Ok(Batch {
             verdicts,
             said: BTreeMap::new(),
+            unreachable: false,
         });
     }
     let t = Instant::now();
@@ -231,20 +260,26 @@ async fn run(
     tracing::debug!(target: LOG_TARGET, "reconcile: rows read and checked, state locked in {} ms", t.elapsed().as_millis());
     let mut found: BTreeMap<RestaurantId, Verdict> = BTreeMap::new();
     let mut said = BTreeMap::new();
+    let mut unreachable = false;
     let mut round = targets;
     // A second round for the restaurants the server answered 404 or 409: the cache was
     // wrong about them; they are re-read and planned again at once.
     for _ in 0..2 {
-        let (v, s, again) = cached_round(ctx, &ws, &round, cache).await?;
+        let (v, s, again, down) = cached_round(ctx, &ws, &round, cache).await?;
         found.extend(v);
         said.extend(s);
+        unreachable |= down;
         if again.is_empty() {
             break;
         }
         round = again;
     }
     verdicts.extend(found);
-    Ok(Batch { verdicts, said })
+    Ok(Batch {
+        verdicts,
+        said,
+        unreachable,
+    })
 }
 
 fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions {
@@ -258,8 +293,9 @@ fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions 
     }
 }
 
-/// Applies `plan` when it changes anything; the report, and the account's id state holds
-/// after it.
+/// Applies `plan` when it does anything, adoptions included (an adopt writes state: a create
+/// a killed run sent but never recorded is recorded here, as the CLI's apply does); the report,
+/// and the account's id state holds after it.
 async fn apply_if_needed(
     ctx: &Ctx<'_>,
     ws: &Workspace,
@@ -267,7 +303,7 @@ async fn apply_if_needed(
     state: State,
     progress: &dyn apply::Progress,
 ) -> (Option<Report>, Option<ObjectId>) {
-    if plan.restaurants.iter().any(|r| r.has_changes()) || plan.account.op().is_change() {
+    if plan.actions().any(|a| a.op() != Op::NoOp) {
         let (report, writer) = ops::apply::apply_plan(ws, ctx.client, plan, state, progress).await;
         let account = writer.read(|s| s.account_id.as_ref().and_then(|a| a.to_object_id().ok()));
         (Some(report), account)
@@ -276,11 +312,13 @@ async fn apply_if_needed(
     }
 }
 
-/// A round's verdicts, what its plan said of each restaurant, and the restaurants to try again.
+/// A round's verdicts, what its plan said of each restaurant, the restaurants to try again
+/// now, and whether the server was unreachable (see [`Batch::unreachable`]).
 type Round = (
     Vec<(RestaurantId, Verdict)>,
     BTreeMap<RestaurantId, Said>,
     BTreeSet<RestaurantId>,
+    bool,
 );
 
 /// One plan + apply of `targets` against the cache (under the state lock); the verdicts, and
@@ -318,6 +356,7 @@ async fn cached_round(
     let (report, account) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
     lap.mark("apply");
     let mut again = BTreeSet::new();
+    let unreachable = report.as_ref().is_some_and(server_down);
     if let Some(r) = &report {
         let failed: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.error.is_some()).collect();
         again.extend(
@@ -346,7 +385,24 @@ async fn cached_round(
             *v = Verdict::Suspended;
         }
     }
-    Ok((verdicts, said_of(&plan), again))
+    Ok((verdicts, said_of(&plan), again, unreachable))
+}
+
+/// Whether an apply's failures are the server's rather than its tenants': a call that got no
+/// answer, or the account's own call failing.
+fn server_down(r: &Report) -> bool {
+    fn no_answer(e: &ApplyError) -> bool {
+        match e {
+            ApplyError::Server { source, .. } => unanswered(source),
+            ApplyError::Several { first, .. } => no_answer(first),
+            _ => false,
+        }
+    }
+    r.account_error.as_ref().is_some_and(|e| e.is_transient())
+        || r.outcomes
+            .iter()
+            .filter_map(|o| o.error.as_ref())
+            .any(no_answer)
 }
 
 /// Where a reconcile's time goes, for the debug log.

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
 use super::cache::Cache;
 use super::feed::{self, ChangeLog};
-use super::leader::{advisory_key, LeaderLock, Leadership};
-use super::queue::WorkQueue;
+use super::leader::{advisory_key, LeaderLock, Leadership, Lease};
+use super::queue::{self, WorkQueue};
 use super::reconcile::{self, Ctx, Verdict};
 use super::reload::Config;
 use super::{Handle, Inbox, Msg, Options, ReloadOutcome, Summary};
@@ -27,8 +27,9 @@ use crate::resources::Kinds;
 use crate::state::{self, ProjectRef, StateBackend};
 use crate::LOG_TARGET;
 
-/// How often the leader checks that it still holds its lock.
-const LEADER_CHECK: Duration = Duration::from_secs(5);
+/// Attempts per request inside one reconcile (the CLI's client makes 8): a blip is retried
+/// once at once; anything longer is the queue's backoff.
+const CLIENT_ATTEMPTS: u32 = 2;
 
 /// Runs until [`Handle::shutdown`] (or, with `--once`, one full reconcile). Returns what it
 /// did; an error only for what stops it from running at all (invalid configuration at start,
@@ -73,6 +74,9 @@ pub async fn run_with(
             queue: WorkQueue::new(opts.backoff_base, opts.backoff_max),
             summary: &mut summary,
             full_due: true,
+            // The first sweep of a leadership is due at once: a run killed mid-reconcile left
+            // restaurants half made that no change log entry names any more.
+            spread: false,
             cache: Cache::default(),
             kinds: &kinds,
         };
@@ -221,31 +225,38 @@ struct Leader<'a> {
     summary: &'a mut Summary,
     /// A full reconcile is due (start, resync, reload, `POST /v1/reconcile`).
     full_due: bool,
+    /// The next full reconcile is a timed sweep, spread over the interval.
+    spread: bool,
     /// The server as last seen: targeted reconciles plan against it.
     cache: Cache,
     kinds: &'a Kinds,
 }
 
 impl Leader<'_> {
-    async fn lead(
-        &mut self,
-        mut leadership: Leadership,
-        inbox: &mut Inbox,
-    ) -> Result<Ended, OpsError> {
-        let client = Client::new(&self.config.settings)
+    async fn lead(&mut self, leadership: Leadership, inbox: &mut Inbox) -> Result<Ended, OpsError> {
+        let mut client = Client::new(&self.config.settings)
             .map_err(|e| OpsError::server(&self.config.settings.server_url, e))?;
+        // A failing call is tried again by the queue, at a due time, not by the client while
+        // the batch waits: one tenant whose agent answers 500 holds nobody.
+        client.retry.max_attempts = client.retry.max_attempts.min(CLIENT_ATTEMPTS);
         self.handle.metrics.watch_client(&client);
         self.handle.set_client(Some(client.clone()));
-        let ended = self.lead_with(&client, &mut leadership, inbox).await;
+        // Leadership is confirmed apart from the work; while it is, state commits go through
+        // the lease's fence.
+        let lease = Lease::start(leadership, client.clone());
+        let plain = self.backend.clone();
+        self.backend = lease.fence(plain.clone());
+        let ended = self.lead_with(&client, &lease, inbox).await;
+        self.backend = plain;
         self.handle.set_client(None);
-        leadership.release().await;
+        lease.release().await;
         ended
     }
 
     async fn lead_with(
         &mut self,
         client: &Client,
-        leadership: &mut Leadership,
+        lease: &Lease,
         inbox: &mut Inbox,
     ) -> Result<Ended, OpsError> {
         self.heal().await;
@@ -278,7 +289,7 @@ impl Leader<'_> {
             _ => None,
         };
         let ended = self
-            .serve(client, leadership, inbox, log.filter(|_| has_log), &wake)
+            .serve(client, lease, inbox, log.filter(|_| has_log), &wake)
             .await;
         if let Some(l) = listener {
             l.abort();
@@ -323,7 +334,7 @@ impl Leader<'_> {
     async fn serve(
         &mut self,
         client: &Client,
-        leadership: &mut Leadership,
+        lease: &Lease,
         inbox: &mut Inbox,
         log: Option<ChangeLog>,
         wake: &Notify,
@@ -335,7 +346,7 @@ impl Leader<'_> {
             self.opts.resync_every,
         );
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut check = tokio::time::interval(LEADER_CHECK);
+        let writes_from = tokio::time::Instant::from_std(lease.writes_from());
         loop {
             if self.handle.stopping() {
                 return Ok(Ended::Stopped);
@@ -350,11 +361,19 @@ impl Leader<'_> {
                 self.handle.metrics.leader.set(1);
                 tracing::info!(target: LOG_TARGET, "controller: leading");
             }
-            self.work(client).await;
             if self.opts.once {
+                tokio::time::sleep_until(writes_from).await;
+                self.work(client, lease).await;
                 return Ok(Ended::Stopped);
             }
-            let next_due = self.queue.next_due().map(tokio::time::Instant::from_std);
+            // One batch at a time, the feed, the webhook and the leader check looked at between
+            // two: a change seen meanwhile goes ahead of the rest of a resync's sweep.
+            // A new leader's first write waits for any deposed leader's lease to run out.
+            let next_due = self
+                .queue
+                .next_due()
+                .map(|t| tokio::time::Instant::from_std(t).max(writes_from));
+            let busy = next_due.is_some_and(|t| t <= tokio::time::Instant::now());
             let backoff = async {
                 match next_due {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -362,19 +381,20 @@ impl Leader<'_> {
                 }
             };
             tokio::select! {
+                biased;
                 msg = inbox.0.recv() => match msg {
                     None | Some(Msg::Stop) => return Ok(Ended::Stopped),
                     Some(m) => self.message(m),
                 },
+                _ = lease.lost() => return Ok(Ended::LostLeadership),
                 _ = wake.notified() => self.read_log(log.as_ref()).await,
                 _ = poll.tick() => self.read_log(log.as_ref()).await,
-                _ = resync.tick() => self.full_due = true,
-                _ = check.tick() => {
-                    if !leadership.check().await {
-                        return Ok(Ended::LostLeadership);
-                    }
+                _ = resync.tick() => {
+                    self.full_due = true;
+                    self.spread = true;
                 }
-                _ = backoff => {}
+                _ = std::future::ready(()), if busy => { self.batch(client, lease).await; }
+                _ = backoff, if !busy => {}
             }
         }
     }
@@ -424,9 +444,13 @@ impl Leader<'_> {
         self.gauges();
     }
 
-    /// Every restaurant of the inventory and of state, queued.
+    /// Every restaurant of the inventory and of state, queued. A timed sweep (every
+    /// `--resync`) spreads the restaurants both hold over the interval, jittered, so the
+    /// server sees a steady trickle of reads, not a burst; a restaurant only one of them holds
+    /// (new, or gone) is due at once, as is everyone at start, on `POST /v1/reconcile`, a
+    /// reload or `--once`.
     async fn queue_all(&mut self, client: &Client) {
-        let mut ids: BTreeSet<RestaurantId> = match self.inventory.all_ids().await {
+        let listed: BTreeSet<RestaurantId> = match self.inventory.all_ids().await {
             Ok(ids) => ids.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(target: LOG_TARGET, "controller: full resync: {e}; retrying at the next poll");
@@ -434,11 +458,13 @@ impl Leader<'_> {
                 return;
             }
         };
+        let mut recorded = BTreeSet::new();
         match self.backend.load().await {
             Ok(state) => {
                 let state = state.unwrap_or_default();
-                ids.extend(state.restaurant_ids());
-                self.handle.board.known(&ids, &state);
+                recorded = state.restaurant_ids();
+                let all: BTreeSet<RestaurantId> = listed.union(&recorded).cloned().collect();
+                self.handle.board.known(&all, &state);
                 // The cache is replaced: drift on the server is seen by the batches below.
                 let name = &self.config.settings.account.name;
                 if let Err(e) = self.cache.resync(self.kinds, client, name, &state).await {
@@ -451,64 +477,73 @@ impl Leader<'_> {
                 self.cache.invalidate();
             }
         }
+        let spread = std::mem::take(&mut self.spread) && !self.opts.once;
         let now = Instant::now();
-        for id in ids {
-            self.queue.push(id, now);
+        let both: Vec<&RestaurantId> = listed.intersection(&recorded).collect();
+        let n = both.len();
+        for (i, id) in both.into_iter().enumerate() {
+            let offset = if spread {
+                queue::spread(i, n, self.opts.resync_every, rand::random::<f64>())
+            } else {
+                std::time::Duration::ZERO
+            };
+            self.queue.push_resync(id.clone(), now + offset);
+        }
+        for id in listed.symmetric_difference(&recorded) {
+            self.queue.push_resync(id.clone(), now);
         }
         self.handle.metrics.resynced();
         self.gauges();
     }
 
-    /// Runs batches while items are due (with `--once`: until every item had its try).
-    async fn work(&mut self, client: &Client) {
-        loop {
-            if self.handle.stopping() {
-                return;
-            }
-            let due = self
-                .queue
-                .take_due(Instant::now(), self.opts.batch_size.max(1));
-            if due.is_empty() {
-                return;
-            }
-            self.gauges();
-            let ids: BTreeSet<RestaurantId> = due.iter().cloned().collect();
-            let started = Instant::now();
-            let ctx = Ctx {
-                settings: &self.config.settings,
-                revision: &self.config.revision,
-                backend: self.backend.clone(),
-                inventory: self.inventory,
-                client,
-                kinds: self.kinds,
-                allow_destroy: self.opts.allow_destroy,
-            };
-            let batch = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
-            self.handle
-                .metrics
-                .reconcile_seconds
-                .observe(started.elapsed().as_secs_f64());
-            self.record(&due, batch);
-            if due.len() >= 50 {
-                release_free_memory();
-            }
+    /// Runs batches while items are due (`--once`: until every item had its try).
+    async fn work(&mut self, client: &Client, lease: &Lease) {
+        while !self.handle.stopping() && self.batch(client, lease).await {}
+    }
+
+    /// Reconciles one batch of the items due, fresh ones first; `false` when none was due (or
+    /// this process may no longer lead).
+    async fn batch(&mut self, client: &Client, lease: &Lease) -> bool {
+        if lease.expired() {
+            return false;
         }
+        let due = self
+            .queue
+            .take_due(Instant::now(), self.opts.batch_size.max(1));
+        if due.is_empty() {
+            return false;
+        }
+        self.gauges();
+        let ids: BTreeSet<RestaurantId> = due.iter().cloned().collect();
+        let started = Instant::now();
+        let ctx = Ctx {
+            settings: &self.config.settings,
+            revision: &self.config.revision,
+            backend: self.backend.clone(),
+            inventory: self.inventory,
+            client,
+            kinds: self.kinds,
+            allow_destroy: self.opts.allow_destroy,
+        };
+        let batch = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
+        self.handle
+            .metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.record(&due, batch);
+        if due.len() >= 50 {
+            release_free_memory();
+        }
+        true
     }
 
     fn record(&mut self, due: &[RestaurantId], batch: reconcile::Batch) {
         let now = Instant::now();
-        let mut any_done = false;
-        let mut any_transient = false;
         for (id, v) in &batch.verdicts {
             self.summary.add(v);
             let name = batch.said.get(id).map(|s| s.name.as_str());
             self.handle.board.record(id, name, v);
             self.handle.metrics.reconciled(v.label());
-            match v {
-                Verdict::Done { .. } | Verdict::Held(_) | Verdict::Suspended => any_done = true,
-                Verdict::Transient(_) => any_transient = true,
-                _ => {}
-            }
             match v {
                 Verdict::Done { .. } | Verdict::Held(_) | Verdict::Suspended => {
                     self.queue.succeeded(id)
@@ -524,10 +559,12 @@ impl Leader<'_> {
         for id in due {
             self.queue.succeeded(id);
         }
-        self.handle
-            .status
-            .server_ok
-            .store(any_done || !any_transient, Ordering::Relaxed);
+        // Readiness follows the server, never one tenant: a restaurant whose calls the server
+        // answers with errors backs off in the queue; a server that does not answer, or fails
+        // the account's own calls, is down.
+        if let Some(up) = batch.server_up() {
+            self.handle.status.server_ok.store(up, Ordering::Relaxed);
+        }
         self.gauges();
     }
 

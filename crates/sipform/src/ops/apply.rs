@@ -26,13 +26,17 @@ pub struct ApplyRun<'w> {
 }
 
 impl<'w> ApplyRun<'w> {
-    /// Takes the lock, reads state and heals the platform rows a crashed run left behind.
-    pub async fn start(ws: &'w Workspace) -> Result<ApplyRun<'w>, OpsError> {
+    /// Takes the lock, reads state, then the inventory again (one snapshot with state: what
+    /// another writer, the controller, provisioned before the lock was taken is in both), and
+    /// heals the platform rows a crashed run left behind.
+    pub async fn start(ws: &'w mut Workspace) -> Result<ApplyRun<'w>, OpsError> {
         let client = ws.client()?;
         let lock = ws.lock("apply").await?;
         let existing = ws.load_state().await?;
         let state_exists = existing.is_some();
         let state = existing.unwrap_or_else(|| ws.fresh_state());
+        ws.reread_inventory(&state).await?;
+        let ws: &'w Workspace = ws;
         let healed = ws.reconcile_inventory(&state).await?;
         Ok(ApplyRun {
             ws,
@@ -42,6 +46,11 @@ impl<'w> ApplyRun<'w> {
             healed,
             _lock: lock,
         })
+    }
+
+    /// The workspace this run reads, as re-read under its lock.
+    pub fn workspace(&self) -> &'w Workspace {
+        self.ws
     }
 
     /// Platform rows written back at start (state had the ids, the rows did not).

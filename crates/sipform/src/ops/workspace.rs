@@ -36,6 +36,9 @@ pub struct Workspace {
     /// The configuration's revision, computed on first use or given
     /// ([`Workspace::with_revision`]: the controller's copy of the files is no repository).
     revision: std::sync::OnceLock<Revision>,
+    /// Where the restaurants were read from, when this workspace opened it ([`Workspace::load`]):
+    /// apply reads it again under the state lock ([`Workspace::reread_inventory`]).
+    inventory: Option<Arc<dyn Inventory>>,
 }
 
 impl Workspace {
@@ -44,7 +47,30 @@ impl Workspace {
     /// A restaurant whose own input is invalid is skipped, not fatal: see [`Workspace::skipped`].
     pub async fn load(settings: Settings) -> Result<Workspace, OpsError> {
         let source = open_inventory(&settings).await?;
-        Self::load_from(settings, source.as_ref(), Kinds::builtin()).await
+        let ws = Self::load_from(settings, source.as_ref(), Kinds::builtin()).await?;
+        Ok(Workspace {
+            inventory: Some(source),
+            ..ws
+        })
+    }
+
+    /// Reads the restaurants again, with `state`'s known: apply calls it under the state lock,
+    /// after reading state, so what it plans and the ids state holds are one snapshot. A
+    /// restaurant the controller provisioned after this workspace was loaded is then in both,
+    /// never planned as gone (issue 24). Does nothing for a workspace not loaded from its
+    /// inventory ([`Workspace::new`], [`Workspace::for_read`]).
+    pub async fn reread_inventory(&mut self, state: &State) -> Result<(), OpsError> {
+        let Some(source) = self.inventory.clone() else {
+            return Ok(());
+        };
+        let read = source.read_all(&state.restaurant_ids()).await;
+        let read = read.map_err(|e| read_failed(&self.settings, e))?;
+        let env = self.settings.render_env();
+        let root = &self.settings.root;
+        let report = validate::check_inventory(root, self.settings.project(), &env, Some(read))?;
+        self.desired = report.validated.desired;
+        self.skipped = report.skipped;
+        Ok(())
     }
 
     /// [`Workspace::load`] from an inventory already open, over `kinds`: every restaurant it
@@ -94,6 +120,7 @@ impl Workspace {
             skipped: Vec::new(),
             kinds: Kinds::builtin(),
             revision: Default::default(),
+            inventory: None,
         })
     }
 
@@ -130,6 +157,7 @@ impl Workspace {
             skipped: report.skipped,
             kinds,
             revision: Default::default(),
+            inventory: None,
         }
     }
 
