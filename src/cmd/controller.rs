@@ -67,6 +67,11 @@ pub struct Args {
     /// How often a standby tries to become the leader (PostgreSQL advisory lock).
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = positive)]
     pub leader_retry: Duration,
+    /// Where the controller keeps its copy of the configuration (and a `controller.source`'s
+    /// mirror and snapshots). Default: `.sipform-controller` beside the state file or SQLite
+    /// database, else in the project folder. Never the system's temporary folder.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
     #[command(flatten)]
     pub parallelism: super::ParallelismArg,
     #[command(flatten)]
@@ -124,6 +129,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         backoff_base: args.backoff,
         backoff_max: args.backoff_max,
         leader_retry: args.leader_retry,
+        work_dir: args.work_dir,
         ..Options::new(global.project.clone())
     };
     let (handle, inbox) = controller::channel();

@@ -52,6 +52,9 @@ pub struct Options {
     pub backoff_max: Duration,
     /// How often a standby tries to become the leader.
     pub leader_retry: Duration,
+    /// Where the configuration copy (and a source's mirror and snapshots) are kept; `None`:
+    /// [`reload::work_dir`].
+    pub work_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -67,6 +70,7 @@ impl Options {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             leader_retry: Duration::from_secs(3),
+            work_dir: None,
         }
     }
 }

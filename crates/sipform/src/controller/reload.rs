@@ -1,10 +1,13 @@
 //! The configuration a running controller uses: settings, tools and template, loaded at start
 //! and on reload (SIGHUP, `POST /v1/reload`), never behind its back.
 //!
-//! The tool files and the template's folder are copied to a private temporary folder when
-//! loaded, and the settings point there: editing a file under the project changes nothing
-//! until a reload, and a reload that does not validate is refused while the copy in use keeps
-//! running.
+//! The tool files and the template's folder are copied to a private folder when loaded, and
+//! the settings point there: editing a file under the project changes nothing until a reload,
+//! and a reload that does not validate is refused while the copy in use keeps running.
+//!
+//! The copy lives in the controller's work folder ([`work_dir`]), never the system's temporary
+//! folder: a hardened service (systemd's `ProtectSystem=strict`) may not write `/tmp`, but it
+//! must write where its state or database is.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +17,7 @@ use crate::config::{Overrides, Settings};
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
 use crate::front::{load, validate};
 use crate::inventory::InventoryRead;
+use crate::model::spec::StateConfig;
 use crate::ops::OpsError;
 
 /// One loaded, validated configuration.
@@ -22,13 +26,41 @@ pub struct Config {
     /// Digest of the tool files, the template folder and the settings that shape a restaurant:
     /// a reload that changes it queues every restaurant.
     pub digest: String,
+    /// The work folder the copy is in (the source's mirror and snapshots are there too).
+    pub work_dir: PathBuf,
     _copy: tempfile::TempDir,
 }
 
+/// How the names of the configuration copies in the work folder start.
+const COPY_PREFIX: &str = "config-";
+
+/// The controller's work folder when `--work-dir` is not given: `.sipform-controller` beside
+/// what it already writes (the state file or SQLite database, else the project folder), so a
+/// unit that lets it write its state lets it write this too.
+pub fn work_dir(settings: &Settings) -> PathBuf {
+    let root = &settings.root;
+    let beside = match &settings.state {
+        StateConfig::File { path, .. } => root.join(path).parent().map(Path::to_path_buf),
+        StateConfig::Sqlite { url, .. } => crate::db::sqlite_path(url, root)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf)),
+        StateConfig::Postgres { .. } => None,
+    };
+    beside
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| root.clone())
+        .join(".sipform-controller")
+}
+
 impl Config {
-    /// Loads `root`'s settings with `overrides`, copies the tools and the template's folder,
-    /// and validates them (tools, template, settings) with no restaurant.
-    pub fn load(root: &Path, overrides: &Overrides) -> Result<Config, OpsError> {
+    /// Loads `root`'s settings with `overrides`, copies the tools and the template's folder
+    /// into `work` (default [`work_dir`]), and validates them (tools, template, settings) with
+    /// no restaurant.
+    pub fn load(
+        root: &Path,
+        overrides: &Overrides,
+        work: Option<&Path>,
+    ) -> Result<Config, OpsError> {
         let mut settings = Settings::load(root, overrides)?;
         // First against the project's own files, so every message names them.
         validate::check_inventory(
@@ -37,16 +69,8 @@ impl Config {
             &settings.render_env(),
             Some(InventoryRead::default()),
         )?;
-        let copy = tempfile::Builder::new()
-            .prefix("sipform-controller-")
-            .tempdir()
-            .map_err(|e| {
-                io_error(
-                    "create a folder for the configuration",
-                    Path::new("/tmp"),
-                    e,
-                )
-            })?;
+        let work_dir = work.map_or_else(|| work_dir(&settings), Path::to_path_buf);
+        let copy = private_copy_dir(&work_dir)?;
         let tools_from = root.join(&settings.tools_dir);
         let tools_to = copy.path().join("tools");
         let mut hasher = Sha256::new();
@@ -72,6 +96,7 @@ impl Config {
         Ok(Config {
             settings,
             digest: format!("{:x}", hasher.finalize()),
+            work_dir,
             _copy: copy,
         })
     }
@@ -87,6 +112,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A fresh private folder under `work` for one configuration copy (removed when dropped).
+fn private_copy_dir(work: &Path) -> Result<tempfile::TempDir, OpsError> {
+    crate::fsio::create_private_dir_all(work)
+        .map_err(|e| io_error("create the controller's work folder (--work-dir)", work, e))?;
+    tempfile::Builder::new()
+        .prefix(COPY_PREFIX)
+        .tempdir_in(work)
+        .map_err(|e| io_error("create a folder for the configuration copy in", work, e))
 }
 
 trait ProjectShape {

@@ -45,7 +45,7 @@ pub async fn run_with(
     handle: Handle,
     mut inbox: Inbox,
 ) -> Result<Summary, OpsError> {
-    let mut config = Config::load(&opts.root, &opts.overrides)?;
+    let mut config = Config::load(&opts.root, &opts.overrides, opts.work_dir.as_deref())?;
     let inventory = crate::ops::open_inventory(&config.settings).await?;
     let project = ProjectRef::of(
         config.settings.project.as_deref(),
@@ -184,7 +184,7 @@ async fn become_leader(
 
 /// Loads the configuration again; `Ok(true)` when it changed what restaurants look like.
 fn reload(config: &mut Config, handle: &Handle, opts: &Options) -> Result<bool, String> {
-    let next = Config::load(&opts.root, &opts.overrides).and_then(|n| {
+    let next = Config::load(&opts.root, &opts.overrides, opts.work_dir.as_deref()).and_then(|n| {
         config
             .check_replaceable(&n)
             .map(|_| n)
