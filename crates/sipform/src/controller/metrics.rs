@@ -38,6 +38,8 @@ pub struct Metrics {
     pub leader: Gauge,
     pub feed_connected: Gauge,
     pub server_requests: Family<KindLabel, Counter>,
+    /// 1 while the followed repository's newest commit is refused or cannot be fetched.
+    pub source_last_error: Gauge,
     since_resync: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_resync: Mutex<Option<Instant>>,
     started: Instant,
@@ -112,8 +114,15 @@ impl Metrics {
             "Seconds since the last full resync ended (since start when none has)",
             since_resync.clone(),
         );
+        let source_last_error = Gauge::default();
+        registry.register(
+            "source_last_error",
+            "1 when the newest commit of controller.source was refused or could not be fetched",
+            source_last_error.clone(),
+        );
         Metrics {
             registry,
+            source_last_error,
             queue_depth,
             parked,
             reconciles,

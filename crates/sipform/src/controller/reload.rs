@@ -28,6 +28,8 @@ pub struct Config {
     pub digest: String,
     /// The work folder the copy is in (the source's mirror and snapshots are there too).
     pub work_dir: PathBuf,
+    /// The followed repository's commit it was loaded from (`None`: the project folder).
+    pub commit: Option<String>,
     _copy: tempfile::TempDir,
 }
 
@@ -61,30 +63,30 @@ impl Config {
         overrides: &Overrides,
         work: Option<&Path>,
     ) -> Result<Config, OpsError> {
-        let mut settings = Settings::load(root, overrides)?;
+        Config::load_from(root, root, overrides, work)
+    }
+
+    /// [`Config::load`] of the project at `files` (a followed repository's snapshot), whose
+    /// inventory, state and work folder stay those of the controller's project at `local`.
+    pub fn load_from(
+        files: &Path,
+        local: &Path,
+        overrides: &Overrides,
+        work: Option<&Path>,
+    ) -> Result<Config, OpsError> {
+        let mut settings = Settings::load(files, overrides)?;
         // First against the project's own files, so every message names them.
         validate::check_inventory(
-            root,
+            files,
             settings.project(),
             &settings.render_env(),
             Some(InventoryRead::default()),
         )?;
+        settings.root = local.to_path_buf();
         let work_dir = work.map_or_else(|| work_dir(&settings), Path::to_path_buf);
         let copy = private_copy_dir(&work_dir)?;
-        let tools_from = root.join(&settings.tools_dir);
-        let tools_to = copy.path().join("tools");
         let mut hasher = Sha256::new();
-        copy_dir(root, &tools_from, &tools_to, &mut hasher, 0)?;
-        let template_from = root.join(&settings.template);
-        let template_dir = template_from.parent().unwrap_or(root).to_path_buf();
-        let template_name = template_from
-            .file_name()
-            .map(PathBuf::from)
-            .ok_or_else(|| invalid(root, "template", "the template path names no file"))?;
-        let templates_to = copy.path().join("templates");
-        copy_dir(root, &template_dir, &templates_to, &mut hasher, 0)?;
-        settings.tools_dir = tools_to;
-        settings.template = templates_to.join(template_name);
+        copy_files(files, &mut settings, copy.path(), &mut hasher)?;
         hasher.update(format!("{:?}", settings.project_shape()).as_bytes());
         let env = settings.render_env();
         validate::check_inventory(
@@ -97,6 +99,7 @@ impl Config {
             settings,
             digest: format!("{:x}", hasher.finalize()),
             work_dir,
+            commit: None,
             _copy: copy,
         })
     }
@@ -112,6 +115,38 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Copies the tools, the template's folder and the platform's OpenAPI document of the project
+/// at `files` into `copy`, and points `settings` at the copies.
+fn copy_files(
+    files: &Path,
+    settings: &mut Settings,
+    copy: &Path,
+    hasher: &mut Sha256,
+) -> Result<(), OpsError> {
+    let tools_to = copy.join("tools");
+    copy_dir(files, &files.join(&settings.tools_dir), &tools_to, hasher, 0)?;
+    let template_from = files.join(&settings.template);
+    let template_dir = template_from.parent().unwrap_or(files).to_path_buf();
+    let template_name = template_from
+        .file_name()
+        .map(PathBuf::from)
+        .ok_or_else(|| invalid(files, "template", "the template path names no file"))?;
+    let templates_to = copy.join("templates");
+    copy_dir(files, &template_dir, &templates_to, hasher, 0)?;
+    settings.tools_dir = tools_to;
+    settings.template = templates_to.join(template_name);
+    if let Some(doc) = &settings.platform.openapi {
+        let from = files.join(doc);
+        // The same name: the reader tells YAML from JSON by it.
+        let to = copy.join(doc.file_name().unwrap_or(std::ffi::OsStr::new("openapi.yaml")));
+        let bytes = std::fs::read(&from).map_err(|e| io_error("read", &from, e))?;
+        hasher.update(&bytes);
+        std::fs::write(&to, &bytes).map_err(|e| io_error("write", &to, e))?;
+        settings.platform.openapi = Some(to);
+    }
+    Ok(())
 }
 
 /// A fresh private folder under `work` for one configuration copy (removed when dropped).
