@@ -13,8 +13,7 @@ use crate::front::load::{self, PROJECT_FILE};
 use crate::front::render::RenderEnv;
 use crate::model::secret::Secret;
 use crate::model::spec::{
-    AccountSpec, AppConfig, ControllerConfig, InventoryConfig, Project, ServerConfig,
-    StateConfig,
+    AccountSpec, AppConfig, ControllerConfig, InventoryConfig, Project, ServerConfig, StateConfig,
 };
 
 /// Requests in flight at once, across restaurants, unless a flag says otherwise: found while

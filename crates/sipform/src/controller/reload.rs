@@ -126,7 +126,13 @@ fn copy_files(
     hasher: &mut Sha256,
 ) -> Result<(), OpsError> {
     let tools_to = copy.join("tools");
-    copy_dir(files, &files.join(&settings.tools_dir), &tools_to, hasher, 0)?;
+    copy_dir(
+        files,
+        &files.join(&settings.tools_dir),
+        &tools_to,
+        hasher,
+        0,
+    )?;
     let template_from = files.join(&settings.template);
     let template_dir = template_from.parent().unwrap_or(files).to_path_buf();
     let template_name = template_from
@@ -140,7 +146,10 @@ fn copy_files(
     if let Some(doc) = &settings.platform.openapi {
         let from = files.join(doc);
         // The same name: the reader tells YAML from JSON by it.
-        let to = copy.join(doc.file_name().unwrap_or(std::ffi::OsStr::new("openapi.yaml")));
+        let to = copy.join(
+            doc.file_name()
+                .unwrap_or(std::ffi::OsStr::new("openapi.yaml")),
+        );
         let bytes = std::fs::read(&from).map_err(|e| io_error("read", &from, e))?;
         hasher.update(&bytes);
         std::fs::write(&to, &bytes).map_err(|e| io_error("write", &to, e))?;

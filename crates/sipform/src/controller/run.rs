@@ -57,8 +57,14 @@ pub async fn run_with(
     let lock = leader_lock(&config, inventory.as_ref(), &project)?;
     let mut summary = Summary::default();
     loop {
-        let Some(leadership) =
-            become_leader(&lock, &handle, &mut inbox, (&mut config, &mut follow), &opts).await?
+        let Some(leadership) = become_leader(
+            &lock,
+            &handle,
+            &mut inbox,
+            (&mut config, &mut follow),
+            &opts,
+        )
+        .await?
         else {
             return Ok(summary);
         };
@@ -96,7 +102,9 @@ async fn first_config(opts: &Options) -> Result<(Config, Option<Follow>), OpsErr
     };
     let work = match &opts.work_dir {
         Some(w) => w.clone(),
-        None => super::reload::work_dir(&crate::config::Settings::load(&opts.root, &opts.overrides)?),
+        None => {
+            super::reload::work_dir(&crate::config::Settings::load(&opts.root, &opts.overrides)?)
+        }
     };
     let mut follow = Follow::new(src, &work);
     tracing::info!(target: LOG_TARGET, "controller: following {} branch {} every {:?}", follow.source.repo(), follow.source.settings.branch, follow.source.settings.interval);
@@ -213,7 +221,9 @@ async fn reload(
     if let Some(f) = follow {
         let r = f.reload(config, handle, opts).await;
         handle.status.set_revision(config.commit.clone());
-        handle.metrics.reloaded(if r.is_ok() { "ok" } else { "refused" });
+        handle
+            .metrics
+            .reloaded(if r.is_ok() { "ok" } else { "refused" });
         // A new commit is a rollout: every restaurant, whatever the digest says.
         return r.map(|f| matches!(f, Followed::Switched));
     }

@@ -98,17 +98,30 @@ impl Source {
         self.git(
             "fetch",
             true,
-            &["fetch", "--quiet", "--no-tags", "--", &self.settings.git, &refspec],
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--",
+                &self.settings.git,
+                &refspec,
+            ],
         )?;
         let commit = self.git(
             "rev-parse",
             false,
-            &["rev-parse", "--verify", &format!("refs/heads/{branch}^{{commit}}")],
+            &[
+                "rev-parse",
+                "--verify",
+                &format!("refs/heads/{branch}^{{commit}}"),
+            ],
         )?;
         let commit = commit.trim().to_string();
         let folder = self.snapshots().join(&commit);
         if !folder.is_dir() {
             self.extract(&commit, &folder)?;
+            // The commit in use and this new one stay, whether or not it turns out valid.
+            self.prune(self.recorded().as_deref().unwrap_or(&commit));
         }
         Ok(Snapshot {
             project: match &self.settings.path {
@@ -198,7 +211,11 @@ impl Source {
             .spawn()
             .map_err(|e| io("run git archive in", &self.mirror(), e))?;
         let Some(stdout) = archive.stdout.take() else {
-            return Err(io("read git archive's output in", &tmp, std::io::ErrorKind::BrokenPipe.into()));
+            return Err(io(
+                "read git archive's output in",
+                &tmp,
+                std::io::ErrorKind::BrokenPipe.into(),
+            ));
         };
         let untar = Command::new("tar")
             .args(["-x", "-f", "-", "-C"])
@@ -222,7 +239,12 @@ impl Source {
     }
 
     /// Runs `git` in the mirror; its standard output on success.
-    fn git(&self, what: &'static str, transient: bool, args: &[&str]) -> Result<String, SourceError> {
+    fn git(
+        &self,
+        what: &'static str,
+        transient: bool,
+        args: &[&str],
+    ) -> Result<String, SourceError> {
         let out = git_command(&self.mirror())
             .args(args)
             .output()
@@ -241,7 +263,10 @@ impl Source {
         }
         // git may quote the URL it was given: never with its password.
         let said = String::from_utf8_lossy(&out.stderr).replace(&self.settings.git, &self.repo());
-        let first = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed");
+        let first = said
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("failed");
         Err(SourceError::Git {
             what,
             repo: self.repo(),
@@ -393,10 +418,17 @@ impl Follow {
             return Ok(Followed::Same);
         }
         if self.refused.as_deref() == Some(snap.commit.as_str()) {
-            return Err(format!("commit {} was refused; commit {} keeps running", snap.commit, config.commit.as_deref().unwrap_or("?")));
+            return Err(format!(
+                "commit {} was refused; commit {} keeps running",
+                snap.commit,
+                config.commit.as_deref().unwrap_or("?")
+            ));
         }
         let next = self.load(&snap, opts, &config.work_dir).and_then(|n| {
-            config.check_replaceable(&n).map(|_| n).map_err(OpsError::Conflict)
+            config
+                .check_replaceable(&n)
+                .map(|_| n)
+                .map_err(OpsError::Conflict)
         });
         match next {
             Ok(next) => {
@@ -424,7 +456,10 @@ impl Follow {
 
     /// Logs the refusal (commit, first error) once; the message for the caller.
     fn refuse(&mut self, commit: &str, error: &str) -> String {
-        let first = error.lines().find(|l| !l.trim().is_empty()).unwrap_or(error);
+        let first = error
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or(error);
         let said = format!("commit {commit} of {} refused: {first}", self.source.repo());
         tracing::error!(target: LOG_TARGET, "controller: {said}; the last good revision keeps running");
         self.refused = Some(commit.to_string());
