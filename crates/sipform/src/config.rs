@@ -522,6 +522,29 @@ mod tests {
     }
 
     #[test]
+    fn a_source_interval_that_is_no_duration_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml =
+            "account: {name: A, email: a@b.c}\ncontroller:\n  source:\n    git: ../origin.git\n";
+        std::fs::write(
+            dir.path().join(PROJECT_FILE),
+            format!("{yaml}    interval: soon\n"),
+        )
+        .expect("write");
+        let e = Settings::load(dir.path(), &Overrides::default()).expect_err("refused");
+        assert!(e.to_string().contains("controller.source.interval"), "{e}");
+        std::fs::write(dir.path().join(PROJECT_FILE), yaml).expect("write");
+        let s = Settings::load(dir.path(), &Overrides::default()).expect("valid");
+        let src = s.source().expect("a source");
+        assert_eq!(src.interval, DEFAULT_SOURCE_INTERVAL);
+        assert_eq!(src.branch, "main");
+        assert_eq!(
+            src.git,
+            dir.path().join("../origin.git").display().to_string()
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));

@@ -145,6 +145,11 @@ fn copy_files(
     settings.template = templates_to.join(template_name);
     if let Some(doc) = &settings.platform.openapi {
         let from = files.join(doc);
+        if !from.exists() {
+            // Reported by validate as it always is, at the path the project names.
+            settings.platform.openapi = Some(from);
+            return Ok(());
+        }
         // The same name: the reader tells YAML from JSON by it.
         let to = copy.join(
             doc.file_name()
