@@ -175,7 +175,7 @@ impl Source {
                 Some((modified, e.path()))
             })
             .collect();
-        others.sort_by(|a, b| b.0.cmp(&a.0));
+        others.sort_by_key(|o| std::cmp::Reverse(o.0));
         for (_, old) in others.into_iter().skip(KEEP - 1) {
             remove_read_only(&old);
         }
