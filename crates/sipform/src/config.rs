@@ -165,7 +165,13 @@ impl Settings {
         let local = Path::new(&src.git);
         let is_url = src.git.contains("://") || (src.git.contains(':') && !local.exists());
         let git = if !is_url && local.is_relative() {
-            self.root.join(local).display().to_string()
+            // Absolute: git runs in the controller's mirror, not in the project.
+            let joined = self.root.join(local);
+            std::fs::canonicalize(&joined)
+                .or_else(|_| std::env::current_dir().map(|d| d.join(&joined)))
+                .unwrap_or(joined)
+                .display()
+                .to_string()
         } else {
             src.git.clone()
         };
