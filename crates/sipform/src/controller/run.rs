@@ -48,6 +48,9 @@ pub async fn run_with(
 ) -> Result<Summary, OpsError> {
     let (mut config, mut follow) = first_config(&opts).await?;
     handle.status.set_revision(config.commit.clone());
+    if follow.as_ref().is_some_and(Follow::refused) {
+        handle.metrics.source_last_error.set(1);
+    }
     let inventory = crate::ops::open_inventory(&config.settings).await?;
     let project = ProjectRef::of(
         config.settings.project.as_deref(),

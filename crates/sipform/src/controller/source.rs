@@ -434,6 +434,7 @@ impl Follow {
             Ok(next) => {
                 tracing::info!(target: LOG_TARGET, "controller: {} {}: switched to commit {}; every restaurant is queued", self.source.repo(), self.source.settings.branch, snap.commit);
                 *config = next;
+                self.refused = None;
                 handle.metrics.source_last_error.set(0);
                 Ok(Followed::Switched)
             }
@@ -442,6 +443,11 @@ impl Follow {
                 Err(self.refuse(&snap.commit, &e.to_string()))
             }
         }
+    }
+
+    /// Whether the branch's newest commit was refused (it is not the one running).
+    pub fn refused(&self) -> bool {
+        self.refused.is_some()
     }
 
     /// Loads `snap` and records it as the commit in use.
