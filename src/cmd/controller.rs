@@ -67,6 +67,22 @@ pub struct Args {
     /// How often a standby tries to become the leader (PostgreSQL advisory lock).
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = positive)]
     pub leader_retry: Duration,
+    /// Where the controller keeps its copy of the configuration (and a `controller.source`'s
+    /// mirror and snapshots). Default: `.sipform-controller` beside the state file or SQLite
+    /// database, else in the project folder. Never the system's temporary folder.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Follow this git repository (a path or URL) instead of the project folder's tools,
+    /// template and settings: overrides `controller.source.git` in sipform.yaml.
+    #[arg(long, value_name = "GIT")]
+    pub source: Option<String>,
+    /// The branch followed (default: `controller.source.branch`, else main).
+    #[arg(long, value_name = "BRANCH")]
+    pub source_branch: Option<String>,
+    /// How often the followed branch is fetched (default: `controller.source.interval`, else
+    /// 30s); `POST /v1/reload` fetches at once.
+    #[arg(long, value_name = "DURATION", value_parser = positive)]
+    pub source_interval: Option<Duration>,
     #[command(flatten)]
     pub parallelism: super::ParallelismArg,
     #[command(flatten)]
@@ -124,6 +140,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         backoff_base: args.backoff,
         backoff_max: args.backoff_max,
         leader_retry: args.leader_retry,
+        source: source(&settings, &args),
+        work_dir: args.work_dir,
         ..Options::new(global.project.clone())
     };
     let (handle, inbox) = controller::channel();
@@ -154,6 +172,32 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `controller.source` with the flags over it; `None` when neither names a repository.
+fn source(settings: &sipform::config::Settings, args: &Args) -> Option<config::SourceSettings> {
+    let from_file = settings.source();
+    let git = match (&args.source, &from_file) {
+        // A path on the command line is the caller's: made absolute (git runs in the mirror).
+        (Some(g), _) => std::fs::canonicalize(g)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| g.clone()),
+        (None, Some(s)) => s.git.clone(),
+        (None, None) => return None,
+    };
+    Some(config::SourceSettings {
+        git,
+        branch: args
+            .source_branch
+            .clone()
+            .or_else(|| from_file.as_ref().map(|s| s.branch.clone()))
+            .unwrap_or_else(|| "main".into()),
+        interval: args
+            .source_interval
+            .or_else(|| from_file.as_ref().map(|s| s.interval))
+            .unwrap_or(config::DEFAULT_SOURCE_INTERVAL),
+        path: from_file.and_then(|s| s.path),
+    })
 }
 
 /// `controller install-trigger [--print-sql]`.

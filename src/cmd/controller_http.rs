@@ -54,6 +54,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         "standby": r(&s.standby),
         "feed": r(&s.feed_ok),
         "server": r(&s.server_ok),
+        "revision": s.revision(),
     });
     let code = if s.ready() {
         StatusCode::OK
@@ -140,7 +141,7 @@ async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match app.handle.reload().await {
         Ok(o) => (
             StatusCode::OK,
-            Json(json!({"reloaded": true, "requeuedAll": o.requeued_all})),
+            Json(json!({"reloaded": true, "requeuedAll": o.requeued_all, "revision": o.revision})),
         )
             .into_response(),
         Err(e) => (

@@ -8,12 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::front::diagnostics::Diagnostics;
+use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
 use crate::front::load::{self, PROJECT_FILE};
 use crate::front::render::RenderEnv;
 use crate::model::secret::Secret;
 use crate::model::spec::{
-    AccountSpec, AppConfig, InventoryConfig, Project, ServerConfig, StateConfig,
+    AccountSpec, AppConfig, ControllerConfig, InventoryConfig, Project, ServerConfig, StateConfig,
 };
 
 /// Requests in flight at once, across restaurants, unless a flag says otherwise: found while
@@ -120,7 +120,23 @@ pub struct Settings {
     pub phone_lines: crate::model::spec::PhoneLinesConfig,
     /// `platform:` of `sipform.yaml`: the OpenAPI document tools are checked against.
     pub platform: crate::model::spec::PlatformConfig,
+    /// `controller:` of `sipform.yaml` (read through [`Settings::source`]).
+    pub controller: ControllerConfig,
 }
+
+/// `controller.source`, resolved: the repository the controller follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSettings {
+    /// A URL, or an absolute path (a relative one is resolved against the project).
+    pub git: String,
+    pub branch: String,
+    pub interval: Duration,
+    /// The project's folder inside the repository (`None`: its root).
+    pub path: Option<PathBuf>,
+}
+
+/// How often a followed repository is fetched unless `controller.source.interval` says.
+pub const DEFAULT_SOURCE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Reads the process environment; tests pass a closure over a map instead.
 fn process_env(key: &str) -> Option<String> {
@@ -131,7 +147,40 @@ impl Settings {
     /// Reads `root/sipform.yaml` and resolves it with the process environment and `overrides`.
     pub fn load(root: &Path, overrides: &Overrides) -> Result<Settings, ConfigError> {
         let project = load::load_project_file(root)?;
+        if let Some(src) = &project.controller.source {
+            if let Err(e) = parse_duration(&src.interval) {
+                return Err(ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
+                    Origin::file_start(root.join(PROJECT_FILE)),
+                    "controller.source.interval",
+                    &e,
+                ))));
+            }
+        }
         Ok(Self::resolve(root, project, &process_env, overrides))
+    }
+
+    /// `controller.source`, with a relative path made absolute against the project.
+    pub fn source(&self) -> Option<SourceSettings> {
+        let src = self.controller.source.as_ref()?;
+        let local = Path::new(&src.git);
+        let is_url = src.git.contains("://") || (src.git.contains(':') && !local.exists());
+        let git = if !is_url && local.is_relative() {
+            // Absolute: git runs in the controller's mirror, not in the project.
+            let joined = self.root.join(local);
+            std::fs::canonicalize(&joined)
+                .or_else(|_| std::env::current_dir().map(|d| d.join(&joined)))
+                .unwrap_or(joined)
+                .display()
+                .to_string()
+        } else {
+            src.git.clone()
+        };
+        Some(SourceSettings {
+            git,
+            branch: src.branch.clone(),
+            interval: parse_duration(&src.interval).unwrap_or(DEFAULT_SOURCE_INTERVAL),
+            path: src.path.clone(),
+        })
     }
 
     /// Flags win over the environment, which wins over the file. The server URL comes from
@@ -184,6 +233,7 @@ impl Settings {
             billing: project.billing,
             phone_lines: project.phone_lines,
             platform: project.platform,
+            controller: project.controller,
         }
     }
 
@@ -208,6 +258,7 @@ impl Settings {
             billing: self.billing.clone(),
             phone_lines: self.phone_lines.clone(),
             platform: self.platform.clone(),
+            controller: self.controller.clone(),
         }
     }
 
@@ -330,6 +381,7 @@ mod tests {
             billing: Default::default(),
             phone_lines: Default::default(),
             platform: Default::default(),
+            controller: Default::default(),
         }
     }
 
@@ -473,6 +525,29 @@ mod tests {
             &Overrides::default(),
         );
         assert!(!format!("{s:?}").contains("acc_live_secret"));
+    }
+
+    #[test]
+    fn a_source_interval_that_is_no_duration_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml =
+            "account: {name: A, email: a@b.c}\ncontroller:\n  source:\n    git: ../origin.git\n";
+        std::fs::write(
+            dir.path().join(PROJECT_FILE),
+            format!("{yaml}    interval: soon\n"),
+        )
+        .expect("write");
+        let e = Settings::load(dir.path(), &Overrides::default()).expect_err("refused");
+        assert!(e.to_string().contains("controller.source.interval"), "{e}");
+        std::fs::write(dir.path().join(PROJECT_FILE), yaml).expect("write");
+        let s = Settings::load(dir.path(), &Overrides::default()).expect("valid");
+        let src = s.source().expect("a source");
+        assert_eq!(src.interval, DEFAULT_SOURCE_INTERVAL);
+        assert_eq!(src.branch, "main");
+        assert_eq!(
+            src.git,
+            dir.path().join("../origin.git").display().to_string()
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub server_requests: Family<KindLabel, Counter>,
     /// `sipform_config_info{commit,digest,dirty} 1`: the revision running (one series).
     config_info: Family<ConfigLabel, Gauge>,
+    /// 1 while the followed repository's newest commit is refused or cannot be fetched.
+    pub source_last_error: Gauge,
     since_resync: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_resync: Mutex<Option<Instant>>,
     started: Instant,
@@ -131,8 +133,15 @@ impl Metrics {
             "Seconds since the last full resync ended (since start when none has)",
             since_resync.clone(),
         );
+        let source_last_error = Gauge::default();
+        registry.register(
+            "source_last_error",
+            "1 when the newest commit of controller.source was refused or could not be fetched",
+            source_last_error.clone(),
+        );
         Metrics {
             registry: root,
+            source_last_error,
             queue_depth,
             parked,
             reconciles,

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod queue;
 pub mod reconcile;
 pub mod reload;
+pub mod source;
 pub mod status;
 
 mod run;
@@ -53,6 +54,12 @@ pub struct Options {
     pub backoff_max: Duration,
     /// How often a standby tries to become the leader.
     pub leader_retry: Duration,
+    /// Where the configuration copy (and a source's mirror and snapshots) are kept; `None`:
+    /// [`reload::work_dir`].
+    pub work_dir: Option<PathBuf>,
+    /// The git repository followed for tools, template and settings (`controller.source` or
+    /// the flags); `None`: the project folder, reloaded on request.
+    pub source: Option<crate::config::SourceSettings>,
 }
 
 impl Options {
@@ -68,6 +75,8 @@ impl Options {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             leader_retry: Duration::from_secs(3),
+            work_dir: None,
+            source: None,
         }
     }
 }
@@ -82,6 +91,8 @@ pub struct Status {
     /// The last reconcile reached the server.
     pub server_ok: AtomicBool,
     pub stopping: AtomicBool,
+    /// The followed repository's commit the configuration in use comes from.
+    pub revision: Mutex<Option<String>>,
 }
 
 impl Status {
@@ -90,6 +101,18 @@ impl Status {
         let r = |a: &AtomicBool| a.load(Ordering::Relaxed);
         !r(&self.stopping)
             && (r(&self.standby) || (r(&self.leader) && r(&self.feed_ok) && r(&self.server_ok)))
+    }
+
+    /// The commit in use (`None` without `controller.source`).
+    pub fn revision(&self) -> Option<String> {
+        self.revision
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_revision(&self, commit: Option<String>) {
+        *self.revision.lock().unwrap_or_else(PoisonError::into_inner) = commit;
     }
 }
 
@@ -106,6 +129,8 @@ pub(crate) enum Msg {
 pub struct ReloadOutcome {
     /// The tools, template or settings changed: every restaurant was queued.
     pub requeued_all: bool,
+    /// The followed repository's commit now in use (`None` without `controller.source`).
+    pub revision: Option<String>,
 }
 
 /// The loop's end of the channel.

@@ -1,10 +1,13 @@
 //! The configuration a running controller uses: settings, tools and template, loaded at start
 //! and on reload (SIGHUP, `POST /v1/reload`), never behind its back.
 //!
-//! The tool files and the template's folder are copied to a private temporary folder when
-//! loaded, and the settings point there: editing a file under the project changes nothing
-//! until a reload, and a reload that does not validate is refused while the copy in use keeps
-//! running.
+//! The tool files and the template's folder are copied to a private folder when loaded, and
+//! the settings point there: editing a file under the project changes nothing until a reload,
+//! and a reload that does not validate is refused while the copy in use keeps running.
+//!
+//! The copy lives in the controller's work folder ([`work_dir`]), never the system's temporary
+//! folder: a hardened service (systemd's `ProtectSystem=strict`) may not write `/tmp`, but it
+//! must write where its state or database is.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +17,7 @@ use crate::config::{Overrides, Settings};
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
 use crate::front::{load, validate};
 use crate::inventory::InventoryRead;
+use crate::model::spec::StateConfig;
 use crate::ops::OpsError;
 
 /// One loaded, validated configuration.
@@ -22,48 +26,71 @@ pub struct Config {
     /// Digest of the tool files, the template folder and the settings that shape a restaurant:
     /// a reload that changes it queues every restaurant.
     pub digest: String,
-    /// The revision of the project the files were copied from (the copy is no repository).
+    /// The revision of the project the files were copied from (the copy is no repository):
+    /// with a followed repository, its commit ([`Config::at_commit`]).
     pub revision: crate::revision::Revision,
+    /// The work folder the copy is in (the source's mirror and snapshots are there too).
+    pub work_dir: PathBuf,
+    /// The followed repository's commit it was loaded from (`None`: the project folder).
+    pub commit: Option<String>,
     _copy: tempfile::TempDir,
 }
 
+/// How the names of the configuration copies in the work folder start.
+const COPY_PREFIX: &str = "config-";
+
+/// The controller's work folder when `--work-dir` is not given: `.sipform-controller` beside
+/// what it already writes (the state file or SQLite database, else the project folder), so a
+/// unit that lets it write its state lets it write this too.
+pub fn work_dir(settings: &Settings) -> PathBuf {
+    let root = &settings.root;
+    let beside = match &settings.state {
+        StateConfig::File { path, .. } => root.join(path).parent().map(Path::to_path_buf),
+        StateConfig::Sqlite { url, .. } => crate::db::sqlite_path(url, root)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf)),
+        StateConfig::Postgres { .. } => None,
+    };
+    beside
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| root.clone())
+        .join(".sipform-controller")
+}
+
 impl Config {
-    /// Loads `root`'s settings with `overrides`, copies the tools and the template's folder,
-    /// and validates them (tools, template, settings) with no restaurant.
-    pub fn load(root: &Path, overrides: &Overrides) -> Result<Config, OpsError> {
-        let mut settings = Settings::load(root, overrides)?;
+    /// Loads `root`'s settings with `overrides`, copies the tools and the template's folder
+    /// into `work` (default [`work_dir`]), and validates them (tools, template, settings) with
+    /// no restaurant.
+    pub fn load(
+        root: &Path,
+        overrides: &Overrides,
+        work: Option<&Path>,
+    ) -> Result<Config, OpsError> {
+        Config::load_from(root, root, overrides, work)
+    }
+
+    /// [`Config::load`] of the project at `files` (a followed repository's snapshot), whose
+    /// inventory, state and work folder stay those of the controller's project at `local`.
+    pub fn load_from(
+        files: &Path,
+        local: &Path,
+        overrides: &Overrides,
+        work: Option<&Path>,
+    ) -> Result<Config, OpsError> {
+        let mut settings = Settings::load(files, overrides)?;
         // First against the project's own files, so every message names them.
         validate::check_inventory(
-            root,
+            files,
             settings.project(),
             &settings.render_env(),
             Some(InventoryRead::default()),
         )?;
-        let revision = crate::revision::Revision::of(root, &settings)?;
-        let copy = tempfile::Builder::new()
-            .prefix("sipform-controller-")
-            .tempdir()
-            .map_err(|e| {
-                io_error(
-                    "create a folder for the configuration",
-                    Path::new("/tmp"),
-                    e,
-                )
-            })?;
-        let tools_from = root.join(&settings.tools_dir);
-        let tools_to = copy.path().join("tools");
+        let revision = crate::revision::Revision::of(files, &settings)?;
+        settings.root = local.to_path_buf();
+        let work_dir = work.map_or_else(|| work_dir(&settings), Path::to_path_buf);
+        let copy = private_copy_dir(&work_dir)?;
         let mut hasher = Sha256::new();
-        copy_dir(root, &tools_from, &tools_to, &mut hasher, 0)?;
-        let template_from = root.join(&settings.template);
-        let template_dir = template_from.parent().unwrap_or(root).to_path_buf();
-        let template_name = template_from
-            .file_name()
-            .map(PathBuf::from)
-            .ok_or_else(|| invalid(root, "template", "the template path names no file"))?;
-        let templates_to = copy.path().join("templates");
-        copy_dir(root, &template_dir, &templates_to, &mut hasher, 0)?;
-        settings.tools_dir = tools_to;
-        settings.template = templates_to.join(template_name);
+        copy_files(files, &mut settings, copy.path(), &mut hasher)?;
         hasher.update(format!("{:?}", settings.project_shape()).as_bytes());
         let env = settings.render_env();
         validate::check_inventory(
@@ -76,8 +103,21 @@ impl Config {
             settings,
             digest: format!("{:x}", hasher.finalize()),
             revision,
+            work_dir,
+            commit: None,
             _copy: copy,
         })
+    }
+
+    /// Records that the files were `commit` of the followed repository (a snapshot is no
+    /// repository, so [`crate::revision::Revision::of`] saw no commit there).
+    pub fn at_commit(&mut self, commit: &str) -> Result<(), OpsError> {
+        let parsed = crate::model::revision::GitCommit::parse(commit)
+            .map_err(|e| invalid(&self.settings.root, "controller.source", &e.to_string()))?;
+        self.revision.commit = Some(parsed);
+        self.revision.dirty = false;
+        self.commit = Some(commit.to_string());
+        Ok(())
     }
 
     /// Whether `next` may replace this one in a running controller: the inventory and state
@@ -91,6 +131,62 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Copies the tools, the template's folder and the platform's OpenAPI document of the project
+/// at `files` into `copy`, and points `settings` at the copies.
+fn copy_files(
+    files: &Path,
+    settings: &mut Settings,
+    copy: &Path,
+    hasher: &mut Sha256,
+) -> Result<(), OpsError> {
+    let tools_to = copy.join("tools");
+    copy_dir(
+        files,
+        &files.join(&settings.tools_dir),
+        &tools_to,
+        hasher,
+        0,
+    )?;
+    let template_from = files.join(&settings.template);
+    let template_dir = template_from.parent().unwrap_or(files).to_path_buf();
+    let template_name = template_from
+        .file_name()
+        .map(PathBuf::from)
+        .ok_or_else(|| invalid(files, "template", "the template path names no file"))?;
+    let templates_to = copy.join("templates");
+    copy_dir(files, &template_dir, &templates_to, hasher, 0)?;
+    settings.tools_dir = tools_to;
+    settings.template = templates_to.join(template_name);
+    if let Some(doc) = &settings.platform.openapi {
+        let from = files.join(doc);
+        if !from.exists() {
+            // Reported by validate as it always is, at the path the project names.
+            settings.platform.openapi = Some(from);
+            return Ok(());
+        }
+        // The same name: the reader tells YAML from JSON by it.
+        let to = copy.join(
+            doc.file_name()
+                .unwrap_or(std::ffi::OsStr::new("openapi.yaml")),
+        );
+        let bytes = std::fs::read(&from).map_err(|e| io_error("read", &from, e))?;
+        hasher.update(&bytes);
+        std::fs::write(&to, &bytes).map_err(|e| io_error("write", &to, e))?;
+        settings.platform.openapi = Some(to);
+    }
+    Ok(())
+}
+
+/// A fresh private folder under `work` for one configuration copy (removed when dropped).
+fn private_copy_dir(work: &Path) -> Result<tempfile::TempDir, OpsError> {
+    crate::fsio::create_private_dir_all(work)
+        .map_err(|e| io_error("create the controller's work folder (--work-dir)", work, e))?;
+    tempfile::Builder::new()
+        .prefix(COPY_PREFIX)
+        .tempdir_in(work)
+        .map_err(|e| io_error("create a folder for the configuration copy in", work, e))
 }
 
 trait ProjectShape {

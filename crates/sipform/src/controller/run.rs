@@ -16,6 +16,7 @@ use super::leader::{advisory_key, LeaderLock, Leadership, Lease};
 use super::queue::{self, WorkQueue};
 use super::reconcile::{self, Ctx, Verdict};
 use super::reload::Config;
+use super::source::{Follow, Followed};
 use super::{Handle, Inbox, Msg, Options, ReloadOutcome, Summary};
 use crate::db::Pool;
 use crate::inventory::{Inventory, InventoryRead};
@@ -46,10 +47,14 @@ pub async fn run_with(
     handle: Handle,
     mut inbox: Inbox,
 ) -> Result<Summary, OpsError> {
-    let mut config = Config::load(&opts.root, &opts.overrides)?;
+    let (mut config, mut follow) = first_config(&opts).await?;
     tracing::info!(target: LOG_TARGET, "controller: configuration at revision {}", config.revision.describe());
     handle.metrics.config(&config.revision);
     handle.board.set_revision(Some(config.revision.short()));
+    handle.status.set_revision(config.commit.clone());
+    if follow.as_ref().is_some_and(Follow::refused) {
+        handle.metrics.source_last_error.set(1);
+    }
     let inventory = crate::ops::open_inventory(&config.settings).await?;
     let project = ProjectRef::of(
         config.settings.project.as_deref(),
@@ -59,8 +64,14 @@ pub async fn run_with(
     let lock = leader_lock(&config, inventory.as_ref(), &project)?;
     let mut summary = Summary::default();
     loop {
-        let Some(leadership) =
-            become_leader(&lock, &handle, &mut inbox, &mut config, &opts).await?
+        let Some(leadership) = become_leader(
+            &lock,
+            &handle,
+            &mut inbox,
+            (&mut config, &mut follow),
+            &opts,
+        )
+        .await?
         else {
             return Ok(summary);
         };
@@ -69,6 +80,7 @@ pub async fn run_with(
             opts: &opts,
             handle: &handle,
             config: &mut config,
+            follow: &mut follow,
             inventory: inventory.as_ref(),
             backend: backend.clone(),
             queue: WorkQueue::new(opts.backoff_base, opts.backoff_max),
@@ -90,6 +102,24 @@ pub async fn run_with(
             }
         }
     }
+}
+
+/// The configuration at start: the project folder's, or the followed repository's.
+async fn first_config(opts: &Options) -> Result<(Config, Option<Follow>), OpsError> {
+    let Some(src) = opts.source.clone() else {
+        let config = Config::load(&opts.root, &opts.overrides, opts.work_dir.as_deref())?;
+        return Ok((config, None));
+    };
+    let work = match &opts.work_dir {
+        Some(w) => w.clone(),
+        None => {
+            super::reload::work_dir(&crate::config::Settings::load(&opts.root, &opts.overrides)?)
+        }
+    };
+    let mut follow = Follow::new(src, &work);
+    tracing::info!(target: LOG_TARGET, "controller: following {} branch {} every {:?}", follow.source.repo(), follow.source.settings.branch, follow.source.settings.interval);
+    let config = follow.initial(opts, &work).await?;
+    Ok((config, Some(follow)))
 }
 
 enum Ended {
@@ -141,7 +171,7 @@ async fn become_leader(
     lock: &LeaderLock,
     handle: &Handle,
     inbox: &mut Inbox,
-    config: &mut Config,
+    (config, follow): (&mut Config, &mut Option<Follow>),
     opts: &Options,
 ) -> Result<Option<Leadership>, OpsError> {
     let mut said = false;
@@ -179,7 +209,8 @@ async fn become_leader(
                     None | Some(Msg::Stop) => return Ok(None),
                     // A standby keeps its configuration current, so it leads with the new one.
                     Some(Msg::Reload(reply)) => {
-                        let _ = reply.send(reload(config, handle, opts).map(|_| ReloadOutcome { requeued_all: false }));
+                        let r = reload(config, follow, handle, opts).await;
+                        let _ = reply.send(r.map(|_| ReloadOutcome { requeued_all: false, revision: config.commit.clone() }));
                     }
                     // The leader's feed sees the same changes: nothing to do here.
                     Some(Msg::One(_)) | Some(Msg::All) => {}
@@ -189,9 +220,26 @@ async fn become_leader(
     }
 }
 
-/// Loads the configuration again; `Ok(true)` when it changed what restaurants look like.
-fn reload(config: &mut Config, handle: &Handle, opts: &Options) -> Result<bool, String> {
-    let next = Config::load(&opts.root, &opts.overrides).and_then(|n| {
+/// Loads the configuration again (with a followed repository: fetches it, and switches to a
+/// new valid commit); `Ok(true)` when it changed what restaurants look like.
+async fn reload(
+    config: &mut Config,
+    follow: &mut Option<Follow>,
+    handle: &Handle,
+    opts: &Options,
+) -> Result<bool, String> {
+    if let Some(f) = follow {
+        let r = f.reload(config, handle, opts).await;
+        handle.status.set_revision(config.commit.clone());
+        handle.metrics.config(&config.revision);
+        handle.board.set_revision(Some(config.revision.short()));
+        handle
+            .metrics
+            .reloaded(if r.is_ok() { "ok" } else { "refused" });
+        // A new commit is a rollout: every restaurant, whatever the digest says.
+        return r.map(|f| matches!(f, Followed::Switched));
+    }
+    let next = Config::load(&opts.root, &opts.overrides, opts.work_dir.as_deref()).and_then(|n| {
         config
             .check_replaceable(&n)
             .map(|_| n)
@@ -219,6 +267,7 @@ struct Leader<'a> {
     opts: &'a Options,
     handle: &'a Handle,
     config: &'a mut Config,
+    follow: &'a mut Option<Follow>,
     inventory: &'a dyn Inventory,
     backend: Arc<dyn StateBackend>,
     queue: WorkQueue,
@@ -347,6 +396,11 @@ impl Leader<'_> {
         );
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let writes_from = tokio::time::Instant::from_std(lease.writes_from());
+        let every = self.follow.as_ref().map(|f| f.source.settings.interval);
+        // Without a source the timer is never read: a day is as good as never.
+        let mut fetch = tokio::time::interval(every.unwrap_or(Duration::from_secs(86_400)));
+        fetch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        fetch.reset();
         loop {
             if self.handle.stopping() {
                 return Ok(Ended::Stopped);
@@ -384,9 +438,13 @@ impl Leader<'_> {
                 biased;
                 msg = inbox.0.recv() => match msg {
                     None | Some(Msg::Stop) => return Ok(Ended::Stopped),
-                    Some(m) => self.message(m),
+                    Some(m) => self.message(m).await,
                 },
                 _ = lease.lost() => return Ok(Ended::LostLeadership),
+                _ = fetch.tick(), if every.is_some() => {
+                    // Refusals and fetch failures are logged and counted by the reload.
+                    let _ = self.reload().await;
+                }
                 _ = wake.notified() => self.read_log(log.as_ref()).await,
                 _ = poll.tick() => self.read_log(log.as_ref()).await,
                 _ = resync.tick() => {
@@ -399,26 +457,32 @@ impl Leader<'_> {
         }
     }
 
-    fn message(&mut self, msg: Msg) {
+    async fn message(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
             Msg::One(id) => self.queue.push(id, now),
             Msg::All => self.full_due = true,
             Msg::Reload(reply) => {
-                let r = reload(self.config, self.handle, self.opts).map(|changed| {
-                    if changed {
-                        self.full_due = true;
-                        self.queue.unpark_all(now);
-                    }
-                    ReloadOutcome {
-                        requeued_all: changed,
-                    }
-                });
+                let r = self.reload().await;
                 let _ = reply.send(r);
             }
             Msg::Stop => {}
         }
         self.gauges();
+    }
+
+    /// A reload (or a followed repository's fetch); a change queues every restaurant and
+    /// unparks the parked ones.
+    async fn reload(&mut self) -> Result<ReloadOutcome, String> {
+        let changed = reload(self.config, self.follow, self.handle, self.opts).await?;
+        if changed {
+            self.full_due = true;
+            self.queue.unpark_all(Instant::now());
+        }
+        Ok(ReloadOutcome {
+            requeued_all: changed,
+            revision: self.config.commit.clone(),
+        })
     }
 
     async fn read_log(&mut self, log: Option<&ChangeLog>) {

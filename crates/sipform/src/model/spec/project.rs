@@ -47,6 +47,53 @@ pub struct Project {
     /// The platform the tools call: its OpenAPI document and the accepted findings.
     #[serde(default, skip_serializing_if = "super::PlatformConfig::is_empty")]
     pub platform: super::PlatformConfig,
+    /// `sipform controller`'s own settings.
+    #[serde(default, skip_serializing_if = "ControllerConfig::is_empty")]
+    pub controller: ControllerConfig,
+}
+
+/// `controller:` of `sipform.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// A git repository the controller follows: its tools, template and settings come from
+    /// the branch's newest valid commit instead of the project folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceConfig>,
+}
+
+impl ControllerConfig {
+    pub fn is_empty(&self) -> bool {
+        self.source.is_none()
+    }
+}
+
+/// `controller.source:`: the repository, the branch, how often it is fetched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A path (relative to the project) or URL `git fetch` understands; credentials come from
+    /// the operator's git configuration (credential helpers, SSH keys), never from here.
+    #[schemars(length(min = 1))]
+    pub git: String,
+    #[serde(default = "default_branch")]
+    #[schemars(length(min = 1))]
+    pub branch: String,
+    /// How often the branch is fetched (`30s`, `2m`); `POST /v1/reload` fetches at once.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = r"^[0-9]+ *(ms|s|m|h)?$"))]
+    pub interval: String,
+    /// The project's folder inside the repository (its root when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+fn default_interval() -> String {
+    "30s".into()
 }
 
 /// `phone_lines:` of `sipform.yaml`.

@@ -1,0 +1,195 @@
+//! The controller follows a git repository (`controller.source`): a bare repository stands for
+//! origin, a clone for CI pushing merges, the controller's own project folder holds only its
+//! settings, restaurants and state. Local repositories only, no network (issue 26).
+
+mod common;
+use common::controller::*;
+use common::*;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const TOKEN: &str = "source-test-token";
+
+/// `git` with an identity, in `dir`; panics with git's stderr on failure.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=CI", "-c", "user.email=ci@example.com"])
+        .args(args)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// origin (bare) and a clone holding the bundled project (sipform.yaml, tools, template, the
+/// platform's document), pushed to `main`.
+struct Repos {
+    _dir: tempfile::TempDir,
+    origin: std::path::PathBuf,
+    ci: std::path::PathBuf,
+}
+
+impl Repos {
+    fn new() -> Repos {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin = dir.path().join("origin.git");
+        let ci = dir.path().join("ci");
+        git(dir.path(), &["init", "--quiet", "--bare", "origin.git"]);
+        git(dir.path(), &["init", "--quiet", "-b", "main", "ci"]);
+        let project = project_copy();
+        for part in ["tools", "templates", "docs"] {
+            copy_tree(&project.path().join(part), &ci.join(part));
+        }
+        std::fs::copy(project.path().join("sipform.yaml"), ci.join("sipform.yaml"))
+            .expect("sipform.yaml");
+        let repos = Repos {
+            origin,
+            ci,
+            _dir: dir,
+        };
+        repos.push("the bundled project");
+        repos
+    }
+
+    /// Commits everything in the clone and pushes it; the new commit's sha.
+    fn push(&self, message: &str) -> String {
+        git(&self.ci, &["add", "-A"]);
+        git(&self.ci, &["commit", "--quiet", "-m", message]);
+        let origin = self.origin.display().to_string();
+        git(&self.ci, &["push", "--quiet", &origin, "main"]);
+        git(&self.ci, &["rev-parse", "HEAD"])
+    }
+
+    fn set_end_call_description(&self, text: &str) -> String {
+        edit_yaml(&self.ci.join("tools/end_call.yaml"), |v| {
+            v["description"] = Value::String(text.into());
+        });
+        self.push(&format!("end_call: {text}"))
+    }
+}
+
+/// The controller's own project: restaurants and state here, `controller.source` naming
+/// origin. Its tools are emptied, so only the repository can provide them.
+fn controller_project(repos: &Repos, interval: &str, restaurants: usize) -> tempfile::TempDir {
+    let dir = project_copy();
+    generate_restaurants(dir.path(), restaurants);
+    let yaml = std::fs::read_to_string(dir.path().join("sipform.yaml")).expect("sipform.yaml");
+    let yaml = format!(
+        "{yaml}\ncontroller:\n  source:\n    git: {}\n    branch: main\n    interval: {interval}\n",
+        repos.origin.display()
+    );
+    std::fs::write(dir.path().join("sipform.yaml"), yaml).expect("sipform.yaml");
+    std::fs::remove_dir_all(dir.path().join("tools")).expect("rm tools");
+    std::fs::remove_dir_all(dir.path().join("templates")).expect("rm templates");
+    dir
+}
+
+/// Every end_call tool on the server has `text` as its description.
+fn end_call_descriptions(emu: &sipform_emulator::EmulatorHandle) -> Vec<String> {
+    agents(emu)
+        .iter()
+        .flat_map(|a| a["tools"].as_array().cloned().unwrap_or_default())
+        .filter(|t| t["name"] == "end_call")
+        .map(|t| t["description"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn all_say(emu: &sipform_emulator::EmulatorHandle, text: &str, n: usize) -> bool {
+    let d = end_call_descriptions(emu);
+    d.len() == n && d.iter().all(|d| d == text)
+}
+
+/// A pushed commit reaches every agent without a restart; an invalid one is refused, the
+/// last good revision keeps running, `/readyz` stays 200 and the log names the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_the_branch_and_refuses_an_invalid_commit() {
+    let emu = emulator().await;
+    let repos = Repos::new();
+    let first = repos.set_end_call_description("Raccroche (v1).");
+    let dir = controller_project(&repos, "300ms", 2);
+    let ctl = start(dir.path(), &emu.base_url(), &[], &[]);
+    eventually("the first commit provisioned", 60, || async {
+        all_say(&emu, "Raccroche (v1).", 2) && tool_count(&emu) == 2 * bundled_tool_count()
+    })
+    .await;
+    assert_eq!(ctl.readyz().await["revision"], first.as_str());
+
+    let second = repos.set_end_call_description("Raccroche (v2).");
+    eventually("the pushed description on every agent", 60, || async {
+        all_say(&emu, "Raccroche (v2).", 2)
+    })
+    .await;
+    eventually("readyz names the new revision", 30, || async {
+        ctl.readyz().await["revision"] == second.as_str()
+    })
+    .await;
+
+    std::fs::write(
+        repos.ci.join("tools/end_call.yaml"),
+        "name: end_call\ndescription: [unclosed\n",
+    )
+    .expect("break the tool");
+    let bad = repos.push("a broken tool");
+    eventually("the refusal logged with its commit", 60, || async {
+        ctl.log_text()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains(&bad) && l.contains("refused"))
+    })
+    .await;
+    let (code, _) = ctl.get("/readyz").await.expect("readyz");
+    assert_eq!(code, 200, "{}", ctl.log_text());
+    assert_eq!(ctl.readyz().await["revision"], second.as_str());
+    assert_eq!(
+        ctl.metric("sipform_controller_source_last_error").await,
+        Some(1.0)
+    );
+    assert!(
+        all_say(&emu, "Raccroche (v2).", 2),
+        "the last good revision keeps running"
+    );
+    assert_eq!(tool_count(&emu), 2 * bundled_tool_count());
+
+    // The operator's working tree is never written: the snapshots are the controller's own.
+    let snapshots = dir.path().join(".sipform-controller/source/snapshots");
+    let kept = std::fs::read_dir(&snapshots).expect("snapshots").count();
+    assert!(kept <= 2, "at most two snapshots kept, found {kept}");
+    assert_eq!(git(&repos.ci, &["status", "--porcelain"]), "");
+}
+
+/// `POST /v1/reload` fetches at once (the interval is an hour) and answers the new revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_fetches_at_once() {
+    let emu = emulator().await;
+    let repos = Repos::new();
+    let dir = controller_project(&repos, "1h", 1);
+    let ctl = start(
+        dir.path(),
+        &emu.base_url(),
+        &[],
+        &[("SIPFORM_CONTROLLER_TOKEN", TOKEN)],
+    );
+    eventually("the restaurant provisioned", 60, || async {
+        tool_count(&emu) == bundled_tool_count()
+    })
+    .await;
+    let next = repos.set_end_call_description("Raccroche (reload).");
+    let (code, body) = ctl.post("/v1/reload", Some(TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["revision"], next.as_str(), "{body}");
+    assert_eq!(answer["requeuedAll"], true, "{body}");
+    eventually("the reloaded description on the agent", 60, || async {
+        all_say(&emu, "Raccroche (reload).", 1)
+    })
+    .await;
+}
