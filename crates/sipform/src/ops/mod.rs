@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod import;
 pub mod plan;
 pub mod render;
+pub mod repair;
 pub mod schema;
 pub mod state;
 pub mod tooltest;
