@@ -14,6 +14,8 @@ use futures::{stream, StreamExt};
 
 use crate::inventory::writeback::Drift;
 use crate::model::ids::{ObjectId, RestaurantId};
+use crate::model::spec::Desired;
+use crate::plan::RestaurantPlan;
 use crate::remote::Client;
 use crate::resources::agent::restaurant_of;
 use crate::resources::{Kind, Resource};
@@ -28,7 +30,7 @@ const READS_AT_ONCE: usize = 16;
 /// What a repair did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Repaired {
-    /// Rows rewritten to state's values.
+    /// Rows rewritten to state's values (a row since deleted counts too).
     pub rewritten: u64,
     /// Rows left alone because they name another project's agent.
     pub foreign: Vec<ForeignRow>,
@@ -90,7 +92,10 @@ pub async fn repair_rows(
     let mut changes = Vec::new();
     for f in fixes {
         match f? {
-            Fix::Write(c) => changes.extend(c),
+            Fix::Write(c) => {
+                changes.extend(c);
+                out.rewritten += 1;
+            }
             Fix::Foreign(f) => {
                 tracing::warn!(target: LOG_TARGET, restaurant = %f.restaurant, "{}", f.message());
                 out.foreign.push(f);
@@ -98,10 +103,69 @@ pub async fn repair_rows(
             Fix::Skip => {}
         }
     }
-    out.rewritten = wb.write(&changes).await?;
+    wb.write(&changes).await?;
     if out.rewritten > 0 {
         tracing::info!(target: LOG_TARGET, "rewrote the ids and tokens of {} platform row(s) that differed from state", out.rewritten);
     }
+    Ok(out)
+}
+
+/// The restaurants of `desired` (in `scope`) whose row names an agent that exists on the
+/// server and is not this project's: not state's for it, not among this account's agents
+/// `actual` holds, and another account's or another restaurant's. Plan holds them (a note, no
+/// action), so nothing is created for them and their row is never overwritten. One read per
+/// such row; none when every row names this project's agents.
+pub async fn foreign_rows(
+    ws: &Workspace,
+    state: &State,
+    actual: &crate::resources::actual::Actual,
+    scope: Option<&BTreeSet<RestaurantId>>,
+) -> Result<Vec<ForeignRow>, OpsError> {
+    // An agent the view holds is this account's unless it says otherwise (the controller's
+    // cache also holds agents it read by id).
+    let account = actual.account.as_ref().map(|a| a.id.as_str());
+    let in_account = |id: &ObjectId| {
+        actual.singles(Resource::AGENT).iter().any(|a| {
+            &a.id == id
+                && a.str_field("accountId")
+                    .is_none_or(|acc| Some(acc) == account)
+        })
+    };
+    let candidates: Vec<(RestaurantId, ObjectId)> = ws
+        .desired()
+        .restaurants
+        .iter()
+        .filter(|r| scope.is_none_or(|s| s.contains(&r.id)))
+        .filter_map(|r| Some((r.id.clone(), r.platform_agent.clone()?)))
+        .filter(|(rid, id)| {
+            let recorded = state.restaurants.get(rid).and_then(|s| s.agent_id.as_ref());
+            recorded.is_none_or(|a| a.as_str() != id.as_str()) && !in_account(id)
+        })
+        .collect();
+    let (Some(agents), false) = (ws.kinds().get(Resource::AGENT), candidates.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let client = ws.client()?;
+    let found: Vec<Result<Option<ForeignRow>, OpsError>> = stream::iter(candidates)
+        .map(|(restaurant, id)| {
+            let client = &client;
+            async move {
+                let why = foreign(ws, agents, client, state, &restaurant, id.as_str()).await?;
+                Ok(why.map(|why| ForeignRow {
+                    restaurant,
+                    agent: id.as_str().to_string(),
+                    why,
+                }))
+            }
+        })
+        .buffer_unordered(READS_AT_ONCE)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    for f in found {
+        out.extend(f?);
+    }
+    out.sort_by(|a, b| a.restaurant.cmp(&b.restaurant));
     Ok(out)
 }
 
@@ -209,5 +273,31 @@ async fn foreign(
             crate::escape::escape(r)
         ))),
         _ => Ok(None),
+    }
+}
+
+/// `desired` without the restaurants of `foreign`, held (left as they are, never planned as
+/// gone).
+pub(super) fn hold(desired: &Desired, foreign: &[ForeignRow]) -> Desired {
+    let ids: BTreeSet<&RestaurantId> = foreign.iter().map(|f| &f.restaurant).collect();
+    let mut d = desired.clone();
+    d.restaurants.retain(|r| !ids.contains(&r.id));
+    d.held.extend(ids.into_iter().cloned());
+    d
+}
+
+/// The plan's entry for a held restaurant: no action, the reason as a note.
+pub(super) fn held_plan(desired: &Desired, f: &ForeignRow) -> RestaurantPlan {
+    let name = desired
+        .restaurants
+        .iter()
+        .find(|r| r.id == f.restaurant)
+        .map(|r| r.agent.name.clone())
+        .unwrap_or_default();
+    RestaurantPlan {
+        restaurant_id: f.restaurant.clone(),
+        name,
+        actions: Vec::new(),
+        notes: vec![f.message()],
     }
 }
