@@ -27,7 +27,10 @@ pub async fn plan(ws: &Workspace, opts: &PlanOptions) -> Result<Plan, OpsError> 
     let client = ws.client()?;
     let state = ws.state().await?;
     check_targets(ws, &state, opts)?;
-    ws.plan(&client, &state, opts).await
+    let mut plan = ws.plan(&client, &state, opts).await?;
+    // The platform's own provisioning's copies in a second account of the same name.
+    super::dedupe::twin_duplicates(ws, &client, &mut plan).await?;
+    Ok(plan)
 }
 
 /// The one way anything is planned: `ws`'s desired restaurants against what `server` has, from

@@ -261,7 +261,7 @@ async fn foreign(
     };
     let account = state.account_id.as_ref().map(|a| a.as_str());
     let its_account = agent.str_field("accountId");
-    if its_account.is_some() && its_account != account {
+    if its_account.is_some() && its_account != account && !twin(ws, client, its_account).await? {
         return Ok(Some(format!(
             "it belongs to account {}",
             crate::escape::escape(its_account.unwrap_or_default())
@@ -300,4 +300,20 @@ pub(super) fn held_plan(desired: &Desired, f: &ForeignRow) -> RestaurantPlan {
         actions: Vec::new(),
         notes: vec![f.message()],
     }
+}
+
+/// Whether `account` carries this project's account name: a second account the platform's
+/// own provisioning made during a switch-over, whose agents are duplicates, not another
+/// project's.
+async fn twin(ws: &Workspace, client: &Client, account: Option<&str>) -> Result<bool, OpsError> {
+    let Some(account) = account else {
+        return Ok(false);
+    };
+    let accounts = crate::resources::account::list(client)
+        .await
+        .map_err(|e| ws.server_error(e))?;
+    let name = ws.settings().account.name.as_str();
+    Ok(accounts
+        .iter()
+        .any(|a| a.id.as_str() == account && a.name() == Some(name)))
 }
