@@ -9,15 +9,14 @@
 //! under the state lock, so no apply moves those in between. One object failing is reported
 //! and the others go on.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use serde_json::json;
 
 use crate::model::ids::{ObjectId, RestaurantId};
-use crate::plan::{Duplicates, Plan, Resource};
+use crate::plan::{Duplicates, Resource};
 use crate::remote::Client;
-use crate::resources::agent::{final_customer_of, restaurant_of};
-use crate::resources::{account, Kinds, Parents};
+use crate::resources::{Kinds, Parents};
 
 use super::plan::PlanOptions;
 use super::{OpsError, Workspace};
@@ -66,7 +65,7 @@ pub async fn dedupe(ws: &Workspace, opts: &DedupeOptions) -> Result<DedupeReport
     };
     super::plan::check_targets(ws, &state, &popts)?;
     let mut plan = ws.plan(&client, &state, &popts).await?;
-    twin_duplicates(ws, &client, &mut plan).await?;
+    super::twins::twin_duplicates(ws, &client, &mut plan).await?;
     let Some(account) = plan.account.id().cloned() else {
         return Ok(DedupeReport::default());
     };
@@ -86,79 +85,6 @@ pub async fn dedupe(ws: &Workspace, opts: &DedupeOptions) -> Result<DedupeReport
         .await;
     }
     Ok(report)
-}
-
-/// Adds to `plan`'s duplicates the agents (with their final customers) that claim a
-/// restaurant of the plan from the other accounts carrying this project's account name: the
-/// platform's own provisioning, still running during a switch-over, may have made a second
-/// account. One list of accounts; one list of agents per such account (none usually).
-pub async fn twin_duplicates(
-    ws: &Workspace,
-    client: &Client,
-    plan: &mut Plan,
-) -> Result<(), OpsError> {
-    let accounts = account::list(client)
-        .await
-        .map_err(|e| ws.server_error(e))?;
-    let name = &ws.settings().account.name;
-    let twins: Vec<ObjectId> = account::twins(&accounts, plan.account.id(), name)
-        .map(|a| a.id.clone())
-        .collect();
-    let Some(agents) = ws.kinds().get(Resource::AGENT) else {
-        return Ok(());
-    };
-    let names: HashMap<&RestaurantId, &str> = ws
-        .desired()
-        .restaurants
-        .iter()
-        .filter(|r| plan.targets.is_empty() || plan.targets.contains(&r.id))
-        .map(|r| (&r.id, r.agent.name.as_str()))
-        .collect();
-    let mut found: Vec<Duplicates> = Vec::new();
-    for twin in twins {
-        let list = agents
-            .list(client, &twin)
-            .await
-            .map_err(|e| ws.server_error(e))?;
-        for a in list {
-            let Some(rid) = restaurant_of(&a).map(RestaurantId::new) else {
-                continue;
-            };
-            let Some(name) = names.get(&rid) else {
-                continue;
-            };
-            let at = match found.iter().position(|d| d.restaurant_id == rid) {
-                Some(at) => at,
-                None => {
-                    found.push(Duplicates {
-                        restaurant_id: rid.clone(),
-                        name: name.to_string(),
-                        agents: Vec::new(),
-                        final_customers: Vec::new(),
-                        phone_lines: Vec::new(),
-                        subscriptions: Vec::new(),
-                    });
-                    found.len() - 1
-                }
-            };
-            found[at].agents.push(a.id.clone());
-            found[at].final_customers.extend(final_customer_of(&a));
-        }
-    }
-    for d in found {
-        match plan
-            .duplicates
-            .iter_mut()
-            .find(|x| x.restaurant_id == d.restaurant_id)
-        {
-            Some(x) => {
-                x.agents.extend(d.agents);
-                x.final_customers.extend(d.final_customers);
-            }
-            None => plan.duplicates.push(d),
-        }
-    }
-    Ok(())
 }
 
 /// One object to clean: its kind, its parent's kind and id (for its routes), its id.

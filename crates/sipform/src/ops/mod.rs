@@ -18,6 +18,7 @@ pub mod repair;
 pub mod schema;
 pub mod state;
 pub mod tooltest;
+pub mod twins;
 pub mod validate;
 mod workspace;
 
