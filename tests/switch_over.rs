@@ -102,3 +102,73 @@ async fn both_paths_then_dedupe_and_apply_sqlite() {
 async fn both_paths_then_dedupe_and_apply_postgres() {
     both_paths_then_dedupe_and_apply(Engine::Postgres).await;
 }
+
+/// The same overlap with the controller running: the platform's handler provisions a new
+/// restaurant in its second account and saves its agent into the row; the controller still
+/// provisions it in the recorded account and keeps the row naming sipform's agent; one
+/// `dedupe --allow-destroy` + `apply` leaves one agent per restaurant.
+async fn both_paths_beside_the_controller(engine: Engine) {
+    use common::controller::{assert_no_duplicates, eventually, install_trigger, start};
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let db = platform(engine).await;
+    let dir = project_on_table(
+        &db,
+        TableProject {
+            timeout_sec: Some(3),
+            state_in_db: false,
+            extra: "",
+        },
+    );
+    install_trigger(dir.path(), &url);
+    let mut ctl = start(dir.path(), &url, &[], &[]);
+    eventually("the controller to lead", 20, || ctl.is_leader()).await;
+    insert(&db, 0..1).await;
+    eventually("restaurant 0 provisioned", 20, || {
+        common::controller::provisioned(&db, &emu, 0)
+    })
+    .await;
+    let ours = agents(&emu)[0]["accountId"].clone();
+
+    // The platform's POST handler: the row, then its service in a second account, then the
+    // row saved with its agent.
+    let service = PlatformService::new(&url);
+    let second = service.create_account("AlloResto").await;
+    insert(&db, 1..2).await;
+    let made = service.provision(&second, &rid(1), "Restaurant 1").await;
+    save_into_row(&db, &rid(1), &made).await;
+
+    let sipform_agent_in_row = || async {
+        let Some(id) = column(&db, "agent_id", 1).await else {
+            return false;
+        };
+        agents(&emu)
+            .iter()
+            .any(|a| a["id"] == id.as_str() && a["accountId"] == ours)
+            && column(&db, "agent_api_token", 1).await.is_some()
+    };
+    eventually("the row names sipform's agent", 20, sipform_agent_in_row).await;
+    ctl.signal(libc::SIGTERM);
+    ctl.exited(5).await;
+
+    let out = run(dir.path(), &url, &["dedupe", "--allow-destroy"]).await;
+    expect_code(&out, 0);
+    apply_ok(dir.path(), &url).await;
+    assert_eq!(agents(&emu).len(), 2, "one agent per restaurant");
+    assert!(
+        sipform_agent_in_row().await,
+        "the row still names sipform's agent"
+    );
+    assert_no_duplicates(&emu);
+    expect_no_changes(dir.path(), &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_paths_beside_the_controller_sqlite() {
+    both_paths_beside_the_controller(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_paths_beside_the_controller_postgres() {
+    both_paths_beside_the_controller(Engine::Postgres).await;
+}

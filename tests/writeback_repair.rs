@@ -187,7 +187,10 @@ async fn controller_restores_the_page_wipe(engine: Engine) {
     })
     .await;
     // A figure for the report (the target is 2 s), never asserted here.
-    eprintln!("{engine:?}: row restored {:?} after the page's save", saved.elapsed());
+    eprintln!(
+        "{engine:?}: row restored {:?} after the page's save",
+        saved.elapsed()
+    );
 
     // The race: the page loaded the row before the write-back and saves right after it.
     insert(&db, 2..3).await;

@@ -65,7 +65,7 @@ pub async fn dedupe(ws: &Workspace, opts: &DedupeOptions) -> Result<DedupeReport
     };
     super::plan::check_targets(ws, &state, &popts)?;
     let mut plan = ws.plan(&client, &state, &popts).await?;
-    super::twins::twin_duplicates(ws, &client, &mut plan).await?;
+    super::twins::twin_duplicates(ws, &client, &state, &mut plan).await?;
     let Some(account) = plan.account.id().cloned() else {
         return Ok(DedupeReport::default());
     };

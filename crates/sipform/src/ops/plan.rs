@@ -29,7 +29,7 @@ pub async fn plan(ws: &Workspace, opts: &PlanOptions) -> Result<Plan, OpsError> 
     check_targets(ws, &state, opts)?;
     let mut plan = ws.plan(&client, &state, opts).await?;
     // The platform's own provisioning's copies in a second account of the same name.
-    super::twins::twin_duplicates(ws, &client, &mut plan).await?;
+    super::twins::twin_duplicates(ws, &client, &state, &mut plan).await?;
     Ok(plan)
 }
 

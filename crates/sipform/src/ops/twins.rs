@@ -3,13 +3,14 @@
 //! the project's; the agents the other holds for the project's restaurants are duplicates,
 //! listed on every plan and removed by `dedupe` ([`twin_duplicates`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::model::ids::{ObjectId, RestaurantId};
 use crate::plan::{Duplicates, Plan, Resource};
 use crate::remote::Client;
 use crate::resources::account;
 use crate::resources::agent::{final_customer_of, restaurant_of};
+use crate::state::State;
 
 use super::{OpsError, Workspace};
 
@@ -20,8 +21,21 @@ use super::{OpsError, Workspace};
 pub async fn twin_duplicates(
     ws: &Workspace,
     client: &Client,
+    state: &State,
     plan: &mut Plan,
 ) -> Result<(), OpsError> {
+    // What any restaurant's state records is never a duplicate, whatever account holds it.
+    let recorded: HashSet<&str> = state
+        .restaurants
+        .values()
+        .flat_map(|r| {
+            [
+                r.agent_id.as_ref().map(|a| a.as_str()),
+                r.final_customer_id.as_ref().map(|f| f.as_str()),
+            ]
+        })
+        .flatten()
+        .collect();
     let accounts = account::list(client)
         .await
         .map_err(|e| ws.server_error(e))?;
@@ -52,6 +66,9 @@ pub async fn twin_duplicates(
             let Some(name) = names.get(&rid) else {
                 continue;
             };
+            if recorded.contains(a.id.as_str()) {
+                continue;
+            }
             let at = match found.iter().position(|d| d.restaurant_id == rid) {
                 Some(at) => at,
                 None => {
@@ -67,7 +84,9 @@ pub async fn twin_duplicates(
                 }
             };
             found[at].agents.push(a.id.clone());
-            found[at].final_customers.extend(final_customer_of(&a));
+            found[at]
+                .final_customers
+                .extend(final_customer_of(&a).filter(|f| !recorded.contains(f.as_str())));
         }
     }
     for d in found {
