@@ -206,6 +206,18 @@ async fn controller_restores_the_page_wipe(engine: Engine) {
         Some("Saved twice"),
         "the page's own change is kept"
     );
+
+    // Tokens edited (not blank, just wrong) with another setting: the controller, which wrote
+    // them, notices and puts the server's back.
+    db.exec(&format!(
+        "UPDATE restaurants SET agent_api_token = 'edited', agent_public_token = 'pk_edited', chat_title = 'Edited', updated_at = CURRENT_TIMESTAMP WHERE id = {}",
+        db.id_literal(&rid(1))
+    ))
+    .await;
+    eventually("the controller restores edited tokens", 20, || async {
+        written_back(&db, 1).await == expected(&emu, 1)
+    })
+    .await;
     assert_no_duplicates(&emu);
     let log = ctl.log_text();
     assert!(

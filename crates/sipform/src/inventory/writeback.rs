@@ -12,7 +12,10 @@
 //!
 //! Tokens are bound parameters only: never in SQL text, a log line or an error.
 
-use std::collections::BTreeSet;
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
@@ -25,6 +28,40 @@ use crate::state::{Change, CommitHook, RestaurantState, State, StateError};
 
 /// Longest token the platform's `varchar(128)` token columns hold.
 pub const MAX_TOKEN_LEN: usize = 128;
+
+/// Salted digests of the tokens this process wrote to each row (restaurant id → digest): never
+/// the tokens themselves, never stored or printed; lost at exit (a fresh process detects only
+/// blank tokens, or, with `store_tokens`, an api token that is not state's).
+#[derive(Clone, Default)]
+pub struct TokenDigests(Arc<Mutex<HashMap<String, u64>>>, RandomState);
+
+impl TokenDigests {
+    fn digest(&self, api: &str, public: &str) -> u64 {
+        let mut h = self.1.build_hasher();
+        (api, public).hash(&mut h);
+        h.finish()
+    }
+
+    fn set(&self, restaurant: &str, tokens: Option<(&str, &str)>) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match tokens {
+            Some((a, p)) => {
+                let d = self.digest(a, p);
+                map.insert(restaurant.to_string(), d);
+            }
+            None => {
+                map.remove(restaurant);
+            }
+        }
+    }
+
+    /// Whether the row's tokens are not the ones this process last wrote (unknown: false).
+    fn differ(&self, restaurant: &str, api: &str, public: &str) -> bool {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(restaurant)
+            .is_some_and(|d| *d != self.digest(api, public))
+    }
+}
 
 /// Writes changes back to the platform's rows; build it with [`PlatformTable::write_back`].
 #[derive(Clone)]
@@ -231,7 +268,28 @@ impl WriteBack {
             self.check_change(c)?;
         }
         let updates = changes.iter().filter_map(|c| self.update_for(c)).collect();
-        self.run(updates).await
+        let n = self.run(updates).await?;
+        if self.table.write_back_tokens {
+            for c in changes {
+                if let Change::Agent {
+                    restaurant,
+                    id,
+                    tokens,
+                } = c
+                {
+                    let digests = &self.table.written_tokens;
+                    match (id, tokens) {
+                        (None, _) => digests.set(restaurant.as_str(), None),
+                        (Some(_), Some(t)) => digests.set(
+                            restaurant.as_str(),
+                            Some((t.api_token.expose(), t.public_token.expose())),
+                        ),
+                        (Some(_), None) => {}
+                    }
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// The rows whose written-back values are not what `state` knows for their restaurant
@@ -272,6 +330,11 @@ impl WriteBack {
                 Some(_) => {
                     blank(&row.api_token)
                         || blank(&row.public_token)
+                        || self.table.written_tokens.differ(
+                            restaurant.as_str(),
+                            row.api_token.as_deref().unwrap_or_default(),
+                            row.public_token.as_deref().unwrap_or_default(),
+                        )
                         || rs
                             .api_token
                             .as_ref()
