@@ -14,7 +14,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -37,9 +37,7 @@ pub struct TokenDigests(Arc<Mutex<HashMap<String, u64>>>, RandomState);
 
 impl TokenDigests {
     fn digest(&self, api: &str, public: &str) -> u64 {
-        let mut h = self.1.build_hasher();
-        (api, public).hash(&mut h);
-        h.finish()
+        self.1.hash_one((api, public))
     }
 
     fn set(&self, restaurant: &str, tokens: Option<(&str, &str)>) {
