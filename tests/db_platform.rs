@@ -424,7 +424,7 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
     let db = TestDb::new(engine).await;
     db.create_restaurants("restaurants").await;
     fill(&db).await;
-    let t = open(&db, true).await.expect("open");
+    let t = open(&db, false).await.expect("open");
     let mut state = State::new();
     state.restaurants.insert(
         RestaurantId::new(A),
@@ -455,7 +455,38 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
         },
     );
     let wb = t.write_back();
-    assert_eq!(wb.reconcile(&state).await.expect("reconcile"), 2);
+    let drifts = wb.drifted(&state, None).await.expect("drifted");
+    let ids: Vec<&str> = drifts.iter().map(|d| d.restaurant.as_str()).collect();
+    assert_eq!(ids.len(), 2, "{drifts:?}");
+    assert!(ids.contains(&A) && ids.contains(&D), "{drifts:?}");
+    let d = drifts
+        .iter()
+        .find(|d| d.restaurant.as_str() == D)
+        .expect("D");
+    assert_eq!(
+        d.row_agent.as_deref(),
+        Some("agent-d"),
+        "the row's other agent is named"
+    );
+    let changes: Vec<Change> = drifts
+        .iter()
+        .flat_map(|d| {
+            let s = &state.restaurants[&d.restaurant];
+            [
+                Change::FinalCustomer {
+                    restaurant: d.restaurant.clone(),
+                    id: s.final_customer_id.clone(),
+                },
+                Change::Agent {
+                    restaurant: d.restaurant.clone(),
+                    id: s.agent_id.clone(),
+                    tokens: None,
+                },
+            ]
+        })
+        .collect();
+    // One UPDATE per change: the final customer's and the agent's of both rows.
+    assert_eq!(wb.write(&changes).await.expect("write"), 4);
     assert_eq!(row(&db, "agent_id", A).await.as_deref(), Some("agent-a"));
     assert_eq!(
         row(&db, "final_customer_id", A).await.as_deref(),
@@ -467,7 +498,7 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
         Some("fc-d")
     );
     // Nothing left to heal.
-    assert_eq!(wb.reconcile(&state).await.expect("reconcile"), 0);
+    assert!(wb.drifted(&state, None).await.expect("drifted").is_empty());
 }
 
 #[tokio::test]

@@ -87,7 +87,7 @@ async fn apply(
     let healed = run.healed();
     if healed > 0 {
         eprintln!(
-            "Wrote back the ids of {healed} restaurant rows that a previous run left behind."
+            "Rewrote the ids and tokens of {healed} restaurant rows that differed from state."
         );
     }
 

@@ -150,13 +150,22 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         Some(listen(args.listen, handle.clone()).await?)
     };
-    listen_signals(handle.clone())?;
+    let stop = super::signals::StopRequest::default();
+    listen_signals(handle.clone(), stop.clone())?;
     let _watcher = if let Some(folder) = folder {
         Some(watch(&settings, folder, handle.clone())?)
     } else {
         None
     };
-    let result = controller::run(opts, handle.clone(), inbox).await;
+    // A signal stops new work at once; what is still in flight after the grace is abandoned
+    // (a hanging server must not hold the exit).
+    let result = tokio::select! {
+        r = controller::run(opts, handle.clone(), inbox) => r,
+        () = stop.expired() => {
+            tracing::warn!(target: sipform::LOG_TARGET, "controller: requests still in flight {} ms after the signal abandoned (a create whose answer was lost is re-read at the next start)", super::signals::STOP_GRACE.as_millis());
+            Ok(controller::Summary::default())
+        }
+    };
     if let Some(s) = server {
         s.abort();
     }
@@ -232,9 +241,10 @@ async fn listen(
     Ok(super::controller_http::serve(listener, handle, token))
 }
 
-/// SIGTERM and SIGINT: stop (in-flight writes finish and are recorded, then exit 0). SIGHUP:
+/// SIGTERM and SIGINT: stop (in-flight writes finish and are recorded within the grace, the
+/// rest abandoned, then exit 0). SIGHUP:
 /// reload the configuration.
-fn listen_signals(handle: Handle) -> anyhow::Result<()> {
+fn listen_signals(handle: Handle, stop: super::signals::StopRequest) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
@@ -244,10 +254,12 @@ fn listen_signals(handle: Handle) -> anyhow::Result<()> {
                 _ = term.recv() => {
                     tracing::info!(target: sipform::LOG_TARGET, "controller: SIGTERM: finishing what is in flight");
                     handle.shutdown("interrupted by SIGTERM");
+                    stop.request();
                 }
                 _ = int.recv() => {
                     tracing::info!(target: sipform::LOG_TARGET, "controller: SIGINT: finishing what is in flight");
                     handle.shutdown("interrupted by SIGINT");
+                    stop.request();
                 }
                 _ = hup.recv() => {
                     let h = handle.clone();

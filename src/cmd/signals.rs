@@ -8,6 +8,7 @@
 //! is recorded as it comes and the locks are released by the operating system.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -113,4 +114,29 @@ fn on_signal(inner: &Mutex<Inner>, sig: Signal) {
     );
     stop(sig);
     inner.received = Some(sig);
+}
+
+/// How long the controller lets requests in flight finish after SIGTERM or SIGINT before it
+/// abandons them: systemd's and compose's stop timeouts are 10 s, and a server that hangs must
+/// not hold the exit through request timeouts and their retries. Abandoning is safe: every id
+/// is recorded as it comes, and a create whose answer was lost is re-read at the next start,
+/// as after a crash.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// A stop asked for by a signal (the controller's): [`StopRequest::expired`] ends
+/// [`STOP_GRACE`] after the first request.
+#[derive(Clone, Default)]
+pub struct StopRequest(Arc<tokio::sync::Notify>);
+
+impl StopRequest {
+    /// Starts the grace (once: later calls change nothing).
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Completes [`STOP_GRACE`] after [`StopRequest::request`].
+    pub async fn expired(&self) {
+        self.0.notified().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    }
 }

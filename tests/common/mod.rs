@@ -7,7 +7,8 @@
 //! - [`db`]: a throwaway PostgreSQL schema or SQLite file with the platform's tables (also
 //!   compiled into `benches/controller.rs`);
 //! - [`controller`]: `sipform controller` as a child process, and the platform table it watches;
-//! - [`hostile`]: a proxy in front of the emulator that rewrites its answers.
+//! - [`hostile`]: a proxy in front of the emulator that rewrites its answers;
+//! - [`platform_service`]: the platform's own provisioning path, as during a switch-over.
 //!
 //! Counts derived from the bundled tools are written with [`bundled_tool_count`], never as a
 //! number.
@@ -16,6 +17,7 @@
 pub mod controller;
 pub mod db;
 pub mod hostile;
+pub mod platform_service;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

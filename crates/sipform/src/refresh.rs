@@ -162,9 +162,9 @@ impl ServerView for Refresh<'_> {
 pub enum RefreshError {
     #[error(transparent)]
     Server(#[from] ClientError),
-    /// Two accounts carry the project's account name: another copy of this project (another
-    /// state backend, a lost state) made one. Guessing would split the restaurants between
-    /// them.
+    /// Two accounts carry the project's account name and state records neither: another copy
+    /// of this project (another state backend, a lost state) made one. Guessing would split
+    /// the restaurants between them.
     #[error("{count} accounts on the server are named {name:?} ({ids}): sipform cannot tell which one this project manages. Keep one (delete or rename the others), or give this project another account name")]
     DuplicateAccount {
         name: String,
@@ -173,14 +173,16 @@ pub enum RefreshError {
     },
 }
 
-/// The account of that name; more than one is an error, whatever state records.
+/// The account state records, whatever else carries its name (the platform's own provisioning
+/// may make a second one during a switch-over); else the one of that name, more than one being
+/// an error.
 fn the_account(
     accounts: Vec<ServerObject>,
     recorded: Option<&ObjectId>,
     name: &str,
 ) -> Result<Option<ServerObject>, RefreshError> {
     let named: Vec<&ServerObject> = accounts.iter().filter(|a| a.name() == Some(name)).collect();
-    if named.len() > 1 {
+    if named.len() > 1 && !account::recorded_among(&accounts, recorded) {
         return Err(RefreshError::DuplicateAccount {
             name: name.to_string(),
             count: named.len(),

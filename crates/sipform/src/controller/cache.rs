@@ -195,8 +195,17 @@ impl Cache {
             Ok(kind.read_one(client, &id).await?.map(|o| (r, o)))
         }))
         .await?;
+        let account = self.singles.account.as_ref().map(|a| a.id.clone());
         for (r, o) in reads.into_iter().flatten() {
-            self.singles.add_single(r, o);
+            // Another account's object (a row naming another project's agent, or the platform's
+            // copy in a second account of this name) is not one to plan with, as refresh's lists
+            // never hold it.
+            let other = o
+                .str_field("accountId")
+                .is_some_and(|acc| account.as_ref().is_none_or(|ours| ours.as_str() != acc));
+            if !other {
+                self.singles.add_single(r, o);
+            }
         }
         Ok(())
     }

@@ -261,7 +261,7 @@ async fn run(
     let mut found: BTreeMap<RestaurantId, Verdict> = BTreeMap::new();
     let mut said = BTreeMap::new();
     let mut unreachable = false;
-    let mut round = targets;
+    let mut round = targets.clone();
     // A second round for the restaurants the server answered 404 or 409: the cache was
     // wrong about them; they are re-read and planned again at once.
     for _ in 0..2 {
@@ -274,12 +274,45 @@ async fn run(
         }
         round = again;
     }
+    repair_rows(ctx, &ws, &targets, &mut found).await;
     verdicts.extend(found);
     Ok(Batch {
         verdicts,
         said,
         unreachable,
     })
+}
+
+/// The rows of `targets` whose written-back ids or tokens are not state's are rewritten (the
+/// platform's settings page saved a stale whole object), even when the plan changed nothing; a
+/// row naming another project's agent is held, never overwritten.
+async fn repair_rows(
+    ctx: &Ctx<'_>,
+    ws: &Workspace,
+    targets: &BTreeSet<RestaurantId>,
+    found: &mut BTreeMap<RestaurantId, Verdict>,
+) {
+    let repaired = match ws.state().await {
+        Ok(state) => ops::repair::repair_rows(ws, ctx.client, &state, Some(targets)).await,
+        Err(e) => Err(e),
+    };
+    match repaired {
+        Ok(r) => {
+            for f in r.foreign {
+                found.insert(f.restaurant.clone(), Verdict::Held(f.message()));
+            }
+        }
+        Err(e) => {
+            let v = verdict_of_ops(&e);
+            for t in targets {
+                found.entry(t.clone()).and_modify(|old| {
+                    if matches!(old, Verdict::Done { .. }) {
+                        *old = v.clone();
+                    }
+                });
+            }
+        }
+    }
 }
 
 fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions {

@@ -308,7 +308,7 @@ impl Leader<'_> {
         lease: &Lease,
         inbox: &mut Inbox,
     ) -> Result<Ended, OpsError> {
-        self.heal().await;
+        self.heal(client).await;
         let wake = Arc::new(Notify::new());
         let log = self.inventory.change_log();
         let expects_log = log.is_some();
@@ -346,8 +346,8 @@ impl Leader<'_> {
         ended
     }
 
-    /// Heals platform rows a crash left behind (state has the ids, the row does not), once.
-    async fn heal(&self) {
+    /// Rewrites the platform rows whose ids or tokens are not state's, once at start.
+    async fn heal(&self, client: &Client) {
         if self.inventory.write_back().is_none() {
             return;
         }
@@ -367,13 +367,10 @@ impl Leader<'_> {
         let healed = async {
             let _lock = ws.lock("controller").await?;
             let state = ws.state().await?;
-            ws.reconcile_inventory(&state).await
+            crate::ops::repair::repair_rows(&ws, client, &state, None).await
         };
         match healed.await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(target: LOG_TARGET, "controller: wrote back the ids of {n} row(s) a crashed run left behind")
-            }
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(target: LOG_TARGET, "controller: healing the platform's rows: {e}")
             }

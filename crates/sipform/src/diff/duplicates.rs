@@ -6,7 +6,7 @@
 //! `sipform dedupe` removes them.
 //!
 //! Protected, never a duplicate: what any restaurant's state records, what this plan adopts
-//! or keeps, and what a platform row names.
+//! or keeps, and what a platform row names unless state records another object for that row.
 
 use std::collections::HashSet;
 
@@ -33,8 +33,21 @@ pub(super) fn protected_upfront(
         }
     }
     for r in &desired.restaurants {
+        let recorded = state.restaurants.get(&r.id);
         for k in kinds.singletons() {
-            ids.extend(k.named_by_row(r));
+            let Some(named) = k.named_by_row(r) else {
+                continue;
+            };
+            // A row naming another object than the one state records for it: the platform's
+            // own provisioning wrote its copy there (a switch-over). A duplicate, and the row
+            // is rewritten to state's.
+            if recorded
+                .and_then(|st| k.recorded(st, ""))
+                .is_some_and(|own| own != named)
+            {
+                continue;
+            }
+            ids.insert(named);
         }
     }
     ids

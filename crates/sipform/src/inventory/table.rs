@@ -194,6 +194,9 @@ pub struct PlatformTable {
     pub(super) columns: ColumnMap,
     pub(super) write_back_tokens: bool,
     pub(super) id_match: IdMatch,
+    /// The tokens this process last wrote to (or read for) each row, as salted digests: a row
+    /// whose tokens were edited since is rewritten ([`super::writeback::WriteBack::drifted`]).
+    pub(super) written_tokens: super::writeback::TokenDigests,
 }
 
 impl PlatformTable {
@@ -224,6 +227,7 @@ impl PlatformTable {
             columns,
             write_back_tokens,
             id_match: IdMatch::Direct,
+            written_tokens: Default::default(),
         };
         t.verify().await?;
         Ok(t)

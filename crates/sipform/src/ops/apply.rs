@@ -21,7 +21,7 @@ pub struct ApplyRun<'w> {
     client: Client,
     state: State,
     state_exists: bool,
-    healed: u64,
+    healed: super::repair::Repaired,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -37,7 +37,7 @@ impl<'w> ApplyRun<'w> {
         let state = existing.unwrap_or_else(|| ws.fresh_state());
         ws.reread_inventory(&state).await?;
         let ws: &'w Workspace = ws;
-        let healed = ws.reconcile_inventory(&state).await?;
+        let healed = super::repair::repair_rows(ws, &client, &state, None).await?;
         Ok(ApplyRun {
             ws,
             client,
@@ -53,9 +53,14 @@ impl<'w> ApplyRun<'w> {
         self.ws
     }
 
-    /// Platform rows written back at start (state had the ids, the rows did not).
+    /// Platform rows rewritten at start (their ids or tokens were not state's).
     pub fn healed(&self) -> u64 {
-        self.healed
+        self.healed.rewritten
+    }
+
+    /// Platform rows left alone at start: they name another project's agent.
+    pub fn foreign_rows(&self) -> &[super::repair::ForeignRow] {
+        &self.healed.foreign
     }
 
     /// A plan saved with `plan --out`, refused when stale (another server, lineage or serial,

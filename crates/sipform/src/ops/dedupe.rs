@@ -64,7 +64,8 @@ pub async fn dedupe(ws: &Workspace, opts: &DedupeOptions) -> Result<DedupeReport
         ..PlanOptions::default()
     };
     super::plan::check_targets(ws, &state, &popts)?;
-    let plan = ws.plan(&client, &state, &popts).await?;
+    let mut plan = ws.plan(&client, &state, &popts).await?;
+    super::twins::twin_duplicates(ws, &client, &state, &mut plan).await?;
     let Some(account) = plan.account.id().cloned() else {
         return Ok(DedupeReport::default());
     };

@@ -14,11 +14,13 @@ pub mod doctor;
 pub mod import;
 pub mod plan;
 pub mod render;
+pub mod repair;
 pub mod revision_guard;
 pub mod schema;
 pub mod state;
 pub mod status;
 pub mod tooltest;
+pub mod twins;
 pub mod validate;
 mod workspace;
 

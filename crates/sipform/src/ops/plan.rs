@@ -27,7 +27,10 @@ pub async fn plan(ws: &Workspace, opts: &PlanOptions) -> Result<Plan, OpsError> 
     let client = ws.client()?;
     let state = ws.state().await?;
     check_targets(ws, &state, opts)?;
-    ws.plan(&client, &state, opts).await
+    let mut plan = ws.plan(&client, &state, opts).await?;
+    // The platform's own provisioning's copies in a second account of the same name.
+    super::twins::twin_duplicates(ws, &client, &state, &mut plan).await?;
+    Ok(plan)
 }
 
 /// The one way anything is planned: `ws`'s desired restaurants against what `server` has, from
@@ -60,6 +63,16 @@ pub async fn plan_over<S: ServerView>(
         .singles(kinds, desired, state, scope)
         .await
         .map_err(|e| ws.refresh_error(e))?;
+    // Rows naming another project's agent are held, with a note: never created for, never
+    // overwritten.
+    let foreign = super::repair::foreign_rows(ws, state, &actual, scope).await?;
+    let held;
+    let desired = if foreign.is_empty() {
+        desired
+    } else {
+        held = super::repair::hold(desired, &foreign);
+        &held
+    };
     let mut planner = Planner::new(kinds, desired, &actual, state, opts);
     let mut ahead = VecDeque::new();
     loop {
@@ -93,6 +106,11 @@ pub async fn plan_over<S: ServerView>(
         planner.plan_batch(batch, &children);
     }
     let mut plan = planner.finish();
+    plan.restaurants.extend(
+        foreign
+            .iter()
+            .map(|f| super::repair::held_plan(ws.desired(), f)),
+    );
     // A plan is printed, posted and saved: it names the server without its user-info.
     plan.server_url = redact_url(&ws.settings().server_url);
     // Which revision it is made from, and where applying it would go back or be refused.

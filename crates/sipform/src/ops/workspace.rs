@@ -350,13 +350,9 @@ impl Workspace {
         }
     }
 
-    /// Heals rows a crash left behind (state committed, row not yet updated) before applying;
-    /// how many rows it wrote.
-    pub async fn reconcile_inventory(&self, state: &State) -> Result<u64, OpsError> {
-        match &self.write_back {
-            Some(w) => Ok(w.reconcile(state).await?),
-            None => Ok(0),
-        }
+    /// The platform's rows ids and tokens are written back to, in database mode.
+    pub fn write_back(&self) -> Option<&WriteBack> {
+        self.write_back.as_ref()
     }
 
     /// The one place a state writer is made: this project's backend, whether it keeps tokens,

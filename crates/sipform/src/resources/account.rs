@@ -32,6 +32,24 @@ pub fn pick(
     accounts.into_iter().nth(at)
 }
 
+/// Whether state's recorded account is among `accounts`: then it is the project's, whatever
+/// else carries its name.
+pub fn recorded_among(accounts: &[ServerObject], recorded: Option<&ObjectId>) -> bool {
+    recorded.is_some_and(|id| accounts.iter().any(|a| &a.id == id))
+}
+
+/// The other accounts carrying `name` besides `ours`: the platform's own provisioning made
+/// them during a switch-over (their agents are the restaurants' duplicates).
+pub fn twins<'a>(
+    accounts: &'a [ServerObject],
+    ours: Option<&'a ObjectId>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a ServerObject> + 'a {
+    accounts
+        .iter()
+        .filter(move |a| a.name() == Some(name) && Some(&a.id) != ours)
+}
+
 /// What the plan does with the account: create it, adopt it, or nothing.
 pub fn action(
     spec: &AccountSpec,
@@ -83,4 +101,29 @@ pub async fn find_created(
         .await?
         .into_iter()
         .find(|a| a.name() == Some(name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(id: &str, name: &str) -> ServerObject {
+        let mut fields = serde_json::Map::new();
+        fields.insert("name".into(), name.into());
+        ServerObject::new(ObjectId::parse(id).unwrap(), fields)
+    }
+
+    #[test]
+    fn the_recorded_account_wins_over_its_namesakes() {
+        let list = vec![account("a1", "AlloResto"), account("a2", "AlloResto")];
+        let recorded = ObjectId::parse("a2").unwrap();
+        assert!(recorded_among(&list, Some(&recorded)));
+        let picked = pick(list.clone(), Some(&recorded), "AlloResto").unwrap();
+        assert_eq!(picked.id.as_str(), "a2");
+        let others: Vec<&str> = twins(&list, Some(&recorded), "AlloResto")
+            .map(|a| a.id.as_str())
+            .collect();
+        assert_eq!(others, ["a1"]);
+        assert!(!recorded_among(&list, None));
+    }
 }
