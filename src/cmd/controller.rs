@@ -165,10 +165,17 @@ async fn install_trigger(
         print!("{}", ops::controller::trigger_sql(settings).await?.sql);
     } else {
         let t = ops::controller::install_trigger(settings).await?;
-        eprintln!(
-            "installed the sipform change log and trigger on {}",
-            t.table
-        );
+        if t.changed {
+            eprintln!(
+                "installed the sipform change log and triggers on {}",
+                t.table
+            );
+        } else {
+            eprintln!(
+                "the sipform change log and triggers are already installed on {}: nothing to do",
+                t.table
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
