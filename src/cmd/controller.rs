@@ -67,6 +67,11 @@ pub struct Args {
     /// How often a standby tries to become the leader (PostgreSQL advisory lock).
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = positive)]
     pub leader_retry: Duration,
+    /// Reinstall the change log and triggers when the self-check finds them missing (the
+    /// platform's SQLite table rebuild drops them). Off by default: without it a missing
+    /// trigger is reported (log, /readyz, metric) and covered by a full reconcile only.
+    #[arg(long)]
+    pub manage_trigger: bool,
     #[command(flatten)]
     pub parallelism: super::ParallelismArg,
     #[command(flatten)]
@@ -124,6 +129,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         backoff_base: args.backoff,
         backoff_max: args.backoff_max,
         leader_retry: args.leader_retry,
+        manage_trigger: args.manage_trigger,
         ..Options::new(global.project.clone())
     };
     let (handle, inbox) = controller::channel();
