@@ -9,7 +9,9 @@
 //! `cargo bench --bench controller`; sizes from the environment: `CTL_BENCH_N` (1000),
 //! `CTL_BENCH_INSERTS` (200), `CTL_BENCH_BULK` (500), `CTL_BENCH_LATENCY_MS` (20),
 //! `CTL_BENCH_PARALLELISM` (10), `CTL_BENCH_IDLE_SECS` (10). Needs PostgreSQL at
-//! `SIPFORM_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! `SIPFORM_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`), unless
+//! `CTL_BENCH_ENGINE=sqlite`: the platform's table and state in SQLite files instead (the
+//! platform's production engine; the controller is woken by `PRAGMA data_version`).
 
 #[path = "../tests/common/db.rs"]
 mod db_support;
@@ -134,8 +136,24 @@ async fn main() {
         .await
         .expect("emulator");
     let url = emu.base_url();
-    let db = TestDb::new(Engine::Postgres).await;
+    let engine = match std::env::var("CTL_BENCH_ENGINE").as_deref() {
+        Ok("sqlite") => Engine::Sqlite,
+        _ => Engine::Postgres,
+    };
+    let db = TestDb::new(engine).await;
     db.create_restaurants("restaurants").await;
+    // SQLite has no uuid type: the ids are plain text there.
+    let row = |i: u64| match engine {
+        Engine::Sqlite => row(i).replace("'::uuid", "'"),
+        Engine::Postgres => row(i),
+    };
+    let state = match engine {
+        Engine::Sqlite => format!(
+            "state:\n  backend: sqlite\n  url: \"sqlite://{}\"\n",
+            db.dir.path().join("state.db").display()
+        ),
+        Engine::Postgres => format!("state:\n  backend: postgres\n  url: \"{}\"\n", db.url),
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_tree(&repo.join("tools"), &dir.path().join("tools"));
@@ -147,7 +165,7 @@ async fn main() {
     std::fs::write(
         dir.path().join("sipform.yaml"),
         format!(
-            "account:\n  name: AlloResto\n  email: tech@alloresto.fr\ninventory:\n  source: database\n  url: \"{0}\"\nstate:\n  backend: postgres\n  url: \"{0}\"\n",
+            "account:\n  name: AlloResto\n  email: tech@alloresto.fr\ninventory:\n  source: database\n  url: \"{}\"\n{state}",
             db.url
         ),
     )
@@ -264,7 +282,7 @@ async fn main() {
     let per_restaurant = (total(&emu) - before_all) as f64 / inserts.max(1) as f64;
     lat.sort();
     println!(
-        "insert → agent + {tools} tools ({inserts} single inserts, {latency} ms latency, N = {n}): p50 {:.0?} p99 {:.0?} max {:.0?}",
+        "insert → agent + {tools} tools ({engine:?}, {inserts} single inserts, {latency} ms latency, N = {n}): p50 {:.0?} p99 {:.0?} max {:.0?}",
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or_default()
@@ -278,8 +296,8 @@ async fn main() {
         .copied()
         .unwrap_or(0);
     db.exec(&format!(
-        "UPDATE restaurants SET name = 'Renamed' WHERE id = '{}'::uuid",
-        rid(0)
+        "UPDATE restaurants SET name = 'Renamed' WHERE id = {}",
+        db.id_literal(&rid(0))
     ))
     .await;
     wait_until("the rename", 30, || {

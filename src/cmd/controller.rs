@@ -83,6 +83,11 @@ pub struct Args {
     /// 30s); `POST /v1/reload` fetches at once.
     #[arg(long, value_name = "DURATION", value_parser = positive)]
     pub source_interval: Option<Duration>,
+    /// Reinstall the change log and triggers when the self-check finds them missing (the
+    /// platform's SQLite table rebuild drops them). Off by default: without it a missing
+    /// trigger is reported (log, /readyz, metric) and covered by a full reconcile only.
+    #[arg(long)]
+    pub manage_trigger: bool,
     #[command(flatten)]
     pub parallelism: super::ParallelismArg,
     #[command(flatten)]
@@ -142,6 +147,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         leader_retry: args.leader_retry,
         source: source(&settings, &args),
         work_dir: args.work_dir,
+        manage_trigger: args.manage_trigger,
         ..Options::new(global.project.clone())
     };
     let (handle, inbox) = controller::channel();
@@ -218,10 +224,17 @@ async fn install_trigger(
         print!("{}", ops::controller::trigger_sql(settings).await?.sql);
     } else {
         let t = ops::controller::install_trigger(settings).await?;
-        eprintln!(
-            "installed the sipform change log and trigger on {}",
-            t.table
-        );
+        if t.changed {
+            eprintln!(
+                "installed the sipform change log and triggers on {}",
+                t.table
+            );
+        } else {
+            eprintln!(
+                "the sipform change log and triggers are already installed on {}: nothing to do",
+                t.table
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -52,9 +52,10 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         "ready": s.ready(),
         "leader": r(&s.leader),
         "standby": r(&s.standby),
-        "feed": r(&s.feed_ok),
+        "feed": s.feed_up(),
         "server": r(&s.server_ok),
         "revision": s.revision(),
+        "reason": s.reason(),
     });
     let code = if s.ready() {
         StatusCode::OK
@@ -66,7 +67,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     // `feed_connected` says what `/readyz`'s `feed` says (the library keeps it in the status).
-    let feed = app.handle.status.feed_ok.load(Ordering::Relaxed);
+    let feed = app.handle.status.feed_up();
     app.handle.metrics.feed_connected.set(i64::from(feed));
     (
         [(

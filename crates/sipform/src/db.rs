@@ -1,7 +1,8 @@
 //! Database connections shared by the platform-table inventory, the write-back and the SQL state
 //! backends: engines, pools, URL handling (always redacted), identifier quoting.
 //!
-//! Two engines, SQLite (`sqlite://path`) and PostgreSQL (`postgres://…`), through `sqlx` with
+//! Two engines, SQLite (`sqlite://path`, `sqlite:path`, or a bare path such as the platform's
+//! own `DATABASE_URL=/data/database.db`) and PostgreSQL (`postgres://…`, `postgresql://…`), through `sqlx` with
 //! runtime queries only, so building never needs a live database. Where the SQL differs there is
 //! one code path per engine ([`with_pool!`]). A URL is never shown with its password:
 //! [`redact`] replaces it everywhere a URL reaches a message.
@@ -12,6 +13,11 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+/// How long a SQLite statement waits for another process's lock (SQLITE_BUSY) before failing:
+/// the platform writes the same file, and sipform's writes are short, so waiting is bounded
+/// and never makes the platform's own writes fail.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors of the platform database and of the database state backends. Messages name the
 /// database (password redacted), the table, the column and the row; never a token.
@@ -127,17 +133,19 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The engine of `url`, from its scheme.
+    /// The engine of `url`, from its scheme; a bare path (no scheme) is a SQLite file, as the
+    /// platform's own `DATABASE_URL` names it.
     pub fn of_url(url: &str) -> Result<Engine, DbError> {
         let lower = url.trim_start().to_ascii_lowercase();
-        if lower.starts_with("sqlite:") {
+        if lower.starts_with("sqlite:") || is_bare_path(url) {
             Ok(Engine::Sqlite)
         } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             Ok(Engine::Postgres)
         } else {
             Err(DbError::Url {
                 url: redact(url),
-                message: "expected sqlite://PATH or postgres://…".into(),
+                message: "expected a file path, sqlite://PATH, postgres://… or postgresql://…"
+                    .into(),
             })
         }
     }
@@ -213,7 +221,7 @@ impl Db {
                 let path = sqlite_path(url, base)?;
                 let mut opts = SqliteConnectOptions::new()
                     .filename(&path)
-                    .busy_timeout(Duration::from_secs(30));
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
                 if purpose == Purpose::State {
                     opts = opts
                         .create_if_missing(true)
@@ -350,13 +358,26 @@ pub fn url_or_env(configured: Option<&str>, what: &str) -> Result<String, DbErro
     }
 }
 
-/// The file a `sqlite:` URL names: `sqlite://rel/path`, `sqlite:///abs/path`, `sqlite:path`;
-/// a relative path is joined to `base`. The query string (`?mode=…`) is ignored.
+/// Whether `url` is a plain file path (`/data/database.db`, `data/app.db`): no `scheme:`
+/// before the first `/`.
+fn is_bare_path(url: &str) -> bool {
+    let t = url.trim();
+    if t.is_empty() {
+        return false;
+    }
+    let head = t.split('/').next().unwrap_or_default();
+    !head.contains(':')
+}
+
+/// The file a SQLite URL names: `sqlite://rel/path`, `sqlite:///abs/path`, `sqlite:path`, or a
+/// bare path; a relative path is joined to `base`. The query string (`?mode=…`) is ignored.
 pub fn sqlite_path(url: &str, base: &Path) -> Result<PathBuf, DbError> {
     let trimmed = url.trim();
+    let bare = is_bare_path(trimmed).then_some(trimmed);
     let rest = trimmed
         .strip_prefix("sqlite://")
         .or_else(|| trimmed.strip_prefix("sqlite:"))
+        .or(bare)
         .ok_or_else(|| DbError::Url {
             url: redact(url),
             message: "expected sqlite://PATH".into(),
@@ -495,6 +516,41 @@ mod tests {
         );
         assert!(sqlite_path("sqlite::memory:", base).is_err());
         assert!(Engine::of_url("mysql://x").is_err());
+    }
+
+    /// The platform's `DATABASE_URL` forms (issue 23): a bare path, `sqlite:`, `sqlite://`,
+    /// `postgres://`, `postgresql://`.
+    #[test]
+    fn the_platforms_url_forms_are_accepted() {
+        let base = Path::new("/proj");
+        for (url, path) in [
+            ("/data/database.db", "/data/database.db"),
+            ("data/database.db", "/proj/data/database.db"),
+            ("database.db", "/proj/database.db"),
+            ("sqlite:data/app.db", "/proj/data/app.db"),
+            ("sqlite:///data/app.db", "/data/app.db"),
+            ("sqlite://data/app.db", "/proj/data/app.db"),
+        ] {
+            assert_eq!(Engine::of_url(url).unwrap(), Engine::Sqlite, "{url}");
+            assert_eq!(
+                sqlite_path(url, base).unwrap(),
+                PathBuf::from(path),
+                "{url}"
+            );
+        }
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u@h/db",
+            "POSTGRESQL://h/db",
+        ] {
+            assert_eq!(Engine::of_url(url).unwrap(), Engine::Postgres, "{url}");
+        }
+        for url in ["mysql://h/db", "", "  ", "http://h/x"] {
+            assert!(Engine::of_url(url).is_err(), "{url}");
+        }
+        let db = Db::open_lazy("/data/database.db", base, Purpose::Inventory).unwrap();
+        assert_eq!(db.sqlite_path(), Some(Path::new("/data/database.db")));
+        assert_eq!(db.describe(), "sqlite /data/database.db");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub reloads: Family<ResultLabel, Counter>,
     pub leader: Gauge,
     pub feed_connected: Gauge,
+    /// 1 when the change feed's log and triggers are installed (or there is no feed).
+    pub feed_installed: Gauge,
     pub server_requests: Family<KindLabel, Counter>,
     /// `sipform_config_info{commit,digest,dirty} 1`: the revision running (one series).
     config_info: Family<ConfigLabel, Gauge>,
@@ -86,6 +88,8 @@ impl Metrics {
         let reloads = Family::<ResultLabel, Counter>::default();
         let leader = Gauge::default();
         let feed_connected = Gauge::default();
+        let feed_installed = Gauge::default();
+        feed_installed.set(1);
         let server_requests = Family::<KindLabel, Counter>::default();
         let since_resync = Gauge::<f64, AtomicU64>::default();
         registry.register(
@@ -120,8 +124,13 @@ impl Metrics {
         );
         registry.register(
             "feed_connected",
-            "1 when the PostgreSQL LISTEN connection is up",
+            "1 when the change feed works: installed, and its LISTEN (PostgreSQL) or data_version watch (SQLite) up",
             feed_connected.clone(),
+        );
+        registry.register(
+            "feed_installed",
+            "1 when the change log and its triggers are installed (checked from the catalog)",
+            feed_installed.clone(),
         );
         registry.register(
             "server_requests",
@@ -149,6 +158,7 @@ impl Metrics {
             reloads,
             leader,
             feed_connected,
+            feed_installed,
             server_requests,
             config_info,
             since_resync,

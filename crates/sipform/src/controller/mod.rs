@@ -60,6 +60,10 @@ pub struct Options {
     /// The git repository followed for tools, template and settings (`controller.source` or
     /// the flags); `None`: the project folder, reloaded on request.
     pub source: Option<crate::config::SourceSettings>,
+    /// Reinstall the change feed's log and triggers when the self-check finds them missing
+    /// (`--manage-trigger`). Off by default: DDL on the platform's tables is the platform's
+    /// call (its migrations, its privileges, its locks); a missing trigger is reported anyway.
+    pub manage_trigger: bool,
 }
 
 impl Options {
@@ -77,6 +81,7 @@ impl Options {
             leader_retry: Duration::from_secs(3),
             work_dir: None,
             source: None,
+            manage_trigger: false,
         }
     }
 }
@@ -88,6 +93,9 @@ pub struct Status {
     pub standby: AtomicBool,
     /// The change feed works (LISTEN connected, or the log is polled without error).
     pub feed_ok: Arc<AtomicBool>,
+    /// Why the change feed is not installed (a trigger missing), `None` when it is (or when
+    /// the inventory has no feed): set by the self-check, `controller::feed::Guard`.
+    pub feed_problem: Mutex<Option<String>>,
     /// The last reconcile reached the server.
     pub server_ok: AtomicBool,
     pub stopping: AtomicBool,
@@ -100,7 +108,44 @@ impl Status {
     pub fn ready(&self) -> bool {
         let r = |a: &AtomicBool| a.load(Ordering::Relaxed);
         !r(&self.stopping)
-            && (r(&self.standby) || (r(&self.leader) && r(&self.feed_ok) && r(&self.server_ok)))
+            && (r(&self.standby) || (r(&self.leader) && self.feed_up() && r(&self.server_ok)))
+    }
+
+    /// The feed is installed and its waker (LISTEN, `data_version`) works.
+    pub fn feed_up(&self) -> bool {
+        self.feed_ok.load(Ordering::Relaxed) && self.feed_problem().is_none()
+    }
+
+    pub fn feed_problem(&self) -> Option<String> {
+        self.feed_problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_feed_problem(&self, problem: Option<String>) {
+        *self
+            .feed_problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = problem;
+    }
+
+    /// Why `/readyz` says not ready, in a few words (`None` when ready).
+    pub fn reason(&self) -> Option<String> {
+        let r = |a: &AtomicBool| a.load(Ordering::Relaxed);
+        if self.ready() {
+            None
+        } else if r(&self.stopping) {
+            Some("stopping".into())
+        } else if !r(&self.leader) {
+            Some("not leading yet".into())
+        } else if let Some(p) = self.feed_problem() {
+            Some(p)
+        } else if !r(&self.feed_ok) {
+            Some("change feed disconnected".into())
+        } else {
+            Some("the server is unreachable".into())
+        }
     }
 
     /// The commit in use (`None` without `controller.source`).

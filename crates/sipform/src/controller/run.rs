@@ -18,7 +18,6 @@ use super::reconcile::{self, Ctx, Verdict};
 use super::reload::Config;
 use super::source::{Follow, Followed};
 use super::{Handle, Inbox, Msg, Options, ReloadOutcome, Summary};
-use crate::db::Pool;
 use crate::inventory::{Inventory, InventoryRead};
 use crate::model::ids::RestaurantId;
 use crate::model::spec::StateConfig;
@@ -311,36 +310,34 @@ impl Leader<'_> {
         self.heal(client).await;
         let wake = Arc::new(Notify::new());
         let log = self.inventory.change_log();
-        let expects_log = log.is_some();
-        let has_log = match &log {
-            Some(l) => match l.present().await {
-                Ok(true) => true,
-                Ok(false) => {
-                    tracing::warn!(target: LOG_TARGET, "controller: no change log on the platform's table (run `sipform controller install-trigger`): changes are seen through the webhook and the full resync only");
-                    false
-                }
-                Err(e) => return Err(e.into()),
-            },
-            None => false,
-        };
-        self.handle.board.feed_installed(has_log);
+        // Without a change log (a files inventory) nothing is installed or expected.
+        self.handle.board.feed_installed(log.is_some());
         let feed_ok = self.handle.status.feed_ok.clone();
-        feed_ok.store(has_log || !expects_log, Ordering::Relaxed);
-        let listener = match (
-            self.inventory.database().map(|d| d.pool()),
-            has_log && !self.opts.once,
-        ) {
-            (Some(Pool::Postgres(p)), true) => Some(feed::spawn_listener(
-                p.clone(),
+        feed_ok.store(true, Ordering::Relaxed);
+        let mut guard = log.map(|l| {
+            let engine = self.inventory.database().map(|d| d.engine());
+            feed::Guard::new(
+                l,
+                self.opts.manage_trigger,
+                engine.unwrap_or(crate::db::Engine::Postgres),
+            )
+        });
+        if let Some(g) = guard.as_mut() {
+            g.check(self.handle).await;
+        }
+        let waker = match self.inventory.database() {
+            Some(db) if guard.is_some() && !self.opts.once => feed::spawn_waker(
+                db.pool(),
+                db.sqlite_path().map(std::path::Path::to_path_buf),
                 wake.clone(),
                 feed_ok.clone(),
-            )),
+            ),
             _ => None,
         };
         let ended = self
-            .serve(client, lease, inbox, log.filter(|_| has_log), &wake)
+            .serve(client, lease, inbox, guard.as_mut(), &wake)
             .await;
-        if let Some(l) = listener {
+        if let Some(l) = waker {
             l.abort();
         }
         ended
@@ -382,7 +379,7 @@ impl Leader<'_> {
         client: &Client,
         lease: &Lease,
         inbox: &mut Inbox,
-        log: Option<ChangeLog>,
+        mut guard: Option<&mut feed::Guard>,
         wake: &Notify,
     ) -> Result<Ended, OpsError> {
         let mut poll = tokio::time::interval(self.opts.poll_interval);
@@ -442,8 +439,8 @@ impl Leader<'_> {
                     // Refusals and fetch failures are logged and counted by the reload.
                     let _ = self.reload().await;
                 }
-                _ = wake.notified() => self.read_log(log.as_ref()).await,
-                _ = poll.tick() => self.read_log(log.as_ref()).await,
+                _ = wake.notified() => self.feed_poll(guard.as_deref_mut()).await,
+                _ = poll.tick() => self.feed_poll(guard.as_deref_mut()).await,
                 _ = resync.tick() => {
                     self.full_due = true;
                     self.spread = true;
@@ -482,8 +479,18 @@ impl Leader<'_> {
         })
     }
 
-    async fn read_log(&mut self, log: Option<&ChangeLog>) {
-        let Some(log) = log else { return };
+    /// The feed's self-check (a full reconcile when it found a gap), then the log's entries.
+    async fn feed_poll(&mut self, guard: Option<&mut feed::Guard>) {
+        let Some(guard) = guard else { return };
+        if guard.check(self.handle).await {
+            self.full_due = true;
+        }
+        if guard.log_present() {
+            self.read_log(guard.log()).await;
+        }
+    }
+
+    async fn read_log(&mut self, log: &ChangeLog) {
         loop {
             match log.take().await {
                 Ok((ids, full)) => {

@@ -14,24 +14,30 @@ pub struct Trigger {
     pub sql: String,
     /// The table, described for messages (no password).
     pub table: String,
+    /// The DDL ran (false: the catalog showed the feed installed, nothing was done).
+    pub changed: bool,
 }
 
 /// The SQL `install-trigger` runs, for the table `inventory:` names (its columns checked).
 pub async fn trigger_sql(settings: &Settings) -> Result<Trigger, OpsError> {
     let (log, table) = open(settings).await?;
     Ok(Trigger {
-        sql: log.install_sql(),
+        sql: log.install_sql().await?,
         table,
+        changed: false,
     })
 }
 
-/// Creates or updates the change log and its trigger, idempotently, in one transaction.
+/// Creates or updates the change log and its triggers in one transaction, unless the catalog
+/// shows them installed (then no DDL runs and no lock is taken: safe at every start). Waits at
+/// most a short lock timeout for the platform's transactions, then fails saying so.
 pub async fn install_trigger(settings: &Settings) -> Result<Trigger, OpsError> {
     let (log, table) = open(settings).await?;
-    log.install().await?;
+    let changed = log.install().await?;
     Ok(Trigger {
-        sql: log.install_sql(),
+        sql: String::new(),
         table,
+        changed,
     })
 }
 

@@ -67,7 +67,44 @@ pub async fn doctor(settings: &Settings, kinds: &Kinds) -> Result<Vec<Finding>, 
     )
     .await;
     state_backend(settings, &mut found).await;
+    change_feed(settings, &mut found).await;
     Ok(found)
+}
+
+/// A database inventory's change feed: its log and every trigger installed (a platform
+/// migration may have dropped one), each missing one named.
+async fn change_feed(settings: &Settings, found: &mut Vec<Finding>) {
+    if crate::inventory::folder_of(&settings.inventory, &settings.root).is_some() {
+        return;
+    }
+    let inventory = match super::workspace::open_inventory(settings).await {
+        Ok(i) => i,
+        Err(e) => {
+            found.push(Finding::check(false, "inventory", e.to_string()));
+            return;
+        }
+    };
+    let Some(log) = inventory.change_log() else {
+        return;
+    };
+    let place = inventory.describe();
+    found.push(match log.catalog().await {
+        Ok(c) if c.installed() => Finding::check(
+            true,
+            "change feed",
+            format!("the change log and its triggers are installed on {place}"),
+        ),
+        Ok(c) => Finding::check(
+            false,
+            "change feed",
+            format!(
+                "missing on {place}: {}; the controller sees changes only at its full resync \
+                 (run `sipform controller install-trigger`, or the controller with --manage-trigger)",
+                c.missing.join(", ")
+            ),
+        ),
+        Err(e) => Finding::check(false, "change feed", e.to_string()),
+    });
 }
 
 async fn server(kinds: &Kinds, client: &Client, url: &str, found: &mut Vec<Finding>) {
