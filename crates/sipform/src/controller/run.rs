@@ -286,7 +286,7 @@ impl Leader<'_> {
             .map_err(|e| OpsError::server(&self.config.settings.server_url, e))?;
         // A failing call is tried again by the queue, at a due time, not by the client while
         // the batch waits: one tenant whose agent answers 500 holds nobody.
-        client.retry.max_attempts = client.retry.max_attempts.min(CLIENT_ATTEMPTS);
+        client.cap_attempts(CLIENT_ATTEMPTS);
         self.handle.metrics.watch_client(&client);
         self.handle.set_client(Some(client.clone()));
         // Leadership is confirmed apart from the work; while it is, state commits go through
@@ -392,7 +392,8 @@ impl Leader<'_> {
         let writes_from = tokio::time::Instant::from_std(lease.writes_from());
         let every = self.follow.as_ref().map(|f| f.source.settings.interval);
         // Without a source the timer is never read: a day is as good as never.
-        let mut fetch = tokio::time::interval(every.unwrap_or(Duration::from_secs(86_400)));
+        let mut fetch =
+            tokio::time::interval(every.unwrap_or(std::time::Duration::from_secs(86_400)));
         fetch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         fetch.reset();
         loop {

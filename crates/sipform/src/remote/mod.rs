@@ -43,4 +43,10 @@ impl Client {
     pub fn max_attempts(&self) -> u32 {
         self.retry.max_attempts
     }
+
+    /// Lowers the attempts one request gets to `most` (the controller retries on its queue,
+    /// not in the client).
+    pub fn cap_attempts(&mut self, most: u32) {
+        self.retry.max_attempts = self.retry.max_attempts.min(most);
+    }
 }
