@@ -225,6 +225,13 @@ impl<'a> Planner<'a> {
         }
         let restaurants = self.restaurants;
         let duplicates = duplicates::settle(self.duplicates, &restaurants);
+        // Account-wide: only a plan of every restaurant, whose ids are all known, can tell.
+        let orphans = if opts.targets.is_empty() && !desired.hold_all {
+            let recorded = |id: &ObjectId| self.cx.claimed.contains_key(id);
+            orphans::find(self.cx.kinds, self.actual, &self.cx.known, &recorded)
+        } else {
+            Vec::new()
+        };
         let summary = Summary::of(
             std::iter::once(&account).chain(restaurants.iter().flat_map(|r| r.actions.iter())),
         );
@@ -238,6 +245,7 @@ impl<'a> Planner<'a> {
             state_serial: state.serial,
             remote_fingerprint: self.actual.fingerprint_with(&self.digests),
             duplicates,
+            orphans,
             targets: opts.targets.iter().cloned().collect(),
             allow_destroy: opts.allow_destroy,
             account,
@@ -959,6 +967,7 @@ fn object_actions(
 }
 
 mod duplicates;
+mod orphans;
 
 #[cfg(test)]
 mod tests;
