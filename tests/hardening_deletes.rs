@@ -99,10 +99,17 @@ async fn an_agent_of_no_restaurant_is_reported_as_an_orphan() {
     let json: serde_json::Value =
         serde_json::from_str(&stdout(&run(dir.path(), &url, &["plan", "--json"]).await))
             .expect("JSON plan");
-    assert_eq!(json["orphans"][0]["id"], serde_json::json!(agent), "{json:#}");
+    assert_eq!(
+        json["orphans"][0]["id"],
+        serde_json::json!(agent),
+        "{json:#}"
+    );
     assert_eq!(json["orphans"][0]["restaurantId"], serde_json::json!(gone));
     let md = stdout(&run(dir.path(), &url, &["plan", "--markdown"]).await);
-    assert!(md.contains("1 agent of this account belongs to no restaurant"), "{md}");
+    assert!(
+        md.contains("1 agent of this account belongs to no restaurant"),
+        "{md}"
+    );
     let mark = writes(&emu);
     apply_ok(dir.path(), &url).await;
     assert!(writes_since(&emu, &mark).is_empty(), "left untouched");

@@ -18,7 +18,10 @@ async fn slow_client(port: u16) {
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return;
     };
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.is_err() {
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .is_err()
+    {
         return;
     }
     loop {
@@ -57,7 +60,13 @@ async fn slow_clients_never_take_the_controller_down() {
         .arg("-c")
         .arg("ulimit -n 200 && exec \"$0\" \"$@\"")
         .arg(BIN)
-        .args(["controller", "--listen", &listen, "--poll-interval", "100ms"])
+        .args([
+            "controller",
+            "--listen",
+            &listen,
+            "--poll-interval",
+            "100ms",
+        ])
         .current_dir(dir.path())
         .env("SIP_AGENT_SERVER_URL", emu.base_url())
         .env_remove("SIP_ACCOUNT_API_KEY")
@@ -77,7 +86,10 @@ async fn slow_clients_never_take_the_controller_down() {
         slow.spawn(slow_client(port));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    eventually("/healthz to answer beside 300 slow clients", 60, || healthy(&ctl)).await;
+    eventually("/healthz to answer beside 300 slow clients", 60, || {
+        healthy(&ctl)
+    })
+    .await;
     slow.abort_all();
     assert!(
         !ctl.log_text().contains("Too many open files"),

@@ -26,6 +26,7 @@ pub struct Faults {
     pub resets: Vec<ResetRule>,
     /// Answer a DELETE `200` without deleting anything (a server that lies about a delete).
     /// Rules for other methods never match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_deletes: Vec<ResetRule>,
     /// Token bucket over all management requests; beyond it 429 with `Retry-After`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -90,9 +90,12 @@ fn header(plan: &Plan) -> String {
     let mut out = format!("{COMMENT_MARKER}\n");
     // sipform's own words and numbers: nothing to escape.
     let _ = writeln!(out, "### {}\n", summary_line(plan));
-    for d in [super::duplicates::summary(plan), super::orphans::summary(plan)]
-        .into_iter()
-        .flatten()
+    for d in [
+        super::duplicates::summary(plan),
+        super::orphans::summary(plan),
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = writeln!(out, "> {d}\n");
     }
