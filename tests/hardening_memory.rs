@@ -45,3 +45,44 @@ fn a_sparse_gigabyte_tool_or_template_is_refused_unread() {
         );
     }
 }
+
+/// Two list answers, each over half of `server.max_answer_bytes`, read in one run: the run's
+/// answer budget (that many bytes held at once) makes one wait for the other to be dropped,
+/// never refuses either, and the plan is the one without padding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_large_answers_fit_the_runs_budget_one_after_the_other() {
+    use common::hostile::{Hostile, Reply};
+    let emu = emulator().await;
+    let dir = project_copy();
+    apply_ok(dir.path(), &emu.base_url()).await;
+    let p = dir.path().join("sipform.yaml");
+    let text = std::fs::read_to_string(&p).expect("sipform.yaml");
+    std::fs::write(
+        &p,
+        text.replace("server:\n", "server:\n  max_answer_bytes: 1048576\n"),
+    )
+    .expect("write");
+    let pad = "x".repeat(600 * 1024);
+    let proxy = Hostile::proxy(&emu.base_url(), move |s| {
+        let route = s.route().to_string();
+        if s.is("GET") && (route == "/api/agents" || route == "/api/final-customers") {
+            let pad = pad.clone();
+            Reply::edit(move |v| {
+                if let Some(first) = v.as_array_mut().and_then(|a| a.first_mut()) {
+                    first["padding"] = serde_json::json!(pad);
+                }
+            })
+        } else {
+            Reply::Pass
+        }
+    })
+    .await;
+    let out = sipform(
+        dir.path(),
+        &proxy.base_url(),
+        &["plan", "--detailed-exitcode"],
+    );
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
+    emu.shutdown().await;
+}
