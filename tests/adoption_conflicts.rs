@@ -234,3 +234,58 @@ async fn a_create_answered_with_another_restaurants_agent_is_not_recorded() {
         "{state}"
     );
 }
+
+/// State naming, for one restaurant, an agent whose `config.restaurantId` is another
+/// restaurant of the inventory (a hand edit, a bad migration): that restaurant is skipped with
+/// an error naming both, the agent keeps its restaurant, and the other restaurants are planned
+/// and applied as usual (issue 25, item 2, adoption half).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_claiming_another_restaurant_is_never_taken() {
+    let emu = emulator().await;
+    let dir = project_copy();
+    generate_restaurants(dir.path(), 3);
+    apply_ok(dir.path(), &emu.base_url()).await;
+    let path = dir.path().join("sipform.state.json");
+    let mut state = read_state(dir.path());
+    let (a, b, c) = (rid(0), rid(1), rid(2));
+    let agent_a = state["restaurants"][&a]["agentId"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
+    state["restaurants"]
+        .as_object_mut()
+        .expect("restaurants")
+        .remove(&a);
+    state["restaurants"][&b]["agentId"] = json!(agent_a);
+    std::fs::write(&path, serde_json::to_string_pretty(&state).expect("json")).expect("write");
+    let file = dir.path().join("restaurants/r0002.yaml");
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, text.replace("Restaurant 2", "Restaurant 2 bis")).expect("write");
+
+    let plan = sipform(dir.path(), &emu.base_url(), &["plan"]);
+    let text = all_output(&plan);
+    assert!(
+        text.contains("error:")
+            && text.contains(&a)
+            && text.contains(&b)
+            && text.contains(&agent_a),
+        "the error names both restaurants and the agent: {text}"
+    );
+    let out = sipform(dir.path(), &emu.base_url(), &["apply", "--auto-approve"]);
+    let text = all_output(&out);
+    assert!(text.contains(&a) && text.contains(&b), "{text}");
+    let by_id = |id: &str| agents(&emu).into_iter().find(|x| x["id"] == id);
+    let taken = by_id(&agent_a).expect("still there");
+    assert_eq!(
+        taken["config"]["restaurantId"],
+        json!(a),
+        "the agent keeps its restaurant"
+    );
+    assert!(
+        agents(&emu)
+            .iter()
+            .any(|x| x["config"]["restaurantId"] == c.as_str() && x["name"] == "Restaurant 2 bis"),
+        "the other restaurants go on"
+    );
+    emu.shutdown().await;
+}

@@ -131,6 +131,7 @@ fn plan_of(account: Action, restaurants: Vec<RestaurantPlan>) -> Plan {
         state_serial: 7,
         remote_fingerprint: "sha256:9f2c0a".into(),
         duplicates: Vec::new(),
+        orphans: Vec::new(),
         targets: Vec::new(),
         allow_destroy: false,
         account,

@@ -100,6 +100,7 @@ fn plan_of(restaurants: Vec<RestaurantPlan>) -> Plan {
         state_serial: 19,
         remote_fingerprint: "sha256:9f2c0a".into(),
         duplicates: Vec::new(),
+        orphans: Vec::new(),
         targets: Vec::new(),
         allow_destroy: false,
         account: Action::NoOp {

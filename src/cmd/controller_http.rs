@@ -39,9 +39,7 @@ pub fn serve(
         .route("/v1/reload", post(reload))
         .with_state(app);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(target: sipform::LOG_TARGET, "controller: the HTTP listener stopped: {e}");
-        }
+        super::listener::serve(listener, router).await;
     })
 }
 

@@ -23,6 +23,7 @@ pub mod doctor;
 pub mod emulator;
 pub mod import;
 pub mod init;
+pub mod listener;
 pub mod man;
 pub mod plan;
 pub mod probe;

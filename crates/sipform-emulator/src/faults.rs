@@ -24,6 +24,10 @@ pub struct Faults {
     pub commit_then_fail: Vec<CommitThenFail>,
     /// Close the connection without an HTTP answer, before handling.
     pub resets: Vec<ResetRule>,
+    /// Answer a DELETE `200` without deleting anything (a server that lies about a delete).
+    /// Rules for other methods never match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_deletes: Vec<ResetRule>,
     /// Token bucket over all management requests; beyond it 429 with `Retry-After`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
@@ -164,6 +168,9 @@ impl Faults {
         for (i, r) in self.resets.iter().enumerate() {
             rule("resets", i, &r.method, &r.route, r.rate)?;
         }
+        for (i, r) in self.ignored_deletes.iter().enumerate() {
+            rule("ignoredDeletes", i, &r.method, &r.route, r.rate)?;
+        }
         if let Some(rl) = &self.rate_limit {
             if rl.burst == 0 || rl.per_second.is_nan() || rl.per_second <= 0.0 {
                 return Err("rateLimit needs burst >= 1 and perSecond > 0".into());
@@ -188,6 +195,8 @@ pub(crate) struct Decision {
     pub error: Option<u16>,
     /// Applied only if the request then succeeds.
     pub commit_then_fail: Option<CommitFailMode>,
+    /// A DELETE answered `200` and not carried out.
+    pub ignore_delete: bool,
 }
 
 /// The fault set plus its moving parts: the RNG and the token bucket.
@@ -306,6 +315,20 @@ impl FaultState {
         for (rate, mode) in ctf {
             if self.draw(rate) {
                 d.commit_then_fail = Some(mode);
+                break;
+            }
+        }
+        // Drawn last, and only for a DELETE: the other faults replay as before.
+        let ignored: Vec<f64> = self
+            .faults
+            .ignored_deletes
+            .iter()
+            .filter(|r| method == "DELETE" && matches(&r.method, &r.route, method, route))
+            .map(|r| r.rate)
+            .collect();
+        for rate in ignored {
+            if self.draw(rate) {
+                d.ignore_delete = true;
                 break;
             }
         }

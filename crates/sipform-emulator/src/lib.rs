@@ -7,6 +7,7 @@
 //! Listening beyond loopback is warned about.
 
 mod faults;
+pub mod listener;
 mod persist;
 mod routes;
 mod server;

@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinSet;
 
 use super::faults::{CommitFailMode, Decision, Faults};
+use super::listener::{self, Limits};
 use super::routes;
 use super::App;
 use crate::LOG_TARGET;
@@ -44,20 +45,16 @@ pub(crate) async fn serve(
         .fallback(handle)
         .layer(DefaultBodyLimit::max(64 << 20));
     let mut conns = JoinSet::new();
+    // Slow or numerous clients cannot exhaust the emulator's file descriptors (issue 25, #10).
+    let limits = Limits::from_env("SIPFORM_EMULATOR");
+    let gate = limits.gate();
     loop {
         tokio::select! {
             _ = &mut stopped => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let kill = Arc::new(Notify::new());
-                    let svc = router.clone().with_state(Ctx { app: app.clone(), kill: kill.clone() });
-                    conns.spawn(connection(stream, svc, kill));
-                }
-                Err(e) => {
-                    tracing::warn!(target: LOG_TARGET, "emulator accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+            (stream, permit) = listener::accept(&listener, &gate, "emulator") => {
+                let kill = Arc::new(Notify::new());
+                let svc = router.clone().with_state(Ctx { app: app.clone(), kill: kill.clone() });
+                conns.spawn(connection(stream, svc, kill, limits, permit));
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
@@ -65,8 +62,15 @@ pub(crate) async fn serve(
     conns.shutdown().await;
 }
 
-async fn connection(stream: TcpStream, svc: Router, kill: Arc<Notify>) {
-    let conn = hyper::server::conn::http1::Builder::new()
+async fn connection(
+    stream: TcpStream,
+    svc: Router,
+    kill: Arc<Notify>,
+    limits: Limits,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let conn = limits
+        .http1()
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
     tokio::select! {
         _ = conn => {}
@@ -186,6 +190,10 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
         call.finish(404);
         return error(404, &format!("no route for {method} {path}"));
     };
+    if d.ignore_delete {
+        call.finish(200);
+        return json(200, serde_json::json!({ "success": true }).to_string());
+    }
     let query = Query::<HashMap<String, String>>::try_from_uri(&uri).ok();
     let account = query
         .as_ref()

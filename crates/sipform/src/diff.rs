@@ -5,6 +5,9 @@
 //! (an agent by `config.restaurantId`, its final customer by the agent's `finalCustomerId` or
 //! by name and email, a tool by name); then create. Only the keys sipform sets are compared,
 //! absent equals null, and numbers compare by value, so `apply` then `plan` is empty.
+//! An object that claims another restaurant of the inventory or state (an agent's
+//! `config.restaurantId`, or an agent linking to a final customer) is never taken, whether
+//! state, the platform's row or adoption offers it: that restaurant is skipped with an error.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -103,6 +106,13 @@ impl<'a> Planner<'a> {
         opts: &'a PlanOptions,
     ) -> Self {
         let mut cx = Cx::new(kinds, actual, state);
+        cx.known = desired
+            .restaurants
+            .iter()
+            .map(|r| r.id.as_str())
+            .chain(desired.held.iter().map(RestaurantId::as_str))
+            .chain(state.restaurants.keys().map(RestaurantId::as_str))
+            .collect();
         cx.allow_replace = opts.allow_replace;
         Planner {
             cx,
@@ -219,6 +229,13 @@ impl<'a> Planner<'a> {
         }
         let restaurants = self.restaurants;
         let duplicates = duplicates::settle(self.duplicates, &restaurants);
+        // Account-wide: only a plan of every restaurant, whose ids are all known, can tell.
+        let orphans = if opts.targets.is_empty() && !desired.hold_all {
+            let recorded = |id: &ObjectId| self.cx.claimed.contains_key(id);
+            orphans::find(self.cx.kinds, self.actual, &self.cx.known, &recorded)
+        } else {
+            Vec::new()
+        };
         let summary = Summary::of(
             std::iter::once(&account).chain(restaurants.iter().flat_map(|r| r.actions.iter())),
         );
@@ -232,6 +249,7 @@ impl<'a> Planner<'a> {
             state_serial: state.serial,
             remote_fingerprint: self.actual.fingerprint_with(&self.digests),
             duplicates,
+            orphans,
             targets: opts.targets.iter().cloned().collect(),
             allow_destroy: opts.allow_destroy,
             account,
@@ -261,6 +279,9 @@ struct Cx<'a> {
     account_exists: bool,
     /// Ids state assigns, by restaurant: never adopted by another restaurant.
     claimed: HashMap<ObjectId, &'a RestaurantId>,
+    /// Every restaurant of the inventory or of state: an object that claims one of them is
+    /// never another restaurant's (issue 25, item 2).
+    known: HashSet<&'a str>,
     /// Ids adopted earlier in this plan, by restaurant: never adopted twice.
     taken: RefCell<HashMap<ObjectId, RestaurantId>>,
     /// While a batch's parents are looked up ahead of its plan: the ids adopted meanwhile,
@@ -334,6 +355,7 @@ impl<'a> Cx<'a> {
             actual,
             account_exists: actual.account.is_some(),
             claimed,
+            known: HashSet::new(),
             taken: RefCell::new(HashMap::new()),
             trial: RefCell::new(None),
             allow_replace: false,
@@ -354,23 +376,34 @@ impl<'a> Cx<'a> {
     }
 
     /// Matches this restaurant's one-per-restaurant objects, children first: a child names
-    /// its parent (the agent its final customer). Returns what was found and the notes.
+    /// its parent (the agent its final customer). Returns what was found and the notes, or
+    /// the error that skips the restaurant: an object state, the platform's row or adoption
+    /// gives it that belongs to another restaurant.
     fn matches(
         &self,
         singles: &[&dyn Kind],
         r: &DesiredRestaurant,
         st: Option<&RestaurantState>,
-    ) -> (HashMap<Resource, Found<'a>>, Vec<String>) {
+    ) -> Result<(HashMap<Resource, Found<'a>>, Vec<String>), String> {
         let mut notes = Vec::new();
         let mut matched: HashMap<Resource, &'a ServerObject> = HashMap::new();
         let mut found: HashMap<Resource, Found<'a>> = HashMap::new();
         if !self.account_exists {
-            return (found, notes);
+            return Ok((found, notes));
         }
         for k in singles.iter().rev() {
             let f = match self.recorded(*k, st) {
-                Some(obj) => Some(Found { obj, adopted: None }),
+                Some(obj) => {
+                    self.check_owner(*k, obj, &r.id, "state records")?;
+                    Some(Found { obj, adopted: None })
+                }
                 None => {
+                    if let Some(obj) = k
+                        .named_by_row(r)
+                        .and_then(|id| self.index.by_id(k.resource(), &id))
+                    {
+                        self.check_owner(*k, obj, &r.id, "the platform's row names")?;
+                    }
                     let free = |id: &ObjectId| self.free_for(id, &r.id);
                     let desired = k.desired(r).into_iter().next().map(|d| d.body);
                     let null = Value::Null;
@@ -384,6 +417,9 @@ impl<'a> Cx<'a> {
                         free: &free,
                     });
                     notes.extend(adoption.note);
+                    if let Some((obj, _)) = adoption.found {
+                        self.check_owner(*k, obj, &r.id, "adoption found")?;
+                    }
                     adoption.found.map(|(obj, why)| Found {
                         obj,
                         adopted: Some(why),
@@ -414,7 +450,32 @@ impl<'a> Cx<'a> {
             }
         }
         notes.extend(self.other_claimants(singles, &r.id, &found));
-        (found, notes)
+        Ok((found, notes))
+    }
+
+    /// Refuses an object for restaurant `r` that claims another restaurant of the inventory
+    /// or state (an agent's `config.restaurantId`, or that of an agent linking to it): taking
+    /// it would rewrite the other restaurant's object. An error naming both.
+    fn check_owner(
+        &self,
+        k: &dyn Kind,
+        obj: &ServerObject,
+        r: &RestaurantId,
+        how: &str,
+    ) -> Result<(), String> {
+        let other = k
+            .claims(obj)
+            .into_iter()
+            .chain(self.index.linkers_claim(k.resource(), &obj.id))
+            .find(|c| *c != r.as_str() && self.known.contains(c));
+        match other {
+            None => Ok(()),
+            Some(other) => Err(format!(
+                "error: {how} {} {} for restaurant {r}, but it belongs to restaurant {other} (its config.restaurantId): restaurant {r} is skipped, nothing of it is planned, until its state or platform row is corrected",
+                k.resource().label(),
+                obj.id,
+            )),
+        }
     }
 
     /// Objects that say they belong to this restaurant (an agent's `config.restaurantId`) but
@@ -457,7 +518,9 @@ impl<'a> Cx<'a> {
     ) -> Vec<(Resource, ObjectId)> {
         let singles: Vec<&dyn Kind> = self.kinds.singletons().collect();
         // Matching again in `restaurant` finds the same: what it adopts is kept for `r`.
-        let (found, _) = self.matches(&singles, r, st);
+        let Ok((found, _)) = self.matches(&singles, r, st) else {
+            return Vec::new();
+        };
         self.kinds
             .iter()
             .filter(|k| k.shape() == crate::resources::Shape::Many)
@@ -475,7 +538,17 @@ impl<'a> Cx<'a> {
         children: &Children,
     ) -> RestaurantPlan {
         let singles: Vec<&dyn Kind> = self.kinds.singletons().collect();
-        let (found, notes) = self.matches(&singles, r, st);
+        let (found, notes) = match self.matches(&singles, r, st) {
+            Ok(m) => m,
+            Err(e) => {
+                return RestaurantPlan {
+                    restaurant_id: r.id.clone(),
+                    name: r.agent.name.clone(),
+                    actions: Vec::new(),
+                    notes: vec![e],
+                }
+            }
+        };
 
         // Neither SIP nor chat: nothing to create, and nothing exists to deactivate.
         let leaf = singles.last().map(|k| k.resource());
@@ -903,6 +976,7 @@ fn object_actions(
 }
 
 mod duplicates;
+mod orphans;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,28 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Whether an error (or one of its causes) is the process or the system running out of file
+/// descriptors (`EMFILE`, `ENFILE`: "Too many open files"). That passes when connections
+/// close, so it is transient everywhere, never a reason to park a restaurant (issue 25, item
+/// 10).
+pub fn out_of_file_descriptors(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            // ENFILE and EMFILE on Linux and the BSDs.
+            if matches!(io.raw_os_error(), Some(23 | 24)) {
+                return true;
+            }
+        }
+        let text = err.to_string();
+        if text.contains("Too many open files") || text.contains("os error 24") {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// Opens `path` for writing with mode 0600 (owner only) on Unix.
 pub fn create_private(path: &Path) -> std::io::Result<File> {
     let mut opts = OpenOptions::new();
@@ -154,6 +176,18 @@ fn create_temp(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_out_of_file_descriptors_is_recognised_through_causes() {
+        for code in [23, 24] {
+            let e = std::io::Error::from_raw_os_error(code);
+            assert!(out_of_file_descriptors(&e), "{e}");
+            let wrapped = std::io::Error::other(e);
+            assert!(out_of_file_descriptors(&wrapped));
+        }
+        let other = std::io::Error::from_raw_os_error(13);
+        assert!(!out_of_file_descriptors(&other), "EACCES is not");
+    }
 
     fn temps(dir: &Path) -> Vec<String> {
         fs::read_dir(dir)

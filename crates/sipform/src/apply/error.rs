@@ -23,6 +23,10 @@ pub enum ApplyError {
     /// object whose parent never came).
     #[error("{0}")]
     Plan(String),
+    /// The server answered a DELETE as done, and a read still finds the object. Transient:
+    /// the next run deletes it again.
+    #[error("{what}: DELETE {route} was answered as done, but the object is still there (read back after the delete)")]
+    NotDeleted { what: String, route: String },
     /// Several independent actions (a restaurant's tools) failed.
     #[error("{count} actions failed; first: {first}")]
     Several {
@@ -38,6 +42,7 @@ impl ApplyError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApplyError::Server { source, .. } => source.is_transient(),
+            ApplyError::NotDeleted { .. } => true,
             ApplyError::State(_) | ApplyError::Stopped(_) | ApplyError::Plan(_) => false,
             ApplyError::Several { first, .. } => first.is_transient(),
         }
@@ -50,7 +55,7 @@ impl ApplyError {
             ApplyError::Server { source, .. } => matches!(source, ClientError::Halted { .. }),
             ApplyError::Stopped(_) => true,
             ApplyError::Several { first, .. } => first.is_halt(),
-            ApplyError::State(_) | ApplyError::Plan(_) => false,
+            ApplyError::State(_) | ApplyError::Plan(_) | ApplyError::NotDeleted { .. } => false,
         }
     }
 
@@ -58,6 +63,7 @@ impl ApplyError {
     pub fn route(&self) -> Option<&str> {
         match self {
             ApplyError::Server { source, .. } => source.route(),
+            ApplyError::NotDeleted { route, .. } => Some(route),
             ApplyError::Several { first, .. } => first.route(),
             _ => None,
         }

@@ -349,6 +349,7 @@ impl Ctx<'_> {
                 kind.delete(self.client, parents, id)
                     .await
                     .map_err(server)?;
+                self.confirm_deleted(kind, id).await?;
                 written(Op::Delete, id, None, None);
                 // Forget it only if state maps it to this very id (a duplicate's delete must
                 // not drop the kept object's entry).
@@ -362,6 +363,27 @@ impl Ctx<'_> {
                 }
                 Ok(None)
             }
+        }
+    }
+
+    /// A delete is done when a read of the object answers 404: a server that answered the
+    /// DELETE and kept the object (issue 25, item 5) leaves it in state, recorded, with a
+    /// transient error naming the route, so the next run deletes it again. A kind that
+    /// cannot be read by id ([`Kind::read_one`] gives `None`) is taken at its word.
+    async fn confirm_deleted(&self, kind: &dyn Kind, id: &ObjectId) -> Result<(), ApplyError> {
+        let what = format!("{} {id}", kind.resource().label());
+        match kind.read_one(self.client, id).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err(ApplyError::NotDeleted {
+                what,
+                route: kind
+                    .assumed_routes()
+                    .iter()
+                    .find(|(m, _)| *m == "DELETE")
+                    .map_or("DELETE", |(_, r)| *r)
+                    .to_string(),
+            }),
+            Err(source) => Err(ApplyError::Server { what, source }),
         }
     }
 

@@ -77,7 +77,8 @@ pub fn ops_is_transient(e: &OpsError) -> bool {
         OpsError::Server { source, .. } => source.is_transient(),
         OpsError::State(e) => e.is_transient(),
         OpsError::Database(e) => e.is_transient(),
-        _ => false,
+        // Out of file descriptors (EMFILE, ENFILE) passes: never a reason to park.
+        other => crate::fsio::out_of_file_descriptors(other),
     }
 }
 
@@ -92,7 +93,10 @@ fn verdict_of_ops(e: &OpsError) -> Verdict {
 fn verdict_of_apply(e: &ApplyError) -> Verdict {
     if e.is_halt() {
         Verdict::NotStarted
-    } else if e.is_transient() || matches!(e, ApplyError::State(s) if s.is_transient()) {
+    } else if e.is_transient()
+        || matches!(e, ApplyError::State(s) if s.is_transient())
+        || crate::fsio::out_of_file_descriptors(e)
+    {
         Verdict::Transient(e.to_string())
     } else {
         Verdict::Fatal(e.to_string())

@@ -238,7 +238,10 @@ fn copy_dir(
         if entry.is_dir {
             copy_dir(root, &entry.path, &target, hasher, depth + 1)?;
         } else {
-            let bytes = std::fs::read(&entry.path).map_err(|e| io_error("read", &entry.path, e))?;
+            let bytes = crate::front::load::read_input(&entry.path).map_err(|e| match e {
+                crate::front::load::InputReadError::Io(e) => io_error("read", &entry.path, e),
+                too_large => io_error("read", &entry.path, std::io::Error::other(too_large)),
+            })?;
             hasher.update(name.as_encoded_bytes());
             hasher.update(&bytes);
             std::fs::write(&target, &bytes).map_err(|e| io_error("write", &target, e))?;

@@ -308,6 +308,74 @@ fn another_restaurants_object_is_never_adopted() {
         .expect("an agent action");
     assert_eq!(agent.op(), crate::plan::Op::Create, "{rp:#?}");
     assert!(taken.is_some());
+    // Restaurant 1, whose state names restaurant 0's agent, is skipped with an error naming
+    // both: planning it would rewrite that agent's restaurant (issue 25, item 2).
+    let skipped = p
+        .restaurants
+        .iter()
+        .find(|r| &r.restaurant_id == r1)
+        .expect("reported");
+    assert!(skipped.actions.is_empty(), "{skipped:#?}");
+    assert!(
+        skipped
+            .notes
+            .iter()
+            .any(|n| n.starts_with("error:") && n.contains(r0.as_str()) && n.contains(r1.as_str())),
+        "{skipped:#?}"
+    );
+}
+
+/// The platform's row naming another restaurant's agent, or a final customer another
+/// restaurant's agent uses, is an error naming both; the other restaurants are planned as
+/// before (issue 25, item 2).
+#[test]
+fn a_row_naming_another_restaurants_object_skips_the_restaurant() {
+    let kinds = Kinds::builtin();
+    let mut desired = model::bundled();
+    let first = plan(&desired, &Actual::default(), &State::new(), &opts());
+    let (actual, state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
+    let (r0, r1) = (
+        desired.restaurants[0].id.clone(),
+        desired.restaurants[1].id.clone(),
+    );
+    let agent_of = |r: &RestaurantId| {
+        state.restaurants[r]
+            .agent_id
+            .as_ref()
+            .and_then(|a| a.to_object_id().ok())
+    };
+    let fc_of = |r: &RestaurantId| {
+        state.restaurants[r]
+            .final_customer_id
+            .as_ref()
+            .and_then(|a| a.to_object_id().ok())
+    };
+    for (agent, fc) in [(agent_of(&r0), None), (None, fc_of(&r0))] {
+        let mut state = state.clone();
+        state.restaurants.remove(&r1);
+        desired.restaurants[1].platform_agent = agent.clone();
+        desired.restaurants[1].platform_final_customer = fc.clone();
+        let p = plan(&desired, &actual, &state, &opts());
+        let rp = p
+            .restaurants
+            .iter()
+            .find(|r| r.restaurant_id == r1)
+            .expect("reported");
+        assert!(rp.actions.is_empty(), "{agent:?} {fc:?}: {rp:#?}");
+        assert!(
+            rp.notes.iter().any(|n| n.starts_with("error:")
+                && n.contains(r0.as_str())
+                && n.contains(r1.as_str())),
+            "{rp:#?}"
+        );
+        let other = p.restaurants.iter().find(|r| r.restaurant_id == r0);
+        assert!(
+            other.is_some_and(
+                |r| !r.has_changes() && !r.notes.iter().any(|n| n.starts_with("error:"))
+            ),
+            "restaurant 0 is planned as before: {other:#?}"
+        );
+    }
 }
 
 mod properties {

@@ -41,11 +41,51 @@ impl Document {
     }
 }
 
+/// The largest input file (a restaurant, tool or template file, and every file of the
+/// controller's copy): 4 MiB, a thousand times a real one. A bigger file is refused before it
+/// is read, so a 1 GB (sparse) file costs nothing.
+pub const INPUT_FILE_MAX: u64 = 4 * 1024 * 1024;
+
+/// Why an input file was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum InputReadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{len} bytes or more, over the {max} bytes an input file may have (INPUT_FILE_MAX): refused without reading it")]
+    TooLarge { len: u64, max: u64 },
+}
+
+/// Reads an input file whole, refusing one over [`INPUT_FILE_MAX`]: its length is checked
+/// first, and the read stops one byte past the cap (a file growing meanwhile, or a special
+/// file whose length says nothing).
+pub fn read_input(path: &Path) -> Result<Vec<u8>, InputReadError> {
+    read_capped(path, INPUT_FILE_MAX)
+}
+
+/// [`read_input`] with another cap.
+pub fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, InputReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(InputReadError::TooLarge { len, max });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(InputReadError::TooLarge {
+            len: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
 /// Reads and parses one file. Non-UTF-8 bytes, syntax errors, duplicate keys and an empty file
-/// are diagnostics with the line.
+/// are diagnostics with the line; a file over [`INPUT_FILE_MAX`] is refused unread.
 pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Diagnostic::new(Origin::file(path, 0, 0), "", format!("cannot read: {e}")))?;
+    let bytes = read_input(path)
+        .map_err(|e| Diagnostic::new(Origin::file(path, 0, 0), "", e.to_string()))?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {

@@ -133,7 +133,11 @@ impl Renderer {
 
     /// Reads and compiles the template file.
     pub fn from_file(path: &Path) -> Result<Self, RenderError> {
-        let source = std::fs::read_to_string(path).map_err(|e| RenderError {
+        let bytes = super::load::read_input(path).map_err(|e| RenderError {
+            line: None,
+            message: format!("the template {}: {e}", path.display()),
+        })?;
+        let source = String::from_utf8(bytes).map_err(|e| RenderError {
             line: None,
             message: format!("cannot read the template: {e}"),
         })?;

@@ -519,18 +519,15 @@ impl PlatformTable {
 
     /// The select, with `WHERE id = $1 OR …` for `ids` placeholders when given.
     fn select_sql_where(&self, ids: Option<usize>) -> String {
-        let int_type = match self.db.engine() {
-            Engine::Sqlite => "INTEGER",
-            Engine::Postgres => "BIGINT",
-        };
         let cols: Vec<String> = SELECTED
             .iter()
             .map(|(name, kind)| {
                 let c = self.columns.q(name);
                 match kind {
-                    Kind::Text => format!("CAST({c} AS TEXT)"),
+                    // An integer is parsed from its text (`Cells::int`): SQLite's own cast
+                    // turns `'abc'` into 0.
+                    Kind::Text | Kind::Int => format!("CAST({c} AS TEXT)"),
                     Kind::Bool => c,
-                    Kind::Int => format!("CAST({c} AS {int_type})"),
                 }
             })
             .collect();

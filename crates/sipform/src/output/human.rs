@@ -135,7 +135,8 @@ fn render(plan: &Plan, color: bool, listed: usize) -> String {
     out.push('\n');
     out.push_str(&summary_line(plan));
     out.push('\n');
-    let dups = super::duplicates::lines(plan);
+    let mut dups = super::duplicates::lines(plan);
+    dups.extend(super::orphans::lines(plan));
     if !dups.is_empty() {
         out.push('\n');
         for l in dups {

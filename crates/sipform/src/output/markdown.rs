@@ -90,7 +90,13 @@ fn header(plan: &Plan) -> String {
     let mut out = format!("{COMMENT_MARKER}\n");
     // sipform's own words and numbers: nothing to escape.
     let _ = writeln!(out, "### {}\n", summary_line(plan));
-    if let Some(d) = super::duplicates::summary(plan) {
+    for d in [
+        super::duplicates::summary(plan),
+        super::orphans::summary(plan),
+    ]
+    .into_iter()
+    .flatten()
+    {
         let _ = writeln!(out, "> {d}\n");
     }
     let _ = write!(

@@ -11,6 +11,7 @@ mod human;
 mod json;
 mod lines;
 mod markdown;
+mod orphans;
 mod report;
 mod skipped;
 pub mod specs;

@@ -181,6 +181,7 @@ mod tests {
             state_serial: 0,
             remote_fingerprint: String::new(),
             duplicates: Vec::new(),
+            orphans: Vec::new(),
             targets: Vec::new(),
             allow_destroy: false,
             account: Action::NoOp {

@@ -81,6 +81,22 @@ pub struct Plan {
     /// Restaurants whose recorded revision this plan goes back from, or that apply refuses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revision_notes: Vec<crate::model::revision::RevisionNote>,
+    /// Agents of the account whose restaurant is in neither the inventory nor state (a
+    /// delete answered but not done, a restaurant removed by hand): nobody looks at them
+    /// again, so every full plan lists them (issue 25, item 5). Not changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<Orphan>,
+}
+
+/// An agent no restaurant of the inventory or state claims.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Orphan {
+    pub id: ObjectId,
+    /// Its `config.restaurantId`, as the server has it (none: absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restaurant_id: Option<String>,
+    pub name: String,
 }
 
 /// One restaurant's extra copies on the server (the platform's catch-up provisioned it

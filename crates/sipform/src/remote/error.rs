@@ -90,7 +90,9 @@ impl ClientError {
         match self {
             ClientError::Status { status, .. } => *status == 429 || *status >= 500,
             ClientError::Transport { .. } | ClientError::Throttled { .. } => true,
-            _ => false,
+            // A client that could not be built for lack of file descriptors (EMFILE, ENFILE)
+            // can be built once connections close: never fatal (issue 25, item 10).
+            other => crate::fsio::out_of_file_descriptors(other),
         }
     }
 
@@ -191,6 +193,27 @@ pub(super) fn redact(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 25, item 10: "Too many open files" is transient, never fatal.
+    #[test]
+    fn out_of_file_descriptors_is_transient() {
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let e = ClientError::Build(format!("building the HTTP client: {emfile}"));
+        assert!(e.is_transient(), "{e}");
+        assert!(!ClientError::Build("no account to attach to".into()).is_transient());
+        let state = crate::state::StateError::io(
+            "writing",
+            std::path::Path::new("sipform.state.json"),
+            std::io::Error::from_raw_os_error(23),
+        );
+        assert!(state.is_transient(), "{state}");
+        let denied = crate::state::StateError::io(
+            "writing",
+            std::path::Path::new("sipform.state.json"),
+            std::io::Error::from_raw_os_error(13),
+        );
+        assert!(!denied.is_transient(), "{denied}");
+    }
 
     #[test]
     fn ambiguity_of_failures() {

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::body::{decode, error_text, is_json, read_capped, retry_after};
+use super::body::{decode, error_text, is_json, read_capped, retry_after, Answer, AnswerBudget};
 use super::created::Created;
 use super::error::redact;
 use super::limiter::{Limiter, Outcome, Settled};
@@ -57,6 +57,8 @@ pub struct Client {
     pub(super) stats: Arc<Stats>,
     /// The largest answer body read (`server.max_answer_bytes`).
     max_answer_bytes: u64,
+    /// The answer bodies the run holds at once: `max_answer_bytes` in all.
+    budget: AnswerBudget,
     /// The longest one request may spend throttled (`server.max_throttle_secs`).
     max_throttle: Duration,
     /// Whether the user has been told the server throttles: said once per run, at warn level,
@@ -120,6 +122,7 @@ impl Client {
             retry: RetryPolicy::default(),
             stats: Arc::new(Stats::default()),
             max_answer_bytes: settings.max_answer_bytes,
+            budget: AnswerBudget::new(settings.max_answer_bytes),
             max_throttle: settings.max_throttle,
             throttle_told: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             halted: Arc::new(std::sync::OnceLock::new()),
@@ -152,7 +155,7 @@ impl Client {
         method: &Method,
         target: &Route,
         body: Option<&Value>,
-    ) -> Result<Option<Vec<u8>>, Attempt> {
+    ) -> Result<Option<Answer>, Attempt> {
         let (path, route) = (target.path(), target.template());
         if let Some(why) = target.refused() {
             return Err(Attempt::failed(ClientError::BadRoute {
@@ -201,7 +204,7 @@ impl Client {
         path: &str,
         route: &str,
         body: Option<&Value>,
-    ) -> Result<Option<Vec<u8>>, Attempt> {
+    ) -> Result<Option<Answer>, Attempt> {
         self.stats
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -254,9 +257,9 @@ impl Client {
         method: &Method,
         route: &str,
         resp: reqwest::Response,
-    ) -> Result<Option<Vec<u8>>, Attempt> {
+    ) -> Result<Option<Answer>, Attempt> {
         let status = resp.status();
-        let bytes = match read_capped(resp, self.max_answer_bytes).await {
+        let bytes = match read_capped(resp, self.max_answer_bytes, Some(&self.budget)).await {
             Ok(Some(b)) => b,
             Ok(None) => {
                 return Err(Attempt::failed(ClientError::TooLarge {
@@ -294,7 +297,7 @@ impl Client {
         method: &Method,
         route: &Route,
         body: Option<&Value>,
-    ) -> Result<Option<Vec<u8>>, ClientError> {
+    ) -> Result<Option<Answer>, ClientError> {
         let mut tries = Tries::default();
         loop {
             match self.once(method, route, body).await {
@@ -373,7 +376,9 @@ impl Client {
             match self.once(&Method::POST, route, Some(body)).await {
                 Ok(bytes) => {
                     let parsed = match bytes {
-                        Some(b) => Created::parse(b).map_err(|e| format!("the answer: {e}")),
+                        Some(b) => {
+                            Created::parse(b.into_bytes()).map_err(|e| format!("the answer: {e}"))
+                        }
                         None => Err("expected a JSON object".to_string()),
                     };
                     return parsed.map_err(|message| ClientError::Decode {

@@ -2,7 +2,7 @@
 //! id, by the restaurant they claim, by what links to them) costs a hash lookup, never a scan
 //! of every object, which made adoption quadratic in the number of restaurants.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::{Actual, Kinds, Resource};
 use crate::model::ids::ObjectId;
@@ -16,7 +16,9 @@ pub struct Index<'a> {
     by_id: HashMap<(Resource, &'a ObjectId), &'a ServerObject>,
     claimants: HashMap<Resource, ByName<'a>>,
     by_key: HashMap<Resource, ByName<'a>>,
-    linked: HashSet<(Resource, ObjectId)>,
+    /// For each linked object, the restaurants the objects linking to it claim (`None` for a
+    /// linker that claims none).
+    linked: HashMap<(Resource, ObjectId), Vec<Option<&'a str>>>,
 }
 
 impl<'a> Index<'a> {
@@ -24,7 +26,7 @@ impl<'a> Index<'a> {
         let mut by_id = HashMap::new();
         let mut claimants: HashMap<Resource, ByName<'a>> = HashMap::new();
         let mut by_key: HashMap<Resource, ByName<'a>> = HashMap::new();
-        let mut linked = HashSet::new();
+        let mut linked: HashMap<(Resource, ObjectId), Vec<Option<&'a str>>> = HashMap::new();
         for k in kinds.singletons() {
             for o in actual.singles(k.resource()) {
                 // The first listed wins, as a scan would find it.
@@ -45,7 +47,9 @@ impl<'a> Index<'a> {
                         .or_default()
                         .push(o);
                 }
-                linked.extend(k.links(o));
+                if let Some(to) = k.links(o) {
+                    linked.entry(to).or_default().push(k.claims(o));
+                }
             }
         }
         Index {
@@ -76,7 +80,17 @@ impl<'a> Index<'a> {
     /// Whether some object points at this one ([`super::Kind::links`]: an agent's
     /// `finalCustomerId`).
     pub fn linked(&self, r: Resource, id: &ObjectId) -> bool {
-        self.linked.contains(&(r, id.clone()))
+        self.linked.contains_key(&(r, id.clone()))
+    }
+
+    /// The restaurants claimed by the objects that link to this one (an agent's
+    /// `config.restaurantId` for its final customer): whose it is, when it claims nothing itself.
+    pub fn linkers_claim(&self, r: Resource, id: &ObjectId) -> impl Iterator<Item = &'a str> + '_ {
+        self.linked
+            .get(&(r, id.clone()))
+            .into_iter()
+            .flatten()
+            .filter_map(|c| *c)
     }
 }
 
@@ -136,6 +150,12 @@ mod tests {
         let f2 = ObjectId::parse("f2").expect("id");
         assert!(ix.linked(Resource::FINAL_CUSTOMER, &f1));
         assert!(!ix.linked(Resource::FINAL_CUSTOMER, &f2));
+        assert_eq!(
+            ix.linkers_claim(Resource::FINAL_CUSTOMER, &f1)
+                .collect::<Vec<_>>(),
+            ["r1"]
+        );
+        assert_eq!(ix.linkers_claim(Resource::FINAL_CUSTOMER, &f2).count(), 0);
         assert_eq!(
             ix.by_id(Resource::FINAL_CUSTOMER, &f2)
                 .map(|o| o.id.to_string()),

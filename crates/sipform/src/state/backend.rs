@@ -154,8 +154,9 @@ impl StateError {
             StateError::Database { transient, .. } | StateError::Hook { transient, .. } => {
                 *transient
             }
-            StateError::Io { .. }
-            | StateError::Corrupt { .. }
+            // Out of file descriptors passes as connections close (issue 25, item 10).
+            StateError::Io { cause, .. } => crate::fsio::out_of_file_descriptors(cause.as_ref()),
+            StateError::Corrupt { .. }
             | StateError::FutureVersion { .. }
             | StateError::Lineage { .. }
             | StateError::OtherProject { .. }

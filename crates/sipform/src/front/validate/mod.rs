@@ -209,6 +209,7 @@ fn build(
 
     // Problems of one restaurant, by entry: they skip that restaurant only.
     let mut problems = restaurants::id_problems(&entries);
+    restaurants::value_problems(&entries, &mut problems);
     let mut lines = restaurants::phone_lines(&project, &entries, &mut problems);
     let mut rendered = match &renderer {
         Some(renderer) => agents::render_all(renderer, &project, env, &entries, &mut problems),

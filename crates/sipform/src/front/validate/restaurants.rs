@@ -47,6 +47,95 @@ pub(super) fn id_problems(entries: &[Entry]) -> Vec<Diagnostics> {
     problems
 }
 
+/// The voices the server's realtime model (`aiModel: gpt-realtime`) speaks with: any other
+/// `ai_voice` is refused by the server at call time, so it is refused here, per restaurant.
+pub const KNOWN_VOICES: &[&str] = &[
+    "alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer", "verse",
+];
+
+/// The problems of each entry's values whatever the source let in (SQLite stores any value in
+/// any column): a NUL byte in any text (a PostgreSQL-backed server rejects it, and the
+/// request would be retried forever), a voice the server does not know, a transfer number
+/// that is not E.164, a call duration out of range. Each names the row or file and column.
+pub(super) fn value_problems(entries: &[Entry], problems: &mut [Diagnostics]) {
+    for (i, e) in entries.iter().enumerate() {
+        for (column, message) in row_value_problems(&e.restaurant.value) {
+            problems[i].push(Diagnostic::new(e.origin_of(column), column, message));
+        }
+    }
+}
+
+/// [`value_problems`] of one restaurant: (column, why).
+fn row_value_problems(r: &Restaurant) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let texts = [
+        ("name", Some(&r.name)),
+        ("phone", r.phone.as_ref()),
+        ("contact_email", r.contact_email.as_ref()),
+        ("ai_voice", r.ai_voice.as_ref()),
+        ("timezone", r.timezone.as_ref()),
+        ("transfer_phone_number", r.transfer_phone_number.as_ref()),
+        ("chat_title", r.chat_title.as_ref()),
+    ];
+    for (column, value) in texts {
+        if value.is_some_and(|v| v.contains('\0')) {
+            out.push((
+                column,
+                "contains a NUL byte (U+0000), which the server cannot store: this restaurant is skipped".to_string(),
+            ));
+        }
+    }
+    if let Some(v) = r.ai_voice.as_deref().filter(|v| !KNOWN_VOICES.contains(v)) {
+        out.push((
+            "ai_voice",
+            format!(
+                "{} is not a voice the server knows (one of {}): this restaurant is skipped",
+                shown(v),
+                KNOWN_VOICES.join(", ")
+            ),
+        ));
+    }
+    if let Some(v) = r.transfer_phone_number.as_deref().filter(|v| !is_e164(v)) {
+        out.push((
+            "transfer_phone_number",
+            format!(
+                "{} is not a phone number in E.164 form (`+` then up to 15 digits): this restaurant is skipped",
+                shown(v)
+            ),
+        ));
+    }
+    if let Some(n) = r
+        .max_call_duration_sec
+        .filter(|n| !(1..=86_400).contains(n))
+    {
+        out.push((
+            "max_call_duration_sec",
+            format!("{n} is not a call duration between 1 and 86400 seconds: this restaurant is skipped"),
+        ));
+    }
+    out
+}
+
+/// `+` then 2 to 15 digits, the first not 0 (the phone lines' rule).
+fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// A tenant value quoted in an error: its first 40 characters, control characters escaped.
+fn shown(s: &str) -> String {
+    let head: String = s.chars().take(40).collect();
+    if head.len() < s.len() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
 /// The phone line each entry without problems so far wants, by entry. The password is read
 /// from the environment variable a block names; one that is unset refuses the restaurant
 /// (naming the variable, never a value), its problem in `problems`.
