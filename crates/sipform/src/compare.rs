@@ -28,7 +28,7 @@ pub struct FieldChange {
 }
 
 /// Every field of a new object, flattened one level into dotted paths for display.
-pub fn create_changes(body: &Value) -> Vec<FieldChange> {
+pub(crate) fn create_changes(body: &Value) -> Vec<FieldChange> {
     let Value::Object(m) = body else {
         return Vec::new();
     };
@@ -44,7 +44,7 @@ pub fn create_changes(body: &Value) -> Vec<FieldChange> {
 }
 
 /// Records where `desired` and `actual` differ, descending into objects.
-pub fn diff_value(path: &str, desired: &Value, actual: &Value, out: &mut Vec<FieldChange>) {
+pub(crate) fn diff_value(path: &str, desired: &Value, actual: &Value, out: &mut Vec<FieldChange>) {
     // Most fields of most objects are unchanged: checked first, without building a path.
     if same(desired, actual) {
         return;

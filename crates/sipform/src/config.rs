@@ -62,7 +62,7 @@ impl std::fmt::Display for Parallelism {
 }
 
 /// How long a run waits for another run's state lock, unless a flag says otherwise.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -29,9 +29,9 @@ use sha2::{Digest, Sha256};
 use crate::model::secret::Secret;
 
 /// The environment variable holding the platform's master key (64 hex characters).
-pub const KEY_ENV: &str = "ENCRYPTION_KEY";
+pub(crate) const KEY_ENV: &str = "ENCRYPTION_KEY";
 /// The platform's PBKDF2 iteration count.
-pub const ITERATIONS: u32 = 100_000;
+pub(crate) const ITERATIONS: u32 = 100_000;
 const IV_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// A stored value longer than this is refused unread (a column is tenant data).
@@ -88,7 +88,7 @@ impl std::fmt::Debug for MasterKey {
 }
 
 /// Whether `stored` is in the encrypted form (exactly two `:`), rather than legacy plaintext.
-pub fn is_encrypted(stored: &str) -> bool {
+pub(crate) fn is_encrypted(stored: &str) -> bool {
     stored.bytes().filter(|b| *b == b':').count() == 2
 }
 
@@ -101,7 +101,7 @@ fn cache() -> &'static Cache {
 
 /// The AES key of line `line_id`: PBKDF2-HMAC-SHA256 of the master key, salted with the id;
 /// derived once per process and line.
-pub fn derived_key(master: &MasterKey, line_id: &str) -> Secret<[u8; 32]> {
+pub(crate) fn derived_key(master: &MasterKey, line_id: &str) -> Secret<[u8; 32]> {
     let slot = (master.id, line_id.to_string());
     if let Some(k) = cache().lock().ok().and_then(|c| c.get(&slot).cloned()) {
         return k;
@@ -209,7 +209,7 @@ pub fn remember(line_id: &str, password: Secret<String>) {
 }
 
 /// The password [`remember`]ed for line `line_id`.
-pub fn recall(line_id: &str) -> Option<Secret<String>> {
+pub(crate) fn recall(line_id: &str) -> Option<Secret<String>> {
     vault().read().ok()?.get(line_id).cloned()
 }
 

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSy
 /// How long a SQLite statement waits for another process's lock (SQLITE_BUSY) before failing:
 /// the platform writes the same file, and sipform's writes are short, so waiting is bounded
 /// and never makes the platform's own writes fail.
-pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors of the platform database and of the database state backends. Messages name the
 /// database (password redacted), the table, the column and the row; never a token.
@@ -135,7 +135,7 @@ pub enum Engine {
 impl Engine {
     /// The engine of `url`, from its scheme; a bare path (no scheme) is a SQLite file, as the
     /// platform's own `DATABASE_URL` names it.
-    pub fn of_url(url: &str) -> Result<Engine, DbError> {
+    pub(crate) fn of_url(url: &str) -> Result<Engine, DbError> {
         let lower = url.trim_start().to_ascii_lowercase();
         if lower.starts_with("sqlite:") || is_bare_path(url) {
             Ok(Engine::Sqlite)
@@ -151,7 +151,7 @@ impl Engine {
     }
 
     /// The `n`-th (1-based) bind placeholder.
-    pub fn placeholder(self, n: usize) -> String {
+    pub(crate) fn placeholder(self, n: usize) -> String {
         match self {
             Engine::Sqlite => format!("?{n}"),
             Engine::Postgres => format!("${n}"),
@@ -169,7 +169,7 @@ impl Engine {
 /// What a connection is for: the platform's database is opened as it is (a missing SQLite file
 /// is an error); a state database is created when missing and written with full fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     Inventory,
     State,
 }
@@ -203,12 +203,12 @@ macro_rules! with_pool {
         }
     };
 }
-pub use with_pool;
+pub(crate) use with_pool;
 
 impl Db {
     /// Opens `url` without connecting yet (the first query connects). A relative SQLite path is
     /// taken relative to `base`.
-    pub fn open_lazy(url: &str, base: &Path, purpose: Purpose) -> Result<Db, DbError> {
+    pub(crate) fn open_lazy(url: &str, base: &Path, purpose: Purpose) -> Result<Db, DbError> {
         let place = describe_url(url, base);
         let password = password_of(url);
         // Before any driver sees it: a driver misreading the password would log part of it.
@@ -287,7 +287,7 @@ impl Db {
     }
 
     /// The connect options, for PostgreSQL databases (the state lock opens its own session).
-    pub fn pg_options(&self) -> Option<&PgConnectOptions> {
+    pub(crate) fn pg_options(&self) -> Option<&PgConnectOptions> {
         self.pg_options.as_ref()
     }
 
@@ -301,7 +301,7 @@ impl Db {
     }
 
     /// `what: why`, or `cannot connect: why` when the database could not be reached; scrubbed.
-    pub fn describe_error(&self, what: &str, e: &sqlx::Error) -> String {
+    pub(crate) fn describe_error(&self, what: &str, e: &sqlx::Error) -> String {
         let unreachable = matches!(
             e,
             sqlx::Error::Io(_)
@@ -320,13 +320,13 @@ impl Db {
     }
 
     /// Removes the password from a message, should a driver ever echo it.
-    pub fn scrub(&self, message: &str) -> String {
+    pub(crate) fn scrub(&self, message: &str) -> String {
         scrub(message, self.password.as_deref())
     }
 
     /// Connects once outside the pool, so an unreachable server or a refused login fails at
     /// once with its own message (the pool would retry until its timeout).
-    pub async fn check_reachable(&self) -> Result<(), DbError> {
+    pub(crate) async fn check_reachable(&self) -> Result<(), DbError> {
         use sqlx::Connection;
         if let Some(opts) = &self.pg_options {
             let conn = sqlx::PgConnection::connect_with(opts)
@@ -348,7 +348,7 @@ impl Db {
 
 /// The URL of the platform database or a postgres state: the configured one, else
 /// `DATABASE_URL`.
-pub fn url_or_env(configured: Option<&str>, what: &str) -> Result<String, DbError> {
+pub(crate) fn url_or_env(configured: Option<&str>, what: &str) -> Result<String, DbError> {
     if let Some(u) = configured.filter(|u| !u.trim().is_empty()) {
         return Ok(u.to_string());
     }
@@ -396,7 +396,7 @@ pub fn sqlite_path(url: &str, base: &Path) -> Result<PathBuf, DbError> {
 }
 
 /// `sqlite /path` or `postgres <redacted URL>`, for messages.
-pub fn describe_url(url: &str, base: &Path) -> String {
+pub(crate) fn describe_url(url: &str, base: &Path) -> String {
     match Engine::of_url(url) {
         Ok(Engine::Sqlite) => match sqlite_path(url, base) {
             Ok(p) => format!("sqlite {}", p.display()),
@@ -466,7 +466,7 @@ impl std::fmt::Display for TableName {
 }
 
 /// An identifier quoted for SQL in both engines: `"a""b"` for `a"b`.
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

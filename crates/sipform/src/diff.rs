@@ -67,7 +67,7 @@ pub fn plan_with(
     planner.finish()
 }
 
-pub use crate::resources::actual::Children;
+pub(crate) use crate::resources::actual::Children;
 
 /// Restaurants to plan next, and the children lists they need (child kind, parent id).
 pub struct Batch {
@@ -79,7 +79,7 @@ pub struct Batch {
 /// (twelve tools per agent) are read, compared and dropped batch by batch instead of all
 /// being held at once: memory stays flat in the number of restaurants. [`plan_with`] is the
 /// same over one batch.
-pub struct Planner<'a> {
+pub(crate) struct Planner<'a> {
     cx: Cx<'a>,
     desired: &'a Desired,
     actual: &'a Actual,
@@ -130,7 +130,7 @@ impl<'a> Planner<'a> {
 
     /// The next (at most) `n` restaurants, and the parents whose children they need; `None`
     /// once every restaurant is planned.
-    pub fn next_batch(&mut self, n: usize) -> Option<Batch> {
+    pub(crate) fn next_batch(&mut self, n: usize) -> Option<Batch> {
         let all = &self.desired.restaurants;
         if self.next >= all.len() {
             return None;
@@ -145,7 +145,7 @@ impl<'a> Planner<'a> {
     /// those of them it did not name: a batch whose lists were read ahead, while the batch
     /// before it was planned, may need one more (when that batch adopted the object this one
     /// would have matched). Usually none.
-    pub fn recheck(&self, batch: &mut Batch) -> Vec<(Resource, ObjectId)> {
+    pub(crate) fn recheck(&self, batch: &mut Batch) -> Vec<(Resource, ObjectId)> {
         let now = self.parents_of(batch.range.clone());
         let missing = now.difference(&batch.parents).cloned().collect();
         batch.parents = now;
@@ -178,7 +178,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Plans the batch's restaurants against `children` (at least the lists it names).
-    pub fn plan_batch(&mut self, batch: Batch, children: &Children) {
+    pub(crate) fn plan_batch(&mut self, batch: Batch, children: &Children) {
         for key in &batch.parents {
             if let Some(list) = children.get(key) {
                 self.digests.insert(key.clone(), list_digest(list));

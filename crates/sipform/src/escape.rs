@@ -41,7 +41,7 @@ pub fn escape(s: &str) -> Cow<'_, str> {
 }
 
 /// [`escape`], with GitHub Actions' workflow commands neutralised when `github` is set.
-pub fn escape_for(s: &str, github: bool) -> Cow<'_, str> {
+pub(crate) fn escape_for(s: &str, github: bool) -> Cow<'_, str> {
     let workflow = github && (s.starts_with("::") || s.contains("##["));
     if !workflow && !s.chars().any(|c| hidden(c) && c != '\t') {
         return Cow::Borrowed(s);
@@ -67,7 +67,7 @@ pub fn escape_for(s: &str, github: bool) -> Cow<'_, str> {
 
 /// Appends `line`, escaped, and a line break: a line made of sipform's words and tenant values
 /// stays one line.
-pub fn push_line(out: &mut String, line: &str) {
+pub(crate) fn push_line(out: &mut String, line: &str) {
     out.push_str(&escape(line));
     out.push('\n');
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// descriptors (`EMFILE`, `ENFILE`: "Too many open files"). That passes when connections
 /// close, so it is transient everywhere, never a reason to park a restaurant (issue 25, item
 /// 10).
-pub fn out_of_file_descriptors(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn out_of_file_descriptors(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(e);
     while let Some(err) = next {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
@@ -42,7 +42,7 @@ pub fn create_private(path: &Path) -> std::io::Result<File> {
 
 /// Creates `dir` and its missing parents with mode 0700 (owner only) on Unix; folders that
 /// exist already are left as they are.
-pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -67,7 +67,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// [`write_atomic`] of what `fill` writes, streamed through a buffer: a document of hundreds of
 /// megabytes (the state of 100,000 restaurants) is never held whole. Returns its length.
-pub fn write_atomic_with(
+pub(crate) fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<u64> {
@@ -121,7 +121,7 @@ impl<W: Write> Write for Counted<W> {
 /// Removes the temporary files [`write_atomic`] left beside `path` when a process died mid
 /// write. Call it only while holding a lock that keeps every other writer of `path` out.
 /// Returns how many were removed.
-pub fn remove_stale_temps(path: &Path) -> usize {
+pub(crate) fn remove_stale_temps(path: &Path) -> usize {
     let prefix = format!(".{}{TMP_MARKER}", file_name(path));
     let Ok(entries) = fs::read_dir(parent_dir(path)) else {
         return 0;

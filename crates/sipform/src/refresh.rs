@@ -21,7 +21,7 @@ use crate::state::State;
 
 /// What the server has, as a plan reads it: from the server itself ([`Refresh`]), or from the
 /// controller's cache (`controller::cache`). One plan (`ops::plan`) runs over either.
-pub trait ServerView: Send {
+pub(crate) trait ServerView: Send {
     /// The account and the one-per-restaurant objects a plan of `scope` (every restaurant when
     /// `None`) looks at, without children.
     fn singles(
@@ -49,7 +49,7 @@ pub trait ServerView: Send {
 
 /// A read of children lists: what was at hand at once, and what is still coming from the
 /// server (cancelled when dropped: a plan that fails stops what it started ahead).
-pub struct ChildrenRead {
+pub(crate) struct ChildrenRead {
     ready: Children,
     reading: Option<tokio::task::JoinHandle<Result<Children, ClientError>>>,
 }
@@ -95,7 +95,7 @@ impl Drop for ChildrenRead {
 
 /// The server itself, read for one plan: the account-level lists once, then the children
 /// lists that matter, batch by batch.
-pub struct Refresh<'c> {
+pub(crate) struct Refresh<'c> {
     client: &'c Client,
     account_name: &'c str,
     /// Whether the one-per-restaurant objects are packed as read (see `ServerObject::pack`).
@@ -213,7 +213,7 @@ pub async fn refresh_with(
 }
 
 /// The objects under the parents `reads` names (child kind, parent id), in parallel.
-pub async fn read_children(
+pub(crate) async fn read_children(
     kinds: &Kinds,
     client: &Client,
     reads: impl IntoIterator<Item = (Resource, ObjectId)>,
@@ -234,7 +234,7 @@ pub async fn read_children(
 /// The account and every object of the one-per-restaurant kinds (one list each, in parallel),
 /// and what kinds read once per account (the billing plans) when `plans`: what the controller's cache holds at each full
 /// resync. No children. An [`Actual`] without account when it does not exist yet.
-pub async fn read_account_level(
+pub(crate) async fn read_account_level(
     kinds: &Kinds,
     client: &Client,
     account_name: &str,
@@ -280,7 +280,7 @@ pub async fn read_account_level(
 /// children (an [`Actual`] whose `children` is empty), and which parents' children matter
 /// (child kind, parent id). A plan reads those a batch of restaurants at a time
 /// ([`read_children`], [`crate::diff::Planner`]).
-pub async fn read_singles(
+pub(crate) async fn read_singles(
     kinds: &Kinds,
     client: &Client,
     account_name: &str,

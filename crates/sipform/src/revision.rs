@@ -64,7 +64,7 @@ impl Revision {
 
 /// How a recorded commit stands to the one a run uses, in the run's repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Relation {
+pub(crate) enum Relation {
     /// The same commit.
     Same,
     /// The recorded commit is an ancestor of ours: we are newer.
@@ -78,7 +78,7 @@ pub enum Relation {
 }
 
 /// Where `recorded` stands to `own` (`git merge-base --is-ancestor`, both ways).
-pub fn relation(
+pub(crate) fn relation(
     root: &Path,
     recorded: &GitCommit,
     own: &GitCommit,
@@ -120,7 +120,7 @@ pub struct Allow {
 /// Judges restaurants' recorded revisions against the one a run uses: no writer goes
 /// backwards. Relations are asked of git once per recorded commit, however many restaurants
 /// share it.
-pub struct Guard<'a> {
+pub(crate) struct Guard<'a> {
     root: &'a Path,
     own: &'a Revision,
     allow: Allow,
@@ -139,7 +139,10 @@ impl<'a> Guard<'a> {
     }
 
     /// The verdict for a restaurant state records at `recorded`.
-    pub fn judge(&mut self, recorded: Option<&AppliedRevision>) -> Result<Verdict, RevisionError> {
+    pub(crate) fn judge(
+        &mut self,
+        recorded: Option<&AppliedRevision>,
+    ) -> Result<Verdict, RevisionError> {
         let Some(recorded) = recorded else {
             return Ok(Verdict::Go);
         };
@@ -210,7 +213,7 @@ impl<'a> Guard<'a> {
 }
 
 /// `rollback from abc1234 to def5678`: how a plan and the records name a rollback.
-pub fn rollback_message(from: &GitCommit, to: &Revision) -> String {
+pub(crate) fn rollback_message(from: &GitCommit, to: &Revision) -> String {
     format!("rollback from {} to {}", from.short(), to.short())
 }
 

@@ -70,7 +70,7 @@ impl ApplyError {
     }
 
     /// One error for a batch: none, the one, or a count with the first.
-    pub fn of_batch(mut errors: Vec<ApplyError>) -> Result<(), ApplyError> {
+    pub(crate) fn of_batch(mut errors: Vec<ApplyError>) -> Result<(), ApplyError> {
         match errors.len() {
             0 => Ok(()),
             1 => Err(errors.remove(0)),

@@ -22,7 +22,7 @@ use crate::state::{Change, StateWriter};
 use crate::LOG_TARGET;
 
 mod error;
-pub use error::ApplyError;
+pub(crate) use error::ApplyError;
 
 /// How one restaurant ended.
 #[derive(Debug)]
@@ -486,7 +486,7 @@ impl Ctx<'_> {
 
 /// POST, and after an ambiguous failure look for what the failed attempt may have stored
 /// before trying again. `find` returns the object if it exists.
-pub async fn create_with_reread<T, P, PF, F, FF>(
+pub(crate) async fn create_with_reread<T, P, PF, F, FF>(
     client: &Client,
     post: P,
     find: F,

@@ -64,7 +64,7 @@ impl ContractReport {
 
 /// Checks `tools` and the rendered agents of `restaurants` against `api`, applying the
 /// configuration's waivers. `template` is the agent template's path (its webhook line is named).
-pub fn check_project(
+pub(crate) fn check_project(
     api: &Api,
     config: &PlatformConfig,
     tools: &[LoadedTool],
@@ -105,7 +105,7 @@ pub fn check_project(
 }
 
 /// Every finding of one tool.
-pub fn check_tool(api: &Api, tool: &LoadedTool) -> Vec<Finding> {
+pub(crate) fn check_tool(api: &Api, tool: &LoadedTool) -> Vec<Finding> {
     let Some(http) = &tool.spec.http else {
         return Vec::new();
     };
@@ -400,7 +400,7 @@ fn list(items: &[&str]) -> String {
 /// `validate`'s hook: with `platform.openapi` set, loads the document and the tools, checks
 /// them and the rendered agents of `report`; unwaived findings are errors, waived ones and
 /// unused waivers join the report's warnings. Without a document, nothing happens.
-pub fn check_validated(
+pub(crate) fn check_validated(
     root: &Path,
     tools_dir: &Path,
     template: &Path,

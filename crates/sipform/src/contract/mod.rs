@@ -14,9 +14,9 @@ pub mod openapi;
 pub mod probe;
 pub mod request;
 
-pub use check::{check_project, ContractReport, Finding};
+pub use check::Finding;
 pub use openapi::Api;
-pub use request::{Request, Scope};
+pub use request::Request;
 
 // The settings' side lives with the other specs (the model is the lowest layer).
-pub use crate::model::spec::{CheckKind, PlatformConfig, Waiver};
+pub(crate) use crate::model::spec::{CheckKind, PlatformConfig, Waiver};

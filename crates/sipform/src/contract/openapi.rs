@@ -118,7 +118,7 @@ impl Api {
         Api::from_document(doc)
     }
 
-    pub fn from_document(doc: Document) -> Result<Api, Diagnostics> {
+    pub(crate) fn from_document(doc: Document) -> Result<Api, Diagnostics> {
         let mut diags = Diagnostics::default();
         let version = doc.value.get("openapi").and_then(Value::as_str);
         if !version.is_some_and(|v| v.starts_with("3.")) {

@@ -40,7 +40,11 @@ impl Probe {
 }
 
 /// Probes every tool with an `http` on the platform at `base_url`, in tool order.
-pub async fn probe_tools(tools: &[LoadedTool], base_url: &str, timeout: Duration) -> Vec<Probe> {
+pub(crate) async fn probe_tools(
+    tools: &[LoadedTool],
+    base_url: &str,
+    timeout: Duration,
+) -> Vec<Probe> {
     let client = reqwest::Client::builder().timeout(timeout).build();
     let base = base_url.trim_end_matches('/');
     let mut out = Vec::new();

@@ -19,7 +19,7 @@ use crate::model::spec::ToolSpec;
 
 /// The parts of a tool's URL a check reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlParts {
+pub(crate) struct UrlParts {
     /// The URL starts with `{{BASE_URL}}`: it targets the platform.
     pub on_platform: bool,
     /// The path after the base, literal (`/api/orders/status`); references in it are kept as
@@ -31,7 +31,7 @@ pub struct UrlParts {
 
 /// Why a URL cannot be read as a path and query.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UrlError {
+pub(crate) enum UrlError {
     #[error(transparent)]
     Expr(#[from] ExprError),
     #[error("a reference in the path (`{0}`): the route it targets cannot be known offline")]
@@ -41,7 +41,7 @@ pub enum UrlError {
 }
 
 /// Reads a tool's URL (`={{BASE_URL}}/api/x?a={{config.y}}`).
-pub fn split_url(url: &str) -> Result<UrlParts, UrlError> {
+pub(crate) fn split_url(url: &str) -> Result<UrlParts, UrlError> {
     let refs = expr::parse(url)?.unwrap_or_default();
     let chars: Vec<char> = url.chars().collect();
     let body_start = usize::from(expr::is_expression(url));
@@ -145,7 +145,7 @@ enum Place {
 }
 
 /// A value as text: strings as they are, `null` empty, others as JSON.
-pub fn text_of(v: &Value) -> String {
+pub(crate) fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -155,7 +155,7 @@ pub fn text_of(v: &Value) -> String {
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (what
 /// `encodeURIComponent` leaves, less `!'()*`).
-pub fn encode_component(s: &str) -> String {
+pub(crate) fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -197,14 +197,14 @@ fn render(s: &str, scope: &Scope, url: bool) -> Result<String, ExprError> {
 
 /// A URL expression resolved: references in the query string percent-encoded as query values,
 /// in the path as path segments; `BASE_URL` as is.
-pub fn resolve_url(s: &str, scope: &Scope) -> Result<String, ExprError> {
+pub(crate) fn resolve_url(s: &str, scope: &Scope) -> Result<String, ExprError> {
     render(s, scope, true)
 }
 
 /// A value (a body field, a contextUpdates entry) resolved: a single `{{path}}` keeps its JSON
 /// type (`null` when missing); text with references is text; objects and arrays are resolved
 /// inside; other literals are themselves.
-pub fn resolve_value(v: &Value, scope: &Scope) -> Result<Value, ExprError> {
+pub(crate) fn resolve_value(v: &Value, scope: &Scope) -> Result<Value, ExprError> {
     Ok(match v {
         Value::String(s) => match expr::parse(s)? {
             None => v.clone(),

@@ -67,7 +67,7 @@ impl Cache {
 
     /// Forgets everything: the next plan starts with the lists (unknown outcome of a create
     /// or of the account's).
-    pub fn invalidate(&mut self) {
+    pub(crate) fn invalidate(&mut self) {
         self.loaded = false;
     }
 
@@ -212,7 +212,7 @@ impl Cache {
 
     /// Reads what kinds read once per account (the billing plans the server makes with it)
     /// for an account just made.
-    pub async fn read_plans_if_due(
+    pub(crate) async fn read_plans_if_due(
         &mut self,
         kinds: &Kinds,
         client: &Client,
@@ -249,7 +249,7 @@ fn named_by_row<'k>(
 /// The cache as what the server has, for `ops::plan`: a plan of a few restaurants costs no
 /// list read (what the cache lacks or distrusts is read by id, children lists it lacks are
 /// read once and kept).
-pub struct CachedServer<'a> {
+pub(crate) struct CachedServer<'a> {
     pub cache: &'a mut Cache,
     pub client: &'a Client,
     pub account_name: &'a str,

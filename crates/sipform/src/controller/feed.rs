@@ -24,16 +24,16 @@ use super::Handle;
 use crate::db::Pool;
 use crate::LOG_TARGET;
 
-pub use crate::inventory::changes::{ChangeLog, CHANNEL};
+pub(crate) use crate::inventory::changes::{ChangeLog, CHANNEL};
 
 /// How often the PostgreSQL catalog is checked (at least every 30 s, as promised).
-pub const PG_CHECK_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const PG_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// How often SQLite's `data_version` is read: a commit is noticed within about this long.
-pub const DATA_VERSION_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const DATA_VERSION_EVERY: Duration = Duration::from_millis(50);
 
 /// Watches that the feed is installed, and puts it back when allowed.
-pub struct Guard {
+pub(crate) struct Guard {
     log: ChangeLog,
     manage: bool,
     every: Duration,
@@ -65,7 +65,7 @@ impl Guard {
     }
 
     /// Whether the change log table exists (there is something to read).
-    pub fn log_present(&self) -> bool {
+    pub(crate) fn log_present(&self) -> bool {
         self.log_present
     }
 
@@ -126,7 +126,7 @@ impl Guard {
 
 /// Starts what wakes the loop for `pool`: LISTEN on PostgreSQL, `data_version` polling on
 /// SQLite. `connected` tells `/readyz` whether it works. Abort the handle to stop it.
-pub fn spawn_waker(
+pub(crate) fn spawn_waker(
     pool: &Pool,
     sqlite_path: Option<PathBuf>,
     wake: Arc<Notify>,
@@ -142,7 +142,7 @@ pub fn spawn_waker(
 /// Reads `PRAGMA data_version` on its own read-only connection every [`DATA_VERSION_EVERY`]
 /// and wakes `wake` when another connection committed. The pragma reads no table: the
 /// platform's file is never loaded, and the connection never writes.
-pub fn spawn_data_version(
+pub(crate) fn spawn_data_version(
     path: PathBuf,
     wake: Arc<Notify>,
     connected: Arc<AtomicBool>,
@@ -195,7 +195,7 @@ pub fn spawn_data_version(
 /// Listens on [`CHANNEL`] on its own connection and wakes `wake` at every notification (and
 /// after every reconnect, since notifications sent meanwhile were lost). `connected` tells
 /// `/readyz` whether the listener is up. Ends when `wake`'s owner drops the returned handle.
-pub fn spawn_listener(
+pub(crate) fn spawn_listener(
     pool: sqlx::PgPool,
     wake: std::sync::Arc<tokio::sync::Notify>,
     connected: std::sync::Arc<std::sync::atomic::AtomicBool>,

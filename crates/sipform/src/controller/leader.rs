@@ -28,16 +28,16 @@ use crate::state::{
 };
 
 /// How often a leader confirms its lock.
-pub const LEASE_CHECK: Duration = Duration::from_secs(1);
+pub(crate) const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 /// How long a leader goes on without a confirmation: the bound within which a deposed leader
 /// stops sending (a failed check stops it sooner), and how long a new leader waits before its
 /// first write.
-pub const LEASE: Duration = Duration::from_secs(3);
+pub(crate) const LEASE: Duration = Duration::from_secs(3);
 
 /// The `application_name` of the leader lock's session, so an operator (or a test) finds it in
 /// `pg_stat_activity`.
-pub const LOCK_APPLICATION_NAME: &str = "sipform-controller-leader";
+pub(crate) const LOCK_APPLICATION_NAME: &str = "sipform-controller-leader";
 
 /// Where the leader lock lives.
 #[derive(Clone)]
@@ -60,7 +60,7 @@ pub enum Leadership {
 
 /// The advisory lock key for `scope` (the project and table): two projects on one database
 /// each have their own leader.
-pub fn advisory_key(scope: &str) -> i64 {
+pub(crate) fn advisory_key(scope: &str) -> i64 {
     let digest = Sha256::digest(format!("sipform-controller:{scope}").as_bytes());
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
@@ -147,7 +147,7 @@ impl Leadership {
 }
 
 /// Leadership confirmed in the background while this process works (see the module's doc).
-pub struct Lease {
+pub(crate) struct Lease {
     state: Arc<LeaseState>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Leadership>,
@@ -212,7 +212,7 @@ impl Lease {
     }
 
     /// When this leader may send its first write.
-    pub fn writes_from(&self) -> Instant {
+    pub(crate) fn writes_from(&self) -> Instant {
         self.writes_from
     }
 

@@ -29,7 +29,7 @@ pub struct KindLabel {
 
 /// The configuration in use: `commit` (empty outside git), `digest`, `dirty`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConfigLabel {
+pub(crate) struct ConfigLabel {
     pub commit: String,
     pub digest: String,
     pub dirty: String,
@@ -203,7 +203,7 @@ impl Metrics {
             .set(1);
     }
 
-    pub fn resynced(&self) {
+    pub(crate) fn resynced(&self) {
         *self
             .last_resync
             .lock()

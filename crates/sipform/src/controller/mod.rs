@@ -30,7 +30,7 @@ use crate::config::Overrides;
 use crate::model::ids::RestaurantId;
 use crate::remote::Client;
 
-pub use metrics::Metrics;
+pub(crate) use metrics::Metrics;
 pub use run::{run, run_with};
 
 /// How the controller runs (the binary's flags).
@@ -116,14 +116,14 @@ impl Status {
         self.feed_ok.load(Ordering::Relaxed) && self.feed_problem().is_none()
     }
 
-    pub fn feed_problem(&self) -> Option<String> {
+    pub(crate) fn feed_problem(&self) -> Option<String> {
         self.feed_problem
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    pub fn set_feed_problem(&self, problem: Option<String>) {
+    pub(crate) fn set_feed_problem(&self, problem: Option<String>) {
         *self
             .feed_problem
             .lock()

@@ -18,7 +18,7 @@ use crate::model::ids::RestaurantId;
 
 /// Which work goes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
+pub(crate) enum Lane {
     /// A change seen on the feed or the webhook: ahead of everything else.
     Fresh,
     /// A resync's sweep, a retry after a failure, a reload.
@@ -40,7 +40,7 @@ type Entry = Reverse<(Instant, u64, RestaurantId)>;
 
 /// Restaurants waiting to be reconciled, those being reconciled, and those parked.
 #[derive(Debug)]
-pub struct WorkQueue {
+pub(crate) struct WorkQueue {
     pending: HashMap<RestaurantId, Item>,
     /// One heap per lane; an entry is live while its token is its item's.
     fresh: BinaryHeap<Entry>,
@@ -83,7 +83,7 @@ impl WorkQueue {
 
     /// `id` is swept by a resync: due now in the background lane, unless it is already
     /// waiting or parked (only a change of its row or a reload unparks it).
-    pub fn push_resync(&mut self, id: RestaurantId, now: Instant) {
+    pub(crate) fn push_resync(&mut self, id: RestaurantId, now: Instant) {
         if !self.parked.contains_key(&id) && !self.pending.contains_key(&id) {
             self.put(id, now, 0, Lane::Background);
         }
@@ -91,7 +91,7 @@ impl WorkQueue {
 
     /// Up to `max` items due at `now`, fresh ones first, each lane in due order; each is in
     /// flight until reported.
-    pub fn take_due(&mut self, now: Instant, max: usize) -> Vec<RestaurantId> {
+    pub(crate) fn take_due(&mut self, now: Instant, max: usize) -> Vec<RestaurantId> {
         let mut due = Vec::new();
         for lane in [Lane::Fresh, Lane::Background] {
             while due.len() < max {
@@ -115,7 +115,7 @@ impl WorkQueue {
     }
 
     /// Reconciled: forgotten (a change that came meanwhile stays pending).
-    pub fn succeeded(&mut self, id: &RestaurantId) {
+    pub(crate) fn succeeded(&mut self, id: &RestaurantId) {
         self.in_flight.remove(id);
         self.requeue_waiting(id);
     }
@@ -157,14 +157,14 @@ impl WorkQueue {
     }
 
     /// Every parked item back in the queue (after a reload: the new files may fix them).
-    pub fn unpark_all(&mut self, now: Instant) {
+    pub(crate) fn unpark_all(&mut self, now: Instant) {
         for id in std::mem::take(&mut self.parked).into_keys() {
             self.push_resync(id, now);
         }
     }
 
     /// When the earliest pending item not in flight is due.
-    pub fn next_due(&mut self) -> Option<Instant> {
+    pub(crate) fn next_due(&mut self) -> Option<Instant> {
         self.clean(Lane::Fresh);
         self.clean(Lane::Background);
         let first = |h: &BinaryHeap<Entry>| h.peek().map(|Reverse((at, _, _))| *at);
@@ -180,7 +180,7 @@ impl WorkQueue {
     }
 
     /// Items due at `now` (not backing off).
-    pub fn due(&self, now: Instant) -> usize {
+    pub(crate) fn due(&self, now: Instant) -> usize {
         self.pending.values().filter(|i| i.due <= now).count()
     }
 

@@ -72,7 +72,7 @@ impl Verdict {
 }
 
 /// Whether `e` may go away by itself.
-pub fn ops_is_transient(e: &OpsError) -> bool {
+pub(crate) fn ops_is_transient(e: &OpsError) -> bool {
     match e {
         OpsError::Server { source, .. } => source.is_transient(),
         OpsError::State(e) => e.is_transient(),
@@ -118,7 +118,7 @@ pub struct Batch {
 impl Batch {
     /// Whether the server is up as far as this batch tells (`None`: it tells nothing). An
     /// error the server answered for one restaurant (a 500 on its agent) is that tenant's.
-    pub fn server_up(&self) -> Option<bool> {
+    pub(crate) fn server_up(&self) -> Option<bool> {
         let done = self
             .verdicts
             .iter()

@@ -21,7 +21,7 @@ use crate::model::spec::StateConfig;
 use crate::ops::OpsError;
 
 /// One loaded, validated configuration.
-pub struct Config {
+pub(crate) struct Config {
     pub settings: Settings,
     /// Digest of the tool files, the template folder and the settings that shape a restaurant:
     /// a reload that changes it queues every restaurant.
@@ -71,7 +71,7 @@ impl Config {
 
     /// [`Config::load`] of the project at `files` (a followed repository's snapshot), whose
     /// inventory, state and work folder stay those of the controller's project at `local`.
-    pub fn load_from(
+    pub(crate) fn load_from(
         files: &Path,
         local: &Path,
         overrides: &Overrides,
@@ -111,7 +111,7 @@ impl Config {
 
     /// Records that the files were `commit` of the followed repository (a snapshot is no
     /// repository, so [`crate::revision::Revision::of`] saw no commit there).
-    pub fn at_commit(&mut self, commit: &str) -> Result<(), OpsError> {
+    pub(crate) fn at_commit(&mut self, commit: &str) -> Result<(), OpsError> {
         let parsed = crate::model::revision::GitCommit::parse(commit)
             .map_err(|e| invalid(&self.settings.root, "controller.source", &e.to_string()))?;
         self.revision.commit = Some(parsed);
@@ -122,7 +122,7 @@ impl Config {
 
     /// Whether `next` may replace this one in a running controller: the inventory and state
     /// backend are opened once, so changing them needs a restart.
-    pub fn check_replaceable(&self, next: &Config) -> Result<(), String> {
+    pub(crate) fn check_replaceable(&self, next: &Config) -> Result<(), String> {
         if self.settings.inventory != next.settings.inventory {
             return Err("`inventory` changed: restart the controller to read another table".into());
         }

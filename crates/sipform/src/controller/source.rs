@@ -62,7 +62,7 @@ pub struct Snapshot {
 
 /// The mirror and the snapshots of one followed repository.
 #[derive(Debug, Clone)]
-pub struct Source {
+pub(crate) struct Source {
     pub settings: SourceSettings,
     /// `<work>/source`: `mirror.git`, `snapshots/<sha>`.
     dir: PathBuf,
@@ -369,7 +369,11 @@ impl Follow {
 
     /// The configuration at start: the branch's newest commit; when it cannot be fetched or
     /// is invalid, the commit the last run used, if its snapshot is still on disk.
-    pub async fn initial(&mut self, opts: &Options, work: &Path) -> Result<Config, OpsError> {
+    pub(crate) async fn initial(
+        &mut self,
+        opts: &Options,
+        work: &Path,
+    ) -> Result<Config, OpsError> {
         let previous = self
             .source
             .recorded()

@@ -118,7 +118,7 @@ impl Board {
     }
 
     /// The revision of the configuration in use.
-    pub fn set_revision(&self, revision: Option<String>) {
+    pub(crate) fn set_revision(&self, revision: Option<String>) {
         self.with(|b| b.revision = revision);
     }
 

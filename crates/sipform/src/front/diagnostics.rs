@@ -86,7 +86,7 @@ impl Origin {
     }
 
     /// The file as a whole: its first line.
-    pub fn file_start(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn file_start(path: impl Into<PathBuf>) -> Self {
         Origin::file(path, 1, 1)
     }
 }
@@ -123,7 +123,7 @@ impl Diagnostics {
     }
 
     /// `Ok(value)` when nothing was found, else every diagnostic.
-    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+    pub(crate) fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
         if self.0.is_empty() {
             Ok(value)
         } else {

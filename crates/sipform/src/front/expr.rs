@@ -82,7 +82,7 @@ pub enum ExprErrorKind {
 }
 
 /// Whether a string is an expression rather than a literal.
-pub fn is_expression(s: &str) -> bool {
+pub(crate) fn is_expression(s: &str) -> bool {
     s.starts_with('=')
 }
 

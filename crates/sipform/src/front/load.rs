@@ -32,7 +32,7 @@ impl Document {
     }
 
     /// A diagnostic about the node at `pointer`.
-    pub fn diag(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn diag(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(
             self.origin(pointer),
             yaml::pointer_to_field(pointer),
@@ -44,11 +44,11 @@ impl Document {
 /// The largest input file (a restaurant, tool or template file, and every file of the
 /// controller's copy): 4 MiB, a thousand times a real one. A bigger file is refused before it
 /// is read, so a 1 GB (sparse) file costs nothing.
-pub const INPUT_FILE_MAX: u64 = 4 * 1024 * 1024;
+pub(crate) const INPUT_FILE_MAX: u64 = 4 * 1024 * 1024;
 
 /// Why an input file was not read.
 #[derive(Debug, thiserror::Error)]
-pub enum InputReadError {
+pub(crate) enum InputReadError {
     #[error("cannot read: {0}")]
     Io(#[from] std::io::Error),
     #[error("{len} bytes or more, over the {max} bytes an input file may have (INPUT_FILE_MAX): refused without reading it")]
@@ -58,12 +58,12 @@ pub enum InputReadError {
 /// Reads an input file whole, refusing one over [`INPUT_FILE_MAX`]: its length is checked
 /// first, and the read stops one byte past the cap (a file growing meanwhile, or a special
 /// file whose length says nothing).
-pub fn read_input(path: &Path) -> Result<Vec<u8>, InputReadError> {
+pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>, InputReadError> {
     read_capped(path, INPUT_FILE_MAX)
 }
 
 /// [`read_input`] with another cap.
-pub fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, InputReadError> {
+pub(crate) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, InputReadError> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
@@ -143,7 +143,7 @@ pub fn parse_document(path: &Path, text: &str) -> Result<Document, Diagnostic> {
 /// Every schema error of `value`, as (JSON pointer, message). An unknown key points at itself;
 /// an `anyOf` error (how schemars writes `Option<T>`) is replaced by the errors of the branch
 /// the value was meant for, so the message names the real field.
-pub fn schema_errors(
+pub(crate) fn schema_errors(
     value: &Value,
     kind: Kind,
 ) -> Result<Vec<(String, String)>, schema::SchemaError> {
@@ -206,7 +206,7 @@ fn short_message(err: &jsonschema::ValidationError<'_>) -> String {
 /// (JSON pointer from the document's root, message). The tool schema fixes only the top level
 /// (`type: object`, `properties`, `required`); what is inside `properties` is the model's
 /// function-calling schema, and a `type: nubmer` there would otherwise reach the server.
-pub fn parameters_errors(document: &Value) -> Vec<(String, String)> {
+pub(crate) fn parameters_errors(document: &Value) -> Vec<(String, String)> {
     let Some(parameters) = document.get("parameters") else {
         return Vec::new();
     };
@@ -227,7 +227,7 @@ pub fn parameters_errors(document: &Value) -> Vec<(String, String)> {
 }
 
 /// Deserializes a schema-valid value; on error, the (JSON pointer, message) of the field.
-pub fn deserialize<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
+pub(crate) fn deserialize<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         (field_to_pointer(&field), e.inner().to_string())
@@ -303,7 +303,7 @@ pub struct Entry {
 
 /// The project a folder belongs to: the nearest folder above it (or itself) holding
 /// `sipform.yaml`; a folder outside any project is its own.
-pub fn project_root_of(dir: &Path) -> PathBuf {
+pub(crate) fn project_root_of(dir: &Path) -> PathBuf {
     let found = dir
         .ancestors()
         .find(|a| a.join(PROJECT_FILE).is_file())
@@ -317,7 +317,7 @@ pub fn project_root_of(dir: &Path) -> PathBuf {
 
 /// Refuses `path` when its real path (every symbolic link followed) leaves `root`: the one
 /// rule of every reader of the project's files (validate, plan, apply, the controller's copy).
-pub fn check_inside(root: &Path, path: &Path) -> Result<(), Diagnostic> {
+pub(crate) fn check_inside(root: &Path, path: &Path) -> Result<(), Diagnostic> {
     let refuse = |why: String| Diagnostic::new(Origin::file(path, 0, 0), "", why);
     let real_root = std::fs::canonicalize(root).map_err(|e| refuse(format!("cannot read: {e}")))?;
     let real = std::fs::canonicalize(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
@@ -334,7 +334,7 @@ pub fn check_inside(root: &Path, path: &Path) -> Result<(), Diagnostic> {
 /// real path stays inside `root` and refused (naming it) otherwise. Other kinds (sockets,
 /// broken links) are left out. Fails when the folder cannot be listed or leaves `root`; each
 /// refused link is returned beside the entries.
-pub fn folder_entries(root: &Path, dir: &Path) -> Result<Listing, Diagnostic> {
+pub(crate) fn folder_entries(root: &Path, dir: &Path) -> Result<Listing, Diagnostic> {
     let listing = std::fs::read_dir(dir).map_err(|e| {
         Diagnostic::new(
             Origin::file(dir, 0, 0),
@@ -447,7 +447,7 @@ pub fn load_tools(dir: &Path) -> Result<Vec<LoadedTool>, Diagnostics> {
 /// Every restaurant file of `dir`, in file-name order: the valid ones with their document (its
 /// positions only), and each invalid file as [`Skipped`] (a file is one restaurant: its errors
 /// are its own). Fails only when the folder itself cannot be listed.
-pub fn read_restaurant_files(dir: &Path) -> Result<super::InventoryRead, Diagnostics> {
+pub(crate) fn read_restaurant_files(dir: &Path) -> Result<super::InventoryRead, Diagnostics> {
     let (files, refused) = yaml_files_and_refused(dir)?;
     // Each file read and parsed on every core (at 10,000 files, a sixth of `validate`).
     let read = super::par::par_map(&files, |_, path| read_restaurant(path));

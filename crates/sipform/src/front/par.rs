@@ -4,7 +4,7 @@
 
 /// `f` over `items` on every core (at most 8), results in `items`' order. A panic in `f` is
 /// raised again on the caller's thread.
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if threads <= 1 || items.len() < 64 {
         return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();

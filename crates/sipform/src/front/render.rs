@@ -37,7 +37,7 @@ impl RenderEnv {
 /// A template problem: the template's line when minijinja knows it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct RenderError {
+pub(crate) struct RenderError {
     pub line: Option<usize>,
     pub message: String,
 }
@@ -62,10 +62,10 @@ const NAME: &str = "agent";
 /// a nested `range(100000)` never ends. The bundled template costs about 200 (520 with the
 /// longest name and chat title the schema allows; see the tests); this is 190 times that, or
 /// 6 MB of output, and a runaway loop still stops within milliseconds.
-pub const RENDER_FUEL: u64 = 100_000;
+pub(crate) const RENDER_FUEL: u64 = 100_000;
 
 /// A compiled template, reused for every restaurant.
-pub struct Renderer {
+pub(crate) struct Renderer {
     env: Environment<'static>,
     pub path: PathBuf,
     pub source: String,
@@ -179,7 +179,7 @@ impl Renderer {
     /// template is rendered a second time: a field that is an expression in the real render but
     /// not in the neutral one got its `=` from the inventory; one whose references differ got
     /// them from the inventory. Ordinary data is not touched, and costs no second render.
-    pub fn tenant_expressions(
+    pub(crate) fn tenant_expressions(
         &self,
         restaurant: &Restaurant,
         env: &RenderEnv,
@@ -299,7 +299,7 @@ fn blame<'s>(
 /// A rendered field that would reach the server as an expression shaped by inventory data
 /// (see [`Renderer::tenant_expressions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantExpression {
+pub(crate) struct TenantExpression {
     /// JSON pointer of the rendered field, e.g. `/agent/name`.
     pub pointer: String,
     /// The restaurant column the data came from, e.g. `name`.
@@ -340,7 +340,11 @@ fn expression_shape(s: &str) -> Option<Result<Vec<(Root, Vec<String>)>, ExprErro
 }
 
 /// Every string of `value` with its JSON pointer (below `pointer`).
-pub fn string_leaves<'a>(value: &'a Value, pointer: String, out: &mut Vec<(String, &'a str)>) {
+pub(crate) fn string_leaves<'a>(
+    value: &'a Value,
+    pointer: String,
+    out: &mut Vec<(String, &'a str)>,
+) {
     match value {
         Value::String(s) => out.push((pointer, s)),
         Value::Array(a) => {

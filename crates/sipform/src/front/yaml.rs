@@ -58,12 +58,12 @@ impl PositionIndex {
 }
 
 /// Escapes one JSON pointer token (RFC 6901).
-pub fn escape_token(s: &str) -> String {
+pub(crate) fn escape_token(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
 /// `/http/bodyTemplate/0/x` → `http.bodyTemplate[0].x`: what a reader of the file calls a field.
-pub fn pointer_to_field(pointer: &str) -> String {
+pub(crate) fn pointer_to_field(pointer: &str) -> String {
     let mut out = String::new();
     for tok in pointer.split('/').skip(1) {
         let tok = tok.replace("~1", "/").replace("~0", "~");

@@ -11,7 +11,7 @@ pub mod changes;
 pub mod files;
 pub mod phone_lines;
 pub mod table;
-pub mod writeback;
+pub(crate) mod writeback;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -24,11 +24,11 @@ use crate::front::diagnostics::Diagnostics;
 use crate::model::ids::RestaurantId;
 use crate::model::spec::InventoryConfig;
 
-pub use crate::front::InventoryRead;
-pub use changes::ChangeLog;
-pub use files::{read_files, Files};
-pub use table::{read_restaurants, PlatformTable, PLATFORM_COLUMNS};
-pub use writeback::WriteBack;
+pub(crate) use crate::front::InventoryRead;
+pub(crate) use changes::ChangeLog;
+pub use files::Files;
+pub use table::{read_restaurants, PlatformTable};
+pub(crate) use writeback::WriteBack;
 
 /// Why an inventory could not be read at all (a single bad restaurant is skipped instead).
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,7 @@ pub async fn open(
 
 /// The folder the inventory `config` names reads, when it is files (the controller's
 /// `--watch` watches it instead of a change feed). Nothing is opened.
-pub fn folder_of(config: &InventoryConfig, project_root: &Path) -> Option<PathBuf> {
+pub(crate) fn folder_of(config: &InventoryConfig, project_root: &Path) -> Option<PathBuf> {
     match config {
         InventoryConfig::Files { path } => Some(project_root.join(path)),
         InventoryConfig::Database { .. } => None,

@@ -169,7 +169,7 @@ fn spec_of(row: &LineRow) -> Result<PhoneLineSpec, String> {
 /// (nothing when the table does not exist), passwords decrypted with `ENCRYPTION_KEY` on every
 /// core. A problem is kept on the restaurant ([`PlatformLine::password`]) for validate to
 /// skip it with; a row of no listed restaurant is not decrypted.
-pub async fn attach(
+pub(crate) async fn attach(
     db: &Db,
     table: &TableName,
     restaurants: &mut [Sourced<Restaurant>],

@@ -24,7 +24,7 @@ use crate::model::ids::{ObjectId, RestaurantId};
 use crate::model::spec::{restaurant_id_problem, ChatMode, PlatformRow, Restaurant};
 
 /// Every platform column sipform reads or writes; `inventory.columns` may rename any of them.
-pub const PLATFORM_COLUMNS: &[&str] = &[
+pub(crate) const PLATFORM_COLUMNS: &[&str] = &[
     "id",
     "name",
     "phone",
@@ -51,7 +51,7 @@ pub const PLATFORM_COLUMNS: &[&str] = &[
 ];
 
 /// The two token columns, needed only when `write_back_tokens` is on.
-pub const TOKEN_COLUMNS: &[&str] = &["agent_api_token", "agent_public_token"];
+pub(crate) const TOKEN_COLUMNS: &[&str] = &["agent_api_token", "agent_public_token"];
 
 /// Platform column name → the table's actual column name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,7 +350,7 @@ impl PlatformTable {
     /// As [`PlatformTable::read`], but an invalid row (a value of the wrong type, a NULL name,
     /// an id that is not a UUID) is [`Skipped`] with its row and column, and the others are
     /// read: a row is one tenant's data and must not block the rest.
-    pub async fn read_checked(
+    pub(crate) async fn read_checked(
         &self,
         known: &BTreeSet<RestaurantId>,
     ) -> Result<InventoryRead, DbError> {
@@ -361,7 +361,10 @@ impl PlatformTable {
     /// targeted reconcile: one query by primary key, O(ids) rather than O(table)). Every id is
     /// treated as known, so a targeted row with nothing enabled is still planned (inactive,
     /// never created). An id the column's type cannot hold matches no row.
-    pub async fn read_some(&self, ids: &BTreeSet<RestaurantId>) -> Result<InventoryRead, DbError> {
+    pub(crate) async fn read_some(
+        &self,
+        ids: &BTreeSet<RestaurantId>,
+    ) -> Result<InventoryRead, DbError> {
         let ids: Vec<&RestaurantId> = ids
             .iter()
             .filter(|id| self.id_match.can_match(id.as_str()))
@@ -379,7 +382,7 @@ impl PlatformTable {
     }
 
     /// Every id in the table, as text (the controller's full resync queues them all).
-    pub async fn all_ids(&self) -> Result<Vec<RestaurantId>, DbError> {
+    pub(crate) async fn all_ids(&self) -> Result<Vec<RestaurantId>, DbError> {
         let sql = format!(
             "SELECT CAST({} AS TEXT) FROM {}",
             self.columns.q("id"),
@@ -395,7 +398,7 @@ impl PlatformTable {
     }
 
     /// The table's name, as configured.
-    pub fn table_name(&self) -> &TableName {
+    pub(crate) fn table_name(&self) -> &TableName {
         &self.table
     }
 

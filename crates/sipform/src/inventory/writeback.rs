@@ -27,13 +27,13 @@ use crate::model::secret::Secret;
 use crate::state::{Change, CommitHook, RestaurantState, State, StateError};
 
 /// Longest token the platform's `varchar(128)` token columns hold.
-pub const MAX_TOKEN_LEN: usize = 128;
+pub(crate) const MAX_TOKEN_LEN: usize = 128;
 
 /// Salted digests of the tokens this process wrote to each row (restaurant id → digest): never
 /// the tokens themselves, never stored or printed; lost at exit (a fresh process detects only
 /// blank tokens, or, with `store_tokens`, an api token that is not state's).
 #[derive(Clone, Default)]
-pub struct TokenDigests(Arc<Mutex<HashMap<String, u64>>>, RandomState);
+pub(crate) struct TokenDigests(Arc<Mutex<HashMap<String, u64>>>, RandomState);
 
 impl TokenDigests {
     fn digest(&self, api: &str, public: &str) -> u64 {
@@ -89,7 +89,7 @@ impl WriteBack {
 
     /// Refuses a change whose values do not fit the platform's columns: an id longer than 36
     /// characters, a token longer than 128. Nothing is written by this call.
-    pub fn check_change(&self, change: &Change) -> Result<(), DbError> {
+    pub(crate) fn check_change(&self, change: &Change) -> Result<(), DbError> {
         let too_long =
             |restaurant: &str, what: &str, column: &str, len: usize, max: usize| DbError::TooLong {
                 place: self.table.describe(),

@@ -9,11 +9,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Longest id the platform's `varchar(36)` columns hold.
-pub const MAX_ID_LEN: usize = 36;
+pub(crate) const MAX_ID_LEN: usize = 36;
 
 /// Longest id accepted from the server at all (its ids are 36-character UUIDs; the margin lets
 /// the platform-column check, not the wire check, explain a slightly longer one).
-pub const MAX_WIRE_ID_LEN: usize = 64;
+pub(crate) const MAX_WIRE_ID_LEN: usize = 64;
 
 /// Why a server id was refused where it entered. Ids go into URL paths and state: one made of
 /// anything but letters, digits, `-` and `_` (a `..`, a `/`, a `?`) is never used.
@@ -30,7 +30,7 @@ pub enum IdError {
 }
 
 /// The one rule every server id passes before sipform uses it.
-pub fn check_id(s: &str) -> Result<(), IdError> {
+pub(crate) fn check_id(s: &str) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty);
     }
@@ -165,7 +165,7 @@ macro_rules! remote_id {
 }
 
 /// Common behaviour of every server-made id.
-pub trait RemoteId {
+pub(crate) trait RemoteId {
     fn as_str(&self) -> &str;
 
     /// Whether the id fits the platform's `varchar(36)` columns.

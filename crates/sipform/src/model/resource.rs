@@ -96,7 +96,7 @@ impl Resource {
     });
 
     /// The kinds a saved plan may name.
-    pub const BUILTIN: [Resource; 6] = [
+    pub(crate) const BUILTIN: [Resource; 6] = [
         Resource::ACCOUNT,
         Resource::FINAL_CUSTOMER,
         Resource::AGENT,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// How many hex digits a short commit shows (git's default).
-pub const SHORT_COMMIT_LEN: usize = 7;
+pub(crate) const SHORT_COMMIT_LEN: usize = 7;
 
 /// Why a commit or digest was refused where it entered (state, a saved plan, git's answer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

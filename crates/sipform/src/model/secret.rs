@@ -93,7 +93,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// The password in `url`'s user-info (after its first `:`), as written; see [`redact_url`] for
 /// where the user-info is taken to end.
-pub fn url_password(url: &str) -> Option<&str> {
+pub(crate) fn url_password(url: &str) -> Option<&str> {
     let (start, end) = userinfo_span(url)?;
     let userinfo = &url[start..end];
     let pw = &userinfo[userinfo.find(':')? + 1..];
@@ -103,7 +103,7 @@ pub fn url_password(url: &str) -> Option<&str> {
 /// Refuses a URL whose `@` comes after a `/`, `?`, `#` or `\\`: either a password holding one
 /// of those unencoded, which the driver or HTTP client would read as host, port, path or query
 /// (and send or log it there), or an `@` in the path or query. Both are fixed by encoding.
-pub fn check_url_userinfo(url: &str) -> Result<(), String> {
+pub(crate) fn check_url_userinfo(url: &str) -> Result<(), String> {
     match userinfo_span(url) {
         Some((start, end)) if url[start..end].contains(['/', '?', '#', '\\']) => Err(
             "the URL has an '@' after a '/', '?', '#' or '\\', so it does not mean what it seems: percent-encode those characters in a password (%2F, %3F, %23, %5C), or an '@' in the path or query (%40)"

@@ -58,7 +58,7 @@ impl From<OpsError> for CallError {
 }
 
 /// The project's tools and rendered agents, loaded once for any number of calls.
-pub struct Calls {
+pub(crate) struct Calls {
     pub tools: Vec<LoadedTool>,
     agents: HashMap<String, AgentSpec>,
 }
@@ -129,7 +129,10 @@ impl Calls {
 
 /// The model's arguments from `KEY=VALUE` texts, typed by the tool's parameter schema: a
 /// `string` parameter takes the text as is; any other type is read as JSON.
-pub fn parse_params(tool: &LoadedTool, pairs: &[String]) -> Result<Map<String, Value>, CallError> {
+pub(crate) fn parse_params(
+    tool: &LoadedTool,
+    pairs: &[String],
+) -> Result<Map<String, Value>, CallError> {
     let mut out = Map::new();
     for pair in pairs {
         let (k, v) = pair
@@ -165,7 +168,7 @@ pub fn parse_params(tool: &LoadedTool, pairs: &[String]) -> Result<Map<String, V
 }
 
 /// The call's context from `KEY=VALUE` texts: JSON when the text is JSON, else a string.
-pub fn parse_ctx(pairs: &[String]) -> Result<Map<String, Value>, CallError> {
+pub(crate) fn parse_ctx(pairs: &[String]) -> Result<Map<String, Value>, CallError> {
     let mut out = Map::new();
     for pair in pairs {
         let (k, v) = pair

@@ -73,7 +73,7 @@ impl ImportRun<'_> {
 /// A full plan cut down to its adoptions: creates, updates, deletes and notes go; the account
 /// stays only as the parent the adoptions need. Refused when the account does not exist, since
 /// then nothing below it can.
-pub fn import_plan(plan: Plan) -> Result<Plan, OpsError> {
+pub(crate) fn import_plan(plan: Plan) -> Result<Plan, OpsError> {
     let name = plan.account.name().to_string();
     plan.into_import().ok_or(OpsError::NoAccountToImport(name))
 }

@@ -14,17 +14,18 @@ pub mod doctor;
 pub mod import;
 pub mod plan;
 pub mod render;
-pub mod repair;
-pub mod revision_guard;
+pub(crate) mod repair;
+pub(crate) mod revision_guard;
 pub mod schema;
 pub mod state;
 pub mod status;
 pub mod tooltest;
-pub mod twins;
+pub(crate) mod twins;
 pub mod validate;
 mod workspace;
 
-pub use workspace::{open_inventory, Workspace};
+pub(crate) use workspace::open_inventory;
+pub use workspace::Workspace;
 
 use crate::config::ConfigError;
 use crate::db::DbError;

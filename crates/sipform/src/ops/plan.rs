@@ -40,7 +40,7 @@ pub async fn plan(ws: &Workspace, opts: &PlanOptions) -> Result<Plan, OpsError> 
 /// of restaurants at a time: memory stays flat in the number of restaurants. The next batches'
 /// lists are read while one is planned, so the server's round trips and the comparing overlap
 /// instead of taking turns.
-pub async fn plan_over<S: ServerView>(
+pub(crate) async fn plan_over<S: ServerView>(
     ws: &Workspace,
     state: &State,
     opts: &PlanOptions,
@@ -140,7 +140,7 @@ fn without_suspended(
 
 /// Refuses to plan from a state that maps two restaurants to one remote object: nothing is
 /// planned with an id another restaurant owns.
-pub fn check_owners(state: &State) -> Result<(), OpsError> {
+pub(crate) fn check_owners(state: &State) -> Result<(), OpsError> {
     match state.shared_remote_id() {
         None => Ok(()),
         Some((what, id, first, second)) => Err(OpsError::Conflict(format!(
@@ -151,7 +151,11 @@ pub fn check_owners(state: &State) -> Result<(), OpsError> {
 
 /// Refuses a `--target` that names no restaurant of the inventory nor of state: a typo would
 /// otherwise plan "No changes" and pass CI. Checked before any request.
-pub fn check_targets(ws: &Workspace, state: &State, opts: &PlanOptions) -> Result<(), OpsError> {
+pub(crate) fn check_targets(
+    ws: &Workspace,
+    state: &State,
+    opts: &PlanOptions,
+) -> Result<(), OpsError> {
     let desired = ws.desired();
     if desired.hold_all {
         // A restaurant was skipped whose id could not be read: the target may be that one.

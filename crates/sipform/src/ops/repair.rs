@@ -29,7 +29,7 @@ const READS_AT_ONCE: usize = 16;
 
 /// What a repair did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Repaired {
+pub(crate) struct Repaired {
     /// Rows rewritten to state's values (a row since deleted counts too).
     pub rewritten: u64,
     /// Rows left alone because they name another project's agent.
@@ -67,7 +67,7 @@ enum Fix {
 
 /// Rewrites the rows (of `ids`, or all) whose written-back values are not `state`'s; reports
 /// those naming another project's agent. Called under the state lock.
-pub async fn repair_rows(
+pub(crate) async fn repair_rows(
     ws: &Workspace,
     client: &Client,
     state: &State,
@@ -115,7 +115,7 @@ pub async fn repair_rows(
 /// `actual` holds, and another account's or another restaurant's. Plan holds them (a note, no
 /// action), so nothing is created for them and their row is never overwritten. One read per
 /// such row; none when every row names this project's agents.
-pub async fn foreign_rows(
+pub(crate) async fn foreign_rows(
     ws: &Workspace,
     state: &State,
     actual: &crate::resources::actual::Actual,

@@ -15,7 +15,7 @@ use crate::revision::{rollback_message, Allow, GitCommit, Guard, Revision, Revis
 use crate::state::{Change, State};
 
 /// One note per restaurant of `plan` that goes back (as allowed) or is refused.
-pub fn judge(
+pub(crate) fn judge(
     root: &std::path::Path,
     own: &Revision,
     plan: &Plan,
@@ -54,7 +54,7 @@ pub fn judge(
 
 /// What an apply does about revisions: the plan without the refused restaurants, and what
 /// to record for the others.
-pub struct Judged {
+pub(crate) struct Judged {
     /// Refused restaurants, with why.
     refused: BTreeMap<RestaurantId, (String, usize)>,
     /// Restaurants going back, from the commit recorded for each.
@@ -103,7 +103,7 @@ impl Judged {
     }
 
     /// The refused restaurants, as failed outcomes that name both revisions.
-    pub fn refused_outcomes(&self, plan: &Plan) -> Vec<Outcome> {
+    pub(crate) fn refused_outcomes(&self, plan: &Plan) -> Vec<Outcome> {
         self.refused
             .iter()
             .map(|(id, (why, planned))| Outcome {

@@ -160,14 +160,14 @@ impl StatusReport {
 }
 
 /// Now, as RFC 3339 in UTC to the second.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The revision state records as having reconciled `r` last.
 /// The revision that last reconciled `r`, as headers show it (`abc1234`, `abc1234+dirty`,
 /// `no-git`).
-pub fn applied_revision(r: &RestaurantState) -> Option<String> {
+pub(crate) fn applied_revision(r: &RestaurantState) -> Option<String> {
     r.revision.as_ref().map(|v| v.revision().short())
 }
 
@@ -299,7 +299,7 @@ fn compare(rows: &mut BTreeMap<RestaurantId, RestaurantStatus>, plan: &Plan) {
 const NAMED_CHANGES: usize = 12;
 
 /// `agent name, tool end_call: description` (and `… and N more`).
-pub fn describe_changes(changed: &[String]) -> String {
+pub(crate) fn describe_changes(changed: &[String]) -> String {
     let mut text = changed
         .iter()
         .take(NAMED_CHANGES)
@@ -314,7 +314,7 @@ pub fn describe_changes(changed: &[String]) -> String {
 
 /// What one action changes, by object and field (`agent name`, `tool end_call: description`,
 /// `create tool end_call`): field names only, never a value.
-pub fn describe_action(a: &Action) -> String {
+pub(crate) fn describe_action(a: &Action) -> String {
     let r = a.resource();
     // A kind whose objects are keyed by name (a tool) is named; one per restaurant (the
     // agent) needs no name: `describe` quotes only free-text names.

@@ -17,9 +17,9 @@ use crate::front::load::{self, Document};
 use super::call::{self, CallError, Calls};
 
 /// The folder `sipform test` reads by default, relative to the project.
-pub const DEFAULT_DIR: &str = "tool-tests";
+pub(crate) const DEFAULT_DIR: &str = "tool-tests";
 
-pub use crate::model::spec::{Expect, Live, ToolTestCase, ToolTestFile};
+pub(crate) use crate::model::spec::{Expect, Live, ToolTestCase, ToolTestFile};
 
 /// What `test` was asked.
 #[derive(Debug, Clone, Default)]

@@ -18,7 +18,7 @@ use super::{OpsError, Workspace};
 /// restaurant of the plan from the other accounts carrying this project's account name: the
 /// platform's own provisioning, still running during a switch-over, may have made a second
 /// account. One list of accounts; one list of agents per such account (none usually).
-pub async fn twin_duplicates(
+pub(crate) async fn twin_duplicates(
     ws: &Workspace,
     client: &Client,
     state: &State,

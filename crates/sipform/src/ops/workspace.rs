@@ -59,7 +59,7 @@ impl Workspace {
     /// restaurant the controller provisioned after this workspace was loaded is then in both,
     /// never planned as gone (issue 24). Does nothing for a workspace not loaded from its
     /// inventory ([`Workspace::new`], [`Workspace::for_read`]).
-    pub async fn reread_inventory(&mut self, state: &State) -> Result<(), OpsError> {
+    pub(crate) async fn reread_inventory(&mut self, state: &State) -> Result<(), OpsError> {
         let Some(source) = self.inventory.clone() else {
             return Ok(());
         };
@@ -76,7 +76,7 @@ impl Workspace {
     /// [`Workspace::load`] from an inventory already open, over `kinds`: every restaurant it
     /// holds, with every one state knows when it asks (a row's `agent_id` may not have been
     /// written back yet).
-    pub async fn load_from(
+    pub(crate) async fn load_from(
         settings: Settings,
         source: &dyn Inventory,
         kinds: Kinds,
@@ -127,7 +127,7 @@ impl Workspace {
     /// A workspace for some restaurants of `source`, already read (the controller's targeted
     /// reconcile), over a state backend kept open between runs. Validated as
     /// [`Workspace::load`] does; an invalid restaurant is skipped, as there.
-    pub fn for_read(
+    pub(crate) fn for_read(
         settings: Settings,
         backend: Arc<dyn StateBackend>,
         source: &dyn Inventory,
@@ -163,7 +163,7 @@ impl Workspace {
 
     /// The same project, at a revision computed elsewhere (the controller's, from the project
     /// the configuration was copied from).
-    pub fn with_revision(self, revision: Revision) -> Workspace {
+    pub(crate) fn with_revision(self, revision: Revision) -> Workspace {
         Workspace {
             revision: revision.into(),
             ..self
@@ -240,7 +240,7 @@ impl Workspace {
     }
 
     /// Current state, or `None` when the backend holds none yet.
-    pub async fn load_state(&self) -> Result<Option<State>, OpsError> {
+    pub(crate) async fn load_state(&self) -> Result<Option<State>, OpsError> {
         Ok(self.backend.load().await?)
     }
 
@@ -254,7 +254,7 @@ impl Workspace {
 
     /// A fresh history, this project's from the start: no write has to bind it later (the
     /// file backend binds a copy of state on each whole write of an unbound one).
-    pub fn fresh_state(&self) -> State {
+    pub(crate) fn fresh_state(&self) -> State {
         let mut state = State::default();
         state.bind(&state_project(&self.settings));
         state
@@ -290,7 +290,7 @@ impl Workspace {
     /// restaurant the saved plan touches are the saved ones. State or the server moving for
     /// other restaurants does not make it stale; anything moving for one it touches (its
     /// objects, its state, the shared tool files) does, naming the restaurant.
-    pub async fn check_fresh(
+    pub(crate) async fn check_fresh(
         &self,
         client: &Client,
         saved: &Plan,
@@ -372,7 +372,7 @@ impl Workspace {
 }
 
 /// The inventory `settings` names, open.
-pub async fn open_inventory(settings: &Settings) -> Result<Arc<dyn Inventory>, OpsError> {
+pub(crate) async fn open_inventory(settings: &Settings) -> Result<Arc<dyn Inventory>, OpsError> {
     inventory::open(&settings.inventory, &settings.root)
         .await
         .map_err(|e| read_failed(settings, e))

@@ -9,12 +9,12 @@ use crate::front::diagnostics::Skipped;
 use crate::plan::Plan;
 
 /// Version of the apply report. Bumped only when a field changes meaning or goes away.
-pub const APPLY_REPORT_FORMAT_VERSION: u32 = 1;
+pub(crate) const APPLY_REPORT_FORMAT_VERSION: u32 = 1;
 
 /// How a run ended, as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum RunStatus {
+pub(crate) enum RunStatus {
     /// Every restaurant done.
     Complete,
     /// Some restaurant (or the account) failed, was not finished, or was skipped for invalid

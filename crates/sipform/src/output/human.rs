@@ -24,7 +24,7 @@ pub fn human(plan: &Plan, color: bool) -> String {
 }
 
 /// Restaurants listed apart in [`human_brief`]; the rest are counted.
-pub const BRIEF_RESTAURANTS: usize = 20;
+pub(crate) const BRIEF_RESTAURANTS: usize = 20;
 
 /// [`human`] for a log (`apply --auto-approve` with stdout not a terminal): the shared changes
 /// grouped as always, but at most [`BRIEF_RESTAURANTS`] restaurants with changes of their own

@@ -18,7 +18,7 @@ pub fn json(plan: &Plan) -> String {
 
 /// The JSON Schema of the saved plan, committed as `schema/plan.schema.json` (see
 /// [`crate::plan::file::schema`]).
-pub fn plan_schema() -> schemars::Schema {
+pub(crate) fn plan_schema() -> schemars::Schema {
     crate::plan::file::schema()
 }
 

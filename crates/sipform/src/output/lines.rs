@@ -29,7 +29,7 @@ const DIFF_CONTEXT: usize = 3;
 pub const NO_CHANGES: &str = "No changes. The server matches the configuration.";
 
 /// The last line of every human plan: what `apply` would do, in numbers (Markdown shows it too).
-pub fn summary_line(plan: &Plan) -> String {
+pub(crate) fn summary_line(plan: &Plan) -> String {
     if !plan.has_changes() {
         return NO_CHANGES.to_string();
     }
@@ -229,7 +229,7 @@ fn describe(a: &Action) -> String {
 }
 
 /// Whether a field's values must not be printed: flagged by the plan, or named like a secret.
-pub fn is_sensitive(change: &FieldChange) -> bool {
+pub(crate) fn is_sensitive(change: &FieldChange) -> bool {
     change.sensitive || {
         let last = change.path.rsplit('.').next().unwrap_or(&change.path);
         SECRET_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(last))

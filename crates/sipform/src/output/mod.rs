@@ -18,19 +18,19 @@ pub mod specs;
 mod status;
 mod waivers;
 
-pub use crate::escape::{escape, escape_for};
+pub use crate::escape::escape;
 pub use annotations::github_annotations;
-pub use apply_json::{apply_json, ApplyRunView, RunStatus, APPLY_REPORT_FORMAT_VERSION};
+pub use apply_json::{apply_json, ApplyRunView};
 pub use duplicates::dedupe;
-pub use human::{human, human_brief, BRIEF_RESTAURANTS};
-pub use json::{json, plan_schema, plan_schema_json};
-pub use lines::{summary_line, NO_CHANGES};
+pub use human::{human, human_brief};
+pub use json::{json, plan_schema_json};
+pub use lines::NO_CHANGES;
 pub use markdown::{
     markdown, markdown_comment, CommentContext, COMMENT_MARKER, MARKDOWN_MAX_CHARS,
 };
 pub use report::{imports, report};
 pub use skipped::skipped;
-pub use status::{counts_line, feed_line, queue_line, status};
+pub use status::{feed_line, queue_line, status};
 pub use waivers::with_waivers;
 
 use crate::plan::Plan;

@@ -55,7 +55,7 @@ pub fn status(r: &StatusReport) -> String {
 }
 
 /// `3 restaurants: 2 synced, 1 parked` (the statuses present, in order).
-pub fn counts_line(r: &StatusReport) -> String {
+pub(crate) fn counts_line(r: &StatusReport) -> String {
     let parts: Vec<String> = Health::ALL
         .iter()
         .filter_map(|h| {

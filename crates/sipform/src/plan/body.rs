@@ -28,7 +28,7 @@ impl Body {
     }
 
     /// A body of one action, kept as its JSON text.
-    pub fn packed(value: &Value) -> Body {
+    pub(crate) fn packed(value: &Value) -> Body {
         // A `Value`'s keys are strings: writing it to a string cannot fail.
         match serde_json::to_string(value) {
             Ok(text) => Body(Arc::new(Repr::Text(text.into_boxed_str()))),
@@ -46,7 +46,7 @@ impl Body {
     }
 
     /// Whether two bodies are one (a shared body held by two actions).
-    pub fn ptr_eq(a: &Body, b: &Body) -> bool {
+    pub(crate) fn ptr_eq(a: &Body, b: &Body) -> bool {
         Arc::ptr_eq(&a.0, &b.0)
     }
 

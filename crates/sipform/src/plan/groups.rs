@@ -41,7 +41,7 @@ pub struct Grouping {
 
 impl Grouping {
     /// Whether action `action` of restaurant `restaurant` is shown in a group.
-    pub fn is_grouped(&self, restaurant: usize, action: usize) -> bool {
+    pub(crate) fn is_grouped(&self, restaurant: usize, action: usize) -> bool {
         self.covered
             .get(restaurant)
             .and_then(|r| r.get(action))

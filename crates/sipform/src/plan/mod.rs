@@ -22,7 +22,8 @@ pub mod file;
 pub mod groups;
 
 pub use body::Body;
-pub use groups::{groups, ChangeGroup, Grouping};
+pub use groups::groups;
+pub(crate) use groups::{ChangeGroup, Grouping};
 
 /// Version of the saved-plan format this build writes. Version 2 added the configuration's
 /// [`Plan::revision`] and its notes; a version-1 plan still reads (with no revision), any other
@@ -30,7 +31,7 @@ pub use groups::{groups, ChangeGroup, Grouping};
 pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 /// The oldest saved-plan format this build still reads.
-pub const PLAN_FORMAT_VERSION_MIN: u32 = 1;
+pub(crate) const PLAN_FORMAT_VERSION_MIN: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -399,7 +400,7 @@ impl Op {
         matches!(self, Op::Create | Op::Update | Op::Delete)
     }
 
-    pub fn symbol(self) -> &'static str {
+    pub(crate) fn symbol(self) -> &'static str {
         match self {
             Op::Create => "+",
             Op::Update => "~",
@@ -571,7 +572,7 @@ impl Action {
     }
 
     /// The server id as text; `None` for a create.
-    pub fn remote_id(&self) -> Option<&str> {
+    pub(crate) fn remote_id(&self) -> Option<&str> {
         self.id().map(ObjectId::as_str)
     }
 
@@ -595,7 +596,7 @@ impl Action {
         }
     }
 
-    pub fn reason_of(&self) -> Option<&Reason> {
+    pub(crate) fn reason_of(&self) -> Option<&Reason> {
         match self {
             Action::Delete { reason, .. } | Action::Adopt { reason, .. } => Some(reason),
             _ => None,
@@ -663,7 +664,7 @@ impl Plan {
 
     /// The part of the plan `import` carries out: adopts only, no call that writes to the
     /// server. `None` when the account does not exist yet (nothing can be imported).
-    pub fn into_import(mut self) -> Option<Plan> {
+    pub(crate) fn into_import(mut self) -> Option<Plan> {
         self.account = match self.account {
             Action::Create { .. } => return None,
             a @ (Action::Adopt { .. } | Action::NoOp { .. }) => a,
@@ -687,7 +688,7 @@ impl Plan {
 /// [`first_difference`] limited to what `saved` touches: the account (shared by all) and the
 /// restaurants it has an action for. A restaurant only `now` changes is not the saved plan's
 /// business (applying the saved plan leaves it alone), so it does not make the plan stale.
-pub fn first_touched_difference(saved: &Plan, now: &Plan) -> Option<String> {
+pub(crate) fn first_touched_difference(saved: &Plan, now: &Plan) -> Option<String> {
     let touched: std::collections::HashSet<&RestaurantId> = saved
         .restaurants
         .iter()
@@ -702,7 +703,7 @@ pub fn first_touched_difference(saved: &Plan, now: &Plan) -> Option<String> {
 
 /// Where two plans of the same state and server disagree, named for the user (`restaurant
 /// Chez Marco (r-1): tool end_call`); `None` when every action is the same.
-pub fn first_difference(saved: &Plan, now: &Plan) -> Option<String> {
+pub(crate) fn first_difference(saved: &Plan, now: &Plan) -> Option<String> {
     if saved.account != now.account {
         return Some(format!("the account action for {:?}", saved.account.name()));
     }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// The digest of an object's fields: keys sorted, so the order the server sends them in does
 /// not count.
-pub fn object_digest(fields: &serde_json::Map<String, Value>) -> u64 {
+pub(crate) fn object_digest(fields: &serde_json::Map<String, Value>) -> u64 {
     let mut h = Fnv::new();
     canonical_object(fields, &mut h);
     h.0

@@ -71,7 +71,7 @@ pub enum ClientError {
 
 impl ClientError {
     /// Whether a POST that failed this way may nonetheless have created the object.
-    pub fn is_ambiguous(&self) -> bool {
+    pub(crate) fn is_ambiguous(&self) -> bool {
         match self {
             ClientError::Status { status, .. } => *status >= 500,
             ClientError::Transport { maybe_applied, .. } => *maybe_applied,
@@ -97,7 +97,7 @@ impl ClientError {
     }
 
     /// What the user can do about it, when the message alone does not say.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub(crate) fn hint(&self) -> Option<&'static str> {
         match self {
             ClientError::Status { status: 401 | 403, .. } => {
                 Some("check SIP_ACCOUNT_API_KEY")

@@ -51,37 +51,37 @@ use tokio::time::Instant;
 pub use crate::config::Parallelism;
 
 /// Where `auto` starts.
-pub const START: usize = 8;
+pub(crate) const START: usize = 8;
 /// Completed requests per adjustment, at least.
-pub const MIN_WINDOW: usize = 16;
+pub(crate) const MIN_WINDOW: usize = 16;
 /// How much slower than the fastest round trip seen a window's fastest may be before the
 /// window counts as queueing: this factor, plus [`LATENCY_SLACK`].
-pub const LATENCY_TOLERANCE: f64 = 1.1;
+pub(crate) const LATENCY_TOLERANCE: f64 = 1.1;
 /// Absolute slack on top of [`LATENCY_TOLERANCE`] (seconds), for very fast servers.
-pub const LATENCY_SLACK: f64 = 0.002;
+pub(crate) const LATENCY_SLACK: f64 = 0.002;
 /// Multiplier of the limit after a window with a 429, or too many 5xx or transport failures.
-pub const DROP_CUT: f64 = 0.7;
+pub(crate) const DROP_CUT: f64 = 0.7;
 /// The share of a window's requests that may fail (5xx, transport) without a cut.
-pub const DROP_SHARE: f64 = 0.25;
+pub(crate) const DROP_SHARE: f64 = 0.25;
 /// Multiplier of the limit after a window that queued.
-pub const LATENCY_CUT: f64 = 0.9;
+pub(crate) const LATENCY_CUT: f64 = 0.9;
 /// What share of the measured rate (or of the pace) a 429 at the pace leaves.
-pub const PACE_CUT: f64 = 0.9;
+pub(crate) const PACE_CUT: f64 = 0.9;
 /// The least share of the pace one cut leaves: a rate measured over few answers is rough,
 /// and a server that answers only 429 for a while still brings it down within a second.
-pub const PACE_CUT_MOST: f64 = 0.5;
+pub(crate) const PACE_CUT_MOST: f64 = 0.5;
 /// Multiplier of the pace after a throttle-free second spent at the pace.
-pub const PACE_RAISE: f64 = 1.05;
+pub(crate) const PACE_RAISE: f64 = 1.05;
 /// Multiplier of the pace while it ramps up to the first 429 at the pace.
-pub const PACE_RAMP: f64 = 1.25;
+pub(crate) const PACE_RAMP: f64 = 1.25;
 /// How often the pace ramps up.
-pub const PACE_RAMP_EVERY: Duration = Duration::from_millis(200);
+pub(crate) const PACE_RAMP_EVERY: Duration = Duration::from_millis(200);
 /// After a change of the pace, how long before a 429 may cut it again (timer jitter on an
 /// emptied bucket would otherwise cut it over and over).
-pub const PACE_HOLD: Duration = Duration::from_millis(100);
+pub(crate) const PACE_HOLD: Duration = Duration::from_millis(100);
 /// The shortest time between two 429s over which the successes measure the server's rate
 /// (shorter, a token more or less is a large error).
-pub const PACE_MEASURE: Duration = Duration::from_millis(100);
+pub(crate) const PACE_MEASURE: Duration = Duration::from_millis(100);
 
 /// What became of one request, as the limiter counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,7 @@ struct Pace {
 }
 
 /// A slot: held while the request runs; [`Permit::finish`] reports what became of it.
-pub struct Permit {
+pub(crate) struct Permit {
     limiter: Arc<Limiter>,
     slot: Option<OwnedSemaphorePermit>,
     started: Instant,
@@ -235,7 +235,7 @@ impl Limiter {
     }
 
     /// Waits for a slot, then for the pacer's next start time.
-    pub async fn acquire(self: &Arc<Self>) -> Permit {
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Permit {
         // The semaphore is never closed: `acquire_owned` cannot fail.
         let slot = self.slots.clone().acquire_owned().await.ok();
         let (wait_until, epoch) = {

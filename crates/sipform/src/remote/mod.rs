@@ -11,13 +11,14 @@ mod list;
 pub mod objects;
 mod retry;
 pub mod routes;
-pub mod transport;
+pub(crate) mod transport;
 
-pub use created::{BadAnswer, Created};
-pub use limiter::{Limiter, Parallelism, Settled};
-pub use objects::{BadObject, Object, Secrets, ServerObject};
+pub use created::Created;
+pub use limiter::{Parallelism, Settled};
+pub(crate) use objects::BadObject;
+pub use objects::{Object, Secrets, ServerObject};
 pub use routes::Route;
-pub use transport::{Client, ClientError, Probe, RetryPolicy, Stats, MAX_THROTTLED_ATTEMPTS};
+pub use transport::{Client, ClientError, Probe, Stats};
 
 impl Client {
     /// Requests sent so far by this client and its clones.
@@ -40,13 +41,13 @@ impl Client {
     }
 
     /// Most attempts one request gets.
-    pub fn max_attempts(&self) -> u32 {
+    pub(crate) fn max_attempts(&self) -> u32 {
         self.retry.max_attempts
     }
 
     /// Lowers the attempts one request gets to `most` (the controller retries on its queue,
     /// not in the client).
-    pub fn cap_attempts(&mut self, most: u32) {
+    pub(crate) fn cap_attempts(&mut self, most: u32) {
         self.retry.max_attempts = self.retry.max_attempts.min(most);
     }
 }

@@ -113,7 +113,10 @@ impl ServerObject {
 
     /// Parses a list answer; the first bad entry fails the whole answer. The error names the
     /// entry by its place and, when it has one, its name.
-    pub fn parse_list(list: Vec<Object>, what: &str) -> Result<Vec<ServerObject>, BadObject> {
+    pub(crate) fn parse_list(
+        list: Vec<Object>,
+        what: &str,
+    ) -> Result<Vec<ServerObject>, BadObject> {
         list.into_iter()
             .enumerate()
             .map(|(i, o)| Self::parse_entry(i, o, what))
@@ -121,7 +124,7 @@ impl ServerObject {
     }
 
     /// Entry `i` of a list answer, secrets dropped; see [`ServerObject::parse_list`].
-    pub fn parse_entry(i: usize, o: Object, what: &str) -> Result<ServerObject, BadObject> {
+    pub(crate) fn parse_entry(i: usize, o: Object, what: &str) -> Result<ServerObject, BadObject> {
         let name = o.get("name").and_then(Value::as_str).map(shown_name);
         Self::parse(o, || match name {
             Some(n) => format!("entry {i} ({n}) of {what}"),
@@ -135,7 +138,7 @@ impl ServerObject {
     /// for [`ServerObject::get`] and [`ServerObject::lookup`] (`config.restaurantId` keeps
     /// that one field of `config`); the diff reads every field back
     /// ([`ServerObject::all_fields`]) for the one restaurant it compares.
-    pub fn pack(&mut self, keep: &[&'static str]) {
+    pub(crate) fn pack(&mut self, keep: &[&'static str]) {
         if self.packed.is_some() {
             return;
         }
@@ -160,7 +163,7 @@ impl ServerObject {
     }
 
     /// Every field, parsed back from the text when packed.
-    pub fn all_fields(&self) -> std::borrow::Cow<'_, Object> {
+    pub(crate) fn all_fields(&self) -> std::borrow::Cow<'_, Object> {
         match &self.packed {
             None => std::borrow::Cow::Borrowed(&self.fields),
             // The text is serde_json's own output: it parses back.

@@ -9,7 +9,7 @@ use super::error::ClientError;
 
 /// Backoff policy for transient failures.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     pub max_attempts: u32,
     pub base: Duration,
     pub cap: Duration,
@@ -40,11 +40,11 @@ impl RetryPolicy {
 /// How many 429 answers one request may take before giving up. They are counted apart from
 /// `max_attempts`: a 429 says the server is fine and only asks us to slow down, and a server
 /// that throttles below the client's pace answers many of them in a row.
-pub const MAX_THROTTLED_ATTEMPTS: u32 = 40;
+pub(crate) const MAX_THROTTLED_ATTEMPTS: u32 = 40;
 
 /// A `Retry-After` longer than this holds every request of the client, not only the one that
 /// got it: the server asks for a real break, not a slower pace.
-pub const HOLD_ALL_AFTER: Duration = Duration::from_secs(2);
+pub(crate) const HOLD_ALL_AFTER: Duration = Duration::from_secs(2);
 
 /// Failed attempts of one request: 429s apart from the rest (see [`MAX_THROTTLED_ATTEMPTS`]).
 #[derive(Default)]

@@ -34,7 +34,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub use super::error::ClientError;
-pub use super::retry::{RetryPolicy, HOLD_ALL_AFTER, MAX_THROTTLED_ATTEMPTS};
+pub(crate) use super::retry::{RetryPolicy, HOLD_ALL_AFTER};
 
 /// Counters for the closing report.
 #[derive(Debug, Default)]
@@ -140,7 +140,7 @@ impl Client {
 
     /// From now on, no write (POST, PUT, DELETE) is sent: it fails with
     /// [`ClientError::Halted`] once it gets its slot. Reads go on. The first reason stays.
-    pub fn halt_writes(&self, why: impl Into<String>) {
+    pub(crate) fn halt_writes(&self, why: impl Into<String>) {
         let _ = self.halted.set(why.into());
     }
 
@@ -425,7 +425,7 @@ impl Client {
         }
     }
 
-    pub async fn backoff_pause(&self, attempt: u32) {
+    pub(crate) async fn backoff_pause(&self, attempt: u32) {
         self.stats
             .retries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -434,13 +434,13 @@ impl Client {
 
     /// GET of a list. Every entry must be an object: anything else is an error about the
     /// server's answer, never silently skipped (a skipped entry would be created again).
-    pub async fn get_list(&self, route: &Route) -> Result<Vec<Object>, ClientError> {
+    pub(crate) async fn get_list(&self, route: &Route) -> Result<Vec<Object>, ClientError> {
         self.get_list_each(route, |_, o| Ok(o)).await
     }
 
     /// [`Client::get_list`], each entry handed to `each` as soon as it is parsed: a list of
     /// 100,000 agents is never held whole as trees, only as its text and what `each` keeps.
-    pub async fn get_list_each<T>(
+    pub(crate) async fn get_list_each<T>(
         &self,
         route: &Route,
         mut each: impl FnMut(usize, Object) -> Result<T, ClientError>,

@@ -22,7 +22,7 @@ pub async fn list(client: &Client) -> Result<Vec<ServerObject>, ClientError> {
 }
 
 /// The account this project manages: state's id first, else the first of that name.
-pub fn pick(
+pub(crate) fn pick(
     accounts: Vec<ServerObject>,
     recorded: Option<&ObjectId>,
     name: &str,
@@ -34,13 +34,13 @@ pub fn pick(
 
 /// Whether state's recorded account is among `accounts`: then it is the project's, whatever
 /// else carries its name.
-pub fn recorded_among(accounts: &[ServerObject], recorded: Option<&ObjectId>) -> bool {
+pub(crate) fn recorded_among(accounts: &[ServerObject], recorded: Option<&ObjectId>) -> bool {
     recorded.is_some_and(|id| accounts.iter().any(|a| &a.id == id))
 }
 
 /// The other accounts carrying `name` besides `ours`: the platform's own provisioning made
 /// them during a switch-over (their agents are the restaurants' duplicates).
-pub fn twins<'a>(
+pub(crate) fn twins<'a>(
     accounts: &'a [ServerObject],
     ours: Option<&'a ObjectId>,
     name: &'a str,

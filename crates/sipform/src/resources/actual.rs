@@ -8,10 +8,8 @@ use crate::model::ids::ObjectId;
 use crate::remote::digest::Fnv;
 use crate::remote::ServerObject;
 
-pub use crate::remote::digest::object_digest;
-
 /// What refresh read under parent objects: by child kind and parent id.
-pub type Children = BTreeMap<(Resource, ObjectId), Vec<ServerObject>>;
+pub(crate) type Children = BTreeMap<(Resource, ObjectId), Vec<ServerObject>>;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Actual {
@@ -33,29 +31,29 @@ impl Actual {
     }
 
     /// Adds one object of a one-per-restaurant kind.
-    pub fn add_single(&mut self, r: Resource, o: ServerObject) {
+    pub(crate) fn add_single(&mut self, r: Resource, o: ServerObject) {
         self.singles.entry(r).or_default().push(o);
     }
 
     /// Replaces every object of a kind (or of the account's own lists: its billing plans).
-    pub fn set_singles(&mut self, r: Resource, list: Vec<ServerObject>) {
+    pub(crate) fn set_singles(&mut self, r: Resource, list: Vec<ServerObject>) {
         self.singles.insert(r, list);
     }
 
     /// Forgets every object but the account (a new account holds nothing yet).
-    pub fn clear_singles(&mut self) {
+    pub(crate) fn clear_singles(&mut self) {
         self.singles.clear();
     }
 
     /// Drops the object `id` of kind `r`.
-    pub fn remove_single(&mut self, r: Resource, id: &ObjectId) {
+    pub(crate) fn remove_single(&mut self, r: Resource, id: &ObjectId) {
         if let Some(list) = self.singles.get_mut(&r) {
             list.retain(|o| &o.id != id);
         }
     }
 
     /// Every one-per-restaurant object of id `id`, to change in place.
-    pub fn singles_with_id<'s>(
+    pub(crate) fn singles_with_id<'s>(
         &'s mut self,
         id: &'s ObjectId,
     ) -> impl Iterator<Item = &'s mut ServerObject> + 's {
@@ -66,7 +64,7 @@ impl Actual {
     }
 
     /// The kinds whose objects it holds, with them.
-    pub fn singles_by_kind(&self) -> impl Iterator<Item = (Resource, &[ServerObject])> {
+    pub(crate) fn singles_by_kind(&self) -> impl Iterator<Item = (Resource, &[ServerObject])> {
         self.singles.iter().map(|(r, l)| (*r, l.as_slice()))
     }
 
@@ -83,7 +81,10 @@ impl Actual {
 
     /// [`Actual::fingerprint`] with the children lists given by their digests
     /// ([`list_digest`]): a plan that compares children batch by batch keeps only those.
-    pub fn fingerprint_with(&self, children: &BTreeMap<(Resource, ObjectId), u64>) -> String {
+    pub(crate) fn fingerprint_with(
+        &self,
+        children: &BTreeMap<(Resource, ObjectId), u64>,
+    ) -> String {
         let mut h = Fnv::new();
         if let Some(a) = &self.account {
             feed(&mut h, a);
@@ -99,7 +100,7 @@ impl Actual {
 }
 
 /// The digest of one list of objects, in id order.
-pub fn list_digest(list: &[ServerObject]) -> u64 {
+pub(crate) fn list_digest(list: &[ServerObject]) -> u64 {
     let mut h = Fnv::new();
     feed_sorted(&mut h, list);
     h.0

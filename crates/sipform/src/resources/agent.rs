@@ -23,12 +23,12 @@ const ONE: &str = "/api/agents/:id";
 pub struct Agent;
 
 /// `config.restaurantId` of a server agent.
-pub fn restaurant_of(o: &ServerObject) -> Option<&str> {
+pub(crate) fn restaurant_of(o: &ServerObject) -> Option<&str> {
     o.lookup("config.restaurantId")?.as_str()
 }
 
 /// The final customer a server agent points at (ignored when not a valid id).
-pub fn final_customer_of(o: &ServerObject) -> Option<ObjectId> {
+pub(crate) fn final_customer_of(o: &ServerObject) -> Option<ObjectId> {
     o.str_field("finalCustomerId")
         .and_then(|s| ObjectId::parse(s).ok())
 }
@@ -55,7 +55,7 @@ pub fn adopt<'a>(
 /// The agent the platform's row names, when it exists, no other restaurant's state holds it,
 /// and its `config.restaurantId` (if any) is this restaurant's: the platform decides which of
 /// several agents a restaurant uses.
-pub fn by_row<'a>(
+pub(crate) fn by_row<'a>(
     restaurant: &RestaurantId,
     row: Option<&ObjectId>,
     index: &Index<'a>,

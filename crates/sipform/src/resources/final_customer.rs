@@ -20,7 +20,7 @@ const ONE: &str = "/api/final-customers/:id";
 pub struct FinalCustomer;
 
 /// Whether a server final customer has the desired name and email (absent email = null).
-pub fn same_identity(o: &ServerObject, body: &Value) -> bool {
+pub(crate) fn same_identity(o: &ServerObject, body: &Value) -> bool {
     o.get("name") == body.get("name")
         && crate::compare::same(
             o.get("email").unwrap_or(&Value::Null),

@@ -73,7 +73,7 @@ impl<'a> Index<'a> {
 
     /// The objects of kind `r` whose key ([`super::Kind::key_of`]: the name) is `key`, in
     /// the order the server listed them.
-    pub fn by_key(&self, r: Resource, key: &str) -> &[&'a ServerObject] {
+    pub(crate) fn by_key(&self, r: Resource, key: &str) -> &[&'a ServerObject] {
         lookup(&self.by_key, r, key)
     }
 
@@ -85,7 +85,11 @@ impl<'a> Index<'a> {
 
     /// The restaurants claimed by the objects that link to this one (an agent's
     /// `config.restaurantId` for its final customer): whose it is, when it claims nothing itself.
-    pub fn linkers_claim(&self, r: Resource, id: &ObjectId) -> impl Iterator<Item = &'a str> + '_ {
+    pub(crate) fn linkers_claim(
+        &self,
+        r: Resource,
+        id: &ObjectId,
+    ) -> impl Iterator<Item = &'a str> + '_ {
         self.linked
             .get(&(r, id.clone()))
             .into_iter()

@@ -20,8 +20,8 @@ pub use crate::model::resource::Resource;
 use crate::model::spec::DesiredRestaurant;
 use crate::remote::{Client, ClientError, Created, Secrets, ServerObject};
 use crate::state::{Change, RestaurantState};
-pub use actual::Actual;
-pub use index::Index;
+pub(crate) use actual::Actual;
+pub(crate) use index::Index;
 
 pub mod account;
 pub mod actual;
@@ -380,13 +380,13 @@ impl Kinds {
     }
 
     /// The kinds of shape [`Shape::Many`] living under `parent`.
-    pub fn children_of(&self, parent: Resource) -> impl Iterator<Item = &dyn Kind> {
+    pub(crate) fn children_of(&self, parent: Resource) -> impl Iterator<Item = &dyn Kind> {
         self.iter()
             .filter(move |k| k.shape() == Shape::Many && k.parent() == Some(parent))
     }
 
     /// The kinds of shape [`Shape::One`], in order.
-    pub fn singletons(&self) -> impl Iterator<Item = &dyn Kind> {
+    pub(crate) fn singletons(&self) -> impl Iterator<Item = &dyn Kind> {
         self.iter().filter(|k| k.shape() == Shape::One)
     }
 }

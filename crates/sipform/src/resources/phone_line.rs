@@ -29,17 +29,17 @@ const LIST: &str = "/api/agents/:id/phone-lines";
 const ONE: &str = "/api/agents/:id/phone-lines/:lineId";
 
 /// The write-only key.
-pub const PASSWORD: &str = "sipPassword";
+pub(crate) const PASSWORD: &str = "sipPassword";
 /// The marker's key: `{"fromEnv": "NAME"}` stands for the value of `$NAME`.
 const FROM_ENV: &str = "fromEnv";
 /// State slots (kinds in [`RestaurantState::objects`]) of the password's hash and salt.
-pub const HASH_SLOT: &str = "phoneLinePassword";
-pub const SALT_SLOT: &str = "phoneLinePasswordSalt";
+pub(crate) const HASH_SLOT: &str = "phoneLinePassword";
+pub(crate) const SALT_SLOT: &str = "phoneLinePasswordSalt";
 
 pub struct PhoneLine;
 
 /// `sha256(salt || password)`, lower-case hex.
-pub fn fingerprint(salt: &str, password: &str) -> String {
+pub(crate) fn fingerprint(salt: &str, password: &str) -> String {
     let mut h = Sha256::new();
     h.update(salt.as_bytes());
     h.update(password.as_bytes());

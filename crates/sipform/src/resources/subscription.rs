@@ -36,7 +36,7 @@ const SLOT: &str = "billing";
 
 /// `billing.plan` values with a meaning of their own.
 pub const DEFAULT: &str = "default";
-pub const NONE: &str = "none";
+pub(crate) const NONE: &str = "none";
 
 #[derive(Default)]
 pub struct Subscription {

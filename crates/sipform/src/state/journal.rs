@@ -24,7 +24,7 @@ use crate::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, Restauran
 use crate::model::secret::Secret;
 
 /// The first bytes of every journal; the last byte is the framing's format version.
-pub const MAGIC: &[u8; 8] = b"SIPFJNL\x01";
+pub(crate) const MAGIC: &[u8; 8] = b"SIPFJNL\x01";
 
 /// Length prefix + checksum.
 const FRAME_HEADER: usize = 4 + 8;

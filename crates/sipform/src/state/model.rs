@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use crate::model::revision::AppliedRevision;
+pub(crate) use crate::model::revision::AppliedRevision;
 
 use crate::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
 use crate::model::secret::Secret;
@@ -21,7 +21,7 @@ use crate::model::secret::Secret;
 /// A small map kept as a sorted vector of pairs: a restaurant's 12 tools are one allocation
 /// where a `BTreeMap` takes three nodes (state of 10,000 restaurants: about 20 MB less). Same
 /// order, same JSON object.
-pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
+pub(crate) type SmallMap<K, V> = litemap::LiteMap<K, V>;
 
 pub const STATE_FORMAT_VERSION: u32 = 3;
 
@@ -333,7 +333,9 @@ impl State {
     /// `(what, id, first restaurant, second restaurant)`. One object belongs to one restaurant;
     /// a hand edit or a bad migration that maps another restaurant to it would rewrite it with
     /// the wrong restaurant.
-    pub fn shared_remote_id(&self) -> Option<(&'static str, String, RestaurantId, RestaurantId)> {
+    pub(crate) fn shared_remote_id(
+        &self,
+    ) -> Option<(&'static str, String, RestaurantId, RestaurantId)> {
         let mut agents: BTreeMap<&str, &RestaurantId> = BTreeMap::new();
         let mut customers: BTreeMap<&str, &RestaurantId> = BTreeMap::new();
         for (r, e) in &self.restaurants {

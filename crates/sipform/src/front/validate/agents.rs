@@ -231,7 +231,7 @@ fn rendered_diag(
 
 /// The template line writing the field at `pointer`: each key of the pointer is looked for,
 /// in order, as `key:` at the start of a line after the previous one.
-pub fn template_position(source: &str, pointer: &str) -> (usize, usize) {
+pub(crate) fn template_position(source: &str, pointer: &str) -> (usize, usize) {
     let lines: Vec<&str> = source.lines().collect();
     let mut at = (1, 1);
     let mut from = 0;

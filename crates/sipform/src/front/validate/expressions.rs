@@ -4,7 +4,7 @@
 use crate::front::expr::{Reference, Root};
 
 /// The context keys the session's `initialContext` provides (contract, Expressions table).
-pub const INITIAL_CONTEXT_KEYS: &[&str] = &[
+pub(crate) const INITIAL_CONTEXT_KEYS: &[&str] = &[
     "item_map",
     "customer_id",
     "customer_name",
@@ -17,7 +17,7 @@ pub const INITIAL_CONTEXT_KEYS: &[&str] = &[
 ];
 
 /// The context keys the server sets itself.
-pub const SERVER_CONTEXT_KEYS: &[&str] = &["call_id", "caller_phone"];
+pub(crate) const SERVER_CONTEXT_KEYS: &[&str] = &["call_id", "caller_phone"];
 
 /// Where an expression sits decides which roots it may use.
 pub(super) fn allowed_roots(pointer: &str) -> &'static [Root] {

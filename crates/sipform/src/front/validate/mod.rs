@@ -27,10 +27,7 @@ use crate::model::spec::{
     Desired, DesiredPhoneLine, DesiredRestaurant, Project, Restaurant, SharedTools, ToolSpec,
 };
 
-pub use agents::template_position;
 use agents::RenderedOne;
-pub use expressions::{INITIAL_CONTEXT_KEYS, SERVER_CONTEXT_KEYS};
-pub use tools::is_absolute_http;
 
 /// The project and everything it wants to exist.
 #[derive(Debug, Clone)]
@@ -59,7 +56,7 @@ pub struct Report {
 impl Report {
     /// Every problem is an error: the report only when no restaurant was skipped (what
     /// `validate`, `render` and the library's `desired*` functions want).
-    pub fn into_strict(self) -> Result<Report, Diagnostics> {
+    pub(crate) fn into_strict(self) -> Result<Report, Diagnostics> {
         if self.skipped.is_empty() {
             Ok(self)
         } else {
@@ -70,7 +67,7 @@ impl Report {
 
 /// The problems of skipped restaurants, one list; a template mistake that fails many
 /// restaurants the same way is one line with a count.
-pub fn skipped_diagnostics(skipped: &[Skipped]) -> Diagnostics {
+pub(crate) fn skipped_diagnostics(skipped: &[Skipped]) -> Diagnostics {
     let mut all = Diagnostics::default();
     for s in skipped {
         all.extend(s.diagnostics.clone());
@@ -93,7 +90,7 @@ pub fn desired_with(
 }
 
 /// [`check`] with restaurants read elsewhere (the platform's database).
-pub fn check_with(
+pub(crate) fn check_with(
     root: &Path,
     env: &RenderEnv,
     restaurants: Vec<Sourced<Restaurant>>,
@@ -110,7 +107,7 @@ pub fn check(root: &Path, env: &RenderEnv) -> Result<Report, Diagnostics> {
 /// restaurants from `restaurants` when given, else from the project's files inventory. Every
 /// problem is an error, a skipped restaurant's too (see [`check_inventory`] for a run that
 /// goes on without them).
-pub fn check_project(
+pub(crate) fn check_project(
     root: &Path,
     project: Project,
     env: &RenderEnv,
@@ -141,7 +138,7 @@ fn read_files_inventory(root: &Path, project: &Project) -> Result<InventoryRead,
 /// restaurant shares (tools, the template's syntax, `sipform.yaml`, an unreadable inventory
 /// folder) fails the whole check, with every problem found. `inventory` is what the
 /// inventory read (restaurants and rows already refused); `None` reads the project's files.
-pub fn check_inventory(
+pub(crate) fn check_inventory(
     root: &Path,
     project: Project,
     env: &RenderEnv,

@@ -49,7 +49,7 @@ pub(super) fn id_problems(entries: &[Entry]) -> Vec<Diagnostics> {
 
 /// The voices the server's realtime model (`aiModel: gpt-realtime`) speaks with: any other
 /// `ai_voice` is refused by the server at call time, so it is refused here, per restaurant.
-pub const KNOWN_VOICES: &[&str] = &[
+pub(crate) const KNOWN_VOICES: &[&str] = &[
     "alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer", "verse",
 ];
 

@@ -311,7 +311,7 @@ fn list(ids: &[String]) -> String {
 }
 
 /// `http://host…` or `https://host…` with a non-empty host.
-pub fn is_absolute_http(url: &str) -> bool {
+pub(crate) fn is_absolute_http(url: &str) -> bool {
     let Some(rest) = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))

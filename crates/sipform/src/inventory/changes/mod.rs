@@ -25,15 +25,15 @@ use super::table::{PlatformTable, PLATFORM_COLUMNS, TOKEN_COLUMNS};
 use crate::db::{with_pool, DbError, Engine, Pool};
 use crate::model::ids::RestaurantId;
 
-pub use catalog::Catalog;
-pub use sql::CHANNEL;
+pub(crate) use catalog::Catalog;
+pub(crate) use sql::CHANNEL;
 
 /// Most entries read per look; the rest come at the next one, at once.
 const MAX_READ: i64 = 5000;
 
 /// How long `install` waits for the platform's locks before giving up: a deploy must never
 /// queue the platform's reads behind sipform's DDL for long.
-pub const INSTALL_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const INSTALL_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The change log of one platform table.
 #[derive(Clone)]

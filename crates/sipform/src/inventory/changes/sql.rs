@@ -12,16 +12,16 @@
 use crate::db::{quote_ident, TableName};
 
 /// The PostgreSQL channel the trigger notifies (a wake-up only: the ids are in the log).
-pub const CHANNEL: &str = "sipform_restaurant_changes";
+pub(crate) const CHANNEL: &str = "sipform_restaurant_changes";
 
 /// The version of the feed's SQL, in a comment on each trigger: an older feed (whose trigger
 /// named columns) is not "installed" and is replaced by `install-trigger`.
-pub const VERSION_MARK: &str = "sipform feed 2";
+pub(crate) const VERSION_MARK: &str = "sipform feed 2";
 
 /// The columns sipform writes back: an update of only these is not a change (the controller's
 /// own write-back must not wake it), unless one of them is emptied (the platform wiped it: the
 /// controller must put it back).
-pub const WRITE_BACK: &[&str] = &[
+pub(crate) const WRITE_BACK: &[&str] = &[
     "agent_id",
     "final_customer_id",
     "agent_api_token",
@@ -69,7 +69,7 @@ impl Names {
     }
 
     /// The triggers on `phone_lines`, unquoted.
-    pub fn line_triggers(&self, postgres: bool) -> Vec<String> {
+    pub(crate) fn line_triggers(&self, postgres: bool) -> Vec<String> {
         let base = &self.table.name;
         if postgres {
             vec![format!("{base}_sipform_lines")]

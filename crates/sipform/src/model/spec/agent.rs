@@ -14,7 +14,7 @@ use crate::model::ids::RestaurantId;
     title = "sipform rendered agent",
     description = "One restaurant's FinalCustomer and Agent, as rendered by templates/agent.yaml.j2."
 )]
-pub struct RenderedAgent {
+pub(crate) struct RenderedAgent {
     pub final_customer: FinalCustomerSpec,
     pub agent: AgentSpec,
 }

@@ -315,7 +315,7 @@ fn default_table() -> String {
 impl InventoryConfig {
     /// The folder of restaurant files, for a files inventory (the offline checks read it
     /// directly; every other reader goes through `inventory::open`).
-    pub fn files_dir(&self) -> Option<&std::path::Path> {
+    pub(crate) fn files_dir(&self) -> Option<&std::path::Path> {
         match self {
             InventoryConfig::Files { path } => Some(path),
             InventoryConfig::Database { .. } => None,

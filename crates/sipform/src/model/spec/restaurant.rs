@@ -164,7 +164,7 @@ pub enum SipTransport {
 /// either case (the same rule as the schema's pattern for `Restaurant.id`). Inventory ids are
 /// tenant data spliced into `externalSessionUrl` and used as state keys: an id like `x?y/../`
 /// or `=1+1` must be refused where it enters, never sent.
-pub fn is_restaurant_id(s: &str) -> bool {
+pub(crate) fn is_restaurant_id(s: &str) -> bool {
     const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == GROUPS.len()

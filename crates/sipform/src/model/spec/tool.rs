@@ -121,7 +121,7 @@ pub enum ConditionOperator {
 
 impl ConditionOperator {
     /// `eq` and `neq` compare with a value; the others look at the key alone.
-    pub fn needs_value(self) -> bool {
+    pub(crate) fn needs_value(self) -> bool {
         matches!(self, ConditionOperator::Eq | ConditionOperator::Neq)
     }
 }

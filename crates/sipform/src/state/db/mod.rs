@@ -54,7 +54,7 @@ use crate::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId};
 use crate::model::secret::Secret;
 
 /// Version of sipform's own table layout.
-pub const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// The first layout with `project` and `objects` columns.
 const SCHEMA_WITH_PROJECTS: i64 = 2;
