@@ -90,6 +90,10 @@ pub struct Overrides {
 pub struct Settings {
     /// The project folder: relative paths in `sipform.yaml` are relative to it.
     pub root: PathBuf,
+    /// The git repository holding the configuration's history, where it is not `root` (the
+    /// controller's mirror of a followed repository): where the revision guard asks whether a
+    /// recorded commit is an ancestor of the one in use.
+    pub history: Option<PathBuf>,
     /// Without a trailing slash.
     pub server_url: String,
     /// `X-API-Key`; `None` sends no header.
@@ -144,6 +148,11 @@ fn process_env(key: &str) -> Option<String> {
 }
 
 impl Settings {
+    /// The repository a recorded commit is looked up in: [`Settings::history`], else `root`.
+    pub fn history_root(&self) -> &Path {
+        self.history.as_deref().unwrap_or(&self.root)
+    }
+
     /// Reads `root/sipform.yaml` and resolves it with the process environment and `overrides`.
     pub fn load(root: &Path, overrides: &Overrides) -> Result<Settings, ConfigError> {
         let project = load::load_project_file(root)?;
@@ -210,6 +219,7 @@ impl Settings {
             .or_else(|| env("NEXT_PUBLIC_APP_URL").filter(|s| !s.trim().is_empty()))
             .unwrap_or(project.app.url);
         Settings {
+            history: None,
             root: root.to_path_buf(),
             server_url: server_url.trim_end_matches('/').to_string(),
             api_key,

@@ -457,7 +457,7 @@ impl Follow {
     /// Loads `snap` and records it as the commit in use.
     fn load(&self, snap: &Snapshot, opts: &Options, work: &Path) -> Result<Config, OpsError> {
         let mut config = Config::load_from(&snap.project, &opts.root, &opts.overrides, Some(work))?;
-        config.at_commit(&snap.commit)?;
+        config.at_commit(&snap.commit, &self.source.mirror())?;
         if let Err(e) = self.source.record(&snap.commit) {
             tracing::warn!(target: LOG_TARGET, "controller: {e}");
         }

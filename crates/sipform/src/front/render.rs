@@ -139,7 +139,7 @@ impl Renderer {
         })?;
         let source = String::from_utf8(bytes).map_err(|e| RenderError {
             line: None,
-            message: format!("cannot read the template: {e}"),
+            message: format!("cannot read the template: not valid UTF-8 ({e})"),
         })?;
         Renderer::new(path, source)
     }

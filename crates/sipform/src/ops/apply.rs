@@ -95,7 +95,7 @@ impl<'w> ApplyRun<'w> {
             Some(r) => r.clone(),
             None => self.ws.revision()?.clone(),
         };
-        let judged = Judged::new(&self.ws.settings().root, &own, plan, &self.state);
+        let judged = Judged::new(self.ws.settings().history_root(), &own, plan, &self.state);
         let ids = plan.restaurants.iter().map(|r| &r.restaurant_id);
         let records = judged.records(&own, ids, &self.state);
         if records.is_empty() {
@@ -146,7 +146,7 @@ pub async fn apply_plan(
         .or_else(|| ws.revision().ok().cloned());
     let judged = own
         .as_ref()
-        .map(|own| Judged::new(&ws.settings().root, own, plan, &state));
+        .map(|own| Judged::new(ws.settings().history_root(), own, plan, &state));
     let to_apply = judged
         .as_ref()
         .and_then(|j| j.narrowed.as_ref())

@@ -116,7 +116,7 @@ pub(crate) async fn plan_over<S: ServerView>(
     // Which revision it is made from, and where applying it would go back or be refused.
     let revision = ws.revision()?.clone();
     plan.revision_notes =
-        super::revision_guard::judge(&ws.settings().root, &revision, &plan, state);
+        super::revision_guard::judge(ws.settings().history_root(), &revision, &plan, state);
     plan.revision = Some(revision);
     Ok(plan)
 }
