@@ -6,30 +6,9 @@ mod common;
 use common::controller::*;
 use common::*;
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
 
 const TOKEN: &str = "source-test-token";
-
-/// `git` with an identity, in `dir`; panics with git's stderr on failure.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=CI", "-c", "user.email=ci@example.com"])
-        .args(args)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// origin (bare) and a clone holding the bundled project (sipform.yaml, tools, template, the
 /// platform's document), pushed to `main`.

@@ -6,12 +6,8 @@
 
 mod common;
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use common::controller::*;
-use common::db::{Engine, TestDb};
+use common::db::{platform_encrypt, Engine, TestDb};
 use common::*;
 
 const KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -24,26 +20,6 @@ fn password(i: usize, round: u32) -> String {
     format!("Feed{round}pw{i}-Zr51-sipsecret")
 }
 
-/// The platform's `encrypt()` (see tests/phone_lines_db.rs): PBKDF2 of the key salted with the
-/// line id, AES-256-GCM, `iv:tag:ciphertext` in base64.
-fn platform_encrypt(line: &str, plain: &str) -> String {
-    let master = hex::decode(KEY).expect("hex key");
-    let mut key = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&master, line.as_bytes(), 100_000, &mut key);
-    let cipher = Aes256Gcm::new(&key.into());
-    let iv: [u8; 12] = rand::random();
-    let mut sealed = cipher
-        .encrypt(Nonce::from_slice(&iv), plain.as_bytes())
-        .expect("encrypt");
-    let tag = sealed.split_off(sealed.len() - 16);
-    format!(
-        "{}:{}:{}",
-        STANDARD.encode(iv),
-        STANDARD.encode(tag),
-        STANDARD.encode(sealed)
-    )
-}
-
 /// The password the emulator holds for restaurant `i`'s line.
 fn server_password(emu: &sipform_emulator::EmulatorHandle, i: usize) -> Option<String> {
     let agent = agent_of(emu, i)?;
@@ -54,7 +30,7 @@ fn server_password(emu: &sipform_emulator::EmulatorHandle, i: usize) -> Option<S
 async fn set_password(db: &TestDb, i: usize, round: u32) {
     db.exec(&format!(
         "UPDATE phone_lines SET sip_password = '{}' WHERE id = {}",
-        platform_encrypt(&line_id(i), &password(i, round)),
+        platform_encrypt(KEY, &line_id(i), &password(i, round)),
         db.id_literal(&line_id(i))
     ))
     .await;
@@ -69,7 +45,7 @@ async fn the_sip_forms_two_commits_reach_the_server(engine: Engine) {
         "INSERT INTO phone_lines (id, restaurant_id, phone_number, provider, sip_transport, sip_domain, sip_username, sip_password) VALUES ({}, {}, '+33141000000', 'sip', 'udp', 'sip.example.net', 'user0', '{}')",
         db.id_literal(&line_id(0)),
         db.id_literal(&rid(0)),
-        platform_encrypt(&line_id(0), &password(0, 1)),
+        platform_encrypt(KEY, &line_id(0), &password(0, 1)),
     ))
     .await;
     let dir = project_on(&db);
@@ -91,7 +67,7 @@ async fn the_sip_forms_two_commits_reach_the_server(engine: Engine) {
         db.id_literal(&rid(0))
     ))
     .await;
-    let encrypted = platform_encrypt(&line_id(0), &password(0, 2));
+    let encrypted = platform_encrypt(KEY, &line_id(0), &password(0, 2));
     db.exec(&format!(
         "UPDATE phone_lines SET sip_password = '{encrypted}' WHERE id = {}",
         db.id_literal(&line_id(0))

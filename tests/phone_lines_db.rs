@@ -11,11 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use common::db::{Engine, TestDb};
+use common::db::{platform_encrypt, Engine, TestDb};
 use common::*;
 use serde_json::Value;
 
@@ -34,25 +30,6 @@ fn number(i: usize) -> String {
 
 fn password(i: usize, round: u32) -> String {
     format!("Db{round}pw{i}-Kq83-sipsecret")
-}
-
-/// The platform's `encrypt()`: a fresh random IV each time, so two encryptions differ.
-fn platform_encrypt(master_hex: &str, line: &str, plain: &str) -> String {
-    let master = hex::decode(master_hex).expect("hex key");
-    let mut key = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&master, line.as_bytes(), 100_000, &mut key);
-    let cipher = Aes256Gcm::new(&key.into());
-    let iv: [u8; 12] = rand::random();
-    let mut sealed = cipher
-        .encrypt(Nonce::from_slice(&iv), plain.as_bytes())
-        .expect("encrypt");
-    let tag = sealed.split_off(sealed.len() - 16);
-    format!(
-        "{}:{}:{}",
-        STANDARD.encode(iv),
-        STANDARD.encode(tag),
-        STANDARD.encode(sealed)
-    )
 }
 
 /// `n` restaurants, each with its line: SIP with credentials encrypted under `KEY`, except

@@ -407,23 +407,11 @@ async fn state_files_are_created_private() {
 /// state file; only the server gets the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_platform_key_or_decrypted_password_anywhere() {
-    use aes_gcm::aead::{Aead, KeyInit};
-    use base64::Engine as _;
     const MASTER: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
     const DB_PASSWORD: &str = "sip_SECRET_dbpw_Vn27Rq";
     let line = "33333333-0000-4000-8000-000000000001";
-    let stored = {
-        let master = hex::decode(MASTER).expect("hex");
-        let mut key = [0u8; 32];
-        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&master, line.as_bytes(), 100_000, &mut key);
-        let iv = [9u8; 12];
-        let mut sealed = aes_gcm::Aes256Gcm::new(&key.into())
-            .encrypt(aes_gcm::Nonce::from_slice(&iv), DB_PASSWORD.as_bytes())
-            .expect("encrypt");
-        let tag = sealed.split_off(sealed.len() - 16);
-        let b = base64::engine::general_purpose::STANDARD;
-        format!("{}:{}:{}", b.encode(iv), b.encode(tag), b.encode(sealed))
-    };
+    let stored = common::db::platform_encrypt_with_iv(MASTER, line, DB_PASSWORD, [9u8; 12]);
+
     let db = common::db::TestDb::new(common::db::Engine::Sqlite).await;
     db.create_restaurants("restaurants").await;
     db.create_phone_lines().await;

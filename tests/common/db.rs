@@ -241,3 +241,25 @@ fn platform_ddl(engine: Engine, which: &str, table: &str, restaurants: &str) -> 
         }
     }
 }
+
+/// The platform's `encrypt()` of a SIP password: PBKDF2 (100,000 rounds) of the hex master key
+/// salted with the line's id, AES-256-GCM under a fresh random IV, `iv:tag:ciphertext` in
+/// base64 (so two encryptions of one password differ).
+pub fn platform_encrypt(master_hex: &str, line: &str, plain: &str) -> String {
+    platform_encrypt_with_iv(master_hex, line, plain, rand::random())
+}
+
+/// [`platform_encrypt`] with a given IV (a stored value a test compares byte for byte).
+pub fn platform_encrypt_with_iv(master_hex: &str, line: &str, plain: &str, iv: [u8; 12]) -> String {
+    use aes_gcm::aead::{Aead, KeyInit};
+    use base64::Engine as _;
+    let master = hex::decode(master_hex).expect("hex key");
+    let mut key = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&master, line.as_bytes(), 100_000, &mut key);
+    let mut sealed = aes_gcm::Aes256Gcm::new(&key.into())
+        .encrypt(aes_gcm::Nonce::from_slice(&iv), plain.as_bytes())
+        .expect("encrypt");
+    let tag = sealed.split_off(sealed.len() - 16);
+    let b = base64::engine::general_purpose::STANDARD;
+    format!("{}:{}:{}", b.encode(iv), b.encode(tag), b.encode(sealed))
+}

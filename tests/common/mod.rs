@@ -203,6 +203,33 @@ pub async fn emulator_with(faults: Faults, seed: u64) -> EmulatorHandle {
     .expect("emulator starts")
 }
 
+/// `git -C dir args…` with a fixed identity and no system configuration, which must succeed;
+/// its standard output, trimmed (local repositories standing for CI, origin, a controller).
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=ci", "-c", "user.email=ci@example.com"])
+        .args([
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Runs the binary in `dir` against `url`; never inherits a real server or key.
 pub fn sipform(dir: &Path, url: &str, args: &[&str]) -> Output {
     command(dir, url, args).output().expect("run sipform")

@@ -122,6 +122,15 @@ impl Config {
         Ok(())
     }
 
+    /// `next`, when it loaded and may replace this one ([`Config::check_replaceable`]).
+    pub fn admit(&self, next: Result<Config, OpsError>) -> Result<Config, OpsError> {
+        next.and_then(|n| {
+            self.check_replaceable(&n)
+                .map(|_| n)
+                .map_err(OpsError::Conflict)
+        })
+    }
+
     /// Whether `next` may replace this one in a running controller: the inventory and state
     /// backend are opened once, so changing them needs a restart.
     pub(crate) fn check_replaceable(&self, next: &Config) -> Result<(), String> {

@@ -238,12 +238,11 @@ async fn reload(
         // A new commit is a rollout: every restaurant, whatever the digest says.
         return r.map(|f| matches!(f, Followed::Switched));
     }
-    let next = Config::load(&opts.root, &opts.overrides, opts.work_dir.as_deref()).and_then(|n| {
-        config
-            .check_replaceable(&n)
-            .map(|_| n)
-            .map_err(OpsError::Conflict)
-    });
+    let next = config.admit(Config::load(
+        &opts.root,
+        &opts.overrides,
+        opts.work_dir.as_deref(),
+    ));
     match next {
         Ok(next) => {
             let changed = next.digest != config.digest;

@@ -428,12 +428,7 @@ impl Follow {
                 config.commit.as_deref().unwrap_or("?")
             ));
         }
-        let next = self.load(&snap, opts, &config.work_dir).and_then(|n| {
-            config
-                .check_replaceable(&n)
-                .map(|_| n)
-                .map_err(OpsError::Conflict)
-        });
+        let next = config.admit(self.load(&snap, opts, &config.work_dir));
         match next {
             Ok(next) => {
                 tracing::info!(target: LOG_TARGET, "controller: {} {}: switched to commit {}; every restaurant is queued", self.source.repo(), self.source.settings.branch, snap.commit);
