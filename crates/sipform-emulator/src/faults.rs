@@ -247,24 +247,12 @@ impl FaultState {
     /// Decides every fault for one request, in a fixed order (in-flight, rate limit, reset,
     /// latency, error, commit-then-fail), drawing from the RNG only for rules that match.
     pub fn decide(&mut self, method: &str, route: &str, in_flight: usize) -> Decision {
-        let mut d = Decision::default();
-        if let Some(max) = self.faults.max_in_flight {
-            if in_flight > max as usize {
-                d.reject = Some((503, None));
-                return d;
-            }
-        }
-        if let Some(rl) = self.faults.rate_limit.clone() {
-            let now = Instant::now();
-            let elapsed = now.duration_since(self.last).as_secs_f64();
-            self.last = now;
-            self.tokens = (self.tokens + elapsed * rl.per_second).min(f64::from(rl.burst));
-            if self.tokens >= 1.0 {
-                self.tokens -= 1.0;
-            } else {
-                d.reject = Some((429, Some(rl.retry_after_sec)));
-                return d;
-            }
+        let mut d = Decision {
+            reject: self.rejection(in_flight),
+            ..Decision::default()
+        };
+        if d.reject.is_some() {
+            return d;
         }
         let resets: Vec<f64> = self
             .faults
@@ -305,6 +293,35 @@ impl FaultState {
                 return d;
             }
         }
+        self.after_success(&mut d, method, route);
+        d
+    }
+
+    /// Over `max_in_flight` (503), or out of rate-limit tokens (429 with its `Retry-After`).
+    fn rejection(&mut self, in_flight: usize) -> Option<(u16, Option<u64>)> {
+        if self
+            .faults
+            .max_in_flight
+            .is_some_and(|max| in_flight > max as usize)
+        {
+            return Some((503, None));
+        }
+        let rl = self.faults.rate_limit.clone()?;
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * rl.per_second).min(f64::from(rl.burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            None
+        } else {
+            Some((429, Some(rl.retry_after_sec)))
+        }
+    }
+
+    /// The faults that apply once the request succeeds: commit-then-fail, then (only for a
+    /// DELETE, drawn last so the other faults replay as before) an ignored delete.
+    fn after_success(&mut self, d: &mut Decision, method: &str, route: &str) {
         let ctf: Vec<(f64, CommitFailMode)> = self
             .faults
             .commit_then_fail
@@ -332,7 +349,6 @@ impl FaultState {
                 break;
             }
         }
-        d
     }
 }
 

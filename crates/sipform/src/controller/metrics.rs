@@ -67,6 +67,68 @@ impl Default for Metrics {
     }
 }
 
+/// The controller's metrics, `sipform_controller_<name>`, and their `# HELP` text.
+const HELP: &[(&str, &str)] = &[
+    (
+        "queue_depth",
+        "Restaurants waiting to be reconciled (due or backing off)",
+    ),
+    (
+        "parked",
+        "Restaurants parked after a fatal error, until their row changes",
+    ),
+    (
+        "reconciles",
+        "Restaurant reconciles by result (ok, changed, transient, fatal, held)",
+    ),
+    (
+        "reconcile_duration_seconds",
+        "Time from taking a batch to its restaurants being reconciled",
+    ),
+    (
+        "reloads",
+        "Configuration reloads by result (ok, refused)",
+    ),
+    (
+        "leader",
+        "1 when this controller is the active one",
+    ),
+    (
+        "feed_connected",
+        "1 when the change feed works: installed, and its LISTEN (PostgreSQL) or data_version watch (SQLite) up",
+    ),
+    (
+        "feed_installed",
+        "1 when the change log and its triggers are installed (checked from the catalog)",
+    ),
+    (
+        "server_requests",
+        "Requests to sip-agent-server (kind: request or retry)",
+    ),
+    (
+        "seconds_since_full_resync",
+        "Seconds since the last full resync ended (since start when none has)",
+    ),
+    (
+        "source_last_error",
+        "1 when the newest commit of controller.source was refused or could not be fetched",
+    ),
+];
+
+/// Registers `metric` in `registry` under `name` (its help from [`HELP`]) and gives it back (a
+/// handle to the same series: prometheus-client metrics are shared by clone).
+fn registered<M>(registry: &mut Registry, name: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    let help = HELP
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, h)| *h);
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         // `sipform_config_info` names the configuration, not the controller: the root
@@ -78,76 +140,33 @@ impl Metrics {
             "The configuration revision in use (commit empty outside git); always 1",
             config_info.clone(),
         );
-        let registry = root.sub_registry_with_prefix("controller");
-        let queue_depth = Gauge::default();
-        let parked = Gauge::default();
-        let reconciles = Family::<ResultLabel, Counter>::default();
-        let reconcile_seconds = Histogram::new([
-            0.025, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ]);
-        let reloads = Family::<ResultLabel, Counter>::default();
-        let leader = Gauge::default();
-        let feed_connected = Gauge::default();
-        let feed_installed = Gauge::default();
-        feed_installed.set(1);
-        let server_requests = Family::<KindLabel, Counter>::default();
-        let since_resync = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "queue_depth",
-            "Restaurants waiting to be reconciled (due or backing off)",
-            queue_depth.clone(),
-        );
-        registry.register(
-            "parked",
-            "Restaurants parked after a fatal error, until their row changes",
-            parked.clone(),
-        );
-        registry.register(
-            "reconciles",
-            "Restaurant reconciles by result (ok, changed, transient, fatal, held)",
-            reconciles.clone(),
-        );
-        registry.register(
+        let r = root.sub_registry_with_prefix("controller");
+        let queue_depth = registered(r, "queue_depth", Gauge::default());
+        let parked = registered(r, "parked", Gauge::default());
+        let reconciles = registered(r, "reconciles", Family::<ResultLabel, Counter>::default());
+        let reconcile_seconds = registered(
+            r,
             "reconcile_duration_seconds",
-            "Time from taking a batch to its restaurants being reconciled",
-            reconcile_seconds.clone(),
+            Histogram::new([
+                0.025, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
         );
-        registry.register(
-            "reloads",
-            "Configuration reloads by result (ok, refused)",
-            reloads.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 when this controller is the active one",
-            leader.clone(),
-        );
-        registry.register(
-            "feed_connected",
-            "1 when the change feed works: installed, and its LISTEN (PostgreSQL) or data_version watch (SQLite) up",
-            feed_connected.clone(),
-        );
-        registry.register(
-            "feed_installed",
-            "1 when the change log and its triggers are installed (checked from the catalog)",
-            feed_installed.clone(),
-        );
-        registry.register(
+        let reloads = registered(r, "reloads", Family::<ResultLabel, Counter>::default());
+        let leader = registered(r, "leader", Gauge::default());
+        let feed_connected = registered(r, "feed_connected", Gauge::default());
+        let feed_installed = registered(r, "feed_installed", Gauge::default());
+        feed_installed.set(1);
+        let server_requests = registered(
+            r,
             "server_requests",
-            "Requests to sip-agent-server (kind: request or retry)",
-            server_requests.clone(),
+            Family::<KindLabel, Counter>::default(),
         );
-        registry.register(
+        let since_resync = registered(
+            r,
             "seconds_since_full_resync",
-            "Seconds since the last full resync ended (since start when none has)",
-            since_resync.clone(),
+            Gauge::<f64, AtomicU64>::default(),
         );
-        let source_last_error = Gauge::default();
-        registry.register(
-            "source_last_error",
-            "1 when the newest commit of controller.source was refused or could not be fetched",
-            source_last_error.clone(),
-        );
+        let source_last_error = registered(r, "source_last_error", Gauge::default());
         Metrics {
             registry: root,
             source_last_error,

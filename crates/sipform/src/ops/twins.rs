@@ -24,18 +24,7 @@ pub(crate) async fn twin_duplicates(
     state: &State,
     plan: &mut Plan,
 ) -> Result<(), OpsError> {
-    // What any restaurant's state records is never a duplicate, whatever account holds it.
-    let recorded: HashSet<&str> = state
-        .restaurants
-        .values()
-        .flat_map(|r| {
-            [
-                r.agent_id.as_ref().map(|a| a.as_str()),
-                r.final_customer_id.as_ref().map(|f| f.as_str()),
-            ]
-        })
-        .flatten()
-        .collect();
+    let recorded = recorded_ids(state);
     let accounts = account::list(client)
         .await
         .map_err(|e| ws.server_error(e))?;
@@ -89,6 +78,28 @@ pub(crate) async fn twin_duplicates(
                 .extend(final_customer_of(&a).filter(|f| !recorded.contains(f.as_str())));
         }
     }
+    merge_into(plan, found);
+    Ok(())
+}
+
+/// The agents and final customers any restaurant's state records: never a duplicate, whatever
+/// account holds them.
+fn recorded_ids(state: &State) -> HashSet<&str> {
+    state
+        .restaurants
+        .values()
+        .flat_map(|r| {
+            [
+                r.agent_id.as_ref().map(|a| a.as_str()),
+                r.final_customer_id.as_ref().map(|f| f.as_str()),
+            ]
+        })
+        .flatten()
+        .collect()
+}
+
+/// Adds `found` to the plan's duplicates, one entry per restaurant.
+fn merge_into(plan: &mut Plan, found: Vec<Duplicates>) {
     for d in found {
         match plan
             .duplicates
@@ -102,5 +113,4 @@ pub(crate) async fn twin_duplicates(
             None => plan.duplicates.push(d),
         }
     }
-    Ok(())
 }

@@ -254,41 +254,18 @@ impl State {
                 name,
                 id,
             } => {
-                let e = self.entry(restaurant);
+                let tools = &mut self.entry(restaurant).tools;
                 match id {
-                    Some(id) => {
-                        e.tools.insert(name.clone(), id.clone());
-                    }
-                    None => {
-                        e.tools.remove(name);
-                    }
-                }
+                    Some(id) => tools.insert(name.clone(), id.clone()),
+                    None => tools.remove(name),
+                };
             }
             Change::Object {
                 restaurant,
                 kind,
                 key,
                 id,
-            } => {
-                let e = self.entry(restaurant);
-                match id {
-                    Some(id) => {
-                        e.objects
-                            .entry(kind.clone())
-                            .or_default()
-                            .insert(key.clone(), id.clone());
-                        self.version = self.version.max(FORMAT_WITH_PROJECT_AND_OBJECTS);
-                    }
-                    None => {
-                        if let Some(of_kind) = e.objects.get_mut(kind) {
-                            of_kind.remove(key);
-                            if of_kind.is_empty() {
-                                e.objects.remove(kind);
-                            }
-                        }
-                    }
-                }
-            }
+            } => self.apply_object(restaurant, kind, key, id.as_ref()),
             Change::Suspended {
                 restaurant,
                 suspended,
@@ -310,6 +287,34 @@ impl State {
                 .is_some_and(RestaurantState::is_empty)
             {
                 self.restaurants.remove(r);
+            }
+        }
+    }
+
+    /// [`Change::Object`]: one generic object recorded (`Some`) or forgotten (`None`).
+    fn apply_object(
+        &mut self,
+        restaurant: &RestaurantId,
+        kind: &str,
+        key: &str,
+        id: Option<&ObjectId>,
+    ) {
+        let e = self.entry(restaurant);
+        match id {
+            Some(id) => {
+                e.objects
+                    .entry(kind.to_string())
+                    .or_default()
+                    .insert(key.to_string(), id.clone());
+                self.version = self.version.max(FORMAT_WITH_PROJECT_AND_OBJECTS);
+            }
+            None => {
+                if let Some(of_kind) = e.objects.get_mut(kind) {
+                    of_kind.remove(key);
+                    if of_kind.is_empty() {
+                        e.objects.remove(kind);
+                    }
+                }
             }
         }
     }
