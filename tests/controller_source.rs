@@ -172,3 +172,100 @@ async fn reload_fetches_at_once() {
     })
     .await;
 }
+
+/// Two writers, one branch: CI applies a merged commit from its own clone while the controller
+/// still runs the commit before it (it fetches hourly). The controller never goes back: not at
+/// a full resync, not after a restart on its stale snapshot (origin unreachable); it refuses
+/// those restaurants naming both revisions, then rolls forward once it fetches the new commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_never_reverts_what_ci_applied() {
+    let emu = emulator().await;
+    let repos = Repos::new();
+    let dir = controller_project(&repos, "1h", 2);
+    // CI and the controller share the inventory and the state (absolute paths, committed).
+    let shared = |v: &mut Value| {
+        v["state"]["path"] =
+            Value::String(dir.path().join("sipform.state.json").display().to_string());
+        v["inventory"]["path"] =
+            Value::String(dir.path().join("restaurants").display().to_string());
+    };
+    edit_yaml(&repos.ci.join("sipform.yaml"), shared);
+    edit_yaml(&dir.path().join("sipform.yaml"), shared);
+    let old = repos.set_end_call_description("Raccroche (old).");
+    let mut ctl = start(
+        dir.path(),
+        &emu.base_url(),
+        &[],
+        &[("SIPFORM_CONTROLLER_TOKEN", TOKEN)],
+    );
+    eventually("the old commit provisioned", 60, || async {
+        all_say(&emu, "Raccroche (old).", 2) && tool_count(&emu) == 2 * bundled_tool_count()
+    })
+    .await;
+    assert_eq!(ctl.readyz().await["revision"], old.as_str());
+
+    // CI merges and applies from its clone; the controller has not fetched it.
+    let new = repos.set_end_call_description("Raccroche (new).");
+    let out = sipform(&repos.ci, &emu.base_url(), &["apply", "--auto-approve"]);
+    expect_code(&out, 0);
+    assert!(all_say(&emu, "Raccroche (new).", 2), "{}", all_output(&out));
+
+    // A full resync of the controller, still on the old commit: refused, nothing reverted.
+    let (code, body) = ctl.post("/v1/reconcile", Some(TOKEN)).await;
+    assert!(code < 300, "{code} {body}");
+    let short = |sha: &str| sha[..7].to_string();
+    eventually("the refusal naming both revisions", 60, || async {
+        let log = ctl.log_text();
+        log.contains(&short(&old)) && log.lines().any(|l| l.contains(&short(&new)))
+    })
+    .await;
+    assert!(
+        all_say(&emu, "Raccroche (new).", 2),
+        "the resync reverted CI's apply"
+    );
+
+    // A restart with origin unreachable starts on the last commit it used: still no revert.
+    ctl.signal(libc::SIGTERM);
+    ctl.exited(10).await;
+    let moved = repos.origin.with_extension("away");
+    std::fs::rename(&repos.origin, &moved).expect("hide origin");
+    let mark = writes(&emu);
+    let ctl = start(
+        dir.path(),
+        &emu.base_url(),
+        &[],
+        &[("SIPFORM_CONTROLLER_TOKEN", TOKEN)],
+    );
+    eventually("the restarted controller leading", 60, || async {
+        ctl.is_leader().await
+    })
+    .await;
+    let (code, body) = ctl.post("/v1/reconcile", Some(TOKEN)).await;
+    assert!(code < 300, "{code} {body}");
+    eventually(
+        "the restarted controller's refusal naming CI's revision",
+        60,
+        || async { ctl.log_text().lines().any(|l| l.contains(&short(&new))) },
+    )
+    .await;
+    assert!(
+        all_say(&emu, "Raccroche (new).", 2),
+        "the stale snapshot reverted CI's apply\n{}",
+        ctl.log_text()
+    );
+    assert!(
+        writes_since(&emu, &mark).is_empty(),
+        "nothing written from the stale snapshot: {:?}",
+        writes_since(&emu, &mark)
+    );
+
+    // Origin back and a reload: the controller rolls forward to CI's commit.
+    std::fs::rename(&moved, &repos.origin).expect("origin back");
+    let (code, body) = ctl.post("/v1/reload", Some(TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    eventually("readyz names CI's commit", 60, || async {
+        ctl.readyz().await["revision"] == new.as_str()
+    })
+    .await;
+    assert!(all_say(&emu, "Raccroche (new).", 2));
+}
