@@ -72,6 +72,17 @@ pub(crate) fn push_line(out: &mut String, line: &str) {
     out.push('\n');
 }
 
+/// A tenant value quoted in an error: its first 40 characters, quoted with control characters
+/// escaped (`Debug`), `…` when cut, so a hostile cell cannot flood a terminal or an annotation.
+pub fn excerpt(s: &str) -> String {
+    let head: String = s.chars().take(40).collect();
+    if head.len() < s.len() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,19 +266,21 @@ async fn run(
     let mut said = BTreeMap::new();
     let mut unreachable = false;
     let mut round = targets.clone();
+    let mut state = None;
     // A second round for the restaurants the server answered 404 or 409: the cache was
     // wrong about them; they are re-read and planned again at once.
     for _ in 0..2 {
-        let (v, s, again, down) = cached_round(ctx, &ws, &round, cache).await?;
+        let (v, s, again, down, after) = cached_round(ctx, &ws, &round, cache).await?;
         found.extend(v);
         said.extend(s);
         unreachable |= down;
+        state = Some(after);
         if again.is_empty() {
             break;
         }
         round = again;
     }
-    repair_rows(ctx, &ws, &targets, &mut found).await;
+    repair_rows(ctx, &ws, &targets, state, &mut found).await;
     verdicts.extend(found);
     Ok(Batch {
         verdicts,
@@ -294,9 +296,15 @@ async fn repair_rows(
     ctx: &Ctx<'_>,
     ws: &Workspace,
     targets: &BTreeSet<RestaurantId>,
+    state: Option<State>,
     found: &mut BTreeMap<RestaurantId, Verdict>,
 ) {
-    let repaired = match ws.state().await {
+    // State as the last round left it (still under the lock): no second load.
+    let state = match state {
+        Some(s) => Ok(s),
+        None => ws.state().await,
+    };
+    let repaired = match state {
         Ok(state) => ops::repair::repair_rows(ws, ctx.client, &state, Some(targets)).await,
         Err(e) => Err(e),
     };
@@ -339,23 +347,28 @@ async fn apply_if_needed(
     plan: &Plan,
     state: State,
     progress: &dyn apply::Progress,
-) -> (Option<Report>, Option<ObjectId>) {
+) -> (Option<Report>, Option<ObjectId>, State) {
     if plan.actions().any(|a| a.op() != Op::NoOp) {
         let (report, writer) = ops::apply::apply_plan(ws, ctx.client, plan, state, progress).await;
-        let account = writer.read(|s| s.account_id.as_ref().and_then(|a| a.to_object_id().ok()));
-        (Some(report), account)
+        let (account, after) = writer.read(|s| {
+            let account = s.account_id.as_ref().and_then(|a| a.to_object_id().ok());
+            (account, s.clone())
+        });
+        (Some(report), account, after)
     } else {
-        (None, None)
+        (None, None, state)
     }
 }
 
 /// A round's verdicts, what its plan said of each restaurant, the restaurants to try again
-/// now, and whether the server was unreachable (see [`Batch::unreachable`]).
+/// now, whether the server was unreachable (see [`Batch::unreachable`]), and state as the
+/// round left it.
 type Round = (
     Vec<(RestaurantId, Verdict)>,
     BTreeMap<RestaurantId, Said>,
     BTreeSet<RestaurantId>,
     bool,
+    State,
 );
 
 /// One plan + apply of `targets` against the cache (under the state lock); the verdicts, and
@@ -390,7 +403,7 @@ async fn cached_round(
     };
     let recorder = Recorder::default();
     lap.mark("plan");
-    let (report, account) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
+    let (report, account, after) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
     lap.mark("apply");
     let mut again = BTreeSet::new();
     let unreachable = report.as_ref().is_some_and(server_down);
@@ -422,7 +435,7 @@ async fn cached_round(
             *v = Verdict::Suspended;
         }
     }
-    Ok((verdicts, said_of(&plan), again, unreachable))
+    Ok((verdicts, said_of(&plan), again, unreachable, after))
 }
 
 /// Whether an apply's failures are the server's rather than its tenants': a call that got no

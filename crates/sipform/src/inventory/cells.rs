@@ -25,17 +25,10 @@ pub(crate) fn whole_number(s: &str) -> Result<i64, String> {
     }
     match t.parse::<f64>() {
         Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
-        _ => Err(format!("{} is not a whole number", shown(s))),
-    }
-}
-
-/// A tenant value quoted in an error: its first 40 characters, control characters escaped.
-pub(crate) fn shown(s: &str) -> String {
-    let head: String = s.chars().take(40).collect();
-    if head.len() < s.len() {
-        format!("{head:?}…")
-    } else {
-        format!("{head:?}")
+        _ => Err(format!(
+            "{} is not a whole number",
+            crate::escape::excerpt(s)
+        )),
     }
 }
 

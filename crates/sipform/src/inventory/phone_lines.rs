@@ -110,16 +110,6 @@ async fn read_rows(db: &Db, table: &TableName) -> Result<Vec<Result<LineRow, Str
 /// A restaurant's one row: the line id, its spec, its stored password.
 type Picked = (String, PhoneLineSpec, Option<String>);
 
-/// `+` then 2 to 15 digits, the first not 0 (the files' schema pattern).
-fn is_e164(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-}
-
 /// The spec of a row (its password apart), or why it cannot be used.
 fn spec_of(row: &LineRow) -> Result<PhoneLineSpec, String> {
     let phone_number = row
@@ -127,7 +117,7 @@ fn spec_of(row: &LineRow) -> Result<PhoneLineSpec, String> {
         .ok_or("phone_number is NULL")?
         .trim()
         .to_string();
-    if !is_e164(&phone_number) {
+    if !crate::model::spec::is_e164(&phone_number) {
         return Err(format!(
             "phone_number {phone_number:?} is not E.164 (`+` and up to 15 digits)"
         ));

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 
 use super::Entry;
+use crate::escape::excerpt;
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
 use crate::model::secret::Secret;
 use crate::model::spec::{
-    restaurant_id_problem, DesiredPhoneLine, PhoneLineSource, PhoneLineSpec, PhoneProvider,
-    Project, Restaurant,
+    is_e164, restaurant_id_problem, DesiredPhoneLine, PhoneLineSource, PhoneLineSpec,
+    PhoneProvider, Project, Restaurant,
 };
 
 /// The problems of each entry's id, by entry: an id that is not one, or one claimed twice.
@@ -90,7 +91,7 @@ fn row_value_problems(r: &Restaurant) -> Vec<(&'static str, String)> {
             "ai_voice",
             format!(
                 "{} is not a voice the server knows (one of {}): this restaurant is skipped",
-                shown(v),
+                excerpt(v),
                 KNOWN_VOICES.join(", ")
             ),
         ));
@@ -100,7 +101,7 @@ fn row_value_problems(r: &Restaurant) -> Vec<(&'static str, String)> {
             "transfer_phone_number",
             format!(
                 "{} is not a phone number in E.164 form (`+` then up to 15 digits): this restaurant is skipped",
-                shown(v)
+                excerpt(v)
             ),
         ));
     }
@@ -114,26 +115,6 @@ fn row_value_problems(r: &Restaurant) -> Vec<(&'static str, String)> {
         ));
     }
     out
-}
-
-/// `+` then 2 to 15 digits, the first not 0 (the phone lines' rule).
-fn is_e164(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-}
-
-/// A tenant value quoted in an error: its first 40 characters, control characters escaped.
-fn shown(s: &str) -> String {
-    let head: String = s.chars().take(40).collect();
-    if head.len() < s.len() {
-        format!("{head:?}…")
-    } else {
-        format!("{head:?}")
-    }
 }
 
 /// The phone line each entry without problems so far wants, by entry. The password is read

@@ -187,3 +187,14 @@ impl Restaurant {
         self.sip_enabled || self.chat_enabled
     }
 }
+
+/// `+` then 2 to 15 digits, the first not 0: a phone number as the files' schema, the rows and
+/// the phone lines accept it (E.164).
+pub fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
