@@ -8,10 +8,17 @@
 //!
 //! `cargo bench --bench controller`; sizes from the environment: `CTL_BENCH_N` (1000),
 //! `CTL_BENCH_INSERTS` (200), `CTL_BENCH_BULK` (500), `CTL_BENCH_LATENCY_MS` (20),
-//! `CTL_BENCH_PARALLELISM` (10), `CTL_BENCH_IDLE_SECS` (10). Needs PostgreSQL at
+//! `CTL_BENCH_PARALLELISM` (10), `CTL_BENCH_IDLE_SECS` (10), `CTL_BENCH_WRITER_SECS` (0: the
+//! platform writing beside the controller, see below). Needs PostgreSQL at
 //! `SIPFORM_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`), unless
 //! `CTL_BENCH_ENGINE=sqlite`: the platform's table and state in SQLite files instead (the
 //! platform's production engine; the controller is woken by `PRAGMA data_version`).
+//!
+//! With `CTL_BENCH_WRITER_SECS` > 0, the platform's own process is played by a second
+//! connection inserting `CTL_BENCH_WRITER_RATE` rows/s (50) for that long while the controller
+//! provisions them, with a busy timeout of `CTL_BENCH_WRITER_BUSY_MS` (1000; 0 = none, as a
+//! platform connection that sets none): its failed writes and insert latencies are printed
+//! (issue 23: "the platform's writes never slowed or failed").
 
 #[path = "../tests/common/db.rs"]
 mod db_support;
@@ -121,6 +128,44 @@ async fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// The platform's process inserting rows at a steady rate from its own connection while the
+/// controller provisions them: the platform's failed writes and its insert latencies.
+async fn platform_writer(db: &TestDb, emu: &EmulatorHandle, first: u64, secs: u64, tools: u64) {
+    let rate = env_or("CTL_BENCH_WRITER_RATE", 50).max(1);
+    let busy = Duration::from_millis(env_or("CTL_BENCH_WRITER_BUSY_MS", 1000));
+    let rows = rate * secs;
+    let posts = tool_posts(emu);
+    let mut lat = Vec::new();
+    let mut failed = Vec::new();
+    let mut conn = db_support::platform_connection(db, busy).await;
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    for k in 0..rows {
+        let due = start + period * k as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let t = Instant::now();
+        if let Err(e) = conn.exec(&row(first + k).replace("'::uuid", "'")).await {
+            failed.push(e);
+        }
+        lat.push(t.elapsed());
+    }
+    let written = rows - failed.len() as u64;
+    wait_until("the writer's rows provisioned", 900, || {
+        tool_posts(emu) >= posts + tools * written
+    })
+    .await;
+    lat.sort();
+    println!(
+        "platform writer beside the controller ({rows} inserts at {rate}/s, busy timeout {busy:?}): {} failed{}, insert p50 {:.1?} p99 {:.1?} max {:.1?}; every written row provisioned {:.1?} after the last",
+        failed.len(),
+        failed.first().map(|e| format!(" (first: {e})")).unwrap_or_default(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or_default(),
+        start.elapsed().saturating_sub(Duration::from_secs(secs)),
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -342,6 +387,12 @@ async fn main() {
             "{bulk} rows in one transaction: {took:.1?} (floor {floor:.1?}, {:.2}× the floor; target ≤ 1.3×)",
             took.as_secs_f64() / floor.as_secs_f64().max(1e-9)
         );
+    }
+
+    let writer_secs = env_or("CTL_BENCH_WRITER_SECS", 0);
+    if writer_secs > 0 {
+        let first = n + inserts + bulk;
+        platform_writer(&db, &emu, first, writer_secs, tools).await;
     }
 
     // Idle.

@@ -138,6 +138,27 @@ async fn no_writer_goes_backwards() {
     .await;
     expect_code(&out, 0);
     all_at(state.path(), &a, false, Some(&b));
+    // Status shows the rollback, for people and machines.
+    let status = run(old.path(), &url, &["status", "--json"]).await;
+    expect_code(&status, 0);
+    let report: Value = serde_json::from_str(&stdout(&status)).expect("status JSON");
+    let rows = report["restaurants"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!rows.is_empty(), "{report}");
+    for r in &rows {
+        assert_eq!(r["revision"], short(&a), "{r}");
+        assert_eq!(r["rolledBackFrom"], short(&b), "{r}");
+    }
+    let status = run(old.path(), &url, &["status"]).await;
+    let shown = format!("{} (rollback from {})", short(&a), short(&b));
+    assert!(stdout(&status).contains(&shown), "{}", stdout(&status));
+    // Seen from CI's checkout (at B), those restaurants are out of sync: B is not applied.
+    let status = run(ci.path(), &url, &["status", "--json"]).await;
+    let report: Value = serde_json::from_str(&stdout(&status)).expect("status JSON");
+    assert_eq!(report["revision"], short(&b), "{report}");
+    assert_eq!(report["counts"]["out_of_sync"], rows.len(), "{report}");
 
     // Uncommitted changes over a committed revision: only with --allow-dirty.
     edit_end_call(ci.path(), "B, edited");

@@ -31,7 +31,7 @@
       cell(tr, WORDS[r.status] || r.status);
       cell(tr, r.reason);
       cell(tr, r.when);
-      cell(tr, r.revision);
+      cell(tr, r.rolledBackFrom ? r.revision + " (rollback from " + r.rolledBackFrom + ")" : r.revision);
       body.appendChild(tr);
     }
     table.replaceChild(body, table.tBodies[0]);

@@ -150,6 +150,16 @@ fn counts(out: &mut String, s: &StatusReport) {
     out.push_str("</tr></table>\n");
 }
 
+/// The revision a restaurant runs, and the commit it was rolled back from if it was (the
+/// script writes the same on refresh).
+fn revision_cell(r: &RestaurantStatus) -> String {
+    match (&r.revision, &r.rolled_back_from) {
+        (None, _) => String::new(),
+        (Some(v), None) => v.clone(),
+        (Some(v), Some(from)) => format!("{v} (rollback from {from})"),
+    }
+}
+
 fn table(out: &mut String, id: &str, rows: &[&RestaurantStatus]) {
     let _ = write!(
         out,
@@ -168,7 +178,7 @@ fn table(out: &mut String, id: &str, rows: &[&RestaurantStatus]) {
             r.status.words(),
             cell(r.reason.as_deref()),
             cell(r.when.as_deref()),
-            cell(r.revision.as_deref()),
+            html(&revision_cell(r)),
         );
     }
     out.push_str("</tbody></table>\n");

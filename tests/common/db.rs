@@ -263,3 +263,40 @@ pub fn platform_encrypt_with_iv(master_hex: &str, line: &str, plain: &str, iv: [
     let b = base64::engine::general_purpose::STANDARD;
     format!("{}:{}:{}", b.encode(iv), b.encode(tag), b.encode(sealed))
 }
+
+/// A long-lived connection of the platform's own process, writing beside sipform.
+pub enum PlatformConn {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+/// The platform's connection to `db`; on SQLite with `busy` as its busy timeout (zero: none,
+/// as a platform connection that sets none fails at once on a lock).
+pub async fn platform_connection(db: &TestDb, busy: std::time::Duration) -> PlatformConn {
+    match db.engine {
+        Engine::Sqlite => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(db.sqlite_path())
+                .busy_timeout(busy);
+            PlatformConn::Sqlite(
+                sqlx::SqliteConnection::connect_with(&opts)
+                    .await
+                    .expect("connect"),
+            )
+        }
+        Engine::Postgres => {
+            PlatformConn::Postgres(sqlx::PgConnection::connect(&db.url).await.expect("connect"))
+        }
+    }
+}
+
+impl PlatformConn {
+    /// Runs `sql`; the driver's error as text.
+    pub async fn exec(&mut self, sql: &str) -> Result<(), String> {
+        let done = match self {
+            PlatformConn::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+            PlatformConn::Postgres(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+        };
+        done.map_err(|e| e.to_string())
+    }
+}

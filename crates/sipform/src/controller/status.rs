@@ -11,7 +11,8 @@ use std::sync::{Mutex, PoisonError};
 use super::reconcile::Verdict;
 use crate::model::ids::RestaurantId;
 use crate::ops::status::{
-    applied_revision, now_rfc3339, Feed, Health, Queue, RestaurantStatus, StatusReport,
+    applied_revision, now_rfc3339, rolled_back_from, Feed, Health, Queue, RestaurantStatus,
+    StatusReport,
 };
 use crate::state::State;
 
@@ -64,6 +65,7 @@ impl Board {
             // A failure keeps the revision that last reconciled it.
             if revision.is_some() || status == Health::Synced {
                 row.revision = revision;
+                row.rolled_back_from = None;
             }
         });
     }
@@ -76,13 +78,24 @@ impl Board {
             b.rows.retain(|id, _| ids.contains(id));
             for id in ids {
                 let recorded = state.restaurants.get(id);
-                let row = b
-                    .rows
-                    .entry(id.clone())
-                    .or_insert_with(|| RestaurantStatus {
-                        revision: recorded.and_then(applied_revision),
+                let current = b.revision.clone();
+                let row = b.rows.entry(id.clone()).or_insert_with(|| {
+                    let revision = recorded.and_then(applied_revision);
+                    let mut row = RestaurantStatus {
+                        rolled_back_from: recorded.and_then(rolled_back_from),
                         ..blank(id)
-                    });
+                    };
+                    // Recorded by another revision than the one in use: out of sync until
+                    // this controller reconciles it.
+                    if let (Some(old), Some(new)) = (&revision, &current) {
+                        if old != new {
+                            row.status = Health::OutOfSync;
+                            row.reason = Some(behind(old, new));
+                        }
+                    }
+                    row.revision = revision;
+                    row
+                });
                 if recorded.is_some_and(|r| r.suspended) {
                     row.status = Health::Suspended;
                     row.reason = None;
@@ -117,9 +130,22 @@ impl Board {
         self.with(|b| b.feed_installed = installed);
     }
 
-    /// The revision of the configuration in use.
+    /// The revision of the configuration in use. Restaurants synced at another revision are
+    /// out of sync until a reconcile at this one says otherwise.
     pub(crate) fn set_revision(&self, revision: Option<String>) {
-        self.with(|b| b.revision = revision);
+        self.with(|b| {
+            if let Some(new) = &revision {
+                for row in b.rows.values_mut() {
+                    let Some(old) = &row.revision else { continue };
+                    if row.status == Health::Synced && old != new {
+                        row.status = Health::OutOfSync;
+                        row.reason = Some(behind(old, new));
+                        row.when = Some(now_rfc3339());
+                    }
+                }
+            }
+            b.revision = revision;
+        });
     }
 
     /// A copy for readers; `connected` is the feed's live flag.
@@ -143,7 +169,13 @@ fn blank(id: &RestaurantId) -> RestaurantStatus {
         reason: None,
         when: None,
         revision: None,
+        rolled_back_from: None,
     }
+}
+
+/// Why a restaurant is out of sync with the revision in use.
+fn behind(old: &str, new: &str) -> String {
+    format!("runs revision {old}; {new} not applied yet")
 }
 
 #[cfg(test)]
@@ -213,5 +245,61 @@ mod tests {
         // Gone from both the inventory and state: gone from the board.
         board.known(&BTreeSet::from([id("a")]), &State::new());
         assert_eq!(board.snapshot(true).restaurants.len(), 1);
+    }
+
+    #[test]
+    fn a_new_revision_makes_synced_restaurants_out_of_sync_until_reconciled() {
+        let board = Board::default();
+        board.set_revision(Some("aaaaaaa".into()));
+        board.known(&BTreeSet::from([id("a"), id("b")]), &State::new());
+        board.record(&id("a"), None, &Verdict::Done { changes: 0 });
+        board.record(&id("b"), None, &Verdict::Done { changes: 0 });
+        board.set_revision(Some("bbbbbbb".into()));
+        let snap = board.snapshot(true);
+        assert_eq!(snap.counts[&Health::OutOfSync], 2);
+        let reason = snap.restaurants[0].reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("aaaaaaa") && reason.contains("bbbbbbb"),
+            "{reason}"
+        );
+        board.record(&id("a"), None, &Verdict::Done { changes: 1 });
+        let snap = board.snapshot(true);
+        assert_eq!(snap.restaurants[0].status, Health::Synced);
+        assert_eq!(snap.restaurants[0].revision.as_deref(), Some("bbbbbbb"));
+        assert_eq!(snap.restaurants[1].status, Health::OutOfSync);
+    }
+
+    #[test]
+    fn a_recorded_rollback_and_an_older_revision_show_when_first_seen() {
+        let c = |h: char| crate::model::revision::GitCommit::parse(&h.to_string().repeat(40));
+        let (old, new) = (c('a').unwrap(), c('b').unwrap());
+        let applied = crate::model::revision::AppliedRevision {
+            commit: Some(old),
+            dirty: false,
+            digest: crate::model::revision::ConfigDigest::from_sha256([7; 32]),
+            at: chrono::Utc::now(),
+            rollback_from: Some(new),
+        };
+        let mut state = State::new();
+        state.restaurants.insert(
+            id("r"),
+            crate::state::RestaurantState {
+                revision: Some(applied),
+                ..Default::default()
+            },
+        );
+        let board = Board::default();
+        board.set_revision(Some("bbbbbbb".into()));
+        board.known(&BTreeSet::from([id("r")]), &state);
+        let snap = board.snapshot(true);
+        let r = &snap.restaurants[0];
+        assert_eq!(r.status, Health::OutOfSync);
+        assert_eq!(r.revision.as_deref(), Some("aaaaaaa"));
+        assert_eq!(r.rolled_back_from.as_deref(), Some("bbbbbbb"));
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["restaurants"][0]["rolledBackFrom"], "bbbbbbb");
+        board.record(&id("r"), None, &Verdict::Done { changes: 3 });
+        let r = board.snapshot(true).restaurants.remove(0);
+        assert_eq!((r.status, r.rolled_back_from), (Health::Synced, None));
     }
 }

@@ -85,6 +85,10 @@ pub struct RestaurantStatus {
     pub when: Option<String>,
     /// The configuration revision that last reconciled it.
     pub revision: Option<String>,
+    /// That revision went back from this commit (`apply --allow-rollback`): shown until a
+    /// later revision reconciles it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_from: Option<String>,
 }
 
 /// The controller's change feed.
@@ -171,6 +175,12 @@ pub(crate) fn applied_revision(r: &RestaurantState) -> Option<String> {
     r.revision.as_ref().map(|v| v.revision().short())
 }
 
+/// The commit the recorded revision went back from, when it was a rollback.
+pub(crate) fn rolled_back_from(r: &RestaurantState) -> Option<String> {
+    let from = r.revision.as_ref()?.rollback_from.as_ref()?;
+    Some(from.short().to_string())
+}
+
 /// What `sipform status` looks at.
 #[derive(Debug, Clone, Default)]
 pub struct StatusOptions {
@@ -184,7 +194,8 @@ pub struct StatusOptions {
 /// plan against the server: out of sync when the plan changes anything of it.
 pub async fn status(ws: &Workspace, opts: &StatusOptions) -> Result<StatusReport, OpsError> {
     let state = ws.state().await?;
-    let mut rows = from_state(ws, &state);
+    let own = ws.revision()?.short();
+    let mut rows = from_state(ws, &state, &own);
     if opts.refresh {
         let plan_opts = super::plan::PlanOptions {
             targets: opts.restaurant.iter().cloned().collect(),
@@ -194,7 +205,7 @@ pub async fn status(ws: &Workspace, opts: &StatusOptions) -> Result<StatusReport
         let plan = ws.plan(&ws.client()?, &state, &plan_opts).await?;
         compare(&mut rows, &plan);
     }
-    let report = StatusReport::new(None, rows.into_values().collect());
+    let report = StatusReport::new(Some(own), rows.into_values().collect());
     match &opts.restaurant {
         None => Ok(report),
         Some(id) => {
@@ -209,22 +220,34 @@ pub async fn status(ws: &Workspace, opts: &StatusOptions) -> Result<StatusReport
 
 /// Without the server: what the last apply recorded, for every restaurant of the inventory
 /// (skipped ones failed, with why) and of state.
-fn from_state(ws: &Workspace, state: &State) -> BTreeMap<RestaurantId, RestaurantStatus> {
+/// A restaurant the last apply reconciled at another revision than this checkout's is out of
+/// sync (this revision is not applied to it yet).
+fn from_state(
+    ws: &Workspace,
+    state: &State,
+    own: &str,
+) -> BTreeMap<RestaurantId, RestaurantStatus> {
     let mut rows = BTreeMap::new();
     let row = |id: &RestaurantId, name: Option<String>, status, reason: Option<&str>| {
         let recorded = state.restaurants.get(id);
         let suspended = recorded.is_some_and(|r| r.suspended);
+        let revision = recorded.and_then(applied_revision);
+        let behind = revision.as_deref().filter(|r| *r != own);
+        let (status, reason) = match (status, behind) {
+            (Health::Synced, Some(old)) => (
+                Health::OutOfSync,
+                Some(format!("runs revision {old}; {own} not applied yet")),
+            ),
+            (status, _) => (status, reason.map(str::to_string)),
+        };
         RestaurantStatus {
             id: id.clone(),
             name,
             status: if suspended { Health::Suspended } else { status },
-            reason: if suspended {
-                None
-            } else {
-                reason.map(str::to_string)
-            },
+            reason: if suspended { None } else { reason },
             when: None,
-            revision: recorded.and_then(applied_revision),
+            revision,
+            rolled_back_from: recorded.and_then(rolled_back_from),
         }
     };
     for r in &ws.desired().restaurants {

@@ -31,19 +31,21 @@ pub fn status(r: &StatusReport) -> String {
     let wi = width(&|x| x.id.as_str().chars().count(), "ID".len());
     let ws = width(&|x| x.status.words().len(), "STATUS".len());
     let ww = width(&|x| x.when.as_deref().map_or(1, str::len), "WHEN".len());
+    let wr = width(&|x| revision_of(x).chars().count(), "REVISION".len());
     out.push('\n');
     let _ = writeln!(
         out,
-        "{:wn$}  {:wi$}  {:ws$}  {:ww$}  REASON",
-        "RESTAURANT", "ID", "STATUS", "WHEN"
+        "{:wn$}  {:wi$}  {:ws$}  {:wr$}  {:ww$}  REASON",
+        "RESTAURANT", "ID", "STATUS", "REVISION", "WHEN"
     );
     for x in &r.restaurants {
         let reason = x.reason.as_deref().map_or("-".into(), escape);
         let line = format!(
-            "{:wn$}  {:wi$}  {:ws$}  {:ww$}  {reason}",
+            "{:wn$}  {:wi$}  {:ws$}  {:wr$}  {:ww$}  {reason}",
             name_of(&x.name),
             escape(x.id.as_str()),
             x.status.words(),
+            revision_of(x),
             x.when.as_deref().unwrap_or("-"),
         );
         let _ = writeln!(out, "{}", line.trim_end());
@@ -52,6 +54,15 @@ pub fn status(r: &StatusReport) -> String {
         out.push_str("\nAs recorded by the last apply; `--refresh` compares with the server.\n");
     }
     out
+}
+
+/// The revision a restaurant runs, and the commit it was rolled back from if it was.
+fn revision_of(x: &crate::ops::status::RestaurantStatus) -> String {
+    match (&x.revision, &x.rolled_back_from) {
+        (None, _) => "-".into(),
+        (Some(r), None) => escape(r).into_owned(),
+        (Some(r), Some(from)) => format!("{} (rollback from {})", escape(r), escape(from)),
+    }
 }
 
 /// `3 restaurants: 2 synced, 1 parked` (the statuses present, in order).
