@@ -269,3 +269,74 @@ async fn the_controller_never_reverts_what_ci_applied() {
     .await;
     assert!(all_say(&emu, "Raccroche (new).", 2));
 }
+
+/// The shipped action's controller step (action.yml, "Roll out through the controller"), run
+/// as GitHub runs it (`bash -eo pipefail`) in CI's clone at a newly pushed commit: it reloads
+/// the controller and returns only once every restaurant is reconciled at that commit, and
+/// its report lists each restaurant changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actions_controller_step_waits_until_every_restaurant_runs_the_commit() {
+    let emu = emulator().await;
+    let repos = Repos::new();
+    let n = 6;
+    let dir = controller_project(&repos, "1h", n);
+    let ctl = start(
+        dir.path(),
+        &emu.base_url(),
+        &[],
+        &[("SIPFORM_CONTROLLER_TOKEN", TOKEN)],
+    );
+    eventually("every restaurant provisioned", 60, || async {
+        tool_count(&emu) == n * bundled_tool_count()
+    })
+    .await;
+    // A little latency, so the rollout is still under way when the reload answers.
+    emu.set_faults(
+        serde_json::from_value(serde_json::json!({"latency": {"fixedMs": 40, "jitterMs": 0}}))
+            .expect("faults"),
+    );
+    let commit = repos.set_end_call_description("Raccroche (action).");
+
+    let action: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("action.yml")).expect("action.yml"),
+    )
+    .expect("action.yml");
+    let step = action["runs"]["steps"]
+        .as_array()
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["name"] == "Roll out through the controller")
+        })
+        .expect("the controller step");
+    let script = step["run"].as_str().expect("its script");
+    let out = std::process::Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+        .current_dir(&repos.ci)
+        .env("CONTROLLER_URL", ctl.url(""))
+        .env("CONTROLLER_TIMEOUT", "120")
+        .env("SIPFORM_CONTROLLER_TOKEN", TOKEN)
+        .output()
+        .expect("bash");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        all_say(&emu, "Raccroche (action).", n),
+        "the step returned before every agent ran the commit: {text}"
+    );
+    assert!(text.contains(&format!("{n} synced")), "{text}");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(repos.ci.join("sipform-apply.json")).expect("the report"),
+    )
+    .expect("JSON");
+    assert_eq!(report["controllerRevision"], commit.as_str(), "{report}");
+    let rows = report["restaurants"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), n, "{report}");
+    assert!(
+        rows.iter().all(|r| r["status"] == "done" && r["done"] == 1),
+        "{report}"
+    );
+}

@@ -229,9 +229,11 @@ async fn reload(
 ) -> Result<bool, String> {
     if let Some(f) = follow {
         let r = f.reload(config, handle, opts).await;
+        // The board first: whoever sees the new commit in /readyz then sees every restaurant
+        // not yet reconciled at it as out of sync in /v1/status.
+        handle.board.set_revision(Some(config.revision.short()));
         handle.status.set_revision(config.commit.clone());
         handle.metrics.config(&config.revision);
-        handle.board.set_revision(Some(config.revision.short()));
         handle
             .metrics
             .reloaded(if r.is_ok() { "ok" } else { "refused" });
