@@ -333,7 +333,10 @@ async fn the_actions_controller_step_waits_until_every_restaurant_runs_the_commi
     )
     .expect("JSON");
     assert_eq!(report["controllerRevision"], commit.as_str(), "{report}");
-    let rows = report["restaurants"].as_array().cloned().unwrap_or_default();
+    let rows = report["restaurants"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(rows.len(), n, "{report}");
     assert!(
         rows.iter().all(|r| r["status"] == "done" && r["done"] == 1),

@@ -981,6 +981,38 @@ async fn refuses_the_same_id_with_another_account(kind: Kind) {
     assert_eq!(back.project.as_ref(), Some(&a));
 }
 
+/// Two writers that loaded the same state (a deposed leader and its successor): the first
+/// commits the next serial, the second's commit of that serial is refused (stale), and what
+/// the first wrote stays. The check is inside the commit's transaction, so no lease timing
+/// is needed for it (issue 24, fencing).
+async fn the_second_writer_of_one_serial_is_refused(kind: Kind) {
+    let h = Harness::new(kind).await;
+    h.open().commit(&sample(), &[]).await.expect("first commit");
+    let base = load(&h).await;
+    let (mut first, mut second) = (base.clone(), base.clone());
+    let won = tool("r1", "won", "t-won");
+    first.apply(&won, false);
+    first.serial += 1;
+    h.open()
+        .commit(&first, &[won])
+        .await
+        .expect("the first writer");
+    let lost = tool("r1", "lost", "t-lost");
+    second.apply(&lost, false);
+    second.serial += 1;
+    let err = h
+        .open()
+        .commit(&second, &[lost])
+        .await
+        .expect_err("the second writer of the same serial is refused");
+    assert!(
+        matches!(err, sipform::state::StateError::Stale { .. }),
+        "{err}"
+    );
+    let after = load(&h).await;
+    assert_eq!(after, first, "what the first writer committed stays");
+}
+
 /// Every scenario, once per backend: `file::…`, `sqlite::…`, `postgres::…`.
 macro_rules! conformance {
     ($backend:ident, $kind:expr) => {
@@ -1007,6 +1039,12 @@ macro_rules! conformance {
             );
         }
     };
+    // The database backends only: the file backend is one writer's, behind its lock file.
+    (@sql $backend:ident, $kind:expr) => {
+        mod $backend {
+            conformance!(@each $kind; the_second_writer_of_one_serial_is_refused);
+        }
+    };
     (@each $kind:expr; $($scenario:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1020,6 +1058,8 @@ macro_rules! conformance {
 conformance!(file, super::Kind::File);
 conformance!(sqlite, super::Kind::Sqlite);
 conformance!(postgres, super::Kind::Postgres);
+conformance!(@sql sqlite_fencing, super::Kind::Sqlite);
+conformance!(@sql postgres_fencing, super::Kind::Postgres);
 
 // ---------------------------------------------------------------------------------------------
 // The writer over a failing backend (issue 14, #4)

@@ -107,7 +107,7 @@ pub enum StateError {
     },
     /// Another process committed in between: this write is refused rather than going back.
     #[error(
-        "state {place} holds serial {stored}, newer than this write's serial {serial}: another process wrote it meanwhile; run again"
+        "state {place} holds serial {stored}, not older than this write's serial {serial}: another process wrote it meanwhile; run again"
     )]
     Stale {
         place: String,

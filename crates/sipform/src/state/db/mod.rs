@@ -674,7 +674,11 @@ impl Tables {
                     found: u32::try_from(m.version).unwrap_or(u32::MAX),
                 });
             }
-            if m.serial > i64::try_from(state.serial).unwrap_or(i64::MAX) {
+            // Compare-and-set inside the commit's transaction: the stored serial must be
+            // older than this write's. Two writers that loaded the same state (a deposed
+            // leader and its successor) cannot both commit the next serial: the second is
+            // refused, whatever the leases say (issue 24, fencing).
+            if m.serial >= i64::try_from(state.serial).unwrap_or(i64::MAX) {
                 return Err(StateError::Stale {
                     place: self.place(),
                     stored: u64::try_from(m.serial).unwrap_or_default(),
