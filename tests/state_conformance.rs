@@ -1013,6 +1013,27 @@ async fn the_second_writer_of_one_serial_is_refused(kind: Kind) {
     assert_eq!(after, first, "what the first writer committed stays");
 }
 
+/// The stored serial is read without the restaurants, and moves with every commit: what
+/// the controller compares its kept state with.
+async fn the_stored_serial_follows_each_commit(kind: Kind) {
+    let h = Harness::new(kind).await;
+    assert_eq!(h.open().stored_serial().await.expect("read"), None);
+    let mut s = sample();
+    h.open().commit(&s, &[]).await.expect("commit");
+    assert_eq!(
+        h.open().stored_serial().await.expect("read"),
+        Some((s.lineage, s.serial))
+    );
+    let c = tool("r1", "more", "t-more");
+    s.apply(&c, false);
+    s.serial += 1;
+    h.open().commit(&s, &[c]).await.expect("commit");
+    assert_eq!(
+        h.open().stored_serial().await.expect("read"),
+        Some((s.lineage, s.serial))
+    );
+}
+
 /// Every scenario, once per backend: `file::…`, `sqlite::…`, `postgres::…`.
 macro_rules! conformance {
     ($backend:ident, $kind:expr) => {
@@ -1042,7 +1063,10 @@ macro_rules! conformance {
     // The database backends only: the file backend is one writer's, behind its lock file.
     (@sql $backend:ident, $kind:expr) => {
         mod $backend {
-            conformance!(@each $kind; the_second_writer_of_one_serial_is_refused);
+            conformance!(@each $kind;
+                the_second_writer_of_one_serial_is_refused,
+                the_stored_serial_follows_each_commit,
+            );
         }
     };
     (@each $kind:expr; $($scenario:ident),* $(,)?) => {
@@ -1058,8 +1082,8 @@ macro_rules! conformance {
 conformance!(file, super::Kind::File);
 conformance!(sqlite, super::Kind::Sqlite);
 conformance!(postgres, super::Kind::Postgres);
-conformance!(@sql sqlite_fencing, super::Kind::Sqlite);
-conformance!(@sql postgres_fencing, super::Kind::Postgres);
+conformance!(@sql sqlite_serial, super::Kind::Sqlite);
+conformance!(@sql postgres_serial, super::Kind::Postgres);
 
 // ---------------------------------------------------------------------------------------------
 // The writer over a failing backend (issue 14, #4)

@@ -44,6 +44,10 @@ pub struct Cache {
     /// The account was just made: its billing plans (made by the server) are read before the
     /// next plan.
     plans_due: bool,
+    /// State as the last batch left it, reused by the next while the backend's serial says
+    /// nobody committed since ([`crate::ops::Workspace::state_reusing`]): a batch then reads
+    /// one meta row, not every restaurant's state.
+    state: Option<State>,
 }
 
 /// An object under a parent, its fields shared with every identical one.
@@ -69,6 +73,16 @@ impl Cache {
     /// or of the account's).
     pub(crate) fn invalidate(&mut self) {
         self.loaded = false;
+    }
+
+    /// The state the last batch left, for the next to reuse if still current.
+    pub(crate) fn take_state(&mut self) -> Option<State> {
+        self.state.take()
+    }
+
+    /// Keeps `state` (as a batch ends with it) for the next batch.
+    pub(crate) fn keep_state(&mut self, state: State) {
+        self.state = Some(state);
     }
 
     /// The full resync: the lists replace what was cached, children included (read again as

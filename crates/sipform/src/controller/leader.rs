@@ -289,6 +289,10 @@ impl StateBackend for Fenced {
         self.inner.load().await
     }
 
+    async fn stored_serial(&self) -> Result<Option<(uuid::Uuid, u64)>, StateError> {
+        self.inner.stored_serial().await
+    }
+
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
         if self.lease.expired() {
             return Err(StateError::Backend {

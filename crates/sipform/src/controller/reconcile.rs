@@ -266,7 +266,7 @@ async fn run(
     let mut said = BTreeMap::new();
     let mut unreachable = false;
     let mut round = targets.clone();
-    let mut state = None;
+    let mut state: Option<State> = None;
     // A second round for the restaurants the server answered 404 or 409: the cache was
     // wrong about them; they are re-read and planned again at once.
     for _ in 0..2 {
@@ -274,13 +274,18 @@ async fn run(
         found.extend(v);
         said.extend(s);
         unreachable |= down;
-        state = Some(after);
         if again.is_empty() {
+            state = Some(after);
             break;
         }
+        // The second round starts from it.
+        cache.keep_state(after);
         round = again;
     }
-    repair_rows(ctx, &ws, &targets, state, &mut found).await;
+    let state = state.or_else(|| cache.take_state());
+    if let Some(state) = repair_rows(ctx, &ws, &targets, state, &mut found).await {
+        cache.keep_state(state);
+    }
     verdicts.extend(found);
     Ok(Batch {
         verdicts,
@@ -291,22 +296,26 @@ async fn run(
 
 /// The rows of `targets` whose written-back ids or tokens are not state's are rewritten (the
 /// platform's settings page saved a stale whole object), even when the plan changed nothing; a
-/// row naming another project's agent is held, never overwritten.
+/// row naming another project's agent is held, never overwritten. Gives the state back, for
+/// the next batch to reuse.
 async fn repair_rows(
     ctx: &Ctx<'_>,
     ws: &Workspace,
     targets: &BTreeSet<RestaurantId>,
     state: Option<State>,
     found: &mut BTreeMap<RestaurantId, Verdict>,
-) {
+) -> Option<State> {
     // State as the last round left it (still under the lock): no second load.
     let state = match state {
         Some(s) => Ok(s),
         None => ws.state().await,
     };
-    let repaired = match state {
-        Ok(state) => ops::repair::repair_rows(ws, ctx.client, &state, Some(targets)).await,
-        Err(e) => Err(e),
+    let (repaired, state) = match state {
+        Ok(state) => (
+            ops::repair::repair_rows(ws, ctx.client, &state, Some(targets)).await,
+            Some(state),
+        ),
+        Err(e) => (Err(e), None),
     };
     match repaired {
         Ok(r) => {
@@ -325,6 +334,7 @@ async fn repair_rows(
             }
         }
     }
+    state
 }
 
 fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions {
@@ -381,7 +391,7 @@ async fn cached_round(
 ) -> Result<Round, OpsError> {
     let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
-    let state = ws.state().await?;
+    let state = ws.state_reusing(cache.take_state()).await?;
     let suspended: BTreeSet<RestaurantId> = targets
         .iter()
         .filter(|id| state.restaurants.get(*id).is_some_and(|r| r.suspended))

@@ -252,6 +252,18 @@ impl Workspace {
         Ok(state)
     }
 
+    /// Current state, reusing `kept` when the backend still stores its lineage and serial
+    /// (nothing was committed since it was read or written): the controller's batches read
+    /// one meta row instead of every restaurant's state. Call under the state lock.
+    pub async fn state_reusing(&self, kept: Option<State>) -> Result<State, OpsError> {
+        if let Some(kept) = kept {
+            if self.backend.stored_serial().await? == Some((kept.lineage, kept.serial)) {
+                return Ok(kept);
+            }
+        }
+        self.state().await
+    }
+
     /// A fresh history, this project's from the start: no write has to bind it later (the
     /// file backend binds a copy of state on each whole write of an unbound one).
     pub(crate) fn fresh_state(&self) -> State {

@@ -224,6 +224,14 @@ pub trait StateBackend: Send + Sync {
     /// that store rows may write just the changes; a file rewrites the whole document.
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError>;
 
+    /// The lineage and serial stored now, read without the restaurants: a caller holding a
+    /// copy at that lineage and serial may keep using it (nothing was committed since, as
+    /// every commit bumps the serial). `None` when this backend cannot tell cheaply or holds
+    /// nothing: the caller loads.
+    async fn stored_serial(&self) -> Result<Option<(uuid::Uuid, u64)>, StateError> {
+        Ok(None)
+    }
+
     /// Called under the lock with the state a run ends with, every change of it committed:
     /// a backend that keeps a journal folds it in from this copy instead of reading state
     /// back when the lock is released (which held a second copy of state at the end of a

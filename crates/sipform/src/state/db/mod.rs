@@ -353,6 +353,50 @@ impl Tables {
         }
     }
 
+    /// This project's lineage and serial, from its meta row alone (see
+    /// [`StateBackend::stored_serial`]); `None` before the first write or in a version-1
+    /// layout (not migrated yet: the caller loads).
+    pub(super) async fn stored_serial(&self) -> Result<Option<(Uuid, u64)>, StateError> {
+        if !self.exists().await? {
+            return Ok(None);
+        }
+        let what = "reading";
+        let begin = self.begin_read();
+        let meta = with_pool!(self.db, p => {
+            let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
+            let result = async {
+                let version: Option<i64> =
+                    sqlx::query_scalar("SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(what, e))?;
+                if version.unwrap_or(1) < SCHEMA_WITH_PROJECTS {
+                    return Ok::<_, StateError>(None);
+                }
+                let metas: Vec<MetaRow> = sqlx::query(
+                    "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
+                     CAST(project AS TEXT) FROM sipform_state_meta ORDER BY lineage",
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err(what, e))?
+                .iter()
+                .map(MetaRow::from_row)
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(|e| self.err(what, e))?;
+                self.pick(metas)
+            }
+            .await;
+            finish(tx, result, |e| self.err(what, e)).await?
+        });
+        let Some(meta) = meta else { return Ok(None) };
+        let lineage = Uuid::parse_str(&meta.lineage)
+            .map_err(|e| self.corrupt(format!("lineage {:?}: {e}", meta.lineage)))?;
+        let serial = u64::try_from(meta.serial)
+            .map_err(|_| self.corrupt(format!("negative serial {}", meta.serial)))?;
+        Ok(Some((lineage, serial)))
+    }
+
     /// The state a lineage's meta row and restaurant rows hold, checked as it is read.
     fn state_of(&self, meta: MetaRow, rows: Vec<RestaurantRow>) -> Result<State, StateError> {
         if meta.version > i64::from(STATE_FORMAT_VERSION) {

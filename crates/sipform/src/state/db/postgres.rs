@@ -128,6 +128,10 @@ impl StateBackend for PostgresState {
         self.tables.place()
     }
 
+    async fn stored_serial(&self) -> Result<Option<(uuid::Uuid, u64)>, StateError> {
+        self.tables.stored_serial().await
+    }
+
     async fn lock(
         &self,
         who: &LockInfo,

@@ -56,6 +56,13 @@ impl StateBackend for SqliteState {
         self.tables.place()
     }
 
+    async fn stored_serial(&self) -> Result<Option<(uuid::Uuid, u64)>, StateError> {
+        if self.tables.db.sqlite_path().is_some_and(|p| !p.exists()) {
+            return Ok(None);
+        }
+        self.tables.stored_serial().await
+    }
+
     async fn lock(
         &self,
         who: &LockInfo,
