@@ -344,7 +344,7 @@ async fn main() {
     let secs = 20;
     let (cpu, _) = idle(ctl.id(), secs).await;
     println!(
-        "one fetch of an unchanged branch: {:.1} ms of CPU (git included; {cpu:.2}% of a core at a 1 s interval)",
+        "one fetch of an unchanged branch: at most {:.1} ms of CPU (the controller's whole idle second, git included; {cpu:.2}% of a core at a 1 s interval)",
         cpu / 100.0 * 1000.0
     );
     let _ = ctl.kill();

@@ -296,6 +296,7 @@ async fn the_actions_controller_step_waits_until_every_restaurant_runs_the_commi
             .expect("faults"),
     );
     let commit = repos.set_end_call_description("Raccroche (action).");
+    let before = emu.request_counts();
 
     let action: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(repo().join("action.yml")).expect("action.yml"),
@@ -342,4 +343,16 @@ async fn the_actions_controller_step_waits_until_every_restaurant_runs_the_commi
         rows.iter().all(|r| r["status"] == "done" && r["done"] == 1),
         "{report}"
     );
+    // A new configuration is rolled out against the controller's cache: one PUT per agent,
+    // no list or child re-read (drift is the timed resync's to find).
+    let after = emu.request_counts();
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    assert_eq!(delta("PUT /api/agents/:id/tools/:toolId"), n as u64);
+    for read in [
+        "GET /api/agents",
+        "GET /api/agents/:id/tools",
+        "GET /api/final-customers",
+    ] {
+        assert_eq!(delta(read), 0, "{read} during the rollout: {after:?}");
+    }
 }

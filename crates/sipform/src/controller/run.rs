@@ -88,6 +88,7 @@ pub async fn run_with(
             // The first sweep of a leadership is due at once: a run killed mid-reconcile left
             // restaurants half made that no change log entry names any more.
             spread: false,
+            keep_cache: false,
             cache: Cache::default(),
             kinds: &kinds,
         };
@@ -276,6 +277,10 @@ struct Leader<'a> {
     full_due: bool,
     /// The next full reconcile is a timed sweep, spread over the interval.
     spread: bool,
+    /// The next full reconcile is a new configuration's rollout: the cache, kept current by
+    /// every write, is planned against as it is (no list or child re-read per restaurant);
+    /// drift made by hand is the timed resync's to find.
+    keep_cache: bool,
     /// The server as last seen: targeted reconciles plan against it.
     cache: Cache,
     kinds: &'a Kinds,
@@ -470,9 +475,12 @@ impl Leader<'_> {
     /// A reload (or a followed repository's fetch); a change queues every restaurant and
     /// unparks the parked ones.
     async fn reload(&mut self) -> Result<ReloadOutcome, String> {
+        let account = self.config.settings.account.name.clone();
         let changed = reload(self.config, self.follow, self.handle, self.opts).await?;
         if changed {
             self.full_due = true;
+            // The same account: what the cache holds is still the server's.
+            self.keep_cache = account == self.config.settings.account.name;
             self.queue.unpark_all(Instant::now());
         }
         Ok(ReloadOutcome {
@@ -536,8 +544,12 @@ impl Leader<'_> {
                 let all: BTreeSet<RestaurantId> = listed.union(&recorded).cloned().collect();
                 self.handle.board.known(&all, &state);
                 // The cache is replaced: drift on the server is seen by the batches below.
+                // A new configuration's rollout plans against it as it is.
                 let name = &self.config.settings.account.name;
-                if let Err(e) = self.cache.resync(self.kinds, client, name, &state).await {
+                let keep = std::mem::take(&mut self.keep_cache) && self.cache.loaded();
+                if keep {
+                    tracing::debug!(target: LOG_TARGET, "controller: rollout of a new configuration against the cache (no re-read)");
+                } else if let Err(e) = self.cache.resync(self.kinds, client, name, &state).await {
                     tracing::warn!(target: LOG_TARGET, "controller: full resync: reading the server: {e}");
                     self.cache.invalidate();
                 }
