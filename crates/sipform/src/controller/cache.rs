@@ -48,6 +48,9 @@ pub struct Cache {
     /// nobody committed since ([`crate::ops::Workspace::state_reusing`]): a batch then reads
     /// one meta row, not every restaurant's state.
     state: Option<State>,
+    /// The state backend can tell whether `state` is current (a database's serial); a file
+    /// cannot, and no copy is kept.
+    state_reusable: bool,
 }
 
 /// An object under a parent, its fields shared with every identical one.
@@ -80,9 +83,22 @@ impl Cache {
         self.state.take()
     }
 
-    /// Keeps `state` (as a batch ends with it) for the next batch.
+    /// Keeps `state` (as a batch ends with it) for the next batch, when the backend can say
+    /// whether it is still current.
     pub(crate) fn keep_state(&mut self, state: State) {
-        self.state = Some(state);
+        if self.state_reusable {
+            self.state = Some(state);
+        }
+    }
+
+    /// State for a batch: the kept copy while still current, else read.
+    pub(crate) async fn state_for(
+        &mut self,
+        ws: &crate::ops::Workspace,
+    ) -> Result<State, crate::ops::OpsError> {
+        let (state, reusable) = ws.state_reusing(self.state.take()).await?;
+        self.state_reusable = reusable;
+        Ok(state)
     }
 
     /// The full resync: the lists replace what was cached, children included (read again as

@@ -391,7 +391,7 @@ async fn cached_round(
 ) -> Result<Round, OpsError> {
     let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
-    let state = ws.state_reusing(cache.take_state()).await?;
+    let state = cache.state_for(ws).await?;
     let suspended: BTreeSet<RestaurantId> = targets
         .iter()
         .filter(|id| state.restaurants.get(*id).is_some_and(|r| r.suspended))

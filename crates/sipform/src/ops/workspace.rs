@@ -254,14 +254,16 @@ impl Workspace {
 
     /// Current state, reusing `kept` when the backend still stores its lineage and serial
     /// (nothing was committed since it was read or written): the controller's batches read
-    /// one meta row instead of every restaurant's state. Call under the state lock.
-    pub async fn state_reusing(&self, kept: Option<State>) -> Result<State, OpsError> {
-        if let Some(kept) = kept {
-            if self.backend.stored_serial().await? == Some((kept.lineage, kept.serial)) {
-                return Ok(kept);
+    /// one meta row instead of every restaurant's state. Call under the state lock. Also
+    /// says whether this backend can tell (else keeping a copy is of no use).
+    pub async fn state_reusing(&self, kept: Option<State>) -> Result<(State, bool), OpsError> {
+        let stored = self.backend.stored_serial().await?;
+        if let (Some(kept), Some(stored)) = (kept, stored) {
+            if stored == (kept.lineage, kept.serial) {
+                return Ok((kept, true));
             }
         }
-        self.state().await
+        Ok((self.state().await?, stored.is_some()))
     }
 
     /// A fresh history, this project's from the start: no write has to bind it later (the
