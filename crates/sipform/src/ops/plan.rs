@@ -118,6 +118,7 @@ pub(crate) async fn plan_over<S: ServerView>(
     plan.revision_notes =
         super::revision_guard::judge(ws.settings().history_root(), &revision, &plan, state);
     plan.revision = Some(revision);
+    plan.guardrails = super::guardrails::breaches(&ws.settings().guardrails, &plan, state);
     Ok(plan)
 }
 

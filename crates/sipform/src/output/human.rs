@@ -80,6 +80,9 @@ fn render(plan: &Plan, color: bool, listed: usize) -> String {
     for line in revision_lines(plan) {
         let _ = writeln!(out, "{}", printable(&line));
     }
+    for line in super::guardrails::lines(plan) {
+        let _ = writeln!(out, "! {line}");
+    }
     let grouping = groups(plan);
     let names: std::collections::HashMap<&str, &str> = plan
         .restaurants
