@@ -193,3 +193,31 @@ async fn the_controller_notifies_a_parked_restaurant_once() {
     // The others were provisioned all the same.
     assert_eq!(agents(&emu).len(), restaurant_files(d).len() - 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_webhook_does_not_stall_the_controller_and_is_tried_four_times() {
+    let emu = emulator().await;
+    let dir = project_copy();
+    let d = dir.path();
+    edit_yaml(&restaurant_files(d)[0], |v| {
+        v["sip_enabld"] = json!(true);
+    });
+    let hook = Receiver::start().await;
+    hook.answer(500);
+    let out = command(d, &emu.base_url(), &["controller", "--once"])
+        .env(
+            "SIPFORM_NOTIFY_WEBHOOK",
+            format!("{}/hooks/s3cr3t", hook.base),
+        )
+        .output()
+        .expect("controller");
+    let log = all_output(&out);
+    // Every other restaurant reconciled; the event tried by the default policy, then given up.
+    assert_eq!(agents(&emu).len(), restaurant_files(d).len() - 1, "{log}");
+    assert_eq!(hook.received().len(), 4, "{log}");
+    assert!(
+        log.contains("did not take a restaurant_parked event after 4 attempt(s): answered 500"),
+        "{log}"
+    );
+    assert!(!log.contains("s3cr3t"), "{log}");
+}
