@@ -161,7 +161,7 @@ async fn a_tiny_fleet_may_delete_one_and_a_count_limit_is_exact() {
     expect_code(&out, 1);
     let err = stderr(&out);
     assert!(
-        err.contains("1 restaurants deleted exceed guardrails.max_deletes (0: at most 0) by 1"),
+        err.contains("1 restaurant deleted exceeds guardrails.max_deletes (0: at most 0) by 1"),
         "{err}"
     );
     assert!(writes_since(&emu, &mark).is_empty());

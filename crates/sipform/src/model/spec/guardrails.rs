@@ -191,12 +191,12 @@ impl LimitKind {
         }
     }
 
-    /// What is counted, in the plural (`deletes`).
+    /// What is counted (`deleted`), after "restaurants".
     pub fn counted(self) -> &'static str {
         match self {
-            LimitKind::Deletes => "restaurants deleted",
-            LimitKind::Deactivations => "restaurants deactivated",
-            LimitKind::Changed => "existing restaurants changed",
+            LimitKind::Deletes => "deleted",
+            LimitKind::Deactivations => "deactivated",
+            LimitKind::Changed => "changed (existing)",
         }
     }
 }
@@ -218,9 +218,14 @@ pub struct Breach {
 
 impl fmt::Display for Breach {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (noun, verb) = if self.count == 1 {
+            ("restaurant", "exceeds")
+        } else {
+            ("restaurants", "exceed")
+        };
         write!(
             f,
-            "{} {} exceed guardrails.{} ({}",
+            "{} {noun} {} {verb} guardrails.{} ({}",
             self.count,
             self.limit.counted(),
             self.limit.key(),
