@@ -221,3 +221,34 @@ async fn a_failing_webhook_does_not_stall_the_controller_and_is_tried_four_times
     );
     assert!(!log.contains("s3cr3t"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_notifies_a_missing_change_feed_once() {
+    use common::controller::{insert, platform};
+    use common::db::Engine;
+    let emu = emulator().await;
+    let db = platform(Engine::Sqlite).await;
+    let dir = project_on(&db);
+    insert(&db, 0..2).await;
+    // No `install-trigger`: the feed's log and trigger are missing.
+    let hook = Receiver::start().await;
+    let out = command(dir.path(), &emu.base_url(), &["controller", "--once"])
+        .env(
+            "SIPFORM_NOTIFY_WEBHOOK",
+            format!("{}/hooks/s3cr3t", hook.base),
+        )
+        .output()
+        .expect("controller");
+    let log = all_output(&out);
+    let got = hook.of_kind("feed_down");
+    assert_eq!(got.len(), 1, "{:?}\n{log}", hook.received());
+    assert!(
+        got[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("change log")),
+        "{}",
+        got[0]
+    );
+    assert!(!got[0].to_string().contains("s3cr3t"));
+    assert_eq!(agents(&emu).len(), 2, "{log}");
+}

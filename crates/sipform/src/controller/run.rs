@@ -373,6 +373,7 @@ impl Leader<'_> {
         });
         if let Some(g) = guard.as_mut() {
             g.check(self.handle).await;
+            self.feed_state(g.missing().map(|m| format!("missing {}", m.join(", "))));
         }
         let waker = match self.inventory.database() {
             Some(db) if guard.is_some() && !self.opts.once => feed::spawn_waker(
