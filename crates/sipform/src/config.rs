@@ -596,6 +596,37 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_comes_from_the_environment_first_and_never_shows_in_debug_output() {
+        let s = resolve(
+            &[("SIPFORM_NOTIFY_WEBHOOK", "https://hooks.example/T0/s3cr3t")],
+            &Overrides::default(),
+        );
+        let hook = s.notify.webhook.as_ref().map(|w| w.expose().as_str());
+        assert_eq!(hook, Some("https://hooks.example/T0/s3cr3t"));
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+        assert!(check_webhook("https://hooks.example/x").is_ok());
+        for bad in [
+            "hooks.example/x",
+            "ftp://hooks.example/x",
+            "file:///etc/passwd",
+        ] {
+            let e = check_webhook(bad).expect_err(bad);
+            assert!(!e.contains("hooks.example"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_webhook_is_refused_naming_the_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = "account: {name: A, email: a@b.c}\nnotify:\n  webhook: not-a-url-s3cr3t\n";
+        std::fs::write(dir.path().join(PROJECT_FILE), yaml).expect("write");
+        let e = Settings::load(dir.path(), &Overrides::default()).expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("notify.webhook"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
