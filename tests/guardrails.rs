@@ -208,3 +208,29 @@ async fn a_limit_that_is_no_count_nor_share_is_refused_naming_its_place() {
         emu.request_counts()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_judges_its_batches_together_not_one_by_one() {
+    let (emu, dir) = hundred_applied().await;
+    let d = dir.path();
+    let yaml = std::fs::read_to_string(d.join("sipform.yaml")).expect("read");
+    std::fs::write(
+        d.join("sipform.yaml"),
+        format!("{yaml}guardrails:\n  max_deactivations: 15\n"),
+    )
+    .expect("write");
+    // Ten batches of ten: each alone is within 15, but the hour's sum is not.
+    let out = sipform(
+        d,
+        &emu.base_url(),
+        &["controller", "--once", "--batch-size", "10"],
+    );
+    expect_code(&out, 0);
+    let log = all_output(&out);
+    assert!(log.contains("batch held"), "{log}");
+    let inactive = inactive_agents(&emu);
+    assert!(
+        inactive > 0 && inactive <= 15,
+        "{inactive} deactivated\n{log}"
+    );
+}

@@ -356,6 +356,28 @@ mod tests {
         assert!(text.ends_with("# EOF\n"));
     }
 
+    #[tokio::test]
+    async fn guardrail_refusals_and_notifications_are_counted() {
+        let m = Metrics::new();
+        m.guardrail_refusals.inc();
+        let notifier = crate::notify::Notifier::disabled();
+        m.watch_notifier(&notifier);
+        notifier.stats().dropped.fetch_add(2, Ordering::Relaxed);
+        let text = m.render();
+        assert!(
+            text.contains("sipform_controller_guardrail_refusals_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sipform_controller_notifications_total{result=\"dropped\"} 2"),
+            "{text}"
+        );
+        // Read again: counted once.
+        assert!(m
+            .render()
+            .contains("sipform_controller_notifications_total{result=\"dropped\"} 2"));
+    }
+
     #[test]
     fn the_config_info_names_the_revision_running() {
         use crate::revision::{ConfigDigest, GitCommit, Revision};
