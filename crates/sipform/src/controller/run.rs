@@ -51,14 +51,18 @@ pub async fn run_with(
     let (config, follow) = first_config(&opts).await?;
     let (notifier, worker) = start_notifier(&config.settings);
     handle.metrics.watch_notifier(&notifier);
+    // The last events (a `--once` run's refusal, a lost lead) get a moment to go out; a
+    // controller told to stop still exits within about a second.
+    let grace = if opts.once { ONCE_GRACE } else { STOP_GRACE };
     let ran = run_configured(kinds, opts, handle, inbox, (config, follow), notifier).await;
-    // The last events (a `--once` run's refusal, a lost lead) get a moment to go out.
-    worker.finish(NOTIFY_GRACE).await;
+    worker.finish(grace).await;
     ran
 }
 
-/// How long a stopping controller waits for its queued notifications.
-const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `--once` waits for its queued notifications at the end (their retries included).
+const ONCE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a controller told to stop (SIGTERM) waits for them.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The notifier for `settings.notify` (a disabled one when it cannot start: notifications
 /// never stop the controller).
