@@ -252,3 +252,41 @@ async fn the_controller_notifies_a_missing_change_feed_once() {
     assert!(!got[0].to_string().contains("s3cr3t"));
     assert_eq!(agents(&emu).len(), 2, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_notifies_a_lost_lead_once() {
+    use common::controller::{eventually, install_trigger, platform, start};
+    use common::db::Engine;
+    let emu = emulator().await;
+    let db = platform(Engine::Postgres).await;
+    let dir = project_on(&db);
+    install_trigger(dir.path(), &emu.base_url());
+    let hook = Receiver::start().await;
+    let url = format!("{}/hooks/s3cr3t", hook.base);
+    let ctl = start(
+        dir.path(),
+        &emu.base_url(),
+        &[],
+        &[("SIPFORM_NOTIFY_WEBHOOK", url.as_str())],
+    );
+    eventually("the controller to lead", 30, || ctl.is_leader()).await;
+    // The session holding the leader's advisory lock is cut, as a failover would.
+    let cut = db
+        .text(
+            "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
+             WHERE application_name = 'sipform-controller-leader' \
+             AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
+        )
+        .await;
+    assert_eq!(cut.as_deref(), Some("1"), "the leader's lock session");
+    let seen = hook.clone();
+    eventually("leadership_lost notified", 30, || {
+        let n = seen.of_kind("leadership_lost").len();
+        async move { n > 0 }
+    })
+    .await;
+    let got = hook.of_kind("leadership_lost");
+    assert_eq!(got.len(), 1, "{:?}\n{}", hook.received(), ctl.log_text());
+    assert!(!got[0].to_string().contains("s3cr3t"));
+    assert!(!ctl.log_text().contains("s3cr3t"));
+}
