@@ -442,6 +442,7 @@ const PAGES: &[&str] = &[
     "docs/apply-report.md",
     "docs/example-plan-comment.md",
     "docs/architecture.md",
+    "docs/guardrails.md",
 ];
 
 #[test]
@@ -490,6 +491,7 @@ page_tests! {
     docs_apply_report => "docs/apply-report.md",
     docs_example_plan_comment => "docs/example-plan-comment.md",
     docs_architecture => "docs/architecture.md",
+    docs_guardrails => "docs/guardrails.md",
 }
 
 /// `deploy/sipform.yaml`, the controller's settings in the compose example, is a valid

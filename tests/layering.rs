@@ -22,7 +22,7 @@ use std::path::Path;
 /// modules of the layers below its own, never one of its own layer or above.
 const LAYERS: &[&[&str]] = &[
     &["model", "escape"],
-    &["fsio", "db"],
+    &["fsio", "db", "notify"],
     &["compare"],
     &["plan"],
     &["state"],

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use sipform::model::ids::{ObjectId, RestaurantId};
 use sipform::model::revision::{ConfigDigest, GitCommit, Revision, RevisionNote};
 use sipform::model::secret::REDACTED;
+use sipform::model::spec::{Breach, LimitKind};
 use sipform::output::{
     self as render, human, markdown, plan_schema_json, MARKDOWN_MAX_CHARS, NO_CHANGES,
 };
@@ -145,6 +146,7 @@ fn plan_of(account: Action, restaurants: Vec<RestaurantPlan>) -> Plan {
         allow_rollback: false,
         allow_dirty: false,
         revision_notes: Vec::new(),
+        guardrails: Vec::new(),
     };
     plan.summary = Summary::of(plan.actions());
     plan
@@ -361,6 +363,53 @@ fn markdown_snapshot() {
 #[test]
 fn json_snapshot() {
     insta::assert_snapshot!("json", render::json(&fixture()));
+}
+
+/// A plan over its guardrails: the limit, the count, by how much and the flag, above the
+/// changes, in every format.
+fn over_guardrails() -> Plan {
+    let rp = RestaurantPlan {
+        restaurant_id: RestaurantId::new("r-1"),
+        name: "Chez Marco".into(),
+        actions: vec![update(
+            Resource::AGENT,
+            "Chez Marco",
+            "ag-1",
+            vec![fc("isActive", Some(json!(true)), Some(json!(false)))],
+            json!({"isActive": false}),
+        )],
+        notes: Vec::new(),
+    };
+    let mut plan = plan_of(
+        noop(Resource::ACCOUNT, "Acme Restaurants", "acc-1"),
+        vec![rp],
+    );
+    plan.guardrails = vec![Breach {
+        limit: LimitKind::Deactivations,
+        count: 60,
+        allowed: 5,
+        setting: "5%".into(),
+        fleet: 100,
+    }];
+    plan
+}
+
+#[test]
+fn guardrails_snapshots() {
+    let plan = over_guardrails();
+    let text = human(&plan, false);
+    // The promise, whatever the snapshot: which limit, by how much, and the flag.
+    assert!(
+        text.contains(
+            "exceed guardrails.max_deactivations (5% of a fleet of 100: at most 5) by 55"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("--allow-changes 60"), "{text}");
+    insta::assert_snapshot!("guardrails_human", text);
+    insta::assert_snapshot!("guardrails_markdown", markdown(&plan));
+    let json: Value = serde_json::from_str(&render::json(&plan)).expect("json");
+    assert_eq!(json["guardrails"][0]["limit"], "max_deactivations");
 }
 
 #[test]

@@ -114,6 +114,7 @@ fn plan_of(restaurants: Vec<RestaurantPlan>) -> Plan {
         allow_rollback: false,
         allow_dirty: false,
         revision_notes: Vec::new(),
+        guardrails: Vec::new(),
     };
     plan.summary = Summary::of(plan.actions());
     plan

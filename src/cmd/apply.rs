@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use sipform::apply::Report;
 use sipform::config::Overrides;
 use sipform::ops::apply::ApplyRun;
+use sipform::ops::guardrails;
 use sipform::output;
 use sipform::plan::{Op, Plan};
 
@@ -29,6 +30,10 @@ pub struct Args {
     /// (docs/apply-report.md). The plan and the summary go to stderr.
     #[arg(long)]
     pub json: bool,
+    /// Apply a plan over its `guardrails:` limits (deletes, deactivations, changed
+    /// restaurants) when none of its counts is above N: name the count the plan shows.
+    #[arg(long, value_name = "N")]
+    pub allow_changes: Option<u64>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -127,7 +132,11 @@ async fn chosen_plan(
     args: &Args,
 ) -> anyhow::Result<Chosen> {
     let plan: Plan = match &args.plan {
-        Some(path) => run.saved_plan(path).await?,
+        Some(path) => {
+            let plan = run.saved_plan(path).await?;
+            guardrails::enforce(&plan.guardrails, args.allow_changes)?;
+            plan
+        }
         None => {
             let plan = run.plan(&args.run.plan_options()).await?;
             // Unattended (a CI log): the plan grouped, with at most a few restaurants listed
@@ -145,6 +154,8 @@ async fn chosen_plan(
                 no_changes_json(ws, args, &plan);
                 return Ok(Chosen::Done(ExitCode::SUCCESS));
             }
+            // Refused before the question: the plan above says which limit and by how much.
+            guardrails::enforce(&plan.guardrails, args.allow_changes)?;
             if !args.auto_approve && !confirm()? {
                 println!("Apply cancelled.");
                 return Ok(Chosen::Done(ExitCode::FAILURE));

@@ -8,7 +8,8 @@
 //!   compiled into `benches/controller.rs`);
 //! - [`controller`]: `sipform controller` as a child process, and the platform table it watches;
 //! - [`hostile`]: a proxy in front of the emulator that rewrites its answers;
-//! - [`platform_service`]: the platform's own provisioning path, as during a switch-over.
+//! - [`platform_service`]: the platform's own provisioning path, as during a switch-over;
+//! - [`receiver`]: a local webhook receiver for notifications.
 //!
 //! Counts derived from the bundled tools are written with [`bundled_tool_count`], never as a
 //! number.
@@ -18,6 +19,7 @@ pub mod controller;
 pub mod db;
 pub mod hostile;
 pub mod platform_service;
+pub mod receiver;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -126,6 +126,10 @@ pub struct Settings {
     pub platform: crate::model::spec::PlatformConfig,
     /// `controller:` of `sipform.yaml` (read through [`Settings::source`]).
     pub controller: ControllerConfig,
+    /// `guardrails:` of `sipform.yaml`: the limits a plan is judged by.
+    pub guardrails: crate::model::spec::GuardrailsConfig,
+    /// `notify:` of `sipform.yaml`, its webhook overridden by `SIPFORM_NOTIFY_WEBHOOK`.
+    pub notify: crate::model::spec::NotifyConfig,
 }
 
 /// `controller.source`, resolved: the repository the controller follows.
@@ -165,7 +169,17 @@ impl Settings {
                 ))));
             }
         }
-        Ok(Self::resolve(root, project, &process_env, overrides))
+        let settings = Self::resolve(root, project, &process_env, overrides);
+        if let Some(hook) = &settings.notify.webhook {
+            if let Err(e) = check_webhook(hook.expose()) {
+                return Err(ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
+                    Origin::file_start(root.join(PROJECT_FILE)),
+                    "notify.webhook",
+                    &e,
+                ))));
+            }
+        }
+        Ok(settings)
     }
 
     /// `controller.source`, with a relative path made absolute against the project.
@@ -244,6 +258,13 @@ impl Settings {
             phone_lines: project.phone_lines,
             platform: project.platform,
             controller: project.controller,
+            guardrails: project.guardrails,
+            notify: crate::model::spec::NotifyConfig {
+                webhook: set("SIPFORM_NOTIFY_WEBHOOK")
+                    .map(Secret::new)
+                    .or(project.notify.webhook),
+                format: project.notify.format,
+            },
         }
     }
 
@@ -269,6 +290,8 @@ impl Settings {
             phone_lines: self.phone_lines.clone(),
             platform: self.platform.clone(),
             controller: self.controller.clone(),
+            guardrails: self.guardrails.clone(),
+            notify: self.notify.clone(),
         }
     }
 
@@ -348,6 +371,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Refuses a webhook that is not an absolute `http(s)://` URL; the message never holds the
+/// URL (it may be a credential).
+pub fn check_webhook(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err("the webhook must be an http:// or https:// URL with a host".into()),
+        Err(e) => Err(format!("the webhook is not a URL ({e})")),
+    }
+}
+
 /// The host of a `http://` URL that is not loopback, if that is what `url` is. Parsed with the
 /// same URL parser the HTTP client uses, so the host named is where requests really go
 /// (`http://localhost:pw@192.0.2.1` goes to 192.0.2.1).
@@ -392,6 +425,8 @@ mod tests {
             phone_lines: Default::default(),
             platform: Default::default(),
             controller: Default::default(),
+            guardrails: Default::default(),
+            notify: Default::default(),
         }
     }
 
@@ -558,6 +593,37 @@ mod tests {
             src.git,
             dir.path().join("../origin.git").display().to_string()
         );
+    }
+
+    #[test]
+    fn the_webhook_comes_from_the_environment_first_and_never_shows_in_debug_output() {
+        let s = resolve(
+            &[("SIPFORM_NOTIFY_WEBHOOK", "https://hooks.example/T0/s3cr3t")],
+            &Overrides::default(),
+        );
+        let hook = s.notify.webhook.as_ref().map(|w| w.expose().as_str());
+        assert_eq!(hook, Some("https://hooks.example/T0/s3cr3t"));
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+        assert!(check_webhook("https://hooks.example/x").is_ok());
+        for bad in [
+            "hooks.example/x",
+            "ftp://hooks.example/x",
+            "file:///etc/passwd",
+        ] {
+            let e = check_webhook(bad).expect_err(bad);
+            assert!(!e.contains("hooks.example"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_webhook_is_refused_naming_the_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = "account: {name: A, email: a@b.c}\nnotify:\n  webhook: not-a-url-s3cr3t\n";
+        std::fs::write(dir.path().join(PROJECT_FILE), yaml).expect("write");
+        let e = Settings::load(dir.path(), &Overrides::default()).expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("notify.webhook"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
     }
 
     #[test]

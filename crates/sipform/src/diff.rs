@@ -260,6 +260,7 @@ impl<'a> Planner<'a> {
             allow_rollback: opts.allow_rollback,
             allow_dirty: opts.allow_dirty,
             revision_notes: Vec::new(),
+            guardrails: Vec::new(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod revision;
 
 pub mod db;
 pub mod fsio;
+pub mod notify;
 pub mod remote;
 pub mod resources;
 

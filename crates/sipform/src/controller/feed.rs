@@ -64,6 +64,11 @@ impl Guard {
         &self.log
     }
 
+    /// What was missing at the last check (`None`: installed, or not checked yet).
+    pub(crate) fn missing(&self) -> Option<&[String]> {
+        self.missing.as_deref()
+    }
+
     /// Whether the change log table exists (there is something to read).
     pub(crate) fn log_present(&self) -> bool {
         self.log_present

@@ -52,6 +52,12 @@ pub struct Metrics {
     config_info: Family<ConfigLabel, Gauge>,
     /// 1 while the followed repository's newest commit is refused or cannot be fetched.
     pub source_last_error: Gauge,
+    /// Batches held because their plan went over the `guardrails:` limits.
+    pub guardrail_refusals: Counter,
+    /// Notifications by result (sent, failed, dropped), from the notifier's counters.
+    notifications: Family<ResultLabel, Counter>,
+    notify_stats: Mutex<Option<Arc<crate::notify::Stats>>>,
+    seen_notifications: [AtomicU64; 3],
     since_resync: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_resync: Mutex<Option<Instant>>,
     started: Instant,
@@ -113,6 +119,14 @@ const HELP: &[(&str, &str)] = &[
         "source_last_error",
         "1 when the newest commit of controller.source was refused or could not be fetched",
     ),
+    (
+        "guardrail_refusals",
+        "Reconcile batches held because their plan went over the guardrails: limits",
+    ),
+    (
+        "notifications",
+        "Webhook notifications by result (sent, failed after its retries, dropped on a full queue)",
+    ),
 ];
 
 /// Registers `metric` in `registry` under `name` (its help from [`HELP`]) and gives it back (a
@@ -167,7 +181,17 @@ impl Metrics {
             Gauge::<f64, AtomicU64>::default(),
         );
         let source_last_error = registered(r, "source_last_error", Gauge::default());
+        let guardrail_refusals = registered(r, "guardrail_refusals", Counter::default());
+        let notifications = registered(
+            r,
+            "notifications",
+            Family::<ResultLabel, Counter>::default(),
+        );
         Metrics {
+            guardrail_refusals,
+            notifications,
+            notify_stats: Mutex::new(None),
+            seen_notifications: Default::default(),
             registry: root,
             source_last_error,
             queue_depth,
@@ -237,6 +261,38 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner) = Some(client.counters());
     }
 
+    /// The notifier whose counters are exported.
+    pub fn watch_notifier(&self, notifier: &crate::notify::Notifier) {
+        *self
+            .notify_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(notifier.stats());
+    }
+
+    fn notifier_deltas(&self) {
+        let guard = self
+            .notify_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(stats) = guard.as_ref() else { return };
+        let totals = [
+            (&stats.sent, "sent"),
+            (&stats.failed, "failed"),
+            (&stats.dropped, "dropped"),
+        ];
+        for ((total, result), seen) in totals.into_iter().zip(&self.seen_notifications) {
+            let now = total.load(Ordering::Relaxed);
+            let before = seen.swap(now, Ordering::Relaxed);
+            if now > before {
+                self.notifications
+                    .get_or_create(&ResultLabel {
+                        result: result.into(),
+                    })
+                    .inc_by(now - before);
+            }
+        }
+    }
+
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> String {
         let since = self
@@ -255,6 +311,7 @@ impl Metrics {
             self.add_delta(&stats.requests, &self.seen_requests, "request");
             self.add_delta(&stats.retries, &self.seen_retries, "retry");
         }
+        self.notifier_deltas();
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -297,6 +354,28 @@ mod tests {
         assert!(text.contains("sipform_controller_reloads_total{result=\"refused\"} 1"));
         assert!(text.contains("sipform_controller_seconds_since_full_resync "));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[tokio::test]
+    async fn guardrail_refusals_and_notifications_are_counted() {
+        let m = Metrics::new();
+        m.guardrail_refusals.inc();
+        let notifier = crate::notify::Notifier::disabled();
+        m.watch_notifier(&notifier);
+        notifier.stats().dropped.fetch_add(2, Ordering::Relaxed);
+        let text = m.render();
+        assert!(
+            text.contains("sipform_controller_guardrail_refusals_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sipform_controller_notifications_total{result=\"dropped\"} 2"),
+            "{text}"
+        );
+        // Read again: counted once.
+        assert!(m
+            .render()
+            .contains("sipform_controller_notifications_total{result=\"dropped\"} 2"));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct Options {
     pub poll_interval: Duration,
     /// Delete the objects of restaurants whose row is gone.
     pub allow_destroy: bool,
+    /// `--allow-changes N`: a batch over the `guardrails:` limits is applied when none of
+    /// its counts (with the last hour's) is above N; `None`: such a batch is held.
+    pub allow_changes: Option<u64>,
     /// Most restaurants per reconcile (one state-lock hold).
     pub batch_size: usize,
     /// First backoff after a transient failure; doubles up to `backoff_max`.
@@ -75,6 +78,7 @@ impl Options {
             resync_every: Duration::from_secs(600),
             poll_interval: Duration::from_secs(2),
             allow_destroy: false,
+            allow_changes: None,
             batch_size: 100,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),

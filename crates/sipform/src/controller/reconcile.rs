@@ -16,6 +16,7 @@ use crate::apply::{self, ApplyError, Outcome, Report};
 use crate::config::Settings;
 use crate::inventory::Inventory;
 use crate::model::ids::{ObjectId, RestaurantId};
+use crate::ops::guardrails::{self, Counts, Refused};
 use crate::ops::plan::PlanOptions;
 use crate::ops::status::{describe_action, describe_changes};
 use crate::ops::{self, OpsError, Workspace};
@@ -38,6 +39,11 @@ pub struct Ctx<'a> {
     /// The kinds of server object, built once by the controller.
     pub kinds: &'a Kinds,
     pub allow_destroy: bool,
+    /// `--allow-changes N` (see [`crate::ops::guardrails::enforce`]).
+    pub allow_changes: Option<u64>,
+    /// What the controller applied over the guardrails' window before this batch: a batch
+    /// is judged with it.
+    pub recent: Counts,
 }
 
 /// How one restaurant's reconcile ended.
@@ -113,6 +119,16 @@ pub struct Batch {
     /// A call got no answer (refused, timed out), or the account's own calls failed: the
     /// server, not one tenant, is the problem.
     pub unreachable: bool,
+    /// What the guardrails made of the batch.
+    pub guard: GuardNote,
+}
+
+/// The guardrails' word on a batch: refused (nothing applied, its restaurants held), or what
+/// was applied, counted for the window.
+#[derive(Debug, Default)]
+pub struct GuardNote {
+    pub refused: Option<Refused>,
+    pub applied: Counts,
 }
 
 impl Batch {
@@ -157,6 +173,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, ids: &BTreeSet<RestaurantId>, cache: &mut 
                 verdicts: ids.iter().map(|id| (id.clone(), v.clone())).collect(),
                 said: BTreeMap::new(),
                 unreachable: matches!(&e, OpsError::Server { source, .. } if unanswered(source)),
+                guard: GuardNote::default(),
             }
         }
     };
@@ -257,6 +274,7 @@ async fn run(
             verdicts,
             said: BTreeMap::new(),
             unreachable: false,
+            guard: GuardNote::default(),
         });
     }
     let t = Instant::now();
@@ -267,10 +285,11 @@ async fn run(
     let mut unreachable = false;
     let mut round = targets.clone();
     let mut state: Option<State> = None;
+    let mut guard = GuardNote::default();
     // A second round for the restaurants the server answered 404 or 409: the cache was
     // wrong about them; they are re-read and planned again at once.
     for _ in 0..2 {
-        let (v, s, again, down, after) = cached_round(ctx, &ws, &round, cache).await?;
+        let (v, s, again, down, after) = cached_round(ctx, &ws, &round, cache, &mut guard).await?;
         found.extend(v);
         said.extend(s);
         unreachable |= down;
@@ -291,6 +310,7 @@ async fn run(
         verdicts,
         said,
         unreachable,
+        guard,
     })
 }
 
@@ -388,6 +408,7 @@ async fn cached_round(
     ws: &Workspace,
     targets: &BTreeSet<RestaurantId>,
     cache: &mut Cache,
+    guard: &mut GuardNote,
 ) -> Result<Round, OpsError> {
     let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
@@ -413,6 +434,9 @@ async fn cached_round(
     };
     let recorder = Recorder::default();
     lap.mark("plan");
+    if let Some(held) = over_guardrails(ctx, ws, &plan, &state, guard) {
+        return Ok((held, said_of(&plan), BTreeSet::new(), false, state));
+    }
     let (report, account, after) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
     lap.mark("apply");
     let mut again = BTreeSet::new();
@@ -446,6 +470,43 @@ async fn cached_round(
         }
     }
     Ok((verdicts, said_of(&plan), again, unreachable, after))
+}
+
+/// A plan over the guardrails (with what the window holds) unless `--allow-changes` covers
+/// it: nothing is applied, and each restaurant with changes is held with the reason (the next
+/// resync or a row change judges it again). `None`: go ahead (its counts noted for the window).
+fn over_guardrails(
+    ctx: &Ctx<'_>,
+    ws: &Workspace,
+    plan: &Plan,
+    state: &State,
+    guard: &mut GuardNote,
+) -> Option<Vec<(RestaurantId, Verdict)>> {
+    let counts = Counts::of(plan);
+    let breaches = guardrails::judge(
+        &ws.settings().guardrails,
+        counts.plus(ctx.recent),
+        guardrails::fleet(plan, state),
+    );
+    match guardrails::enforce(&breaches, ctx.allow_changes) {
+        Ok(()) => {
+            guard.applied = guard.applied.plus(counts);
+            None
+        }
+        Err(refused) => {
+            let why = refused.to_string();
+            guard.refused = Some(refused);
+            let held = plan.restaurants.iter().map(|rp| {
+                let v = if rp.has_changes() {
+                    Verdict::Held(why.clone())
+                } else {
+                    Verdict::Done { changes: 0 }
+                };
+                (rp.restaurant_id.clone(), v)
+            });
+            Some(held.collect())
+        }
+    }
 }
 
 /// Whether an apply's failures are the server's rather than its tenants': a call that got no

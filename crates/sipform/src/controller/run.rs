@@ -21,6 +21,8 @@ use super::{Handle, Inbox, Msg, Options, ReloadOutcome, Summary};
 use crate::inventory::{Inventory, InventoryRead};
 use crate::model::ids::RestaurantId;
 use crate::model::spec::StateConfig;
+use crate::notify::{self, Event, Notifier};
+use crate::ops::guardrails::Window;
 use crate::ops::{OpsError, Workspace};
 use crate::remote::Client;
 use crate::resources::Kinds;
@@ -44,9 +46,49 @@ pub async fn run_with(
     kinds: Kinds,
     opts: Options,
     handle: Handle,
-    mut inbox: Inbox,
+    inbox: Inbox,
 ) -> Result<Summary, OpsError> {
-    let (mut config, mut follow) = first_config(&opts).await?;
+    let (config, follow) = first_config(&opts).await?;
+    let (notifier, worker) = start_notifier(&config.settings);
+    handle.metrics.watch_notifier(&notifier);
+    // The last events (a `--once` run's refusal, a lost lead) get a moment to go out; a
+    // controller told to stop still exits within about a second.
+    let grace = if opts.once { ONCE_GRACE } else { STOP_GRACE };
+    let ran = run_configured(kinds, opts, handle, inbox, (config, follow), notifier).await;
+    worker.finish(grace).await;
+    ran
+}
+
+/// How long `--once` waits for its queued notifications at the end (their retries included).
+const ONCE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a controller told to stop (SIGTERM) waits for them.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The notifier for `settings.notify` (a disabled one when it cannot start: notifications
+/// never stop the controller).
+fn start_notifier(settings: &crate::config::Settings) -> (Notifier, notify::Worker) {
+    let project = settings
+        .project
+        .clone()
+        .unwrap_or_else(|| settings.account.name.clone());
+    match Notifier::start(&settings.notify, &project, notify::RetryPolicy::default()) {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(target: LOG_TARGET, "controller: {e}");
+            (Notifier::disabled(), notify::Worker::none())
+        }
+    }
+}
+
+/// [`run_with`] once the configuration is read and the notifier started.
+async fn run_configured(
+    kinds: Kinds,
+    opts: Options,
+    handle: Handle,
+    mut inbox: Inbox,
+    (mut config, mut follow): (Config, Option<Follow>),
+    notifier: Notifier,
+) -> Result<Summary, OpsError> {
     tracing::info!(target: LOG_TARGET, "controller: configuration at revision {}", config.revision.describe());
     handle.metrics.config(&config.revision);
     handle.board.set_revision(Some(config.revision.short()));
@@ -91,6 +133,10 @@ pub async fn run_with(
             keep_cache: false,
             cache: Cache::default(),
             kinds: &kinds,
+            notifier: &notifier,
+            guard_window: Window::default(),
+            last_refusal: None,
+            feed_down: None,
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         handle.status.leader.store(false, Ordering::Relaxed);
@@ -99,6 +145,7 @@ pub async fn run_with(
             Ended::Stopped => return Ok(summary),
             Ended::LostLeadership => {
                 tracing::warn!(target: LOG_TARGET, "controller: lost the leader lock; standing by");
+                notifier.notify(Event::LeadershipLost);
             }
         }
     }
@@ -284,6 +331,13 @@ struct Leader<'a> {
     /// The server as last seen: targeted reconciles plan against it.
     cache: Cache,
     kinds: &'a Kinds,
+    notifier: &'a Notifier,
+    /// What was applied over the guardrails' window: each batch is judged with it.
+    guard_window: Window,
+    /// The last guardrail refusal notified: the same refusal at every resync is said once.
+    last_refusal: Option<String>,
+    /// The change feed's problem last notified (`None`: up).
+    feed_down: Option<String>,
 }
 
 impl Leader<'_> {
@@ -330,6 +384,7 @@ impl Leader<'_> {
         });
         if let Some(g) = guard.as_mut() {
             g.check(self.handle).await;
+            self.feed_state(g.missing().map(|m| format!("missing {}", m.join(", "))));
         }
         let waker = match self.inventory.database() {
             Some(db) if guard.is_some() && !self.opts.once => feed::spawn_waker(
@@ -495,12 +550,18 @@ impl Leader<'_> {
         if guard.check(self.handle).await {
             self.full_due = true;
         }
+        let mut down = guard.missing().map(|m| format!("missing {}", m.join(", ")));
         if guard.log_present() {
-            self.read_log(guard.log()).await;
+            if let Some(e) = self.read_log(guard.log()).await {
+                down = down.or(Some(e));
+            }
         }
+        self.feed_state(down);
     }
 
-    async fn read_log(&mut self, log: &ChangeLog) {
+    /// Queues the log's entries; the error when it could not be read.
+    async fn read_log(&mut self, log: &ChangeLog) -> Option<String> {
+        let mut failed = None;
         loop {
             match log.take().await {
                 Ok((ids, full)) => {
@@ -515,11 +576,13 @@ impl Leader<'_> {
                 Err(e) => {
                     tracing::warn!(target: LOG_TARGET, "controller: reading the change log: {e}");
                     self.handle.status.feed_ok.store(false, Ordering::Relaxed);
+                    failed = Some(format!("reading the change log: {e}"));
                     break;
                 }
             }
         }
         self.gauges();
+        failed
     }
 
     /// Every restaurant of the inventory and of state, queued. A timed sweep (every
@@ -606,8 +669,11 @@ impl Leader<'_> {
             client,
             kinds: self.kinds,
             allow_destroy: self.opts.allow_destroy,
+            allow_changes: self.opts.allow_changes,
+            recent: self.guard_window.recent(Instant::now()),
         };
         let batch = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
+        self.guarded(&batch.guard);
         self.handle
             .metrics
             .reconcile_seconds
@@ -633,7 +699,16 @@ impl Leader<'_> {
                 Verdict::Transient(_) => {
                     let _ = self.queue.transient(id, now);
                 }
-                Verdict::Fatal(e) => self.queue.fatal(id, e.clone()),
+                Verdict::Fatal(e) => {
+                    self.queue.fatal(id, e.clone());
+                    if self.queue.parked().contains_key(id) {
+                        self.notifier.notify(Event::RestaurantParked {
+                            restaurant: id.clone(),
+                            name: name.map(str::to_string),
+                            reason: e.clone(),
+                        });
+                    }
+                }
                 Verdict::NotStarted => self.queue.not_started(id, now),
             }
         }
@@ -648,6 +723,37 @@ impl Leader<'_> {
             self.handle.status.server_ok.store(up, Ordering::Relaxed);
         }
         self.gauges();
+    }
+
+    /// Counts what a batch applied for the window; a refusal is logged, counted and
+    /// notified (once while it stays the same).
+    fn guarded(&mut self, note: &reconcile::GuardNote) {
+        self.guard_window.record(Instant::now(), note.applied);
+        let Some(refused) = &note.refused else {
+            return;
+        };
+        self.handle.metrics.guardrail_refusals.inc();
+        let why = refused.to_string();
+        tracing::error!(target: LOG_TARGET, "controller: batch held: {why}");
+        if self.last_refusal.as_deref() != Some(why.as_str()) {
+            self.notifier.notify(Event::GuardrailRefused {
+                breaches: refused.breaches.clone(),
+                needed: refused.needed,
+            });
+            self.last_refusal = Some(why);
+        }
+    }
+
+    /// The change feed's state after a check or a read: a new problem is notified.
+    fn feed_state(&mut self, down: Option<String>) {
+        if down.is_some() && down != self.feed_down {
+            if let Some(reason) = &down {
+                self.notifier.notify(Event::FeedDown {
+                    reason: reason.clone(),
+                });
+            }
+        }
+        self.feed_down = down;
     }
 
     fn gauges(&self) {

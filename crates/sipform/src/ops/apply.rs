@@ -79,6 +79,9 @@ impl<'w> ApplyRun<'w> {
         // plans a pull request's merge ref; the branch gets another commit).
         let mut saved = saved;
         saved.revision = Some(self.ws.revision()?.clone());
+        // Judged by this run's settings and fleet, whatever the file says.
+        saved.guardrails =
+            super::guardrails::breaches(&self.ws.settings().guardrails, &saved, &self.state);
         Ok(saved)
     }
 

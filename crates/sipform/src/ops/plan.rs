@@ -113,12 +113,19 @@ pub(crate) async fn plan_over<S: ServerView>(
     );
     // A plan is printed, posted and saved: it names the server without its user-info.
     plan.server_url = redact_url(&ws.settings().server_url);
-    // Which revision it is made from, and where applying it would go back or be refused.
+    judged(ws, &mut plan, state)?;
+    Ok(plan)
+}
+
+/// What `plan` is judged by: which revision it is made from, where applying it would go back
+/// or be refused, and the guardrails it goes over.
+fn judged(ws: &Workspace, plan: &mut Plan, state: &State) -> Result<(), OpsError> {
     let revision = ws.revision()?.clone();
     plan.revision_notes =
-        super::revision_guard::judge(ws.settings().history_root(), &revision, &plan, state);
+        super::revision_guard::judge(ws.settings().history_root(), &revision, plan, state);
     plan.revision = Some(revision);
-    Ok(plan)
+    plan.guardrails = super::guardrails::breaches(&ws.settings().guardrails, plan, state);
+    Ok(())
 }
 
 /// `desired` without the restaurants state records as suspended (`sipform suspend`), which are

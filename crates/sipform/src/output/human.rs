@@ -66,6 +66,17 @@ pub(super) fn revision_lines(plan: &Plan) -> Vec<String> {
     out
 }
 
+/// The revision lines, then the guardrails the plan goes over.
+fn header_lines(plan: &Plan) -> Vec<String> {
+    let mut out = revision_lines(plan);
+    out.extend(
+        super::guardrails::lines(plan)
+            .iter()
+            .map(|l| format!("! {l}")),
+    );
+    out
+}
+
 fn render(plan: &Plan, color: bool, listed: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -77,7 +88,7 @@ fn render(plan: &Plan, color: bool, listed: usize) -> String {
         let targets: Vec<&str> = plan.targets.iter().map(|t| t.as_str()).collect();
         let _ = writeln!(out, "Targets: {}", printable(&targets.join(", ")));
     }
-    for line in revision_lines(plan) {
+    for line in header_lines(plan) {
         let _ = writeln!(out, "{}", printable(&line));
     }
     let grouping = groups(plan);

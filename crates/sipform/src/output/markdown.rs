@@ -90,6 +90,10 @@ fn header(plan: &Plan) -> String {
     let mut out = format!("{COMMENT_MARKER}\n");
     // sipform's own words and numbers: nothing to escape.
     let _ = writeln!(out, "### {}\n", summary_line(plan));
+    // sipform's own words and numbers too.
+    for line in super::guardrails::lines(plan) {
+        let _ = writeln!(out, "> :warning: {line}\n");
+    }
     for d in [
         super::duplicates::summary(plan),
         super::orphans::summary(plan),

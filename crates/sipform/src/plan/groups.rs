@@ -195,6 +195,7 @@ mod tests {
             allow_rollback: false,
             allow_dirty: false,
             revision_notes: Vec::new(),
+            guardrails: Vec::new(),
         }
     }
 

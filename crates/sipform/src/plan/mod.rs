@@ -87,6 +87,11 @@ pub struct Plan {
     /// again, so every full plan lists them (issue 25, item 5). Not changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orphans: Vec<Orphan>,
+    /// The `guardrails:` limits this plan goes over: `apply` and the controller refuse it
+    /// unless `--allow-changes` names a count at least as large. Judged again when a saved
+    /// plan is applied (the file's copy is only shown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<crate::model::spec::Breach>,
 }
 
 /// An agent no restaurant of the inventory or state claims.

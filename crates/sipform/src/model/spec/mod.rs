@@ -11,6 +11,8 @@
 
 mod agent;
 mod desired;
+mod guardrails;
+mod notify;
 mod platform;
 mod project;
 mod restaurant;
@@ -19,6 +21,8 @@ mod tool_test;
 
 pub use agent::*;
 pub use desired::*;
+pub use guardrails::*;
+pub use notify::*;
 pub use platform::*;
 pub use project::*;
 pub use restaurant::*;

@@ -50,6 +50,13 @@ pub struct Project {
     /// `sipform controller`'s own settings.
     #[serde(default, skip_serializing_if = "ControllerConfig::is_empty")]
     pub controller: ControllerConfig,
+    /// How much of the fleet one plan may delete, deactivate or change before `apply` and
+    /// the controller refuse it (`--allow-changes N` overrides).
+    #[serde(default, skip_serializing_if = "super::GuardrailsConfig::is_empty")]
+    pub guardrails: super::GuardrailsConfig,
+    /// Where the controller's notifications go (a webhook).
+    #[serde(default, skip_serializing_if = "super::NotifyConfig::is_empty")]
+    pub notify: super::NotifyConfig,
 }
 
 /// `controller:` of `sipform.yaml`.
