@@ -47,6 +47,8 @@ pub struct Options {
     pub poll_interval: Duration,
     /// Delete the objects of restaurants whose row is gone.
     pub allow_destroy: bool,
+    /// `--ignore-windows`: update agents inside their change windows and during calls.
+    pub ignore_windows: bool,
     /// Most restaurants per reconcile (one state-lock hold).
     pub batch_size: usize,
     /// First backoff after a transient failure; doubles up to `backoff_max`.
@@ -75,6 +77,7 @@ impl Options {
             resync_every: Duration::from_secs(600),
             poll_interval: Duration::from_secs(2),
             allow_destroy: false,
+            ignore_windows: false,
             batch_size: 100,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),

@@ -38,6 +38,8 @@ pub struct Ctx<'a> {
     /// The kinds of server object, built once by the controller.
     pub kinds: &'a Kinds,
     pub allow_destroy: bool,
+    /// `--ignore-windows`: change windows and live calls hold nothing.
+    pub ignore_windows: bool,
 }
 
 /// How one restaurant's reconcile ended.
@@ -335,6 +337,7 @@ fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions 
         only_changes: false,
         allow_rollback: false,
         allow_dirty: false,
+        ignore_windows: ctx.ignore_windows,
     }
 }
 

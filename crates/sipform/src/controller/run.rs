@@ -592,6 +592,7 @@ impl Leader<'_> {
             client,
             kinds: self.kinds,
             allow_destroy: self.opts.allow_destroy,
+            ignore_windows: self.opts.ignore_windows,
         };
         let batch = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
         self.handle

@@ -11,6 +11,7 @@ pub mod controller;
 pub mod dedupe;
 pub mod demo;
 pub mod doctor;
+pub(crate) mod hold;
 pub mod import;
 pub mod plan;
 pub mod render;

@@ -118,6 +118,8 @@ pub(crate) async fn plan_over<S: ServerView>(
     plan.revision_notes =
         super::revision_guard::judge(ws.settings().history_root(), &revision, &plan, state);
     plan.revision = Some(revision);
+    // Which updates wait for their change window, as of now.
+    plan.holds = super::hold::window_holds(ws, &plan, ws.settings().clock.now());
     Ok(plan)
 }
 

@@ -7,6 +7,7 @@
 mod annotations;
 mod apply_json;
 mod duplicates;
+mod holds;
 mod human;
 mod json;
 mod lines;

@@ -61,7 +61,19 @@ pub fn report(r: &Report) -> String {
             }
         }
     }
+    for h in &r.held {
+        push_line(
+            &mut out,
+            &format!(
+                "restaurant {} ({}): held, left untouched: {}",
+                h.name, h.restaurant_id, h.message
+            ),
+        );
+    }
     let mut counts = format!("{ok} restaurants done, {failed} failed");
+    if !r.held.is_empty() {
+        let _ = write!(counts, ", {} held", r.held.len());
+    }
     if stopped > 0 {
         let _ = write!(counts, ", {stopped} stopped part-way");
     }
@@ -170,6 +182,7 @@ mod tests {
             elapsed: Duration::from_millis(1300),
             parallelism: None,
             revision: None,
+            held: Vec::new(),
         };
         assert_eq!(
             report(&r),
@@ -193,6 +206,7 @@ mod tests {
                 throttled: 3,
             }),
             revision: None,
+            held: Vec::new(),
         };
         assert!(report(&r).ends_with(
             "1.3s.\nParallelism: settled at 23 (auto, at most 64); paced at 481 requests/s after 3 answer(s) 429.\n"
@@ -230,6 +244,7 @@ mod tests {
             elapsed: Duration::ZERO,
             parallelism: None,
             revision: None,
+            held: Vec::new(),
         };
         assert_eq!(
             report(&r),
@@ -261,6 +276,7 @@ mod tests {
             elapsed: Duration::ZERO,
             parallelism: None,
             revision: None,
+            held: Vec::new(),
         };
         assert_eq!(
             report(&r),

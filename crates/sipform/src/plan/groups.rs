@@ -195,6 +195,8 @@ mod tests {
             allow_rollback: false,
             allow_dirty: false,
             revision_notes: Vec::new(),
+            ignore_windows: false,
+            holds: Vec::new(),
         }
     }
 

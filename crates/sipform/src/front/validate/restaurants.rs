@@ -8,7 +8,7 @@ use crate::escape::excerpt;
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
 use crate::model::secret::Secret;
 use crate::model::spec::{
-    is_e164, restaurant_id_problem, DesiredPhoneLine, PhoneLineSource, PhoneLineSpec,
+    is_e164, parse_timezone, restaurant_id_problem, DesiredPhoneLine, PhoneLineSource, PhoneLineSpec,
     PhoneProvider, Project, Restaurant,
 };
 
@@ -95,6 +95,9 @@ fn row_value_problems(r: &Restaurant) -> Vec<(&'static str, String)> {
                 KNOWN_VOICES.join(", ")
             ),
         ));
+    }
+    if let Err(e) = parse_timezone(r.timezone.as_deref()) {
+        out.push(("timezone", e));
     }
     if let Some(v) = r.transfer_phone_number.as_deref().filter(|v| !is_e164(v)) {
         out.push((

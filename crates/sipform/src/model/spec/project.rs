@@ -50,6 +50,10 @@ pub struct Project {
     /// `sipform controller`'s own settings.
     #[serde(default, skip_serializing_if = "ControllerConfig::is_empty")]
     pub controller: ControllerConfig,
+    /// When existing agents may be updated (each restaurant's own time zone), and how long an
+    /// update waits for live calls to end.
+    #[serde(default, skip_serializing_if = "super::WindowsConfig::is_empty")]
+    pub windows: super::WindowsConfig,
 }
 
 /// `controller:` of `sipform.yaml`.
