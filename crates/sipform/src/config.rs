@@ -178,7 +178,11 @@ impl Settings {
         }
         let mut settings = Self::resolve(root, project, &process_env, overrides);
         settings.clock = Clock::from_env(process_env("SIPFORM_NOW").as_deref()).map_err(|e| {
-            ConfigError::Invalid(Diagnostics::from(Diagnostic::new(file(), "SIPFORM_NOW", &e)))
+            ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
+                file(),
+                "SIPFORM_NOW",
+                &e,
+            )))
         })?;
         Ok(settings)
     }

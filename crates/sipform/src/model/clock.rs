@@ -54,7 +54,10 @@ mod tests {
         let c = Clock::from_env(Some("2026-12-07T12:00:00+01:00")).unwrap();
         let now = c.now();
         let start: DateTime<Utc> = "2026-12-07T11:00:00Z".parse().unwrap();
-        assert!(now >= start && now - start < chrono::Duration::minutes(1), "{now}");
+        assert!(
+            now >= start && now - start < chrono::Duration::minutes(1),
+            "{now}"
+        );
         assert!(Clock::from_env(None).unwrap().is_system());
         assert!(Clock::from_env(Some("")).unwrap().is_system());
         let e = Clock::from_env(Some("noon")).unwrap_err();

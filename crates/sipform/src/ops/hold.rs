@@ -25,7 +25,10 @@ pub(crate) fn live_agent(rp: &RestaurantPlan) -> Option<&ObjectId> {
     if !rp.has_changes() {
         return None;
     }
-    let mut agents = rp.actions.iter().filter(|a| a.resource() == Resource::AGENT);
+    let mut agents = rp
+        .actions
+        .iter()
+        .filter(|a| a.resource() == Resource::AGENT);
     let agent = agents.next()?;
     match agent {
         Action::Create { .. } | Action::Delete { .. } => None,
@@ -72,10 +75,13 @@ fn window_message(now: DateTime<Utc>, until: Option<DateTime<Utc>>, tz: Tz) -> S
     match until {
         Some(u) => {
             let same_day = u.with_timezone(&tz).date_naive() == now.with_timezone(&tz).date_naive();
-            let end = u
-                .with_timezone(&tz)
-                .format(if same_day { "%H:%M" } else { "%Y-%m-%d %H:%M" });
-            format!("{at}: held until {end} ({})", u.format("%Y-%m-%dT%H:%M:%SZ"))
+            let end =
+                u.with_timezone(&tz)
+                    .format(if same_day { "%H:%M" } else { "%Y-%m-%d %H:%M" });
+            format!(
+                "{at}: held until {end} ({})",
+                u.format("%Y-%m-%dT%H:%M:%SZ")
+            )
         }
         None => format!("{at}: held; no window opens in the next three days"),
     }
@@ -83,7 +89,11 @@ fn window_message(now: DateTime<Utc>, until: Option<DateTime<Utc>>, tz: Tz) -> S
 
 /// `plan` without the restaurants of `out` (`None` when none of them is in it).
 pub(crate) fn without(plan: &Plan, out: &BTreeSet<&RestaurantId>) -> Option<Plan> {
-    if !plan.restaurants.iter().any(|r| out.contains(&r.restaurant_id)) {
+    if !plan
+        .restaurants
+        .iter()
+        .any(|r| out.contains(&r.restaurant_id))
+    {
         return None;
     }
     let mut p = plan.clone();
@@ -107,7 +117,10 @@ pub(crate) async fn apply_between_calls(
     let settings = ws.settings().windows();
     let kinds = ws.kinds();
     let Some(wait) = settings.live_call_wait.filter(|_| !plan.ignore_windows) else {
-        return (apply::apply_with(kinds, plan, client, writer, progress).await, Vec::new());
+        return (
+            apply::apply_with(kinds, plan, client, writer, progress).await,
+            Vec::new(),
+        );
     };
     let candidates: Vec<(&RestaurantId, &ObjectId)> = plan
         .restaurants
@@ -115,7 +128,10 @@ pub(crate) async fn apply_between_calls(
         .filter_map(|rp| live_agent(rp).map(|a| (&rp.restaurant_id, a)))
         .collect();
     if candidates.is_empty() {
-        return (apply::apply_with(kinds, plan, client, writer, progress).await, Vec::new());
+        return (
+            apply::apply_with(kinds, plan, client, writer, progress).await,
+            Vec::new(),
+        );
     }
     let mut busy = busy_of(client, &candidates).await;
     let initial: BTreeSet<&RestaurantId> = busy.iter().map(|(id, _)| *id).collect();
@@ -149,7 +165,10 @@ pub(crate) async fn apply_between_calls(
                 .collect();
             let freed = without(plan, &out);
             let freed = freed.as_ref().unwrap_or(plan);
-            merge(first, apply::apply_with(kinds, freed, client, writer, progress).await)
+            merge(
+                first,
+                apply::apply_with(kinds, freed, client, writer, progress).await,
+            )
         }
         None => {
             let go = without(plan, &still);

@@ -280,7 +280,10 @@ fn compare(rows: &mut BTreeMap<RestaurantId, RestaurantStatus>, plan: &Plan) {
             .collect();
         (row.status, row.reason) = if let Some(h) = holds.get(&rp.restaurant_id) {
             // Its changes wait (a change window): held, not out of sync.
-            (Health::Held, Some(format!("{}: {}", h.message, describe_changes(&changed))))
+            (
+                Health::Held,
+                Some(format!("{}: {}", h.message, describe_changes(&changed))),
+            )
         } else if !changed.is_empty() {
             (Health::OutOfSync, Some(describe_changes(&changed)))
         } else if !rp.notes.is_empty() {

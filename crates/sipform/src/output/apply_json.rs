@@ -229,9 +229,15 @@ pub fn apply_json(run: &ApplyRunView<'_>) -> String {
         let planned = |id: &crate::model::ids::RestaurantId| {
             run.plan
                 .and_then(|p| p.restaurants.iter().find(|rp| &rp.restaurant_id == id))
-                .map_or(0, |rp| rp.actions.iter().filter(|a| a.op().is_change()).count())
+                .map_or(0, |rp| {
+                    rp.actions.iter().filter(|a| a.op().is_change()).count()
+                })
         };
-        restaurants.extend(r.held.iter().map(|h| held_doc(h, planned(&h.restaurant_id))));
+        restaurants.extend(
+            r.held
+                .iter()
+                .map(|h| held_doc(h, planned(&h.restaurant_id))),
+        );
     }
     let status = match (run.error, run.report) {
         (Some(_), _) => RunStatus::Error,

@@ -24,8 +24,8 @@ pub mod hold;
 
 pub use body::Body;
 pub use groups::groups;
-pub use hold::{Hold, HoldReason};
 pub(crate) use groups::{ChangeGroup, Grouping};
+pub use hold::{Hold, HoldReason};
 
 /// Version of the saved-plan format this build writes. Version 2 added the configuration's
 /// [`Plan::revision`] and its notes; a version-1 plan still reads (with no revision), any other

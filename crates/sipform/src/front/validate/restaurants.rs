@@ -8,8 +8,8 @@ use crate::escape::excerpt;
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
 use crate::model::secret::Secret;
 use crate::model::spec::{
-    is_e164, parse_timezone, restaurant_id_problem, DesiredPhoneLine, PhoneLineSource, PhoneLineSpec,
-    PhoneProvider, Project, Restaurant,
+    is_e164, parse_timezone, restaurant_id_problem, DesiredPhoneLine, PhoneLineSource,
+    PhoneLineSpec, PhoneProvider, Project, Restaurant,
 };
 
 /// The problems of each entry's id, by entry: an id that is not one, or one claimed twice.

@@ -62,7 +62,8 @@ pub struct Span {
 impl Span {
     /// Parses `HH:MM-HH:MM`; an empty span (`10:00-10:00`) is refused.
     pub fn parse(s: &str) -> Result<Span, String> {
-        let bad = || format!("{s:?} is not a local time span like \"11:30-14:30\" (24-hour HH:MM-HH:MM)");
+        let bad =
+            || format!("{s:?} is not a local time span like \"11:30-14:30\" (24-hour HH:MM-HH:MM)");
         let (a, b) = s.trim().split_once('-').ok_or_else(bad)?;
         let start = minutes(a, false).ok_or_else(bad)?;
         let end = minutes(b, true).ok_or_else(bad)?;
@@ -114,7 +115,9 @@ pub struct Windows {
 pub enum WindowVerdict {
     Go,
     /// Not now: the first instant it may go (`None`: no window opens in the next days).
-    Closed { until: Option<DateTime<Utc>> },
+    Closed {
+        until: Option<DateTime<Utc>>,
+    },
 }
 
 impl Windows {
@@ -247,7 +250,10 @@ mod tests {
                 until: Some(utc("2026-12-07T13:30:00Z"))
             }
         );
-        assert_eq!(w.verdict(now, chrono_tz::America::New_York), WindowVerdict::Go);
+        assert_eq!(
+            w.verdict(now, chrono_tz::America::New_York),
+            WindowVerdict::Go
+        );
         // The window's end is open; its start is closed.
         assert_eq!(
             w.verdict(utc("2026-12-07T13:30:00Z"), chrono_tz::Europe::Paris),
@@ -343,7 +349,14 @@ mod tests {
 
     #[test]
     fn bad_spans_are_refused_naming_them() {
-        for bad in ["11:30", "25:00-26:00", "11:30-11:30", "1:30-2:30", "11:30-24:01", "x"] {
+        for bad in [
+            "11:30",
+            "25:00-26:00",
+            "11:30-11:30",
+            "1:30-2:30",
+            "11:30-24:01",
+            "x",
+        ] {
             assert!(Span::parse(bad).is_err(), "{bad}");
         }
         let e = Windows::parse(&WindowsConfig {
@@ -352,7 +365,10 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.contains("windows.deny") && e.contains("noon"), "{e}");
-        assert_eq!(Span::parse("22:00-02:00").unwrap().to_string(), "22:00-02:00");
+        assert_eq!(
+            Span::parse("22:00-02:00").unwrap().to_string(),
+            "22:00-02:00"
+        );
     }
 
     #[test]
