@@ -18,6 +18,7 @@ pub mod source;
 pub mod status;
 
 mod run;
+mod slo;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -146,6 +146,13 @@ fn unanswered(e: &crate::remote::ClientError) -> bool {
 pub struct Said {
     pub name: String,
     pub changed: Vec<String>,
+    /// Its plan creates its agent (the restaurant goes live).
+    pub created_agent: bool,
+    /// Its changes wait (a change window, live calls): why, and until when it is known.
+    pub hold: Option<(
+        crate::plan::HoldReason,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )>,
 }
 
 /// Reconciles `ids`. Never fails as a whole: every restaurant asked for gets a verdict.
@@ -224,6 +231,10 @@ fn said_of(plan: &Plan) -> BTreeMap<RestaurantId, Said> {
                 Said {
                     name: rp.name.clone(),
                     changed,
+                    created_agent: rp.actions.iter().any(|a| {
+                        a.op() == Op::Create && a.resource() == crate::plan::Resource::AGENT
+                    }),
+                    hold: None,
                 },
             )
         })
@@ -438,7 +449,24 @@ async fn cached_round(
             *v = Verdict::Suspended;
         }
     }
-    Ok((verdicts, said_of(&plan), again, unreachable, after))
+    let mut said = said_of(&plan);
+    held(report.as_ref(), &mut verdicts, &mut said);
+    Ok((verdicts, said, again, unreachable, after))
+}
+
+/// The restaurants apply held (a change window, live calls): held, not done, with when to
+/// come back.
+fn held(
+    report: Option<&Report>,
+    verdicts: &mut [(RestaurantId, Verdict)],
+    said: &mut BTreeMap<RestaurantId, Said>,
+) {
+    for h in report.map(|r| r.held.as_slice()).unwrap_or_default() {
+        if let Some((_, v)) = verdicts.iter_mut().find(|(id, _)| id == &h.restaurant_id) {
+            *v = Verdict::Held(h.message.clone());
+        }
+        said.entry(h.restaurant_id.clone()).or_default().hold = Some((h.reason, h.until));
+    }
 }
 
 /// Whether an apply's failures are the server's rather than its tenants': a call that got no

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -30,6 +30,10 @@ use crate::LOG_TARGET;
 /// Attempts per request inside one reconcile (the CLI's client makes 8): a blip is retried
 /// once at once; anything longer is the queue's backoff.
 const CLIENT_ATTEMPTS: u32 = 2;
+
+/// A restaurant held with no known end (its agent's calls went on past
+/// `windows.live_call_wait`) is looked at again this often.
+const HELD_RECHECK: Duration = Duration::from_secs(30);
 
 /// Runs until [`Handle::shutdown`] (or, with `--once`, one full reconcile). Returns what it
 /// did; an error only for what stops it from running at all (invalid configuration at start,
@@ -90,6 +94,7 @@ pub async fn run_with(
             spread: false,
             cache: Cache::default(),
             kinds: &kinds,
+            slo: super::slo::Slo::default(),
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         handle.status.leader.store(false, Ordering::Relaxed);
@@ -277,6 +282,8 @@ struct Leader<'a> {
     /// The server as last seen: targeted reconciles plan against it.
     cache: Cache,
     kinds: &'a Kinds,
+    /// Time to live, drift and holds, for `/metrics`.
+    slo: super::slo::Slo,
 }
 
 impl Leader<'_> {
@@ -454,7 +461,10 @@ impl Leader<'_> {
     async fn message(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
-            Msg::One(id) => self.queue.push(id, now),
+            Msg::One(id) => {
+                self.slo.seen(&id, now);
+                self.queue.push(id, now)
+            }
             Msg::All => self.full_due = true,
             Msg::Reload(reply) => {
                 let r = self.reload().await;
@@ -496,6 +506,7 @@ impl Leader<'_> {
                 Ok((ids, full)) => {
                     let now = Instant::now();
                     for id in ids {
+                        self.slo.seen(&id, now);
                         self.queue.push(id, now);
                     }
                     if !full {
@@ -558,6 +569,10 @@ impl Leader<'_> {
             self.queue.push_resync(id.clone(), now + offset);
         }
         for id in listed.symmetric_difference(&recorded) {
+            // A row state does not know: new (its notification missed), its clock starts.
+            if listed.contains(id) {
+                self.slo.seen(id, now);
+            }
             self.queue.push_resync(id.clone(), now);
         }
         self.handle.metrics.resynced();
@@ -613,7 +628,14 @@ impl Leader<'_> {
             let name = batch.said.get(id).map(|s| s.name.as_str());
             self.handle.board.record(id, name, v);
             self.handle.metrics.reconciled(v.label());
+            let said = batch.said.get(id);
+            self.slo.record(id, v, said, now, &self.handle.metrics);
+            let hold = batch.said.get(id).and_then(|s| s.hold);
             match v {
+                Verdict::Held(_) if hold.is_some() => {
+                    let at = self.wake_at(hold.and_then(|(_, until)| until));
+                    self.queue.later(id, at);
+                }
                 Verdict::Done { .. } | Verdict::Held(_) | Verdict::Suspended => {
                     self.queue.succeeded(id)
                 }
@@ -631,10 +653,23 @@ impl Leader<'_> {
         // Readiness follows the server, never one tenant: a restaurant whose calls the server
         // answers with errors backs off in the queue; a server that does not answer, or fails
         // the account's own calls, is down.
+        self.slo.publish(&self.handle.metrics);
         if let Some(up) = batch.server_up() {
             self.handle.status.server_ok.store(up, Ordering::Relaxed);
         }
         self.gauges();
+    }
+
+    /// When a restaurant held until `until` (the run's clock, `SIPFORM_NOW` in tests) is
+    /// looked at again: then, at least a second from now; a hold with no known end (calls in
+    /// progress, no window in the next days) is looked at again after [`HELD_RECHECK`].
+    fn wake_at(&self, until: Option<chrono::DateTime<chrono::Utc>>) -> Instant {
+        let now = self.config.settings.clock.now();
+        let wait = until
+            .and_then(|u| (u - now).to_std().ok())
+            .unwrap_or(HELD_RECHECK)
+            .max(Duration::from_secs(1));
+        Instant::now() + wait
     }
 
     fn gauges(&self) {

@@ -1,6 +1,8 @@
 //! The run's one clock for change windows: the system's, or started at `SIPFORM_NOW` (RFC
 //! 3339) and running on from there, so tests set the time of day instead of waiting for it.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, Utc};
 
 /// Now, as change windows see it. Copied freely: it is an offset.
@@ -23,16 +25,22 @@ impl Clock {
         }
     }
 
-    /// From `SIPFORM_NOW`'s value (`None`: the system's clock).
+    /// From `SIPFORM_NOW`'s value (`None`: the system's clock). The value read first in a
+    /// process sets the start: settings read again later (a controller's reload) keep the
+    /// clock running instead of turning it back.
     pub fn from_env(value: Option<&str>) -> Result<Clock, String> {
-        match value.map(str::trim).filter(|v| !v.is_empty()) {
-            None => Ok(Clock::system()),
-            Some(v) => DateTime::parse_from_rfc3339(v)
-                .map(|t| Clock::starting_at(t.with_timezone(&Utc)))
-                .map_err(|e| {
-                    format!("SIPFORM_NOW={v:?} is not an RFC 3339 time (e.g. 2026-12-07T12:00:00+01:00): {e}")
-                }),
-        }
+        static FIRST: OnceLock<(String, Clock)> = OnceLock::new();
+        let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(Clock::system());
+        };
+        let start = DateTime::parse_from_rfc3339(v).map_err(|e| {
+            format!(
+                "SIPFORM_NOW={v:?} is not an RFC 3339 time (e.g. 2026-12-07T12:00:00+01:00): {e}"
+            )
+        })?;
+        let clock = Clock::starting_at(start.with_timezone(&Utc));
+        let (first, kept) = FIRST.get_or_init(|| (v.to_string(), clock));
+        Ok(if first == v { *kept } else { clock })
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -46,7 +46,8 @@ impl WindowsConfig {
     }
 }
 
-/// One `HH:MM-HH:MM` as written (checked by the schema, parsed by [`Span::parse`]).
+/// One local time span, `HH:MM-HH:MM` (24-hour; one ending before it starts runs past
+/// midnight).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct SpanText(#[schemars(regex(pattern = SPAN_PATTERN))] pub String);
