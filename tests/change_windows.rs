@@ -339,3 +339,52 @@ async fn calls_that_outlast_the_wait_hold_the_update_with_the_reason() {
     assert_ne!(end_call_of(&emu, PARIS), "Plus tard.");
     assert_eq!(end_call_of(&emu, NEW_YORK), "Plus tard.");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_holds_paris_and_applies_it_when_the_window_opens() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = project(LUNCH_AND_DINNER);
+    expect_code(
+        &at(dir.path(), &url, NOON_PARIS, &["apply", "--auto-approve"]).await,
+        0,
+    );
+    edit_tool(dir.path(), "Après le service.");
+    // The controller's clock starts 20 s before the lunch window ends in Paris.
+    let clock = [("SIPFORM_NOW", "2026-12-07T14:29:40+01:00")];
+    let ctl = controller::start(dir.path(), &url, &["--resync", "1h"], &clock);
+    let report = || async {
+        let (code, body) = ctl.get("/v1/status").await?;
+        (code == 200).then(|| serde_json::from_str::<Value>(&body).ok())?
+    };
+    controller::eventually("New York updated, Paris held", 60, || async {
+        end_call_of(&emu, NEW_YORK) == "Après le service."
+            && report().await.is_some_and(|r| r["counts"]["held"] == 2)
+    })
+    .await;
+    let r = report().await.expect("status");
+    let paris = r["restaurants"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|x| x["id"] == PARIS).cloned())
+        .expect("Paris listed");
+    let reason = paris["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("held until 14:30"), "{r}");
+    assert_ne!(
+        end_call_of(&emu, PARIS),
+        "Après le service.",
+        "updated inside its window"
+    );
+    let held = "sipform_controller_held_restaurants{reason=\"window\"}";
+    assert_eq!(ctl.metric(held).await, Some(2.0), "{}", ctl.log_text());
+
+    // No change, no resync: the queue brings them back when the window opens.
+    controller::eventually("Paris applied at 14:30", 60, || async {
+        end_call_of(&emu, PARIS) == "Après le service."
+            && end_call_of(&emu, NAPOLI) == "Après le service."
+    })
+    .await;
+    controller::eventually("nothing held", 10, || async {
+        ctl.metric(held).await == Some(0.0)
+    })
+    .await;
+}
