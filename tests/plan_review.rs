@@ -114,6 +114,8 @@ fn plan_of(restaurants: Vec<RestaurantPlan>) -> Plan {
         allow_rollback: false,
         allow_dirty: false,
         revision_notes: Vec::new(),
+        ignore_windows: false,
+        holds: Vec::new(),
     };
     plan.summary = Summary::of(plan.actions());
     plan
