@@ -388,3 +388,75 @@ async fn the_controller_holds_paris_and_applies_it_when_the_window_opens() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_holds_an_agent_in_a_call_and_updates_it_once_the_call_ends() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = project("windows:\n  live_call_wait: 2m\n  live_call_check: 1s\n");
+    expect_code(
+        &at(dir.path(), &url, NOON_PARIS, &["apply", "--auto-approve"]).await,
+        0,
+    );
+    let busy = agent_id_of(&emu, PARIS);
+    set_calls(&url, &busy, 2).await;
+    edit_tool(dir.path(), "Après l'appel.");
+    let ctl = controller::start(dir.path(), &url, &["--resync", "1h"], &[]);
+    let held = "sipform_controller_held_restaurants{reason=\"live_calls\"}";
+    controller::eventually(
+        "the others updated, Paris held for its calls",
+        60,
+        || async {
+            end_call_of(&emu, NEW_YORK) == "Après l'appel."
+                && end_call_of(&emu, NAPOLI) == "Après l'appel."
+                && ctl.metric(held).await == Some(1.0)
+        },
+    )
+    .await;
+    assert_ne!(
+        end_call_of(&emu, PARIS),
+        "Après l'appel.",
+        "updated during a call"
+    );
+    set_calls(&url, &busy, 0).await;
+    controller::eventually("Paris updated after its calls", 60, || async {
+        end_call_of(&emu, PARIS) == "Après l'appel." && ctl.metric(held).await == Some(0.0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_is_judged_again_when_it_is_applied() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = project(LUNCH_AND_DINNER);
+    expect_code(
+        &at(dir.path(), &url, NOON_PARIS, &["apply", "--auto-approve"]).await,
+        0,
+    );
+    edit_tool(dir.path(), "Plan du midi.");
+    let out = at(
+        dir.path(),
+        &url,
+        NOON_PARIS,
+        &["plan", "--out", "plan.json"],
+    )
+    .await;
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("Held: restaurant Le Bistrot du Port"),
+        "{}",
+        stdout(&out)
+    );
+    // Applied after lunch, the plan made at noon holds nothing.
+    let out = at(dir.path(), &url, AFTER_LUNCH_PARIS, &["apply", "plan.json"]).await;
+    expect_code(&out, 0);
+    assert!(
+        !all_output(&out).contains("held, left untouched"),
+        "{}",
+        all_output(&out)
+    );
+    for r in [PARIS, NAPOLI, NEW_YORK] {
+        assert_eq!(end_call_of(&emu, r), "Plan du midi.");
+    }
+}

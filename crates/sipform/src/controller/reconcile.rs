@@ -248,7 +248,7 @@ async fn run(
 ) -> Result<Batch, OpsError> {
     let read = ctx.inventory.read_some(ids).await?;
     let ws = Workspace::for_read(
-        ctx.settings.clone(),
+        no_call_wait(ctx.settings),
         ctx.backend.clone(),
         ctx.inventory,
         read,
@@ -338,6 +338,17 @@ async fn repair_rows(
             }
         }
     }
+}
+
+/// The settings a reconcile runs with: an agent in a call is held at once instead of waited
+/// for, since the wait would hold the state lock (CI's apply and every other batch behind it);
+/// the queue reads its calls again after `windows.live_call_check` (see `run::wake_at`).
+fn no_call_wait(settings: &Settings) -> Settings {
+    let mut s = settings.clone();
+    if s.windows.live_call_wait.is_some() {
+        s.windows.live_call_wait = Some("0s".into());
+    }
+    s
 }
 
 fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions {

@@ -22,6 +22,7 @@ use crate::inventory::{Inventory, InventoryRead};
 use crate::model::ids::RestaurantId;
 use crate::model::spec::StateConfig;
 use crate::ops::{OpsError, Workspace};
+use crate::plan::HoldReason;
 use crate::remote::Client;
 use crate::resources::Kinds;
 use crate::state::{self, ProjectRef, StateBackend};
@@ -31,8 +32,8 @@ use crate::LOG_TARGET;
 /// once at once; anything longer is the queue's backoff.
 const CLIENT_ATTEMPTS: u32 = 2;
 
-/// A restaurant held with no known end (its agent's calls went on past
-/// `windows.live_call_wait`) is looked at again this often.
+/// A restaurant held with no known end (no window opens in the next days) is looked at again
+/// this often.
 const HELD_RECHECK: Duration = Duration::from_secs(30);
 
 /// Runs until [`Handle::shutdown`] (or, with `--once`, one full reconcile). Returns what it
@@ -633,7 +634,7 @@ impl Leader<'_> {
             let hold = batch.said.get(id).and_then(|s| s.hold);
             match v {
                 Verdict::Held(_) if hold.is_some() => {
-                    let at = self.wake_at(hold.and_then(|(_, until)| until));
+                    let at = self.wake_at(hold);
                     self.queue.later(id, at);
                 }
                 Verdict::Done { .. } | Verdict::Held(_) | Verdict::Suspended => {
@@ -660,16 +661,23 @@ impl Leader<'_> {
         self.gauges();
     }
 
-    /// When a restaurant held until `until` (the run's clock, `SIPFORM_NOW` in tests) is
-    /// looked at again: then, at least a second from now; a hold with no known end (calls in
-    /// progress, no window in the next days) is looked at again after [`HELD_RECHECK`].
-    fn wake_at(&self, until: Option<chrono::DateTime<chrono::Utc>>) -> Instant {
-        let now = self.config.settings.clock.now();
-        let wait = until
-            .and_then(|u| (u - now).to_std().ok())
-            .unwrap_or(HELD_RECHECK)
-            .max(Duration::from_secs(1));
-        Instant::now() + wait
+    /// When a held restaurant is looked at again: when its window opens (the run's clock,
+    /// `SIPFORM_NOW` in tests), at least a second from now; an agent in a call after
+    /// `windows.live_call_check`; a hold with no known end (no window opens in the next days)
+    /// after [`HELD_RECHECK`].
+    fn wake_at(
+        &self,
+        hold: Option<(HoldReason, Option<chrono::DateTime<chrono::Utc>>)>,
+    ) -> Instant {
+        let settings = &self.config.settings;
+        let wait = match hold {
+            Some((HoldReason::LiveCalls, _)) => settings.windows().live_call_check,
+            Some((_, Some(until))) => (until - settings.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO),
+            _ => HELD_RECHECK,
+        };
+        Instant::now() + wait.max(Duration::from_secs(1))
     }
 
     fn gauges(&self) {
