@@ -460,3 +460,44 @@ async fn a_saved_plan_is_judged_again_when_it_is_applied() {
         assert_eq!(end_call_of(&emu, r), "Plan du midi.");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_with_an_unknown_zone_is_skipped_naming_the_row_the_others_go_on() {
+    let emu = emulator().await;
+    let db = controller::platform(common::db::Engine::Sqlite).await;
+    let (bad, good) = (rid(1), rid(2));
+    db.exec(&format!(
+        "INSERT INTO restaurants (id, name, sip_enabled, timezone) VALUES ({}, 'Lune', true, 'Mars/Olympus');
+         INSERT INTO restaurants (id, name, sip_enabled, timezone) VALUES ({}, 'Terre', true, 'America/New_York');",
+        db.id_literal(&bad),
+        db.id_literal(&good),
+    ))
+    .await;
+    let dir = project_on(&db);
+    let out = at(
+        dir.path(),
+        &emu.base_url(),
+        NOON_PARIS,
+        &["apply", "--auto-approve"],
+    )
+    .await;
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a skipped row makes the run incomplete"
+    );
+    let said = all_output(&out);
+    assert!(
+        said.contains(&format!("row id={bad}")) && said.contains("Mars/Olympus"),
+        "{said}"
+    );
+    let ids: Vec<Value> = agents(&emu)
+        .iter()
+        .map(|a| a["config"]["restaurantId"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![Value::from(good)],
+        "only the valid row is provisioned"
+    );
+}
