@@ -152,6 +152,24 @@ where
     metric
 }
 
+/// Buckets from seconds (healthy) to a day (a change window held the restaurant).
+const SLOW_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
+];
+
+/// The figures an SRE alerts on (see `controller::slo`), registered in `r`.
+fn slo_metrics(r: &mut Registry) -> (Histogram, Histogram, Family<ReasonLabel, Gauge>) {
+    (
+        registered(
+            r,
+            "restaurant_time_to_live_seconds",
+            Histogram::new(SLOW_BUCKETS),
+        ),
+        registered(r, "drift_seconds", Histogram::new(SLOW_BUCKETS)),
+        registered(r, "held_restaurants", Family::default()),
+    )
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         // `sipform_config_info` names the configuration, not the controller: the root
@@ -190,26 +208,7 @@ impl Metrics {
             Gauge::<f64, AtomicU64>::default(),
         );
         let source_last_error = registered(r, "source_last_error", Gauge::default());
-        // Seconds to minutes when healthy; hours when a change window holds a restaurant.
-        let slow = [
-            1.0,
-            5.0,
-            15.0,
-            30.0,
-            60.0,
-            300.0,
-            900.0,
-            3600.0,
-            4.0 * 3600.0,
-            86_400.0,
-        ];
-        let time_to_live = registered(r, "restaurant_time_to_live_seconds", Histogram::new(slow));
-        let drift_seconds = registered(r, "drift_seconds", Histogram::new(slow));
-        let held_restaurants = registered(
-            r,
-            "held_restaurants",
-            Family::<ReasonLabel, Gauge>::default(),
-        );
+        let (time_to_live, drift_seconds, held_restaurants) = slo_metrics(r);
         Metrics {
             time_to_live,
             drift_seconds,

@@ -48,13 +48,16 @@ pub(crate) fn window_holds(ws: &Workspace, plan: &Plan, now: DateTime<Utc>) -> V
         .iter()
         .map(|r| (&r.id, r.timezone))
         .collect();
+    // The verdict depends on the zone only: judged once per zone, not per restaurant.
+    let mut by_zone: HashMap<Tz, WindowVerdict> = HashMap::new();
     plan.restaurants
         .iter()
         .filter(|rp| live_agent(rp).is_some())
         .filter_map(|rp| {
             // A restaurant gone from the inventory has no zone: its deletes are not updates.
             let tz = *zones.get(&rp.restaurant_id)?;
-            match spans.verdict(now, tz) {
+            let verdict = *by_zone.entry(tz).or_insert_with(|| spans.verdict(now, tz));
+            match verdict {
                 WindowVerdict::Go => None,
                 WindowVerdict::Closed { until } => Some(Hold {
                     restaurant_id: rp.restaurant_id.clone(),

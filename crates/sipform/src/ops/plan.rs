@@ -113,14 +113,19 @@ pub(crate) async fn plan_over<S: ServerView>(
     );
     // A plan is printed, posted and saved: it names the server without its user-info.
     plan.server_url = redact_url(&ws.settings().server_url);
-    // Which revision it is made from, and where applying it would go back or be refused.
+    annotate(ws, &mut plan, state)?;
+    Ok(plan)
+}
+
+/// What a plan says besides its actions: which revision it is made from, where applying it
+/// would go back or be refused, and which updates wait for their change window, as of now.
+fn annotate(ws: &Workspace, plan: &mut Plan, state: &State) -> Result<(), OpsError> {
     let revision = ws.revision()?.clone();
     plan.revision_notes =
-        super::revision_guard::judge(ws.settings().history_root(), &revision, &plan, state);
+        super::revision_guard::judge(ws.settings().history_root(), &revision, plan, state);
     plan.revision = Some(revision);
-    // Which updates wait for their change window, as of now.
-    plan.holds = super::hold::window_holds(ws, &plan, ws.settings().clock.now());
-    Ok(plan)
+    plan.holds = super::hold::window_holds(ws, plan, ws.settings().clock.now());
+    Ok(())
 }
 
 /// `desired` without the restaurants state records as suspended (`sipform suspend`), which are

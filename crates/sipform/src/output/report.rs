@@ -61,19 +61,8 @@ pub fn report(r: &Report) -> String {
             }
         }
     }
-    for h in &r.held {
-        push_line(
-            &mut out,
-            &format!(
-                "restaurant {} ({}): held, left untouched: {}",
-                h.name, h.restaurant_id, h.message
-            ),
-        );
-    }
     let mut counts = format!("{ok} restaurants done, {failed} failed");
-    if !r.held.is_empty() {
-        let _ = write!(counts, ", {} held", r.held.len());
-    }
+    held_lines(r, &mut out, &mut counts);
     if stopped > 0 {
         let _ = write!(counts, ", {stopped} stopped part-way");
     }
@@ -96,6 +85,22 @@ pub fn report(r: &Report) -> String {
         let _ = writeln!(out, "Revision: {}", rev.describe());
     }
     out
+}
+
+/// One line per restaurant held (a change window, live calls): not a failure, counted apart.
+fn held_lines(r: &Report, out: &mut String, counts: &mut String) {
+    for h in &r.held {
+        push_line(
+            out,
+            &format!(
+                "restaurant {} ({}): held, left untouched: {}",
+                h.name, h.restaurant_id, h.message
+            ),
+        );
+    }
+    if !r.held.is_empty() {
+        let _ = write!(counts, ", {} held", r.held.len());
+    }
 }
 
 /// `Parallelism: settled at 23 (auto, at most 64); paced at 480 requests/s after 12 answers 429.`
