@@ -184,7 +184,13 @@ async fn ignore_windows_updates_inside_the_window() {
         0,
     );
     edit_tool(dir.path(), "Urgent fix.");
-    let plan = at(dir.path(), &url, NOON_PARIS, &["plan", "--json", "--ignore-windows"]).await;
+    let plan = at(
+        dir.path(),
+        &url,
+        NOON_PARIS,
+        &["plan", "--json", "--ignore-windows"],
+    )
+    .await;
     let plan: Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
     assert_eq!(plan["ignoreWindows"], true, "{plan}");
     assert!(plan.get("holds").is_none(), "{plan}");

@@ -372,6 +372,48 @@ mod tests {
         );
     }
 
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        const ZONES: [Tz; 5] = [
+            chrono_tz::Europe::Paris,
+            chrono_tz::America::New_York,
+            chrono_tz::Australia::Lord_Howe, // a 30-minute DST change
+            chrono_tz::Asia::Kolkata,        // a half-hour offset, no DST
+            chrono_tz::Pacific::Chatham,     // +12:45 / +13:45
+        ];
+
+        proptest! {
+            /// Whatever the zone and the instant (2026, both DST changes included): a held
+            /// update's `until` is in the future, open, and nothing before it is.
+            #[test]
+            fn until_is_the_first_open_instant(
+                minute in 0i64..(365 * 24 * 60),
+                zone in 0usize..ZONES.len(),
+                spans in prop::sample::select(vec![
+                    vec!["11:30-14:30", "18:30-22:30"],
+                    vec!["01:00-02:30"],
+                    vec!["02:00-03:00", "22:00-01:00"],
+                ]),
+            ) {
+                let w = deny(&spans);
+                let tz = ZONES[zone];
+                let now = utc("2026-01-01T00:00:00Z") + chrono::Duration::minutes(minute);
+                if let WindowVerdict::Closed { until } = w.verdict(now, tz) {
+                    let until = until.expect("every day has an opening");
+                    prop_assert!(until > now);
+                    prop_assert_eq!(w.verdict(until, tz), WindowVerdict::Go);
+                    let mut t = now;
+                    while t < until {
+                        prop_assert!(!w.open_at(t, tz), "open at {} before {}", t, until);
+                        t += chrono::Duration::minutes(1);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn unknown_zones_are_errors_and_none_is_paris() {
         assert_eq!(parse_timezone(None), Ok(chrono_tz::Europe::Paris));
