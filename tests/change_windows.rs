@@ -511,3 +511,21 @@ async fn a_row_with_an_unknown_zone_is_skipped_naming_the_row_the_others_go_on()
         "only the valid row is provisioned"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_the_bridges_route_when_live_calls_are_read() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let without = project(LUNCH_AND_DINNER);
+    let out = at(without.path(), &url, NOON_PARIS, &["doctor"]).await;
+    assert!(!stdout(&out).contains("/api/bridges"), "{}", stdout(&out));
+    let with = project("windows:\n  live_call_wait: 1m\n");
+    let out = at(with.path(), &url, NOON_PARIS, &["doctor"]).await;
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("assumed endpoint GET /api/bridges") && l.contains("present")),
+        "{text}"
+    );
+}

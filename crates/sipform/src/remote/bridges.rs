@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::{Client, ClientError, Route};
 use crate::model::ids::ObjectId;
 
-const BRIDGES: &str = "/api/bridges";
+/// The route (`sipform doctor` probes it when `windows.live_call_wait` is set).
+pub const ROUTE: &str = "/api/bridges";
 
 /// Calls in progress by agent; an agent absent has none (the contract's rule).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,11 +44,11 @@ impl ActiveCalls {
 
 /// The account's calls in progress, by agent (the answer read within the client's size limit).
 pub async fn active_calls(client: &Client) -> Result<ActiveCalls, ClientError> {
-    let route = Route::new(BRIDGES, &[]);
+    let route = Route::new(ROUTE, &[]);
     let answer = client.get_one(&route).await?;
     ActiveCalls::from_answer(&answer).map_err(|message| ClientError::Decode {
         method: Method::GET,
-        route: BRIDGES.to_string(),
+        route: ROUTE.to_string(),
         message,
     })
 }
