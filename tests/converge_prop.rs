@@ -94,6 +94,7 @@ async fn converge(settings: &Settings, rs: &[Restaurant]) -> Result<(), TestCase
         only_changes: false,
         allow_rollback: false,
         allow_dirty: false,
+        ignore_windows: false,
     };
     let state = ws
         .state()

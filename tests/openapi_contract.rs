@@ -593,6 +593,7 @@ async fn the_emulators_answers_validate_against_the_document() {
         .expect(200, M::GET, &format!("/api/plans?accountId={acc}"), None)
         .await;
     s.expect(200, M::GET, "/api/plans", None).await;
+    s.expect(200, M::GET, "/api/bridges", None).await;
     let plan = plans
         .as_array()
         .and_then(|p| {

@@ -17,7 +17,8 @@ use sipform::output::{
     self as render, human, markdown, plan_schema_json, MARKDOWN_MAX_CHARS, NO_CHANGES,
 };
 use sipform::plan::{
-    Action, FieldChange, Plan, Reason, Resource, RestaurantPlan, Summary, PLAN_FORMAT_VERSION,
+    Action, FieldChange, Hold, HoldReason, Plan, Reason, Resource, RestaurantPlan, Summary,
+    PLAN_FORMAT_VERSION,
 };
 use uuid::Uuid;
 
@@ -147,6 +148,8 @@ fn plan_of(account: Action, restaurants: Vec<RestaurantPlan>) -> Plan {
         allow_dirty: false,
         revision_notes: Vec::new(),
         guardrails: Vec::new(),
+        ignore_windows: false,
+        holds: Vec::new(),
     };
     plan.summary = Summary::of(plan.actions());
     plan
@@ -394,6 +397,22 @@ fn over_guardrails() -> Plan {
     plan
 }
 
+/// The fixture with its first restaurant held by its change window (issue 30).
+fn held() -> Plan {
+    let mut plan = fixture();
+    let r = &plan.restaurants[0];
+    plan.holds.push(Hold {
+        restaurant_id: r.restaurant_id.clone(),
+        name: r.name.clone(),
+        reason: HoldReason::Window,
+        until: Some("2026-12-07T13:30:00Z".parse().expect("time")),
+        message:
+            "in a change window at 12:00 Europe/Paris: held until 14:30 (2026-12-07T13:30:00Z)"
+                .into(),
+    });
+    plan
+}
+
 #[test]
 fn guardrails_snapshots() {
     let plan = over_guardrails();
@@ -410,6 +429,15 @@ fn guardrails_snapshots() {
     insta::assert_snapshot!("guardrails_markdown", markdown(&plan));
     let json: Value = serde_json::from_str(&render::json(&plan)).expect("json");
     assert_eq!(json["guardrails"][0]["limit"], "max_deactivations");
+}
+
+#[test]
+fn held_plan_snapshots() {
+    insta::assert_snapshot!("held_human", human(&held(), false));
+    insta::assert_snapshot!("held_markdown", markdown(&held()));
+    let json: Value = serde_json::from_str(&render::json(&held())).expect("JSON");
+    assert_eq!(json["holds"][0]["reason"], "window");
+    assert_eq!(json["holds"][0]["until"], "2026-12-07T13:30:00Z");
 }
 
 #[test]

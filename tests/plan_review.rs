@@ -115,6 +115,8 @@ fn plan_of(restaurants: Vec<RestaurantPlan>) -> Plan {
         allow_dirty: false,
         revision_notes: Vec::new(),
         guardrails: Vec::new(),
+        ignore_windows: false,
+        holds: Vec::new(),
     };
     plan.summary = Summary::of(plan.actions());
     plan

@@ -48,6 +48,10 @@ pub struct Args {
     /// hour) is above N; without it such a batch is held and reported.
     #[arg(long, value_name = "N")]
     pub allow_changes: Option<u64>,
+    /// Update agents inside their change windows and during live calls (`windows:` in
+    /// sipform.yaml): for an emergency fix.
+    #[arg(long)]
+    pub ignore_windows: bool,
     /// The HTTP listener: /healthz, /readyz, /metrics, and the webhook (/v1/…) when
     /// SIPFORM_CONTROLLER_TOKEN is set.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
@@ -146,6 +150,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         poll_interval: args.poll_interval,
         allow_destroy: args.allow_destroy,
         allow_changes: args.allow_changes,
+        ignore_windows: args.ignore_windows,
         batch_size: usize::try_from(args.batch_size).unwrap_or(100),
         backoff_base: args.backoff,
         backoff_max: args.backoff_max,

@@ -299,6 +299,10 @@ pub struct PlanArgs {
     /// Apply uncommitted configuration changes over restaurants recorded at a commit.
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Update agents now, inside their change windows and during live calls (`windows:` in
+    /// sipform.yaml): for an emergency fix.
+    #[arg(long)]
+    pub ignore_windows: bool,
     #[command(flatten)]
     pub parallelism: ParallelismArg,
     #[command(flatten)]
@@ -314,6 +318,7 @@ impl PlanArgs {
             only_changes: false,
             allow_rollback: self.allow_rollback,
             allow_dirty: self.allow_dirty,
+            ignore_windows: self.ignore_windows,
         }
     }
 

@@ -22,6 +22,7 @@ pub(crate) const TEMPLATES: &[(&[&str], &str)] = &[
     (&["PUT", "DELETE"], "/api/agents/:id/tools/:toolId"),
     (&["GET", "POST"], "/api/agents/:id/phone-lines"),
     (&["PUT", "DELETE"], "/api/agents/:id/phone-lines/:lineId"),
+    (&["GET"], super::bridges::ROUTE),
 ];
 
 /// A matched path: its template and the ids it carries.

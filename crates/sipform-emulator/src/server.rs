@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinSet;
 
+use super::bridges;
 use super::faults::{CommitFailMode, Decision, Faults};
 use super::listener::{self, Limits};
 use super::routes;
@@ -199,7 +200,13 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
         .as_ref()
         .and_then(|q| q.get("accountId"))
         .map(String::as_str);
-    let (status, text) = match routes::dispatch(&app.store, method, &m, account, &body) {
+    let answer = if m.template == bridges::ROUTE && method == "GET" {
+        let store = app.store.read().unwrap_or_else(|e| e.into_inner());
+        Ok((200, app.calls.answer(&store)))
+    } else {
+        routes::dispatch(&app.store, method, &m, account, &body)
+    };
+    let (status, text) = match answer {
         Ok(ok) => ok,
         Err(e) => (
             e.status,
@@ -272,7 +279,7 @@ async fn after_commit(ctx: &Ctx, d: &Decision, call: &Call<'_>) -> Option<Respon
     }
 }
 
-/// `/__emulator/*`: faults, requests, state, reset.
+/// `/__emulator/*`: faults, requests, state, reset, active calls.
 fn admin_route(app: &App, method: &Method, route: &str, body: &[u8]) -> Response {
     match (method.as_str(), route) {
         ("GET", "faults") => json(
@@ -291,6 +298,10 @@ fn admin_route(app: &App, method: &Method, route: &str, body: &[u8]) -> Response
             json(200, serde_json::to_string(&faults).unwrap_or_default())
         }
         ("GET", "requests") => json(200, app.requests_json().to_string()),
+        ("POST", "active-calls") => match app.calls.set(body) {
+            Ok(calls) => json(200, calls.to_string()),
+            Err(e) => error(400, &format!("invalid active calls: {e}")),
+        },
         ("GET", "state") => json(200, app.state_text()),
         ("POST", "reset") => {
             app.reset();

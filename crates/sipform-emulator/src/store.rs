@@ -386,6 +386,14 @@ impl Store {
         self.seq
     }
 
+    /// Every phone line with its agent, `(line id, agent id)`, for `GET /api/bridges`.
+    pub(crate) fn bridged_lines(&self) -> Vec<(String, String)> {
+        self.agents
+            .iter()
+            .flat_map(|(agent, a)| a.lines.iter().map(move |l| (l.clone(), agent.clone())))
+            .collect()
+    }
+
     pub fn clear(&mut self) {
         let version = self.version;
         let suffix = std::mem::take(&mut self.id_suffix);

@@ -11,9 +11,11 @@ use std::time::Duration;
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
 use crate::front::load::{self, PROJECT_FILE};
 use crate::front::render::RenderEnv;
+use crate::model::clock::Clock;
 use crate::model::secret::Secret;
 use crate::model::spec::{
     AccountSpec, AppConfig, ControllerConfig, InventoryConfig, Project, ServerConfig, StateConfig,
+    Windows, WindowsConfig,
 };
 
 /// Requests in flight at once, across restaurants, unless a flag says otherwise: found while
@@ -130,6 +132,10 @@ pub struct Settings {
     pub guardrails: crate::model::spec::GuardrailsConfig,
     /// `notify:` of `sipform.yaml`, its webhook overridden by `SIPFORM_NOTIFY_WEBHOOK`.
     pub notify: crate::model::spec::NotifyConfig,
+    /// `windows:` of `sipform.yaml` (read through [`Settings::windows`]).
+    pub windows: WindowsConfig,
+    /// Now, for change windows: the system's clock, or started at `SIPFORM_NOW`.
+    pub clock: Clock,
 }
 
 /// `controller.source`, resolved: the repository the controller follows.
@@ -169,17 +175,35 @@ impl Settings {
                 ))));
             }
         }
-        let settings = Self::resolve(root, project, &process_env, overrides);
+        let file = || Origin::file_start(root.join(PROJECT_FILE));
+        if let Err(e) = WindowSettings::of(&project.windows) {
+            let d = Diagnostic::new(file(), "windows", &e);
+            return Err(ConfigError::Invalid(Diagnostics::from(d)));
+        }
+        let mut settings = Self::resolve(root, project, &process_env, overrides);
+        settings.clock = Clock::from_env(process_env("SIPFORM_NOW").as_deref()).map_err(|e| {
+            ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
+                file(),
+                "SIPFORM_NOW",
+                &e,
+            )))
+        })?;
         if let Some(hook) = &settings.notify.webhook {
             if let Err(e) = check_webhook(hook.expose()) {
                 return Err(ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
-                    Origin::file_start(root.join(PROJECT_FILE)),
+                    file(),
                     "notify.webhook",
                     &e,
                 ))));
             }
         }
         Ok(settings)
+    }
+
+    /// `windows:`, parsed (checked by [`Settings::load`]: a bad value there never gets here;
+    /// one set by a caller is read as no rule).
+    pub fn windows(&self) -> WindowSettings {
+        WindowSettings::of(&self.windows).unwrap_or_default()
     }
 
     /// `controller.source`, with a relative path made absolute against the project.
@@ -265,6 +289,8 @@ impl Settings {
                     .or(project.notify.webhook),
                 format: project.notify.format,
             },
+            windows: project.windows,
+            clock: Clock::system(),
         }
     }
 
@@ -292,6 +318,7 @@ impl Settings {
             controller: self.controller.clone(),
             guardrails: self.guardrails.clone(),
             notify: self.notify.clone(),
+            windows: self.windows.clone(),
         }
     }
 
@@ -345,6 +372,38 @@ impl StateSettings {
             state,
             database_url: process_env("DATABASE_URL"),
             project,
+        })
+    }
+}
+
+/// `windows:` resolved: the spans, and the live-call wait.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowSettings {
+    pub spans: Windows,
+    /// `windows.live_call_wait`: `None` when updates do not look at live calls.
+    pub live_call_wait: Option<Duration>,
+    /// How often live calls are read again while waiting.
+    pub live_call_check: Duration,
+}
+
+/// How often live calls are read again unless `windows.live_call_check` says.
+pub const DEFAULT_LIVE_CALL_CHECK: Duration = Duration::from_secs(5);
+
+impl WindowSettings {
+    /// Parses `windows:`; the error names the key.
+    pub fn of(c: &WindowsConfig) -> Result<WindowSettings, String> {
+        let dur = |v: &Option<String>, key: &str| {
+            v.as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| format!("windows.{key}: {e}"))
+        };
+        Ok(WindowSettings {
+            spans: Windows::parse(c)?,
+            live_call_wait: dur(&c.live_call_wait, "live_call_wait")?,
+            live_call_check: dur(&c.live_call_check, "live_call_check")?
+                .unwrap_or(DEFAULT_LIVE_CALL_CHECK)
+                .max(Duration::from_millis(50)),
         })
     }
 }
@@ -427,6 +486,7 @@ mod tests {
             controller: Default::default(),
             guardrails: Default::default(),
             notify: Default::default(),
+            windows: Default::default(),
         }
     }
 

@@ -44,6 +44,8 @@ pub struct PlanOptions {
     pub allow_rollback: bool,
     /// `--allow-dirty`: uncommitted changes may go over restaurants recorded at a commit.
     pub allow_dirty: bool,
+    /// `--ignore-windows`: change windows and live calls hold nothing (see `ops::hold`).
+    pub ignore_windows: bool,
 }
 
 impl PlanOptions {
@@ -261,6 +263,8 @@ impl<'a> Planner<'a> {
             allow_dirty: opts.allow_dirty,
             revision_notes: Vec::new(),
             guardrails: Vec::new(),
+            ignore_windows: opts.ignore_windows,
+            holds: Vec::new(),
         }
     }
 }

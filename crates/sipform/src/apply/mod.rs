@@ -49,6 +49,9 @@ pub struct Report {
     pub parallelism: Option<crate::remote::Settled>,
     /// The configuration's revision the run applied (set by `ops`, which knows it).
     pub revision: Option<crate::model::revision::Revision>,
+    /// Restaurants left untouched because their changes wait (a change window, live calls):
+    /// not failures (set by `ops`).
+    pub held: Vec<crate::plan::Hold>,
 }
 
 impl Report {
@@ -119,6 +122,7 @@ pub async fn apply_with(
         elapsed: Duration::ZERO,
         parallelism: None,
         revision: None,
+        held: Vec::new(),
     };
 
     match run_account(&plan.account, client, writer).await {

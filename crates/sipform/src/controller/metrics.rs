@@ -22,6 +22,12 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// Why restaurants are held: `window`, `live_calls`, `other`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
@@ -48,6 +54,11 @@ pub struct Metrics {
     /// 1 when the change feed's log and triggers are installed (or there is no feed).
     pub feed_installed: Gauge,
     pub server_requests: Family<KindLabel, Counter>,
+    /// From a restaurant first seen to its agent made (Crossplane's first time to readiness).
+    pub time_to_live: Histogram,
+    /// How long a restaurant had been in sync when a reconcile found it changed.
+    pub drift_seconds: Histogram,
+    held_restaurants: Family<ReasonLabel, Gauge>,
     /// `sipform_config_info{commit,digest,dirty} 1`: the revision running (one series).
     config_info: Family<ConfigLabel, Gauge>,
     /// 1 while the followed repository's newest commit is refused or cannot be fetched.
@@ -116,6 +127,18 @@ const HELP: &[(&str, &str)] = &[
         "Seconds since the last full resync ended (since start when none has)",
     ),
     (
+        "restaurant_time_to_live_seconds",
+        "Time from a restaurant first seen (change log, webhook, resync) to its agent created",
+    ),
+    (
+        "drift_seconds",
+        "How long a restaurant had been in sync when a reconcile found it out of sync and fixed it",
+    ),
+    (
+        "held_restaurants",
+        "Restaurants whose changes wait, by reason (window, live_calls, other)",
+    ),
+    (
         "source_last_error",
         "1 when the newest commit of controller.source was refused or could not be fetched",
     ),
@@ -141,6 +164,24 @@ where
         .map_or("", |(_, h)| *h);
     registry.register(name, help, metric.clone());
     metric
+}
+
+/// Buckets from seconds (healthy) to a day (a change window held the restaurant).
+const SLOW_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
+];
+
+/// The figures an SRE alerts on (see `controller::slo`), registered in `r`.
+fn slo_metrics(r: &mut Registry) -> (Histogram, Histogram, Family<ReasonLabel, Gauge>) {
+    (
+        registered(
+            r,
+            "restaurant_time_to_live_seconds",
+            Histogram::new(SLOW_BUCKETS),
+        ),
+        registered(r, "drift_seconds", Histogram::new(SLOW_BUCKETS)),
+        registered(r, "held_restaurants", Family::default()),
+    )
 }
 
 impl Metrics {
@@ -187,11 +228,15 @@ impl Metrics {
             "notifications",
             Family::<ResultLabel, Counter>::default(),
         );
+        let (time_to_live, drift_seconds, held_restaurants) = slo_metrics(r);
         Metrics {
             guardrail_refusals,
             notifications,
             notify_stats: Mutex::new(None),
             seen_notifications: Default::default(),
+            time_to_live,
+            drift_seconds,
+            held_restaurants,
             registry: root,
             source_last_error,
             queue_depth,
@@ -220,6 +265,15 @@ impl Metrics {
                 result: result.to_string(),
             })
             .inc();
+    }
+
+    /// `n` restaurants held for `reason`.
+    pub fn held(&self, reason: &str, n: usize) {
+        self.held_restaurants
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn reloaded(&self, result: &str) {

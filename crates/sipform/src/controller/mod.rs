@@ -18,6 +18,7 @@ pub mod source;
 pub mod status;
 
 mod run;
+mod slo;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +51,8 @@ pub struct Options {
     /// `--allow-changes N`: a batch over the `guardrails:` limits is applied when none of
     /// its counts (with the last hour's) is above N; `None`: such a batch is held.
     pub allow_changes: Option<u64>,
+    /// `--ignore-windows`: update agents inside their change windows and during calls.
+    pub ignore_windows: bool,
     /// Most restaurants per reconcile (one state-lock hold).
     pub batch_size: usize,
     /// First backoff after a transient failure; doubles up to `backoff_max`.
@@ -79,6 +82,7 @@ impl Options {
             poll_interval: Duration::from_secs(2),
             allow_destroy: false,
             allow_changes: None,
+            ignore_windows: false,
             batch_size: 100,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),

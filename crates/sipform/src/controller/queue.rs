@@ -156,6 +156,18 @@ impl WorkQueue {
         }
     }
 
+    /// Held (its change window is closed, its agent is in a call): due again at `at`, in the
+    /// background lane, without counting an attempt. A change that came while it was in flight
+    /// is looked at as soon as it is due (it may be a creation, which is never held).
+    pub(crate) fn later(&mut self, id: &RestaurantId, at: Instant) {
+        self.in_flight.remove(id);
+        if self.pending.contains_key(id) {
+            self.requeue_waiting(id);
+        } else {
+            self.put(id.clone(), at, 0, Lane::Background);
+        }
+    }
+
     /// Every parked item back in the queue (after a reload: the new files may fix them).
     pub(crate) fn unpark_all(&mut self, now: Instant) {
         for id in std::mem::take(&mut self.parked).into_keys() {
@@ -271,6 +283,24 @@ mod tests {
 
     fn queue() -> WorkQueue {
         WorkQueue::new(Duration::from_secs(1), Duration::from_secs(8))
+    }
+
+    #[test]
+    fn a_held_item_comes_back_when_its_window_opens() {
+        let mut q = queue();
+        let now = Instant::now();
+        q.push(id("a"), now);
+        assert_eq!(q.take_due(now, 10), vec![id("a")]);
+        let opens = now + Duration::from_secs(9000);
+        q.later(&id("a"), opens);
+        assert_eq!(q.depth(), 1);
+        assert!(q.take_due(now + Duration::from_secs(8999), 10).is_empty());
+        assert_eq!(q.next_due(), Some(opens));
+        assert_eq!(q.take_due(opens, 10), vec![id("a")]);
+        // A change while held in flight is looked at when due, not at the window's end.
+        q.push(id("a"), opens);
+        q.later(&id("a"), opens + Duration::from_secs(9000));
+        assert_eq!(q.take_due(opens, 10), vec![id("a")]);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Ctx<'a> {
     /// What the controller applied over the guardrails' window before this batch: a batch
     /// is judged with it.
     pub recent: Counts,
+    /// `--ignore-windows`: change windows and live calls hold nothing.
+    pub ignore_windows: bool,
 }
 
 /// How one restaurant's reconcile ended.
@@ -160,6 +162,13 @@ fn unanswered(e: &crate::remote::ClientError) -> bool {
 pub struct Said {
     pub name: String,
     pub changed: Vec<String>,
+    /// Its plan creates its agent (the restaurant goes live).
+    pub created_agent: bool,
+    /// Its changes wait (a change window, live calls): why, and until when it is known.
+    pub hold: Option<(
+        crate::plan::HoldReason,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )>,
 }
 
 /// Reconciles `ids`. Never fails as a whole: every restaurant asked for gets a verdict.
@@ -239,6 +248,10 @@ fn said_of(plan: &Plan) -> BTreeMap<RestaurantId, Said> {
                 Said {
                     name: rp.name.clone(),
                     changed,
+                    created_agent: rp.actions.iter().any(|a| {
+                        a.op() == Op::Create && a.resource() == crate::plan::Resource::AGENT
+                    }),
+                    hold: None,
                 },
             )
         })
@@ -252,7 +265,7 @@ async fn run(
 ) -> Result<Batch, OpsError> {
     let read = ctx.inventory.read_some(ids).await?;
     let ws = Workspace::for_read(
-        ctx.settings.clone(),
+        no_call_wait(ctx.settings),
         ctx.backend.clone(),
         ctx.inventory,
         read,
@@ -357,6 +370,17 @@ async fn repair_rows(
     state
 }
 
+/// The settings a reconcile runs with: an agent in a call is held at once instead of waited
+/// for, since the wait would hold the state lock (CI's apply and every other batch behind it);
+/// the queue reads its calls again after `windows.live_call_check` (see `run::wake_at`).
+fn no_call_wait(settings: &Settings) -> Settings {
+    let mut s = settings.clone();
+    if s.windows.live_call_wait.is_some() {
+        s.windows.live_call_wait = Some("0s".into());
+    }
+    s
+}
+
 fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions {
     PlanOptions {
         allow_destroy: ctx.allow_destroy,
@@ -365,6 +389,7 @@ fn plan_options(ctx: &Ctx<'_>, targets: &BTreeSet<RestaurantId>) -> PlanOptions 
         only_changes: false,
         allow_rollback: false,
         allow_dirty: false,
+        ignore_windows: ctx.ignore_windows,
     }
 }
 
@@ -469,7 +494,24 @@ async fn cached_round(
             *v = Verdict::Suspended;
         }
     }
-    Ok((verdicts, said_of(&plan), again, unreachable, after))
+    let mut said = said_of(&plan);
+    held(report.as_ref(), &mut verdicts, &mut said);
+    Ok((verdicts, said, again, unreachable, after))
+}
+
+/// The restaurants apply held (a change window, live calls): held, not done, with when to
+/// come back.
+fn held(
+    report: Option<&Report>,
+    verdicts: &mut [(RestaurantId, Verdict)],
+    said: &mut BTreeMap<RestaurantId, Said>,
+) {
+    for h in report.map(|r| r.held.as_slice()).unwrap_or_default() {
+        if let Some((_, v)) = verdicts.iter_mut().find(|(id, _)| id == &h.restaurant_id) {
+            *v = Verdict::Held(h.message.clone());
+        }
+        said.entry(h.restaurant_id.clone()).or_default().hold = Some((h.reason, h.until));
+    }
 }
 
 /// A plan over the guardrails (with what the window holds) unless `--allow-changes` covers

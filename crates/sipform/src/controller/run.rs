@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -24,6 +24,7 @@ use crate::model::spec::StateConfig;
 use crate::notify::{self, Event, Notifier};
 use crate::ops::guardrails::Window;
 use crate::ops::{OpsError, Workspace};
+use crate::plan::HoldReason;
 use crate::remote::Client;
 use crate::resources::Kinds;
 use crate::state::{self, ProjectRef, StateBackend};
@@ -32,6 +33,10 @@ use crate::LOG_TARGET;
 /// Attempts per request inside one reconcile (the CLI's client makes 8): a blip is retried
 /// once at once; anything longer is the queue's backoff.
 const CLIENT_ATTEMPTS: u32 = 2;
+
+/// A restaurant held with no known end (no window opens in the next days) is looked at again
+/// this often.
+const HELD_RECHECK: Duration = Duration::from_secs(30);
 
 /// Runs until [`Handle::shutdown`] (or, with `--once`, one full reconcile). Returns what it
 /// did; an error only for what stops it from running at all (invalid configuration at start,
@@ -137,6 +142,7 @@ async fn run_configured(
             guard_window: Window::default(),
             last_refusal: None,
             feed_down: None,
+            slo: super::slo::Slo::default(),
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         handle.status.leader.store(false, Ordering::Relaxed);
@@ -338,6 +344,8 @@ struct Leader<'a> {
     last_refusal: Option<String>,
     /// The change feed's problem last notified (`None`: up).
     feed_down: Option<String>,
+    /// Time to live, drift and holds, for `/metrics`.
+    slo: super::slo::Slo,
 }
 
 impl Leader<'_> {
@@ -516,7 +524,10 @@ impl Leader<'_> {
     async fn message(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
-            Msg::One(id) => self.queue.push(id, now),
+            Msg::One(id) => {
+                self.slo.seen(&id, now);
+                self.queue.push(id, now)
+            }
             Msg::All => self.full_due = true,
             Msg::Reload(reply) => {
                 let r = self.reload().await;
@@ -567,6 +578,7 @@ impl Leader<'_> {
                 Ok((ids, full)) => {
                     let now = Instant::now();
                     for id in ids {
+                        self.slo.seen(&id, now);
                         self.queue.push(id, now);
                     }
                     if !full {
@@ -635,6 +647,10 @@ impl Leader<'_> {
             self.queue.push_resync(id.clone(), now + offset);
         }
         for id in listed.symmetric_difference(&recorded) {
+            // A row state does not know: new (its notification missed), its clock starts.
+            if listed.contains(id) {
+                self.slo.seen(id, now);
+            }
             self.queue.push_resync(id.clone(), now);
         }
         self.handle.metrics.resynced();
@@ -671,6 +687,7 @@ impl Leader<'_> {
             allow_destroy: self.opts.allow_destroy,
             allow_changes: self.opts.allow_changes,
             recent: self.guard_window.recent(Instant::now()),
+            ignore_windows: self.opts.ignore_windows,
         };
         let batch = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
         self.guarded(&batch.guard);
@@ -692,7 +709,14 @@ impl Leader<'_> {
             let name = batch.said.get(id).map(|s| s.name.as_str());
             self.handle.board.record(id, name, v);
             self.handle.metrics.reconciled(v.label());
+            let said = batch.said.get(id);
+            self.slo.record(id, v, said, now, &self.handle.metrics);
+            let hold = batch.said.get(id).and_then(|s| s.hold);
             match v {
+                Verdict::Held(_) if hold.is_some() => {
+                    let at = self.wake_at(hold);
+                    self.queue.later(id, at);
+                }
                 Verdict::Done { .. } | Verdict::Held(_) | Verdict::Suspended => {
                     self.queue.succeeded(id)
                 }
@@ -719,6 +743,7 @@ impl Leader<'_> {
         // Readiness follows the server, never one tenant: a restaurant whose calls the server
         // answers with errors backs off in the queue; a server that does not answer, or fails
         // the account's own calls, is down.
+        self.slo.publish(&self.handle.metrics);
         if let Some(up) = batch.server_up() {
             self.handle.status.server_ok.store(up, Ordering::Relaxed);
         }
@@ -754,6 +779,25 @@ impl Leader<'_> {
             }
         }
         self.feed_down = down;
+    }
+
+    /// When a held restaurant is looked at again: when its window opens (the run's clock,
+    /// `SIPFORM_NOW` in tests), at least a second from now; an agent in a call after
+    /// `windows.live_call_check`; a hold with no known end (no window opens in the next days)
+    /// after [`HELD_RECHECK`].
+    fn wake_at(
+        &self,
+        hold: Option<(HoldReason, Option<chrono::DateTime<chrono::Utc>>)>,
+    ) -> Instant {
+        let settings = &self.config.settings;
+        let wait = match hold {
+            Some((HoldReason::LiveCalls, _)) => settings.windows().live_call_check,
+            Some((_, Some(until))) => (until - settings.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO),
+            _ => HELD_RECHECK,
+        };
+        Instant::now() + wait.max(Duration::from_secs(1))
     }
 
     fn gauges(&self) {

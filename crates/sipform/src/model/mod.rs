@@ -1,6 +1,7 @@
 //! The typed model every stage shares: the specs read from files, the remote ids, and secrets
 //! that cannot be printed.
 
+pub mod clock;
 pub mod ids;
 pub mod resource;
 pub mod revision;

@@ -134,7 +134,9 @@ impl<'w> ApplyRun<'w> {
 ///
 /// No writer goes backwards: a restaurant state records at a newer, diverged or unknown
 /// revision is left alone and reported failed, naming both (`--allow-rollback` lets it go
-/// back); every restaurant reconciled gets the plan's revision recorded.
+/// back); every restaurant reconciled gets the plan's revision recorded. An update due inside
+/// its restaurant's change window, or to an agent in a call, is held (`ops::hold`): left
+/// alone and reported in [`Report::held`], not failed.
 pub async fn apply_plan(
     ws: &Workspace,
     client: &Client,
@@ -154,8 +156,17 @@ pub async fn apply_plan(
         .as_ref()
         .and_then(|j| j.narrowed.as_ref())
         .unwrap_or(plan);
+    // Change windows judged now (a saved plan's holds were as of its making).
+    let mut holds = super::hold::window_holds(ws, to_apply, ws.settings().clock.now());
+    let held: std::collections::BTreeSet<_> = holds.iter().map(|h| &h.restaurant_id).collect();
+    let open = super::hold::without(to_apply, &held);
+    let to_apply = open.as_ref().unwrap_or(to_apply);
     let writer = ws.writer(state);
-    let mut report = apply::apply_with(ws.kinds(), to_apply, client, &writer, progress).await;
+    let (mut report, busy) =
+        super::hold::apply_between_calls(ws, client, to_apply, &writer, progress).await;
+    holds.extend(busy);
+    holds.sort_by(|a, b| a.restaurant_id.cmp(&b.restaurant_id));
+    report.held = holds;
     if let (Some(own), Some(judged)) = (&own, &judged) {
         // Reported like any failure: the CLI's summary and the controller's log name them.
         report.outcomes.extend(judged.refused_outcomes(plan));

@@ -64,6 +64,7 @@ impl Demo {
                 only_changes: false,
                 allow_rollback: false,
                 allow_dirty: false,
+                ignore_windows: false,
             },
             _scratch: scratch,
         })

@@ -59,13 +59,16 @@ pub async fn doctor(settings: &Settings, kinds: &Kinds) -> Result<Vec<Finding>, 
         .collect();
     let client =
         Client::new(settings).map_err(|source| OpsError::server(&settings.server_url, source))?;
-    server(
-        kinds,
-        &client,
-        &redact_url(&settings.server_url),
-        &mut found,
-    )
-    .await;
+    // `windows.live_call_wait` reads the calls in progress: without the route, every update
+    // to an existing agent would be held.
+    let live_calls = settings.windows().live_call_wait.is_some();
+    let extra: &[(&str, &str)] = if live_calls {
+        &[("GET", crate::remote::bridges::ROUTE)]
+    } else {
+        &[]
+    };
+    let url = redact_url(&settings.server_url);
+    server(kinds, extra, &client, &url, &mut found).await;
     state_backend(settings, &mut found).await;
     change_feed(settings, &mut found).await;
     Ok(found)
@@ -107,7 +110,14 @@ async fn change_feed(settings: &Settings, found: &mut Vec<Finding>) {
     });
 }
 
-async fn server(kinds: &Kinds, client: &Client, url: &str, found: &mut Vec<Finding>) {
+/// The server, the key, the clock skew, and the assumed endpoints `kinds` and `extra` name.
+async fn server(
+    kinds: &Kinds,
+    extra: &[(&'static str, &'static str)],
+    client: &Client,
+    url: &str,
+    found: &mut Vec<Finding>,
+) {
     let p = match client.probe(Method::GET, "/api/accounts").await {
         Err(e) => {
             let what = match &e {
@@ -153,7 +163,10 @@ async fn server(kinds: &Kinds, client: &Client, url: &str, found: &mut Vec<Findi
     }
     // Assumed endpoints: a route the server has answers JSON (even 404 for the nil id); a
     // missing one answers 404/405 without the API's JSON.
-    let assumed = kinds.iter().flat_map(|k| k.assumed_routes());
+    let assumed = kinds
+        .iter()
+        .flat_map(|k| k.assumed_routes())
+        .chain(extra.iter());
     for (method, template) in assumed {
         let label = format!("assumed endpoint {method} {template}");
         let Ok(method) = Method::from_bytes(method.as_bytes()) else {

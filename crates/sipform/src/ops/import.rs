@@ -46,6 +46,7 @@ pub async fn prepare<'w>(
                 only_changes: false,
                 allow_rollback: false,
                 allow_dirty: false,
+                ignore_windows: false,
             },
         )
         .await?;

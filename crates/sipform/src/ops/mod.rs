@@ -12,6 +12,7 @@ pub mod dedupe;
 pub mod demo;
 pub mod doctor;
 pub mod guardrails;
+pub(crate) mod hold;
 pub mod import;
 pub mod plan;
 pub mod render;

@@ -113,17 +113,19 @@ pub(crate) async fn plan_over<S: ServerView>(
     );
     // A plan is printed, posted and saved: it names the server without its user-info.
     plan.server_url = redact_url(&ws.settings().server_url);
-    judged(ws, &mut plan, state)?;
+    annotate(ws, &mut plan, state)?;
     Ok(plan)
 }
 
-/// What `plan` is judged by: which revision it is made from, where applying it would go back
-/// or be refused, and the guardrails it goes over.
-fn judged(ws: &Workspace, plan: &mut Plan, state: &State) -> Result<(), OpsError> {
+/// What a plan says besides its actions: which revision it is made from, where applying it
+/// would go back or be refused, which updates wait for their change window (as of now), and
+/// the guardrails it goes over.
+fn annotate(ws: &Workspace, plan: &mut Plan, state: &State) -> Result<(), OpsError> {
     let revision = ws.revision()?.clone();
     plan.revision_notes =
         super::revision_guard::judge(ws.settings().history_root(), &revision, plan, state);
     plan.revision = Some(revision);
+    plan.holds = super::hold::window_holds(ws, plan, ws.settings().clock.now());
     plan.guardrails = super::guardrails::breaches(&ws.settings().guardrails, plan, state);
     Ok(())
 }

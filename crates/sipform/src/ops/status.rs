@@ -286,6 +286,8 @@ fn from_state(
 /// notes) or synced, as of now.
 fn compare(rows: &mut BTreeMap<RestaurantId, RestaurantStatus>, plan: &Plan) {
     let when = now_rfc3339();
+    let holds: std::collections::HashMap<&RestaurantId, &crate::plan::Hold> =
+        plan.holds.iter().map(|h| (&h.restaurant_id, h)).collect();
     for rp in &plan.restaurants {
         let Some(row) = rows.get_mut(&rp.restaurant_id) else {
             continue;
@@ -299,7 +301,13 @@ fn compare(rows: &mut BTreeMap<RestaurantId, RestaurantStatus>, plan: &Plan) {
             .filter(|a| a.op().is_change())
             .map(describe_action)
             .collect();
-        (row.status, row.reason) = if !changed.is_empty() {
+        (row.status, row.reason) = if let Some(h) = holds.get(&rp.restaurant_id) {
+            // Its changes wait (a change window): held, not out of sync.
+            (
+                Health::Held,
+                Some(format!("{}: {}", h.message, describe_changes(&changed))),
+            )
+        } else if !changed.is_empty() {
             (Health::OutOfSync, Some(describe_changes(&changed)))
         } else if !rp.notes.is_empty() {
             (Health::Held, Some(rp.notes.join("; ")))

@@ -351,6 +351,7 @@ impl Workspace {
             only_changes: false,
             allow_rollback: saved.allow_rollback,
             allow_dirty: saved.allow_dirty,
+            ignore_windows: saved.ignore_windows,
         };
         let now = self.plan(client, state, &opts).await?;
         // Never send what is not planned now: the state or the server changed for a restaurant

@@ -99,6 +99,9 @@ enum Status {
     NotStarted,
     /// Left out because its own input is invalid.
     Skipped,
+    /// Left untouched: its changes wait for its change window or for its calls to end
+    /// (`hold` says which and until when). Not a failure.
+    Held,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,6 +122,36 @@ struct RestaurantDoc {
     /// Wall time of this restaurant's actions (absent for a skipped one).
     #[serde(skip_serializing_if = "Option::is_none")]
     elapsed_ms: Option<u128>,
+    /// For a held restaurant: why (`window`, `live_calls`), until when, in a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold: Option<HoldDoc>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HoldDoc {
+    reason: crate::plan::HoldReason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<String>,
+    message: String,
+}
+
+fn held_doc(h: &crate::plan::Hold, planned: usize) -> RestaurantDoc {
+    RestaurantDoc {
+        restaurant_id: Some(h.restaurant_id.to_string()),
+        name: Some(h.name.clone()),
+        status: Status::Held,
+        done: 0,
+        planned,
+        error: None,
+        origin: None,
+        elapsed_ms: None,
+        hold: Some(HoldDoc {
+            reason: h.reason,
+            until: h.until.map(|u| u.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            message: h.message.clone(),
+        }),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -160,6 +193,7 @@ fn outcome_doc(o: &Outcome) -> RestaurantDoc {
         error: o.error.as_ref().filter(|e| !e.is_halt()).map(error_doc),
         origin: None,
         elapsed_ms: Some(o.elapsed.as_millis()),
+        hold: None,
     }
 }
 
@@ -189,7 +223,22 @@ pub fn apply_json(run: &ApplyRunView<'_>) -> String {
         error: None,
         origin: Some(s.origin.to_string()),
         elapsed_ms: None,
+        hold: None,
     }));
+    if let Some(r) = run.report {
+        let planned = |id: &crate::model::ids::RestaurantId| {
+            run.plan
+                .and_then(|p| p.restaurants.iter().find(|rp| &rp.restaurant_id == id))
+                .map_or(0, |rp| {
+                    rp.actions.iter().filter(|a| a.op().is_change()).count()
+                })
+        };
+        restaurants.extend(
+            r.held
+                .iter()
+                .map(|h| held_doc(h, planned(&h.restaurant_id))),
+        );
+    }
     let status = match (run.error, run.report) {
         (Some(_), _) => RunStatus::Error,
         (None, None) => RunStatus::NoChanges,
@@ -269,6 +318,7 @@ mod tests {
             elapsed: Duration::from_millis(1500),
             parallelism: None,
             revision: None,
+            held: Vec::new(),
         };
         let text = apply_json(&ApplyRunView {
             plan: None,

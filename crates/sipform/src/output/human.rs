@@ -38,7 +38,8 @@ pub fn human_brief(plan: &Plan, color: bool) -> String {
 const REVISION_NOTES_SHOWN: usize = 5;
 
 /// The header's revision lines: the configuration's revision, then the restaurants an apply
-/// would roll back or refuse (a few named, the rest counted). Shared with the Markdown.
+/// would roll back or refuse (a few named, the rest counted), then those held by their change
+/// window. Shared with the Markdown.
 pub(super) fn revision_lines(plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(r) = &plan.revision {
@@ -63,6 +64,8 @@ pub(super) fn revision_lines(plan: &Plan) -> Vec<String> {
             ));
         }
     }
+    // Updates waiting for their change window.
+    out.extend(super::holds::lines(plan));
     out
 }
 

@@ -8,6 +8,7 @@ mod annotations;
 mod apply_json;
 mod duplicates;
 mod guardrails;
+mod holds;
 mod human;
 mod json;
 mod lines;

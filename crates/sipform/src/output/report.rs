@@ -62,6 +62,7 @@ pub fn report(r: &Report) -> String {
         }
     }
     let mut counts = format!("{ok} restaurants done, {failed} failed");
+    held_lines(r, &mut out, &mut counts);
     if stopped > 0 {
         let _ = write!(counts, ", {stopped} stopped part-way");
     }
@@ -84,6 +85,22 @@ pub fn report(r: &Report) -> String {
         let _ = writeln!(out, "Revision: {}", rev.describe());
     }
     out
+}
+
+/// One line per restaurant held (a change window, live calls): not a failure, counted apart.
+fn held_lines(r: &Report, out: &mut String, counts: &mut String) {
+    for h in &r.held {
+        push_line(
+            out,
+            &format!(
+                "restaurant {} ({}): held, left untouched: {}",
+                h.name, h.restaurant_id, h.message
+            ),
+        );
+    }
+    if !r.held.is_empty() {
+        let _ = write!(counts, ", {} held", r.held.len());
+    }
 }
 
 /// `Parallelism: settled at 23 (auto, at most 64); paced at 480 requests/s after 12 answers 429.`
@@ -170,6 +187,7 @@ mod tests {
             elapsed: Duration::from_millis(1300),
             parallelism: None,
             revision: None,
+            held: Vec::new(),
         };
         assert_eq!(
             report(&r),
@@ -193,6 +211,7 @@ mod tests {
                 throttled: 3,
             }),
             revision: None,
+            held: Vec::new(),
         };
         assert!(report(&r).ends_with(
             "1.3s.\nParallelism: settled at 23 (auto, at most 64); paced at 481 requests/s after 3 answer(s) 429.\n"
@@ -230,6 +249,7 @@ mod tests {
             elapsed: Duration::ZERO,
             parallelism: None,
             revision: None,
+            held: Vec::new(),
         };
         assert_eq!(
             report(&r),
@@ -261,6 +281,7 @@ mod tests {
             elapsed: Duration::ZERO,
             parallelism: None,
             revision: None,
+            held: Vec::new(),
         };
         assert_eq!(
             report(&r),

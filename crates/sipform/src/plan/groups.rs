@@ -196,6 +196,8 @@ mod tests {
             allow_dirty: false,
             revision_notes: Vec::new(),
             guardrails: Vec::new(),
+            ignore_windows: false,
+            holds: Vec::new(),
         }
     }
 

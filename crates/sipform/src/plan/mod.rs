@@ -20,10 +20,12 @@ pub use crate::model::resource::Resource;
 pub mod body;
 pub mod file;
 pub mod groups;
+pub mod hold;
 
 pub use body::Body;
 pub use groups::groups;
 pub(crate) use groups::{ChangeGroup, Grouping};
+pub use hold::{Hold, HoldReason};
 
 /// Version of the saved-plan format this build writes. Version 2 added the configuration's
 /// [`Plan::revision`] and its notes; a version-1 plan still reads (with no revision), any other
@@ -82,6 +84,13 @@ pub struct Plan {
     /// Restaurants whose recorded revision this plan goes back from, or that apply refuses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revision_notes: Vec<crate::model::revision::RevisionNote>,
+    /// `--ignore-windows`: change windows and live calls hold nothing (an emergency fix).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_windows: bool,
+    /// Restaurants whose changes wait for their change window (as of when the plan was made;
+    /// apply judges again at its own time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<Hold>,
     /// Agents of the account whose restaurant is in neither the inventory nor state (a
     /// delete answered but not done, a restaurant removed by hand): nobody looks at them
     /// again, so every full plan lists them (issue 25, item 5). Not changes.

@@ -3,6 +3,7 @@
 //! kind of object makes lives with the kind, in `resources`.
 
 mod body;
+pub mod bridges;
 pub mod created;
 pub mod digest;
 mod error;

@@ -24,7 +24,8 @@ use crate::front::yaml;
 use crate::front::InventoryRead;
 use crate::model::ids::RestaurantId;
 use crate::model::spec::{
-    Desired, DesiredPhoneLine, DesiredRestaurant, Project, Restaurant, SharedTools, ToolSpec,
+    parse_timezone, Desired, DesiredPhoneLine, DesiredRestaurant, Project, Restaurant, SharedTools,
+    ToolSpec, DEFAULT_TIMEZONE,
 };
 
 use agents::RenderedOne;
@@ -312,6 +313,9 @@ fn assemble(
                 tools: sorted.clone(),
                 billing_plan: project.billing.plan.clone(),
                 phone_line: lines[o.index].take(),
+                // Checked by `restaurants::value_problems`: an unknown zone skipped the row.
+                timezone: parse_timezone(o.restaurant.value.timezone.as_deref())
+                    .unwrap_or(DEFAULT_TIMEZONE),
                 platform_agent: o.restaurant.value.platform.agent_id.clone(),
                 platform_final_customer: o.restaurant.value.platform.final_customer_id.clone(),
             })

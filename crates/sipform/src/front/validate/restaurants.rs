@@ -8,8 +8,8 @@ use crate::escape::excerpt;
 use crate::front::diagnostics::{Diagnostic, Diagnostics, Origin};
 use crate::model::secret::Secret;
 use crate::model::spec::{
-    is_e164, restaurant_id_problem, DesiredPhoneLine, PhoneLineSource, PhoneLineSpec,
-    PhoneProvider, Project, Restaurant,
+    is_e164, parse_timezone, restaurant_id_problem, DesiredPhoneLine, PhoneLineSource,
+    PhoneLineSpec, PhoneProvider, Project, Restaurant,
 };
 
 /// The problems of each entry's id, by entry: an id that is not one, or one claimed twice.
@@ -95,6 +95,9 @@ fn row_value_problems(r: &Restaurant) -> Vec<(&'static str, String)> {
                 KNOWN_VOICES.join(", ")
             ),
         ));
+    }
+    if let Err(e) = parse_timezone(r.timezone.as_deref()) {
+        out.push(("timezone", e));
     }
     if let Some(v) = r.transfer_phone_number.as_deref().filter(|v| !is_e164(v)) {
         out.push((

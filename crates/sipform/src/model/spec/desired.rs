@@ -50,6 +50,10 @@ pub struct DesiredRestaurant {
     /// Its phone line, if it has one, with the password read from the environment at
     /// validate time (never printed: [`Secret`]).
     pub phone_line: Option<DesiredPhoneLine>,
+    /// Its `timezone` column (the platform's default when NULL): change windows are
+    /// evaluated in it.
+    #[serde(skip)]
+    pub timezone: chrono_tz::Tz,
     /// The agent and final customer the platform's row names (database mode): adoption
     /// trusts them before any match by `restaurantId` or by name.
     #[serde(skip)]

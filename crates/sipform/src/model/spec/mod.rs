@@ -7,7 +7,7 @@
 //! fail validation, not vanish.
 //!
 //! One file per spec: `tool`, `agent` (and final customer), `restaurant` (and its phone line),
-//! `project` (`sipform.yaml`), `desired` (what validate hands to plan).
+//! `project` (`sipform.yaml`), `windows` (its `windows:`), `desired` (what validate hands to plan).
 
 mod agent;
 mod desired;
@@ -18,6 +18,7 @@ mod project;
 mod restaurant;
 mod tool;
 mod tool_test;
+mod windows;
 
 pub use agent::*;
 pub use desired::*;
@@ -28,6 +29,7 @@ pub use project::*;
 pub use restaurant::*;
 pub use tool::*;
 pub use tool_test::*;
+pub use windows::*;
 
 fn default_true() -> bool {
     true

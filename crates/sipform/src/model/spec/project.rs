@@ -57,6 +57,10 @@ pub struct Project {
     /// Where the controller's notifications go (a webhook).
     #[serde(default, skip_serializing_if = "super::NotifyConfig::is_empty")]
     pub notify: super::NotifyConfig,
+    /// When existing agents may be updated (each restaurant's own time zone), and how long an
+    /// update waits for live calls to end.
+    #[serde(default, skip_serializing_if = "super::WindowsConfig::is_empty")]
+    pub windows: super::WindowsConfig,
 }
 
 /// `controller:` of `sipform.yaml`.
