@@ -106,9 +106,25 @@ async fn apply(
 
     let total = plan.actions().filter(|a| a.op() != Op::NoOp).count() as u64;
     let progress = TerminalProgress::new(total);
-    let report = run.apply(&plan, &progress).await;
+    if ws.settings().rollout.is_none() {
+        let report = run.apply(&plan, &progress).await;
+        progress.finish();
+        return Ok(outcome(ws, &args, &plan, &report, interrupts));
+    }
+    // A policy: as far as its waves allow; a halted rollout fails the run (docs/rollout.md).
+    let waves = run.apply_in_waves(&plan, &progress).await?;
     progress.finish();
-    Ok(outcome(ws, &args, &plan, &report, interrupts))
+    let code = outcome(ws, &args, &plan, &waves.report, interrupts);
+    let told = output::rollout_run(waves.events.list(), &waves.verdict);
+    if args.json {
+        eprint!("{told}");
+    } else {
+        print!("{told}");
+    }
+    Ok(match waves.verdict {
+        sipform::ops::rollout::Verdict::Halted(_) => ExitCode::FAILURE,
+        _ => code,
+    })
 }
 
 /// What [`chosen_plan`] settled.
@@ -220,7 +236,7 @@ fn outcome(
 }
 
 /// Terraform's question; only `yes` goes ahead. Refuses to guess without a terminal.
-fn confirm() -> anyhow::Result<bool> {
+pub(super) fn confirm() -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!("stdin is not a terminal: pass --auto-approve to apply without confirmation, or apply a saved plan");
     }

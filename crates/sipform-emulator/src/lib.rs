@@ -6,6 +6,7 @@
 //! `X-API-Key` when one is set (they serve every token and SIP password, and reset the store).
 //! Listening beyond loopback is warned about.
 
+mod calls;
 mod faults;
 pub mod listener;
 mod persist;
@@ -171,6 +172,8 @@ pub(crate) struct App {
     pub(crate) api_key: Option<ApiKey>,
     pub(crate) persist: Option<Persister>,
     pub(crate) in_flight: AtomicUsize,
+    /// Call records by agent (`GET /api/calls`, `POST /__emulator/calls`).
+    pub(crate) calls: Mutex<calls::CallLog>,
 }
 
 impl App {
@@ -211,6 +214,7 @@ impl App {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         *self.intro.lock().unwrap_or_else(|e| e.into_inner()) = Intro::default();
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -239,6 +243,7 @@ impl Emulator {
             api_key: config.api_key.clone(),
             persist: config.data.clone().map(|p| Persister::new(p, version)),
             in_flight: AtomicUsize::new(0),
+            calls: Mutex::new(calls::CallLog::default()),
         });
         let wanted = SocketAddr::new(config.bind, config.port);
         let listener = tokio::net::TcpListener::bind(wanted)

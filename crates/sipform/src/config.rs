@@ -126,6 +126,8 @@ pub struct Settings {
     pub platform: crate::model::spec::PlatformConfig,
     /// `controller:` of `sipform.yaml` (read through [`Settings::source`]).
     pub controller: ControllerConfig,
+    /// `rollout:` of `sipform.yaml`: a change of existing agents goes out in waves.
+    pub rollout: Option<crate::model::spec::RolloutPolicy>,
 }
 
 /// `controller.source`, resolved: the repository the controller follows.
@@ -164,6 +166,13 @@ impl Settings {
                     &e,
                 ))));
             }
+        }
+        if let Some(Err(e)) = project.rollout.as_ref().map(rollout_pause) {
+            return Err(ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
+                Origin::file_start(root.join(PROJECT_FILE)),
+                "rollout.pause",
+                &e,
+            ))));
         }
         Ok(Self::resolve(root, project, &process_env, overrides))
     }
@@ -244,6 +253,7 @@ impl Settings {
             phone_lines: project.phone_lines,
             platform: project.platform,
             controller: project.controller,
+            rollout: project.rollout,
         }
     }
 
@@ -269,6 +279,7 @@ impl Settings {
             phone_lines: self.phone_lines.clone(),
             platform: self.platform.clone(),
             controller: self.controller.clone(),
+            rollout: self.rollout.clone(),
         }
     }
 
@@ -327,6 +338,16 @@ impl StateSettings {
 }
 
 /// Parses `30s`, `2m`, `500ms`, `1h`, or a bare number of seconds (the `--lock-timeout` flags).
+/// `rollout.pause`: `None` for `manual` (the next wave waits for `sipform rollout resume`).
+pub fn rollout_pause(
+    policy: &crate::model::spec::RolloutPolicy,
+) -> Result<Option<Duration>, String> {
+    match policy.pause.trim() {
+        "manual" => Ok(None),
+        d => parse_duration(d).map(Some),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -392,6 +413,7 @@ mod tests {
             phone_lines: Default::default(),
             platform: Default::default(),
             controller: Default::default(),
+            rollout: None,
         }
     }
 

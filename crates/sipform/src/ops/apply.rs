@@ -124,6 +124,18 @@ impl<'w> ApplyRun<'w> {
     }
 }
 
+impl ApplyRun<'_> {
+    /// Carries `plan` out under `sipform.yaml`'s `rollout:` policy, as far as its waves allow
+    /// (`ops::rollout`); without a policy, as [`ApplyRun::apply`]. Releases the lock when done.
+    pub async fn apply_in_waves(
+        self,
+        plan: &Plan,
+        progress: &dyn Progress,
+    ) -> Result<super::rollout::WaveRun, OpsError> {
+        super::rollout::apply_in_waves(self.ws, &self.client, plan, self.state, progress).await
+    }
+}
+
 /// The one way anything is applied: `plan` carried out from `state` (held under the lock by
 /// the caller) by the executor, every id recorded as it comes through `ws`'s state writer (and
 /// written back to the inventory when it takes them). The CLI's [`ApplyRun`] and the

@@ -13,6 +13,7 @@ mod lines;
 mod markdown;
 mod orphans;
 mod report;
+mod rollout;
 mod skipped;
 pub mod specs;
 mod status;
@@ -29,6 +30,7 @@ pub use markdown::{
     markdown, markdown_comment, CommentContext, COMMENT_MARKER, MARKDOWN_MAX_CHARS,
 };
 pub use report::{imports, report};
+pub use rollout::{rollout_run, rollout_status};
 pub use skipped::skipped;
 pub use status::{feed_line, queue_line, status};
 pub use waivers::with_waivers;

@@ -14,6 +14,7 @@ mod desired;
 mod platform;
 mod project;
 mod restaurant;
+mod rollout;
 mod tool;
 mod tool_test;
 
@@ -22,6 +23,7 @@ pub use desired::*;
 pub use platform::*;
 pub use project::*;
 pub use restaurant::*;
+pub use rollout::*;
 pub use tool::*;
 pub use tool_test::*;
 

@@ -50,6 +50,10 @@ pub struct Project {
     /// `sipform controller`'s own settings.
     #[serde(default, skip_serializing_if = "ControllerConfig::is_empty")]
     pub controller: ControllerConfig,
+    /// How a change of existing agents reaches the fleet: a canary, then waves
+    /// (`docs/rollout.md`). Absent: every change goes out in one apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::RolloutPolicy>,
 }
 
 /// `controller:` of `sipform.yaml`.
