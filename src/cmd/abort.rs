@@ -27,7 +27,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if !target.restaurants.is_empty() {
         let settings = abort::stable_settings(ws.settings(), &target.stable, scratch.path())?;
         let mut stable = abort::stable_workspace(settings, &target.stable).await?;
-        let mut run = ApplyRun::start(&mut stable).await?;
+        let run = ApplyRun::start(&mut stable).await?;
         let opts = PlanOptions {
             targets: target.restaurants.clone(),
             allow_rollback: true,
