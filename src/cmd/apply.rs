@@ -112,7 +112,7 @@ async fn apply(
         return Ok(outcome(ws, &args, &plan, &report, interrupts));
     }
     // A policy: as far as its waves allow; a halted rollout fails the run (docs/rollout.md).
-    let waves = run.apply_in_waves(&plan, &progress).await?;
+    let waves = sipform::ops::rollout::apply_run_in_waves(run, &plan, &progress).await?;
     progress.finish();
     let code = outcome(ws, &args, &plan, &waves.report, interrupts);
     let told = output::rollout_run(waves.events.list(), &waves.verdict);

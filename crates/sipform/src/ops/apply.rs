@@ -124,15 +124,11 @@ impl<'w> ApplyRun<'w> {
     }
 }
 
-impl ApplyRun<'_> {
-    /// Carries `plan` out under `sipform.yaml`'s `rollout:` policy, as far as its waves allow
-    /// (`ops::rollout`); without a policy, as [`ApplyRun::apply`]. Releases the lock when done.
-    pub async fn apply_in_waves(
-        self,
-        plan: &Plan,
-        progress: &dyn Progress,
-    ) -> Result<super::rollout::WaveRun, OpsError> {
-        super::rollout::apply_in_waves(self.ws, &self.client, plan, self.state, progress).await
+impl<'w> ApplyRun<'w> {
+    /// The run taken apart for an apply in several passes (`ops::rollout`): the workspace,
+    /// the client, the state read under the lock, and the lock (held until dropped).
+    pub(super) fn into_parts(self) -> (&'w Workspace, Client, State, Box<dyn LockGuard>) {
+        (self.ws, self.client, self.state, self._lock)
     }
 }
 

@@ -12,7 +12,7 @@ use chrono::Utc;
 use crate::config::{Overrides, Settings};
 use crate::model::ids::RestaurantId;
 use crate::model::revision::Revision;
-use crate::model::spec::StateConfig;
+use crate::model::spec::{InventoryConfig, StateConfig};
 
 use super::super::{OpsError, Workspace};
 use super::{done, load, record_path, save, Events, RolloutEvent, RolloutRecord};
@@ -66,7 +66,13 @@ pub fn stable_settings(
         .commit
         .as_ref()
         .ok_or_else(|| OpsError::Rollout("the stable revision has no commit".into()))?;
-    let root = &project.root;
+    // Absolute: the stable files' settings resolve relative paths against their own folder,
+    // and the state written must be the project's.
+    let root = &std::path::absolute(&project.root).map_err(|source| OpsError::Io {
+        what: "cannot resolve the project folder",
+        path: project.root.display().to_string(),
+        source,
+    })?;
     let prefix = git(root, &["rev-parse", "--show-prefix"])?;
     let tar = into.join("stable.tar");
     let spec = format!("{}:{}", commit.as_str(), prefix.trim());
@@ -90,6 +96,10 @@ pub fn stable_settings(
             path: root.join(path),
             store_tokens: *store_tokens,
         },
+        StateConfig::Sqlite { url, store_tokens } => StateConfig::Sqlite {
+            url: absolute_sqlite(url, root),
+            store_tokens: *store_tokens,
+        },
         other => other.clone(),
     };
     let overrides = Overrides {
@@ -98,6 +108,9 @@ pub fn stable_settings(
     };
     let mut settings = Settings::load(&files, &overrides)
         .map_err(|e| OpsError::Rollout(format!("the stable revision's sipform.yaml: {e}")))?;
+    if let InventoryConfig::Database { url: Some(u), .. } = &mut settings.inventory {
+        *u = absolute_sqlite(u, root);
+    }
     settings.history = Some(root.to_path_buf());
     settings.server_url = project.server_url.clone();
     settings.api_key = project.api_key.clone();
@@ -123,6 +136,15 @@ pub fn record_aborted(ws: &Workspace, mut record: RolloutRecord) -> Result<Event
     let mut events = Events::default();
     events.emit(RolloutEvent::Aborted { wave });
     Ok(events)
+}
+
+/// A relative `sqlite://` URL made absolute against `root` (it would otherwise name a file in
+/// the stable files' folder).
+fn absolute_sqlite(url: &str, root: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(rel) if !rel.starts_with('/') => format!("sqlite://{}", root.join(rel).display()),
+        _ => url.to_string(),
+    }
 }
 
 fn path_arg(p: &Path) -> Result<String, OpsError> {

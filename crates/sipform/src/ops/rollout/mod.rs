@@ -224,6 +224,17 @@ fn current_or_start(
     Ok(Some(rec))
 }
 
+/// Carries `plan` out under `sipform.yaml`'s `rollout:` policy ([`apply_in_waves`]), holding
+/// `run`'s lock until done; without a policy, as [`super::apply::ApplyRun::apply`].
+pub async fn apply_run_in_waves(
+    run: super::apply::ApplyRun<'_>,
+    plan: &Plan,
+    progress: &dyn Progress,
+) -> Result<WaveRun, OpsError> {
+    let (ws, client, state, _lock) = run.into_parts();
+    apply_in_waves(ws, &client, plan, state, progress).await
+}
+
 /// The one apply under a rollout policy: `plan` carried out wave by wave from `state`, as far
 /// as the policy lets this run go. Without a policy, or for a change no larger than the
 /// canary, it is [`super::apply::apply_plan`] once.
