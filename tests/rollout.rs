@@ -319,3 +319,38 @@ fn a_bad_policy_is_refused_naming_the_key() {
         all_output(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_field_dropped_by_the_server_fails_verification_naming_it() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(20, &url, "  canary: 2\n  waves: [\"100%\"]\n").await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    emu.set_faults(sipform_emulator::Faults {
+        dropped_fields: vec![sipform_emulator::DropField {
+            method: "PUT".into(),
+            route: "/api/agents/:id/tools/:toolId".into(),
+            field: "description".into(),
+        }],
+        ..Default::default()
+    });
+    let mark = writes(&emu);
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 1);
+    let text = stdout(&out);
+    assert!(text.contains("HALTED at wave 0"), "{}", all_output(&out));
+    assert!(
+        text.contains("tool end_call: field `description` is not what was sent"),
+        "{}",
+        all_output(&out)
+    );
+    // The canary's two writes were sent and answered 200; no one else was touched.
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&2));
+    let status = rollout_json(d, &url);
+    assert_eq!(status["phase"], "halted");
+    assert!(status["halted"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("post-apply verification"));
+}

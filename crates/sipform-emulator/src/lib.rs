@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::{
-    CommitFailMode, CommitThenFail, ErrorRule, Faults, Latency, RateLimit, ResetRule,
+    CommitFailMode, CommitThenFail, DropField, ErrorRule, Faults, Latency, RateLimit, ResetRule,
 };
 
 use faults::FaultState;

@@ -203,6 +203,7 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
         .as_ref()
         .and_then(|q| q.get("accountId"))
         .map(String::as_str);
+    let body = drop_fields(app, method, m.template, body);
     let (status, text) = match routes::dispatch(&app.store, method, &m, account, &body) {
         Ok(ok) => ok,
         Err(e) => (
@@ -273,6 +274,30 @@ async fn after_commit(ctx: &Ctx, d: &Decision, call: &Call<'_>) -> Option<Respon
             std::future::pending().await
         }
         None => None,
+    }
+}
+
+/// The body without the fields a `droppedFields` fault takes out of `method route`'s writes.
+fn drop_fields(app: &App, method: &str, route: &str, body: Bytes) -> Bytes {
+    let faults = app.faults.lock().unwrap_or_else(|e| e.into_inner());
+    let drops: Vec<&str> = faults
+        .faults
+        .dropped_fields
+        .iter()
+        .filter(|d| d.matches(method, route))
+        .map(|d| d.field.as_str())
+        .collect();
+    if drops.is_empty() {
+        return body;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            for f in drops {
+                o.remove(f);
+            }
+            Bytes::from(serde_json::Value::Object(o).to_string())
+        }
+        _ => body,
     }
 }
 

@@ -302,6 +302,22 @@ async fn apply_once(
     (report, state)
 }
 
+/// What a read-back found different in `r`: the first field of its first change.
+fn first_difference(r: &crate::plan::RestaurantPlan) -> String {
+    let Some(action) = r.actions.iter().find(|a| a.op().is_change()) else {
+        return "no difference".into();
+    };
+    let field = action.changes().first().map_or_else(
+        || "the object".to_string(),
+        |c| format!("field `{}`", c.path),
+    );
+    format!(
+        "{} {}: {field} is not what was sent (dropped or changed by the server)",
+        action.resource(),
+        action.name()
+    )
+}
+
 /// One report out of every wave's.
 fn merge(reports: Vec<Report>) -> Report {
     let mut all = Report {
@@ -429,11 +445,29 @@ impl Waves<'_> {
     /// the pause.
     async fn gate(&mut self, state: &State) -> Result<Step, OpsError> {
         let cur = self.rec.current();
+        let mismatched = if cur < self.assignment.last() {
+            self.verify(cur, state).await?
+        } else {
+            Vec::new()
+        };
         let failed: Vec<&RestaurantId> = self.assignment.waves[..=cur]
             .iter()
             .flatten()
-            .filter(|id| self.changed.contains(*id) && !done(state, id, &self.own))
+            .filter(|id| {
+                (self.changed.contains(*id) && !done(state, id, &self.own))
+                    || mismatched.iter().any(|(m, _)| m == *id)
+            })
             .collect();
+        if let Some((id, why)) = mismatched.first() {
+            if failed.len() > self.policy.max_failures as usize {
+                let reason = format!(
+                    "wave {cur}: post-apply verification failed for {} restaurant(s), over max_failures {} (first: {id}: {why})",
+                    mismatched.len(),
+                    self.policy.max_failures
+                );
+                return self.halt(cur, reason);
+            }
+        }
         for (i, w) in self.rec.waves.iter_mut().enumerate().take(cur + 1) {
             w.failed = failed
                 .iter()
@@ -473,6 +507,37 @@ impl Waves<'_> {
             return Ok(step);
         }
         Ok(self.waited(cur, completed, now))
+    }
+
+    /// Post-apply verification: wave `cur`'s changed restaurants read back from the server
+    /// and compared with what was sent (a plan over them); each that still differs, with the
+    /// first field the server dropped or changed. Not for the last wave: no wave is left to
+    /// hold back.
+    async fn verify(
+        &self,
+        cur: usize,
+        state: &State,
+    ) -> Result<Vec<(RestaurantId, String)>, OpsError> {
+        let targets: BTreeSet<RestaurantId> = self.assignment.waves[cur]
+            .iter()
+            .filter(|id| self.changed.contains(*id) && done(state, id, &self.own))
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let opts = super::plan::PlanOptions {
+            targets,
+            only_changes: true,
+            ..Default::default()
+        };
+        let plan = self.ws.plan(self.client, state, &opts).await?;
+        Ok(plan
+            .restaurants
+            .iter()
+            .filter(|r| r.has_changes())
+            .map(|r| (r.restaurant_id.clone(), first_difference(r)))
+            .collect())
     }
 
     /// The health gate on wave `cur`'s agents; `None`: healthy (or no gate).
