@@ -83,3 +83,97 @@ pub fn rollout_run(events: &[RolloutEvent], verdict: &Verdict) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::revision::{ConfigDigest, Revision};
+    use crate::ops::rollout::{Halt, WaveStatus};
+
+    fn revision(byte: u8) -> Revision {
+        Revision {
+            commit: None,
+            dirty: false,
+            digest: ConfigDigest::from_sha256([byte; 32]),
+        }
+    }
+
+    fn wave(wave: usize, label: &str, restaurants: usize, done: usize) -> WaveStatus {
+        WaveStatus {
+            wave,
+            label: label.into(),
+            restaurants,
+            done,
+            pending: restaurants - done,
+            failed: 0,
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
+    #[test]
+    fn a_halted_rollout_says_where_and_why_with_tenant_text_escaped() {
+        let s = RolloutStatus {
+            phase: Phase::Halted,
+            from: Some(revision(1)),
+            to: Some(revision(2)),
+            started_at: None,
+            halted: Some(Halt {
+                wave: 0,
+                reason: "wave 0: 3 of 3 calls ended in error\u{1b}[2J".into(),
+                at: chrono::Utc::now(),
+            }),
+            paused: None,
+            finished_at: None,
+            aborted_at: None,
+            waves: vec![wave(0, "canary", 5, 5), wave(1, "25%", 49, 0)],
+        };
+        let text = rollout_status(&s);
+        assert!(text.contains(": HALTED"), "{text}");
+        assert!(
+            text.contains("halted at wave 0: wave 0: 3 of 3 calls ended in error"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\u{1b}'),
+            "escape sequences are shown, not sent: {text}"
+        );
+        assert!(
+            text.contains("wave 1 (25%): 49 restaurants, 0 done, 49 pending"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_run_lists_its_events_then_why_it_stopped() {
+        let events = [
+            RolloutEvent::WaveStarted {
+                wave: 1,
+                restaurants: 49,
+            },
+            RolloutEvent::Paused {
+                wave: 1,
+                why: "w".into(),
+            },
+        ];
+        let text = rollout_run(&events, &Verdict::Paused("waiting for calls".into()));
+        assert_eq!(
+            text,
+            "Wave 1 started: 49 restaurants\nRollout paused: waiting for calls\n"
+        );
+        assert_eq!(
+            rollout_status(&RolloutStatus {
+                phase: Phase::None,
+                from: None,
+                to: None,
+                started_at: None,
+                halted: None,
+                paused: None,
+                finished_at: None,
+                aborted_at: None,
+                waves: Vec::new(),
+            }),
+            "No rollout recorded.\n"
+        );
+    }
+}

@@ -68,47 +68,8 @@ pub async fn status(ws: &Workspace) -> Result<RolloutStatus, OpsError> {
         });
     };
     let state = ws.state().await?;
-    let labels = ws.settings().rollout.as_ref().map(|p| {
-        p.waves
-            .iter()
-            .map(|w| match w {
-                crate::model::spec::WaveSize::Count(n) => n.to_string(),
-                crate::model::spec::WaveSize::Percent(p) => p.clone(),
-            })
-            .collect::<Vec<_>>()
-    });
     let waves = match ws.settings().rollout.as_ref() {
-        Some(policy) => {
-            let a = Assignment::new(policy, &rec.canary, &fleet(ws, &state));
-            a.waves
-                .iter()
-                .enumerate()
-                .map(|(i, members)| {
-                    let done = members
-                        .iter()
-                        .filter(|id| done(&state, id, &rec.to))
-                        .count();
-                    let w = rec.waves.get(i).cloned().unwrap_or_default();
-                    let label = match i {
-                        0 => "canary".to_string(),
-                        i => labels
-                            .as_ref()
-                            .and_then(|l| l.get(i - 1).cloned())
-                            .unwrap_or_default(),
-                    };
-                    WaveStatus {
-                        wave: i,
-                        label,
-                        restaurants: members.len(),
-                        done,
-                        pending: members.len() - done,
-                        failed: w.failed,
-                        started_at: w.started_at,
-                        completed_at: w.completed_at,
-                    }
-                })
-                .collect()
-        }
+        Some(policy) => wave_statuses(policy, &rec, &fleet(ws, &state), &state),
         None => Vec::new(),
     };
     let phase = if rec.aborted_at.is_some() {
@@ -131,6 +92,39 @@ pub async fn status(ws: &Workspace) -> Result<RolloutStatus, OpsError> {
         aborted_at: rec.aborted_at,
         waves,
     })
+}
+
+/// Each wave of `rec` under `policy`: its size, and what state records of it.
+fn wave_statuses(
+    policy: &crate::model::spec::RolloutPolicy,
+    rec: &super::RolloutRecord,
+    fleet: &std::collections::BTreeSet<crate::model::ids::RestaurantId>,
+    state: &crate::state::State,
+) -> Vec<WaveStatus> {
+    let a = Assignment::new(policy, &rec.canary, fleet);
+    a.waves
+        .iter()
+        .enumerate()
+        .map(|(i, members)| {
+            let done = members.iter().filter(|id| done(state, id, &rec.to)).count();
+            let w = rec.waves.get(i).cloned().unwrap_or_default();
+            let label = match i.checked_sub(1).and_then(|k| policy.waves.get(k)) {
+                None => "canary".to_string(),
+                Some(crate::model::spec::WaveSize::Count(n)) => n.to_string(),
+                Some(crate::model::spec::WaveSize::Percent(p)) => p.clone(),
+            };
+            WaveStatus {
+                wave: i,
+                label,
+                restaurants: members.len(),
+                done,
+                pending: members.len() - done,
+                failed: w.failed,
+                started_at: w.started_at,
+                completed_at: w.completed_at,
+            }
+        })
+        .collect()
 }
 
 /// `sipform rollout resume`: a halted rollout goes on (its wave's calls are judged again from

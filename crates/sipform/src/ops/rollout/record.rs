@@ -146,3 +146,46 @@ pub fn save(path: &Path, record: &RolloutRecord) -> Result<(), OpsError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::revision::ConfigDigest;
+
+    fn record() -> RolloutRecord {
+        RolloutRecord {
+            version: RECORD_VERSION,
+            from: None,
+            to: Revision {
+                commit: None,
+                dirty: false,
+                digest: ConfigDigest::from_sha256([7; 32]),
+            },
+            started_at: Utc::now(),
+            canary: vec![RestaurantId::new("r1")],
+            waves: vec![WaveRecord::default(); 3],
+            released: 0,
+            halted: None,
+            paused: None,
+            finished_at: None,
+            aborted_at: None,
+        }
+    }
+
+    #[test]
+    fn a_record_survives_a_save_and_a_bad_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        assert_eq!(load(&path).unwrap(), None);
+        let mut rec = record();
+        rec.waves[1].started_at = Some(Utc::now());
+        save(&path, &rec).unwrap();
+        let back = load(&path).unwrap().unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(back.current(), 1);
+        assert!(back.in_progress());
+        std::fs::write(&path, b"{\"version\": 1}").unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("is not a rollout record"), "{e}");
+    }
+}
