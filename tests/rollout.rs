@@ -354,3 +354,59 @@ async fn a_field_dropped_by_the_server_fails_verification_naming_it() {
         .unwrap()
         .contains("post-apply verification"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_wave_then_apply_again_finishes_with_no_restaurant_done_twice() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(300, &url, "  canary: 3\n  waves: [\"100%\"]\n").await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    // Slow enough that the kill lands inside the second wave.
+    emu.set_faults(latency(50));
+    let mark = writes(&emu);
+    let mut child = command(d, &url, &["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("the second wave under way", || {
+        writes_since(&emu, &mark)
+            .get(TOOL_PUT)
+            .copied()
+            .unwrap_or(0)
+            >= 100
+    })
+    .await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let killed_at = writes_since(&emu, &mark)
+        .get(TOOL_PUT)
+        .copied()
+        .unwrap_or(0);
+    assert!(killed_at < 300, "the apply finished before the kill");
+    let status = rollout_json(d, &url);
+    assert!(status["waves"][1]["startedAt"].is_string(), "{status}");
+    assert_eq!(status["waves"][0]["done"], 3);
+
+    emu.set_faults(sipform_emulator::Faults::default());
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("finished"), "{}", all_output(&out));
+    // Every agent's end_call was written once: none skipped, none twice.
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&300));
+    let log = admin_get(&url, "requests").await;
+    let mut paths: Vec<&str> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["method"] == "PUT" && e["route"] == "/api/agents/:id/tools/:toolId")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let n = paths.len();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), n, "a tool written twice");
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 300);
+    assert_eq!(rollout_json(d, &url)["phase"], "finished");
+}
