@@ -410,3 +410,53 @@ async fn kill_9_mid_wave_then_apply_again_finishes_with_no_restaurant_done_twice
     assert_eq!(agents_with(&emu, "Raccroche (v2)."), 300);
     assert_eq!(rollout_json(d, &url)["phase"], "finished");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controller_rolls_a_new_revision_through_the_same_waves() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let policy = "  canary: 3\n  waves: [\"100%\"]\n  health:\n    min_calls: 1\n";
+    let dir = fleet(30, &url, policy).await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    generate_restaurants_from(d, 30, 31);
+    let mark = writes(&emu);
+
+    // The canary, and the new restaurant at once; the rest held until the canary has calls.
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    assert_eq!(
+        writes_since(&emu, &mark).get(TOOL_PUT),
+        Some(&3),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(writes_since(&emu, &mark).get("POST /api/agents"), Some(&1));
+    assert!(
+        all_output(&out).contains("rollout: in wave 1, not started yet"),
+        "{}",
+        all_output(&out)
+    );
+    let status = rollout_json(d, &url);
+    assert_eq!(status["phase"], "in_progress");
+    assert!(
+        status["paused"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for calls"),
+        "{status}"
+    );
+
+    // Healthy calls on the canary: the next run opens the last wave and finishes.
+    record_for(&url, d, &canary(d), "completed", 1).await;
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    assert_eq!(
+        writes_since(&emu, &mark).get(TOOL_PUT),
+        Some(&30),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 31);
+    assert_eq!(rollout_json(d, &url)["phase"], "finished");
+}

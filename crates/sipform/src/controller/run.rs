@@ -440,7 +440,10 @@ impl Leader<'_> {
                     let _ = self.reload().await;
                 }
                 _ = wake.notified() => self.feed_poll(guard.as_deref_mut()).await,
-                _ = poll.tick() => self.feed_poll(guard.as_deref_mut()).await,
+                _ = poll.tick() => {
+                    self.feed_poll(guard.as_deref_mut()).await;
+                    self.advance_rollout(client).await;
+                }
                 _ = resync.tick() => {
                     self.full_due = true;
                     self.spread = true;
@@ -565,8 +568,46 @@ impl Leader<'_> {
     }
 
     /// Runs batches while items are due (`--once`: until every item had its try).
+    /// A rollout's next wave opens as soon as the one before is done.
     async fn work(&mut self, client: &Client, lease: &Lease) {
-        while !self.handle.stopping() && self.batch(client, lease).await {}
+        loop {
+            while !self.handle.stopping() && self.batch(client, lease).await {}
+            if self.handle.stopping() || !self.advance_rollout(client).await {
+                break;
+            }
+        }
+    }
+
+    /// The rollout in progress goes on when its gates allow (`ops::rollout::controller`):
+    /// the restaurants of the wave it opens are queued. Whether it opened one.
+    async fn advance_rollout(&mut self, client: &Client) -> bool {
+        if !crate::ops::rollout::controller::going_on(&self.config.settings, &self.config.revision)
+        {
+            return false;
+        }
+        let state = match self.backend.load().await {
+            Ok(Some(s)) => s,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: rollout: reading state: {e}");
+                return false;
+            }
+        };
+        let settings = &self.config.settings;
+        let revision = &self.config.revision;
+        match crate::ops::rollout::controller::advance(settings, &state, client, revision).await {
+            Ok(a) => {
+                let now = Instant::now();
+                for id in &a.opened {
+                    self.queue.push(id.clone(), now);
+                }
+                !a.opened.is_empty()
+            }
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: rollout: {e}");
+                false
+            }
+        }
     }
 
     /// Reconciles one batch of the items due, fresh ones first; `false` when none was due (or

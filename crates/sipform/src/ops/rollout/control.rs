@@ -69,7 +69,7 @@ pub async fn status(ws: &Workspace) -> Result<RolloutStatus, OpsError> {
     };
     let state = ws.state().await?;
     let waves = match ws.settings().rollout.as_ref() {
-        Some(policy) => wave_statuses(policy, &rec, &fleet(ws, &state), &state),
+        Some(policy) => wave_statuses(policy, &rec, &fleet(&state), &state),
         None => Vec::new(),
     };
     let phase = if rec.aborted_at.is_some() {

@@ -11,6 +11,7 @@
 
 pub mod abort;
 mod control;
+pub mod controller;
 mod health;
 mod record;
 mod waves;
@@ -112,19 +113,14 @@ pub struct WaveRun {
     pub record: Option<RolloutRecord>,
 }
 
-/// The restaurants a rollout spans: those state holds an agent for, in the inventory, not
-/// suspended.
-pub(crate) fn fleet(ws: &Workspace, state: &State) -> BTreeSet<RestaurantId> {
-    ws.desired()
+/// The restaurants a rollout spans: those state holds an agent for, not suspended (the same
+/// set whichever batch of the inventory a run reads).
+pub(crate) fn fleet(state: &State) -> BTreeSet<RestaurantId> {
+    state
         .restaurants
         .iter()
-        .filter(|d| {
-            state
-                .restaurants
-                .get(&d.id)
-                .is_some_and(|r| r.agent_id.is_some() && !r.suspended)
-        })
-        .map(|d| d.id.clone())
+        .filter(|(_, r)| r.agent_id.is_some() && !r.suspended)
+        .map(|(id, _)| id.clone())
         .collect()
 }
 
@@ -179,22 +175,21 @@ fn narrow(plan: &Plan, keep: impl Fn(&RestaurantId) -> bool) -> Plan {
 /// The rollout that governs this run: the one in progress towards `own`, or a new one when
 /// the change spans more restaurants than the canary; `None`: apply at once.
 fn current_or_start(
-    ws: &Workspace,
+    path: &std::path::Path,
     policy: &RolloutPolicy,
     own: &Revision,
     state: &State,
-    changed: &BTreeSet<RestaurantId>,
+    changed: usize,
     events: &mut Events,
 ) -> Result<Option<RolloutRecord>, OpsError> {
-    let path = record_path(ws.settings());
-    let existing = load(&path)?.filter(RolloutRecord::in_progress);
+    let existing = load(path)?.filter(RolloutRecord::in_progress);
     if let Some(rec) = existing.filter(|r| r.to.digest == own.digest) {
         return Ok(Some(rec));
     }
-    if changed.len() <= canary_size(policy) {
+    if changed <= canary_size(policy) {
         return Ok(None);
     }
-    let fleet = fleet(ws, state);
+    let fleet = fleet(state);
     let now = Utc::now();
     let mut waves = vec![WaveRecord::default(); policy.waves.len() + 1];
     waves[0].started_at = Some(now);
@@ -211,7 +206,7 @@ fn current_or_start(
         finished_at: None,
         aborted_at: None,
     };
-    save(&path, &rec)?;
+    save(path, &rec)?;
     events.emit(RolloutEvent::Started {
         to: own.short(),
         from: rec.from.as_ref().map(Revision::short),
@@ -253,7 +248,14 @@ pub async fn apply_in_waves(
     };
     let changed = changed(plan, &state);
     let rec = match &policy {
-        Some(p) => current_or_start(ws, p, &own, &state, &changed, &mut events)?,
+        Some(p) => current_or_start(
+            &record_path(ws.settings()),
+            p,
+            &own,
+            &state,
+            changed.len(),
+            &mut events,
+        )?,
         None => None,
     };
     let (Some(policy), Some(rec)) = (policy, rec) else {
@@ -265,9 +267,10 @@ pub async fn apply_in_waves(
             record: None,
         });
     };
-    let assignment = Assignment::new(&policy, &rec.canary, &fleet(ws, &state));
+    let assignment = Assignment::new(&policy, &rec.canary, &fleet(&state));
     let mut run = Waves {
-        ws,
+        ws: Some(ws),
+        path: record_path(ws.settings()),
         client,
         policy,
         assignment,
@@ -350,7 +353,10 @@ enum Step {
 
 /// A run driving one rollout.
 struct Waves<'a> {
-    ws: &'a Workspace,
+    /// The workspace applies and verification use (`None`: the controller's gate only).
+    ws: Option<&'a Workspace>,
+    /// The rollout record's file.
+    path: std::path::PathBuf,
     client: &'a Client,
     policy: RolloutPolicy,
     assignment: Assignment,
@@ -386,9 +392,8 @@ impl Waves<'_> {
                 })
             };
             first = false;
-            if !part.restaurants.is_empty() {
-                let (report, after) =
-                    apply_once(self.ws, self.client, &part, state, progress).await;
+            if let (false, Some(ws)) = (part.restaurants.is_empty(), self.ws) {
+                let (report, after) = apply_once(ws, self.client, &part, state, progress).await;
                 state = after;
                 self.reports.push(report);
             }
@@ -406,7 +411,7 @@ impl Waves<'_> {
     fn open(&mut self, n: usize) -> Result<(), OpsError> {
         self.rec.waves[n].started_at = Some(Utc::now());
         self.rec.paused = None;
-        save(&record_path(self.ws.settings()), &self.rec)?;
+        save(&self.path, &self.rec)?;
         self.events.emit(RolloutEvent::WaveStarted {
             wave: n,
             restaurants: self.assignment.waves[n].len(),
@@ -421,7 +426,7 @@ impl Waves<'_> {
             reason: reason.clone(),
             at: Utc::now(),
         });
-        save(&record_path(self.ws.settings()), &self.rec)?;
+        save(&self.path, &self.rec)?;
         self.events.emit(RolloutEvent::Halted {
             wave,
             reason: reason.clone(),
@@ -429,15 +434,19 @@ impl Waves<'_> {
         Ok(Step::Stop(Verdict::Halted(reason)))
     }
 
+    /// Stops short of the next wave; recorded and told once per reason (the controller asks
+    /// again at every poll).
     fn pause(&mut self, wave: usize, why: String) -> Step {
-        self.rec.paused = Some(why.clone());
-        if let Err(e) = save(&record_path(self.ws.settings()), &self.rec) {
-            tracing::warn!(target: crate::LOG_TARGET, "could not record why the rollout paused: {e}");
+        if self.rec.paused.as_deref() != Some(why.as_str()) {
+            self.rec.paused = Some(why.clone());
+            if let Err(e) = save(&self.path, &self.rec) {
+                tracing::warn!(target: crate::LOG_TARGET, "could not record why the rollout paused: {e}");
+            }
+            self.events.emit(RolloutEvent::Paused {
+                wave,
+                why: why.clone(),
+            });
         }
-        self.events.emit(RolloutEvent::Paused {
-            wave,
-            why: why.clone(),
-        });
         Step::Stop(Verdict::Paused(why))
     }
 
@@ -495,14 +504,20 @@ impl Waves<'_> {
                 return Ok(self.pause(cur, why));
             }
             self.rec.finished_at = Some(now);
-            save(&record_path(self.ws.settings()), &self.rec)?;
+            save(&self.path, &self.rec)?;
             self.events.emit(RolloutEvent::Finished {
                 to: self.own.short(),
             });
             return Ok(Step::Stop(Verdict::Finished));
         }
-        let completed = *self.rec.waves[cur].completed_at.get_or_insert(now);
-        save(&record_path(self.ws.settings()), &self.rec)?;
+        let completed = match self.rec.waves[cur].completed_at {
+            Some(t) => t,
+            None => {
+                self.rec.waves[cur].completed_at = Some(now);
+                save(&self.path, &self.rec)?;
+                now
+            }
+        };
         if let Some(step) = self.health(cur, state).await? {
             return Ok(step);
         }
@@ -523,15 +538,15 @@ impl Waves<'_> {
             .filter(|id| self.changed.contains(*id) && done(state, id, &self.own))
             .cloned()
             .collect();
-        if targets.is_empty() {
+        let Some(ws) = self.ws.filter(|_| !targets.is_empty()) else {
             return Ok(Vec::new());
-        }
+        };
         let opts = super::plan::PlanOptions {
             targets,
             only_changes: true,
             ..Default::default()
         };
-        let plan = self.ws.plan(self.client, state, &opts).await?;
+        let plan = ws.plan(self.client, state, &opts).await?;
         Ok(plan
             .restaurants
             .iter()
