@@ -460,3 +460,66 @@ async fn the_controller_rolls_a_new_revision_through_the_same_waves() {
     assert_eq!(agents_with(&emu, "Raccroche (v2)."), 31);
     assert_eq!(rollout_json(d, &url)["phase"], "finished");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_killed_mid_wave_finishes_after_restart_with_no_restaurant_done_twice() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(300, &url, "  canary: 3\n  waves: [\"100%\"]\n").await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    emu.set_faults(latency(50));
+    let mark = writes(&emu);
+    let mut ctl = common::controller::start(d, &url, &[], &[]);
+    wait_for("the second wave under way", || {
+        writes_since(&emu, &mark)
+            .get(TOOL_PUT)
+            .copied()
+            .unwrap_or(0)
+            >= 100
+    })
+    .await;
+    ctl.kill9();
+    let killed_at = writes_since(&emu, &mark)
+        .get(TOOL_PUT)
+        .copied()
+        .unwrap_or(0);
+    assert!(killed_at < 300, "the rollout finished before the kill");
+
+    emu.set_faults(sipform_emulator::Faults::default());
+    let mut ctl = common::controller::start(d, &url, &[], &[]);
+    wait_for("the rollout finished", || {
+        rollout_json(d, &url)["phase"] == "finished"
+    })
+    .await;
+    // Every agent's end_call was written once across both controllers.
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&300));
+    let log = admin_get(&url, "requests").await;
+    let mut paths: Vec<&str> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["method"] == "PUT" && e["route"] == "/api/agents/:id/tools/:toolId")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let n = paths.len();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), n, "a tool written twice");
+    // The status board and the page show it.
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        if let Some((200, body)) = ctl.get("/v1/status").await {
+            shown = serde_json::from_str(&body).unwrap();
+            if shown["rollout"]["phase"] == "finished" {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown["rollout"]["phase"], "finished", "{shown}");
+    assert_eq!(shown["rollout"]["waves"][1]["done"], 297);
+    let (_, page) = ctl.get("/").await.unwrap();
+    assert!(page.contains("<p id=\"rollout\">Rollout of"), "{page}");
+    ctl.kill9();
+}

@@ -90,6 +90,7 @@ pub async fn run_with(
             spread: false,
             cache: Cache::default(),
             kinds: &kinds,
+            rollout_shown: true,
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         handle.status.leader.store(false, Ordering::Relaxed);
@@ -277,6 +278,8 @@ struct Leader<'a> {
     /// The server as last seen: targeted reconciles plan against it.
     cache: Cache,
     kinds: &'a Kinds,
+    /// The board shows a rollout that was going on at the last poll.
+    rollout_shown: bool,
 }
 
 impl Leader<'_> {
@@ -581,8 +584,9 @@ impl Leader<'_> {
     /// The rollout in progress goes on when its gates allow (`ops::rollout::controller`):
     /// the restaurants of the wave it opens are queued. Whether it opened one.
     async fn advance_rollout(&mut self, client: &Client) -> bool {
-        if !crate::ops::rollout::controller::going_on(&self.config.settings, &self.config.revision)
-        {
+        let going =
+            crate::ops::rollout::controller::going_on(&self.config.settings, &self.config.revision);
+        if !going && !self.rollout_shown {
             return false;
         }
         let state = match self.backend.load().await {
@@ -595,7 +599,18 @@ impl Leader<'_> {
         };
         let settings = &self.config.settings;
         let revision = &self.config.revision;
-        match crate::ops::rollout::controller::advance(settings, &state, client, revision).await {
+        let advanced = if going {
+            crate::ops::rollout::controller::advance(settings, &state, client, revision).await
+        } else {
+            Ok(Default::default())
+        };
+        // The board shows it while it goes on, and once more as it stops (halted, finished).
+        let shown = crate::ops::rollout::status_of(settings, &state)
+            .ok()
+            .filter(|s| s.phase != crate::ops::rollout::Phase::None);
+        self.handle.board.set_rollout(shown);
+        self.rollout_shown = going;
+        match advanced {
             Ok(a) => {
                 let now = Instant::now();
                 for id in &a.opened {

@@ -28,6 +28,7 @@ struct Inner {
     revision: Option<String>,
     feed_installed: bool,
     queue: Queue,
+    rollout: Option<crate::ops::rollout::RolloutStatus>,
 }
 
 impl Board {
@@ -117,6 +118,11 @@ impl Board {
         self.with(|b| b.feed_installed = installed);
     }
 
+    /// The rollout in progress (or the last one), as `/v1/status` and the page show it.
+    pub(crate) fn set_rollout(&self, rollout: Option<crate::ops::rollout::RolloutStatus>) {
+        self.with(|b| b.rollout = rollout);
+    }
+
     /// The revision of the configuration in use.
     pub(crate) fn set_revision(&self, revision: Option<String>) {
         self.with(|b| b.revision = revision);
@@ -130,6 +136,7 @@ impl Board {
                 installed: b.feed_installed,
             }),
             queue: Some(b.queue),
+            rollout: b.rollout.clone(),
             ..StatusReport::new(b.revision.clone(), b.rows.values().cloned().collect())
         })
     }

@@ -42,6 +42,32 @@ pub fn rollout_status(s: &RolloutStatus) -> String {
     out
 }
 
+/// One line for the controller's page: the phase, each wave's done / size, why it waits.
+pub fn rollout_line(s: &RolloutStatus) -> String {
+    let Some(to) = &s.to else {
+        return String::new();
+    };
+    let waves: Vec<String> = s
+        .waves
+        .iter()
+        .map(|w| format!("{} {}/{}", w.label, w.done, w.restaurants))
+        .collect();
+    let phase = match s.phase {
+        Phase::None => "none",
+        Phase::InProgress => "in progress",
+        Phase::Halted => "halted",
+        Phase::Finished => "finished",
+        Phase::Aborted => "aborted",
+    };
+    let mut line = format!("Rollout of {}: {phase}; {}", to.short(), waves.join(", "));
+    if let Some(h) = &s.halted {
+        let _ = write!(line, "; halted: {}", escape(&h.reason));
+    } else if let (Phase::InProgress, Some(p)) = (s.phase, &s.paused) {
+        let _ = write!(line, "; paused: {}", escape(p));
+    }
+    line
+}
+
 /// The events of an apply under a policy, then how it ended.
 pub fn rollout_run(events: &[RolloutEvent], verdict: &Verdict) -> String {
     let mut out = String::new();

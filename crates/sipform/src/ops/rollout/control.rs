@@ -2,7 +2,7 @@
 //! a halted or manually paused rollout let go on.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::revision::Revision;
 
@@ -10,7 +10,7 @@ use super::super::{OpsError, Workspace};
 use super::{done, fleet, load, record_path, save, Assignment, Events, Halt, RolloutEvent};
 
 /// Where a rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// No rollout was ever recorded.
@@ -22,7 +22,7 @@ pub enum Phase {
 }
 
 /// `sipform rollout status`, and its `--json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStatus {
     pub phase: Phase,
@@ -38,7 +38,7 @@ pub struct RolloutStatus {
 }
 
 /// One wave: its size, and how many of its restaurants state records at the new revision.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WaveStatus {
     pub wave: usize,
@@ -54,7 +54,16 @@ pub struct WaveStatus {
 
 /// The rollout's record with each wave's progress read from state.
 pub async fn status(ws: &Workspace) -> Result<RolloutStatus, OpsError> {
-    let Some(rec) = load(&record_path(ws.settings()))? else {
+    let state = ws.state().await?;
+    status_of(ws.settings(), &state)
+}
+
+/// [`status`] from state already read (the controller's board).
+pub fn status_of(
+    settings: &crate::config::Settings,
+    state: &crate::state::State,
+) -> Result<RolloutStatus, OpsError> {
+    let Some(rec) = load(&record_path(settings))? else {
         return Ok(RolloutStatus {
             phase: Phase::None,
             from: None,
@@ -67,9 +76,8 @@ pub async fn status(ws: &Workspace) -> Result<RolloutStatus, OpsError> {
             waves: Vec::new(),
         });
     };
-    let state = ws.state().await?;
-    let waves = match ws.settings().rollout.as_ref() {
-        Some(policy) => wave_statuses(policy, &rec, &fleet(&state), &state),
+    let waves = match settings.rollout.as_ref() {
+        Some(policy) => wave_statuses(policy, &rec, &fleet(state), state),
         None => Vec::new(),
     };
     let phase = if rec.aborted_at.is_some() {

@@ -31,7 +31,7 @@ use crate::state::State;
 
 use super::{OpsError, Workspace};
 
-pub use control::{resume, status, Phase, RolloutStatus, WaveStatus};
+pub use control::{resume, status, status_of, Phase, RolloutStatus, WaveStatus};
 pub use health::{judge, Calls, Health, CALLS_PER_AGENT};
 pub use record::{load, record_path, save, Halt, RolloutRecord, WaveRecord, RECORD_VERSION};
 pub use waves::{canary_size, choose_canary, rank, Assignment};

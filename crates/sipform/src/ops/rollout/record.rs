@@ -68,7 +68,7 @@ pub struct WaveRecord {
 }
 
 /// Why a rollout stopped sending.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Halt {
     pub wave: usize,
