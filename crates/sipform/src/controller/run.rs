@@ -443,10 +443,7 @@ impl Leader<'_> {
                     let _ = self.reload().await;
                 }
                 _ = wake.notified() => self.feed_poll(guard.as_deref_mut()).await,
-                _ = poll.tick() => {
-                    self.feed_poll(guard.as_deref_mut()).await;
-                    self.advance_rollout(client).await;
-                }
+                _ = poll.tick() => self.on_poll(client, guard.as_deref_mut()).await,
                 _ = resync.tick() => {
                     self.full_due = true;
                     self.spread = true;
@@ -571,6 +568,12 @@ impl Leader<'_> {
     }
 
     /// Runs batches while items are due (`--once`: until every item had its try).
+    /// A poll: the feed, then a rollout's gates.
+    async fn on_poll(&mut self, client: &Client, guard: Option<&mut feed::Guard>) {
+        self.feed_poll(guard).await;
+        self.advance_rollout(client).await;
+    }
+
     /// A rollout's next wave opens as soon as the one before is done.
     async fn work(&mut self, client: &Client, lease: &Lease) {
         loop {
