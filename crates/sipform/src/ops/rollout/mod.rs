@@ -36,6 +36,9 @@ pub use health::{judge, Calls, Health, CALLS_PER_AGENT};
 pub use record::{load, record_path, save, Halt, RolloutRecord, WaveRecord, RECORD_VERSION};
 pub use waves::{canary_size, choose_canary, rank, Assignment};
 
+/// Restaurants of a wave read back after it is applied (post-apply verification), at most.
+pub const VERIFY_SAMPLE: usize = 50;
+
 /// Something a rollout did that people or a webhook may want to hear about.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
@@ -259,7 +262,8 @@ pub async fn apply_in_waves(
         None => None,
     };
     let (Some(policy), Some(rec)) = (policy, rec) else {
-        let (report, _) = apply_once(ws, client, plan, state, progress).await;
+        let (report, after) = apply_once(ws, client, plan, state, progress).await;
+        settle(ws, after).await;
         return Ok(WaveRun {
             report,
             verdict: Verdict::NoRollout,
@@ -280,7 +284,8 @@ pub async fn apply_in_waves(
         events,
         reports: Vec::new(),
     };
-    let verdict = run.drive(plan, state, progress).await?;
+    let (verdict, state) = run.drive(plan, state, progress).await?;
+    settle(ws, state).await;
     Ok(WaveRun {
         report: merge(run.reports),
         verdict,
@@ -298,11 +303,17 @@ async fn apply_once(
     progress: &dyn Progress,
 ) -> (Report, State) {
     let (report, writer) = super::apply::apply_plan(ws, client, plan, state, progress).await;
-    if let Err(e) = writer.settle().await {
-        tracing::warn!(target: crate::LOG_TARGET, "could not fold the state journal in ({e}); the next run replays it");
-    }
+    // Not settled between waves: what is recorded is durable in the journal, and folding a
+    // state of 10,000 restaurants in after every wave would cost a whole write each.
     let state = writer.read(State::clone);
     (report, state)
+}
+
+/// Folds the journal in at the end of a run (as [`super::apply::ApplyRun::apply`] does).
+async fn settle(ws: &Workspace, state: State) {
+    if let Err(e) = ws.writer(state).settle().await {
+        tracing::warn!(target: crate::LOG_TARGET, "could not fold the state journal in ({e}); the next run replays it");
+    }
 }
 
 /// What a read-back found different in `r`: the first field of its first change.
@@ -374,7 +385,7 @@ impl Waves<'_> {
         plan: &Plan,
         mut state: State,
         progress: &dyn Progress,
-    ) -> Result<Verdict, OpsError> {
+    ) -> Result<(Verdict, State), OpsError> {
         let mut first = true;
         loop {
             let cur = self.rec.current();
@@ -398,11 +409,11 @@ impl Waves<'_> {
                 self.reports.push(report);
             }
             if let Some(h) = &self.rec.halted {
-                return Ok(Verdict::Halted(h.reason.clone()));
+                return Ok((Verdict::Halted(h.reason.clone()), state));
             }
             match self.gate(&state).await? {
                 Step::Next => self.open(cur + 1)?,
-                Step::Stop(verdict) => return Ok(verdict),
+                Step::Stop(verdict) => return Ok((verdict, state)),
             }
         }
     }
@@ -533,9 +544,12 @@ impl Waves<'_> {
         cur: usize,
         state: &State,
     ) -> Result<Vec<(RestaurantId, String)>, OpsError> {
+        // A sample in the wave's (hashed) order: what the server does to one write it does to
+        // all, and reading back every restaurant of a 10% wave would cost a plan of its own.
         let targets: BTreeSet<RestaurantId> = self.assignment.waves[cur]
             .iter()
             .filter(|id| self.changed.contains(*id) && done(state, id, &self.own))
+            .take(VERIFY_SAMPLE)
             .cloned()
             .collect();
         let Some(ws) = self.ws.filter(|_| !targets.is_empty()) else {
