@@ -119,10 +119,13 @@ async fn canary_halts_on_error_calls_then_resume_completes_once_each() {
     // Error calls on the canary's agents: halted after the canary, exit 1, 195 untouched.
     record_for(&url, d, &canary, "error", 3).await;
     let mark = writes(&emu);
-    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    let out = run(d, &url, &["apply", "--auto-approve", "--json"]).await;
     expect_code(&out, 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["rollout"]["state"], "halted", "{doc}");
+    assert_eq!(doc["rollout"]["events"][0]["event"], "halted", "{doc}");
     assert!(
-        stdout(&out).contains("HALTED at wave 0: wave 0: 15 of 15 calls ended in error"),
+        stderr(&out).contains("HALTED at wave 0: wave 0: 15 of 15 calls ended in error"),
         "{}",
         all_output(&out)
     );

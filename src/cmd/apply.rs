@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use sipform::apply::Report;
 use sipform::config::Overrides;
 use sipform::ops::apply::ApplyRun;
+use sipform::ops::rollout;
 use sipform::output;
 use sipform::plan::{Op, Plan};
 
@@ -59,6 +60,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                         skipped: &[],
                         interrupted_by: None,
                         error: Some(&message),
+                        rollout: None,
                     })
                 );
             }
@@ -109,12 +111,13 @@ async fn apply(
     if ws.settings().rollout.is_none() {
         let report = run.apply(&plan, &progress).await;
         progress.finish();
-        return Ok(outcome(ws, &args, &plan, &report, interrupts));
+        return Ok(outcome(ws, &args, &plan, &report, interrupts, None));
     }
     // A policy: as far as its waves allow; a halted rollout fails the run (docs/rollout.md).
-    let waves = sipform::ops::rollout::apply_run_in_waves(run, &plan, &progress).await?;
+    let waves = rollout::apply_run_in_waves(run, &plan, &progress).await?;
     progress.finish();
-    let code = outcome(ws, &args, &plan, &waves.report, interrupts);
+    let ended = Some((&waves.verdict, waves.events.list()));
+    let code = outcome(ws, &args, &plan, &waves.report, interrupts, ended);
     let told = output::rollout_run(waves.events.list(), &waves.verdict);
     if args.json {
         eprint!("{told}");
@@ -122,7 +125,7 @@ async fn apply(
         print!("{told}");
     }
     Ok(match waves.verdict {
-        sipform::ops::rollout::Verdict::Halted(_) => ExitCode::FAILURE,
+        rollout::Verdict::Halted(_) => ExitCode::FAILURE,
         _ => code,
     })
 }
@@ -191,6 +194,7 @@ fn no_changes_json(ws: &sipform::ops::Workspace, args: &Args, plan: &Plan) {
                 skipped: ws.skipped(),
                 interrupted_by: None,
                 error: None,
+                rollout: None,
             })
         );
     }
@@ -204,6 +208,7 @@ fn outcome(
     plan: &Plan,
     report: &Report,
     interrupts: &Interrupts,
+    rollout: Option<(&rollout::Verdict, &[rollout::RolloutEvent])>,
 ) -> ExitCode {
     if args.json {
         eprint!("{}", output::report(report));
@@ -216,6 +221,7 @@ fn outcome(
                 skipped: ws.skipped(),
                 interrupted_by: signal,
                 error: None,
+                rollout,
             })
         );
     } else {
