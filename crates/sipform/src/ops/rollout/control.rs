@@ -63,7 +63,7 @@ pub fn status_of(
     settings: &crate::config::Settings,
     state: &crate::state::State,
 ) -> Result<RolloutStatus, OpsError> {
-    let Some(rec) = load(&record_path(settings))? else {
+    let Some(mut rec) = load(&record_path(settings))? else {
         return Ok(RolloutStatus {
             phase: Phase::None,
             from: None,
@@ -77,7 +77,10 @@ pub fn status_of(
         });
     };
     let waves = match settings.rollout.as_ref() {
-        Some(policy) => wave_statuses(policy, &rec, &fleet(state), state),
+        Some(policy) => {
+            rec.fit(policy.waves.len());
+            wave_statuses(policy, &rec, &fleet(state), state)
+        }
         None => Vec::new(),
     };
     let phase = if rec.aborted_at.is_some() {

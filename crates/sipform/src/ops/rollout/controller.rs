@@ -58,9 +58,10 @@ pub fn hold(ws: &Workspace, plan: &Plan, state: &State, own: &Revision) -> Resul
     let behind = fleet.iter().filter(|id| !done(state, id, own)).count();
     let starts = if changed.is_empty() { 0 } else { behind };
     let path = record_path(ws.settings());
-    let Some(rec) = current_or_start(&path, policy, own, state, starts, &mut events)? else {
+    let Some(mut rec) = current_or_start(&path, policy, own, state, starts, &mut events)? else {
         return Ok(nothing(events));
     };
+    rec.fit(policy.waves.len());
     let a = Assignment::new(policy, &rec.canary, &fleet);
     let cur = rec.current();
     let held: BTreeMap<RestaurantId, String> = changed
@@ -113,12 +114,13 @@ pub async fn advance(
         return Ok(Advanced::default());
     };
     let path = record_path(settings);
-    let Some(rec) = super::load(&path)?
+    let Some(mut rec) = super::load(&path)?
         .filter(RolloutRecord::in_progress)
         .filter(|r| r.to.digest == own.digest && r.halted.is_none())
     else {
         return Ok(Advanced::default());
     };
+    rec.fit(policy.waves.len());
     let fleet = fleet(state);
     let assignment = Assignment::new(&policy, &rec.canary, &fleet);
     let cur = rec.current();

@@ -271,6 +271,8 @@ pub async fn apply_in_waves(
             record: None,
         });
     };
+    let mut rec = rec;
+    rec.fit(policy.waves.len());
     let assignment = Assignment::new(&policy, &rec.canary, &fleet(&state));
     let mut run = Waves {
         ws: Some(ws),

@@ -82,6 +82,12 @@ impl RolloutRecord {
         self.finished_at.is_none() && self.aborted_at.is_none()
     }
 
+    /// Fits the record to a policy of `waves` waves (edited since the rollout began): wave
+    /// times for each, so no index runs past either.
+    pub fn fit(&mut self, waves: usize) {
+        self.waves.resize(waves + 1, WaveRecord::default());
+    }
+
     /// The last wave that started (the canary starts with the rollout).
     pub fn current(&self) -> usize {
         self.waves
@@ -184,6 +190,13 @@ mod tests {
         assert_eq!(back, rec);
         assert_eq!(back.current(), 1);
         assert!(back.in_progress());
+        // A policy edited mid-rollout: the record follows, no index past either.
+        let mut edited = back.clone();
+        edited.fit(1);
+        assert_eq!(edited.waves.len(), 2);
+        assert_eq!(edited.current(), 1);
+        edited.fit(4);
+        assert_eq!(edited.waves.len(), 5);
         std::fs::write(&path, b"{\"version\": 1}").unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("is not a rollout record"), "{e}");
