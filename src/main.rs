@@ -63,6 +63,8 @@ enum Command {
     Suspend(cmd::suspend::Args),
     /// Take suspended restaurants back.
     Resume(cmd::suspend::Args),
+    /// A change going out in waves: status, resume, abort (docs/rollout.md).
+    Rollout(cmd::rollout::Args),
     /// Deactivate (with --allow-destroy, delete) the duplicates every plan lists.
     Dedupe(cmd::dedupe::Args),
     /// Check the server, the credentials and the state backend.
@@ -142,6 +144,7 @@ fn main() -> ExitCode {
             Command::State(a) => cmd::state::run(&global, a).await,
             Command::Status(a) => cmd::status::run(&global, a).await,
             Command::Suspend(a) => cmd::suspend::run(&global, a, true).await,
+            Command::Rollout(a) => cmd::rollout::run(&global, a).await,
             Command::Resume(a) => cmd::suspend::run(&global, a, false).await,
             Command::Dedupe(a) => cmd::dedupe::run(&global, a).await,
             Command::Doctor(a) => cmd::doctor::run(&global, a).await,

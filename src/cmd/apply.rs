@@ -8,6 +8,7 @@ use sipform::apply::Report;
 use sipform::config::Overrides;
 use sipform::ops::apply::ApplyRun;
 use sipform::ops::guardrails;
+use sipform::ops::rollout;
 use sipform::output;
 use sipform::plan::{Op, Plan};
 
@@ -64,6 +65,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                         skipped: &[],
                         interrupted_by: None,
                         error: Some(&message),
+                        rollout: None,
                     })
                 );
             }
@@ -111,9 +113,54 @@ async fn apply(
 
     let total = plan.actions().filter(|a| a.op() != Op::NoOp).count() as u64;
     let progress = TerminalProgress::new(total);
-    let report = run.apply(&plan, &progress).await;
+    if ws.settings().rollout.is_none() {
+        let report = run.apply(&plan, &progress).await;
+        progress.finish();
+        return Ok(outcome(ws, &args, &plan, &report, interrupts, None));
+    }
+    // A policy: as far as its waves allow; a halted rollout fails the run (docs/rollout.md).
+    let waves = rollout::apply_run_in_waves(run, &plan, &progress).await?;
     progress.finish();
-    Ok(outcome(ws, &args, &plan, &report, interrupts))
+    let ended = Some((&waves.verdict, waves.events.list()));
+    let code = outcome(ws, &args, &plan, &waves.report, interrupts, ended);
+    let told = output::rollout_run(waves.events.list(), &waves.verdict);
+    if args.json {
+        eprint!("{told}");
+    } else {
+        print!("{told}");
+    }
+    notify_rollout(ws, &plan, &waves.events).await;
+    Ok(match waves.verdict {
+        rollout::Verdict::Halted(_) => ExitCode::FAILURE,
+        _ => code,
+    })
+}
+
+/// A halt or the end of the rollout told to `notify:`'s webhook (a few seconds at most for
+/// its retries: the run is over).
+async fn notify_rollout(ws: &sipform::ops::Workspace, plan: &Plan, events: &rollout::Events) {
+    let to = plan
+        .revision
+        .as_ref()
+        .map_or_else(|| "unknown".to_string(), |r| r.short());
+    let events = events.notifications(&to, plan.restaurants.len() as u64);
+    if events.is_empty() {
+        return;
+    }
+    let settings = ws.settings();
+    let project = settings
+        .project
+        .as_deref()
+        .unwrap_or(&settings.account.name);
+    let policy = sipform::notify::RetryPolicy::default();
+    match sipform::notify::Notifier::start(&settings.notify, project, policy) {
+        Ok((notifier, worker)) => {
+            events.into_iter().for_each(|e| notifier.notify(e));
+            drop(notifier);
+            worker.finish(std::time::Duration::from_secs(10)).await;
+        }
+        Err(e) => tracing::warn!(target: "sip-provisioning", "{e}"),
+    }
 }
 
 /// What [`chosen_plan`] settled.
@@ -186,6 +233,7 @@ fn no_changes_json(ws: &sipform::ops::Workspace, args: &Args, plan: &Plan) {
                 skipped: ws.skipped(),
                 interrupted_by: None,
                 error: None,
+                rollout: None,
             })
         );
     }
@@ -199,6 +247,7 @@ fn outcome(
     plan: &Plan,
     report: &Report,
     interrupts: &Interrupts,
+    rollout: Option<(&rollout::Verdict, &[rollout::RolloutEvent])>,
 ) -> ExitCode {
     if args.json {
         eprint!("{}", output::report(report));
@@ -211,6 +260,7 @@ fn outcome(
                 skipped: ws.skipped(),
                 interrupted_by: signal,
                 error: None,
+                rollout,
             })
         );
     } else {
@@ -231,7 +281,7 @@ fn outcome(
 }
 
 /// Terraform's question; only `yes` goes ahead. Refuses to guess without a terminal.
-fn confirm() -> anyhow::Result<bool> {
+pub(super) fn confirm() -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!("stdin is not a terminal: pass --auto-approve to apply without confirmation, or apply a saved plan");
     }

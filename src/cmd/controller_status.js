@@ -37,6 +37,21 @@
     table.replaceChild(body, table.tBodies[0]);
   }
 
+  // The same line as the server renders (output::rollout_line).
+  function rolloutLine(r) {
+    if (!r || !r.to) return "";
+    const phase = { in_progress: "in progress" }[r.phase] || r.phase;
+    const waves = (r.waves || []).map((w) => w.label + " " + w.done + "/" + w.restaurants);
+    let line = "Rollout of " + shortRevision(r.to) + ": " + phase + "; " + waves.join(", ");
+    if (r.halted) line += "; halted: " + r.halted.reason;
+    else if (r.phase === "in_progress" && r.paused) line += "; paused: " + r.paused;
+    return line;
+  }
+
+  function shortRevision(rev) {
+    return rev.commit ? rev.commit.slice(0, 7) + (rev.dirty ? "+dirty" : "") : "no-git";
+  }
+
   function render(s) {
     text("revision", s.revision || "unknown");
     text("generated", s.generatedAt);
@@ -44,6 +59,7 @@
       ", change-log trigger " + (s.feed.installed ? "installed" : "not installed"));
     text("queue", "Queue: " + s.queue.depth + " waiting, " + s.queue.due + " due, " +
       s.queue.parked + " parked");
+    text("rollout", rolloutLine(s.rollout));
     for (const key of ORDER) {
       const td = document.querySelector('#counts td[data-status="' + key + '"]');
       if (td) td.textContent = String(s.counts[key] || 0);

@@ -113,6 +113,12 @@ pub fn render(s: &StatusReport) -> String {
         html(&output::feed_line(s)),
         html(&output::queue_line(s))
     );
+    let rollout = s.rollout.as_ref().map(output::rollout_line);
+    let _ = writeln!(
+        out,
+        "<p id=\"rollout\">{}</p>",
+        html(rollout.as_deref().unwrap_or(""))
+    );
     counts(&mut out, s);
     let problems: Vec<&RestaurantStatus> = s
         .restaurants

@@ -11,6 +11,7 @@ use sipform::model::ids::RestaurantId;
 use sipform::ops::plan::PlanOptions;
 use sipform::ops::{OpsError, Workspace};
 
+pub mod abort;
 pub mod apply;
 pub mod call;
 pub mod completions;
@@ -29,6 +30,7 @@ pub mod plan;
 pub mod probe;
 pub mod progress;
 pub mod render;
+pub mod rollout;
 pub mod schema;
 pub mod signals;
 pub mod state;

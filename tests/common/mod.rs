@@ -637,3 +637,19 @@ pub async fn kill_apply_after(dir: &Path, emu: &EmulatorHandle, tool_posts: u64)
     child.kill().expect("SIGKILL");
     let _ = child.wait();
 }
+
+/// `POST base/__emulator/calls`: records `calls` (call records, missing fields filled in) for
+/// agent `agent`, as `GET /api/calls` will return them to its token.
+pub async fn record_calls(base: &str, agent: &str, calls: Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/__emulator/calls"))
+        .json(&serde_json::json!({ "agentId": agent, "calls": calls }))
+        .send()
+        .await
+        .expect("POST /__emulator/calls");
+    assert!(
+        resp.status().is_success(),
+        "POST /__emulator/calls: {}",
+        resp.status()
+    );
+}

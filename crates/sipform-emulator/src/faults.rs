@@ -34,6 +34,31 @@ pub struct Faults {
     /// Beyond this many requests in flight, answer 503.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// Store a write without one field of its body, and answer success (a server that drops
+    /// or ignores a field: what a rollout's post-apply verification must catch).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_fields: Vec<DropField>,
+}
+
+/// One field a write's body loses before it is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DropField {
+    /// `POST`, `PUT` or `*`.
+    #[serde(default = "star")]
+    pub method: String,
+    /// A route template such as `/api/agents/:id/tools/:toolId`, or `*`.
+    #[serde(default = "star")]
+    pub route: String,
+    /// A top-level key of the body (`description`).
+    pub field: String,
+}
+
+impl DropField {
+    /// Whether this rule drops a field of `method route`'s body.
+    pub(crate) fn matches(&self, method: &str, route: &str) -> bool {
+        matches(&self.method, &self.route, method, route)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -170,6 +195,12 @@ impl Faults {
         }
         for (i, r) in self.ignored_deletes.iter().enumerate() {
             rule("ignoredDeletes", i, &r.method, &r.route, r.rate)?;
+        }
+        for (i, r) in self.dropped_fields.iter().enumerate() {
+            rule("droppedFields", i, &r.method, &r.route, 1.0)?;
+            if r.field.is_empty() {
+                return Err(format!("droppedFields[{i}].field is empty"));
+            }
         }
         if let Some(rl) = &self.rate_limit {
             if rl.burst == 0 || rl.per_second.is_nan() || rl.per_second <= 0.0 {

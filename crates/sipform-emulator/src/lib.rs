@@ -7,6 +7,7 @@
 //! Listening beyond loopback is warned about.
 
 mod bridges;
+mod calls;
 mod faults;
 pub mod listener;
 mod persist;
@@ -24,7 +25,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::{
-    CommitFailMode, CommitThenFail, ErrorRule, Faults, Latency, RateLimit, ResetRule,
+    CommitFailMode, CommitThenFail, DropField, ErrorRule, Faults, Latency, RateLimit, ResetRule,
 };
 
 use faults::FaultState;
@@ -174,6 +175,8 @@ pub(crate) struct App {
     pub(crate) in_flight: AtomicUsize,
     /// Calls in progress per agent, as `GET /api/bridges` reports them.
     pub(crate) calls: bridges::Calls,
+    /// Call records by agent (`GET /api/calls`, `POST /__emulator/calls`).
+    pub(crate) call_log: Mutex<calls::CallLog>,
 }
 
 impl App {
@@ -215,6 +218,10 @@ impl App {
             .clear();
         *self.intro.lock().unwrap_or_else(|e| e.into_inner()) = Intro::default();
         self.calls.clear();
+        self.call_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -244,6 +251,7 @@ impl Emulator {
             persist: config.data.clone().map(|p| Persister::new(p, version)),
             in_flight: AtomicUsize::new(0),
             calls: bridges::Calls::default(),
+            call_log: Mutex::new(calls::CallLog::default()),
         });
         let wanted = SocketAddr::new(config.bind, config.port);
         let listener = tokio::net::TcpListener::bind(wanted)

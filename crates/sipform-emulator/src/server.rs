@@ -183,6 +183,10 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
     if let Some(r) = injected(&ctx, &d, &call).await {
         return r;
     }
+    if path == "/api/calls" && method == "GET" {
+        // The agent's own Bearer token, not the account key (the contract's one such route).
+        return agent_calls(&call, &uri, &headers);
+    }
     if !key_matches(app, &headers) {
         call.finish(401);
         return error(401, "missing or wrong X-API-Key");
@@ -200,6 +204,7 @@ async fn api(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes
         .as_ref()
         .and_then(|q| q.get("accountId"))
         .map(String::as_str);
+    let body = drop_fields(app, method, m.template, body);
     let answer = if m.template == bridges::ROUTE && method == "GET" {
         let store = app.store.read().unwrap_or_else(|e| e.into_inner());
         Ok((200, app.calls.answer(&store)))
@@ -279,7 +284,64 @@ async fn after_commit(ctx: &Ctx, d: &Decision, call: &Call<'_>) -> Option<Respon
     }
 }
 
-/// `/__emulator/*`: faults, requests, state, reset, active calls.
+/// The body without the fields a `droppedFields` fault takes out of `method route`'s writes.
+fn drop_fields(app: &App, method: &str, route: &str, body: Bytes) -> Bytes {
+    let faults = app.faults.lock().unwrap_or_else(|e| e.into_inner());
+    let drops: Vec<&str> = faults
+        .faults
+        .dropped_fields
+        .iter()
+        .filter(|d| d.matches(method, route))
+        .map(|d| d.field.as_str())
+        .collect();
+    if drops.is_empty() {
+        return body;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            for f in drops {
+                o.remove(f);
+            }
+            Bytes::from(serde_json::Value::Object(o).to_string())
+        }
+        _ => body,
+    }
+}
+
+/// `GET /api/calls`, answered to the agent whose token the request bears.
+fn agent_calls(call: &Call<'_>, uri: &Uri, headers: &HeaderMap) -> Response {
+    let query = Query::<HashMap<String, String>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let store = call.app.store.read().unwrap_or_else(|e| e.into_inner());
+    let answer = call
+        .app
+        .call_log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .list(
+            &store,
+            token,
+            query.get("from").map(String::as_str),
+            query.get("limit").map(String::as_str),
+        );
+    match answer {
+        Ok(text) => {
+            call.finish(200);
+            json(200, text)
+        }
+        Err((status, message)) => {
+            call.finish(status);
+            error(status, &message)
+        }
+    }
+}
+
+/// `/__emulator/*`: faults, requests, state, reset, active calls, call records.
 fn admin_route(app: &App, method: &Method, route: &str, body: &[u8]) -> Response {
     match (method.as_str(), route) {
         ("GET", "faults") => json(
@@ -303,6 +365,18 @@ fn admin_route(app: &App, method: &Method, route: &str, body: &[u8]) -> Response
             Err(e) => error(400, &format!("invalid active calls: {e}")),
         },
         ("GET", "state") => json(200, app.state_text()),
+        ("POST", "calls") => {
+            let store = app.store.read().unwrap_or_else(|e| e.into_inner());
+            let recorded = app
+                .call_log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(&store, body);
+            match recorded {
+                Ok(n) => json(200, serde_json::json!({ "recorded": n }).to_string()),
+                Err(e) => error(400, &format!("invalid call records: {e}")),
+            }
+        }
         ("POST", "reset") => {
             app.reset();
             json(204, String::new())

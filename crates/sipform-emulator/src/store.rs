@@ -590,6 +590,19 @@ impl Store {
         splice(&agent.json, "phoneLines", &lines)
     }
 
+    /// Whether agent `id` exists (call records are kept for agents only).
+    pub(crate) fn has_agent(&self, id: &str) -> bool {
+        self.agents.contains_key(id)
+    }
+
+    /// The id of the agent whose `apiToken` is `token` (`GET /api/calls` authenticates so).
+    pub(crate) fn agent_with_token(&self, token: &str) -> Option<String> {
+        self.agents.iter().find_map(|(id, a)| {
+            let obj: Value = serde_json::from_str(&a.json).ok()?;
+            (obj.get("apiToken").and_then(Value::as_str) == Some(token)).then(|| id.clone())
+        })
+    }
+
     fn agent(&self, id: &str) -> Result<&AgentRec, ApiError> {
         self.agents
             .get(id)

@@ -136,6 +136,8 @@ pub struct Settings {
     pub windows: WindowsConfig,
     /// Now, for change windows: the system's clock, or started at `SIPFORM_NOW`.
     pub clock: Clock,
+    /// `rollout:` of `sipform.yaml`: a change of existing agents goes out in waves.
+    pub rollout: Option<crate::model::spec::RolloutPolicy>,
 }
 
 /// `controller.source`, resolved: the repository the controller follows.
@@ -179,6 +181,13 @@ impl Settings {
         if let Err(e) = WindowSettings::of(&project.windows) {
             let d = Diagnostic::new(file(), "windows", &e);
             return Err(ConfigError::Invalid(Diagnostics::from(d)));
+        }
+        if let Some(Err(e)) = project.rollout.as_ref().map(rollout_pause) {
+            return Err(ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
+                file(),
+                "rollout.pause",
+                &e,
+            ))));
         }
         let mut settings = Self::resolve(root, project, &process_env, overrides);
         settings.clock = Clock::from_env(process_env("SIPFORM_NOW").as_deref()).map_err(|e| {
@@ -291,6 +300,7 @@ impl Settings {
             },
             windows: project.windows,
             clock: Clock::system(),
+            rollout: project.rollout,
         }
     }
 
@@ -319,6 +329,7 @@ impl Settings {
             guardrails: self.guardrails.clone(),
             notify: self.notify.clone(),
             windows: self.windows.clone(),
+            rollout: self.rollout.clone(),
         }
     }
 
@@ -409,6 +420,16 @@ impl WindowSettings {
 }
 
 /// Parses `30s`, `2m`, `500ms`, `1h`, or a bare number of seconds (the `--lock-timeout` flags).
+/// `rollout.pause`: `None` for `manual` (the next wave waits for `sipform rollout resume`).
+pub fn rollout_pause(
+    policy: &crate::model::spec::RolloutPolicy,
+) -> Result<Option<Duration>, String> {
+    match policy.pause.trim() {
+        "manual" => Ok(None),
+        d => parse_duration(d).map(Some),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -487,6 +508,7 @@ mod tests {
             guardrails: Default::default(),
             notify: Default::default(),
             windows: Default::default(),
+            rollout: None,
         }
     }
 

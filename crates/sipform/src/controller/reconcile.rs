@@ -415,6 +415,18 @@ async fn apply_if_needed(
     }
 }
 
+/// `plan` under the rollout policy (`ops::rollout::controller::hold`): the plan to apply,
+/// the held restaurants with why, and whether a rollout is in progress.
+fn rollout_hold(
+    ctx: &Ctx<'_>,
+    ws: &Workspace,
+    plan: Plan,
+    state: &State,
+) -> Result<(Plan, BTreeMap<RestaurantId, String>, bool), OpsError> {
+    let held = ops::rollout::controller::hold(ws, &plan, state, ctx.revision)?;
+    Ok((held.plan.unwrap_or(plan), held.held, held.rolling))
+}
+
 /// A round's verdicts, what its plan said of each restaurant, the restaurants to try again
 /// now, whether the server was unreachable (see [`Batch::unreachable`]), and state as the
 /// round left it.
@@ -457,12 +469,17 @@ async fn cached_round(
             return Err(e);
         }
     };
+    let (plan, waiting, rolling) = rollout_hold(ctx, ws, plan, &state)?;
     let recorder = Recorder::default();
     lap.mark("plan");
     if let Some(held) = over_guardrails(ctx, ws, &plan, &state, guard) {
         return Ok((held, said_of(&plan), BTreeSet::new(), false, state));
     }
-    let (report, account, after) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
+    let (report, account, mut after) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
+    if report.is_none() && rolling {
+        // Checked at the rollout's revision: the wave counts them done.
+        after = ops::apply::record_checked_in(ws, &plan, after).await?;
+    }
     lap.mark("apply");
     let mut again = BTreeSet::new();
     let unreachable = report.as_ref().is_some_and(server_down);
@@ -488,6 +505,12 @@ async fn cached_round(
     lap.mark("cache update");
     tracing::debug!(target: LOG_TARGET, "reconcile of {} restaurant(s): {}", targets.len(), lap.1.join(", "));
     let mut verdicts = verdicts_of(&plan, report.as_ref(), targets);
+    // Their wave has not started.
+    for (id, v) in &mut verdicts {
+        if let Some(why) = waiting.get(id) {
+            *v = Verdict::Held(why.clone());
+        }
+    }
     // The plan left them out: they are suspended, not up to date.
     for (id, v) in &mut verdicts {
         if suspended.contains(id) {

@@ -143,6 +143,7 @@ async fn run_configured(
             last_refusal: None,
             feed_down: None,
             slo: super::slo::Slo::default(),
+            rollout_shown: true,
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         handle.status.leader.store(false, Ordering::Relaxed);
@@ -346,6 +347,8 @@ struct Leader<'a> {
     feed_down: Option<String>,
     /// Time to live, drift and holds, for `/metrics`.
     slo: super::slo::Slo,
+    /// The board shows a rollout that was going on at the last poll.
+    rollout_shown: bool,
 }
 
 impl Leader<'_> {
@@ -510,7 +513,7 @@ impl Leader<'_> {
                     let _ = self.reload().await;
                 }
                 _ = wake.notified() => self.feed_poll(guard.as_deref_mut()).await,
-                _ = poll.tick() => self.feed_poll(guard.as_deref_mut()).await,
+                _ = poll.tick() => self.on_poll(client, guard.as_deref_mut()).await,
                 _ = resync.tick() => {
                     self.full_due = true;
                     self.spread = true;
@@ -658,8 +661,70 @@ impl Leader<'_> {
     }
 
     /// Runs batches while items are due (`--once`: until every item had its try).
+    /// A poll: the feed, then a rollout's gates.
+    async fn on_poll(&mut self, client: &Client, guard: Option<&mut feed::Guard>) {
+        self.feed_poll(guard).await;
+        self.advance_rollout(client).await;
+    }
+
+    /// A rollout's next wave opens as soon as the one before is done.
     async fn work(&mut self, client: &Client, lease: &Lease) {
-        while !self.handle.stopping() && self.batch(client, lease).await {}
+        loop {
+            while !self.handle.stopping() && self.batch(client, lease).await {}
+            if self.handle.stopping() || !self.advance_rollout(client).await {
+                break;
+            }
+        }
+    }
+
+    /// The rollout in progress goes on when its gates allow (`ops::rollout::controller`):
+    /// the restaurants of the wave it opens are queued. Whether it opened one.
+    async fn advance_rollout(&mut self, client: &Client) -> bool {
+        let going =
+            crate::ops::rollout::controller::going_on(&self.config.settings, &self.config.revision);
+        if !going && !self.rollout_shown {
+            return false;
+        }
+        let state = match self.backend.load().await {
+            Ok(Some(s)) => s,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: rollout: reading state: {e}");
+                return false;
+            }
+        };
+        let settings = &self.config.settings;
+        let revision = &self.config.revision;
+        let advanced = if going {
+            crate::ops::rollout::controller::advance(settings, &state, client, revision).await
+        } else {
+            Ok(Default::default())
+        };
+        // The board shows it while it goes on, and once more as it stops (halted, finished).
+        let shown = crate::ops::rollout::status_of(settings, &state)
+            .ok()
+            .filter(|s| s.phase != crate::ops::rollout::Phase::None);
+        let reached = shown.as_ref().map_or(0, |s| {
+            s.waves.iter().map(|w| w.restaurants as u64).sum::<u64>()
+        });
+        self.handle.board.set_rollout(shown);
+        self.rollout_shown = going;
+        match advanced {
+            Ok(a) => {
+                for event in a.events.notifications(&revision.short(), reached) {
+                    self.notifier.notify(event);
+                }
+                let now = Instant::now();
+                for id in &a.opened {
+                    self.queue.push(id.clone(), now);
+                }
+                !a.opened.is_empty()
+            }
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: rollout: {e}");
+                false
+            }
+        }
     }
 
     /// Reconciles one batch of the items due, fresh ones first; `false` when none was due (or

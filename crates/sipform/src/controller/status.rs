@@ -29,6 +29,7 @@ struct Inner {
     revision: Option<String>,
     feed_installed: bool,
     queue: Queue,
+    rollout: Option<crate::ops::rollout::RolloutStatus>,
 }
 
 impl Board {
@@ -130,6 +131,11 @@ impl Board {
         self.with(|b| b.feed_installed = installed);
     }
 
+    /// The rollout in progress (or the last one), as `/v1/status` and the page show it.
+    pub(crate) fn set_rollout(&self, rollout: Option<crate::ops::rollout::RolloutStatus>) {
+        self.with(|b| b.rollout = rollout);
+    }
+
     /// The revision of the configuration in use. Restaurants synced at another revision are
     /// out of sync until a reconcile at this one says otherwise.
     pub(crate) fn set_revision(&self, revision: Option<String>) {
@@ -156,6 +162,7 @@ impl Board {
                 installed: b.feed_installed,
             }),
             queue: Some(b.queue),
+            rollout: b.rollout.clone(),
             ..StatusReport::new(b.revision.clone(), b.rows.values().cloned().collect())
         })
     }

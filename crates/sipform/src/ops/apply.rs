@@ -127,6 +127,36 @@ impl<'w> ApplyRun<'w> {
     }
 }
 
+/// [`ApplyRun::record_checked`] for a caller holding the lock and `state` (the controller, a
+/// batch whose plan changes nothing during a rollout): the state after.
+pub async fn record_checked_in(
+    ws: &Workspace,
+    plan: &Plan,
+    state: State,
+) -> Result<State, OpsError> {
+    let own = match &plan.revision {
+        Some(r) => r.clone(),
+        None => ws.revision()?.clone(),
+    };
+    let judged = Judged::new(ws.settings().history_root(), &own, plan, &state);
+    let ids = plan.restaurants.iter().map(|r| &r.restaurant_id);
+    let records = judged.records(&own, ids, &state);
+    if records.is_empty() {
+        return Ok(state);
+    }
+    let writer = ws.writer(state);
+    writer.record(records).await?;
+    Ok(writer.read(State::clone))
+}
+
+impl<'w> ApplyRun<'w> {
+    /// The run taken apart for an apply in several passes (`ops::rollout`): the workspace,
+    /// the client, the state read under the lock, and the lock (held until dropped).
+    pub(super) fn into_parts(self) -> (&'w Workspace, Client, State, Box<dyn LockGuard>) {
+        (self.ws, self.client, self.state, self._lock)
+    }
+}
+
 /// The one way anything is applied: `plan` carried out from `state` (held under the lock by
 /// the caller) by the executor, every id recorded as it comes through `ws`'s state writer (and
 /// written back to the inventory when it takes them). The CLI's [`ApplyRun`] and the

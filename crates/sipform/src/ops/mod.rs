@@ -18,6 +18,7 @@ pub mod plan;
 pub mod render;
 pub(crate) mod repair;
 pub(crate) mod revision_guard;
+pub mod rollout;
 pub mod schema;
 pub mod state;
 pub mod status;
@@ -82,6 +83,9 @@ pub enum OpsError {
     /// The configuration's revision could not be computed (git failed, a file unreadable).
     #[error("the configuration's revision: {0}")]
     Revision(#[from] crate::revision::RevisionError),
+    /// A rollout's record is unreadable, or a rollout command cannot do what it was asked.
+    #[error("rollout: {0}")]
+    Rollout(String),
     #[error("{what} {path}")]
     Io {
         what: &'static str,

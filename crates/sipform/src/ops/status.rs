@@ -126,6 +126,9 @@ pub struct StatusReport {
     pub feed: Option<Feed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<Queue>,
+    /// The rollout a controller is carrying out (docs/rollout.md), when one was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::rollout::RolloutStatus>,
     pub restaurants: Vec<RestaurantStatus>,
 }
 
@@ -143,6 +146,7 @@ impl StatusReport {
             counts,
             feed: None,
             queue: None,
+            rollout: None,
             restaurants,
         }
     }
@@ -158,6 +162,7 @@ impl StatusReport {
             generated_at: self.generated_at,
             feed: self.feed,
             queue: self.queue,
+            rollout: self.rollout,
             ..StatusReport::new(self.revision, keep)
         }
     }

@@ -52,6 +52,9 @@ struct Document<'a> {
     /// The configuration's revision applied (`commit` null outside a git repository).
     #[serde(skip_serializing_if = "Option::is_none")]
     revision: Option<RevisionDoc<'a>>,
+    /// Under a rollout policy (docs/rollout.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<RolloutDoc<'a>>,
 }
 
 /// The revision as the report shows it: the saved plan's fields and the short form.
@@ -206,6 +209,42 @@ pub struct ApplyRunView<'a> {
     pub skipped: &'a [Skipped],
     pub interrupted_by: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// Under a rollout policy: how the run ended and what the rollout did (docs/rollout.md).
+    pub rollout: Option<(
+        &'a crate::ops::rollout::Verdict,
+        &'a [crate::ops::rollout::RolloutEvent],
+    )>,
+}
+
+/// `rollout` of the document: `paused`, `halted`, `finished` or `none` (the change went out at
+/// once), why, and the events in order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RolloutDoc<'a> {
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    events: &'a [crate::ops::rollout::RolloutEvent],
+}
+
+fn rollout_doc<'a>(
+    (verdict, events): (
+        &'a crate::ops::rollout::Verdict,
+        &'a [crate::ops::rollout::RolloutEvent],
+    ),
+) -> RolloutDoc<'a> {
+    use crate::ops::rollout::Verdict;
+    let (state, reason) = match verdict {
+        Verdict::NoRollout => ("none", None),
+        Verdict::Paused(why) => ("paused", Some(why.as_str())),
+        Verdict::Halted(why) => ("halted", Some(why.as_str())),
+        Verdict::Finished => ("finished", None),
+    };
+    RolloutDoc {
+        state,
+        reason,
+        events,
+    }
 }
 
 /// The apply report: one JSON document, pretty, with a trailing newline.
@@ -250,6 +289,7 @@ pub fn apply_json(run: &ApplyRunView<'_>) -> String {
         (None, Some(_)) => RunStatus::Complete,
     };
     let doc = Document {
+        rollout: run.rollout.map(rollout_doc),
         format_version: APPLY_REPORT_FORMAT_VERSION,
         sipform_version: env!("CARGO_PKG_VERSION"),
         status,
@@ -326,6 +366,7 @@ mod tests {
             skipped: &[],
             interrupted_by: None,
             error: None,
+            rollout: None,
         });
         let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(v["formatVersion"], 1);
@@ -351,6 +392,7 @@ mod tests {
             skipped: &[],
             interrupted_by: None,
             error: Some("the saved plan is stale"),
+            rollout: None,
         });
         let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(v["status"], "error");

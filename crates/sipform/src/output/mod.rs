@@ -15,6 +15,7 @@ mod lines;
 mod markdown;
 mod orphans;
 mod report;
+mod rollout;
 mod skipped;
 pub mod specs;
 mod status;
@@ -31,6 +32,7 @@ pub use markdown::{
     markdown, markdown_comment, CommentContext, COMMENT_MARKER, MARKDOWN_MAX_CHARS,
 };
 pub use report::{imports, report};
+pub use rollout::{rollout_line, rollout_run, rollout_status};
 pub use skipped::skipped;
 pub use status::{feed_line, queue_line, status};
 pub use waivers::with_waivers;

@@ -510,6 +510,52 @@ impl Client {
         let json = is_json(&resp);
         Ok(Probe { status, json, date })
     }
+
+    /// One GET with an agent's Bearer token instead of the account key (`GET /api/calls`:
+    /// the answer holds that agent's calls only). Not retried: a rollout's health check reads
+    /// a failure as "unknown" and asks again on its next pass. The token is never logged.
+    pub async fn get_as_agent(
+        &self,
+        route: &Route,
+        token: &crate::model::secret::Secret<String>,
+    ) -> Result<Value, ClientError> {
+        let method = Method::GET;
+        if let Some(why) = route.refused() {
+            return Err(ClientError::BadRoute {
+                method,
+                route: route.template().to_string(),
+                why: why.to_string(),
+            });
+        }
+        let slot = self.limiter.acquire().await;
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, route.path()))
+            .bearer_auth(token.expose())
+            .send()
+            .await;
+        slot.finish(Outcome::Ignored);
+        let resp =
+            resp.map_err(|e| ClientError::transport(&method, route.template(), &e, false))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                method,
+                route: route.template().to_string(),
+                status: status.as_u16(),
+                message: error_text(resp).await,
+            });
+        }
+        let bytes = self
+            .read_answer(&method, route.template(), resp)
+            .await
+            .map_err(|a| a.error)?;
+        decode::<Value>(&method, route, bytes.as_deref())?.ok_or_else(|| ClientError::Decode {
+            method: Method::GET,
+            route: route.template().to_string(),
+            message: "expected a JSON answer".into(),
+        })
+    }
 }
 
 /// What `doctor` learns from one request.

@@ -61,6 +61,10 @@ pub struct Project {
     /// update waits for live calls to end.
     #[serde(default, skip_serializing_if = "super::WindowsConfig::is_empty")]
     pub windows: super::WindowsConfig,
+    /// How a change of existing agents reaches the fleet: a canary, then waves
+    /// (`docs/rollout.md`). Absent: every change goes out in one apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::RolloutPolicy>,
 }
 
 /// `controller:` of `sipform.yaml`.

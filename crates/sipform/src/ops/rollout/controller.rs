@@ -1,0 +1,159 @@
+//! The controller's side of a rollout: each batch's plan loses the changes of waves not yet
+//! started ([`hold`]); between batches, [`advance`] opens the next wave once the current one
+//! is done and the gates allow, and names its restaurants to reconcile. A new revision
+//! reaches the fleet through the same waves as an `apply`, from the same record.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::Settings;
+use crate::model::ids::RestaurantId;
+use crate::model::revision::Revision;
+use crate::plan::Plan;
+use crate::remote::Client;
+use crate::state::State;
+
+use super::super::{OpsError, Workspace};
+use super::{
+    current_or_start, done, fleet, narrow, record_path, Assignment, Events, RolloutRecord, Step,
+    Verdict, Waves,
+};
+
+/// A batch's plan under the policy.
+#[derive(Debug)]
+pub struct Held {
+    /// The plan without the held restaurants (`None`: nothing held, apply it as it is).
+    pub plan: Option<Plan>,
+    /// Held restaurants, with why.
+    pub held: BTreeMap<RestaurantId, String>,
+    /// Whether a rollout is in progress (its unchanged restaurants are recorded as checked).
+    pub rolling: bool,
+    pub events: Events,
+}
+
+/// The restaurants of `plan` a new revision changes: those with a change whose recorded
+/// revision is another (a row's own edit, at the revision in use, is never held).
+fn revision_changes(plan: &Plan, state: &State, own: &Revision) -> BTreeSet<RestaurantId> {
+    super::changed(plan, state)
+        .into_iter()
+        .filter(|id| !done(state, id, own))
+        .collect()
+}
+
+/// `plan` (a controller batch's, at revision `own`) with the changes of waves not started
+/// left out; starts a rollout when the fleet has more restaurants to take `own` than the
+/// canary.
+pub fn hold(ws: &Workspace, plan: &Plan, state: &State, own: &Revision) -> Result<Held, OpsError> {
+    let mut events = Events::default();
+    let nothing = |events| Held {
+        plan: None,
+        held: BTreeMap::new(),
+        rolling: false,
+        events,
+    };
+    let Some(policy) = &ws.settings().rollout else {
+        return Ok(nothing(events));
+    };
+    let changed = revision_changes(plan, state, own);
+    let fleet = fleet(state);
+    let behind = fleet.iter().filter(|id| !done(state, id, own)).count();
+    let starts = if changed.is_empty() { 0 } else { behind };
+    let path = record_path(ws.settings());
+    let Some(mut rec) = current_or_start(&path, policy, own, state, starts, &mut events)? else {
+        return Ok(nothing(events));
+    };
+    rec.fit(policy.waves.len());
+    let a = Assignment::new(policy, &rec.canary, &fleet);
+    let cur = rec.current();
+    let held: BTreeMap<RestaurantId, String> = changed
+        .into_iter()
+        .filter_map(|id| {
+            let why = match (&rec.halted, a.wave_of(&id)) {
+                (Some(h), _) => format!("rollout halted: {}", h.reason),
+                (None, Some(w)) if w > cur => format!("rollout: in wave {w}, not started yet"),
+                _ => return None,
+            };
+            Some((id, why))
+        })
+        .collect();
+    let narrowed = (!held.is_empty()).then(|| narrow(plan, |id| !held.contains_key(id)));
+    Ok(Held {
+        plan: narrowed,
+        held,
+        rolling: true,
+        events,
+    })
+}
+
+/// What [`advance`] did.
+#[derive(Debug, Default)]
+pub struct Advanced {
+    /// The restaurants of a wave just opened: to reconcile now.
+    pub opened: Vec<RestaurantId>,
+    pub events: Events,
+}
+
+/// Whether a rollout towards `own` is going on (and not halted): only then is state read for
+/// [`advance`] at every poll.
+pub fn going_on(settings: &Settings, own: &Revision) -> bool {
+    settings.rollout.is_some()
+        && super::load(&record_path(settings)).is_ok_and(|r| {
+            r.is_some_and(|r| r.in_progress() && r.halted.is_none() && r.to.digest == own.digest)
+        })
+}
+
+/// Between batches: the rollout towards `own` goes on when its started waves are done (every
+/// restaurant recorded at `own`: a failing one holds the wave, retried by the queue), the
+/// health gate passes and the pause is over.
+pub async fn advance(
+    settings: &Settings,
+    state: &State,
+    client: &Client,
+    own: &Revision,
+) -> Result<Advanced, OpsError> {
+    let Some(policy) = settings.rollout.clone() else {
+        return Ok(Advanced::default());
+    };
+    let path = record_path(settings);
+    let Some(mut rec) = super::load(&path)?
+        .filter(RolloutRecord::in_progress)
+        .filter(|r| r.to.digest == own.digest && r.halted.is_none())
+    else {
+        return Ok(Advanced::default());
+    };
+    rec.fit(policy.waves.len());
+    let fleet = fleet(state);
+    let assignment = Assignment::new(&policy, &rec.canary, &fleet);
+    let cur = rec.current();
+    let pending = assignment.waves[..=cur]
+        .iter()
+        .flatten()
+        .filter(|id| !done(state, id, own))
+        .count();
+    if pending > 0 {
+        return Ok(Advanced::default());
+    }
+    let mut waves = Waves {
+        ws: None,
+        path,
+        client,
+        policy,
+        assignment,
+        changed: fleet,
+        own: own.clone(),
+        rec,
+        events: Events::default(),
+        reports: Vec::new(),
+    };
+    let opened = match waves.gate(state).await? {
+        Step::Next => {
+            waves.open(cur + 1)?;
+            waves.assignment.waves[cur + 1].clone()
+        }
+        Step::Stop(Verdict::Halted(_) | Verdict::Paused(_) | Verdict::Finished) => Vec::new(),
+        Step::Stop(Verdict::NoRollout) => Vec::new(),
+    };
+    Ok(Advanced {
+        opened,
+        events: waves.events,
+    })
+}

@@ -1,0 +1,638 @@
+//! Rolling a change out in waves (`rollout:` of `sipform.yaml`, `docs/rollout.md`): a change
+//! of existing agents across more restaurants than the canary goes to the canary first, then
+//! to cumulative waves, each started only when the one before finished within its failure
+//! budget, passed the health gate and waited out the pause. New restaurants are never held.
+//!
+//! Progress is state's: a restaurant is done when state records the rollout's revision for it
+//! (recorded by apply as each restaurant is reconciled), so after `kill -9` the next run picks
+//! up exactly there. The rollout's own record (`record`) says only what state cannot: its
+//! revisions, canary, wave times and why it halted. Every event goes through one place,
+//! [`Events::emit`], where a notifier hooks in.
+
+pub mod abort;
+mod control;
+pub mod controller;
+mod health;
+mod record;
+mod waves;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::apply::{Progress, Report};
+use crate::model::ids::RestaurantId;
+use crate::model::revision::Revision;
+use crate::model::spec::RolloutPolicy;
+use crate::plan::{Plan, Summary};
+use crate::remote::Client;
+use crate::state::State;
+
+use super::{OpsError, Workspace};
+
+pub use control::{resume, status, status_of, Phase, RolloutStatus, WaveStatus};
+pub use health::{judge, Calls, Health, CALLS_PER_AGENT};
+pub use record::{load, record_path, save, Halt, RolloutRecord, WaveRecord, RECORD_VERSION};
+pub use waves::{canary_size, choose_canary, rank, Assignment};
+
+/// Restaurants of a wave read back after it is applied (post-apply verification), at most.
+pub const VERIFY_SAMPLE: usize = 50;
+
+/// Something a rollout did that people or a webhook may want to hear about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum RolloutEvent {
+    Started {
+        to: String,
+        from: Option<String>,
+        canary: usize,
+    },
+    WaveStarted {
+        wave: usize,
+        restaurants: usize,
+    },
+    Paused {
+        wave: usize,
+        why: String,
+    },
+    Halted {
+        wave: usize,
+        reason: String,
+    },
+    Resumed {
+        wave: usize,
+    },
+    Finished {
+        to: String,
+    },
+    Aborted {
+        wave: usize,
+    },
+}
+
+/// The events of one run, in order. [`Events::emit`] is the one place every rollout event
+/// passes: it logs it and keeps it for the caller (the CLI prints them; a notifier reads
+/// [`Events::list`]).
+#[derive(Debug, Default)]
+pub struct Events(Vec<RolloutEvent>);
+
+impl Events {
+    pub fn emit(&mut self, event: RolloutEvent) {
+        match &event {
+            RolloutEvent::Halted { wave, reason } => {
+                tracing::warn!(target: crate::LOG_TARGET, wave, "rollout halted: {reason}")
+            }
+            other => tracing::info!(target: crate::LOG_TARGET, "rollout: {other:?}"),
+        }
+        self.0.push(event);
+    }
+
+    pub fn list(&self) -> &[RolloutEvent] {
+        &self.0
+    }
+
+    /// What a webhook is told of these (`notify:`): a halt, and the end of the rollout
+    /// towards `to` with the restaurants it reached.
+    pub fn notifications(&self, to: &str, restaurants: u64) -> Vec<crate::notify::Event> {
+        use crate::notify::Event;
+        self.0
+            .iter()
+            .filter_map(|e| match e {
+                RolloutEvent::Halted { wave, reason } => Some(Event::RolloutHalted {
+                    rollout: to.to_string(),
+                    reason: format!("wave {wave}: {reason}"),
+                }),
+                RolloutEvent::Finished { .. } => Some(Event::RolloutFinished {
+                    rollout: to.to_string(),
+                    restaurants,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// How a run under a rollout policy ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The change reached no more restaurants than the canary: applied at once.
+    NoRollout,
+    /// Waiting for time, calls or `rollout resume`: exit 0.
+    Paused(String),
+    /// Over the failure budget or the health threshold: exit 1 until `rollout resume`.
+    Halted(String),
+    /// Every wave done.
+    Finished,
+}
+
+/// What [`apply_in_waves`] did.
+#[derive(Debug)]
+pub struct WaveRun {
+    /// Every wave's outcomes in one report.
+    pub report: Report,
+    pub verdict: Verdict,
+    pub events: Events,
+    pub record: Option<RolloutRecord>,
+}
+
+/// The restaurants a rollout spans: those state holds an agent for, not suspended (the same
+/// set whichever batch of the inventory a run reads).
+pub(crate) fn fleet(state: &State) -> BTreeSet<RestaurantId> {
+    state
+        .restaurants
+        .iter()
+        .filter(|(_, r)| r.agent_id.is_some() && !r.suspended)
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// The restaurants of `plan` with a change to an agent that already exists.
+fn changed(plan: &Plan, state: &State) -> BTreeSet<RestaurantId> {
+    plan.restaurants
+        .iter()
+        .filter(|r| r.has_changes())
+        .filter(|r| {
+            state
+                .restaurants
+                .get(&r.restaurant_id)
+                .is_some_and(|s| s.agent_id.is_some())
+        })
+        .map(|r| r.restaurant_id.clone())
+        .collect()
+}
+
+/// Whether state records `to` (by what it makes on the server: its digest) for `id`.
+pub(crate) fn done(state: &State, id: &RestaurantId, to: &Revision) -> bool {
+    state
+        .restaurants
+        .get(id)
+        .and_then(|r| r.revision.as_ref())
+        .is_some_and(|r| r.digest == to.digest)
+}
+
+/// The revision most of `fleet` records: the stable one.
+fn stable(state: &State, fleet: &BTreeSet<RestaurantId>) -> Option<Revision> {
+    let mut counts: Vec<(Revision, usize)> = Vec::new();
+    for id in fleet {
+        let Some(r) = state.restaurants.get(id).and_then(|r| r.revision.as_ref()) else {
+            continue;
+        };
+        let r = r.revision();
+        match counts.iter_mut().find(|(c, _)| *c == r) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((r, 1)),
+        }
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).map(|(r, _)| r)
+}
+
+/// `plan` with only the restaurants `keep` says.
+fn narrow(plan: &Plan, keep: impl Fn(&RestaurantId) -> bool) -> Plan {
+    let mut p = plan.clone();
+    p.restaurants.retain(|r| keep(&r.restaurant_id));
+    p.summary = Summary::of(p.actions());
+    p
+}
+
+/// The rollout that governs this run: the one in progress towards `own`, or a new one when
+/// the change spans more restaurants than the canary; `None`: apply at once.
+fn current_or_start(
+    path: &std::path::Path,
+    policy: &RolloutPolicy,
+    own: &Revision,
+    state: &State,
+    changed: usize,
+    events: &mut Events,
+) -> Result<Option<RolloutRecord>, OpsError> {
+    let existing = load(path)?.filter(RolloutRecord::in_progress);
+    if let Some(rec) = existing.filter(|r| r.to.digest == own.digest) {
+        return Ok(Some(rec));
+    }
+    if changed <= canary_size(policy) {
+        return Ok(None);
+    }
+    let fleet = fleet(state);
+    let now = Utc::now();
+    let mut waves = vec![WaveRecord::default(); policy.waves.len() + 1];
+    waves[0].started_at = Some(now);
+    let rec = RolloutRecord {
+        version: RECORD_VERSION,
+        from: stable(state, &fleet),
+        to: own.clone(),
+        started_at: now,
+        canary: choose_canary(policy, &fleet),
+        waves,
+        released: 0,
+        halted: None,
+        paused: None,
+        finished_at: None,
+        aborted_at: None,
+    };
+    save(path, &rec)?;
+    events.emit(RolloutEvent::Started {
+        to: own.short(),
+        from: rec.from.as_ref().map(Revision::short),
+        canary: rec.canary.len(),
+    });
+    events.emit(RolloutEvent::WaveStarted {
+        wave: 0,
+        restaurants: rec.canary.len(),
+    });
+    Ok(Some(rec))
+}
+
+/// Carries `plan` out under `sipform.yaml`'s `rollout:` policy ([`apply_in_waves`]), holding
+/// `run`'s lock until done; without a policy, as [`super::apply::ApplyRun::apply`].
+pub async fn apply_run_in_waves(
+    run: super::apply::ApplyRun<'_>,
+    plan: &Plan,
+    progress: &dyn Progress,
+) -> Result<WaveRun, OpsError> {
+    let (ws, client, state, _lock) = run.into_parts();
+    apply_in_waves(ws, &client, plan, state, progress).await
+}
+
+/// The one apply under a rollout policy: `plan` carried out wave by wave from `state`, as far
+/// as the policy lets this run go. Without a policy, or for a change no larger than the
+/// canary, it is [`super::apply::apply_plan`] once.
+pub async fn apply_in_waves(
+    ws: &Workspace,
+    client: &Client,
+    plan: &Plan,
+    state: State,
+    progress: &dyn Progress,
+) -> Result<WaveRun, OpsError> {
+    let mut events = Events::default();
+    let policy = ws.settings().rollout.clone();
+    let own = match &plan.revision {
+        Some(r) => r.clone(),
+        None => ws.revision()?.clone(),
+    };
+    let changed = changed(plan, &state);
+    let rec = match &policy {
+        Some(p) => current_or_start(
+            &record_path(ws.settings()),
+            p,
+            &own,
+            &state,
+            changed.len(),
+            &mut events,
+        )?,
+        None => None,
+    };
+    let (Some(policy), Some(rec)) = (policy, rec) else {
+        let (report, after) = apply_once(ws, client, plan, state, progress).await;
+        settle(ws, after).await;
+        return Ok(WaveRun {
+            report,
+            verdict: Verdict::NoRollout,
+            events,
+            record: None,
+        });
+    };
+    let mut rec = rec;
+    rec.fit(policy.waves.len());
+    let assignment = Assignment::new(&policy, &rec.canary, &fleet(&state));
+    let mut run = Waves {
+        ws: Some(ws),
+        path: record_path(ws.settings()),
+        client,
+        policy,
+        assignment,
+        changed,
+        own,
+        rec,
+        events,
+        reports: Vec::new(),
+    };
+    let (verdict, state) = run.drive(plan, state, progress).await?;
+    settle(ws, state).await;
+    Ok(WaveRun {
+        report: merge(run.reports),
+        verdict,
+        events: run.events,
+        record: Some(run.rec),
+    })
+}
+
+/// Applies `plan` and settles the writer; hands back the report and the state after it.
+async fn apply_once(
+    ws: &Workspace,
+    client: &Client,
+    plan: &Plan,
+    state: State,
+    progress: &dyn Progress,
+) -> (Report, State) {
+    let (report, writer) = super::apply::apply_plan(ws, client, plan, state, progress).await;
+    // Not settled between waves: what is recorded is durable in the journal, and folding a
+    // state of 10,000 restaurants in after every wave would cost a whole write each.
+    let state = writer.read(State::clone);
+    (report, state)
+}
+
+/// Folds the journal in at the end of a run (as [`super::apply::ApplyRun::apply`] does).
+async fn settle(ws: &Workspace, state: State) {
+    if let Err(e) = ws.writer(state).settle().await {
+        tracing::warn!(target: crate::LOG_TARGET, "could not fold the state journal in ({e}); the next run replays it");
+    }
+}
+
+/// What a read-back found different in `r`: the first field of its first change.
+fn first_difference(r: &crate::plan::RestaurantPlan) -> String {
+    let Some(action) = r.actions.iter().find(|a| a.op().is_change()) else {
+        return "no difference".into();
+    };
+    let field = action.changes().first().map_or_else(
+        || "the object".to_string(),
+        |c| format!("field `{}`", c.path),
+    );
+    format!(
+        "{} {}: {field} is not what was sent (dropped or changed by the server)",
+        action.resource(),
+        action.name()
+    )
+}
+
+/// One report out of every wave's.
+fn merge(reports: Vec<Report>) -> Report {
+    let mut all = Report {
+        account_error: None,
+        outcomes: Vec::new(),
+        requests: 0,
+        retries: 0,
+        elapsed: std::time::Duration::ZERO,
+        parallelism: None,
+        revision: None,
+        held: Vec::new(),
+    };
+    for r in reports {
+        all.account_error = all.account_error.or(r.account_error);
+        all.outcomes.extend(r.outcomes);
+        all.held.extend(r.held);
+        all.requests += r.requests;
+        all.retries += r.retries;
+        all.elapsed += r.elapsed;
+        all.parallelism = r.parallelism.or(all.parallelism);
+        all.revision = r.revision.or(all.revision);
+    }
+    all.outcomes.sort_by(|a, b| a.restaurant.cmp(&b.restaurant));
+    all
+}
+
+/// What the gate says after a wave.
+enum Step {
+    Next,
+    Stop(Verdict),
+}
+
+/// A run driving one rollout.
+struct Waves<'a> {
+    /// The workspace applies and verification use (`None`: the controller's gate only).
+    ws: Option<&'a Workspace>,
+    /// The rollout record's file.
+    path: std::path::PathBuf,
+    client: &'a Client,
+    policy: RolloutPolicy,
+    assignment: Assignment,
+    changed: BTreeSet<RestaurantId>,
+    own: Revision,
+    rec: RolloutRecord,
+    events: Events,
+    reports: Vec<Report>,
+}
+
+impl Waves<'_> {
+    /// Applies what the started waves allow, then opens the next wave while the gate says so.
+    async fn drive(
+        &mut self,
+        plan: &Plan,
+        mut state: State,
+        progress: &dyn Progress,
+    ) -> Result<(Verdict, State), OpsError> {
+        let mut first = true;
+        loop {
+            let cur = self.rec.current();
+            let halted = self.rec.halted.is_some();
+            let part = if first {
+                // Everything but the changes of waves not started (all of them while halted):
+                // new and unchanged restaurants are never held.
+                narrow(plan, |id| {
+                    !self.changed.contains(id)
+                        || (!halted && self.assignment.wave_of(id).is_some_and(|w| w <= cur))
+                })
+            } else {
+                narrow(plan, |id| {
+                    self.changed.contains(id) && self.assignment.wave_of(id) == Some(cur)
+                })
+            };
+            first = false;
+            if let (false, Some(ws)) = (part.restaurants.is_empty(), self.ws) {
+                let (report, after) = apply_once(ws, self.client, &part, state, progress).await;
+                state = after;
+                self.reports.push(report);
+            }
+            if let Some(h) = &self.rec.halted {
+                return Ok((Verdict::Halted(h.reason.clone()), state));
+            }
+            match self.gate(&state).await? {
+                Step::Next => self.open(cur + 1)?,
+                Step::Stop(verdict) => return Ok((verdict, state)),
+            }
+        }
+    }
+
+    /// Starts wave `n`, durably before any of its writes.
+    fn open(&mut self, n: usize) -> Result<(), OpsError> {
+        self.rec.waves[n].started_at = Some(Utc::now());
+        self.rec.paused = None;
+        save(&self.path, &self.rec)?;
+        self.events.emit(RolloutEvent::WaveStarted {
+            wave: n,
+            restaurants: self.assignment.waves[n].len(),
+        });
+        Ok(())
+    }
+
+    /// Stops the rollout: recorded first, then told.
+    fn halt(&mut self, wave: usize, reason: String) -> Result<Step, OpsError> {
+        self.rec.halted = Some(Halt {
+            wave,
+            reason: reason.clone(),
+            at: Utc::now(),
+        });
+        save(&self.path, &self.rec)?;
+        self.events.emit(RolloutEvent::Halted {
+            wave,
+            reason: reason.clone(),
+        });
+        Ok(Step::Stop(Verdict::Halted(reason)))
+    }
+
+    /// Stops short of the next wave; recorded and told once per reason (the controller asks
+    /// again at every poll).
+    fn pause(&mut self, wave: usize, why: String) -> Step {
+        if self.rec.paused.as_deref() != Some(why.as_str()) {
+            self.rec.paused = Some(why.clone());
+            if let Err(e) = save(&self.path, &self.rec) {
+                tracing::warn!(target: crate::LOG_TARGET, "could not record why the rollout paused: {e}");
+            }
+            self.events.emit(RolloutEvent::Paused {
+                wave,
+                why: why.clone(),
+            });
+        }
+        Step::Stop(Verdict::Paused(why))
+    }
+
+    /// After the started waves were applied: the failure budget, the end, the health gate,
+    /// the pause.
+    async fn gate(&mut self, state: &State) -> Result<Step, OpsError> {
+        let cur = self.rec.current();
+        let mismatched = if cur < self.assignment.last() {
+            self.verify(cur, state).await?
+        } else {
+            Vec::new()
+        };
+        let failed: Vec<&RestaurantId> = self.assignment.waves[..=cur]
+            .iter()
+            .flatten()
+            .filter(|id| {
+                (self.changed.contains(*id) && !done(state, id, &self.own))
+                    || mismatched.iter().any(|(m, _)| m == *id)
+            })
+            .collect();
+        if let Some((id, why)) = mismatched.first() {
+            if failed.len() > self.policy.max_failures as usize {
+                let reason = format!(
+                    "wave {cur}: post-apply verification failed for {} restaurant(s), over max_failures {} (first: {id}: {why})",
+                    mismatched.len(),
+                    self.policy.max_failures
+                );
+                return self.halt(cur, reason);
+            }
+        }
+        for (i, w) in self.rec.waves.iter_mut().enumerate().take(cur + 1) {
+            w.failed = failed
+                .iter()
+                .filter(|id| self.assignment.wave_of(id) == Some(i))
+                .count();
+        }
+        if failed.len() > self.policy.max_failures as usize {
+            let reason = format!(
+                "wave {cur}: {} restaurant(s) failed, over max_failures {} (first: {})",
+                failed.len(),
+                self.policy.max_failures,
+                failed[0]
+            );
+            return self.halt(cur, reason);
+        }
+        let now = Utc::now();
+        let retry = (!failed.is_empty()).then(|| {
+            format!(
+                "{} restaurant(s) of the started waves failed (within max_failures): apply again to retry them",
+                failed.len()
+            )
+        });
+        if cur == self.assignment.last() {
+            if let Some(why) = retry {
+                return Ok(self.pause(cur, why));
+            }
+            self.rec.finished_at = Some(now);
+            save(&self.path, &self.rec)?;
+            self.events.emit(RolloutEvent::Finished {
+                to: self.own.short(),
+            });
+            return Ok(Step::Stop(Verdict::Finished));
+        }
+        let completed = match self.rec.waves[cur].completed_at {
+            Some(t) => t,
+            None => {
+                self.rec.waves[cur].completed_at = Some(now);
+                save(&self.path, &self.rec)?;
+                now
+            }
+        };
+        if let Some(step) = self.health(cur, state).await? {
+            return Ok(step);
+        }
+        Ok(self.waited(cur, completed, now))
+    }
+
+    /// Post-apply verification: wave `cur`'s changed restaurants read back from the server
+    /// and compared with what was sent (a plan over them); each that still differs, with the
+    /// first field the server dropped or changed. Not for the last wave: no wave is left to
+    /// hold back.
+    async fn verify(
+        &self,
+        cur: usize,
+        state: &State,
+    ) -> Result<Vec<(RestaurantId, String)>, OpsError> {
+        // A sample in the wave's (hashed) order: what the server does to one write it does to
+        // all, and reading back every restaurant of a 10% wave would cost a plan of its own.
+        let targets: BTreeSet<RestaurantId> = self.assignment.waves[cur]
+            .iter()
+            .filter(|id| self.changed.contains(*id) && done(state, id, &self.own))
+            .take(VERIFY_SAMPLE)
+            .cloned()
+            .collect();
+        let Some(ws) = self.ws.filter(|_| !targets.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let opts = super::plan::PlanOptions {
+            targets,
+            only_changes: true,
+            ..Default::default()
+        };
+        let plan = ws.plan(self.client, state, &opts).await?;
+        Ok(plan
+            .restaurants
+            .iter()
+            .filter(|r| r.has_changes())
+            .map(|r| (r.restaurant_id.clone(), first_difference(r)))
+            .collect())
+    }
+
+    /// The health gate on wave `cur`'s agents; `None`: healthy (or no gate).
+    async fn health(&mut self, cur: usize, state: &State) -> Result<Option<Step>, OpsError> {
+        let Some(policy) = self.policy.health.clone() else {
+            return Ok(None);
+        };
+        let wave = &self.rec.waves[cur];
+        let since = wave
+            .health_since
+            .or(wave.started_at)
+            .unwrap_or(self.rec.started_at);
+        let agents = self.assignment.waves[cur]
+            .iter()
+            .filter_map(|id| state.restaurants.get(id))
+            .filter_map(|r| Some((r.agent_id.clone()?, r.api_token.clone())))
+            .collect();
+        let calls = health::observe(self.client, agents, since).await;
+        match judge(&policy, &calls) {
+            Health::Healthy => Ok(None),
+            Health::Waiting(why) => Ok(Some(self.pause(cur, format!("wave {cur}: {why}")))),
+            Health::Unhealthy(why) => self.halt(cur, format!("wave {cur}: {why}")).map(Some),
+        }
+    }
+
+    /// The pause after wave `cur`, completed at `completed`: next wave, or paused.
+    fn waited(&mut self, cur: usize, completed: DateTime<Utc>, now: DateTime<Utc>) -> Step {
+        let next = cur + 1;
+        match crate::config::rollout_pause(&self.policy) {
+            Ok(None) if self.rec.released < next => self.pause(
+                cur,
+                format!("pause: manual; `sipform rollout resume` starts wave {next}"),
+            ),
+            Ok(Some(d)) => {
+                let until = completed + chrono::Duration::from_std(d).unwrap_or_default();
+                if now < until {
+                    let at = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    return self.pause(cur, format!("wave {next} starts after {at} (pause)"));
+                }
+                Step::Next
+            }
+            _ => Step::Next,
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! Rolling a change out in waves (issue 29, docs/rollout.md): the canary first, a halt on
+//! error calls that leaves the rest untouched, resume to the end with no restaurant done twice,
+//! abort back to the stable revision, new restaurants never delayed, the policy checked.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+const TOOL_PUT: &str = "PUT /api/agents/:id/tools/:toolId";
+
+/// A project of `n` generated restaurants in a git repository, applied, with `policy` (YAML
+/// lines under `rollout:`) added and committed afterwards.
+async fn fleet(n: usize, url: &str, policy: &str) -> tempfile::TempDir {
+    let dir = project_copy();
+    generate_restaurants(dir.path(), n);
+    git(dir.path(), &["init", "-q"]);
+    std::fs::write(dir.path().join(".gitignore"), "sipform.state.json*\n").unwrap();
+    commit(dir.path(), "fleet");
+    apply_ok(dir.path(), url).await;
+    let yaml = dir.path().join("sipform.yaml");
+    let mut text = std::fs::read_to_string(&yaml).unwrap();
+    text.push_str(&format!("rollout:\n{policy}"));
+    std::fs::write(&yaml, text).unwrap();
+    commit(dir.path(), "rollout policy");
+    dir
+}
+
+fn commit(dir: &Path, what: &str) {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", what]);
+}
+
+/// The one-tool edit every restaurant's agent takes.
+fn edit_end_call(dir: &Path, description: &str) {
+    edit_yaml(&dir.join("tools/end_call.yaml"), |v| {
+        v["description"] = json!(description);
+    });
+    commit(dir, "end_call: new description");
+}
+
+/// Agent ids by restaurant id, from state.
+fn agent_of(dir: &Path, restaurant: &str) -> String {
+    read_state(dir)["restaurants"][restaurant]["agentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no agent for {restaurant} in state"))
+        .to_string()
+}
+
+fn record_file(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("sipform.state.json.rollout.json"))
+        .expect("the rollout record");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn canary(dir: &Path) -> Vec<String> {
+    record_file(dir)["canary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Agents whose end_call says `description`.
+fn agents_with(emu: &sipform_emulator::EmulatorHandle, description: &str) -> usize {
+    agents(emu)
+        .iter()
+        .filter(|a| {
+            a["tools"].as_array().is_some_and(|t| {
+                t.iter()
+                    .any(|t| t["name"] == "end_call" && t["description"] == description)
+            })
+        })
+        .count()
+}
+
+fn calls(outcome: &str, n: usize) -> Value {
+    Value::Array((0..n).map(|_| json!({ "outcome": outcome })).collect())
+}
+
+async fn record_for(base: &str, dir: &Path, restaurants: &[String], outcome: &str, n: usize) {
+    for r in restaurants {
+        record_calls(base, &agent_of(dir, r), calls(outcome, n)).await;
+    }
+}
+
+fn rollout_json(dir: &Path, url: &str) -> Value {
+    let out = sipform(dir, url, &["rollout", "status", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", all_output(&out)))
+}
+
+const POLICY_200: &str = "  canary: 5\n  waves: [\"25%\", \"100%\"]\n  pause: 0s\n  max_failures: 0\n  health:\n    min_calls: 3\n    max_error_rate: 0.5\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn canary_halts_on_error_calls_then_resume_completes_once_each() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(200, &url, POLICY_200).await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    let start = writes(&emu);
+
+    // The canary applies first; the gate waits for calls: paused, exit 0.
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("Rollout paused: wave 0: waiting for calls"),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&5));
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 5);
+    let canary = canary(d);
+    assert_eq!(canary.len(), 5);
+
+    // Error calls on the canary's agents: halted after the canary, exit 1, 195 untouched.
+    record_for(&url, d, &canary, "error", 3).await;
+    let mark = writes(&emu);
+    let out = run(d, &url, &["apply", "--auto-approve", "--json"]).await;
+    expect_code(&out, 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["rollout"]["state"], "halted", "{doc}");
+    assert_eq!(doc["rollout"]["events"][0]["event"], "halted", "{doc}");
+    assert!(
+        stderr(&out).contains("HALTED at wave 0: wave 0: 15 of 15 calls ended in error"),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), None);
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 5);
+    let status = rollout_json(d, &url);
+    assert_eq!(status["phase"], "halted");
+    assert_eq!(status["waves"][0]["done"], 5);
+    assert_eq!(status["waves"][1]["done"], 0);
+    expect_code(&sipform(d, &url, &["rollout", "status"]), 1);
+
+    // A halted rollout still provisions a new restaurant at once.
+    generate_restaurants_from(d, 200, 201);
+    let mark = writes(&emu);
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 1);
+    assert_eq!(writes_since(&emu, &mark).get("POST /api/agents"), Some(&1));
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), None);
+
+    // Resume with healthy calls: the 25% wave, then (healthy again) the rest.
+    expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
+    record_for(&url, d, &canary, "completed", 3).await;
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("Wave 1 started: 49 restaurants"),
+        "{}",
+        all_output(&out)
+    );
+    let all: Vec<String> = (0..200).map(rid).collect();
+    record_for(&url, d, &all, "completed", 1).await;
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("finished"), "{}", all_output(&out));
+    assert_eq!(rollout_json(d, &url)["phase"], "finished");
+
+    // Every agent took the edit exactly once (the new one was created with it).
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 201);
+    assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&200));
+    expect_no_changes(d, &url).await;
+}
+
+/// Adds generated restaurants `from..to` beside the existing ones.
+fn generate_restaurants_from(dir: &Path, from: usize, to: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    generate_restaurants(tmp.path(), to);
+    for i in from..to {
+        let name = format!("r{i:04}.yaml");
+        std::fs::copy(
+            tmp.path().join("restaurants").join(&name),
+            dir.join("restaurants").join(&name),
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abort_puts_the_canary_back_on_the_stable_revision() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(
+        20,
+        &url,
+        "  canary: 3\n  waves: [\"100%\"]\n  pause: manual\n",
+    )
+    .await;
+    let d = dir.path();
+    // The stable revision: the one state records for the fleet before the change.
+    let stable = read_state(d)["restaurants"][rid(0)]["revision"]["commit"].clone();
+    assert!(stable.is_string());
+    let before = agents(&emu)[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "end_call")
+        .unwrap()["description"]
+        .clone();
+    edit_end_call(d, "Raccroche (v2).");
+
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("pause: manual"),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 3);
+
+    let mark = writes(&emu);
+    let out = run(d, &url, &["rollout", "abort", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("Rollout aborted"),
+        "{}",
+        all_output(&out)
+    );
+    // Planned and shown like any change, then applied: the three go back, no one else moves.
+    assert!(stdout(&out).contains("end_call"), "{}", all_output(&out));
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&3));
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 0);
+    let description = before.as_str().unwrap();
+    assert_eq!(agents_with(&emu, description), 20);
+    let state = read_state(d);
+    for r in canary(d) {
+        assert_eq!(
+            state["restaurants"][&r]["revision"]["commit"], stable,
+            "{r}"
+        );
+    }
+    assert_eq!(rollout_json(d, &url)["phase"], "aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_no_larger_than_the_canary_goes_at_once() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(3, &url, "  canary: 5\n  waves: [\"100%\"]\n").await;
+    edit_end_call(dir.path(), "Raccroche (v2).");
+    let out = run(dir.path(), &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 3);
+    assert!(!stdout(&out).contains("Rollout"), "{}", all_output(&out));
+    assert_eq!(rollout_json(dir.path(), &url)["phase"], "none");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_answer_only_to_the_agents_own_token() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = project_copy();
+    generate_restaurants(dir.path(), 2);
+    apply_ok(dir.path(), &url).await;
+    let a = agent_of(dir.path(), &rid(0));
+    record_calls(
+        &url,
+        &a,
+        json!([{"outcome": "error", "errorLog": "tool timeout"}]),
+    )
+    .await;
+    let token = agents(&emu).iter().find(|x| x["id"] == a.as_str()).unwrap()["apiToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = agents(&emu).iter().find(|x| x["id"] != a.as_str()).unwrap()["apiToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let get = |t: String| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!(
+                    "{url}/api/calls?from=2000-01-01T00:00:00Z&limit=10"
+                ))
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mine: Value = get(token).await.json().await.unwrap();
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine[0]["outcome"], "error");
+    assert_eq!(mine[0]["errorLog"], "tool timeout");
+    assert!(mine[0]["startedAt"].is_string() && mine[0]["toolCalls"].is_array());
+    let theirs: Value = get(other).await.json().await.unwrap();
+    assert_eq!(theirs, json!([]));
+    assert_eq!(get("nope".into()).await.status(), 401);
+}
+
+#[test]
+fn a_bad_policy_is_refused_naming_the_key() {
+    let dir = project_copy();
+    let yaml = dir.path().join("sipform.yaml");
+    let base = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        format!("{base}rollout:\n  waves: [\"25%\"]\n  pause: soon\n"),
+    )
+    .unwrap();
+    let out = sipform(dir.path(), "http://127.0.0.1:9", &["validate"]);
+    expect_code(&out, 1);
+    assert!(
+        all_output(&out).contains("rollout.pause"),
+        "{}",
+        all_output(&out)
+    );
+    std::fs::write(&yaml, format!("{base}rollout:\n  waves: [\"250%\"]\n")).unwrap();
+    let out = sipform(dir.path(), "http://127.0.0.1:9", &["validate"]);
+    expect_code(&out, 1);
+    assert!(
+        all_output(&out).contains("sipform.yaml:"),
+        "{}",
+        all_output(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_field_dropped_by_the_server_fails_verification_naming_it() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(20, &url, "  canary: 2\n  waves: [\"100%\"]\n").await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    emu.set_faults(sipform_emulator::Faults {
+        dropped_fields: vec![sipform_emulator::DropField {
+            method: "PUT".into(),
+            route: "/api/agents/:id/tools/:toolId".into(),
+            field: "description".into(),
+        }],
+        ..Default::default()
+    });
+    let mark = writes(&emu);
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 1);
+    let text = stdout(&out);
+    assert!(text.contains("HALTED at wave 0"), "{}", all_output(&out));
+    assert!(
+        text.contains("tool end_call: field `description` is not what was sent"),
+        "{}",
+        all_output(&out)
+    );
+    // The canary's two writes were sent and answered 200; no one else was touched.
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&2));
+    let status = rollout_json(d, &url);
+    assert_eq!(status["phase"], "halted");
+    assert!(status["halted"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("post-apply verification"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_wave_then_apply_again_finishes_with_no_restaurant_done_twice() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(300, &url, "  canary: 3\n  waves: [\"100%\"]\n").await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    // Slow enough that the kill lands inside the second wave.
+    emu.set_faults(latency(50));
+    let mark = writes(&emu);
+    let mut child = command(d, &url, &["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("the second wave under way", || {
+        writes_since(&emu, &mark)
+            .get(TOOL_PUT)
+            .copied()
+            .unwrap_or(0)
+            >= 100
+    })
+    .await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let killed_at = writes_since(&emu, &mark)
+        .get(TOOL_PUT)
+        .copied()
+        .unwrap_or(0);
+    assert!(killed_at < 300, "the apply finished before the kill");
+    let status = rollout_json(d, &url);
+    assert!(status["waves"][1]["startedAt"].is_string(), "{status}");
+    assert_eq!(status["waves"][0]["done"], 3);
+
+    emu.set_faults(sipform_emulator::Faults::default());
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("finished"), "{}", all_output(&out));
+    // Every agent's end_call was written once: none skipped, none twice.
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&300));
+    let log = admin_get(&url, "requests").await;
+    let mut paths: Vec<&str> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["method"] == "PUT" && e["route"] == "/api/agents/:id/tools/:toolId")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let n = paths.len();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), n, "a tool written twice");
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 300);
+    assert_eq!(rollout_json(d, &url)["phase"], "finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controller_rolls_a_new_revision_through_the_same_waves() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let policy = "  canary: 3\n  waves: [\"100%\"]\n  health:\n    min_calls: 1\n";
+    let dir = fleet(30, &url, policy).await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    generate_restaurants_from(d, 30, 31);
+    let mark = writes(&emu);
+
+    // The canary, and the new restaurant at once; the rest held until the canary has calls.
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    assert_eq!(
+        writes_since(&emu, &mark).get(TOOL_PUT),
+        Some(&3),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(writes_since(&emu, &mark).get("POST /api/agents"), Some(&1));
+    assert!(
+        all_output(&out).contains("rollout: in wave 1, not started yet"),
+        "{}",
+        all_output(&out)
+    );
+    let status = rollout_json(d, &url);
+    assert_eq!(status["phase"], "in_progress");
+    assert!(
+        status["paused"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for calls"),
+        "{status}"
+    );
+
+    // Healthy calls on the canary: the next run opens the last wave and finishes.
+    record_for(&url, d, &canary(d), "completed", 1).await;
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    assert_eq!(
+        writes_since(&emu, &mark).get(TOOL_PUT),
+        Some(&30),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 31);
+    assert_eq!(rollout_json(d, &url)["phase"], "finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_killed_mid_wave_finishes_after_restart_with_no_restaurant_done_twice() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(300, &url, "  canary: 3\n  waves: [\"100%\"]\n").await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    emu.set_faults(latency(50));
+    let mark = writes(&emu);
+    let mut ctl = common::controller::start(d, &url, &[], &[]);
+    wait_for("the second wave under way", || {
+        writes_since(&emu, &mark)
+            .get(TOOL_PUT)
+            .copied()
+            .unwrap_or(0)
+            >= 100
+    })
+    .await;
+    ctl.kill9();
+    let killed_at = writes_since(&emu, &mark)
+        .get(TOOL_PUT)
+        .copied()
+        .unwrap_or(0);
+    assert!(killed_at < 300, "the rollout finished before the kill");
+
+    emu.set_faults(sipform_emulator::Faults::default());
+    let mut ctl = common::controller::start(d, &url, &[], &[]);
+    wait_for("the rollout finished", || {
+        rollout_json(d, &url)["phase"] == "finished"
+    })
+    .await;
+    // Every agent's end_call was written once across both controllers.
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&300));
+    let log = admin_get(&url, "requests").await;
+    let mut paths: Vec<&str> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["method"] == "PUT" && e["route"] == "/api/agents/:id/tools/:toolId")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let n = paths.len();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), n, "a tool written twice");
+    // The status board and the page show it.
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        if let Some((200, body)) = ctl.get("/v1/status").await {
+            shown = serde_json::from_str(&body).unwrap();
+            if shown["rollout"]["phase"] == "finished" {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown["rollout"]["phase"], "finished", "{shown}");
+    assert_eq!(shown["rollout"]["waves"][1]["done"], 297);
+    let (_, page) = ctl.get("/").await.unwrap();
+    assert!(page.contains("<p id=\"rollout\">Rollout of"), "{page}");
+    ctl.kill9();
+}
+
+/// A halt and the end of a rollout reach `notify:`'s webhook once each (issue 30's
+/// notifications), with no agent token in their bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_halt_and_the_end_reach_the_webhook_once_each() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let hook = common::receiver::Receiver::start().await;
+    let policy = format!(
+        "  canary: 2\n  waves: [\"100%\"]\n  pause: 0s\n  health:\n    min_calls: 1\n    max_error_rate: 0.5\nnotify:\n  webhook: {}/hook\n",
+        hook.base
+    );
+    let dir = fleet(10, &url, &policy).await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    expect_code(&run(d, &url, &["apply", "--auto-approve"]).await, 0);
+    let canary = canary(d);
+    record_for(&url, d, &canary, "error", 1).await;
+    expect_code(&run(d, &url, &["apply", "--auto-approve"]).await, 1);
+    assert_eq!(
+        hook.of_kind("rollout_halted").len(),
+        1,
+        "{:?}",
+        hook.received()
+    );
+
+    expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
+    let all: Vec<String> = (0..10).map(rid).collect();
+    for _ in 0..3 {
+        record_for(&url, d, &all, "completed", 3).await;
+        expect_code(&run(d, &url, &["apply", "--auto-approve"]).await, 0);
+        if rollout_json(d, &url)["phase"] == "finished" {
+            break;
+        }
+    }
+    assert_eq!(rollout_json(d, &url)["phase"], "finished");
+    let finished = hook.of_kind("rollout_finished");
+    assert_eq!(finished.len(), 1, "{:?}", hook.received());
+    assert_eq!(hook.of_kind("rollout_halted").len(), 1);
+    let bodies = serde_json::to_string(&hook.received()).unwrap();
+    for a in agents(&emu) {
+        let token = a["apiToken"].as_str().unwrap_or_default();
+        assert!(
+            token.is_empty() || !bodies.contains(token),
+            "an agent token in a notification"
+        );
+    }
+}
