@@ -209,12 +209,7 @@ async fn busy_of<'p>(
 fn live_call_hold(plan: &Plan, id: &RestaurantId, why: String, wait: Duration) -> Hold {
     Hold {
         restaurant_id: id.clone(),
-        name: plan
-            .restaurants
-            .iter()
-            .find(|r| &r.restaurant_id == id)
-            .map(|r| r.name.clone())
-            .unwrap_or_default(),
+        name: plan.name_of(id),
         reason: HoldReason::LiveCalls,
         until: None,
         message: format!(

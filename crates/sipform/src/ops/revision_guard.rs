@@ -108,12 +108,7 @@ impl Judged {
             .iter()
             .map(|(id, (why, planned))| Outcome {
                 restaurant: id.clone(),
-                name: plan
-                    .restaurants
-                    .iter()
-                    .find(|r| &r.restaurant_id == id)
-                    .map(|r| r.name.clone())
-                    .unwrap_or_default(),
+                name: plan.name_of(id),
                 done: 0,
                 planned: *planned,
                 error: Some(ApplyError::Plan(format!("refused: {why}"))),

@@ -188,17 +188,7 @@ mod tests {
             "Wave 1 started: 49 restaurants\nRollout paused: waiting for calls\n"
         );
         assert_eq!(
-            rollout_status(&RolloutStatus {
-                phase: Phase::None,
-                from: None,
-                to: None,
-                started_at: None,
-                halted: None,
-                paused: None,
-                finished_at: None,
-                aborted_at: None,
-                waves: Vec::new(),
-            }),
+            rollout_status(&RolloutStatus::default()),
             "No rollout recorded.\n"
         );
     }

@@ -666,6 +666,15 @@ impl Summary {
 }
 
 impl Plan {
+    /// The name the plan gives restaurant `id` (empty when it does not cover it).
+    pub fn name_of(&self, id: &RestaurantId) -> String {
+        self.restaurants
+            .iter()
+            .find(|r| &r.restaurant_id == id)
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
+    }
+
     /// Every action, account first, in execution order.
     pub fn actions(&self) -> impl Iterator<Item = &Action> {
         std::iter::once(&self.account).chain(self.restaurants.iter().flat_map(|r| r.actions.iter()))

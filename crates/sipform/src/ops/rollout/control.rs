@@ -10,10 +10,11 @@ use super::super::{OpsError, Workspace};
 use super::{done, fleet, load, record_path, save, Assignment, Events, Halt, RolloutEvent};
 
 /// Where a rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// No rollout was ever recorded.
+    #[default]
     None,
     InProgress,
     Halted,
@@ -21,8 +22,8 @@ pub enum Phase {
     Aborted,
 }
 
-/// `sipform rollout status`, and its `--json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `sipform rollout status`, and its `--json`. The default: no rollout recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStatus {
     pub phase: Phase,
@@ -64,17 +65,7 @@ pub fn status_of(
     state: &crate::state::State,
 ) -> Result<RolloutStatus, OpsError> {
     let Some(mut rec) = load(&record_path(settings))? else {
-        return Ok(RolloutStatus {
-            phase: Phase::None,
-            from: None,
-            to: None,
-            started_at: None,
-            halted: None,
-            paused: None,
-            finished_at: None,
-            aborted_at: None,
-            waves: Vec::new(),
-        });
+        return Ok(RolloutStatus::default());
     };
     let waves = match settings.rollout.as_ref() {
         Some(policy) => {

@@ -236,7 +236,7 @@ impl Tables {
                     .await
                     .map_err(|e| self.err(what, e))?;
                 let found: Option<i64> =
-                    sqlx::query_scalar("SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version")
+                    sqlx::query_scalar(SCHEMA_VERSION_SQL)
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| self.err(what, e))?;
@@ -293,7 +293,7 @@ impl Tables {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
             let result = async {
                 let version: Option<i64> =
-                    sqlx::query_scalar("SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version")
+                    sqlx::query_scalar(SCHEMA_VERSION_SQL)
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| self.err(what, e))?;
@@ -313,10 +313,7 @@ impl Tables {
                 } else {
                     "NULL"
                 };
-                let metas: Vec<MetaRow> = sqlx::query(&format!(
-                    "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
-                     CAST({project_col} AS TEXT) FROM sipform_state_meta ORDER BY lineage",
-                ))
+                let metas: Vec<MetaRow> = sqlx::query(&metas_sql(project_col))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(what, e))?
@@ -366,17 +363,14 @@ impl Tables {
             let mut tx = p.begin_with(begin).await.map_err(|e| self.err(what, e))?;
             let result = async {
                 let version: Option<i64> =
-                    sqlx::query_scalar("SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version")
+                    sqlx::query_scalar(SCHEMA_VERSION_SQL)
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| self.err(what, e))?;
                 if version.unwrap_or(1) < SCHEMA_WITH_PROJECTS {
                     return Ok::<_, StateError>(None);
                 }
-                let metas: Vec<MetaRow> = sqlx::query(
-                    "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
-                     CAST(project AS TEXT) FROM sipform_state_meta ORDER BY lineage",
-                )
+                let metas: Vec<MetaRow> = sqlx::query(&metas_sql("project"))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(what, e))?
@@ -732,6 +726,18 @@ impl Tables {
         }
         Ok(())
     }
+}
+
+/// The layout's version (the highest applied migration).
+const SCHEMA_VERSION_SQL: &str = "SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version";
+
+/// Every lineage's meta row, its project read from `project_col` (`NULL` in a version-1
+/// layout).
+fn metas_sql(project_col: &str) -> String {
+    format!(
+        "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
+         CAST({project_col} AS TEXT) FROM sipform_state_meta ORDER BY lineage"
+    )
 }
 
 /// Commits on success; on failure rolls back now (not lazily when the connection is next used),
