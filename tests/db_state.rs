@@ -122,7 +122,7 @@ async fn round_trip(engine: Engine) {
     let mut old = s.clone();
     old.serial = 1;
     let e = b.commit(&old, &[]).await.expect_err("older serial");
-    assert!(e.to_string().contains("newer"), "{e}");
+    assert!(e.to_string().contains("not older"), "{e}");
     assert_eq!(b.load().await.expect("load").expect("state").serial, 2);
 
     // The group-committing writer works on top of it.
