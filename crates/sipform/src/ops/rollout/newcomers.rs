@@ -1,0 +1,151 @@
+//! New restaurants while a rollout is in progress: never delayed, and provisioned at the
+//! fleet's stable revision (the record's `from`), not at the one being rolled out. Their
+//! agents are created from the stable commit's files (`git archive`, as `rollout abort`
+//! takes them) with the project's own restaurants, and state records the stable revision for
+//! them; from then on they are in the fleet, and their wave moves them forward like any
+//! other restaurant.
+//!
+//! A new restaurant whose wave has already started (and the rollout is not halted) would be
+//! moved at once: it is created at the rolled-out revision directly, one write instead of two.
+
+use std::collections::BTreeSet;
+
+use crate::apply::{Progress, Report};
+use crate::model::ids::RestaurantId;
+use crate::model::revision::Revision;
+use crate::plan::{Plan, Summary};
+use crate::remote::Client;
+use crate::state::State;
+
+use super::super::plan::PlanOptions;
+use super::super::{OpsError, Workspace};
+use super::{abort, apply_once, narrow, RolloutRecord};
+
+/// The restaurants of `plan` being created: a change, and no agent in state.
+pub(super) fn new_restaurants(plan: &Plan, state: &State) -> BTreeSet<RestaurantId> {
+    plan.restaurants
+        .iter()
+        .filter(|r| r.has_changes())
+        .filter(|r| {
+            state
+                .restaurants
+                .get(&r.restaurant_id)
+                .is_none_or(|s| s.agent_id.is_none())
+        })
+        .map(|r| r.restaurant_id.clone())
+        .collect()
+}
+
+/// What [`create_at_stable`] did.
+pub(super) struct Arrivals {
+    /// The run's plan: the restaurants created at the stable revision now planned from it to
+    /// the rolled-out one (`None`: none was created, the plan is as it was).
+    pub plan: Option<Plan>,
+    /// The creation's outcomes.
+    pub report: Option<Report>,
+    pub state: State,
+    /// The restaurants created at the stable revision the rolled-out one changes: their wave
+    /// moves them.
+    pub moved: BTreeSet<RestaurantId>,
+}
+
+/// The stable revision new restaurants get: the record's `from`, when it is a clean commit
+/// other than the one rolled out (else there are no stable files to create them from).
+fn stable_of(rec: &RolloutRecord) -> Option<&Revision> {
+    rec.from
+        .as_ref()
+        .filter(|r| r.commit.is_some() && !r.dirty && r.digest != rec.to.digest)
+}
+
+/// Creates `ids` (new restaurants of `plan`) from the stable revision's files, recording that
+/// revision for them, then plans them again from `ws` (the rolled-out revision) so their wave
+/// moves them. Without a committed stable revision they stay in `plan` (created at the
+/// rolled-out revision, with a warning): a new restaurant is never delayed.
+pub(super) async fn create_at_stable(
+    ws: &Workspace,
+    client: &Client,
+    plan: &Plan,
+    state: State,
+    rec: &RolloutRecord,
+    ids: BTreeSet<RestaurantId>,
+    progress: &dyn Progress,
+) -> Result<Arrivals, OpsError> {
+    let unchanged = |state| Arrivals {
+        plan: None,
+        report: None,
+        state,
+        moved: BTreeSet::new(),
+    };
+    if ids.is_empty() {
+        return Ok(unchanged(state));
+    }
+    let Some(stable) = stable_of(rec) else {
+        tracing::warn!(target: crate::LOG_TARGET, "{} new restaurant(s) created at the rolled-out revision: the stable revision is not a committed git revision", ids.len());
+        return Ok(unchanged(state));
+    };
+    let scratch = abort::scratch()?;
+    let settings = abort::stable_settings(ws.settings(), stable, scratch.path())?;
+    let settings = abort::with_project_inventory(settings, ws.settings())?;
+    let stable_ws = abort::stable_workspace(settings, stable).await?;
+    let opts = PlanOptions {
+        targets: ids,
+        ..PlanOptions::default()
+    };
+    let mut at_stable = stable_ws.plan(client, &state, &opts).await?;
+    // One the stable files cannot render (skipped there) stays in the run's plan.
+    at_stable.restaurants.retain(|r| r.has_changes());
+    at_stable.summary = Summary::of(at_stable.actions());
+    if at_stable.restaurants.is_empty() {
+        return Ok(unchanged(state));
+    }
+    let created: BTreeSet<RestaurantId> = at_stable
+        .restaurants
+        .iter()
+        .map(|r| r.restaurant_id.clone())
+        .collect();
+    let (report, state) = apply_once(&stable_ws, client, &at_stable, state, progress).await;
+    let (plan, moved) = forward(ws, client, plan, &state, &created).await?;
+    Ok(Arrivals {
+        plan: Some(plan),
+        report: Some(report),
+        state,
+        moved,
+    })
+}
+
+/// `plan` with `created` (just created at the stable revision) planned again from `ws`, the
+/// rolled-out revision, and which of them it changes. One whose creation failed is left out:
+/// the next apply creates it (at the stable revision again).
+async fn forward(
+    ws: &Workspace,
+    client: &Client,
+    plan: &Plan,
+    state: &State,
+    created: &BTreeSet<RestaurantId>,
+) -> Result<(Plan, BTreeSet<RestaurantId>), OpsError> {
+    let targets: BTreeSet<RestaurantId> = created
+        .iter()
+        .filter(|id| {
+            state
+                .restaurants
+                .get(*id)
+                .is_some_and(|s| s.agent_id.is_some())
+        })
+        .cloned()
+        .collect();
+    let mut forward = if targets.is_empty() {
+        Vec::new()
+    } else {
+        let opts = PlanOptions {
+            targets,
+            ..PlanOptions::default()
+        };
+        ws.plan(client, state, &opts).await?.restaurants
+    };
+    forward.retain(|r| r.has_changes());
+    let moved = forward.iter().map(|r| r.restaurant_id.clone()).collect();
+    let mut plan = narrow(plan, |id| !created.contains(id));
+    plan.restaurants.extend(forward);
+    plan.summary = Summary::of(plan.actions());
+    Ok((plan, moved))
+}
