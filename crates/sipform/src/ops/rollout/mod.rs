@@ -336,11 +336,7 @@ impl Rollout {
         let mut everyone = fleet(&state);
         everyone.extend(new.iter().cloned());
         let assignment = Assignment::new(&policy, &rec.canary, &everyone);
-        let (cur, halted) = (rec.current(), rec.halted.is_some());
-        let later: BTreeSet<RestaurantId> = new
-            .into_iter()
-            .filter(|id| halted || assignment.wave_of(id).is_none_or(|w| w > cur))
-            .collect();
+        let later = newcomers::waiting(new, &assignment, &rec);
         let arrived =
             newcomers::create_at_stable(ws, client, plan, state, &rec, later, progress).await?;
         changed.extend(arrived.moved);

@@ -19,7 +19,7 @@ use crate::state::State;
 
 use super::super::plan::PlanOptions;
 use super::super::{OpsError, Workspace};
-use super::{abort, apply_once, narrow, RolloutRecord};
+use super::{abort, apply_once, narrow, Assignment, RolloutRecord};
 
 /// The restaurants of `plan` being created: a change, and no agent in state.
 pub(super) fn new_restaurants(plan: &Plan, state: &State) -> BTreeSet<RestaurantId> {
@@ -33,6 +33,20 @@ pub(super) fn new_restaurants(plan: &Plan, state: &State) -> BTreeSet<Restaurant
                 .is_none_or(|s| s.agent_id.is_none())
         })
         .map(|r| r.restaurant_id.clone())
+        .collect()
+}
+
+/// Of `new` (new restaurants, placed in `assignment`), those created at the stable revision:
+/// all while the rollout is halted, else those whose wave has not started (one of a started
+/// wave would be moved at once: it is created at the rolled-out revision).
+pub(super) fn waiting(
+    new: BTreeSet<RestaurantId>,
+    assignment: &Assignment,
+    rec: &RolloutRecord,
+) -> BTreeSet<RestaurantId> {
+    let (cur, halted) = (rec.current(), rec.halted.is_some());
+    new.into_iter()
+        .filter(|id| halted || assignment.wave_of(id).is_none_or(|w| w > cur))
         .collect()
 }
 
@@ -148,4 +162,86 @@ async fn forward(
     plan.restaurants.extend(forward);
     plan.summary = Summary::of(plan.actions());
     Ok((plan, moved))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::super::{choose_canary, Halt, WaveRecord, RECORD_VERSION};
+    use super::*;
+    use crate::model::revision::{ConfigDigest, GitCommit};
+    use crate::model::spec::{Canary, RolloutPolicy, WaveSize};
+
+    fn revision(n: u8, commit: bool, dirty: bool) -> Revision {
+        Revision {
+            commit: commit.then(|| GitCommit::parse(&format!("{n:040x}")).expect("a commit id")),
+            dirty,
+            digest: ConfigDigest::from_sha256([n; 32]),
+        }
+    }
+
+    fn record(from: Option<Revision>) -> RolloutRecord {
+        let mut waves = vec![WaveRecord::default(); 3];
+        waves[0].started_at = Some(Utc::now());
+        RolloutRecord {
+            version: RECORD_VERSION,
+            from,
+            to: revision(2, true, false),
+            started_at: Utc::now(),
+            canary: Vec::new(),
+            waves,
+            released: 0,
+            halted: None,
+            paused: None,
+            finished_at: None,
+            aborted_at: None,
+        }
+    }
+
+    #[test]
+    fn new_restaurants_wait_at_the_stable_revision_unless_their_wave_started() {
+        let policy = RolloutPolicy {
+            canary: Canary::Count(2),
+            waves: vec![
+                WaveSize::Percent("50%".into()),
+                WaveSize::Percent("100%".into()),
+            ],
+            pause: "0s".into(),
+            max_failures: 0,
+            health: None,
+        };
+        let fleet: BTreeSet<RestaurantId> = (0..40)
+            .map(|i| RestaurantId::new(format!("r{i:04}")))
+            .collect();
+        let new: BTreeSet<RestaurantId> = fleet.iter().skip(30).cloned().collect();
+        let old: BTreeSet<RestaurantId> = fleet.difference(&new).cloned().collect();
+        let mut rec = record(Some(revision(1, true, false)));
+        rec.canary = choose_canary(&policy, &old);
+        let a = Assignment::new(&policy, &rec.canary, &fleet);
+        // Only the canary started: every new restaurant waits at the stable revision.
+        assert_eq!(waiting(new.clone(), &a, &rec), new);
+        // Wave 1 started: its new restaurants are created at the new revision directly.
+        rec.waves[1].started_at = Some(Utc::now());
+        let later = waiting(new.clone(), &a, &rec);
+        assert!(later.iter().all(|id| a.wave_of(id) == Some(2)));
+        assert!(later.len() < new.len(), "some new restaurant is in wave 1");
+        // Halted: none moves forward, all wait.
+        rec.halted = Some(Halt {
+            wave: 1,
+            reason: "errors".into(),
+            at: Utc::now(),
+        });
+        assert_eq!(waiting(new.clone(), &a, &rec), new);
+    }
+
+    #[test]
+    fn only_a_clean_committed_stable_revision_gives_files() {
+        assert!(stable_of(&record(Some(revision(1, true, false)))).is_some());
+        assert!(stable_of(&record(Some(revision(1, true, true)))).is_none());
+        assert!(stable_of(&record(Some(revision(1, false, false)))).is_none());
+        assert!(stable_of(&record(None)).is_none());
+        // The stable revision is the one rolled out: nothing to create it from apart.
+        assert!(stable_of(&record(Some(revision(2, true, false)))).is_none());
+    }
 }
