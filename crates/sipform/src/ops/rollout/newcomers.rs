@@ -98,9 +98,14 @@ pub(super) async fn create_at_stable(
         return Ok(unchanged(state));
     };
     let scratch = abort::scratch()?;
-    let settings = abort::stable_settings(ws.settings(), stable, scratch.path())?;
-    let settings = abort::with_project_inventory(settings, ws.settings())?;
-    let stable_ws = abort::stable_workspace(settings, stable).await?;
+    let stable_ws = stable_workspace(ws, stable, scratch.path())
+        .await
+        .map_err(|e| {
+            OpsError::Rollout(format!(
+                "new restaurants are created at the stable revision {} while the rollout is in progress, and its files cannot be read: {e}; finish or abort the rollout (`sipform rollout abort`), or apply with `--target` to leave them out",
+                stable.short()
+            ))
+        })?;
     let opts = PlanOptions {
         targets: ids,
         ..PlanOptions::default()
@@ -125,6 +130,18 @@ pub(super) async fn create_at_stable(
         state,
         moved,
     })
+}
+
+/// The workspace of the stable revision's files (taken into `into`) with the project's own
+/// restaurants.
+async fn stable_workspace(
+    ws: &Workspace,
+    stable: &Revision,
+    into: &std::path::Path,
+) -> Result<Workspace, OpsError> {
+    let settings = abort::stable_settings(ws.settings(), stable, into)?;
+    let settings = abort::with_project_inventory(settings, ws.settings())?;
+    abort::stable_workspace(settings, stable).await
 }
 
 /// `plan` with `created` (just created at the stable revision) planned again from `ws`, the
