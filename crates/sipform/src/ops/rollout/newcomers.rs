@@ -106,6 +106,7 @@ pub(super) async fn create_at_stable(
                 stable.short()
             ))
         })?;
+    let wanted = ids.len();
     let opts = PlanOptions {
         targets: ids,
         ..PlanOptions::default()
@@ -114,6 +115,9 @@ pub(super) async fn create_at_stable(
     // One the stable files cannot render (skipped there) stays in the run's plan.
     at_stable.restaurants.retain(|r| r.has_changes());
     at_stable.summary = Summary::of(at_stable.actions());
+    if at_stable.restaurants.len() < wanted {
+        tracing::warn!(target: crate::LOG_TARGET, "{} new restaurant(s) created at the rolled-out revision: the stable revision's files do not provision them", wanted - at_stable.restaurants.len());
+    }
     if at_stable.restaurants.is_empty() {
         return Ok(unchanged(state));
     }
