@@ -137,13 +137,14 @@ async fn canary_halts_on_error_calls_then_resume_completes_once_each() {
     assert_eq!(status["waves"][1]["done"], 0);
     expect_code(&sipform(d, &url, &["rollout", "status"]), 1);
 
-    // A halted rollout still provisions a new restaurant at once.
+    // A halted rollout still provisions a new restaurant at once, at the stable revision.
     generate_restaurants_from(d, 200, 201);
     let mark = writes(&emu);
     let out = run(d, &url, &["apply", "--auto-approve"]).await;
     expect_code(&out, 1);
     assert_eq!(writes_since(&emu, &mark).get("POST /api/agents"), Some(&1));
     assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), None);
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 5);
 
     // Resume with healthy calls: the 25% wave, then (healthy again) the rest.
     expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
@@ -162,9 +163,10 @@ async fn canary_halts_on_error_calls_then_resume_completes_once_each() {
     assert!(stdout(&out).contains("finished"), "{}", all_output(&out));
     assert_eq!(rollout_json(d, &url)["phase"], "finished");
 
-    // Every agent took the edit exactly once (the new one was created with it).
+    // Every agent took the edit exactly once (the new one, created at the stable revision,
+    // by its wave).
     assert_eq!(agents_with(&emu, "Raccroche (v2)."), 201);
-    assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&200));
+    assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&201));
     expect_no_changes(d, &url).await;
 }
 
@@ -236,6 +238,91 @@ async fn abort_puts_the_canary_back_on_the_stable_revision() {
         );
     }
     assert_eq!(rollout_json(d, &url)["phase"], "aborted");
+}
+
+/// The end_call description of `restaurant`'s agent on the server.
+fn end_call_of(emu: &sipform_emulator::EmulatorHandle, dir: &Path, restaurant: &str) -> Value {
+    let id = agent_of(dir, restaurant);
+    let agent = agents(emu)
+        .into_iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no agent {id} on the server"));
+    agent["tools"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "end_call"))
+        .map(|t| t["description"].clone())
+        .unwrap_or_else(|| panic!("no end_call on {id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_restaurant_starts_at_the_stable_revision_then_its_wave_moves_it() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(
+        20,
+        &url,
+        "  canary: 3\n  waves: [\"100%\"]\n  pause: manual\n",
+    )
+    .await;
+    let d = dir.path();
+    let stable = read_state(d)["restaurants"][rid(0)]["revision"]["commit"].clone();
+    assert!(stable.is_string());
+    let before = end_call_of(&emu, d, &rid(0));
+    edit_end_call(d, "Raccroche (v2).");
+    let start = writes(&emu);
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("pause: manual"),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 3);
+
+    // Paused after the canary: the new restaurant is created at once, with the stable tools.
+    generate_restaurants_from(d, 20, 21);
+    let mark = writes(&emu);
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert_eq!(
+        writes_since(&emu, &mark).get("POST /api/agents"),
+        Some(&1),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), None);
+    assert_eq!(end_call_of(&emu, d, &rid(20)), before);
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 3);
+    let state = read_state(d);
+    assert_eq!(
+        state["restaurants"][rid(20)]["revision"]["commit"],
+        stable,
+        "{state}"
+    );
+    // It counts in the rollout: pending in the last wave, not skipped.
+    let status = rollout_json(d, &url);
+    let waves = status["waves"].as_array().unwrap();
+    let pending: u64 = waves
+        .iter()
+        .map(|w| w["pending"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(pending, 18, "{status}");
+
+    // Released: the last wave moves it like everyone, each restaurant written once.
+    expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("finished"), "{}", all_output(&out));
+    assert_eq!(end_call_of(&emu, d, &rid(20)), json!("Raccroche (v2)."));
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 21);
+    assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&21));
+    assert_eq!(writes_since(&emu, &start).get("POST /api/agents"), Some(&1));
+    let head = read_state(d)["restaurants"][rid(0)]["revision"]["commit"].clone();
+    assert_eq!(
+        read_state(d)["restaurants"][rid(20)]["revision"]["commit"],
+        head
+    );
+    expect_no_changes(d, &url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

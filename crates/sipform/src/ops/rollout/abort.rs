@@ -117,6 +117,37 @@ pub fn stable_settings(
     Ok(settings)
 }
 
+/// `stable` (from [`stable_settings`]) reading the project's own restaurants instead of the
+/// stable commit's: a restaurant added since that commit is then provisioned from the stable
+/// revision's tools and template (`rollout::newcomers`).
+pub fn with_project_inventory(
+    mut stable: Settings,
+    project: &Settings,
+) -> Result<Settings, OpsError> {
+    let root = std::path::absolute(&project.root).map_err(|source| OpsError::Io {
+        what: "cannot resolve the project folder",
+        path: project.root.display().to_string(),
+        source,
+    })?;
+    stable.inventory = match &project.inventory {
+        InventoryConfig::Files { path } => InventoryConfig::Files {
+            path: root.join(path),
+        },
+        InventoryConfig::Database {
+            url,
+            table,
+            columns,
+            write_back_tokens,
+        } => InventoryConfig::Database {
+            url: url.as_deref().map(|u| absolute_sqlite(u, &root)),
+            table: table.clone(),
+            columns: columns.clone(),
+            write_back_tokens: *write_back_tokens,
+        },
+    };
+    Ok(stable)
+}
+
 /// The workspace of the stable revision's files, planning as that revision.
 pub async fn stable_workspace(
     settings: Settings,

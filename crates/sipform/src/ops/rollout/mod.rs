@@ -13,6 +13,7 @@ pub mod abort;
 mod control;
 pub mod controller;
 mod health;
+mod newcomers;
 mod record;
 mod waves;
 
@@ -293,27 +294,74 @@ pub async fn apply_in_waves(
     };
     let mut rec = rec;
     rec.fit(policy.waves.len());
-    let assignment = Assignment::new(&policy, &rec.canary, &fleet(&state));
-    let mut run = Waves {
-        ws: Some(ws),
-        path: record_path(ws.settings()),
-        client,
+    let run = Rollout {
         policy,
-        assignment,
+        rec,
         changed,
         own,
-        rec,
         events,
-        reports: Vec::new(),
     };
-    let (verdict, state) = run.drive(plan, state, progress).await?;
-    settle(ws, state).await;
-    Ok(WaveRun {
-        report: merge(run.reports),
-        verdict,
-        events: run.events,
-        record: Some(run.rec),
-    })
+    run.go(ws, client, plan, state, progress).await
+}
+
+/// A run under a rollout in progress, before its new restaurants are created.
+struct Rollout {
+    policy: RolloutPolicy,
+    rec: RolloutRecord,
+    changed: BTreeSet<RestaurantId>,
+    own: Revision,
+    events: Events,
+}
+
+impl Rollout {
+    /// New restaurants first (at the stable revision unless their wave started:
+    /// `newcomers`), then the waves.
+    async fn go(
+        self,
+        ws: &Workspace,
+        client: &Client,
+        plan: &Plan,
+        state: State,
+        progress: &dyn Progress,
+    ) -> Result<WaveRun, OpsError> {
+        let Rollout {
+            policy,
+            rec,
+            mut changed,
+            own,
+            events,
+        } = self;
+        // The fleet as it is once the new restaurants exist: the next run's.
+        let new = newcomers::new_restaurants(plan, &state);
+        let mut everyone = fleet(&state);
+        everyone.extend(new.iter().cloned());
+        let assignment = Assignment::new(&policy, &rec.canary, &everyone);
+        let later = newcomers::waiting(new, &assignment, &rec);
+        let arrived =
+            newcomers::create_at_stable(ws, client, plan, state, &rec, later, progress).await?;
+        changed.extend(arrived.moved);
+        let plan = arrived.plan.as_ref().unwrap_or(plan);
+        let mut run = Waves {
+            ws: Some(ws),
+            path: record_path(ws.settings()),
+            client,
+            policy,
+            assignment,
+            changed,
+            own,
+            rec,
+            events,
+            reports: arrived.report.into_iter().collect(),
+        };
+        let (verdict, state) = run.drive(plan, arrived.state, progress).await?;
+        settle(ws, state).await;
+        Ok(WaveRun {
+            report: merge(run.reports),
+            verdict,
+            events: run.events,
+            record: Some(run.rec),
+        })
+    }
 }
 
 /// Applies `plan` and settles the writer; hands back the report and the state after it.
