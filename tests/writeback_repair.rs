@@ -188,6 +188,42 @@ async fn state_stored(db: &TestDb, dir: &std::path::Path, state_in_db: bool) -> 
     }
 }
 
+/// How many restaurants state records a token digest for (the file, after the run folded its
+/// journal in; or the state table).
+async fn digests_recorded(db: &TestDb, dir: &std::path::Path, state_in_db: bool) -> usize {
+    let sql = "SELECT CAST(count(*) AS TEXT) FROM sipform_state_restaurants \
+               WHERE token_digest LIKE 'sha256:%'";
+    let count = |t: Option<String>| t.and_then(|t| t.parse().ok()).unwrap_or_default();
+    if !state_in_db {
+        let text = std::fs::read_to_string(dir.join("sipform.state.json")).expect("state file");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("state JSON");
+        return v["restaurants"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter(|r| {
+                        r["tokenDigest"]
+                            .as_str()
+                            .is_some_and(|d| d.starts_with("sha256:"))
+                    })
+                    .count()
+            })
+            .unwrap_or_default();
+    }
+    match db.engine {
+        Engine::Postgres => count(db.text(sql).await),
+        Engine::Sqlite => {
+            let opts =
+                sqlx::sqlite::SqliteConnectOptions::new().filename(db.dir.path().join("state.db"));
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+                .await
+                .expect("connect to the state database");
+            let v: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut c).await.expect(sql);
+            count(v)
+        }
+    }
+}
+
 /// A token edited by hand to another non-blank value, with state not keeping tokens
 /// (`store_tokens` off): a fresh `apply` (a new process, nothing in memory from the run that
 /// wrote it) sees it through the salted digest state recorded, and rewrites it from the
@@ -239,9 +275,10 @@ async fn fresh_apply_restores_an_edited_token(engine: Engine, state_in_db: bool)
             assert!(!stdout(&out).contains(token.as_str()), "a token is printed");
         }
     }
-    assert!(
-        stored.contains("sha256:"),
-        "state records the tokens' salted digest"
+    assert_eq!(
+        digests_recorded(&db, dir.path(), state_in_db).await,
+        2,
+        "state records the tokens' salted digests"
     );
     // And the run after it has nothing to do.
     expect_no_changes(dir.path(), &emu.base_url()).await;
@@ -261,6 +298,74 @@ async fn fresh_apply_restores_an_edited_token_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fresh_apply_restores_an_edited_token_file_state() {
     fresh_apply_restores_an_edited_token(Engine::Sqlite, false).await;
+}
+
+/// State from before token digests were recorded (none in it): the rows' tokens are put back
+/// after the page's wipe, and their digest recorded then, so a later hand edit is seen by a
+/// fresh apply too.
+async fn a_repair_records_the_digest_state_lacked(engine: Engine, state_in_db: bool) {
+    let emu = emulator().await;
+    let db = platform(engine).await;
+    insert(&db, 0..1).await;
+    let dir = project_on_table(
+        &db,
+        TableProject {
+            timeout_sec: Some(3),
+            state_in_db,
+            extra: "",
+        },
+    );
+    apply_ok(dir.path(), &emu.base_url()).await;
+    let before = written_back(&db, 0).await;
+    // Forget the digest, as state written by an earlier sipform holds none.
+    if state_in_db {
+        db.exec("UPDATE sipform_state_restaurants SET token_digest = NULL")
+            .await;
+    } else {
+        let path = dir.path().join("sipform.state.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        for (_, r) in v["restaurants"]
+            .as_object_mut()
+            .expect("restaurants")
+            .iter_mut()
+        {
+            r.as_object_mut().expect("restaurant").remove("tokenDigest");
+        }
+        std::fs::write(&path, v.to_string()).expect("write");
+    }
+    assert_eq!(digests_recorded(&db, dir.path(), state_in_db).await, 0);
+
+    stale_page_save(&db, 0, "Saved by the page").await;
+    apply_ok(dir.path(), &emu.base_url()).await;
+    assert_eq!(written_back(&db, 0).await, before, "the wipe is repaired");
+    assert_eq!(
+        digests_recorded(&db, dir.path(), state_in_db).await,
+        1,
+        "the repair recorded the digest"
+    );
+
+    db.exec(&format!(
+        "UPDATE restaurants SET agent_api_token = 'sk_edited_by_hand' WHERE id = {}",
+        db.id_literal(&rid(0))
+    ))
+    .await;
+    apply_ok(dir.path(), &emu.base_url()).await;
+    assert_eq!(
+        written_back(&db, 0).await,
+        before,
+        "a fresh apply restores the edited token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repair_records_the_digest_state_lacked_postgres() {
+    a_repair_records_the_digest_state_lacked(Engine::Postgres, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repair_records_the_digest_state_lacked_file_state() {
+    a_repair_records_the_digest_state_lacked(Engine::Sqlite, false).await;
 }
 
 /// The controller puts the four columns back after the page's save; the page's stale save
