@@ -908,6 +908,37 @@ async fn token_digests_round_trip(kind: Kind) {
     }
 }
 
+/// A file commit that raises the format version (a first token digest into a version-1
+/// document) writes the document whole instead of appending to the journal: an older sipform
+/// then reads "upgrade" in the document, never an entry it cannot parse ("corrupt").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_commit_raising_the_format_is_written_whole() {
+    let h = Harness::new(Kind::File).await;
+    write_version_1(&h).await;
+    let doc = || read_lossy(&h.dir.path().join("sipform.state.json"));
+    let writer = StateWriter::new(h.open(), load(&h).await, false, None);
+    writer
+        .record(vec![tool("r2", "end_call", "t-9")])
+        .await
+        .expect("record");
+    assert!(doc().contains("\"version\": 1"), "nothing new: appended");
+    writer
+        .record(vec![Change::Agent {
+            restaurant: r("r2"),
+            id: Some(AgentId::new("ag-2")),
+            tokens: Some(tokens("sk_whole")),
+        }])
+        .await
+        .expect("record");
+    let text = doc();
+    assert!(
+        text.contains(&format!("\"version\": {STATE_FORMAT_VERSION}")),
+        "written whole at the new format: {text}"
+    );
+    assert!(text.contains("tokenDigest") && !text.contains("sk_whole"));
+    assert_eq!(load(&h).await, writer.snapshot());
+}
+
 // --- The revision that last reconciled a restaurant -------------------------------------------
 
 /// `Change::Revision` for `restaurant` at the commit made of `digit`, maybe going back from
