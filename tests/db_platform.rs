@@ -436,6 +436,7 @@ async fn reconcile_heals_rows_from_state(engine: Engine) {
             objects: Default::default(),
             suspended: false,
             revision: None,
+            token_digest: None,
         },
     );
     // D's row says agent-d; state says it has none but a final customer.
@@ -509,6 +510,70 @@ async fn sqlite_reconcile_heals_rows_from_state() {
 #[tokio::test]
 async fn postgres_reconcile_heals_rows_from_state() {
     reconcile_heals_rows_from_state(Engine::Postgres).await;
+}
+
+/// A write-back opened afresh (another process: nothing in memory of what was written) finds
+/// a row whose tokens were edited to other non-blank values through the salted digest state
+/// recorded, and only that: the tokens state's digest names are not drift.
+async fn edited_tokens_drift_through_the_recorded_digest(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    db.create_restaurants("restaurants").await;
+    fill(&db).await;
+    let mut state = State::new();
+    for (rid, api) in [(A, "tok_api_a"), (E, "tok_api_e")] {
+        state.apply(
+            &Change::Agent {
+                restaurant: RestaurantId::new(rid),
+                id: Some(AgentId::new(format!("agent-{}", &rid[..2]))),
+                tokens: Some(tokens(api, &format!("pk_{api}"))),
+            },
+            false,
+        );
+    }
+    let changes: Vec<Change> = [(A, "tok_api_a"), (E, "tok_api_e")]
+        .into_iter()
+        .map(|(rid, api)| Change::Agent {
+            restaurant: RestaurantId::new(rid),
+            id: Some(AgentId::new(format!("agent-{}", &rid[..2]))),
+            tokens: Some(tokens(api, &format!("pk_{api}"))),
+        })
+        .collect();
+    let writer = open(&db, true).await.expect("open").write_back();
+    writer.write(&changes).await.expect("write");
+    db.exec(&format!(
+        "UPDATE restaurants SET agent_api_token = 'tok_edited' WHERE id = {}",
+        db.id_literal(E)
+    ))
+    .await;
+    // A fresh write-back, as a new `sipform apply` opens it.
+    let fresh = open(&db, true).await.expect("open").write_back();
+    let drifts = fresh.drifted(&state, None).await.expect("drifted");
+    let ids: Vec<&str> = drifts.iter().map(|d| d.restaurant.as_str()).collect();
+    assert_eq!(ids, vec![E], "{drifts:?}");
+    assert!(
+        drifts[0].tokens,
+        "the tokens are to be read from the server"
+    );
+    // Without a digest in state (written before it was recorded), only blank tokens are seen.
+    let mut older = state.clone();
+    for r in older.restaurants.values_mut() {
+        r.token_digest = None;
+    }
+    assert!(fresh
+        .drifted(&older, None)
+        .await
+        .expect("drifted")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_edited_tokens_drift_through_the_recorded_digest() {
+    edited_tokens_drift_through_the_recorded_digest(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_edited_tokens_drift_through_the_recorded_digest() {
+    edited_tokens_drift_through_the_recorded_digest(Engine::Postgres).await;
 }
 
 #[tokio::test]

@@ -21,8 +21,8 @@ use sipform::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, Restaur
 use sipform::model::revision::{ConfigDigest, GitCommit, Revision};
 use sipform::model::secret::Secret;
 use sipform::state::{
-    async_trait, AgentTokens, Change, FileState, LockGuard, LockInfo, PostgresState, ProjectRef,
-    SqliteState, State, StateBackend, StateError, StateWriter, STATE_FORMAT_VERSION,
+    async_trait, token_digest, AgentTokens, Change, FileState, LockGuard, LockInfo, PostgresState,
+    ProjectRef, SqliteState, State, StateBackend, StateError, StateWriter, STATE_FORMAT_VERSION,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +138,8 @@ impl Harness {
                 let n = db
                     .text(&format!(
                         "SELECT CAST(count(*) AS TEXT) FROM sipform_state_restaurants \
-                         WHERE api_token = '{needle}' OR tools LIKE '%{needle}%'"
+                         WHERE api_token = '{needle}' OR tools LIKE '%{needle}%' \
+                         OR token_digest LIKE '%{needle}%'"
                     ))
                     .await;
                 n.as_deref() != Some("0")
@@ -775,7 +776,7 @@ async fn reads_and_migrates_version_1_state(kind: Kind) {
             h.text("SELECT CAST(max(version) AS TEXT) FROM sipform_schema_version")
                 .await
                 .as_deref(),
-            Some("4")
+            Some("5")
         );
         assert_eq!(
             h.text("SELECT CAST(count(*) AS TEXT) FROM sipform_state_restaurants")
@@ -817,10 +818,125 @@ async fn reads_and_migrates_version_1_state(kind: Kind) {
         .expect("record");
     let back = load(&h).await;
     assert_eq!(back, writer.snapshot());
+    assert_eq!(back.version, 3, "revisions need format 3");
+    // And a token digest, on the layout migrated to its column.
+    writer
+        .record(vec![Change::Agent {
+            restaurant: r("r2"),
+            id: Some(AgentId::new("ag-2")),
+            tokens: Some(tokens("sk_migrated")),
+        }])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert!(back.restaurants[&r("r2")].token_digest.is_some());
     assert_eq!(
         back.version, STATE_FORMAT_VERSION,
-        "revisions need format 3"
+        "token digests need format 4"
     );
+}
+
+// --- The salted digest of the tokens written back ---------------------------------------------
+
+/// Each restaurant's token digest round-trips (without `store_tokens`), is replaced when the
+/// agent's tokens are, and goes with the agent; no token is stored in clear.
+async fn token_digests_round_trip(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let agent = |rest: &str, token: Option<&str>| Change::Agent {
+        restaurant: r(rest),
+        id: Some(AgentId::new(format!("ag-{rest}"))),
+        tokens: token.map(tokens),
+    };
+    let writer = StateWriter::new(h.open(), State::new(), false, None);
+    writer
+        .record(vec![
+            agent("r1", Some("sk_digest_one")),
+            agent("r2", Some("sk_digest_two")),
+        ])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(back.version, STATE_FORMAT_VERSION);
+    let digest = |s: &State, rid: &str| s.restaurants[&r(rid)].token_digest.clone();
+    let want =
+        |s: &State, rid: &str, api: &str| Some(token_digest(&s.lineage, &r(rid), &tokens(api)));
+    assert_eq!(digest(&back, "r1"), want(&back, "r1", "sk_digest_one"));
+    assert_eq!(digest(&back, "r2"), want(&back, "r2", "sk_digest_two"));
+    assert_ne!(
+        token_digest(&back.lineage, &r("r1"), &tokens("x")),
+        token_digest(&back.lineage, &r("r2"), &tokens("x")),
+        "salted per restaurant"
+    );
+    // New tokens replace the digest; a change without tokens keeps it; a deleted agent drops it.
+    writer
+        .record(vec![
+            agent("r1", Some("sk_digest_new")),
+            agent("r2", None),
+            tool("r2", "end_call", "t-9"),
+        ])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(digest(&back, "r1"), want(&back, "r1", "sk_digest_new"));
+    assert_eq!(digest(&back, "r2"), want(&back, "r2", "sk_digest_two"));
+    writer
+        .record(vec![Change::Agent {
+            restaurant: r("r1"),
+            id: None,
+            tokens: None,
+        }])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert!(!back.restaurants.contains_key(&r("r1")));
+    for token in ["sk_digest_one", "sk_digest_two", "sk_digest_new"] {
+        assert!(!h.stores(token).await, "{token} is stored in clear");
+        assert!(
+            !h.stores(&format!("pk_{token}")).await,
+            "pk_{token} is stored in clear"
+        );
+    }
+    if kind != Kind::File {
+        let stored = h
+            .text("SELECT CAST(token_digest AS TEXT) FROM sipform_state_restaurants")
+            .await;
+        assert_eq!(stored, digest(&back, "r2"), "the column holds the digest");
+    }
+}
+
+/// A file commit that raises the format version (a first token digest into a version-1
+/// document) writes the document whole instead of appending to the journal: an older sipform
+/// then reads "upgrade" in the document, never an entry it cannot parse ("corrupt").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_commit_raising_the_format_is_written_whole() {
+    let h = Harness::new(Kind::File).await;
+    write_version_1(&h).await;
+    let doc = || read_lossy(&h.dir.path().join("sipform.state.json"));
+    let writer = StateWriter::new(h.open(), load(&h).await, false, None);
+    writer
+        .record(vec![tool("r2", "end_call", "t-9")])
+        .await
+        .expect("record");
+    assert!(doc().contains("\"version\": 1"), "nothing new: appended");
+    writer
+        .record(vec![Change::Agent {
+            restaurant: r("r2"),
+            id: Some(AgentId::new("ag-2")),
+            tokens: Some(tokens("sk_whole")),
+        }])
+        .await
+        .expect("record");
+    let text = doc();
+    assert!(
+        text.contains(&format!("\"version\": {STATE_FORMAT_VERSION}")),
+        "written whole at the new format: {text}"
+    );
+    assert!(text.contains("tokenDigest") && !text.contains("sk_whole"));
+    assert_eq!(load(&h).await, writer.snapshot());
 }
 
 // --- The revision that last reconciled a restaurant -------------------------------------------
@@ -1054,6 +1170,7 @@ macro_rules! conformance {
                 objects_go_with_their_agent_or_final_customer,
                 reads_and_migrates_version_1_state,
                 revisions_round_trip,
+                token_digests_round_trip,
                 adopts_state_recorded_for_no_project,
                 refuses_the_same_id_with_another_account,
                 a_suspension_is_kept_and_lifted,

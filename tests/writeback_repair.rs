@@ -162,6 +162,212 @@ async fn apply_restores_an_edited_row_postgres() {
     apply_restores_an_edited_row(Engine::Postgres).await;
 }
 
+/// Everything the state backend of a project made by [`fresh_apply_restores_an_edited_token`]
+/// stored, as text: the state file and its journal, the SQLite file, or the PostgreSQL rows.
+async fn state_stored(db: &TestDb, dir: &std::path::Path, state_in_db: bool) -> String {
+    let read = |p: std::path::PathBuf| {
+        std::fs::read(&p)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    if !state_in_db {
+        return ["sipform.state.json", "sipform.state.json.journal"]
+            .iter()
+            .map(|f| read(dir.join(f)))
+            .collect();
+    }
+    match db.engine {
+        Engine::Sqlite => read(db.dir.path().join("state.db")),
+        Engine::Postgres => db
+            .text(
+                "SELECT string_agg(concat_ws('|', restaurant_id, agent_id, api_token, tools, \
+                 objects, revision, token_digest), '\n') FROM sipform_state_restaurants",
+            )
+            .await
+            .unwrap_or_default(),
+    }
+}
+
+/// How many restaurants state records a token digest for (the file, after the run folded its
+/// journal in; or the state table).
+async fn digests_recorded(db: &TestDb, dir: &std::path::Path, state_in_db: bool) -> usize {
+    let sql = "SELECT CAST(count(*) AS TEXT) FROM sipform_state_restaurants \
+               WHERE token_digest LIKE 'sha256:%'";
+    let count = |t: Option<String>| t.and_then(|t| t.parse().ok()).unwrap_or_default();
+    if !state_in_db {
+        let text = std::fs::read_to_string(dir.join("sipform.state.json")).expect("state file");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("state JSON");
+        return v["restaurants"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter(|r| {
+                        r["tokenDigest"]
+                            .as_str()
+                            .is_some_and(|d| d.starts_with("sha256:"))
+                    })
+                    .count()
+            })
+            .unwrap_or_default();
+    }
+    match db.engine {
+        Engine::Postgres => count(db.text(sql).await),
+        Engine::Sqlite => {
+            let opts =
+                sqlx::sqlite::SqliteConnectOptions::new().filename(db.dir.path().join("state.db"));
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+                .await
+                .expect("connect to the state database");
+            let v: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut c).await.expect(sql);
+            count(v)
+        }
+    }
+}
+
+/// A token edited by hand to another non-blank value, with state not keeping tokens
+/// (`store_tokens` off): a fresh `apply` (a new process, nothing in memory from the run that
+/// wrote it) sees it through the salted digest state recorded, and rewrites it from the
+/// server. State holds the digest, never a token.
+async fn fresh_apply_restores_an_edited_token(engine: Engine, state_in_db: bool) {
+    let emu = emulator().await;
+    let db = platform(engine).await;
+    insert(&db, 0..2).await;
+    let dir = project_on_table(
+        &db,
+        TableProject {
+            timeout_sec: Some(3),
+            state_in_db,
+            extra: "",
+        },
+    );
+    apply_ok(dir.path(), &emu.base_url()).await;
+    let before = written_back(&db, 1).await;
+    assert_eq!(before, expected(&emu, 1), "apply wrote all four back");
+
+    db.exec(&format!(
+        "UPDATE restaurants SET agent_api_token = 'sk_edited_by_hand' WHERE id = {}",
+        db.id_literal(&rid(1))
+    ))
+    .await;
+    assert_eq!(
+        column(&db, "agent_api_token", 1).await.as_deref(),
+        Some("sk_edited_by_hand")
+    );
+    let out = apply_ok(dir.path(), &emu.base_url()).await;
+    assert_eq!(
+        written_back(&db, 1).await,
+        before,
+        "a fresh apply restores the edited token from the server"
+    );
+    assert_eq!(
+        written_back(&db, 0).await,
+        expected(&emu, 0),
+        "other rows untouched"
+    );
+    let stored = state_stored(&db, dir.path(), state_in_db).await;
+    assert!(!stored.is_empty(), "state was written");
+    for i in 0..2 {
+        for token in expected(&emu, i)[2..].iter().flatten() {
+            assert!(
+                !stored.contains(token.as_str()),
+                "a token is stored in clear"
+            );
+            assert!(!stdout(&out).contains(token.as_str()), "a token is printed");
+        }
+    }
+    assert_eq!(
+        digests_recorded(&db, dir.path(), state_in_db).await,
+        2,
+        "state records the tokens' salted digests"
+    );
+    // And the run after it has nothing to do.
+    expect_no_changes(dir.path(), &emu.base_url()).await;
+    assert_eq!(written_back(&db, 1).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_apply_restores_an_edited_token_sqlite() {
+    fresh_apply_restores_an_edited_token(Engine::Sqlite, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_apply_restores_an_edited_token_postgres() {
+    fresh_apply_restores_an_edited_token(Engine::Postgres, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_apply_restores_an_edited_token_file_state() {
+    fresh_apply_restores_an_edited_token(Engine::Sqlite, false).await;
+}
+
+/// State from before token digests were recorded (none in it): the rows' tokens are put back
+/// after the page's wipe, and their digest recorded then, so a later hand edit is seen by a
+/// fresh apply too.
+async fn a_repair_records_the_digest_state_lacked(engine: Engine, state_in_db: bool) {
+    let emu = emulator().await;
+    let db = platform(engine).await;
+    insert(&db, 0..1).await;
+    let dir = project_on_table(
+        &db,
+        TableProject {
+            timeout_sec: Some(3),
+            state_in_db,
+            extra: "",
+        },
+    );
+    apply_ok(dir.path(), &emu.base_url()).await;
+    let before = written_back(&db, 0).await;
+    // Forget the digest, as state written by an earlier sipform holds none.
+    if state_in_db {
+        db.exec("UPDATE sipform_state_restaurants SET token_digest = NULL")
+            .await;
+    } else {
+        let path = dir.path().join("sipform.state.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        for (_, r) in v["restaurants"]
+            .as_object_mut()
+            .expect("restaurants")
+            .iter_mut()
+        {
+            r.as_object_mut().expect("restaurant").remove("tokenDigest");
+        }
+        std::fs::write(&path, v.to_string()).expect("write");
+    }
+    assert_eq!(digests_recorded(&db, dir.path(), state_in_db).await, 0);
+
+    stale_page_save(&db, 0, "Saved by the page").await;
+    apply_ok(dir.path(), &emu.base_url()).await;
+    assert_eq!(written_back(&db, 0).await, before, "the wipe is repaired");
+    assert_eq!(
+        digests_recorded(&db, dir.path(), state_in_db).await,
+        1,
+        "the repair recorded the digest"
+    );
+
+    db.exec(&format!(
+        "UPDATE restaurants SET agent_api_token = 'sk_edited_by_hand' WHERE id = {}",
+        db.id_literal(&rid(0))
+    ))
+    .await;
+    apply_ok(dir.path(), &emu.base_url()).await;
+    assert_eq!(
+        written_back(&db, 0).await,
+        before,
+        "a fresh apply restores the edited token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repair_records_the_digest_state_lacked_postgres() {
+    a_repair_records_the_digest_state_lacked(Engine::Postgres, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repair_records_the_digest_state_lacked_file_state() {
+    a_repair_records_the_digest_state_lacked(Engine::Sqlite, false).await;
+}
+
 /// The controller puts the four columns back after the page's save; the page's stale save
 /// arriving right after the write-back still ends with the right values.
 async fn controller_restores_the_page_wipe(engine: Engine) {

@@ -344,8 +344,8 @@ async fn repair_rows(
         None => ws.state().await,
     };
     let (repaired, state) = match state {
-        Ok(state) => (
-            ops::repair::repair_rows(ws, ctx.client, &state, Some(targets)).await,
+        Ok(mut state) => (
+            ops::repair::repair_rows(ws, ctx.client, &mut state, Some(targets)).await,
             Some(state),
         ),
         Err(e) => (Err(e), None),

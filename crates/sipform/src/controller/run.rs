@@ -435,8 +435,8 @@ impl Leader<'_> {
         };
         let healed = async {
             let _lock = ws.lock("controller").await?;
-            let state = ws.state().await?;
-            crate::ops::repair::repair_rows(&ws, client, &state, None).await
+            let mut state = ws.state().await?;
+            crate::ops::repair::repair_rows(&ws, client, &mut state, None).await
         };
         match healed.await {
             Ok(_) => {}

@@ -24,14 +24,14 @@ use super::PlatformTable;
 use crate::db::{with_pool, DbError, Engine};
 use crate::model::ids::{RemoteId, RestaurantId, MAX_ID_LEN};
 use crate::model::secret::Secret;
-use crate::state::{Change, CommitHook, RestaurantState, State, StateError};
+use crate::state::{token_digest_of, Change, CommitHook, RestaurantState, State, StateError};
 
 /// Longest token the platform's `varchar(128)` token columns hold.
 pub(crate) const MAX_TOKEN_LEN: usize = 128;
 
 /// Salted digests of the tokens this process wrote to each row (restaurant id → digest): never
-/// the tokens themselves, never stored or printed; lost at exit (a fresh process detects only
-/// blank tokens, or, with `store_tokens`, an api token that is not state's).
+/// the tokens themselves, never stored or printed; lost at exit. State also records a salted
+/// digest per restaurant ([`RestaurantState::token_digest`]), which any process compares.
 #[derive(Clone, Default)]
 pub(crate) struct TokenDigests(Arc<Mutex<HashMap<String, u64>>>, RandomState);
 
@@ -296,8 +296,9 @@ impl WriteBack {
 
     /// The rows whose written-back values are not what `state` knows for their restaurant
     /// (the rows of `ids` only, when given): an id that differs, a token column NULL or empty
-    /// while state has an agent (the platform's settings page saved a stale whole object), a
-    /// token that is not the one state keeps (`store_tokens`), or tokens left without an
+    /// while state has an agent (the platform's settings page saved a stale whole object),
+    /// tokens whose salted digest is not the one state recorded (edited), a token that is not
+    /// the one state keeps (`store_tokens`), or tokens left without an
     /// agent. Rows of restaurants state does not know are adoption's business, not listed.
     pub async fn drifted(
         &self,
@@ -310,13 +311,14 @@ impl WriteBack {
             .filter_map(|row| {
                 let rid = RestaurantId::new(row.id.as_str());
                 let known = state.restaurants.get(&rid)?;
-                self.drift_of(rid, known, row)
+                self.drift_of(&state.lineage, rid, known, row)
             })
             .collect())
     }
 
     fn drift_of(
         &self,
+        lineage: &uuid::Uuid,
         restaurant: RestaurantId,
         rs: &RestaurantState,
         row: RowBack,
@@ -327,16 +329,22 @@ impl WriteBack {
         let row_agent = row.agent.filter(|a| !a.trim().is_empty());
         let row_fc = row.final_customer.filter(|f| !f.trim().is_empty());
         let ids_differ = row_agent.as_deref() != agent || row_fc.as_deref() != fc;
+        let (api, public) = (
+            row.api_token.as_deref().unwrap_or_default(),
+            row.public_token.as_deref().unwrap_or_default(),
+        );
         let tokens = self.table.write_back_tokens
             && match agent {
                 Some(_) => {
                     blank(&row.api_token)
                         || blank(&row.public_token)
-                        || self.table.written_tokens.differ(
-                            restaurant.as_str(),
-                            row.api_token.as_deref().unwrap_or_default(),
-                            row.public_token.as_deref().unwrap_or_default(),
-                        )
+                        || self
+                            .table
+                            .written_tokens
+                            .differ(restaurant.as_str(), api, public)
+                        || rs.token_digest.as_ref().is_some_and(|d| {
+                            *d != token_digest_of(lineage, restaurant.as_str(), api, public)
+                        })
                         || rs
                             .api_token
                             .as_ref()

@@ -34,10 +34,10 @@ impl<'w> ApplyRun<'w> {
         let lock = ws.lock("apply").await?;
         let existing = ws.load_state().await?;
         let state_exists = existing.is_some();
-        let state = existing.unwrap_or_else(|| ws.fresh_state());
+        let mut state = existing.unwrap_or_else(|| ws.fresh_state());
         ws.reread_inventory(&state).await?;
         let ws: &'w Workspace = ws;
-        let healed = super::repair::repair_rows(ws, &client, &state, None).await?;
+        let healed = super::repair::repair_rows(ws, &client, &mut state, None).await?;
         Ok(ApplyRun {
             ws,
             client,

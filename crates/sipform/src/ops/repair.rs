@@ -4,7 +4,10 @@
 //! settings page saves the whole restaurant it loaded (often with those columns NULL), and its
 //! chat widget, FAQ, calls and stats pages read them.
 //!
-//! Tokens come from the server (one read of the agent), never from a file. A row naming an
+//! Tokens come from the server (one read of the agent), never from a file; state records their
+//! salted digest (`RestaurantState::token_digest`) when it did not hold theirs yet (state from
+//! before digests were recorded, tokens changed on the server), so that the next run, in any
+//! process, sees an edit of the row's tokens. A row naming an
 //! agent that exists and is not this project's (another account's, or claiming another
 //! restaurant) is reported and left alone: two projects reading one table never flip its rows.
 
@@ -19,7 +22,7 @@ use crate::plan::RestaurantPlan;
 use crate::remote::Client;
 use crate::resources::agent::restaurant_of;
 use crate::resources::{Kind, Resource};
-use crate::state::{AgentTokens, Change, State};
+use crate::state::{token_digest, AgentTokens, Change, State};
 use crate::LOG_TARGET;
 
 use super::{OpsError, Workspace};
@@ -66,22 +69,35 @@ enum Fix {
 }
 
 /// Rewrites the rows (of `ids`, or all) whose written-back values are not `state`'s; reports
-/// those naming another project's agent. Called under the state lock.
+/// those naming another project's agent; records in `state` (committed) the digest of tokens
+/// it wrote that state did not know. Called under the state lock.
 pub(crate) async fn repair_rows(
+    ws: &Workspace,
+    client: &Client,
+    state: &mut State,
+    ids: Option<&BTreeSet<RestaurantId>>,
+) -> Result<Repaired, OpsError> {
+    let (out, changes) = repair_rows_of(ws, client, state, ids).await?;
+    record_digests(ws, state, &changes).await?;
+    Ok(out)
+}
+
+/// [`repair_rows`] up to the rows written: what it did and the changes it wrote.
+async fn repair_rows_of(
     ws: &Workspace,
     client: &Client,
     state: &State,
     ids: Option<&BTreeSet<RestaurantId>>,
-) -> Result<Repaired, OpsError> {
+) -> Result<(Repaired, Vec<Change>), OpsError> {
     let Some(wb) = ws.write_back() else {
-        return Ok(Repaired::default());
+        return Ok((Repaired::default(), Vec::new()));
     };
     let drifts = wb.drifted(state, ids).await?;
     if drifts.is_empty() {
-        return Ok(Repaired::default());
+        return Ok((Repaired::default(), Vec::new()));
     }
     let Some(agents) = ws.kinds().get(Resource::AGENT) else {
-        return Ok(Repaired::default());
+        return Ok((Repaired::default(), Vec::new()));
     };
     let fixes: Vec<Result<Fix, OpsError>> = stream::iter(drifts)
         .map(|d| fix(ws, agents, client, state, d))
@@ -107,7 +123,46 @@ pub(crate) async fn repair_rows(
     if out.rewritten > 0 {
         tracing::info!(target: LOG_TARGET, "rewrote the ids and tokens of {} platform row(s) that differed from state", out.rewritten);
     }
-    Ok(out)
+    Ok((out, changes))
+}
+
+/// Records, in one commit, the digest of the tokens `changes` wrote where state recorded
+/// another (or none): so the next run, in any process, tells an edited token from these.
+async fn record_digests(
+    ws: &Workspace,
+    state: &mut State,
+    changes: &[Change],
+) -> Result<(), OpsError> {
+    let learned: Vec<Change> = changes
+        .iter()
+        .filter(|c| match c {
+            Change::Agent {
+                restaurant,
+                id: Some(_),
+                tokens: Some(t),
+            } => {
+                let known = state
+                    .restaurants
+                    .get(restaurant)
+                    .and_then(|r| r.token_digest.as_deref());
+                known != Some(token_digest(&state.lineage, restaurant, t).as_str())
+            }
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    if learned.is_empty() {
+        return Ok(());
+    }
+    let mut next = state.clone();
+    let store_tokens = ws.settings().state.store_tokens();
+    for c in &learned {
+        next.apply(c, store_tokens);
+    }
+    next.serial += 1;
+    ws.backend().commit(&next, &learned).await?;
+    *state = next;
+    Ok(())
 }
 
 /// The restaurants of `desired` (in `scope`) whose row names an agent that exists on the

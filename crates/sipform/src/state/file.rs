@@ -59,6 +59,10 @@ struct JournalCtl {
     snapshot_len: u64,
     /// The project the document or journal records, which a commit need not repeat.
     project: Option<ProjectRef>,
+    /// The format version of the document the journal continues: a commit raising it is
+    /// written whole, so that an older sipform reads "upgrade" in the document instead of
+    /// failing on a journal entry it cannot parse ("corrupt").
+    version: u32,
     /// This process wrote the document whole and appended nothing since: releasing the lock
     /// has nothing to fold in (and need not read state back to know it).
     compacted: bool,
@@ -258,7 +262,7 @@ fn write_whole(path: &Path, ctl: &mut JournalCtl, state: &State) -> Result<(), S
         ctl,
         doc_len,
         &journal::fresh(state),
-        state.project.clone(),
+        (state.project.clone(), state.version),
     )
 }
 
@@ -268,11 +272,11 @@ fn write_encoded(
     ctl: &mut JournalCtl,
     doc: &[u8],
     fresh: &[u8],
-    project: Option<ProjectRef>,
+    (project, version): (Option<ProjectRef>, u32),
 ) -> Result<(), StateError> {
     ctl.ready = false;
     write_atomic(path, doc).map_err(|e| StateError::io("write state file", path, e))?;
-    write_fresh_journal(path, ctl, doc.len() as u64, fresh, project)
+    write_fresh_journal(path, ctl, doc.len() as u64, fresh, (project, version))
 }
 
 /// After the document (`doc_len` bytes), the journal. A crash between the two leaves the old
@@ -282,7 +286,7 @@ fn write_fresh_journal(
     ctl: &mut JournalCtl,
     doc_len: u64,
     fresh: &[u8],
-    project: Option<ProjectRef>,
+    (project, version): (Option<ProjectRef>, u32),
 ) -> Result<(), StateError> {
     let journal_path = beside(path, ".journal");
     write_atomic(&journal_path, fresh)
@@ -293,6 +297,7 @@ fn write_fresh_journal(
         journal_len: fresh.len() as u64,
         snapshot_len: doc_len,
         project,
+        version,
         compacted: true,
     };
     Ok(())
@@ -324,6 +329,11 @@ fn resume(path: &Path, ctl: &mut JournalCtl, last: (uuid::Uuid, u64)) -> Result<
         journal_len: scan.valid_len,
         snapshot_len: meta.len(),
         project: scan.project().cloned(),
+        version: scan
+            .entries
+            .first()
+            .and_then(|e| e.version)
+            .unwrap_or_default(),
         compacted: false,
     };
     Ok(true)
@@ -343,9 +353,13 @@ fn append(
     ctl: &mut JournalCtl,
     entry: &[u8],
     last: (uuid::Uuid, u64),
-    project: Option<&ProjectRef>,
+    (project, version): (Option<&ProjectRef>, u32),
 ) -> Result<Appended, StateError> {
     if !ctl.ready && !resume(path, ctl, last)? {
+        return Ok(Appended::WriteWhole);
+    }
+    // A newer format than the document's (its first token digest, say): written whole.
+    if version > ctl.version {
         return Ok(Appended::WriteWhole);
     }
     // A project the journal does not hold yet: that commit is written whole (once).
@@ -500,9 +514,10 @@ impl StateBackend for FileState {
             let last = (state.lineage, state.serial.wrapping_sub(1));
             let (path, ctl) = (self.path.clone(), self.journal.clone());
             let project = self.project.clone().or_else(|| state.project.clone());
+            let version = state.version;
             let appended = tokio::task::spawn_blocking(move || {
                 let mut ctl = ctl.lock().unwrap_or_else(|p| p.into_inner());
-                append(&path, &mut ctl, &entry, last, project.as_ref())
+                append(&path, &mut ctl, &entry, last, (project.as_ref(), version))
             })
             .await
             .map_err(|e| self.interrupted("write", e))??;
@@ -534,7 +549,7 @@ impl StateBackend for FileState {
         }
         let (doc, fresh) = encode_whole(&self.path, state)?;
         let (path, ctl) = (self.path.clone(), self.journal.clone());
-        let project = state.project.clone();
+        let project = (state.project.clone(), state.version);
         tokio::task::spawn_blocking(move || {
             let mut ctl = ctl.lock().unwrap_or_else(|p| p.into_inner());
             write_encoded(&path, &mut ctl, &doc, &fresh, project)

@@ -81,6 +81,9 @@ pub enum Op {
         /// The token state keeps (only when `store_tokens` is on).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         api_token: Option<Secret<String>>,
+        /// The salted digest of the tokens state records (never the tokens).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
     },
     Tool {
         name: String,
@@ -129,6 +132,18 @@ impl Entry {
             for op in &g.ops {
                 let (change, store_tokens) = op.change(g.r.as_ref())?;
                 state.apply(&change, store_tokens);
+                // The replayed change holds no tokens to digest: the entry's digest is kept.
+                if let (
+                    Op::Agent { digest, .. },
+                    Change::Agent {
+                        tokens: Some(_), ..
+                    },
+                ) = (op, &change)
+                {
+                    if let Some(e) = g.r.as_ref().and_then(|r| state.restaurants.get_mut(r)) {
+                        e.token_digest = digest.clone();
+                    }
+                }
             }
         }
         state.serial = self.serial;
@@ -162,14 +177,17 @@ impl Op {
                 restaurant,
                 id,
                 tokens,
-            } => Op::Agent {
-                id: id.clone(),
-                tokens: tokens.is_some(),
-                api_token: tokens
+            } => {
+                let kept = tokens
                     .as_ref()
-                    .and_then(|_| state.restaurants.get(restaurant))
-                    .and_then(|e| e.api_token.clone()),
-            },
+                    .and_then(|_| state.restaurants.get(restaurant));
+                Op::Agent {
+                    id: id.clone(),
+                    tokens: tokens.is_some(),
+                    api_token: kept.and_then(|e| e.api_token.clone()),
+                    digest: kept.and_then(|e| e.token_digest.clone()),
+                }
+            }
             Change::Tool { name, id, .. } => Op::Tool {
                 name: name.clone(),
                 id: id.clone(),
@@ -207,6 +225,7 @@ impl Op {
                 id,
                 tokens,
                 api_token,
+                ..
             } => {
                 let keep = api_token.is_some();
                 let tokens = tokens.then(|| AgentTokens {

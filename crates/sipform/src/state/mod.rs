@@ -20,7 +20,10 @@ pub mod writer;
 pub use backend::{LockGuard, LockInfo, StateBackend, StateError};
 pub use db::{PostgresState, SqliteState};
 pub use file::FileState;
-pub use model::{AgentTokens, Change, ProjectRef, RestaurantState, State, STATE_FORMAT_VERSION};
+pub use model::{
+    token_digest, token_digest_of, AgentTokens, Change, ProjectRef, RestaurantState, State,
+    STATE_FORMAT_VERSION,
+};
 pub use writer::{CommitHook, StateWriter};
 
 /// The attribute [`StateBackend`] and [`CommitHook`] are written with, so that code outside

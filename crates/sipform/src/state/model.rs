@@ -15,7 +15,8 @@ use crate::model::secret::Secret;
 /// rewritten in an older shape.
 ///
 /// Version 2 added the owning [`ProjectRef`] and the per-kind [`RestaurantState::objects`];
-/// version 3 the revision that last reconciled each restaurant.
+/// version 3 the revision that last reconciled each restaurant; version 4 the salted digest of
+/// the tokens written back to each restaurant's platform row ([`RestaurantState::token_digest`]).
 /// A version-1 document stays version 1 (byte for byte) until one of them is written into it;
 /// then it becomes version 2, so that an older sipform says "upgrade" instead of "corrupt".
 /// A small map kept as a sorted vector of pairs: a restaurant's 12 tools are one allocation
@@ -23,7 +24,7 @@ use crate::model::secret::Secret;
 /// order, same JSON object.
 pub(crate) type SmallMap<K, V> = litemap::LiteMap<K, V>;
 
-pub const STATE_FORMAT_VERSION: u32 = 3;
+pub const STATE_FORMAT_VERSION: u32 = 4;
 
 /// The first format version that may hold a project or generic objects.
 const FORMAT_WITH_PROJECT_AND_OBJECTS: u32 = 2;
@@ -31,6 +32,9 @@ const FORMAT_WITH_PROJECT_AND_OBJECTS: u32 = 2;
 /// The first format version that may hold a restaurant's [`RestaurantState::revision`]: an
 /// older sipform reading one says "upgrade", not "corrupt".
 const FORMAT_WITH_REVISIONS: u32 = 3;
+
+/// The first format version that may hold a restaurant's [`RestaurantState::token_digest`].
+const FORMAT_WITH_TOKEN_DIGESTS: u32 = 4;
 
 /// The project a state belongs to: `sipform.yaml`'s `project:` id (or, when it sets none, its
 /// account name) and its account name. A run opening state recorded for another project is
@@ -114,6 +118,12 @@ pub struct RestaurantState {
     /// nothing else is dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<AppliedRevision>,
+    /// A salted digest ([`token_digest`]) of the agent's two tokens as the server last gave
+    /// them, which the write-back puts in the platform's row: never the tokens themselves. It
+    /// lets any run (a fresh `apply`, not only the process that wrote them) tell that the row's
+    /// tokens were edited. `None` in state written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_digest: Option<String>,
 }
 
 impl RestaurantState {
@@ -188,6 +198,33 @@ impl Change {
     }
 }
 
+/// The salted digest state keeps of `tokens`, the agent's tokens written back to `restaurant`'s
+/// platform row: `sha256:` and the hex SHA-256 of a domain tag, the state's lineage and the
+/// restaurant id (the salt: the same tokens digest differently in another history or row),
+/// then both tokens, each field length-prefixed. Tokens are long random strings, so the digest
+/// reveals nothing a guess could confirm cheaply.
+pub fn token_digest(lineage: &Uuid, restaurant: &RestaurantId, tokens: &AgentTokens) -> String {
+    token_digest_of(
+        lineage,
+        restaurant.as_str(),
+        tokens.api_token.expose(),
+        tokens.public_token.expose(),
+    )
+}
+
+/// [`token_digest`] of a row's two token columns.
+pub fn token_digest_of(lineage: &Uuid, restaurant: &str, api: &str, public: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"sipform token digest v1\0");
+    h.update(lineage.as_bytes());
+    for field in [restaurant, api, public] {
+        h.update((field.len() as u64).to_le_bytes());
+        h.update(field.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
 /// The agent's two tokens, as the server returned them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentTokens {
@@ -238,6 +275,10 @@ impl State {
                 id,
                 tokens,
             } => {
+                let digest = match (id, tokens) {
+                    (Some(_), Some(t)) => Some(token_digest(&self.lineage, restaurant, t)),
+                    _ => None,
+                };
                 let e = self.entry(restaurant);
                 e.agent_id = id.clone();
                 if id.is_none() {
@@ -245,8 +286,11 @@ impl State {
                     e.tools.clear();
                     e.api_token = None;
                     e.objects.clear();
+                    e.token_digest = None;
                 } else if let Some(t) = tokens {
                     e.api_token = store_tokens.then(|| t.api_token.clone());
+                    e.token_digest = digest;
+                    self.version = self.version.max(FORMAT_WITH_TOKEN_DIGESTS);
                 }
             }
             Change::Tool {

@@ -9,8 +9,10 @@
 //!   per lineage, `project` the JSON [`ProjectRef`] it belongs to (NULL: written before
 //!   projects were recorded).
 //! - `sipform_state_restaurants(lineage, restaurant_id, final_customer_id, agent_id, tools,
-//!   api_token, objects)`: one row per restaurant, `tools` a JSON object of tool ids by name,
-//!   `objects` the JSON of [`RestaurantState::objects`] (NULL when there are none).
+//!   api_token, objects, suspended, revision, token_digest)`: one row per restaurant, `tools` a
+//!   JSON object of tool ids by name, `objects` the JSON of [`RestaurantState::objects`] (NULL
+//!   when there are none), `token_digest` the salted digest of the tokens written back to the
+//!   platform's row (never a token; NULL before layout 5 or when none was recorded).
 //!
 //! Several projects share one database side by side, one lineage each: a backend opened for a
 //! project loads and writes only the lineage recorded for that project. With none recorded
@@ -20,7 +22,7 @@
 //! lineage for one project is refused.
 //!
 //! Layout versions: 1 is the first; 2 added `project` and `objects` (nullable, so every row of
-//! a version-1 database stays as it was). A fresh database is created at version 1 and
+//! a version-1 database stays as it was); 3 `suspended`, 4 `revision`, 5 `token_digest`. A fresh database is created at version 1 and
 //! migrated, so the migration runs on every new database, not only on old ones.
 //! - `sipform_state_lock(name, holder)`: who holds the lock (JSON [`LockInfo`]), for the
 //!   message the waiter sees.
@@ -54,7 +56,7 @@ use crate::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId};
 use crate::model::secret::Secret;
 
 /// Version of sipform's own table layout.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// The first layout with `project` and `objects` columns.
 const SCHEMA_WITH_PROJECTS: i64 = 2;
@@ -64,6 +66,9 @@ const SCHEMA_WITH_SUSPENDED: i64 = 3;
 
 /// The first layout with a `revision` column (the revision that last reconciled a restaurant).
 const SCHEMA_WITH_REVISIONS: i64 = 4;
+
+/// The first layout with a `token_digest` column (the salted digest of the tokens written back).
+const SCHEMA_WITH_TOKEN_DIGESTS: i64 = 5;
 
 /// Layout version 1, as the first release created it. Later versions migrate from it.
 const DDL: &[&str] = &[
@@ -104,6 +109,11 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         4,
         &["ALTER TABLE sipform_state_restaurants ADD COLUMN revision TEXT"],
+    ),
+    // The salted digest of the tokens written back to the platform's row, never a token.
+    (
+        5,
+        &["ALTER TABLE sipform_state_restaurants ADD COLUMN token_digest TEXT"],
     ),
 ];
 
@@ -313,6 +323,11 @@ impl Tables {
                 } else {
                     "NULL"
                 };
+                let digest_col = if version.unwrap_or(1) >= SCHEMA_WITH_TOKEN_DIGESTS {
+                    "token_digest"
+                } else {
+                    "NULL"
+                };
                 let metas: Vec<MetaRow> = sqlx::query(&metas_sql(project_col))
                 .fetch_all(&mut *tx)
                 .await
@@ -327,7 +342,7 @@ impl Tables {
                 let rows: Vec<RestaurantRow> = sqlx::query(&format!(
                     "SELECT restaurant_id, final_customer_id, agent_id, tools, api_token, \
                      CAST({objects_col} AS TEXT), CAST({suspended_col} AS TEXT), \
-                     CAST({revision_col} AS TEXT) \
+                     CAST({revision_col} AS TEXT), CAST({digest_col} AS TEXT) \
                      FROM sipform_state_restaurants WHERE lineage = {} ORDER BY restaurant_id",
                     self.ph(1)
                 ))
@@ -454,6 +469,7 @@ impl Tables {
             objects,
             suspended: r.suspended.as_deref() == Some("1"),
             revision,
+            token_digest: r.token_digest,
         };
         Ok((RestaurantId::new(r.restaurant_id), rs))
     }
@@ -562,7 +578,7 @@ impl Tables {
                         .await
                         .map_err(|e| self.err(what, e))?;
                 }
-                for UpsertRow(rid, fc, agent, tools, token, objects, suspended, revision) in &w.upserts {
+                for UpsertRow(rid, fc, agent, tools, token, objects, suspended, revision, digest) in &w.upserts {
                     sqlx::query(&sql.upsert_row)
                         .bind(w.lineage.clone())
                         .bind(rid.clone())
@@ -573,6 +589,7 @@ impl Tables {
                         .bind(objects.clone())
                         .bind(suspended.then_some("1"))
                         .bind(revision.clone())
+                        .bind(digest.clone())
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.err(&format!("{what} (restaurant {rid})"), e))?;
@@ -663,6 +680,7 @@ impl Tables {
                         .as_ref()
                         .map(|r| encode(rid, "revision", serde_json::to_string(r)))
                         .transpose()?,
+                    rs.token_digest.clone(),
                 )),
                 None => deletes.push(rid.as_str().to_string()),
             }
@@ -809,12 +827,13 @@ impl CommitSql {
             upsert_row: format!(
                 "INSERT INTO sipform_state_restaurants \
                  (lineage, restaurant_id, final_customer_id, agent_id, tools, api_token, objects, \
-                 suspended, revision) \
+                 suspended, revision, token_digest) \
                  VALUES ({}) ON CONFLICT (lineage, restaurant_id) DO UPDATE SET \
                  final_customer_id = excluded.final_customer_id, agent_id = excluded.agent_id, \
                  tools = excluded.tools, api_token = excluded.api_token, objects = excluded.objects, \
-                 suspended = excluded.suspended, revision = excluded.revision",
-                phs(9)
+                 suspended = excluded.suspended, revision = excluded.revision, \
+                 token_digest = excluded.token_digest",
+                phs(10)
             ),
             delete_row: format!(
                 "DELETE FROM sipform_state_restaurants WHERE lineage = {} AND restaurant_id = {}",
@@ -830,7 +849,7 @@ impl CommitSql {
 }
 
 /// restaurant_id, final_customer_id, agent_id, tools JSON, api_token, objects JSON, suspended,
-/// revision JSON.
+/// revision JSON, token digest.
 struct UpsertRow(
     String,
     Option<String>,
@@ -839,6 +858,7 @@ struct UpsertRow(
     Option<String>,
     Option<String>,
     bool,
+    Option<String>,
     Option<String>,
 );
 
@@ -861,6 +881,7 @@ struct RestaurantRow {
     /// `'1'` when suspended.
     suspended: Option<String>,
     revision: Option<String>,
+    token_digest: Option<String>,
 }
 
 impl MetaRow {
@@ -883,8 +904,7 @@ impl MetaRow {
 
 impl RestaurantRow {
     /// `restaurant_id, final_customer_id, agent_id, tools, api_token, objects, suspended,
-    /// revision`, in
-    /// that order.
+    /// revision, token_digest`, in that order.
     fn from_row<R: Row>(r: &R) -> Result<RestaurantRow, sqlx::Error>
     where
         usize: sqlx::ColumnIndex<R>,
@@ -899,6 +919,7 @@ impl RestaurantRow {
             objects: r.try_get(5)?,
             suspended: r.try_get(6)?,
             revision: r.try_get(7)?,
+            token_digest: r.try_get(8)?,
         })
     }
 }
