@@ -505,8 +505,12 @@ async fn kill_9_mid_wave_then_apply_again_finishes_with_no_restaurant_done_twice
 async fn the_controller_rolls_a_new_revision_through_the_same_waves() {
     let emu = emulator().await;
     let url = emu.base_url();
-    let policy = "  canary: 3\n  waves: [\"100%\"]\n  health:\n    min_calls: 1\n";
-    let dir = fleet(30, &url, policy).await;
+    let hook = common::receiver::Receiver::start().await;
+    let policy = format!(
+        "  canary: 3\n  waves: [\"100%\"]\n  health:\n    min_calls: 1\nnotify:\n  webhook: {}/hook\n",
+        hook.base
+    );
+    let dir = fleet(30, &url, &policy).await;
     let d = dir.path();
     edit_end_call(d, "Raccroche (v2).");
     generate_restaurants_from(d, 30, 31);
@@ -549,6 +553,14 @@ async fn the_controller_rolls_a_new_revision_through_the_same_waves() {
     );
     assert_eq!(agents_with(&emu, "Raccroche (v2)."), 31);
     assert_eq!(rollout_json(d, &url)["phase"], "finished");
+    // The controller told the webhook the rollout finished, once.
+    assert_eq!(
+        hook.of_kind("rollout_finished").len(),
+        1,
+        "{:?}",
+        hook.received()
+    );
+    assert!(hook.of_kind("rollout_halted").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
