@@ -150,14 +150,21 @@ pub(crate) fn fleet(state: &State) -> BTreeSet<RestaurantId> {
 
 /// The restaurants of `plan` with a change to an agent that already exists.
 fn changed(plan: &Plan, state: &State) -> BTreeSet<RestaurantId> {
+    with_changes(plan, state, true)
+}
+
+/// The restaurants of `plan` with changes whose agent state records (`existing`), or not
+/// (being created).
+pub(super) fn with_changes(plan: &Plan, state: &State, existing: bool) -> BTreeSet<RestaurantId> {
     plan.restaurants
         .iter()
         .filter(|r| r.has_changes())
         .filter(|r| {
-            state
+            let known = state
                 .restaurants
                 .get(&r.restaurant_id)
-                .is_some_and(|s| s.agent_id.is_some())
+                .is_some_and(|s| s.agent_id.is_some());
+            known == existing
         })
         .map(|r| r.restaurant_id.clone())
         .collect()

@@ -23,17 +23,7 @@ use super::{abort, apply_once, narrow, Assignment, RolloutRecord};
 
 /// The restaurants of `plan` being created: a change, and no agent in state.
 pub(super) fn new_restaurants(plan: &Plan, state: &State) -> BTreeSet<RestaurantId> {
-    plan.restaurants
-        .iter()
-        .filter(|r| r.has_changes())
-        .filter(|r| {
-            state
-                .restaurants
-                .get(&r.restaurant_id)
-                .is_none_or(|s| s.agent_id.is_none())
-        })
-        .map(|r| r.restaurant_id.clone())
-        .collect()
+    super::with_changes(plan, state, false)
 }
 
 /// Of `new` (new restaurants, placed in `assignment`), those created at the stable revision:
