@@ -91,6 +91,21 @@ impl Cache {
         }
     }
 
+    /// State to read between batches (a rollout's gates, at every poll): the kept copy
+    /// while the backend's serial says it is current, else read from `backend`. Nothing is
+    /// kept from here.
+    pub(crate) async fn state_to_read(
+        &self,
+        backend: &dyn crate::state::StateBackend,
+    ) -> Result<Option<std::borrow::Cow<'_, State>>, crate::state::StateError> {
+        if let Some(kept) = &self.state {
+            if backend.stored_serial().await? == Some((kept.lineage, kept.serial)) {
+                return Ok(Some(std::borrow::Cow::Borrowed(kept)));
+            }
+        }
+        Ok(backend.load().await?.map(std::borrow::Cow::Owned))
+    }
+
     /// State for a batch: the kept copy while still current, else read.
     pub(crate) async fn state_for(
         &mut self,

@@ -685,7 +685,9 @@ impl Leader<'_> {
         if !going && !self.rollout_shown {
             return false;
         }
-        let state = match self.backend.load().await {
+        // The state the last batch kept, unless someone committed since: no whole read of
+        // state at every poll.
+        let state = match self.cache.state_to_read(self.backend.as_ref()).await {
             Ok(Some(s)) => s,
             Ok(None) => return false,
             Err(e) => {
