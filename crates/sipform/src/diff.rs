@@ -23,6 +23,7 @@ use crate::plan::{
 };
 use crate::remote::ServerObject;
 use crate::resources::actual::list_digest;
+use crate::resources::index::ObjectIndex;
 use crate::resources::{account, Actual, AdoptCx, Adoption, Index, Kind, Kinds, Resource, Shape};
 use crate::state::{RestaurantState, State};
 
@@ -62,7 +63,7 @@ pub fn plan_with(
     state: &State,
     opts: &PlanOptions,
 ) -> Plan {
-    let mut planner = Planner::new(kinds, desired, actual, state, opts);
+    let mut planner = Planner::new(kinds, desired, actual, None, state, opts);
     while let Some(batch) = planner.next_batch(usize::MAX) {
         planner.plan_batch(batch, &actual.children);
     }
@@ -99,15 +100,23 @@ pub(crate) struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    /// `actual` needs no children: [`Planner::plan_batch`] is given them.
+    /// `actual` needs no children: [`Planner::plan_batch`] is given them. `index` covers
+    /// `actual`'s one-per-restaurant objects, or more (the controller's cache keeps one over
+    /// every object it holds and gives the plan only the targets' objects); `None`: one is
+    /// built over `actual`.
     pub fn new(
         kinds: &'a Kinds,
         desired: &'a Desired,
         actual: &'a Actual,
+        index: Option<&'a ObjectIndex>,
         state: &'a State,
         opts: &'a PlanOptions,
     ) -> Self {
-        let mut cx = Cx::new(kinds, actual, state);
+        let index = match index {
+            Some(kept) => Index::with(kinds, actual, kept),
+            None => Index::new(kinds, actual),
+        };
+        let mut cx = Cx::new(kinds, actual, index, state);
         cx.known = desired
             .restaurants
             .iter()
@@ -164,7 +173,7 @@ impl<'a> Planner<'a> {
             .filter(|r| self.opts.in_scope(&r.id))
         {
             parents.extend(self.cx.parents(r, self.state.restaurants.get(&r.id)));
-            parents.extend(duplicates::parents(self.claimants(r), &self.protected));
+            parents.extend(duplicates::parents(&self.claimants(r), &self.protected));
         }
         let adopted = self.cx.trial.borrow_mut().take().unwrap_or_default();
         let mut taken = self.cx.taken.borrow_mut();
@@ -175,7 +184,7 @@ impl<'a> Planner<'a> {
     }
 
     /// The agents claiming restaurant `r` (their `config.restaurantId`).
-    fn claimants<'s>(&'s self, r: &'a DesiredRestaurant) -> &'s [&'a ServerObject] {
+    fn claimants(&self, r: &'a DesiredRestaurant) -> Vec<&'a ServerObject> {
         self.cx.index.claimants(Resource::AGENT, r.id.as_str())
     }
 
@@ -194,7 +203,7 @@ impl<'a> Planner<'a> {
                 .cx
                 .restaurant(r, self.state.restaurants.get(&r.id), children);
             let found =
-                duplicates::of_restaurant(r, self.claimants(r), &self.protected, &rp, children);
+                duplicates::of_restaurant(r, &self.claimants(r), &self.protected, &rp, children);
             self.duplicates.extend(found);
             // Leaving an unchanged restaurant out loses no protection from duplicates: a
             // no-op's object is one state records, which `protected` holds already.
@@ -346,7 +355,7 @@ impl Shared {
 }
 
 impl<'a> Cx<'a> {
-    fn new(kinds: &'a Kinds, actual: &'a Actual, state: &'a State) -> Self {
+    fn new(kinds: &'a Kinds, actual: &'a Actual, index: Index<'a>, state: &'a State) -> Self {
         let mut claimed = HashMap::new();
         for (rid, st) in &state.restaurants {
             for k in kinds.singletons() {
@@ -364,7 +373,7 @@ impl<'a> Cx<'a> {
             taken: RefCell::new(HashMap::new()),
             trial: RefCell::new(None),
             allow_replace: false,
-            index: Index::new(kinds, actual),
+            index,
             shared: Shared::default(),
         }
     }

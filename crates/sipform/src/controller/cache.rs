@@ -23,6 +23,7 @@ use crate::plan::{Action, Op, Plan, Resource};
 use crate::refresh::{self, ChildrenRead, RefreshError, ServerView};
 use crate::remote::{Client, ClientError, Created, Object, ServerObject};
 use crate::resources::actual::Children;
+use crate::resources::index::{Indexed, ObjectIndex};
 use crate::resources::{Actual, Kinds, Shape};
 use crate::state::State;
 
@@ -30,8 +31,9 @@ use crate::state::State;
 #[derive(Default)]
 pub struct Cache {
     /// Account, billing plans and one-per-restaurant objects (its `children` stay empty: the
-    /// planner borrows this while `children` below is filled).
-    singles: Actual,
+    /// planner borrows this while `children` below is filled), with their index, kept
+    /// current with them and handed to each plan.
+    singles: Indexed,
     /// The lists under parents, read when a plan first needs them.
     children: BTreeMap<(Resource, ObjectId), Vec<Shared>>,
     /// One copy of each distinct body held in `children`: every restaurant's agent has the
@@ -125,8 +127,9 @@ impl Cache {
         account_name: &str,
         state: &State,
     ) -> Result<(), RefreshError> {
-        self.singles =
+        let lists =
             refresh::read_account_level(kinds, client, account_name, state, true, false).await?;
+        self.singles = Indexed::new(kinds, lists);
         // Subscriptions are written by sipform alone: the cache, kept current by every write
         // apply confirms, is authoritative for them, so a sweep does not read them again (a
         // restaurant whose apply failed is re-read by id all the same).
@@ -220,15 +223,14 @@ impl Cache {
             }
             if dirty {
                 for k in kinds.singletons() {
-                    let claiming = self.singles.singles(k.resource()).iter();
-                    ids.extend(
-                        claiming
-                            .filter(|o| k.claims(o) == Some(rid.as_str()))
-                            .map(|o| (k.resource(), o.id.clone())),
-                    );
+                    let claiming = self
+                        .singles
+                        .index()
+                        .claimant_ids(k.resource(), rid.as_str());
+                    ids.extend(claiming.iter().map(|id| (k.resource(), id.clone())));
                 }
                 for (r, id) in &ids {
-                    self.drop_object(*r, id);
+                    self.drop_object(kinds, *r, id);
                 }
             }
             reread.extend(ids.into_iter().filter(|(r, id)| !self.holds(*r, id)));
@@ -249,7 +251,7 @@ impl Cache {
                 .str_field("accountId")
                 .is_some_and(|acc| account.as_ref().is_none_or(|ours| ours.as_str() != acc));
             if !other {
-                self.singles.add_single(r, o);
+                self.singles.add(kinds, r, o);
             }
         }
         Ok(())
@@ -267,7 +269,7 @@ impl Cache {
                 let id = account.id.clone();
                 for k in kinds.iter() {
                     if let Some((r, list)) = k.account_data(client, &id).await? {
-                        self.singles.set_singles(r, list);
+                        self.singles.set_account_data(r, list);
                     }
                 }
             }
@@ -342,6 +344,10 @@ impl ServerView for CachedServer<'_> {
         ChildrenRead::start(held, kinds, self.client, missing)
     }
 
+    fn index(&self) -> Option<Arc<ObjectIndex>> {
+        Some(self.cache.index())
+    }
+
     async fn finish_children(&mut self, read: ChildrenRead) -> Result<Children, ClientError> {
         let (mut held, read) = read.join().await?;
         for (key, list) in read {
@@ -375,8 +381,8 @@ fn intern(pool: &mut HashMap<u64, Vec<Arc<Object>>>, o: ServerObject) -> Shared 
 impl Cache {
     /// What a plan of `targets` can look at: the account, the plans, and the objects the
     /// targets record, their rows name, claim them, carry their keys, or that those point
-    /// at. The planner indexes (and fingerprints) what it is given: a targeted plan then
-    /// costs its restaurants, not the whole account.
+    /// at, found through the kept index. The planner indexes (and fingerprints) what it is
+    /// given: a targeted plan then costs its restaurants, not the whole account.
     fn view(
         &self,
         kinds: &Kinds,
@@ -385,10 +391,10 @@ impl Cache {
         targets: &BTreeSet<RestaurantId>,
     ) -> Actual {
         if targets.is_empty() {
-            return self.singles.clone();
+            return Actual::clone(&self.singles);
         }
+        let index = self.singles.index();
         let mut ids: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
-        let mut owned_keys: Vec<(Resource, String)> = Vec::new();
         for rid in targets {
             if let Some(st) = state.restaurants.get(rid) {
                 for k in kinds.singletons() {
@@ -398,42 +404,37 @@ impl Cache {
             for r in desired.restaurants.iter().filter(|r| &r.id == rid) {
                 ids.extend(named_by_row(kinds, r));
                 for k in kinds.singletons() {
-                    owned_keys.extend(k.desired(r).into_iter().map(|d| (k.resource(), d.key)));
+                    for d in k.desired(r) {
+                        let named = index.key_ids(k.resource(), &d.key).iter();
+                        ids.extend(named.map(|id| (k.resource(), id.clone())));
+                    }
                 }
             }
+            for k in kinds.singletons() {
+                let claiming = index.claimant_ids(k.resource(), rid.as_str()).iter();
+                ids.extend(claiming.map(|id| (k.resource(), id.clone())));
+            }
         }
-        let keys: BTreeSet<(Resource, &str)> =
-            owned_keys.iter().map(|(r, k)| (*r, k.as_str())).collect();
-        let wanted: BTreeSet<&str> = targets.iter().map(RestaurantId::as_str).collect();
+        let linked: Vec<(Resource, ObjectId)> = ids
+            .iter()
+            .filter_map(|(r, id)| kinds.get(*r)?.links(self.object(*r, id)?))
+            .filter(|(r, _)| kinds.get(*r).is_some_and(|k| k.shape() == Shape::One))
+            .collect();
+        ids.extend(linked);
         let mut view = Actual {
             account: self.singles.account.clone(),
             ..Actual::default()
         };
-        let mut linked = BTreeSet::new();
         for k in kinds.singletons() {
             let r = k.resource();
-            let list: Vec<ServerObject> = self
-                .singles
-                .singles(r)
+            let mut places: Vec<usize> = ids
                 .iter()
-                .filter(|o| {
-                    ids.contains(&(r, o.id.clone()))
-                        || k.claims(o).is_some_and(|c| wanted.contains(c))
-                        || k.key_of(o).is_some_and(|key| keys.contains(&(r, key)))
-                })
-                .cloned()
+                .filter(|(kind, _)| *kind == r)
+                .filter_map(|(_, id)| index.position(r, id))
                 .collect();
-            linked.extend(list.iter().filter_map(|o| k.links(o)));
-            view.set_singles(r, list);
-        }
-        for (r, id) in linked {
-            if kinds.get(r).is_some_and(|k| k.shape() == Shape::One)
-                && !view.singles(r).iter().any(|o| o.id == id)
-            {
-                if let Some(o) = self.singles.singles(r).iter().find(|o| o.id == id) {
-                    view.add_single(r, o.clone());
-                }
-            }
+            places.sort_unstable();
+            let all = self.singles.singles(r);
+            view.set_singles(r, places.iter().map(|at| all[*at].clone()).collect());
         }
         // What kinds read per account (the billing plans): whole.
         for (r, list) in self.singles.singles_by_kind() {
@@ -444,13 +445,24 @@ impl Cache {
         view
     }
 
+    /// The object of kind `r` with this id, through the index.
+    fn object(&self, r: Resource, id: &ObjectId) -> Option<&ServerObject> {
+        let at = self.singles.index().position(r, id)?;
+        self.singles.singles(r).get(at)
+    }
+
     fn holds(&self, r: Resource, id: &ObjectId) -> bool {
-        self.singles.singles(r).iter().any(|o| &o.id == id)
+        self.singles.index().holds(r, id)
+    }
+
+    /// The index of the one-per-restaurant objects it holds, for a plan.
+    pub(crate) fn index(&self) -> Arc<ObjectIndex> {
+        self.singles.index().clone()
     }
 
     /// Drops an object and the lists under it.
-    fn drop_object(&mut self, r: Resource, id: &ObjectId) {
-        self.singles.remove_single(r, id);
+    fn drop_object(&mut self, kinds: &Kinds, r: Resource, id: &ObjectId) {
+        self.singles.remove(kinds, r, id);
         for list in self.children.values_mut() {
             list.retain(|o| &o.id != id);
         }
@@ -477,11 +489,11 @@ impl Cache {
             // but what this apply made. Without its id, the lists are read again.
             match account {
                 Some(id) => {
-                    self.singles.account = Some(ServerObject::new(
+                    self.singles.set_account(Some(ServerObject::new(
                         id,
                         body.value().as_object().cloned().unwrap_or_default(),
-                    ));
-                    self.singles.clear_singles();
+                    )));
+                    self.singles.clear();
                     self.plans_due = true;
                 }
                 None => self.invalidate(),
@@ -533,7 +545,7 @@ impl Cache {
                         }
                     }
                     (Shape::Many, None) => {}
-                    (Shape::One, _) => self.singles.add_single(e.resource, o),
+                    (Shape::One, _) => self.singles.add(kinds, e.resource, o),
                 }
             }
             Op::Update => {
@@ -547,15 +559,14 @@ impl Cache {
                         }
                     }
                 };
-                for o in self.singles.singles_with_id(&e.id) {
-                    merge(&mut o.fields);
-                }
+                self.singles
+                    .update(kinds, &e.id, |o: &mut ServerObject| merge(&mut o.fields));
                 let children = self.children.values_mut().flatten();
                 for o in children.filter(|o| o.id == e.id) {
                     merge(Arc::make_mut(&mut o.fields));
                 }
             }
-            Op::Delete => self.drop_object(e.resource, &e.id),
+            Op::Delete => self.drop_object(kinds, e.resource, &e.id),
             Op::Adopt | Op::NoOp => {}
         }
     }

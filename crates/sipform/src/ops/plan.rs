@@ -73,7 +73,9 @@ pub(crate) async fn plan_over<S: ServerView>(
         held = super::repair::hold(desired, &foreign);
         &held
     };
-    let mut planner = Planner::new(kinds, desired, &actual, state, opts);
+    // The index the view keeps (the controller's cache), or one built for this plan.
+    let kept = server.index();
+    let mut planner = Planner::new(kinds, desired, &actual, kept.as_deref(), state, opts);
     let mut ahead = VecDeque::new();
     loop {
         // Batches read ahead: the later ones keep every slot busy while the first's last
