@@ -17,6 +17,7 @@ use crate::remote::ServerObject;
 use crate::remote::{Client, ClientError};
 use crate::resources::actual::Children;
 use crate::resources::index::ObjectIndex;
+use crate::resources::owners::Owners;
 use crate::resources::{account, Actual, Kinds, Resource, Shape};
 use crate::state::State;
 
@@ -51,6 +52,12 @@ pub(crate) trait ServerView: Send {
     /// cache), for a plan to look up instead of indexing what it is given; `None`: the plan
     /// builds its own, once.
     fn index(&self) -> Option<std::sync::Arc<ObjectIndex>> {
+        None
+    }
+
+    /// Who state records each object for, kept for `state` (the controller's cache keeps it
+    /// with the state it keeps); `None`: the plan builds it, once.
+    fn owners(&mut self, _kinds: &Kinds, _state: &State) -> Option<std::sync::Arc<Owners>> {
         None
     }
 }

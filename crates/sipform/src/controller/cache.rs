@@ -24,6 +24,7 @@ use crate::refresh::{self, ChildrenRead, RefreshError, ServerView};
 use crate::remote::{Client, ClientError, Created, Object, ServerObject};
 use crate::resources::actual::Children;
 use crate::resources::index::{Indexed, ObjectIndex};
+use crate::resources::owners::Owners;
 use crate::resources::{Actual, Kinds, Shape};
 use crate::state::State;
 
@@ -53,6 +54,9 @@ pub struct Cache {
     /// The state backend can tell whether `state` is current (a database's serial); a file
     /// cannot, and no copy is kept.
     state_reusable: bool,
+    /// Who state records each object for, as of one state (its lineage and serial): kept
+    /// with the state copy, brought up to date with what each batch wrote.
+    owners: Option<Arc<Owners>>,
 }
 
 /// An object under a parent, its fields shared with every identical one.
@@ -116,6 +120,42 @@ impl Cache {
         let (state, reusable) = ws.state_reusing(self.state.take()).await?;
         self.state_reusable = reusable;
         Ok(state)
+    }
+
+    /// Who `state` records each object for: the kept index when it is of this very state,
+    /// else built (a pass over state, when another writer committed) and kept.
+    pub(crate) fn owners_for(&mut self, kinds: &Kinds, state: &State) -> Arc<Owners> {
+        match &self.owners {
+            Some(kept) if kept.is_of(state) => kept.clone(),
+            _ => {
+                let built = Arc::new(Owners::of(kinds, state));
+                self.owners = Some(built.clone());
+                built
+            }
+        }
+    }
+
+    /// A batch took state from `before` (lineage, serial) to `after`, writing only the
+    /// entries of `wrote`: the kept owners follow when they were of `before`, else are
+    /// dropped (built again when next needed).
+    pub(crate) fn state_written<'r>(
+        &mut self,
+        kinds: &Kinds,
+        before: (uuid::Uuid, u64),
+        after: &State,
+        wrote: impl IntoIterator<Item = &'r RestaurantId>,
+    ) {
+        match &mut self.owners {
+            Some(kept) if kept.version() == Some(before) => {
+                Arc::make_mut(kept).follow(kinds, after, wrote);
+            }
+            _ => self.owners = None,
+        }
+    }
+
+    /// Drops the kept owners: built again from the next batch's state.
+    pub(crate) fn forget_owners(&mut self) {
+        self.owners = None;
     }
 
     /// The full resync: the lists replace what was cached, children included (read again as
@@ -346,6 +386,10 @@ impl ServerView for CachedServer<'_> {
 
     fn index(&self) -> Option<Arc<ObjectIndex>> {
         Some(self.cache.index())
+    }
+
+    fn owners(&mut self, kinds: &Kinds, state: &State) -> Option<Arc<Owners>> {
+        Some(self.cache.owners_for(kinds, state))
     }
 
     async fn finish_children(&mut self, read: ChildrenRead) -> Result<Children, ClientError> {

@@ -315,7 +315,7 @@ async fn run(
         round = again;
     }
     let state = state.or_else(|| cache.take_state());
-    if let Some(state) = repair_rows(ctx, &ws, &targets, state, &mut found).await {
+    if let Some(state) = repair_rows(ctx, cache, &ws, &targets, state, &mut found).await {
         cache.keep_state(state);
     }
     verdicts.extend(found);
@@ -333,6 +333,7 @@ async fn run(
 /// the next batch to reuse.
 async fn repair_rows(
     ctx: &Ctx<'_>,
+    cache: &mut Cache,
     ws: &Workspace,
     targets: &BTreeSet<RestaurantId>,
     state: Option<State>,
@@ -344,10 +345,12 @@ async fn repair_rows(
         None => ws.state().await,
     };
     let (repaired, state) = match state {
-        Ok(mut state) => (
-            ops::repair::repair_rows(ws, ctx.client, &mut state, Some(targets)).await,
-            Some(state),
-        ),
+        Ok(mut state) => {
+            let before = (state.lineage, state.serial);
+            let repaired = ops::repair::repair_rows(ws, ctx.client, &mut state, Some(targets)).await;
+            cache.state_written(ctx.kinds, before, &state, targets);
+            (repaired, Some(state))
+        }
         Err(e) => (Err(e), None),
     };
     match repaired {
@@ -402,13 +405,20 @@ async fn apply_if_needed(
     plan: &Plan,
     state: State,
     progress: &dyn apply::Progress,
+    cache: &mut Cache,
 ) -> (Option<Report>, Option<ObjectId>, State) {
     if plan.actions().any(|a| a.op() != Op::NoOp) {
         let (report, writer) = ops::apply::apply_plan(ws, ctx.client, plan, state, progress).await;
-        let (account, after) = writer.read(|s| {
-            let account = s.account_id.as_ref().and_then(|a| a.to_object_id().ok());
-            (account, s.clone())
-        });
+        if writer.is_poisoned() {
+            // Memory holds what may not be durable: nothing is followed from it.
+            cache.forget_owners();
+        }
+        // Taken, not copied: a copy of every restaurant's ids per batch.
+        let after = writer.into_state();
+        let account = after
+            .account_id
+            .as_ref()
+            .and_then(|a| a.to_object_id().ok());
         (Some(report), account, after)
     } else {
         (None, None, state)
@@ -450,6 +460,7 @@ async fn cached_round(
     let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
     let state = cache.state_for(ws).await?;
+    let before = (state.lineage, state.serial);
     let suspended: BTreeSet<RestaurantId> = targets
         .iter()
         .filter(|id| state.restaurants.get(*id).is_some_and(|r| r.suspended))
@@ -475,11 +486,16 @@ async fn cached_round(
     if let Some(held) = over_guardrails(ctx, ws, &plan, &state, guard) {
         return Ok((held, said_of(&plan), BTreeSet::new(), false, state));
     }
-    let (report, account, mut after) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
+    let (report, account, mut after) = apply_if_needed(ctx, ws, &plan, state, &recorder, cache).await;
     if report.is_none() && rolling {
         // Checked at the rollout's revision: the wave counts them done.
         after = ops::apply::record_checked_in(ws, &plan, after).await?;
     }
+    // What this round wrote to state is its targets' and its plan's restaurants alone.
+    let wrote = targets
+        .iter()
+        .chain(plan.restaurants.iter().map(|r| &r.restaurant_id));
+    cache.state_written(kinds, before, &after, wrote);
     lap.mark("apply");
     let mut again = BTreeSet::new();
     let unreachable = report.as_ref().is_some_and(server_down);

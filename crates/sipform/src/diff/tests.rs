@@ -510,7 +510,7 @@ fn a_second_copy_is_a_duplicate_unless_the_platform_row_names_it() {
 fn batched(desired: &Desired, actual: &Actual, state: &State) -> Plan {
     let kinds = Kinds::builtin();
     let o = opts();
-    let mut planner = Planner::new(&kinds, desired, actual, None, state, &o);
+    let mut planner = Planner::new(&kinds, desired, actual, Lookups::default(), state, &o);
     while let Some(batch) = planner.next_batch(1) {
         let children: Children = batch
             .parents
@@ -534,7 +534,7 @@ fn read_ahead(desired: &Desired, actual: &Actual, state: &State) -> Plan {
             .filter_map(|k| Some((k.clone(), actual.children.get(k)?.clone())))
             .collect()
     };
-    let mut planner = Planner::new(&kinds, desired, actual, None, state, &o);
+    let mut planner = Planner::new(&kinds, desired, actual, Lookups::default(), state, &o);
     let mut ahead = std::collections::VecDeque::new();
     loop {
         while ahead.len() < 2 {

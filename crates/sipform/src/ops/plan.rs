@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 
-use crate::diff::Planner;
+use crate::diff::{Lookups, Owners, Planner};
 use crate::model::ids::RestaurantId;
 use crate::model::secret::redact_url;
 use crate::plan::file::write_plan;
@@ -46,8 +46,19 @@ pub(crate) async fn plan_over<S: ServerView>(
     opts: &PlanOptions,
     server: &mut S,
 ) -> Result<Plan, OpsError> {
-    check_owners(state)?;
     let kinds = ws.kinds();
+    // Who state records each object for: kept by the view for this state (the controller's
+    // cache), or built once here.
+    let kept_owners = server.owners(kinds, state).filter(|o| o.is_of(state));
+    let built;
+    let owners = match kept_owners.as_deref() {
+        Some(o) => o,
+        None => {
+            built = Owners::of(kinds, state);
+            &built
+        }
+    };
+    check_owners(owners)?;
     let unsuspended;
     let desired = match without_suspended(ws.desired(), state) {
         Some(d) => {
@@ -75,7 +86,11 @@ pub(crate) async fn plan_over<S: ServerView>(
     };
     // The index the view keeps (the controller's cache), or one built for this plan.
     let kept = server.index();
-    let mut planner = Planner::new(kinds, desired, &actual, kept.as_deref(), state, opts);
+    let lookups = Lookups {
+        index: kept.as_deref(),
+        owners: Some(owners),
+    };
+    let mut planner = Planner::new(kinds, desired, &actual, lookups, state, opts);
     let mut ahead = VecDeque::new();
     loop {
         // Batches read ahead: the later ones keep every slot busy while the first's last
@@ -151,8 +166,8 @@ fn without_suspended(
 
 /// Refuses to plan from a state that maps two restaurants to one remote object: nothing is
 /// planned with an id another restaurant owns.
-pub(crate) fn check_owners(state: &State) -> Result<(), OpsError> {
-    match state.shared_remote_id() {
+pub(crate) fn check_owners(owners: &Owners) -> Result<(), OpsError> {
+    match owners.shared() {
         None => Ok(()),
         Some((what, id, first, second)) => Err(OpsError::Conflict(format!(
             "state maps restaurants {first} and {second} to the same {what} {id}: one object belongs to one restaurant; remove the wrong one with `sipform state rm` and plan again"

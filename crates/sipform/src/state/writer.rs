@@ -149,6 +149,14 @@ impl StateWriter {
     pub fn snapshot(&self) -> State {
         self.read(State::clone)
     }
+
+    /// [`StateWriter::snapshot`] for a caller done with the writer (the controller keeps the
+    /// state for its next batch): no copy once every write it waited for is answered, where a
+    /// snapshot copies every restaurant.
+    pub fn into_state(self) -> State {
+        let last = std::mem::take(&mut *locked(&self.current));
+        Arc::unwrap_or_clone(last)
+    }
 }
 
 /// The state under the lock, poisoned or not.
