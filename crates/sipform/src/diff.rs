@@ -187,7 +187,9 @@ impl<'a> Planner<'a> {
             .filter(|r| self.opts.in_scope(&r.id))
         {
             parents.extend(self.cx.parents(r, self.state.restaurants.get(&r.id)));
-            parents.extend(duplicates::parents(&self.claimants(r), &|id| self.protected(id)));
+            parents.extend(duplicates::parents(&self.claimants(r), &|id| {
+                self.protected(id)
+            }));
         }
         let adopted = self.cx.trial.borrow_mut().take().unwrap_or_default();
         let mut taken = self.cx.taken.borrow_mut();
@@ -222,8 +224,7 @@ impl<'a> Planner<'a> {
                 .cx
                 .restaurant(r, self.state.restaurants.get(&r.id), children);
             let protected = |id: &ObjectId| self.protected(id);
-            let found =
-                duplicates::of_restaurant(r, &self.claimants(r), &protected, &rp, children);
+            let found = duplicates::of_restaurant(r, &self.claimants(r), &protected, &rp, children);
             self.duplicates.extend(found);
             // Leaving an unchanged restaurant out loses no protection from duplicates: a
             // no-op's object is one state records, which `protected` holds already.

@@ -727,6 +727,86 @@ mod tests {
         assert!(c.children.keys().all(|(_, parent)| parent != &id("a1")));
     }
 
+    /// The index the cache keeps through confirmed writes (agents created, renamed, moved to
+    /// another restaurant and final customer, deleted) and a resync replacing the lists is
+    /// the one built afresh over what it holds; the view of one restaurant finds its objects
+    /// through it.
+    #[test]
+    fn the_kept_index_follows_writes_and_resyncs() {
+        let kinds = Kinds::builtin();
+        let mut c = Cache::default();
+        let fresh = |c: &Cache| ObjectIndex::of(&kinds, &c.singles);
+        let agent = |i: &str, r: &str, name: &str, fc: &str| {
+            let mut e = event(Op::Create, Resource::AGENT, i, None);
+            e.object = Some(obj(
+                i,
+                json!({"name": name, "config": {"restaurantId": r}, "finalCustomerId": fc}),
+            ));
+            e
+        };
+        let mut fc = event(Op::Create, Resource::FINAL_CUSTOMER, "f1", None);
+        fc.object = Some(obj("f1", json!({"name": "Chez A"})));
+        for e in [
+            fc,
+            agent("a1", "r1", "Chez A", "f1"),
+            agent("a2", "r2", "Chez B", "f1"),
+            agent("a3", "r1", "Chez C", "f9"),
+        ] {
+            c.follow(&kinds, &e);
+            assert_eq!(**c.singles.index(), fresh(&c));
+        }
+        let mut moved = event(Op::Update, Resource::AGENT, "a1", None);
+        moved.body = Some(json!({"name": "Chez Z", "config": {"restaurantId": "r3"}}));
+        c.follow(&kinds, &moved);
+        assert_eq!(**c.singles.index(), fresh(&c));
+        let r3: Vec<&str> = c
+            .singles
+            .index()
+            .claimant_ids(Resource::AGENT, "r3")
+            .iter()
+            .map(ObjectId::as_str)
+            .collect();
+        assert_eq!(r3, ["a1"]);
+        c.follow(&kinds, &event(Op::Delete, Resource::AGENT, "a2", None));
+        assert_eq!(**c.singles.index(), fresh(&c));
+        assert!(!c.singles.index().holds(Resource::AGENT, &id("a2")));
+
+        // A resync's lists (what `resync` installs), then more writes.
+        let mut lists = Actual::default();
+        lists.add_single(
+            Resource::AGENT,
+            obj("a7", json!({"config": {"restaurantId": "r1"}})),
+        );
+        lists.add_single(Resource::AGENT, obj("a7", json!({"name": "listed twice"})));
+        c.singles = Indexed::new(&kinds, lists);
+        c.follow(&kinds, &agent("a8", "r1", "Chez A", "f1"));
+        assert_eq!(**c.singles.index(), fresh(&c));
+        assert_eq!(
+            c.singles.singles(Resource::AGENT).len(),
+            2,
+            "an id listed twice is kept once"
+        );
+
+        // The view of r1 holds the agents claiming it, found through the index.
+        let r1: BTreeSet<RestaurantId> = [RestaurantId::new("r1")].into();
+        let desired = Desired {
+            account: crate::model::spec::AccountSpec {
+                name: "A".into(),
+                email: "a@example.com".into(),
+            },
+            restaurants: Vec::new(),
+            held: BTreeSet::new(),
+            hold_all: false,
+        };
+        let view = c.view(&kinds, &desired, &State::default(), &r1);
+        let ids: Vec<&str> = view
+            .singles(Resource::AGENT)
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect();
+        assert_eq!(ids, ["a7", "a8"]);
+    }
+
     /// Identical bodies under different parents are held once.
     #[test]
     fn identical_children_share_one_body() {

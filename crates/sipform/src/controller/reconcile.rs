@@ -347,7 +347,8 @@ async fn repair_rows(
     let (repaired, state) = match state {
         Ok(mut state) => {
             let before = (state.lineage, state.serial);
-            let repaired = ops::repair::repair_rows(ws, ctx.client, &mut state, Some(targets)).await;
+            let repaired =
+                ops::repair::repair_rows(ws, ctx.client, &mut state, Some(targets)).await;
             cache.state_written(ctx.kinds, before, &state, targets);
             (repaired, Some(state))
         }
@@ -486,7 +487,8 @@ async fn cached_round(
     if let Some(held) = over_guardrails(ctx, ws, &plan, &state, guard) {
         return Ok((held, said_of(&plan), BTreeSet::new(), false, state));
     }
-    let (report, account, mut after) = apply_if_needed(ctx, ws, &plan, state, &recorder, cache).await;
+    let (report, account, mut after) =
+        apply_if_needed(ctx, ws, &plan, state, &recorder, cache).await;
     if report.is_none() && rolling {
         // Checked at the rollout's revision: the wave counts them done.
         after = ops::apply::record_checked_in(ws, &plan, after).await?;

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
 
-use crate::model::ids::{ObjectId, RestaurantId};
 use super::{Kinds, Resource};
+use crate::model::ids::{ObjectId, RestaurantId};
 use crate::state::State;
 
 /// The ids state records, by id and by restaurant, as of one state (its lineage and serial).
@@ -139,7 +139,11 @@ mod tests {
     fn followed_it_is_the_index_of_the_state_after() {
         let kinds = Kinds::builtin();
         let mut state = State::default();
-        for (r, a, f) in [("r1", "a1", Some("f1")), ("r2", "a2", None), ("r3", "a3", None)] {
+        for (r, a, f) in [
+            ("r1", "a1", Some("f1")),
+            ("r2", "a2", None),
+            ("r3", "a3", None),
+        ] {
             state.restaurants.insert(RestaurantId::new(r), with(a, f));
         }
         let mut owners = Owners::of(&kinds, &state);
