@@ -270,7 +270,7 @@ impl Cache {
                     ids.extend(claiming.iter().map(|id| (k.resource(), id.clone())));
                 }
                 for (r, id) in &ids {
-                    self.drop_object(kinds, *r, id);
+                    self.drop_object(kinds, *r, id, None);
                 }
             }
             reread.extend(ids.into_iter().filter(|(r, id)| !self.holds(*r, id)));
@@ -504,13 +504,47 @@ impl Cache {
         self.singles.index().clone()
     }
 
-    /// Drops an object and the lists under it.
-    fn drop_object(&mut self, kinds: &Kinds, r: Resource, id: &ObjectId) {
-        self.singles.remove(kinds, r, id);
-        for list in self.children.values_mut() {
-            list.retain(|o| &o.id != id);
+    /// Drops an object and the lists under it. A child is looked for in its parent's list
+    /// when the parent is known, else in every list of its kind.
+    fn drop_object(
+        &mut self,
+        kinds: &Kinds,
+        r: Resource,
+        id: &ObjectId,
+        parent: Option<&ObjectId>,
+    ) {
+        if kinds.get(r).is_none_or(|k| k.shape() == Shape::One) {
+            self.singles.remove(kinds, r, id);
+        } else {
+            for list in self.lists_of(r, parent) {
+                list.retain(|o| &o.id != id);
+            }
         }
-        self.children.retain(|(_, parent), _| parent != id);
+        for child in kinds.children_of(r) {
+            self.children.remove(&(child.resource(), id.clone()));
+        }
+    }
+
+    /// The lists of kind `r` (under `parent` alone when known).
+    fn lists_of(&mut self, r: Resource, parent: Option<&ObjectId>) -> Vec<&mut Vec<Shared>> {
+        match parent {
+            Some(p) => self.children.get_mut(&(r, p.clone())).into_iter().collect(),
+            None => self
+                .children
+                .iter_mut()
+                .filter(|((kind, _), _)| *kind == r)
+                .map(|(_, list)| list)
+                .collect(),
+        }
+    }
+
+    /// The objects of the lists of kind `r` (under `parent` alone when known).
+    fn lists_holding(
+        &mut self,
+        r: Resource,
+        parent: Option<&ObjectId>,
+    ) -> impl Iterator<Item = &mut Shared> {
+        self.lists_of(r, parent).into_iter().flatten()
     }
 
     /// Brings the cache up to what an apply confirmed; restaurants that failed are marked
@@ -603,14 +637,18 @@ impl Cache {
                         }
                     }
                 };
-                self.singles
-                    .update(kinds, &e.id, |o: &mut ServerObject| merge(&mut o.fields));
-                let children = self.children.values_mut().flatten();
-                for o in children.filter(|o| o.id == e.id) {
-                    merge(Arc::make_mut(&mut o.fields));
+                if kind.shape() == Shape::One {
+                    self.singles
+                        .update(kinds, &e.id, |o: &mut ServerObject| merge(&mut o.fields));
+                    return;
+                }
+                for o in self.lists_holding(e.resource, e.parent.as_ref()) {
+                    if o.id == e.id {
+                        merge(Arc::make_mut(&mut o.fields));
+                    }
                 }
             }
-            Op::Delete => self.drop_object(kinds, e.resource, &e.id),
+            Op::Delete => self.drop_object(kinds, e.resource, &e.id, e.parent.as_ref()),
             Op::Adopt | Op::NoOp => {}
         }
     }
