@@ -523,21 +523,27 @@ async fn cached_round(
     lap.mark("cache update");
     tracing::debug!(target: LOG_TARGET, "reconcile of {} restaurant(s): {}", targets.len(), lap.1.join(", "));
     let mut verdicts = verdicts_of(&plan, report.as_ref(), targets);
-    // Their wave has not started.
-    for (id, v) in &mut verdicts {
+    set_aside(&mut verdicts, &waiting, &suspended);
+    let mut said = said_of(&plan);
+    held(report.as_ref(), &mut verdicts, &mut said);
+    Ok((verdicts, said, again, unreachable, after))
+}
+
+/// Restaurants whose wave has not started are held; those the plan left out because they are
+/// suspended are suspended, not up to date.
+fn set_aside(
+    verdicts: &mut [(RestaurantId, Verdict)],
+    waiting: &BTreeMap<RestaurantId, String>,
+    suspended: &BTreeSet<RestaurantId>,
+) {
+    for (id, v) in verdicts {
         if let Some(why) = waiting.get(id) {
             *v = Verdict::Held(why.clone());
         }
-    }
-    // The plan left them out: they are suspended, not up to date.
-    for (id, v) in &mut verdicts {
         if suspended.contains(id) {
             *v = Verdict::Suspended;
         }
     }
-    let mut said = said_of(&plan);
-    held(report.as_ref(), &mut verdicts, &mut said);
-    Ok((verdicts, said, again, unreachable, after))
 }
 
 /// The restaurants apply held (a change window, live calls): held, not done, with when to

@@ -47,18 +47,13 @@ pub(crate) async fn plan_over<S: ServerView>(
     server: &mut S,
 ) -> Result<Plan, OpsError> {
     let kinds = ws.kinds();
-    // Who state records each object for: kept by the view for this state (the controller's
-    // cache), or built once here.
-    let kept_owners = server.owners(kinds, state).filter(|o| o.is_of(state));
-    let built;
-    let owners = match kept_owners.as_deref() {
-        Some(o) => o,
-        None => {
-            built = Owners::of(kinds, state);
-            &built
-        }
-    };
-    check_owners(owners)?;
+    // Who state records each object for: kept by the view for this very state (the
+    // controller's cache), or built once here.
+    let owners = server
+        .owners(kinds, state)
+        .filter(|o| o.is_of(state))
+        .unwrap_or_else(|| std::sync::Arc::new(Owners::of(kinds, state)));
+    check_owners(&owners)?;
     let unsuspended;
     let desired = match without_suspended(ws.desired(), state) {
         Some(d) => {
@@ -88,9 +83,30 @@ pub(crate) async fn plan_over<S: ServerView>(
     let kept = server.index();
     let lookups = Lookups {
         index: kept.as_deref(),
-        owners: Some(owners),
+        owners: Some(&owners),
     };
     let mut planner = Planner::new(kinds, desired, &actual, lookups, state, opts);
+    plan_batches(ws, server, &mut planner).await?;
+    let mut plan = planner.finish();
+    plan.restaurants.extend(
+        foreign
+            .iter()
+            .map(|f| super::repair::held_plan(ws.desired(), f)),
+    );
+    // A plan is printed, posted and saved: it names the server without its user-info.
+    plan.server_url = redact_url(&ws.settings().server_url);
+    annotate(ws, &mut plan, state)?;
+    Ok(plan)
+}
+
+/// Plans `planner`'s restaurants batch by batch: the children lists of the next batches are
+/// read while one is planned, so the server's round trips and the comparing overlap.
+async fn plan_batches<S: ServerView>(
+    ws: &Workspace,
+    server: &mut S,
+    planner: &mut Planner<'_>,
+) -> Result<(), OpsError> {
+    let kinds = ws.kinds();
     let mut ahead = VecDeque::new();
     loop {
         // Batches read ahead: the later ones keep every slot busy while the first's last
@@ -122,16 +138,7 @@ pub(crate) async fn plan_over<S: ServerView>(
         }
         planner.plan_batch(batch, &children);
     }
-    let mut plan = planner.finish();
-    plan.restaurants.extend(
-        foreign
-            .iter()
-            .map(|f| super::repair::held_plan(ws.desired(), f)),
-    );
-    // A plan is printed, posted and saved: it names the server without its user-info.
-    plan.server_url = redact_url(&ws.settings().server_url);
-    annotate(ws, &mut plan, state)?;
-    Ok(plan)
+    Ok(())
 }
 
 /// What a plan says besides its actions: which revision it is made from, where applying it
