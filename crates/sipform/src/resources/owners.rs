@@ -71,15 +71,16 @@ impl Owners {
         let Some(st) = state.restaurants.get(rid) else {
             return;
         };
-        let ids: Vec<(Resource, ObjectId)> = kinds
+        let mut ids: Vec<(Resource, ObjectId)> = kinds
             .singletons()
             .filter_map(|k| Some((k.resource(), k.recorded(st, "")?)))
             .collect();
+        ids.shrink_to_fit();
         for (r, id) in &ids {
             let owners = self.by_id.entry(id.clone()).or_default();
             let entry = (rid.clone(), *r);
             if let Err(at) = owners.binary_search(&entry) {
-                owners.insert(at, entry);
+                super::index::insert_one(owners, at, entry);
             }
         }
         if !ids.is_empty() {
