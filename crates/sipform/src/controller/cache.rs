@@ -558,7 +558,7 @@ impl Cache {
                     }
                 };
                 for o in self.singles.singles_with_id(&e.id) {
-                    o.update_fields(kind.lookup_fields(), &merge);
+                    o.update_fields(kind.lookup_fields(), merge);
                 }
                 let children = self.children.values_mut().flatten();
                 for o in children.filter(|o| o.id == e.id) {
