@@ -158,6 +158,27 @@ impl ServerObject {
         });
     }
 
+    /// Changes the fields with `change`: a packed object is unpacked, changed and packed again
+    /// keeping `keep` (the kind's lookup fields), so a cache that holds objects packed stays
+    /// packed as writes are confirmed.
+    pub(crate) fn update_fields(
+        &mut self,
+        keep: Option<&[&'static str]>,
+        change: impl FnOnce(&mut Object),
+    ) {
+        if self.packed.is_none() {
+            change(&mut self.fields);
+            return;
+        }
+        let mut fields = self.all_fields().into_owned();
+        change(&mut fields);
+        self.fields = fields;
+        self.packed = None;
+        if let Some(keep) = keep {
+            self.pack(keep);
+        }
+    }
+
     pub fn is_packed(&self) -> bool {
         self.packed.is_some()
     }
@@ -261,6 +282,28 @@ mod tests {
         .expect("valid");
         other.pack(&["name", "config.restaurantId"]);
         assert_ne!(other.digest(), digest);
+    }
+
+    #[test]
+    fn a_packed_object_changed_stays_packed_with_the_change() {
+        let whole = json!({"id": "a-1", "name": "Chez A", "basePrompt": "Bonjour"});
+        let (mut o, _) = ServerObject::parse(obj(whole), || "agent".into()).expect("valid");
+        o.pack(&["name"]);
+        o.update_fields(Some(&["name"]), |f| {
+            f.insert("name".into(), json!("Chez B"));
+            f.insert("basePrompt".into(), json!("Bonsoir"));
+        });
+        assert!(o.is_packed());
+        assert_eq!(o.name(), Some("Chez B"), "the lookup follows the change");
+        assert_eq!(o.all_fields()["basePrompt"], json!("Bonsoir"));
+        let (mut plain, _) =
+            ServerObject::parse(obj(json!({"id": "a-2", "name": "x"})), || "agent".into())
+                .expect("valid");
+        plain.update_fields(Some(&["name"]), |f| {
+            f.insert("name".into(), json!("y"));
+        });
+        assert!(!plain.is_packed(), "an object kept parsed stays parsed");
+        assert_eq!(plain.name(), Some("y"));
     }
 
     #[test]
