@@ -417,13 +417,13 @@ async fn apply_if_needed(
 
 /// `plan` under the rollout policy (`ops::rollout::controller::hold`): the plan to apply,
 /// the held restaurants with why, and whether a rollout is in progress.
-fn rollout_hold(
+async fn rollout_hold(
     ctx: &Ctx<'_>,
     ws: &Workspace,
     plan: Plan,
-    state: &State,
+    state: &mut State,
 ) -> Result<(Plan, BTreeMap<RestaurantId, String>, bool), OpsError> {
-    let held = ops::rollout::controller::hold(ws, &plan, state, ctx.revision)?;
+    let held = ops::rollout::controller::hold(ws, &plan, state, ctx.revision).await?;
     Ok((held.plan.unwrap_or(plan), held.held, held.rolling))
 }
 
@@ -449,7 +449,7 @@ async fn cached_round(
 ) -> Result<Round, OpsError> {
     let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
-    let state = cache.state_for(ws).await?;
+    let mut state = cache.state_for(ws).await?;
     let suspended: BTreeSet<RestaurantId> = targets
         .iter()
         .filter(|id| state.restaurants.get(*id).is_some_and(|r| r.suspended))
@@ -469,7 +469,7 @@ async fn cached_round(
             return Err(e);
         }
     };
-    let (plan, waiting, rolling) = rollout_hold(ctx, ws, plan, &state)?;
+    let (plan, waiting, rolling) = rollout_hold(ctx, ws, plan, &mut state).await?;
     let recorder = Recorder::default();
     lap.mark("plan");
     if let Some(held) = over_guardrails(ctx, ws, &plan, &state, guard) {

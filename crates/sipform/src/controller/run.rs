@@ -680,9 +680,7 @@ impl Leader<'_> {
     /// The rollout in progress goes on when its gates allow (`ops::rollout::controller`):
     /// the restaurants of the wave it opens are queued. Whether it opened one.
     async fn advance_rollout(&mut self, client: &Client) -> bool {
-        let going =
-            crate::ops::rollout::controller::going_on(&self.config.settings, &self.config.revision);
-        if !going && !self.rollout_shown {
+        if self.config.settings.rollout.is_none() && !self.rollout_shown {
             return false;
         }
         // The state the last batch kept, unless someone committed since: no whole read of
@@ -697,8 +695,14 @@ impl Leader<'_> {
         };
         let settings = &self.config.settings;
         let revision = &self.config.revision;
+        let going = crate::ops::rollout::controller::going_on(settings, &state, revision);
+        if !going && !self.rollout_shown {
+            return false;
+        }
+        let keeper = crate::ops::rollout::Keeper::new(self.backend.clone(), settings);
         let advanced = if going {
-            crate::ops::rollout::controller::advance(settings, &state, client, revision).await
+            crate::ops::rollout::controller::advance(settings, &keeper, &state, client, revision)
+                .await
         } else {
             Ok(Default::default())
         };

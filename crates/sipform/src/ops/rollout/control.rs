@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::revision::Revision;
 
 use super::super::{OpsError, Workspace};
-use super::{done, fleet, load, record_path, save, Assignment, Events, Halt, RolloutEvent};
+use super::{current, done, fleet, Assignment, Events, Halt, Keeper, RolloutEvent};
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +64,7 @@ pub fn status_of(
     settings: &crate::config::Settings,
     state: &crate::state::State,
 ) -> Result<RolloutStatus, OpsError> {
-    let Some(mut rec) = load(&record_path(settings))? else {
+    let Some(mut rec) = current(settings, state)? else {
         return Ok(RolloutStatus::default());
     };
     let waves = match settings.rollout.as_ref() {
@@ -134,8 +134,8 @@ fn wave_statuses(
 /// released. The next `apply` (or the controller) does the sending.
 pub async fn resume(ws: &Workspace) -> Result<Events, OpsError> {
     let _lock = ws.lock("rollout resume").await?;
-    let path = record_path(ws.settings());
-    let mut rec = load(&path)?
+    let mut state = ws.state().await?;
+    let mut rec = current(ws.settings(), &state)?
         .filter(super::RolloutRecord::in_progress)
         .ok_or_else(|| OpsError::Rollout("no rollout in progress to resume".into()))?;
     let mut events = Events::default();
@@ -152,7 +152,7 @@ pub async fn resume(ws: &Workspace) -> Result<Events, OpsError> {
         }
     };
     rec.paused = None;
-    save(&path, &rec)?;
+    Keeper::of(ws).save(&mut state, &rec).await?;
     events.emit(RolloutEvent::Resumed { wave });
     Ok(events)
 }

@@ -1,7 +1,8 @@
 //! The controller's side of a rollout: each batch's plan loses the changes of waves not yet
 //! started ([`hold`]); between batches, [`advance`] opens the next wave once the current one
 //! is done and the gates allow, and names its restaurants to reconcile. A new revision
-//! reaches the fleet through the same waves as an `apply`, from the same record.
+//! reaches the fleet through the same waves as an `apply`, from the same record, kept in
+//! state: a controller taking over on another machine reads where the last one was.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,8 +15,8 @@ use crate::state::State;
 
 use super::super::{OpsError, Workspace};
 use super::{
-    current_or_start, done, fleet, narrow, record_path, Assignment, Events, RolloutRecord, Step,
-    Verdict, Waves,
+    current, current_or_start, done, fleet, narrow, Assignment, Events, Keeper, RolloutRecord,
+    Step, Verdict, Waves,
 };
 
 /// A batch's plan under the policy.
@@ -41,8 +42,13 @@ fn revision_changes(plan: &Plan, state: &State, own: &Revision) -> BTreeSet<Rest
 
 /// `plan` (a controller batch's, at revision `own`) with the changes of waves not started
 /// left out; starts a rollout when the fleet has more restaurants to take `own` than the
-/// canary.
-pub fn hold(ws: &Workspace, plan: &Plan, state: &State, own: &Revision) -> Result<Held, OpsError> {
+/// canary, recording it in `state` (the batch holds the state lock).
+pub async fn hold(
+    ws: &Workspace,
+    plan: &Plan,
+    state: &mut State,
+    own: &Revision,
+) -> Result<Held, OpsError> {
     let mut events = Events::default();
     let nothing = |events| Held {
         plan: None,
@@ -57,8 +63,9 @@ pub fn hold(ws: &Workspace, plan: &Plan, state: &State, own: &Revision) -> Resul
     let fleet = fleet(state);
     let behind = fleet.iter().filter(|id| !done(state, id, own)).count();
     let starts = if changed.is_empty() { 0 } else { behind };
-    let path = record_path(ws.settings());
-    let Some(mut rec) = current_or_start(&path, policy, own, state, starts, &mut events)? else {
+    let keeper = Keeper::of(ws);
+    let Some(mut rec) = current_or_start(&keeper, policy, own, state, starts, &mut events).await?
+    else {
         return Ok(nothing(events));
     };
     rec.fit(policy.waves.len());
@@ -92,20 +99,23 @@ pub struct Advanced {
     pub events: Events,
 }
 
-/// Whether a rollout towards `own` is going on (and not halted): only then is state read for
-/// [`advance`] at every poll.
-pub fn going_on(settings: &Settings, own: &Revision) -> bool {
+/// Whether `state` records a rollout towards `own` going on (and not halted): only then does
+/// [`advance`] judge its gates at a poll.
+pub fn going_on(settings: &Settings, state: &State, own: &Revision) -> bool {
     settings.rollout.is_some()
-        && super::load(&record_path(settings)).is_ok_and(|r| {
+        && current(settings, state).is_ok_and(|r| {
             r.is_some_and(|r| r.in_progress() && r.halted.is_none() && r.to.digest == own.digest)
         })
 }
 
 /// Between batches: the rollout towards `own` goes on when its started waves are done (every
 /// restaurant recorded at `own`: a failing one holds the wave, retried by the queue), the
-/// health gate passes and the pause is over.
+/// health gate passes and the pause is over. What changed in the record is committed to
+/// state through `keeper` (taking the lock, refused if state moved since `state` was read)
+/// before the opened wave's restaurants are named.
 pub async fn advance(
     settings: &Settings,
+    keeper: &Keeper,
     state: &State,
     client: &Client,
     own: &Revision,
@@ -113,8 +123,7 @@ pub async fn advance(
     let Some(policy) = settings.rollout.clone() else {
         return Ok(Advanced::default());
     };
-    let path = record_path(settings);
-    let Some(mut rec) = super::load(&path)?
+    let Some(mut rec) = current(settings, state)?
         .filter(RolloutRecord::in_progress)
         .filter(|r| r.to.digest == own.digest && r.halted.is_none())
     else {
@@ -134,7 +143,8 @@ pub async fn advance(
     }
     let mut waves = Waves {
         ws: None,
-        path,
+        keeper: keeper.clone(),
+        dirty: false,
         client,
         policy,
         assignment,
@@ -146,12 +156,17 @@ pub async fn advance(
     };
     let opened = match waves.gate(state).await? {
         Step::Next => {
-            waves.open(cur + 1)?;
+            waves.open(cur + 1);
             waves.assignment.waves[cur + 1].clone()
         }
         Step::Stop(Verdict::Halted(_) | Verdict::Paused(_) | Verdict::Finished) => Vec::new(),
         Step::Stop(Verdict::NoRollout) => Vec::new(),
     };
+    if waves.dirty {
+        keeper
+            .save_fenced(state, &waves.rec, settings.lock_timeout)
+            .await?;
+    }
     Ok(Advanced {
         opened,
         events: waves.events,

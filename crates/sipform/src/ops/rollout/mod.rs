@@ -5,8 +5,8 @@
 //!
 //! Progress is state's: a restaurant is done when state records the rollout's revision for it
 //! (recorded by apply as each restaurant is reconciled), so after `kill -9` the next run picks
-//! up exactly there. The rollout's own record (`record`) says only what state cannot: its
-//! revisions, canary, wave times and why it halted. Every event goes through one place,
+//! up exactly there. The rollout's own record (`record`, kept in state too) says what the
+//! restaurants' revisions cannot: its revisions, canary, wave times and why it halted. Every event goes through one place,
 //! [`Events::emit`], where a notifier hooks in.
 
 pub mod abort;
@@ -34,7 +34,9 @@ use super::{OpsError, Workspace};
 
 pub use control::{resume, status, status_of, Phase, RolloutStatus, WaveStatus};
 pub use health::{judge, Calls, Health, CALLS_PER_AGENT};
-pub use record::{load, record_path, save, Halt, RolloutRecord, WaveRecord, RECORD_VERSION};
+pub use record::{
+    current, legacy_path, Halt, Keeper, RolloutRecord, WaveRecord, RECORD_VERSION,
+};
 pub use waves::{canary_size, choose_canary, rank, Assignment};
 
 /// Restaurants of a wave read back after it is applied (post-apply verification), at most.
@@ -204,16 +206,23 @@ fn narrow(plan: &Plan, keep: impl Fn(&RestaurantId) -> bool) -> Plan {
 }
 
 /// The rollout that governs this run: the one in progress towards `own`, or a new one when
-/// the change spans more restaurants than the canary; `None`: apply at once.
-fn current_or_start(
-    path: &std::path::Path,
+/// the change spans more restaurants than the canary (recorded in `state` through `keeper`,
+/// under the caller's lock); `None`: apply at once. An older sipform's record file is
+/// imported first.
+async fn current_or_start(
+    keeper: &Keeper,
     policy: &RolloutPolicy,
     own: &Revision,
-    state: &State,
+    state: &mut State,
     changed: usize,
     events: &mut Events,
 ) -> Result<Option<RolloutRecord>, OpsError> {
-    let existing = load(path)?.filter(RolloutRecord::in_progress);
+    keeper.import(state).await?;
+    let existing = state
+        .rollout
+        .as_deref()
+        .filter(|r| r.in_progress())
+        .cloned();
     if let Some(rec) = existing.filter(|r| r.to.digest == own.digest) {
         return Ok(Some(rec));
     }
@@ -237,7 +246,7 @@ fn current_or_start(
         finished_at: None,
         aborted_at: None,
     };
-    save(path, &rec)?;
+    keeper.save(state, &rec).await?;
     events.emit(RolloutEvent::Started {
         to: own.short(),
         from: rec.from.as_ref().map(Revision::short),
@@ -268,7 +277,7 @@ pub async fn apply_in_waves(
     ws: &Workspace,
     client: &Client,
     plan: &Plan,
-    state: State,
+    mut state: State,
     progress: &dyn Progress,
 ) -> Result<WaveRun, OpsError> {
     let mut events = Events::default();
@@ -279,14 +288,10 @@ pub async fn apply_in_waves(
     };
     let changed = changed(plan, &state);
     let rec = match &policy {
-        Some(p) => current_or_start(
-            &record_path(ws.settings()),
-            p,
-            &own,
-            &state,
-            changed.len(),
-            &mut events,
-        )?,
+        Some(p) => {
+            let keeper = Keeper::of(ws);
+            current_or_start(&keeper, p, &own, &mut state, changed.len(), &mut events).await?
+        }
         None => None,
     };
     let (Some(policy), Some(rec)) = (policy, rec) else {
@@ -350,7 +355,8 @@ impl Rollout {
         let plan = arrived.plan.as_ref().unwrap_or(plan);
         let mut run = Waves {
             ws: Some(ws),
-            path: record_path(ws.settings()),
+            keeper: Keeper::of(ws),
+            dirty: false,
             client,
             policy,
             assignment,
@@ -445,8 +451,10 @@ enum Step {
 struct Waves<'a> {
     /// The workspace applies and verification use (`None`: the controller's gate only).
     ws: Option<&'a Workspace>,
-    /// The rollout record's file.
-    path: std::path::PathBuf,
+    /// Where the record is committed.
+    keeper: Keeper,
+    /// The record changed since it was last committed ([`Waves::flush`]).
+    dirty: bool,
     client: &'a Client,
     policy: RolloutPolicy,
     assignment: Assignment,
@@ -490,33 +498,47 @@ impl Waves<'_> {
             if let Some(h) = &self.rec.halted {
                 return Ok((Verdict::Halted(h.reason.clone()), state));
             }
-            match self.gate(&state).await? {
-                Step::Next => self.open(cur + 1)?,
+            let step = self.gate(&state).await?;
+            self.flush(&mut state).await?;
+            match step {
+                Step::Next => {
+                    self.open(cur + 1);
+                    // Durably before any of its writes.
+                    self.flush(&mut state).await?;
+                }
                 Step::Stop(verdict) => return Ok((verdict, state)),
             }
         }
     }
 
-    /// Starts wave `n`, durably before any of its writes.
-    fn open(&mut self, n: usize) -> Result<(), OpsError> {
+    /// Commits the record to `state` when it changed (a `Change::Rollout`, under the run's
+    /// lock).
+    async fn flush(&mut self, state: &mut State) -> Result<(), OpsError> {
+        if std::mem::take(&mut self.dirty) {
+            self.keeper.save(state, &self.rec).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts wave `n`; the caller commits the record ([`Waves::flush`]) before its writes.
+    fn open(&mut self, n: usize) {
         self.rec.waves[n].started_at = Some(Utc::now());
         self.rec.paused = None;
-        save(&self.path, &self.rec)?;
+        self.dirty = true;
         self.events.emit(RolloutEvent::WaveStarted {
             wave: n,
             restaurants: self.assignment.waves[n].len(),
         });
-        Ok(())
     }
 
-    /// Stops the rollout: recorded first, then told.
+    /// Stops the rollout (committed by the caller before the verdict is returned).
     fn halt(&mut self, wave: usize, reason: String) -> Result<Step, OpsError> {
         self.rec.halted = Some(Halt {
             wave,
             reason: reason.clone(),
             at: Utc::now(),
         });
-        save(&self.path, &self.rec)?;
+        self.dirty = true;
         self.events.emit(RolloutEvent::Halted {
             wave,
             reason: reason.clone(),
@@ -529,9 +551,7 @@ impl Waves<'_> {
     fn pause(&mut self, wave: usize, why: String) -> Step {
         if self.rec.paused.as_deref() != Some(why.as_str()) {
             self.rec.paused = Some(why.clone());
-            if let Err(e) = save(&self.path, &self.rec) {
-                tracing::warn!(target: crate::LOG_TARGET, "could not record why the rollout paused: {e}");
-            }
+            self.dirty = true;
             self.events.emit(RolloutEvent::Paused {
                 wave,
                 why: why.clone(),
@@ -568,10 +588,12 @@ impl Waves<'_> {
             }
         }
         for (i, w) in self.rec.waves.iter_mut().enumerate().take(cur + 1) {
-            w.failed = failed
+            let n = failed
                 .iter()
                 .filter(|id| self.assignment.wave_of(id) == Some(i))
                 .count();
+            self.dirty |= w.failed != n;
+            w.failed = n;
         }
         if failed.len() > self.policy.max_failures as usize {
             let reason = format!(
@@ -594,7 +616,7 @@ impl Waves<'_> {
                 return Ok(self.pause(cur, why));
             }
             self.rec.finished_at = Some(now);
-            save(&self.path, &self.rec)?;
+            self.dirty = true;
             self.events.emit(RolloutEvent::Finished {
                 to: self.own.short(),
             });
@@ -604,7 +626,7 @@ impl Waves<'_> {
             Some(t) => t,
             None => {
                 self.rec.waves[cur].completed_at = Some(now);
-                save(&self.path, &self.rec)?;
+                self.dirty = true;
                 now
             }
         };
