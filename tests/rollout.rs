@@ -49,14 +49,15 @@ fn agent_of(dir: &Path, restaurant: &str) -> String {
         .to_string()
 }
 
-fn record_file(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("sipform.state.json.rollout.json"))
-        .expect("the rollout record");
-    serde_json::from_str(&text).unwrap()
+/// The rollout record state holds.
+fn record(dir: &Path) -> Value {
+    let rec = read_state(dir)["rollout"].clone();
+    assert!(rec.is_object(), "state holds no rollout record");
+    rec
 }
 
 fn canary(dir: &Path) -> Vec<String> {
-    record_file(dir)["canary"]
+    record(dir)["canary"]
         .as_array()
         .unwrap()
         .iter()
@@ -672,4 +673,59 @@ async fn a_halt_and_the_end_reach_the_webhook_once_each() {
             "an agent token in a notification"
         );
     }
+}
+
+/// Two project folders (two machines' checkouts) sharing one PostgreSQL state: a rollout
+/// `apply` started from A is seen by `rollout status` from B, and resumed and finished from B
+/// with no restaurant written twice. The record is state's, not a file beside A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_started_from_one_folder_is_resumed_from_another_sharing_postgres() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let db = common::db::TestDb::new(common::db::Engine::Postgres).await;
+    let a = project_copy();
+    let da = a.path();
+    generate_restaurants(da, 20);
+    let yaml = da.join("sipform.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap().replace(
+        "state:\n  backend: file\n  path: sipform.state.json\n",
+        &format!("state:\n  backend: postgres\n  url: \"{}\"\n", db.url),
+    );
+    assert!(text.contains("backend: postgres"), "{text}");
+    std::fs::write(
+        &yaml,
+        format!("{text}rollout:\n  canary: 3\n  waves: [\"100%\"]\n  pause: manual\n"),
+    )
+    .unwrap();
+    git(da, &["init", "-q"]);
+    commit(da, "fleet");
+    apply_ok(da, &url).await;
+    edit_end_call(da, "Raccroche (v2).");
+    // B: the same repository at the same commit, in another folder.
+    let b = tempfile::tempdir().unwrap();
+    let db_ = b.path();
+    git(db_, &["clone", "-q", &da.display().to_string(), "."]);
+    let start = writes(&emu);
+
+    let out = run(da, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("pause: manual"), "{}", all_output(&out));
+    assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&3));
+
+    // B sees A's rollout: the canary done, the rest pending.
+    let status = rollout_json(db_, &url);
+    assert_eq!(status["phase"], "in_progress", "{status}");
+    assert_eq!(status["waves"][0]["done"], 3, "{status}");
+    assert_eq!(status["waves"][1]["pending"], 17, "{status}");
+
+    // Released and applied from B: the last wave, each restaurant once.
+    expect_code(&sipform(db_, &url, &["rollout", "resume"]), 0);
+    let out = run(db_, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("finished"), "{}", all_output(&out));
+    assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&20));
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 20);
+    assert_eq!(rollout_json(da, &url)["phase"], "finished");
+    assert!(!da.join("sipform.rollout.json").exists());
+    assert!(!db_.join("sipform.rollout.json").exists());
 }
