@@ -542,13 +542,14 @@ async fn the_controller_rolls_a_new_revision_through_the_same_waves() {
         "{status}"
     );
 
-    // Healthy calls on the canary: the next run opens the last wave and finishes.
+    // Healthy calls on the canary: the next run opens the last wave and finishes (the new
+    // restaurant, created at the stable revision, is moved by it too).
     record_for(&url, d, &canary(d), "completed", 1).await;
     let out = run(d, &url, &["controller", "--once"]).await;
     expect_code(&out, 0);
     assert_eq!(
         writes_since(&emu, &mark).get(TOOL_PUT),
-        Some(&30),
+        Some(&31),
         "{}",
         all_output(&out)
     );
@@ -728,4 +729,63 @@ async fn a_rollout_started_from_one_folder_is_resumed_from_another_sharing_postg
     assert_eq!(rollout_json(da, &url)["phase"], "finished");
     assert!(!da.join("sipform.rollout.json").exists());
     assert!(!db_.join("sipform.rollout.json").exists());
+}
+
+/// The controller creates a row inserted into the platform's table during a rollout at the
+/// stable revision (its tools from the stable commit's files, state recording that revision),
+/// as `apply` does; when its wave opens, the wave moves it like any other restaurant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controller_creates_a_row_inserted_mid_rollout_at_the_stable_revision() {
+    use common::controller::{insert, install_trigger, platform};
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let db = platform(common::db::Engine::Sqlite).await;
+    let dir = project_on_table(
+        &db,
+        TableProject {
+            timeout_sec: Some(3),
+            state_in_db: false,
+            extra: "rollout:\n  canary: 3\n  waves: [\"100%\"]\n  pause: manual\n",
+        },
+    );
+    let d = dir.path();
+    std::fs::write(
+        d.join(".gitignore"),
+        "sipform.state.json*\n.sipform-controller/\n",
+    )
+    .unwrap();
+    git(d, &["init", "-q"]);
+    commit(d, "fleet");
+    install_trigger(d, &url);
+    insert(&db, 0..10).await;
+    expect_code(&sipform(d, &url, &["controller", "--once"]), 0);
+    let stable = read_state(d)["restaurants"][rid(0)]["revision"]["commit"].clone();
+    assert!(stable.is_string(), "{}", read_state(d));
+    let before = end_call_of(&emu, d, &rid(0));
+
+    // The edit: the canary moves; the row inserted meanwhile is created at the stable revision.
+    edit_end_call(d, "Raccroche (v2).");
+    insert(&db, 10..11).await;
+    let mark = writes(&emu);
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    let written = writes_since(&emu, &mark);
+    assert_eq!(written.get(TOOL_PUT), Some(&3), "{}", all_output(&out));
+    assert_eq!(written.get("POST /api/agents"), Some(&1), "{written:?}");
+    assert_eq!(end_call_of(&emu, d, &rid(10)), before, "{}", all_output(&out));
+    let state = read_state(d);
+    assert_eq!(state["restaurants"][rid(10)]["revision"]["commit"], stable);
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 3);
+
+    // Released: the last wave moves it with the rest, each restaurant written once.
+    expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    assert_eq!(rollout_json(d, &url)["phase"], "finished", "{}", all_output(&out));
+    assert_eq!(end_call_of(&emu, d, &rid(10)), json!("Raccroche (v2)."));
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 11);
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&11));
+    let head = read_state(d)["restaurants"][rid(0)]["revision"]["commit"].clone();
+    assert_ne!(head, stable);
+    assert_eq!(read_state(d)["restaurants"][rid(10)]["revision"]["commit"], head);
 }

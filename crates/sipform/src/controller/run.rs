@@ -144,6 +144,7 @@ async fn run_configured(
             feed_down: None,
             slo: super::slo::Slo::default(),
             rollout_shown: true,
+            stable: Default::default(),
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         handle.status.leader.store(false, Ordering::Relaxed);
@@ -349,6 +350,8 @@ struct Leader<'a> {
     slo: super::slo::Slo,
     /// The board shows a rollout that was going on at the last poll.
     rollout_shown: bool,
+    /// The stable revision's files of the rollout in progress (new restaurants).
+    stable: crate::ops::rollout::StableCache,
 }
 
 impl Leader<'_> {
@@ -759,6 +762,7 @@ impl Leader<'_> {
             allow_changes: self.opts.allow_changes,
             recent: self.guard_window.recent(Instant::now()),
             ignore_windows: self.opts.ignore_windows,
+            stable: &self.stable,
         };
         let batch = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
         self.guarded(&batch.guard);

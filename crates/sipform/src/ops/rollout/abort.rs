@@ -73,11 +73,27 @@ pub fn stable_settings(
         path: project.root.display().to_string(),
         source,
     })?;
-    let prefix = git(root, &["rev-parse", "--show-prefix"])?;
+    // A followed branch's files come from its mirror (a bare repository: the project's
+    // folder in it is `controller.source.path`); else from the project's own repository.
+    let (repo, prefix) = match &project.history {
+        Some(mirror) => (
+            std::path::absolute(mirror).map_err(|source| OpsError::Io {
+                what: "cannot resolve the repository",
+                path: mirror.display().to_string(),
+                source,
+            })?,
+            project
+                .source()
+                .and_then(|s| s.path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        None => (root.clone(), git(root, &["rev-parse", "--show-prefix"])?),
+    };
     let tar = into.join("stable.tar");
     let spec = format!("{}:{}", commit.as_str(), prefix.trim());
     git(
-        root,
+        &repo,
         &["archive", "--format=tar", "-o", &path_arg(&tar)?, &spec],
     )?;
     let files = into.join("files");
@@ -111,7 +127,7 @@ pub fn stable_settings(
     if let InventoryConfig::Database { url: Some(u), .. } = &mut settings.inventory {
         *u = absolute_sqlite(u, root);
     }
-    settings.history = Some(root.to_path_buf());
+    settings.history = Some(repo);
     settings.server_url = project.server_url.clone();
     settings.api_key = project.api_key.clone();
     Ok(settings)

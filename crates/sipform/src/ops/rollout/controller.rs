@@ -5,6 +5,7 @@
 //! state: a controller taking over on another machine reads where the last one was.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::model::ids::RestaurantId;
@@ -14,6 +15,7 @@ use crate::remote::Client;
 use crate::state::State;
 
 use super::super::{OpsError, Workspace};
+use super::newcomers::{self, StableCache, StableFiles};
 use super::{
     current, current_or_start, done, fleet, narrow, Assignment, Events, Keeper, RolloutRecord,
     Step, Verdict, Waves,
@@ -28,6 +30,9 @@ pub struct Held {
     pub held: BTreeMap<RestaurantId, String>,
     /// Whether a rollout is in progress (its unchanged restaurants are recorded as checked).
     pub rolling: bool,
+    /// New restaurants to create at the stable revision (their wave has not started), and
+    /// its files; still in the plan, which the caller narrows once they exist.
+    pub at_stable: Option<(Arc<StableFiles>, BTreeSet<RestaurantId>)>,
     pub events: Events,
 }
 
@@ -42,18 +47,21 @@ fn revision_changes(plan: &Plan, state: &State, own: &Revision) -> BTreeSet<Rest
 
 /// `plan` (a controller batch's, at revision `own`) with the changes of waves not started
 /// left out; starts a rollout when the fleet has more restaurants to take `own` than the
-/// canary, recording it in `state` (the batch holds the state lock).
+/// canary, recording it in `state` (the batch holds the state lock). New restaurants whose
+/// wave has not started are named for the stable revision (`stable`'s files).
 pub async fn hold(
     ws: &Workspace,
     plan: &Plan,
     state: &mut State,
     own: &Revision,
+    stable: &StableCache,
 ) -> Result<Held, OpsError> {
     let mut events = Events::default();
     let nothing = |events| Held {
         plan: None,
         held: BTreeMap::new(),
         rolling: false,
+        at_stable: None,
         events,
     };
     let Some(policy) = &ws.settings().rollout else {
@@ -83,12 +91,38 @@ pub async fn hold(
         })
         .collect();
     let narrowed = (!held.is_empty()).then(|| narrow(plan, |id| !held.contains_key(id)));
+    let mut everyone = fleet;
+    let new = newcomers::new_restaurants(plan, state);
+    everyone.extend(new.iter().cloned());
+    let later = newcomers::waiting(new, &Assignment::new(policy, &rec.canary, &everyone), &rec);
     Ok(Held {
         plan: narrowed,
         held,
         rolling: true,
+        at_stable: at_stable(ws.settings(), &rec, later, stable),
         events,
     })
+}
+
+/// `ids` (new restaurants) with the stable files they are created from; `None` when there
+/// are none, or no stable files (not a clean commit, or unreadable: they are created at the
+/// rolled-out revision, with a warning; a new restaurant is never delayed).
+fn at_stable(
+    settings: &Settings,
+    rec: &RolloutRecord,
+    ids: BTreeSet<RestaurantId>,
+    stable: &StableCache,
+) -> Option<(Arc<StableFiles>, BTreeSet<RestaurantId>)> {
+    if ids.is_empty() {
+        return None;
+    }
+    let why = match stable.for_rollout(settings, rec) {
+        Ok(Some(files)) => return Some((files, ids)),
+        Ok(None) => "the stable revision is not a committed git revision".to_string(),
+        Err(e) => format!("the stable revision's files cannot be read: {e}"),
+    };
+    tracing::warn!(target: crate::LOG_TARGET, "controller: {} new restaurant(s) created at the rolled-out revision: {why}", ids.len());
+    None
 }
 
 /// What [`advance`] did.
