@@ -710,7 +710,11 @@ async fn a_rollout_started_from_one_folder_is_resumed_from_another_sharing_postg
 
     let out = run(da, &url, &["apply", "--auto-approve"]).await;
     expect_code(&out, 0);
-    assert!(stdout(&out).contains("pause: manual"), "{}", all_output(&out));
+    assert!(
+        stdout(&out).contains("pause: manual"),
+        "{}",
+        all_output(&out)
+    );
     assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&3));
 
     // B sees A's rollout: the canary done, the rest pending.
@@ -772,7 +776,12 @@ async fn the_controller_creates_a_row_inserted_mid_rollout_at_the_stable_revisio
     let written = writes_since(&emu, &mark);
     assert_eq!(written.get(TOOL_PUT), Some(&3), "{}", all_output(&out));
     assert_eq!(written.get("POST /api/agents"), Some(&1), "{written:?}");
-    assert_eq!(end_call_of(&emu, d, &rid(10)), before, "{}", all_output(&out));
+    assert_eq!(
+        end_call_of(&emu, d, &rid(10)),
+        before,
+        "{}",
+        all_output(&out)
+    );
     let state = read_state(d);
     assert_eq!(state["restaurants"][rid(10)]["revision"]["commit"], stable);
     assert_eq!(agents_with(&emu, "Raccroche (v2)."), 3);
@@ -781,11 +790,19 @@ async fn the_controller_creates_a_row_inserted_mid_rollout_at_the_stable_revisio
     expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
     let out = run(d, &url, &["controller", "--once"]).await;
     expect_code(&out, 0);
-    assert_eq!(rollout_json(d, &url)["phase"], "finished", "{}", all_output(&out));
+    assert_eq!(
+        rollout_json(d, &url)["phase"],
+        "finished",
+        "{}",
+        all_output(&out)
+    );
     assert_eq!(end_call_of(&emu, d, &rid(10)), json!("Raccroche (v2)."));
     assert_eq!(agents_with(&emu, "Raccroche (v2)."), 11);
     assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&11));
     let head = read_state(d)["restaurants"][rid(0)]["revision"]["commit"].clone();
     assert_ne!(head, stable);
-    assert_eq!(read_state(d)["restaurants"][rid(10)]["revision"]["commit"], head);
+    assert_eq!(
+        read_state(d)["restaurants"][rid(10)]["revision"]["commit"],
+        head
+    );
 }

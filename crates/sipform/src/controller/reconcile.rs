@@ -433,10 +433,7 @@ async fn rollout_hold(
 }
 
 /// New restaurants to create at a rollout's stable revision, with its files.
-type AtStable = Option<(
-    Arc<ops::rollout::StableFiles>,
-    BTreeSet<RestaurantId>,
-)>;
+type AtStable = Option<(Arc<ops::rollout::StableFiles>, BTreeSet<RestaurantId>)>;
 
 /// What [`create_at_stable`] did: the verdicts and what the plan said of the restaurants it
 /// created, which the batch's plan then leaves out.
@@ -475,7 +472,8 @@ async fn create_at_stable(
             client: ctx.client,
             account_name: &ctx.settings.account.name,
         };
-        let mut plan = ops::plan::plan_over(&ws, &state, &plan_options(ctx, &ids), &mut server).await?;
+        let mut plan =
+            ops::plan::plan_over(&ws, &state, &plan_options(ctx, &ids), &mut server).await?;
         plan.restaurants.retain(|r| r.has_changes());
         plan.summary = crate::plan::Summary::of(plan.actions());
         Ok::<_, OpsError>((ws, plan))
@@ -487,14 +485,21 @@ async fn create_at_stable(
             return (Arrivals::default(), state);
         }
     };
-    let created: BTreeSet<RestaurantId> = plan.restaurants.iter().map(|r| r.restaurant_id.clone()).collect();
+    let created: BTreeSet<RestaurantId> = plan
+        .restaurants
+        .iter()
+        .map(|r| r.restaurant_id.clone())
+        .collect();
     let recorder = Recorder::default();
     let (report, account, after) = apply_if_needed(ctx, &ws, &plan, state, &recorder).await;
     if let Some(r) = &report {
         let failed: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.error.is_some()).collect();
         cache.applied(ctx.kinds, &plan, recorder, &failed, account);
     }
-    let why = format!("rollout: created at the stable revision {}; its wave moves it", files.revision.short());
+    let why = format!(
+        "rollout: created at the stable revision {}; its wave moves it",
+        files.revision.short()
+    );
     let verdicts = verdicts_of(&plan, report.as_ref(), &created)
         .into_iter()
         .map(|(id, v)| match v {
@@ -555,7 +560,8 @@ async fn cached_round(
     let (mut plan, waiting, rolling, at_stable) = rollout_hold(ctx, ws, plan, &mut state).await?;
     let (arrived, state) = create_at_stable(ctx, cache, at_stable, state).await;
     if !arrived.created.is_empty() {
-        plan.restaurants.retain(|r| !arrived.created.contains(&r.restaurant_id));
+        plan.restaurants
+            .retain(|r| !arrived.created.contains(&r.restaurant_id));
         plan.summary = crate::plan::Summary::of(plan.actions());
     }
     let recorder = Recorder::default();

@@ -34,10 +34,8 @@ use super::{OpsError, Workspace};
 
 pub use control::{resume, status, status_of, Phase, RolloutStatus, WaveStatus};
 pub use health::{judge, Calls, Health, CALLS_PER_AGENT};
-pub use record::{
-    current, legacy_path, Halt, Keeper, RolloutRecord, WaveRecord, RECORD_VERSION,
-};
 pub use newcomers::{StableCache, StableFiles};
+pub use record::{current, legacy_path, Halt, Keeper, RolloutRecord, WaveRecord, RECORD_VERSION};
 pub use waves::{canary_size, choose_canary, rank, Assignment};
 
 /// Restaurants of a wave read back after it is applied (post-apply verification), at most.

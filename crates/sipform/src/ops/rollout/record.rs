@@ -234,7 +234,11 @@ mod tests {
         huge.canary = (0..40_000)
             .map(|i| RestaurantId::new(format!("restaurant-{i:020}")))
             .collect();
-        let e = keeper.save(&mut state, &huge).await.unwrap_err().to_string();
+        let e = keeper
+            .save(&mut state, &huge)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("larger than"), "{e}");
         assert_eq!(state.serial, 1);
     }
@@ -271,7 +275,10 @@ mod tests {
         keeper.save(&mut state, &rec).await.unwrap();
         let t = std::time::Duration::from_secs(1);
         let e = keeper.save_fenced(&read, &rec, t).await.unwrap_err();
-        assert!(matches!(e, OpsError::State(StateError::Stale { .. })), "{e}");
+        assert!(
+            matches!(e, OpsError::State(StateError::Stale { .. })),
+            "{e}"
+        );
         keeper.save_fenced(&state, &rec, t).await.unwrap();
     }
 }

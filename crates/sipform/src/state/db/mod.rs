@@ -670,9 +670,10 @@ impl Tables {
             Some(changes.iter().filter_map(Change::restaurant).collect())
         };
         let (upserts, deletes) = self.rows_to_write(state, touched.as_ref())?;
-        let rollout = (touched.is_none() || changes.iter().any(|c| matches!(c, Change::Rollout(_))))
-            .then(|| self.encode_rollout(state))
-            .transpose()?;
+        let rollout = (touched.is_none()
+            || changes.iter().any(|c| matches!(c, Change::Rollout(_))))
+        .then(|| self.encode_rollout(state))
+        .transpose()?;
         Ok(Write {
             rollout,
             lineage: state.lineage.to_string(),
