@@ -806,3 +806,42 @@ async fn the_controller_creates_a_row_inserted_mid_rollout_at_the_stable_revisio
         head
     );
 }
+
+/// A rollback of a whole revision (here a `git revert` of the rolled-out commit) goes through
+/// the same canary and waves, faster as `rollout.rollback` says: one wave and no pause, where
+/// the change itself waited for `rollout resume` between each of its two waves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_goes_through_the_waves_of_rollout_rollback() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let policy = "  canary: 2\n  waves: [\"50%\", \"100%\"]\n  pause: manual\n  rollback:\n    waves: [\"100%\"]\n    pause: 0s\n";
+    let dir = fleet(20, &url, policy).await;
+    let d = dir.path();
+    let before = end_call_of(&emu, d, &rid(0));
+    edit_end_call(d, "Raccroche (v2).");
+    for _ in 0..2 {
+        let out = run(d, &url, &["apply", "--auto-approve"]).await;
+        expect_code(&out, 0);
+        assert!(stdout(&out).contains("pause: manual"), "{}", all_output(&out));
+        expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
+    }
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 20);
+    assert_ne!(rollout_json(d, &url)["rollback"], true);
+
+    // Reverted: a rollback, the canary then every restaurant at once, in one apply.
+    git(d, &["revert", "--no-edit", "HEAD"]);
+    let mark = writes(&emu);
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("finished"), "{}", all_output(&out));
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&20));
+    assert!(stdout(&out).contains("Rollback of"), "{}", all_output(&out));
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 0);
+    assert_eq!(end_call_of(&emu, d, &rid(19)), before);
+    let status = rollout_json(d, &url);
+    assert_eq!(status["rollback"], true, "{status}");
+    assert_eq!(status["waves"].as_array().map(Vec::len), Some(2), "{status}");
+    assert_eq!(status["waves"][0]["done"], 2, "{status}");
+}

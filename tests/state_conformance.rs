@@ -1067,6 +1067,7 @@ fn rollout_record(released: usize) -> RolloutRecord {
         paused: Some("wave 0: waiting for calls".into()),
         finished_at: None,
         aborted_at: None,
+        rollback: false,
     }
 }
 

@@ -189,6 +189,13 @@ impl Settings {
                 &e,
             ))));
         }
+        if let Some(Err(e)) = project.rollout.as_ref().map(|p| rollout_pause(&p.for_rollout(true))) {
+            return Err(ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
+                file(),
+                "rollout.rollback.pause",
+                &e,
+            ))));
+        }
         let mut settings = Self::resolve(root, project, &process_env, overrides);
         settings.clock = Clock::from_env(process_env("SIPFORM_NOW").as_deref()).map_err(|e| {
             ConfigError::Invalid(Diagnostics::from(Diagnostic::new(

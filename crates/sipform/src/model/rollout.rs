@@ -45,6 +45,10 @@ pub struct RolloutRecord {
     pub finished_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_at: Option<DateTime<Utc>>,
+    /// A rollback of a whole revision (back to one the fleet ran before): it goes by
+    /// `rollout.rollback`'s waves and pause.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
 }
 
 /// When one wave started and finished; since when its calls count.

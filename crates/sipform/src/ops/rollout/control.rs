@@ -35,6 +35,9 @@ pub struct RolloutStatus {
     pub paused: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
     pub aborted_at: Option<DateTime<Utc>>,
+    /// Back to a revision the fleet ran before: `rollout.rollback`'s waves and pause.
+    #[serde(default)]
+    pub rollback: bool,
     pub waves: Vec<WaveStatus>,
 }
 
@@ -69,8 +72,9 @@ pub fn status_of(
     };
     let waves = match settings.rollout.as_ref() {
         Some(policy) => {
+            let policy = policy.for_rollout(rec.rollback);
             rec.fit(policy.waves.len());
-            wave_statuses(policy, &rec, &fleet(state), state)
+            wave_statuses(&policy, &rec, &fleet(state), state)
         }
         None => Vec::new(),
     };
@@ -92,6 +96,7 @@ pub fn status_of(
         paused: rec.paused,
         finished_at: rec.finished_at,
         aborted_at: rec.aborted_at,
+        rollback: rec.rollback,
         waves,
     })
 }

@@ -72,10 +72,12 @@ pub async fn hold(
     let behind = fleet.iter().filter(|id| !done(state, id, own)).count();
     let starts = if changed.is_empty() { 0 } else { behind };
     let keeper = Keeper::of(ws);
-    let Some(mut rec) = current_or_start(&keeper, policy, own, state, starts, &mut events).await?
+    let how = (policy, ws.settings().history_root());
+    let Some(mut rec) = current_or_start(&keeper, how, own, state, starts, &mut events).await?
     else {
         return Ok(nothing(events));
     };
+    let policy = &policy.for_rollout(rec.rollback);
     rec.fit(policy.waves.len());
     let a = Assignment::new(policy, &rec.canary, &fleet);
     let cur = rec.current();
@@ -163,6 +165,7 @@ pub async fn advance(
     else {
         return Ok(Advanced::default());
     };
+    let policy = policy.for_rollout(rec.rollback);
     rec.fit(policy.waves.len());
     let fleet = fleet(state);
     let assignment = Assignment::new(&policy, &rec.canary, &fleet);

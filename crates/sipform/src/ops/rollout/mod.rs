@@ -49,6 +49,9 @@ pub enum RolloutEvent {
         to: String,
         from: Option<String>,
         canary: usize,
+        /// Back to a revision the fleet ran before (`rollout.rollback`'s waves and pause).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        rollback: bool,
     },
     WaveStarted {
         wave: usize,
@@ -210,7 +213,7 @@ fn narrow(plan: &Plan, keep: impl Fn(&RestaurantId) -> bool) -> Plan {
 /// imported first.
 async fn current_or_start(
     keeper: &Keeper,
-    policy: &RolloutPolicy,
+    (policy, history): (&RolloutPolicy, &std::path::Path),
     own: &Revision,
     state: &mut State,
     changed: usize,
@@ -230,11 +233,14 @@ async fn current_or_start(
     }
     let fleet = fleet(state);
     let now = Utc::now();
+    let from = stable(state, &fleet);
+    let rollback = is_rollback(history, state.rollout.as_deref(), from.as_ref(), own);
+    let policy = &policy.for_rollout(rollback);
     let mut waves = vec![WaveRecord::default(); policy.waves.len() + 1];
     waves[0].started_at = Some(now);
     let rec = RolloutRecord {
         version: RECORD_VERSION,
-        from: stable(state, &fleet),
+        from,
         to: own.clone(),
         started_at: now,
         canary: choose_canary(policy, &fleet),
@@ -244,18 +250,42 @@ async fn current_or_start(
         paused: None,
         finished_at: None,
         aborted_at: None,
+        rollback,
     };
     keeper.save(state, &rec).await?;
     events.emit(RolloutEvent::Started {
         to: own.short(),
         from: rec.from.as_ref().map(Revision::short),
         canary: rec.canary.len(),
+        rollback,
     });
     events.emit(RolloutEvent::WaveStarted {
         wave: 0,
         restaurants: rec.canary.len(),
     });
     Ok(Some(rec))
+}
+
+/// Whether rolling `own` out over a fleet at `from` goes back to a revision it ran before:
+/// the one the last rollout (`last`) moved it away from (a `git revert` is a new commit of
+/// the same files), or an ancestor of `from`'s commit in `history` (the repository).
+fn is_rollback(
+    history: &std::path::Path,
+    last: Option<&RolloutRecord>,
+    from: Option<&Revision>,
+    own: &Revision,
+) -> bool {
+    let undone = last.is_some_and(|l| {
+        l.to.digest != own.digest && l.from.as_ref().is_some_and(|f| f.digest == own.digest)
+    });
+    let behind = match (from.and_then(|f| f.commit.as_ref()), &own.commit) {
+        (Some(theirs), Some(ours)) => matches!(
+            crate::revision::relation(history, theirs, ours),
+            Ok(crate::revision::Relation::Behind)
+        ),
+        _ => false,
+    };
+    undone || behind
 }
 
 /// Carries `plan` out under `sipform.yaml`'s `rollout:` policy ([`apply_in_waves`]), holding
@@ -289,7 +319,9 @@ pub async fn apply_in_waves(
     let rec = match &policy {
         Some(p) => {
             let keeper = Keeper::of(ws);
-            current_or_start(&keeper, p, &own, &mut state, changed.len(), &mut events).await?
+            let history = ws.settings().history_root();
+            let how = (p, history);
+            current_or_start(&keeper, how, &own, &mut state, changed.len(), &mut events).await?
         }
         None => None,
     };
@@ -304,6 +336,7 @@ pub async fn apply_in_waves(
         });
     };
     let mut rec = rec;
+    let policy = policy.for_rollout(rec.rollback);
     rec.fit(policy.waves.len());
     let run = Rollout {
         policy,

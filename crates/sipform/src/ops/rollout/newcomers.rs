@@ -262,6 +262,7 @@ mod tests {
             paused: None,
             finished_at: None,
             aborted_at: None,
+            rollback: false,
         }
     }
 
@@ -276,6 +277,7 @@ mod tests {
             pause: "0s".into(),
             max_failures: 0,
             health: None,
+            rollback: None,
         };
         let fleet: BTreeSet<RestaurantId> = (0..40)
             .map(|i| RestaurantId::new(format!("r{i:04}")))

@@ -197,6 +197,7 @@ mod tests {
             paused: None,
             finished_at: None,
             aborted_at: None,
+            rollback: false,
         }
     }
 
