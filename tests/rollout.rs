@@ -401,6 +401,18 @@ fn a_bad_policy_is_refused_naming_the_key() {
         "{}",
         all_output(&out)
     );
+    std::fs::write(
+        &yaml,
+        format!("{base}rollout:\n  waves: [\"25%\"]\n  rollback:\n    pause: soon\n"),
+    )
+    .unwrap();
+    let out = sipform(dir.path(), "http://127.0.0.1:9", &["validate"]);
+    expect_code(&out, 1);
+    assert!(
+        all_output(&out).contains("rollback"),
+        "{}",
+        all_output(&out)
+    );
     std::fs::write(&yaml, format!("{base}rollout:\n  waves: [\"250%\"]\n")).unwrap();
     let out = sipform(dir.path(), "http://127.0.0.1:9", &["validate"]);
     expect_code(&out, 1);
