@@ -159,6 +159,7 @@ mod tests {
             paused: None,
             finished_at: None,
             aborted_at: None,
+            rollback: false,
             waves: vec![wave(0, "canary", 5, 5), wave(1, "25%", 49, 0)],
         };
         let text = rollout_status(&s);
