@@ -834,7 +834,11 @@ async fn a_rollback_goes_through_the_waves_of_rollout_rollback() {
     for _ in 0..2 {
         let out = run(d, &url, &["apply", "--auto-approve"]).await;
         expect_code(&out, 0);
-        assert!(stdout(&out).contains("pause: manual"), "{}", all_output(&out));
+        assert!(
+            stdout(&out).contains("pause: manual"),
+            "{}",
+            all_output(&out)
+        );
         expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
     }
     let out = run(d, &url, &["apply", "--auto-approve"]).await;
@@ -854,6 +858,79 @@ async fn a_rollback_goes_through_the_waves_of_rollout_rollback() {
     assert_eq!(end_call_of(&emu, d, &rid(19)), before);
     let status = rollout_json(d, &url);
     assert_eq!(status["rollback"], true, "{status}");
-    assert_eq!(status["waves"].as_array().map(Vec::len), Some(2), "{status}");
+    assert_eq!(
+        status["waves"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
     assert_eq!(status["waves"][0]["done"], 2, "{status}");
+}
+
+/// Following a branch (`controller.source`), the stable files of a new restaurant come from
+/// the controller's mirror of the followed repository: its project folder (`path`) at the
+/// stable commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_followed_branch_gives_new_restaurants_the_stable_commits_files() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    // origin (bare) and CI's clone, the project in its `deploy/` folder.
+    let repos = tempfile::tempdir().unwrap();
+    let (origin, ci) = (repos.path().join("origin.git"), repos.path().join("ci"));
+    git(repos.path(), &["init", "-q", "--bare", "origin.git"]);
+    git(repos.path(), &["init", "-q", "-b", "main", "ci"]);
+    let project = project_copy();
+    let folder = ci.join("deploy");
+    for part in ["tools", "templates", "docs"] {
+        copy_tree(&project.path().join(part), &folder.join(part));
+    }
+    let yaml = std::fs::read_to_string(project.path().join("sipform.yaml")).unwrap();
+    std::fs::write(
+        folder.join("sipform.yaml"),
+        format!("{yaml}rollout:\n  canary: 2\n  waves: [\"100%\"]\n  pause: manual\n"),
+    )
+    .unwrap();
+    let push = |what: &str| {
+        commit(&ci, what);
+        git(&ci, &["push", "-q", &origin.display().to_string(), "main"]);
+        git(&ci, &["rev-parse", "HEAD"]).trim().to_string()
+    };
+    let stable = push("the project");
+    // The controller's own folder: restaurants, state, and the source it follows.
+    let dir = project_copy();
+    let d = dir.path();
+    generate_restaurants(d, 8);
+    std::fs::write(
+        d.join("sipform.yaml"),
+        format!(
+            "{yaml}controller:\n  source:\n    git: {}\n    branch: main\n    path: deploy\n",
+            origin.display()
+        ),
+    )
+    .unwrap();
+    expect_code(&sipform(d, &url, &["controller", "--once"]), 0);
+    let before = end_call_of(&emu, d, &rid(0));
+
+    edit_yaml(&folder.join("tools/end_call.yaml"), |v| {
+        v["description"] = json!("Raccroche (v2).");
+    });
+    push("end_call: v2");
+    generate_restaurants(d, 9);
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    assert_eq!(
+        agents_with(&emu, "Raccroche (v2)."),
+        2,
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(
+        end_call_of(&emu, d, &rid(8)),
+        before,
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(
+        read_state(d)["restaurants"][rid(8)]["revision"]["commit"],
+        json!(stable)
+    );
 }

@@ -83,8 +83,8 @@ pub fn stable_settings(
                 source,
             })?,
             project
-                .source()
-                .and_then(|s| s.path)
+                .history_path
+                .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
         ),
@@ -128,6 +128,7 @@ pub fn stable_settings(
         *u = absolute_sqlite(u, root);
     }
     settings.history = Some(repo);
+    settings.history_path = project.history_path.clone();
     settings.server_url = project.server_url.clone();
     settings.api_key = project.api_key.clone();
     Ok(settings)
