@@ -745,3 +745,97 @@ impl Waves<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::model::revision::{ConfigDigest, GitCommit};
+
+    /// A repository with two commits; their shas, oldest first.
+    fn two_commits(dir: &std::path::Path) -> (GitCommit, GitCommit) {
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(["-c", "commit.gpgsign=false"])
+                .args(args)
+                .env_remove("GIT_DIR")
+                .env_remove("GIT_WORK_TREE")
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "git {args:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        git(&["init", "-q"]);
+        let mut shas = Vec::new();
+        for n in ["1", "2"] {
+            std::fs::write(dir.join("f"), n).expect("write");
+            git(&["add", "-A"]);
+            git(&["commit", "-q", "-m", n]);
+            shas.push(GitCommit::parse(&git(&["rev-parse", "HEAD"])).expect("a sha"));
+        }
+        (shas[0].clone(), shas[1].clone())
+    }
+
+    fn at(commit: Option<&GitCommit>, digest: u8) -> Revision {
+        Revision {
+            commit: commit.cloned(),
+            dirty: false,
+            digest: ConfigDigest::from_sha256([digest; 32]),
+        }
+    }
+
+    #[test]
+    fn a_rollback_is_back_to_an_ancestor_or_to_what_the_last_rollout_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old, new) = two_commits(dir.path());
+        let d = dir.path();
+        // An older checkout rolled out over a fleet at the newer commit: going back.
+        assert!(is_rollback(
+            d,
+            None,
+            Some(&at(Some(&new), 2)),
+            &at(Some(&old), 1)
+        ));
+        // Forward, or nothing recorded to compare with: not a rollback.
+        assert!(!is_rollback(
+            d,
+            None,
+            Some(&at(Some(&old), 1)),
+            &at(Some(&new), 2)
+        ));
+        assert!(!is_rollback(d, None, None, &at(Some(&old), 1)));
+        // A revert (a new commit of the files the last rollout moved the fleet from).
+        let last = RolloutRecord {
+            version: RECORD_VERSION,
+            from: Some(at(Some(&old), 1)),
+            to: at(Some(&new), 2),
+            started_at: Utc::now(),
+            canary: Vec::new(),
+            waves: vec![WaveRecord::default(); 2],
+            released: 0,
+            halted: None,
+            paused: None,
+            finished_at: Some(Utc::now()),
+            aborted_at: None,
+            rollback: false,
+        };
+        let revert = at(None, 1);
+        assert!(is_rollback(
+            d,
+            Some(&last),
+            Some(&at(Some(&new), 2)),
+            &revert
+        ));
+        // The same rollout again is not a rollback.
+        assert!(!is_rollback(
+            d,
+            Some(&last),
+            Some(&at(Some(&new), 2)),
+            &at(None, 2)
+        ));
+    }
+}
