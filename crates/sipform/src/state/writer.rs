@@ -149,6 +149,15 @@ impl StateWriter {
     pub fn snapshot(&self) -> State {
         self.read(State::clone)
     }
+
+    /// The state as last recorded, handed back without a copy once every [`record`] has
+    /// returned (the task holds no other handle then); copied only if a reader still does.
+    ///
+    /// [`record`]: StateWriter::record
+    pub fn into_state(self) -> State {
+        let held = std::mem::take(&mut *locked(&self.current));
+        Arc::try_unwrap(held).unwrap_or_else(|shared| (*shared).clone())
+    }
 }
 
 /// The state under the lock, poisoned or not.
