@@ -170,6 +170,7 @@ fn main() -> Result<(), Error> {
         pause: "0s".into(),
         max_failures: 0,
         health: None,
+        rollback: None,
     };
     let plain = rt.block_on(one_edit(n, latency, None))?;
     let waves = rt.block_on(one_edit(n, latency, Some(policy)))?;

@@ -49,14 +49,15 @@ fn agent_of(dir: &Path, restaurant: &str) -> String {
         .to_string()
 }
 
-fn record_file(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("sipform.state.json.rollout.json"))
-        .expect("the rollout record");
-    serde_json::from_str(&text).unwrap()
+/// The rollout record state holds.
+fn record(dir: &Path) -> Value {
+    let rec = read_state(dir)["rollout"].clone();
+    assert!(rec.is_object(), "state holds no rollout record");
+    rec
 }
 
 fn canary(dir: &Path) -> Vec<String> {
-    record_file(dir)["canary"]
+    record(dir)["canary"]
         .as_array()
         .unwrap()
         .iter()
@@ -400,6 +401,18 @@ fn a_bad_policy_is_refused_naming_the_key() {
         "{}",
         all_output(&out)
     );
+    std::fs::write(
+        &yaml,
+        format!("{base}rollout:\n  waves: [\"25%\"]\n  rollback:\n    pause: soon\n"),
+    )
+    .unwrap();
+    let out = sipform(dir.path(), "http://127.0.0.1:9", &["validate"]);
+    expect_code(&out, 1);
+    assert!(
+        all_output(&out).contains("rollback"),
+        "{}",
+        all_output(&out)
+    );
     std::fs::write(&yaml, format!("{base}rollout:\n  waves: [\"250%\"]\n")).unwrap();
     let out = sipform(dir.path(), "http://127.0.0.1:9", &["validate"]);
     expect_code(&out, 1);
@@ -541,13 +554,14 @@ async fn the_controller_rolls_a_new_revision_through_the_same_waves() {
         "{status}"
     );
 
-    // Healthy calls on the canary: the next run opens the last wave and finishes.
+    // Healthy calls on the canary: the next run opens the last wave and finishes (the new
+    // restaurant, created at the stable revision, is moved by it too).
     record_for(&url, d, &canary(d), "completed", 1).await;
     let out = run(d, &url, &["controller", "--once"]).await;
     expect_code(&out, 0);
     assert_eq!(
         writes_since(&emu, &mark).get(TOOL_PUT),
-        Some(&30),
+        Some(&31),
         "{}",
         all_output(&out)
     );
@@ -672,4 +686,251 @@ async fn a_halt_and_the_end_reach_the_webhook_once_each() {
             "an agent token in a notification"
         );
     }
+}
+
+/// Two project folders (two machines' checkouts) sharing one PostgreSQL state: a rollout
+/// `apply` started from A is seen by `rollout status` from B, and resumed and finished from B
+/// with no restaurant written twice. The record is state's, not a file beside A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_started_from_one_folder_is_resumed_from_another_sharing_postgres() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let db = common::db::TestDb::new(common::db::Engine::Postgres).await;
+    let a = project_copy();
+    let da = a.path();
+    generate_restaurants(da, 20);
+    let yaml = da.join("sipform.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap().replace(
+        "state:\n  backend: file\n  path: sipform.state.json\n",
+        &format!("state:\n  backend: postgres\n  url: \"{}\"\n", db.url),
+    );
+    assert!(text.contains("backend: postgres"), "{text}");
+    std::fs::write(
+        &yaml,
+        format!("{text}rollout:\n  canary: 3\n  waves: [\"100%\"]\n  pause: manual\n"),
+    )
+    .unwrap();
+    git(da, &["init", "-q"]);
+    commit(da, "fleet");
+    apply_ok(da, &url).await;
+    edit_end_call(da, "Raccroche (v2).");
+    // B: the same repository at the same commit, in another folder.
+    let b = tempfile::tempdir().unwrap();
+    let db_ = b.path();
+    git(db_, &["clone", "-q", &da.display().to_string(), "."]);
+    let start = writes(&emu);
+
+    let out = run(da, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("pause: manual"),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&3));
+
+    // B sees A's rollout: the canary done, the rest pending.
+    let status = rollout_json(db_, &url);
+    assert_eq!(status["phase"], "in_progress", "{status}");
+    assert_eq!(status["waves"][0]["done"], 3, "{status}");
+    assert_eq!(status["waves"][1]["pending"], 17, "{status}");
+
+    // Released and applied from B: the last wave, each restaurant once.
+    expect_code(&sipform(db_, &url, &["rollout", "resume"]), 0);
+    let out = run(db_, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("finished"), "{}", all_output(&out));
+    assert_eq!(writes_since(&emu, &start).get(TOOL_PUT), Some(&20));
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 20);
+    assert_eq!(rollout_json(da, &url)["phase"], "finished");
+    assert!(!da.join("sipform.rollout.json").exists());
+    assert!(!db_.join("sipform.rollout.json").exists());
+}
+
+/// The controller creates a row inserted into the platform's table during a rollout at the
+/// stable revision (its tools from the stable commit's files, state recording that revision),
+/// as `apply` does; when its wave opens, the wave moves it like any other restaurant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controller_creates_a_row_inserted_mid_rollout_at_the_stable_revision() {
+    use common::controller::{insert, install_trigger, platform};
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let db = platform(common::db::Engine::Sqlite).await;
+    let dir = project_on_table(
+        &db,
+        TableProject {
+            timeout_sec: Some(3),
+            state_in_db: false,
+            extra: "rollout:\n  canary: 3\n  waves: [\"100%\"]\n  pause: manual\n",
+        },
+    );
+    let d = dir.path();
+    std::fs::write(
+        d.join(".gitignore"),
+        "sipform.state.json*\n.sipform-controller/\n",
+    )
+    .unwrap();
+    git(d, &["init", "-q"]);
+    commit(d, "fleet");
+    install_trigger(d, &url);
+    insert(&db, 0..10).await;
+    expect_code(&sipform(d, &url, &["controller", "--once"]), 0);
+    let stable = read_state(d)["restaurants"][rid(0)]["revision"]["commit"].clone();
+    assert!(stable.is_string(), "{}", read_state(d));
+    let before = end_call_of(&emu, d, &rid(0));
+
+    // The edit: the canary moves; the row inserted meanwhile is created at the stable revision.
+    edit_end_call(d, "Raccroche (v2).");
+    insert(&db, 10..11).await;
+    let mark = writes(&emu);
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    let written = writes_since(&emu, &mark);
+    assert_eq!(written.get(TOOL_PUT), Some(&3), "{}", all_output(&out));
+    assert_eq!(written.get("POST /api/agents"), Some(&1), "{written:?}");
+    assert_eq!(
+        end_call_of(&emu, d, &rid(10)),
+        before,
+        "{}",
+        all_output(&out)
+    );
+    let state = read_state(d);
+    assert_eq!(state["restaurants"][rid(10)]["revision"]["commit"], stable);
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 3);
+
+    // Released: the last wave moves it with the rest, each restaurant written once.
+    expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    assert_eq!(
+        rollout_json(d, &url)["phase"],
+        "finished",
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(end_call_of(&emu, d, &rid(10)), json!("Raccroche (v2)."));
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 11);
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&11));
+    let head = read_state(d)["restaurants"][rid(0)]["revision"]["commit"].clone();
+    assert_ne!(head, stable);
+    assert_eq!(
+        read_state(d)["restaurants"][rid(10)]["revision"]["commit"],
+        head
+    );
+}
+
+/// A rollback of a whole revision (here a `git revert` of the rolled-out commit) goes through
+/// the same canary and waves, faster as `rollout.rollback` says: one wave and no pause, where
+/// the change itself waited for `rollout resume` between each of its two waves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_goes_through_the_waves_of_rollout_rollback() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let policy = "  canary: 2\n  waves: [\"50%\", \"100%\"]\n  pause: manual\n  rollback:\n    waves: [\"100%\"]\n    pause: 0s\n";
+    let dir = fleet(20, &url, policy).await;
+    let d = dir.path();
+    let before = end_call_of(&emu, d, &rid(0));
+    edit_end_call(d, "Raccroche (v2).");
+    for _ in 0..2 {
+        let out = run(d, &url, &["apply", "--auto-approve"]).await;
+        expect_code(&out, 0);
+        assert!(
+            stdout(&out).contains("pause: manual"),
+            "{}",
+            all_output(&out)
+        );
+        expect_code(&sipform(d, &url, &["rollout", "resume"]), 0);
+    }
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 20);
+    assert_ne!(rollout_json(d, &url)["rollback"], true);
+
+    // Reverted: a rollback, the canary then every restaurant at once, in one apply.
+    git(d, &["revert", "--no-edit", "HEAD"]);
+    let mark = writes(&emu);
+    let out = run(d, &url, &["apply", "--auto-approve"]).await;
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("finished"), "{}", all_output(&out));
+    assert_eq!(writes_since(&emu, &mark).get(TOOL_PUT), Some(&20));
+    assert!(stdout(&out).contains("Rollback of"), "{}", all_output(&out));
+    assert_eq!(agents_with(&emu, "Raccroche (v2)."), 0);
+    assert_eq!(end_call_of(&emu, d, &rid(19)), before);
+    let status = rollout_json(d, &url);
+    assert_eq!(status["rollback"], true, "{status}");
+    assert_eq!(
+        status["waves"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    assert_eq!(status["waves"][0]["done"], 2, "{status}");
+}
+
+/// Following a branch (`controller.source`), the stable files of a new restaurant come from
+/// the controller's mirror of the followed repository: its project folder (`path`) at the
+/// stable commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_followed_branch_gives_new_restaurants_the_stable_commits_files() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    // origin (bare) and CI's clone, the project in its `deploy/` folder.
+    let repos = tempfile::tempdir().unwrap();
+    let (origin, ci) = (repos.path().join("origin.git"), repos.path().join("ci"));
+    git(repos.path(), &["init", "-q", "--bare", "origin.git"]);
+    git(repos.path(), &["init", "-q", "-b", "main", "ci"]);
+    let project = project_copy();
+    let folder = ci.join("deploy");
+    for part in ["tools", "templates", "docs"] {
+        copy_tree(&project.path().join(part), &folder.join(part));
+    }
+    let yaml = std::fs::read_to_string(project.path().join("sipform.yaml")).unwrap();
+    std::fs::write(
+        folder.join("sipform.yaml"),
+        format!("{yaml}rollout:\n  canary: 2\n  waves: [\"100%\"]\n  pause: manual\n"),
+    )
+    .unwrap();
+    let push = |what: &str| {
+        commit(&ci, what);
+        git(&ci, &["push", "-q", &origin.display().to_string(), "main"]);
+        git(&ci, &["rev-parse", "HEAD"]).trim().to_string()
+    };
+    let stable = push("the project");
+    // The controller's own folder: restaurants, state, and the source it follows.
+    let dir = project_copy();
+    let d = dir.path();
+    generate_restaurants(d, 8);
+    std::fs::write(
+        d.join("sipform.yaml"),
+        format!(
+            "{yaml}controller:\n  source:\n    git: {}\n    branch: main\n    path: deploy\n",
+            origin.display()
+        ),
+    )
+    .unwrap();
+    expect_code(&sipform(d, &url, &["controller", "--once"]), 0);
+    let before = end_call_of(&emu, d, &rid(0));
+
+    edit_yaml(&folder.join("tools/end_call.yaml"), |v| {
+        v["description"] = json!("Raccroche (v2).");
+    });
+    push("end_call: v2");
+    generate_restaurants(d, 9);
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    assert_eq!(
+        agents_with(&emu, "Raccroche (v2)."),
+        2,
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(
+        end_call_of(&emu, d, &rid(8)),
+        before,
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(
+        read_state(d)["restaurants"][rid(8)]["revision"]["commit"],
+        json!(stable)
+    );
 }

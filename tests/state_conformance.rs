@@ -19,6 +19,7 @@ use std::time::Duration;
 use common::db::TestDb;
 use sipform::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
 use sipform::model::revision::{ConfigDigest, GitCommit, Revision};
+use sipform::model::rollout::{RolloutRecord, WaveRecord, RECORD_VERSION};
 use sipform::model::secret::Secret;
 use sipform::state::{
     async_trait, token_digest, AgentTokens, Change, FileState, LockGuard, LockInfo, PostgresState,
@@ -776,7 +777,7 @@ async fn reads_and_migrates_version_1_state(kind: Kind) {
             h.text("SELECT CAST(max(version) AS TEXT) FROM sipform_schema_version")
                 .await
                 .as_deref(),
-            Some("5")
+            Some("6")
         );
         assert_eq!(
             h.text("SELECT CAST(count(*) AS TEXT) FROM sipform_state_restaurants")
@@ -831,9 +832,18 @@ async fn reads_and_migrates_version_1_state(kind: Kind) {
     let back = load(&h).await;
     assert_eq!(back, writer.snapshot());
     assert!(back.restaurants[&r("r2")].token_digest.is_some());
+    assert_eq!(back.version, 4, "token digests need format 4");
+    // And a rollout record, on the layout migrated to its column.
+    writer
+        .record(vec![Change::Rollout(Box::new(rollout_record(1)))])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(back.rollout.as_deref(), Some(&rollout_record(1)));
     assert_eq!(
         back.version, STATE_FORMAT_VERSION,
-        "token digests need format 4"
+        "a rollout record needs format 5"
     );
 }
 
@@ -932,10 +942,22 @@ async fn a_file_commit_raising_the_format_is_written_whole() {
         .expect("record");
     let text = doc();
     assert!(
-        text.contains(&format!("\"version\": {STATE_FORMAT_VERSION}")),
+        text.contains("\"version\": 4"),
         "written whole at the new format: {text}"
     );
     assert!(text.contains("tokenDigest") && !text.contains("sk_whole"));
+    assert_eq!(load(&h).await, writer.snapshot());
+    // A rollout record: format 5, written whole once more.
+    writer
+        .record(vec![Change::Rollout(Box::new(rollout_record(0)))])
+        .await
+        .expect("record");
+    let text = doc();
+    assert!(
+        text.contains(&format!("\"version\": {STATE_FORMAT_VERSION}")),
+        "written whole at the new format: {text}"
+    );
+    assert!(text.contains("\"rollout\""), "{text}");
     assert_eq!(load(&h).await, writer.snapshot());
 }
 
@@ -1016,6 +1038,95 @@ async fn revisions_round_trip(kind: Kind) {
     again.serial += 1;
     h.open().commit(&again, &[]).await.expect("commit");
     assert_eq!(load(&h).await, again);
+}
+
+// --- The rollout record ------------------------------------------------------------------------
+
+/// A rollout record whose manual releases are `released` (to tell two apart).
+fn rollout_record(released: usize) -> RolloutRecord {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    let revision = |n: u8| Revision {
+        commit: Some(GitCommit::parse(&format!("{n:040x}")).expect("a commit")),
+        dirty: false,
+        digest: ConfigDigest::from_sha256([n; 32]),
+    };
+    let mut waves = vec![WaveRecord::default(); 3];
+    waves[0].started_at = Some(at);
+    waves[0].failed = 1;
+    RolloutRecord {
+        version: RECORD_VERSION,
+        from: Some(revision(1)),
+        to: revision(2),
+        started_at: at,
+        canary: vec![r("r1"), r("r2")],
+        waves,
+        released,
+        halted: None,
+        paused: Some("wave 0: waiting for calls".into()),
+        finished_at: None,
+        aborted_at: None,
+        rollback: false,
+    }
+}
+
+/// The rollout record round-trips, is replaced whole by the next one, stays through commits
+/// of restaurants only and through a whole rewrite: every run sharing this state (another
+/// machine's controller) reads the rollout where the last one left it.
+async fn a_rollout_record_round_trips(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let writer = StateWriter::new(h.open(), State::new(), false, None);
+    writer
+        .record(vec![
+            tool("r1", "end_call", "t-1"),
+            Change::Rollout(Box::new(rollout_record(0))),
+        ])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(back.rollout.as_deref(), Some(&rollout_record(0)));
+    assert_eq!(back.version, STATE_FORMAT_VERSION);
+    writer
+        .record(vec![Change::Rollout(Box::new(rollout_record(2)))])
+        .await
+        .expect("record");
+    writer
+        .record(vec![tool("r2", "end_call", "t-2")])
+        .await
+        .expect("record");
+    let back = load(&h).await;
+    assert_eq!(back, writer.snapshot());
+    assert_eq!(back.rollout.as_deref(), Some(&rollout_record(2)));
+    // A whole rewrite (`state migrate`, `state rm`) keeps it.
+    let mut again = back.clone();
+    again.serial += 1;
+    h.open().commit(&again, &[]).await.expect("commit");
+    assert_eq!(load(&h).await, again);
+}
+
+/// A deposed writer (it loaded the serial another writer has since committed) cannot write
+/// the rollout record either: the same fencing as its ids.
+async fn a_stale_rollout_record_is_refused(kind: Kind) {
+    let h = Harness::new(kind).await;
+    h.open().commit(&sample(), &[]).await.expect("first commit");
+    let base = load(&h).await;
+    let (mut first, mut second) = (base.clone(), base);
+    let won = Change::Rollout(Box::new(rollout_record(1)));
+    first.apply(&won, false);
+    first.serial += 1;
+    h.open().commit(&first, &[won]).await.expect("the leader");
+    let lost = Change::Rollout(Box::new(rollout_record(9)));
+    second.apply(&lost, false);
+    second.serial += 1;
+    let err = h
+        .open()
+        .commit(&second, &[lost])
+        .await
+        .expect_err("the deposed leader's record is refused");
+    assert!(matches!(err, StateError::Stale { .. }), "{err}");
+    assert_eq!(load(&h).await.rollout.as_deref(), Some(&rollout_record(1)));
 }
 
 // --- State bound to its project ---------------------------------------------------------------
@@ -1170,6 +1281,7 @@ macro_rules! conformance {
                 objects_go_with_their_agent_or_final_customer,
                 reads_and_migrates_version_1_state,
                 revisions_round_trip,
+                a_rollout_record_round_trips,
                 token_digests_round_trip,
                 adopts_state_recorded_for_no_project,
                 refuses_the_same_id_with_another_account,
@@ -1182,6 +1294,7 @@ macro_rules! conformance {
         mod $backend {
             conformance!(@each $kind;
                 the_second_writer_of_one_serial_is_refused,
+                a_stale_rollout_record_is_refused,
                 the_stored_serial_follows_each_commit,
             );
         }

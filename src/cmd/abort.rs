@@ -53,7 +53,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             run.record_checked(&plan).await?;
         }
     }
-    let events = abort::record_aborted(&ws, target.record)?;
+    let events = abort::record_aborted(&ws, target.record).await?;
     print!(
         "{}",
         output::rollout_run(events.list(), &sipform::ops::rollout::Verdict::NoRollout)

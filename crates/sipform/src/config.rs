@@ -96,6 +96,9 @@ pub struct Settings {
     /// controller's mirror of a followed repository): where the revision guard asks whether a
     /// recorded commit is an ancestor of the one in use.
     pub history: Option<PathBuf>,
+    /// The project's folder inside [`Settings::history`] (a followed repository's
+    /// `controller.source.path`): where a rollout takes the stable commit's files from.
+    pub history_path: Option<PathBuf>,
     /// Without a trailing slash.
     pub server_url: String,
     /// `X-API-Key`; `None` sends no header.
@@ -189,6 +192,17 @@ impl Settings {
                 &e,
             ))));
         }
+        if let Some(Err(e)) = project
+            .rollout
+            .as_ref()
+            .map(|p| rollout_pause(&p.for_rollout(true)))
+        {
+            return Err(ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
+                file(),
+                "rollout.rollback.pause",
+                &e,
+            ))));
+        }
         let mut settings = Self::resolve(root, project, &process_env, overrides);
         settings.clock = Clock::from_env(process_env("SIPFORM_NOW").as_deref()).map_err(|e| {
             ConfigError::Invalid(Diagnostics::from(Diagnostic::new(
@@ -267,6 +281,7 @@ impl Settings {
             .unwrap_or(project.app.url);
         Settings {
             history: None,
+            history_path: None,
             root: root.to_path_buf(),
             server_url: server_url.trim_end_matches('/').to_string(),
             api_key,

@@ -136,7 +136,7 @@ impl Cache {
     }
 
     /// A batch took state from `before` (lineage, serial) to `after`, writing only the
-    /// entries of `wrote`: the kept owners follow when they were of `before`, else are
+    /// entries of `wrote` (a round writes its targets' and its plan's restaurants alone): the kept owners follow when they were of `before`, else are
     /// dropped (built again when next needed).
     pub(crate) fn state_written<'r>(
         &mut self,

@@ -46,6 +46,9 @@ pub struct Ctx<'a> {
     pub recent: Counts,
     /// `--ignore-windows`: change windows and live calls hold nothing.
     pub ignore_windows: bool,
+    /// The stable revision's files new restaurants are created from while a rollout is in
+    /// progress, taken once per rollout.
+    pub stable: &'a ops::rollout::StableCache,
 }
 
 /// How one restaurant's reconcile ended.
@@ -427,15 +430,107 @@ async fn apply_if_needed(
 }
 
 /// `plan` under the rollout policy (`ops::rollout::controller::hold`): the plan to apply,
-/// the held restaurants with why, and whether a rollout is in progress.
-fn rollout_hold(
+/// the held restaurants with why, whether a rollout is in progress, and the new restaurants
+/// to create at the stable revision first.
+async fn rollout_hold(
     ctx: &Ctx<'_>,
     ws: &Workspace,
     plan: Plan,
-    state: &State,
-) -> Result<(Plan, BTreeMap<RestaurantId, String>, bool), OpsError> {
-    let held = ops::rollout::controller::hold(ws, &plan, state, ctx.revision)?;
-    Ok((held.plan.unwrap_or(plan), held.held, held.rolling))
+    state: &mut State,
+) -> Result<(Plan, BTreeMap<RestaurantId, String>, bool, AtStable), OpsError> {
+    let held = ops::rollout::controller::hold(ws, &plan, state, ctx.revision, ctx.stable).await?;
+    let plan = held.plan.unwrap_or(plan);
+    Ok((plan, held.held, held.rolling, held.at_stable))
+}
+
+/// New restaurants to create at a rollout's stable revision, with its files.
+type AtStable = Option<(Arc<ops::rollout::StableFiles>, BTreeSet<RestaurantId>)>;
+
+/// What [`create_at_stable`] did: the verdicts and what the plan said of the restaurants it
+/// created, which the batch's plan then leaves out.
+#[derive(Default)]
+struct Arrivals {
+    verdicts: Vec<(RestaurantId, Verdict)>,
+    said: BTreeMap<RestaurantId, Said>,
+    created: BTreeSet<RestaurantId>,
+}
+
+/// Creates `at_stable`'s new restaurants from the stable revision's files, planned against
+/// the cache and applied like any batch (state records the stable revision for them; their
+/// wave moves them). One the stable files do not provision, or any failure before sending,
+/// stays in the batch's plan: created at the rolled-out revision, never delayed.
+///
+/// `read` is the (lineage, serial) of the state the batch read, before the rollout recorded
+/// itself in it (which changes no restaurant's ids): the kept owners follow.
+async fn create_at_stable(
+    ctx: &Ctx<'_>,
+    cache: &mut Cache,
+    at_stable: AtStable,
+    state: State,
+    read: (uuid::Uuid, u64),
+) -> (Arrivals, State) {
+    cache.state_written(ctx.kinds, read, &state, std::iter::empty());
+    let Some((files, ids)) = at_stable else {
+        return (Arrivals::default(), state);
+    };
+    let planned = async {
+        let read = ctx.inventory.read_some(&ids).await?;
+        let ws = Workspace::for_read(
+            no_call_wait(&files.settings),
+            ctx.backend.clone(),
+            ctx.inventory,
+            read,
+            ctx.kinds.clone(),
+        )?
+        .with_revision(files.revision.clone());
+        let mut server = CachedServer {
+            cache: &mut *cache,
+            client: ctx.client,
+            account_name: &ctx.settings.account.name,
+        };
+        let mut plan =
+            ops::plan::plan_over(&ws, &state, &plan_options(ctx, &ids), &mut server).await?;
+        plan.restaurants.retain(|r| r.has_changes());
+        plan.summary = crate::plan::Summary::of(plan.actions());
+        Ok::<_, OpsError>((ws, plan))
+    };
+    let (ws, plan) = match planned.await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(target: LOG_TARGET, "controller: {} new restaurant(s) created at the rolled-out revision: planning them at the stable revision {}: {e}", ids.len(), files.revision.short());
+            return (Arrivals::default(), state);
+        }
+    };
+    let created: BTreeSet<RestaurantId> = plan
+        .restaurants
+        .iter()
+        .map(|r| r.restaurant_id.clone())
+        .collect();
+    let recorder = Recorder::default();
+    let before = (state.lineage, state.serial);
+    let (report, account, after) = apply_if_needed(ctx, &ws, &plan, state, &recorder, cache).await;
+    cache.state_written(ctx.kinds, before, &after, &created);
+    if let Some(r) = &report {
+        let failed: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.error.is_some()).collect();
+        cache.applied(ctx.kinds, &plan, recorder, &failed, account);
+    }
+    let why = format!(
+        "rollout: created at the stable revision {}; its wave moves it",
+        files.revision.short()
+    );
+    let verdicts = verdicts_of(&plan, report.as_ref(), &created)
+        .into_iter()
+        .map(|(id, v)| match v {
+            Verdict::Done { .. } => (id, Verdict::Held(why.clone())),
+            other => (id, other),
+        })
+        .collect();
+    let arrivals = Arrivals {
+        verdicts,
+        said: said_of(&plan),
+        created,
+    };
+    (arrivals, after)
 }
 
 /// A round's verdicts, what its plan said of each restaurant, the restaurants to try again
@@ -460,8 +555,8 @@ async fn cached_round(
 ) -> Result<Round, OpsError> {
     let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
-    let state = cache.state_for(ws).await?;
-    let before = (state.lineage, state.serial);
+    let mut state = cache.state_for(ws).await?;
+    let read = (state.lineage, state.serial);
     let suspended: BTreeSet<RestaurantId> = targets
         .iter()
         .filter(|id| state.restaurants.get(*id).is_some_and(|r| r.suspended))
@@ -481,7 +576,10 @@ async fn cached_round(
             return Err(e);
         }
     };
-    let (plan, waiting, rolling) = rollout_hold(ctx, ws, plan, &state)?;
+    let (mut plan, waiting, rolling, at_stable) = rollout_hold(ctx, ws, plan, &mut state).await?;
+    let (arrived, state) = create_at_stable(ctx, cache, at_stable, state, read).await;
+    let before = (state.lineage, state.serial);
+    arrived.leave_out(&mut plan);
     let recorder = Recorder::default();
     lap.mark("plan");
     if let Some(held) = over_guardrails(ctx, ws, &plan, &state, guard) {
@@ -493,7 +591,6 @@ async fn cached_round(
         // Checked at the rollout's revision: the wave counts them done.
         after = ops::apply::record_checked_in(ws, &plan, after).await?;
     }
-    // What this round wrote to state is its targets' and its plan's restaurants alone.
     let wrote = targets
         .iter()
         .chain(plan.restaurants.iter().map(|r| &r.restaurant_id));
@@ -525,6 +622,7 @@ async fn cached_round(
     let mut verdicts = verdicts_of(&plan, report.as_ref(), targets);
     set_aside(&mut verdicts, &waiting, &suspended);
     let mut said = said_of(&plan);
+    arrive(arrived, &mut verdicts, &mut said);
     held(report.as_ref(), &mut verdicts, &mut said);
     Ok((verdicts, said, again, unreachable, after))
 }
@@ -544,6 +642,28 @@ fn set_aside(
             *v = Verdict::Suspended;
         }
     }
+}
+
+impl Arrivals {
+    /// The batch's plan without the restaurants created at the stable revision.
+    fn leave_out(&self, plan: &mut Plan) {
+        if !self.created.is_empty() {
+            plan.restaurants
+                .retain(|r| !self.created.contains(&r.restaurant_id));
+            plan.summary = crate::plan::Summary::of(plan.actions());
+        }
+    }
+}
+
+/// The verdicts of the new restaurants created at the stable revision replace the batch's.
+fn arrive(
+    arrived: Arrivals,
+    verdicts: &mut Vec<(RestaurantId, Verdict)>,
+    said: &mut BTreeMap<RestaurantId, Said>,
+) {
+    verdicts.retain(|(id, _)| !arrived.created.contains(id));
+    verdicts.extend(arrived.verdicts);
+    said.extend(arrived.said);
 }
 
 /// The restaurants apply held (a change window, live calls): held, not done, with when to

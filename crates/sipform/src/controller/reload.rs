@@ -111,14 +111,19 @@ impl Config {
 
     /// Records that the files were `commit` of the followed repository whose history is in
     /// `mirror` (a snapshot is no repository, so [`crate::revision::Revision::of`] saw no
-    /// commit there).
-    pub(crate) fn at_commit(&mut self, commit: &str, mirror: &Path) -> Result<(), OpsError> {
+    /// commit there), the project being its folder `path`.
+    pub(crate) fn at_commit(
+        &mut self,
+        commit: &str,
+        (mirror, path): (&Path, Option<&Path>),
+    ) -> Result<(), OpsError> {
         let parsed = crate::model::revision::GitCommit::parse(commit)
             .map_err(|e| invalid(&self.settings.root, "controller.source", &e.to_string()))?;
         self.revision.commit = Some(parsed);
         self.revision.dirty = false;
         self.commit = Some(commit.to_string());
         self.settings.history = Some(mirror.to_path_buf());
+        self.settings.history_path = path.map(Path::to_path_buf);
         Ok(())
     }
 

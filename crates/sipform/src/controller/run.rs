@@ -144,6 +144,7 @@ async fn run_configured(
             feed_down: None,
             slo: super::slo::Slo::default(),
             rollout_shown: true,
+            stable: Default::default(),
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         handle.status.leader.store(false, Ordering::Relaxed);
@@ -349,6 +350,8 @@ struct Leader<'a> {
     slo: super::slo::Slo,
     /// The board shows a rollout that was going on at the last poll.
     rollout_shown: bool,
+    /// The stable revision's files of the rollout in progress (new restaurants).
+    stable: crate::ops::rollout::StableCache,
 }
 
 impl Leader<'_> {
@@ -680,9 +683,7 @@ impl Leader<'_> {
     /// The rollout in progress goes on when its gates allow (`ops::rollout::controller`):
     /// the restaurants of the wave it opens are queued. Whether it opened one.
     async fn advance_rollout(&mut self, client: &Client) -> bool {
-        let going =
-            crate::ops::rollout::controller::going_on(&self.config.settings, &self.config.revision);
-        if !going && !self.rollout_shown {
+        if self.config.settings.rollout.is_none() && !self.rollout_shown {
             return false;
         }
         // The state the last batch kept, unless someone committed since: no whole read of
@@ -697,8 +698,14 @@ impl Leader<'_> {
         };
         let settings = &self.config.settings;
         let revision = &self.config.revision;
+        let going = crate::ops::rollout::controller::going_on(settings, &state, revision);
+        if !going && !self.rollout_shown {
+            return false;
+        }
+        let keeper = crate::ops::rollout::Keeper::new(self.backend.clone(), settings);
         let advanced = if going {
-            crate::ops::rollout::controller::advance(settings, &state, client, revision).await
+            crate::ops::rollout::controller::advance(settings, &keeper, &state, client, revision)
+                .await
         } else {
             Ok(Default::default())
         };
@@ -755,6 +762,7 @@ impl Leader<'_> {
             allow_changes: self.opts.allow_changes,
             recent: self.guard_window.recent(Instant::now()),
             ignore_windows: self.opts.ignore_windows,
+            stable: &self.stable,
         };
         let batch = reconcile::reconcile(&ctx, &ids, &mut self.cache).await;
         self.guarded(&batch.guard);

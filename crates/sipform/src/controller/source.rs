@@ -452,7 +452,8 @@ impl Follow {
     /// Loads `snap` and records it as the commit in use.
     fn load(&self, snap: &Snapshot, opts: &Options, work: &Path) -> Result<Config, OpsError> {
         let mut config = Config::load_from(&snap.project, &opts.root, &opts.overrides, Some(work))?;
-        config.at_commit(&snap.commit, &self.source.mirror())?;
+        let path = self.source.settings.path.as_deref();
+        config.at_commit(&snap.commit, (&self.source.mirror(), path))?;
         if let Err(e) = self.source.record(&snap.commit) {
             tracing::warn!(target: LOG_TARGET, "controller: {e}");
         }

@@ -192,7 +192,8 @@ impl WriteBack {
             | Change::Tool { .. }
             | Change::Object { .. }
             | Change::Suspended { .. }
-            | Change::Revision { .. } => None,
+            | Change::Revision { .. }
+            | Change::Rollout(_) => None,
         }
     }
 

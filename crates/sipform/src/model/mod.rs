@@ -5,5 +5,6 @@ pub mod clock;
 pub mod ids;
 pub mod resource;
 pub mod revision;
+pub mod rollout;
 pub mod secret;
 pub mod spec;

@@ -19,7 +19,8 @@ pub fn rollout_status(s: &RolloutStatus) -> String {
         Phase::Aborted => "aborted",
     };
     let from = s.from.as_ref().map_or("unknown".into(), |r| r.short());
-    let _ = writeln!(out, "Rollout {} → {}: {phase}", from, to.short());
+    let what = if s.rollback { "Rollback" } else { "Rollout" };
+    let _ = writeln!(out, "{what} {} → {}: {phase}", from, to.short());
     if let Some(h) = &s.halted {
         let _ = writeln!(out, "  halted at wave {}: {}", h.wave, escape(&h.reason));
         let _ = writeln!(
@@ -73,8 +74,14 @@ pub fn rollout_run(events: &[RolloutEvent], verdict: &Verdict) -> String {
     let mut out = String::new();
     for e in events {
         let line = match e {
-            RolloutEvent::Started { to, from, canary } => format!(
-                "Rollout of {to} started (stable: {}), canary of {canary}",
+            RolloutEvent::Started {
+                to,
+                from,
+                canary,
+                rollback,
+            } => format!(
+                "{} of {to} started (stable: {}), canary of {canary}",
+                if *rollback { "Rollback" } else { "Rollout" },
                 from.as_deref().unwrap_or("unknown")
             ),
             RolloutEvent::WaveStarted { wave, restaurants } => {
@@ -152,6 +159,7 @@ mod tests {
             paused: None,
             finished_at: None,
             aborted_at: None,
+            rollback: false,
             waves: vec![wave(0, "canary", 5, 5), wave(1, "25%", 49, 0)],
         };
         let text = rollout_status(&s);

@@ -100,6 +100,10 @@ pub enum Op {
     Revision {
         revision: crate::model::revision::AppliedRevision,
     },
+    /// The rollout record, whole (in the project's group: no restaurant).
+    Rollout {
+        record: Box<crate::model::rollout::RolloutRecord>,
+    },
 }
 
 impl Entry {
@@ -203,6 +207,9 @@ impl Op {
             Change::Revision { revision, .. } => Op::Revision {
                 revision: revision.clone(),
             },
+            Change::Rollout(record) => Op::Rollout {
+                record: record.clone(),
+            },
         }
     }
 
@@ -270,6 +277,7 @@ impl Op {
                 },
                 false,
             ),
+            Op::Rollout { record } => (Change::Rollout(record), false),
         })
     }
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 pub(crate) use crate::model::revision::AppliedRevision;
 
 use crate::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
+use crate::model::rollout::RolloutRecord;
 use crate::model::secret::Secret;
 
 /// Version of the state format this build reads and writes. A newer file is refused, never
@@ -16,7 +17,8 @@ use crate::model::secret::Secret;
 ///
 /// Version 2 added the owning [`ProjectRef`] and the per-kind [`RestaurantState::objects`];
 /// version 3 the revision that last reconciled each restaurant; version 4 the salted digest of
-/// the tokens written back to each restaurant's platform row ([`RestaurantState::token_digest`]).
+/// the tokens written back to each restaurant's platform row ([`RestaurantState::token_digest`]);
+/// version 5 the rollout record ([`State::rollout`]), kept before in a file beside state.
 /// A version-1 document stays version 1 (byte for byte) until one of them is written into it;
 /// then it becomes version 2, so that an older sipform says "upgrade" instead of "corrupt".
 /// A small map kept as a sorted vector of pairs: a restaurant's 12 tools are one allocation
@@ -24,7 +26,7 @@ use crate::model::secret::Secret;
 /// order, same JSON object.
 pub(crate) type SmallMap<K, V> = litemap::LiteMap<K, V>;
 
-pub const STATE_FORMAT_VERSION: u32 = 4;
+pub const STATE_FORMAT_VERSION: u32 = 5;
 
 /// The first format version that may hold a project or generic objects.
 const FORMAT_WITH_PROJECT_AND_OBJECTS: u32 = 2;
@@ -35,6 +37,9 @@ const FORMAT_WITH_REVISIONS: u32 = 3;
 
 /// The first format version that may hold a restaurant's [`RestaurantState::token_digest`].
 const FORMAT_WITH_TOKEN_DIGESTS: u32 = 4;
+
+/// The first format version that may hold a [`State::rollout`] record.
+const FORMAT_WITH_ROLLOUT: u32 = 5;
 
 /// The project a state belongs to: `sipform.yaml`'s `project:` id (or, when it sets none, its
 /// account name) and its account name. A run opening state recorded for another project is
@@ -89,6 +94,10 @@ pub struct State {
     pub account_id: Option<AccountId>,
     #[serde(default)]
     pub restaurants: BTreeMap<RestaurantId, RestaurantState>,
+    /// The last rollout (`rollout:` of `sipform.yaml`), in progress or ended: in state so
+    /// every run and controller sharing this state reads and fences it like the ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Box<RolloutRecord>>,
 }
 
 /// One restaurant's remote ids.
@@ -180,6 +189,8 @@ pub enum Change {
         restaurant: RestaurantId,
         revision: AppliedRevision,
     },
+    /// The rollout record, replaced whole (it is small: [`crate::model::rollout::MAX_RECORD_BYTES`]).
+    Rollout(Box<RolloutRecord>),
 }
 
 impl Change {
@@ -187,7 +198,7 @@ impl Change {
     /// store rows write only these.
     pub fn restaurant(&self) -> Option<&RestaurantId> {
         match self {
-            Change::Account(_) => None,
+            Change::Account(_) | Change::Rollout(_) => None,
             Change::FinalCustomer { restaurant, .. }
             | Change::Agent { restaurant, .. }
             | Change::Tool { restaurant, .. }
@@ -242,6 +253,7 @@ impl State {
             project: None,
             account_id: None,
             restaurants: BTreeMap::new(),
+            rollout: None,
         }
     }
 
@@ -322,6 +334,10 @@ impl State {
                     e.revision = Some(revision.clone());
                     self.version = self.version.max(FORMAT_WITH_REVISIONS);
                 }
+            }
+            Change::Rollout(record) => {
+                self.rollout = Some(record.clone());
+                self.version = self.version.max(FORMAT_WITH_ROLLOUT);
             }
         }
         if let Some(r) = change.restaurant() {

@@ -150,12 +150,13 @@ impl StateWriter {
         self.read(State::clone)
     }
 
-    /// [`StateWriter::snapshot`] for a caller done with the writer (the controller keeps the
-    /// state for its next batch): no copy once every write it waited for is answered, where a
-    /// snapshot copies every restaurant.
+    /// The state as last recorded, handed back without a copy once every [`record`] has
+    /// returned (the task holds no other handle then); copied only if a reader still does.
+    ///
+    /// [`record`]: StateWriter::record
     pub fn into_state(self) -> State {
-        let last = std::mem::take(&mut *locked(&self.current));
-        Arc::unwrap_or_clone(last)
+        let held = std::mem::take(&mut *locked(&self.current));
+        Arc::try_unwrap(held).unwrap_or_else(|shared| (*shared).clone())
     }
 }
 

@@ -28,10 +28,45 @@ pub struct RolloutPolicy {
     /// What the calls of a wave's agents must show before the next wave starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthPolicy>,
+    /// How a rollback of a whole revision goes out (a revision the fleet ran before: the
+    /// one the last rollout moved it from, or an ancestor of the fleet's commit), when it
+    /// should go faster than a change: its own waves and pause. Unset: like any rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackPolicy>,
 }
 
 fn default_pause() -> String {
     "0s".into()
+}
+
+/// `rollout.rollback`: the waves and pause of a rollback; what it leaves out is the rollout's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackPolicy {
+    /// The waves after the canary, cumulative, as `rollout.waves` (default: those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 20))]
+    pub waves: Option<Vec<WaveSize>>,
+    /// The pause between waves, as `rollout.pause` (default: that one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+ *(ms|s|m|h)?|manual)$"))]
+    pub pause: Option<String>,
+}
+
+impl RolloutPolicy {
+    /// The policy a rollout goes by: for a rollback, `rollback:`'s waves and pause where set.
+    pub fn for_rollout(&self, rollback: bool) -> RolloutPolicy {
+        let mut p = self.clone();
+        if let (true, Some(r)) = (rollback, &self.rollback) {
+            if let Some(w) = &r.waves {
+                p.waves = w.clone();
+            }
+            if let Some(pause) = &r.pause {
+                p.pause = pause.clone();
+            }
+        }
+        p
+    }
 }
 
 /// `rollout.canary`: a count, or the restaurants by id.

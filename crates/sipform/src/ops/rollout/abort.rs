@@ -15,7 +15,7 @@ use crate::model::revision::Revision;
 use crate::model::spec::{InventoryConfig, StateConfig};
 
 use super::super::{OpsError, Workspace};
-use super::{done, load, record_path, save, Events, RolloutEvent, RolloutRecord};
+use super::{current, done, Events, Keeper, RolloutEvent, RolloutRecord};
 
 /// What an abort puts back: the stable revision, and the restaurants state records at the
 /// rollout's revision.
@@ -29,7 +29,8 @@ pub struct AbortTarget {
 /// The rollout in progress and what its abort puts back. Refused when the stable revision is
 /// not a clean git commit (there are no files to go back to).
 pub async fn abort_target(ws: &Workspace) -> Result<AbortTarget, OpsError> {
-    let record = load(&record_path(ws.settings()))?
+    let state = ws.state().await?;
+    let record = current(ws.settings(), &state)?
         .filter(RolloutRecord::in_progress)
         .ok_or_else(|| OpsError::Rollout("no rollout in progress to abort".into()))?;
     let stable = match &record.from {
@@ -40,7 +41,6 @@ pub async fn abort_target(ws: &Workspace) -> Result<AbortTarget, OpsError> {
             ))
         }
     };
-    let state = ws.state().await?;
     let restaurants = state
         .restaurants
         .keys()
@@ -73,11 +73,27 @@ pub fn stable_settings(
         path: project.root.display().to_string(),
         source,
     })?;
-    let prefix = git(root, &["rev-parse", "--show-prefix"])?;
+    // A followed branch's files come from its mirror (a bare repository: the project's
+    // folder in it is `controller.source.path`); else from the project's own repository.
+    let (repo, prefix) = match &project.history {
+        Some(mirror) => (
+            std::path::absolute(mirror).map_err(|source| OpsError::Io {
+                what: "cannot resolve the repository",
+                path: mirror.display().to_string(),
+                source,
+            })?,
+            project
+                .history_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        None => (root.clone(), git(root, &["rev-parse", "--show-prefix"])?),
+    };
     let tar = into.join("stable.tar");
     let spec = format!("{}:{}", commit.as_str(), prefix.trim());
     git(
-        root,
+        &repo,
         &["archive", "--format=tar", "-o", &path_arg(&tar)?, &spec],
     )?;
     let files = into.join("files");
@@ -111,7 +127,8 @@ pub fn stable_settings(
     if let InventoryConfig::Database { url: Some(u), .. } = &mut settings.inventory {
         *u = absolute_sqlite(u, root);
     }
-    settings.history = Some(root.to_path_buf());
+    settings.history = Some(repo);
+    settings.history_path = project.history_path.clone();
     settings.server_url = project.server_url.clone();
     settings.api_key = project.api_key.clone();
     Ok(settings)
@@ -158,12 +175,19 @@ pub async fn stable_workspace(
         .with_revision(stable.clone()))
 }
 
-/// Records the rollout aborted (after its restaurants went back).
-pub fn record_aborted(ws: &Workspace, mut record: RolloutRecord) -> Result<Events, OpsError> {
+/// Records the rollout aborted (after its restaurants went back), in state under its lock:
+/// the record as state holds it now (a `resume` may have changed it meanwhile), if it is
+/// still `record`'s rollout.
+pub async fn record_aborted(ws: &Workspace, record: RolloutRecord) -> Result<Events, OpsError> {
+    let _lock = ws.lock("rollout abort").await?;
+    let mut state = ws.state().await?;
+    let mut record = current(ws.settings(), &state)?
+        .filter(|r| r.in_progress() && r.to == record.to && r.started_at == record.started_at)
+        .unwrap_or(record);
     let wave = record.current();
     record.aborted_at = Some(Utc::now());
     record.paused = None;
-    save(&record_path(ws.settings()), &record)?;
+    Keeper::of(ws).save(&mut state, &record).await?;
     let mut events = Events::default();
     events.emit(RolloutEvent::Aborted { wave });
     Ok(events)

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::revision::Revision;
 
 use super::super::{OpsError, Workspace};
-use super::{done, fleet, load, record_path, save, Assignment, Events, Halt, RolloutEvent};
+use super::{current, done, fleet, Assignment, Events, Halt, Keeper, RolloutEvent};
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +35,9 @@ pub struct RolloutStatus {
     pub paused: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
     pub aborted_at: Option<DateTime<Utc>>,
+    /// Back to a revision the fleet ran before: `rollout.rollback`'s waves and pause.
+    #[serde(default)]
+    pub rollback: bool,
     pub waves: Vec<WaveStatus>,
 }
 
@@ -64,13 +67,14 @@ pub fn status_of(
     settings: &crate::config::Settings,
     state: &crate::state::State,
 ) -> Result<RolloutStatus, OpsError> {
-    let Some(mut rec) = load(&record_path(settings))? else {
+    let Some(mut rec) = current(settings, state)? else {
         return Ok(RolloutStatus::default());
     };
     let waves = match settings.rollout.as_ref() {
         Some(policy) => {
+            let policy = policy.for_rollout(rec.rollback);
             rec.fit(policy.waves.len());
-            wave_statuses(policy, &rec, &fleet(state), state)
+            wave_statuses(&policy, &rec, &fleet(state), state)
         }
         None => Vec::new(),
     };
@@ -92,6 +96,7 @@ pub fn status_of(
         paused: rec.paused,
         finished_at: rec.finished_at,
         aborted_at: rec.aborted_at,
+        rollback: rec.rollback,
         waves,
     })
 }
@@ -134,8 +139,8 @@ fn wave_statuses(
 /// released. The next `apply` (or the controller) does the sending.
 pub async fn resume(ws: &Workspace) -> Result<Events, OpsError> {
     let _lock = ws.lock("rollout resume").await?;
-    let path = record_path(ws.settings());
-    let mut rec = load(&path)?
+    let mut state = ws.state().await?;
+    let mut rec = current(ws.settings(), &state)?
         .filter(super::RolloutRecord::in_progress)
         .ok_or_else(|| OpsError::Rollout("no rollout in progress to resume".into()))?;
     let mut events = Events::default();
@@ -152,7 +157,7 @@ pub async fn resume(ws: &Workspace) -> Result<Events, OpsError> {
         }
     };
     rec.paused = None;
-    save(&path, &rec)?;
+    Keeper::of(ws).save(&mut state, &rec).await?;
     events.emit(RolloutEvent::Resumed { wave });
     Ok(events)
 }

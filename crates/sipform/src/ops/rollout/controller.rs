@@ -1,9 +1,11 @@
 //! The controller's side of a rollout: each batch's plan loses the changes of waves not yet
 //! started ([`hold`]); between batches, [`advance`] opens the next wave once the current one
 //! is done and the gates allow, and names its restaurants to reconcile. A new revision
-//! reaches the fleet through the same waves as an `apply`, from the same record.
+//! reaches the fleet through the same waves as an `apply`, from the same record, kept in
+//! state: a controller taking over on another machine reads where the last one was.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::model::ids::RestaurantId;
@@ -13,9 +15,10 @@ use crate::remote::Client;
 use crate::state::State;
 
 use super::super::{OpsError, Workspace};
+use super::newcomers::{self, StableCache, StableFiles};
 use super::{
-    current_or_start, done, fleet, narrow, record_path, Assignment, Events, RolloutRecord, Step,
-    Verdict, Waves,
+    current, current_or_start, done, fleet, narrow, Assignment, Events, Keeper, RolloutRecord,
+    Step, Verdict, Waves,
 };
 
 /// A batch's plan under the policy.
@@ -27,6 +30,9 @@ pub struct Held {
     pub held: BTreeMap<RestaurantId, String>,
     /// Whether a rollout is in progress (its unchanged restaurants are recorded as checked).
     pub rolling: bool,
+    /// New restaurants to create at the stable revision (their wave has not started), and
+    /// its files; still in the plan, which the caller narrows once they exist.
+    pub at_stable: Option<(Arc<StableFiles>, BTreeSet<RestaurantId>)>,
     pub events: Events,
 }
 
@@ -41,13 +47,21 @@ fn revision_changes(plan: &Plan, state: &State, own: &Revision) -> BTreeSet<Rest
 
 /// `plan` (a controller batch's, at revision `own`) with the changes of waves not started
 /// left out; starts a rollout when the fleet has more restaurants to take `own` than the
-/// canary.
-pub fn hold(ws: &Workspace, plan: &Plan, state: &State, own: &Revision) -> Result<Held, OpsError> {
+/// canary, recording it in `state` (the batch holds the state lock). New restaurants whose
+/// wave has not started are named for the stable revision (`stable`'s files).
+pub async fn hold(
+    ws: &Workspace,
+    plan: &Plan,
+    state: &mut State,
+    own: &Revision,
+    stable: &StableCache,
+) -> Result<Held, OpsError> {
     let mut events = Events::default();
     let nothing = |events| Held {
         plan: None,
         held: BTreeMap::new(),
         rolling: false,
+        at_stable: None,
         events,
     };
     let Some(policy) = &ws.settings().rollout else {
@@ -57,10 +71,13 @@ pub fn hold(ws: &Workspace, plan: &Plan, state: &State, own: &Revision) -> Resul
     let fleet = fleet(state);
     let behind = fleet.iter().filter(|id| !done(state, id, own)).count();
     let starts = if changed.is_empty() { 0 } else { behind };
-    let path = record_path(ws.settings());
-    let Some(mut rec) = current_or_start(&path, policy, own, state, starts, &mut events)? else {
+    let keeper = Keeper::of(ws);
+    let how = (policy, ws.settings().history_root());
+    let Some(mut rec) = current_or_start(&keeper, how, own, state, starts, &mut events).await?
+    else {
         return Ok(nothing(events));
     };
+    let policy = &policy.for_rollout(rec.rollback);
     rec.fit(policy.waves.len());
     let a = Assignment::new(policy, &rec.canary, &fleet);
     let cur = rec.current();
@@ -76,12 +93,38 @@ pub fn hold(ws: &Workspace, plan: &Plan, state: &State, own: &Revision) -> Resul
         })
         .collect();
     let narrowed = (!held.is_empty()).then(|| narrow(plan, |id| !held.contains_key(id)));
+    let mut everyone = fleet;
+    let new = newcomers::new_restaurants(plan, state);
+    everyone.extend(new.iter().cloned());
+    let later = newcomers::waiting(new, &Assignment::new(policy, &rec.canary, &everyone), &rec);
     Ok(Held {
         plan: narrowed,
         held,
         rolling: true,
+        at_stable: at_stable(ws.settings(), &rec, later, stable),
         events,
     })
+}
+
+/// `ids` (new restaurants) with the stable files they are created from; `None` when there
+/// are none, or no stable files (not a clean commit, or unreadable: they are created at the
+/// rolled-out revision, with a warning; a new restaurant is never delayed).
+fn at_stable(
+    settings: &Settings,
+    rec: &RolloutRecord,
+    ids: BTreeSet<RestaurantId>,
+    stable: &StableCache,
+) -> Option<(Arc<StableFiles>, BTreeSet<RestaurantId>)> {
+    if ids.is_empty() {
+        return None;
+    }
+    let why = match stable.for_rollout(settings, rec) {
+        Ok(Some(files)) => return Some((files, ids)),
+        Ok(None) => "the stable revision is not a committed git revision".to_string(),
+        Err(e) => format!("the stable revision's files cannot be read: {e}"),
+    };
+    tracing::warn!(target: crate::LOG_TARGET, "controller: {} new restaurant(s) created at the rolled-out revision: {why}", ids.len());
+    None
 }
 
 /// What [`advance`] did.
@@ -92,20 +135,23 @@ pub struct Advanced {
     pub events: Events,
 }
 
-/// Whether a rollout towards `own` is going on (and not halted): only then is state read for
-/// [`advance`] at every poll.
-pub fn going_on(settings: &Settings, own: &Revision) -> bool {
+/// Whether `state` records a rollout towards `own` going on (and not halted): only then does
+/// [`advance`] judge its gates at a poll.
+pub fn going_on(settings: &Settings, state: &State, own: &Revision) -> bool {
     settings.rollout.is_some()
-        && super::load(&record_path(settings)).is_ok_and(|r| {
+        && current(settings, state).is_ok_and(|r| {
             r.is_some_and(|r| r.in_progress() && r.halted.is_none() && r.to.digest == own.digest)
         })
 }
 
 /// Between batches: the rollout towards `own` goes on when its started waves are done (every
 /// restaurant recorded at `own`: a failing one holds the wave, retried by the queue), the
-/// health gate passes and the pause is over.
+/// health gate passes and the pause is over. What changed in the record is committed to
+/// state through `keeper` (taking the lock, refused if state moved since `state` was read)
+/// before the opened wave's restaurants are named.
 pub async fn advance(
     settings: &Settings,
+    keeper: &Keeper,
     state: &State,
     client: &Client,
     own: &Revision,
@@ -113,13 +159,13 @@ pub async fn advance(
     let Some(policy) = settings.rollout.clone() else {
         return Ok(Advanced::default());
     };
-    let path = record_path(settings);
-    let Some(mut rec) = super::load(&path)?
+    let Some(mut rec) = current(settings, state)?
         .filter(RolloutRecord::in_progress)
         .filter(|r| r.to.digest == own.digest && r.halted.is_none())
     else {
         return Ok(Advanced::default());
     };
+    let policy = policy.for_rollout(rec.rollback);
     rec.fit(policy.waves.len());
     let fleet = fleet(state);
     let assignment = Assignment::new(&policy, &rec.canary, &fleet);
@@ -134,7 +180,8 @@ pub async fn advance(
     }
     let mut waves = Waves {
         ws: None,
-        path,
+        keeper: keeper.clone(),
+        dirty: false,
         client,
         policy,
         assignment,
@@ -146,12 +193,17 @@ pub async fn advance(
     };
     let opened = match waves.gate(state).await? {
         Step::Next => {
-            waves.open(cur + 1)?;
+            waves.open(cur + 1);
             waves.assignment.waves[cur + 1].clone()
         }
         Step::Stop(Verdict::Halted(_) | Verdict::Paused(_) | Verdict::Finished) => Vec::new(),
         Step::Stop(Verdict::NoRollout) => Vec::new(),
     };
+    if waves.dirty {
+        keeper
+            .save_fenced(state, &waves.rec, settings.lock_timeout)
+            .await?;
+    }
     Ok(Advanced {
         opened,
         events: waves.events,

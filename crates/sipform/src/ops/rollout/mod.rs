@@ -5,8 +5,8 @@
 //!
 //! Progress is state's: a restaurant is done when state records the rollout's revision for it
 //! (recorded by apply as each restaurant is reconciled), so after `kill -9` the next run picks
-//! up exactly there. The rollout's own record (`record`) says only what state cannot: its
-//! revisions, canary, wave times and why it halted. Every event goes through one place,
+//! up exactly there. The rollout's own record (`record`, kept in state too) says what the
+//! restaurants' revisions cannot: its revisions, canary, wave times and why it halted. Every event goes through one place,
 //! [`Events::emit`], where a notifier hooks in.
 
 pub mod abort;
@@ -34,7 +34,8 @@ use super::{OpsError, Workspace};
 
 pub use control::{resume, status, status_of, Phase, RolloutStatus, WaveStatus};
 pub use health::{judge, Calls, Health, CALLS_PER_AGENT};
-pub use record::{load, record_path, save, Halt, RolloutRecord, WaveRecord, RECORD_VERSION};
+pub use newcomers::{StableCache, StableFiles};
+pub use record::{current, legacy_path, Halt, Keeper, RolloutRecord, WaveRecord, RECORD_VERSION};
 pub use waves::{canary_size, choose_canary, rank, Assignment};
 
 /// Restaurants of a wave read back after it is applied (post-apply verification), at most.
@@ -48,6 +49,9 @@ pub enum RolloutEvent {
         to: String,
         from: Option<String>,
         canary: usize,
+        /// Back to a revision the fleet ran before (`rollout.rollback`'s waves and pause).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        rollback: bool,
     },
     WaveStarted {
         wave: usize,
@@ -204,16 +208,23 @@ fn narrow(plan: &Plan, keep: impl Fn(&RestaurantId) -> bool) -> Plan {
 }
 
 /// The rollout that governs this run: the one in progress towards `own`, or a new one when
-/// the change spans more restaurants than the canary; `None`: apply at once.
-fn current_or_start(
-    path: &std::path::Path,
-    policy: &RolloutPolicy,
+/// the change spans more restaurants than the canary (recorded in `state` through `keeper`,
+/// under the caller's lock); `None`: apply at once. An older sipform's record file is
+/// imported first.
+async fn current_or_start(
+    keeper: &Keeper,
+    (policy, history): (&RolloutPolicy, &std::path::Path),
     own: &Revision,
-    state: &State,
+    state: &mut State,
     changed: usize,
     events: &mut Events,
 ) -> Result<Option<RolloutRecord>, OpsError> {
-    let existing = load(path)?.filter(RolloutRecord::in_progress);
+    keeper.import(state).await?;
+    let existing = state
+        .rollout
+        .as_deref()
+        .filter(|r| r.in_progress())
+        .cloned();
     if let Some(rec) = existing.filter(|r| r.to.digest == own.digest) {
         return Ok(Some(rec));
     }
@@ -222,11 +233,14 @@ fn current_or_start(
     }
     let fleet = fleet(state);
     let now = Utc::now();
+    let from = stable(state, &fleet);
+    let rollback = is_rollback(history, state.rollout.as_deref(), from.as_ref(), own);
+    let policy = &policy.for_rollout(rollback);
     let mut waves = vec![WaveRecord::default(); policy.waves.len() + 1];
     waves[0].started_at = Some(now);
     let rec = RolloutRecord {
         version: RECORD_VERSION,
-        from: stable(state, &fleet),
+        from,
         to: own.clone(),
         started_at: now,
         canary: choose_canary(policy, &fleet),
@@ -236,18 +250,42 @@ fn current_or_start(
         paused: None,
         finished_at: None,
         aborted_at: None,
+        rollback,
     };
-    save(path, &rec)?;
+    keeper.save(state, &rec).await?;
     events.emit(RolloutEvent::Started {
         to: own.short(),
         from: rec.from.as_ref().map(Revision::short),
         canary: rec.canary.len(),
+        rollback,
     });
     events.emit(RolloutEvent::WaveStarted {
         wave: 0,
         restaurants: rec.canary.len(),
     });
     Ok(Some(rec))
+}
+
+/// Whether rolling `own` out over a fleet at `from` goes back to a revision it ran before:
+/// the one the last rollout (`last`) moved it away from (a `git revert` is a new commit of
+/// the same files), or an ancestor of `from`'s commit in `history` (the repository).
+fn is_rollback(
+    history: &std::path::Path,
+    last: Option<&RolloutRecord>,
+    from: Option<&Revision>,
+    own: &Revision,
+) -> bool {
+    let undone = last.is_some_and(|l| {
+        l.to.digest != own.digest && l.from.as_ref().is_some_and(|f| f.digest == own.digest)
+    });
+    let behind = match (from.and_then(|f| f.commit.as_ref()), &own.commit) {
+        (Some(theirs), Some(ours)) => matches!(
+            crate::revision::relation(history, theirs, ours),
+            Ok(crate::revision::Relation::Behind)
+        ),
+        _ => false,
+    };
+    undone || behind
 }
 
 /// Carries `plan` out under `sipform.yaml`'s `rollout:` policy ([`apply_in_waves`]), holding
@@ -268,7 +306,7 @@ pub async fn apply_in_waves(
     ws: &Workspace,
     client: &Client,
     plan: &Plan,
-    state: State,
+    mut state: State,
     progress: &dyn Progress,
 ) -> Result<WaveRun, OpsError> {
     let mut events = Events::default();
@@ -279,14 +317,12 @@ pub async fn apply_in_waves(
     };
     let changed = changed(plan, &state);
     let rec = match &policy {
-        Some(p) => current_or_start(
-            &record_path(ws.settings()),
-            p,
-            &own,
-            &state,
-            changed.len(),
-            &mut events,
-        )?,
+        Some(p) => {
+            let keeper = Keeper::of(ws);
+            let history = ws.settings().history_root();
+            let how = (p, history);
+            current_or_start(&keeper, how, &own, &mut state, changed.len(), &mut events).await?
+        }
         None => None,
     };
     let (Some(policy), Some(rec)) = (policy, rec) else {
@@ -300,6 +336,7 @@ pub async fn apply_in_waves(
         });
     };
     let mut rec = rec;
+    let policy = policy.for_rollout(rec.rollback);
     rec.fit(policy.waves.len());
     let run = Rollout {
         policy,
@@ -350,7 +387,8 @@ impl Rollout {
         let plan = arrived.plan.as_ref().unwrap_or(plan);
         let mut run = Waves {
             ws: Some(ws),
-            path: record_path(ws.settings()),
+            keeper: Keeper::of(ws),
+            dirty: false,
             client,
             policy,
             assignment,
@@ -445,8 +483,10 @@ enum Step {
 struct Waves<'a> {
     /// The workspace applies and verification use (`None`: the controller's gate only).
     ws: Option<&'a Workspace>,
-    /// The rollout record's file.
-    path: std::path::PathBuf,
+    /// Where the record is committed.
+    keeper: Keeper,
+    /// The record changed since it was last committed ([`Waves::flush`]).
+    dirty: bool,
     client: &'a Client,
     policy: RolloutPolicy,
     assignment: Assignment,
@@ -490,33 +530,47 @@ impl Waves<'_> {
             if let Some(h) = &self.rec.halted {
                 return Ok((Verdict::Halted(h.reason.clone()), state));
             }
-            match self.gate(&state).await? {
-                Step::Next => self.open(cur + 1)?,
+            let step = self.gate(&state).await?;
+            self.flush(&mut state).await?;
+            match step {
+                Step::Next => {
+                    self.open(cur + 1);
+                    // Durably before any of its writes.
+                    self.flush(&mut state).await?;
+                }
                 Step::Stop(verdict) => return Ok((verdict, state)),
             }
         }
     }
 
-    /// Starts wave `n`, durably before any of its writes.
-    fn open(&mut self, n: usize) -> Result<(), OpsError> {
+    /// Commits the record to `state` when it changed (a `Change::Rollout`, under the run's
+    /// lock).
+    async fn flush(&mut self, state: &mut State) -> Result<(), OpsError> {
+        if std::mem::take(&mut self.dirty) {
+            self.keeper.save(state, &self.rec).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts wave `n`; the caller commits the record ([`Waves::flush`]) before its writes.
+    fn open(&mut self, n: usize) {
         self.rec.waves[n].started_at = Some(Utc::now());
         self.rec.paused = None;
-        save(&self.path, &self.rec)?;
+        self.dirty = true;
         self.events.emit(RolloutEvent::WaveStarted {
             wave: n,
             restaurants: self.assignment.waves[n].len(),
         });
-        Ok(())
     }
 
-    /// Stops the rollout: recorded first, then told.
+    /// Stops the rollout (committed by the caller before the verdict is returned).
     fn halt(&mut self, wave: usize, reason: String) -> Result<Step, OpsError> {
         self.rec.halted = Some(Halt {
             wave,
             reason: reason.clone(),
             at: Utc::now(),
         });
-        save(&self.path, &self.rec)?;
+        self.dirty = true;
         self.events.emit(RolloutEvent::Halted {
             wave,
             reason: reason.clone(),
@@ -529,9 +583,7 @@ impl Waves<'_> {
     fn pause(&mut self, wave: usize, why: String) -> Step {
         if self.rec.paused.as_deref() != Some(why.as_str()) {
             self.rec.paused = Some(why.clone());
-            if let Err(e) = save(&self.path, &self.rec) {
-                tracing::warn!(target: crate::LOG_TARGET, "could not record why the rollout paused: {e}");
-            }
+            self.dirty = true;
             self.events.emit(RolloutEvent::Paused {
                 wave,
                 why: why.clone(),
@@ -568,10 +620,12 @@ impl Waves<'_> {
             }
         }
         for (i, w) in self.rec.waves.iter_mut().enumerate().take(cur + 1) {
-            w.failed = failed
+            let n = failed
                 .iter()
                 .filter(|id| self.assignment.wave_of(id) == Some(i))
                 .count();
+            self.dirty |= w.failed != n;
+            w.failed = n;
         }
         if failed.len() > self.policy.max_failures as usize {
             let reason = format!(
@@ -594,7 +648,7 @@ impl Waves<'_> {
                 return Ok(self.pause(cur, why));
             }
             self.rec.finished_at = Some(now);
-            save(&self.path, &self.rec)?;
+            self.dirty = true;
             self.events.emit(RolloutEvent::Finished {
                 to: self.own.short(),
             });
@@ -604,7 +658,7 @@ impl Waves<'_> {
             Some(t) => t,
             None => {
                 self.rec.waves[cur].completed_at = Some(now);
-                save(&self.path, &self.rec)?;
+                self.dirty = true;
                 now
             }
         };
@@ -689,5 +743,99 @@ impl Waves<'_> {
             }
             _ => Step::Next,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::model::revision::{ConfigDigest, GitCommit};
+
+    /// A repository with two commits; their shas, oldest first.
+    fn two_commits(dir: &std::path::Path) -> (GitCommit, GitCommit) {
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(["-c", "commit.gpgsign=false"])
+                .args(args)
+                .env_remove("GIT_DIR")
+                .env_remove("GIT_WORK_TREE")
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "git {args:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        git(&["init", "-q"]);
+        let mut shas = Vec::new();
+        for n in ["1", "2"] {
+            std::fs::write(dir.join("f"), n).expect("write");
+            git(&["add", "-A"]);
+            git(&["commit", "-q", "-m", n]);
+            shas.push(GitCommit::parse(&git(&["rev-parse", "HEAD"])).expect("a sha"));
+        }
+        (shas[0].clone(), shas[1].clone())
+    }
+
+    fn at(commit: Option<&GitCommit>, digest: u8) -> Revision {
+        Revision {
+            commit: commit.cloned(),
+            dirty: false,
+            digest: ConfigDigest::from_sha256([digest; 32]),
+        }
+    }
+
+    #[test]
+    fn a_rollback_is_back_to_an_ancestor_or_to_what_the_last_rollout_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old, new) = two_commits(dir.path());
+        let d = dir.path();
+        // An older checkout rolled out over a fleet at the newer commit: going back.
+        assert!(is_rollback(
+            d,
+            None,
+            Some(&at(Some(&new), 2)),
+            &at(Some(&old), 1)
+        ));
+        // Forward, or nothing recorded to compare with: not a rollback.
+        assert!(!is_rollback(
+            d,
+            None,
+            Some(&at(Some(&old), 1)),
+            &at(Some(&new), 2)
+        ));
+        assert!(!is_rollback(d, None, None, &at(Some(&old), 1)));
+        // A revert (a new commit of the files the last rollout moved the fleet from).
+        let last = RolloutRecord {
+            version: RECORD_VERSION,
+            from: Some(at(Some(&old), 1)),
+            to: at(Some(&new), 2),
+            started_at: Utc::now(),
+            canary: Vec::new(),
+            waves: vec![WaveRecord::default(); 2],
+            released: 0,
+            halted: None,
+            paused: None,
+            finished_at: Some(Utc::now()),
+            aborted_at: None,
+            rollback: false,
+        };
+        let revert = at(None, 1);
+        assert!(is_rollback(
+            d,
+            Some(&last),
+            Some(&at(Some(&new), 2)),
+            &revert
+        ));
+        // The same rollout again is not a rollback.
+        assert!(!is_rollback(
+            d,
+            Some(&last),
+            Some(&at(Some(&new), 2)),
+            &at(None, 2)
+        ));
     }
 }

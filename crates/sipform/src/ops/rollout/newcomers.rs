@@ -7,10 +7,16 @@
 //!
 //! A new restaurant whose wave has already started (and the rollout is not halted) would be
 //! moved at once: it is created at the rolled-out revision directly, one write instead of two.
+//!
+//! The controller does the same from [`StableCache`]: the stable files taken once per
+//! rollout (from the project's repository, or a followed branch's mirror), which its batches
+//! plan their new restaurants from.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use crate::apply::{Progress, Report};
+use crate::config::Settings;
 use crate::model::ids::RestaurantId;
 use crate::model::revision::Revision;
 use crate::plan::{Plan, Summary};
@@ -51,6 +57,55 @@ pub(super) struct Arrivals {
     /// The restaurants created at the stable revision the rolled-out one changes: their wave
     /// moves them.
     pub moved: BTreeSet<RestaurantId>,
+}
+
+/// The stable revision's files, taken out of git once for a rollout: settings that render
+/// and plan as the stable revision, with the project's own restaurants and state.
+pub struct StableFiles {
+    pub revision: Revision,
+    pub settings: Settings,
+    /// Where the files are; removed when the last holder lets go.
+    _scratch: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for StableFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StableFiles({})", self.revision.short())
+    }
+}
+
+/// The controller's [`StableFiles`]: taken at the first new restaurant of a rollout and kept
+/// while the stable revision stays the same (one `git archive` per rollout, not per batch).
+#[derive(Default)]
+pub struct StableCache(Mutex<Option<Arc<StableFiles>>>);
+
+impl StableCache {
+    /// The stable files of `rec`'s rollout of `project`; `None` when its stable revision is
+    /// not a clean commit (there are no files to take).
+    pub fn for_rollout(
+        &self,
+        project: &Settings,
+        rec: &RolloutRecord,
+    ) -> Result<Option<Arc<StableFiles>>, OpsError> {
+        let Some(stable) = stable_of(rec) else {
+            return Ok(None);
+        };
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(files) = held.as_ref().filter(|f| &f.revision == stable) {
+            return Ok(Some(files.clone()));
+        }
+        let scratch = abort::scratch()?;
+        let settings = abort::stable_settings(project, stable, scratch.path())?;
+        let settings = abort::with_project_inventory(settings, project)?;
+        tracing::info!(target: crate::LOG_TARGET, "rollout: new restaurants are created at the stable revision {} while the rollout is in progress", stable.short());
+        let files = Arc::new(StableFiles {
+            revision: stable.clone(),
+            settings,
+            _scratch: scratch,
+        });
+        *held = Some(files.clone());
+        Ok(Some(files))
+    }
 }
 
 /// The stable revision new restaurants get: the record's `from`, when it is a clean commit
@@ -207,6 +262,7 @@ mod tests {
             paused: None,
             finished_at: None,
             aborted_at: None,
+            rollback: false,
         }
     }
 
@@ -221,6 +277,7 @@ mod tests {
             pause: "0s".into(),
             max_failures: 0,
             health: None,
+            rollback: None,
         };
         let fleet: BTreeSet<RestaurantId> = (0..40)
             .map(|i| RestaurantId::new(format!("r{i:04}")))

@@ -1,105 +1,26 @@
-//! The rollout record: what a rollout is (from and to which revision, its canary, when each
-//! wave started and finished, why it halted), kept in a private file beside state. Which
-//! restaurants are done is not here: state records each restaurant's revision, so progress
-//! is read back from state after `kill -9` and nothing is done twice.
+//! The rollout record in state: read, written durably through the state writer, and the
+//! private file older sipforms kept it in imported once.
+//!
+//! The record is state's (`State::rollout`, one `Change::Rollout` per write), so it is written
+//! under the run's state lock, with the serial fencing of every commit: a deposed leader's
+//! write is refused as its ids would be, and controllers on two machines sharing one
+//! database read the same record. Which restaurants are done is not in it: state records each
+//! restaurant's revision, so progress is read back from state after `kill -9`.
 
 use std::path::{Path, PathBuf};
-
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::model::ids::RestaurantId;
-use crate::model::revision::Revision;
 use crate::model::spec::StateConfig;
+use crate::state::{Change, LockInfo, State, StateBackend, StateError, StateWriter};
 
-use super::super::OpsError;
+use super::super::{OpsError, Workspace};
 
-/// Format version of the record file.
-pub const RECORD_VERSION: u32 = 1;
+pub use crate::model::rollout::{Halt, RolloutRecord, WaveRecord, RECORD_VERSION};
 
-/// A record larger than this is refused (a canary is a handful of ids, not megabytes).
-const MAX_RECORD_BYTES: u64 = 16 << 20;
-
-/// One rollout, from its start to its end (finished or aborted).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RolloutRecord {
-    pub version: u32,
-    /// The revision most of the fleet ran when the rollout began: the stable one, which new
-    /// restaurants get and `rollout abort` goes back to (`None`: state recorded none).
-    pub from: Option<Revision>,
-    /// The revision being rolled out.
-    pub to: Revision,
-    pub started_at: DateTime<Utc>,
-    /// The canary chosen at the start (kept: a restaurant added later moves no one out).
-    pub canary: Vec<RestaurantId>,
-    /// `waves[0]` is the canary, then one per policy wave.
-    pub waves: Vec<WaveRecord>,
-    /// Waves `sipform rollout resume` released under `pause: manual`: wave `n` may start
-    /// when `released >= n`.
-    #[serde(default)]
-    pub released: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub halted: Option<Halt>,
-    /// Why the last run stopped short of the next wave (time, calls, a manual pause).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paused: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aborted_at: Option<DateTime<Utc>>,
-}
-
-/// When one wave started and finished; since when its calls count.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WaveRecord {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<DateTime<Utc>>,
-    /// Calls before this are not judged (set by `rollout resume` after a halt for health).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_since: Option<DateTime<Utc>>,
-    /// Restaurants of this wave the last run left failed.
-    #[serde(default)]
-    pub failed: usize,
-}
-
-/// Why a rollout stopped sending.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Halt {
-    pub wave: usize,
-    pub reason: String,
-    pub at: DateTime<Utc>,
-}
-
-impl RolloutRecord {
-    /// Whether it still governs applies (neither finished nor aborted).
-    pub fn in_progress(&self) -> bool {
-        self.finished_at.is_none() && self.aborted_at.is_none()
-    }
-
-    /// Fits the record to a policy of `waves` waves (edited since the rollout began): wave
-    /// times for each, so no index runs past either.
-    pub fn fit(&mut self, waves: usize) {
-        self.waves.resize(waves + 1, WaveRecord::default());
-    }
-
-    /// The last wave that started (the canary starts with the rollout).
-    pub fn current(&self) -> usize {
-        self.waves
-            .iter()
-            .rposition(|w| w.started_at.is_some())
-            .unwrap_or(0)
-    }
-}
-
-/// Where the record of `settings`' project lives: beside a state file, else in the project
-/// folder.
-pub fn record_path(settings: &Settings) -> PathBuf {
+/// The file older sipforms kept the record in (beside a state file, else in the project
+/// folder): read while state holds no record, and removed once state holds it.
+pub fn legacy_path(settings: &Settings) -> PathBuf {
     match &settings.state {
         StateConfig::File { path, .. } => {
             let mut p = settings.root.join(path).into_os_string();
@@ -110,8 +31,17 @@ pub fn record_path(settings: &Settings) -> PathBuf {
     }
 }
 
-/// The record, or `None` when no rollout ever ran.
-pub fn load(path: &Path) -> Result<Option<RolloutRecord>, OpsError> {
+/// The record `state` holds, else the one an older sipform left in its file (an upgrade in
+/// the middle of a rollout resumes it); `None` when no rollout ever ran.
+pub fn current(settings: &Settings, state: &State) -> Result<Option<RolloutRecord>, OpsError> {
+    match &state.rollout {
+        Some(rec) => Ok(Some((**rec).clone())),
+        None => read_legacy(&legacy_path(settings)),
+    }
+}
+
+/// The record of a legacy file, or `None` when there is none.
+fn read_legacy(path: &Path) -> Result<Option<RolloutRecord>, OpsError> {
     let io = |source| OpsError::Io {
         what: "cannot read the rollout record",
         path: path.display().to_string(),
@@ -128,35 +58,127 @@ pub fn load(path: &Path) -> Result<Option<RolloutRecord>, OpsError> {
             path.display()
         ))
     };
-    if meta.len() > MAX_RECORD_BYTES {
-        return Err(bad(format!("larger than {MAX_RECORD_BYTES} bytes")));
+    let max = crate::model::rollout::MAX_RECORD_BYTES;
+    if meta.len() > max as u64 {
+        return Err(bad(format!("larger than {max} bytes")));
     }
     let bytes = std::fs::read(path).map_err(io)?;
     let record: RolloutRecord = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    if record.version != RECORD_VERSION {
-        return Err(bad(format!(
-            "format {} (this sipform reads {RECORD_VERSION})",
-            record.version
-        )));
-    }
+    record.check().map_err(bad)?;
     Ok(Some(record))
 }
 
-/// Writes the record durably (atomic replace, 0600) before any wave it starts sends.
-pub fn save(path: &Path, record: &RolloutRecord) -> Result<(), OpsError> {
-    let text = serde_json::to_vec_pretty(record)
-        .map_err(|e| OpsError::Rollout(format!("cannot encode the rollout record: {e}")))?;
-    crate::fsio::write_atomic(path, &text).map_err(|source| OpsError::Io {
-        what: "cannot write the rollout record",
-        path: path.display().to_string(),
-        source,
-    })
+/// Where a rollout's record is written: the project's state, through a [`StateWriter`].
+#[derive(Clone)]
+pub struct Keeper {
+    backend: Arc<dyn StateBackend>,
+    store_tokens: bool,
+    legacy: PathBuf,
+}
+
+impl Keeper {
+    /// The record of `ws`'s project.
+    pub fn of(ws: &Workspace) -> Keeper {
+        Keeper::new(ws.backend(), ws.settings())
+    }
+
+    /// The record in `backend`, the state of the project `settings` describes.
+    pub fn new(backend: Arc<dyn StateBackend>, settings: &Settings) -> Keeper {
+        Keeper {
+            backend,
+            store_tokens: settings.state.store_tokens(),
+            legacy: legacy_path(settings),
+        }
+    }
+
+    /// Records `rec` in `state` and commits it durably (one `Change::Rollout`) before it
+    /// returns. The caller holds the state lock and `state` is current: a stale serial is
+    /// refused by the backend like any other commit.
+    pub async fn save(&self, state: &mut State, rec: &RolloutRecord) -> Result<(), OpsError> {
+        rec.check()
+            .map_err(|why| OpsError::Rollout(format!("cannot record the rollout: {why}")))?;
+        let writer = StateWriter::new(
+            self.backend.clone(),
+            std::mem::take(state),
+            self.store_tokens,
+            None,
+        );
+        let recorded = writer
+            .record(vec![Change::Rollout(Box::new(rec.clone()))])
+            .await;
+        *state = writer.into_state();
+        recorded?;
+        self.forget_legacy();
+        Ok(())
+    }
+
+    /// Imports an older sipform's record file into `state` (under the state lock), once:
+    /// when state holds no record yet; the file is removed once state holds it.
+    pub async fn import(&self, state: &mut State) -> Result<(), OpsError> {
+        if state.rollout.is_some() {
+            return Ok(());
+        }
+        let Some(rec) = read_legacy(&self.legacy)? else {
+            return Ok(());
+        };
+        self.save(state, &rec).await?;
+        tracing::info!(target: crate::LOG_TARGET, "rollout: the record {} was imported into state ({}) and removed", self.legacy.display(), self.backend.describe());
+        Ok(())
+    }
+
+    /// Commits `rec` from outside a lock (the controller's gates between batches): takes the
+    /// lock, and writes only if state is still at `read`'s lineage and serial (what `rec` was
+    /// judged from); else refuses, and the next poll judges again.
+    pub async fn save_fenced(
+        &self,
+        read: &State,
+        rec: &RolloutRecord,
+        lock_timeout: std::time::Duration,
+    ) -> Result<(), OpsError> {
+        let who = LockInfo::for_this_process("controller rollout");
+        let _lock = self.backend.lock(&who, lock_timeout).await?;
+        let at = (read.lineage, read.serial);
+        let mut state = match self.backend.stored_serial().await? {
+            Some(stored) if stored == at => read.clone(),
+            Some(stored) => return Err(self.moved(stored.1, read.serial)),
+            None => self.backend.load().await?.unwrap_or_default(),
+        };
+        if (state.lineage, state.serial) != at {
+            return Err(self.moved(state.serial, read.serial));
+        }
+        self.save(&mut state, rec).await
+    }
+
+    fn moved(&self, stored: u64, serial: u64) -> OpsError {
+        OpsError::State(StateError::Stale {
+            place: self.backend.describe(),
+            stored,
+            serial: serial + 1,
+        })
+    }
+
+    /// Removes the legacy file once state holds the record (nothing to do when absent).
+    fn forget_legacy(&self) {
+        match std::fs::remove_file(&self.legacy) {
+            Ok(()) => {
+                tracing::info!(target: crate::LOG_TARGET, "rollout: {} removed: state holds the rollout record now", self.legacy.display())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(target: crate::LOG_TARGET, "rollout: cannot remove {} ({e}); state holds the record, remove it by hand", self.legacy.display())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+
     use super::*;
-    use crate::model::revision::ConfigDigest;
+    use crate::model::ids::RestaurantId;
+    use crate::model::revision::{ConfigDigest, Revision};
+    use crate::state::FileState;
 
     fn record() -> RolloutRecord {
         RolloutRecord {
@@ -175,30 +197,89 @@ mod tests {
             paused: None,
             finished_at: None,
             aborted_at: None,
+            rollback: false,
         }
     }
 
-    #[test]
-    fn a_record_survives_a_save_and_a_bad_one_is_refused() {
+    fn keeper(dir: &Path) -> (Keeper, Arc<FileState>) {
+        let backend = Arc::new(FileState::new(dir.join("s.json")));
+        let keeper = Keeper {
+            backend: backend.clone(),
+            store_tokens: false,
+            legacy: dir.join("s.json.rollout.json"),
+        };
+        (keeper, backend)
+    }
+
+    #[tokio::test]
+    async fn a_record_is_kept_in_state_and_a_bad_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.json");
-        assert_eq!(load(&path).unwrap(), None);
+        let (keeper, backend) = keeper(dir.path());
+        let mut state = State::new();
         let mut rec = record();
         rec.waves[1].started_at = Some(Utc::now());
-        save(&path, &rec).unwrap();
-        let back = load(&path).unwrap().unwrap();
-        assert_eq!(back, rec);
-        assert_eq!(back.current(), 1);
-        assert!(back.in_progress());
+        keeper.save(&mut state, &rec).await.unwrap();
+        assert_eq!(state.serial, 1);
+        let back = backend.load().await.unwrap().unwrap();
+        assert_eq!(back.rollout.as_deref(), Some(&rec));
+        assert_eq!(back.version, crate::state::STATE_FORMAT_VERSION);
+        assert_eq!(rec.current(), 1);
         // A policy edited mid-rollout: the record follows, no index past either.
-        let mut edited = back.clone();
+        let mut edited = rec.clone();
         edited.fit(1);
-        assert_eq!(edited.waves.len(), 2);
-        assert_eq!(edited.current(), 1);
+        assert_eq!((edited.waves.len(), edited.current()), (2, 1));
         edited.fit(4);
         assert_eq!(edited.waves.len(), 5);
-        std::fs::write(&path, b"{\"version\": 1}").unwrap();
-        let e = load(&path).unwrap_err().to_string();
+        // Too large: refused before anything is written.
+        let mut huge = rec.clone();
+        huge.canary = (0..40_000)
+            .map(|i| RestaurantId::new(format!("restaurant-{i:020}")))
+            .collect();
+        let e = keeper
+            .save(&mut state, &huge)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than"), "{e}");
+        assert_eq!(state.serial, 1);
+    }
+
+    #[tokio::test]
+    async fn a_legacy_record_file_is_imported_once_then_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keeper, backend) = keeper(dir.path());
+        let rec = record();
+        crate::fsio::write_atomic(&keeper.legacy, &serde_json::to_vec(&rec).unwrap()).unwrap();
+        let mut state = State::new();
+        keeper.import(&mut state).await.unwrap();
+        assert!(!keeper.legacy.exists(), "removed once imported");
+        let back = backend.load().await.unwrap().unwrap();
+        assert_eq!(back.rollout.as_deref(), Some(&rec));
+        // A bad file is named, not skipped.
+        std::fs::write(&keeper.legacy, b"{\"version\": 1}").unwrap();
+        let e = read_legacy(&keeper.legacy).unwrap_err().to_string();
         assert!(e.contains("is not a rollout record"), "{e}");
+        // State holds one: the file is not read again.
+        keeper.import(&mut state).await.unwrap();
+        assert_eq!(state.serial, 1);
+    }
+
+    #[tokio::test]
+    async fn a_fenced_save_is_refused_once_state_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keeper, _) = keeper(dir.path());
+        let mut state = State::new();
+        keeper.save(&mut state, &record()).await.unwrap();
+        let read = state.clone();
+        let mut rec = record();
+        rec.released = 1;
+        keeper.save(&mut state, &rec).await.unwrap();
+        let t = std::time::Duration::from_secs(1);
+        let e = keeper.save_fenced(&read, &rec, t).await.unwrap_err();
+        assert!(
+            matches!(e, OpsError::State(StateError::Stale { .. })),
+            "{e}"
+        );
+        keeper.save_fenced(&state, &rec, t).await.unwrap();
     }
 }

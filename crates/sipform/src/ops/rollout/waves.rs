@@ -113,6 +113,7 @@ mod tests {
             pause: "0s".into(),
             max_failures: 0,
             health: None,
+            rollback: None,
         }
     }
 

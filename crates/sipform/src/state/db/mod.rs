@@ -5,9 +5,10 @@
 //! sipform creates and migrates its own tables (in the connection's default schema):
 //!
 //! - `sipform_schema_version(version)`: the table layout's version; a newer one is refused.
-//! - `sipform_state_meta(lineage, version, serial, account_id, updated_at, project)`: one row
-//!   per lineage, `project` the JSON [`ProjectRef`] it belongs to (NULL: written before
-//!   projects were recorded).
+//! - `sipform_state_meta(lineage, version, serial, account_id, updated_at, project, rollout)`:
+//!   one row per lineage, `project` the JSON [`ProjectRef`] it belongs to (NULL: written before
+//!   projects were recorded), `rollout` the JSON rollout record ([`State::rollout`]; NULL
+//!   when none was recorded).
 //! - `sipform_state_restaurants(lineage, restaurant_id, final_customer_id, agent_id, tools,
 //!   api_token, objects, suspended, revision, token_digest)`: one row per restaurant, `tools` a
 //!   JSON object of tool ids by name, `objects` the JSON of [`RestaurantState::objects`] (NULL
@@ -22,7 +23,8 @@
 //! lineage for one project is refused.
 //!
 //! Layout versions: 1 is the first; 2 added `project` and `objects` (nullable, so every row of
-//! a version-1 database stays as it was); 3 `suspended`, 4 `revision`, 5 `token_digest`. A fresh database is created at version 1 and
+//! a version-1 database stays as it was); 3 `suspended`, 4 `revision`, 5 `token_digest`, 6
+//! the meta row's `rollout`. A fresh database is created at version 1 and
 //! migrated, so the migration runs on every new database, not only on old ones.
 //! - `sipform_state_lock(name, holder)`: who holds the lock (JSON [`LockInfo`]), for the
 //!   message the waiter sees.
@@ -53,10 +55,11 @@ use super::backend::StateError;
 use super::model::{Change, ProjectRef, RestaurantState, State, STATE_FORMAT_VERSION};
 use crate::db::{is_transient, with_pool, Db, Engine, Pool};
 use crate::model::ids::{AccountId, AgentId, FinalCustomerId, RestaurantId};
+use crate::model::rollout::{RolloutRecord, MAX_RECORD_BYTES};
 use crate::model::secret::Secret;
 
 /// Version of sipform's own table layout.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// The first layout with `project` and `objects` columns.
 const SCHEMA_WITH_PROJECTS: i64 = 2;
@@ -69,6 +72,9 @@ const SCHEMA_WITH_REVISIONS: i64 = 4;
 
 /// The first layout with a `token_digest` column (the salted digest of the tokens written back).
 const SCHEMA_WITH_TOKEN_DIGESTS: i64 = 5;
+
+/// The first layout with the meta row's `rollout` column (the rollout record, once a file).
+const SCHEMA_WITH_ROLLOUT: i64 = 6;
 
 /// Layout version 1, as the first release created it. Later versions migrate from it.
 const DDL: &[&str] = &[
@@ -114,6 +120,11 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         5,
         &["ALTER TABLE sipform_state_restaurants ADD COLUMN token_digest TEXT"],
+    ),
+    // The rollout record (JSON), one per lineage: shared by every controller on this state.
+    (
+        6,
+        &["ALTER TABLE sipform_state_meta ADD COLUMN rollout TEXT"],
     ),
 ];
 
@@ -328,7 +339,12 @@ impl Tables {
                 } else {
                     "NULL"
                 };
-                let metas: Vec<MetaRow> = sqlx::query(&metas_sql(project_col))
+                let rollout_col = if version.unwrap_or(1) >= SCHEMA_WITH_ROLLOUT {
+                    "rollout"
+                } else {
+                    "NULL"
+                };
+                let metas: Vec<MetaRow> = sqlx::query(&metas_sql(project_col, rollout_col))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(what, e))?
@@ -385,7 +401,7 @@ impl Tables {
                 if version.unwrap_or(1) < SCHEMA_WITH_PROJECTS {
                     return Ok::<_, StateError>(None);
                 }
-                let metas: Vec<MetaRow> = sqlx::query(&metas_sql("project"))
+                let metas: Vec<MetaRow> = sqlx::query(&metas_sql("project", "NULL"))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(what, e))?
@@ -428,6 +444,7 @@ impl Tables {
             project: self.project_of(&meta)?,
             account_id: meta.account_id.clone().map(AccountId::new),
             restaurants: Default::default(),
+            rollout: self.rollout_of(&meta)?,
         };
         if let Some(me) = &self.project {
             // Adopts a lineage recorded for no project; `pick` refused any other.
@@ -472,6 +489,20 @@ impl Tables {
             token_digest: r.token_digest,
         };
         Ok((RestaurantId::new(r.restaurant_id), rs))
+    }
+
+    /// The rollout record a meta row holds, if any, its size and format checked.
+    fn rollout_of(&self, meta: &MetaRow) -> Result<Option<Box<RolloutRecord>>, StateError> {
+        let Some(text) = meta.rollout.as_deref() else {
+            return Ok(None);
+        };
+        let bad = |why: String| self.corrupt(format!("lineage {}: rollout: {why}", meta.lineage));
+        if text.len() > MAX_RECORD_BYTES {
+            return Err(bad(format!("larger than {MAX_RECORD_BYTES} bytes")));
+        }
+        let record: RolloutRecord = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        record.check().map_err(bad)?;
+        Ok(Some(Box::new(record)))
     }
 
     /// The project a meta row records, if any.
@@ -563,6 +594,14 @@ impl Tables {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.err(what, e))?;
+                if let Some(record) = &w.rollout {
+                    sqlx::query(&sql.update_rollout)
+                        .bind(record.clone())
+                        .bind(w.lineage.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(&format!("{what} (the rollout record)"), e))?;
+                }
                 if w.every_row {
                     sqlx::query(&sql.delete_all)
                         .bind(w.lineage.clone())
@@ -631,7 +670,12 @@ impl Tables {
             Some(changes.iter().filter_map(Change::restaurant).collect())
         };
         let (upserts, deletes) = self.rows_to_write(state, touched.as_ref())?;
+        let rollout = (touched.is_none()
+            || changes.iter().any(|c| matches!(c, Change::Rollout(_))))
+        .then(|| self.encode_rollout(state))
+        .transpose()?;
         Ok(Write {
+            rollout,
             lineage: state.lineage.to_string(),
             serial,
             project,
@@ -640,6 +684,21 @@ impl Tables {
             upserts,
             deletes,
         })
+    }
+
+    /// The JSON of `state`'s rollout record (`None`: it holds none), refused when too large.
+    fn encode_rollout(&self, state: &State) -> Result<Option<String>, StateError> {
+        let Some(record) = &state.rollout else {
+            return Ok(None);
+        };
+        let refuse = |why: String| StateError::Backend {
+            place: self.place(),
+            message: format!("cannot record the rollout: {why}"),
+        };
+        record.check().map_err(refuse)?;
+        serde_json::to_string(record)
+            .map(Some)
+            .map_err(|e| refuse(e.to_string()))
     }
 
     /// The rows a commit upserts (restaurants with something to remember) and deletes: those
@@ -750,11 +809,13 @@ impl Tables {
 const SCHEMA_VERSION_SQL: &str = "SELECT CAST(max(version) AS BIGINT) FROM sipform_schema_version";
 
 /// Every lineage's meta row, its project read from `project_col` (`NULL` in a version-1
-/// layout).
-fn metas_sql(project_col: &str) -> String {
+/// layout) and its rollout record from `rollout_col` (`NULL` before layout 6, or when not
+/// needed).
+fn metas_sql(project_col: &str, rollout_col: &str) -> String {
     format!(
         "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
-         CAST({project_col} AS TEXT) FROM sipform_state_meta ORDER BY lineage"
+         CAST({project_col} AS TEXT), CAST({rollout_col} AS TEXT) FROM sipform_state_meta \
+         ORDER BY lineage"
     )
 }
 
@@ -788,6 +849,9 @@ struct Write<'s> {
     every_row: bool,
     upserts: Vec<UpsertRow>,
     deletes: Vec<String>,
+    /// The rollout record's JSON to store (`Some(None)` clears it), when the commit carries
+    /// one or rewrites everything.
+    rollout: Option<Option<String>>,
 }
 
 /// The statements of a commit, with the engine's placeholders.
@@ -797,6 +861,7 @@ struct CommitSql {
     upsert_row: String,
     delete_row: String,
     delete_all: String,
+    update_rollout: String,
 }
 
 impl CommitSql {
@@ -808,7 +873,7 @@ impl CommitSql {
             // IMMEDIATE does the same), so two projects never both adopt one lineage.
             select_metas: format!(
                 "SELECT lineage, CAST(version AS BIGINT), CAST(serial AS BIGINT), account_id, \
-                 CAST(project AS TEXT) FROM sipform_state_meta{}",
+                 CAST(project AS TEXT), CAST(NULL AS TEXT) FROM sipform_state_meta{}",
                 if t.db.engine() == Engine::Postgres {
                     " FOR UPDATE"
                 } else {
@@ -844,6 +909,11 @@ impl CommitSql {
                 "DELETE FROM sipform_state_restaurants WHERE lineage = {}",
                 ph(1)
             ),
+            update_rollout: format!(
+                "UPDATE sipform_state_meta SET rollout = {} WHERE lineage = {}",
+                ph(1),
+                ph(2)
+            ),
         }
     }
 }
@@ -869,6 +939,8 @@ struct MetaRow {
     account_id: Option<String>,
     /// JSON [`ProjectRef`]; `None` before projects were recorded.
     project: Option<String>,
+    /// JSON rollout record; `None` when none was recorded (or not read).
+    rollout: Option<String>,
 }
 
 struct RestaurantRow {
@@ -885,7 +957,7 @@ struct RestaurantRow {
 }
 
 impl MetaRow {
-    /// `lineage, version, serial, account_id, project`, in that order.
+    /// `lineage, version, serial, account_id, project, rollout`, in that order.
     fn from_row<R: Row>(r: &R) -> Result<MetaRow, sqlx::Error>
     where
         usize: sqlx::ColumnIndex<R>,
@@ -898,6 +970,7 @@ impl MetaRow {
             serial: r.try_get(2)?,
             account_id: r.try_get(3)?,
             project: r.try_get(4)?,
+            rollout: r.try_get(5)?,
         })
     }
 }
