@@ -9,6 +9,7 @@
 //! `config.restaurantId`, or an agent linking to a final customer) is never taken, whether
 //! state, the platform's row or adoption offers it: that restaurant is skipped with an error.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -23,6 +24,7 @@ use crate::plan::{
 };
 use crate::remote::ServerObject;
 use crate::resources::actual::list_digest;
+use crate::resources::index::ObjectIndex;
 use crate::resources::{account, Actual, AdoptCx, Adoption, Index, Kind, Kinds, Resource, Shape};
 use crate::state::{RestaurantState, State};
 
@@ -62,7 +64,7 @@ pub fn plan_with(
     state: &State,
     opts: &PlanOptions,
 ) -> Plan {
-    let mut planner = Planner::new(kinds, desired, actual, state, opts);
+    let mut planner = Planner::new(kinds, desired, actual, Lookups::default(), state, opts);
     while let Some(batch) = planner.next_batch(usize::MAX) {
         planner.plan_batch(batch, &actual.children);
     }
@@ -70,6 +72,18 @@ pub fn plan_with(
 }
 
 pub(crate) use crate::resources::actual::Children;
+pub use crate::resources::owners::Owners;
+
+/// Lookups a plan may be given instead of building them: the controller's cache keeps both
+/// over everything it holds, so that a plan of one restaurant costs its objects, not a pass
+/// over the whole account and state. `None`: the plan builds its own, once.
+#[derive(Default, Clone, Copy)]
+pub struct Lookups<'a> {
+    /// Covers the plan's `actual` or more.
+    pub index: Option<&'a ObjectIndex>,
+    /// Of the very state planned from ([`Owners::is_of`]).
+    pub owners: Option<&'a Owners>,
+}
 
 /// Restaurants to plan next, and the children lists they need (child kind, parent id).
 pub struct Batch {
@@ -92,28 +106,37 @@ pub(crate) struct Planner<'a> {
     restaurants: Vec<RestaurantPlan>,
     /// One digest per children list compared, for the plan's fingerprint.
     digests: BTreeMap<(Resource, ObjectId), u64>,
-    /// What no duplicate can be: what state records and the platform's rows name.
-    protected: HashSet<ObjectId>,
+    /// What no duplicate can be besides what state records: what the platform's rows name.
+    rows_name: HashSet<ObjectId>,
     /// The duplicates found so far, settled by [`Planner::finish`].
     duplicates: Vec<Duplicates>,
 }
 
 impl<'a> Planner<'a> {
-    /// `actual` needs no children: [`Planner::plan_batch`] is given them.
+    /// `actual` needs no children: [`Planner::plan_batch`] is given them. The lookups given
+    /// (see [`Lookups`]) are used as they are; the others are built over `actual` and `state`.
     pub fn new(
         kinds: &'a Kinds,
         desired: &'a Desired,
         actual: &'a Actual,
+        given: Lookups<'a>,
         state: &'a State,
         opts: &'a PlanOptions,
     ) -> Self {
-        let mut cx = Cx::new(kinds, actual, state);
-        cx.known = desired
+        let index = match given.index {
+            Some(kept) => Index::with(kinds, actual, kept),
+            None => Index::new(kinds, actual),
+        };
+        let owners = match given.owners.filter(|o| o.is_of(state)) {
+            Some(kept) => Cow::Borrowed(kept),
+            None => Cow::Owned(Owners::of(kinds, state)),
+        };
+        let mut cx = Cx::new(kinds, actual, index, owners, state);
+        cx.inventory = desired
             .restaurants
             .iter()
             .map(|r| r.id.as_str())
             .chain(desired.held.iter().map(RestaurantId::as_str))
-            .chain(state.restaurants.keys().map(RestaurantId::as_str))
             .collect();
         cx.allow_replace = opts.allow_replace;
         Planner {
@@ -125,7 +148,7 @@ impl<'a> Planner<'a> {
             next: 0,
             restaurants: Vec::new(),
             digests: BTreeMap::new(),
-            protected: duplicates::protected_upfront(kinds, desired, state),
+            rows_name: duplicates::named_by_rows(kinds, desired, state),
             duplicates: Vec::new(),
         }
     }
@@ -164,7 +187,9 @@ impl<'a> Planner<'a> {
             .filter(|r| self.opts.in_scope(&r.id))
         {
             parents.extend(self.cx.parents(r, self.state.restaurants.get(&r.id)));
-            parents.extend(duplicates::parents(self.claimants(r), &self.protected));
+            parents.extend(duplicates::parents(&self.claimants(r), &|id| {
+                self.protected(id)
+            }));
         }
         let adopted = self.cx.trial.borrow_mut().take().unwrap_or_default();
         let mut taken = self.cx.taken.borrow_mut();
@@ -174,8 +199,13 @@ impl<'a> Planner<'a> {
         parents
     }
 
+    /// Whether no dedupe may touch `id`: state records it, or a platform row names it.
+    fn protected(&self, id: &ObjectId) -> bool {
+        self.cx.owners.records(id) || self.rows_name.contains(id)
+    }
+
     /// The agents claiming restaurant `r` (their `config.restaurantId`).
-    fn claimants<'s>(&'s self, r: &'a DesiredRestaurant) -> &'s [&'a ServerObject] {
+    fn claimants(&self, r: &'a DesiredRestaurant) -> Vec<&'a ServerObject> {
         self.cx.index.claimants(Resource::AGENT, r.id.as_str())
     }
 
@@ -193,8 +223,8 @@ impl<'a> Planner<'a> {
             let rp = self
                 .cx
                 .restaurant(r, self.state.restaurants.get(&r.id), children);
-            let found =
-                duplicates::of_restaurant(r, self.claimants(r), &self.protected, &rp, children);
+            let protected = |id: &ObjectId| self.protected(id);
+            let found = duplicates::of_restaurant(r, &self.claimants(r), &protected, &rp, children);
             self.duplicates.extend(found);
             // Leaving an unchanged restaurant out loses no protection from duplicates: a
             // no-op's object is one state records, which `protected` holds already.
@@ -221,7 +251,18 @@ impl<'a> Planner<'a> {
         );
         let desired_ids: HashSet<&RestaurantId> =
             desired.restaurants.iter().map(|r| &r.id).collect();
-        for (rid, st) in &state.restaurants {
+        // A targeted plan looks at its targets' entries only, not every restaurant of state.
+        let in_state: Box<dyn Iterator<Item = (&RestaurantId, &RestaurantState)>> =
+            if opts.targets.is_empty() {
+                Box::new(state.restaurants.iter())
+            } else {
+                Box::new(
+                    opts.targets
+                        .iter()
+                        .filter_map(|t| state.restaurants.get_key_value(t)),
+                )
+            };
+        for (rid, st) in in_state {
             // A restaurant skipped for invalid input is still in the inventory: never "gone".
             if desired_ids.contains(rid) || desired.holds(rid) || !opts.in_scope(rid) {
                 continue;
@@ -233,8 +274,9 @@ impl<'a> Planner<'a> {
         let duplicates = duplicates::settle(self.duplicates, &restaurants);
         // Account-wide: only a plan of every restaurant, whose ids are all known, can tell.
         let orphans = if opts.targets.is_empty() && !desired.hold_all {
-            let recorded = |id: &ObjectId| self.cx.claimed.contains_key(id);
-            orphans::find(self.cx.kinds, self.actual, &self.cx.known, &recorded)
+            let recorded = |id: &ObjectId| self.cx.owners.records(id);
+            let known = |r: &str| self.cx.known(r);
+            orphans::find(self.cx.kinds, self.actual, &known, &recorded)
         } else {
             Vec::new()
         };
@@ -283,10 +325,12 @@ struct Cx<'a> {
     /// False when the account must be created: nothing else can exist yet.
     account_exists: bool,
     /// Ids state assigns, by restaurant: never adopted by another restaurant.
-    claimed: HashMap<ObjectId, &'a RestaurantId>,
-    /// Every restaurant of the inventory or of state: an object that claims one of them is
-    /// never another restaurant's (issue 25, item 2).
-    known: HashSet<&'a str>,
+    owners: Cow<'a, Owners>,
+    state: &'a State,
+    /// The restaurants of the inventory (held ones too). With state's, the known
+    /// restaurants: an object that claims one of them is never another restaurant's (issue
+    /// 25, item 2).
+    inventory: HashSet<&'a str>,
     /// Ids adopted earlier in this plan, by restaurant: never adopted twice.
     taken: RefCell<HashMap<ObjectId, RestaurantId>>,
     /// While a batch's parents are looked up ahead of its plan: the ids adopted meanwhile,
@@ -346,31 +390,35 @@ impl Shared {
 }
 
 impl<'a> Cx<'a> {
-    fn new(kinds: &'a Kinds, actual: &'a Actual, state: &'a State) -> Self {
-        let mut claimed = HashMap::new();
-        for (rid, st) in &state.restaurants {
-            for k in kinds.singletons() {
-                if let Some(id) = k.recorded(st, "") {
-                    claimed.insert(id, rid);
-                }
-            }
-        }
+    fn new(
+        kinds: &'a Kinds,
+        actual: &'a Actual,
+        index: Index<'a>,
+        owners: Cow<'a, Owners>,
+        state: &'a State,
+    ) -> Self {
         Cx {
             kinds,
             actual,
             account_exists: actual.account.is_some(),
-            claimed,
-            known: HashSet::new(),
+            owners,
+            state,
+            inventory: HashSet::new(),
             taken: RefCell::new(HashMap::new()),
             trial: RefCell::new(None),
             allow_replace: false,
-            index: Index::new(kinds, actual),
+            index,
             shared: Shared::default(),
         }
     }
 
+    /// Whether `r` is a restaurant of the inventory or of state.
+    fn known(&self, r: &str) -> bool {
+        self.inventory.contains(r) || self.state.restaurants.contains_key(&RestaurantId::new(r))
+    }
+
     fn free_for(&self, id: &ObjectId, r: &RestaurantId) -> bool {
-        self.claimed.get(id).is_none_or(|owner| *owner == r)
+        !self.owners.records_for_other(id, r)
             && self.taken.borrow().get(id).is_none_or(|owner| owner == r)
     }
 
@@ -472,7 +520,7 @@ impl<'a> Cx<'a> {
             .claims(obj)
             .into_iter()
             .chain(self.index.linkers_claim(k.resource(), &obj.id))
-            .find(|c| *c != r.as_str() && self.known.contains(c));
+            .find(|c| *c != r.as_str() && self.known(c));
         match other {
             None => Ok(()),
             Some(other) => Err(format!(
@@ -498,7 +546,7 @@ impl<'a> Cx<'a> {
                 .index
                 .claimants(k.resource(), r.as_str())
                 .iter()
-                .filter(|o| Some(&o.id) != managed && !self.claimed.contains_key(&o.id))
+                .filter(|o| Some(&o.id) != managed && !self.owners.records(&o.id))
                 .map(|o| o.id.as_str())
                 .collect();
             if others.is_empty() {

@@ -16,6 +16,8 @@ use crate::model::spec::Desired;
 use crate::remote::ServerObject;
 use crate::remote::{Client, ClientError};
 use crate::resources::actual::Children;
+use crate::resources::index::ObjectIndex;
+use crate::resources::owners::Owners;
 use crate::resources::{account, Actual, Kinds, Resource, Shape};
 use crate::state::State;
 
@@ -45,6 +47,19 @@ pub(crate) trait ServerView: Send {
         &mut self,
         read: ChildrenRead,
     ) -> impl Future<Output = Result<Children, ClientError>> + Send;
+
+    /// The index kept over every one-per-restaurant object the view holds (the controller's
+    /// cache), for a plan to look up instead of indexing what it is given; `None`: the plan
+    /// builds its own, once.
+    fn index(&self) -> Option<std::sync::Arc<ObjectIndex>> {
+        None
+    }
+
+    /// Who state records each object for, kept for `state` (the controller's cache keeps it
+    /// with the state it keeps); `None`: the plan builds it, once.
+    fn owners(&mut self, _kinds: &Kinds, _state: &State) -> Option<std::sync::Arc<Owners>> {
+        None
+    }
 }
 
 /// A read of children lists: what was at hand at once, and what is still coming from the

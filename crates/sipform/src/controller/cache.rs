@@ -23,6 +23,8 @@ use crate::plan::{Action, Op, Plan, Resource};
 use crate::refresh::{self, ChildrenRead, RefreshError, ServerView};
 use crate::remote::{Client, ClientError, Created, Object, ServerObject};
 use crate::resources::actual::Children;
+use crate::resources::index::{Indexed, ObjectIndex};
+use crate::resources::owners::Owners;
 use crate::resources::{Actual, Kinds, Shape};
 use crate::state::State;
 
@@ -30,8 +32,9 @@ use crate::state::State;
 #[derive(Default)]
 pub struct Cache {
     /// Account, billing plans and one-per-restaurant objects (its `children` stay empty: the
-    /// planner borrows this while `children` below is filled).
-    singles: Actual,
+    /// planner borrows this while `children` below is filled), with their index, kept
+    /// current with them and handed to each plan.
+    singles: Indexed,
     /// The lists under parents, read when a plan first needs them.
     children: BTreeMap<(Resource, ObjectId), Vec<Shared>>,
     /// One copy of each distinct body held in `children`: every restaurant's agent has the
@@ -51,6 +54,9 @@ pub struct Cache {
     /// The state backend can tell whether `state` is current (a database's serial); a file
     /// cannot, and no copy is kept.
     state_reusable: bool,
+    /// Who state records each object for, as of one state (its lineage and serial): kept
+    /// with the state copy, brought up to date with what each batch wrote.
+    owners: Option<Arc<Owners>>,
 }
 
 /// An object under a parent, its fields shared with every identical one.
@@ -116,6 +122,42 @@ impl Cache {
         Ok(state)
     }
 
+    /// Who `state` records each object for: the kept index when it is of this very state,
+    /// else built (a pass over state, when another writer committed) and kept.
+    pub(crate) fn owners_for(&mut self, kinds: &Kinds, state: &State) -> Arc<Owners> {
+        match &self.owners {
+            Some(kept) if kept.is_of(state) => kept.clone(),
+            _ => {
+                let built = Arc::new(Owners::of(kinds, state));
+                self.owners = Some(built.clone());
+                built
+            }
+        }
+    }
+
+    /// A batch took state from `before` (lineage, serial) to `after`, writing only the
+    /// entries of `wrote` (a round writes its targets' and its plan's restaurants alone): the kept owners follow when they were of `before`, else are
+    /// dropped (built again when next needed).
+    pub(crate) fn state_written<'r>(
+        &mut self,
+        kinds: &Kinds,
+        before: (uuid::Uuid, u64),
+        after: &State,
+        wrote: impl IntoIterator<Item = &'r RestaurantId>,
+    ) {
+        match &mut self.owners {
+            Some(kept) if kept.version() == Some(before) => {
+                Arc::make_mut(kept).follow(kinds, after, wrote);
+            }
+            _ => self.owners = None,
+        }
+    }
+
+    /// Drops the kept owners: built again from the next batch's state.
+    pub(crate) fn forget_owners(&mut self) {
+        self.owners = None;
+    }
+
     /// The full resync: the lists replace what was cached, children included (read again as
     /// restaurants are reconciled), so drift on the server is seen.
     pub async fn resync(
@@ -125,8 +167,9 @@ impl Cache {
         account_name: &str,
         state: &State,
     ) -> Result<(), RefreshError> {
-        self.singles =
+        let lists =
             refresh::read_account_level(kinds, client, account_name, state, true, true).await?;
+        self.singles = Indexed::new(kinds, lists);
         // Subscriptions are written by sipform alone: the cache, kept current by every write
         // apply confirms, is authoritative for them, so a sweep does not read them again (a
         // restaurant whose apply failed is re-read by id all the same).
@@ -220,15 +263,14 @@ impl Cache {
             }
             if dirty {
                 for k in kinds.singletons() {
-                    let claiming = self.singles.singles(k.resource()).iter();
-                    ids.extend(
-                        claiming
-                            .filter(|o| k.claims(o) == Some(rid.as_str()))
-                            .map(|o| (k.resource(), o.id.clone())),
-                    );
+                    let claiming = self
+                        .singles
+                        .index()
+                        .claimant_ids(k.resource(), rid.as_str());
+                    ids.extend(claiming.iter().map(|id| (k.resource(), id.clone())));
                 }
                 for (r, id) in &ids {
-                    self.drop_object(*r, id);
+                    self.drop_object(kinds, *r, id, None);
                 }
             }
             reread.extend(ids.into_iter().filter(|(r, id)| !self.holds(*r, id)));
@@ -267,7 +309,7 @@ impl Cache {
                 let id = account.id.clone();
                 for k in kinds.iter() {
                     if let Some((r, list)) = k.account_data(client, &id).await? {
-                        self.singles.set_singles(r, list);
+                        self.singles.set_account_data(r, list);
                     }
                 }
             }
@@ -283,7 +325,7 @@ impl Cache {
         if let Some(keep) = kinds.get(r).and_then(|k| k.lookup_fields()) {
             o.pack(keep);
         }
-        self.singles.add_single(r, o);
+        self.singles.add(kinds, r, o);
     }
 
     fn intern(&mut self, o: ServerObject) -> Shared {
@@ -352,6 +394,14 @@ impl ServerView for CachedServer<'_> {
         ChildrenRead::start(held, kinds, self.client, missing)
     }
 
+    fn index(&self) -> Option<Arc<ObjectIndex>> {
+        Some(self.cache.index())
+    }
+
+    fn owners(&mut self, kinds: &Kinds, state: &State) -> Option<Arc<Owners>> {
+        Some(self.cache.owners_for(kinds, state))
+    }
+
     async fn finish_children(&mut self, read: ChildrenRead) -> Result<Children, ClientError> {
         let (mut held, read) = read.join().await?;
         for (key, list) in read {
@@ -385,8 +435,8 @@ fn intern(pool: &mut HashMap<u64, Vec<Arc<Object>>>, o: ServerObject) -> Shared 
 impl Cache {
     /// What a plan of `targets` can look at: the account, the plans, and the objects the
     /// targets record, their rows name, claim them, carry their keys, or that those point
-    /// at. The planner indexes (and fingerprints) what it is given: a targeted plan then
-    /// costs its restaurants, not the whole account.
+    /// at, found through the kept index. The planner indexes (and fingerprints) what it is
+    /// given: a targeted plan then costs its restaurants, not the whole account.
     fn view(
         &self,
         kinds: &Kinds,
@@ -395,10 +445,10 @@ impl Cache {
         targets: &BTreeSet<RestaurantId>,
     ) -> Actual {
         if targets.is_empty() {
-            return self.singles.clone();
+            return Actual::clone(&self.singles);
         }
+        let index = self.singles.index();
         let mut ids: BTreeSet<(Resource, ObjectId)> = BTreeSet::new();
-        let mut owned_keys: Vec<(Resource, String)> = Vec::new();
         for rid in targets {
             if let Some(st) = state.restaurants.get(rid) {
                 for k in kinds.singletons() {
@@ -408,42 +458,37 @@ impl Cache {
             for r in desired.restaurants.iter().filter(|r| &r.id == rid) {
                 ids.extend(named_by_row(kinds, r));
                 for k in kinds.singletons() {
-                    owned_keys.extend(k.desired(r).into_iter().map(|d| (k.resource(), d.key)));
+                    for d in k.desired(r) {
+                        let named = index.key_ids(k.resource(), &d.key).iter();
+                        ids.extend(named.map(|id| (k.resource(), id.clone())));
+                    }
                 }
             }
+            for k in kinds.singletons() {
+                let claiming = index.claimant_ids(k.resource(), rid.as_str()).iter();
+                ids.extend(claiming.map(|id| (k.resource(), id.clone())));
+            }
         }
-        let keys: BTreeSet<(Resource, &str)> =
-            owned_keys.iter().map(|(r, k)| (*r, k.as_str())).collect();
-        let wanted: BTreeSet<&str> = targets.iter().map(RestaurantId::as_str).collect();
+        let linked: Vec<(Resource, ObjectId)> = ids
+            .iter()
+            .filter_map(|(r, id)| kinds.get(*r)?.links(self.object(*r, id)?))
+            .filter(|(r, _)| kinds.get(*r).is_some_and(|k| k.shape() == Shape::One))
+            .collect();
+        ids.extend(linked);
         let mut view = Actual {
             account: self.singles.account.clone(),
             ..Actual::default()
         };
-        let mut linked = BTreeSet::new();
         for k in kinds.singletons() {
             let r = k.resource();
-            let list: Vec<ServerObject> = self
-                .singles
-                .singles(r)
+            let mut places: Vec<usize> = ids
                 .iter()
-                .filter(|o| {
-                    ids.contains(&(r, o.id.clone()))
-                        || k.claims(o).is_some_and(|c| wanted.contains(c))
-                        || k.key_of(o).is_some_and(|key| keys.contains(&(r, key)))
-                })
-                .cloned()
+                .filter(|(kind, _)| *kind == r)
+                .filter_map(|(_, id)| index.position(r, id))
                 .collect();
-            linked.extend(list.iter().filter_map(|o| k.links(o)));
-            view.set_singles(r, list);
-        }
-        for (r, id) in linked {
-            if kinds.get(r).is_some_and(|k| k.shape() == Shape::One)
-                && !view.singles(r).iter().any(|o| o.id == id)
-            {
-                if let Some(o) = self.singles.singles(r).iter().find(|o| o.id == id) {
-                    view.add_single(r, o.clone());
-                }
-            }
+            places.sort_unstable();
+            let all = self.singles.singles(r);
+            view.set_singles(r, places.iter().map(|at| all[*at].clone()).collect());
         }
         // What kinds read per account (the billing plans): whole.
         for (r, list) in self.singles.singles_by_kind() {
@@ -454,17 +499,62 @@ impl Cache {
         view
     }
 
-    fn holds(&self, r: Resource, id: &ObjectId) -> bool {
-        self.singles.singles(r).iter().any(|o| &o.id == id)
+    /// The object of kind `r` with this id, through the index.
+    fn object(&self, r: Resource, id: &ObjectId) -> Option<&ServerObject> {
+        let at = self.singles.index().position(r, id)?;
+        self.singles.singles(r).get(at)
     }
 
-    /// Drops an object and the lists under it.
-    fn drop_object(&mut self, r: Resource, id: &ObjectId) {
-        self.singles.remove_single(r, id);
-        for list in self.children.values_mut() {
-            list.retain(|o| &o.id != id);
+    fn holds(&self, r: Resource, id: &ObjectId) -> bool {
+        self.singles.index().holds(r, id)
+    }
+
+    /// The index of the one-per-restaurant objects it holds, for a plan.
+    pub(crate) fn index(&self) -> Arc<ObjectIndex> {
+        self.singles.index().clone()
+    }
+
+    /// Drops an object and the lists under it. A child is looked for in its parent's list
+    /// when the parent is known, else in every list of its kind.
+    fn drop_object(
+        &mut self,
+        kinds: &Kinds,
+        r: Resource,
+        id: &ObjectId,
+        parent: Option<&ObjectId>,
+    ) {
+        if kinds.get(r).is_none_or(|k| k.shape() == Shape::One) {
+            self.singles.remove(kinds, r, id);
+        } else {
+            for list in self.lists_of(r, parent) {
+                list.retain(|o| &o.id != id);
+            }
         }
-        self.children.retain(|(_, parent), _| parent != id);
+        for child in kinds.children_of(r) {
+            self.children.remove(&(child.resource(), id.clone()));
+        }
+    }
+
+    /// The lists of kind `r` (under `parent` alone when known).
+    fn lists_of(&mut self, r: Resource, parent: Option<&ObjectId>) -> Vec<&mut Vec<Shared>> {
+        match parent {
+            Some(p) => self.children.get_mut(&(r, p.clone())).into_iter().collect(),
+            None => self
+                .children
+                .iter_mut()
+                .filter(|((kind, _), _)| *kind == r)
+                .map(|(_, list)| list)
+                .collect(),
+        }
+    }
+
+    /// The objects of the lists of kind `r` (under `parent` alone when known).
+    fn lists_holding(
+        &mut self,
+        r: Resource,
+        parent: Option<&ObjectId>,
+    ) -> impl Iterator<Item = &mut Shared> {
+        self.lists_of(r, parent).into_iter().flatten()
     }
 
     /// Brings the cache up to what an apply confirmed; restaurants that failed are marked
@@ -487,11 +577,11 @@ impl Cache {
             // but what this apply made. Without its id, the lists are read again.
             match account {
                 Some(id) => {
-                    self.singles.account = Some(ServerObject::new(
+                    self.singles.set_account(Some(ServerObject::new(
                         id,
                         body.value().as_object().cloned().unwrap_or_default(),
-                    ));
-                    self.singles.clear_singles();
+                    )));
+                    self.singles.clear();
                     self.plans_due = true;
                 }
                 None => self.invalidate(),
@@ -557,15 +647,20 @@ impl Cache {
                         }
                     }
                 };
-                for o in self.singles.singles_with_id(&e.id) {
-                    o.update_fields(kind.lookup_fields(), merge);
+                if kind.shape() == Shape::One {
+                    let keep = kind.lookup_fields();
+                    self.singles.update(kinds, &e.id, |o: &mut ServerObject| {
+                        o.update_fields(keep, merge)
+                    });
+                    return;
                 }
-                let children = self.children.values_mut().flatten();
-                for o in children.filter(|o| o.id == e.id) {
-                    merge(Arc::make_mut(&mut o.fields));
+                for o in self.lists_holding(e.resource, e.parent.as_ref()) {
+                    if o.id == e.id {
+                        merge(Arc::make_mut(&mut o.fields));
+                    }
                 }
             }
-            Op::Delete => self.drop_object(e.resource, &e.id),
+            Op::Delete => self.drop_object(kinds, e.resource, &e.id, e.parent.as_ref()),
             Op::Adopt | Op::NoOp => {}
         }
     }
@@ -682,6 +777,86 @@ mod tests {
         c.follow(&kinds, &event(Op::Delete, Resource::AGENT, "a1", None));
         assert!(!c.holds(Resource::AGENT, &id("a1")));
         assert!(c.children.keys().all(|(_, parent)| parent != &id("a1")));
+    }
+
+    /// The index the cache keeps through confirmed writes (agents created, renamed, moved to
+    /// another restaurant and final customer, deleted) and a resync replacing the lists is
+    /// the one built afresh over what it holds; the view of one restaurant finds its objects
+    /// through it.
+    #[test]
+    fn the_kept_index_follows_writes_and_resyncs() {
+        let kinds = Kinds::builtin();
+        let mut c = Cache::default();
+        let fresh = |c: &Cache| ObjectIndex::of(&kinds, &c.singles);
+        let agent = |i: &str, r: &str, name: &str, fc: &str| {
+            let mut e = event(Op::Create, Resource::AGENT, i, None);
+            e.object = Some(obj(
+                i,
+                json!({"name": name, "config": {"restaurantId": r}, "finalCustomerId": fc}),
+            ));
+            e
+        };
+        let mut fc = event(Op::Create, Resource::FINAL_CUSTOMER, "f1", None);
+        fc.object = Some(obj("f1", json!({"name": "Chez A"})));
+        for e in [
+            fc,
+            agent("a1", "r1", "Chez A", "f1"),
+            agent("a2", "r2", "Chez B", "f1"),
+            agent("a3", "r1", "Chez C", "f9"),
+        ] {
+            c.follow(&kinds, &e);
+            assert_eq!(**c.singles.index(), fresh(&c));
+        }
+        let mut moved = event(Op::Update, Resource::AGENT, "a1", None);
+        moved.body = Some(json!({"name": "Chez Z", "config": {"restaurantId": "r3"}}));
+        c.follow(&kinds, &moved);
+        assert_eq!(**c.singles.index(), fresh(&c));
+        let r3: Vec<&str> = c
+            .singles
+            .index()
+            .claimant_ids(Resource::AGENT, "r3")
+            .iter()
+            .map(ObjectId::as_str)
+            .collect();
+        assert_eq!(r3, ["a1"]);
+        c.follow(&kinds, &event(Op::Delete, Resource::AGENT, "a2", None));
+        assert_eq!(**c.singles.index(), fresh(&c));
+        assert!(!c.singles.index().holds(Resource::AGENT, &id("a2")));
+
+        // A resync's lists (what `resync` installs), then more writes.
+        let mut lists = Actual::default();
+        lists.add_single(
+            Resource::AGENT,
+            obj("a7", json!({"config": {"restaurantId": "r1"}})),
+        );
+        lists.add_single(Resource::AGENT, obj("a7", json!({"name": "listed twice"})));
+        c.singles = Indexed::new(&kinds, lists);
+        c.follow(&kinds, &agent("a8", "r1", "Chez A", "f1"));
+        assert_eq!(**c.singles.index(), fresh(&c));
+        assert_eq!(
+            c.singles.singles(Resource::AGENT).len(),
+            2,
+            "an id listed twice is kept once"
+        );
+
+        // The view of r1 holds the agents claiming it, found through the index.
+        let r1: BTreeSet<RestaurantId> = [RestaurantId::new("r1")].into();
+        let desired = Desired {
+            account: crate::model::spec::AccountSpec {
+                name: "A".into(),
+                email: "a@example.com".into(),
+            },
+            restaurants: Vec::new(),
+            held: BTreeSet::new(),
+            hold_all: false,
+        };
+        let view = c.view(&kinds, &desired, &State::default(), &r1);
+        let ids: Vec<&str> = view
+            .singles(Resource::AGENT)
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect();
+        assert_eq!(ids, ["a7", "a8"]);
     }
 
     /// Identical bodies under different parents are held once.

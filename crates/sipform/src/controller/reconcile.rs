@@ -318,7 +318,7 @@ async fn run(
         round = again;
     }
     let state = state.or_else(|| cache.take_state());
-    if let Some(state) = repair_rows(ctx, &ws, &targets, state, &mut found).await {
+    if let Some(state) = repair_rows(ctx, cache, &ws, &targets, state, &mut found).await {
         cache.keep_state(state);
     }
     verdicts.extend(found);
@@ -336,6 +336,7 @@ async fn run(
 /// the next batch to reuse.
 async fn repair_rows(
     ctx: &Ctx<'_>,
+    cache: &mut Cache,
     ws: &Workspace,
     targets: &BTreeSet<RestaurantId>,
     state: Option<State>,
@@ -347,10 +348,13 @@ async fn repair_rows(
         None => ws.state().await,
     };
     let (repaired, state) = match state {
-        Ok(mut state) => (
-            ops::repair::repair_rows(ws, ctx.client, &mut state, Some(targets)).await,
-            Some(state),
-        ),
+        Ok(mut state) => {
+            let before = (state.lineage, state.serial);
+            let repaired =
+                ops::repair::repair_rows(ws, ctx.client, &mut state, Some(targets)).await;
+            cache.state_written(ctx.kinds, before, &state, targets);
+            (repaired, Some(state))
+        }
         Err(e) => (Err(e), None),
     };
     match repaired {
@@ -405,13 +409,20 @@ async fn apply_if_needed(
     plan: &Plan,
     state: State,
     progress: &dyn apply::Progress,
+    cache: &mut Cache,
 ) -> (Option<Report>, Option<ObjectId>, State) {
     if plan.actions().any(|a| a.op() != Op::NoOp) {
         let (report, writer) = ops::apply::apply_plan(ws, ctx.client, plan, state, progress).await;
-        let (account, after) = writer.read(|s| {
-            let account = s.account_id.as_ref().and_then(|a| a.to_object_id().ok());
-            (account, s.clone())
-        });
+        if writer.is_poisoned() {
+            // Memory holds what may not be durable: nothing is followed from it.
+            cache.forget_owners();
+        }
+        // Taken, not copied: a copy of every restaurant's ids per batch.
+        let after = writer.into_state();
+        let account = after
+            .account_id
+            .as_ref()
+            .and_then(|a| a.to_object_id().ok());
         (Some(report), account, after)
     } else {
         (None, None, state)
@@ -448,12 +459,17 @@ struct Arrivals {
 /// the cache and applied like any batch (state records the stable revision for them; their
 /// wave moves them). One the stable files do not provision, or any failure before sending,
 /// stays in the batch's plan: created at the rolled-out revision, never delayed.
+///
+/// `read` is the (lineage, serial) of the state the batch read, before the rollout recorded
+/// itself in it (which changes no restaurant's ids): the kept owners follow.
 async fn create_at_stable(
     ctx: &Ctx<'_>,
     cache: &mut Cache,
     at_stable: AtStable,
     state: State,
+    read: (uuid::Uuid, u64),
 ) -> (Arrivals, State) {
+    cache.state_written(ctx.kinds, read, &state, std::iter::empty());
     let Some((files, ids)) = at_stable else {
         return (Arrivals::default(), state);
     };
@@ -491,7 +507,9 @@ async fn create_at_stable(
         .map(|r| r.restaurant_id.clone())
         .collect();
     let recorder = Recorder::default();
-    let (report, account, after) = apply_if_needed(ctx, &ws, &plan, state, &recorder).await;
+    let before = (state.lineage, state.serial);
+    let (report, account, after) = apply_if_needed(ctx, &ws, &plan, state, &recorder, cache).await;
+    cache.state_written(ctx.kinds, before, &after, &created);
     if let Some(r) = &report {
         let failed: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.error.is_some()).collect();
         cache.applied(ctx.kinds, &plan, recorder, &failed, account);
@@ -538,6 +556,7 @@ async fn cached_round(
     let kinds = ws.kinds();
     let mut lap = Lap(Instant::now(), Vec::new());
     let mut state = cache.state_for(ws).await?;
+    let read = (state.lineage, state.serial);
     let suspended: BTreeSet<RestaurantId> = targets
         .iter()
         .filter(|id| state.restaurants.get(*id).is_some_and(|r| r.suspended))
@@ -558,22 +577,24 @@ async fn cached_round(
         }
     };
     let (mut plan, waiting, rolling, at_stable) = rollout_hold(ctx, ws, plan, &mut state).await?;
-    let (arrived, state) = create_at_stable(ctx, cache, at_stable, state).await;
-    if !arrived.created.is_empty() {
-        plan.restaurants
-            .retain(|r| !arrived.created.contains(&r.restaurant_id));
-        plan.summary = crate::plan::Summary::of(plan.actions());
-    }
+    let (arrived, state) = create_at_stable(ctx, cache, at_stable, state, read).await;
+    let before = (state.lineage, state.serial);
+    arrived.leave_out(&mut plan);
     let recorder = Recorder::default();
     lap.mark("plan");
     if let Some(held) = over_guardrails(ctx, ws, &plan, &state, guard) {
         return Ok((held, said_of(&plan), BTreeSet::new(), false, state));
     }
-    let (report, account, mut after) = apply_if_needed(ctx, ws, &plan, state, &recorder).await;
+    let (report, account, mut after) =
+        apply_if_needed(ctx, ws, &plan, state, &recorder, cache).await;
     if report.is_none() && rolling {
         // Checked at the rollout's revision: the wave counts them done.
         after = ops::apply::record_checked_in(ws, &plan, after).await?;
     }
+    let wrote = targets
+        .iter()
+        .chain(plan.restaurants.iter().map(|r| &r.restaurant_id));
+    cache.state_written(kinds, before, &after, wrote);
     lap.mark("apply");
     let mut again = BTreeSet::new();
     let unreachable = report.as_ref().is_some_and(server_down);
@@ -599,22 +620,39 @@ async fn cached_round(
     lap.mark("cache update");
     tracing::debug!(target: LOG_TARGET, "reconcile of {} restaurant(s): {}", targets.len(), lap.1.join(", "));
     let mut verdicts = verdicts_of(&plan, report.as_ref(), targets);
-    // Their wave has not started.
-    for (id, v) in &mut verdicts {
-        if let Some(why) = waiting.get(id) {
-            *v = Verdict::Held(why.clone());
-        }
-    }
-    // The plan left them out: they are suspended, not up to date.
-    for (id, v) in &mut verdicts {
-        if suspended.contains(id) {
-            *v = Verdict::Suspended;
-        }
-    }
+    set_aside(&mut verdicts, &waiting, &suspended);
     let mut said = said_of(&plan);
     arrive(arrived, &mut verdicts, &mut said);
     held(report.as_ref(), &mut verdicts, &mut said);
     Ok((verdicts, said, again, unreachable, after))
+}
+
+/// Restaurants whose wave has not started are held; those the plan left out because they are
+/// suspended are suspended, not up to date.
+fn set_aside(
+    verdicts: &mut [(RestaurantId, Verdict)],
+    waiting: &BTreeMap<RestaurantId, String>,
+    suspended: &BTreeSet<RestaurantId>,
+) {
+    for (id, v) in verdicts {
+        if let Some(why) = waiting.get(id) {
+            *v = Verdict::Held(why.clone());
+        }
+        if suspended.contains(id) {
+            *v = Verdict::Suspended;
+        }
+    }
+}
+
+impl Arrivals {
+    /// The batch's plan without the restaurants created at the stable revision.
+    fn leave_out(&self, plan: &mut Plan) {
+        if !self.created.is_empty() {
+            plan.restaurants
+                .retain(|r| !self.created.contains(&r.restaurant_id));
+            plan.summary = crate::plan::Summary::of(plan.actions());
+        }
+    }
 }
 
 /// The verdicts of the new restaurants created at the stable revision replace the batch's.

@@ -19,28 +19,18 @@ use crate::resources::agent::final_customer_of;
 use crate::resources::{Kinds, Resource};
 use crate::state::State;
 
-/// The ids no dedupe may touch that are known before any restaurant is planned: what state
-/// records, and what the platform's rows name.
-pub(super) fn protected_upfront(
-    kinds: &Kinds,
-    desired: &Desired,
-    state: &State,
-) -> HashSet<ObjectId> {
+/// The ids the platform's rows name, which no dedupe may touch (besides what state records):
+/// known before any restaurant is planned. A row naming another object than the one state
+/// records for it is not one: the platform's own provisioning wrote its copy there (a
+/// switch-over), a duplicate, and the row is rewritten to state's.
+pub(super) fn named_by_rows(kinds: &Kinds, desired: &Desired, state: &State) -> HashSet<ObjectId> {
     let mut ids = HashSet::new();
-    for st in state.restaurants.values() {
-        for k in kinds.singletons() {
-            ids.extend(k.recorded(st, ""));
-        }
-    }
     for r in &desired.restaurants {
         let recorded = state.restaurants.get(&r.id);
         for k in kinds.singletons() {
             let Some(named) = k.named_by_row(r) else {
                 continue;
             };
-            // A row naming another object than the one state records for it: the platform's
-            // own provisioning wrote its copy there (a switch-over). A duplicate, and the row
-            // is rewritten to state's.
             if recorded
                 .and_then(|st| k.recorded(st, ""))
                 .is_some_and(|own| own != named)
@@ -57,12 +47,12 @@ pub(super) fn protected_upfront(
 /// phone lines, and their final customers' subscriptions.
 pub(super) fn parents(
     claimants: &[&ServerObject],
-    protected: &HashSet<ObjectId>,
+    protected: &dyn Fn(&ObjectId) -> bool,
 ) -> Vec<(Resource, ObjectId)> {
     let mut out = Vec::new();
-    for a in claimants.iter().filter(|a| !protected.contains(&a.id)) {
+    for a in claimants.iter().filter(|a| !protected(&a.id)) {
         out.push((Resource::PHONE_LINE, a.id.clone()));
-        if let Some(fc) = final_customer_of(a).filter(|f| !protected.contains(f)) {
+        if let Some(fc) = final_customer_of(a).filter(|f| !protected(f)) {
             out.push((Resource::SUBSCRIPTION, fc));
         }
     }
@@ -74,12 +64,12 @@ pub(super) fn parents(
 pub(super) fn of_restaurant(
     r: &DesiredRestaurant,
     claimants: &[&ServerObject],
-    protected: &HashSet<ObjectId>,
+    protected: &dyn Fn(&ObjectId) -> bool,
     plan: &RestaurantPlan,
     children: &Children,
 ) -> Option<Duplicates> {
     let kept: HashSet<&ObjectId> = plan.actions.iter().filter_map(|a| a.id()).collect();
-    let free = |id: &ObjectId| !protected.contains(id) && !kept.contains(id);
+    let free = |id: &ObjectId| !protected(id) && !kept.contains(id);
     let extra: Vec<&ServerObject> = claimants.iter().copied().filter(|a| free(&a.id)).collect();
     if extra.is_empty() {
         return None;

@@ -2,8 +2,6 @@
 //! inventory nor of state. A delete the server answered but did not carry out, or a restaurant
 //! removed from state by hand, leaves one: listed on every full plan so someone looks.
 
-use std::collections::HashSet;
-
 use crate::plan::Orphan;
 use crate::resources::{Actual, Kinds, Resource};
 
@@ -12,7 +10,7 @@ use crate::resources::{Actual, Kinds, Resource};
 pub(super) fn find(
     kinds: &Kinds,
     actual: &Actual,
-    known: &HashSet<&str>,
+    known: &dyn Fn(&str) -> bool,
     recorded: &dyn Fn(&crate::model::ids::ObjectId) -> bool,
 ) -> Vec<Orphan> {
     let Some(kind) = kinds.get(Resource::AGENT) else {
@@ -24,7 +22,7 @@ pub(super) fn find(
         .filter(|o| !recorded(&o.id))
         .filter_map(|o| {
             let claims = kind.claims(o);
-            if claims.is_some_and(|r| known.contains(r)) {
+            if claims.is_some_and(known) {
                 return None;
             }
             Some(Orphan {

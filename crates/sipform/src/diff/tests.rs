@@ -406,6 +406,7 @@ mod properties {
             let (actual, state) = model::applied(&kinds, &first, &Actual::default(), &State::new());
             let second = plan(&desired, &actual, &state, &opts());
             prop_assert!(!second.has_changes());
+            prop_assert_eq!(shown(&with_kept(&desired, &actual, &state)), shown(&second));
 
             let mut edited = desired.clone();
             let mut expected = 0;
@@ -416,6 +417,7 @@ mod properties {
                 }
             }
             let third = plan(&edited, &actual, &state, &opts());
+            prop_assert_eq!(shown(&with_kept(&edited, &actual, &state)), shown(&third));
             prop_assert_eq!(third.summary.change, expected);
             prop_assert_eq!(third.summary.add + third.summary.delete + third.summary.adopt, 0);
             for a in third.actions().filter(|a| a.op() == crate::plan::Op::Update) {
@@ -505,12 +507,39 @@ fn a_second_copy_is_a_duplicate_unless_the_platform_row_names_it() {
     assert_eq!(p.duplicates[0].final_customers, [fc_id]);
 }
 
+/// The plan made with the lookups the controller's cache keeps (an index and the owners, built
+/// apart from the plan) instead of those the plan builds.
+fn with_kept(desired: &Desired, actual: &Actual, state: &State) -> Plan {
+    let kinds = Kinds::builtin();
+    let o = opts();
+    let index = ObjectIndex::of(&kinds, actual);
+    let owners = Owners::of(&kinds, state);
+    let lookups = Lookups {
+        index: Some(&index),
+        owners: Some(&owners),
+    };
+    let mut planner = Planner::new(&kinds, desired, actual, lookups, state, &o);
+    while let Some(batch) = planner.next_batch(usize::MAX) {
+        planner.plan_batch(batch, &actual.children);
+    }
+    planner.finish()
+}
+
+/// What a plan says, without when it was made.
+fn shown(p: &Plan) -> serde_json::Value {
+    let mut v = serde_json::to_value(p).expect("plan as JSON");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("createdAt");
+    }
+    v
+}
+
 /// The plan built a restaurant at a time, each batch given only the children lists it asks
 /// for, as `ops` streams it.
 fn batched(desired: &Desired, actual: &Actual, state: &State) -> Plan {
     let kinds = Kinds::builtin();
     let o = opts();
-    let mut planner = Planner::new(&kinds, desired, actual, state, &o);
+    let mut planner = Planner::new(&kinds, desired, actual, Lookups::default(), state, &o);
     while let Some(batch) = planner.next_batch(1) {
         let children: Children = batch
             .parents
@@ -534,7 +563,7 @@ fn read_ahead(desired: &Desired, actual: &Actual, state: &State) -> Plan {
             .filter_map(|k| Some((k.clone(), actual.children.get(k)?.clone())))
             .collect()
     };
-    let mut planner = Planner::new(&kinds, desired, actual, state, &o);
+    let mut planner = Planner::new(&kinds, desired, actual, Lookups::default(), state, &o);
     let mut ahead = std::collections::VecDeque::new();
     loop {
         while ahead.len() < 2 {

@@ -146,7 +146,7 @@ pub async fn record_checked_in(
     }
     let writer = ws.writer(state);
     writer.record(records).await?;
-    Ok(writer.read(State::clone))
+    Ok(writer.into_state())
 }
 
 impl<'w> ApplyRun<'w> {

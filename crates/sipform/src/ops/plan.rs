@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 
-use crate::diff::Planner;
+use crate::diff::{Lookups, Owners, Planner};
 use crate::model::ids::RestaurantId;
 use crate::model::secret::redact_url;
 use crate::plan::file::write_plan;
@@ -46,8 +46,14 @@ pub(crate) async fn plan_over<S: ServerView>(
     opts: &PlanOptions,
     server: &mut S,
 ) -> Result<Plan, OpsError> {
-    check_owners(state)?;
     let kinds = ws.kinds();
+    // Who state records each object for: kept by the view for this very state (the
+    // controller's cache), or built once here.
+    let owners = server
+        .owners(kinds, state)
+        .filter(|o| o.is_of(state))
+        .unwrap_or_else(|| std::sync::Arc::new(Owners::of(kinds, state)));
+    check_owners(&owners)?;
     let unsuspended;
     let desired = match without_suspended(ws.desired(), state) {
         Some(d) => {
@@ -73,7 +79,34 @@ pub(crate) async fn plan_over<S: ServerView>(
         held = super::repair::hold(desired, &foreign);
         &held
     };
-    let mut planner = Planner::new(kinds, desired, &actual, state, opts);
+    // The index the view keeps (the controller's cache), or one built for this plan.
+    let kept = server.index();
+    let lookups = Lookups {
+        index: kept.as_deref(),
+        owners: Some(&owners),
+    };
+    let mut planner = Planner::new(kinds, desired, &actual, lookups, state, opts);
+    plan_batches(ws, server, &mut planner).await?;
+    let mut plan = planner.finish();
+    plan.restaurants.extend(
+        foreign
+            .iter()
+            .map(|f| super::repair::held_plan(ws.desired(), f)),
+    );
+    // A plan is printed, posted and saved: it names the server without its user-info.
+    plan.server_url = redact_url(&ws.settings().server_url);
+    annotate(ws, &mut plan, state)?;
+    Ok(plan)
+}
+
+/// Plans `planner`'s restaurants batch by batch: the children lists of the next batches are
+/// read while one is planned, so the server's round trips and the comparing overlap.
+async fn plan_batches<S: ServerView>(
+    ws: &Workspace,
+    server: &mut S,
+    planner: &mut Planner<'_>,
+) -> Result<(), OpsError> {
+    let kinds = ws.kinds();
     let mut ahead = VecDeque::new();
     loop {
         // Batches read ahead: the later ones keep every slot busy while the first's last
@@ -105,16 +138,7 @@ pub(crate) async fn plan_over<S: ServerView>(
         }
         planner.plan_batch(batch, &children);
     }
-    let mut plan = planner.finish();
-    plan.restaurants.extend(
-        foreign
-            .iter()
-            .map(|f| super::repair::held_plan(ws.desired(), f)),
-    );
-    // A plan is printed, posted and saved: it names the server without its user-info.
-    plan.server_url = redact_url(&ws.settings().server_url);
-    annotate(ws, &mut plan, state)?;
-    Ok(plan)
+    Ok(())
 }
 
 /// What a plan says besides its actions: which revision it is made from, where applying it
@@ -149,8 +173,8 @@ fn without_suspended(
 
 /// Refuses to plan from a state that maps two restaurants to one remote object: nothing is
 /// planned with an id another restaurant owns.
-pub(crate) fn check_owners(state: &State) -> Result<(), OpsError> {
-    match state.shared_remote_id() {
+pub(crate) fn check_owners(owners: &Owners) -> Result<(), OpsError> {
+    match owners.shared() {
         None => Ok(()),
         Some((what, id, first, second)) => Err(OpsError::Conflict(format!(
             "state maps restaurants {first} and {second} to the same {what} {id}: one object belongs to one restaurant; remove the wrong one with `sipform state rm` and plan again"

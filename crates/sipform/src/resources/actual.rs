@@ -52,17 +52,6 @@ impl Actual {
         }
     }
 
-    /// Every one-per-restaurant object of id `id`, to change in place.
-    pub(crate) fn singles_with_id<'s>(
-        &'s mut self,
-        id: &'s ObjectId,
-    ) -> impl Iterator<Item = &'s mut ServerObject> + 's {
-        self.singles
-            .values_mut()
-            .flatten()
-            .filter(move |o| &o.id == id)
-    }
-
     /// The kinds whose objects it holds, with them.
     pub(crate) fn singles_by_kind(&self) -> impl Iterator<Item = (Resource, &[ServerObject])> {
         self.singles.iter().map(|(r, l)| (*r, l.as_slice()))

@@ -147,7 +147,7 @@ impl Kind for Agent {
         }
         Adoption {
             found: adopt(
-                cx.index.claimants(Resource::AGENT, cx.restaurant.as_str()),
+                &cx.index.claimants(Resource::AGENT, cx.restaurant.as_str()),
                 cx.free,
             ),
             note: None,

@@ -28,6 +28,7 @@ pub mod actual;
 pub mod agent;
 pub mod final_customer;
 pub mod index;
+pub mod owners;
 pub mod phone_line;
 pub mod subscription;
 pub mod tool;

@@ -394,35 +394,6 @@ impl State {
         self.restaurants.keys().cloned().collect()
     }
 
-    /// The first remote id state records for two restaurants (an agent or a final customer):
-    /// `(what, id, first restaurant, second restaurant)`. One object belongs to one restaurant;
-    /// a hand edit or a bad migration that maps another restaurant to it would rewrite it with
-    /// the wrong restaurant.
-    pub(crate) fn shared_remote_id(
-        &self,
-    ) -> Option<(&'static str, String, RestaurantId, RestaurantId)> {
-        let mut agents: BTreeMap<&str, &RestaurantId> = BTreeMap::new();
-        let mut customers: BTreeMap<&str, &RestaurantId> = BTreeMap::new();
-        for (r, e) in &self.restaurants {
-            if let Some(id) = &e.agent_id {
-                if let Some(first) = agents.insert(id.as_str(), r) {
-                    return Some(("agent", id.as_str().to_string(), first.clone(), r.clone()));
-                }
-            }
-            if let Some(id) = &e.final_customer_id {
-                if let Some(first) = customers.insert(id.as_str(), r) {
-                    return Some((
-                        "final customer",
-                        id.as_str().to_string(),
-                        first.clone(),
-                        r.clone(),
-                    ));
-                }
-            }
-        }
-        None
-    }
-
     fn entry(&mut self, r: &RestaurantId) -> &mut RestaurantState {
         self.restaurants.entry(r.clone()).or_default()
     }
