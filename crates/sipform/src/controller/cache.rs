@@ -83,6 +83,12 @@ impl Cache {
         self.state.take()
     }
 
+    /// The lineage and serial of the state the last batch kept: when the backend still stores
+    /// them at the next leadership, nobody wrote since and this cache is still the server's.
+    pub(crate) fn kept_serial(&self) -> Option<(uuid::Uuid, u64)> {
+        self.state.as_ref().map(|s| (s.lineage, s.serial))
+    }
+
     /// Keeps `state` (as a batch ends with it) for the next batch, when the backend can say
     /// whether it is still current.
     pub(crate) fn keep_state(&mut self, state: State) {

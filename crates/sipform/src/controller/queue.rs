@@ -175,6 +175,12 @@ impl WorkQueue {
         }
     }
 
+    /// The lane `id` was handed out from, while it is in flight: a background item (a sweep's,
+    /// a retry's) was read from the server, which is what makes it fresh.
+    pub(crate) fn lane_in_flight(&self, id: &RestaurantId) -> Option<Lane> {
+        self.in_flight.get(id).map(|(_, lane)| *lane)
+    }
+
     /// When the earliest pending item not in flight is due.
     pub(crate) fn next_due(&mut self) -> Option<Instant> {
         self.clean(Lane::Fresh);
@@ -271,6 +277,35 @@ pub fn spread(i: usize, n: usize, over: Duration, jitter: f64) -> Duration {
     }
     let slot = (i as f64 + jitter.clamp(0.0, 0.999_999)) / n as f64;
     over.mul_f64(slot.clamp(0.0, 1.0))
+}
+
+/// A sweep's items come due on a grid of this step (their times rounded up to it), so the
+/// loop takes them a batch a second, not one at a time: each batch's fixed cost (the state
+/// lock, state's serial, the rows' read) is paid once per step, not once per restaurant.
+pub const SWEEP_STEP: Duration = Duration::from_secs(1);
+
+/// `offset` rounded up to the next multiple of [`SWEEP_STEP`].
+pub fn on_step(offset: Duration) -> Duration {
+    let step = SWEEP_STEP.as_nanos();
+    let steps = offset.as_nanos().div_ceil(step);
+    Duration::from_nanos(u64::try_from(steps * step).unwrap_or(u64::MAX))
+}
+
+/// Jitter added when a sweep is resumed, as a share of the interval: restaurants checked in
+/// the same second by the previous leader do not all come due in the same tick.
+const RESUME_JITTER: f64 = 0.01;
+
+/// When a restaurant last checked `age` ago is due again, from now, when a leader resumes the
+/// sweep instead of starting one (at start, after a failover): one interval after its check
+/// (`every - age`), plus a jitter (in `0..1`) of at most [`RESUME_JITTER`] of the interval. A
+/// restaurant never checked (`None`), or checked an interval ago or more, is due at once.
+pub fn resume_after(age: Option<Duration>, every: Duration, jitter: f64) -> Duration {
+    match age {
+        Some(age) if age < every => {
+            (every - age) + every.mul_f64(RESUME_JITTER * jitter.clamp(0.0, 1.0))
+        }
+        _ => Duration::ZERO,
+    }
 }
 
 #[cfg(test)]
@@ -452,6 +487,50 @@ mod tests {
             assert_eq!(q.take_due(now, 10), vec![id("a")], "verdict {verdict}");
             assert!(q.parked().is_empty());
         }
+    }
+
+    #[test]
+    fn a_resumed_sweep_goes_on_where_the_last_check_left_it() {
+        let every = Duration::from_secs(600);
+        let min = Duration::from_secs(60);
+        // Checked a minute ago: due nine minutes from now (and at most 1 % later).
+        let due = resume_after(Some(min), every, 0.0);
+        assert_eq!(due, every - min);
+        let late = resume_after(Some(min), every, 1.0);
+        assert!(late > due && late <= due + every / 100, "{late:?}");
+        // Never checked, or stale: due at once, ahead of the fresh ones.
+        assert_eq!(resume_after(None, every, 0.5), Duration::ZERO);
+        assert_eq!(resume_after(Some(every), every, 0.5), Duration::ZERO);
+        assert_eq!(resume_after(Some(every * 3), every, 0.5), Duration::ZERO);
+        // Checked just now: a whole interval away.
+        assert!(resume_after(Some(Duration::ZERO), every, 0.0) == every);
+    }
+
+    #[test]
+    fn a_sweep_comes_due_a_step_at_a_time() {
+        assert_eq!(on_step(Duration::ZERO), Duration::ZERO);
+        assert_eq!(on_step(Duration::from_millis(1)), SWEEP_STEP);
+        assert_eq!(on_step(SWEEP_STEP), SWEEP_STEP);
+        assert_eq!(on_step(Duration::from_millis(2_500)), SWEEP_STEP * 3);
+        // 10,000 over ten minutes: 600 batches of about 17, not 10,000 of one.
+        let over = Duration::from_secs(600);
+        let n = 10_000;
+        let steps: std::collections::BTreeSet<Duration> =
+            (0..n).map(|i| on_step(spread(i, n, over, 0.5))).collect();
+        assert_eq!(steps.len(), 600);
+    }
+
+    #[test]
+    fn the_lane_of_an_item_is_known_while_it_is_in_flight() {
+        let mut q = queue();
+        let now = Instant::now();
+        q.push(id("new"), now);
+        q.push_resync(id("old"), now);
+        assert_eq!(q.take_due(now, 10), vec![id("new"), id("old")]);
+        assert_eq!(q.lane_in_flight(&id("new")), Some(Lane::Fresh));
+        assert_eq!(q.lane_in_flight(&id("old")), Some(Lane::Background));
+        q.succeeded(&id("old"));
+        assert_eq!(q.lane_in_flight(&id("old")), None);
     }
 
     #[test]
