@@ -89,6 +89,14 @@ impl Cache {
         self.state.as_ref().map(|s| (s.lineage, s.serial))
     }
 
+    /// Whether the state the last batch kept holds no restaurant `rid` (`false` when no copy
+    /// is kept): a change of it is a creation, queued ahead of the changes of known ones.
+    pub(crate) fn is_new(&self, rid: &RestaurantId) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|s| !s.restaurants.contains_key(rid))
+    }
+
     /// Keeps `state` (as a batch ends with it) for the next batch, when the backend can say
     /// whether it is still current.
     pub(crate) fn keep_state(&mut self, state: State) {

@@ -19,7 +19,11 @@ use crate::model::ids::RestaurantId;
 /// Which work goes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lane {
-    /// A change seen on the feed or the webhook: ahead of everything else.
+    /// A restaurant state does not hold yet, seen on the feed or the webhook: ahead of
+    /// everything else, so an insert during a storm of updates of 10,000 rows waits for one
+    /// batch, not for the storm.
+    New,
+    /// A change seen on the feed or the webhook: ahead of the background.
     Fresh,
     /// A resync's sweep, a retry after a failure, a reload.
     Background,
@@ -43,6 +47,7 @@ type Entry = Reverse<(Instant, u64, RestaurantId)>;
 pub(crate) struct WorkQueue {
     pending: HashMap<RestaurantId, Item>,
     /// One heap per lane; an entry is live while its token is its item's.
+    new: BinaryHeap<Entry>,
     fresh: BinaryHeap<Entry>,
     background: BinaryHeap<Entry>,
     /// Handed out and not yet finished, with their attempts so far and lane.
@@ -60,6 +65,7 @@ impl WorkQueue {
     pub fn new(base: Duration, max: Duration) -> WorkQueue {
         WorkQueue {
             pending: HashMap::new(),
+            new: BinaryHeap::new(),
             fresh: BinaryHeap::new(),
             background: BinaryHeap::new(),
             in_flight: HashMap::new(),
@@ -74,10 +80,20 @@ impl WorkQueue {
     /// off after a transient failure (the server is likely still down: changing the row does
     /// not make it come back). A parked item is unparked: the change may be the fix.
     pub fn push(&mut self, id: RestaurantId, now: Instant) {
+        self.push_in(id, now, Lane::Fresh);
+    }
+
+    /// [`WorkQueue::push`] for a restaurant state does not hold yet: in the new lane, ahead
+    /// of every change of a known one.
+    pub(crate) fn push_new(&mut self, id: RestaurantId, now: Instant) {
+        self.push_in(id, now, Lane::New);
+    }
+
+    fn push_in(&mut self, id: RestaurantId, now: Instant, lane: Lane) {
         self.parked.remove(&id);
         match self.pending.get(&id) {
-            Some(item) if item.attempts > 0 || item.lane == Lane::Fresh => {}
-            _ => self.put(id, now, 0, Lane::Fresh),
+            Some(item) if item.attempts > 0 || item.lane == lane || item.lane == Lane::New => {}
+            _ => self.put(id, now, 0, lane),
         }
     }
 
@@ -93,7 +109,7 @@ impl WorkQueue {
     /// flight until reported.
     pub(crate) fn take_due(&mut self, now: Instant, max: usize) -> Vec<RestaurantId> {
         let mut due = Vec::new();
-        for lane in [Lane::Fresh, Lane::Background] {
+        for lane in [Lane::New, Lane::Fresh, Lane::Background] {
             while due.len() < max {
                 self.clean(lane);
                 let heap = self.heap(lane);
@@ -183,13 +199,14 @@ impl WorkQueue {
 
     /// When the earliest pending item not in flight is due.
     pub(crate) fn next_due(&mut self) -> Option<Instant> {
+        self.clean(Lane::New);
         self.clean(Lane::Fresh);
         self.clean(Lane::Background);
         let first = |h: &BinaryHeap<Entry>| h.peek().map(|Reverse((at, _, _))| *at);
-        match (first(&self.fresh), first(&self.background)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [&self.new, &self.fresh, &self.background]
+            .into_iter()
+            .filter_map(first)
+            .min()
     }
 
     /// Items waiting (due or backing off).
@@ -208,6 +225,7 @@ impl WorkQueue {
 
     fn heap(&mut self, lane: Lane) -> &mut BinaryHeap<Entry> {
         match lane {
+            Lane::New => &mut self.new,
             Lane::Fresh => &mut self.fresh,
             Lane::Background => &mut self.background,
         }
@@ -242,6 +260,7 @@ impl WorkQueue {
     fn clean(&mut self, lane: Lane) {
         loop {
             let heap = match lane {
+                Lane::New => &self.new,
                 Lane::Fresh => &self.fresh,
                 Lane::Background => &self.background,
             };
@@ -504,6 +523,21 @@ mod tests {
         assert_eq!(resume_after(Some(every * 3), every, 0.5), Duration::ZERO);
         // Checked just now: a whole interval away.
         assert!(resume_after(Some(Duration::ZERO), every, 0.0) == every);
+    }
+
+    #[test]
+    fn a_new_restaurant_goes_before_a_storm_of_changes() {
+        let mut q = queue();
+        let now = Instant::now();
+        for i in 0..100 {
+            q.push(id(&format!("r{i:03}")), now);
+        }
+        q.push_new(id("new"), now + Duration::from_millis(5));
+        // A change of the new one before its create is done keeps it in the new lane.
+        q.push(id("new"), now + Duration::from_millis(6));
+        let first = q.take_due(now + Duration::from_millis(6), 2);
+        assert_eq!(first, vec![id("new"), id("r000")]);
+        assert_eq!(q.lane_in_flight(&id("new")), Some(Lane::New));
     }
 
     #[test]

@@ -624,10 +624,7 @@ impl Leader<'_> {
     async fn message(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
-            Msg::One(id) => {
-                self.slo.seen(&id, now);
-                self.queue.push(id, now)
-            }
+            Msg::One(id) => self.push_change(id, now),
             Msg::All => {
                 self.full_due = true;
                 self.sweep = Sweep::Now;
@@ -673,6 +670,17 @@ impl Leader<'_> {
         self.feed_state(down);
     }
 
+    /// A change seen on the feed or the webhook: a restaurant state does not hold yet goes
+    /// ahead of the changes of known ones.
+    fn push_change(&mut self, id: RestaurantId, now: Instant) {
+        self.slo.seen(&id, now);
+        if self.cache.is_new(&id) {
+            self.queue.push_new(id, now);
+        } else {
+            self.queue.push(id, now);
+        }
+    }
+
     /// Queues the log's entries; the error when it could not be read.
     async fn read_log(&mut self, log: &ChangeLog) -> Option<String> {
         let mut failed = None;
@@ -681,8 +689,7 @@ impl Leader<'_> {
                 Ok((ids, full)) => {
                     let now = Instant::now();
                     for id in ids {
-                        self.slo.seen(&id, now);
-                        self.queue.push(id, now);
+                        self.push_change(id, now);
                     }
                     if !full {
                         break;
@@ -776,7 +783,8 @@ impl Leader<'_> {
                 }
             };
             waiting += usize::from(!offset.is_zero());
-            self.queue.push_resync(id.clone(), now + queue::on_step(offset));
+            self.queue
+                .push_resync(id.clone(), now + queue::on_step(offset));
         }
         if sweep == Sweep::Resume {
             tracing::info!(target: LOG_TARGET, "controller: sweep resumed: {waiting} of {n} restaurants were checked within {every:?} and keep their turn; {} are read first", n - waiting);
