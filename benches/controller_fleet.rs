@@ -485,7 +485,9 @@ async fn fault(fleet: &mut Fleet, ctl: &Ctl, bad: &Arc<Mutex<Option<String>>>, k
             let (mut polls, mut not_ready) = (0u64, 0u64);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 polls += 1;
-                let ok = reqwest::get(&readyz).await.map(|r| r.status().as_u16()) == Ok(200);
+                let ok = reqwest::get(&readyz)
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 200);
                 not_ready += u64::from(!ok);
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }

@@ -120,6 +120,26 @@ impl Cache {
         Ok(backend.load().await?.map(std::borrow::Cow::Owned))
     }
 
+    /// The state a full resync just read, kept for the batches after it when the backend
+    /// still stores its lineage and serial (and it names its project, as a batch's would): the
+    /// first batch after a start reads no state again, and a change of a restaurant it does
+    /// not hold is known at once to be an insert ([`Cache::is_new`]).
+    pub(crate) async fn keep_loaded(
+        &mut self,
+        state: State,
+        backend: &dyn crate::state::StateBackend,
+    ) {
+        if state.project.is_none() {
+            return;
+        }
+        if let Ok(Some(stored)) = backend.stored_serial().await {
+            if stored == (state.lineage, state.serial) {
+                self.state_reusable = true;
+                self.state = Some(state);
+            }
+        }
+    }
+
     /// State for a batch: the kept copy while still current, else read.
     pub(crate) async fn state_for(
         &mut self,

@@ -742,6 +742,9 @@ impl Leader<'_> {
             self.refresh_cache(client, state).await;
         }
         self.schedule(sweep, &listed, &recorded, state.as_ref());
+        if let Some(state) = state {
+            self.cache.keep_loaded(state, self.backend.as_ref()).await;
+        }
         self.handle.metrics.resynced();
         self.gauges();
     }
