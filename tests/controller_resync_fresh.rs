@@ -88,7 +88,13 @@ async fn a_restart_with_fresh_state_reads_the_lists_only_and_provisions_a_new_ro
     assert!(ctl.exited(30).await.success(), "{}", ctl.log_text());
 
     let mark = emu.request_counts();
-    let again = start(dir.path(), &emu.base_url(), &flags, &[]);
+    let token = "fresh-token";
+    let again = start(
+        dir.path(),
+        &emu.base_url(),
+        &flags,
+        &[("SIPFORM_CONTROLLER_TOKEN", token)],
+    );
     eventually("the restarted controller leads", 30, || again.is_leader()).await;
     insert(&db, n..n + 1).await;
     eventually("the row inserted after the restart provisioned", 30, || {
@@ -109,6 +115,14 @@ async fn a_restart_with_fresh_state_reads_the_lists_only_and_provisions_a_new_ro
         "{}",
         again.log_text()
     );
+    // Asked for, a full reconcile reads everyone now, turns or not.
+    let mark = emu.request_counts();
+    let (code, body) = again.post("/v1/reconcile", Some(token)).await;
+    assert_eq!(code, 202, "{body}");
+    eventually("every restaurant read again", 30, || async {
+        per_restaurant_reads(&requests_since(&emu, &mark)) >= n as u64
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,20 +97,31 @@ impl WorkQueue {
         }
     }
 
-    /// `id` is swept by a resync: due now in the background lane, unless it is already
-    /// waiting or parked (only a change of its row or a reload unparks it).
-    pub(crate) fn push_resync(&mut self, id: RestaurantId, now: Instant) {
-        if !self.parked.contains_key(&id) && !self.pending.contains_key(&id) {
-            self.put(id, now, 0, Lane::Background);
+    /// `id` is swept by a resync: due at `at` in the background lane, unless it is already
+    /// due sooner (or in a lane ahead), backing off, or parked (only a change of its row or a
+    /// reload unparks it). A sweep item waiting for a later turn moves up: `POST
+    /// /v1/reconcile` makes a resumed sweep's restaurants due now.
+    pub(crate) fn push_resync(&mut self, id: RestaurantId, at: Instant) {
+        match self.pending.get(&id) {
+            Some(i) if i.attempts == 0 && i.lane == Lane::Background && i.due > at => {
+                self.put(id, at, 0, Lane::Background)
+            }
+            Some(_) => {}
+            None if self.parked.contains_key(&id) => {}
+            None => self.put(id, at, 0, Lane::Background),
         }
     }
 
-    /// Up to `max` items due at `now`, fresh ones first, each lane in due order; each is in
-    /// flight until reported.
+    /// Up to `max` items due at `now`, new ones first, then fresh ones (at most
+    /// [`FRESH_BATCH`]), each lane in due order; each is in flight until reported.
     pub(crate) fn take_due(&mut self, now: Instant, max: usize) -> Vec<RestaurantId> {
         let mut due = Vec::new();
         for lane in [Lane::New, Lane::Fresh, Lane::Background] {
-            while due.len() < max {
+            let cap = match lane {
+                Lane::Fresh => due.len() + FRESH_BATCH,
+                _ => max,
+            };
+            while due.len() < max.min(cap) {
                 self.clean(lane);
                 let heap = self.heap(lane);
                 match heap.peek() {
@@ -297,6 +308,11 @@ pub fn spread(i: usize, n: usize, over: Duration, jitter: f64) -> Duration {
     let slot = (i as f64 + jitter.clamp(0.0, 0.999_999)) / n as f64;
     over.mul_f64(slot.clamp(0.0, 1.0))
 }
+
+/// Changes of known restaurants in one batch, at most: a batch of a storm of updates (every
+/// row changed) is short, so an insert arriving meanwhile waits for ten updates, not for a
+/// hundred. New restaurants and the background fill batches up to `--batch-size`.
+pub const FRESH_BATCH: usize = 10;
 
 /// A sweep's items come due on a grid of this step (their times rounded up to it), so the
 /// loop takes them a batch a second, not one at a time: each batch's fixed cost (the state
@@ -538,6 +554,9 @@ mod tests {
         let first = q.take_due(now + Duration::from_millis(6), 2);
         assert_eq!(first, vec![id("new"), id("r000")]);
         assert_eq!(q.lane_in_flight(&id("new")), Some(Lane::New));
+        // A storm's batch is short: an insert waits for ten updates at most.
+        let next = q.take_due(now + Duration::from_millis(6), 100);
+        assert_eq!(next.len(), FRESH_BATCH);
     }
 
     #[test]
@@ -552,6 +571,24 @@ mod tests {
         let steps: std::collections::BTreeSet<Duration> =
             (0..n).map(|i| on_step(spread(i, n, over, 0.5))).collect();
         assert_eq!(steps.len(), 600);
+    }
+
+    #[test]
+    fn a_sweep_asked_for_now_moves_up_a_later_turn_but_not_a_backoff() {
+        let mut q = queue();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(600);
+        q.push_resync(id("waiting"), later);
+        q.push(id("failing"), now);
+        q.take_due(now, 10);
+        q.transient(&id("failing"), now);
+        q.push_resync(id("waiting"), now);
+        q.push_resync(id("failing"), now);
+        assert_eq!(q.take_due(now, 10), vec![id("waiting")]);
+        // A later turn never pushes an earlier one back.
+        q.push_resync(id("soon"), now);
+        q.push_resync(id("soon"), later);
+        assert_eq!(q.take_due(now, 10), vec![id("soon")]);
     }
 
     #[test]
