@@ -113,7 +113,9 @@ impl WorkQueue {
     }
 
     /// Up to `max` items due at `now`, new ones first, then fresh ones (at most
-    /// [`FRESH_BATCH`]), each lane in due order; each is in flight until reported.
+    /// [`FRESH_BATCH`]), each lane in due order; each is in flight until reported. A retry
+    /// (an item that failed before) is handed out alone: a restaurant whose calls keep
+    /// failing fails no batch-mate with it.
     pub(crate) fn take_due(&mut self, now: Instant, max: usize) -> Vec<RestaurantId> {
         let mut due = Vec::new();
         for lane in [Lane::New, Lane::Fresh, Lane::Background] {
@@ -123,18 +125,24 @@ impl WorkQueue {
             };
             while due.len() < max.min(cap) {
                 self.clean(lane);
-                let heap = self.heap(lane);
-                match heap.peek() {
-                    Some(Reverse((at, _, _))) if *at <= now => {}
+                let top = match self.heap(lane).peek() {
+                    Some(Reverse((at, _, id))) if *at <= now => id.clone(),
                     _ => break,
+                };
+                let retry = self.pending.get(&top).is_some_and(|i| i.attempts > 0);
+                if retry && !due.is_empty() {
+                    break;
                 }
-                let Some(Reverse((_, _, id))) = heap.pop() else {
+                let Some(Reverse((_, _, id))) = self.heap(lane).pop() else {
                     break;
                 };
                 if let Some(item) = self.pending.remove(&id) {
                     self.in_flight
                         .insert(id.clone(), (item.attempts, item.lane));
                     due.push(id);
+                }
+                if retry {
+                    return due;
                 }
             }
         }
@@ -571,6 +579,28 @@ mod tests {
         let steps: std::collections::BTreeSet<Duration> =
             (0..n).map(|i| on_step(spread(i, n, over, 0.5))).collect();
         assert_eq!(steps.len(), 600);
+    }
+
+    #[test]
+    fn a_retry_goes_alone() {
+        let mut q = queue();
+        let now = Instant::now();
+        q.push(id("bad"), now);
+        q.take_due(now, 10);
+        let delay = q.transient(&id("bad"), now);
+        let t = now + delay;
+        for i in 0..3 {
+            q.push_resync(id(&format!("r{i}")), t);
+        }
+        q.push(id("new"), t);
+        assert_eq!(
+            q.take_due(t, 10),
+            vec![id("new")],
+            "the retry waits its own batch"
+        );
+        assert_eq!(q.take_due(t, 10), vec![id("bad")]);
+        q.succeeded(&id("new"));
+        assert_eq!(q.take_due(t, 10).len(), 3);
     }
 
     #[test]
