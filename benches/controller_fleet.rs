@@ -556,8 +556,19 @@ async fn sweeps() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let mut fleet = Fleet::new().await;
+    let mut feed = false;
     for n in sizes {
         fleet.grow_to(n).await;
+        if !feed {
+            // Installed, so the controller's feed check queues no full reconcile of its own.
+            let out = fleet.sipform(&["controller", "install-trigger"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            feed = true;
+        }
         let ctl = Ctl::start(&fleet, &fleet.emu.base_url(), &format!("sweep-{n}"), &[]);
         let took = ctl.wait_leading(3600).await;
         // Settled: the start's lists read and nothing due.
