@@ -89,6 +89,20 @@ impl Cache {
         self.state.take()
     }
 
+    /// The lineage and serial of the state the last batch kept: when the backend still stores
+    /// them at the next leadership, nobody wrote since and this cache is still the server's.
+    pub(crate) fn kept_serial(&self) -> Option<(uuid::Uuid, u64)> {
+        self.state.as_ref().map(|s| (s.lineage, s.serial))
+    }
+
+    /// Whether the state the last batch kept holds no restaurant `rid` (`false` when no copy
+    /// is kept): a change of it is a creation, queued ahead of the changes of known ones.
+    pub(crate) fn is_new(&self, rid: &RestaurantId) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|s| !s.restaurants.contains_key(rid))
+    }
+
     /// Keeps `state` (as a batch ends with it) for the next batch, when the backend can say
     /// whether it is still current.
     pub(crate) fn keep_state(&mut self, state: State) {
@@ -110,6 +124,26 @@ impl Cache {
             }
         }
         Ok(backend.load().await?.map(std::borrow::Cow::Owned))
+    }
+
+    /// The state a full resync just read, kept for the batches after it when the backend
+    /// still stores its lineage and serial (and it names its project, as a batch's would): the
+    /// first batch after a start reads no state again, and a change of a restaurant it does
+    /// not hold is known at once to be an insert ([`Cache::is_new`]).
+    pub(crate) async fn keep_loaded(
+        &mut self,
+        state: State,
+        backend: &dyn crate::state::StateBackend,
+    ) {
+        if state.project.is_none() {
+            return;
+        }
+        if let Ok(Some(stored)) = backend.stored_serial().await {
+            if stored == (state.lineage, state.serial) {
+                self.state_reusable = true;
+                self.state = Some(state);
+            }
+        }
     }
 
     /// State for a batch: the kept copy while still current, else read.

@@ -161,6 +161,9 @@ struct LeaseState {
     lost: AtomicBool,
     confirmed: Mutex<Instant>,
     notify: Notify,
+    /// A commit was refused or failed during this leadership: the copy of state kept in
+    /// memory may hold what is not stored, so its serial proves nothing.
+    commit_failed: AtomicBool,
 }
 
 impl LeaseState {
@@ -179,6 +182,7 @@ impl Lease {
             lost: AtomicBool::new(false),
             confirmed: Mutex::new(now),
             notify: Notify::new(),
+            commit_failed: AtomicBool::new(false),
         });
         // A file lock has no standby to wait for.
         let writes_from = match leadership {
@@ -214,6 +218,12 @@ impl Lease {
     /// When this leader may send its first write.
     pub(crate) fn writes_from(&self) -> Instant {
         self.writes_from
+    }
+
+    /// Whether every state commit of this leadership went through: then the state the last
+    /// batch kept is the one stored, and its serial says whether anyone wrote after it.
+    pub(crate) fn commits_clean(&self) -> bool {
+        !self.state.commit_failed.load(Ordering::SeqCst)
     }
 
     /// `backend`, refusing commits once this lease has expired.
@@ -295,12 +305,17 @@ impl StateBackend for Fenced {
 
     async fn commit(&self, state: &State, changes: &[Change]) -> Result<(), StateError> {
         if self.lease.expired() {
+            self.lease.commit_failed.store(true, Ordering::SeqCst);
             return Err(StateError::Backend {
                 place: self.inner.describe(),
                 message: "not committed: this controller is no longer the leader".into(),
             });
         }
-        self.inner.commit(state, changes).await
+        let done = self.inner.commit(state, changes).await;
+        if done.is_err() {
+            self.lease.commit_failed.store(true, Ordering::SeqCst);
+        }
+        done
     }
 
     async fn settle(&self, state: &State) -> Result<(), StateError> {

@@ -17,6 +17,7 @@ pub mod reload;
 pub mod source;
 pub mod status;
 
+mod fresh;
 mod run;
 mod slo;
 

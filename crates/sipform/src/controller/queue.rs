@@ -19,7 +19,11 @@ use crate::model::ids::RestaurantId;
 /// Which work goes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lane {
-    /// A change seen on the feed or the webhook: ahead of everything else.
+    /// A restaurant state does not hold yet, seen on the feed or the webhook: ahead of
+    /// everything else, so an insert during a storm of updates of 10,000 rows waits for one
+    /// batch, not for the storm.
+    New,
+    /// A change seen on the feed or the webhook: ahead of the background.
     Fresh,
     /// A resync's sweep, a retry after a failure, a reload.
     Background,
@@ -43,6 +47,7 @@ type Entry = Reverse<(Instant, u64, RestaurantId)>;
 pub(crate) struct WorkQueue {
     pending: HashMap<RestaurantId, Item>,
     /// One heap per lane; an entry is live while its token is its item's.
+    new: BinaryHeap<Entry>,
     fresh: BinaryHeap<Entry>,
     background: BinaryHeap<Entry>,
     /// Handed out and not yet finished, with their attempts so far and lane.
@@ -60,6 +65,7 @@ impl WorkQueue {
     pub fn new(base: Duration, max: Duration) -> WorkQueue {
         WorkQueue {
             pending: HashMap::new(),
+            new: BinaryHeap::new(),
             fresh: BinaryHeap::new(),
             background: BinaryHeap::new(),
             in_flight: HashMap::new(),
@@ -74,40 +80,69 @@ impl WorkQueue {
     /// off after a transient failure (the server is likely still down: changing the row does
     /// not make it come back). A parked item is unparked: the change may be the fix.
     pub fn push(&mut self, id: RestaurantId, now: Instant) {
+        self.push_in(id, now, Lane::Fresh);
+    }
+
+    /// [`WorkQueue::push`] for a restaurant state does not hold yet: in the new lane, ahead
+    /// of every change of a known one.
+    pub(crate) fn push_new(&mut self, id: RestaurantId, now: Instant) {
+        self.push_in(id, now, Lane::New);
+    }
+
+    fn push_in(&mut self, id: RestaurantId, now: Instant, lane: Lane) {
         self.parked.remove(&id);
         match self.pending.get(&id) {
-            Some(item) if item.attempts > 0 || item.lane == Lane::Fresh => {}
-            _ => self.put(id, now, 0, Lane::Fresh),
+            Some(item) if item.attempts > 0 || item.lane == lane || item.lane == Lane::New => {}
+            _ => self.put(id, now, 0, lane),
         }
     }
 
-    /// `id` is swept by a resync: due now in the background lane, unless it is already
-    /// waiting or parked (only a change of its row or a reload unparks it).
-    pub(crate) fn push_resync(&mut self, id: RestaurantId, now: Instant) {
-        if !self.parked.contains_key(&id) && !self.pending.contains_key(&id) {
-            self.put(id, now, 0, Lane::Background);
+    /// `id` is swept by a resync: due at `at` in the background lane, unless it is already
+    /// due sooner (or in a lane ahead), backing off, or parked (only a change of its row or a
+    /// reload unparks it). A sweep item waiting for a later turn moves up: `POST
+    /// /v1/reconcile` makes a resumed sweep's restaurants due now.
+    pub(crate) fn push_resync(&mut self, id: RestaurantId, at: Instant) {
+        match self.pending.get(&id) {
+            Some(i) if i.attempts == 0 && i.lane == Lane::Background && i.due > at => {
+                self.put(id, at, 0, Lane::Background)
+            }
+            Some(_) => {}
+            None if self.parked.contains_key(&id) => {}
+            None => self.put(id, at, 0, Lane::Background),
         }
     }
 
-    /// Up to `max` items due at `now`, fresh ones first, each lane in due order; each is in
-    /// flight until reported.
+    /// Up to `max` items due at `now`, new ones first, then fresh ones (at most
+    /// [`FRESH_BATCH`]), each lane in due order; each is in flight until reported. A retry
+    /// (an item that failed before) is handed out alone: a restaurant whose calls keep
+    /// failing fails no batch-mate with it.
     pub(crate) fn take_due(&mut self, now: Instant, max: usize) -> Vec<RestaurantId> {
         let mut due = Vec::new();
-        for lane in [Lane::Fresh, Lane::Background] {
-            while due.len() < max {
+        for lane in [Lane::New, Lane::Fresh, Lane::Background] {
+            let cap = match lane {
+                Lane::Fresh => due.len() + FRESH_BATCH,
+                _ => max,
+            };
+            while due.len() < max.min(cap) {
                 self.clean(lane);
-                let heap = self.heap(lane);
-                match heap.peek() {
-                    Some(Reverse((at, _, _))) if *at <= now => {}
+                let top = match self.heap(lane).peek() {
+                    Some(Reverse((at, _, id))) if *at <= now => id.clone(),
                     _ => break,
+                };
+                let retry = self.pending.get(&top).is_some_and(|i| i.attempts > 0);
+                if retry && !due.is_empty() {
+                    break;
                 }
-                let Some(Reverse((_, _, id))) = heap.pop() else {
+                let Some(Reverse((_, _, id))) = self.heap(lane).pop() else {
                     break;
                 };
                 if let Some(item) = self.pending.remove(&id) {
                     self.in_flight
                         .insert(id.clone(), (item.attempts, item.lane));
                     due.push(id);
+                }
+                if retry {
+                    return due;
                 }
             }
         }
@@ -175,15 +210,22 @@ impl WorkQueue {
         }
     }
 
+    /// The lane `id` was handed out from, while it is in flight: a background item (a sweep's,
+    /// a retry's) was read from the server, which is what makes it fresh.
+    pub(crate) fn lane_in_flight(&self, id: &RestaurantId) -> Option<Lane> {
+        self.in_flight.get(id).map(|(_, lane)| *lane)
+    }
+
     /// When the earliest pending item not in flight is due.
     pub(crate) fn next_due(&mut self) -> Option<Instant> {
+        self.clean(Lane::New);
         self.clean(Lane::Fresh);
         self.clean(Lane::Background);
         let first = |h: &BinaryHeap<Entry>| h.peek().map(|Reverse((at, _, _))| *at);
-        match (first(&self.fresh), first(&self.background)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [&self.new, &self.fresh, &self.background]
+            .into_iter()
+            .filter_map(first)
+            .min()
     }
 
     /// Items waiting (due or backing off).
@@ -202,6 +244,7 @@ impl WorkQueue {
 
     fn heap(&mut self, lane: Lane) -> &mut BinaryHeap<Entry> {
         match lane {
+            Lane::New => &mut self.new,
             Lane::Fresh => &mut self.fresh,
             Lane::Background => &mut self.background,
         }
@@ -236,6 +279,7 @@ impl WorkQueue {
     fn clean(&mut self, lane: Lane) {
         loop {
             let heap = match lane {
+                Lane::New => &self.new,
                 Lane::Fresh => &self.fresh,
                 Lane::Background => &self.background,
             };
@@ -271,6 +315,40 @@ pub fn spread(i: usize, n: usize, over: Duration, jitter: f64) -> Duration {
     }
     let slot = (i as f64 + jitter.clamp(0.0, 0.999_999)) / n as f64;
     over.mul_f64(slot.clamp(0.0, 1.0))
+}
+
+/// Changes of known restaurants in one batch, at most: a batch of a storm of updates (every
+/// row changed) is short, so an insert arriving meanwhile waits for ten updates, not for a
+/// hundred. New restaurants and the background fill batches up to `--batch-size`.
+pub const FRESH_BATCH: usize = 10;
+
+/// A sweep's items come due on a grid of this step (their times rounded up to it), so the
+/// loop takes them a batch a second, not one at a time: each batch's fixed cost (the state
+/// lock, state's serial, the rows' read) is paid once per step, not once per restaurant.
+pub const SWEEP_STEP: Duration = Duration::from_secs(1);
+
+/// `offset` rounded up to the next multiple of [`SWEEP_STEP`].
+pub fn on_step(offset: Duration) -> Duration {
+    let step = SWEEP_STEP.as_nanos();
+    let steps = offset.as_nanos().div_ceil(step);
+    Duration::from_nanos(u64::try_from(steps * step).unwrap_or(u64::MAX))
+}
+
+/// Jitter added when a sweep is resumed, as a share of the interval: restaurants checked in
+/// the same second by the previous leader do not all come due in the same tick.
+const RESUME_JITTER: f64 = 0.01;
+
+/// When a restaurant last checked `age` ago is due again, from now, when a leader resumes the
+/// sweep instead of starting one (at start, after a failover): one interval after its check
+/// (`every - age`), plus a jitter (in `0..1`) of at most [`RESUME_JITTER`] of the interval. A
+/// restaurant never checked (`None`), or checked an interval ago or more, is due at once.
+pub fn resume_after(age: Option<Duration>, every: Duration, jitter: f64) -> Duration {
+    match age {
+        Some(age) if age < every => {
+            (every - age) + every.mul_f64(RESUME_JITTER * jitter.clamp(0.0, 1.0))
+        }
+        _ => Duration::ZERO,
+    }
 }
 
 #[cfg(test)]
@@ -452,6 +530,108 @@ mod tests {
             assert_eq!(q.take_due(now, 10), vec![id("a")], "verdict {verdict}");
             assert!(q.parked().is_empty());
         }
+    }
+
+    #[test]
+    fn a_resumed_sweep_goes_on_where_the_last_check_left_it() {
+        let every = Duration::from_secs(600);
+        let min = Duration::from_secs(60);
+        // Checked a minute ago: due nine minutes from now (and at most 1 % later).
+        let due = resume_after(Some(min), every, 0.0);
+        assert_eq!(due, every - min);
+        let late = resume_after(Some(min), every, 1.0);
+        assert!(late > due && late <= due + every / 100, "{late:?}");
+        // Never checked, or stale: due at once, ahead of the fresh ones.
+        assert_eq!(resume_after(None, every, 0.5), Duration::ZERO);
+        assert_eq!(resume_after(Some(every), every, 0.5), Duration::ZERO);
+        assert_eq!(resume_after(Some(every * 3), every, 0.5), Duration::ZERO);
+        // Checked just now: a whole interval away.
+        assert!(resume_after(Some(Duration::ZERO), every, 0.0) == every);
+    }
+
+    #[test]
+    fn a_new_restaurant_goes_before_a_storm_of_changes() {
+        let mut q = queue();
+        let now = Instant::now();
+        for i in 0..100 {
+            q.push(id(&format!("r{i:03}")), now);
+        }
+        q.push_new(id("new"), now + Duration::from_millis(5));
+        // A change of the new one before its create is done keeps it in the new lane.
+        q.push(id("new"), now + Duration::from_millis(6));
+        let first = q.take_due(now + Duration::from_millis(6), 2);
+        assert_eq!(first, vec![id("new"), id("r000")]);
+        assert_eq!(q.lane_in_flight(&id("new")), Some(Lane::New));
+        // A storm's batch is short: an insert waits for ten updates at most.
+        let next = q.take_due(now + Duration::from_millis(6), 100);
+        assert_eq!(next.len(), FRESH_BATCH);
+    }
+
+    #[test]
+    fn a_sweep_comes_due_a_step_at_a_time() {
+        assert_eq!(on_step(Duration::ZERO), Duration::ZERO);
+        assert_eq!(on_step(Duration::from_millis(1)), SWEEP_STEP);
+        assert_eq!(on_step(SWEEP_STEP), SWEEP_STEP);
+        assert_eq!(on_step(Duration::from_millis(2_500)), SWEEP_STEP * 3);
+        // 10,000 over ten minutes: 600 batches of about 17, not 10,000 of one.
+        let over = Duration::from_secs(600);
+        let n = 10_000;
+        let steps: std::collections::BTreeSet<Duration> =
+            (0..n).map(|i| on_step(spread(i, n, over, 0.5))).collect();
+        assert_eq!(steps.len(), 600);
+    }
+
+    #[test]
+    fn a_retry_goes_alone() {
+        let mut q = queue();
+        let now = Instant::now();
+        q.push(id("bad"), now);
+        q.take_due(now, 10);
+        let delay = q.transient(&id("bad"), now);
+        let t = now + delay;
+        for i in 0..3 {
+            q.push_resync(id(&format!("r{i}")), t);
+        }
+        q.push(id("new"), t);
+        assert_eq!(
+            q.take_due(t, 10),
+            vec![id("new")],
+            "the retry waits its own batch"
+        );
+        assert_eq!(q.take_due(t, 10), vec![id("bad")]);
+        q.succeeded(&id("new"));
+        assert_eq!(q.take_due(t, 10).len(), 3);
+    }
+
+    #[test]
+    fn a_sweep_asked_for_now_moves_up_a_later_turn_but_not_a_backoff() {
+        let mut q = queue();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(600);
+        q.push_resync(id("waiting"), later);
+        q.push(id("failing"), now);
+        q.take_due(now, 10);
+        q.transient(&id("failing"), now);
+        q.push_resync(id("waiting"), now);
+        q.push_resync(id("failing"), now);
+        assert_eq!(q.take_due(now, 10), vec![id("waiting")]);
+        // A later turn never pushes an earlier one back.
+        q.push_resync(id("soon"), now);
+        q.push_resync(id("soon"), later);
+        assert_eq!(q.take_due(now, 10), vec![id("soon")]);
+    }
+
+    #[test]
+    fn the_lane_of_an_item_is_known_while_it_is_in_flight() {
+        let mut q = queue();
+        let now = Instant::now();
+        q.push(id("new"), now);
+        q.push_resync(id("old"), now);
+        assert_eq!(q.take_due(now, 10), vec![id("new"), id("old")]);
+        assert_eq!(q.lane_in_flight(&id("new")), Some(Lane::Fresh));
+        assert_eq!(q.lane_in_flight(&id("old")), Some(Lane::Background));
+        q.succeeded(&id("old"));
+        assert_eq!(q.lane_in_flight(&id("old")), None);
     }
 
     #[test]

@@ -12,8 +12,9 @@ use tokio::sync::Notify;
 
 use super::cache::Cache;
 use super::feed::{self, ChangeLog};
+use super::fresh::{self, Marks};
 use super::leader::{advisory_key, LeaderLock, Leadership, Lease};
-use super::queue::{self, WorkQueue};
+use super::queue::{self, Lane, WorkQueue};
 use super::reconcile::{self, Ctx, Verdict};
 use super::reload::Config;
 use super::source::{Follow, Followed};
@@ -109,6 +110,7 @@ async fn run_configured(
     let backend = state::open(&config.settings.state, &opts.root, Some(&project))?;
     let lock = leader_lock(&config, inventory.as_ref(), &project)?;
     let mut summary = Summary::default();
+    let mut carried: Option<Carried> = None;
     loop {
         let Some(leadership) = become_leader(
             &lock,
@@ -122,6 +124,7 @@ async fn run_configured(
             return Ok(summary);
         };
         handle.status.standby.store(false, Ordering::Relaxed);
+        let resumed = Resumed::of(carried.take(), backend.as_ref(), &opts).await;
         let mut leader = Leader {
             opts: &opts,
             handle: &handle,
@@ -129,14 +132,21 @@ async fn run_configured(
             follow: &mut follow,
             inventory: inventory.as_ref(),
             backend: backend.clone(),
-            queue: WorkQueue::new(opts.backoff_base, opts.backoff_max),
+            queue: resumed.queue,
             summary: &mut summary,
-            full_due: true,
-            // The first sweep of a leadership is due at once: a run killed mid-reconcile left
-            // restaurants half made that no change log entry names any more.
-            spread: false,
+            full_due: resumed.full_due,
+            // A leadership goes on with the sweep where the last check of each restaurant left
+            // it (`--once`: everyone at once).
+            sweep: if opts.once || !resumed.full_due {
+                Sweep::Now
+            } else {
+                Sweep::Resume
+            },
+            next_sweep: resumed.next_sweep,
             keep_cache: false,
-            cache: Cache::default(),
+            cache: resumed.cache,
+            marks: Marks::new(opts.resync_every),
+            commits_clean: false,
             kinds: &kinds,
             notifier: &notifier,
             guard_window: Window::default(),
@@ -147,6 +157,7 @@ async fn run_configured(
             stable: Default::default(),
         };
         let ended = leader.lead(leadership, &mut inbox).await;
+        carried = Some(leader.hand_over());
         handle.status.leader.store(false, Ordering::Relaxed);
         handle.metrics.leader.set(0);
         match ended? {
@@ -180,6 +191,80 @@ async fn first_config(opts: &Options) -> Result<(Config, Option<Follow>), OpsErr
 enum Ended {
     Stopped,
     LostLeadership,
+}
+
+/// What a full reconcile does with the restaurants both the inventory and state hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sweep {
+    /// Everyone due at once (`POST /v1/reconcile`, a reload, a gap in the feed, `--once`).
+    Now,
+    /// The timed sweep: spread evenly over the interval, jittered.
+    Spread,
+    /// A new leadership: each restaurant due one interval after its last check at the
+    /// configuration in use (`fresh::age`), those never checked, checked longer ago or at
+    /// another configuration first.
+    Resume,
+}
+
+/// What this process keeps from one leadership to the next (a lock blip, or leading again
+/// after a failover): the cache, the queue (changes taken from the log and not yet
+/// reconciled) and when the next timed sweep is due.
+struct Carried {
+    cache: Cache,
+    queue: WorkQueue,
+    /// State's lineage and serial as the last batch left them, when every commit of that
+    /// leadership went through (`None`: not known).
+    serial: Option<(uuid::Uuid, u64)>,
+    next_sweep: Instant,
+}
+
+/// How a leadership starts.
+struct Resumed {
+    cache: Cache,
+    queue: WorkQueue,
+    /// The account-wide lists are read and restaurants scheduled by their last check.
+    full_due: bool,
+    next_sweep: Instant,
+}
+
+impl Resumed {
+    /// From what the last leadership of this process left, if any. Nobody committed state
+    /// since (its serial is the one the last batch kept): the cache is still the server's and
+    /// the sweep goes on as it was, with no read at all. Otherwise (a first start, another
+    /// leader or CI's `apply` wrote meanwhile): a new cache, filled from the account-wide
+    /// lists, and each restaurant scheduled by its last check; the changes queued before are
+    /// kept (the log no longer has them).
+    async fn of(carried: Option<Carried>, backend: &dyn StateBackend, opts: &Options) -> Resumed {
+        let fresh = |queue| Resumed {
+            cache: Cache::default(),
+            queue,
+            full_due: true,
+            next_sweep: Instant::now() + opts.resync_every,
+        };
+        let Some(c) = carried else {
+            return fresh(WorkQueue::new(opts.backoff_base, opts.backoff_max));
+        };
+        let stored = match backend.stored_serial().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: reading state's serial: {e}");
+                None
+            }
+        };
+        if c.serial.is_some() && stored == c.serial {
+            tracing::info!(target: LOG_TARGET, "controller: nobody wrote state since this process last led: the cache and the sweep go on as they were");
+            return Resumed {
+                cache: c.cache,
+                queue: c.queue,
+                full_due: false,
+                next_sweep: c.next_sweep,
+            };
+        }
+        let serial =
+            |s: Option<(uuid::Uuid, u64)>| s.map_or("unknown".to_string(), |(_, n)| n.to_string());
+        tracing::info!(target: LOG_TARGET, "controller: state was written since this process last led (serial {} then, {} now): reading the account-wide lists again", serial(c.serial), serial(stored));
+        fresh(c.queue)
+    }
 }
 
 /// Where the one-active-controller lock lives: the platform's PostgreSQL, else state's
@@ -330,8 +415,14 @@ struct Leader<'a> {
     summary: &'a mut Summary,
     /// A full reconcile is due (start, resync, reload, `POST /v1/reconcile`).
     full_due: bool,
-    /// The next full reconcile is a timed sweep, spread over the interval.
-    spread: bool,
+    /// How the next full reconcile schedules the restaurants.
+    sweep: Sweep,
+    /// When the next timed sweep starts.
+    next_sweep: Instant,
+    /// Restaurants a background reconcile found in step, to stamp in state.
+    marks: Marks,
+    /// Every state commit of the leadership went through (known once it ended).
+    commits_clean: bool,
     /// The next full reconcile is a new configuration's rollout: the cache, kept current by
     /// every write, is planned against as it is (no list or child re-read per restaurant);
     /// drift made by hand is the timed resync's to find.
@@ -369,6 +460,11 @@ impl Leader<'_> {
         let plain = self.backend.clone();
         self.backend = lease.fence(plain.clone());
         let ended = self.lead_with(&client, &lease, inbox).await;
+        if matches!(ended, Ok(Ended::Stopped)) && !lease.expired() {
+            // Stopping: the checks gathered are stamped, so the next start goes on from them.
+            self.checkpoint().await;
+        }
+        self.commits_clean = lease.commits_clean();
         self.backend = plain;
         self.handle.set_client(None);
         lease.release().await;
@@ -460,7 +556,7 @@ impl Leader<'_> {
         let mut poll = tokio::time::interval(self.opts.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut resync = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.opts.resync_every,
+            tokio::time::Instant::from_std(self.next_sweep),
             self.opts.resync_every,
         );
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -519,7 +615,8 @@ impl Leader<'_> {
                 _ = poll.tick() => self.on_poll(client, guard.as_deref_mut()).await,
                 _ = resync.tick() => {
                     self.full_due = true;
-                    self.spread = true;
+                    self.sweep = Sweep::Spread;
+                    self.next_sweep = Instant::now() + self.opts.resync_every;
                 }
                 _ = std::future::ready(()), if busy => { self.batch(client, lease).await; }
                 _ = backoff, if !busy => {}
@@ -530,11 +627,11 @@ impl Leader<'_> {
     async fn message(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
-            Msg::One(id) => {
-                self.slo.seen(&id, now);
-                self.queue.push(id, now)
+            Msg::One(id) => self.push_change(id, now),
+            Msg::All => {
+                self.full_due = true;
+                self.sweep = Sweep::Now;
             }
-            Msg::All => self.full_due = true,
             Msg::Reload(reply) => {
                 let r = self.reload().await;
                 let _ = reply.send(r);
@@ -576,6 +673,17 @@ impl Leader<'_> {
         self.feed_state(down);
     }
 
+    /// A change seen on the feed or the webhook: a restaurant state does not hold yet goes
+    /// ahead of the changes of known ones.
+    fn push_change(&mut self, id: RestaurantId, now: Instant) {
+        self.slo.seen(&id, now);
+        if self.cache.is_new(&id) {
+            self.queue.push_new(id, now);
+        } else {
+            self.queue.push(id, now);
+        }
+    }
+
     /// Queues the log's entries; the error when it could not be read.
     async fn read_log(&mut self, log: &ChangeLog) -> Option<String> {
         let mut failed = None;
@@ -584,8 +692,7 @@ impl Leader<'_> {
                 Ok((ids, full)) => {
                     let now = Instant::now();
                     for id in ids {
-                        self.slo.seen(&id, now);
-                        self.queue.push(id, now);
+                        self.push_change(id, now);
                     }
                     if !full {
                         break;
@@ -603,64 +710,98 @@ impl Leader<'_> {
         failed
     }
 
-    /// Every restaurant of the inventory and of state, queued. A timed sweep (every
-    /// `--resync`) spreads the restaurants both hold over the interval, jittered, so the
-    /// server sees a steady trickle of reads, not a burst; a restaurant only one of them holds
-    /// (new, or gone) is due at once, as is everyone at start, on `POST /v1/reconcile`, a
-    /// reload or `--once`.
+    /// Every restaurant of the inventory and of state, queued (see [`Sweep`] for when). A
+    /// timed sweep (every `--resync`) spreads the restaurants both hold over the interval,
+    /// jittered, so the server sees a steady trickle of reads, not a burst; a new leadership
+    /// resumes the sweep from each restaurant's last check; a restaurant only one of them
+    /// holds (new, or gone) is due at once, as is everyone on `POST /v1/reconcile`, a reload
+    /// or `--once`.
     async fn queue_all(&mut self, client: &Client) {
+        let sweep = std::mem::replace(&mut self.sweep, Sweep::Now);
         let listed: BTreeSet<RestaurantId> = match self.inventory.all_ids().await {
             Ok(ids) => ids.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(target: LOG_TARGET, "controller: full resync: {e}; retrying at the next poll");
                 self.full_due = true;
+                self.sweep = sweep;
                 return;
             }
         };
-        let mut recorded = BTreeSet::new();
-        match self.backend.load().await {
-            Ok(state) => {
-                let state = state.unwrap_or_default();
-                recorded = state.restaurant_ids();
-                let all: BTreeSet<RestaurantId> = listed.union(&recorded).cloned().collect();
-                self.handle.board.known(&all, &state);
-                // The cache is replaced: drift on the server is seen by the batches below.
-                // A new configuration's rollout plans against it as it is.
-                let name = &self.config.settings.account.name;
-                let keep = std::mem::take(&mut self.keep_cache) && self.cache.loaded();
-                if keep {
-                    tracing::debug!(target: LOG_TARGET, "controller: rollout of a new configuration against the cache (no re-read)");
-                } else if let Err(e) = self.cache.resync(self.kinds, client, name, &state).await {
-                    tracing::warn!(target: LOG_TARGET, "controller: full resync: reading the server: {e}");
-                    self.cache.invalidate();
-                }
-            }
+        let state = match self.backend.load().await {
+            Ok(state) => Some(state.unwrap_or_default()),
             Err(e) => {
                 tracing::warn!(target: LOG_TARGET, "controller: full resync: reading state: {e}");
                 self.cache.invalidate();
+                None
             }
+        };
+        let recorded = state
+            .as_ref()
+            .map(|s| s.restaurant_ids())
+            .unwrap_or_default();
+        if let Some(state) = &state {
+            let all: BTreeSet<RestaurantId> = listed.union(&recorded).cloned().collect();
+            self.handle.board.known(&all, state);
+            self.refresh_cache(client, state).await;
         }
-        let spread = std::mem::take(&mut self.spread) && !self.opts.once;
-        let now = Instant::now();
-        let both: Vec<&RestaurantId> = listed.intersection(&recorded).collect();
+        self.schedule(sweep, &listed, &recorded, state.as_ref());
+        if let Some(state) = state {
+            self.cache.keep_loaded(state, self.backend.as_ref()).await;
+        }
+        self.handle.metrics.resynced();
+        self.gauges();
+    }
+
+    /// The cache replaced from the server's lists: drift on the server is seen by the batches
+    /// that follow. A new configuration's rollout plans against it as it is.
+    async fn refresh_cache(&mut self, client: &Client, state: &crate::state::State) {
+        let name = &self.config.settings.account.name;
+        let keep = std::mem::take(&mut self.keep_cache) && self.cache.loaded();
+        if keep {
+            tracing::debug!(target: LOG_TARGET, "controller: rollout of a new configuration against the cache (no re-read)");
+        } else if let Err(e) = self.cache.resync(self.kinds, client, name, state).await {
+            tracing::warn!(target: LOG_TARGET, "controller: full resync: reading the server: {e}");
+            self.cache.invalidate();
+        }
+    }
+
+    /// Queues the restaurants of a full reconcile, each at the time `sweep` gives it.
+    fn schedule(
+        &mut self,
+        sweep: Sweep,
+        listed: &BTreeSet<RestaurantId>,
+        recorded: &BTreeSet<RestaurantId>,
+        state: Option<&crate::state::State>,
+    ) {
+        let sweep = if self.opts.once { Sweep::Now } else { sweep };
+        let (now, utc, every) = (Instant::now(), chrono::Utc::now(), self.opts.resync_every);
+        let both: Vec<&RestaurantId> = listed.intersection(recorded).collect();
         let n = both.len();
+        let mut waiting = 0usize;
         for (i, id) in both.into_iter().enumerate() {
-            let offset = if spread {
-                queue::spread(i, n, self.opts.resync_every, rand::random::<f64>())
-            } else {
-                std::time::Duration::ZERO
+            let offset = match sweep {
+                Sweep::Now => Duration::ZERO,
+                Sweep::Spread => queue::spread(i, n, every, rand::random::<f64>()),
+                Sweep::Resume => {
+                    let r = state.and_then(|s| s.restaurants.get(id));
+                    let age = r.and_then(|r| fresh::age(r, &self.config.revision.digest, utc));
+                    queue::resume_after(age, every, rand::random::<f64>())
+                }
             };
-            self.queue.push_resync(id.clone(), now + offset);
+            waiting += usize::from(!offset.is_zero());
+            self.queue
+                .push_resync(id.clone(), now + queue::on_step(offset));
         }
-        for id in listed.symmetric_difference(&recorded) {
+        if sweep == Sweep::Resume {
+            tracing::info!(target: LOG_TARGET, "controller: sweep resumed: {waiting} of {n} restaurants were checked within {every:?} and keep their turn; {} are read first", n - waiting);
+        }
+        for id in listed.symmetric_difference(recorded) {
             // A row state does not know: new (its notification missed), its clock starts.
             if listed.contains(id) {
                 self.slo.seen(id, now);
             }
             self.queue.push_resync(id.clone(), now);
         }
-        self.handle.metrics.resynced();
-        self.gauges();
     }
 
     /// Runs batches while items are due (`--once`: until every item had its try).
@@ -771,10 +912,54 @@ impl Leader<'_> {
             .reconcile_seconds
             .observe(started.elapsed().as_secs_f64());
         self.record(&due, batch);
+        if self.marks.due(Instant::now()) {
+            self.checkpoint().await;
+        }
         if due.len() >= 50 {
             release_free_memory();
         }
         true
+    }
+
+    /// Stamps in state the checks gathered since the last checkpoint (see [`fresh`]).
+    async fn checkpoint(&mut self) {
+        let ids = self.marks.take();
+        if ids.is_empty() {
+            return;
+        }
+        let place = fresh::Place {
+            settings: &self.config.settings,
+            backend: self.backend.clone(),
+            inventory: self.inventory,
+            kinds: self.kinds,
+        };
+        match fresh::commit(&place, &mut self.cache, &ids).await {
+            Ok(n) => {
+                tracing::debug!(target: LOG_TARGET, "controller: {n} restaurants stamped checked")
+            }
+            // Not stamped: those restaurants are read sooner at the next start, nothing worse.
+            Err(e) => {
+                tracing::warn!(target: LOG_TARGET, "controller: stamping {} checks: {e}", ids.len())
+            }
+        }
+    }
+
+    /// What the next leadership of this process may go on with.
+    fn hand_over(&mut self) -> Carried {
+        let serial = self
+            .commits_clean
+            .then(|| self.cache.kept_serial())
+            .flatten();
+        tracing::debug!(target: LOG_TARGET, "controller: leadership ended: every commit went through: {}; state kept at serial {:?}", self.commits_clean, self.cache.kept_serial().map(|(_, n)| n));
+        Carried {
+            cache: std::mem::take(&mut self.cache),
+            queue: std::mem::replace(
+                &mut self.queue,
+                WorkQueue::new(self.opts.backoff_base, self.opts.backoff_max),
+            ),
+            serial,
+            next_sweep: self.next_sweep,
+        }
     }
 
     fn record(&mut self, due: &[RestaurantId], batch: reconcile::Batch) {
@@ -793,6 +978,11 @@ impl Leader<'_> {
                     self.queue.later(id, at);
                 }
                 Verdict::Done { .. } | Verdict::Held(_) | Verdict::Suspended => {
+                    // A background reconcile read it from the server: its check is stamped.
+                    let read = self.queue.lane_in_flight(id) == Some(Lane::Background);
+                    if read && matches!(v, Verdict::Done { .. }) {
+                        self.marks.add(id.clone(), now);
+                    }
                     self.queue.succeeded(id)
                 }
                 Verdict::Transient(_) => {
