@@ -67,11 +67,14 @@ async fn release(held: Held) {
     }
 }
 
-/// How many of the feed's triggers exist.
+/// How many of the feed's triggers exist in this test's own schema (another test's, or one a
+/// killed run left, is not this one's).
 async fn triggers(db: &TestDb) -> Option<String> {
     let sql = match db.engine {
         Engine::Postgres => {
-            "SELECT CAST(count(*) AS TEXT) FROM pg_trigger WHERE tgname LIKE 'restaurants_sipform%'"
+            "SELECT CAST(count(*) AS TEXT) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE c.relnamespace = to_regnamespace(current_schema())::oid \
+             AND t.tgname LIKE 'restaurants_sipform%'"
         }
         Engine::Sqlite => "SELECT CAST(count(*) AS TEXT) FROM sqlite_master WHERE type = 'trigger'",
     };

@@ -934,3 +934,53 @@ async fn a_followed_branch_gives_new_restaurants_the_stable_commits_files() {
         json!(stable)
     );
 }
+
+/// The controller reads a finished wave back before it opens the next, as `apply` does: a
+/// field the server dropped halts the rollout naming it, and nobody past the canary is
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controller_reads_the_canary_back_and_halts_on_a_dropped_field() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet(20, &url, "  canary: 2\n  waves: [\"100%\"]\n").await;
+    let d = dir.path();
+    edit_end_call(d, "Raccroche (v2).");
+    emu.set_faults(sipform_emulator::Faults {
+        dropped_fields: vec![sipform_emulator::DropField {
+            method: "PUT".into(),
+            route: "/api/agents/:id/tools/:toolId".into(),
+            field: "description".into(),
+        }],
+        ..Default::default()
+    });
+    let mark = writes(&emu);
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    // The canary's two writes, then the read-back halts the rollout: no one else is written.
+    assert_eq!(
+        writes_since(&emu, &mark).get(TOOL_PUT),
+        Some(&2),
+        "{}",
+        all_output(&out)
+    );
+    let status = rollout_json(d, &url);
+    assert_eq!(status["phase"], "halted", "{status}");
+    let reason = status["halted"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("post-apply verification"), "{reason}");
+    assert!(
+        reason.contains("tool end_call: field `description` is not what was sent"),
+        "{reason}"
+    );
+    // A second run opens no wave: the rollout stays halted (the canary's own tools, which
+    // the server keeps dropping a field of, are all it may write again).
+    let out = run(d, &url, &["controller", "--once"]).await;
+    expect_code(&out, 0);
+    assert_eq!(rollout_json(d, &url)["phase"], "halted");
+    assert!(
+        writes_since(&emu, &mark)
+            .get(TOOL_PUT)
+            .is_some_and(|n| *n <= 4),
+        "{}",
+        all_output(&out)
+    );
+}

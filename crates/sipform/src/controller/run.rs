@@ -154,6 +154,7 @@ async fn run_configured(
             feed_down: None,
             slo: super::slo::Slo::default(),
             rollout_shown: true,
+            rollout_verified: None,
             stable: Default::default(),
         };
         let ended = leader.lead(leadership, &mut inbox).await;
@@ -441,6 +442,8 @@ struct Leader<'a> {
     slo: super::slo::Slo,
     /// The board shows a rollout that was going on at the last poll.
     rollout_shown: bool,
+    /// The rollout's wave last read back and found right (post-apply verification).
+    rollout_verified: Option<(crate::model::revision::ConfigDigest, usize)>,
     /// The stable revision's files of the rollout in progress (new restaurants).
     stable: crate::ops::rollout::StableCache,
 }
@@ -845,8 +848,23 @@ impl Leader<'_> {
         }
         let keeper = crate::ops::rollout::Keeper::new(self.backend.clone(), settings);
         let advanced = if going {
-            crate::ops::rollout::controller::advance(settings, &keeper, &state, client, revision)
-                .await
+            let mut verifier = crate::ops::rollout::controller::Verifier {
+                inventory: self.inventory,
+                backend: self.backend.clone(),
+                kinds: self.kinds.clone(),
+                verified: self.rollout_verified.take(),
+            };
+            let advanced = crate::ops::rollout::controller::advance(
+                settings,
+                &keeper,
+                &state,
+                client,
+                revision,
+                Some(&mut verifier),
+            )
+            .await;
+            self.rollout_verified = verifier.verified;
+            advanced
         } else {
             Ok(Default::default())
         };

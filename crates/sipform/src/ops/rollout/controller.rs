@@ -127,6 +127,46 @@ fn at_stable(
     None
 }
 
+/// What the gate between waves reads a wave back with (post-apply verification, as `apply`
+/// does): the platform's rows of the sample, planned against the server itself, not the
+/// controller's cache. It remembers the wave it last found right, so a wave is read back
+/// once, not at every poll of its pause.
+pub struct Verifier<'a> {
+    pub inventory: &'a dyn crate::inventory::Inventory,
+    pub backend: Arc<dyn crate::state::StateBackend>,
+    pub kinds: crate::resources::Kinds,
+    /// The rollout (its revision's digest) and wave found right.
+    pub verified: Option<(crate::model::revision::ConfigDigest, usize)>,
+}
+
+impl Verifier<'_> {
+    /// A workspace of `ids`' rows at `own`, for a plan of them against the server.
+    async fn workspace(
+        &self,
+        settings: &Settings,
+        ids: &BTreeSet<RestaurantId>,
+        own: &Revision,
+    ) -> Result<Workspace, OpsError> {
+        let read = self.inventory.read_some(ids).await?;
+        Ok(Workspace::for_read(
+            settings.clone(),
+            self.backend.clone(),
+            self.inventory,
+            read,
+            self.kinds.clone(),
+        )?
+        .with_revision(own.clone()))
+    }
+
+    /// The wave of the rollout to `own` already found right, if any.
+    fn verified_wave(&self, own: &Revision) -> Option<usize> {
+        self.verified
+            .as_ref()
+            .filter(|(d, _)| *d == own.digest)
+            .map(|(_, w)| *w)
+    }
+}
+
 /// What [`advance`] did.
 #[derive(Debug, Default)]
 pub struct Advanced {
@@ -155,6 +195,7 @@ pub async fn advance(
     state: &State,
     client: &Client,
     own: &Revision,
+    verifier: Option<&mut Verifier<'_>>,
 ) -> Result<Advanced, OpsError> {
     let Some(policy) = settings.rollout.clone() else {
         return Ok(Advanced::default());
@@ -178,8 +219,18 @@ pub async fn advance(
     if pending > 0 {
         return Ok(Advanced::default());
     }
+    // The wave read back once it is complete, before the next opens (not the last: no wave
+    // is left to hold back).
+    let sample = super::verify_sample(&assignment, &fleet, state, own, cur);
+    let verified = verifier.as_ref().and_then(|v| v.verified_wave(own));
+    let ws = match &verifier {
+        Some(v) if cur < assignment.last() && !sample.is_empty() && verified != Some(cur) => {
+            Some(v.workspace(settings, &sample, own).await?)
+        }
+        _ => None,
+    };
     let mut waves = Waves {
-        ws: None,
+        ws: ws.as_ref(),
         keeper: keeper.clone(),
         dirty: false,
         client,
@@ -190,6 +241,7 @@ pub async fn advance(
         rec,
         events: Events::default(),
         reports: Vec::new(),
+        verified,
     };
     let opened = match waves.gate(state).await? {
         Step::Next => {
@@ -203,6 +255,9 @@ pub async fn advance(
         keeper
             .save_fenced(state, &waves.rec, settings.lock_timeout)
             .await?;
+    }
+    if let (Some(v), Some(w)) = (verifier, waves.verified) {
+        v.verified = Some((own.digest.clone(), w));
     }
     Ok(Advanced {
         opened,

@@ -397,6 +397,7 @@ impl Rollout {
             rec,
             events,
             reports: arrived.report.into_iter().collect(),
+            verified: None,
         };
         let (verdict, state) = run.drive(plan, arrived.state, progress).await?;
         settle(ws, state).await;
@@ -495,6 +496,26 @@ struct Waves<'a> {
     rec: RolloutRecord,
     events: Events,
     reports: Vec<Report>,
+    /// The wave whose post-apply verification ran and found nothing (the controller reads a
+    /// wave back once, not at every poll of its pause).
+    verified: Option<usize>,
+}
+
+/// The restaurants of wave `cur` post-apply verification reads back: a sample, in the
+/// wave's (hashed) order, of those `changed` that state records at `own`.
+pub(crate) fn verify_sample(
+    assignment: &Assignment,
+    changed: &BTreeSet<RestaurantId>,
+    state: &State,
+    own: &Revision,
+    cur: usize,
+) -> BTreeSet<RestaurantId> {
+    assignment.waves[cur]
+        .iter()
+        .filter(|id| changed.contains(*id) && done(state, id, own))
+        .take(VERIFY_SAMPLE)
+        .cloned()
+        .collect()
 }
 
 impl Waves<'_> {
@@ -596,8 +617,12 @@ impl Waves<'_> {
     /// the pause.
     async fn gate(&mut self, state: &State) -> Result<Step, OpsError> {
         let cur = self.rec.current();
-        let mismatched = if cur < self.assignment.last() {
-            self.verify(cur, state).await?
+        let mismatched = if cur < self.assignment.last() && self.verified != Some(cur) {
+            let found = self.verify(cur, state).await?;
+            if found.is_empty() && self.ws.is_some() {
+                self.verified = Some(cur);
+            }
+            found
         } else {
             Vec::new()
         };
@@ -679,12 +704,7 @@ impl Waves<'_> {
     ) -> Result<Vec<(RestaurantId, String)>, OpsError> {
         // A sample in the wave's (hashed) order: what the server does to one write it does to
         // all, and reading back every restaurant of a 10% wave would cost a plan of its own.
-        let targets: BTreeSet<RestaurantId> = self.assignment.waves[cur]
-            .iter()
-            .filter(|id| self.changed.contains(*id) && done(state, id, &self.own))
-            .take(VERIFY_SAMPLE)
-            .cloned()
-            .collect();
+        let targets = verify_sample(&self.assignment, &self.changed, state, &self.own, cur);
         let Some(ws) = self.ws.filter(|_| !targets.is_empty()) else {
             return Ok(Vec::new());
         };
