@@ -88,10 +88,18 @@ impl Board {
                     };
                     // Recorded by another revision than the one in use: out of sync until
                     // this controller reconciles it.
+                    // Recorded at the revision in use: in sync as of its last check (state
+                    // stamps each one), which a start no longer repeats for every restaurant
+                    // (the sweep resumes): shown synced, as of then, not pending for a sweep.
                     if let (Some(old), Some(new)) = (&revision, &current) {
                         if old != new {
                             row.status = Health::OutOfSync;
                             row.reason = Some(behind(old, new));
+                        } else {
+                            row.status = Health::Synced;
+                            row.when = recorded
+                                .and_then(|r| r.revision.as_ref())
+                                .map(|a| a.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
                         }
                     }
                     row.revision = revision;
@@ -308,5 +316,39 @@ mod tests {
         board.record(&id("r"), None, &Verdict::Done { changes: 3 });
         let r = board.snapshot(true).restaurants.remove(0);
         assert_eq!((r.status, r.rolled_back_from), (Health::Synced, None));
+    }
+
+    /// A start no longer re-reads a fresh fleet: a restaurant state records at the revision
+    /// in use shows synced as of its last check, not pending until the sweep reaches it.
+    #[test]
+    fn a_restaurant_recorded_at_the_revision_in_use_starts_synced_as_of_its_check() {
+        let commit = crate::model::revision::GitCommit::parse(&"b".repeat(40)).unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let applied = crate::model::revision::AppliedRevision {
+            commit: Some(commit),
+            dirty: false,
+            digest: crate::model::revision::ConfigDigest::from_sha256([7; 32]),
+            at,
+            rollback_from: None,
+        };
+        let mut state = State::new();
+        state.restaurants.insert(
+            id("r"),
+            crate::state::RestaurantState {
+                revision: Some(applied),
+                ..Default::default()
+            },
+        );
+        let board = Board::default();
+        board.set_revision(Some("bbbbbbb".into()));
+        board.known(&BTreeSet::from([id("r"), id("new")]), &state);
+        let snap = board.snapshot(true);
+        let r = snap.restaurants.iter().find(|r| r.id == id("r")).unwrap();
+        assert_eq!(r.status, Health::Synced);
+        assert_eq!(r.when.as_deref(), Some("2026-12-07T10:00:00Z"));
+        let new = snap.restaurants.iter().find(|r| r.id == id("new")).unwrap();
+        assert_eq!(new.status, Health::Pending, "nothing recorded: pending");
     }
 }
