@@ -423,13 +423,11 @@ fn a_bad_policy_is_refused_naming_the_key() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_field_dropped_by_the_server_fails_verification_naming_it() {
-    let emu = emulator().await;
-    let url = emu.base_url();
-    let dir = fleet(20, &url, "  canary: 2\n  waves: [\"100%\"]\n").await;
-    let d = dir.path();
-    edit_end_call(d, "Raccroche (v2).");
+/// 20 restaurants, canary 2 then everyone, `end_call` edited, and a server that drops the
+/// `description` of every tool PUT (what post-apply verification must catch).
+async fn fleet_dropping_descriptions(emu: &sipform_emulator::EmulatorHandle) -> tempfile::TempDir {
+    let dir = fleet(20, &emu.base_url(), "  canary: 2\n  waves: [\"100%\"]\n").await;
+    edit_end_call(dir.path(), "Raccroche (v2).");
     emu.set_faults(sipform_emulator::Faults {
         dropped_fields: vec![sipform_emulator::DropField {
             method: "PUT".into(),
@@ -438,6 +436,15 @@ async fn a_field_dropped_by_the_server_fails_verification_naming_it() {
         }],
         ..Default::default()
     });
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_field_dropped_by_the_server_fails_verification_naming_it() {
+    let emu = emulator().await;
+    let url = emu.base_url();
+    let dir = fleet_dropping_descriptions(&emu).await;
+    let d = dir.path();
     let mark = writes(&emu);
     let out = run(d, &url, &["apply", "--auto-approve"]).await;
     expect_code(&out, 1);
@@ -942,17 +949,8 @@ async fn a_followed_branch_gives_new_restaurants_the_stable_commits_files() {
 async fn the_controller_reads_the_canary_back_and_halts_on_a_dropped_field() {
     let emu = emulator().await;
     let url = emu.base_url();
-    let dir = fleet(20, &url, "  canary: 2\n  waves: [\"100%\"]\n").await;
+    let dir = fleet_dropping_descriptions(&emu).await;
     let d = dir.path();
-    edit_end_call(d, "Raccroche (v2).");
-    emu.set_faults(sipform_emulator::Faults {
-        dropped_fields: vec![sipform_emulator::DropField {
-            method: "PUT".into(),
-            route: "/api/agents/:id/tools/:toolId".into(),
-            field: "description".into(),
-        }],
-        ..Default::default()
-    });
     let mark = writes(&emu);
     let out = run(d, &url, &["controller", "--once"]).await;
     expect_code(&out, 0);

@@ -284,16 +284,20 @@ mod tests {
         assert_eq!(snap.restaurants[1].status, Health::OutOfSync);
     }
 
-    #[test]
-    fn a_recorded_rollback_and_an_older_revision_show_when_first_seen() {
+    /// State recording restaurant `r` reconciled at commit `c…c` (40 times `commit`) at `at`,
+    /// going back from `rollback_from…` when set.
+    fn recorded_at(
+        commit: char,
+        at: chrono::DateTime<chrono::Utc>,
+        rollback_from: Option<char>,
+    ) -> State {
         let c = |h: char| crate::model::revision::GitCommit::parse(&h.to_string().repeat(40));
-        let (old, new) = (c('a').unwrap(), c('b').unwrap());
         let applied = crate::model::revision::AppliedRevision {
-            commit: Some(old),
+            commit: c(commit).ok(),
             dirty: false,
             digest: crate::model::revision::ConfigDigest::from_sha256([7; 32]),
-            at: chrono::Utc::now(),
-            rollback_from: Some(new),
+            at,
+            rollback_from: rollback_from.and_then(|h| c(h).ok()),
         };
         let mut state = State::new();
         state.restaurants.insert(
@@ -303,6 +307,12 @@ mod tests {
                 ..Default::default()
             },
         );
+        state
+    }
+
+    #[test]
+    fn a_recorded_rollback_and_an_older_revision_show_when_first_seen() {
+        let state = recorded_at('a', chrono::Utc::now(), Some('b'));
         let board = Board::default();
         board.set_revision(Some("bbbbbbb".into()));
         board.known(&BTreeSet::from([id("r")]), &state);
@@ -322,25 +332,10 @@ mod tests {
     /// in use shows synced as of its last check, not pending until the sweep reaches it.
     #[test]
     fn a_restaurant_recorded_at_the_revision_in_use_starts_synced_as_of_its_check() {
-        let commit = crate::model::revision::GitCommit::parse(&"b".repeat(40)).unwrap();
         let at = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let applied = crate::model::revision::AppliedRevision {
-            commit: Some(commit),
-            dirty: false,
-            digest: crate::model::revision::ConfigDigest::from_sha256([7; 32]),
-            at,
-            rollback_from: None,
-        };
-        let mut state = State::new();
-        state.restaurants.insert(
-            id("r"),
-            crate::state::RestaurantState {
-                revision: Some(applied),
-                ..Default::default()
-            },
-        );
+        let state = recorded_at('b', at, None);
         let board = Board::default();
         board.set_revision(Some("bbbbbbb".into()));
         board.known(&BTreeSet::from([id("r"), id("new")]), &state);
