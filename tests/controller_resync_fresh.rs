@@ -146,6 +146,7 @@ async fn a_lock_blip_with_no_other_writer_reads_nothing_again() {
         .text(
             "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
              WHERE application_name = 'sipform-controller-leader' \
+             AND datname = current_database() \
              AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
         )
         .await;

@@ -44,6 +44,7 @@ async fn a_leader_whose_lock_connection_is_cut_stops_writing_within_the_bound() 
         .text(
             "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
              WHERE application_name = 'sipform-controller-leader' \
+             AND datname = current_database() \
              AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
         )
         .await;
@@ -70,4 +71,12 @@ async fn a_leader_whose_lock_connection_is_cut_stops_writing_within_the_bound() 
         a.log_text()
     );
     assert!(writes_through(&proxy_b) > 0, "B finished the storm");
+    // A was alive and held its presence when B took the lock: B waited for it to let go
+    // (or for its lease to run out), not a moment less.
+    let log = b.log_text();
+    assert!(
+        log.contains("a previous leader is still running (it holds its presence)"),
+        "{log}"
+    );
+    assert!(!log.contains("no previous leader is running"), "{log}");
 }

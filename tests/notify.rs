@@ -275,6 +275,7 @@ async fn the_controller_notifies_a_lost_lead_once() {
         .text(
             "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
              WHERE application_name = 'sipform-controller-leader' \
+             AND datname = current_database() \
              AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
         )
         .await;

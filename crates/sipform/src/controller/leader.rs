@@ -9,8 +9,13 @@
 //! Fencing: a [`Lease`] confirms the lock every [`LEASE_CHECK`] on the lock's own connection,
 //! apart from the work. A check that fails, or no confirmation for [`LEASE`], ends leadership
 //! at once: the client's writes are halted (a batch in progress sends nothing more) and state
-//! commits are refused ([`Fenced`]). A new leader sends its first write only [`LEASE`] after
-//! taking the lock, by when any deposed leader has fenced itself: the two never write at once.
+//! commits are refused ([`Fenced`]). The two never write at once: a leader also holds a second
+//! advisory lock, its *presence*, on a connection of its own, which it lets go only once it has
+//! stopped (a clean stop, or a lost lock after its last batch ended); a process that dies loses
+//! both with its sockets. A new leader that finds the presence free writes at once (after a
+//! restart or a `kill -9` nothing is waited for); one that finds it held (the old leader is alive
+//! but lost its lock session) sends its first write when the presence is let go, at most
+//! [`LEASE`] after taking the lock, by when the deposed leader has fenced itself.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +31,7 @@ use crate::remote::Client;
 use crate::state::{
     async_trait, Change, FileState, LockGuard, LockInfo, State, StateBackend, StateError,
 };
+use crate::LOG_TARGET;
 
 /// How often a leader confirms its lock.
 pub(crate) const LEASE_CHECK: Duration = Duration::from_secs(1);
@@ -38,6 +44,12 @@ pub(crate) const LEASE: Duration = Duration::from_secs(3);
 /// The `application_name` of the leader lock's session, so an operator (or a test) finds it in
 /// `pg_stat_activity`.
 pub(crate) const LOCK_APPLICATION_NAME: &str = "sipform-controller-leader";
+
+/// The `application_name` of the session holding the leader's presence.
+pub(crate) const PRESENCE_APPLICATION_NAME: &str = "sipform-controller-presence";
+
+/// How often a new leader looks whether its predecessor has let its presence go.
+const PRESENCE_POLL: Duration = Duration::from_millis(100);
 
 /// Where the leader lock lives.
 #[derive(Clone)]
@@ -54,8 +66,38 @@ pub enum LeaderLock {
 
 /// Held while this process leads; dropping it lets go.
 pub enum Leadership {
-    Postgres(PgConnection),
+    Postgres(PgLeadership),
     File(#[allow(dead_code)] Box<dyn LockGuard>),
+}
+
+/// The two sessions of a PostgreSQL leader: the lock, and the presence (see the module's doc).
+pub struct PgLeadership {
+    lock: PgConnection,
+    presence: PgConnection,
+    presence_key: i64,
+    /// Whether this process holds the presence yet (false while a predecessor still does).
+    presence_held: bool,
+}
+
+/// The presence's key beside the leader lock's `key`.
+fn presence_key(key: i64) -> i64 {
+    advisory_key(&format!("presence|{key}"))
+}
+
+/// Whether `conn`'s session answers.
+async fn ping(conn: &mut PgConnection) -> bool {
+    sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(conn)
+        .await
+        .is_ok()
+}
+
+/// Takes the presence if no other session holds it.
+async fn try_presence(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(key)
+        .fetch_one(conn)
+        .await
 }
 
 /// The advisory lock key for `scope` (the project and table): two projects on one database
@@ -93,12 +135,24 @@ impl LeaderLock {
                     .fetch_one(&mut conn)
                     .await
                     .map_err(db_err)?;
-                if got {
-                    Ok(Some(Leadership::Postgres(conn)))
-                } else {
+                if !got {
                     let _ = conn.close().await;
-                    Ok(None)
+                    return Ok(None);
                 }
+                let presence_options = options.application_name(PRESENCE_APPLICATION_NAME);
+                let mut presence = PgConnection::connect_with(&presence_options)
+                    .await
+                    .map_err(db_err)?;
+                let presence_key = presence_key(*key);
+                let presence_held = try_presence(&mut presence, presence_key)
+                    .await
+                    .map_err(db_err)?;
+                Ok(Some(Leadership::Postgres(PgLeadership {
+                    lock: conn,
+                    presence,
+                    presence_key,
+                    presence_held,
+                })))
             }
             LeaderLock::File(path) => {
                 let who = LockInfo::for_this_process("controller");
@@ -128,20 +182,46 @@ impl LeaderLock {
 impl Leadership {
     /// Whether this process still leads: the lock's session is alive. A lost session lost
     /// the lock, and another controller may lead already.
+    /// The presence's session counts too: a leader that lost it could no longer tell a
+    /// successor to wait.
     pub async fn check(&mut self) -> bool {
         match self {
-            Leadership::Postgres(conn) => sqlx::query_scalar::<_, i32>("SELECT 1")
-                .fetch_one(&mut *conn)
-                .await
-                .is_ok(),
+            Leadership::Postgres(pg) => ping(&mut pg.lock).await && ping(&mut pg.presence).await,
             Leadership::File(_) => true,
         }
     }
 
-    /// Lets go at once (on PostgreSQL, ends the session that holds the lock).
+    /// Whether this process holds the presence: no predecessor is still running. Tries to
+    /// take it when not yet held; `false` also when the session fails (the lease's check
+    /// then finds it lost).
+    async fn take_presence(&mut self) -> bool {
+        match self {
+            Leadership::Postgres(pg) => {
+                if !pg.presence_held {
+                    pg.presence_held = try_presence(&mut pg.presence, pg.presence_key)
+                        .await
+                        .unwrap_or(false);
+                }
+                pg.presence_held
+            }
+            Leadership::File(_) => true,
+        }
+    }
+
+    /// Whether a predecessor may still be running: it held the presence when the lock was
+    /// taken.
+    pub fn predecessor_present(&self) -> bool {
+        match self {
+            Leadership::Postgres(pg) => !pg.presence_held,
+            Leadership::File(_) => false,
+        }
+    }
+
+    /// Lets go at once (on PostgreSQL, ends the sessions that hold the lock and the presence).
     pub async fn release(self) {
-        if let Leadership::Postgres(conn) = self {
-            let _ = conn.close().await;
+        if let Leadership::Postgres(pg) = self {
+            let _ = pg.lock.close().await;
+            let _ = pg.presence.close().await;
         }
     }
 }
@@ -151,8 +231,6 @@ pub(crate) struct Lease {
     state: Arc<LeaseState>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Leadership>,
-    /// No write before this: a deposed leader's lease has run out by then.
-    writes_from: Instant,
 }
 
 /// What the lease's task and the work share.
@@ -161,6 +239,10 @@ struct LeaseState {
     lost: AtomicBool,
     confirmed: Mutex<Instant>,
     notify: Notify,
+    /// No write before this: a predecessor still running has let go, or its lease has run
+    /// out, by then. Moved earlier (and `opened` notified) when the predecessor lets go.
+    writes_from: Mutex<Instant>,
+    opened: Notify,
     /// A commit was refused or failed during this leadership: the copy of state kept in
     /// memory may hold what is not stored, so its serial proves nothing.
     commit_failed: AtomicBool,
@@ -172,30 +254,47 @@ impl LeaseState {
         let confirmed = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
         self.lost.load(Ordering::SeqCst) || confirmed.elapsed() > LEASE
     }
+
+    fn writes_from(&self) -> Instant {
+        *self.writes_from.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes may start now.
+    fn open(&self) {
+        let mut at = self.writes_from.lock().unwrap_or_else(|e| e.into_inner());
+        *at = (*at).min(Instant::now());
+        drop(at);
+        self.opened.notify_waiters();
+    }
 }
 
 impl Lease {
     /// Starts confirming `leadership`; on loss, `client`'s writes are halted.
     pub fn start(leadership: Leadership, client: Client) -> Lease {
         let now = Instant::now();
+        // A predecessor still present may still be writing: wait for it to let go, at most
+        // until its lease has run out. None (a clean stop, a `kill -9`, a file lock): at once.
+        let writes_from = if leadership.predecessor_present() {
+            tracing::info!(target: LOG_TARGET, "controller: a previous leader is still running (it holds its presence): first write when it lets go, at most {} s from now", LEASE.as_secs());
+            now + LEASE
+        } else {
+            tracing::info!(target: LOG_TARGET, "controller: no previous leader is running: writing at once");
+            now
+        };
         let state = Arc::new(LeaseState {
             lost: AtomicBool::new(false),
             confirmed: Mutex::new(now),
             notify: Notify::new(),
+            writes_from: Mutex::new(writes_from),
+            opened: Notify::new(),
             commit_failed: AtomicBool::new(false),
         });
-        // A file lock has no standby to wait for.
-        let writes_from = match leadership {
-            Leadership::Postgres(_) => now + LEASE,
-            Leadership::File(_) => now,
-        };
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(confirm(leadership, client, state.clone(), stopped));
         Lease {
             state,
             stop: Some(stop),
             task,
-            writes_from,
         }
     }
 
@@ -215,9 +314,29 @@ impl Lease {
         }
     }
 
-    /// When this leader may send its first write.
+    /// When this leader may send its first write (moves earlier when a predecessor lets go).
     pub(crate) fn writes_from(&self) -> Instant {
-        self.writes_from
+        self.state.writes_from()
+    }
+
+    /// Resolves once this leader may write.
+    pub(crate) async fn writable(&self) {
+        loop {
+            let opened = self.state.opened.notified();
+            let at = self.state.writes_from();
+            if at <= Instant::now() {
+                return;
+            }
+            tokio::select! {
+                _ = opened => {}
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+            }
+        }
+    }
+
+    /// Resolves when a predecessor lets go before the lease's bound (never otherwise).
+    pub(crate) async fn opened(&self) {
+        self.state.opened.notified().await
     }
 
     /// Whether every state commit of this leadership went through: then the state the last
@@ -246,19 +365,51 @@ impl Lease {
 }
 
 /// The lease's task: confirms every [`LEASE_CHECK`] (each check bounded, so a connection that
-/// hangs counts as lost), until told to stop or the lock is lost.
+/// hangs counts as lost), until told to stop or the lock is lost. Meanwhile, while a
+/// predecessor holds the presence, looks every [`PRESENCE_POLL`] whether it has let go.
 async fn confirm(
     mut leadership: Leadership,
     client: Client,
     state: Arc<LeaseState>,
     mut stopped: oneshot::Receiver<()>,
 ) -> Leadership {
-    let mut tick = tokio::time::interval(LEASE_CHECK);
+    let started = Instant::now();
+    let mut next_check = tokio::time::Instant::now();
+    let mut waiting = leadership.predecessor_present();
+    let mut said = false;
     loop {
+        // Past the bound the predecessor no longer delays anything: looked at with the checks.
+        let bounded = started.elapsed() < LEASE;
+        if waiting && !bounded && !said {
+            said = true;
+            tracing::warn!(target: LOG_TARGET, "controller: the previous leader still holds its presence after {} s; its lease has run out: writing from now", LEASE.as_secs());
+        }
+        let wake = if waiting && bounded {
+            next_check.min(tokio::time::Instant::now() + PRESENCE_POLL)
+        } else {
+            next_check
+        };
         tokio::select! {
             _ = &mut stopped => return leadership,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(wake) => {}
         }
+        if waiting {
+            let bound = LEASE.saturating_sub(LEASE_CHECK);
+            let took = tokio::time::timeout(bound, leadership.take_presence())
+                .await
+                .unwrap_or(false);
+            if took {
+                waiting = false;
+                if !said {
+                    tracing::info!(target: LOG_TARGET, "controller: the previous leader has let go after {:.1?}: writing from now", started.elapsed());
+                }
+                state.open();
+            }
+        }
+        if tokio::time::Instant::now() < next_check {
+            continue;
+        }
+        next_check += LEASE_CHECK;
         let bound = LEASE.saturating_sub(LEASE_CHECK);
         let ok = tokio::time::timeout(bound, leadership.check())
             .await

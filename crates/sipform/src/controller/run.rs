@@ -563,7 +563,6 @@ impl Leader<'_> {
             self.opts.resync_every,
         );
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let writes_from = tokio::time::Instant::from_std(lease.writes_from());
         let every = self.follow.as_ref().map(|f| f.source.settings.interval);
         // Without a source the timer is never read: a day is as good as never.
         let mut fetch =
@@ -585,13 +584,15 @@ impl Leader<'_> {
                 tracing::info!(target: LOG_TARGET, "controller: leading");
             }
             if self.opts.once {
-                tokio::time::sleep_until(writes_from).await;
+                lease.writable().await;
                 self.work(client, lease).await;
                 return Ok(Ended::Stopped);
             }
             // One batch at a time, the feed, the webhook and the leader check looked at between
             // two: a change seen meanwhile goes ahead of the rest of a resync's sweep.
-            // A new leader's first write waits for any deposed leader's lease to run out.
+            // A new leader's first write waits for a predecessor still running to let go.
+            let writes_from = tokio::time::Instant::from_std(lease.writes_from());
+            let gated = writes_from > tokio::time::Instant::now();
             let next_due = self
                 .queue
                 .next_due()
@@ -610,6 +611,7 @@ impl Leader<'_> {
                     Some(m) => self.message(m).await,
                 },
                 _ = lease.lost() => return Ok(Ended::LostLeadership),
+                _ = lease.opened(), if gated => {}
                 _ = fetch.tick(), if every.is_some() => {
                     // Refusals and fetch failures are logged and counted by the reload.
                     let _ = self.reload().await;
