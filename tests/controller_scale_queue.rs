@@ -1,7 +1,7 @@
 //! Issue 24: one restaurant whose agent answers 500 forever holds nobody. It backs off in the
 //! queue (not inside a batch), another restaurant inserted meanwhile is provisioned, and
 //! `/readyz` stays 200 throughout: readiness follows the controller, the feed and the server,
-//! never one tenant.
+//! never one tenant. A retry sends each request once (no quick retry inside its batch).
 
 mod common;
 
@@ -78,6 +78,14 @@ async fn one_failing_tenant_holds_nobody_and_readiness_stays_up() {
     ))
     .await;
     let retries = |ctl: &Ctl| ctl.log_text().matches("will retry").count();
+    // The client's own quick retries ("retrying in …") happen in the first attempt only: a
+    // retry from the queue sends each request once, its backoff is the queue's.
+    let quick_retries = |ctl: &Ctl| ctl.log_text().matches("retrying in").count();
+    eventually("restaurant 0's reconcile to fail once", 60, || async {
+        retries(&ctl) >= 1
+    })
+    .await;
+    let quick_after_first = quick_retries(&ctl);
     eventually("restaurant 0's reconcile to fail twice", 60, || async {
         retries(&ctl) >= 2
     })
@@ -95,6 +103,12 @@ async fn one_failing_tenant_holds_nobody_and_readiness_stays_up() {
     })
     .await;
     poller.abort();
+    assert_eq!(
+        quick_retries(&ctl),
+        quick_after_first,
+        "a queue retry was retried inside its batch\n{}",
+        ctl.log_text()
+    );
 
     let codes = codes.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert!(codes.len() >= 5, "readyz polled: {codes:?}");

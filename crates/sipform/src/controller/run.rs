@@ -910,6 +910,17 @@ impl Leader<'_> {
             return false;
         }
         self.gauges();
+        // A retry (handed out alone) gets one attempt per request: the queue's backoff is its
+        // next try, not the client's while everyone else waits behind this batch.
+        let once;
+        let client = if due.iter().any(|id| self.queue.is_retry(id)) {
+            let mut c = client.clone();
+            c.cap_attempts(1);
+            once = c;
+            &once
+        } else {
+            client
+        };
         let ids: BTreeSet<RestaurantId> = due.iter().cloned().collect();
         let started = Instant::now();
         let ctx = Ctx {
