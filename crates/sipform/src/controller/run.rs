@@ -156,6 +156,7 @@ async fn run_configured(
             rollout_shown: true,
             rollout_verified: None,
             stable: Default::default(),
+            log_read: LogRead::default(),
         };
         let ended = leader.lead(leadership, &mut inbox).await;
         carried = Some(leader.hand_over());
@@ -446,6 +447,17 @@ struct Leader<'a> {
     rollout_verified: Option<(crate::model::revision::ConfigDigest, usize)>,
     /// The stable revision's files of the rollout in progress (new restaurants).
     stable: crate::ops::rollout::StableCache,
+    /// The change log as read by this leadership, and the entries read and not yet
+    /// acknowledged, by restaurant: deleted once it is reconciled (see [`ChangeLog::read`]).
+    log_read: LogRead,
+}
+
+/// A leadership's reading of the change log.
+#[derive(Default)]
+struct LogRead {
+    log: Option<ChangeLog>,
+    cursor: crate::inventory::changes::Cursor,
+    taken: std::collections::HashMap<RestaurantId, Vec<i64>>,
 }
 
 impl Leader<'_> {
@@ -692,10 +704,18 @@ impl Leader<'_> {
     /// Queues the log's entries; the error when it could not be read.
     async fn read_log(&mut self, log: &ChangeLog) -> Option<String> {
         let mut failed = None;
+        if self.log_read.log.is_none() {
+            self.log_read.log = Some(log.clone());
+        }
         loop {
-            match log.take().await {
-                Ok((ids, full)) => {
+            match log.read(&mut self.log_read.cursor).await {
+                Ok((entries, full)) => {
                     let now = Instant::now();
+                    let mut ids = BTreeSet::new();
+                    for (seq, id) in entries {
+                        self.log_read.taken.entry(id.clone()).or_default().push(seq);
+                        ids.insert(id);
+                    }
                     for id in ids {
                         self.push_change(id, now);
                     }
@@ -713,6 +733,24 @@ impl Leader<'_> {
         }
         self.gauges();
         failed
+    }
+
+    /// Deletes the log's entries of the restaurants `done` (read before their reconcile
+    /// started); `kept` get theirs back, for a later reconcile (or the next leader) to finish.
+    async fn acknowledge(&mut self, done: Vec<Vec<i64>>, kept: Vec<(RestaurantId, Vec<i64>)>) {
+        for (id, mut seqs) in kept {
+            let e = self.log_read.taken.entry(id).or_default();
+            seqs.append(e);
+            *e = seqs;
+        }
+        let seqs: Vec<i64> = done.into_iter().flatten().collect();
+        let Some(log) = &self.log_read.log else {
+            return;
+        };
+        if let Err(e) = log.ack(&seqs).await {
+            // Left in the log: the next leader reconciles those restaurants again, no worse.
+            tracing::warn!(target: LOG_TARGET, "controller: clearing {} change-log entries: {e}", seqs.len());
+        }
     }
 
     /// Every restaurant of the inventory and of state, queued (see [`Sweep`] for when). A
@@ -922,6 +960,12 @@ impl Leader<'_> {
             client
         };
         let ids: BTreeSet<RestaurantId> = due.iter().cloned().collect();
+        // The log's entries read so far for these restaurants: this reconcile reads their rows
+        // after them, so it answers them.
+        let read: Vec<(RestaurantId, Vec<i64>)> = due
+            .iter()
+            .filter_map(|id| self.log_read.taken.remove(id).map(|s| (id.clone(), s)))
+            .collect();
         let started = Instant::now();
         let ctx = Ctx {
             settings: &self.config.settings,
@@ -942,7 +986,12 @@ impl Leader<'_> {
             .metrics
             .reconcile_seconds
             .observe(started.elapsed().as_secs_f64());
+        let answered = Self::answered(&batch);
         self.record(&due, batch);
+        let (done, kept): (Vec<_>, Vec<_>) =
+            read.into_iter().partition(|(id, _)| answered.contains(id));
+        self.acknowledge(done.into_iter().map(|(_, s)| s).collect(), kept)
+            .await;
         if self.marks.due(Instant::now()) {
             self.checkpoint().await;
         }
@@ -991,6 +1040,21 @@ impl Leader<'_> {
             serial,
             next_sweep: self.next_sweep,
         }
+    }
+
+    /// The restaurants whose change a batch answered: reconciled, suspended, parked, or held
+    /// for good (a retry, a stop or a change window leaves the change to answer later).
+    fn answered(batch: &reconcile::Batch) -> std::collections::HashSet<RestaurantId> {
+        batch
+            .verdicts
+            .iter()
+            .filter(|(id, v)| match v {
+                Verdict::Done { .. } | Verdict::Suspended | Verdict::Fatal(_) => true,
+                Verdict::Held(_) => batch.said.get(id).and_then(|s| s.hold).is_none(),
+                Verdict::Transient(_) | Verdict::NotStarted => false,
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn record(&mut self, due: &[RestaurantId], batch: reconcile::Batch) {

@@ -9,9 +9,10 @@
 //! poll. The SQL is [`sql`]'s (no trigger names a column); whether it is installed is
 //! [`catalog`]'s.
 //!
-//! Reading the log costs O(changed rows): a primary-key range of the pending entries, which
-//! are deleted once queued (by the exact sequence numbers read, so an entry committed in
-//! between is never lost). Without the log (the platform did not install the trigger) the
+//! Reading the log costs O(changed rows): a primary-key range after the last entry read (and
+//! the few numbers it skipped, which a transaction still open may commit later). An entry is
+//! deleted once its restaurant is reconciled (by its exact sequence number), not when read: a
+//! leader killed in between leaves it to the next leader, which reads the log from the start. Without the log (the platform did not install the trigger) the
 //! controller relies on the webhook and the periodic full resync.
 
 pub mod catalog;
@@ -30,6 +31,65 @@ pub(crate) use sql::CHANNEL;
 
 /// Most entries read per look; the rest come at the next one, at once.
 const MAX_READ: i64 = 5000;
+
+/// How long a sequence number skipped by a read is looked for again: a platform transaction
+/// that took it and commits later (PostgreSQL). Past this the periodic resync covers it.
+const GAP_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Most skipped numbers looked for at once (a rolled-back bulk insert skips many).
+const MAX_GAPS: usize = 2000;
+
+/// One entry of the log: its sequence number and restaurant.
+pub type Entry = (i64, RestaurantId);
+
+/// How far a leader has read the log: the highest sequence number seen, and the numbers below
+/// it not seen yet, with when they were first missed (see [`GAP_WAIT`]). A new leader starts
+/// from zero: it reads what its predecessor read but did not acknowledge.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    high: i64,
+    gaps: std::collections::BTreeMap<i64, std::time::Instant>,
+}
+
+impl Cursor {
+    /// Takes `rows` (after `high`) and `late` (gaps that came), returns the entries in
+    /// sequence order; records the numbers `rows` skipped as gaps when `track`.
+    fn advance(
+        &mut self,
+        rows: Vec<(i64, String)>,
+        late: Vec<(i64, String)>,
+        track: bool,
+        now: std::time::Instant,
+    ) -> Vec<Entry> {
+        for (seq, _) in &late {
+            self.gaps.remove(seq);
+        }
+        for (seq, _) in &rows {
+            if track {
+                let from = self.high.saturating_add(1);
+                // A cursor at zero (a new leader) has no gaps: what is below the first entry
+                // was acknowledged before.
+                if self.high > 0 {
+                    for missing in from..*seq {
+                        if self.gaps.len() >= MAX_GAPS {
+                            break;
+                        }
+                        self.gaps.insert(missing, now);
+                    }
+                }
+            }
+            self.high = self.high.max(*seq);
+        }
+        self.gaps.retain(|_, at| now.duration_since(*at) < GAP_WAIT);
+        let mut entries: Vec<Entry> = late
+            .into_iter()
+            .chain(rows)
+            .map(|(seq, id)| (seq, RestaurantId::new(id)))
+            .collect();
+        entries.sort_by_key(|(seq, _)| *seq);
+        entries
+    }
+}
 
 /// How long `install` waits for the platform's locks before giving up: a deploy must never
 /// queue the platform's reads behind sipform's DDL for long.
@@ -184,54 +244,117 @@ impl ChangeLog {
         }
     }
 
-    /// Takes the pending entries: their restaurant ids (duplicates folded), deleted from the
-    /// log. Bounded to a few thousand per call; call again while it returns `full`.
-    pub async fn take(&self) -> Result<(Vec<RestaurantId>, bool), DbError> {
+    /// Reads the entries after `cursor` (and those it saw missing, see [`Cursor`]), oldest
+    /// first, without deleting them: an entry is deleted by [`ChangeLog::ack`] once its
+    /// restaurant is reconciled, so a leader killed in between leaves it to the next one.
+    /// Bounded to a few thousand per call; call again while it returns `full`.
+    pub async fn read(&self, cursor: &mut Cursor) -> Result<(Vec<Entry>, bool), DbError> {
         let log = self.names().log.quoted();
         let db = self.table.db();
-        let select = format!("SELECT seq, restaurant_id FROM {log} ORDER BY seq LIMIT {MAX_READ}");
-        let rows: Vec<(i64, String)> = with_pool!(db, p => {
-            sqlx::query(&select)
-                .fetch_all(p)
-                .await
-                .map_err(|e| db.err("reading the change log", e))?
-                .iter()
-                .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(|e| db.err("reading the change log", e))?
-        });
-        if rows.is_empty() {
-            return Ok((Vec::new(), false));
-        }
+        let select = format!(
+            "SELECT seq, restaurant_id FROM {log} WHERE seq > {} ORDER BY seq LIMIT {MAX_READ}",
+            cursor.high
+        );
+        let fetch = |sql: String| async move {
+            with_pool!(db, p => {
+                sqlx::query(&sql)
+                    .fetch_all(p)
+                    .await
+                    .map_err(|e| db.err("reading the change log", e))?
+                    .iter()
+                    .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(|e| db.err("reading the change log", e))
+            })
+        };
+        let rows = fetch(select).await?;
         let full = rows.len() as i64 >= MAX_READ;
-        let seqs: Vec<i64> = rows.iter().map(|(s, _)| *s).collect();
-        match db.pool() {
-            Pool::Postgres(p) => {
-                sqlx::query(&format!("DELETE FROM {log} WHERE seq = ANY($1)"))
-                    .bind(&seqs)
-                    .execute(p)
-                    .await
-                    .map_err(|e| db.err("clearing the change log", e))?;
+        // PostgreSQL hands out sequence numbers before commit: a number skipped may still
+        // come. SQLite commits one writer at a time, in order: a number skipped never comes.
+        let late = match db.engine() {
+            Engine::Postgres if !cursor.gaps.is_empty() => {
+                let list: Vec<String> = cursor.gaps.keys().map(i64::to_string).collect();
+                fetch(format!(
+                    "SELECT seq, restaurant_id FROM {log} WHERE seq IN ({}) ORDER BY seq",
+                    list.join(",")
+                ))
+                .await?
             }
-            Pool::Sqlite(p) => {
-                for chunk in seqs.chunks(500) {
-                    let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
-                    sqlx::query(&format!(
-                        "DELETE FROM {log} WHERE seq IN ({})",
-                        list.join(",")
-                    ))
-                    .execute(p)
-                    .await
-                    .map_err(|e| db.err("clearing the change log", e))?;
-                }
-            }
+            _ => Vec::new(),
+        };
+        let track = matches!(db.engine(), Engine::Postgres);
+        let entries = cursor.advance(rows, late, track, std::time::Instant::now());
+        Ok((entries, full))
+    }
+
+    /// Deletes the entries `seqs` (their restaurants are reconciled).
+    pub async fn ack(&self, seqs: &[i64]) -> Result<(), DbError> {
+        if seqs.is_empty() {
+            return Ok(());
         }
-        let mut ids: Vec<RestaurantId> = rows
-            .into_iter()
-            .map(|(_, id)| RestaurantId::new(id))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        Ok((ids, full))
+        let log = self.names().log.quoted();
+        let db = self.table.db();
+        for chunk in seqs.chunks(1000) {
+            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            let sql = format!("DELETE FROM {log} WHERE seq IN ({})", list.join(","));
+            with_pool!(db, p => {
+                sqlx::query(&sql)
+                    .execute(p)
+                    .await
+                    .map_err(|e| db.err("clearing the change log", e))?;
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn rows(seqs: &[i64]) -> Vec<(i64, String)> {
+        seqs.iter().map(|s| (*s, format!("r{s}"))).collect()
+    }
+
+    fn seqs(entries: &[Entry]) -> Vec<i64> {
+        entries.iter().map(|(s, _)| *s).collect()
+    }
+
+    #[test]
+    fn a_number_skipped_is_looked_for_until_it_comes() {
+        let now = Instant::now();
+        let mut c = Cursor::default();
+        // A new leader: nothing below the first entry is missing.
+        assert_eq!(
+            seqs(&c.advance(rows(&[5, 6]), vec![], true, now)),
+            vec![5, 6]
+        );
+        assert!(c.gaps.is_empty());
+        // 7 and 8 taken by transactions not yet committed.
+        assert_eq!(seqs(&c.advance(rows(&[9]), vec![], true, now)), vec![9]);
+        assert_eq!(c.gaps.keys().copied().collect::<Vec<_>>(), vec![7, 8]);
+        assert_eq!(c.high, 9);
+        // 8 commits: read as a late entry, no longer missing; 7 still is.
+        let got = c.advance(rows(&[10]), rows(&[8]), true, now);
+        assert_eq!(seqs(&got), vec![8, 10]);
+        assert_eq!(c.gaps.keys().copied().collect::<Vec<_>>(), vec![7]);
+        // 7 was rolled back: given up after GAP_WAIT.
+        c.advance(vec![], vec![], true, now + GAP_WAIT);
+        assert!(c.gaps.is_empty());
+    }
+
+    #[test]
+    fn gaps_are_bounded_and_not_tracked_on_sqlite() {
+        let now = Instant::now();
+        let mut c = Cursor::default();
+        c.advance(rows(&[1]), vec![], true, now);
+        c.advance(rows(&[1_000_000]), vec![], true, now);
+        assert_eq!(c.gaps.len(), MAX_GAPS);
+        let mut s = Cursor::default();
+        s.advance(rows(&[1]), vec![], false, now);
+        s.advance(rows(&[50]), vec![], false, now);
+        assert!(s.gaps.is_empty());
+        assert_eq!(s.high, 50);
     }
 }
