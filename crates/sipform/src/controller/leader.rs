@@ -334,9 +334,16 @@ impl Lease {
         }
     }
 
-    /// Resolves when a predecessor lets go before the lease's bound (never otherwise).
-    pub(crate) async fn opened(&self) {
-        self.state.opened.notified().await
+    /// Resolves once the first write is allowed before `at` (a predecessor let go early):
+    /// never when it does not.
+    pub(crate) async fn opened_before(&self, at: Instant) {
+        loop {
+            let opened = self.state.opened.notified();
+            if self.state.writes_from() < at {
+                return;
+            }
+            opened.await;
+        }
     }
 
     /// Whether every state commit of this leadership went through: then the state the last

@@ -603,7 +603,8 @@ impl Leader<'_> {
             // One batch at a time, the feed, the webhook and the leader check looked at between
             // two: a change seen meanwhile goes ahead of the rest of a resync's sweep.
             // A new leader's first write waits for a predecessor still running to let go.
-            let writes_from = tokio::time::Instant::from_std(lease.writes_from());
+            let gate = lease.writes_from();
+            let writes_from = tokio::time::Instant::from_std(gate);
             let gated = writes_from > tokio::time::Instant::now();
             let next_due = self
                 .queue
@@ -623,7 +624,7 @@ impl Leader<'_> {
                     Some(m) => self.message(m).await,
                 },
                 _ = lease.lost() => return Ok(Ended::LostLeadership),
-                _ = lease.opened(), if gated => {}
+                _ = lease.opened_before(gate), if gated => {}
                 _ = fetch.tick(), if every.is_some() => {
                     // Refusals and fetch failures are logged and counted by the reload.
                     let _ = self.reload().await;
