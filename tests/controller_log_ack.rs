@@ -5,30 +5,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::controller::*;
 use common::db::Engine;
-use common::hostile::{Answer, Hostile, Reply};
+use common::hostile::Hostile;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_read_by_a_leader_killed_before_reconciling_it_is_reconciled_by_the_next() {
     let emu = emulator().await;
     // Calls naming the agent set here answer 500: A's reconcile of that restaurant fails.
-    let bad: Arc<Mutex<Option<String>>> = Arc::default();
-    let rule_bad = bad.clone();
-    let proxy = Hostile::proxy(&emu.base_url(), move |seen| {
-        let bad = rule_bad.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match bad {
-            Some(id) if seen.route().contains(&id) => Reply::Answer(Answer::json(
-                500,
-                &serde_json::json!({"error": "down for this agent"}),
-            )),
-            _ => Reply::Pass,
-        }
-    })
-    .await;
+    let (proxy, bad) = Hostile::failing_for(&emu.base_url()).await;
     let db = platform(Engine::Postgres).await;
     let dir = project_on(&db);
     install_trigger(dir.path(), &emu.base_url());

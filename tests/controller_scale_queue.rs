@@ -9,26 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use common::controller::*;
 use common::db::Engine;
-use common::hostile::{Answer, Hostile, Reply};
+use common::hostile::Hostile;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failing_tenant_holds_nobody_and_readiness_stays_up() {
     let emu = emulator().await;
     // The agent named here answers 500 to every call, forever.
-    let bad: Arc<Mutex<Option<String>>> = Arc::default();
-    let rule_bad = bad.clone();
-    let proxy = Hostile::proxy(&emu.base_url(), move |seen| {
-        let bad = rule_bad.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match bad {
-            Some(id) if seen.route().contains(&id) => Reply::Answer(Answer::json(
-                500,
-                &serde_json::json!({"error": "this agent is broken"}),
-            )),
-            _ => Reply::Pass,
-        }
-    })
-    .await;
+    let (proxy, bad) = Hostile::failing_for(&emu.base_url()).await;
     let url = proxy.base_url();
     let failed_calls = |id: &str| {
         proxy

@@ -190,6 +190,25 @@ impl Hostile {
         Self::start(Some(upstream.to_string()), Box::new(rule)).await
     }
 
+    /// A proxy that answers 500 to every call naming the id set in the returned slot (none
+    /// at first): one tenant's agent failing forever, the rest passed on.
+    pub async fn failing_for(upstream: &str) -> (Hostile, Arc<Mutex<Option<String>>>) {
+        let bad: Arc<Mutex<Option<String>>> = Arc::default();
+        let rule_bad = bad.clone();
+        let proxy = Self::proxy(upstream, move |seen| {
+            let bad = rule_bad.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            match bad {
+                Some(id) if seen.route().contains(&id) => Reply::Answer(Answer::json(
+                    500,
+                    &serde_json::json!({"error": "this agent is broken"}),
+                )),
+                _ => Reply::Pass,
+            }
+        })
+        .await;
+        (proxy, bad)
+    }
+
     /// A listener with no upstream: records every request and answers `200 []`.
     pub async fn recorder() -> Hostile {
         Self::start(
