@@ -126,6 +126,21 @@ impl Cache {
         Ok(backend.load().await?.map(std::borrow::Cow::Owned))
     }
 
+    /// State for a full resync: the kept copy while the backend's serial says it is current,
+    /// else read, the kept copy dropped first. Never two states of every restaurant at once
+    /// (a resync read a second one beside the copy the batches keep).
+    pub(crate) async fn take_or_load_state(
+        &mut self,
+        backend: &dyn crate::state::StateBackend,
+    ) -> Result<Option<State>, crate::state::StateError> {
+        if let Some(kept) = self.state.take() {
+            if backend.stored_serial().await? == Some((kept.lineage, kept.serial)) {
+                return Ok(Some(kept));
+            }
+        }
+        backend.load().await
+    }
+
     /// The state a full resync just read, kept for the batches after it when the backend
     /// still stores its lineage and serial (and it names its project, as a batch's would): the
     /// first batch after a start reads no state again, and a change of a restaurant it does
@@ -201,6 +216,11 @@ impl Cache {
         account_name: &str,
         state: &State,
     ) -> Result<(), RefreshError> {
+        // The lists held go before the new ones are read, so that every agent is never held
+        // twice (at 100,000 restaurants, a sweep's peak was both copies). Until the read
+        // succeeds the cache is not loaded: the next plan reads the lists again.
+        self.singles = Indexed::default();
+        self.loaded = false;
         let lists =
             refresh::read_account_level(kinds, client, account_name, state, true, true).await?;
         self.singles = Indexed::new(kinds, lists);
