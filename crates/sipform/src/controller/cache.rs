@@ -914,6 +914,77 @@ mod tests {
     }
 
     /// Identical bodies under different parents are held once.
+    /// A backend storing `stored` (lineage, serial) whose loads are counted.
+    struct Stored {
+        stored: (uuid::Uuid, u64),
+        loads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::state::StateBackend for Stored {
+        fn describe(&self) -> String {
+            "test".into()
+        }
+        async fn lock(
+            &self,
+            _: &crate::state::backend::LockInfo,
+            _: std::time::Duration,
+        ) -> Result<Box<dyn crate::state::backend::LockGuard>, crate::state::StateError> {
+            unreachable!("no lock here")
+        }
+        async fn load(&self) -> Result<Option<State>, crate::state::StateError> {
+            self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut s = State::new();
+            (s.lineage, s.serial) = self.stored;
+            Ok(Some(s))
+        }
+        async fn commit(
+            &self,
+            _: &State,
+            _: &[crate::state::Change],
+        ) -> Result<(), crate::state::StateError> {
+            Ok(())
+        }
+        async fn stored_serial(
+            &self,
+        ) -> Result<Option<(uuid::Uuid, u64)>, crate::state::StateError> {
+            Ok(Some(self.stored))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resync_reuses_the_kept_state_while_current_and_never_holds_two() {
+        let mut kept = State::new();
+        kept.serial = 7;
+        kept.restaurants.insert(
+            RestaurantId::new("r1"),
+            crate::state::RestaurantState::default(),
+        );
+        let backend = Stored {
+            stored: (kept.lineage, 7),
+            loads: Default::default(),
+        };
+        let mut cache = Cache {
+            state: Some(kept.clone()),
+            state_reusable: true,
+            ..Cache::default()
+        };
+        let got = cache.take_or_load_state(&backend).await.expect("read");
+        assert_eq!(got, Some(kept.clone()), "the kept copy, not a load");
+        assert_eq!(backend.loads.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(cache.state.is_none(), "handed over, not copied");
+        // Someone committed since: the kept copy goes, the stored state is read.
+        let backend = Stored {
+            stored: (kept.lineage, 8),
+            loads: Default::default(),
+        };
+        cache.state = Some(kept);
+        let got = cache.take_or_load_state(&backend).await.expect("read");
+        assert_eq!(got.map(|s| s.serial), Some(8));
+        assert_eq!(backend.loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(cache.state.is_none());
+    }
+
     #[test]
     fn identical_children_share_one_body() {
         let mut c = Cache::default();

@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(format!("{a:?}"), "\"confirm_order_interned_test\"");
         let other = Interned::new("end_call_interned_test");
         assert!(!Arc::ptr_eq(&a.0, &other.0));
-        assert!(other < a, "ordered as its text");
+        assert!(a < other, "ordered as its text");
         let mut map: crate::state::model::SmallMap<Interned, i32> = Default::default();
         map.insert(a.clone(), 1);
         assert_eq!(
