@@ -145,7 +145,7 @@ mod tests {
         let other = Interned::new("end_call_interned_test");
         assert!(!Arc::ptr_eq(&a.0, &other.0));
         assert!(a < other, "ordered as its text");
-        let mut map: crate::state::model::SmallMap<Interned, i32> = Default::default();
+        let mut map: litemap::LiteMap<Interned, i32> = litemap::LiteMap::new();
         map.insert(a.clone(), 1);
         assert_eq!(
             map.get("confirm_order_interned_test"),
