@@ -331,8 +331,11 @@ async fn applies_and_persists_every_change(kind: Kind) {
     assert_eq!(r1.final_customer_id, Some(FinalCustomerId::new("fc-1")));
     assert_eq!(r1.agent_id, Some(AgentId::new("ag-1")));
     assert_eq!(
-        r1.tools.iter().collect::<Vec<_>>(),
-        vec![(&"end_call".to_string(), &ToolId::new("t-1"))]
+        r1.tools
+            .iter()
+            .map(|(name, id)| (name.as_str(), id))
+            .collect::<Vec<_>>(),
+        vec![("end_call", &ToolId::new("t-1"))]
     );
     assert_eq!(
         r1.api_token.as_ref().map(|t| t.expose().as_str()),

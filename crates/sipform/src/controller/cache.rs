@@ -126,6 +126,21 @@ impl Cache {
         Ok(backend.load().await?.map(std::borrow::Cow::Owned))
     }
 
+    /// State for a full resync: the kept copy while the backend's serial says it is current,
+    /// else read, the kept copy dropped first. Never two states of every restaurant at once
+    /// (a resync read a second one beside the copy the batches keep).
+    pub(crate) async fn take_or_load_state(
+        &mut self,
+        backend: &dyn crate::state::StateBackend,
+    ) -> Result<Option<State>, crate::state::StateError> {
+        if let Some(kept) = self.state.take() {
+            if backend.stored_serial().await? == Some((kept.lineage, kept.serial)) {
+                return Ok(Some(kept));
+            }
+        }
+        backend.load().await
+    }
+
     /// The state a full resync just read, kept for the batches after it when the backend
     /// still stores its lineage and serial (and it names its project, as a batch's would): the
     /// first batch after a start reads no state again, and a change of a restaurant it does
@@ -201,6 +216,11 @@ impl Cache {
         account_name: &str,
         state: &State,
     ) -> Result<(), RefreshError> {
+        // The lists held go before the new ones are read, so that every agent is never held
+        // twice (at 100,000 restaurants, a sweep's peak was both copies). Until the read
+        // succeeds the cache is not loaded: the next plan reads the lists again.
+        self.singles = Indexed::default();
+        self.loaded = false;
         let lists =
             refresh::read_account_level(kinds, client, account_name, state, true, true).await?;
         self.singles = Indexed::new(kinds, lists);
@@ -894,6 +914,77 @@ mod tests {
     }
 
     /// Identical bodies under different parents are held once.
+    /// A backend storing `stored` (lineage, serial) whose loads are counted.
+    struct Stored {
+        stored: (uuid::Uuid, u64),
+        loads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::state::StateBackend for Stored {
+        fn describe(&self) -> String {
+            "test".into()
+        }
+        async fn lock(
+            &self,
+            _: &crate::state::backend::LockInfo,
+            _: std::time::Duration,
+        ) -> Result<Box<dyn crate::state::backend::LockGuard>, crate::state::StateError> {
+            unreachable!("no lock here")
+        }
+        async fn load(&self) -> Result<Option<State>, crate::state::StateError> {
+            self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut s = State::new();
+            (s.lineage, s.serial) = self.stored;
+            Ok(Some(s))
+        }
+        async fn commit(
+            &self,
+            _: &State,
+            _: &[crate::state::Change],
+        ) -> Result<(), crate::state::StateError> {
+            Ok(())
+        }
+        async fn stored_serial(
+            &self,
+        ) -> Result<Option<(uuid::Uuid, u64)>, crate::state::StateError> {
+            Ok(Some(self.stored))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resync_reuses_the_kept_state_while_current_and_never_holds_two() {
+        let mut kept = State::new();
+        kept.serial = 7;
+        kept.restaurants.insert(
+            RestaurantId::new("r1"),
+            crate::state::RestaurantState::default(),
+        );
+        let backend = Stored {
+            stored: (kept.lineage, 7),
+            loads: Default::default(),
+        };
+        let mut cache = Cache {
+            state: Some(kept.clone()),
+            state_reusable: true,
+            ..Cache::default()
+        };
+        let got = cache.take_or_load_state(&backend).await.expect("read");
+        assert_eq!(got, Some(kept.clone()), "the kept copy, not a load");
+        assert_eq!(backend.loads.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(cache.state.is_none(), "handed over, not copied");
+        // Someone committed since: the kept copy goes, the stored state is read.
+        let backend = Stored {
+            stored: (kept.lineage, 8),
+            loads: Default::default(),
+        };
+        cache.state = Some(kept);
+        let got = cache.take_or_load_state(&backend).await.expect("read");
+        assert_eq!(got.map(|s| s.serial), Some(8));
+        assert_eq!(backend.loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(cache.state.is_none());
+    }
+
     #[test]
     fn identical_children_share_one_body() {
         let mut c = Cache::default();

@@ -131,10 +131,16 @@ pub(crate) async fn commit(
         return Ok(0);
     }
     let n = changes.len();
+    let before = (state.lineage, state.serial);
     let writer = ws.writer(state);
     // A failed commit leaves nothing kept: the next batch reads state again.
     writer.record(changes).await?;
-    cache.keep_state(writer.snapshot());
+    // Taken from the writer, not copied: a copy was a second state of every restaurant.
+    let after = writer.into_state();
+    // Stamps move no id: the kept owners follow the serial instead of being built again
+    // (beside the old ones) by the next batch.
+    cache.state_written(place.kinds, before, &after, std::iter::empty());
+    cache.keep_state(after);
     Ok(n)
 }
 

@@ -771,7 +771,7 @@ impl Leader<'_> {
                 return;
             }
         };
-        let state = match self.backend.load().await {
+        let state = match self.cache.take_or_load_state(self.backend.as_ref()).await {
             Ok(state) => Some(state.unwrap_or_default()),
             Err(e) => {
                 tracing::warn!(target: LOG_TARGET, "controller: full resync: reading state: {e}");

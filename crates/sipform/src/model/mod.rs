@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod ids;
+pub mod interned;
 pub mod resource;
 pub mod revision;
 pub mod rollout;

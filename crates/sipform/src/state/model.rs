@@ -9,6 +9,7 @@ use uuid::Uuid;
 pub(crate) use crate::model::revision::AppliedRevision;
 
 use crate::model::ids::{AccountId, AgentId, FinalCustomerId, ObjectId, RestaurantId, ToolId};
+use crate::model::interned::Interned;
 use crate::model::rollout::RolloutRecord;
 use crate::model::secret::Secret;
 
@@ -110,7 +111,7 @@ pub struct RestaurantState {
     pub agent_id: Option<AgentId>,
     /// Tool ids by tool name.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
-    pub tools: SmallMap<String, ToolId>,
+    pub tools: SmallMap<Interned, ToolId>,
     /// The agent's Bearer token; present only when `store_tokens` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_token: Option<Secret<String>>,
@@ -312,8 +313,8 @@ impl State {
             } => {
                 let tools = &mut self.entry(restaurant).tools;
                 match id {
-                    Some(id) => tools.insert(name.clone(), id.clone()),
-                    None => tools.remove(name),
+                    Some(id) => tools.insert(Interned::new(name), id.clone()),
+                    None => tools.remove(name.as_str()),
                 };
             }
             Change::Object {
