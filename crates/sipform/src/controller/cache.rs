@@ -913,7 +913,6 @@ mod tests {
         assert_eq!(ids, ["a7", "a8"]);
     }
 
-    /// Identical bodies under different parents are held once.
     /// A backend storing `stored` (lineage, serial) whose loads are counted.
     struct Stored {
         stored: (uuid::Uuid, u64),
@@ -985,6 +984,7 @@ mod tests {
         assert!(cache.state.is_none());
     }
 
+    /// Identical bodies under different parents are held once.
     #[test]
     fn identical_children_share_one_body() {
         let mut c = Cache::default();
