@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use db_support::{Engine, TestDb};
-use hostile::{Answer, Hostile, Reply};
+use hostile::Hostile;
 use sipform_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Faults};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sipform");
@@ -373,19 +373,7 @@ async fn scenarios() {
         String::from_utf8_lossy(&out.stderr)
     );
     fleet.latency(latency);
-    let bad: Arc<Mutex<Option<String>>> = Arc::default();
-    let rule_bad = bad.clone();
-    let proxy = Hostile::proxy(&fleet.emu.base_url(), move |seen| {
-        let bad = rule_bad.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match bad {
-            Some(id) if seen.route().contains(&id) => Reply::Answer(Answer::json(
-                500,
-                &serde_json::json!({"error": "this agent is broken"}),
-            )),
-            _ => Reply::Pass,
-        }
-    })
-    .await;
+    let (proxy, bad) = Hostile::failing_for(&fleet.emu.base_url()).await;
     let url = proxy.base_url();
     let mut ctl = Ctl::start(&fleet, &url, "a", &[]);
     let took = ctl.wait_leading(600).await;

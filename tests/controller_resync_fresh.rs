@@ -142,14 +142,7 @@ async fn a_lock_blip_with_no_other_writer_reads_nothing_again() {
 
     let mark = emu.request_counts();
     // The session holding the leader's advisory lock, found by its application_name.
-    let cut = db
-        .text(
-            "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
-             WHERE application_name = 'sipform-controller-leader' \
-             AND datname = current_database() \
-             AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
-        )
-        .await;
+    let cut = cut_leader_lock(&db).await;
     assert_eq!(cut.as_deref(), Some("1"), "the leader's lock session");
     eventually("the controller to see its lock lost", 30, || async {
         ctl.log_text().contains("lost the leader lock")

@@ -40,14 +40,7 @@ async fn a_leader_whose_lock_connection_is_cut_stops_writing_within_the_bound() 
     wait_for("A mid-storm", || writes_through(&proxy_a) >= 30).await;
 
     // The session holding the leader's advisory lock, found by its application_name.
-    let cut = db
-        .text(
-            "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
-             WHERE application_name = 'sipform-controller-leader' \
-             AND datname = current_database() \
-             AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
-        )
-        .await;
+    let cut = cut_leader_lock(&db).await;
     assert_eq!(cut.as_deref(), Some("1"), "the leader's lock session");
 
     // The bound: from here on, not one write from A.

@@ -271,14 +271,7 @@ async fn the_controller_notifies_a_lost_lead_once() {
     );
     eventually("the controller to lead", 30, || ctl.is_leader()).await;
     // The session holding the leader's advisory lock is cut, as a failover would.
-    let cut = db
-        .text(
-            "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
-             WHERE application_name = 'sipform-controller-leader' \
-             AND datname = current_database() \
-             AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
-        )
-        .await;
+    let cut = common::controller::cut_leader_lock(&db).await;
     assert_eq!(cut.as_deref(), Some("1"), "the leader's lock session");
     let seen = hook.clone();
     eventually("leadership_lost notified", 30, || {

@@ -33,6 +33,18 @@ pub async fn insert(db: &TestDb, range: std::ops::Range<usize>) {
 }
 
 /// The agent of restaurant `i` on the server.
+/// Cuts the session holding a controller's leader lock in this test's database (found by its
+/// `application_name`), as a failover or a network blip would; how many were cut.
+pub async fn cut_leader_lock(db: &TestDb) -> Option<String> {
+    db.text(
+        "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
+         WHERE application_name = 'sipform-controller-leader' \
+         AND datname = current_database() \
+         AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
+    )
+    .await
+}
+
 pub fn agent_of(emu: &EmulatorHandle, i: usize) -> Option<Value> {
     agents(emu)
         .into_iter()

@@ -736,15 +736,24 @@ impl Leader<'_> {
         failed
     }
 
-    /// Deletes the log's entries of the restaurants `done` (read before their reconcile
-    /// started); `kept` get theirs back, for a later reconcile (or the next leader) to finish.
-    async fn acknowledge(&mut self, done: Vec<Vec<i64>>, kept: Vec<(RestaurantId, Vec<i64>)>) {
-        for (id, mut seqs) in kept {
-            let e = self.log_read.taken.entry(id).or_default();
-            seqs.append(e);
-            *e = seqs;
+    /// Deletes the log's entries `read` of the restaurants a batch `answered` (read before
+    /// their reconcile started); the others get theirs back, for a later reconcile (or the next
+    /// leader) to answer.
+    async fn acknowledge(
+        &mut self,
+        read: Vec<(RestaurantId, Vec<i64>)>,
+        answered: &std::collections::HashSet<RestaurantId>,
+    ) {
+        let mut seqs = Vec::new();
+        for (id, mut s) in read {
+            if answered.contains(&id) {
+                seqs.append(&mut s);
+            } else {
+                let e = self.log_read.taken.entry(id).or_default();
+                s.append(e);
+                *e = s;
+            }
         }
-        let seqs: Vec<i64> = done.into_iter().flatten().collect();
         let Some(log) = &self.log_read.log else {
             return;
         };
@@ -987,12 +996,12 @@ impl Leader<'_> {
             .metrics
             .reconcile_seconds
             .observe(started.elapsed().as_secs_f64());
-        let answered = Self::answered(&batch);
+        // Most batches (a sweep's) answer no log entry: nothing to sort out.
+        let answered = (!read.is_empty()).then(|| Self::answered(&batch));
         self.record(&due, batch);
-        let (done, kept): (Vec<_>, Vec<_>) =
-            read.into_iter().partition(|(id, _)| answered.contains(id));
-        self.acknowledge(done.into_iter().map(|(_, s)| s).collect(), kept)
-            .await;
+        if let Some(answered) = answered {
+            self.acknowledge(read, &answered).await;
+        }
         if self.marks.due(Instant::now()) {
             self.checkpoint().await;
         }
